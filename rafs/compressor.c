@@ -26,10 +26,14 @@ int rafs_compressor_parse(const char *name, enum rafs_compressor *out)
 uint64_t rafs_compressor_flag(enum rafs_compressor c)
 {
     switch (c) {
-    case RAFS_COMP_NONE: return RAFS_FLAG_COMPRESSION_NONE;
-    case RAFS_COMP_LZ4_BLOCK: return RAFS_FLAG_COMPRESSION_LZ4;
-    case RAFS_COMP_GZIP: return RAFS_FLAG_COMPRESSION_GZIP;
-    case RAFS_COMP_ZSTD: return RAFS_FLAG_COMPRESSION_ZSTD;
+    case RAFS_COMP_NONE:
+        return RAFS_FLAG_COMPRESSION_NONE;
+    case RAFS_COMP_LZ4_BLOCK:
+        return RAFS_FLAG_COMPRESSION_LZ4;
+    case RAFS_COMP_GZIP:
+        return RAFS_FLAG_COMPRESSION_GZIP;
+    case RAFS_COMP_ZSTD:
+        return RAFS_FLAG_COMPRESSION_ZSTD;
     }
     return 0;
 }
@@ -37,20 +41,32 @@ uint64_t rafs_compressor_flag(enum rafs_compressor c)
 int rafs_compressor_from_flags(uint64_t flags, enum rafs_compressor *out)
 {
     switch (flags & RAFS_FLAG_COMPRESSION_MASK) {
-    case RAFS_FLAG_COMPRESSION_NONE: *out = RAFS_COMP_NONE; return 0;
-    case RAFS_FLAG_COMPRESSION_LZ4: *out = RAFS_COMP_LZ4_BLOCK; return 0;
-    case RAFS_FLAG_COMPRESSION_GZIP: *out = RAFS_COMP_GZIP; return 0;
-    case RAFS_FLAG_COMPRESSION_ZSTD: *out = RAFS_COMP_ZSTD; return 0;
-    default: return -EBADMSG;
+    case RAFS_FLAG_COMPRESSION_NONE:
+        *out = RAFS_COMP_NONE;
+        return 0;
+    case RAFS_FLAG_COMPRESSION_LZ4:
+        *out = RAFS_COMP_LZ4_BLOCK;
+        return 0;
+    case RAFS_FLAG_COMPRESSION_GZIP:
+        *out = RAFS_COMP_GZIP;
+        return 0;
+    case RAFS_FLAG_COMPRESSION_ZSTD:
+        *out = RAFS_COMP_ZSTD;
+        return 0;
+    default:
+        return -EBADMSG;
     }
 }
 
 size_t rafs_compress_bound(enum rafs_compressor c, size_t len)
 {
     switch (c) {
-    case RAFS_COMP_ZSTD: return ZSTD_compressBound(len);
-    case RAFS_COMP_LZ4_BLOCK: return (size_t)LZ4_compressBound((int)len);
-    default: return len;
+    case RAFS_COMP_ZSTD:
+        return ZSTD_compressBound(len);
+    case RAFS_COMP_LZ4_BLOCK:
+        return (size_t)LZ4_compressBound((int)len);
+    default:
+        return len;
     }
 }
 
@@ -71,13 +87,14 @@ int rafs_compress(enum rafs_compressor c, int level, const void *src, size_t len
     }
     case RAFS_COMP_LZ4_BLOCK: {
         if (len > (size_t)LZ4_MAX_INPUT_SIZE) return -EINVAL;
-        int n = LZ4_compress_default(src, dst, (int)len, (int)(dst_cap > INT32_MAX ? INT32_MAX
-                                                                                   : dst_cap));
+        int n = LZ4_compress_default(src, dst, (int)len,
+                                     (int)(dst_cap > INT32_MAX ? INT32_MAX : dst_cap));
         if (n <= 0) return -ENOSPC;
         *out_len = (size_t)n;
         return 0;
     }
-    default: return -ENOTSUP;
+    default:
+        return -ENOTSUP;
     }
 }
 
@@ -93,8 +110,7 @@ int rafs_decompress(enum rafs_compressor c, const void *src, size_t src_len, voi
         return 0;
     case RAFS_COMP_ZSTD: {
         size_t n = ZSTD_decompress(dst, dst_len, src, src_len);
-        if (ZSTD_isError(n))
-            return cf_err_set(err, -EBADMSG, "zstd: %s", ZSTD_getErrorName(n));
+        if (ZSTD_isError(n)) return cf_err_set(err, -EBADMSG, "zstd: %s", ZSTD_getErrorName(n));
         if (n != dst_len)
             return cf_err_set(err, -EBADMSG, "zstd chunk inflated to %zu bytes, expected %zu", n,
                               dst_len);
@@ -105,12 +121,11 @@ int rafs_decompress(enum rafs_compressor c, const void *src, size_t src_len, voi
             return cf_err_set(err, -EBADMSG, "lz4 chunk too large");
         int n = LZ4_decompress_safe(src, dst, (int)src_len, (int)dst_len);
         if (n < 0 || (size_t)n != dst_len)
-            return cf_err_set(err, -EBADMSG, "lz4_block chunk is corrupt (got %d of %zu bytes)",
-                              n, dst_len);
+            return cf_err_set(err, -EBADMSG, "lz4_block chunk is corrupt (got %d of %zu bytes)", n,
+                              dst_len);
         return 0;
     }
     default:
-        return cf_err_set(err, -ENOTSUP, "%s chunks are not supported",
-                          rafs_compressor_name(c));
+        return cf_err_set(err, -ENOTSUP, "%s chunks are not supported", rafs_compressor_name(c));
     }
 }

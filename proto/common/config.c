@@ -114,8 +114,7 @@ int cf_config_load_string(cf_config *c, const char *text, const char *origin, cf
         if (*s == '[') {
             char *e = strchr(s, ']');
             if (!e || e[1] != '\0' || e - s - 1 >= (long)sizeof(section) || e == s + 1) {
-                rc = cf_err_set(err, -EINVAL, "%s:%d: bad section header '%s'", origin, lineno,
-                                s);
+                rc = cf_err_set(err, -EINVAL, "%s:%d: bad section header '%s'", origin, lineno, s);
                 break;
             }
             *e = '\0';
@@ -124,8 +123,8 @@ int cf_config_load_string(cf_config *c, const char *text, const char *origin, cf
         }
         char *eq = strchr(s, '=');
         if (!eq) {
-            rc = cf_err_set(err, -EINVAL, "%s:%d: expected 'key = value', got '%s'", origin,
-                            lineno, s);
+            rc = cf_err_set(err, -EINVAL, "%s:%d: expected 'key = value', got '%s'", origin, lineno,
+                            s);
             break;
         }
         *eq = '\0';
@@ -190,8 +189,7 @@ static int get_num(const cf_config *c, const char *key, uint64_t def, uint64_t *
     return 0;
 }
 
-int cf_config_get_u64(const cf_config *c, const char *key, uint64_t def, uint64_t *out,
-                      cf_err *err)
+int cf_config_get_u64(const cf_config *c, const char *key, uint64_t def, uint64_t *out, cf_err *err)
 {
     return get_num(c, key, def, out, err, cf_parse_u64, "number");
 }

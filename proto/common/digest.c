@@ -72,8 +72,11 @@ const char *cf_digest_algo_name(enum cf_digest_algo algo)
 
 int cf_digest_algo_parse(const char *name, enum cf_digest_algo *out)
 {
-    if (strcmp(name, "blake3") == 0) *out = CF_DIGEST_BLAKE3;
-    else if (strcmp(name, "sha256") == 0) *out = CF_DIGEST_SHA256;
-    else return -EINVAL;
+    if (strcmp(name, "blake3") == 0)
+        *out = CF_DIGEST_BLAKE3;
+    else if (strcmp(name, "sha256") == 0)
+        *out = CF_DIGEST_SHA256;
+    else
+        return -EINVAL;
     return 0;
 }

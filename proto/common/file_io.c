@@ -123,8 +123,7 @@ int cf_fsync_parent(const char *path)
     return rc;
 }
 
-int cf_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                         cf_err *err)
+int cf_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, cf_err *err)
 {
     size_t n = strlen(path) + 32;
     char *tmp = malloc(n);

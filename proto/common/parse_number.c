@@ -40,13 +40,30 @@ int cf_parse_size(const char *s, uint64_t *out)
     if (rc) return rc;
     unsigned shift = 0;
     switch (toupper((unsigned char)*end)) {
-    case '\0': break;
-    case 'B': shift = 0; end++; break;
-    case 'K': shift = 10; end++; break;
-    case 'M': shift = 20; end++; break;
-    case 'G': shift = 30; end++; break;
-    case 'T': shift = 40; end++; break;
-    default: return -EINVAL;
+    case '\0':
+        break;
+    case 'B':
+        shift = 0;
+        end++;
+        break;
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        return -EINVAL;
     }
     if (shift) {
         if (*end == 'i' || *end == 'I') end++;
@@ -65,11 +82,16 @@ int cf_parse_duration_ms(const char *s, uint64_t *out)
     int rc = parse_prefix(s, &v, &end);
     if (rc) return rc;
     uint64_t mul;
-    if (*end == '\0' || strcasecmp(end, "s") == 0) mul = 1000;
-    else if (strcasecmp(end, "ms") == 0) mul = 1;
-    else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "min") == 0) mul = 60000;
-    else if (strcasecmp(end, "h") == 0) mul = 3600000;
-    else return -EINVAL;
+    if (*end == '\0' || strcasecmp(end, "s") == 0)
+        mul = 1000;
+    else if (strcasecmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "min") == 0)
+        mul = 60000;
+    else if (strcasecmp(end, "h") == 0)
+        mul = 3600000;
+    else
+        return -EINVAL;
     if (v > UINT64_MAX / mul) return -ERANGE;
     *out = v * mul;
     return 0;

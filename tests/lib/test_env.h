@@ -18,12 +18,12 @@ static inline int cf_test_fixture(const char *rel, char *buf, size_t len)
 }
 
 /* Exit with 77 (ctest SKIP) and a visible reason when a fixture is absent. */
-#define CF_REQUIRE_FIXTURE(rel, buf)                                                        \
-    do {                                                                                    \
-        if (!cf_test_fixture((rel), (buf), sizeof(buf))) {                                  \
-            fprintf(stderr, "SKIP: Nydus fixture %s not found (set CHUNKFLY_FIXTURES)\n", (buf)); \
-            exit(77);                                                                       \
-        }                                                                                   \
+#define CF_REQUIRE_FIXTURE(rel, buf)                                                               \
+    do {                                                                                           \
+        if (!cf_test_fixture((rel), (buf), sizeof(buf))) {                                         \
+            fprintf(stderr, "SKIP: Nydus fixture %s not found (set CHUNKFLY_FIXTURES)\n", (buf));  \
+            exit(77);                                                                              \
+        }                                                                                          \
     } while (0)
 
 #endif

@@ -143,8 +143,8 @@ static void test_blake3_vectors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_size),   cmocka_unit_test(test_config),
-        cmocka_unit_test(test_hex_buf),      cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_parse_size),     cmocka_unit_test(test_config),
+        cmocka_unit_test(test_hex_buf),        cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_blake3_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

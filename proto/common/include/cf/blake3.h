@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CF_BLAKE3_OUT_LEN 32
+#define CF_BLAKE3_OUT_LEN   32
 #define CF_BLAKE3_BLOCK_LEN 64
 #define CF_BLAKE3_CHUNK_LEN 1024
 #define CF_BLAKE3_MAX_DEPTH 54

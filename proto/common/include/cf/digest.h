@@ -32,7 +32,7 @@ void cf_digest_abort(cf_digest_ctx *ctx);
 int cf_digest(enum cf_digest_algo algo, const void *data, size_t len, uint8_t out[CF_DIGEST_LEN]);
 int cf_sha256(const void *data, size_t len, uint8_t out[CF_DIGEST_LEN]);
 
-const char *cf_digest_algo_name(enum cf_digest_algo algo); /* "blake3" / "sha256" */
+const char *cf_digest_algo_name(enum cf_digest_algo algo);            /* "blake3" / "sha256" */
 int cf_digest_algo_parse(const char *name, enum cf_digest_algo *out); /* 0 or -EINVAL */
 
 #endif

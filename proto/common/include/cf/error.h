@@ -14,15 +14,14 @@
 #define CF_ERR_MSG_MAX 512
 
 typedef struct cf_err {
-    int code;                  /* negative errno, 0 = no error */
-    char msg[CF_ERR_MSG_MAX];  /* NUL-terminated, empty when code == 0 */
+    int code;                 /* negative errno, 0 = no error */
+    char msg[CF_ERR_MSG_MAX]; /* NUL-terminated, empty when code == 0 */
 } cf_err;
 
 /* Record an error and return `code` (which should be negative), so callers can write
  * `return cf_err_set(err, -EBADMSG, "inode %u: size %llu past EOF", ...);`.
  * `err` may be NULL: then only the code is returned. */
-int cf_err_set(cf_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int cf_err_set(cf_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int cf_err_vset(cf_err *err, int code, const char *fmt, va_list ap);
 
 /* Prefix an already-set message with context ("reading blob X: <old message>"). Returns

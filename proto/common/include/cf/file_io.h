@@ -21,8 +21,7 @@ int cf_read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_le
 
 /* Atomically replaces `path` with `data`: no reader ever sees a partial file, and after a
  * crash either the old or the new content is there. */
-int cf_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                         cf_err *err);
+int cf_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, cf_err *err);
 
 /* fsync the directory holding `path` (after a rename or create). */
 int cf_fsync_parent(const char *path);

@@ -3,7 +3,14 @@
 #ifndef CF_LOG_H
 #define CF_LOG_H
 
-enum cf_log_level { CF_LOG_TRACE, CF_LOG_DEBUG, CF_LOG_INFO, CF_LOG_WARN, CF_LOG_ERROR, CF_LOG_OFF };
+enum cf_log_level {
+    CF_LOG_TRACE,
+    CF_LOG_DEBUG,
+    CF_LOG_INFO,
+    CF_LOG_WARN,
+    CF_LOG_ERROR,
+    CF_LOG_OFF
+};
 
 void cf_log_set_level(enum cf_log_level level);
 enum cf_log_level cf_log_get_level(void);
