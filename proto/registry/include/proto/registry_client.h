@@ -1,0 +1,186 @@
+/* OCI distribution (Docker registry v2) client: blobs and manifests over libcurl.
+ *
+ * Used by the peer daemon for back-to-source fetches, by image conversion and the FUSE reader.
+ *
+ * Model: one `proto_registry` per registry host ("127.0.0.1:5000", "registry-1.docker.io").
+ * It holds the options, the credentials, the learned auth scheme and a token cache, plus a small
+ * pool of idle curl handles so keep-alive connections are reused across calls.
+ *
+ * Threads: a `proto_registry` is SHARED and thread-safe: any number of threads (e.g. libuv's
+ * thread pool) may call the fetch functions on one object at the same time; the token cache
+ * and the handle pool are guarded by an internal mutex, and each call uses its own curl handle.
+ * Every call BLOCKS (network I/O): never call it on an event-loop thread, use uv_queue_work.
+ * proto_registry_free() must not race with calls on the same object.
+ * The first proto_registry_new() initialises libcurl (curl_global_init, once, thread-safe via
+ * pthread_once); proto_registry_global_cleanup() is optional at process exit.
+ *
+ * Errors: functions return 0 or a negative errno and fill `err` (may be NULL) with a message
+ * naming the registry and what went wrong, e.g.
+ *   "registry 127.0.0.1:5002: authentication failed for user alice (HTTP 401)".
+ *   -EINVAL    bad argument (malformed digest, repository name, reference)
+ *   -EACCES    authentication failed / access denied (HTTP 401/403; also token server refusal)
+ *   -ENOENT    blob or manifest unknown (HTTP 404)
+ *   -ERANGE    range not satisfiable (HTTP 416, incl. docker-registry's lying Content-Length)
+ *   -EBADMSG   malformed answer (bad Content-Range, bad token JSON) or digest mismatch (verify)
+ *   -EHOSTUNREACH / -ECONNREFUSED / -ETIMEDOUT   origin unreachable or stalled (after retries)
+ *   -EAGAIN    still HTTP 429/5xx after retries
+ *   -EPROTO    other unexpected HTTP status or too many redirects
+ *   -ENOMEM    allocation failure
+ *   any negative value returned by the caller's write callback is passed through.
+ *
+ * Auth: anonymous, basic (user:pass), and the bearer token flow (401 WWW-Authenticate: Bearer
+ * realm,service,scope -> GET realm?service&scope with basic credentials if any -> "token" or
+ * "access_token"; cached per scope until expires_in, default 60 s). Credentials come from the
+ * options or from a docker config.json (see docker_config.h).
+ *
+ * Redirects are followed by this library (not curl), at most 5; the Authorization header is only
+ * sent to the registry's own scheme://host:port, never to a redirect target on another origin
+ * (blob storage gets a bare request, as the pre-signed URL carries its own authorisation).
+ *
+ * Retries: connect errors, timeouts, dropped connections, HTTP 5xx and 429 are retried with
+ * exponential backoff (retry_base_ms doubling, capped) while the retry budget lasts; a retry of
+ * a partly delivered body resumes with a Range request, so callers never see bytes twice.
+ * 4xx answers (auth, not found, range) are never retried.
+ *
+ * Ranges: `Range: bytes=A-B` (B inclusive). A registry that ignores Range and answers 200 with
+ * the whole blob (a cold pull-through cache) is tolerated: bytes before A are skipped and the
+ * transfer stops after B, so the caller receives exactly the range.
+ */
+#ifndef PROTO_REGISTRY_CLIENT_H
+#define PROTO_REGISTRY_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cf/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Scheme choice. AUTO: plain http for loopback hosts ("localhost", 127.0.0.0/8, "[::1]"),
+ * https for everything else (what docker/containerd do for "insecure" loopback registries).
+ * Tests pass HTTP explicitly. */
+enum proto_registry_scheme {
+    PROTO_REGISTRY_SCHEME_AUTO = 0,
+    PROTO_REGISTRY_SCHEME_HTTPS = 1,
+    PROTO_REGISTRY_SCHEME_HTTP = 2,
+};
+
+/* Options. Zero-initialise (`proto_registry_opts o = {0};`): every 0 means "default".
+ * Strings are copied by proto_registry_new(); the caller keeps ownership. */
+typedef struct proto_registry_opts {
+    enum proto_registry_scheme scheme;
+    /* Basic credentials. When both NULL, credentials are looked up in the docker config. */
+    const char *username;
+    const char *password;
+    /* docker config.json: NULL = $DOCKER_CONFIG/config.json, else ~/.docker/config.json (a
+     * missing file is not an error); an explicit path must exist; "" = don't read one. */
+    const char *docker_config;
+    long connect_timeout_ms; /* default 5000 */
+    /* Abort a transfer that moves fewer than low_speed_bytes per second for stall_timeout_ms
+     * (default 10000 ms, 1 byte/s): catches hung servers without limiting big blob downloads. */
+    long stall_timeout_ms;
+    long low_speed_bytes;
+    long total_timeout_ms; /* whole-request cap; default 0 = none for blobs, 30 s otherwise */
+    int max_retries;       /* default 4; -1 = no retries */
+    long retry_base_ms;    /* first backoff, default 200 ms, doubling, capped at 2 s */
+    /* No retry starts unless it can complete its connect phase within this budget from the
+     * first attempt; default 10000 ms, so an unreachable origin fails within ~10 s. */
+    long retry_budget_ms;
+    int insecure_tls;          /* 1 = don't verify TLS certificates (test setups only) */
+    const char *ca_file;       /* extra CA bundle for https, NULL = system default */
+    const char *user_agent;    /* default "chunkfly/<version>" */
+} proto_registry_opts;
+
+typedef struct proto_registry proto_registry;
+
+/* Creates a client for `host` ("host", "host:port", "[v6]:port"; no scheme, no path). Reads the
+ * docker config (see opts.docker_config) for credentials of `host` unless username/password are
+ * given. Returns 0 and *out (free with proto_registry_free), or -EINVAL (bad host, bad config
+ * file), -ENOENT (explicit config missing), -ENOMEM. */
+int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_registry **out,
+                       cf_err *err);
+void proto_registry_free(proto_registry *r);
+
+/* The "host:port" this client talks to (owned by r). */
+const char *proto_registry_host(const proto_registry *r);
+
+/* Optional at process exit, after every client is freed (calls curl_global_cleanup). */
+void proto_registry_global_cleanup(void);
+
+/* Receives body bytes in order. Return 0 to continue or a negative errno to abort the transfer
+ * (that value is returned by the fetch function). Called on the calling thread. */
+typedef int (*proto_registry_write_fn)(void *ctx, const void *data, size_t len);
+
+/* Fetch flags. */
+#define PROTO_REGISTRY_VERIFY 0x1u /* whole-blob GET only: sha256 of the body must equal digest */
+
+/* HEAD /v2/<repo>/blobs/<digest>: the blob size. -ENOENT if unknown. */
+int proto_registry_blob_size(proto_registry *r, const char *repo, const char *digest,
+                             uint64_t *size, cf_err *err);
+
+/* GET /v2/<repo>/blobs/<digest>, streamed into `fn`, never buffered whole in memory.
+ * offset == 0 && length == 0: whole blob (no Range header).
+ * length == 0 otherwise: from offset to the end. Else bytes [offset, offset+length).
+ * A range that extends past the blob end delivers the bytes that exist (*delivered tells how
+ * many; may be NULL); a range starting at or past the end fails with -ERANGE.
+ * flags: PROTO_REGISTRY_VERIFY (only with offset == 0 && length == 0, else -EINVAL).
+ * digest: "sha256:<64 lowercase hex>" (other algorithms: -EINVAL). */
+int proto_registry_blob_get(proto_registry *r, const char *repo, const char *digest,
+                            uint64_t offset, uint64_t length, unsigned flags,
+                            proto_registry_write_fn fn, void *ctx, uint64_t *delivered,
+                            cf_err *err);
+
+/* Same, writing the bytes to `fd` at `fd_offset` onward with pwrite (the fd's file position is
+ * untouched, so several threads may fill different parts of one file). */
+int proto_registry_blob_get_fd(proto_registry *r, const char *repo, const char *digest,
+                               uint64_t offset, uint64_t length, unsigned flags, int fd,
+                               uint64_t fd_offset, uint64_t *delivered, cf_err *err);
+
+/* A fetched manifest. Free with proto_manifest_free (safe on a zeroed struct). */
+typedef struct proto_manifest {
+    uint8_t *body;   /* malloc'd, NUL-terminated (not counted in len) */
+    size_t len;
+    char media_type[128]; /* from Content-Type, else the body's "mediaType", else "" */
+    char digest[72];      /* "sha256:<hex>" computed over the body */
+} proto_manifest;
+
+#define PROTO_MANIFEST_MAX (4u << 20) /* larger manifests are refused (-EFBIG) */
+
+/* GET /v2/<repo>/manifests/<reference> with Accept for OCI manifest + index and Docker v2
+ * manifest + manifest list. reference: a tag or "sha256:<hex>"; when it is a digest the body's
+ * sha256 must match (-EBADMSG otherwise). */
+int proto_registry_manifest_get(proto_registry *r, const char *repo, const char *reference,
+                                proto_manifest *out, cf_err *err);
+void proto_manifest_free(proto_manifest *m);
+
+/* Validation helpers (also used by the tools). Return 0 or -EINVAL. */
+int proto_registry_check_digest(const char *digest);     /* sha256:<64 lowercase hex> */
+int proto_registry_check_repo(const char *repo);         /* OCI repository name grammar */
+int proto_registry_check_tag(const char *tag);           /* [A-Za-z0-9_][A-Za-z0-9._-]{0,127} */
+
+/* ---- image references (image_ref.c) ----
+ * "[host[:port]/]path[:tag][@sha256:<hex>]". Default-registry rules (as docker):
+ *  - the first '/'-component is a host when it contains '.' or ':' or is "localhost";
+ *    otherwise the host is "docker.io" and a single-component path gets "library/" in front;
+ *  - proto_image_ref.registry is the API host: "docker.io" maps to "registry-1.docker.io";
+ *  - no tag and no digest means tag "latest"; with a digest the tag is kept but not used.
+ * The repository must be lowercase (the OCI grammar). */
+typedef struct proto_image_ref {
+    char registry[256]; /* API host[:port], e.g. "127.0.0.1:5000", "registry-1.docker.io" */
+    char repo[256];     /* e.g. "library/busybox" */
+    char tag[129];      /* "" when only a digest was given */
+    char digest[72];    /* "" when none */
+} proto_image_ref;
+
+/* Returns 0 or -EINVAL with a message naming the problem. */
+int proto_image_ref_parse(const char *ref, proto_image_ref *out, cf_err *err);
+/* The reference to use for a manifest GET: digest if set, else tag. */
+const char *proto_image_ref_reference(const proto_image_ref *ref);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
