@@ -1,0 +1,92 @@
+/* Private to proto/registry: the client object and the single-exchange HTTP engine. */
+#ifndef PROTO_REGISTRY_INTERNAL_H
+#define PROTO_REGISTRY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "cf/buf.h"
+#include "cf/digest.h"
+#include "proto/registry_auth.h"
+#include "proto/registry_client.h"
+
+#define REG_POOL_MAX 8     /* idle curl handles kept for keep-alive reuse */
+#define REG_TOKENS_MAX 64  /* cached bearer tokens (one per scope) */
+#define REG_REDIRECTS_MAX 5
+#define REG_ORIGIN_MAX 320
+
+struct reg_token {
+    struct reg_token *next;
+    char *scope;
+    char *token;
+    double expires_at; /* monotonic seconds */
+};
+
+struct proto_registry {
+    char host[256];
+    char origin[REG_ORIGIN_MAX]; /* "http://127.0.0.1:5000" as reg_url_origin() writes it */
+    char base[REG_ORIGIN_MAX];   /* "http://127.0.0.1:5000" as given, for building URLs */
+    char *username, *password;   /* NULL when anonymous */
+    long connect_timeout_ms, stall_timeout_ms, low_speed_bytes, total_timeout_ms;
+    int max_retries;
+    long retry_base_ms, retry_budget_ms;
+    int insecure_tls;
+    char *ca_file, *user_agent;
+
+    pthread_mutex_t lock; /* guards everything below */
+    enum proto_auth_scheme auth; /* learned from the first 401 */
+    char realm[1024], service[256];
+    struct reg_token *tokens;
+    CURL *idle[REG_POOL_MAX];
+    int n_idle;
+};
+
+struct reg_req {
+    const char *method;      /* "GET" or "HEAD" */
+    const char *url;         /* first URL; redirects are followed from it */
+    const char *auth_origin; /* credentials go only to URLs of this origin (NULL: nowhere) */
+    const char *basic_user, *basic_pass;
+    const char *bearer;
+    const char *accept; /* Accept header value or NULL */
+    long total_timeout_ms;
+    /* GET body window in blob coordinates: [start, start+len), len 0 = to the end. */
+    uint64_t start, len;
+    /* Body sink: a bounded buffer (restarted on retry) or a stream callback (resumed). */
+    cf_buf *buf;
+    size_t buf_max;
+    proto_registry_write_fn fn;
+    void *ctx;
+    cf_digest_ctx *hash; /* updated with every delivered byte, may be NULL */
+};
+
+struct reg_resp {
+    long status;
+    char content_type[128];
+    char docker_digest[80];
+    char content_range[80];
+    char www_auth[4096];
+    int64_t content_length; /* -1 unknown */
+    uint64_t delivered;     /* body bytes handed to the sink, over all attempts */
+    char err_body[2048];    /* start of a non-2xx body, NUL-terminated */
+    size_t err_len;
+};
+
+double reg_now(void);
+/* "scheme://host:port" (lowercase, default port filled in) of url into out. 0 or -EINVAL. */
+int reg_url_origin(const char *url, char *out, size_t cap);
+/* Copy of url without query/fragment (they may hold pre-signed secrets), for messages. */
+void reg_url_for_msg(const char *url, char *out, size_t cap);
+
+CURL *reg_handle_get(proto_registry *r);
+void reg_handle_put(proto_registry *r, CURL *h);
+
+/* One logical HTTP exchange: follows redirects (credentials only to q->auth_origin), retries
+ * transport errors, 5xx and 429 with backoff, resumes streamed bodies. Returns 0 when a final
+ * answer arrived (s->status set: 2xx with the body delivered, or any 4xx/other status; the
+ * caller interprets it), or a negative errno with err set (transport failure after retries,
+ * sink error, protocol violation). */
+int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err *err);
+
+#endif
