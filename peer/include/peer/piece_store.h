@@ -1,0 +1,238 @@
+/* peer_store: the peer's content-addressed, crash-safe piece cache.
+ *
+ * One sparse data file per blob (<dir>/data/<2 hex>/<64 hex>, ftruncate'd to the blob length,
+ * pieces written at their offsets) plus an LMDB index (<dir>/index/) that records, per blob:
+ * length, piece size, the bitmap of durable pieces, verified flag, pin count, last access,
+ * origin reference, and optionally the per-piece digest list. Design, on-disk format, crash
+ * reasoning and the piece-size justification: docs/peer-cache.md.
+ *
+ * Blobs are keyed by their OCI digest, which for every blob we cache is SHA-256: callers pass
+ * the 32 raw bytes (decode "sha256:<hex>" with cf_hex_decode first).
+ *
+ * PIECE STATES. A piece is "written" once peer_store_write_piece() returned 0: its bytes are
+ * complete in the data file (page cache) and it may be read, leased and announced. It becomes
+ * "durable" at the next flush: fdatasync of the data file, then one LMDB commit setting its
+ * bit. Only durable pieces are recorded in the index, so after a crash (kill -9, power loss)
+ * the index never claims a piece whose bytes were not fully on disk; written-but-not-durable
+ * pieces are simply fetched again. Flushes are batched: see peer_store_opts.flush_*.
+ *
+ * THREADS. A peer_store is one object shared by all threads. Every function is thread-safe.
+ * Functions marked [blocking] may do disk I/O, fdatasync or an LMDB commit: call them from the
+ * libuv thread pool (uv_queue_work), never on the loop thread. Functions marked [memory] only
+ * touch in-memory state under a short internal mutex (never held across disk I/O) and are fine
+ * on the loop thread. Internally, one "index" mutex serialises every change to the LMDB index
+ * (LMDB has a single writer anyway) and a "state" mutex guards memory; piece bytes are read,
+ * written and hashed outside both, so many pool threads can move data at once.
+ *
+ * ERRORS. Functions return 0 or a negative errno; those taking `cf_err *err` (may be NULL)
+ * also fill a message naming the blob and what was wrong. Common codes: -EINVAL (bad
+ * argument), -ENOENT (blob not in the cache), -ENODATA (piece not present), -EBADMSG (content
+ * does not match its digest), -EBUSY (blob pinned/in use, or cache dir locked by another
+ * process), -ENOSPC (index map or disk full), -EIO and other errnos from the kernel.
+ *
+ * OWNERSHIP. Strings and arrays passed in are copied; nothing passed in is kept. Arrays the
+ * store returns (peer_store_list, peer_store_get_piece_digests) are malloc'd and freed by the
+ * caller with free(). */
+#ifndef PEER_PIECE_STORE_H
+#define PEER_PIECE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cf/digest.h"
+#include "cf/error.h"
+#include "peer/piece_size.h"
+
+#define PEER_DIGEST_LEN 32
+/* Longest origin reference kept (including the NUL); longer ones are refused (-ENAMETOOLONG). */
+#define PEER_ORIGIN_MAX 2048
+/* Most pieces a blob may have (64 GiB at 16 KiB pieces, 16 TiB at 4 MiB). */
+#define PEER_MAX_PIECES (1u << 22)
+
+typedef struct peer_store peer_store;
+
+typedef struct peer_store_opts {
+    const char *dir;     /* cache directory; created if missing (required) */
+    uint64_t quota_high; /* evict when cached bytes exceed this; 0 = no quota */
+    uint64_t quota_low;  /* ... down to this (<= quota_high; 0 with a quota = 90% of high) */
+    uint64_t map_size;   /* LMDB map size (sparse); 0 = 1 GiB */
+    /* Automatic flush thresholds, checked after each written piece: flush when this many
+     * pieces (0 = 64) or bytes (0 = 64 MiB) are pending, or the oldest pending piece is older
+     * than flush_delay_ms (0 = 200 ms). The daemon should also call peer_store_flush() from a
+     * timer every flush_delay_ms so a quiet store does not keep pieces pending. */
+    uint32_t flush_pieces;
+    uint64_t flush_bytes;
+    uint32_t flush_delay_ms;
+    uint32_t max_open_files; /* idle data-file descriptors kept open (0 = 256) */
+} peer_store_opts;
+
+/* One blob as the cache sees it (a snapshot: it may change right after it is returned). */
+typedef struct peer_blob_info {
+    uint8_t digest[PEER_DIGEST_LEN];
+    uint64_t length;
+    uint32_t piece_size;
+    uint32_t piece_count;
+    uint32_t pieces_written;      /* readable now (durable + pending) */
+    uint32_t pieces_durable;      /* recorded in the index */
+    uint64_t bytes_written;       /* sum of the written pieces' lengths */
+    int complete;                 /* all pieces written */
+    int verified;                 /* whole-blob SHA-256 matched (peer_store_verify/mark_verified) */
+    int has_piece_digests;        /* a per-piece digest list is stored */
+    uint32_t pin_count;           /* persistent pins */
+    uint32_t in_use;              /* current acquire()/lease references (not persistent) */
+    uint64_t created_ms;          /* Unix time in ms */
+    uint64_t last_access_ms;      /* Unix time in ms: last read, lease or write */
+    char origin[PEER_ORIGIN_MAX]; /* origin reference (URL, "registry/repo"), may be "" */
+} peer_blob_info;
+
+typedef struct peer_store_stats {
+    uint64_t bytes_used;    /* sum of written pieces of all blobs (what the quota counts) */
+    uint64_t bytes_pending; /* written, not yet durable */
+    uint64_t blobs;
+    uint64_t blobs_complete;
+    uint64_t blobs_verified;
+    uint64_t quota_high, quota_low;
+    /* Counters since open: */
+    uint64_t read_hits, read_misses; /* peer_store_read calls served / refused -ENODATA */
+    uint64_t bytes_read;
+    uint64_t leases; /* peer_store_lease_piece successes */
+    uint64_t pieces_written;
+    uint64_t bytes_written;
+    uint64_t flushes; /* LMDB commits made by flushes */
+    uint64_t evictions, bytes_evicted;
+    uint64_t purges;
+} peer_store_stats;
+
+/* A present piece handed out for zero-copy sending (sendfile(sock, fd, &offset, length)).
+ * While the lease is held the blob is "in use": it is never evicted and `fd` stays open and
+ * valid even if the blob is purged meanwhile (the unlinked file stays readable). Do not close
+ * `fd`; release the lease with peer_store_lease_release() exactly once. */
+typedef struct peer_piece_lease {
+    int fd;
+    uint64_t offset; /* byte offset of the piece in the blob and in fd */
+    uint32_t length; /* piece length (the last piece may be short) */
+    uint32_t piece;  /* piece index */
+    void *priv;      /* internal */
+} peer_piece_lease;
+
+/* --- lifetime --- */
+
+/* [blocking] Opens (creating if needed) the cache at opts->dir and recovers it: takes an
+ * exclusive lock on <dir>/lock (-EBUSY if another process holds it), loads the index,
+ * removes data files that have no index entry, re-creates missing data files (their pieces are
+ * then marked absent) and clears stale LMDB readers. *out is freed by peer_store_close(). */
+int peer_store_open(const peer_store_opts *opts, peer_store **out, cf_err *err);
+
+/* [blocking] Flushes pending pieces and access times, then frees everything. All leases and
+ * acquired references must have been released; the store must not be used by other threads
+ * any more. NULL is a no-op. */
+void peer_store_close(peer_store *s);
+
+/* --- blobs --- */
+
+/* [blocking] Creates the blob entry (data file preallocated as a sparse file of `length`
+ * bytes, index record committed) or returns the existing one. piece_size 0 means
+ * peer_piece_size_for(length). For an existing blob `length` must match (else -EEXIST: the
+ * same digest cannot have two lengths) and piece_size must match unless 0 (else -EEXIST: the
+ * caller must use the cached piece size, reported in *info). A non-empty `origin` (may be
+ * NULL) replaces the stored one. info may be NULL. */
+int peer_store_blob_open(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint64_t length,
+                         uint32_t piece_size, const char *origin, peer_blob_info *info,
+                         cf_err *err);
+
+/* [memory] Snapshot of one blob. -ENOENT when not cached. */
+int peer_store_blob_info(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
+                         peer_blob_info *info);
+
+/* [memory] Copies the written-pieces bitmap: bit i (byte i/8, bit i%8, LSB first) is set when
+ * piece i is written. `bits_len` must be >= (piece_count+7)/8 (else -ERANGE, with
+ * *piece_count set so the caller can size the buffer). piece_count may not be NULL. */
+int peer_store_bitmap(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint8_t *bits,
+                      size_t bits_len, uint32_t *piece_count);
+
+/* [blocking] Writes one whole piece (`len` must equal its length) and marks it written.
+ * If a per-piece digest list is stored, the bytes are checked first (-EBADMSG on mismatch,
+ * nothing written). Writing an already written piece is a no-op returning 0. May run an
+ * automatic flush and eviction. -ENOENT if the blob is not cached. */
+int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint32_t piece,
+                           const void *data, size_t len, cf_err *err);
+
+/* [blocking] Makes every written piece durable (one fdatasync per dirty data file, then one
+ * LMDB commit) and persists batched last-access times; then evicts if over quota. Cheap when
+ * nothing is pending. */
+int peer_store_flush(peer_store *s, cf_err *err);
+
+/* [blocking] Reads `len` bytes at `off` of the blob into buf. Succeeds only when every piece
+ * overlapping the range is written; otherwise returns -ENODATA and lists the missing pieces
+ * in missing[0..missing_cap) (missing may be NULL), their total count in *n_missing (may be
+ * NULL). -EINVAL if the range is outside the blob. Updates last access (batched). */
+int peer_store_read(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint64_t off, void *buf,
+                    size_t len, uint32_t *missing, size_t missing_cap, size_t *n_missing,
+                    cf_err *err);
+
+/* [memory] Leases a written piece for zero-copy upload (see peer_piece_lease). Opens the data
+ * file if it is not open (that one open(2) is the only I/O). -ENODATA if the piece is not
+ * written, -ENOENT if the blob is unknown, -EINVAL if piece is out of range. */
+int peer_store_lease_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint32_t piece,
+                           peer_piece_lease *lease, cf_err *err);
+/* [memory] Ends a lease; lease->fd must not be used afterwards. */
+void peer_store_lease_release(peer_store *s, peer_piece_lease *lease);
+
+/* [memory] In-use references for a download or upload in progress: while held the blob is
+ * never evicted. Each successful acquire needs one release. -ENOENT if not cached. */
+int peer_store_blob_acquire(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN]);
+void peer_store_blob_release(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN]);
+
+/* [blocking] Persistent pins: a pinned blob is never evicted (e.g. images the node must keep).
+ * unpin of an unpinned blob returns -EINVAL. */
+int peer_store_pin(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err);
+int peer_store_unpin(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err);
+
+/* --- integrity --- */
+
+/* [blocking] Verifies the whole blob: all pieces must be written (-ENODATA otherwise); flushes
+ * them, hashes the data file with SHA-256 and compares with the blob digest. Match: marks the
+ * blob verified (committed) and returns 0. Mismatch: purges the blob and returns -EBADMSG with
+ * both digests in the message. */
+int peer_store_verify(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err);
+
+/* [blocking] Marks the blob verified without re-reading it, for callers that hashed the bytes
+ * while streaming them in. All pieces must be written (-ENODATA); they are flushed first. */
+int peer_store_mark_verified(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err);
+
+/* [blocking] Stores the per-piece digest list (count must equal piece_count, -EINVAL else).
+ * Meant for a trusted list (computed after the whole-blob digest matched, or bound to it);
+ * from then on every written piece is checked against it. Replaces a previous list. */
+int peer_store_set_piece_digests(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
+                                 enum cf_digest_algo algo, const uint8_t *digests, uint32_t count,
+                                 cf_err *err);
+
+/* [blocking] Fetches the whole list (*out malloc'd, count*32 bytes, caller frees) or one entry.
+ * -ENOENT if the blob is unknown, -ENODATA if it has no list. */
+int peer_store_get_piece_digests(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
+                                 enum cf_digest_algo *algo, uint8_t **out, uint32_t *count,
+                                 cf_err *err);
+int peer_store_get_piece_digest(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
+                                uint32_t piece, enum cf_digest_algo *algo,
+                                uint8_t out[PEER_DIGEST_LEN], cf_err *err);
+
+/* [blocking] Removes the blob (index record first, then the data file), even when pinned or
+ * in use: outstanding leases keep reading the unlinked file until released. Use after a
+ * whole-blob mismatch or on operator request. -ENOENT if not cached. */
+int peer_store_purge(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err);
+
+/* --- listing, quota --- */
+
+/* [memory] All blobs (*out malloc'd array of *n entries, caller frees; NULL when 0). */
+int peer_store_list(peer_store *s, peer_blob_info **out, size_t *n);
+
+/* [memory] Current usage and counters. */
+void peer_store_stats_get(peer_store *s, peer_store_stats *out);
+
+/* [blocking] Evicts least-recently-accessed blobs that are neither pinned nor in use until
+ * bytes_used <= target (UINT64_MAX = use quota_low; only runs when over quota_high in that
+ * case). Returns the number of blobs evicted, or a negative errno. Also called automatically
+ * after each flush. */
+int peer_store_evict(peer_store *s, uint64_t target, cf_err *err);
+
+#endif
