@@ -1,0 +1,173 @@
+/* Origin protection: back-to-source grants.
+ *
+ * A piece nobody in the mesh holds ("orphan") may be fetched from the origin only by a peer
+ * holding a grant for it; at most origin_per_piece (M) grants exist per piece and at most
+ * origin_peers peers of a task hold grants at once. Everybody else gets parents (the granted
+ * peers count as parents for the pieces they are fetching: cut-through) or waits. A grant
+ * without progress for stall_ms, or whose peer leaves, moves to another peer of the task. */
+#include <stdlib.h>
+
+#include "cf/log.h"
+#include "sched_internal.h"
+
+static int grow_runs(sched *s, size_t need)
+{
+    if (need <= s->runs_cap) return 0;
+    size_t nc = s->runs_cap ? s->runs_cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    struct sched_run *nr = realloc(s->runs, nc * sizeof(*nr));
+    if (!nr) return -1;
+    s->runs = nr;
+    s->runs_cap = nc;
+    return 0;
+}
+
+static void grant_list_add(sched *s, sched_task *t)
+{
+    if (t->in_grant_list) return;
+    t->in_grant_list = 1;
+    t->gprev = NULL;
+    t->gnext = s->grant_tasks;
+    if (s->grant_tasks) s->grant_tasks->gprev = t;
+    s->grant_tasks = t;
+}
+
+static void grant_list_del(sched *s, sched_task *t)
+{
+    if (!t->in_grant_list) return;
+    if (t->gprev) t->gprev->gnext = t->gnext;
+    else s->grant_tasks = t->gnext;
+    if (t->gnext) t->gnext->gprev = t->gprev;
+    t->in_grant_list = 0;
+    t->gnext = t->gprev = NULL;
+}
+
+size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
+{
+    sched_task *t = p->task;
+    const unsigned M = s->cfg.origin_per_piece;
+    if (p->stalled || p->finished || t->pieces_in_mesh == t->n_pieces) return 0;
+    if (p->n_grants == 0 && t->granted_peers >= s->cfg.origin_peers) return 0;
+    size_t n_runs = 0;
+    uint32_t granted = 0;
+    for (uint32_t i = 0; i < t->n_pieces && granted < s->cfg.grant_window; i++) {
+        if (t->holders[i] || peer_has(p, i)) continue;
+        sched_peer **g = &t->grant[(size_t)i * M];
+        unsigned used = 0, mine = 0, free_slot = M;
+        for (unsigned j = 0; j < M; j++) {
+            if (g[j] == p) mine = 1;
+            if (g[j]) used++;
+            else if (free_slot == M) free_slot = j;
+        }
+        if (mine || used >= M) continue;
+        if (grow_runs(s, n_runs + 1)) break;
+        g[free_slot] = p;
+        if (used == 0) t->pieces_granted++;
+        granted++;
+        if (n_runs && s->runs[n_runs - 1].start + s->runs[n_runs - 1].count == i)
+            s->runs[n_runs - 1].count++;
+        else
+            s->runs[n_runs++] = (struct sched_run){i, 1};
+    }
+    if (!granted) return 0;
+    if (p->n_grants == 0) t->granted_peers++;
+    p->n_grants += granted;
+    p->grant_progress_ms = now_ms;
+    s->st.grants_pieces += granted;
+    grant_list_add(s, t);
+    return n_runs;
+}
+
+static void drop_grant(sched_task *t, sched_peer *p, uint32_t i, unsigned M)
+{
+    sched_peer **g = &t->grant[(size_t)i * M];
+    unsigned left = 0, hit = 0;
+    for (unsigned j = 0; j < M; j++) {
+        if (g[j] == p) {
+            g[j] = NULL;
+            hit = 1;
+        } else if (g[j]) {
+            left++;
+        }
+    }
+    if (!hit) return;
+    if (!left) t->pieces_granted--;
+    if (--p->n_grants == 0) t->granted_peers--;
+}
+
+void sched_origin_piece_done(sched *s, sched_peer *p, uint32_t i, uint64_t now_ms)
+{
+    sched_task *t = p->task;
+    const unsigned M = s->cfg.origin_per_piece;
+    p->grant_progress_ms = now_ms;
+    int mine = 0;
+    for (unsigned j = 0; j < M; j++) mine |= t->grant[(size_t)i * M + j] == p;
+    if (mine) drop_grant(t, p, i, M);
+    else if (!peer_has(p, i)) s->st.origin_unsolicited++;
+}
+
+uint32_t sched_origin_release(sched *s, sched_peer *p)
+{
+    sched_task *t = p->task;
+    const unsigned M = s->cfg.origin_per_piece;
+    uint32_t freed = 0;
+    for (uint32_t i = 0; i < t->n_pieces && p->n_grants; i++) {
+        uint32_t before = p->n_grants;
+        drop_grant(t, p, i, M);
+        freed += before - p->n_grants;
+    }
+    return freed;
+}
+
+void sched_origin_regrant(sched *s, sched_task *t, sched_peer *except, uint64_t now_ms)
+{
+    if (t->n_peers == 0 || t->pieces_in_mesh == t->n_pieces) return;
+    uint32_t start = (uint32_t)(sched_rand(s) % t->n_peers);
+    /* prefer waiting peers: they have nothing else to do */
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t k = 0; k < t->n_peers; k++) {
+            sched_peer *q = t->peers[(start + k) % t->n_peers];
+            if (q == except || q->stalled || q->finished || q->host->dying ||
+                q->have == t->n_pieces || (pass == 0 && !q->waiting))
+                continue;
+            if (q->n_grants == 0 && t->granted_peers >= s->cfg.origin_peers) return;
+            uint64_t before = s->st.grants_pieces;
+            if (q->waiting) {
+                sched_schedule(s, q, now_ms, 1);
+            } else {
+                size_t n = sched_origin_grant(s, q, now_ms);
+                if (n) {
+                    struct sched_decision d = {.peer = q, .grant = s->runs, .n_grant = n,
+                                               .stall_ms = s->cfg.stall_ms};
+                    sched_emit(s, &d);
+                }
+            }
+            uint64_t moved = s->st.grants_pieces - before;
+            s->st.grants_moved += moved;
+            if (moved == 0 && t->granted_peers < s->cfg.origin_peers) return; /* no orphans */
+        }
+    }
+}
+
+void sched_origin_check_stalls(sched *s, uint64_t now_ms)
+{
+    sched_task *t = s->grant_tasks, *next;
+    for (; t; t = next) {
+        next = t->gnext;
+        int freed = 0;
+        sched_peer *last = NULL;
+        for (uint32_t i = 0; i < t->n_peers; i++) {
+            sched_peer *p = t->peers[i];
+            if (!p->n_grants || now_ms - p->grant_progress_ms <= s->cfg.stall_ms) continue;
+            cf_info("task %s: host %s made no origin progress for %llu ms, moving its %u grants",
+                    t->id, p->host->id, (unsigned long long)(now_ms - p->grant_progress_ms),
+                    p->n_grants);
+            p->stalled = 1;
+            sched_host_add_failure(s, p->host, now_ms);
+            freed += (int)sched_origin_release(s, p);
+            last = p;
+        }
+        if (freed) sched_origin_regrant(s, t, last, now_ms);
+        if (t->granted_peers == 0) grant_list_del(s, t);
+    }
+}
