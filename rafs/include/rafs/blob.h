@@ -1,0 +1,135 @@
+/* Nydus data-blob reader: the chunk compression-info ("ci") array with its 4 KiB header, the
+ * reverse-tar tail with its table of contents (rafs.blob.toc), the blob.digest array, the
+ * inline bootstrap (image.boot), and single-chunk reads with decompression + digest check.
+ *
+ * All parsers treat their input as untrusted: sizes and offsets are checked (overflow-safe)
+ * against the blob size and against the blob-table entry when one is given; allocations are
+ * capped (RAFS_CI_MAX_SIZE, RAFS_TOC_MAX_SIZE, RAFS_BOOTSTRAP_MAX_SIZE).
+ * Errors: -EBADMSG malformed data (with a message), -ENOENT missing TOC entry, -ENOTSUP valid
+ * but unsupported (encrypted chunks, gzip), -ENOMEM, -EIO / -ENODATA from pread.
+ * Threads: parsed objects are immutable; functions taking an fd use pread only, so several
+ * threads may read chunks from one fd concurrently. */
+#ifndef RAFS_BLOB_H
+#define RAFS_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cf/error.h"
+#include "rafs/ondisk.h"
+#include "rafs/reader.h"
+
+#define RAFS_CI_MAX_SIZE     (256ull << 20) /* decoded ci array + contexts */
+#define RAFS_TOC_MAX_SIZE    4096u          /* TOC entries + its tar header, as nydusd */
+#define RAFS_TOC_MAX_ENTRIES ((RAFS_TOC_MAX_SIZE - RAFS_TAR_BLOCK) / RAFS_TOC_ENTRY_SIZE)
+
+/* ---- ci header + array ------------------------------------------------------------------ */
+struct rafs_ci_header_info {
+    uint32_t features;
+    enum rafs_compressor ci_compressor;
+    uint32_t entries;
+    uint64_t ci_offset, ci_compressed_size, ci_uncompressed_size;
+    uint64_t zran_offset, zran_size;
+    uint32_t zran_count;
+};
+/* Checks both magics, compressor, sizes (entries vs uncompressed size for v1/v2). */
+int rafs_ci_header_parse(const void *hdr4096, struct rafs_ci_header_info *out, cf_err *err);
+
+/* One decoded ci entry. */
+struct rafs_ci {
+    uint64_t compressed_offset;
+    uint32_t compressed_size;
+    uint64_t uncompressed_offset;
+    uint32_t uncompressed_size;
+    uint8_t flags; /* RAFS_CI_V2_* (v1: COMPRESSED derived from sizes) */
+    uint64_t data; /* v2 data word (zran/batch index + offset, or crc32) */
+};
+
+/* Decoded blob metadata; free with rafs_blob_meta_free(). */
+struct rafs_blob_meta {
+    struct rafs_ci_header_info hdr;
+    uint32_t count;
+    struct rafs_ci *ci;     /* count entries */
+    uint8_t (*digests)[32]; /* blob.digest array (count entries) or NULL */
+    uint8_t *ctx;           /* ZRAN/BATCH context bytes (hdr.zran_size) or NULL */
+};
+void rafs_blob_meta_free(struct rafs_blob_meta *m);
+
+/* Decodes an uncompressed ci array (plus trailing ZRAN/BATCH contexts) described by `hdr`.
+ * Each entry is validated: uncompressed offsets 4 KiB aligned and non-overlapping in order,
+ * sizes in [1, 16 MiB], compressed extent inside [0, data_end) when data_end != 0,
+ * uncompressed extent inside uncompressed_size when != 0. */
+int rafs_blob_meta_decode(const struct rafs_ci_header_info *hdr, const void *ci, size_t len,
+                          uint64_t data_end, uint64_t uncompressed_size,
+                          struct rafs_blob_meta **out, cf_err *err);
+
+/* Reads the ci array + header from a data blob (at bi->ci_offset), decompresses it, checks
+ * that the header equals the blob-table entry `bi`, decodes. `blob_size` = file size. */
+int rafs_blob_meta_load(int fd, uint64_t blob_size, const struct rafs_blob_info *bi,
+                        struct rafs_blob_meta **out, cf_err *err);
+
+/* Parses an on-disk blob.meta cache file (§6.4): uncompressed ci (+contexts) zero-padded to
+ * 4 KiB, then the 4 KiB header; size must be round_up(ci_uncompressed_size, 4096) + 4096.
+ * `bi` may be NULL (no cross-check). */
+int rafs_blob_meta_parse_cache(const void *buf, size_t len, const struct rafs_blob_info *bi,
+                               struct rafs_blob_meta **out, cf_err *err);
+
+/* ---- TOC -------------------------------------------------------------------------------- */
+struct rafs_toc_item {
+    char name[17]; /* NUL-terminated */
+    uint32_t flags;
+    enum rafs_compressor compressor;
+    uint8_t digest[32]; /* SHA-256 of the uncompressed content */
+    uint64_t compressed_offset, compressed_size, uncompressed_size;
+};
+struct rafs_blob_toc {
+    uint32_t count;
+    struct rafs_toc_item items[RAFS_TOC_MAX_ENTRIES];
+    uint64_t offset;    /* of the entry array in the blob */
+    uint32_t size;      /* entries + 512-byte tar header (= blob_toc_size) */
+    uint8_t digest[32]; /* SHA-256 over entries + tar header (= blob_toc_digest) */
+};
+/* Parses the TOC from the last `tail_len` bytes of a blob of `blob_size` bytes (pass at
+ * least min(blob_size, RAFS_TOC_MAX_SIZE) bytes). The last 512 bytes must be the tar header
+ * "rafs.blob.toc" (valid checksum, octal size = 128*n); each entry's extent must lie before
+ * the TOC; unknown flags and duplicate names are rejected. */
+int rafs_blob_toc_parse(const void *tail, size_t tail_len, uint64_t blob_size,
+                        struct rafs_blob_toc *out, cf_err *err);
+/* pread()s the tail and parses it. */
+int rafs_blob_toc_read(int fd, uint64_t blob_size, struct rafs_blob_toc *out, cf_err *err);
+/* Compares the TOC with a blob-table entry: size and digest when the table has them. */
+int rafs_blob_toc_verify(const struct rafs_blob_toc *toc, const struct rafs_blob_info *bi,
+                         cf_err *err);
+const struct rafs_toc_item *rafs_blob_toc_find(const struct rafs_blob_toc *toc, const char *name);
+/* Reads one TOC entry (pread), decompresses it (none/zstd/lz4_block) to uncompressed_size
+ * (<= max_len, else -EFBIG) and verifies its SHA-256. *out is malloc'd (caller frees). */
+int rafs_blob_toc_read_item(int fd, const struct rafs_toc_item *item, size_t max_len, uint8_t **out,
+                            size_t *out_len, cf_err *err);
+
+/* Reads "blob.meta.header" + "blob.meta" (stored as described by the TOC flags; the content
+ * is the uncompressed ci array) from a TOC'd blob, e.g. a zran/ref meta blob. `bi` may be NULL;
+ * when given, the header must match it. */
+int rafs_blob_meta_load_toc(int fd, const struct rafs_blob_toc *toc,
+                            const struct rafs_blob_info *bi, struct rafs_blob_meta **out,
+                            cf_err *err);
+/* Reads the blob.digest array named in the TOC into m->digests (32 * m->count bytes). */
+int rafs_blob_meta_load_digests(int fd, const struct rafs_blob_toc *toc, struct rafs_blob_meta *m,
+                                cf_err *err);
+/* Extracts the inline bootstrap "image.boot" (zstd or none) of an inline-meta / ref blob.
+ * *out malloc'd, at most RAFS_BOOTSTRAP_MAX_SIZE bytes. -ENOENT without such an entry. */
+int rafs_blob_read_bootstrap(int fd, const struct rafs_blob_toc *toc, uint8_t **out,
+                             size_t *out_len, cf_err *err);
+
+/* ---- Chunk data ------------------------------------------------------------------------- */
+/* Reads one chunk from a blob file (pread at compressed_offset), decompresses it with the
+ * blob's compressor when ref->compressed, and checks the digest (`digester`) when
+ * ref->has_digest. `out` must hold ref->uncompressed_size bytes. Digest mismatch -> -EBADMSG
+ * "chunk <ci> of blob <id>: digest mismatch". Encrypted chunks -> -ENOTSUP. */
+int rafs_chunk_read(int fd, const struct rafs_chunk_ref *ref, enum rafs_compressor compressor,
+                    enum rafs_digester digester, void *out, cf_err *err);
+/* Same from a buffer holding the compressed bytes (ref->compressed_size of them). */
+int rafs_chunk_decode(const void *src, const struct rafs_chunk_ref *ref,
+                      enum rafs_compressor compressor, enum rafs_digester digester, void *out,
+                      cf_err *err);
+
+#endif
