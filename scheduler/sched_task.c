@@ -57,13 +57,18 @@ uint64_t sched_rand(sched *s)
     return s->rng = x;
 }
 
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0); /* no overflow near UINT64_MAX */
+}
+
 uint32_t sched_piece_size_for(uint64_t content_length)
 {
     uint64_t ps;
     if (content_length <= (1ull << 30)) ps = MIB;
     else if (content_length <= (4ull << 30)) ps = 2 * MIB;
     else ps = 4 * MIB;
-    while (ps < MAX_PIECE_SIZE && (content_length + ps - 1) / ps > (1u << 20)) ps *= 2;
+    while (ps < MAX_PIECE_SIZE && div_up(content_length, ps) > (1u << 20)) ps *= 2;
     return (uint32_t)ps;
 }
 
@@ -94,7 +99,7 @@ static sched_task *task_new(sched *s, const char *id, uint64_t len, cf_err *err)
     memcpy(t->id, id, idl + 1);
     t->content_length = len;
     t->piece_size = sched_piece_size_for(len);
-    uint64_t n = (len + t->piece_size - 1) / t->piece_size;
+    uint64_t n = div_up(len, t->piece_size);
     if (n > MAX_PIECES) {
         free(t);
         cf_err_set(err, -EMSGSIZE, "task %s: content length %llu needs %llu pieces (max %u)", id,

@@ -1,0 +1,426 @@
+/* Scheduling core: piece size rule, parent selection, origin protection, failure handling.
+ * Time is injected (every call takes now_ms), decisions are recorded through sched_ops. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sched/sched.h"
+
+#define TASK "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+#define TASK2 "sha256:0000000000000000000000000000000000000000000000000000000000000002"
+#define TASK3 "sha256:0000000000000000000000000000000000000000000000000000000000000003"
+#define MIB (1ull << 20)
+
+struct rec {
+    char host[32];
+    char parents[8][32];
+    size_t n_parents;
+    struct sched_run grant[64];
+    size_t n_grant;
+    uint32_t wait_ms;
+};
+
+static struct rec recs[4096];
+static size_t n_recs;
+
+static void on_decide(void *ctx, const struct sched_decision *d)
+{
+    (void)ctx;
+    assert_true(n_recs < 4096);
+    struct rec *r = &recs[n_recs++];
+    memset(r, 0, sizeof(*r));
+    snprintf(r->host, sizeof(r->host), "%s", sched_host_id(sched_peer_host(d->peer)));
+    r->n_parents = d->n_parents;
+    for (size_t i = 0; i < d->n_parents; i++)
+        snprintf(r->parents[i], 32, "%s", sched_host_id(sched_peer_host(d->parents[i])));
+    r->n_grant = d->n_grant;
+    for (size_t i = 0; i < d->n_grant && i < 64; i++) r->grant[i] = d->grant[i];
+    r->wait_ms = d->wait_ms;
+}
+
+static sched *new_sched(const struct sched_config *cfg)
+{
+    n_recs = 0;
+    struct sched_ops ops = {.decide = on_decide};
+    sched *s = sched_new(cfg, &ops);
+    assert_non_null(s);
+    return s;
+}
+
+static sched_host *host(sched *s, int i, const char *idc, uint32_t slots, uint64_t now)
+{
+    char id[32], addr[32];
+    snprintf(id, sizeof(id), "h%d", i);
+    snprintf(addr, sizeof(addr), "127.0.0.%d:4005", i + 1);
+    struct sched_host_info info = {.host_id = id, .addr = addr, .idc = idc, .zone = "z",
+                                   .rack = "r", .upload_slots = slots};
+    sched_host *h = NULL;
+    assert_int_equal(sched_host_announce(s, &info, now, &h), 0);
+    return h;
+}
+
+static struct rec *last_for(const char *h)
+{
+    for (size_t i = n_recs; i-- > 0;)
+        if (strcmp(recs[i].host, h) == 0) return &recs[i];
+    return NULL;
+}
+
+static void report(sched *s, sched_host *h, const char *task, uint32_t start, uint32_t count,
+                   const char *parent, uint64_t now)
+{
+    struct sched_run r = {start, count};
+    cf_err err = {0};
+    assert_int_equal(sched_report_pieces(s, h, task, &r, 1, parent, now, &err), 0);
+}
+
+static void test_piece_size_rule(void **st)
+{
+    (void)st;
+    assert_int_equal(sched_piece_size_for(0), MIB);
+    assert_int_equal(sched_piece_size_for(4096), MIB);
+    assert_int_equal(sched_piece_size_for(1ull << 30), MIB);
+    assert_int_equal(sched_piece_size_for((1ull << 30) + 1), 2 * MIB);
+    assert_int_equal(sched_piece_size_for(4ull << 30), 2 * MIB);
+    assert_int_equal(sched_piece_size_for(100ull << 30), 4 * MIB);
+    /* > 1M pieces of 4 MiB: grows */
+    assert_int_equal(sched_piece_size_for(8ull << 40), 8 * MIB);
+    /* unrepresentable sizes are refused at registration */
+    sched *s = new_sched(NULL);
+    sched_host *h = host(s, 0, "", 4, 0);
+    cf_err err = {0};
+    assert_int_equal(sched_register(s, h, TASK, UINT64_MAX, 0, NULL, &err), -EMSGSIZE);
+    assert_null(sched_task_find(s, TASK));
+    /* content length must agree once the task exists */
+    assert_int_equal(sched_register(s, h, TASK, 64 * MIB, 0, NULL, &err), 0);
+    sched_host *h2 = host(s, 1, "", 4, 0);
+    assert_int_equal(sched_register(s, h2, TASK, 65 * MIB, 0, NULL, &err), -EBADMSG);
+    assert_non_null(strstr(err.msg, "content length"));
+    sched_free(s);
+}
+
+/* 20 peers register one 64-piece task at once: every piece granted exactly once. */
+static void test_flash_crowd_grants_once(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    sched_host *h[20];
+    for (int i = 0; i < 20; i++) h[i] = host(s, i, "dc1", 8, 0);
+    cf_err err = {0};
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(sched_register(s, h[i], TASK, 64 * MIB, 0, NULL, &err), 0);
+    int granted[64] = {0};
+    int granted_peers = 0, with_parents = 0, waiting = 0;
+    for (size_t i = 0; i < n_recs; i++) {
+        if (recs[i].n_grant) granted_peers++;
+        if (recs[i].n_parents) with_parents++;
+        if (recs[i].wait_ms) waiting++;
+        for (size_t r = 0; r < recs[i].n_grant; r++)
+            for (uint32_t p = recs[i].grant[r].start;
+                 p < recs[i].grant[r].start + recs[i].grant[r].count; p++)
+                granted[p]++;
+        /* nobody is its own parent */
+        for (size_t j = 0; j < recs[i].n_parents; j++)
+            assert_string_not_equal(recs[i].parents[j], recs[i].host);
+    }
+    for (int p = 0; p < 64; p++) assert_int_equal(granted[p], 1);
+    assert_int_equal(granted_peers, 4); /* origin_peers default */
+    assert_int_equal(n_recs, 20);
+    assert_int_equal(with_parents + granted_peers >= 20 - waiting, 1);
+    assert_true(with_parents >= 10); /* the rest are told where the pieces will appear */
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_int_equal(ss.grants_pieces, 64);
+    sched_free(s);
+}
+
+/* A granted peer that makes no progress for stall_ms loses its grant to another peer. */
+static void test_stalled_grant_moves(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 1;
+    cfg.grant_window = 64;
+    sched *s = new_sched(&cfg);
+    sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0);
+    cf_err err = {0};
+    assert_int_equal(sched_register(s, a, TASK, 8 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(last_for("h0")->n_grant, 1);
+    assert_int_equal(sched_register(s, b, TASK, 8 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(last_for("h1")->n_grant, 0);
+    assert_int_equal(last_for("h1")->n_parents, 1); /* a, cut-through */
+    /* a makes progress on piece 0 at t=3s, then stops */
+    report(s, a, TASK, 0, 1, "", 3000);
+    sched_host_heartbeat(s, a, UINT32_MAX, 7000);
+    sched_host_heartbeat(s, b, UINT32_MAX, 7000);
+    n_recs = 0;
+    sched_tick(s, 7000); /* 4 s since progress: not yet */
+    assert_int_equal(n_recs, 0);
+    sched_tick(s, 8001); /* > 5 s */
+    struct rec *r = last_for("h1");
+    assert_non_null(r);
+    assert_int_equal(r->n_grant, 1);
+    assert_int_equal(r->grant[0].start, 1); /* piece 0 is in the mesh already */
+    assert_int_equal(r->grant[0].count, 7);
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_int_equal(ss.grants_moved, 7);
+    sched_free(s);
+}
+
+/* A granted peer that leaves hands its grants on at once; its children get new parents. */
+static void test_leave_moves_grant_and_reparents(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 1;
+    sched *s = new_sched(&cfg);
+    sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0), *c = host(s, 2, "", 4, 0);
+    cf_err err = {0};
+    assert_int_equal(sched_register(s, a, TASK, 4 * MIB, 0, NULL, &err), 0);
+    report(s, a, TASK, 0, 2, "", 100);
+    assert_int_equal(sched_register(s, b, TASK, 4 * MIB, 200, NULL, &err), 0);
+    report(s, b, TASK, 0, 1, "h0", 300);
+    assert_int_equal(sched_register(s, c, TASK, 4 * MIB, 400, NULL, &err), 0);
+    struct rec *rc = last_for("h2");
+    assert_true(rc->n_parents >= 1);
+    n_recs = 0;
+    sched_host_leave(s, a, 500);
+    /* piece 1 (only a had it) and pieces 2-3 (a's grant) are orphans again: granted anew,
+     * and b/c are re-parented away from h0 */
+    int regranted = 0;
+    for (size_t i = 0; i < n_recs; i++) {
+        for (size_t j = 0; j < recs[i].n_parents; j++)
+            assert_string_not_equal(recs[i].parents[j], "h0");
+        for (size_t r = 0; r < recs[i].n_grant; r++) regranted += recs[i].grant[r].count;
+    }
+    assert_int_equal(regranted, 3);
+    sched_free(s);
+}
+
+/* Heartbeats every 2 s; three missed -> host gone, its children get new parents. */
+static void test_heartbeat_expiry(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0), *c = host(s, 2, "", 4, 0);
+    cf_err err = {0};
+    assert_int_equal(sched_register(s, a, TASK, 2 * MIB, 0, NULL, &err), 0);
+    report(s, a, TASK, 0, 2, "", 100);
+    assert_int_equal(sched_task_finished(s, a, TASK, 100, &err), 0);
+    assert_int_equal(sched_register(s, b, TASK, 2 * MIB, 0, NULL, &err), 0);
+    report(s, b, TASK, 0, 2, "h0", 300);
+    assert_int_equal(sched_register(s, c, TASK, 2 * MIB, 400, NULL, &err), 0);
+    assert_int_equal(last_for("h2")->n_parents, 2);
+    for (uint64_t t = 2000; t <= 6000; t += 2000) {
+        sched_host_heartbeat(s, b, UINT32_MAX, t);
+        sched_host_heartbeat(s, c, UINT32_MAX, t);
+        sched_tick(s, t);
+    }
+    assert_non_null(sched_host_find(s, "h0")); /* 6 s silent: exactly 3 missed, still here */
+    n_recs = 0;
+    sched_host_heartbeat(s, b, UINT32_MAX, 6500);
+    sched_host_heartbeat(s, c, UINT32_MAX, 6500);
+    sched_tick(s, 6500);
+    assert_null(sched_host_find(s, "h0"));
+    struct rec *r = last_for("h2");
+    assert_non_null(r);
+    assert_int_equal(r->n_parents, 1);
+    assert_string_equal(r->parents[0], "h1");
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_int_equal(ss.hosts_expired, 1);
+    assert_int_equal(ss.hosts, 2);
+    sched_free(s);
+}
+
+/* Scoring: more useful pieces, free slots and same location win; bad parents never return. */
+static void test_selection_scoring(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    sched_host *child = host(s, 0, "dc1", 4, 0);
+    sched_host *full_far = host(s, 1, "dc2", 4, 0);
+    sched_host *half_near = host(s, 2, "dc1", 4, 0);
+    sched_host *none = host(s, 3, "dc1", 4, 0);
+    sched_host *busy = host(s, 4, "dc1", 1, 0);
+    sched_host *full_near = host(s, 5, "dc1", 4, 0);
+    sched_host *other = host(s, 6, "dc1", 4, 0);
+    assert_int_equal(sched_register(s, full_far, TASK, 16 * MIB, 0, NULL, &err), 0);
+    report(s, full_far, TASK, 0, 16, "", 0);
+    assert_int_equal(sched_register(s, half_near, TASK, 16 * MIB, 0, NULL, &err), 0);
+    report(s, half_near, TASK, 0, 8, "h1", 10);
+    assert_int_equal(sched_register(s, full_near, TASK, 16 * MIB, 0, NULL, &err), 0);
+    report(s, full_near, TASK, 0, 16, "h1", 10);
+    assert_int_equal(sched_register(s, none, TASK, 16 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(sched_register(s, busy, TASK, 16 * MIB, 0, NULL, &err), 0);
+    report(s, busy, TASK, 0, 16, "h1", 10);
+    /* someone else occupies busy's only slot */
+    assert_int_equal(sched_register(s, other, TASK, 16 * MIB, 0, NULL, &err), 0);
+    struct rec *ro = last_for("h6");
+    (void)ro;
+    assert_int_equal(sched_register(s, child, TASK, 16 * MIB, 20, NULL, &err), 0);
+    struct rec *r = last_for("h0");
+    assert_true(r->n_parents >= 2);
+    assert_string_equal(r->parents[0], "h5"); /* everything, same idc */
+    for (size_t i = 0; i < r->n_parents; i++) {
+        assert_string_not_equal(r->parents[i], "h0");
+        assert_string_not_equal(r->parents[i], "h3"); /* has nothing */
+    }
+    /* the child reports h5 bad: never offered again for this task */
+    assert_int_equal(sched_bad_parent(s, child, TASK, "h5", 30), 0);
+    r = last_for("h0");
+    assert_true(r->n_parents >= 1);
+    for (size_t i = 0; i < r->n_parents; i++) assert_string_not_equal(r->parents[i], "h5");
+    assert_int_equal(sched_register(s, child, TASK, 16 * MIB, 40, NULL, &err), 0);
+    r = last_for("h0");
+    for (size_t i = 0; i < r->n_parents; i++) assert_string_not_equal(r->parents[i], "h5");
+    sched_free(s);
+}
+
+/* A parent whose pieces take far longer than the others' is dropped. */
+static void test_outlier_dropped(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    sched_host *src = host(s, 0, "", 100, 0);
+    assert_int_equal(sched_register(s, src, TASK, 64 * MIB, 0, NULL, &err), 0);
+    report(s, src, TASK, 0, 64, "", 0);
+    /* four parents fetch pieces; h4 ("slow") serves its child at 1/10 the speed */
+    sched_host *p[5], *k[5];
+    for (int i = 1; i <= 4; i++) {
+        p[i] = host(s, i, "", 8, 0);
+        assert_int_equal(sched_register(s, p[i], TASK, 64 * MIB, 0, NULL, &err), 0);
+        report(s, p[i], TASK, 0, 32, "h0", 10);
+    }
+    for (int i = 1; i <= 4; i++) {
+        k[i] = host(s, 10 + i, "", 8, 0);
+        assert_int_equal(sched_register(s, k[i], TASK, 64 * MIB, 100, NULL, &err), 0);
+        uint64_t t = 100;
+        for (int j = 0; j < 8; j++) {
+            t += i == 4 ? 1000 : 100;
+            char pid[8];
+            snprintf(pid, sizeof(pid), "h%d", i);
+            report(s, k[i], TASK, (uint32_t)j, 1, pid, t);
+        }
+    }
+    sched_host *child = host(s, 30, "", 8, 0);
+    struct sched_config cfg = *sched_get_config(s);
+    (void)cfg;
+    assert_int_equal(sched_register(s, child, TASK, 64 * MIB, 20000, NULL, &err), 0);
+    struct rec *r = last_for("h30");
+    assert_true(r->n_parents >= 3);
+    for (size_t i = 0; i < r->n_parents; i++) assert_string_not_equal(r->parents[i], "h4");
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_true(ss.outliers_dropped >= 1);
+    sched_free(s);
+}
+
+/* A host reported bad in 3 different tasks is banned cluster-wide. */
+static void test_cluster_ban(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    const char *tasks[3] = {TASK, TASK2, TASK3};
+    sched_host *liar = host(s, 0, "", 8, 0);
+    sched_host *victim = host(s, 1, "", 8, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sched_register(s, liar, tasks[i], 4 * MIB, 0, NULL, &err), 0);
+        report(s, liar, tasks[i], 0, 4, "", 0);
+    }
+    assert_int_equal(sched_host_banned(s, "h0", 1), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sched_register(s, victim, tasks[i], 4 * MIB, 10, NULL, &err), 0);
+        assert_int_equal(sched_bad_parent(s, victim, tasks[i], "h0", 20), 0);
+    }
+    assert_int_equal(sched_host_banned(s, "h0", 30), 1);
+    /* a third host never gets the liar as a parent in any task */
+    sched_host *other = host(s, 2, "", 8, 0);
+    assert_int_equal(sched_register(s, other, TASK2, 4 * MIB, 40, NULL, &err), 0);
+    struct rec *r = last_for("h2");
+    for (size_t i = 0; i < r->n_parents; i++) assert_string_not_equal(r->parents[i], "h0");
+    /* bans end */
+    sched_host_heartbeat(s, liar, UINT32_MAX, 600000);
+    sched_host_heartbeat(s, victim, UINT32_MAX, 600000);
+    sched_host_heartbeat(s, other, UINT32_MAX, 600000);
+    sched_tick(s, 600100);
+    assert_int_equal(sched_host_banned(s, "h0", 600100), 0);
+    sched_free(s);
+}
+
+/* A waiting peer gets parents pushed as soon as a piece appears in the mesh. */
+static void test_wait_then_parents(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 1;
+    sched *s = new_sched(&cfg);
+    cf_err err = {0};
+    sched_host *a = host(s, 0, "", 1, 0), *b = host(s, 1, "", 1, 0), *c = host(s, 2, "", 1, 0);
+    assert_int_equal(sched_register(s, a, TASK, 4 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(sched_register(s, b, TASK, 4 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(last_for("h1")->n_parents, 1); /* a's only slot */
+    assert_int_equal(sched_register(s, c, TASK, 4 * MIB, 0, NULL, &err), 0);
+    assert_true(last_for("h2")->wait_ms > 0); /* a is full, b has nothing */
+    report(s, b, TASK, 0, 1, "h0", 100);          /* b now has piece 0 */
+    struct rec *r = last_for("h2");
+    assert_int_equal(r->wait_ms, 0);
+    assert_int_equal(r->n_parents, 1);
+    assert_string_equal(r->parents[0], "h1");
+    sched_free(s);
+}
+
+/* Registering a task that the peer already has fully (after a scheduler restart) makes it a
+ * parent right away. */
+static void test_reannounce_rebuilds(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    sched_host *seed = host(s, 0, "", 4, 0), *leech = host(s, 1, "", 4, 0);
+    assert_int_equal(sched_register(s, seed, TASK, 10 * MIB, 0, NULL, &err), 0);
+    report(s, seed, TASK, 0, 10, "", 1);
+    assert_int_equal(sched_task_finished(s, seed, TASK, 1, &err), 0);
+    assert_int_equal(sched_register(s, leech, TASK, 10 * MIB, 2, NULL, &err), 0);
+    struct rec *r = last_for("h1");
+    assert_int_equal(r->n_grant, 0);
+    assert_int_equal(r->n_parents, 1);
+    /* bad runs are refused without changing anything */
+    struct sched_run bad = {9, 2};
+    assert_int_equal(sched_report_pieces(s, leech, TASK, &bad, 1, "h0", 3, &err), -ERANGE);
+    struct sched_run zero = {0, 0};
+    assert_int_equal(sched_report_pieces(s, leech, TASK, &zero, 1, "h0", 3, &err), -ERANGE);
+    assert_int_equal(sched_task_finished(s, leech, TASK, 4, &err), -EBADMSG);
+    assert_int_equal(sched_report_pieces(s, leech, TASK2, &zero, 1, "h0", 3, &err), -ENOENT);
+    sched_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_piece_size_rule),
+        cmocka_unit_test(test_flash_crowd_grants_once),
+        cmocka_unit_test(test_stalled_grant_moves),
+        cmocka_unit_test(test_leave_moves_grant_and_reparents),
+        cmocka_unit_test(test_heartbeat_expiry),
+        cmocka_unit_test(test_selection_scoring),
+        cmocka_unit_test(test_outlier_dropped),
+        cmocka_unit_test(test_cluster_ban),
+        cmocka_unit_test(test_wait_then_parents),
+        cmocka_unit_test(test_reannounce_rebuilds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
