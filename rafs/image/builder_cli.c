@@ -1,0 +1,76 @@
+/* Command-line helpers shared by create / merge / unpack. */
+#include "builder_cli.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cf/log.h"
+
+int image_set_log_level(const char *s)
+{
+    enum cf_log_level l;
+    if (cf_log_parse_level(s, &l)) {
+        fprintf(stderr,
+                "chunkfly-image: invalid --log-level '%s' (trace, debug, info, warn, error)\n", s);
+        return -1;
+    }
+    cf_log_set_level(l);
+    return 0;
+}
+
+int image_read_prefetch(FILE *f, char ***out)
+{
+    char **v = calloc(1, sizeof(*v));
+    size_t n = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    if (!v) return -1;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
+            line[--len] = 0;
+        if (!len) continue;
+        if (line[0] != '/') {
+            fprintf(stderr, "chunkfly-image: prefetch path '%s' is not absolute, ignored\n", line);
+            continue;
+        }
+        char **nv = realloc(v, (n + 2) * sizeof(*v));
+        if (!nv) break;
+        v = nv;
+        if (!(v[n] = strdup(line))) break;
+        v[++n] = NULL;
+    }
+    free(line);
+    *out = v;
+    return 0;
+}
+
+void image_free_prefetch(char **list)
+{
+    if (!list) return;
+    for (char **p = list; *p; p++) free(*p);
+    free(list);
+}
+
+int image_write_json(const char *path, const char *bootstrap, const char *const *blobs,
+                     size_t nblobs, const char *compressor)
+{
+    json_t *o = json_object(), *b = json_array();
+    for (size_t i = 0; i < nblobs; i++) json_array_append_new(b, json_string(blobs[i]));
+    json_object_set_new(o, "version", json_string("chunkfly-" CHUNKFLY_VERSION));
+    json_object_set_new(o, "bootstrap", json_string(bootstrap ? bootstrap : ""));
+    json_object_set_new(o, "blobs", b);
+    json_object_set_new(o, "external_bootstrap", json_string(""));
+    json_object_set_new(o, "external_blobs", json_array());
+    json_object_set_new(o, "trace", json_object());
+    json_object_set_new(o, "fs_version", json_string("6"));
+    json_object_set_new(o, "compressor", json_string(compressor ? compressor : "zstd"));
+    int rc = json_dump_file(o, path, JSON_INDENT(2));
+    json_decref(o);
+    if (rc) {
+        fprintf(stderr, "chunkfly-image: writing --output-json '%s' failed\n", path);
+        return -1;
+    }
+    return 0;
+}
