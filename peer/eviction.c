@@ -79,9 +79,12 @@ int peer_store_evict(peer_store *s, uint64_t target, cf_err *err)
         peer_blob_unlink_table(s, cand[k]);
         k++;
     }
-    uint64_t left = s->bytes_used;
+    uint64_t left = s->bytes_used, now = peer_now_ms();
+    /* Every write re-checks the quota; say it once a minute, not once per piece. */
+    int warn = left > goal && now - s->last_evict_warn_ms >= 60000;
+    if (warn) s->last_evict_warn_ms = now;
     pthread_mutex_unlock(&s->lock);
-    if (left > goal)
+    if (warn)
         cf_warn("cache: usage %llu bytes stays above %llu after evicting %zu blob(s): the rest "
                 "is pinned or in use",
                 (unsigned long long)left, (unsigned long long)goal, k);

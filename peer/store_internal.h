@@ -58,7 +58,8 @@ struct peer_store {
     uint64_t bytes_used;
     uint64_t pending_pieces, pending_bytes;
     uint64_t oldest_pending_ms; /* 0 = nothing pending */
-    peer_store_stats st;        /* counters */
+    uint64_t last_evict_warn_ms;
+    peer_store_stats st; /* counters */
 };
 
 uint64_t peer_now_ms(void);
