@@ -193,19 +193,20 @@ int proto_docker_config_load(const char *path, const char *host, char **user, ch
         else if (home && home[0])
             n = snprintf(buf, sizeof(buf), "%s/.docker/config.json", home);
         else
-            return -ENOENT;
-        if (n < 0 || (size_t)n >= sizeof(buf)) return -ENOENT;
+            return 1;
+        if (n < 0 || (size_t)n >= sizeof(buf)) return 1;
         p = buf;
     }
     uint8_t *data = NULL;
     size_t len = 0;
     cf_err lerr = {0};
     int rc = cf_read_file(p, CONFIG_MAX, &data, &len, &lerr);
-    if (rc == -ENOENT && !explicit) return -ENOENT;
+    if (rc == -ENOENT && !explicit) return 1;
     if (rc < 0)
         return cf_err_set(err, rc, "docker config %s: %s", p, cf_err_str(&lerr, rc));
     rc = proto_docker_config_parse((const char *)data, len, host, user, pass, err);
     free(data);
-    if (rc < 0 && rc != -ENOENT) cf_err_wrap(err, rc, "%s", p);
+    if (rc == -ENOENT) return 1;
+    if (rc < 0) cf_err_wrap(err, rc, "%s", p);
     return rc;
 }

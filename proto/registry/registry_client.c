@@ -118,13 +118,9 @@ int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_
             r->username = u;
             r->password = p;
             cf_debug("registry %s: using credentials of user %s from docker config", host, u);
-        } else if (rc != -ENOENT || opts->docker_config) {
-            if (rc == -ENOENT && opts->docker_config && (!err || !err->msg[0])) {
-                rc = 0; /* explicit file read fine, just no entry for this host */
-            } else {
-                proto_registry_free(r);
-                return rc;
-            }
+        } else if (rc < 0) {
+            proto_registry_free(r);
+            return rc;
         }
     }
     *out = r;

@@ -1,6 +1,7 @@
 /* registry_fetch: a thin test CLI over proto_registry (blob ranges, HEAD, manifests).
  *   registry_fetch [--plain-http] [--config FILE | --no-config] [--user U:P] [--verify]
  *                  [--head | --manifest] [--range A-B | --range A-] [--threads N] [--repeat N]
+ *                  [--pause MS (between repeats)]
  *                  [--connect-timeout MS] [--stall-timeout MS] [--retries N] [-v] -o FILE REF
  * REF is host[:port]/repo@sha256:... for blobs (and --head), or host/repo:tag|@digest for
  * --manifest. --head prints the blob size; --manifest writes the body to FILE and prints
@@ -23,7 +24,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: registry_fetch [--plain-http] [--config FILE|--no-config] "
                     "[--user U:P] [--verify] [--head|--manifest] [--range A-B] [--threads N] "
-                    "[--repeat N] [--connect-timeout MS] [--stall-timeout MS] [--retries N] [-v] "
+                    "[--repeat N] [--pause MS] [--connect-timeout MS] [--stall-timeout MS] [--retries N] [-v] "
                     "-o FILE REF\n");
     exit(2);
 }
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
     proto_registry_opts o = {0};
     const char *out = NULL, *refstr = NULL, *range = NULL;
     char *user = NULL;
-    int head = 0, manifest = 0, verify = 0, threads = 1, repeat = 1;
+    int head = 0, manifest = 0, verify = 0, threads = 1, repeat = 1, pause_ms = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (usage(), ""))
@@ -88,6 +89,8 @@ int main(int argc, char **argv)
             threads = atoi(NEXT());
         else if (!strcmp(a, "--repeat"))
             repeat = atoi(NEXT());
+        else if (!strcmp(a, "--pause"))
+            pause_ms = atoi(NEXT());
         else if (!strcmp(a, "--connect-timeout"))
             o.connect_timeout_ms = atol(NEXT());
         else if (!strcmp(a, "--stall-timeout"))
@@ -121,6 +124,7 @@ int main(int argc, char **argv)
     if (rc < 0) return die(rc, &err);
     int status = 0;
     for (int it = 0; it < repeat && status == 0; it++) {
+        if (it > 0 && pause_ms > 0) usleep((useconds_t)pause_ms * 1000);
         if (manifest) {
             proto_manifest m = {0};
             rc = proto_registry_manifest_get(r, ref.repo, proto_image_ref_reference(&ref), &m,

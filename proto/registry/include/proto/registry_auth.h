@@ -49,8 +49,9 @@ int proto_docker_config_parse(const char *json, size_t len, const char *host, ch
                               char **pass, cf_err *err);
 
 /* Loads `path` (NULL = $DOCKER_CONFIG/config.json, else $HOME/.docker/config.json) and calls
- * proto_docker_config_parse. A missing default file gives -ENOENT without a message; a missing
- * explicit path gives -ENOENT with one. Files over 1 MiB are refused. */
+ * proto_docker_config_parse. Returns 0 (found), 1 (no entry for host, or no file at the default
+ * location), or a negative errno with err set: -ENOENT (explicit path missing), -EBADMSG,
+ * -EFBIG (over 1 MiB), -ENOMEM. */
 int proto_docker_config_load(const char *path, const char *host, char **user, char **pass,
                              cf_err *err);
 
