@@ -55,7 +55,7 @@ void proto_frame_header_init(proto_frame_header *h, uint8_t type, uint16_t flags
                              uint32_t body_len, uint32_t payload_len);
 
 /* Parses one complete frame from a contiguous buffer (used by tests and the fuzzer; streams use
- * proto_conn, conn.h). On success *body/*payload point into `buf` (borrowed, no copy) and
+ * proto_conn, conn.h). On success *body and *payload point into `buf` (borrowed, no copy) and
  * *frame_len is the total frame size. Returns 0, -EAGAIN when `len` holds less than a whole
  * frame (nothing consumed), or a header error as above. */
 int proto_frame_parse(const uint8_t *buf, size_t len, uint32_t max_payload, proto_frame_header *h,
