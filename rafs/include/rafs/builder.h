@@ -257,6 +257,34 @@ struct rafs_create_result {
  * end; on failure they are removed (a FIFO blob is written directly). */
 int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res, cf_err *err);
 
+/* ---- `unpack` (unpack.c) ----------------------------------------------------------------- */
+/* Writes the filesystem of `bootstrap` as a PAX tar to `out_tar` (temp name + rename), reading
+ * chunks from `blob_file` (used for every blob when the image has one blob, or for a blob whose
+ * id is unknown) or from `blob_dir`/<blob_id>. Each chunk is digest-checked. Hard links become
+ * tar hard-link entries. */
+int rafs_unpack(const char *bootstrap, const char *blob_file, const char *blob_dir,
+                const char *out_tar, cf_err *err);
+
+/* ---- `merge` (merge.c) ------------------------------------------------------------------- */
+struct rafs_merge_opts {
+    const char *const *sources; /* per-layer bootstraps, lowest layer first */
+    size_t nsources;
+    const char *const *blob_digests;     /* per source: replaces its blob id (or NULL) */
+    const char *const *blob_sizes;       /* per source: replaces compressed_size (or NULL) */
+    const char *const *blob_toc_digests; /* per source (or NULL) */
+    const char *const *prefetch;         /* NULL-terminated absolute paths, or NULL */
+    enum rafs_whiteout_spec whiteout;    /* OCI also honours overlayfs markers, as nydus-image */
+};
+/* Merges the layers (applying whiteouts and opaque directories) into one bootstrap written
+ * to `out_path`. The blob table lists, in layer order, the blobs referenced by chunks.
+ * `blob_ids` receives the merged blob ids (malloc'd array of malloc'd strings, *nblobs);
+ * free with rafs_merge_free_ids. -EINVAL with message on inconsistent inputs (differing chunk
+ * size, compressor or digester). */
+int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***blob_ids,
+               size_t *nblobs, cf_err *err);
+void rafs_merge_free_ids(char **ids, size_t n);
+#define RAFS_MERGE_INCONSISTENT (-EXDEV) /* merge: inputs cannot be merged (exit code 2) */
+
 /* Linux new_encode_dev() */
 static inline uint32_t rafs_encode_dev(uint32_t major, uint32_t minor)
 {
