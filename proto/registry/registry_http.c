@@ -215,6 +215,10 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
             x->stream_pos = cs;
         } else {
             x->stream_pos = 0; /* 200: the whole blob, whatever Range said */
+            if (want > 0 || q->len)
+                cf_debug("server ignored Range (HTTP 200): skipping %" PRIu64
+                         " bytes, keeping %s",
+                         want, q->len ? "the range" : "the rest");
         }
     }
     size_t off = 0;
@@ -449,9 +453,12 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
         if (backoff > 2000) backoff = 2000;
         double cost = cc == CURLE_OPERATION_TIMEDOUT ? now - ta : 0; /* a retry may take as long */
         char what[CURL_ERROR_SIZE + 64];
-        if (!ok)
-            snprintf(what, sizeof(what), "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        else
+        long os_errno = 0;
+        if (!ok) {
+            curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+            snprintf(what, sizeof(what), "%s%s%s", errbuf[0] ? errbuf : curl_easy_strerror(cc),
+                     os_errno ? ": " : "", os_errno ? strerror((int)os_errno) : "");
+        } else
             snprintf(what, sizeof(what), "HTTP %ld", st);
         if (retry && attempt < r->max_retries &&
             (now - t0) * 1000 + (double)backoff + cost * 1000 <= (double)r->retry_budget_ms) {
@@ -464,6 +471,7 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
             continue;
         }
         int code = ok ? (st == 429 || st >= 500 ? -EAGAIN : -EPROTO) : curl_errno(cc);
+        if (!ok && cc == CURLE_COULDNT_CONNECT && os_errno > 0) code = -(int)os_errno;
         rc = cf_err_set(err, code, "registry %s: %s %s: %s (%d attempt%s in %.1f s)", r->host,
                         q->method, shown, what, attempt + 1, attempt ? "s" : "",
                         reg_now() - tstart);
