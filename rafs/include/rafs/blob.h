@@ -132,4 +132,22 @@ int rafs_chunk_decode(const void *src, const struct rafs_chunk_ref *ref,
                       enum rafs_compressor compressor, enum rafs_digester digester, void *out,
                       cf_err *err);
 
+/* ---- File content through blob files ---------------------------------------------------- */
+/* The data blobs of an image opened as local files (one fd per blob table entry). */
+typedef struct rafs_blob_files rafs_blob_files;
+/* Opens DIR/<blob id> for every blob of the image (read-only). A missing file fails with
+ * -ENOENT naming it. Caller closes with rafs_blob_files_close(). */
+int rafs_blob_files_open_dir(const rafs_image *img, const char *dir, rafs_blob_files **out,
+                             cf_err *err);
+void rafs_blob_files_close(rafs_blob_files *bf);
+/* fd of blob `idx` (-1 if out of range); owned by `bf`. */
+int rafs_blob_files_fd(const rafs_blob_files *bf, uint32_t idx);
+/* Size of blob file `idx` in bytes (0 if out of range). */
+uint64_t rafs_blob_files_size(const rafs_blob_files *bf, uint32_t idx);
+
+/* Reads up to `len` bytes of regular file `nid` at `offset` (short only at EOF; *nread tells),
+ * decompressing and digest-verifying each chunk touched. Thread-safe (pread only). */
+int rafs_file_read(const rafs_image *img, const rafs_blob_files *bf, uint64_t nid, uint64_t offset,
+                   void *buf, size_t len, size_t *nread, cf_err *err);
+
 #endif
