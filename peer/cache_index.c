@@ -306,11 +306,10 @@ int peer_index_foreach(peer_index *ix, peer_index_fn fn, void *arg, cf_err *err)
     int ret = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 32) continue; /* cannot even name it: not ours, leave it */
         peer_rec r;
         cf_err why = {0};
-        int bad = k.mv_size != 32 ? cf_err_set(&why, -EBADMSG, "key of %zu bytes", k.mv_size)
-                                  : peer_rec_decode(v.mv_data, v.mv_size, &r, &why);
-        if (k.mv_size != 32) continue; /* cannot even name it; not ours */
+        int bad = peer_rec_decode(v.mv_data, v.mv_size, &r, &why);
         ret = fn(arg, k.mv_data, bad ? NULL : &r, bad ? &why : NULL);
         if (ret) break;
     }

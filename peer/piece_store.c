@@ -660,22 +660,21 @@ static peer_blob *get_ref(peer_store *s, const uint8_t *digest)
     return b;
 }
 
-int peer_store_blob_acquire(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN])
+int peer_store_blob_acquire(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
+                            peer_blob_ref **ref)
 {
     pthread_mutex_lock(&s->lock);
     peer_blob *b = get_ref(s, digest);
     pthread_mutex_unlock(&s->lock);
+    *ref = (peer_blob_ref *)b;
     return b ? 0 : -ENOENT;
 }
 
-void peer_store_blob_release(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN])
+void peer_store_blob_release(peer_store *s, peer_blob_ref *ref)
 {
+    if (!ref) return;
     pthread_mutex_lock(&s->lock);
-    peer_blob *b = peer_blob_find(s, digest);
-    if (b && b->refs)
-        peer_blob_unref(s, b);
-    else
-        cf_warn("cache: release of a blob that holds no reference (caller bug)");
+    peer_blob_unref(s, (peer_blob *)ref);
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -50,6 +50,8 @@
 #define PEER_MAX_PIECES (1u << 22)
 
 typedef struct peer_store peer_store;
+/* An in-use reference to one blob (see peer_store_blob_acquire). */
+typedef struct peer_blob_ref peer_blob_ref;
 
 typedef struct peer_store_opts {
     const char *dir;     /* cache directory; created if missing (required) */
@@ -178,10 +180,15 @@ int peer_store_lease_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
 /* [memory] Ends a lease; lease->fd must not be used afterwards. */
 void peer_store_lease_release(peer_store *s, peer_piece_lease *lease);
 
-/* [memory] In-use references for a download or upload in progress: while held the blob is
- * never evicted. Each successful acquire needs one release. -ENOENT if not cached. */
-int peer_store_blob_acquire(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN]);
-void peer_store_blob_release(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN]);
+/* [memory] In-use reference for a download or upload in progress: while held the blob is
+ * never evicted (a purge still removes it; the reference then points at the removed blob and
+ * only keeps its memory alive). *ref is released exactly once with peer_store_blob_release;
+ * it names this blob instance, so a blob purged and re-created meanwhile is not confused with
+ * it. -ENOENT if not cached. */
+int peer_store_blob_acquire(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
+                            peer_blob_ref **ref);
+/* [memory] NULL is a no-op. */
+void peer_store_blob_release(peer_store *s, peer_blob_ref *ref);
 
 /* [blocking] Persistent pins: a pinned blob is never evicted (e.g. images the node must keep).
  * unpin of an unpinned blob returns -EINVAL. */

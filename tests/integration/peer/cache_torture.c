@@ -144,7 +144,8 @@ static int cmd_write(const char *dir, uint64_t seed, uint64_t max_ms)
         uint64_t len = blob_len(bi);
         int rc = peer_store_blob_open(s, d, len, PS, "torture", NULL, &e);
         CHECK(rc, "blob_open");
-        if (peer_store_blob_acquire(s, d)) continue;
+        peer_blob_ref *ref;
+        if (peer_store_blob_acquire(s, d, &ref)) continue;
         uint32_t np = (uint32_t)((len + PS - 1) / PS);
         /* A burst of random pieces of this blob. */
         for (int k = 0; k < 64; k++) {
@@ -177,7 +178,7 @@ static int cmd_write(const char *dir, uint64_t seed, uint64_t max_ms)
             rc = peer_store_verify(s, d, &e);
             CHECK(rc, "verify");
         }
-        peer_store_blob_release(s, d);
+        peer_store_blob_release(s, ref);
         uint64_t r = rnd() % 16;
         if (r == 0) {
             rc = peer_store_flush(s, &e);

@@ -28,10 +28,11 @@ static int exists(peer_store *s, const test_blob *b)
 static void add_blob(peer_store *s, const test_blob *b)
 {
     assert_int_equal(peer_store_blob_open(s, b->digest, b->len, PS, NULL, NULL, NULL), 0);
-    assert_int_equal(peer_store_blob_acquire(s, b->digest), 0); /* as a downloader does */
+    peer_blob_ref *ref;
+    assert_int_equal(peer_store_blob_acquire(s, b->digest, &ref), 0); /* as a downloader does */
     assert_int_equal(write_piece_of(s, b, PS, 0), 0);
     assert_int_equal(write_piece_of(s, b, PS, 1), 0);
-    peer_store_blob_release(s, b->digest);
+    peer_store_blob_release(s, ref);
     nap();
 }
 
@@ -100,18 +101,19 @@ static void test_pinned_and_in_use_kept(void **state)
     add_blob(s, &b[2]);
     /* b2 pinned, b0 acquired, b1 leased: none of them may go, whatever their age. */
     assert_int_equal(peer_store_pin(s, b[2].digest, NULL), 0);
-    assert_int_equal(peer_store_blob_acquire(s, b[0].digest), 0);
+    peer_blob_ref *ref0, *ref4;
+    assert_int_equal(peer_store_blob_acquire(s, b[0].digest, &ref0), 0);
     peer_piece_lease l;
     assert_int_equal(peer_store_lease_piece(s, b[1].digest, 1, &l, NULL), 0);
     /* b4 crosses the high watermark while being downloaded (acquired): nothing evictable. */
     assert_int_equal(peer_store_blob_open(s, b[4].digest, b[4].len, PS, NULL, NULL, NULL), 0);
-    assert_int_equal(peer_store_blob_acquire(s, b[4].digest), 0);
+    assert_int_equal(peer_store_blob_acquire(s, b[4].digest, &ref4), 0);
     assert_int_equal(write_piece_of(s, &b[4], PS, 0), 0);
     assert_int_equal(write_piece_of(s, &b[4], PS, 1), 0);
     assert_true(exists(s, &b[0]) && exists(s, &b[1]) && exists(s, &b[2]) && exists(s, &b[4]));
     assert_int_equal(peer_store_evict(s, 0, NULL), 0);
     /* Download done: b4 is the only candidate, although it is the newest. */
-    peer_store_blob_release(s, b[4].digest);
+    peer_store_blob_release(s, ref4);
     assert_int_equal(peer_store_evict(s, UINT64_MAX, NULL), 1);
     assert_false(exists(s, &b[4]));
     assert_true(exists(s, &b[0]) && exists(s, &b[1]) && exists(s, &b[2]));
@@ -126,7 +128,7 @@ static void test_pinned_and_in_use_kept(void **state)
     assert_int_equal(peer_store_evict(s, 0, NULL), 1);
     assert_false(exists(s, &b[1]));
     /* Release b0: evictable. Unpin b2: evictable. */
-    peer_store_blob_release(s, b[0].digest);
+    peer_store_blob_release(s, ref0);
     assert_int_equal(peer_store_evict(s, 0, NULL), 1);
     assert_false(exists(s, &b[0]));
     assert_int_equal(peer_store_evict(s, 0, NULL), 0);
@@ -145,6 +147,18 @@ static void test_pinned_and_in_use_kept(void **state)
     assert_int_equal(pread(l.fd, buf, 16, (off_t)l.offset), 16);
     assert_memory_equal(buf, b[3].data, 16);
     peer_store_lease_release(s, &l);
+
+    /* A reference names one blob instance: purge and re-create, then release the old one. */
+    add_blob(s, &b[3]);
+    peer_blob_ref *old;
+    assert_int_equal(peer_store_blob_acquire(s, b[3].digest, &old), 0);
+    assert_int_equal(peer_store_purge(s, b[3].digest, NULL), 0);
+    add_blob(s, &b[3]);
+    peer_store_blob_release(s, old);
+    peer_blob_info info;
+    assert_int_equal(peer_store_blob_info(s, b[3].digest, &info), 0);
+    assert_int_equal(info.in_use, 0);
+    assert_int_equal(info.pieces_written, 2);
 
     /* Pins persist across restarts. */
     add_blob(s, &b[3]);
