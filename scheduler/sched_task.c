@@ -495,6 +495,12 @@ const uint8_t *sched_task_digests(const sched_task *t)
     return t->digests;
 }
 
+sched_peer *sched_find_peer(sched *s, sched_host *h, const char *task_id)
+{
+    sched_task *t = sched_task_find(s, task_id);
+    return t && h ? sched_peer_find(t, h) : NULL;
+}
+
 sched_host *sched_peer_host(const sched_peer *p)
 {
     return p->host;

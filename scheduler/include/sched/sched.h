@@ -133,6 +133,9 @@ uint32_t sched_task_piece_count(const sched_task *t);
 int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len);
 const uint8_t *sched_task_digests(const sched_task *t); /* NULL when none */
 
+/* The peer of host h in task task_id, or NULL. */
+sched_peer *sched_find_peer(sched *s, sched_host *h, const char *task_id);
+
 /* Peer accessors (for building answers). */
 sched_host *sched_peer_host(const sched_peer *p);
 sched_task *sched_peer_task(const sched_peer *p);
