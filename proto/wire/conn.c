@@ -117,8 +117,9 @@ void proto_conn_close(proto_conn *c, int status, const char *reason)
     if (c->closing) return;
     c->closing = true;
     c->close_status = status;
-    snprintf(c->reason, sizeof(c->reason), "%s",
-             reason ? reason : status ? uv_strerror(status) : "closed");
+    if (reason != c->reason)
+        snprintf(c->reason, sizeof(c->reason), "%s",
+                 reason ? reason : status ? uv_strerror(status) : "closed");
     c->open_handles++; /* hold: handles may close synchronously-looking in any order */
     close_handle(c, &c->io.h);
     close_handle(c, (uv_handle_t *)&c->idle);

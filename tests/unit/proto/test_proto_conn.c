@@ -1,0 +1,583 @@
+/* proto_conn over real sockets on one libuv loop: frames split at every byte boundary, the HELLO
+ * handshake and its refusal over TCP, a large transfer with back-pressure (pausing reader,
+ * watermarks, on_drain, -ENOBUFS), file regions sent with sendfile (including a receiver too
+ * slow for one sendfile call and a file shorter than announced), oversized frames and the idle
+ * timeout. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cf/buf.h"
+#include "msg_samples.h"
+#include "proto/conn.h"
+#include "proto/handshake.h"
+
+typedef struct endpoint {
+    proto_conn *c;
+    cf_buf frames; /* received frames re-serialised: header + body + payload */
+    size_t nframes;
+    uint64_t payload_bytes;
+    bool closed;
+    int status;
+    char reason[256];
+    int drains;
+    bool connected;
+    /* handshake */
+    bool do_handshake;
+    proto_hello hello;
+    uint32_t last_error_code;
+    /* pattern check of large payloads */
+    bool check_pattern;
+    uint32_t next_seq;
+    int pattern_errors;
+    /* producer */
+    uint32_t to_send, sent;
+    size_t payload_len;
+    bool saw_congested;
+    size_t max_seen_queue;
+} endpoint;
+
+static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
+                     const uint8_t *payload)
+{
+    endpoint *e = proto_conn_data(c);
+    e->nframes++;
+    e->payload_bytes += h->payload_len;
+    if (e->check_pattern) {
+        proto_msg m;
+        assert_int_equal(proto_msg_decode(h->type, body, h->body_len, h->payload_len, &m, NULL),
+                         0);
+        assert_int_equal(m.type, PROTO_MSG_PIECE_DATA);
+        if (m.u.piece_data.piece != e->next_seq) e->pattern_errors++;
+        for (uint32_t i = 0; i < h->payload_len; i += 4093)
+            if (payload[i] != (uint8_t)(e->next_seq * 31 + i)) {
+                e->pattern_errors++;
+                break;
+            }
+        e->next_seq++;
+        proto_msg_free(&m);
+        return;
+    }
+    uint8_t hdr[PROTO_FRAME_HEADER_LEN];
+    proto_frame_header_encode(h, hdr);
+    cf_buf_append(&e->frames, hdr, sizeof(hdr));
+    cf_buf_append(&e->frames, body, h->body_len);
+    cf_buf_append(&e->frames, payload, h->payload_len);
+    if (e->do_handshake) {
+        proto_msg m;
+        cf_err err = {0};
+        if (proto_msg_decode(h->type, body, h->body_len, h->payload_len, &m, &err) < 0) {
+            proto_conn_close(c, -EBADMSG, err.msg);
+            return;
+        }
+        if (m.type == PROTO_MSG_HELLO && e->hello.role == PROTO_ROLE_SCHEDULER) {
+            uint32_t v;
+            if (proto_handshake_check(&e->hello, &m.u.hello, &v, NULL, &err) < 0) {
+                proto_msg refusal;
+                proto_handshake_refusal(&refusal, &err);
+                proto_conn_send(c, &refusal, NULL, 0, NULL);
+                proto_conn_close_after_flush(c, -EPROTONOSUPPORT, err.msg);
+            } else {
+                proto_msg reply = {.type = PROTO_MSG_HELLO};
+                reply.u.hello = e->hello;
+                assert_int_equal(proto_conn_send(c, &reply, NULL, 0, NULL), 0);
+            }
+        } else if (m.type == PROTO_MSG_ERROR) {
+            e->last_error_code = m.u.error.code;
+        }
+        proto_msg_free(&m);
+    }
+}
+
+static void on_close(proto_conn *c, int status, const char *reason)
+{
+    endpoint *e = proto_conn_data(c);
+    e->closed = true;
+    e->status = status;
+    snprintf(e->reason, sizeof(e->reason), "%s", reason);
+    e->c = NULL;
+}
+
+static void on_connect(proto_conn *c)
+{
+    endpoint *e = proto_conn_data(c);
+    e->connected = true;
+}
+
+static void produce(endpoint *e);
+
+static void on_drain(proto_conn *c)
+{
+    endpoint *e = proto_conn_data(c);
+    e->drains++;
+    produce(e);
+}
+
+static const proto_conn_cbs cbs = {
+    .on_frame = on_frame, .on_close = on_close, .on_connect = on_connect, .on_drain = on_drain};
+
+static void run_until(uv_loop_t *loop, bool *flag, int max_iter)
+{
+    for (int i = 0; i < max_iter && !*flag; i++) uv_run(loop, UV_RUN_ONCE);
+    assert_true(*flag);
+}
+
+static void spin(uv_loop_t *loop, int n)
+{
+    for (int i = 0; i < n; i++) uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static void drain_loop(uv_loop_t *loop)
+{
+    for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT); i++) {
+    }
+}
+
+/* ---- 1. byte-boundary splits over a socketpair (raw writer -> proto_conn) ---- */
+
+static void build_stream(cf_buf *b)
+{
+    proto_msg m;
+    sample_msg(PROTO_MSG_HELLO, &m);
+    assert_int_equal(proto_msg_encode_frame(&m, 0, b, NULL), 0);
+    sample_msg(PROTO_MSG_PIECE_DATA, &m);
+    assert_int_equal(proto_msg_encode_frame(&m, 40, b, NULL), 0);
+    for (int i = 0; i < 40; i++) cf_buf_append(b, &(uint8_t){(uint8_t)i}, 1);
+    sample_msg(PROTO_MSG_CANDIDATES, &m);
+    assert_int_equal(proto_msg_encode_frame(&m, 0, b, NULL), 0);
+    sample_msg(PROTO_MSG_LOCAL_OK, &m);
+    assert_int_equal(proto_msg_encode_frame(&m, 0, b, NULL), 0);
+}
+
+static void test_split_every_byte(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    endpoint rx = {0};
+    assert_int_equal(proto_conn_open(&loop, sv[0], NULL, &cbs, &rx, &rx.c), 0);
+    cf_buf stream = {0};
+    build_stream(&stream);
+    for (size_t k = 1; k < stream.len; k++) {
+        assert_int_equal(write(sv[1], stream.data, k), (ssize_t)k);
+        spin(&loop, 3); /* the conn sees the partial frame first */
+        assert_int_equal(write(sv[1], stream.data + k, stream.len - k), (ssize_t)(stream.len - k));
+        for (int i = 0; i < 50 && rx.frames.len < k * 0 + stream.len * k; i++) spin(&loop, 1);
+        assert_int_equal(rx.frames.len, stream.len * k);
+        assert_memory_equal(rx.frames.data + stream.len * (k - 1), stream.data, stream.len);
+    }
+    assert_int_equal(rx.nframes, 4 * (stream.len - 1));
+    /* both directions: the conn writes, the raw side reads it back byte-exact */
+    proto_msg m;
+    sample_msg(PROTO_MSG_CANDIDATES, &m);
+    assert_int_equal(proto_conn_send(rx.c, &m, NULL, 0, NULL), 0);
+    spin(&loop, 3);
+    cf_buf want = {0};
+    proto_msg_encode_frame(&m, 0, &want, NULL);
+    uint8_t got[4096];
+    assert_int_equal(read(sv[1], got, sizeof(got)), (ssize_t)want.len);
+    assert_memory_equal(got, want.data, want.len);
+    /* clean EOF at a frame boundary -> status 0 */
+    close(sv[1]);
+    run_until(&loop, &rx.closed, 100);
+    assert_int_equal(rx.status, 0);
+    drain_loop(&loop);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    cf_buf_free(&stream);
+    cf_buf_free(&want);
+    cf_buf_free(&rx.frames);
+}
+
+static void test_bad_frames(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    /* payload above the connection limit: refused from the header alone */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    endpoint rx = {0};
+    proto_conn_opts o = {.max_payload = 64 << 10};
+    assert_int_equal(proto_conn_open(&loop, sv[0], &o, &cbs, &rx, &rx.c), 0);
+    proto_frame_header h;
+    uint8_t raw[PROTO_FRAME_HEADER_LEN];
+    proto_frame_header_init(&h, PROTO_MSG_PIECE_DATA, 0, 10, (64 << 10) + 1);
+    proto_frame_header_encode(&h, raw);
+    assert_int_equal(write(sv[1], raw, sizeof(raw)), (ssize_t)sizeof(raw));
+    run_until(&loop, &rx.closed, 100);
+    assert_int_equal(rx.status, -EMSGSIZE);
+    close(sv[1]);
+
+    /* garbage */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    endpoint rx2 = {0};
+    assert_int_equal(proto_conn_open(&loop, sv[0], NULL, &cbs, &rx2, &rx2.c), 0);
+    assert_int_equal(write(sv[1], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+    run_until(&loop, &rx2.closed, 100);
+    assert_int_equal(rx2.status, -EBADMSG);
+    close(sv[1]);
+
+    /* EOF inside a frame */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    endpoint rx3 = {0};
+    assert_int_equal(proto_conn_open(&loop, sv[0], NULL, &cbs, &rx3, &rx3.c), 0);
+    proto_frame_header_init(&h, PROTO_MSG_WAIT, 0, 10, 0);
+    proto_frame_header_encode(&h, raw);
+    assert_int_equal(write(sv[1], raw, sizeof(raw)), (ssize_t)sizeof(raw));
+    close(sv[1]);
+    run_until(&loop, &rx3.closed, 100);
+    assert_int_equal(rx3.status, -EPIPE);
+
+    /* idle timeout */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    endpoint rx4 = {0};
+    proto_conn_opts io = {.idle_timeout_ms = 50};
+    assert_int_equal(proto_conn_open(&loop, sv[0], &io, &cbs, &rx4, &rx4.c), 0);
+    run_until(&loop, &rx4.closed, 1000);
+    assert_int_equal(rx4.status, -ETIMEDOUT);
+    close(sv[1]);
+
+    drain_loop(&loop);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    cf_buf_free(&rx.frames);
+    cf_buf_free(&rx2.frames);
+    cf_buf_free(&rx3.frames);
+    cf_buf_free(&rx4.frames);
+}
+
+/* ---- TCP pair helper ---- */
+
+typedef struct tcp_pair {
+    uv_loop_t loop;
+    uv_tcp_t server;
+    endpoint srv, cli;
+    proto_conn_opts srv_opts, cli_opts;
+    bool accepted;
+} tcp_pair;
+
+static void on_listen(uv_stream_t *s, int status)
+{
+    tcp_pair *p = s->data;
+    assert_int_equal(status, 0);
+    assert_int_equal(proto_conn_accept(s, &p->srv_opts, &cbs, &p->srv, &p->srv.c), 0);
+    p->accepted = true;
+}
+
+static void tcp_pair_open(tcp_pair *p)
+{
+    uv_loop_init(&p->loop);
+    uv_tcp_init(&p->loop, &p->server);
+    p->server.data = p;
+    struct sockaddr_storage ss;
+    assert_int_equal(proto_addr_parse("127.0.0.1:0", &ss), -EINVAL); /* port 0 refused */
+    uv_ip4_addr("127.0.0.1", 0, (struct sockaddr_in *)&ss);
+    assert_int_equal(uv_tcp_bind(&p->server, (struct sockaddr *)&ss, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&p->server, 8, on_listen), 0);
+    int len = sizeof(ss);
+    uv_tcp_getsockname(&p->server, (struct sockaddr *)&ss, &len);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    struct sockaddr_storage dst;
+    assert_int_equal(proto_addr_parse(addr, &dst), 0);
+    assert_int_equal(proto_conn_connect_tcp(&p->loop, (struct sockaddr *)&dst, &p->cli_opts,
+                                            &cbs, &p->cli, &p->cli.c),
+                     0);
+    run_until(&p->loop, &p->cli.connected, 100);
+    run_until(&p->loop, &p->accepted, 100);
+    assert_string_equal(proto_conn_peer_name(p->cli.c), addr);
+}
+
+static void tcp_pair_close(tcp_pair *p)
+{
+    if (p->cli.c) proto_conn_close(p->cli.c, 0, NULL);
+    if (p->srv.c) proto_conn_close(p->srv.c, 0, NULL);
+    uv_close((uv_handle_t *)&p->server, NULL);
+    drain_loop(&p->loop);
+    assert_true(p->cli.closed && p->srv.closed);
+    assert_int_equal(uv_loop_close(&p->loop), 0);
+    cf_buf_free(&p->cli.frames);
+    cf_buf_free(&p->srv.frames);
+}
+
+static void test_handshake_tcp(void **state)
+{
+    (void)state;
+    /* compatible */
+    tcp_pair p = {0};
+    tcp_pair_open(&p);
+    p.srv.do_handshake = p.cli.do_handshake = true;
+    proto_hello_init(&p.srv.hello, "sched-1", PROTO_ROLE_SCHEDULER, 0, 0);
+    proto_hello_init(&p.cli.hello, "peer-1", PROTO_ROLE_PEER, 0, 0);
+    proto_msg m = {.type = PROTO_MSG_HELLO};
+    m.u.hello = p.cli.hello;
+    assert_int_equal(proto_conn_send(p.cli.c, &m, NULL, 0, NULL), 0);
+    for (int i = 0; i < 100 && p.cli.nframes == 0; i++) uv_run(&p.loop, UV_RUN_ONCE);
+    assert_int_equal(p.cli.nframes, 1);
+    assert_false(p.cli.closed);
+    tcp_pair_close(&p);
+
+    /* incompatible: refused with ERROR(PROTO_E_VERSION), then closed */
+    tcp_pair q = {0};
+    tcp_pair_open(&q);
+    q.srv.do_handshake = q.cli.do_handshake = true;
+    proto_hello_init(&q.srv.hello, "sched-1", PROTO_ROLE_SCHEDULER, 0, 0);
+    proto_hello_init(&q.cli.hello, "peer-9", PROTO_ROLE_PEER, 0, 0);
+    q.cli.hello.version = q.cli.hello.min_version = PROTO_VERSION + 8;
+    m.u.hello = q.cli.hello;
+    assert_int_equal(proto_conn_send(q.cli.c, &m, NULL, 0, NULL), 0);
+    run_until(&q.loop, &q.cli.closed, 200);
+    assert_int_equal(q.cli.last_error_code, PROTO_E_VERSION);
+    assert_int_equal(q.cli.status, 0); /* server closed cleanly after the ERROR */
+    assert_true(q.srv.closed);
+    assert_int_equal(q.srv.status, -EPROTONOSUPPORT);
+    assert_non_null(strstr(q.srv.reason, "incompatible protocol version"));
+    tcp_pair_close(&q);
+}
+
+/* ---- large payloads with back-pressure ---- */
+
+#define BIG_PAYLOAD (4u << 20)
+#define BIG_FRAMES  24
+
+static uint8_t *pattern(uint32_t seq, size_t len)
+{
+    uint8_t *b = malloc(len);
+    for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(seq * 31 + i);
+    return b;
+}
+
+static void produce(endpoint *e)
+{
+    while (e->sent < e->to_send && e->c && !proto_conn_congested(e->c)) {
+        proto_msg m;
+        sample_msg(PROTO_MSG_PIECE_DATA, &m);
+        m.u.piece_data.piece = e->sent;
+        uint8_t *b = pattern(e->sent, e->payload_len);
+        assert_int_equal(proto_conn_send(e->c, &m, b, e->payload_len, NULL), 0);
+        free(b);
+        e->sent++;
+        if (proto_conn_queued(e->c) > e->max_seen_queue)
+            e->max_seen_queue = proto_conn_queued(e->c);
+        if (proto_conn_congested(e->c)) e->saw_congested = true;
+    }
+}
+
+static void on_resume_timer(uv_timer_t *t)
+{
+    endpoint *e = t->data;
+    assert_int_equal(proto_conn_resume_read(e->c), 0);
+}
+
+static void test_backpressure(void **state)
+{
+    (void)state;
+    tcp_pair p = {0};
+    p.srv_opts = (proto_conn_opts){.high_watermark = 8u << 20, .low_watermark = 2u << 20,
+                                   .max_queued = 16u << 20};
+    tcp_pair_open(&p);
+    p.cli.check_pattern = true;
+    /* the reader stalls for 100 ms so the sender's queue must fill up */
+    proto_conn_pause_read(p.cli.c);
+    uv_timer_t t;
+    uv_timer_init(&p.loop, &t);
+    t.data = &p.cli;
+    uv_timer_start(&t, on_resume_timer, 100, 0);
+
+    p.srv.to_send = BIG_FRAMES;
+    p.srv.payload_len = BIG_PAYLOAD;
+    produce(&p.srv);
+    assert_true(p.srv.saw_congested);
+    assert_true(p.srv.sent < BIG_FRAMES);
+    /* above max_queued: refused without queueing */
+    proto_msg m;
+    sample_msg(PROTO_MSG_PIECE_DATA, &m);
+    uint8_t *big = pattern(0, 12u << 20);
+    size_t before = proto_conn_queued(p.srv.c);
+    assert_int_equal(proto_conn_send(p.srv.c, &m, big, 12u << 20, NULL), -ENOBUFS);
+    assert_int_equal(proto_conn_queued(p.srv.c), before);
+    /* over the peer's payload limit */
+    proto_conn_set_peer_max_payload(p.srv.c, 1u << 20);
+    assert_int_equal(proto_conn_send(p.srv.c, &m, big, (1u << 20) + 1, NULL), -EMSGSIZE);
+    proto_conn_set_peer_max_payload(p.srv.c, 0);
+    free(big);
+
+    for (int i = 0; i < 20000 && p.cli.next_seq < BIG_FRAMES; i++) uv_run(&p.loop, UV_RUN_ONCE);
+    assert_int_equal(p.cli.next_seq, BIG_FRAMES);
+    assert_int_equal(p.cli.pattern_errors, 0);
+    assert_true(p.srv.drains >= 1);
+    assert_true(p.srv.max_seen_queue <= (16u << 20));
+    assert_int_equal(proto_conn_queued(p.srv.c), 0);
+    uv_close((uv_handle_t *)&t, NULL);
+    tcp_pair_close(&p);
+}
+
+/* ---- sendfile ---- */
+
+static void test_sendfile(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/proto_conn_sendfileXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    const size_t flen = 10u << 20;
+    uint8_t *content = malloc(flen);
+    for (size_t i = 0; i < flen; i++) content[i] = (uint8_t)((i * 2654435761u) >> 13);
+    assert_int_equal(write(fd, content, flen), (ssize_t)flen);
+
+    tcp_pair p = {0};
+    tcp_pair_open(&p);
+    proto_conn_pause_read(p.cli.c); /* slow receiver: sendfile hits EAGAIN and must resume */
+    uv_timer_t t;
+    uv_timer_init(&p.loop, &t);
+    t.data = &p.cli;
+    uv_timer_start(&t, on_resume_timer, 50, 0);
+
+    proto_msg m;
+    const uint64_t offs[] = {0, (1u << 20) + 3, 6u << 20};
+    const uint32_t lens[] = {4u << 20, 4u << 20, 4u << 20};
+    for (int i = 0; i < 3; i++) {
+        sample_msg(PROTO_MSG_PIECE_DATA, &m);
+        m.u.piece_data.piece = (uint32_t)i;
+        cf_err err = {0};
+        assert_int_equal(proto_conn_send_file(p.srv.c, &m, fd, offs[i], lens[i], &err), 0);
+        /* a small framed message between file regions keeps its place in the stream */
+        sample_msg(PROTO_MSG_LOCAL_OK, &m);
+        assert_int_equal(proto_conn_send(p.srv.c, &m, NULL, 0, NULL), 0);
+    }
+    close(fd); /* the conn holds its own dup */
+    for (int i = 0; i < 20000 && p.cli.nframes < 6; i++) uv_run(&p.loop, UV_RUN_ONCE);
+    assert_int_equal(p.cli.nframes, 6);
+    const uint8_t *q = p.cli.frames.data;
+    for (int i = 0; i < 6; i++) {
+        proto_frame_header h;
+        assert_int_equal(proto_frame_header_decode(q, 0, &h, NULL), 0);
+        if (i % 2 == 0) {
+            assert_int_equal(h.type, PROTO_MSG_PIECE_DATA);
+            assert_int_equal(h.payload_len, lens[i / 2]);
+            assert_memory_equal(q + PROTO_FRAME_HEADER_LEN + h.body_len, content + offs[i / 2],
+                                lens[i / 2]);
+        } else {
+            assert_int_equal(h.type, PROTO_MSG_LOCAL_OK);
+        }
+        q += PROTO_FRAME_HEADER_LEN + h.body_len + h.payload_len;
+    }
+    assert_int_equal(proto_conn_queued(p.srv.c), 0);
+
+    /* file shorter than announced: the sender cannot complete the frame and closes (-EIO); the
+     * receiver sees EOF inside a frame */
+    char path2[] = "/tmp/proto_conn_shortXXXXXX";
+    int fd2 = mkstemp(path2);
+    assert_true(fd2 >= 0);
+    unlink(path2);
+    assert_int_equal(write(fd2, content, 1000), 1000);
+    sample_msg(PROTO_MSG_PIECE_DATA, &m);
+    assert_int_equal(proto_conn_send_file(p.srv.c, &m, fd2, 0, 5000, NULL), 0);
+    close(fd2);
+    run_until(&p.loop, &p.srv.closed, 200);
+    assert_int_equal(p.srv.status, -EIO);
+    run_until(&p.loop, &p.cli.closed, 200);
+    assert_int_equal(p.cli.status, -EPIPE);
+    uv_close((uv_handle_t *)&t, NULL);
+    tcp_pair_close(&p);
+    free(content);
+}
+
+/* ---- unix socket listener + connect_pipe, close_after_flush ---- */
+
+static void on_pipe_listen(uv_stream_t *s, int status)
+{
+    endpoint *e = s->data;
+    assert_int_equal(status, 0);
+    assert_int_equal(proto_conn_accept(s, NULL, &cbs, e, &e->c), 0);
+    e->connected = true;
+}
+
+static void test_pipe(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/proto_conn_%d.sock", (int)getpid());
+    unlink(path);
+    uv_pipe_t server;
+    uv_pipe_init(&loop, &server, 0);
+    endpoint srv = {0}, cli = {0};
+    server.data = &srv;
+    assert_int_equal(uv_pipe_bind(&server, path), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&server, 4, on_pipe_listen), 0);
+    /* connect to a missing socket: on_close with an error, exactly once */
+    endpoint bad = {0};
+    assert_int_equal(proto_conn_connect_pipe(&loop, "/tmp/proto_conn_missing.sock", NULL, &cbs,
+                                             &bad, &bad.c),
+                     0);
+    run_until(&loop, &bad.closed, 100);
+    assert_true(bad.status < 0);
+    /* frames queued before the connection completes are flushed after it */
+    assert_int_equal(proto_conn_connect_pipe(&loop, path, NULL, &cbs, &cli, &cli.c), 0);
+    proto_msg m;
+    sample_msg(PROTO_MSG_LOCAL_READ, &m);
+    assert_int_equal(proto_conn_send(cli.c, &m, NULL, 0, NULL), 0);
+    run_until(&loop, &cli.connected, 100);
+    for (int i = 0; i < 100 && srv.nframes < 1; i++) uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(srv.nframes, 1);
+    /* answer with several LOCAL_DATA frames, then close after flushing */
+    for (int i = 0; i < 3; i++) {
+        sample_msg(PROTO_MSG_LOCAL_DATA, &m);
+        m.u.local_data.last = i == 2;
+        assert_int_equal(proto_conn_send(srv.c, &m, "0123456789", 10, NULL), 0);
+    }
+    proto_conn_close_after_flush(srv.c, 0, "done");
+    assert_int_equal(proto_conn_send(srv.c, &m, NULL, 0, NULL), -ENOTCONN);
+    run_until(&loop, &cli.closed, 200);
+    assert_int_equal(cli.nframes, 3);
+    assert_int_equal(cli.payload_bytes, 30);
+    assert_int_equal(cli.status, 0);
+    run_until(&loop, &srv.closed, 200);
+    assert_int_equal(srv.status, 0);
+    uv_close((uv_handle_t *)&server, NULL);
+    drain_loop(&loop);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    unlink(path);
+    cf_buf_free(&srv.frames);
+    cf_buf_free(&cli.frames);
+}
+
+static void test_addr_parse(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    assert_int_equal(proto_addr_parse("10.1.2.3:8002", &ss), 0);
+    assert_int_equal(ss.ss_family, AF_INET);
+    assert_int_equal(proto_addr_parse("[fd00::1]:4005", &ss), 0);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_int_equal(proto_addr_parse("10.1.2.3", &ss), -EINVAL);
+    assert_int_equal(proto_addr_parse("10.1.2.3:", &ss), -EINVAL);
+    assert_int_equal(proto_addr_parse("10.1.2.3:65536", &ss), -EINVAL);
+    assert_int_equal(proto_addr_parse("10.1.2.3:8x", &ss), -EINVAL);
+    assert_int_equal(proto_addr_parse("host.example:80", &ss), -EINVAL);
+    assert_int_equal(proto_addr_parse("fd00::1:80", &ss), -EINVAL);
+    assert_int_equal(proto_addr_parse("[]:80", &ss), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_split_every_byte), cmocka_unit_test(test_bad_frames),
+        cmocka_unit_test(test_handshake_tcp),    cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_sendfile),         cmocka_unit_test(test_pipe),
+        cmocka_unit_test(test_addr_parse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
