@@ -263,7 +263,23 @@ typedef struct tcp_pair {
     endpoint srv, cli;
     proto_conn_opts srv_opts, cli_opts;
     bool accepted;
+    bool socketpair; /* no listening server */
 } tcp_pair;
+
+/* Same shape as a TCP pair, over an AF_UNIX socketpair with tiny socket buffers so that
+ * sendfile(2) returns partial counts and EAGAIN. */
+static void small_pair_open(tcp_pair *p)
+{
+    uv_loop_init(&p->loop);
+    p->socketpair = true;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int small = 16 << 10;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    assert_int_equal(proto_conn_open(&p->loop, sv[0], &p->srv_opts, &cbs, &p->srv, &p->srv.c), 0);
+    assert_int_equal(proto_conn_open(&p->loop, sv[1], &p->cli_opts, &cbs, &p->cli, &p->cli.c), 0);
+}
 
 static void on_listen(uv_stream_t *s, int status)
 {
@@ -301,7 +317,7 @@ static void tcp_pair_close(tcp_pair *p)
 {
     if (p->cli.c) proto_conn_close(p->cli.c, 0, NULL);
     if (p->srv.c) proto_conn_close(p->srv.c, 0, NULL);
-    uv_close((uv_handle_t *)&p->server, NULL);
+    if (!p->socketpair) uv_close((uv_handle_t *)&p->server, NULL);
     drain_loop(&p->loop);
     assert_true(p->cli.closed && p->srv.closed);
     assert_int_equal(uv_loop_close(&p->loop), 0);
@@ -423,9 +439,8 @@ static void test_backpressure(void **state)
 
 /* ---- sendfile ---- */
 
-static void test_sendfile(void **state)
+static void sendfile_scenario(bool small)
 {
-    (void)state;
     char path[] = "/tmp/proto_conn_sendfileXXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
@@ -436,7 +451,8 @@ static void test_sendfile(void **state)
     assert_int_equal(write(fd, content, flen), (ssize_t)flen);
 
     tcp_pair p = {0};
-    tcp_pair_open(&p);
+    if (small) small_pair_open(&p);
+    else tcp_pair_open(&p);
     proto_conn_pause_read(p.cli.c); /* slow receiver: sendfile hits EAGAIN and must resume */
     uv_timer_t t;
     uv_timer_init(&p.loop, &t);
@@ -491,6 +507,18 @@ static void test_sendfile(void **state)
     uv_close((uv_handle_t *)&t, NULL);
     tcp_pair_close(&p);
     free(content);
+}
+
+static void test_sendfile_tcp(void **state)
+{
+    (void)state;
+    sendfile_scenario(false);
+}
+
+static void test_sendfile_small_buffers(void **state)
+{
+    (void)state;
+    sendfile_scenario(true);
 }
 
 /* ---- unix socket listener + connect_pipe, close_after_flush ---- */
@@ -576,7 +604,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_every_byte), cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_handshake_tcp),    cmocka_unit_test(test_backpressure),
-        cmocka_unit_test(test_sendfile),         cmocka_unit_test(test_pipe),
+        cmocka_unit_test(test_sendfile_tcp),
+        cmocka_unit_test(test_sendfile_small_buffers),         cmocka_unit_test(test_pipe),
         cmocka_unit_test(test_addr_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
