@@ -1123,7 +1123,7 @@ static void unref_locked(peer_store *s, peer_blob *b)
 
 int peer_store_mark_verified(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err)
 {
-    peer_blob *b;
+    peer_blob *b = NULL;
     int rc = ref_complete(s, digest, &b, err);
     if (rc) return rc;
     rc = peer_store_flush(s, err);
@@ -1134,7 +1134,7 @@ int peer_store_mark_verified(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN
 
 int peer_store_verify(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err)
 {
-    peer_blob *b;
+    peer_blob *b = NULL;
     int rc = ref_complete(s, digest, &b, err);
     if (rc) return rc;
     rc = peer_store_flush(s, err);
