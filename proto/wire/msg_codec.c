@@ -46,7 +46,7 @@ void proto_msg_free(proto_msg *m)
 /* ---- validation (structs, both before encoding and after decoding) ---- */
 
 #define AT(T, base, off) (*(T *)((uint8_t *)(base) + (off)))
-#define CAT(T, base, off) (*(const T *)((const uint8_t *)(base) + (off)))
+#define CAT(T, base, off) (*(T const *)((const uint8_t *)(base) + (off)))
 
 static int check_str(const msg_desc *d, const field_desc *f, const char *v, cf_err *err)
 {
