@@ -77,6 +77,8 @@ int rafs_ci_header_parse(const void *hdr4096, struct rafs_ci_header_info *out, c
                               (unsigned long long)out->zran_offset,
                               (unsigned long long)out->zran_size, out->zran_count, out->entries,
                               (unsigned long long)out->ci_uncompressed_size);
+    } else if (out->zran_offset || out->zran_size || out->zran_count) {
+        return cf_err_set(err, -EBADMSG, "ci header: context table fields set without ZRAN/BATCH");
     } else if (out->ci_uncompressed_size != need) {
         return cf_err_set(err, -EBADMSG, "ci header: %llu bytes for %u entries of %llu bytes",
                           (unsigned long long)out->ci_uncompressed_size, out->entries,

@@ -231,3 +231,92 @@ int rafs_blob_read_bootstrap(int fd, const struct rafs_blob_toc *toc, uint8_t **
         return cf_err_set(err, -ENOENT, "blob has no inline bootstrap (%s)", RAFS_TOC_NAME_BOOT);
     return rafs_blob_toc_read_item(fd, it, RAFS_BOOTSTRAP_MAX_SIZE, out, out_len, err);
 }
+
+/* SHA-256 of blob bytes [0, len), streamed. */
+static int sha256_prefix(int fd, uint64_t len, uint8_t out[32], cf_err *err)
+{
+    cf_digest_ctx d;
+    int rc = cf_digest_init(&d, CF_DIGEST_SHA256);
+    if (rc) return cf_err_set(err, rc, "sha256 init failed");
+    size_t bsz = 1u << 20;
+    uint8_t *buf = malloc(bsz);
+    if (!buf) {
+        cf_digest_abort(&d);
+        return cf_err_set(err, -ENOMEM, "out of memory");
+    }
+    for (uint64_t off = 0; off < len;) {
+        size_t n = len - off < bsz ? (size_t)(len - off) : bsz;
+        if ((rc = cf_pread_full(fd, buf, n, off))) {
+            free(buf);
+            cf_digest_abort(&d);
+            return cf_err_set(err, rc, "reading blob data: %s", cf_err_str(NULL, rc));
+        }
+        cf_digest_update(&d, buf, n);
+        off += n;
+    }
+    free(buf);
+    cf_digest_final(&d, out);
+    return 0;
+}
+
+int rafs_blob_tar_verify(int fd, uint64_t blob_size, const struct rafs_blob_toc *toc, cf_err *err)
+{
+    uint64_t end = blob_size;
+    int members = 0;
+    while (end > 0) {
+        uint8_t h[RAFS_TAR_BLOCK];
+        char name[101];
+        uint64_t size;
+        if (members >= 16) return cf_err_set(err, -EBADMSG, "blob tail: more than 16 tar members");
+        if (end < RAFS_TAR_BLOCK)
+            return cf_err_set(err, -EBADMSG, "blob tail: %llu bytes before the first tar member",
+                              (unsigned long long)end);
+        uint64_t hoff = end - RAFS_TAR_BLOCK;
+        int rc = cf_pread_full(fd, h, sizeof(h), hoff);
+        if (rc)
+            return cf_err_set(err, rc, "reading tar header at %llu: %s", (unsigned long long)hoff,
+                              cf_err_str(NULL, rc));
+        if ((rc = tar_header(h, name, &size, err)))
+            return cf_err_wrap(err, rc, "tar header at %llu", (unsigned long long)hoff);
+        size_t nl = strlen(name);
+        if (nl == 0)
+            return cf_err_set(err, -EBADMSG, "tar header at %llu: empty name",
+                              (unsigned long long)hoff);
+        for (size_t i = 0; i < nl; i++)
+            if ((uint8_t)name[i] < 0x21 || (uint8_t)name[i] > 0x7e)
+                return cf_err_set(err, -EBADMSG, "tar header at %llu: name not printable",
+                                  (unsigned long long)hoff);
+        if (size > hoff)
+            return cf_err_set(err, -EBADMSG,
+                              "tar member '%s' at %llu: %llu bytes of data before "
+                              "offset %llu",
+                              name, (unsigned long long)hoff, (unsigned long long)size,
+                              (unsigned long long)hoff);
+        uint64_t doff = hoff - size;
+        if (toc && strcmp(name, RAFS_TOC_NAME_TOC) != 0) {
+            const struct rafs_toc_item *it = rafs_blob_toc_find(toc, name);
+            if (!it) return cf_err_set(err, -EBADMSG, "tar member '%s' is not in the TOC", name);
+            if (strcmp(name, RAFS_TOC_NAME_BLOB) == 0) {
+                uint8_t d[32];
+                if ((rc = sha256_prefix(fd, end, d, err))) return rc;
+                if (memcmp(d, it->digest, 32) != 0)
+                    return cf_err_set(err, -EBADMSG,
+                                      "chunk data region [0, %llu): sha256 differs "
+                                      "from the TOC image.blob digest",
+                                      (unsigned long long)end);
+            } else if (it->compressed_offset != doff || it->compressed_size > size) {
+                /* "blob.meta" holds the ci array and its header, which the TOC lists as
+                 * two entries: the TOC entry must start the member and fit in it */
+                return cf_err_set(err, -EBADMSG,
+                                  "tar member '%s' [%llu, +%llu) does not match its TOC entry "
+                                  "[%llu, +%llu)",
+                                  name, (unsigned long long)doff, (unsigned long long)size,
+                                  (unsigned long long)it->compressed_offset,
+                                  (unsigned long long)it->compressed_size);
+            }
+        }
+        members++;
+        end = doff;
+    }
+    return members;
+}

@@ -244,7 +244,8 @@ int rafs_walk(const rafs_image *img, rafs_walk_fn fn, void *ctx, cf_err *err)
     struct rafs_stat st;
     struct rafs_walk_entry we;
 
-    stack = calloc(RAFS_MAX_DEPTH + 1, sizeof(*stack));
+    size_t stack_cap = 16; /* grows with the depth actually reached */
+    stack = calloc(stack_cap, sizeof(*stack));
     if (!path || !stack) {
         rc = cf_err_set(err, -ENOMEM, "out of memory");
         goto out;
@@ -349,6 +350,16 @@ int rafs_walk(const rafs_image *img, rafs_walk_fn fn, void *ctx, cf_err *err)
                 rc = cf_err_set(err, -ELOOP, "/%s: directories nested deeper than %d", path,
                                 RAFS_MAX_DEPTH);
                 goto out;
+            }
+            if (depth == stack_cap) {
+                struct walk_frame *ns = realloc(stack, stack_cap * 2 * sizeof(*stack));
+                if (!ns) {
+                    rc = cf_err_set(err, -ENOMEM, "out of memory");
+                    goto out;
+                }
+                stack = ns;
+                stack_cap *= 2;
+                f = &stack[depth - 1];
             }
             struct walk_frame *nf = &stack[depth];
             memset(nf, 0, sizeof(*nf));

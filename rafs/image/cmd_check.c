@@ -156,6 +156,27 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
             goto out;
         }
         have_toc = 1;
+        /* every tail member named in the TOC must read back with its SHA-256 */
+        for (uint32_t t = 0; t < toc.count; t++) {
+            const struct rafs_toc_item *it = &toc.items[t];
+            uint8_t *content = NULL;
+            size_t clen = 0;
+            if (!strcmp(it->name, RAFS_TOC_NAME_BLOB)) continue; /* checked by the tar walk */
+            rc = rafs_blob_toc_read_item(fd, it, RAFS_BOOTSTRAP_MAX_SIZE, &content, &clen, err);
+            free(content);
+            if (rc) {
+                rc = cf_err_wrap(err, rc, "data blob %s", bi->id);
+                goto out;
+            }
+        }
+    }
+    if (bi->features & RAFS_BLOB_HAS_TAR_HEADER) {
+        rc = rafs_blob_tar_verify(fd, size, have_toc ? &toc : NULL, err);
+        if (rc < 0) {
+            rc = cf_err_wrap(err, rc, "data blob %s", bi->id);
+            goto out;
+        }
+        rc = 0;
     }
     if (bi->ci_compressed_size || bi->ci_uncompressed_size) {
         if ((rc = rafs_blob_meta_load(fd, size, bi, &m, err))) goto out;

@@ -101,6 +101,13 @@ int rafs_blob_toc_read(int fd, uint64_t blob_size, struct rafs_blob_toc *out, cf
 int rafs_blob_toc_verify(const struct rafs_blob_toc *toc, const struct rafs_blob_info *bi,
                          cf_err *err);
 const struct rafs_toc_item *rafs_blob_toc_find(const struct rafs_blob_toc *toc, const char *name);
+/* Walks the reverse-tar chain of a HAS_TAR_HEADER blob from its end back to byte 0: every
+ * 512-byte header must be valid (ustar magic, checksum, regular member, printable name) with
+ * its data directly before it, the chain must end exactly at offset 0 and hold at most 16
+ * members. With a TOC, each member must be named in it and start where its entry starts, and the
+ * "image.blob" digest (SHA-256 of all bytes up to and including its tar header) is checked by
+ * reading the chunk data region. Returns the member count or a negative errno. */
+int rafs_blob_tar_verify(int fd, uint64_t blob_size, const struct rafs_blob_toc *toc, cf_err *err);
 /* Reads one TOC entry (pread), decompresses it (none/zstd/lz4_block) to uncompressed_size
  * (<= max_len, else -EFBIG) and verifies its SHA-256. *out is malloc'd (caller frees). */
 int rafs_blob_toc_read_item(int fd, const struct rafs_toc_item *item, size_t max_len, uint8_t **out,
