@@ -265,9 +265,10 @@ static int load_one(void *arg, const uint8_t digest[32], const peer_rec *r, cons
     struct load_ctx *c = arg;
     char hex[17];
     short_hex(digest, hex);
-    if (!r || peer_piece_size_check(r->piece_size) || r->piece_count > PEER_MAX_PIECES) {
+    if (!r || peer_piece_size_check(r->piece_size) || r->piece_count > PEER_MAX_PIECES ||
+        r->length > (uint64_t)INT64_MAX) {
         cf_warn("cache: dropping malformed index record for blob %s...: %s", hex,
-                why ? why->msg : "piece size/count out of range");
+                why ? why->msg : "piece size, count or length out of range");
         void *nb = realloc(c->bad, (c->nbad + 1) * PEER_DIGEST_LEN);
         if (!nb) return c->rc = -ENOMEM;
         c->bad = nb;
