@@ -13,17 +13,17 @@
 #include "cf/buf.h"
 #include "cf/log.h"
 
-#define READ_BUF_LEN      (64u << 10)
-#define SENDFILE_SLICE    (1u << 20) /* per writable event, so one upload cannot hog the loop */
+#define READ_BUF_LEN       (64u << 10)
+#define SENDFILE_SLICE     (1u << 20) /* per writable event, so one upload cannot hog the loop */
 #define DEF_HIGH_WATERMARK (4u << 20)
-#define DEF_MAX_QUEUED    (64u << 20)
+#define DEF_MAX_QUEUED     (64u << 20)
 
 typedef struct wq_item {
     struct wq_item *next;
     uint8_t *buf; /* header + body (+ copied payload) */
     size_t len;
     bool buf_done;
-    int fd;       /* file region after buf, -1 = none; owned (dup) */
+    int fd; /* file region after buf, -1 = none; owned (dup) */
     uint64_t off;
     uint64_t flen;
     uint64_t fsent;
@@ -67,6 +67,7 @@ struct proto_conn {
     size_t queued;
     bool congested;
 
+    bool pumping; /* pump() is on the stack: callbacks it triggers must not re-enter it */
     bool connected, closing, flush_close;
     int open_handles;
     int close_status;
@@ -119,7 +120,9 @@ void proto_conn_close(proto_conn *c, int status, const char *reason)
     c->close_status = status;
     if (reason != c->reason)
         snprintf(c->reason, sizeof(c->reason), "%s",
-                 reason ? reason : status ? uv_strerror(status) : "closed");
+                 reason   ? reason
+                 : status ? uv_strerror(status)
+                          : "closed");
     c->open_handles++; /* hold: handles may close synchronously-looking in any order */
     close_handle(c, &c->io.h);
     close_handle(c, (uv_handle_t *)&c->idle);
@@ -134,7 +137,9 @@ void proto_conn_close_after_flush(proto_conn *c, int status, const char *reason)
     c->flush_close = true;
     c->close_status = status;
     snprintf(c->reason, sizeof(c->reason), "%s",
-             reason ? reason : status ? uv_strerror(status) : "closed");
+             reason   ? reason
+             : status ? uv_strerror(status)
+                      : "closed");
     if (c->reading) uv_read_stop(&c->io.s);
     c->reading = false;
     c->read_paused = true;
@@ -213,7 +218,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     /* Large remainder of a frame: read straight into the frame, no copy. */
     if (c->frame && c->frame_len - c->frame_have >= 4096) {
         size_t n = c->frame_len - c->frame_have;
-        *buf = uv_buf_init((char *)c->frame + c->frame_have, n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
+        *buf = uv_buf_init((char *)c->frame + c->frame_have,
+                           n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
         return;
     }
     *buf = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
@@ -224,8 +230,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     proto_conn *c = s->data;
     if (c->closing) return;
     if (nread == UV_EOF) {
-        if (c->frame || c->hdr_have) fail(c, -EPIPE, "connection closed inside a frame");
-        else fail(c, 0, "closed by peer");
+        if (c->frame || c->hdr_have)
+            fail(c, -EPIPE, "connection closed inside a frame");
+        else
+            fail(c, 0, "closed by peer");
         return;
     }
     if (nread < 0) {
@@ -386,7 +394,8 @@ static int send_file_slice(proto_conn *c, wq_item *it)
     return r < 0 ? r : 0;
 }
 
-static void pump(proto_conn *c)
+/* Runs the queue until it must wait (a uv_write in flight, or the socket not writable). */
+static void pump_run(proto_conn *c)
 {
     while (!c->closing && c->connected && !c->write_busy && !c->poll_active && c->head) {
         wq_item *it = c->head;
@@ -407,7 +416,7 @@ static void pump(proto_conn *c)
             if (r < 0) {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "sendfile: %s", strerror(-r));
-                fail(c, r == -EIO ? -EIO : r, msg);
+                fail(c, r, msg);
                 return;
             }
             if (r == 0) return;
@@ -418,6 +427,16 @@ static void pump(proto_conn *c)
         proto_conn_close(c, c->close_status, c->reason);
 }
 
+static void pump(proto_conn *c)
+{
+    /* on_drain (fired from inside pump_run) may queue more frames and call back in here; the
+     * running pump_run picks them up, so never nest (the head item could be freed under it). */
+    if (c->pumping) return;
+    c->pumping = true;
+    pump_run(c);
+    c->pumping = false;
+}
+
 static int enqueue(proto_conn *c, cf_buf *frame, int fd, uint64_t off, uint64_t flen)
 {
     wq_item *it = calloc(1, sizeof(*it));
@@ -426,8 +445,10 @@ static int enqueue(proto_conn *c, cf_buf *frame, int fd, uint64_t off, uint64_t 
     it->fd = fd;
     it->off = off;
     it->flen = flen;
-    if (c->tail) c->tail->next = it;
-    else c->head = it;
+    if (c->tail)
+        c->tail->next = it;
+    else
+        c->head = it;
     c->tail = it;
     c->queued += it->len + (size_t)flen;
     if (!c->congested && c->queued > c->high) c->congested = true;
@@ -455,7 +476,7 @@ int proto_conn_send_raw(proto_conn *c, uint8_t type, uint16_t flags, const void 
     if (cf_buf_reserve(&b, PROTO_FRAME_HEADER_LEN + body_len + payload_len) < 0) return -ENOMEM;
     proto_frame_header_encode(&h, b.data);
     b.len = PROTO_FRAME_HEADER_LEN;
-    if (body_len) cf_buf_append(&b, body, body_len);       /* reserved: cannot fail */
+    if (body_len) cf_buf_append(&b, body, body_len); /* reserved: cannot fail */
     if (payload_len) cf_buf_append(&b, payload, payload_len);
     r = enqueue(c, &b, -1, 0, 0);
     cf_buf_free(&b);
@@ -468,8 +489,7 @@ static int encode(proto_conn *c, const proto_msg *m, size_t payload_len, cf_buf 
         return cf_err_set(err, -EMSGSIZE, "payload of %zu bytes over the peer's limit %u",
                           payload_len, c->peer_max_payload);
     int r = admit(c, PROTO_FRAME_HEADER_LEN + payload_len);
-    if (r < 0)
-        return cf_err_set(err, r, r == -ENOBUFS ? "write queue full" : "connection closing");
+    if (r < 0) return cf_err_set(err, r, r == -ENOBUFS ? "write queue full" : "connection closing");
     return proto_msg_encode_frame(m, (uint32_t)payload_len, b, err);
 }
 
@@ -486,8 +506,8 @@ int proto_conn_send(proto_conn *c, const proto_msg *m, const void *payload, size
     return r;
 }
 
-int proto_conn_send_file(proto_conn *c, const proto_msg *m, int fd, uint64_t offset,
-                         uint32_t len, cf_err *err)
+int proto_conn_send_file(proto_conn *c, const proto_msg *m, int fd, uint64_t offset, uint32_t len,
+                         cf_err *err)
 {
     cf_buf b = {0};
     int r = encode(c, m, len, &b, err);
@@ -527,8 +547,8 @@ static proto_conn *conn_alloc(uv_loop_t *loop, const proto_conn_opts *opts,
     c->data = data;
     c->poll_fd = -1;
     proto_conn_opts o = opts ? *opts : (proto_conn_opts){0};
-    c->max_payload = o.max_payload && o.max_payload < PROTO_MAX_PAYLOAD ? o.max_payload
-                                                                       : PROTO_MAX_PAYLOAD;
+    c->max_payload =
+        o.max_payload && o.max_payload < PROTO_MAX_PAYLOAD ? o.max_payload : PROTO_MAX_PAYLOAD;
     c->peer_max_payload = PROTO_MAX_PAYLOAD;
     c->idle_ms = o.idle_timeout_ms;
     c->high = o.high_watermark ? o.high_watermark : DEF_HIGH_WATERMARK;
@@ -664,9 +684,12 @@ int proto_conn_accept(uv_stream_t *server, const proto_conn_opts *opts, const pr
     proto_conn *c = conn_alloc(server->loop, opts, cbs, data);
     if (!c) return -ENOMEM;
     int r;
-    if (server->type == UV_TCP) r = uv_tcp_init(server->loop, &c->io.tcp);
-    else if (server->type == UV_NAMED_PIPE) r = uv_pipe_init(server->loop, &c->io.pipe, 0);
-    else r = -EINVAL;
+    if (server->type == UV_TCP)
+        r = uv_tcp_init(server->loop, &c->io.tcp);
+    else if (server->type == UV_NAMED_PIPE)
+        r = uv_pipe_init(server->loop, &c->io.pipe, 0);
+    else
+        r = -EINVAL;
     if (r < 0) {
         free(c);
         return r;
@@ -684,8 +707,8 @@ int proto_conn_accept(uv_stream_t *server, const proto_conn_opts *opts, const pr
     return 0;
 }
 
-int proto_conn_open(uv_loop_t *loop, int fd, const proto_conn_opts *opts,
-                    const proto_conn_cbs *cbs, void *data, proto_conn **out)
+int proto_conn_open(uv_loop_t *loop, int fd, const proto_conn_opts *opts, const proto_conn_cbs *cbs,
+                    void *data, proto_conn **out)
 {
     if (!cbs || !cbs->on_frame) {
         close(fd);

@@ -36,9 +36,8 @@ int proto_digest_list_check(const proto_digest_list *l, const char *task_id, uin
                           task_id, l->piece_size, piece_size);
     uint64_t want = proto_piece_count(content_length, piece_size);
     if (l->piece_count != want)
-        return cf_err_set(err, -EBADMSG,
-                          "digest list for %s has %u pieces, %llu bytes need %llu", task_id,
-                          l->piece_count, (unsigned long long)content_length,
+        return cf_err_set(err, -EBADMSG, "digest list for %s has %u pieces, %llu bytes need %llu",
+                          task_id, l->piece_count, (unsigned long long)content_length,
                           (unsigned long long)want);
     if (!l->digests) return cf_err_set(err, -EBADMSG, "digest list for %s is empty", task_id);
     return 0;

@@ -25,8 +25,8 @@ static uint32_t get_le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-void proto_frame_header_init(proto_frame_header *h, uint8_t type, uint16_t flags,
-                             uint32_t body_len, uint32_t payload_len)
+void proto_frame_header_init(proto_frame_header *h, uint8_t type, uint16_t flags, uint32_t body_len,
+                             uint32_t payload_len)
 {
     h->magic = PROTO_MAGIC;
     h->version = PROTO_FRAME_VERSION;
@@ -63,17 +63,16 @@ int proto_frame_header_decode(const uint8_t in[PROTO_FRAME_HEADER_LEN], uint32_t
         return cf_err_set(err, -EPROTO, "frame: unsupported frame version %u (we speak %u)",
                           h->version, PROTO_FRAME_VERSION);
     if (h->body_len > PROTO_MAX_BODY)
-        return cf_err_set(err, -EMSGSIZE, "frame type 0x%02x: body of %u bytes over %u",
-                          h->type, h->body_len, PROTO_MAX_BODY);
+        return cf_err_set(err, -EMSGSIZE, "frame type 0x%02x: body of %u bytes over %u", h->type,
+                          h->body_len, PROTO_MAX_BODY);
     if (h->payload_len > max_payload)
-        return cf_err_set(err, -EMSGSIZE, "frame type 0x%02x: payload of %u bytes over %u",
-                          h->type, h->payload_len, max_payload);
+        return cf_err_set(err, -EMSGSIZE, "frame type 0x%02x: payload of %u bytes over %u", h->type,
+                          h->payload_len, max_payload);
     return 0;
 }
 
 int proto_frame_parse(const uint8_t *buf, size_t len, uint32_t max_payload, proto_frame_header *h,
-                      const uint8_t **body, const uint8_t **payload, size_t *frame_len,
-                      cf_err *err)
+                      const uint8_t **body, const uint8_t **payload, size_t *frame_len, cf_err *err)
 {
     if (len < PROTO_FRAME_HEADER_LEN) return -EAGAIN;
     int r = proto_frame_header_decode(buf, max_payload, h, err);

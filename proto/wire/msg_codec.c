@@ -45,7 +45,7 @@ void proto_msg_free(proto_msg *m)
 
 /* ---- validation (structs, both before encoding and after decoding) ---- */
 
-#define AT(T, base, off) (*(T *)((uint8_t *)(base) + (off)))
+#define AT(T, base, off)  (*(T *)((uint8_t *)(base) + (off)))
 #define CAT(T, base, off) (*(T const *)((const uint8_t *)(base) + (off)))
 
 static int check_str(const msg_desc *d, const field_desc *f, const char *v, cf_err *err)
@@ -62,8 +62,8 @@ static int check_str(const msg_desc *d, const field_desc *f, const char *v, cf_e
     return 0;
 }
 
-static int check_runs(const msg_desc *d, const field_desc *f, const proto_piece_run *runs,
-                      size_t n, cf_err *err)
+static int check_runs(const msg_desc *d, const field_desc *f, const proto_piece_run *runs, size_t n,
+                      cf_err *err)
 {
     if (n < f->min_count || n > f->max_count)
         return cf_err_set(err, -EINVAL, "%s: key '%s' has %zu runs, allowed %zu..%zu", d->name,
@@ -72,8 +72,7 @@ static int check_runs(const msg_desc *d, const field_desc *f, const proto_piece_
     for (size_t i = 0; i < n; i++) {
         if (runs[i].count == 0 || (uint64_t)runs[i].start + runs[i].count > PROTO_MAX_PIECES)
             return cf_err_set(err, -EINVAL, "%s: key '%s' run %zu (%u+%u) empty or past %u",
-                              d->name, f->key, i, runs[i].start, runs[i].count,
-                              PROTO_MAX_PIECES);
+                              d->name, f->key, i, runs[i].start, runs[i].count, PROTO_MAX_PIECES);
     }
     return 0;
 }
@@ -85,7 +84,9 @@ static int validate_struct(const msg_desc *d, const void *s, cf_err *err)
         int r = 0;
         uint64_t v = 0;
         switch (f->kind) {
-        case FK_STR: r = check_str(d, f, CAT(const char *, s, f->off), err); break;
+        case FK_STR:
+            r = check_str(d, f, CAT(const char *, s, f->off), err);
+            break;
         case FK_TASK: {
             const char *t = CAT(const char *, s, f->off);
             if (!t || proto_task_id_check(t) < 0)
@@ -93,9 +94,15 @@ static int validate_struct(const msg_desc *d, const void *s, cf_err *err)
                                d->name, f->key);
             break;
         }
-        case FK_U8: v = CAT(uint8_t, s, f->off); goto num;
-        case FK_U16: v = CAT(uint16_t, s, f->off); goto num;
-        case FK_U32: v = CAT(uint32_t, s, f->off); goto num;
+        case FK_U8:
+            v = CAT(uint8_t, s, f->off);
+            goto num;
+        case FK_U16:
+            v = CAT(uint16_t, s, f->off);
+            goto num;
+        case FK_U32:
+            v = CAT(uint32_t, s, f->off);
+            goto num;
         case FK_U64:
             v = CAT(uint64_t, s, f->off);
         num:
@@ -103,25 +110,25 @@ static int validate_struct(const msg_desc *d, const void *s, cf_err *err)
                 r = cf_err_set(err, -EINVAL, "%s: key '%s' = %llu over %llu", d->name, f->key,
                                (unsigned long long)v, (unsigned long long)f->max);
             break;
-        case FK_BOOL: break;
+        case FK_BOOL:
+            break;
         case FK_BIN: {
             size_t n = CAT(size_t, s, f->off2);
             if (n > f->max || (n && !CAT(const uint8_t *, s, f->off)))
-                r = cf_err_set(err, -EINVAL, "%s: key '%s' %zu bytes (max %llu) or NULL",
-                               d->name, f->key, n, (unsigned long long)f->max);
+                r = cf_err_set(err, -EINVAL, "%s: key '%s' %zu bytes (max %llu) or NULL", d->name,
+                               f->key, n, (unsigned long long)f->max);
             break;
         }
         case FK_DIGESTS: {
             uint64_t n = (uint64_t)CAT(uint32_t, s, f->off2) * 32;
             if (n > f->max || (n && !CAT(const uint8_t *, s, f->off)))
-                r = cf_err_set(err, -EINVAL, "%s: key '%s' %llu bytes (max %llu) or NULL",
-                               d->name, f->key, (unsigned long long)n,
-                               (unsigned long long)f->max);
+                r = cf_err_set(err, -EINVAL, "%s: key '%s' %llu bytes (max %llu) or NULL", d->name,
+                               f->key, (unsigned long long)n, (unsigned long long)f->max);
             break;
         }
         case FK_RUNS:
-            r = check_runs(d, f, CAT(const proto_piece_run *, s, f->off),
-                           CAT(size_t, s, f->off2), err);
+            r = check_runs(d, f, CAT(const proto_piece_run *, s, f->off), CAT(size_t, s, f->off2),
+                           err);
             break;
         case FK_STRS: {
             const char *const *a = CAT(const char *const *, s, f->off);
@@ -154,7 +161,8 @@ static int validate_struct(const msg_desc *d, const void *s, cf_err *err)
             r = validate_struct(f->sub, (const uint8_t *)s + f->off, err);
             if (r < 0) r = cf_err_wrap(err, r, "%s: key '%s'", d->name, f->key);
             break;
-        default: r = cf_err_set(err, -EINVAL, "%s: bad schema", d->name);
+        default:
+            r = cf_err_set(err, -EINVAL, "%s: bad schema", d->name);
         }
         if (r < 0) return r;
     }
@@ -219,14 +227,26 @@ static void pack_struct(msgpack_packer *pk, const msg_desc *d, const void *s)
         pack_str(pk, f->key);
         switch (f->kind) {
         case FK_STR:
-        case FK_TASK: pack_str(pk, CAT(const char *, s, f->off)); break;
-        case FK_U8: msgpack_pack_uint8(pk, CAT(uint8_t, s, f->off)); break;
-        case FK_U16: msgpack_pack_uint16(pk, CAT(uint16_t, s, f->off)); break;
-        case FK_U32: msgpack_pack_uint32(pk, CAT(uint32_t, s, f->off)); break;
-        case FK_U64: msgpack_pack_uint64(pk, CAT(uint64_t, s, f->off)); break;
+        case FK_TASK:
+            pack_str(pk, CAT(const char *, s, f->off));
+            break;
+        case FK_U8:
+            msgpack_pack_uint8(pk, CAT(uint8_t, s, f->off));
+            break;
+        case FK_U16:
+            msgpack_pack_uint16(pk, CAT(uint16_t, s, f->off));
+            break;
+        case FK_U32:
+            msgpack_pack_uint32(pk, CAT(uint32_t, s, f->off));
+            break;
+        case FK_U64:
+            msgpack_pack_uint64(pk, CAT(uint64_t, s, f->off));
+            break;
         case FK_BOOL:
-            if (CAT(bool, s, f->off)) msgpack_pack_true(pk);
-            else msgpack_pack_false(pk);
+            if (CAT(bool, s, f->off))
+                msgpack_pack_true(pk);
+            else
+                msgpack_pack_false(pk);
             break;
         case FK_BIN:
         case FK_DIGESTS: {
@@ -260,7 +280,9 @@ static void pack_struct(msgpack_packer *pk, const msg_desc *d, const void *s)
             for (size_t k = 0; k < cnt; k++) pack_struct(pk, f->sub, a + k * f->sub->size);
             break;
         }
-        case FK_MAP: pack_struct(pk, f->sub, (const uint8_t *)s + f->off); break;
+        case FK_MAP:
+            pack_struct(pk, f->sub, (const uint8_t *)s + f->off);
+            break;
         }
     }
 }
@@ -288,8 +310,7 @@ int proto_msg_encode_frame(const proto_msg *m, uint32_t payload_len, cf_buf *out
 {
     if (!m) return cf_err_set(err, -EINVAL, "NULL message");
     if (payload_len && !proto_msg_type_has_payload(m->type))
-        return cf_err_set(err, -EINVAL, "%s frames carry no payload",
-                          proto_msg_type_name(m->type));
+        return cf_err_set(err, -EINVAL, "%s frames carry no payload", proto_msg_type_name(m->type));
     if (payload_len > PROTO_MAX_PAYLOAD)
         return cf_err_set(err, -EINVAL, "payload %u over %u", payload_len, PROTO_MAX_PAYLOAD);
     size_t start = out->len;
@@ -301,8 +322,8 @@ int proto_msg_encode_frame(const proto_msg *m, uint32_t payload_len, cf_buf *out
         return r;
     }
     proto_frame_header h;
-    proto_frame_header_init(&h, m->type, 0,
-                            (uint32_t)(out->len - start - PROTO_FRAME_HEADER_LEN), payload_len);
+    proto_frame_header_init(&h, m->type, 0, (uint32_t)(out->len - start - PROTO_FRAME_HEADER_LEN),
+                            payload_len);
     proto_frame_header_encode(&h, out->data + start);
     return 0;
 }
@@ -355,24 +376,23 @@ static int dec_array(dec_ctx *c, const msg_desc *d, const field_desc *f, const m
 
 static int decode_map(dec_ctx *c, const msg_desc *d, const msgpack_object *o, void *s);
 
-static int decode_field(dec_ctx *c, const msg_desc *d, const field_desc *f,
-                        const msgpack_object *o, void *s, size_t *bin_len)
+static int decode_field(dec_ctx *c, const msg_desc *d, const field_desc *f, const msgpack_object *o,
+                        void *s, size_t *bin_len)
 {
     int r = 0;
     uint64_t v = 0;
     switch (f->kind) {
     case FK_STR:
-    case FK_TASK: return dec_str(c, d, f, o, f->max, &AT(const char *, s, f->off));
+    case FK_TASK:
+        return dec_str(c, d, f, o, f->max, &AT(const char *, s, f->off));
     case FK_U8:
         if ((r = dec_uint(c, d, f, o, UINT8_MAX, &v)) == 0) AT(uint8_t, s, f->off) = (uint8_t)v;
         return r;
     case FK_U16:
-        if ((r = dec_uint(c, d, f, o, UINT16_MAX, &v)) == 0)
-            AT(uint16_t, s, f->off) = (uint16_t)v;
+        if ((r = dec_uint(c, d, f, o, UINT16_MAX, &v)) == 0) AT(uint16_t, s, f->off) = (uint16_t)v;
         return r;
     case FK_U32:
-        if ((r = dec_uint(c, d, f, o, UINT32_MAX, &v)) == 0)
-            AT(uint32_t, s, f->off) = (uint32_t)v;
+        if ((r = dec_uint(c, d, f, o, UINT32_MAX, &v)) == 0) AT(uint32_t, s, f->off) = (uint32_t)v;
         return r;
     case FK_U64:
         if ((r = dec_uint(c, d, f, o, UINT64_MAX, &v)) == 0) AT(uint64_t, s, f->off) = v;
@@ -402,8 +422,10 @@ static int decode_field(dec_ctx *c, const msg_desc *d, const field_desc *f,
         if (!runs) return cf_err_set(c->err, -ENOMEM, "out of memory");
         for (uint32_t k = 0; k < n; k++) {
             if ((r = dec_uint(c, d, f, &o->via.array.ptr[k], UINT32_MAX, &v)) < 0) return r;
-            if (k % 2) runs[k / 2].count = (uint32_t)v;
-            else runs[k / 2].start = (uint32_t)v;
+            if (k % 2)
+                runs[k / 2].count = (uint32_t)v;
+            else
+                runs[k / 2].start = (uint32_t)v;
         }
         AT(const proto_piece_run *, s, f->off) = runs;
         AT(size_t, s, f->off2) = n / 2;
@@ -453,10 +475,18 @@ static int decode_map(dec_ctx *c, const msg_desc *d, const msgpack_object *o, vo
         const field_desc *f = &d->fields[i];
         if (f->def == 0) continue;
         switch (f->kind) {
-        case FK_U8: AT(uint8_t, s, f->off) = (uint8_t)f->def; break;
-        case FK_U16: AT(uint16_t, s, f->off) = (uint16_t)f->def; break;
-        case FK_U32: AT(uint32_t, s, f->off) = (uint32_t)f->def; break;
-        case FK_U64: AT(uint64_t, s, f->off) = f->def; break;
+        case FK_U8:
+            AT(uint8_t, s, f->off) = (uint8_t)f->def;
+            break;
+        case FK_U16:
+            AT(uint16_t, s, f->off) = (uint16_t)f->def;
+            break;
+        case FK_U32:
+            AT(uint32_t, s, f->off) = (uint32_t)f->def;
+            break;
+        case FK_U64:
+            AT(uint64_t, s, f->off) = f->def;
+            break;
         }
     }
     for (uint32_t k = 0; k < o->via.map.size; k++) {
@@ -471,8 +501,7 @@ static int decode_map(dec_ctx *c, const msg_desc *d, const msgpack_object *o, vo
         }
         if (i == d->nfields) continue; /* unknown key: ignored (forward compatibility) */
         if (seen & (1ull << i))
-            return cf_err_set(c->err, -EBADMSG, "%s: key '%s' repeated", d->name,
-                              d->fields[i].key);
+            return cf_err_set(c->err, -EBADMSG, "%s: key '%s' repeated", d->name, d->fields[i].key);
         seen |= 1ull << i;
         int r = decode_field(c, d, &d->fields[i], &kv->val, s, &bin_len[i]);
         if (r < 0) return r;
@@ -481,8 +510,7 @@ static int decode_map(dec_ctx *c, const msg_desc *d, const msgpack_object *o, vo
         const field_desc *f = &d->fields[i];
         if (f->kind == FK_STR && !(seen & (1ull << i))) AT(const char *, s, f->off) = "";
         if ((f->flags & FF_REQ) && !(seen & (1ull << i)))
-            return cf_err_set(c->err, -EBADMSG, "%s: required key '%s' missing", d->name,
-                              f->key);
+            return cf_err_set(c->err, -EBADMSG, "%s: required key '%s' missing", d->name, f->key);
         if (f->kind == FK_DIGESTS && (seen & (1ull << i)) &&
             bin_len[i] != (uint64_t)AT(uint32_t, s, f->off2) * 32)
             return cf_err_set(c->err, -EBADMSG, "%s: key '%s' has %zu bytes, expected %u * 32",

@@ -11,27 +11,25 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-#define F(st, k, kd, m, fl, mx)                                                          \
-    {                                                                                      \
-        .key = (k), .kind = (kd), .flags = (fl), .off = offsetof(st, m), .max = (mx)     \
+#define F(st, k, kd, m, fl, mx)                                                                    \
+    {                                                                                              \
+        .key = (k), .kind = (kd), .flags = (fl), .off = offsetof(st, m), .max = (mx)               \
     }
-#define FD(st, k, kd, m, fl, mx, d)                                                      \
-    {                                                                                      \
-        .key = (k), .kind = (kd), .flags = (fl), .off = offsetof(st, m), .max = (mx),   \
-        .def = (d)                                                                         \
+#define FD(st, k, kd, m, fl, mx, d)                                                                \
+    {                                                                                              \
+        .key = (k), .kind = (kd), .flags = (fl), .off = offsetof(st, m), .max = (mx), .def = (d)   \
     }
-#define FN(st, k, kd, m, n, fl, mx, lo, hi, s)                                           \
-    {                                                                                      \
-        .key = (k), .kind = (kd), .flags = (fl), .off = offsetof(st, m),                 \
-        .off2 = offsetof(st, n), .max = (mx), .min_count = (lo), .max_count = (hi),        \
-        .sub = (s)                                                                         \
+#define FN(st, k, kd, m, n, fl, mx, lo, hi, s)                                                     \
+    {                                                                                              \
+        .key = (k), .kind = (kd), .flags = (fl), .off = offsetof(st, m), .off2 = offsetof(st, n),  \
+        .max = (mx), .min_count = (lo), .max_count = (hi), .sub = (s)                              \
     }
-#define TASK(st) F(st, "t", FK_TASK, task_id, FF_REQ, PROTO_TASK_ID_LEN)
+#define TASK(st)  F(st, "t", FK_TASK, task_id, FF_REQ, PROTO_TASK_ID_LEN)
 #define REQID(st) F(st, "r", FK_U64, req_id, FF_REQ, 0)
-#define DESC(ty, nm, st, flds, pl, chk)                                                    \
-    {                                                                                      \
-        .type = (ty), .name = (nm), .fields = (flds), .nfields = ARRAY_LEN(flds),          \
-        .size = sizeof(st), .payload = (pl), .check = (chk)                                \
+#define DESC(ty, nm, st, flds, pl, chk)                                                            \
+    {                                                                                              \
+        .type = (ty), .name = (nm), .fields = (flds), .nfields = ARRAY_LEN(flds),                  \
+        .size = sizeof(st), .payload = (pl), .check = (chk)                                        \
     }
 
 /* ---- cross-field checks ---- */
@@ -59,8 +57,8 @@ static int check_announce(const void *p, cf_err *err)
 static int check_layout(const char *what, uint64_t cl, uint32_t ps, uint32_t pc, cf_err *err)
 {
     if (proto_piece_size_check(ps) < 0)
-        return cf_err_set(err, -EINVAL, "%s: piece size %u is not a power of two in [%u, %u]",
-                          what, ps, PROTO_MIN_PIECE_SIZE, PROTO_MAX_PIECE_SIZE);
+        return cf_err_set(err, -EINVAL, "%s: piece size %u is not a power of two in [%u, %u]", what,
+                          ps, PROTO_MIN_PIECE_SIZE, PROTO_MAX_PIECE_SIZE);
     uint64_t want = proto_piece_count(cl, ps);
     if (want > PROTO_MAX_PIECES)
         return cf_err_set(err, -EINVAL, "%s: %llu pieces exceed the limit %u", what,
@@ -85,8 +83,8 @@ static int check_digest_list(const void *p, cf_err *err)
     if (proto_piece_size_check(l->piece_size) < 0)
         return cf_err_set(err, -EINVAL, "digest list: bad piece size %u", l->piece_size);
     if (l->piece_count == 0 || l->piece_count > PROTO_MAX_DIGEST_PIECES)
-        return cf_err_set(err, -EINVAL, "digest list: piece count %u not in 1..%u",
-                          l->piece_count, PROTO_MAX_DIGEST_PIECES);
+        return cf_err_set(err, -EINVAL, "digest list: piece count %u not in 1..%u", l->piece_count,
+                          PROTO_MAX_DIGEST_PIECES);
     if (l->digests == NULL) return cf_err_set(err, -EINVAL, "digest list: no digests");
     return 0;
 }
@@ -99,8 +97,7 @@ static int check_digests_fetch(const void *p, cf_err *err)
     return 0;
 }
 
-static int check_bits(const char *what, uint32_t pc, const uint8_t *bits, size_t len,
-                      cf_err *err)
+static int check_bits(const char *what, uint32_t pc, const uint8_t *bits, size_t len, cf_err *err)
 {
     if (pc > PROTO_MAX_PIECES)
         return cf_err_set(err, -EINVAL, "%s: piece count %u over %u", what, pc, PROTO_MAX_PIECES);
@@ -227,13 +224,12 @@ static const field_desc f_candidate[] = {
     F(proto_candidate, "a", FK_STR, addr, FF_REQ, PROTO_MAX_ADDR_LEN),
     FN(proto_candidate, "b", FK_BIN, bits, bits_len, FF_REQ, PROTO_MAX_PIECES / 8, 0, 0, NULL),
 };
-static const msg_desc d_candidate = DESC(0, "candidate", proto_candidate, f_candidate, false,
-                                         NULL);
+static const msg_desc d_candidate = DESC(0, "candidate", proto_candidate, f_candidate, false, NULL);
 static const field_desc f_candidates[] = {
     TASK(proto_candidates),
     F(proto_candidates, "pc", FK_U32, piece_count, FF_REQ, PROTO_MAX_PIECES),
-    FN(proto_candidates, "c", FK_MAPS, candidates, n_candidates, FF_REQ, 0, 1,
-       PROTO_MAX_CANDIDATES, &d_candidate),
+    FN(proto_candidates, "c", FK_MAPS, candidates, n_candidates, FF_REQ, 0, 1, PROTO_MAX_CANDIDATES,
+       &d_candidate),
 };
 static const field_desc f_b2s[] = {
     TASK(proto_back_to_source),
@@ -297,12 +293,12 @@ static int check_local_entry(const void *p, cf_err *err)
 {
     const proto_local_entry *e = p;
     if (e->pieces_have > e->piece_count)
-        return cf_err_set(err, -EINVAL, "entry %s: has %u of %u pieces", e->task_id,
-                          e->pieces_have, e->piece_count);
+        return cf_err_set(err, -EINVAL, "entry %s: has %u of %u pieces", e->task_id, e->pieces_have,
+                          e->piece_count);
     return 0;
 }
-static const msg_desc d_local_entry = DESC(0, "entry", proto_local_entry, f_local_entry, false,
-                                           check_local_entry);
+static const msg_desc d_local_entry =
+    DESC(0, "entry", proto_local_entry, f_local_entry, false, check_local_entry);
 static const field_desc f_local_stat_reply[] = {
     REQID(proto_local_stat_reply),
     {.key = "e",
@@ -345,8 +341,7 @@ static const msg_desc descs[] = {
     DESC(PROTO_MSG_WAIT, "WAIT", proto_wait, f_wait, false, NULL),
     DESC(PROTO_MSG_HEARTBEAT_REPLY, "HEARTBEAT_REPLY", proto_heartbeat_reply, f_heartbeat_reply,
          false, NULL),
-    DESC(PROTO_MSG_DIGESTS, "DIGESTS", proto_digest_list, f_digest_list, false,
-         check_digest_list),
+    DESC(PROTO_MSG_DIGESTS, "DIGESTS", proto_digest_list, f_digest_list, false, check_digest_list),
     DESC(PROTO_MSG_DIGESTS_ACK, "DIGESTS_ACK", proto_digests_ack, f_digests_ack, false, NULL),
     DESC(PROTO_MSG_AVAIL_QUERY, "AVAIL_QUERY", proto_avail_query, f_avail_query, false, NULL),
     DESC(PROTO_MSG_AVAIL, "AVAIL", proto_avail, f_avail, false, check_avail),
@@ -359,13 +354,13 @@ static const msg_desc descs[] = {
     DESC(PROTO_MSG_LOCAL_PREFETCH, "LOCAL_PREFETCH", proto_local_prefetch, f_local_read, false,
          NULL),
     DESC(PROTO_MSG_LOCAL_STAT, "LOCAL_STAT", proto_local_task, f_local_task, false, NULL),
-    DESC(PROTO_MSG_LOCAL_STAT_REPLY, "LOCAL_STAT_REPLY", proto_local_stat_reply,
-         f_local_stat_reply, false, NULL),
+    DESC(PROTO_MSG_LOCAL_STAT_REPLY, "LOCAL_STAT_REPLY", proto_local_stat_reply, f_local_stat_reply,
+         false, NULL),
     DESC(PROTO_MSG_LOCAL_PIN, "LOCAL_PIN", proto_local_task, f_local_task, false, NULL),
     DESC(PROTO_MSG_LOCAL_UNPIN, "LOCAL_UNPIN", proto_local_task, f_local_task, false, NULL),
     DESC(PROTO_MSG_LOCAL_LIST, "LOCAL_LIST", proto_local_list, f_local_list, false, NULL),
-    DESC(PROTO_MSG_LOCAL_LIST_REPLY, "LOCAL_LIST_REPLY", proto_local_list_reply,
-         f_local_list_reply, false, NULL),
+    DESC(PROTO_MSG_LOCAL_LIST_REPLY, "LOCAL_LIST_REPLY", proto_local_list_reply, f_local_list_reply,
+         false, NULL),
     DESC(PROTO_MSG_LOCAL_OK, "LOCAL_OK", proto_local_ok, f_local_ok, false, NULL),
 };
 

@@ -37,10 +37,10 @@ int msgpack_scan(const uint8_t *p, size_t len, cf_err *err)
         need--;
         uint8_t b = p[pos++];
         size_t rem = len - pos;
-        uint64_t skip = 0;    /* payload bytes to skip */
-        uint64_t items = 0;   /* container elements */
+        uint64_t skip = 0;  /* payload bytes to skip */
+        uint64_t items = 0; /* container elements */
         int container = 0;
-        size_t hdr = 0;       /* length field size */
+        size_t hdr = 0; /* length field size */
         if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
             /* fixint, nil, bool */
         } else if (b >= 0x80 && b <= 0x8f) {
@@ -51,39 +51,92 @@ int msgpack_scan(const uint8_t *p, size_t len, cf_err *err)
             skip = b & 0x1fu;
         } else {
             switch (b) {
-            case 0xc1: return cf_err_set(err, -EBADMSG, "msgpack: reserved byte 0xc1 at %zu",
-                                         pos - 1);
-            case 0xc4: case 0xd9: hdr = 1; break;
-            case 0xc5: case 0xda: hdr = 2; break;
-            case 0xc6: case 0xdb: hdr = 4; break;
-            case 0xc7: hdr = 1, skip = 1; break; /* ext: + type byte */
-            case 0xc8: hdr = 2, skip = 1; break;
-            case 0xc9: hdr = 4, skip = 1; break;
-            case 0xca: skip = 4; break;
-            case 0xcb: skip = 8; break;
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xce: case 0xd2: skip = 4; break;
-            case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: hdr = 2, container = 1; break;
-            case 0xdd: hdr = 4, container = 1; break;
-            case 0xde: hdr = 2, container = 2; break;
-            case 0xdf: hdr = 4, container = 2; break;
-            default: return cf_err_set(err, -EBADMSG, "msgpack: bad byte 0x%02x", b);
+            case 0xc1:
+                return cf_err_set(err, -EBADMSG, "msgpack: reserved byte 0xc1 at %zu", pos - 1);
+            case 0xc4:
+            case 0xd9:
+                hdr = 1;
+                break;
+            case 0xc5:
+            case 0xda:
+                hdr = 2;
+                break;
+            case 0xc6:
+            case 0xdb:
+                hdr = 4;
+                break;
+            case 0xc7:
+                hdr = 1, skip = 1;
+                break; /* ext: + type byte */
+            case 0xc8:
+                hdr = 2, skip = 1;
+                break;
+            case 0xc9:
+                hdr = 4, skip = 1;
+                break;
+            case 0xca:
+                skip = 4;
+                break;
+            case 0xcb:
+                skip = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break;
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+                hdr = 2, container = 1;
+                break;
+            case 0xdd:
+                hdr = 4, container = 1;
+                break;
+            case 0xde:
+                hdr = 2, container = 2;
+                break;
+            case 0xdf:
+                hdr = 4, container = 2;
+                break;
+            default:
+                return cf_err_set(err, -EBADMSG, "msgpack: bad byte 0x%02x", b);
             }
             if (hdr) {
                 if (rem < hdr)
                     return cf_err_set(err, -EBADMSG, "msgpack: truncated length at %zu", pos);
                 uint64_t n = be(p + pos, hdr);
                 pos += hdr, rem -= hdr;
-                if (container == 1) items = n;
-                else if (container == 2) items = 2 * n, container = 1;
-                else skip += n;
+                if (container == 1)
+                    items = n;
+                else if (container == 2)
+                    items = 2 * n, container = 1;
+                else
+                    skip += n;
             }
         }
         if (container) {
@@ -100,13 +153,11 @@ int msgpack_scan(const uint8_t *p, size_t len, cf_err *err)
             }
         } else {
             if (skip > rem)
-                return cf_err_set(err, -EBADMSG, "msgpack: value at %zu runs past the end",
-                                  pos);
+                return cf_err_set(err, -EBADMSG, "msgpack: value at %zu runs past the end", pos);
             pos += (size_t)skip;
         }
     }
     if (pos != len)
-        return cf_err_set(err, -EBADMSG, "msgpack: %zu trailing bytes after the body",
-                          len - pos);
+        return cf_err_set(err, -EBADMSG, "msgpack: %zu trailing bytes after the body", len - pos);
     return 0;
 }

@@ -27,8 +27,7 @@ uint32_t proto_piece_len(uint64_t content_length, uint32_t piece_size, uint32_t 
     return left < piece_size ? (uint32_t)left : piece_size;
 }
 
-int proto_piece_layout(uint64_t content_length, uint32_t piece_size, uint32_t *count,
-                       cf_err *err)
+int proto_piece_layout(uint64_t content_length, uint32_t piece_size, uint32_t *count, cf_err *err)
 {
     if (proto_piece_size_check(piece_size) < 0)
         return cf_err_set(err, -EINVAL, "piece size %u is not a power of two in [%u, %u]",
@@ -93,7 +92,7 @@ int proto_bitmap_set(proto_bitmap *b, uint32_t i)
 int proto_bitmap_clear(proto_bitmap *b, uint32_t i)
 {
     if (i >= b->nbits) return -ERANGE;
-    b->bits[i / 8] &= (uint8_t)~(1u << (i % 8));
+    b->bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
     return 0;
 }
 
@@ -135,8 +134,8 @@ int proto_bitmap_or(proto_bitmap *dst, const proto_bitmap *src)
     return 0;
 }
 
-int proto_bitmap_delta(const proto_bitmap *before, const proto_bitmap *now,
-                       proto_piece_run **runs, size_t *n_runs)
+int proto_bitmap_delta(const proto_bitmap *before, const proto_bitmap *now, proto_piece_run **runs,
+                       size_t *n_runs)
 {
     *runs = NULL;
     *n_runs = 0;

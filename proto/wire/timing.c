@@ -36,8 +36,7 @@ int proto_timing_load(proto_timing *t, const cf_config *c, cf_err *err)
 {
     proto_timing_defaults(t);
     int r;
-    if ((r = load_ms(c, "timing.heartbeat_interval", &t->heartbeat_interval_ms, err)) < 0)
-        return r;
+    if ((r = load_ms(c, "timing.heartbeat_interval", &t->heartbeat_interval_ms, err)) < 0) return r;
     uint64_t miss;
     r = cf_config_get_u64(c, "timing.heartbeat_miss_limit", t->heartbeat_miss_limit, &miss, err);
     if (r < 0) return r;

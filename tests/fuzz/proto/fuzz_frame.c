@@ -60,8 +60,7 @@ static void check_decoded(const proto_msg *m, uint32_t payload_len)
     case PROTO_MSG_DIGESTS:
     case PROTO_MSG_DIGESTS_PUBLISH:
         proto_digest_list_check(&m->u.digests, m->u.digests.task_id, m->u.digests.piece_size,
-                                (uint64_t)m->u.digests.piece_count * m->u.digests.piece_size,
-                                NULL);
+                                (uint64_t)m->u.digests.piece_count * m->u.digests.piece_size, NULL);
         break;
     }
     proto_msg_free(&d);
@@ -87,8 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *body, *payload;
         size_t flen;
         cf_err err;
-        int r = proto_frame_parse(data + off, size - off, 1u << 20, &h, &body, &payload, &flen,
-                                  &err);
+        int r =
+            proto_frame_parse(data + off, size - off, 1u << 20, &h, &body, &payload, &flen, &err);
         if (r != 0) {
             /* not a frame: still feed the rest to the decoders as a raw body */
             if (size - off <= PROTO_MAX_BODY && size - off > 0) {

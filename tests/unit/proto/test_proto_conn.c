@@ -53,8 +53,7 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
     e->payload_bytes += h->payload_len;
     if (e->check_pattern) {
         proto_msg m;
-        assert_int_equal(proto_msg_decode(h->type, body, h->body_len, h->payload_len, &m, NULL),
-                         0);
+        assert_int_equal(proto_msg_decode(h->type, body, h->body_len, h->payload_len, &m, NULL), 0);
         assert_int_equal(m.type, PROTO_MSG_PIECE_DATA);
         if (m.u.piece_data.piece != e->next_seq) e->pattern_errors++;
         for (uint32_t i = 0; i < h->payload_len; i += 4093)
@@ -305,8 +304,8 @@ static void tcp_pair_open(tcp_pair *p)
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
     struct sockaddr_storage dst;
     assert_int_equal(proto_addr_parse(addr, &dst), 0);
-    assert_int_equal(proto_conn_connect_tcp(&p->loop, (struct sockaddr *)&dst, &p->cli_opts,
-                                            &cbs, &p->cli, &p->cli.c),
+    assert_int_equal(proto_conn_connect_tcp(&p->loop, (struct sockaddr *)&dst, &p->cli_opts, &cbs,
+                                            &p->cli, &p->cli.c),
                      0);
     run_until(&p->loop, &p->cli.connected, 100);
     run_until(&p->loop, &p->accepted, 100);
@@ -398,8 +397,8 @@ static void test_backpressure(void **state)
 {
     (void)state;
     tcp_pair p = {0};
-    p.srv_opts = (proto_conn_opts){.high_watermark = 8u << 20, .low_watermark = 2u << 20,
-                                   .max_queued = 16u << 20};
+    p.srv_opts = (proto_conn_opts){
+        .high_watermark = 8u << 20, .low_watermark = 2u << 20, .max_queued = 16u << 20};
     tcp_pair_open(&p);
     p.cli.check_pattern = true;
     /* the reader stalls for 100 ms so the sender's queue must fill up */
@@ -451,8 +450,10 @@ static void sendfile_scenario(bool small)
     assert_int_equal(write(fd, content, flen), (ssize_t)flen);
 
     tcp_pair p = {0};
-    if (small) small_pair_open(&p);
-    else tcp_pair_open(&p);
+    if (small)
+        small_pair_open(&p);
+    else
+        tcp_pair_open(&p);
     proto_conn_pause_read(p.cli.c); /* slow receiver: sendfile hits EAGAIN and must resume */
     uv_timer_t t;
     uv_timer_init(&p.loop, &t);
@@ -547,9 +548,9 @@ static void test_pipe(void **state)
     assert_int_equal(uv_listen((uv_stream_t *)&server, 4, on_pipe_listen), 0);
     /* connect to a missing socket: on_close with an error, exactly once */
     endpoint bad = {0};
-    assert_int_equal(proto_conn_connect_pipe(&loop, "/tmp/proto_conn_missing.sock", NULL, &cbs,
-                                             &bad, &bad.c),
-                     0);
+    assert_int_equal(
+        proto_conn_connect_pipe(&loop, "/tmp/proto_conn_missing.sock", NULL, &cbs, &bad, &bad.c),
+        0);
     run_until(&loop, &bad.closed, 100);
     assert_true(bad.status < 0);
     /* frames queued before the connection completes are flushed after it */
@@ -602,10 +603,13 @@ static void test_addr_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split_every_byte), cmocka_unit_test(test_bad_frames),
-        cmocka_unit_test(test_handshake_tcp),    cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_split_every_byte),
+        cmocka_unit_test(test_bad_frames),
+        cmocka_unit_test(test_handshake_tcp),
+        cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_sendfile_tcp),
-        cmocka_unit_test(test_sendfile_small_buffers),         cmocka_unit_test(test_pipe),
+        cmocka_unit_test(test_sendfile_small_buffers),
+        cmocka_unit_test(test_pipe),
         cmocka_unit_test(test_addr_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

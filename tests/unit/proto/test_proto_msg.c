@@ -102,8 +102,7 @@ static void test_roundtrip_all(void **state)
         proto_frame_header h;
         const uint8_t *body, *payload;
         size_t flen;
-        assert_int_equal(proto_frame_parse(b.data, b.len, 0, &h, &body, &payload, &flen, NULL),
-                         0);
+        assert_int_equal(proto_frame_parse(b.data, b.len, 0, &h, &body, &payload, &flen, NULL), 0);
         assert_int_equal(h.type, t);
         r = proto_msg_decode(h.type, body, h.body_len, h.payload_len, &d, &err);
         if (r) fail_msg("%s: decode: %s", proto_msg_type_name(t), err.msg);
@@ -271,14 +270,38 @@ static int wait_with(void (*pack_ms)(msgpack_packer *), const char *task, cf_err
     return r;
 }
 
-static void ms_ok(msgpack_packer *pk) { msgpack_pack_uint32(pk, 1); }
-static void ms_str(msgpack_packer *pk) { msgpack_pack_str(pk, 1), msgpack_pack_str_body(pk, "1", 1); }
-static void ms_neg(msgpack_packer *pk) { msgpack_pack_int32(pk, -1); }
-static void ms_big(msgpack_packer *pk) { msgpack_pack_uint64(pk, 1ull << 32); }
-static void ms_bool(msgpack_packer *pk) { msgpack_pack_true(pk); }
-static void ms_float(msgpack_packer *pk) { msgpack_pack_double(pk, 1.0); }
-static void ms_nil(msgpack_packer *pk) { msgpack_pack_nil(pk); }
-static void ms_arr(msgpack_packer *pk) { msgpack_pack_array(pk, 0); }
+static void ms_ok(msgpack_packer *pk)
+{
+    msgpack_pack_uint32(pk, 1);
+}
+static void ms_str(msgpack_packer *pk)
+{
+    msgpack_pack_str(pk, 1), msgpack_pack_str_body(pk, "1", 1);
+}
+static void ms_neg(msgpack_packer *pk)
+{
+    msgpack_pack_int32(pk, -1);
+}
+static void ms_big(msgpack_packer *pk)
+{
+    msgpack_pack_uint64(pk, 1ull << 32);
+}
+static void ms_bool(msgpack_packer *pk)
+{
+    msgpack_pack_true(pk);
+}
+static void ms_float(msgpack_packer *pk)
+{
+    msgpack_pack_double(pk, 1.0);
+}
+static void ms_nil(msgpack_packer *pk)
+{
+    msgpack_pack_nil(pk);
+}
+static void ms_arr(msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 0);
+}
 
 static void test_wrong_types_rejected(void **state)
 {
@@ -425,11 +448,11 @@ static void test_oversized_body(void **state)
     uint8_t *bits = calloc(1, nb);
     proto_candidate cands[4];
     for (int i = 0; i < 4; i++)
-        cands[i] = (proto_candidate){.host_id = "h", .addr = "1.2.3.4:5", .bits = bits,
-                                     .bits_len = nb};
+        cands[i] =
+            (proto_candidate){.host_id = "h", .addr = "1.2.3.4:5", .bits = bits, .bits_len = nb};
     proto_msg m = {.type = PROTO_MSG_CANDIDATES};
-    m.u.candidates = (proto_candidates){.task_id = SAMPLE_TASK, .piece_count = pc,
-                                        .candidates = cands, .n_candidates = 4};
+    m.u.candidates = (proto_candidates){
+        .task_id = SAMPLE_TASK, .piece_count = pc, .candidates = cands, .n_candidates = 4};
     cf_buf b = {0};
     cf_err err = {0};
     assert_int_equal(cf_buf_append(&b, "xy", 2), 0);
@@ -454,8 +477,8 @@ static void test_oversized_body(void **state)
     assert_int_equal(proto_msg_decode(PROTO_MSG_LEAVE_TASK, lie, sizeof(lie), 0, &d, NULL),
                      -EBADMSG);
     uint8_t liemap[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 't'};
-    assert_int_equal(
-        proto_msg_decode(PROTO_MSG_LEAVE_TASK, liemap, sizeof(liemap), 0, &d, NULL), -EBADMSG);
+    assert_int_equal(proto_msg_decode(PROTO_MSG_LEAVE_TASK, liemap, sizeof(liemap), 0, &d, NULL),
+                     -EBADMSG);
     /* deep nesting inside an unknown key */
     uint8_t deep[64];
     size_t n = 0;
@@ -558,8 +581,8 @@ static void test_task_id_and_digests(void **state)
     uint8_t digs[2 * 32];
     cf_sha256(piece0, sizeof(piece0), digs);
     memset(digs + 32, 0, 32);
-    proto_digest_list l = {.task_id = SAMPLE_TASK, .piece_size = 1u << 20, .piece_count = 2,
-                           .digests = digs};
+    proto_digest_list l = {
+        .task_id = SAMPLE_TASK, .piece_size = 1u << 20, .piece_count = 2, .digests = digs};
     cf_err err = {0};
     assert_int_equal(proto_digest_list_check(&l, SAMPLE_TASK, 1u << 20, (1u << 20) + 1, &err), 0);
     assert_int_equal(proto_digest_list_check(&l, SAMPLE_TASK2, 1u << 20, (1u << 20) + 1, &err),
@@ -567,8 +590,7 @@ static void test_task_id_and_digests(void **state)
     assert_int_equal(proto_digest_list_check(&l, SAMPLE_TASK, 2u << 20, (1u << 20) + 1, &err),
                      -EBADMSG);
     assert_non_null(strstr(err.msg, "piece size"));
-    assert_int_equal(proto_digest_list_check(&l, SAMPLE_TASK, 1u << 20, 3u << 20, &err),
-                     -EBADMSG);
+    assert_int_equal(proto_digest_list_check(&l, SAMPLE_TASK, 1u << 20, 3u << 20, &err), -EBADMSG);
     assert_int_equal(proto_digest_list_verify_piece(&l, 0, piece0, sizeof(piece0)), 0);
     assert_int_equal(proto_digest_list_verify_piece(&l, 1, piece0, sizeof(piece0)), -EBADMSG);
     assert_int_equal(proto_digest_list_verify_piece(&l, 2, piece0, sizeof(piece0)), -ERANGE);
@@ -590,16 +612,11 @@ static void test_task_id_and_digests(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_frame_header),
-        cmocka_unit_test(test_frame_parse_partial),
-        cmocka_unit_test(test_roundtrip_all),
-        cmocka_unit_test(test_roundtrip_fields),
-        cmocka_unit_test(test_unknown_keys_ignored),
-        cmocka_unit_test(test_wrong_types_rejected),
-        cmocka_unit_test(test_cross_field_rules),
-        cmocka_unit_test(test_oversized_body),
-        cmocka_unit_test(test_truncated_and_mutated),
-        cmocka_unit_test(test_handshake),
+        cmocka_unit_test(test_frame_header),          cmocka_unit_test(test_frame_parse_partial),
+        cmocka_unit_test(test_roundtrip_all),         cmocka_unit_test(test_roundtrip_fields),
+        cmocka_unit_test(test_unknown_keys_ignored),  cmocka_unit_test(test_wrong_types_rejected),
+        cmocka_unit_test(test_cross_field_rules),     cmocka_unit_test(test_oversized_body),
+        cmocka_unit_test(test_truncated_and_mutated), cmocka_unit_test(test_handshake),
         cmocka_unit_test(test_task_id_and_digests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -78,8 +78,10 @@ static void test_balance_and_stability(void **state)
     for (int i = 0; i < 1000; i++) {
         task_id(i, t);
         int o = proto_rendezvous_pick(t, addrs, h, 3, NULL);
-        if (owner[i] != 1) assert_int_equal(o, owner[i]);
-        else moved_to[o]++;
+        if (owner[i] != 1)
+            assert_int_equal(o, owner[i]);
+        else
+            moved_to[o]++;
     }
     assert_int_equal(moved_to[1], 0);
     assert_true(moved_to[0] > count[1] / 4 && moved_to[2] > count[1] / 4);

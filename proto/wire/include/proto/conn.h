@@ -77,8 +77,8 @@ int proto_conn_accept(uv_stream_t *server, const proto_conn_opts *opts, const pr
                       void *data, proto_conn **out);
 /* Wraps an already connected socket fd (TCP or AF_UNIX, e.g. a socketpair). The conn owns fd
  * from then on (closes it), also on failure. */
-int proto_conn_open(uv_loop_t *loop, int fd, const proto_conn_opts *opts,
-                    const proto_conn_cbs *cbs, void *data, proto_conn **out);
+int proto_conn_open(uv_loop_t *loop, int fd, const proto_conn_opts *opts, const proto_conn_cbs *cbs,
+                    void *data, proto_conn **out);
 
 /* Queues one frame: copies header, body and payload. Returns 0, -ENOBUFS (queue full),
  * -EMSGSIZE (body > PROTO_MAX_BODY or payload > the peer's limit), -ENOTCONN (closing),
@@ -93,8 +93,8 @@ int proto_conn_send(proto_conn *c, const proto_msg *m, const void *payload, size
  * sendfile(2). fd is dup()ed (the caller may close its fd at once). If the file yields fewer
  * bytes than len when sent, the frame cannot be completed: the connection closes with -EIO.
  * Errors as proto_conn_send plus -errno from dup. */
-int proto_conn_send_file(proto_conn *c, const proto_msg *m, int fd, uint64_t offset,
-                         uint32_t len, cf_err *err);
+int proto_conn_send_file(proto_conn *c, const proto_msg *m, int fd, uint64_t offset, uint32_t len,
+                         cf_err *err);
 
 /* Unsent bytes queued (frames + file regions). */
 size_t proto_conn_queued(const proto_conn *c);

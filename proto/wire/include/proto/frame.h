@@ -51,8 +51,8 @@ int proto_frame_header_decode(const uint8_t in[PROTO_FRAME_HEADER_LEN], uint32_t
                               proto_frame_header *h, cf_err *err);
 
 /* Convenience: fills a header with magic/version for `type`. */
-void proto_frame_header_init(proto_frame_header *h, uint8_t type, uint16_t flags,
-                             uint32_t body_len, uint32_t payload_len);
+void proto_frame_header_init(proto_frame_header *h, uint8_t type, uint16_t flags, uint32_t body_len,
+                             uint32_t payload_len);
 
 /* Parses one complete frame from a contiguous buffer (used by tests and the fuzzer; streams use
  * proto_conn, conn.h). On success *body and *payload point into `buf` (borrowed, no copy) and

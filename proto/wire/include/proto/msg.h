@@ -49,19 +49,19 @@ typedef enum proto_msg_type {
     PROTO_MSG_BACK_TO_SOURCE = 0x22,
     PROTO_MSG_WAIT = 0x23,
     PROTO_MSG_HEARTBEAT_REPLY = 0x24,
-    PROTO_MSG_DIGESTS = 0x25,      /* answer to DIGESTS_FETCH; body: proto_digest_list */
-    PROTO_MSG_DIGESTS_ACK = 0x26,  /* answer to an accepted DIGESTS_PUBLISH */
+    PROTO_MSG_DIGESTS = 0x25,     /* answer to DIGESTS_FETCH; body: proto_digest_list */
+    PROTO_MSG_DIGESTS_ACK = 0x26, /* answer to an accepted DIGESTS_PUBLISH */
 
     /* peer <-> peer */
     PROTO_MSG_AVAIL_QUERY = 0x30,  /* ask for a task's bitmap (+ optional updates) */
     PROTO_MSG_AVAIL = 0x31,        /* full bitmap */
     PROTO_MSG_AVAIL_UPDATE = 0x32, /* newly available pieces (runs) */
     PROTO_MSG_PIECE_REQUEST = 0x33,
-    PROTO_MSG_PIECE_DATA = 0x34,   /* raw payload = the whole piece */
+    PROTO_MSG_PIECE_DATA = 0x34, /* raw payload = the whole piece */
 
     /* local consumer <-> peer daemon (unix socket) */
     PROTO_MSG_LOCAL_READ = 0x40,
-    PROTO_MSG_LOCAL_DATA = 0x41,   /* raw payload = data; several frames per read */
+    PROTO_MSG_LOCAL_DATA = 0x41, /* raw payload = data; several frames per read */
     PROTO_MSG_LOCAL_PREFETCH = 0x42,
     PROTO_MSG_LOCAL_STAT = 0x43,
     PROTO_MSG_LOCAL_STAT_REPLY = 0x44,
@@ -69,21 +69,21 @@ typedef enum proto_msg_type {
     PROTO_MSG_LOCAL_UNPIN = 0x46,
     PROTO_MSG_LOCAL_LIST = 0x47,
     PROTO_MSG_LOCAL_LIST_REPLY = 0x48,
-    PROTO_MSG_LOCAL_OK = 0x49,     /* answer to PREFETCH (accepted), PIN, UNPIN */
+    PROTO_MSG_LOCAL_OK = 0x49, /* answer to PREFETCH (accepted), PIN, UNPIN */
 } proto_msg_type;
 
 /* Limits enforced by encoder and decoder (bytes exclude the NUL). */
-#define PROTO_MAX_ID_LEN         128   /* node / host ids */
-#define PROTO_MAX_ADDR_LEN       262   /* "host:port", "[v6]:port", unix path */
-#define PROTO_MAX_LABEL_LEN      128   /* idc / zone / rack / hostname */
-#define PROTO_MAX_ORIGIN_LEN     2048  /* origin reference */
-#define PROTO_MAX_CRED_LEN       8192  /* credentials (opaque, never logged) */
-#define PROTO_MAX_TEXT_LEN       1024  /* error / failure messages */
-#define PROTO_MAX_ADDRS          16    /* addresses per host */
-#define PROTO_MAX_CANDIDATES     32    /* parents per CANDIDATES message */
-#define PROTO_MAX_RUNS           65536 /* runs per message */
-#define PROTO_MAX_LIST_ENTRIES   4096  /* LOCAL_LIST_REPLY entries */
-#define PROTO_MAX_DIGEST_PIECES  32000 /* 32-byte digests per list, fits PROTO_MAX_BODY */
+#define PROTO_MAX_ID_LEN        128   /* node / host ids */
+#define PROTO_MAX_ADDR_LEN      262   /* "host:port", "[v6]:port", unix path */
+#define PROTO_MAX_LABEL_LEN     128   /* idc / zone / rack / hostname */
+#define PROTO_MAX_ORIGIN_LEN    2048  /* origin reference */
+#define PROTO_MAX_CRED_LEN      8192  /* credentials (opaque, never logged) */
+#define PROTO_MAX_TEXT_LEN      1024  /* error / failure messages */
+#define PROTO_MAX_ADDRS         16    /* addresses per host */
+#define PROTO_MAX_CANDIDATES    32    /* parents per CANDIDATES message */
+#define PROTO_MAX_RUNS          65536 /* runs per message */
+#define PROTO_MAX_LIST_ENTRIES  4096  /* LOCAL_LIST_REPLY entries */
+#define PROTO_MAX_DIGEST_PIECES 32000 /* 32-byte digests per list, fits PROTO_MAX_BODY */
 
 /* Task id: "sha256:" + 64 lowercase hex = the blob's digest. */
 #define PROTO_TASK_ID_LEN 71
@@ -91,21 +91,21 @@ typedef enum proto_msg_type {
 
 /* Error codes carried in PROTO_MSG_ERROR / TASK_FAILED (wire ABI). */
 typedef enum proto_error_code {
-    PROTO_E_VERSION = 1,         /* incompatible protocol version (handshake refused) */
-    PROTO_E_BAD_MESSAGE = 2,     /* undecodable / invalid frame or body */
-    PROTO_E_UNEXPECTED = 3,      /* valid message not allowed here / now */
-    PROTO_E_UNKNOWN_HOST = 4,    /* host not announced */
-    PROTO_E_UNKNOWN_TASK = 5,    /* task not registered / not held */
-    PROTO_E_NOT_FOUND = 6,       /* piece / digest list not available */
-    PROTO_E_BUSY = 7,            /* no upload slot / overloaded, retry later */
+    PROTO_E_VERSION = 1,      /* incompatible protocol version (handshake refused) */
+    PROTO_E_BAD_MESSAGE = 2,  /* undecodable / invalid frame or body */
+    PROTO_E_UNEXPECTED = 3,   /* valid message not allowed here / now */
+    PROTO_E_UNKNOWN_HOST = 4, /* host not announced */
+    PROTO_E_UNKNOWN_TASK = 5, /* task not registered / not held */
+    PROTO_E_NOT_FOUND = 6,    /* piece / digest list not available */
+    PROTO_E_BUSY = 7,         /* no upload slot / overloaded, retry later */
     PROTO_E_DIGEST_MISMATCH = 8,
-    PROTO_E_MISMATCH = 9,        /* piece size / content length / task disagree */
-    PROTO_E_ORIGIN = 10,         /* origin (registry) failed */
-    PROTO_E_AUTH = 11,           /* origin refused credentials */
+    PROTO_E_MISMATCH = 9, /* piece size / content length / task disagree */
+    PROTO_E_ORIGIN = 10,  /* origin (registry) failed */
+    PROTO_E_AUTH = 11,    /* origin refused credentials */
     PROTO_E_NO_SPACE = 12,
-    PROTO_E_RANGE = 13,          /* offset/length/piece outside the blob */
+    PROTO_E_RANGE = 13, /* offset/length/piece outside the blob */
     PROTO_E_INTERNAL = 14,
-    PROTO_E_SHUTDOWN = 15,       /* sender is going away */
+    PROTO_E_SHUTDOWN = 15, /* sender is going away */
 } proto_error_code;
 
 /* Roles announced in HELLO. */
@@ -139,10 +139,10 @@ typedef struct proto_hello {
 } proto_hello;
 
 typedef struct proto_error {
-    uint32_t code;        /* "c"  proto_error_code (unknown codes are kept as-is) */
-    const char *message;  /* "m"  [opt] human readable, <= PROTO_MAX_TEXT_LEN */
-    const char *task_id;  /* "t"  [opt] task the error is about ("" / NULL = none) */
-    uint64_t req_id;      /* "r"  [opt, 0] request answered (peer/local requests) */
+    uint32_t code;       /* "c"  proto_error_code (unknown codes are kept as-is) */
+    const char *message; /* "m"  [opt] human readable, <= PROTO_MAX_TEXT_LEN */
+    const char *task_id; /* "t"  [opt] task the error is about ("" / NULL = none) */
+    uint64_t req_id;     /* "r"  [opt, 0] request answered (peer/local requests) */
 } proto_error;
 
 typedef struct proto_announce_host {
@@ -150,13 +150,13 @@ typedef struct proto_announce_host {
     const char *hostname;     /* "hn"  [opt] */
     const char *const *addrs; /* "a"   1..PROTO_MAX_ADDRS IP literals, each <= MAX_ADDR_LEN */
     size_t n_addrs;
-    uint16_t upload_port;     /* "up"  TCP port of the piece server (1..65535) */
-    uint32_t upload_slots;    /* "us"  concurrent uploads offered */
-    uint64_t upload_bw;       /* "bw"  [opt, 0 = unlimited] bytes/s */
-    uint64_t free_disk;       /* "fd"  bytes */
-    const char *idc;          /* "idc" [opt] location labels, <= PROTO_MAX_LABEL_LEN */
-    const char *zone;         /* "zn"  [opt] */
-    const char *rack;         /* "rk"  [opt] */
+    uint16_t upload_port;  /* "up"  TCP port of the piece server (1..65535) */
+    uint32_t upload_slots; /* "us"  concurrent uploads offered */
+    uint64_t upload_bw;    /* "bw"  [opt, 0 = unlimited] bytes/s */
+    uint64_t free_disk;    /* "fd"  bytes */
+    const char *idc;       /* "idc" [opt] location labels, <= PROTO_MAX_LABEL_LEN */
+    const char *zone;      /* "zn"  [opt] */
+    const char *rack;      /* "rk"  [opt] */
 } proto_announce_host;
 
 typedef struct proto_register_task {
@@ -174,10 +174,10 @@ typedef struct proto_register_answer {
 } proto_register_answer;
 
 typedef struct proto_piece_report {
-    const char *task_id;          /* "t" */
-    const proto_piece_run *runs;  /* "p"  flat array [start, count, start, count...] */
-    size_t n_runs;                /*      1..PROTO_MAX_RUNS runs */
-    const char *parent_id;        /* "pa" [opt] host the pieces came from; "" = origin */
+    const char *task_id;         /* "t" */
+    const proto_piece_run *runs; /* "p"  flat array [start, count, start, count...] */
+    size_t n_runs;               /*      1..PROTO_MAX_RUNS runs */
+    const char *parent_id;       /* "pa" [opt] host the pieces came from; "" = origin */
 } proto_piece_report;
 
 typedef struct proto_task_finished {
@@ -208,10 +208,10 @@ typedef struct proto_leave_host {
 } proto_leave_host;
 
 typedef struct proto_heartbeat {
-    const char *host_id;  /* "id" */
-    uint64_t seq;         /* "s"  echoed by HEARTBEAT_REPLY */
-    uint64_t free_disk;   /* "fd" [opt] */
-    uint32_t free_slots;  /* "fs" [opt] upload slots currently free */
+    const char *host_id; /* "id" */
+    uint64_t seq;        /* "s"  echoed by HEARTBEAT_REPLY */
+    uint64_t free_disk;  /* "fd" [opt] */
+    uint32_t free_slots; /* "fs" [opt] upload slots currently free */
 } proto_heartbeat;
 
 typedef struct proto_heartbeat_reply {
@@ -221,10 +221,10 @@ typedef struct proto_heartbeat_reply {
 /* Per-piece SHA-256 list, bound to the task: accepted only for the matching task id and piece
  * size (proto_digest_list_check). Published by a peer that verified the whole blob. */
 typedef struct proto_digest_list {
-    const char *task_id;     /* "t" */
-    uint32_t piece_size;     /* "ps" */
-    uint32_t piece_count;    /* "pc" 1..PROTO_MAX_DIGEST_PIECES */
-    const uint8_t *digests;  /* "d"  bin, piece_count * 32 bytes, piece order */
+    const char *task_id;    /* "t" */
+    uint32_t piece_size;    /* "ps" */
+    uint32_t piece_count;   /* "pc" 1..PROTO_MAX_DIGEST_PIECES */
+    const uint8_t *digests; /* "d"  bin, piece_count * 32 bytes, piece order */
 } proto_digest_list;
 
 typedef struct proto_digests_fetch {
@@ -254,7 +254,7 @@ typedef struct proto_back_to_source {
     const char *task_id;         /* "t" */
     const proto_piece_run *runs; /* "p"  pieces granted to fetch from origin, 1..MAX_RUNS */
     size_t n_runs;
-    uint32_t stall_ms;           /* "st" [opt, 0 = default] no progress this long -> regrant */
+    uint32_t stall_ms; /* "st" [opt, 0 = default] no progress this long -> regrant */
 } proto_back_to_source;
 
 typedef struct proto_wait {
@@ -315,7 +315,7 @@ typedef proto_local_read proto_local_prefetch;
 typedef struct proto_local_task {
     uint64_t req_id;     /* "r" */
     const char *task_id; /* "t" */
-} proto_local_task; /* LOCAL_STAT, LOCAL_PIN, LOCAL_UNPIN */
+} proto_local_task;      /* LOCAL_STAT, LOCAL_PIN, LOCAL_UNPIN */
 
 typedef struct proto_local_entry {
     const char *task_id;     /* "t" */
@@ -378,7 +378,7 @@ typedef struct proto_msg {
         proto_local_read local_read;         /* LOCAL_READ */
         proto_local_prefetch local_prefetch; /* LOCAL_PREFETCH */
         proto_local_data local_data;
-        proto_local_task local_task;         /* LOCAL_STAT, LOCAL_PIN, LOCAL_UNPIN */
+        proto_local_task local_task; /* LOCAL_STAT, LOCAL_PIN, LOCAL_UNPIN */
         proto_local_stat_reply local_stat_reply;
         proto_local_list local_list;
         proto_local_list_reply local_list_reply;

@@ -31,8 +31,7 @@ uint64_t proto_piece_count(uint64_t content_length, uint32_t piece_size);
 uint32_t proto_piece_len(uint64_t content_length, uint32_t piece_size, uint32_t index);
 /* Checks piece_size and that the piece count is <= PROTO_MAX_PIECES; fills *count.
  * Returns 0 or -EINVAL (message in err). */
-int proto_piece_layout(uint64_t content_length, uint32_t piece_size, uint32_t *count,
-                       cf_err *err);
+int proto_piece_layout(uint64_t content_length, uint32_t piece_size, uint32_t *count, cf_err *err);
 
 typedef struct proto_piece_run {
     uint32_t start;
@@ -70,8 +69,8 @@ int proto_bitmap_or(proto_bitmap *dst, const proto_bitmap *src);
 /* Runs of set pieces in `now` that are not set in `before` (before may be NULL = empty; same
  * nbits, else -EINVAL). *runs is malloc'ed (caller frees; NULL when *n_runs == 0).
  * Returns 0 or -ENOMEM/-EINVAL. Use proto_bitmap_delta(NULL, b, ...) for "all set pieces". */
-int proto_bitmap_delta(const proto_bitmap *before, const proto_bitmap *now,
-                       proto_piece_run **runs, size_t *n_runs);
+int proto_bitmap_delta(const proto_bitmap *before, const proto_bitmap *now, proto_piece_run **runs,
+                       size_t *n_runs);
 /* Sets every piece in runs. Untrusted runs: each must have count >= 1 and end <= nbits, checked
  * before anything changes. Returns 0 or -ERANGE (message in err). */
 int proto_bitmap_apply_runs(proto_bitmap *b, const proto_piece_run *runs, size_t n_runs,

@@ -20,8 +20,8 @@
 #include "proto/timing.h"
 
 typedef struct proto_sched_health {
-    uint32_t missed;       /* consecutive heartbeats without reply */
-    bool connect_failed;   /* the last connect attempt failed */
+    uint32_t missed;        /* consecutive heartbeats without reply */
+    bool connect_failed;    /* the last connect attempt failed */
     uint64_t down_since_ms; /* when it became unhealthy (caller's clock, e.g. uv_now) */
 } proto_sched_health;
 
