@@ -81,6 +81,8 @@ void sched_host_heartbeat(sched *s, sched_host *h, uint32_t free_slots, uint64_t
 void sched_host_leave(sched *s, sched_host *h, uint64_t now_ms)
 {
     h->dying = 1;
+    if (h->conn && s->ops.host_gone) s->ops.host_gone(s->ops.ctx, h);
+    h->conn = NULL;
     while (h->peers) sched_peer_remove(s, h->peers, now_ms);
     sched_map_del(&s->hosts, h->id);
     s->st.hosts--;

@@ -150,6 +150,16 @@ static void on_decide(void *ctx, const struct sched_decision *d)
     }
 }
 
+static void on_host_gone(void *ctx, sched_host *h)
+{
+    (void)ctx;
+    struct sconn *sc = sched_host_conn(h);
+    if (!sc) return;
+    sc->host = NULL;
+    /* the daemon must reconnect and re-announce to be scheduled again */
+    proto_conn_close(sc->c, -ETIMEDOUT, "host expired (missed heartbeats)");
+}
+
 /* ---- message handlers ---- */
 
 static void handle_announce(struct sconn *sc, const proto_announce_host *a)
@@ -513,7 +523,7 @@ int sched_server_new(uv_loop_t *loop, const struct sched_server_opts *opts, sche
     s->opts.core.heartbeat_misses = s->opts.timing.heartbeat_miss_limit;
     s->opts.core.stall_ms = s->opts.timing.b2s_stall_ms;
     s->node_id = strdup(s->opts.node_id ? s->opts.node_id : "chunkfly-scheduler");
-    struct sched_ops ops = {.decide = on_decide, .ctx = s};
+    struct sched_ops ops = {.decide = on_decide, .host_gone = on_host_gone, .ctx = s};
     s->core = sched_new(&s->opts.core, &ops);
     if (!s->node_id || !s->core) {
         sched_free(s->core);

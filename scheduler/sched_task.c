@@ -300,6 +300,18 @@ int sched_register(sched *s, sched_host *h, const char *task_id, uint64_t conten
     return 0;
 }
 
+/* True when none of p's parents holds (or is fetching from the origin) a piece p lacks. */
+static int parents_dry(const sched_peer *p)
+{
+    for (unsigned j = 0; j < p->n_parents; j++) {
+        const sched_peer *q = p->parents[j];
+        if (q->n_grants) return 0;
+        for (uint32_t w = 0; w < p->task->n_words; w++)
+            if (q->bits[w] & ~p->bits[w]) return 0;
+    }
+    return 1;
+}
+
 static int check_runs(const sched_task *t, const struct sched_run *runs, size_t n, cf_err *err)
 {
     for (size_t i = 0; i < n; i++) {
@@ -321,6 +333,9 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
     int rc = check_runs(t, runs, n_runs, err);
     if (rc) return rc;
     int from_origin = !parent_id || !parent_id[0];
+    /* parent_id == own host id: pieces it already held (re-announce after a scheduler
+     * restart or a move): no origin fetch, no throughput sample */
+    int resync = parent_id && strcmp(parent_id, h->id) == 0;
     uint32_t n_new = 0;
     int new_in_mesh = 0, had_grants = p->n_grants > 0;
     for (size_t r = 0; r < n_runs; r++) {
@@ -336,7 +351,7 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
             }
         }
     }
-    if (!from_origin && n_new) {
+    if (!from_origin && !resync && n_new) {
         sched_host *ph = sched_host_find(s, parent_id);
         uint64_t since = p->last_report_ms > p->parents_since_ms ? p->last_report_ms
                                                                  : p->parents_since_ms;
@@ -359,6 +374,8 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
             sched_emit(s, &d);
         }
     }
+    else if (n_new && !p->n_grants && !p->waiting && parents_dry(p))
+        sched_schedule(s, p, now_ms, 1); /* its parents have nothing more for it */
     if ((new_in_mesh || p->have == t->n_pieces) && t->n_waiting) sched_wake_waiters(s, t, now_ms);
     return 0;
 }

@@ -73,6 +73,9 @@ struct sched_ops {
     /* Deliver a decision to peer->host (via its connection). Called synchronously from any
      * entry point, including for peers other than the caller's (re-parenting, moved grants). */
     void (*decide)(void *ctx, const struct sched_decision *d);
+    /* Optional: host h is being removed by the core itself (heartbeat expiry) while it still
+     * has a connection (sched_host_conn); drop every reference to h. */
+    void (*host_gone)(void *ctx, sched_host *h);
     void *ctx;
 };
 
