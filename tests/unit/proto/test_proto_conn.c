@@ -43,6 +43,7 @@ typedef struct endpoint {
     size_t payload_len;
     bool saw_congested;
     size_t max_seen_queue;
+    int file_fd; /* > 0: produce() queues file regions of this fd instead of copies */
 } endpoint;
 
 static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
@@ -377,9 +378,16 @@ static void produce(endpoint *e)
         proto_msg m;
         sample_msg(PROTO_MSG_PIECE_DATA, &m);
         m.u.piece_data.piece = e->sent;
-        uint8_t *b = pattern(e->sent, e->payload_len);
-        assert_int_equal(proto_conn_send(e->c, &m, b, e->payload_len, NULL), 0);
-        free(b);
+        if (e->file_fd > 0) {
+            assert_int_equal(proto_conn_send_file(e->c, &m, e->file_fd,
+                                                  (uint64_t)e->sent * e->payload_len,
+                                                  (uint32_t)e->payload_len, NULL),
+                             0);
+        } else {
+            uint8_t *b = pattern(e->sent, e->payload_len);
+            assert_int_equal(proto_conn_send(e->c, &m, b, e->payload_len, NULL), 0);
+            free(b);
+        }
         e->sent++;
         if (proto_conn_queued(e->c) > e->max_seen_queue)
             e->max_seen_queue = proto_conn_queued(e->c);
@@ -522,6 +530,38 @@ static void test_sendfile_small_buffers(void **state)
     sendfile_scenario(true);
 }
 
+/* Back-pressure with file regions only: on_drain fires from sendfile progress and queues more
+ * regions (pump() must not nest then). */
+static void test_drain_during_sendfile(void **state)
+{
+    (void)state;
+    const uint32_t frames = 12, plen = 1u << 20;
+    char path[] = "/tmp/proto_conn_drainXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd > 0);
+    unlink(path);
+    for (uint32_t i = 0; i < frames; i++) {
+        uint8_t *b = pattern(i, plen);
+        assert_int_equal(write(fd, b, plen), (ssize_t)plen);
+        free(b);
+    }
+    tcp_pair p = {0};
+    p.srv_opts = (proto_conn_opts){.high_watermark = 3u << 20, .low_watermark = (3u << 20) - 1};
+    small_pair_open(&p);
+    p.cli.check_pattern = true;
+    p.srv.file_fd = fd;
+    p.srv.to_send = frames;
+    p.srv.payload_len = plen;
+    produce(&p.srv);
+    assert_true(p.srv.saw_congested);
+    for (int i = 0; i < 20000 && p.cli.next_seq < frames; i++) uv_run(&p.loop, UV_RUN_ONCE);
+    assert_int_equal(p.cli.next_seq, frames);
+    assert_int_equal(p.cli.pattern_errors, 0);
+    assert_true(p.srv.drains >= 1);
+    close(fd);
+    tcp_pair_close(&p);
+}
+
 /* ---- unix socket listener + connect_pipe, close_after_flush ---- */
 
 static void on_pipe_listen(uv_stream_t *s, int status)
@@ -609,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_sendfile_tcp),
         cmocka_unit_test(test_sendfile_small_buffers),
+        cmocka_unit_test(test_drain_during_sendfile),
         cmocka_unit_test(test_pipe),
         cmocka_unit_test(test_addr_parse),
     };
