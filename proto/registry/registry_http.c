@@ -43,6 +43,15 @@ out:
     return rc;
 }
 
+int reg_url_is_loopback(const char *url)
+{
+    char o[REG_ORIGIN_MAX];
+    if (reg_url_origin(url, o, sizeof(o)) < 0) return 0;
+    const char *h = strstr(o, "://") + 3;
+    return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0 ||
+           strncmp(h, "[::1]:", 6) == 0;
+}
+
 void reg_url_for_msg(const char *url, char *out, size_t cap)
 {
     size_t n = strcspn(url, "?#");
@@ -291,6 +300,8 @@ static int setup(proto_registry *r, CURL *h, struct reg_req *q, const char *url,
 {
     struct reg_resp *s = x->s;
     curl_easy_setopt(h, CURLOPT_URL, url);
+    /* Loopback targets never go through an http_proxy from the environment. */
+    if (reg_url_is_loopback(url)) curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);

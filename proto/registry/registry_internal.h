@@ -76,6 +76,8 @@ struct reg_resp {
 double reg_now(void);
 /* "scheme://host:port" (lowercase, default port filled in) of url into out. 0 or -EINVAL. */
 int reg_url_origin(const char *url, char *out, size_t cap);
+/* Whether url's host is localhost, 127.0.0.0/8 or [::1]. */
+int reg_url_is_loopback(const char *url);
 /* Copy of url without query/fragment (they may hold pre-signed secrets), for messages. */
 void reg_url_for_msg(const char *url, char *out, size_t cap);
 

@@ -21,6 +21,11 @@ note "whole blob, verified"
 "$FETCH" --plain-http --no-config --verify -o "$T/out" "$ref"
 cmp "$T/blob" "$T/out" || fail "whole blob differs"
 
+note "an http_proxy in the environment is not used for loopback registries"
+http_proxy=http://127.0.0.1:1 HTTP_PROXY=http://127.0.0.1:1 \
+    "$FETCH" --plain-http --no-config --retries -1 --range 0-9 -o "$T/out" "$ref"
+cmp <(slice "$T/blob" 0 10) "$T/out" || fail "proxy bypass: bytes differ"
+
 note "bounded range 100-199"
 "$FETCH" --plain-http --no-config --range 100-199 -o "$T/out" "$ref"
 cmp <(slice "$T/blob" 100 100) "$T/out" || fail "range 100-199 differs"
@@ -62,6 +67,16 @@ if command -v skopeo >/dev/null; then
     skopeo inspect --tls-verify=false --raw "docker://$REG/test/blobs:v1" >"$T/m3"
     cmp "$T/m1" "$T/m3" || fail "our manifest differs from skopeo's raw manifest"
 fi
+
+note "OCI image index (needs the index type in Accept)"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%d,"platform":{"architecture":"amd64","os":"linux"}}]}' \
+    "$md" "$(stat -c %s "$T/manifest")" >"$T/index"
+curl -sS -f -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
+    --data-binary "@$T/index" "http://$REG/v2/test/blobs/manifests/idx" -o /dev/null
+id="sha256:$(sha256sum "$T/index" | cut -d' ' -f1)"
+out=$("$FETCH" --plain-http --no-config --manifest -o "$T/i1" "$REG/test/blobs:idx")
+[ "$out" = "application/vnd.oci.image.index.v1+json $id" ] || fail "index info: $out"
+cmp "$T/index" "$T/i1" || fail "index body differs"
 
 note "unknown blob and unknown tag"
 zero="sha256:$(printf x | sha256sum | cut -d' ' -f1)"

@@ -2,6 +2,8 @@
 # Registries are real docker-registry processes; test data is pushed with curl (the
 # distribution push protocol), independently of the client under test.
 
+# Test traffic stays on loopback: no proxy from the environment for curl/skopeo.
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 FETCH="$CHUNKFLY_BUILD/tests/registry_fetch"
 [ -x "$FETCH" ] || fail "$FETCH not built"
 PY=/usr/bin/python3
