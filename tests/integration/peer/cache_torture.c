@@ -13,6 +13,7 @@
  * blob_byte(i, j), digest = its SHA-256. Nothing in the store is trusted by fsck except
  * through these rules. */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,6 +128,24 @@ static peer_store *open_cache(const char *dir, int quota)
         }                                                                                          \
     } while (0)
 
+/* The daemon's flush timer: flushes from another thread while pieces are being written. */
+static volatile int stop_flusher;
+static void *flusher_main(void *arg)
+{
+    peer_store *s = arg;
+    while (!stop_flusher) {
+        cf_err e = {0};
+        int rc = peer_store_flush(s, &e);
+        if (rc) {
+            fprintf(stderr, "cache_torture: background flush: %s\n", cf_err_str(&e, rc));
+            exit(1);
+        }
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
 static int cmd_write(const char *dir, uint64_t seed, uint64_t max_ms)
 {
     rng = seed * 2654435761u + 0x1234567;
@@ -136,6 +155,8 @@ static int cmd_write(const char *dir, uint64_t seed, uint64_t max_ms)
     uint8_t *buf = malloc(PS), *rbuf = malloc(PS);
     uint64_t start = now_ms();
     cf_err e = {0};
+    pthread_t flusher;
+    pthread_create(&flusher, NULL, flusher_main, s);
     printf("ready\n");
     fflush(stdout);
     while (now_ms() - start < max_ms) {
@@ -191,6 +212,8 @@ static int cmd_write(const char *dir, uint64_t seed, uint64_t max_ms)
             peer_store_unpin(s, d, NULL);
         }
     }
+    stop_flusher = 1;
+    pthread_join(flusher, NULL);
     peer_store_close(s);
     free(buf);
     free(rbuf);
