@@ -26,6 +26,8 @@ ap.add_argument("--blob", required=True)
 ap.add_argument("--auth", choices=["basic", "bearer"], default="basic")
 ap.add_argument("--user", default="alice:s3cret")
 ap.add_argument("--flaky", action="store_true")
+ap.add_argument("--token-uses", type=int, default=0,
+                help="bearer: a token stops working after this many uses (0 = never)")
 ap.add_argument("--log", required=True)
 args = ap.parse_args()
 
@@ -36,8 +38,7 @@ for a in (args.front, args.storage):
 with open(args.blob, "rb") as f:
     BLOB = f.read()
 LOCK = threading.Lock()
-TOKEN = "tok-" + os.urandom(8).hex()
-state = {"storage_gets": 0}
+state = {"storage_gets": 0, "uses": {}}
 STORAGE_URL = None
 
 
@@ -76,7 +77,16 @@ class Front(Base):
     def authorized(self):
         a = self.headers.get("Authorization", "")
         if args.auth == "bearer":
-            return a == "Bearer " + TOKEN
+            if not a.startswith("Bearer ") or not a[7:].startswith("tok-"):
+                return False
+            with LOCK:
+                n = state["uses"].get(a[7:])
+                if n is None:
+                    return False
+                if args.token_uses and n >= args.token_uses:
+                    return False
+                state["uses"][a[7:]] = n + 1
+            return True
         return a == "Basic " + base64.b64encode(args.user.encode()).decode()
 
     def challenge(self, head):
@@ -94,7 +104,10 @@ class Front(Base):
             a = self.headers.get("Authorization", "")
             if a != "Basic " + base64.b64encode(args.user.encode()).decode():
                 return self.send(401, b"{}", head=head)
-            return self.send(200, ('{"token":"%s","expires_in":300}' % TOKEN).encode(),
+            tok = "tok-" + os.urandom(8).hex()
+            with LOCK:
+                state["uses"][tok] = 0
+            return self.send(200, ('{"token":"%s","expires_in":300}' % tok).encode(),
                              [("Content-Type", "application/json")], head)
         if not self.authorized():
             return self.challenge(head)

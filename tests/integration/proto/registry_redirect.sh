@@ -50,6 +50,14 @@ for mode in basic bearer; do
     grep -q "authentication failed for user alice" "$T/err" || fail "$mode: wrong password unclear"
 done
 
+note "a cached token the registry stops accepting is dropped and fetched again"
+start_front expiring --auth bearer --token-uses 4 # 2 uses per fetch (two front hops)
+"$FETCH" --plain-http --no-config --user alice:s3cret --range 0-99 --repeat 3 -o "$T/out" \
+    "$FRONT/r/x@$d" || fail "refetch after a refused cached token failed"
+cmp <(slice "$T/blob" 0 100) "$T/out" || fail "expiring: bytes differ"
+[ "$(grep -c '^front GET /token .* status=200' "$LOG")" = 2 ] ||
+    fail "expected 2 token fetches: $(grep '^front' "$LOG")"
+
 note "flaky storage: 503, then a dropped connection mid-body -> retried and resumed"
 start_front flaky --auth bearer --flaky
 "$FETCH" --plain-http --no-config --user alice:s3cret --verify -v -o "$T/out" "$FRONT/r/x@$d" \

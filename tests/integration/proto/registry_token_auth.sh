@@ -13,7 +13,8 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/
     -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
 bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
     --cert "$T/tok/cert.pem" --listen 127.0.0.1:0 --port-file "$T/tok/port" \
-    --user alice:s3cret --user carol:c4rol --ttl-for carol:3 --log "$T/tok/log"
+    --user alice:s3cret --user carol:c4rol --ttl-for carol:3 --private tok/private \
+    --log "$T/tok/log"
 for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
 [ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
 TOK="127.0.0.1:$(cat "$T/tok/port")"
@@ -64,6 +65,17 @@ before=$(count 'user=carol')
     -o "$T/out" "$ref"
 cmp <(slice "$T/blob" 0 100) "$T/out" || fail "carol range differs"
 [ $(($(count 'user=carol') - before)) -eq 2 ] || fail "expired token was not renewed"
+
+note "anonymous on a private repository: the fresh token lacks access"
+ptok2=$(curl -sS -f -u alice:s3cret \
+    "http://$TOK/token?service=test-registry&scope=repository:tok/private:pull,push" |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+dp=$(push_blob "$REG" tok/private "$T/blob" -H "Authorization: Bearer $ptok2")
+expect_fail "$FETCH" --plain-http --no-config --range 0-9 -o "$T/out" "$REG/tok/private@$dp"
+grep -q "access to repository tok/private denied for user anonymous" "$T/err" ||
+    fail "private repo: message unclear"
+"$FETCH" --plain-http --no-config --user alice:s3cret --range 0-9 -o "$T/out" "$REG/tok/private@$dp"
+cmp <(slice "$T/blob" 0 10) "$T/out" || fail "private repo as alice: bytes differ"
 
 note "wrong password"
 expect_fail "$FETCH" --plain-http --no-config --user alice:nope -o "$T/out" "$ref"

@@ -34,6 +34,8 @@ ap.add_argument("--user", action="append", default=[], help="name:password (repe
 ap.add_argument("--issuer", default="chunkfly-test-issuer")
 ap.add_argument("--ttl", type=int, default=300)
 ap.add_argument("--ttl-for", action="append", default=[], help="name:seconds, per-user TTL")
+ap.add_argument("--private", action="append", default=[],
+                help="repository anonymous callers get no access to")
 ap.add_argument("--log", required=True)
 args = ap.parse_args()
 
@@ -96,7 +98,8 @@ class Handler(BaseHTTPRequestHandler):
                 if p is None:
                     continue
                 if user == "anonymous":
-                    p["actions"] = [a for a in p["actions"] if a == "pull"]
+                    p["actions"] = [a for a in p["actions"]
+                                    if a == "pull" and p["name"] not in args.private]
                 access.append(p)
         now = int(time.time())
         ttl = TTL_FOR.get(user, args.ttl)
