@@ -309,7 +309,7 @@ static void test_outlier_dropped(void **st)
         uint64_t t = 100;
         for (int j = 0; j < 8; j++) {
             t += i == 4 ? 1000 : 100;
-            char pid[8];
+            char pid[16];
             snprintf(pid, sizeof(pid), "h%d", i);
             report(s, k[i], TASK, (uint32_t)j, 1, pid, t);
         }
