@@ -11,7 +11,7 @@
 #include "cf/log.h"
 #include "proto/registry_auth.h"
 
-#define CONFIG_MAX (1u << 20)
+#define CONFIG_MAX   (1u << 20)
 #define AUTH_B64_MAX 8192
 
 static int b64val(unsigned char c)
@@ -167,7 +167,8 @@ int proto_docker_config_parse(const char *json, size_t len, const char *host, ch
         }
     }
     json_t *helpers = json_object_get(root, "credHelpers");
-    if (json_object_get(root, "credsStore") || (json_is_object(helpers) && json_object_size(helpers)))
+    if (json_object_get(root, "credsStore") ||
+        (json_is_object(helpers) && json_object_size(helpers)))
         cf_warn("docker config: credential helpers (credsStore/credHelpers) are not supported; "
                 "no credentials for %s",
                 host);
@@ -202,8 +203,7 @@ int proto_docker_config_load(const char *path, const char *host, char **user, ch
     cf_err lerr = {0};
     int rc = cf_read_file(p, CONFIG_MAX, &data, &len, &lerr);
     if (rc == -ENOENT && !explicit) return 1;
-    if (rc < 0)
-        return cf_err_set(err, rc, "docker config %s: %s", p, cf_err_str(&lerr, rc));
+    if (rc < 0) return cf_err_set(err, rc, "docker config %s: %s", p, cf_err_str(&lerr, rc));
     rc = proto_docker_config_parse((const char *)data, len, host, user, pass, err);
     free(data);
     if (rc == -ENOENT) return 1;

@@ -111,9 +111,9 @@ int proto_image_ref_parse(const char *ref, proto_image_ref *out, cf_err *err)
     if (at) {
         *at = '\0';
         if (proto_registry_check_digest(at + 1) < 0)
-            return cf_err_set(err, -EINVAL,
-                              "image reference \"%.200s\": digest must be sha256:<64 lowercase hex>",
-                              ref);
+            return cf_err_set(
+                err, -EINVAL,
+                "image reference \"%.200s\": digest must be sha256:<64 lowercase hex>", ref);
         memcpy(out->digest, at + 1, strlen(at + 1) + 1);
     }
     /* Host part: first component if it looks like one. */

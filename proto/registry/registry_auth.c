@@ -11,7 +11,7 @@
 
 #include "proto/registry_auth.h"
 
-#define CHALLENGE_MAX 8192 /* longer header values are refused */
+#define CHALLENGE_MAX  8192 /* longer header values are refused */
 #define TOKEN_JSON_MAX (1u << 20)
 
 struct cursor {

@@ -16,7 +16,7 @@
 #include "registry_internal.h"
 
 #define TOKEN_ANSWER_MAX (64u << 10)
-#define META_TIMEOUT_MS 30000 /* manifests, HEADs and tokens are small */
+#define META_TIMEOUT_MS  30000 /* manifests, HEADs and tokens are small */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -102,8 +102,8 @@ int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_
     r->insecure_tls = opts->insecure_tls;
     int oom = 0;
     r->ca_file = dup_or_null(opts->ca_file, &oom);
-    r->user_agent = dup_or_null(opts->user_agent ? opts->user_agent : "chunkfly/" CHUNKFLY_VERSION,
-                                &oom);
+    r->user_agent =
+        dup_or_null(opts->user_agent ? opts->user_agent : "chunkfly/" CHUNKFLY_VERSION, &oom);
     r->username = dup_or_null(opts->username, &oom);
     r->password = dup_or_null(opts->username ? (opts->password ? opts->password : "") : NULL, &oom);
     pthread_mutex_init(&r->lock, NULL);
@@ -234,8 +234,9 @@ static int token_get(proto_registry *r, const char *scope, char **tok, int *fres
     reg_handle_put(r, h);
     cf_buf url = {0};
     int rc = -ENOMEM;
-    if (!es || !esc || cf_buf_printf(&url, "%s%cservice=%s&scope=%s", realm,
-                                     strchr(realm, '?') ? '&' : '?', es, esc) < 0) {
+    if (!es || !esc ||
+        cf_buf_printf(&url, "%s%cservice=%s&scope=%s", realm, strchr(realm, '?') ? '&' : '?', es,
+                      esc) < 0) {
         curl_free(es);
         curl_free(esc);
         cf_buf_free(&url);
@@ -372,8 +373,7 @@ static int reg_request(proto_registry *r, const char *repo, struct reg_req *q, s
         if (pp) token_unlink(pp); /* refused or expired early */
         pthread_mutex_unlock(&r->lock);
     }
-    rc = cf_err_set(err, -EACCES, "registry %s: authentication did not settle (HTTP 401)",
-                    r->host);
+    rc = cf_err_set(err, -EACCES, "registry %s: authentication did not settle (HTTP 401)", r->host);
 out:
     free_secret(tok);
     q->bearer = NULL;
@@ -432,23 +432,20 @@ int proto_registry_blob_size(proto_registry *r, const char *repo, const char *di
     if (rc < 0) return rc;
     if (s.status != 200) return status_error(r, &s, what, repo, err);
     if (s.content_length < 0)
-        return cf_err_set(err, -EBADMSG, "registry %s: HEAD %s: no Content-Length", r->host,
-                          what);
+        return cf_err_set(err, -EBADMSG, "registry %s: HEAD %s: no Content-Length", r->host, what);
     *size = (uint64_t)s.content_length;
     return 0;
 }
 
 int proto_registry_blob_get(proto_registry *r, const char *repo, const char *digest,
                             uint64_t offset, uint64_t length, unsigned flags,
-                            proto_registry_write_fn fn, void *ctx, uint64_t *delivered,
-                            cf_err *err)
+                            proto_registry_write_fn fn, void *ctx, uint64_t *delivered, cf_err *err)
 {
     if (delivered) *delivered = 0;
     int rc = check_names(r, repo, digest, err);
     if (rc < 0) return rc;
     if (!fn) return cf_err_set(err, -EINVAL, "registry %s: no write callback", r->host);
-    if ((flags & ~PROTO_REGISTRY_VERIFY) ||
-        ((flags & PROTO_REGISTRY_VERIFY) && (offset || length)))
+    if ((flags & ~PROTO_REGISTRY_VERIFY) || ((flags & PROTO_REGISTRY_VERIFY) && (offset || length)))
         return cf_err_set(err, -EINVAL, "registry %s: verify needs a whole-blob read", r->host);
     if (length && offset > UINT64_MAX - length)
         return cf_err_set(err, -EINVAL, "registry %s: range overflows", r->host);
@@ -528,9 +525,9 @@ int proto_registry_blob_get_fd(proto_registry *r, const char *repo, const char *
     return rc;
 }
 
-#define MANIFEST_ACCEPT                                                                           \
-    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "     \
-    "application/vnd.docker.distribution.manifest.v2+json, "                                     \
+#define MANIFEST_ACCEPT                                                                            \
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "        \
+    "application/vnd.docker.distribution.manifest.v2+json, "                                       \
     "application/vnd.docker.distribution.manifest.list.v2+json"
 
 int proto_registry_manifest_get(proto_registry *r, const char *repo, const char *reference,
@@ -542,8 +539,8 @@ int proto_registry_manifest_get(proto_registry *r, const char *repo, const char 
     int by_digest = reference && strncmp(reference, "sha256:", 7) == 0;
     if (!reference || (by_digest ? proto_registry_check_digest(reference)
                                  : proto_registry_check_tag(reference)) < 0)
-        return cf_err_set(err, -EINVAL, "registry %s: bad manifest reference \"%.200s\"",
-                          r->host, reference ? reference : "");
+        return cf_err_set(err, -EINVAL, "registry %s: bad manifest reference \"%.200s\"", r->host,
+                          reference ? reference : "");
     char url[1024], what[200];
     snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s", r->base, repo, reference);
     snprintf(what, sizeof(what), "manifest %s", reference);

@@ -225,8 +225,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
         } else {
             x->stream_pos = 0; /* 200: the whole blob, whatever Range said */
             if (want > 0 || q->len)
-                cf_debug("server ignored Range (HTTP 200): skipping %" PRIu64
-                         " bytes, keeping %s",
+                cf_debug("server ignored Range (HTTP 200): skipping %" PRIu64 " bytes, keeping %s",
                          want, q->len ? "the range" : "the rest");
         }
     }
@@ -415,8 +414,8 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
             cc = curl_easy_perform(h);
             curl_slist_free_all(hdrs);
             if (x.fail_rc) {
-                rc = cf_err_set(err, x.fail_rc, "registry %s: %s %s: %s", r->host, q->method,
-                                shown, x.fail_msg);
+                rc = cf_err_set(err, x.fail_rc, "registry %s: %s %s: %s", r->host, q->method, shown,
+                                x.fail_msg);
                 goto out;
             }
             if (s->status == 0) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->status);
@@ -425,8 +424,8 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
             curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc);
             if (!loc || !loc[0]) break;
             if (++redirects > REG_REDIRECTS_MAX) {
-                rc = cf_err_set(err, -EPROTO, "registry %s: %s %s: more than %d redirects",
-                                r->host, q->method, shown, REG_REDIRECTS_MAX);
+                rc = cf_err_set(err, -EPROTO, "registry %s: %s %s: more than %d redirects", r->host,
+                                q->method, shown, REG_REDIRECTS_MAX);
                 goto out;
             }
             if (strlen(loc) >= sizeof(url)) {
@@ -452,8 +451,8 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
             goto out;
         }
         if (ok && is_redirect(st)) {
-            rc = cf_err_set(err, -EPROTO, "registry %s: %s %s: HTTP %ld without Location",
-                            r->host, q->method, shown, st);
+            rc = cf_err_set(err, -EPROTO, "registry %s: %s %s: HTTP %ld without Location", r->host,
+                            q->method, shown, st);
             goto out;
         }
         /* Retry? transport errors that may pass, 5xx, 429. */
@@ -483,9 +482,9 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
         }
         int code = ok ? (st == 429 || st >= 500 ? -EAGAIN : -EPROTO) : curl_errno(cc);
         if (!ok && cc == CURLE_COULDNT_CONNECT && os_errno > 0) code = -(int)os_errno;
-        rc = cf_err_set(err, code, "registry %s: %s %s: %s (%d attempt%s in %.1f s)", r->host,
-                        q->method, shown, what, attempt + 1, attempt ? "s" : "",
-                        reg_now() - tstart);
+        rc =
+            cf_err_set(err, code, "registry %s: %s %s: %s (%d attempt%s in %.1f s)", r->host,
+                       q->method, shown, what, attempt + 1, attempt ? "s" : "", reg_now() - tstart);
         goto out;
     }
 out:

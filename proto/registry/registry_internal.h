@@ -12,10 +12,10 @@
 #include "proto/registry_auth.h"
 #include "proto/registry_client.h"
 
-#define REG_POOL_MAX 8     /* idle curl handles kept for keep-alive reuse */
-#define REG_TOKENS_MAX 64  /* cached bearer tokens (one per scope) */
+#define REG_POOL_MAX      8  /* idle curl handles kept for keep-alive reuse */
+#define REG_TOKENS_MAX    64 /* cached bearer tokens (one per scope) */
 #define REG_REDIRECTS_MAX 5
-#define REG_ORIGIN_MAX 320
+#define REG_ORIGIN_MAX    320
 
 struct reg_token {
     struct reg_token *next;
@@ -35,7 +35,7 @@ struct proto_registry {
     int insecure_tls;
     char *ca_file, *user_agent;
 
-    pthread_mutex_t lock; /* guards everything below */
+    pthread_mutex_t lock;        /* guards everything below */
     enum proto_auth_scheme auth; /* learned from the first 401 */
     char realm[1024], service[256];
     struct reg_token *tokens;

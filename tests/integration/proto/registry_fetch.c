@@ -22,10 +22,12 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: registry_fetch [--plain-http] [--config FILE|--no-config] "
-                    "[--user U:P] [--verify] [--head|--manifest] [--range A-B] [--threads N] "
-                    "[--repeat N] [--pause MS] [--connect-timeout MS] [--stall-timeout MS] [--retries N] [-v] "
-                    "-o FILE REF\n");
+    fprintf(
+        stderr,
+        "usage: registry_fetch [--plain-http] [--config FILE|--no-config] "
+        "[--user U:P] [--verify] [--head|--manifest] [--range A-B] [--threads N] "
+        "[--repeat N] [--pause MS] [--connect-timeout MS] [--stall-timeout MS] [--retries N] [-v] "
+        "-o FILE REF\n");
     exit(2);
 }
 
@@ -50,8 +52,8 @@ static void *part_main(void *arg)
 {
     struct part *p = arg;
     uint64_t got = 0;
-    p->rc = proto_registry_blob_get_fd(p->r, p->ref->repo, p->ref->digest, p->off, p->len, 0,
-                                       p->fd, p->fd_off, &got, &p->err);
+    p->rc = proto_registry_blob_get_fd(p->r, p->ref->repo, p->ref->digest, p->off, p->len, 0, p->fd,
+                                       p->fd_off, &got, &p->err);
     if (p->rc == 0 && got != p->len)
         p->rc = cf_err_set(&p->err, -EIO, "part at %" PRIu64 ": got %" PRIu64 " of %" PRIu64,
                            p->off, got, p->len);
@@ -127,8 +129,8 @@ int main(int argc, char **argv)
         if (it > 0 && pause_ms > 0) usleep((useconds_t)pause_ms * 1000);
         if (manifest) {
             proto_manifest m = {0};
-            rc = proto_registry_manifest_get(r, ref.repo, proto_image_ref_reference(&ref), &m,
-                                             &err);
+            rc =
+                proto_registry_manifest_get(r, ref.repo, proto_image_ref_reference(&ref), &m, &err);
             if (rc == 0) {
                 int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
                 if (fd < 0 || write(fd, m.body, m.len) != (ssize_t)m.len)
@@ -188,8 +190,8 @@ int main(int argc, char **argv)
             uint64_t step = (len + (uint64_t)threads - 1) / (uint64_t)threads;
             int n = 0;
             for (uint64_t o2 = 0; o2 < len; o2 += step, n++) {
-                p[n] = (struct part){r, &ref, a + o2, o2 + step > len ? len - o2 : step, fd, o2, 0,
-                                     {0}};
+                p[n] = (struct part){r,  &ref, a + o2, o2 + step > len ? len - o2 : step,
+                                     fd, o2,   0,      {0}};
                 pthread_create(&th[n], NULL, part_main, &p[n]);
             }
             for (int k = 0; k < n; k++) {

@@ -22,19 +22,21 @@ static void test_challenge_bearer(void **state)
 {
     (void)state;
     proto_auth_challenge c;
-    assert_int_equal(parse("Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io"
-                           "\",scope=\"repository:library/busybox:pull\"",
-                           &c),
-                     0);
+    assert_int_equal(
+        parse("Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io"
+              "\",scope=\"repository:library/busybox:pull\"",
+              &c),
+        0);
     assert_int_equal(c.scheme, PROTO_AUTH_BEARER);
     assert_string_equal(c.realm, "https://auth.docker.io/token");
     assert_string_equal(c.service, "registry.docker.io");
     assert_string_equal(c.scope, "repository:library/busybox:pull");
     /* docker-registry 2.8's form, case-insensitive names, blanks, error param */
-    assert_int_equal(parse("bearer  REALM=\"http://127.0.0.1:5004/token\" , Service=\"test-registry\","
-                           "error=\"insufficient_scope\"",
-                           &c),
-                     0);
+    assert_int_equal(
+        parse("bearer  REALM=\"http://127.0.0.1:5004/token\" , Service=\"test-registry\","
+              "error=\"insufficient_scope\"",
+              &c),
+        0);
     assert_string_equal(c.realm, "http://127.0.0.1:5004/token");
     assert_string_equal(c.service, "test-registry");
     assert_string_equal(c.scope, "");
@@ -45,9 +47,8 @@ static void test_challenge_bearer(void **state)
     assert_int_equal(parse("Bearer realm=\"http://a/\\\"q\\\"\",service=\"x\"", &c), 0);
     assert_string_equal(c.realm, "http://a/\"q\"");
     /* several scopes in one scope parameter */
-    assert_int_equal(parse("Bearer realm=\"http://a/t\",scope=\"repository:a:pull repository:b:pull\"",
-                           &c),
-                     0);
+    assert_int_equal(
+        parse("Bearer realm=\"http://a/t\",scope=\"repository:a:pull repository:b:pull\"", &c), 0);
     assert_string_equal(c.scope, "repository:a:pull repository:b:pull");
 }
 
@@ -79,7 +80,7 @@ static void test_challenge_malformed(void **state)
     assert_int_equal(proto_auth_parse_challenge("", 0, &c, &err), -EBADMSG);
     assert_int_equal(proto_auth_parse_challenge(NULL, 5, &c, NULL), -EBADMSG);
     assert_int_equal(parse("Bearer realm=\"http://unterminated", &c), -EBADMSG);
-    assert_int_equal(parse("Bearer service=\"s\"", &c), -EBADMSG);       /* no realm */
+    assert_int_equal(parse("Bearer service=\"s\"", &c), -EBADMSG); /* no realm */
     assert_int_equal(parse("Bearer realm=\"file:///etc/passwd\"", &c), -EBADMSG);
     assert_int_equal(parse("Bearer realm=\"ftp://x/\"", &c), -EBADMSG);
     assert_int_equal(parse("Bearer realm=\"http://a/\x01\"", &c), -EBADMSG);
@@ -123,7 +124,8 @@ static void test_token_json(void **state)
     assert_string_equal(t, "x");
     assert_int_equal(ttl, PROTO_TOKEN_DEFAULT_TTL_S);
     free(t);
-    assert_int_equal(token("{\"token\":\"\",\"access_token\":\"y\",\"expires_in\":0}", &t, &ttl), 0);
+    assert_int_equal(token("{\"token\":\"\",\"access_token\":\"y\",\"expires_in\":0}", &t, &ttl),
+                     0);
     assert_string_equal(t, "y");
     assert_int_equal(ttl, PROTO_TOKEN_DEFAULT_TTL_S); /* < 1: default */
     free(t);

@@ -49,7 +49,8 @@ static void test_config_good(void **state)
     expect("{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"YTpi\"}}}",
            "registry-1.docker.io", "a", "b");
     /* an empty "auth" falls back to username/password */
-    expect("{\"auths\":{\"h\":{\"auth\":\"\",\"username\":\"u\",\"password\":\"\"}}}", "h", "u", "");
+    expect("{\"auths\":{\"h\":{\"auth\":\"\",\"username\":\"u\",\"password\":\"\"}}}", "h", "u",
+           "");
     /* the exact key wins over a URL-shaped one */
     expect("{\"auths\":{\"https://h/\":{\"auth\":\"eDp5\"},\"h\":{\"auth\":\"YTpi\"}}}", "h", "a",
            "b");

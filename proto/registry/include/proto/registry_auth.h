@@ -31,8 +31,8 @@ typedef struct proto_auth_challenge {
 int proto_auth_parse_challenge(const char *value, size_t len, proto_auth_challenge *out,
                                cf_err *err);
 
-#define PROTO_TOKEN_MAX 16384          /* longest accepted token */
-#define PROTO_TOKEN_DEFAULT_TTL_S 60   /* when expires_in is absent or < 1 */
+#define PROTO_TOKEN_MAX           16384 /* longest accepted token */
+#define PROTO_TOKEN_DEFAULT_TTL_S 60    /* when expires_in is absent or < 1 */
 
 /* Parses the token server's JSON answer: "token" or else "access_token" (string), optional
  * "expires_in" (seconds). *token is malloc'd (caller frees). Returns 0 or -EBADMSG/-ENOMEM. */

@@ -88,9 +88,9 @@ typedef struct proto_registry_opts {
     /* No retry starts unless it can complete its connect phase within this budget from the
      * first attempt; default 10000 ms, so an unreachable origin fails within ~10 s. */
     long retry_budget_ms;
-    int insecure_tls;          /* 1 = don't verify TLS certificates (test setups only) */
-    const char *ca_file;       /* extra CA bundle for https, NULL = system default */
-    const char *user_agent;    /* default "chunkfly/<version>" */
+    int insecure_tls;       /* 1 = don't verify TLS certificates (test setups only) */
+    const char *ca_file;    /* extra CA bundle for https, NULL = system default */
+    const char *user_agent; /* default "chunkfly/<version>" */
 } proto_registry_opts;
 
 typedef struct proto_registry proto_registry;
@@ -140,7 +140,7 @@ int proto_registry_blob_get_fd(proto_registry *r, const char *repo, const char *
 
 /* A fetched manifest. Free with proto_manifest_free (safe on a zeroed struct). */
 typedef struct proto_manifest {
-    uint8_t *body;   /* malloc'd, NUL-terminated (not counted in len) */
+    uint8_t *body; /* malloc'd, NUL-terminated (not counted in len) */
     size_t len;
     char media_type[128]; /* from Content-Type, else the body's "mediaType", else "" */
     char digest[72];      /* "sha256:<hex>" computed over the body */
@@ -156,9 +156,9 @@ int proto_registry_manifest_get(proto_registry *r, const char *repo, const char 
 void proto_manifest_free(proto_manifest *m);
 
 /* Validation helpers (also used by the tools). Return 0 or -EINVAL. */
-int proto_registry_check_digest(const char *digest);     /* sha256:<64 lowercase hex> */
-int proto_registry_check_repo(const char *repo);         /* OCI repository name grammar */
-int proto_registry_check_tag(const char *tag);           /* [A-Za-z0-9_][A-Za-z0-9._-]{0,127} */
+int proto_registry_check_digest(const char *digest); /* sha256:<64 lowercase hex> */
+int proto_registry_check_repo(const char *repo);     /* OCI repository name grammar */
+int proto_registry_check_tag(const char *tag);       /* [A-Za-z0-9_][A-Za-z0-9._-]{0,127} */
 
 /* ---- image references (image_ref.c) ----
  * "[host[:port]/]path[:tag][@sha256:<hex>]". Default-registry rules (as docker):
