@@ -293,6 +293,12 @@ int rafs_walk(const rafs_image *img, rafs_walk_fn fn, void *ctx, cf_err *err)
         if (!strcmp(de.name, ".") || !strcmp(de.name, "..")) {
             int dot = de.name[1] == 0;
             uint64_t want = dot ? f->it.nid : f->parent;
+            if (de.file_type != EROFS_FT_DIR) {
+                rc = cf_err_set(err, -EBADMSG, "directory nid %llu (/%.*s): '%s' has file type %u",
+                                (unsigned long long)f->it.nid, (int)f->path_len, path, de.name,
+                                de.file_type);
+                goto out;
+            }
             if (de.nid != want) {
                 rc =
                     cf_err_set(err, -EBADMSG,
