@@ -1,0 +1,106 @@
+/* Blocking client of the peer daemon's local API (docs/protocol.md "Local API"): one unix-socket
+ * connection to chunkfly-peer, the HELLO handshake, then one request at a time.
+ *
+ * Used by the `chunkfly` command line and the FUSE reader. Plain blocking sockets, no event loop.
+ *
+ * Every reply is validated before use: frame header (magic, version, sizes against our limits),
+ * body (proto_msg_decode), the message type expected for the request, the echoed request id,
+ * data offsets (each LOCAL_DATA frame must continue exactly where the previous one ended, and
+ * never go past the requested range). Anything else is -EBADMSG with a message naming what was
+ * wrong, and the connection is no longer usable (client_local_close it).
+ *
+ * Errors (negative errno, message in err):
+ *   connecting:  -ENOENT (no socket file), -ECONNREFUSED (nobody listens), -EACCES, -ENAMETOOLONG
+ *   handshake:   -EPROTONOSUPPORT (version refused), -EBADMSG
+ *   the peer's ERROR answer, mapped from its code: UNKNOWN_TASK/NOT_FOUND -ENOENT, RANGE -ERANGE,
+ *   AUTH -EACCES, ORIGIN -EREMOTEIO, NO_SPACE -ENOSPC, BUSY -EBUSY, DIGEST_MISMATCH -EBADMSG,
+ *   SHUTDOWN -ESHUTDOWN, others -EPROTO; the message is "peer: <its text> (<CODE>)" and
+ *   client_local_last_peer_code() returns the raw code.
+ *   -ETIMEDOUT    nothing arrived for opts.idle_timeout_ms
+ *   -ECONNRESET / -EPIPE   the daemon closed the connection
+ *   any negative value returned by a data callback is passed through (the connection is then
+ *   closed, as the rest of the answer is still in flight).
+ *
+ * Threads: a client_local is used by one thread at a time; separate clients are independent.
+ * Ownership: client_local_connect allocates, client_local_close frees (also after errors).
+ * Strings passed in are borrowed for the duration of the call. */
+#ifndef CLIENT_LOCAL_API_CLIENT_H
+#define CLIENT_LOCAL_API_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cf/error.h"
+
+#define CLIENT_DEFAULT_SOCKET "/run/chunkfly/peer.sock"
+/* client_local_read: length meaning "from offset to the end of the blob". */
+#define CLIENT_READ_TO_END UINT64_MAX
+
+typedef struct client_local client_local;
+
+typedef struct client_local_opts {
+    /* Fail with -ETIMEDOUT when the daemon sends nothing for this long during a request
+     * (0 = 300 s: a mesh download may legitimately wait for parents). */
+    int idle_timeout_ms;
+    /* Largest LOCAL_DATA payload we accept, announced in HELLO (0 = 4 MiB). */
+    uint32_t max_payload;
+    /* Node id sent in HELLO (NULL = "chunkfly-client-<pid>"). */
+    const char *node_id;
+} client_local_opts;
+
+/* One cached blob as the daemon reports it. */
+typedef struct client_entry {
+    char task_id[72]; /* "sha256:<64 hex>" */
+    uint64_t content_length;
+    uint32_t piece_size;
+    uint32_t piece_count;
+    uint32_t pieces_have;
+    bool pinned;
+    bool complete;
+} client_entry;
+
+/* Connects to the daemon's socket and does the handshake. opts may be NULL. */
+int client_local_connect(const char *socket_path, const client_local_opts *opts, client_local **out,
+                         cf_err *err);
+/* Closes and frees (NULL is a no-op). */
+void client_local_close(client_local *c);
+
+/* The ERROR code (proto_error_code) of the last refused request, 0 if none. */
+uint32_t client_local_last_peer_code(const client_local *c);
+
+/* Receives read data in blob order. `offset` is the blob offset of data[0]. Return 0 to go on
+ * or a negative errno to abort. */
+typedef int (*client_data_fn)(void *ctx, uint64_t offset, const void *data, size_t len);
+
+/* Reads [offset, offset+length) of blob `task_id` ("sha256:<hex>") through the daemon, which
+ * fetches what it lacks from the mesh or from `origin` ("registry/repo@sha256:<hex>", optionally
+ * prefixed "http://" for a plain-http registry) with `credentials` ("user:password", may be NULL;
+ * sent to the daemon only, never logged). length CLIENT_READ_TO_END = to the end of the blob.
+ * Data goes to fn in order; *delivered (may be NULL) = bytes delivered, also on failure. A read
+ * ending before `length` is only accepted for CLIENT_READ_TO_END (the blob ended). */
+int client_local_read(client_local *c, const char *task_id, const char *origin,
+                      const char *credentials, uint64_t offset, uint64_t length, client_data_fn fn,
+                      void *ctx, uint64_t *delivered, cf_err *err);
+
+/* Same, writing the data to fd with pwrite at fd_offset + (blob offset - offset). */
+int client_local_read_fd(client_local *c, const char *task_id, const char *origin,
+                         const char *credentials, uint64_t offset, uint64_t length, int fd,
+                         uint64_t fd_offset, uint64_t *delivered, cf_err *err);
+
+/* Asks the daemon to fetch [offset, offset+length) in the background (length 0 = to the end).
+ * Returns once accepted (LOCAL_OK). */
+int client_local_prefetch(client_local *c, const char *task_id, const char *origin,
+                          const char *credentials, uint64_t offset, uint64_t length, cf_err *err);
+
+/* The daemon's cache entry for task_id; -ENOENT when it holds nothing for it. */
+int client_local_stat(client_local *c, const char *task_id, client_entry *out, cf_err *err);
+
+/* Pin (never evicted) / unpin a cached blob. */
+int client_local_pin(client_local *c, const char *task_id, cf_err *err);
+int client_local_unpin(client_local *c, const char *task_id, cf_err *err);
+
+/* Every cached blob. *entries is malloc'd (free() it; NULL when *n == 0). */
+int client_local_list(client_local *c, client_entry **entries, size_t *n, cf_err *err);
+
+#endif

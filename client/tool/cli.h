@@ -1,0 +1,40 @@
+/* Shared bits of the `chunkfly` subcommands (one file per subcommand, docs/cli.md). */
+#ifndef CHUNKFLY_CLI_H
+#define CHUNKFLY_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cf/error.h"
+
+/* Exit codes: 0 ok, 1 failure, 2 usage error. */
+#define CLI_EXIT_FAIL  1
+#define CLI_EXIT_USAGE 2
+
+int cmd_get(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+/* Default socket: $CHUNKFLY_PEER_SOCKET, else /run/chunkfly/peer.sock. */
+const char *cli_default_socket(void);
+/* Prints the error of a failed client_local_connect with a hint on how to start the daemon. */
+void cli_connect_error(const char *socket_path, int code, const cf_err *err);
+/* "12.3 MiB" */
+void cli_fmt_bytes(uint64_t n, char *out, size_t size);
+
+/* Progress display on stderr: a redrawn bar on a terminal, a line every few seconds otherwise,
+ * nothing when quiet. total 0 = unknown. */
+typedef struct cli_progress {
+    int mode; /* 0 quiet, 1 lines, 2 bar */
+    uint64_t total;
+    uint64_t done;
+    double start, last_draw;
+    int drawn;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, int quiet, uint64_t total);
+void cli_progress_update(cli_progress *p, uint64_t done);
+/* Clears the bar (ends the line). */
+void cli_progress_end(cli_progress *p);
+double cli_now(void);
+
+#endif

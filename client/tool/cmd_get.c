@@ -1,0 +1,283 @@
+/* chunkfly get: download one blob through the local peer daemon, check its sha256, and only
+ * then give it its final name (written to FILE.part, renamed after the digest matched). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cf/digest.h"
+#include "cf/hex.h"
+#include "cli.h"
+#include "client/local_api_client.h"
+#include "proto/msg.h"
+#include "proto/registry_auth.h"
+#include "proto/registry_client.h"
+
+static const char usage[] =
+    "usage: chunkfly get [options] REGISTRY/REPO@sha256:DIGEST -o FILE\n"
+    "\n"
+    "Downloads a blob through the node's peer daemon (from the peer mesh, or from the registry\n"
+    "when no peer has it), writes it to FILE.part, checks its sha256 and renames it to FILE.\n"
+    "Credentials for REGISTRY are read from the docker config.json and handed to the daemon\n"
+    "with the request.\n"
+    "\n"
+    "  -o, --output FILE      where to store the blob (required)\n"
+    "  --peer SOCKET          the daemon's local API socket\n"
+    "                         (default $CHUNKFLY_PEER_SOCKET, else " CLIENT_DEFAULT_SOCKET ")\n"
+    "  --plain-http           the registry speaks plain http (default: http for loopback\n"
+    "                         registries, https otherwise)\n"
+    "  --docker-config FILE   credentials file (default $DOCKER_CONFIG/config.json, else\n"
+    "                         ~/.docker/config.json)\n"
+    "  --no-credentials       send no credentials\n"
+    "  --timeout SECONDS      give up when the daemon sends nothing for this long (300)\n"
+    "  -q, --quiet            no progress output\n"
+    "  -h, --help\n"
+    "\n"
+    "Progress goes to stderr: a bar on a terminal, a line every 5 s otherwise.\n"
+    "Exit status: 0 blob stored and verified, 1 failure, 2 usage error.\n";
+
+static char part_path[PATH_MAX];
+
+static void on_signal(int sig)
+{
+    /* async-signal-safe: never leave a half-written .part behind */
+    if (part_path[0]) unlink(part_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+struct get_ctx {
+    int fd;
+    uint64_t written;
+    cf_digest_ctx sha;
+    cli_progress prog;
+    const char *socket_path;
+    const char *task_id;
+    int stat_tried;
+};
+
+/* The blob size for the progress bar: asked on a second connection once the daemon has started
+ * answering (by then it knows the task). Best effort. */
+static void learn_total(struct get_ctx *g)
+{
+    client_local *c;
+    client_local_opts o = {.idle_timeout_ms = 5000};
+    if (client_local_connect(g->socket_path, &o, &c, NULL) != 0) return;
+    client_entry e;
+    if (client_local_stat(c, g->task_id, &e, NULL) == 0 && e.piece_size)
+        g->prog.total = e.content_length;
+    client_local_close(c);
+}
+
+static int on_data(void *ctx, uint64_t offset, const void *data, size_t len)
+{
+    struct get_ctx *g = ctx;
+    (void)offset; /* the client guarantees order: offset == g->written */
+    const uint8_t *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t n = write(g->fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    cf_digest_update(&g->sha, data, len);
+    g->written += len;
+    if (!g->stat_tried && g->prog.mode) {
+        g->stat_tried = 1;
+        learn_total(g);
+    }
+    cli_progress_update(&g->prog, g->written);
+    return 0;
+}
+
+int cmd_get(int argc, char **argv)
+{
+    const char *out = NULL, *sock = cli_default_socket(), *dcfg = NULL;
+    int plain = 0, nocreds = 0, quiet = 0, timeout_s = 300;
+    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"peer", required_argument, 0, 'p'},
+                                         {"plain-http", no_argument, 0, 'H'},
+                                         {"docker-config", required_argument, 0, 'd'},
+                                         {"no-credentials", no_argument, 0, 'n'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'o':
+            out = optarg;
+            break;
+        case 'p':
+            sock = optarg;
+            break;
+        case 'H':
+            plain = 1;
+            break;
+        case 'd':
+            dcfg = optarg;
+            break;
+        case 'n':
+            nocreds = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 86400) {
+                fprintf(stderr, "chunkfly get: --timeout wants 1..86400 seconds, not '%s'\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            timeout_s = (int)v;
+            break;
+        }
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1 || !out) {
+        fprintf(stderr, "chunkfly get: %s\n\n%s",
+                optind >= argc      ? "missing the blob reference"
+                : optind < argc - 1 ? "one blob reference at a time"
+                                    : "missing -o FILE",
+                usage);
+        return CLI_EXIT_USAGE;
+    }
+    const char *refs = argv[optind];
+    cf_err err = {0};
+    proto_image_ref ref;
+    int r = proto_image_ref_parse(refs, &ref, &err);
+    if (r) {
+        fprintf(stderr, "chunkfly get: %s\n", cf_err_str(&err, r));
+        return CLI_EXIT_USAGE;
+    }
+    if (!ref.digest[0] || proto_registry_check_digest(ref.digest) != 0) {
+        fprintf(stderr,
+                "chunkfly get: '%s' names no blob: give REGISTRY/REPO@sha256:<64 hex digits>\n",
+                refs);
+        return CLI_EXIT_USAGE;
+    }
+    if (snprintf(part_path, sizeof(part_path), "%s.part", out) >= (int)sizeof(part_path)) {
+        fprintf(stderr, "chunkfly get: output path too long: %s\n", out);
+        return CLI_EXIT_USAGE;
+    }
+
+    /* origin reference for the daemon; "http://" asks it for plain http */
+    char origin[PROTO_MAX_ORIGIN_LEN + 1];
+    snprintf(origin, sizeof(origin), "%s%s/%s@%s", plain ? "http://" : "", ref.registry, ref.repo,
+             ref.digest);
+
+    char *user = NULL, *pass = NULL, *creds = NULL;
+    if (!nocreds) {
+        r = proto_docker_config_load(dcfg, ref.registry, &user, &pass, &err);
+        if (r < 0) {
+            fprintf(stderr, "chunkfly get: reading credentials: %s\n", cf_err_str(&err, r));
+            return CLI_EXIT_FAIL;
+        }
+        if (r == 0) {
+            size_t n = strlen(user) + strlen(pass) + 2;
+            creds = malloc(n);
+            if (creds) snprintf(creds, n, "%s:%s", user, pass);
+            free(user);
+            if (pass) {
+                memset(pass, 0, strlen(pass));
+                free(pass);
+            }
+            if (!creds) {
+                fprintf(stderr, "chunkfly get: out of memory\n");
+                return CLI_EXIT_FAIL;
+            }
+        }
+    }
+
+    client_local *c = NULL;
+    client_local_opts co = {.idle_timeout_ms = timeout_s * 1000};
+    r = client_local_connect(sock, &co, &c, &err);
+    if (r) {
+        cli_connect_error(sock, r, &err);
+        free(creds);
+        return CLI_EXIT_FAIL;
+    }
+
+    struct get_ctx g = {.socket_path = sock, .task_id = ref.digest};
+    g.fd = open(part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (g.fd < 0) {
+        fprintf(stderr, "chunkfly get: cannot create %s: %s\n", part_path, strerror(errno));
+        client_local_close(c);
+        free(creds);
+        return CLI_EXIT_FAIL;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
+    cf_digest_init(&g.sha, CF_DIGEST_SHA256);
+
+    /* size known up front when the daemon already holds the blob, else learned on the way */
+    cli_progress_init(&g.prog, quiet, 0);
+    if (g.prog.mode) learn_total(&g);
+    g.stat_tried = g.prog.total != 0;
+    uint64_t got = 0;
+    double t0 = cli_now();
+    r = client_local_read(c, ref.digest, origin, creds, 0, CLIENT_READ_TO_END, on_data, &g, &got,
+                          &err);
+    cli_progress_end(&g.prog);
+    double el = cli_now() - t0;
+    if (creds) {
+        memset(creds, 0, strlen(creds));
+        free(creds);
+    }
+    client_local_close(c);
+    if (r == 0 && fsync(g.fd) != 0)
+        r = cf_err_set(&err, -errno, "fsync %s: %s", part_path, strerror(errno));
+    if (close(g.fd) != 0 && r == 0)
+        r = cf_err_set(&err, -errno, "close %s: %s", part_path, strerror(errno));
+    uint8_t d[CF_DIGEST_LEN];
+    cf_digest_final(&g.sha, d);
+    if (r) {
+        unlink(part_path);
+        fprintf(stderr, "chunkfly get: %s failed after %llu bytes: %s\n", refs,
+                (unsigned long long)got, cf_err_str(&err, r));
+        return CLI_EXIT_FAIL;
+    }
+    char hex[CF_DIGEST_LEN * 2 + 1];
+    cf_hex_encode(d, sizeof(d), hex);
+    if (strcmp(hex, ref.digest + 7) != 0) {
+        unlink(part_path);
+        fprintf(stderr,
+                "chunkfly get: sha256 mismatch for %s: the %llu bytes received hash to "
+                "sha256:%s (%s removed)\n",
+                refs, (unsigned long long)got, hex, part_path);
+        return CLI_EXIT_FAIL;
+    }
+    if (rename(part_path, out) != 0) {
+        fprintf(stderr, "chunkfly get: rename %s -> %s: %s\n", part_path, out, strerror(errno));
+        unlink(part_path);
+        return CLI_EXIT_FAIL;
+    }
+    part_path[0] = 0;
+    if (!quiet) {
+        char b[32], rate[32];
+        cli_fmt_bytes(got, b, sizeof(b));
+        cli_fmt_bytes(el > 0 ? (uint64_t)((double)got / el) : got, rate, sizeof(rate));
+        fprintf(stderr, "%s: %s in %.2f s (%s/s), sha256 verified\n", out, b, el, rate);
+    }
+    return 0;
+}

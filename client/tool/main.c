@@ -1,0 +1,65 @@
+/* chunkfly: the user command line of a Chunkfly node (docs/cli.md). One file per subcommand. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cf/log.h"
+#include "cli.h"
+#include "client/local_api_client.h"
+
+static const char usage[] =
+    "usage: chunkfly COMMAND [options]\n"
+    "\n"
+    "Talks to the node's chunkfly-peer daemon over its local API socket.\n"
+    "\n"
+    "commands:\n"
+    "  get REGISTRY/REPO@sha256:DIGEST -o FILE   download a blob through the peer mesh\n"
+    "  status                                    the peer's cache in a table\n"
+    "\n"
+    "Run `chunkfly COMMAND --help` for a command's options. The socket defaults to\n"
+    "$CHUNKFLY_PEER_SOCKET, else " CLIENT_DEFAULT_SOCKET " (--peer SOCKET overrides).\n"
+    "  --help, --version\n";
+
+const char *cli_default_socket(void)
+{
+    const char *s = getenv("CHUNKFLY_PEER_SOCKET");
+    return s && *s ? s : CLIENT_DEFAULT_SOCKET;
+}
+
+void cli_connect_error(const char *socket_path, int code, const cf_err *err)
+{
+    fprintf(stderr, "chunkfly: %s\n", cf_err_str(err, code));
+    if (code == -ENOENT || code == -ECONNREFUSED)
+        fprintf(stderr,
+                "chunkfly: is the peer daemon running? Start it with\n"
+                "  chunkfly-peer --api-socket %s --cache-dir DIR --listen IP:PORT "
+                "--scheduler HOST:PORT\n"
+                "or point chunkfly at its socket with --peer SOCKET.\n",
+                socket_path);
+    else if (code == -EACCES)
+        fprintf(stderr, "chunkfly: no permission to use %s (run as the daemon's user or root)\n",
+                socket_path);
+}
+
+int main(int argc, char **argv)
+{
+    cf_log_set_ident("chunkfly");
+    cf_log_set_level(CF_LOG_WARN);
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("chunkfly %s\n", CHUNKFLY_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "get")) return cmd_get(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
+    fprintf(stderr, "chunkfly: unknown command '%s' (commands: get, status; see --help)\n", cmd);
+    return CLI_EXIT_USAGE;
+}
