@@ -14,6 +14,7 @@
  * through these rules. */
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -129,7 +130,7 @@ static peer_store *open_cache(const char *dir, int quota)
     } while (0)
 
 /* The daemon's flush timer: flushes from another thread while pieces are being written. */
-static volatile int stop_flusher;
+static atomic_int stop_flusher;
 static void *flusher_main(void *arg)
 {
     peer_store *s = arg;
