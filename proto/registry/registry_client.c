@@ -519,9 +519,11 @@ int proto_registry_blob_get_fd(proto_registry *r, const char *repo, const char *
     struct fd_sink k = {fd, fd_offset};
     int rc = proto_registry_blob_get(r, repo, digest, offset, length, flags, fd_write, &k,
                                      delivered, err);
-    if (rc < 0 && err && err->code == rc && strstr(err->msg, "write callback"))
+    if (rc < 0 && err && err->code == rc && strstr(err->msg, "write callback")) {
+        char eb[128];
         cf_err_set(err, rc, "registry %s: writing blob %s to fd %d at offset %" PRIu64 ": %s",
-                   r->host, digest, fd, k.off, strerror(-rc));
+                   r->host, digest, fd, k.off, strerror_r(-rc, eb, sizeof(eb)));
+    }
     return rc;
 }
 

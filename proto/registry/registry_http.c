@@ -182,7 +182,10 @@ static int deliver(struct xfer *x, const char *p, size_t n)
         if (cf_buf_append(q->buf, p, n) < 0) return fail(x, -ENOMEM, "out of memory");
     } else if (q->fn) {
         int rc = q->fn(q->ctx, p, n);
-        if (rc < 0) return fail(x, rc, "write callback failed: %s", strerror(-rc));
+        if (rc < 0) {
+            char eb[128];
+            return fail(x, rc, "write callback failed: %s", strerror_r(-rc, eb, sizeof(eb)));
+        }
     }
     if (q->hash) cf_digest_update(q->hash, p, n);
     x->s->delivered += n;
@@ -464,10 +467,12 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
         double cost = cc == CURLE_OPERATION_TIMEDOUT ? now - ta : 0; /* a retry may take as long */
         char what[CURL_ERROR_SIZE + 64];
         long os_errno = 0;
+        char eb[128];
         if (!ok) {
             curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
             snprintf(what, sizeof(what), "%s%s%s", errbuf[0] ? errbuf : curl_easy_strerror(cc),
-                     os_errno ? ": " : "", os_errno ? strerror((int)os_errno) : "");
+                     os_errno ? ": " : "",
+                     os_errno ? strerror_r((int)os_errno, eb, sizeof(eb)) : "");
         } else
             snprintf(what, sizeof(what), "HTTP %ld", st);
         if (retry && attempt < r->max_retries &&

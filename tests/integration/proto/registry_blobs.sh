@@ -78,6 +78,11 @@ out=$("$FETCH" --plain-http --no-config --manifest -o "$T/i1" "$REG/test/blobs:i
 [ "$out" = "application/vnd.oci.image.index.v1+json $id" ] || fail "index info: $out"
 cmp "$T/index" "$T/i1" || fail "index body differs"
 
+note "a failing sink (disk full) aborts the transfer with the sink's error"
+expect_fail "$FETCH" --plain-http --no-config -o /dev/full "$ref"
+grep -q "writing blob $d to fd [0-9]* at offset 0: No space left on device \[ENOSPC\]" "$T/err" ||
+    fail "sink error unclear"
+
 note "unknown blob and unknown tag"
 zero="sha256:$(printf x | sha256sum | cut -d' ' -f1)"
 expect_fail "$FETCH" --plain-http --no-config -o "$T/out" "$REG/test/blobs@$zero"
