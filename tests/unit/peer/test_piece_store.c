@@ -372,6 +372,43 @@ static void test_restart_persistence(void **state)
     free(b.data);
 }
 
+/* A full index map is an error naming the fix, and leaves memory and disk consistent. */
+static void test_index_map_full(void **state)
+{
+    fx *f = *state;
+    peer_store_close(f->s);
+    peer_store_opts o = {.dir = f->dir, .map_size = 256u << 10};
+    assert_int_equal(peer_store_open(&o, &f->s, NULL), 0);
+    uint32_t n = 4096, ps = 16384;
+    uint8_t *list = calloc(n, 32);
+    cf_err e = {0};
+    int rc = 0, i;
+    uint8_t d[32] = {0};
+    for (i = 0; i < 8 && rc == 0; i++) {
+        d[0] = (uint8_t)i;
+        assert_int_equal(peer_store_blob_open(f->s, d, (uint64_t)n * ps, ps, NULL, NULL, &e), 0);
+        rc = peer_store_set_piece_digests(f->s, d, CF_DIGEST_SHA256, list, n, &e);
+    }
+    assert_int_equal(rc, -ENOSPC);
+    assert_non_null(strstr(e.msg, "map size"));
+    peer_blob_info info;
+    assert_int_equal(peer_store_blob_info(f->s, d, &info), 0);
+    assert_false(info.has_piece_digests);
+    /* Still usable: small records fit. */
+    uint8_t *buf = calloc(1, ps);
+    assert_int_equal(peer_store_write_piece(f->s, d, 0, buf, ps, &e), 0);
+    assert_int_equal(peer_store_flush(f->s, &e), 0);
+    assert_int_equal(peer_store_purge(f->s, d, &e), 0);
+    peer_store_close(f->s);
+    f->s = open_store(f->dir, 0, 0);
+    assert_non_null(f->s);
+    peer_store_stats st;
+    peer_store_stats_get(f->s, &st);
+    assert_int_equal(st.blobs, (uint64_t)i - 1);
+    free(buf);
+    free(list);
+}
+
 /* Several threads write, flush and read the same blobs concurrently (as pool threads do). */
 struct worker {
     peer_store *s;
@@ -433,6 +470,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_ok_and_mismatch_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_piece_digests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_persistence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
