@@ -465,7 +465,7 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
         long backoff = r->retry_base_ms << (attempt < 10 ? attempt : 10);
         if (backoff > 2000) backoff = 2000;
         double cost = cc == CURLE_OPERATION_TIMEDOUT ? now - ta : 0; /* a retry may take as long */
-        char what[CURL_ERROR_SIZE + 64];
+        char what[CURL_ERROR_SIZE + 256];
         long os_errno = 0;
         char eb[128];
         if (!ok) {
@@ -486,6 +486,12 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
             continue;
         }
         int code = ok ? (st == 429 || st >= 500 ? -EAGAIN : -EPROTO) : curl_errno(cc);
+        if (code == -EPROTO && !ok) {
+            size_t wl = strlen(what);
+            snprintf(what + wl, sizeof(what) - wl,
+                     " (TLS: check the registry certificate or the CA file; a plain-http registry "
+                     "needs the http scheme)");
+        }
         if (!ok && cc == CURLE_COULDNT_CONNECT && os_errno > 0) code = -(int)os_errno;
         rc =
             cf_err_set(err, code, "registry %s: %s %s: %s (%d attempt%s in %.1f s)", r->host,

@@ -24,7 +24,8 @@ static void usage(void)
 {
     fprintf(
         stderr,
-        "usage: registry_fetch [--plain-http] [--config FILE|--no-config] "
+        "usage: registry_fetch [--plain-http|--https [--ca-file F] [--insecure-tls]] "
+        "[--config FILE|--no-config] "
         "[--user U:P] [--verify] [--head|--manifest] [--range A-B] [--threads N] "
         "[--repeat N] [--pause MS] [--connect-timeout MS] [--stall-timeout MS] [--retries N] [-v] "
         "-o FILE REF\n");
@@ -73,6 +74,10 @@ int main(int argc, char **argv)
             o.scheme = PROTO_REGISTRY_SCHEME_HTTP;
         else if (!strcmp(a, "--https"))
             o.scheme = PROTO_REGISTRY_SCHEME_HTTPS;
+        else if (!strcmp(a, "--ca-file"))
+            o.ca_file = NEXT();
+        else if (!strcmp(a, "--insecure-tls"))
+            o.insecure_tls = 1;
         else if (!strcmp(a, "--config"))
             o.docker_config = NEXT();
         else if (!strcmp(a, "--no-config"))
