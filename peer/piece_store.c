@@ -767,7 +767,14 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
     need_evict = s->quota_high && s->bytes_used > s->quota_high;
     pthread_mutex_unlock(&s->lock);
     if (rc) return rc;
-    if (need_flush) return peer_store_flush(s, err); /* evicts too */
+    if (need_flush) {
+        /* The piece is written either way; a failed flush leaves it pending (retried by the
+         * next flush) and is reported by the daemon's own flush calls, not as a write error. */
+        cf_err fe = {0};
+        int frc = peer_store_flush(s, &fe); /* evicts too */
+        if (frc) cf_warn("cache: automatic flush failed: %s", cf_err_str(&fe, frc));
+        return 0;
+    }
     if (need_evict) peer_store_evict(s, UINT64_MAX, NULL);
     return 0;
 }

@@ -155,7 +155,9 @@ int peer_store_bitmap(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint
 /* [blocking] Writes one whole piece (`len` must equal its length) and marks it written.
  * If a per-piece digest list is stored, the bytes are checked first (-EBADMSG on mismatch,
  * nothing written). Writing an already written piece is a no-op returning 0. May run an
- * automatic flush and eviction. -ENOENT if the blob is not cached. */
+ * automatic flush and eviction; a failure of that flush is logged, not returned (the piece is
+ * written and stays pending; peer_store_flush reports the error). -ENOENT if the blob is not
+ * cached. */
 int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint32_t piece,
                            const void *data, size_t len, cf_err *err);
 
