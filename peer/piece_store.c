@@ -1316,11 +1316,12 @@ void peer_store_stats_get(peer_store *s, peer_store_stats *out)
     out->bytes_used = s->bytes_used;
     out->bytes_pending = 0;
     out->blobs = s->nblobs;
-    out->blobs_complete = out->blobs_verified = 0;
+    out->blobs_complete = out->blobs_verified = out->blobs_atime_dirty = 0;
     for (size_t i = 0; i < s->table_size; i++)
         for (peer_blob *b = s->table[i]; b; b = b->next) {
             out->blobs_complete += b->n_have == b->piece_count;
             out->blobs_verified += !!(b->flags & PEER_REC_F_VERIFIED);
+            out->blobs_atime_dirty += !!b->atime_dirty;
             if (b->n_have != b->n_durable)
                 for (uint32_t p = 0; p < b->piece_count; p++)
                     if (bit_get(b->have, p) && !bit_get(b->durable, p))

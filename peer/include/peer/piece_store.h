@@ -88,8 +88,9 @@ typedef struct peer_blob_info {
 } peer_blob_info;
 
 typedef struct peer_store_stats {
-    uint64_t bytes_used;    /* sum of written pieces of all blobs (what the quota counts) */
-    uint64_t bytes_pending; /* written, not yet durable */
+    uint64_t bytes_used;        /* sum of written pieces of all blobs (what the quota counts) */
+    uint64_t bytes_pending;     /* written, not yet durable */
+    uint64_t blobs_atime_dirty; /* blobs whose last access awaits a flush (LRU after restart) */
     uint64_t blobs;
     uint64_t blobs_complete;
     uint64_t blobs_verified;

@@ -73,6 +73,8 @@ static void test_lru_order(void **state)
 
     /* Access order survives a restart (batched last-access times are flushed by close). */
     assert_int_equal(peer_store_read(s, b[1].digest, 0, &x, 1, NULL, 0, NULL, NULL), 0);
+    peer_store_stats_get(s, &st);
+    assert_int_equal(st.blobs_atime_dirty, 1); /* a read commits nothing by itself */
     peer_store_close(s);
     s = open_store(dir, 3 * BLOB + BLOB / 2, 2 * BLOB);
     assert_non_null(s);
