@@ -13,6 +13,7 @@
 
 int cmd_get(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_pin(int argc, char **argv, int pin);
 
 /* Default socket: $CHUNKFLY_PEER_SOCKET, else /run/chunkfly/peer.sock. */
 const char *cli_default_socket(void);

@@ -22,6 +22,8 @@ static const char usage[] =
     "  --peer SOCKET      the daemon's local API socket\n"
     "                     (default $CHUNKFLY_PEER_SOCKET, else " CLIENT_DEFAULT_SOCKET ")\n"
     "  --http HOST:PORT   the daemon's HTTP endpoint (its --http flag)\n"
+    "  --raw              for scripts: one line per blob, tab-separated: digest, length,\n"
+    "                     piece size, pieces held, piece count, complete (0/1), pinned (0/1)\n"
     "  -h, --help\n";
 
 static size_t sink(char *p, size_t sz, size_t n, void *ud)
@@ -122,8 +124,10 @@ static void print_metrics(const char *hostport)
 int cmd_status(int argc, char **argv)
 {
     const char *sock = cli_default_socket(), *http = NULL;
+    int raw = 0;
     static const struct option opts[] = {{"peer", required_argument, 0, 'p'},
                                          {"http", required_argument, 0, 'H'},
+                                         {"raw", no_argument, 0, 'r'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int ch;
@@ -164,6 +168,14 @@ int cmd_status(int argc, char **argv)
         fprintf(stderr, "chunkfly status: listing the cache of %s: %s\n", sock,
                 cf_err_str(&err, r));
         return CLI_EXIT_FAIL;
+    }
+    if (raw) {
+        for (size_t i = 0; i < n; i++)
+            printf("%s\t%llu\t%u\t%u\t%u\t%d\t%d\n", v[i].task_id,
+                   (unsigned long long)v[i].content_length, v[i].piece_size, v[i].pieces_have,
+                   v[i].piece_count, v[i].complete, v[i].pinned);
+        free(v);
+        return 0;
     }
     uint64_t held = 0, total = 0;
     for (size_t i = 0; i < n; i++) {

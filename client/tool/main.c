@@ -15,6 +15,7 @@ static const char usage[] =
     "commands:\n"
     "  get REGISTRY/REPO@sha256:DIGEST -o FILE   download a blob through the peer mesh\n"
     "  status                                    the peer's cache in a table\n"
+    "  pin sha256:DIGEST / unpin sha256:DIGEST   keep a cached blob from eviction / release it\n"
     "\n"
     "Run `chunkfly COMMAND --help` for a command's options. The socket defaults to\n"
     "$CHUNKFLY_PEER_SOCKET, else " CLIENT_DEFAULT_SOCKET " (--peer SOCKET overrides).\n"
@@ -60,6 +61,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "get")) return cmd_get(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
-    fprintf(stderr, "chunkfly: unknown command '%s' (commands: get, status; see --help)\n", cmd);
+    if (!strcmp(cmd, "pin")) return cmd_pin(argc - 1, argv + 1, 1);
+    if (!strcmp(cmd, "unpin")) return cmd_pin(argc - 1, argv + 1, 0);
+    fprintf(stderr,
+            "chunkfly: unknown command '%s' (commands: get, status, pin, unpin; see --help)\n",
+            cmd);
     return CLI_EXIT_USAGE;
 }
