@@ -10,6 +10,8 @@
  * thread pool) may call the fetch functions on one object at the same time; the token cache
  * and the handle pool are guarded by an internal mutex, and each call uses its own curl handle.
  * Every call BLOCKS (network I/O): never call it on an event-loop thread, use uv_queue_work.
+ * curl runs with CURLOPT_NOSIGNAL (no signal handlers touched); daemons should still ignore
+ * SIGPIPE, as any networked process should.
  * proto_registry_free() must not race with calls on the same object.
  * The first proto_registry_new() initialises libcurl (curl_global_init, once, thread-safe via
  * pthread_once); proto_registry_global_cleanup() is optional at process exit.
@@ -22,9 +24,11 @@
  *   -ENOENT    blob or manifest unknown (HTTP 404)
  *   -ERANGE    range not satisfiable (HTTP 416, incl. docker-registry's lying Content-Length)
  *   -EBADMSG   malformed answer (bad Content-Range, bad token JSON) or digest mismatch (verify)
- *   -EHOSTUNREACH / -ECONNREFUSED / -ETIMEDOUT   origin unreachable or stalled (after retries)
+ *   -ECONNREFUSED (or the connect errno) / -EHOSTUNREACH (name not resolved) / -ETIMEDOUT
+ *              origin unreachable or stalled, after retries; -EIO other transport failures
+ *   -EPROTO    TLS failure (the message says so), unexpected HTTP status, too many redirects
+ *   -EFBIG     manifest or token answer over its size cap
  *   -EAGAIN    still HTTP 429/5xx after retries
- *   -EPROTO    other unexpected HTTP status or too many redirects
  *   -ENOMEM    allocation failure
  *   any negative value returned by the caller's write callback is passed through.
  *
@@ -97,8 +101,9 @@ typedef struct proto_registry proto_registry;
 
 /* Creates a client for `host` ("host", "host:port", "[v6]:port"; no scheme, no path). Reads the
  * docker config (see opts.docker_config) for credentials of `host` unless username/password are
- * given. Returns 0 and *out (free with proto_registry_free), or -EINVAL (bad host, bad config
- * file), -ENOENT (explicit config missing), -ENOMEM. */
+ * given. Returns 0 and *out (free with proto_registry_free), or -EINVAL (bad host), -EBADMSG
+ * (malformed docker config), -ENOENT (explicit config path missing), -ENOMEM, -EIO (libcurl
+ * initialisation). */
 int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_registry **out,
                        cf_err *err);
 void proto_registry_free(proto_registry *r);
