@@ -253,6 +253,65 @@ static void test_unknown_keys_ignored(void **state)
     msgpack_sbuffer_destroy(&p.sb);
 }
 
+/* Unknown keys inside nested maps (candidate, list entry) are ignored as well. */
+static void test_unknown_keys_nested(void **state)
+{
+    (void)state;
+    mp p;
+    mp_init(&p);
+    msgpack_pack_map(&p.pk, 3);
+    mp_str(&p, "r");
+    msgpack_pack_uint8(&p.pk, 4);
+    mp_str(&p, "e");
+    msgpack_pack_array(&p.pk, 1);
+    msgpack_pack_map(&p.pk, 6);
+    mp_str(&p, "t");
+    mp_str(&p, SAMPLE_TASK);
+    mp_str(&p, "cl");
+    msgpack_pack_uint32(&p.pk, 100);
+    mp_str(&p, "ps");
+    msgpack_pack_uint32(&p.pk, 1u << 20);
+    mp_str(&p, "pc");
+    msgpack_pack_uint32(&p.pk, 1);
+    mp_str(&p, "hv");
+    msgpack_pack_uint32(&p.pk, 1);
+    mp_str(&p, "future");
+    msgpack_pack_array(&p.pk, 1);
+    mp_str(&p, "x");
+    mp_str(&p, "more");
+    msgpack_pack_true(&p.pk);
+    proto_msg m;
+    cf_err err = {0};
+    int r = mp_decode(&p, PROTO_MSG_LOCAL_LIST_REPLY, &m, &err);
+    if (r) fail_msg("decode: %s", err.msg);
+    assert_int_equal(m.u.local_list_reply.n_entries, 1);
+    assert_int_equal(m.u.local_list_reply.entries[0].content_length, 100);
+    assert_false(m.u.local_list_reply.entries[0].pinned);
+    proto_msg_free(&m);
+    msgpack_sbuffer_destroy(&p.sb);
+}
+
+/* The exact bytes of one message, so other implementations can check themselves. */
+static void test_golden_bytes(void **state)
+{
+    (void)state;
+    proto_msg m = {.type = PROTO_MSG_WAIT};
+    m.u.wait = (proto_wait){.task_id = SAMPLE_TASK, .retry_after_ms = 300};
+    cf_buf b = {0};
+    assert_int_equal(proto_msg_encode_frame(&m, 0, &b, NULL), 0);
+    /* header: "CFW1", version 1, type 0x23, flags 0, body_len 82, payload_len 0 */
+    static const uint8_t hdr[16] = {'C', 'F', 'W', '1', 1, 0x23, 0, 0, 82, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(b.len, 16 + 82);
+    assert_memory_equal(b.data, hdr, 16);
+    /* body: fixmap(2) "t" str8(71) <task> "ms" uint16(300) */
+    static const uint8_t head[] = {0x82, 0xa1, 't', 0xd9, 71};
+    assert_memory_equal(b.data + 16, head, sizeof(head));
+    assert_memory_equal(b.data + 21, SAMPLE_TASK, 71);
+    static const uint8_t tail[] = {0xa2, 'm', 's', 0xcd, 0x01, 0x2c};
+    assert_memory_equal(b.data + 92, tail, sizeof(tail));
+    cf_buf_free(&b);
+}
+
 /* Builds WAIT with "t" = given task and "ms" packed by fn. */
 static int wait_with(void (*pack_ms)(msgpack_packer *), const char *task, cf_err *err)
 {
@@ -614,7 +673,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_frame_header),          cmocka_unit_test(test_frame_parse_partial),
         cmocka_unit_test(test_roundtrip_all),         cmocka_unit_test(test_roundtrip_fields),
-        cmocka_unit_test(test_unknown_keys_ignored),  cmocka_unit_test(test_wrong_types_rejected),
+        cmocka_unit_test(test_unknown_keys_ignored),  cmocka_unit_test(test_unknown_keys_nested),
+        cmocka_unit_test(test_golden_bytes),          cmocka_unit_test(test_wrong_types_rejected),
         cmocka_unit_test(test_cross_field_rules),     cmocka_unit_test(test_oversized_body),
         cmocka_unit_test(test_truncated_and_mutated), cmocka_unit_test(test_handshake),
         cmocka_unit_test(test_task_id_and_digests),
