@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Malformed, truncated, oversized and wrongly typed frames; silent clients; 10,000 idle
+# connections; malformed HTTP. The scheduler stays up, memory stays bounded, idle connections
+# time out.
+. "$CHUNKFLY_SRC/tests/lib/testlib.sh"
+. "$CHUNKFLY_SRC/tests/integration/scheduler/lib_sched.sh"
+
+N=${SCHED_IDLE_CONNS:-10000}
+ulimit -n $((N + 2048)) 2>/dev/null || skip "cannot raise the open-file limit to $((N + 2048))"
+start_sched S --set handshake_timeout=3s --set timing.idle_timeout=20s --set http_idle_timeout=2s \
+    --log-level warn
+SCHED_PID=$S_PID python3 "$CHUNKFLY_SRC/tests/integration/scheduler/bad_input.py" "$S_MESH" "$S_HTTP" "$N" \
+    || fail "adversarial client failed; scheduler log: $(tail -20 "$T/S.log")"
+is_alive "$S_PID" || fail "scheduler died: $(tail -20 "$T/S.log")"
+echo PASS
