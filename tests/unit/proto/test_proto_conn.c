@@ -43,7 +43,8 @@ typedef struct endpoint {
     size_t payload_len;
     bool saw_congested;
     size_t max_seen_queue;
-    int file_fd; /* > 0: produce() queues file regions of this fd instead of copies */
+    int file_fd;     /* > 0: produce() queues file regions of this fd instead of copies */
+    size_t pause_at; /* pause reading when this many frames have arrived (0 = never) */
 } endpoint;
 
 static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
@@ -66,6 +67,7 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
         proto_msg_free(&m);
         return;
     }
+    if (e->pause_at && e->nframes == e->pause_at) proto_conn_pause_read(c);
     uint8_t hdr[PROTO_FRAME_HEADER_LEN];
     proto_frame_header_encode(h, hdr);
     cf_buf_append(&e->frames, hdr, sizeof(hdr));
@@ -195,6 +197,46 @@ static void test_split_every_byte(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
     cf_buf_free(&stream);
     cf_buf_free(&want);
+    cf_buf_free(&rx.frames);
+}
+
+/* Pausing inside on_frame while more frames sit in the same read: they wait, in order, until
+ * resume. */
+static void test_pause_mid_buffer(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    endpoint rx = {.pause_at = 1};
+    assert_int_equal(proto_conn_open(&loop, sv[0], NULL, &cbs, &rx, &rx.c), 0);
+    cf_buf stream = {0};
+    build_stream(&stream);
+    build_stream(&stream); /* 8 frames in one write */
+    assert_int_equal(write(sv[1], stream.data, stream.len), (ssize_t)stream.len);
+    spin(&loop, 10);
+    assert_int_equal(rx.nframes, 1);
+    rx.pause_at = 5;
+    assert_int_equal(proto_conn_resume_read(rx.c), 0);
+    spin(&loop, 10);
+    assert_int_equal(rx.nframes, 5);
+    rx.pause_at = 0;
+    assert_int_equal(proto_conn_resume_read(rx.c), 0);
+    spin(&loop, 10);
+    assert_int_equal(rx.nframes, 8);
+    assert_int_equal(rx.frames.len, stream.len);
+    assert_memory_equal(rx.frames.data, stream.data, stream.len);
+    /* reading continues normally afterwards */
+    assert_int_equal(write(sv[1], stream.data, stream.len), (ssize_t)stream.len);
+    spin(&loop, 10);
+    assert_int_equal(rx.nframes, 16);
+    close(sv[1]);
+    run_until(&loop, &rx.closed, 100);
+    assert_int_equal(rx.status, 0);
+    drain_loop(&loop);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    cf_buf_free(&stream);
     cf_buf_free(&rx.frames);
 }
 
@@ -645,6 +687,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_every_byte),
         cmocka_unit_test(test_bad_frames),
+        cmocka_unit_test(test_pause_mid_buffer),
         cmocka_unit_test(test_handshake_tcp),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_sendfile_tcp),
