@@ -124,6 +124,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
             s->status = code;
         }
         s->content_type[0] = s->docker_digest[0] = s->content_range[0] = s->www_auth[0] = '\0';
+        s->retry_after_s = -1;
         s->err_len = 0;
         s->err_body[0] = '\0';
         return n;
@@ -142,6 +143,14 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
         copy_hdr_value(s->content_range, sizeof(s->content_range), v, vl);
     else if (IS("www-authenticate") && !s->www_auth[0])
         copy_hdr_value(s->www_auth, sizeof(s->www_auth), v, vl);
+    else if (IS("retry-after")) {
+        char tmp[32];
+        copy_hdr_value(tmp, sizeof(tmp), v, vl);
+        long ra = 0;
+        const char *p = tmp;
+        for (; *p >= '0' && *p <= '9' && ra < 100000; p++) ra = ra * 10 + (*p - '0');
+        s->retry_after_s = (p != tmp && *p == '\0') ? ra : -1; /* HTTP-date form: ignored */
+    }
 #undef IS
     return n;
 }
@@ -464,6 +473,9 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
         double now = reg_now();
         long backoff = r->retry_base_ms << (attempt < 10 ? attempt : 10);
         if (backoff > 2000) backoff = 2000;
+        /* A server asking for a pause (429/503 Retry-After) gets it, within the budget. */
+        if (ok && s->retry_after_s > 0 && s->retry_after_s * 1000 > backoff)
+            backoff = s->retry_after_s * 1000;
         double cost = cc == CURLE_OPERATION_TIMEDOUT ? now - ta : 0; /* a retry may take as long */
         char what[CURL_ERROR_SIZE + 256];
         long os_errno = 0;

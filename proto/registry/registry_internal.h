@@ -68,6 +68,7 @@ struct reg_resp {
     char content_range[80];
     char www_auth[4096];
     int64_t content_length; /* -1 unknown */
+    long retry_after_s;     /* Retry-After (delta-seconds form) of the last answer, -1 none */
     uint64_t delivered;     /* body bytes handed to the sink, over all attempts */
     char err_body[2048];    /* start of a non-2xx body, NUL-terminated */
     size_t err_len;

@@ -26,6 +26,10 @@ ap.add_argument("--blob", required=True)
 ap.add_argument("--auth", choices=["basic", "bearer"], default="basic")
 ap.add_argument("--user", default="alice:s3cret")
 ap.add_argument("--flaky", action="store_true")
+ap.add_argument("--fail-status", type=int, default=0,
+                help="front answers blob requests with this status (e.g. 503, 429, 404)")
+ap.add_argument("--fail-count", type=int, default=0, help="only the first N times (0 = always)")
+ap.add_argument("--retry-after", default="", help="Retry-After header value with --fail-status")
 ap.add_argument("--token-uses", type=int, default=0,
                 help="bearer: a token stops working after this many uses (0 = never)")
 ap.add_argument("--log", required=True)
@@ -38,7 +42,7 @@ for a in (args.front, args.storage):
 with open(args.blob, "rb") as f:
     BLOB = f.read()
 LOCK = threading.Lock()
-state = {"storage_gets": 0, "uses": {}}
+state = {"storage_gets": 0, "uses": {}, "fails": 0}
 STORAGE_URL = None
 
 
@@ -112,6 +116,14 @@ class Front(Base):
         if not self.authorized():
             return self.challenge(head)
         m = re.fullmatch(r"/v2/(.+)/blobs/(sha256:[0-9a-f]{64})", path)
+        if m and args.fail_status:
+            with LOCK:
+                state["fails"] += 1
+                failing = args.fail_count == 0 or state["fails"] <= args.fail_count
+            if failing:
+                hdrs = [("Retry-After", args.retry_after)] if args.retry_after else []
+                return self.send(args.fail_status, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}',
+                                 hdrs, head)
         if m:  # relative Location: the client must resolve it against this origin
             return self.send(307, b"", [("Location", "/same-origin/blobs/%s?hop=1" % m.group(2))],
                              head)
