@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Quota through the daemon: one peer with --quota 64 MiB (high watermark; low = 90%) fetches
+# 12 MiB blobs one after another. Crossing the high watermark evicts least recently used blobs
+# down to the low watermark, but never the pinned blob (chunkfly pin) nor the blob a stopped
+# reader is still reading (in use); the stopped reader then finishes with the right bytes.
+. "$CHUNKFLY_SRC/tests/lib/testlib.sh"
+. "$CHUNKFLY_SRC/tests/integration/peer/cluster_lib.sh"
+
+MIB=12
+HIGH=$((64 * 1048576))
+LOW=$((HIGH * 9 / 10))
+cluster_up --peers 1 --schedulers 1 --quota "$HIGH"
+sock=$PEER_SOCK_1
+
+# held: bytes the daemon holds (pieces held x piece size, capped at the blob length)
+held() {
+    "$CF" status --raw --peer "$sock" |
+        awk -F'\t' '{h = $4 * $3; if (h > $2) h = $2; t += h} END {printf "%.0f\n", t}'
+}
+has() { "$CF" status --raw --peer "$sock" | awk -F'\t' -v d="$1" '$1 == d && $4 > 0 {f = 1} END {exit !f}'; }
+
+declare -a D
+for k in $(seq 0 7); do
+    random_file "$T/b$k" "$MIB" "quota-$k"
+    D[$k]=$(push_blob "$REGISTRY" quota/app "$T/b$k")
+done
+get() { "$CF" get -q --peer "$sock" "$REGISTRY/quota/app@${D[$1]}" -o "$T/o$1" && cmp -s "$T/b$1" "$T/o$1"; }
+
+note "blob 0: fetched and pinned"
+get 0 || fail "get 0"
+"$CF" pin --peer "$sock" "${D[0]}" || fail "pin"
+
+note "blob 1: a reader stopped mid-transfer keeps it in use"
+"$CF" get -q --peer "$sock" "$REGISTRY/quota/app@${D[1]}" -o "$T/o1" &
+rpid=$!
+while [ ! -s "$T/o1.part" ] && kill -0 $rpid 2>/dev/null; do :; done
+kill -STOP $rpid
+sz=$(stat -c %s "$T/o1.part" 2>/dev/null || echo done)
+[ "$sz" != done ] || { kill -CONT $rpid; skip "the reader finished before it could be stopped"; }
+note "reader stopped after $sz bytes"
+
+crossed=0
+for k in 2 3 4 5 6 7; do
+    get "$k" || fail "get $k"
+    h=$(held)
+    note "after blob $k: held $h bytes (high $HIGH, low $LOW)"
+    [ "$h" -le "$HIGH" ] || {
+        sleep 2
+        h=$(held)
+        [ "$h" -le "$HIGH" ] || fail "held $h bytes > high watermark $HIGH after blob $k"
+    }
+    # 2 + k-1 blobs of 12 MiB would be over 64 MiB from blob 5 on: eviction must have run
+    if [ "$k" -ge 5 ] && [ $crossed = 0 ]; then
+        crossed=1
+        # eviction goes down to the low watermark (the newest blob may have been written after)
+        [ "$h" -le $((LOW + MIB * 1048576)) ] || fail "eviction stopped at $h bytes (low watermark $LOW)"
+    fi
+    has "${D[0]}" || fail "the pinned blob 0 was evicted"
+    has "${D[1]}" || fail "blob 1, in use by a stopped reader, was evicted"
+done
+evicted=0
+for k in 2 3 4 5 6 7; do has "${D[$k]}" || evicted=$((evicted + 1)); done
+[ $evicted -ge 1 ] || fail "nothing was evicted"
+note "$evicted of blobs 2..7 evicted; pinned and in-use blobs kept"
+
+kill -CONT $rpid
+wait $rpid || fail "the stopped reader failed after resuming"
+cmp -s "$T/b1" "$T/o1" || fail "the stopped reader's copy differs"
+
+note "unpinned, blob 0 becomes evictable"
+"$CF" unpin --peer "$sock" "${D[0]}" || fail "unpin"
+for k in 2 3 4; do get "$k" || fail "get $k again"; done
+[ "$(held)" -le "$HIGH" ] || fail "over the high watermark after unpin"
+note "ok"
