@@ -141,9 +141,16 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
         copy_hdr_value(s->docker_digest, sizeof(s->docker_digest), v, vl);
     else if (IS("content-range"))
         copy_hdr_value(s->content_range, sizeof(s->content_range), v, vl);
-    else if (IS("www-authenticate") && !s->www_auth[0])
-        copy_hdr_value(s->www_auth, sizeof(s->www_auth), v, vl);
-    else if (IS("retry-after")) {
+    else if (IS("www-authenticate")) {
+        /* Several headers = one list of challenges (RFC 7235); the parser picks Bearer. */
+        size_t used = strlen(s->www_auth);
+        if (used && used + 2 < sizeof(s->www_auth)) {
+            memcpy(s->www_auth + used, ", ", 3);
+            used += 2;
+        }
+        if (used + 1 < sizeof(s->www_auth))
+            copy_hdr_value(s->www_auth + used, sizeof(s->www_auth) - used, v, vl);
+    } else if (IS("retry-after")) {
         char tmp[32];
         copy_hdr_value(tmp, sizeof(tmp), v, vl);
         long ra = 0;

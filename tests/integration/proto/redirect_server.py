@@ -96,11 +96,15 @@ class Front(Base):
     def challenge(self, head):
         host = "%s:%d" % self.server.server_address[:2]
         if args.auth == "bearer":
-            c = 'Bearer realm="http://%s/token",service="front",scope="repository:r/x:pull"' % host
+            # Two separate headers: a client must see the Bearer one even though Basic is first.
+            cs = ['Basic realm="front-basic"',
+                  'Bearer realm="http://%s/token",service="front",scope="repository:r/x:pull"'
+                  % host]
         else:
-            c = 'Basic realm="front"'
+            cs = ['Basic realm="front"']
         self.send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}',
-                  [("WWW-Authenticate", c), ("Content-Type", "application/json")], head)
+                  [("WWW-Authenticate", c) for c in cs] + [("Content-Type", "application/json")],
+                  head)
 
     def handle_any(self, head):
         path = self.path.split("?")[0]
