@@ -46,7 +46,11 @@ struct proto_http_res {
 };
 
 struct conn {
-    uv_tcp_t tcp;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+    } io;
     uv_timer_t timer;
     proto_http_server *srv;
     conn *prev, *next;
@@ -243,7 +247,7 @@ static void conn_close(conn *c)
         if (c->res.abort_cb) c->res.abort_cb(&c->res, c->res.abort_arg);
     }
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->io.stream, on_handle_closed);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -260,11 +264,11 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void conn_finish(conn *c)
 {
     if (c->closing) return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_read_stop(&c->io.stream);
     c->reading = 0;
     c->close_after = 1;
     uv_shutdown_t *req = malloc(sizeof(*req));
-    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    if (!req || uv_shutdown(req, &c->io.stream, on_shutdown) != 0) {
         free(req);
         conn_close(c);
         return;
@@ -320,7 +324,7 @@ static int conn_write3(conn *c, const void *a, size_t al, const void *b, size_t 
     if (bl) memcpy(w->data + al, b, bl);
     if (dl) memcpy(w->data + al + bl, d, dl);
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    int rc = uv_write(&w->req, &c->io.stream, &buf, 1, on_write);
     if (rc < 0) {
         free(w);
         return rc;
@@ -765,9 +769,7 @@ static void conn_process(conn *c)
     if (c->pend_off >= c->pending.len) {
         cf_buf_free(&c->pending);
         c->pend_off = 0;
-        if (!c->busy && !c->reading && !c->close_after) {
-            conn_start_reading(c);
-        }
+        if (!c->reading && !c->close_after) conn_start_reading(c);
     }
 }
 
@@ -799,13 +801,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    if (c->busy) {
-        uv_read_stop(st);
-        c->reading = 0;
-        return;
-    }
-    conn_process(c);
-    if (!c->closing && (c->busy || c->pend_off < c->pending.len)) {
+    /* Keep reading while a response is pending, so a client that goes away is noticed (abort
+     * callback), but hold at most one read buffer of pipelined bytes. */
+    if (!c->busy) conn_process(c);
+    if (!c->closing && c->pending.len - c->pend_off >= READ_BUF_SIZE) {
         uv_read_stop(st);
         c->reading = 0;
     }
@@ -814,7 +813,37 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 static void conn_start_reading(conn *c)
 {
     if (c->reading || c->closing) return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+    if (uv_read_start(&c->io.stream, on_alloc, on_read) == 0) c->reading = 1;
+}
+
+static conn *conn_new(proto_http_server *s)
+{
+    conn *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->srv = s;
+    uv_timer_init(s->loop, &c->timer);
+    c->timer.data = c;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->st.connections_open++;
+    return c;
+}
+
+/* The stream is open: apply limits, start the idle timer and reading. */
+static void conn_begin(conn *c)
+{
+    proto_http_server *s = c->srv;
+    if (s->st.connections_open > s->lim.max_connections || s->closing) {
+        s->st.connections_rejected++;
+        conn_close(c);
+        return;
+    }
+    s->st.connections_accepted++;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    timer_restart(c);
+    conn_start_reading(c);
 }
 
 static void on_connection(uv_stream_t *ls, int status)
@@ -824,33 +853,42 @@ static void on_connection(uv_stream_t *ls, int status)
         cf_warn("http: accept failed: %s", uv_strerror(status));
         return;
     }
-    conn *c = calloc(1, sizeof(*c));
+    conn *c = conn_new(s);
     if (!c) return;
-    c->srv = s;
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
+    uv_tcp_init(s->loop, &c->io.tcp);
+    c->io.stream.data = c;
     c->handles_open = 2;
-    c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
-    s->conns = c;
-    s->st.connections_open++;
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept(ls, &c->io.stream) != 0) {
         conn_close(c);
         return;
     }
-    if (s->st.connections_open > s->lim.max_connections || s->closing) {
-        s->st.connections_rejected++;
-        conn_close(c);
-        return;
+    uv_tcp_nodelay(&c->io.tcp, 1);
+    conn_begin(c);
+}
+
+int proto_http_adopt_fd(proto_http_server *s, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -EBADF;
+    conn *c = conn_new(s);
+    if (!c) return -ENOMEM;
+    int rc;
+    if (ss.ss_family == AF_UNIX) {
+        rc = uv_pipe_init(s->loop, &c->io.pipe, 0);
+        if (!rc) rc = uv_pipe_open(&c->io.pipe, fd);
+    } else {
+        rc = uv_tcp_init(s->loop, &c->io.tcp);
+        if (!rc) rc = uv_tcp_open(&c->io.tcp, fd);
     }
-    s->st.connections_accepted++;
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
-    uv_tcp_nodelay(&c->tcp, 1);
-    timer_restart(c);
-    conn_start_reading(c);
+    c->io.stream.data = c;
+    c->handles_open = 2;
+    if (rc) {
+        conn_close(c);
+        return rc;
+    }
+    conn_begin(c);
+    return 0;
 }
 
 int proto_http_listen(proto_http_server *s, const char *host, int port, cf_err *err)

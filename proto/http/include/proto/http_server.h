@@ -10,7 +10,8 @@
  * bytes, simultaneous connections and idle time. A violation answers 400/413/431/503 (when
  * still possible) and closes the connection.
  *
- * Threads: every function must be called on the loop's thread. Nothing blocks.
+ * Threads: every function must be called on the loop's thread. Nothing blocks. Writes use
+ * write(2) through libuv: the process must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)).
  * Errors: functions return 0 or a negative errno (-EINVAL bad argument, -ENOMEM, -EPIPE the
  * connection is gone, -EALREADY the response was already started/finished, or a libuv code). */
 #ifndef PROTO_HTTP_SERVER_H
@@ -74,6 +75,11 @@ int proto_http_route(proto_http_server *s, const char *method, const char *path,
 /* Listens on host:port (numeric IPv4/IPv6; port 0 picks a free one). Returns 0 or a negative
  * errno with a message in err. */
 int proto_http_listen(proto_http_server *s, const char *host, int port, cf_err *err);
+/* Serves an already connected stream socket (TCP or AF_UNIX; e.g. socket activation, tests,
+ * fuzzing). The server owns fd from then on, also on failure after -EBADF checks.
+ * Returns 0, -EBADF (not a socket), -ENOMEM or a libuv error. */
+int proto_http_adopt_fd(proto_http_server *s, int fd);
+
 /* The bound port after proto_http_listen (0 when not listening). */
 int proto_http_port(const proto_http_server *s);
 
