@@ -334,8 +334,10 @@ int client_local_read(client_local *c, const char *task_id, const char *origin,
     int r = usable(c, err);
     if (r || (r = check_task(task_id, err))) return r;
     if (length == 0) return 0;
-    const bool to_end = length == CLIENT_READ_TO_END;
-    uint64_t end = to_end || offset > UINT64_MAX - length ? UINT64_MAX : offset + length;
+    if (offset > UINT64_MAX - length)
+        return cf_err_set(err, -ERANGE, "read range %llu+%llu overflows",
+                          (unsigned long long)offset, (unsigned long long)length);
+    uint64_t end = offset + length;
     uint64_t req = c->next_req++;
     proto_msg q = {.type = PROTO_MSG_LOCAL_READ};
     q.u.local_read = (proto_local_read){.req_id = req,
@@ -375,7 +377,7 @@ int client_local_read(client_local *c, const char *task_id, const char *origin,
             got += plen;
         }
         if (last) {
-            if (!to_end && offset + got != end) {
+            if (offset + got != end) {
                 c->broken = true;
                 r = cf_err_set(err, -EBADMSG,
                                "peer daemon at %s ended the read after %llu of %llu bytes", c->path,
@@ -383,7 +385,7 @@ int client_local_read(client_local *c, const char *task_id, const char *origin,
             }
             break;
         }
-        if (!to_end && offset + got == end) {
+        if (offset + got == end) {
             /* everything arrived but no frame said "end": the protocol requires it */
             c->broken = true;
             r = cf_err_set(err, -EBADMSG,
@@ -564,4 +566,22 @@ int client_local_list(client_local *c, client_entry **entries, size_t *n, cf_err
     *entries = v;
     *n = cnt;
     return 0;
+}
+
+int client_local_start(client_local *c, const char *task_id, const char *origin,
+                       const char *credentials, client_entry *out, cf_err *err)
+{
+    int r = client_local_prefetch(c, task_id, origin, credentials, 0, 0, err);
+    if (r) return r;
+    /* LOCAL_OK comes once the download runs, i.e. the length is known; the cache entry may
+     * trail it by a moment */
+    for (int i = 0;; i++) {
+        r = client_local_stat(c, task_id, out, err);
+        if (r == 0 && out->piece_size) return 0;
+        if ((r && r != -ENOENT) || i == 100) break;
+        usleep(20000);
+    }
+    return r ? r
+             : cf_err_set(err, -EPROTO, "peer daemon at %s accepted %s but reports no length",
+                          c->path, task_id);
 }

@@ -56,23 +56,7 @@ struct get_ctx {
     uint64_t written;
     cf_digest_ctx sha;
     cli_progress prog;
-    const char *socket_path;
-    const char *task_id;
-    int stat_tried;
 };
-
-/* The blob size for the progress bar: asked on a second connection once the daemon has started
- * answering (by then it knows the task). Best effort. */
-static void learn_total(struct get_ctx *g)
-{
-    client_local *c;
-    client_local_opts o = {.idle_timeout_ms = 5000};
-    if (client_local_connect(g->socket_path, &o, &c, NULL) != 0) return;
-    client_entry e;
-    if (client_local_stat(c, g->task_id, &e, NULL) == 0 && e.piece_size)
-        g->prog.total = e.content_length;
-    client_local_close(c);
-}
 
 static int on_data(void *ctx, uint64_t offset, const void *data, size_t len)
 {
@@ -91,10 +75,6 @@ static int on_data(void *ctx, uint64_t offset, const void *data, size_t len)
     }
     cf_digest_update(&g->sha, data, len);
     g->written += len;
-    if (!g->stat_tried && g->prog.mode) {
-        g->stat_tried = 1;
-        learn_total(g);
-    }
     cli_progress_update(&g->prog, g->written);
     return 0;
 }
@@ -217,7 +197,7 @@ int cmd_get(int argc, char **argv)
         return CLI_EXIT_FAIL;
     }
 
-    struct get_ctx g = {.socket_path = sock, .task_id = ref.digest};
+    struct get_ctx g = {.fd = -1};
     g.fd = open(part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (g.fd < 0) {
         fprintf(stderr, "chunkfly get: cannot create %s: %s\n", part_path, strerror(errno));
@@ -230,14 +210,15 @@ int cmd_get(int argc, char **argv)
     signal(SIGHUP, on_signal);
     cf_digest_init(&g.sha, CF_DIGEST_SHA256);
 
-    /* size known up front when the daemon already holds the blob, else learned on the way */
-    cli_progress_init(&g.prog, quiet, 0);
-    if (g.prog.mode) learn_total(&g);
-    g.stat_tried = g.prog.total != 0;
-    uint64_t got = 0;
+    /* the daemon starts the download and tells the length; then the whole blob is read */
+    client_entry e;
     double t0 = cli_now();
-    r = client_local_read(c, ref.digest, origin, creds, 0, CLIENT_READ_TO_END, on_data, &g, &got,
-                          &err);
+    r = client_local_start(c, ref.digest, origin, creds, &e, &err);
+    cli_progress_init(&g.prog, quiet, r == 0 ? e.content_length : 0);
+    uint64_t got = 0;
+    if (r == 0)
+        r = client_local_read(c, ref.digest, origin, creds, 0, e.content_length, on_data, &g, &got,
+                              &err);
     cli_progress_end(&g.prog);
     double el = cli_now() - t0;
     if (creds) {

@@ -34,8 +34,6 @@
 #include "cf/error.h"
 
 #define CLIENT_DEFAULT_SOCKET "/run/chunkfly/peer.sock"
-/* client_local_read: length meaning "from offset to the end of the blob". */
-#define CLIENT_READ_TO_END UINT64_MAX
 
 typedef struct client_local client_local;
 
@@ -76,9 +74,9 @@ typedef int (*client_data_fn)(void *ctx, uint64_t offset, const void *data, size
 /* Reads [offset, offset+length) of blob `task_id` ("sha256:<hex>") through the daemon, which
  * fetches what it lacks from the mesh or from `origin` ("registry/repo@sha256:<hex>", optionally
  * prefixed "http://" for a plain-http registry) with `credentials` ("user:password", may be NULL;
- * sent to the daemon only, never logged). length CLIENT_READ_TO_END = to the end of the blob.
- * Data goes to fn in order; *delivered (may be NULL) = bytes delivered, also on failure. A read
- * ending before `length` is only accepted for CLIENT_READ_TO_END (the blob ended). */
+ * sent to the daemon only, never logged). The range must lie within the blob (the daemon
+ * answers RANGE otherwise: learn the length with client_local_start or client_local_stat).
+ * Data goes to fn in order; *delivered (may be NULL) = bytes delivered, also on failure. */
 int client_local_read(client_local *c, const char *task_id, const char *origin,
                       const char *credentials, uint64_t offset, uint64_t length, client_data_fn fn,
                       void *ctx, uint64_t *delivered, cf_err *err);
@@ -92,6 +90,12 @@ int client_local_read_fd(client_local *c, const char *task_id, const char *origi
  * Returns once accepted (LOCAL_OK). */
 int client_local_prefetch(client_local *c, const char *task_id, const char *origin,
                           const char *credentials, uint64_t offset, uint64_t length, cf_err *err);
+
+/* Starts a whole-blob download in the daemon (LOCAL_PREFETCH of everything) and returns the
+ * blob's cache entry (length, piece size, pieces held) once the daemon knows them: the way to
+ * learn a blob's length before reading it. Same arguments as client_local_read. */
+int client_local_start(client_local *c, const char *task_id, const char *origin,
+                       const char *credentials, client_entry *out, cf_err *err);
 
 /* The daemon's cache entry for task_id; -ENOENT when it holds nothing for it. */
 int client_local_stat(client_local *c, const char *task_id, client_entry *out, cf_err *err);
