@@ -192,6 +192,11 @@ int rafs_blob_toc_read_item(int fd, const struct rafs_toc_item *item, size_t max
         goto fail;
     }
     if (item->compressor == RAFS_COMP_NONE) {
+        if (clen != ulen) {
+            rc = cf_err_set(err, -EBADMSG, "TOC entry '%s': uncompressed but sizes %zu != %zu",
+                            item->name, clen, ulen);
+            goto fail;
+        }
         u = c;
         c = NULL;
     } else {

@@ -459,6 +459,27 @@ static void test_toc_tail_fuzzish(void **state)
     }
 }
 
+/* Regression (found by fuzz_toc): an uncompressed TOC entry whose two sizes differ must not
+ * be read past its buffer. The 2.2-era "image.blob" entry is exactly that (7802 / 36864). */
+static void test_toc_item_size_mismatch(void **state)
+{
+    (void)state;
+    int fd = tmp_blob();
+    struct rafs_blob_toc toc;
+    assert_int_equal(rafs_blob_toc_read(fd, blob_len, &toc, NULL), 0);
+    const struct rafs_toc_item *it = rafs_blob_toc_find(&toc, "image.blob");
+    assert_non_null(it);
+    assert_int_equal(it->compressor, RAFS_COMP_NONE);
+    assert_true(it->compressed_size != it->uncompressed_size);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    cf_err err = {0};
+    assert_int_equal(rafs_blob_toc_read_item(fd, it, 1 << 20, &out, &len, &err), -EBADMSG);
+    assert_null(out);
+    assert_true(strstr(err.msg, "sizes") != NULL);
+    close(fd);
+}
+
 int main(void)
 {
     char bp[4096], dp[4096];
@@ -472,10 +493,10 @@ int main(void)
     }
     if (rafs_image_open_buf(boot, boot_len, &img_for_blob, NULL)) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bootstrap_truncation), cmocka_unit_test(test_bootstrap_targeted),
-        cmocka_unit_test(test_bootstrap_bit_flips),  cmocka_unit_test(test_blob_truncation),
-        cmocka_unit_test(test_ci_header_fields),     cmocka_unit_test(test_toc_tail_fuzzish),
-        cmocka_unit_test(test_blob_bit_flips),
+        cmocka_unit_test(test_bootstrap_truncation),   cmocka_unit_test(test_bootstrap_targeted),
+        cmocka_unit_test(test_bootstrap_bit_flips),    cmocka_unit_test(test_blob_truncation),
+        cmocka_unit_test(test_ci_header_fields),       cmocka_unit_test(test_toc_tail_fuzzish),
+        cmocka_unit_test(test_toc_item_size_mismatch), cmocka_unit_test(test_blob_bit_flips),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rafs_image_close(img_for_blob);
