@@ -182,6 +182,9 @@ int rafs_blob_toc_read_item(int fd, const struct rafs_toc_item *item, size_t max
         return cf_err_set(err, -EBADMSG, "TOC entry '%s': compressed size %llu implausible",
                           item->name, (unsigned long long)item->compressed_size);
     size_t clen = (size_t)item->compressed_size, ulen = (size_t)item->uncompressed_size;
+    if (item->compressor == RAFS_COMP_NONE && clen != ulen)
+        return cf_err_set(err, -EBADMSG, "TOC entry '%s': uncompressed but sizes %zu != %zu",
+                          item->name, clen, ulen);
     uint8_t *c = malloc(clen ? clen : 1), *u = NULL;
     int rc;
     if (!c) return cf_err_set(err, -ENOMEM, "out of memory");
@@ -192,11 +195,6 @@ int rafs_blob_toc_read_item(int fd, const struct rafs_toc_item *item, size_t max
         goto fail;
     }
     if (item->compressor == RAFS_COMP_NONE) {
-        if (clen != ulen) {
-            rc = cf_err_set(err, -EBADMSG, "TOC entry '%s': uncompressed but sizes %zu != %zu",
-                            item->name, clen, ulen);
-            goto fail;
-        }
         u = c;
         c = NULL;
     } else {
