@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# bench_p2p.sh: Chunkfly P2P distribution against its baselines, all in one run (not a test).
+#
+# N nodes in network namespaces, every link (each node, the registry, the mirror, the scheduler)
+# tbf-shaped to --mbit in both directions (egress tbf on eth0, ingress via an ifb with tbf), all
+# pull one random blob at the same moment:
+#   direct   curl in each node straight from the origin docker-registry
+#   mirror   curl in each node from a docker-registry pull-through cache (cold) of the origin
+#   p2p      `chunkfly get` in each node through its own chunkfly-peer (one chunkfly-scheduler)
+# Reported: origin payload bytes / blob size (the origin's access log), time until the last node
+# finishes, its ratio to direct, mirror and the bandwidth bound (size / link rate).
+# Also, on node 1's own loopback (unshaped): piece serving throughput of its peer (mesh
+# protocol, blob in page cache, tests/bench/p2p/piece_bench) vs a plain sendfile loop over the
+# same address (ratio), and the peers' RSS idle and during the p2p run.
+#
+# Everything that carries test traffic runs inside namespaces this script creates (started with
+# `ip netns exec`); the bridge lives in a hub namespace; nothing is added to the root namespace,
+# and every namespace is checked to reach its targets on-link with no default route before any
+# traffic. Everything is removed on exit. Needs root, docker-registry, iproute2, curl, openssl.
+set -Eeuo pipefail
+export LC_ALL=C
+
+PROG=${0##*/}
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${CHUNKFLY_BUILD:-$SRC/build}
+BIN=${CHUNKFLY_BIN:-$BUILD/bin}
+NODES=8
+SIZE_MIB=256
+MBIT=100
+SCENARIOS="direct,mirror,p2p"
+WORK_BASE=/tmp
+KEEP=0
+NET=10.198.0
+PORT=5000
+REPO=bench/blob
+
+usage() {
+  cat <<EOF
+Usage: $PROG [options]
+  --nodes N          nodes (1..60, default $NODES)
+  --size-mib S       blob size in MiB (default $SIZE_MIB)
+  --mbit R           link rate, Mbit/s, every link both ways (default $MBIT)
+  --scenarios LIST   comma list of direct,mirror,p2p (default $SCENARIOS); the loopback and
+                     RSS figures come with p2p
+  --work-dir DIR     parent of the scratch dir (default $WORK_BASE)
+  --keep             keep the scratch dir (logs)
+  -h, --help
+Binaries from \$CHUNKFLY_BIN (default $BIN), piece_bench from \$CHUNKFLY_BUILD/tests.
+The last line is a summary:
+  p2p bench: nodes=N size=SMiB link=RMbit origin_x=<p2p origin bytes/blob> last=<s> direct_last=<s>
+  mirror_last=<s> bound=<s> vs_direct=<x> vs_mirror=<x> vs_bound=<x> serve_ratio=<x> rss_idle_kib=<k> rss_run_kib=<k>
+EOF
+}
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --nodes) NODES=${2:?}; shift 2 ;;
+    --size-mib) SIZE_MIB=${2:?}; shift 2 ;;
+    --mbit) MBIT=${2:?}; shift 2 ;;
+    --scenarios) SCENARIOS=${2:?}; shift 2 ;;
+    --work-dir) WORK_BASE=${2:?}; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "$PROG: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+is_uint "$NODES" && [ "$NODES" -ge 1 ] && [ "$NODES" -le 60 ] || die "--nodes must be 1..60"
+is_uint "$SIZE_MIB" && [ "$SIZE_MIB" -ge 1 ] || die "--size-mib must be >= 1"
+is_uint "$MBIT" && [ "$MBIT" -ge 1 ] && [ "$MBIT" -le 10000 ] || die "--mbit must be 1..10000"
+[ "$(id -u)" = 0 ] || die "needs root (namespaces, tc)"
+want() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
+for c in docker-registry ip tc curl openssl sha256sum awk; do command -v $c >/dev/null || die "missing $c"; done
+if want p2p; then
+  for b in chunkfly-peer chunkfly-scheduler chunkfly; do [ -x "$BIN/$b" ] || die "$BIN/$b not built"; done
+  [ -x "$BUILD/tests/piece_bench" ] || die "$BUILD/tests/piece_bench not built"
+fi
+
+SIZE=$((SIZE_MIB * 1048576))
+BOUND=$(awk -v b=$SIZE -v r=$MBIT 'BEGIN{printf "%.2f", b*8/(r*1e6)}')
+TIMEOUT=$(awk -v b=$SIZE -v r=$MBIT -v n=$NODES 'BEGIN{printf "%.0f", 3*(n+1)*b*8/(r*1e6)+60}')
+BURST=$((MBIT * 1000000 / 8 / 500)); [ $BURST -ge 65536 ] || BURST=65536
+NSENV=(env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy
+       -u NO_PROXY -u no_proxy -u REGISTRY_HTTP_ADDR -u REGISTRY_PROXY_REMOTEURL LC_ALL=C)
+
+PFX="cfb$$"
+HUB=$PFX-hub REG_NS=$PFX-reg MIR_NS=$PFX-mir SCH_NS=$PFX-sch
+REG_IP=$NET.2 MIR_IP=$NET.3 SCH_IP=$NET.4
+node_ns() { echo "$PFX-n$1"; }
+node_ip() { echo "$NET.$((10 + $1))"; }
+NSS=()
+PIDS=()
+WORK=""
+
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null || true); [ -n "$st" ] && [[ $st != Z* ]]; }
+stop_pid() {
+  local p=$1 i
+  alive "$p" || { wait "$p" 2>/dev/null || true; return 0; }
+  kill -TERM "$p" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do alive "$p" || break; sleep 0.1; done
+  alive "$p" && kill -KILL "$p" 2>/dev/null
+  wait "$p" 2>/dev/null || true
+}
+cleanup() {
+  set +e
+  local p i
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  for ((i = ${#NSS[@]} - 1; i >= 0; i--)); do ip netns del "${NSS[$i]}" 2>/dev/null || log "could not delete ${NSS[$i]}"; done
+  if [ -n "$WORK" ]; then if [ $KEEP = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi; fi
+}
+trap 'rc=$?; cleanup; exit $rc' EXIT
+trap 'exit 130' INT TERM HUP
+
+in_ns() { # only our own namespaces
+  local ns=$1; shift
+  [[ " ${NSS[*]} " == *" $ns "* ]] || die "refusing to run in foreign namespace $ns"
+  ip netns exec "$ns" "${NSENV[@]}" "$@"
+}
+mk_ns() {
+  [ -e "/run/netns/$1" ] && die "namespace $1 exists"
+  ip netns add "$1"; NSS+=("$1")
+  ip -n "$1" link set lo up
+  in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
+}
+attach() { # ns hub-if ip: veth to the hub bridge, shaped both ways
+  local ns=$1 hif=$2 ip=$3
+  mk_ns "$ns"
+  ip -n "$HUB" link add "$hif" type veth peer name eth0 netns "$ns"
+  ip -n "$HUB" link set "$hif" master br0
+  ip -n "$HUB" link set "$hif" up
+  ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  tc -n "$ns" qdisc add dev eth0 root tbf rate "${MBIT}mbit" burst $BURST latency 50ms
+  ip -n "$ns" link add ifb0 type ifb
+  ip -n "$ns" link set ifb0 up
+  tc -n "$ns" qdisc add dev eth0 handle ffff: ingress
+  tc -n "$ns" filter add dev eth0 parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev ifb0
+  tc -n "$ns" qdisc add dev ifb0 root tbf rate "${MBIT}mbit" burst $BURST latency 50ms
+}
+onlink() { # ns target: no default route, target reached without a gateway
+  local out
+  [ -z "$(ip -n "$1" route show default)" ] || die "$1 has a default route"
+  out=$(in_ns "$1" ip route get "$2") || die "$1: no route to $2"
+  [[ $out != *" via "* ]] || die "$1: route to $2 goes via a gateway: $out"
+}
+
+bg() { # ns log cmd...: start inside ns, remember the PID
+  local ns=$1 logf=$2; shift 2
+  ip netns exec "$ns" "${NSENV[@]}" "$@" >"$logf" 2>&1 </dev/null &
+  PIDS+=($!)
+  LAST=$!
+}
+
+wait_http() { # ns url [pid]
+  local i
+  for ((i = 0; i < 300; i++)); do
+    [ "$(in_ns "$1" curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' "$2" || true)" = 200 ] && return 0
+    [ -z "${3:-}" ] || alive "$3" || die "process $3 died before $2 answered"
+    sleep 0.1
+  done
+  die "$2 did not answer in 30 s"
+}
+
+start_registry() { # ns dir ip [proxy-url]
+  mkdir -p "$2/data"
+  {
+    echo "version: 0.1"
+    echo "log: {level: info, fields: {service: $(basename "$2")}}"
+    echo "storage: {filesystem: {rootdirectory: $2/data}, delete: {enabled: true}}"
+    echo "http: {addr: $3:$PORT}"
+    [ -z "${4:-}" ] || echo "proxy: {remoteurl: $4}"
+  } >"$2/config.yml"
+  bg "$1" "$2/registry.log" docker-registry serve "$2/config.yml"
+  wait_http "$1" "http://$3:$PORT/v2/" "$LAST"
+}
+
+# blob GET payload bytes in a registry log
+origin_bytes() {
+  awk '$6 == "\"GET" && $7 ~ /\/blobs\/sha256:/ && ($9 == 200 || $9 == 206) { b += $10 } END { printf "%.0f\n", b }' "$WORK/origin/registry.log"
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# ---------------------------------------------------------------- setup
+WORK=$(mktemp -d "$WORK_BASE/bench-p2p.XXXXXX")
+log "nodes=$NODES size=${SIZE_MIB}MiB link=${MBIT}Mbit bound=${BOUND}s scenarios=$SCENARIOS work=$WORK"
+mk_ns "$HUB"
+ip -n "$HUB" link add br0 type bridge
+ip -n "$HUB" link set br0 up
+attach "$REG_NS" h-reg "$REG_IP"
+attach "$MIR_NS" h-mir "$MIR_IP"
+attach "$SCH_NS" h-sch "$SCH_IP"
+for ((i = 1; i <= NODES; i++)); do attach "$(node_ns $i)" "h-n$i" "$(node_ip $i)"; done
+onlink "$MIR_NS" "$REG_IP"
+for ((i = 1; i <= NODES; i++)); do
+  for t in "$REG_IP" "$MIR_IP" "$SCH_IP" "$(node_ip 1)"; do onlink "$(node_ns $i)" "$t"; done
+done
+log "route check ok: ${#NSS[@]} namespaces, on-link only"
+
+log "generating the blob"
+head -c $SIZE /dev/zero | openssl enc -aes-128-ctr -nosalt -K "$(printf bench | sha256sum | cut -c1-32)" \
+  -iv 00000000000000000000000000000000 | head -c $SIZE >"$WORK/blob"
+SHA=$(sha256sum "$WORK/blob" | cut -d' ' -f1)
+DIGEST=sha256:$SHA
+start_registry "$REG_NS" "$WORK/origin" "$REG_IP"
+hdr=$WORK/push.hdr
+in_ns "$REG_NS" curl -sS -f --noproxy '*' -X POST -D "$hdr" -o /dev/null "http://$REG_IP:$PORT/v2/$REPO/blobs/uploads/"
+loc=$(awk 'tolower($1) == "location:" {print $2}' "$hdr" | tr -d '\r')
+case $loc in /*) loc="http://$REG_IP:$PORT$loc" ;; esac
+case $loc in *\?*) loc="$loc&digest=$DIGEST" ;; *) loc="$loc?digest=$DIGEST" ;; esac
+in_ns "$REG_NS" curl -sS -f --noproxy '*' -X PUT -H 'Expect:' -H 'Content-Type: application/octet-stream' \
+  -T "$WORK/blob" -o /dev/null "$loc"
+rm -f "$WORK/blob"
+log "pushed $DIGEST"
+
+# runner inside a node: wait for the common start, run the command, record times and sha256
+cat >"$WORK/run.sh" <<'EOF'
+#!/usr/bin/env bash
+# run.sh START_US OUT_PREFIX CMD...  (CMD writes the blob to OUT_PREFIX.blob)
+t0=$1 out=$2; shift 2
+now=${EPOCHREALTIME/./}
+d=$((t0 - now))
+if ((d > 0)); then sleep "$((d / 1000000)).$(printf '%06d' $((d % 1000000)))"; fi
+start=${EPOCHREALTIME/./}
+"$@" >"$out.log" 2>&1
+rc=$?
+end=${EPOCHREALTIME/./}
+sha=$(sha256sum "$out.blob" 2>/dev/null | cut -d' ' -f1)
+rm -f "$out.blob"
+echo "$start $end $rc $sha" >"$out.res"
+EOF
+chmod 755 "$WORK/run.sh"
+
+declare -A R
+# scenario NAME CMD-TEMPLATE: every node runs the command at the same moment; @IP@ @OUT@ @I@
+scenario() {
+  local name=$1 tmpl=$2 dir=$WORK/$1 i b0 t0 pids=() last=0 ok=1
+  mkdir -p "$dir"
+  b0=$(origin_bytes)
+  t0=$((${EPOCHREALTIME/./} + 1000000 + 20000 * NODES))
+  for ((i = 1; i <= NODES; i++)); do
+    local cmd=${tmpl//@IP@/$(node_ip $i)}
+    cmd=${cmd//@OUT@/$dir/n$i.blob}
+    cmd=${cmd//@I@/$i}
+    # shellcheck disable=SC2086
+    timeout -k 5 "$TIMEOUT" ip netns exec "$(node_ns $i)" "${NSENV[@]}" "$WORK/run.sh" "$t0" "$dir/n$i" $cmd &
+    pids+=($!)
+  done
+  log "$name: $NODES nodes start together"
+  if [ "$name" = p2p ]; then sample_rss "$dir" & RSS_SAMPLER=$!; fi
+  for p in "${pids[@]}"; do wait "$p" || true; done
+  [ "$name" != p2p ] || { kill "$RSS_SAMPLER" 2>/dev/null; wait "$RSS_SAMPLER" 2>/dev/null || true; }
+  sleep 1 # the registry logs a request when it ends
+  for ((i = 1; i <= NODES; i++)); do
+    local s e rc sha
+    read -r s e rc sha <"$dir/n$i.res" || { ok=0; continue; }
+    local el=$(((e - t0) / 1000))
+    [ "$rc" = 0 ] && [ "$sha" = "$SHA" ] || { ok=0; log "$name: node $i failed (rc $rc): $(tail -n 3 "$dir/n$i.log")"; }
+    [ $el -gt $last ] && last=$el
+    printf '  %-7s node %2d done %7.2f s rc=%s sha256 %s\n' "$name" "$i" "$(awk -v m=$el 'BEGIN{print m/1000}')" "$rc" "$([ "$sha" = "$SHA" ] && echo ok || echo BAD)"
+  done
+  R[$name.last]=$(awk -v m=$last 'BEGIN{printf "%.2f", m/1000}')
+  R[$name.origin_x]=$(awk -v b="$(($(origin_bytes) - b0))" -v s=$SIZE 'BEGIN{printf "%.3f", b/s}')
+  R[$name.ok]=$ok
+  log "$name: last node ${R[$name.last]} s, origin served ${R[$name.origin_x]} x the blob, all ok=$ok"
+}
+
+sample_rss() { # max RSS of all peers while the p2p round runs
+  local max=0 p v
+  while :; do
+    for p in "${PEER_PIDS[@]}"; do v=$(rss_kib "$p"); [ "${v:-0}" -gt $max ] && max=$v; done
+    echo $max >"$1/rss_max"
+    sleep 0.25
+  done
+}
+
+want direct && scenario direct "curl -sS -f -o @OUT@ http://$REG_IP:$PORT/v2/$REPO/blobs/$DIGEST"
+
+if want mirror; then
+  start_registry "$MIR_NS" "$WORK/mirror" "$MIR_IP" "http://$REG_IP:$PORT"
+  scenario mirror "curl -sS -f -o @OUT@ http://$MIR_IP:$PORT/v2/$REPO/blobs/$DIGEST"
+fi
+
+if want p2p; then
+  mkdir -p "$WORK/sched"
+  bg "$SCH_NS" "$WORK/sched/log" "$BIN/chunkfly-scheduler" --listen "$SCH_IP:8002" --http "$SCH_IP:8003"
+  wait_http "$SCH_NS" "http://$SCH_IP:8003/healthz" "$LAST"
+  printf 'origin_plain_http = true\n' >"$WORK/peer.conf"
+  PEER_PIDS=()
+  for ((i = 1; i <= NODES; i++)); do
+    mkdir -p "$WORK/p$i/cache"
+    bg "$(node_ns $i)" "$WORK/p$i/log" "$BIN/chunkfly-peer" --config "$WORK/peer.conf" \
+      --listen "$(node_ip $i):8100" --scheduler "$SCH_IP:8002" --cache-dir "$WORK/p$i/cache" \
+      --api-socket "$WORK/p$i/peer.sock" --http "$(node_ip $i):8101"
+    PEER_PIDS+=("$LAST")
+  done
+  for ((i = 1; i <= NODES; i++)); do wait_http "$(node_ns $i)" "http://$(node_ip $i):8101/healthz" "${PEER_PIDS[$((i - 1))]}"; done
+  sleep 2
+  RSS_IDLE=0
+  for p in "${PEER_PIDS[@]}"; do v=$(rss_kib "$p"); [ "$v" -gt $RSS_IDLE ] && RSS_IDLE=$v; done
+  log "p2p: $NODES peers up; idle RSS max ${RSS_IDLE} KiB"
+  scenario p2p "$BIN/chunkfly get -q --timeout 600 --peer $WORK/p@I@/peer.sock $REG_IP:$PORT/$REPO@$DIGEST -o @OUT@"
+  RSS_RUN=$(cat "$WORK/p2p/rss_max" 2>/dev/null || echo 0)
+  for ((i = 1; i <= NODES; i++)); do
+    m=$(in_ns "$(node_ns $i)" curl -s --noproxy '*' --max-time 5 "http://$(node_ip $i):8101/metrics" |
+      awk '$1 ~ /bytes_from_(parents|origin)/ {printf "%s=%s ", $1, $2}')
+    echo "  p2p     node $i metrics: ${m:-none}"
+  done
+
+  # loopback serving inside node 1 (its own address is routed over its lo: unshaped)
+  log "loopback: piece serving from page cache vs a plain sendfile loop (node 1)"
+  in_ns "$(node_ns 1)" "$BIN/chunkfly" get -q --peer "$WORK/p1/peer.sock" "$REG_IP:$PORT/$REPO@$DIGEST" -o "$WORK/lo.blob"
+  cat "$WORK/lo.blob" >/dev/null
+  onlink "$(node_ns 1)" "$(node_ip 1)"
+  SERVE=$(in_ns "$(node_ns 1)" "$BUILD/tests/piece_bench" peer --addr "$(node_ip 1):8100" --task "$DIGEST" \
+    --socket "$WORK/p1/peer.sock" --rounds 3)
+  SENDF=$(in_ns "$(node_ns 1)" "$BUILD/tests/piece_bench" sendfile --file "$WORK/lo.blob" --bind "$(node_ip 1)" --rounds 3)
+  echo "  loopback $SERVE"
+  echo "  loopback $SENDF"
+  SERVE_RATIO=$(awk -v a="${SERVE##*mib_s=}" -v b="${SENDF##*mib_s=}" 'BEGIN{printf "%.3f", a/b}')
+  RSS_AFTER=0
+  for p in "${PEER_PIDS[@]}"; do v=$(rss_kib "$p"); [ "$v" -gt $RSS_AFTER ] && RSS_AFTER=$v; done
+fi
+
+echo
+echo "bandwidth bound (one link carries the blob once): ${BOUND} s"
+for n in direct mirror p2p; do
+  want $n || continue
+  printf '%-7s last node %8s s  origin bytes %6s x blob  all sha256 ok: %s\n' "$n" "${R[$n.last]}" "${R[$n.origin_x]}" "$([ "${R[$n.ok]}" = 1 ] && echo yes || echo NO)"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else printf "-" }'; }
+if want p2p; then
+  echo "p2p vs direct (time): $(ratio "${R[p2p.last]}" "${R[direct.last]:-0}")   vs mirror: $(ratio "${R[p2p.last]}" "${R[mirror.last]:-0}")   vs bound: $(ratio "${R[p2p.last]}" "$BOUND")"
+  echo "peer RSS max: idle ${RSS_IDLE} KiB (target <= 10240), during the run ${RSS_RUN} KiB, after ${RSS_AFTER} KiB"
+  echo "loopback piece serving / sendfile loop: $SERVE_RATIO (target >= 0.9)"
+  printf 'p2p bench: nodes=%d size=%dMiB link=%dMbit origin_x=%s last=%s direct_last=%s mirror_last=%s bound=%s vs_direct=%s vs_mirror=%s vs_bound=%s serve_ratio=%s rss_idle_kib=%s rss_run_kib=%s\n' \
+    "$NODES" "$SIZE_MIB" "$MBIT" "${R[p2p.origin_x]}" "${R[p2p.last]}" "${R[direct.last]:--}" "${R[mirror.last]:--}" "$BOUND" \
+    "$(ratio "${R[p2p.last]}" "${R[direct.last]:-0}")" "$(ratio "${R[p2p.last]}" "${R[mirror.last]:-0}")" "$(ratio "${R[p2p.last]}" "$BOUND")" \
+    "$SERVE_RATIO" "$RSS_IDLE" "$RSS_RUN"
+fi
+for n in direct mirror p2p; do want $n && [ "${R[$n.ok]}" != 1 ] && exit 1; done
+exit 0
