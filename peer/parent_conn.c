@@ -1,0 +1,264 @@
+/* Connections to parents' upload servers: one per parent address, shared by every task that
+ * downloads from it. Pieces are requested by number (PIECE_REQUEST), several in flight per
+ * connection, each with its own deadline (piece_timeout); AVAIL_QUERY with subscribe keeps the
+ * task's view of the parent's bitmap current. Every reply is matched to an outstanding request
+ * id; anything else is dropped. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cf/log.h"
+#include "daemon_internal.h"
+#include "proto/handshake.h"
+
+static void pconn_unlink(struct pconn *pc)
+{
+    peer_daemon *d = pc->d;
+    for (struct pconn **pp = &d->pconns; *pp; pp = &(*pp)->next)
+        if (*pp == pc) {
+            *pp = pc->next;
+            break;
+        }
+    pc->next = NULL;
+    /* tasks must not use it any more */
+    for (struct task *t = d->tasks; t; t = t->next)
+        for (int i = 0; i < t->n_parents; i++)
+            if (t->parents[i].pc == pc) {
+                t->parents[i].pc = NULL;
+                t->parents[i].subscribed = 0;
+            }
+}
+
+static struct preq *take_req(struct pconn *pc, uint64_t req_id)
+{
+    for (struct preq **pp = &pc->reqs; *pp; pp = &(*pp)->next) {
+        struct preq *r = *pp;
+        if (r->req_id == req_id) {
+            *pp = r->next;
+            pc->n_inflight--;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static int parent_slot(struct task *t, struct pconn *pc)
+{
+    for (int i = 0; i < t->n_parents; i++)
+        if (t->parents[i].pc == pc) return i;
+    return -1;
+}
+
+static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
+                     const uint8_t *payload)
+{
+    struct pconn *pc = proto_conn_data(c);
+    peer_daemon *d = pc->d;
+    proto_msg m;
+    cf_err err = {0};
+    int rc = proto_msg_decode(h->type, body, h->body_len, h->payload_len, &m, &err);
+    if (rc) {
+        d->m.bad_frames++;
+        cf_warn("parent %s: bad %s frame: %s", pc->addr, proto_msg_type_name(h->type),
+                cf_err_str(&err, rc));
+        proto_conn_close(c, -EBADMSG, "bad frame from parent");
+        return;
+    }
+    if (!pc->ready) {
+        proto_hello ours;
+        proto_hello_init(&ours, d->host_id, PROTO_ROLE_PEER, PROTO_CAP_AVAIL_PUSH, 0);
+        uint32_t ver, pmax;
+        rc = m.type == PROTO_MSG_HELLO ? proto_handshake_check(&ours, &m.u.hello, &ver, &pmax, &err)
+                                       : cf_err_set(&err, -EPROTO, "parent answered %s to HELLO",
+                                                    proto_msg_type_name(m.type));
+        proto_msg_free(&m);
+        if (rc) {
+            cf_warn("parent %s: %s", pc->addr, cf_err_str(&err, rc));
+            proto_conn_close(c, rc, "handshake failed");
+            return;
+        }
+        proto_conn_set_peer_max_payload(c, pmax);
+        pc->ready = 1;
+        return;
+    }
+    struct preq *r;
+    struct task *t;
+    switch (m.type) {
+    case PROTO_MSG_PIECE_DATA:
+        r = take_req(pc, m.u.piece_data.req_id);
+        if (!r) break; /* late answer to a timed-out request */
+        if (r->piece != m.u.piece_data.piece || strcmp(r->t->id, m.u.piece_data.task_id) != 0) {
+            /* answers something we did not ask: treat as bad bytes from this parent */
+            task_on_piece_failed(r->t, r->tp, r->piece, PROTO_E_MISMATCH);
+            free(r);
+            break;
+        }
+        t = r->t;
+        {
+            int tp = r->tp;
+            uint32_t piece = r->piece;
+            free(r);
+            task_on_piece_data(t, tp, piece, payload, h->payload_len);
+        }
+        break;
+    case PROTO_MSG_ERROR:
+        r = m.u.error.req_id ? take_req(pc, m.u.error.req_id) : NULL;
+        if (r) {
+            struct task *rt = r->t;
+            int tp = r->tp;
+            uint32_t piece = r->piece;
+            free(r);
+            task_on_piece_failed(rt, tp, piece, (int)m.u.error.code);
+        } else {
+            cf_debug("parent %s: error %u: %s", pc->addr, m.u.error.code, m.u.error.message);
+        }
+        break;
+    case PROTO_MSG_AVAIL:
+        t = task_find(d, m.u.avail.task_id);
+        if (t && t->have && m.u.avail.piece_count == t->piece_count) {
+            int tp = parent_slot(t, pc);
+            if (tp >= 0) task_on_parent_avail(t, tp, m.u.avail.bits, m.u.avail.bits_len, NULL, 0);
+        }
+        break;
+    case PROTO_MSG_AVAIL_UPDATE:
+        t = task_find(d, m.u.avail_update.task_id);
+        if (t && t->have) {
+            int tp = parent_slot(t, pc);
+            if (tp >= 0)
+                task_on_parent_avail(t, tp, NULL, 0, m.u.avail_update.runs,
+                                     m.u.avail_update.n_runs);
+        }
+        break;
+    default:
+        break;
+    }
+    proto_msg_free(&m);
+}
+
+static void on_close(proto_conn *c, int status, const char *reason)
+{
+    struct pconn *pc = proto_conn_data(c);
+    peer_daemon *d = pc->d;
+    pconn_unlink(pc);
+    if (!d->stopping)
+        cf_info("parent %s (%s): connection closed: %s", pc->addr, pc->host_id, reason);
+    struct preq *r = pc->reqs;
+    pc->reqs = NULL;
+    while (r) {
+        struct preq *next = r->next;
+        if (!d->stopping) task_on_piece_failed(r->t, r->tp, r->piece, status ? status : -EPIPE);
+        free(r);
+        r = next;
+    }
+    free(pc);
+}
+
+struct pconn *pconn_get(peer_daemon *d, const char *addr, const char *host_id)
+{
+    if (d->stopping) return NULL;
+    for (struct pconn *pc = d->pconns; pc; pc = pc->next)
+        if (strcmp(pc->addr, addr) == 0) return pc;
+    struct sockaddr_storage ss;
+    if (proto_addr_parse(addr, &ss)) return NULL;
+    struct pconn *pc = calloc(1, sizeof(*pc));
+    if (!pc) return NULL;
+    pc->d = d;
+    snprintf(pc->addr, sizeof(pc->addr), "%s", addr);
+    snprintf(pc->host_id, sizeof(pc->host_id), "%s", host_id);
+    proto_conn_opts co = {.idle_timeout_ms = d->o.timing.idle_timeout_ms};
+    proto_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_close};
+    int rc = proto_conn_connect_tcp(d->loop, (struct sockaddr *)&ss, &co, &cbs, pc, &pc->c);
+    if (rc) {
+        cf_info("parent %s: connect: %s", addr, uv_strerror(rc));
+        free(pc);
+        return NULL;
+    }
+    /* HELLO first; later requests queue behind it and leave once connected */
+    proto_msg m = {.type = PROTO_MSG_HELLO};
+    proto_hello_init(&m.u.hello, d->host_id, PROTO_ROLE_PEER, PROTO_CAP_AVAIL_PUSH, 0);
+    proto_conn_send(pc->c, &m, NULL, 0, NULL);
+    pc->next = d->pconns;
+    d->pconns = pc;
+    return pc;
+}
+
+int pconn_request(struct pconn *pc, struct task *t, int tp, uint32_t piece)
+{
+    peer_daemon *d = pc->d;
+    struct preq *r = calloc(1, sizeof(*r));
+    if (!r) return -ENOMEM;
+    r->req_id = d->next_req_id++;
+    r->t = t;
+    r->piece = piece;
+    r->tp = tp;
+    r->deadline_ms = pd_now(d) + d->o.piece_timeout_ms;
+    proto_msg m = {.type = PROTO_MSG_PIECE_REQUEST};
+    m.u.piece_request.req_id = r->req_id;
+    m.u.piece_request.task_id = t->id;
+    m.u.piece_request.piece = piece;
+    int rc = proto_conn_send(pc->c, &m, NULL, 0, NULL);
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    r->next = pc->reqs;
+    pc->reqs = r;
+    pc->n_inflight++;
+    return 0;
+}
+
+void pconn_subscribe(struct pconn *pc, struct task *t)
+{
+    proto_msg m = {.type = PROTO_MSG_AVAIL_QUERY};
+    m.u.avail_query.task_id = t->id;
+    m.u.avail_query.subscribe = true;
+    proto_conn_send(pc->c, &m, NULL, 0, NULL);
+}
+
+void pconn_forget_task(peer_daemon *d, struct task *t)
+{
+    for (struct pconn *pc = d->pconns; pc; pc = pc->next) {
+        for (struct preq **pp = &pc->reqs; *pp;) {
+            struct preq *r = *pp;
+            if (r->t == t) {
+                *pp = r->next;
+                pc->n_inflight--;
+                free(r);
+            } else {
+                pp = &r->next;
+            }
+        }
+    }
+}
+
+void pconn_check_timeouts(peer_daemon *d)
+{
+    uint64_t now = pd_now(d);
+    struct preq *expired = NULL;
+    for (struct pconn *pc = d->pconns; pc; pc = pc->next) {
+        for (struct preq **pp = &pc->reqs; *pp;) {
+            struct preq *r = *pp;
+            if (r->deadline_ms <= now) {
+                *pp = r->next;
+                pc->n_inflight--;
+                r->next = expired;
+                expired = r;
+                cf_warn("parent %s: piece %u of %s timed out", pc->addr, r->piece, r->t->id);
+            } else {
+                pp = &r->next;
+            }
+        }
+    }
+    while (expired) {
+        struct preq *r = expired;
+        expired = r->next;
+        task_on_piece_failed(r->t, r->tp, r->piece, -ETIMEDOUT);
+        free(r);
+    }
+}
+
+void pconn_close_all(peer_daemon *d)
+{
+    for (struct pconn *pc = d->pconns; pc; pc = pc->next) proto_conn_close(pc->c, 0, "stopping");
+}

@@ -1,0 +1,293 @@
+/* The daemon object: options, start-up (cache, listeners), the housekeeping tick, shutdown. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cf/log.h"
+#include "cf/parse_number.h"
+#include "daemon_internal.h"
+#include "proto/http_server.h"
+
+#define TICK_MS 250
+
+const char *const peer_daemon_config_keys[] = {"listen",
+                                               "advertise",
+                                               "scheduler",
+                                               "cache_dir",
+                                               "api_socket",
+                                               "http",
+                                               "host_id",
+                                               "quota",
+                                               "quota_low",
+                                               "log_level",
+                                               "upload_slots",
+                                               "upload_max_connections",
+                                               "upload_bandwidth",
+                                               "upload_piece_timeout",
+                                               "pieces_in_flight",
+                                               "per_parent_in_flight",
+                                               "origin_in_flight",
+                                               "piece_timeout",
+                                               "register_timeout",
+                                               "mesh_stall",
+                                               "small_blob",
+                                               "ban_after_lies",
+                                               "origin_plain_http",
+                                               "docker_config",
+                                               "local_max_connections",
+                                               "timing.heartbeat_interval",
+                                               "timing.heartbeat_miss_limit",
+                                               "timing.back_to_source_stall",
+                                               "timing.idle_timeout",
+                                               "timing.scheduler_retry",
+                                               NULL};
+
+static int get_u32(const cf_config *c, const char *key, uint32_t def, uint32_t min, uint32_t max,
+                   uint32_t *out, cf_err *err)
+{
+    uint64_t v;
+    int rc = cf_config_get_u64(c, key, def, &v, err);
+    if (rc) return rc;
+    if (v < min || v > max)
+        return cf_err_set(err, -EINVAL, "%s: %llu is outside %u..%u", key, (unsigned long long)v,
+                          min, max);
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int get_ms(const cf_config *c, const char *key, uint32_t def, uint32_t *out, cf_err *err)
+{
+    uint64_t v;
+    int rc = cf_config_get_duration_ms(c, key, def, &v, err);
+    if (rc) return rc;
+    if (v == 0 || v > 86400000u) return cf_err_set(err, -EINVAL, "%s: must be 1ms..24h", key);
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err *err)
+{
+    memset(o, 0, sizeof(*o));
+    int rc = cf_config_check_keys(c, peer_daemon_config_keys, err);
+    if (rc) return rc;
+    o->listen = cf_config_get(c, "listen");
+    if (!o->listen) o->listen = "127.0.0.1:4100";
+    o->advertise = cf_config_get(c, "advertise");
+    o->n_schedulers = cf_config_count(c, "scheduler");
+    if (o->n_schedulers > PEER_MAX_SCHEDULERS)
+        return cf_err_set(err, -EINVAL, "at most %d schedulers", PEER_MAX_SCHEDULERS);
+    for (size_t i = 0; i < o->n_schedulers; i++) {
+        o->schedulers[i] = cf_config_get_nth(c, "scheduler", i);
+        struct sockaddr_storage ss;
+        if (proto_addr_parse(o->schedulers[i], &ss))
+            return cf_err_set(err, -EINVAL, "scheduler '%s': expected numeric ip:port",
+                              o->schedulers[i]);
+    }
+    o->cache_dir = cf_config_get(c, "cache_dir");
+    if (!o->cache_dir) o->cache_dir = "/var/cache/chunkfly";
+    o->api_socket = cf_config_get(c, "api_socket");
+    if (!o->api_socket) o->api_socket = "/run/chunkfly/peer.sock";
+    o->http = cf_config_get(c, "http");
+    o->host_id = cf_config_get(c, "host_id");
+    if (!rc) rc = cf_config_get_size(c, "quota", 0, &o->quota_high, err);
+    if (!rc) rc = cf_config_get_size(c, "quota_low", 0, &o->quota_low, err);
+    if (!rc && o->quota_low > o->quota_high && o->quota_high)
+        rc = cf_err_set(err, -EINVAL, "quota_low must not exceed quota");
+    if (!rc) rc = get_u32(c, "upload_slots", 16, 1, 4096, &o->upload_slots, err);
+    if (!rc) rc = get_u32(c, "upload_max_connections", 256, 1, 65536, &o->upload_max_conns, err);
+    if (!rc) rc = cf_config_get_size(c, "upload_bandwidth", 0, &o->upload_bw, err);
+    if (!rc) rc = get_ms(c, "upload_piece_timeout", 30000, &o->upload_piece_timeout_ms, err);
+    if (!rc) rc = get_u32(c, "pieces_in_flight", 8, 1, 256, &o->pieces_in_flight, err);
+    if (!rc) rc = get_u32(c, "per_parent_in_flight", 4, 1, 64, &o->per_parent_in_flight, err);
+    if (!rc) rc = get_u32(c, "origin_in_flight", 4, 1, 64, &o->origin_in_flight, err);
+    if (!rc) rc = get_ms(c, "piece_timeout", 10000, &o->piece_timeout_ms, err);
+    if (!rc) rc = get_ms(c, "register_timeout", 3000, &o->register_timeout_ms, err);
+    if (!rc) rc = get_ms(c, "mesh_stall", 10000, &o->mesh_stall_ms, err);
+    if (!rc) rc = cf_config_get_size(c, "small_blob", 4u << 20, &o->small_blob, err);
+    if (!rc) rc = get_u32(c, "ban_after_lies", 3, 1, 1000, &o->ban_after_lies, err);
+    if (!rc) rc = cf_config_get_bool(c, "origin_plain_http", 0, &o->origin_plain_http, err);
+    o->docker_config = cf_config_get(c, "docker_config");
+    if (!rc) rc = get_u32(c, "local_max_connections", 64, 1, 65536, &o->local_max_conns, err);
+    if (!rc) rc = proto_timing_load(&o->timing, c, err);
+    return rc;
+}
+
+uint64_t pd_now(peer_daemon *d)
+{
+    return uv_now(d->loop);
+}
+
+/* ---- thread-pool jobs ---- */
+
+struct pd_work {
+    uv_work_t req;
+    void *job;
+    void (*work)(void *job);
+    void (*done)(void *job, int cancelled);
+};
+
+static void work_cb(uv_work_t *req)
+{
+    struct pd_work *w = req->data;
+    w->work(w->job);
+}
+
+static void after_cb(uv_work_t *req, int status)
+{
+    struct pd_work *w = req->data;
+    w->done(w->job, status == UV_ECANCELED);
+    free(w);
+}
+
+int pd_queue_work(peer_daemon *d, void *job, void (*work)(void *job),
+                  void (*done)(void *job, int cancelled))
+{
+    struct pd_work *w = calloc(1, sizeof(*w));
+    if (!w) return -ENOMEM;
+    w->job = job;
+    w->work = work;
+    w->done = done;
+    w->req.data = w;
+    int rc = uv_queue_work(d->loop, &w->req, work_cb, after_cb);
+    if (rc) free(w);
+    return rc;
+}
+
+/* ---- housekeeping ---- */
+
+static void flush_work(void *job)
+{
+    peer_daemon *d = job;
+    cf_err err = {0};
+    int rc = peer_store_flush(d->store, &err);
+    if (rc) cf_warn("cache flush: %s", cf_err_str(&err, rc));
+}
+
+static void flush_done(void *job, int cancelled)
+{
+    (void)cancelled;
+    peer_daemon *d = job;
+    d->flush_running = 0;
+}
+
+static void on_tick(uv_timer_t *tm)
+{
+    peer_daemon *d = tm->data;
+    if (d->stopping) return;
+    pconn_check_timeouts(d);
+    upload_tick(d);
+    task_tick(d);
+    /* a quiet store must not keep written pieces pending (peer_store_opts.flush_delay_ms) */
+    if (!d->flush_running) {
+        peer_store_stats st;
+        peer_store_stats_get(d->store, &st);
+        if (st.bytes_pending && pd_queue_work(d, d, flush_work, flush_done) == 0)
+            d->flush_running = 1;
+    }
+}
+
+static int split_host(const char *hostport, char *ip, size_t ipsz, uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    if (proto_addr_parse(hostport, &ss)) return -EINVAL;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        uv_ip4_name(s4, ip, ipsz);
+        *port = ntohs(s4->sin_port);
+    } else {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(s6, ip, ipsz);
+        *port = ntohs(s6->sin6_port);
+    }
+    return 0;
+}
+
+int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daemon **out,
+                    cf_err *err)
+{
+    peer_daemon *d = calloc(1, sizeof(*d));
+    if (!d) return cf_err_set(err, -ENOMEM, "out of memory");
+    d->loop = loop;
+    d->o = *o;
+    d->next_req_id = 1;
+    const char *adv = o->advertise ? o->advertise : o->listen;
+    if (split_host(adv, d->adv_ip, sizeof(d->adv_ip), &d->adv_port)) {
+        free(d);
+        return cf_err_set(err, -EINVAL, "listen/advertise '%s': expected numeric ip:port", adv);
+    }
+    if (o->host_id)
+        snprintf(d->host_id, sizeof(d->host_id), "%s", o->host_id);
+    else
+        snprintf(d->host_id, sizeof(d->host_id), "peer-%s", adv);
+    for (size_t i = 0; i < o->n_schedulers; i++) d->sched_addrs[i] = o->schedulers[i];
+#ifdef CHUNKFLY_FAULTS
+    const char *f = getenv("CHUNKFLY_FAULT_CORRUPT_UPLOAD");
+    d->faults_corrupt = f && strcmp(f, "1") == 0;
+    if (d->faults_corrupt) cf_warn("TEST FAULT: this peer corrupts every piece it uploads");
+#endif
+    peer_store_opts so = {
+        .dir = o->cache_dir, .quota_high = o->quota_high, .quota_low = o->quota_low};
+    int rc = peer_store_open(&so, &d->store, err);
+    if (rc) {
+        free(d);
+        return rc;
+    }
+    peer_token_bucket_init(&d->bucket, o->upload_bw, o->upload_bw ? o->upload_bw / 4 + 1 : 0,
+                           uv_now(loop));
+    uv_timer_init(loop, &d->tick_timer);
+    d->tick_timer.data = d;
+    uv_timer_init(loop, &d->bucket_timer);
+    d->bucket_timer.data = d;
+    sched_client_init(d);
+    rc = upload_server_start(d, err);
+    if (!rc) rc = local_api_start(d, err);
+    if (!rc && o->http) rc = peer_http_start(d, err);
+    if (rc) {
+        peer_daemon_stop(d);
+        uv_run(loop, UV_RUN_DEFAULT);
+        peer_daemon_free(d);
+        return rc;
+    }
+    uv_timer_start(&d->tick_timer, on_tick, TICK_MS, TICK_MS);
+    cf_info("peer %s: upload %s, local API %s, %zu scheduler(s), cache %s", d->host_id, o->listen,
+            o->api_socket, o->n_schedulers, o->cache_dir);
+    *out = d;
+    return 0;
+}
+
+void peer_daemon_stop(peer_daemon *d)
+{
+    if (d->stopping) return;
+    d->stopping = 1;
+    uv_timer_stop(&d->tick_timer);
+    uv_close((uv_handle_t *)&d->tick_timer, NULL);
+    uv_close((uv_handle_t *)&d->bucket_timer, NULL);
+    local_api_stop(d);
+    upload_server_stop(d);
+    peer_http_stop(d);
+    tasks_stop(d);
+    pconn_close_all(d);
+    sched_client_stop(d);
+}
+
+void peer_daemon_free(peer_daemon *d)
+{
+    if (!d) return;
+    tasks_free(d);
+    while (d->origins) {
+        struct origin_client *oc = d->origins;
+        d->origins = oc->next;
+        proto_registry_free(oc->reg);
+        free(oc->key);
+        free(oc);
+    }
+    while (d->liars) {
+        struct lie_record *l = d->liars;
+        d->liars = l->next;
+        free(l);
+    }
+    peer_store_close(d->store); /* flushes the index */
+    free(d);
+}

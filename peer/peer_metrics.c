@@ -1,0 +1,172 @@
+/* /metrics (Prometheus text format), /healthz and /status (JSON: tasks, their parents and
+ * progress, for `chunkfly status`) on the --http listener. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cf/buf.h"
+#include "cf/log.h"
+#include "daemon_internal.h"
+#include "proto/http_server.h"
+
+static void metric(cf_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    cf_buf_printf(b,
+                  "# HELP chunkfly_peer_%s %s\n# TYPE chunkfly_peer_%s %s\nchunkfly_peer_%s %llu\n",
+                  name, help, name, type, name, (unsigned long long)v);
+}
+
+static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg)
+{
+    (void)req;
+    peer_daemon *d = arg;
+    struct peer_metrics *m = &d->m;
+    peer_store_stats st;
+    peer_store_stats_get(d->store, &st);
+    cf_buf b = {0};
+    metric(&b, "bytes_from_parents_total", "counter", "Piece bytes downloaded from parents.",
+           m->bytes_from_parents);
+    metric(&b, "bytes_from_origin_total", "counter", "Piece bytes downloaded from the origin.",
+           m->bytes_from_origin);
+    metric(&b, "bytes_served_peers_total", "counter", "Piece bytes uploaded to other peers.",
+           m->bytes_served_peers);
+    metric(&b, "bytes_served_local_total", "counter", "Bytes returned to local API readers.",
+           m->bytes_served_local);
+    metric(&b, "pieces_from_parents_total", "counter", "Pieces downloaded from parents.",
+           m->pieces_from_parents);
+    metric(&b, "pieces_from_origin_total", "counter", "Pieces downloaded from the origin.",
+           m->pieces_from_origin);
+    metric(&b, "pieces_served_total", "counter", "Pieces uploaded to other peers.",
+           m->pieces_served);
+    metric(&b, "local_reads_total", "counter", "Local API reads.", m->local_reads);
+    metric(&b, "cache_hits_total", "counter", "Local reads of blobs already complete.",
+           m->local_read_hits);
+    metric(&b, "local_read_errors_total", "counter", "Local reads answered with an error.",
+           m->local_read_errors);
+    metric(&b, "piece_failures_total", "counter", "Piece downloads from parents that failed.",
+           m->piece_failures);
+    metric(&b, "origin_failures_total", "counter", "Origin fetches that failed.",
+           m->origin_failures);
+    metric(&b, "digest_mismatches_total", "counter",
+           "Pieces from parents that failed their digest.", m->digest_mismatches);
+    metric(&b, "bans_total", "counter", "Parents banned for serving bad bytes.", m->bans);
+    metric(&b, "parent_timeouts_total", "counter", "Piece requests that timed out.",
+           m->parent_timeouts);
+    metric(&b, "upload_busy_total", "counter", "Piece requests refused for lack of a slot.",
+           m->upload_busy);
+    metric(&b, "upload_refused_total", "counter", "Piece requests for pieces not held.",
+           m->upload_refused);
+    metric(&b, "bad_frames_total", "counter", "Undecodable frames received.", m->bad_frames);
+    metric(&b, "tasks_completed_total", "counter", "Blobs downloaded and verified.",
+           m->tasks_completed);
+    metric(&b, "tasks_failed_total", "counter", "Blob downloads that failed.", m->tasks_failed);
+    metric(&b, "blob_mismatches_total", "counter", "Whole blobs that failed their sha256.",
+           m->blob_mismatches);
+    metric(&b, "upload_connections", "gauge", "Open upload (mesh) connections.", d->n_upconns);
+    metric(&b, "upload_slots_used", "gauge", "Pieces being uploaded now.", d->slots_used);
+    metric(&b, "local_connections", "gauge", "Open local API connections.", d->n_lconns);
+    uint64_t np = 0;
+    for (struct pconn *pc = d->pconns; pc; pc = pc->next) np++;
+    metric(&b, "parent_connections", "gauge", "Open connections to parents.", np);
+    metric(&b, "tasks", "gauge", "Blob tasks in memory.", d->n_tasks);
+    uint64_t up = 0;
+    for (size_t i = 0; i < d->o.n_schedulers; i++) up += d->sched[i].ready;
+    metric(&b, "schedulers_connected", "gauge", "Scheduler connections ready.", up);
+    metric(&b, "cache_bytes", "gauge", "Bytes of cached pieces.", st.bytes_used);
+    metric(&b, "cache_blobs", "gauge", "Blobs in the cache.", st.blobs);
+    metric(&b, "cache_quota_bytes", "gauge", "Cache quota (high watermark), 0 = none.",
+           st.quota_high);
+    metric(&b, "cache_evictions_total", "counter", "Blobs evicted for the quota.", st.evictions);
+    proto_http_respond(res, 200, "text/plain; version=0.0.4", b.data, b.len);
+    cf_buf_free(&b);
+}
+
+static void on_healthz(proto_http_res *res, const proto_http_req *req, void *arg)
+{
+    (void)req;
+    peer_daemon *d = arg;
+    const char *body = d->stopping ? "stopping\n" : "ok\n";
+    proto_http_respond(res, d->stopping ? 503 : 200, "text/plain", body, strlen(body));
+}
+
+static const char *state_name(enum task_state s)
+{
+    static const char *const n[] = {"sizing",    "registering", "opening", "running",
+                                    "verifying", "done",        "failed"};
+    return n[s];
+}
+
+static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
+{
+    (void)req;
+    peer_daemon *d = arg;
+    uint64_t now = pd_now(d);
+    cf_buf b = {0};
+    cf_buf_printf(&b, "{\"host_id\":\"%s\",\"upload\":\"%s:%u\",\"schedulers\":[", d->host_id,
+                  d->adv_ip, d->adv_port);
+    for (size_t i = 0; i < d->o.n_schedulers; i++)
+        cf_buf_printf(&b, "%s{\"addr\":\"%s\",\"connected\":%s,\"healthy\":%s}", i ? "," : "",
+                      d->sched[i].addr, d->sched[i].ready ? "true" : "false",
+                      proto_sched_health_ok(&d->sched_health[i], &d->o.timing) ? "true" : "false");
+    cf_buf_printf(&b, "],\"tasks\":[");
+    int first = 1;
+    for (struct task *t = d->tasks; t; t = t->next) {
+        cf_buf_printf(&b,
+                      "%s{\"id\":\"%s\",\"state\":\"%s\",\"length\":%llu,\"piece_size\":%u,"
+                      "\"pieces\":%u,\"have\":%u,\"in_flight\":%u,\"origin_mode\":%s,"
+                      "\"scheduler\":%d,\"bytes_from_parents\":%llu,\"bytes_from_origin\":%llu,"
+                      "\"readers\":%s,\"parents\":[",
+                      first ? "" : ",", t->id, state_name(t->state), (unsigned long long)t->length,
+                      t->piece_size, t->piece_count, t->n_have, t->n_inflight,
+                      t->origin_mode ? "true" : "false", t->sched_idx,
+                      (unsigned long long)t->from_parents, (unsigned long long)t->from_origin,
+                      t->readers ? "true" : "false");
+        first = 0;
+        for (int i = 0; i < t->n_parents; i++) {
+            const struct tparent *pa = &t->parents[i];
+            cf_buf_printf(&b,
+                          "%s{\"id\":\"%s\",\"addr\":\"%s\",\"banned\":%s,\"down\":%s,"
+                          "\"connected\":%s,\"pieces_served\":%u}",
+                          i ? "," : "", pa->host_id, pa->addr, pa->banned ? "true" : "false",
+                          pa->down_until_ms > now ? "true" : "false",
+                          pa->pc && pa->pc->ready ? "true" : "false", pa->served);
+        }
+        cf_buf_printf(&b, "]}");
+    }
+    cf_buf_printf(&b, "]}\n");
+    proto_http_respond(res, 200, "application/json", b.data, b.len);
+    cf_buf_free(&b);
+}
+
+int peer_http_start(peer_daemon *d, cf_err *err)
+{
+    struct sockaddr_storage ss;
+    if (proto_addr_parse(d->o.http, &ss))
+        return cf_err_set(err, -EINVAL, "--http '%s': expected numeric ip:port", d->o.http);
+    char ip[64];
+    int port;
+    if (ss.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    struct proto_http_limits hl;
+    proto_http_limits_default(&hl);
+    hl.max_connections = 64;
+    int rc = proto_http_server_new(d->loop, &hl, &d->http);
+    if (rc) return cf_err_set(err, rc, "http: out of memory");
+    rc = proto_http_route(d->http, "GET", "/metrics", on_metrics, d);
+    if (!rc) rc = proto_http_route(d->http, "GET", "/healthz", on_healthz, d);
+    if (!rc) rc = proto_http_route(d->http, "GET", "/status", on_status, d);
+    if (!rc) rc = proto_http_listen(d->http, ip, port, err);
+    return rc;
+}
+
+void peer_http_stop(peer_daemon *d)
+{
+    if (d->http) proto_http_server_close(d->http, NULL, NULL);
+    d->http = NULL;
+}

@@ -1,0 +1,377 @@
+/* The upload server: serves whole pieces the cache holds to other peers (docs/peer.md,
+ * "Uploading"). Mesh protocol over TCP (proto_conn; the transport is a proto_conn, so TLS can
+ * wrap it later without touching this file's logic).
+ *
+ * Limits: upload_max_connections connections; upload_slots pieces being sent at once across all
+ * connections (a request without a free slot is answered BUSY at once, so the child tries
+ * another parent); upload_bandwidth through a token bucket. Each connection has at most one
+ * piece in its write queue (high watermark 1 byte: on_drain = the piece left), so a slow reader
+ * holds one slot and no memory: piece bytes go from the data file with sendfile(2). Its further
+ * requests wait in a short FIFO and then in the socket (reading pauses). A piece not drained
+ * within upload_piece_timeout, or a connection without HELLO after 10 s, is closed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cf/log.h"
+#include "daemon_internal.h"
+#include "proto/handshake.h"
+
+#define MAX_PENDING   8
+#define MAX_SUBS      64
+#define HELLO_TIMEOUT 10000
+
+struct upreq {
+    uint64_t req_id;
+    uint32_t piece;
+    uint8_t digest[32];
+    char task_id[PROTO_TASK_ID_LEN + 1];
+};
+
+struct upconn {
+    struct upconn *next;
+    peer_daemon *d;
+    proto_conn *c;
+    int hello_done;
+    int pumping;
+    int piece_in_queue; /* holds an upload slot */
+    int read_paused;
+    uint64_t accepted_ms, piece_sent_ms;
+    struct upreq q[MAX_PENDING];
+    int q_head, q_len;
+    char subs[MAX_SUBS][PROTO_TASK_ID_LEN + 1];
+    int n_subs;
+};
+
+static int send_msg(struct upconn *uc, const proto_msg *m)
+{
+    return proto_conn_send(uc->c, m, NULL, 0, NULL);
+}
+
+static void send_error(struct upconn *uc, uint32_t code, uint64_t req_id, const char *task_id,
+                       const char *msg)
+{
+    proto_msg m = {.type = PROTO_MSG_ERROR};
+    m.u.error.code = code;
+    m.u.error.message = msg;
+    m.u.error.req_id = req_id;
+    m.u.error.task_id = task_id;
+    send_msg(uc, &m);
+}
+
+static void up_pump(struct upconn *uc);
+
+static void on_bucket_timer(uv_timer_t *tm)
+{
+    peer_daemon *d = tm->data;
+    d->bucket_timer_on = 0;
+    for (struct upconn *uc = d->upconns; uc; uc = uc->next) up_pump(uc);
+}
+
+#ifdef CHUNKFLY_FAULTS
+/* Test-only (CHUNKFLY_FAULTS builds, CHUNKFLY_FAULT_CORRUPT_UPLOAD=1): serve the piece with
+ * flipped bytes through a read+modify+send path. The pread runs on the loop: this code never
+ * exists in production builds. */
+static int send_corrupt(struct upconn *uc, const proto_msg *m, const peer_piece_lease *l)
+{
+    uint8_t *buf = malloc(l->length ? l->length : 1);
+    if (!buf) return -ENOMEM;
+    ssize_t n = pread(l->fd, buf, l->length, (off_t)l->offset);
+    if (n != (ssize_t)l->length) {
+        free(buf);
+        return -EIO;
+    }
+    for (uint32_t i = 0; i < l->length; i += 4096) buf[i] ^= 0x5a;
+    int rc = proto_conn_send(uc->c, m, buf, l->length, NULL);
+    free(buf);
+    return rc;
+}
+#endif
+
+static void up_pump(struct upconn *uc)
+{
+    peer_daemon *d = uc->d;
+    if (uc->pumping || !uc->hello_done || d->stopping) return;
+    uc->pumping = 1;
+    while (uc->q_len && !uc->piece_in_queue) {
+        struct upreq *r = &uc->q[uc->q_head];
+        peer_piece_lease lease;
+        cf_err err = {0};
+        int rc = peer_store_lease_piece(d->store, r->digest, r->piece, &lease, &err);
+        if (rc) {
+            d->m.upload_refused++;
+            send_error(uc,
+                       rc == -ENOENT   ? PROTO_E_UNKNOWN_TASK
+                       : rc == -EINVAL ? PROTO_E_RANGE
+                                       : PROTO_E_NOT_FOUND,
+                       r->req_id, r->task_id, rc == -ENODATA ? "piece not held" : "not held");
+        } else if (d->slots_used >= d->o.upload_slots) {
+            peer_store_lease_release(d->store, &lease);
+            d->m.upload_busy++;
+            send_error(uc, PROTO_E_BUSY, r->req_id, r->task_id, "no free upload slot");
+        } else if (!peer_token_bucket_take(&d->bucket, lease.length, pd_now(d))) {
+            peer_store_lease_release(d->store, &lease);
+            if (!d->bucket_timer_on) {
+                d->bucket_timer_on = 1;
+                uv_timer_start(&d->bucket_timer, on_bucket_timer,
+                               peer_token_bucket_wait_ms(&d->bucket, pd_now(d)), 0);
+            }
+            break; /* keep the request; retried when tokens are back */
+        } else {
+            proto_msg m = {.type = PROTO_MSG_PIECE_DATA};
+            m.u.piece_data.req_id = r->req_id;
+            m.u.piece_data.task_id = r->task_id;
+            m.u.piece_data.piece = r->piece;
+            /* account first: the queue may drain (on_drain) inside the send call */
+            uc->piece_in_queue = 1;
+            d->slots_used++;
+            uc->piece_sent_ms = pd_now(d);
+#ifdef CHUNKFLY_FAULTS
+            if (d->faults_corrupt)
+                rc = send_corrupt(uc, &m, &lease);
+            else
+#endif
+                rc = proto_conn_send_file(uc->c, &m, lease.fd, lease.offset, lease.length, &err);
+            peer_store_lease_release(d->store, &lease); /* the conn holds its own dup of fd */
+            if (rc) {
+                if (uc->piece_in_queue) {
+                    uc->piece_in_queue = 0;
+                    d->slots_used--;
+                }
+                cf_warn("upload to %s: %s", proto_conn_peer_name(uc->c), cf_err_str(&err, rc));
+                proto_conn_close(uc->c, rc, "cannot queue piece");
+                break;
+            }
+            d->m.pieces_served++;
+            d->m.bytes_served_peers += lease.length;
+        }
+        uc->q_head = (uc->q_head + 1) % MAX_PENDING;
+        uc->q_len--;
+    }
+    if (uc->read_paused && uc->q_len < MAX_PENDING / 2 && proto_conn_resume_read(uc->c) == 0)
+        uc->read_paused = 0;
+    uc->pumping = 0;
+}
+
+static void on_drain(proto_conn *c)
+{
+    struct upconn *uc = proto_conn_data(c);
+    if (uc->piece_in_queue) {
+        uc->piece_in_queue = 0;
+        uc->d->slots_used--;
+    }
+    up_pump(uc);
+}
+
+static void handle_avail_query(struct upconn *uc, const proto_avail_query *q)
+{
+    peer_daemon *d = uc->d;
+    uint8_t digest[32];
+    proto_task_id_to_digest(q->task_id, digest);
+    uint32_t pc = 0;
+    int rc = peer_store_bitmap(d->store, digest, NULL, 0, &pc);
+    if (rc == -ENOENT) {
+        send_error(uc, PROTO_E_UNKNOWN_TASK, 0, q->task_id, "blob not held");
+        return;
+    }
+    size_t nb = proto_bitmap_nbytes(pc);
+    uint8_t *bits = calloc(1, nb ? nb : 1);
+    if (!bits) return;
+    rc = peer_store_bitmap(d->store, digest, bits, nb ? nb : 1, &pc);
+    if (rc == 0) {
+        proto_msg m = {.type = PROTO_MSG_AVAIL};
+        m.u.avail.task_id = q->task_id;
+        m.u.avail.piece_count = pc;
+        m.u.avail.bits = bits;
+        m.u.avail.bits_len = nb;
+        send_msg(uc, &m);
+    }
+    free(bits);
+    if (q->subscribe) {
+        for (int i = 0; i < uc->n_subs; i++)
+            if (strcmp(uc->subs[i], q->task_id) == 0) return;
+        if (uc->n_subs < MAX_SUBS)
+            snprintf(uc->subs[uc->n_subs++], PROTO_TASK_ID_LEN + 1, "%s", q->task_id);
+    }
+}
+
+void upload_notify_piece(peer_daemon *d, const struct task *t, uint32_t piece)
+{
+    for (struct upconn *uc = d->upconns; uc; uc = uc->next) {
+        for (int i = 0; i < uc->n_subs; i++) {
+            if (strcmp(uc->subs[i], t->id) != 0) continue;
+            proto_piece_run run = {piece, 1};
+            proto_msg m = {.type = PROTO_MSG_AVAIL_UPDATE};
+            m.u.avail_update.task_id = t->id;
+            m.u.avail_update.runs = &run;
+            m.u.avail_update.n_runs = 1;
+            send_msg(uc, &m); /* -ENOBUFS for a reader that stopped reading: dropped */
+            break;
+        }
+    }
+}
+
+static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
+                     const uint8_t *payload)
+{
+    (void)payload;
+    struct upconn *uc = proto_conn_data(c);
+    peer_daemon *d = uc->d;
+    proto_msg m;
+    cf_err err = {0};
+    int rc = proto_msg_decode(h->type, body, h->body_len, h->payload_len, &m, &err);
+    if (rc) {
+        d->m.bad_frames++;
+        cf_debug("upload %s: bad %s frame: %s", proto_conn_peer_name(c),
+                 proto_msg_type_name(h->type), cf_err_str(&err, rc));
+        send_error(uc, rc == -ENOTSUP ? PROTO_E_UNEXPECTED : PROTO_E_BAD_MESSAGE, 0, NULL,
+                   cf_err_str(&err, rc));
+        proto_conn_close_after_flush(c, -EBADMSG, "bad frame");
+        return;
+    }
+    if (!uc->hello_done) {
+        if (m.type != PROTO_MSG_HELLO) {
+            send_error(uc, PROTO_E_UNEXPECTED, 0, NULL, "HELLO expected first");
+            proto_conn_close_after_flush(c, -EPROTO, "no HELLO");
+            proto_msg_free(&m);
+            return;
+        }
+        proto_hello ours;
+        proto_hello_init(&ours, d->host_id, PROTO_ROLE_PEER, PROTO_CAP_AVAIL_PUSH, 0);
+        uint32_t ver, pmax;
+        rc = proto_handshake_check(&ours, &m.u.hello, &ver, &pmax, &err);
+        proto_msg_free(&m);
+        if (rc) {
+            proto_msg r;
+            proto_handshake_refusal(&r, &err);
+            send_msg(uc, &r);
+            proto_conn_close_after_flush(c, rc, "handshake refused");
+            return;
+        }
+        proto_conn_set_peer_max_payload(c, pmax);
+        proto_msg r = {.type = PROTO_MSG_HELLO};
+        r.u.hello = ours;
+        send_msg(uc, &r);
+        uc->hello_done = 1;
+        return;
+    }
+    switch (m.type) {
+    case PROTO_MSG_PIECE_REQUEST: {
+        if (uc->q_len == MAX_PENDING) { /* cannot happen while reading is paused; be safe */
+            send_error(uc, PROTO_E_BUSY, m.u.piece_request.req_id, m.u.piece_request.task_id,
+                       "too many requests");
+            break;
+        }
+        struct upreq *r = &uc->q[(uc->q_head + uc->q_len) % MAX_PENDING];
+        r->req_id = m.u.piece_request.req_id;
+        r->piece = m.u.piece_request.piece;
+        snprintf(r->task_id, sizeof(r->task_id), "%s", m.u.piece_request.task_id);
+        proto_task_id_to_digest(r->task_id, r->digest);
+        uc->q_len++;
+        if (uc->q_len == MAX_PENDING) {
+            proto_conn_pause_read(c);
+            uc->read_paused = 1;
+        }
+        up_pump(uc);
+        break;
+    }
+    case PROTO_MSG_AVAIL_QUERY:
+        handle_avail_query(uc, &m.u.avail_query);
+        break;
+    case PROTO_MSG_LEAVE_TASK:
+        for (int i = 0; i < uc->n_subs; i++)
+            if (strcmp(uc->subs[i], m.u.leave_task.task_id) == 0) {
+                memcpy(uc->subs[i], uc->subs[--uc->n_subs], sizeof(uc->subs[i]));
+                break;
+            }
+        break;
+    default:
+        send_error(uc, PROTO_E_UNEXPECTED, 0, NULL, "message not handled by a piece server");
+        break;
+    }
+    proto_msg_free(&m);
+}
+
+static void on_close(proto_conn *c, int status, const char *reason)
+{
+    (void)status;
+    struct upconn *uc = proto_conn_data(c);
+    peer_daemon *d = uc->d;
+    if (uc->piece_in_queue) d->slots_used--;
+    for (struct upconn **pp = &d->upconns; *pp; pp = &(*pp)->next)
+        if (*pp == uc) {
+            *pp = uc->next;
+            break;
+        }
+    d->n_upconns--;
+    cf_debug("upload %s closed: %s", proto_conn_peer_name(c), reason);
+    free(uc);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    peer_daemon *d = server->data;
+    if (status < 0 || d->stopping) return;
+    struct upconn *uc = calloc(1, sizeof(*uc));
+    if (!uc) return;
+    uc->d = d;
+    uc->accepted_ms = pd_now(d);
+    /* high watermark 1: "congested" while a piece is queued, on_drain once it left */
+    proto_conn_opts co = {.idle_timeout_ms = d->o.timing.idle_timeout_ms,
+                          .high_watermark = 1,
+                          .low_watermark = 0,
+                          .max_queued = 32u << 20,
+                          .max_payload = 4096};
+    proto_conn_cbs cbs = {.on_frame = on_frame, .on_drain = on_drain, .on_close = on_close};
+    int rc = proto_conn_accept(server, &co, &cbs, uc, &uc->c);
+    if (rc) {
+        free(uc);
+        return;
+    }
+    uc->next = d->upconns;
+    d->upconns = uc;
+    d->n_upconns++;
+    if (d->n_upconns > d->o.upload_max_conns) {
+        d->m.upload_refused++;
+        send_error(uc, PROTO_E_BUSY, 0, NULL, "too many connections");
+        proto_conn_close_after_flush(uc->c, -EBUSY, "too many connections");
+    }
+}
+
+void upload_tick(peer_daemon *d)
+{
+    uint64_t now = pd_now(d);
+    for (struct upconn *uc = d->upconns; uc; uc = uc->next) {
+        if (!uc->hello_done && now - uc->accepted_ms > HELLO_TIMEOUT)
+            proto_conn_close(uc->c, -ETIMEDOUT, "no HELLO in time");
+        else if (uc->piece_in_queue && now - uc->piece_sent_ms > d->o.upload_piece_timeout_ms)
+            proto_conn_close(uc->c, -ETIMEDOUT, "reader too slow");
+    }
+}
+
+int upload_server_start(peer_daemon *d, cf_err *err)
+{
+    struct sockaddr_storage ss;
+    if (proto_addr_parse(d->o.listen, &ss))
+        return cf_err_set(err, -EINVAL, "--listen '%s': expected numeric ip:port", d->o.listen);
+    uv_tcp_init(d->loop, &d->up_listen);
+    d->up_listen.data = d;
+    int rc = uv_tcp_bind(&d->up_listen, (struct sockaddr *)&ss, 0);
+    if (!rc) rc = uv_listen((uv_stream_t *)&d->up_listen, 256, on_connection);
+    if (rc) {
+        uv_close((uv_handle_t *)&d->up_listen, NULL);
+        d->up_listen.data = NULL;
+        return cf_err_set(err, rc, "upload server %s: %s", d->o.listen, uv_strerror(rc));
+    }
+    return 0;
+}
+
+void upload_server_stop(peer_daemon *d)
+{
+    if (d->up_listen.data && !uv_is_closing((uv_handle_t *)&d->up_listen))
+        uv_close((uv_handle_t *)&d->up_listen, NULL);
+    for (struct upconn *uc = d->upconns; uc; uc = uc->next)
+        proto_conn_close(uc->c, 0, "shutting down");
+}

@@ -1,0 +1,62 @@
+#!/bin/bash
+# chunkfly-peer without a scheduler: local API reads come from a real docker-registry (back to
+# source, HTTP Range), bytes and sha256 correct, cut-through ranges, cache hit on re-read and
+# after a restart (SIGTERM = clean exit 0, index flushed), stat/list/pin, clear errors for an
+# unknown blob and an unreachable origin (within 10 s).
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
+
+start_registry 127.0.0.9
+REPO=test/peer
+make_blob "$T/blob" 9
+push_blob "$REPO" "$T/blob"
+note "blob $BLOB ($(stat -c %s "$T/blob") bytes)"
+
+start_peer 1
+note "range read in the middle (cut-through: covering pieces only)"
+get 1 3000000 100000 "$T/range" || fail "range read failed"
+cmp "$T/range" <(tail -c +3000001 "$T/blob" | head -c 100000) || fail "range bytes differ"
+
+note "whole-blob read"
+get 1 0 "$(stat -c %s "$T/blob")" "$T/out" || fail "read failed"
+[ "$(sha256sum <"$T/out" | cut -d' ' -f1)" = "${BLOB#sha256:}" ] || fail "sha256 differs"
+[ "$(metric 1 bytes_from_origin_total)" -ge "$(stat -c %s "$T/blob")" ] || fail "origin bytes"
+
+note "stat / list / pin"
+for _ in $(seq 50); do
+    "$CLIENT_BIN" "$T/p1.sock" stat "$BLOB" | grep -q complete=1 && break
+    sleep 0.1
+done
+"$CLIENT_BIN" "$T/p1.sock" stat "$BLOB" | grep -q complete=1 || fail "not complete+verified"
+"$CLIENT_BIN" "$T/p1.sock" list | grep -q "$BLOB" || fail "list misses the blob"
+"$CLIENT_BIN" "$T/p1.sock" pin "$BLOB" | grep -q ok || fail "pin"
+"$CLIENT_BIN" "$T/p1.sock" stat "$BLOB" | grep -q pinned=1 || fail "not pinned"
+"$CLIENT_BIN" "$T/p1.sock" unpin "$BLOB" | grep -q ok || fail "unpin"
+
+note "cache hit: re-read with the registry gone"
+bg_stop "$REGISTRY_PID"
+get 1 0 "$(stat -c %s "$T/blob")" "$T/out2" || fail "cached read failed"
+cmp "$T/out" "$T/out2" || fail "cached bytes differ"
+[ "$(metric 1 cache_hits_total)" -ge 1 ] || fail "no cache hit counted"
+
+note "SIGTERM: clean exit 0; restart serves from the cache"
+kill "${PEER_PID[1]}"
+wait "${PEER_PID[1]}"; rc=$?
+[ $rc = 0 ] || fail "exit code $rc after SIGTERM"
+start_peer 1
+get 1 0 "$(stat -c %s "$T/blob")" "$T/out3" || fail "read after restart failed"
+cmp "$T/out" "$T/out3" || fail "bytes after restart differ"
+
+note "unknown blob, registry down: clear error within 10 s"
+start=$(date +%s)
+out=$("$CLIENT_BIN" "$T/p1.sock" read "sha256:$(printf '%064d' 1)" "$REGISTRY/$REPO@sha256:$(printf '%064d' 1)" 0 10 /dev/null) && fail "read of an unreachable origin succeeded"
+el=$(($(date +%s) - start))
+echo "$out"
+echo "$out" | grep -q "^error 10:" || fail "expected an ORIGIN error, got: $out"
+[ "$el" -le 10 ] || fail "error took ${el}s"
+
+note "bad request: origin names another digest"
+out=$("$CLIENT_BIN" "$T/p1.sock" read "$BLOB" "$REGISTRY/$REPO@sha256:$(printf '%064d' 2)" 0 10 /dev/null) && fail "mismatching origin accepted"
+echo "$out" | grep -q "^error 2:" || fail "expected BAD_MESSAGE, got $out"
+peer_alive_or_fail 1
+echo PASS
