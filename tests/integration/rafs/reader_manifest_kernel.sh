@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Our reader's tree listing (inspect --manifest) equals the kernel EROFS view of the same
 # bootstrap: the nydus v2.2 fixture and hand-patched variants (symlink, whiteout, hard link,
-# xattrs), metadata only; then with real file content, the kernel reading an uncompressed blob
+# xattrs, fifo, socket, compact inode), metadata only; then with real file content, the kernel reading an uncompressed blob
 # image built by make_blob_cache vs our reader decompressing the nydus blob.
 . "$CHUNKFLY_SRC/tests/lib/testlib.sh"
 V6=$CHUNKFLY_FIXTURES/nydus/v6
@@ -33,12 +33,13 @@ compare() { # compare NAME BOOTSTRAP
 }
 
 compare fixture "$BOOT"
-for v in symlink whiteout hardlink xattr; do
+for v in symlink whiteout hardlink xattr fifo socket compact; do
     "$CHUNKFLY_BUILD/tests/make_variant" "$BOOT" "$T/$v.boot" "$v"
     compare "$v" "$T/$v.boot"
 done
 grep -q "user.foo=626172" "$T/xattr.ours" || fail "xattr variant lacks user.foo"
 grep -q "	c	0	.*	0:0	" "$T/whiteout.ours" || fail "whiteout variant lacks a 0:0 char device"
+grep -q "^lib.rs	f	600	1000	100	16931	0	" "$T/compact.ours" || fail "compact inode line"
 
 note "file content: kernel over an uncompressed blob image vs our reader over the nydus blob"
 mkdir -p "$T/cache"

@@ -11,7 +11,7 @@ int main(int argc, char **argv)
 {
     if (argc != 4) {
         fprintf(stderr, "usage: make_variant IN OUT symlink|whiteout|hardlink|xattr|xattr-acl|"
-                        "loop|bad-dot\n");
+                        "fifo|socket|compact|loop|bad-dot\n");
         return 2;
     }
     static uint8_t b[RV_SIZE + 1];
@@ -28,6 +28,9 @@ int main(int argc, char **argv)
              : !strcmp(k, "hardlink")  ? rv_hardlink(b, n)
              : !strcmp(k, "xattr")     ? rv_xattr(b, n, 0)
              : !strcmp(k, "xattr-acl") ? rv_xattr(b, n, 1)
+             : !strcmp(k, "fifo")      ? rv_special(b, n, 'p')
+             : !strcmp(k, "socket")    ? rv_special(b, n, 's')
+             : !strcmp(k, "compact")   ? rv_compact(b, n)
              : !strcmp(k, "loop")      ? rv_loop(b, n)
              : !strcmp(k, "bad-dot")   ? rv_bad_dot(b, n)
                                        : -2;

@@ -111,6 +111,38 @@ static inline int rv_xattr(uint8_t *b, size_t len, int acl)
     return 0;
 }
 
+/* sync_io.rs becomes a FIFO (kind 'p') or a socket (kind 's') */
+static inline int rv_special(uint8_t *b, size_t len, char kind)
+{
+    if (!rv_is_fixture(b, len)) return -1;
+    rv_put16(b + RV_SYNC, 0x0001);
+    rv_put16(b + RV_SYNC + 4, kind == 'p' ? 010640 : 0140755);
+    rv_put64(b + RV_SYNC + 8, 0);
+    rv_put32(b + RV_SYNC + 16, 0);
+    b[RV_DIRENTS + 36 + 10] = kind == 'p' ? 5 : 6;
+    return 0;
+}
+
+/* lib.rs becomes a 32-byte compact inode (chunk index moves to the next 8-byte boundary);
+ * compact inodes have no mtime: readers report the superblock build time (0 here) */
+static inline int rv_compact(uint8_t *b, size_t len)
+{
+    if (!rv_is_fixture(b, len)) return -1;
+    uint8_t idx[8];
+    memcpy(idx, b + RV_LIB + 64, 8);
+    memset(b + RV_LIB, 0, 0x60);
+    rv_put16(b + RV_LIB, 0x0008); /* compact, CHUNK_BASED */
+    rv_put16(b + RV_LIB + 4, 0100600);
+    rv_put16(b + RV_LIB + 6, 1); /* nlink */
+    rv_put32(b + RV_LIB + 8, 16931);
+    rv_put32(b + RV_LIB + 16, 0x28); /* chunk format: indexes, 1 MiB */
+    rv_put32(b + RV_LIB + 20, 2);
+    rv_put16(b + RV_LIB + 24, 1000); /* uid */
+    rv_put16(b + RV_LIB + 26, 100);  /* gid */
+    memcpy(b + RV_LIB + 32, idx, 8);
+    return 0;
+}
+
 /* "sync_io.rs" becomes a directory entry pointing back at the root: a directory loop */
 static inline int rv_loop(uint8_t *b, size_t len)
 {

@@ -453,6 +453,37 @@ static void test_variant_symlink_whiteout_hardlink(void **state)
     rafs_image_close(img);
 }
 
+static int patch_fifo(uint8_t *b, size_t len)
+{
+    return rv_special(b, len, 'p');
+}
+
+static void test_variant_compact_fifo(void **state)
+{
+    (void)state;
+    rafs_image *img = open_variant(rv_compact);
+    struct rafs_stat st;
+    assert_int_equal(rafs_stat(img, 133, &st, NULL), 0);
+    assert_int_equal(st.extended, 0);
+    assert_int_equal(st.mode, 0100600);
+    assert_int_equal(st.uid, 1000);
+    assert_int_equal(st.gid, 100);
+    assert_int_equal(st.nlink, 1);
+    assert_int_equal(st.size, 16931);
+    assert_int_equal(st.mtime, 0); /* superblock build time */
+    struct rafs_chunk_ref r;
+    assert_int_equal(rafs_file_chunk(img, 133, 0, &r, NULL), 0);
+    assert_int_equal(r.compressed_size, 0x12dc);
+    rafs_image_close(img);
+    img = open_variant(patch_fifo);
+    assert_int_equal(rafs_stat(img, 136, &st, NULL), 0);
+    assert_int_equal(st.mode, 010640);
+    int n = 0;
+    assert_int_equal(rafs_walk(img, count_cb, &n, NULL), 0);
+    assert_int_equal(n, 3);
+    rafs_image_close(img);
+}
+
 static int patch_xattr_acl(uint8_t *b, size_t len)
 {
     return rv_xattr(b, len, 1);
@@ -536,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_toc_meta_blob_inline_bootstrap),
         cmocka_unit_test(test_v5_recognised),
         cmocka_unit_test(test_variant_symlink_whiteout_hardlink),
+        cmocka_unit_test(test_variant_compact_fifo),
         cmocka_unit_test(test_variant_xattrs),
         cmocka_unit_test(test_variant_loops),
     };
