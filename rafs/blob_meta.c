@@ -94,6 +94,13 @@ int rafs_blob_meta_decode(const struct rafs_ci_header_info *hdr, const void *ci,
     if (len != hdr->ci_uncompressed_size)
         return cf_err_set(err, -EBADMSG, "ci array: %zu bytes, header says %llu", len,
                           (unsigned long long)hdr->ci_uncompressed_size);
+    /* callers may hand in headers not checked by rafs_ci_header_parse: re-check the extents */
+    uint64_t need = (uint64_t)hdr->entries * ci_entry_size(hdr->features), zend;
+    if (hdr->entries > (1u << 24) || need > len ||
+        ((hdr->features & (RAFS_BLOB_ZRAN | RAFS_BLOB_BATCH)) &&
+         (!rafs_add_ok(hdr->zran_offset, hdr->zran_size, &zend) || zend > len ||
+          hdr->zran_offset < need || (uint64_t)hdr->zran_count * ZRAN_CTX_SIZE > hdr->zran_size)))
+        return cf_err_set(err, -EBADMSG, "ci array: header extents do not fit %zu bytes", len);
     struct rafs_blob_meta *m = calloc(1, sizeof(*m));
     if (!m) return cf_err_set(err, -ENOMEM, "out of memory");
     m->hdr = *hdr;
@@ -260,6 +267,9 @@ int rafs_blob_meta_load(int fd, uint64_t blob_size, const struct rafs_blob_info 
                         struct rafs_blob_meta **out, cf_err *err)
 {
     uint64_t total;
+    if (bi->ci_compressed_size > RAFS_CI_MAX_SIZE)
+        return cf_err_set(err, -EBADMSG, "blob %s: ci array of %llu bytes over the limit", bi->id,
+                          (unsigned long long)bi->ci_compressed_size);
     if (!rafs_add_ok(bi->ci_compressed_size, RAFS_CI_HEADER_SIZE, &total) ||
         !rafs_range_ok(bi->ci_offset, total, blob_size))
         return cf_err_set(
