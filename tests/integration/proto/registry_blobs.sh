@@ -83,6 +83,14 @@ expect_fail "$FETCH" --plain-http --no-config -o /dev/full "$ref"
 grep -q "writing blob $d to fd [0-9]* at offset 0: No space left on device \[ENOSPC\]" "$T/err" ||
     fail "sink error unclear"
 
+note "a callback that gives up mid-stream stops the transfer with its own error"
+expect_fail "$FETCH" --plain-http --no-config --abort-after 100000 -o "$T/out" "$ref" >"$T/n"
+grep -q "write callback failed: Operation canceled \[ECANCELED\]" "$T/err" || fail "abort unclear"
+n=$(head -n1 "$T/n") # expect_fail also echoes the error to stdout
+[ "$n" -ge 100000 ] && [ "$n" -lt "$size" ] || fail "abort: delivered $n bytes"
+[ "$(stat -c %s "$T/out")" = "$n" ] || fail "abort: delivered count differs from bytes written"
+cmp <(slice "$T/blob" 0 "$n") "$T/out" || fail "abort: delivered bytes differ"
+
 note "unknown blob and unknown tag"
 zero="sha256:$(printf x | sha256sum | cut -d' ' -f1)"
 expect_fail "$FETCH" --plain-http --no-config -o "$T/out" "$REG/test/blobs@$zero"

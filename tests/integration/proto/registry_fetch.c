@@ -1,12 +1,14 @@
 /* registry_fetch: a thin test CLI over proto_registry (blob ranges, HEAD, manifests).
  *   registry_fetch [--plain-http] [--config FILE | --no-config] [--user U:P] [--verify]
  *                  [--head | --manifest] [--range A-B | --range A-] [--threads N] [--repeat N]
- *                  [--pause MS (between repeats)]
+ *                  [--pause MS (between repeats)] [--abort-after N]
  *                  [--connect-timeout MS] [--stall-timeout MS] [--retries N] [-v] -o FILE REF
  * REF is host[:port]/repo@sha256:... for blobs (and --head), or host/repo:tag|@digest for
  * --manifest. --head prints the blob size; --manifest writes the body to FILE and prints
  * "<media type> <digest>". --threads N splits the blob (or range) into N parts fetched in
  * parallel through ONE shared client into FILE (exercises thread safety and pwrite at offsets).
+ * --abort-after N uses the callback API with a sink that fails with ECANCELED once it holds at
+ * least N bytes; the delivered count is printed.
  * Errors: one line "registry_fetch: <message> [ERRNO_NAME]" on stderr, exit 1. */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,12 +63,28 @@ static void *part_main(void *arg)
     return NULL;
 }
 
+/* Writes to fd, then fails with -ECANCELED once `limit` bytes were taken. */
+struct counting_sink {
+    int fd;
+    uint64_t taken, limit;
+};
+
+static int counting_write(void *ctx, const void *data, size_t len)
+{
+    struct counting_sink *k = ctx;
+    if (k->taken >= k->limit) return -ECANCELED;
+    if (write(k->fd, data, len) != (ssize_t)len) return -EIO;
+    k->taken += len;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     proto_registry_opts o = {0};
     const char *out = NULL, *refstr = NULL, *range = NULL;
     char *user = NULL;
     int head = 0, manifest = 0, verify = 0, threads = 1, repeat = 1, pause_ms = 0;
+    uint64_t abort_after = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (usage(), ""))
@@ -96,6 +114,8 @@ int main(int argc, char **argv)
             threads = atoi(NEXT());
         else if (!strcmp(a, "--repeat"))
             repeat = atoi(NEXT());
+        else if (!strcmp(a, "--abort-after"))
+            abort_after = strtoull(NEXT(), NULL, 10);
         else if (!strcmp(a, "--pause"))
             pause_ms = atoi(NEXT());
         else if (!strcmp(a, "--connect-timeout"))
@@ -174,7 +194,14 @@ int main(int argc, char **argv)
             status = 1;
             break;
         }
-        if (threads == 1) {
+        if (abort_after) { /* callback path: a sink that gives up after N bytes */
+            struct counting_sink k = {fd, 0, abort_after};
+            uint64_t got = 0;
+            rc = proto_registry_blob_get(r, ref.repo, ref.digest, a, len, 0, counting_write, &k,
+                                         &got, &err);
+            printf("%" PRIu64 "\n", got);
+            if (rc < 0) status = die(rc, &err);
+        } else if (threads == 1) {
             uint64_t got = 0;
             rc = proto_registry_blob_get_fd(r, ref.repo, ref.digest, a, len,
                                             verify ? PROTO_REGISTRY_VERIFY : 0, fd, 0, &got, &err);
