@@ -527,6 +527,33 @@ int proto_registry_blob_get_fd(proto_registry *r, const char *repo, const char *
     return rc;
 }
 
+struct mem_sink {
+    uint8_t *buf;
+    size_t cap, used;
+};
+
+static int mem_write(void *ctx, const void *data, size_t len)
+{
+    struct mem_sink *k = ctx;
+    if (len > k->cap - k->used) return -EOVERFLOW; /* cannot happen: the range bounds it */
+    memcpy(k->buf + k->used, data, len);
+    k->used += len;
+    return 0;
+}
+
+int proto_registry_blob_read(proto_registry *r, const char *repo, const char *digest,
+                             uint64_t offset, size_t length, void *buf, size_t *got, cf_err *err)
+{
+    if (got) *got = 0;
+    if (!buf || length == 0)
+        return cf_err_set(err, -EINVAL, "registry %s: blob_read needs a buffer and a length",
+                          r->host);
+    struct mem_sink k = {buf, length, 0};
+    int rc = proto_registry_blob_get(r, repo, digest, offset, length, 0, mem_write, &k, NULL, err);
+    if (got) *got = k.used;
+    return rc;
+}
+
 #define MANIFEST_ACCEPT                                                                            \
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "        \
     "application/vnd.docker.distribution.manifest.v2+json, "                                       \

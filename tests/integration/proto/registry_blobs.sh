@@ -30,6 +30,12 @@ note "bounded range 100-199"
 "$FETCH" --plain-http --no-config --range 100-199 -o "$T/out" "$ref"
 cmp <(slice "$T/blob" 100 100) "$T/out" || fail "range 100-199 differs"
 
+note "range into memory (proto_registry_blob_read), also past the end"
+"$FETCH" --plain-http --no-config --mem --range 4096-1052671 -o "$T/out" "$ref"
+cmp <(slice "$T/blob" 4096 1048576) "$T/out" || fail "blob_read range differs"
+"$FETCH" --plain-http --no-config --mem --range $((size - 5))-$((size + 5)) -o "$T/out" "$ref"
+cmp <(slice "$T/blob" $((size - 5)) 5) "$T/out" || fail "blob_read clamped range differs"
+
 note "single byte, last byte, open range"
 "$FETCH" --plain-http --no-config --range 0-0 -o "$T/out" "$ref"
 cmp <(slice "$T/blob" 0 1) "$T/out" || fail "range 0-0 differs"

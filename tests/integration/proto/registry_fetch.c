@@ -1,7 +1,7 @@
 /* registry_fetch: a thin test CLI over proto_registry (blob ranges, HEAD, manifests).
  *   registry_fetch [--plain-http] [--config FILE | --no-config] [--user U:P] [--verify]
  *                  [--head | --manifest] [--range A-B | --range A-] [--threads N] [--repeat N]
- *                  [--pause MS (between repeats)] [--abort-after N]
+ *                  [--pause MS (between repeats)] [--abort-after N] [--mem (needs --range A-B)]
  *                  [--connect-timeout MS] [--stall-timeout MS] [--retries N] [-v] -o FILE REF
  * REF is host[:port]/repo@sha256:... for blobs (and --head), or host/repo:tag|@digest for
  * --manifest. --head prints the blob size; --manifest writes the body to FILE and prints
@@ -85,6 +85,7 @@ int main(int argc, char **argv)
     char *user = NULL;
     int head = 0, manifest = 0, verify = 0, threads = 1, repeat = 1, pause_ms = 0;
     uint64_t abort_after = 0;
+    int mem = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (usage(), ""))
@@ -114,6 +115,8 @@ int main(int argc, char **argv)
             threads = atoi(NEXT());
         else if (!strcmp(a, "--repeat"))
             repeat = atoi(NEXT());
+        else if (!strcmp(a, "--mem"))
+            mem = 1;
         else if (!strcmp(a, "--abort-after"))
             abort_after = strtoull(NEXT(), NULL, 10);
         else if (!strcmp(a, "--pause"))
@@ -194,7 +197,16 @@ int main(int argc, char **argv)
             status = 1;
             break;
         }
-        if (abort_after) { /* callback path: a sink that gives up after N bytes */
+        if (mem) { /* proto_registry_blob_read into a malloc'd buffer, then to the file */
+            if (!len || len > (256u << 20)) usage();
+            void *b = malloc(len);
+            size_t got = 0;
+            rc = b ? proto_registry_blob_read(r, ref.repo, ref.digest, a, len, b, &got, &err)
+                   : -ENOMEM;
+            if (rc == 0 && write(fd, b, got) != (ssize_t)got) rc = -errno;
+            if (rc < 0) status = die(rc, &err);
+            free(b);
+        } else if (abort_after) { /* callback path: a sink that gives up after N bytes */
             struct counting_sink k = {fd, 0, abort_after};
             uint64_t got = 0;
             rc = proto_registry_blob_get(r, ref.repo, ref.digest, a, len, 0, counting_write, &k,

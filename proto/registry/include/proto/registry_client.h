@@ -143,6 +143,11 @@ int proto_registry_blob_get_fd(proto_registry *r, const char *repo, const char *
                                uint64_t offset, uint64_t length, unsigned flags, int fd,
                                uint64_t fd_offset, uint64_t *delivered, cf_err *err);
 
+/* Same, into memory: bytes [offset, offset+length) land in buf (length > 0 bytes, caller-owned);
+ * *got (may be NULL) says how many arrived (fewer only when the blob ends first). */
+int proto_registry_blob_read(proto_registry *r, const char *repo, const char *digest,
+                             uint64_t offset, size_t length, void *buf, size_t *got, cf_err *err);
+
 /* A fetched manifest. Free with proto_manifest_free (safe on a zeroed struct). */
 typedef struct proto_manifest {
     uint8_t *body; /* malloc'd, NUL-terminated (not counted in len) */
