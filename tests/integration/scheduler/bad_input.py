@@ -181,7 +181,7 @@ print("ok wrong types / unknown type / bad task id / version refusal")
 # 6. a client that connects and sends nothing is closed after the handshake timeout
 s = connect()
 t0 = time.time()
-expect_closed(s, "silent client", timeout=10)
+expect_closed(s, "silent client", timeout=20)
 print(f"ok silent client closed after {time.time() - t0:.1f}s")
 
 # 7. HTTP: malformed requests do not crash; limits answer 4xx
@@ -253,7 +253,7 @@ def idle_round(label):
     per_conn = (rss1 - rss0) * 1024 / n_idle
     assert per_conn < 96 * 1024, f"{per_conn:.0f} bytes per idle connection"
     alive()
-    deadline = time.time() + 30
+    deadline = time.time() + 40
     open_socks = list(socks)
     while open_socks and time.time() < deadline:
         still = []

@@ -7,7 +7,7 @@
 
 N=${SCHED_IDLE_CONNS:-10000}
 ulimit -n $((N + 2048)) 2>/dev/null || skip "cannot raise the open-file limit to $((N + 2048))"
-start_sched S --set handshake_timeout=3s --set timing.idle_timeout=20s --set http_idle_timeout=2s \
+start_sched S --set handshake_timeout=10s --set timing.idle_timeout=20s --set http_idle_timeout=2s \
     --log-level warn
 SCHED_PID=$S_PID python3 "$CHUNKFLY_SRC/tests/integration/scheduler/bad_input.py" "$S_MESH" "$S_HTTP" "$N" \
     || fail "adversarial client failed; scheduler log: $(tail -20 "$T/S.log")"
