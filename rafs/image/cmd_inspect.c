@@ -1,6 +1,6 @@
 /* chunkfly-image inspect: print RAFS v6 metadata as JSON (request mode -R "stats" | "ls" |
- * "blobs" | "prefetch", or one request per stdin line), and --manifest: the canonical tree
- * listing of tests/lib/tree_manifest.py, so tests can diff our view with the kernel's. */
+ * "blobs" | "prefetch" | "stat PATH", or one request per stdin line), and --manifest: the canonical
+ * tree listing of tests/lib/tree_manifest.py, so tests can diff our view with the kernel's. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -25,7 +25,7 @@ static void usage(FILE *f)
             "Print RAFS v6 metadata as JSON.\n\n"
             "Options:\n"
             "  -B, --bootstrap FILE    bootstrap (alternative to the argument)\n"
-            "  -R, --request REQ       one request: stats | ls | blobs | prefetch\n"
+            "  -R, --request REQ       one request: stats | ls | blobs | prefetch | stat PATH\n"
             "                          (without -R: one request per line on stdin)\n"
             "  --manifest              print the tree as tests/lib/tree_manifest.py does\n"
             "  --no-content            with --manifest: no content digests (default without -D)\n"
@@ -175,6 +175,45 @@ static json_t *req_prefetch(const rafs_image *img, cf_err *err)
     return a;
 }
 
+/* "stat PATH": one inode and its chunks, resolved with the same lookup a mount uses */
+static json_t *req_stat(const rafs_image *img, const char *path, cf_err *err)
+{
+    uint64_t nid;
+    struct rafs_stat st;
+    if (rafs_lookup(img, path, &nid, err) || rafs_stat(img, nid, &st, err)) return NULL;
+    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "path", path, "inode",
+                          (json_int_t)nid, "mode", (json_int_t)st.mode, "size", (json_int_t)st.size,
+                          "uid", (json_int_t)st.uid, "gid", (json_int_t)st.gid, "nlink",
+                          (json_int_t)st.nlink, "mtime", (json_int_t)st.mtime, "rdev",
+                          (json_int_t)st.rdev, "i_ino", (json_int_t)st.i_ino);
+    if ((st.mode & S_IFMT) == S_IFREG) {
+        struct rafs_chunk_ref *refs;
+        size_t n;
+        if (rafs_file_map(img, nid, 0, UINT64_MAX, &refs, &n, err)) {
+            json_decref(o);
+            return NULL;
+        }
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++) {
+            char d[65];
+            cf_hex_encode(refs[i].digest, 32, d);
+            json_array_append_new(
+                a, json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:s}", "blob_index",
+                             (json_int_t)refs[i].blob_index, "blob_id", refs[i].blob_id, "ci_index",
+                             (json_int_t)refs[i].ci_index, "file_offset",
+                             (json_int_t)refs[i].file_offset, "compressed_offset",
+                             (json_int_t)refs[i].compressed_offset, "compressed_size",
+                             (json_int_t)refs[i].compressed_size, "uncompressed_offset",
+                             (json_int_t)refs[i].uncompressed_offset, "uncompressed_size",
+                             (json_int_t)refs[i].uncompressed_size, "compressed",
+                             refs[i].compressed, "digest", refs[i].has_digest ? d : ""));
+        }
+        free(refs);
+        json_object_set_new(o, "chunks", a);
+    }
+    return o;
+}
+
 static int run_request(const rafs_image *img, const char *req)
 {
     cf_err err = {0};
@@ -187,10 +226,12 @@ static int run_request(const rafs_image *img, const char *req)
         o = req_blobs(img);
     else if (!strcmp(req, "prefetch"))
         o = req_prefetch(img, &err);
+    else if (!strncmp(req, "stat ", 5))
+        o = req_stat(img, req + 5, &err);
     else {
         fprintf(stderr,
                 "chunkfly-image inspect: unsupported request '%s' (stats, ls, blobs, "
-                "prefetch)\n",
+                "prefetch, stat PATH)\n",
                 req);
         return 1;
     }
@@ -537,7 +578,7 @@ int cmd_inspect(int argc, char **argv)
     } else if (request) {
         rc = run_request(img, request);
     } else {
-        char line[256];
+        char line[RAFS_PATH_MAX + 16];
         rc = 0;
         while (fgets(line, sizeof(line), stdin)) {
             line[strcspn(line, "\r\n")] = 0;
