@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -107,6 +108,7 @@ int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_
     r->username = dup_or_null(opts->username, &oom);
     r->password = dup_or_null(opts->username ? (opts->password ? opts->password : "") : NULL, &oom);
     pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->flight_done, NULL);
     if (oom) {
         proto_registry_free(r);
         return cf_err_set(err, -ENOMEM, "out of memory");
@@ -139,6 +141,7 @@ void proto_registry_free(proto_registry *r)
         free(t);
         t = n;
     }
+    pthread_cond_destroy(&r->flight_done);
     pthread_mutex_destroy(&r->lock);
     free_secret(r->username);
     free_secret(r->password);
@@ -214,19 +217,60 @@ static void error_code(const struct reg_resp *s, char *out, size_t cap)
     json_decref(root);
 }
 
-/* Bearer token for `scope`: from the cache or from the token server. *tok is malloc'd. */
+static int token_fetch(proto_registry *r, const char *scope, const char *realm, const char *service,
+                       char **tok, int *fresh, cf_err *err);
+
+static struct reg_flight *flight_find(proto_registry *r, const char *scope)
+{
+    for (struct reg_flight *f = r->flights; f; f = f->next)
+        if (strcmp(f->scope, scope) == 0) return f;
+    return NULL;
+}
+
+/* Bearer token for `scope`: from the cache, from another thread's fetch of the same scope
+ * (single flight: N threads starting cold cost one token request), or from the token server.
+ * *tok is malloc'd; *fresh says it was just issued to this call. */
 static int token_get(proto_registry *r, const char *scope, char **tok, int *fresh, cf_err *err)
 {
     char realm[1024], service[256];
     *tok = NULL;
     *fresh = 0;
     pthread_mutex_lock(&r->lock);
-    struct reg_token **pp = token_find(r, scope);
-    if (pp && (*pp)->expires_at > reg_now()) *tok = strdup((*pp)->token);
+    for (;;) {
+        struct reg_token **pp = token_find(r, scope);
+        if (pp && (*pp)->expires_at > reg_now()) {
+            *tok = strdup((*pp)->token);
+            pthread_mutex_unlock(&r->lock);
+            return *tok ? 0 : cf_err_set(err, -ENOMEM, "out of memory");
+        }
+        if (!flight_find(r, scope)) break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += META_TIMEOUT_MS / 1000 + 10; /* the fetch is bounded by its timeouts */
+        if (pthread_cond_timedwait(&r->flight_done, &r->lock, &until) != 0) break;
+    }
+    struct reg_flight me = {r->flights, scope};
+    r->flights = &me;
     memcpy(realm, r->realm, sizeof(realm));
     memcpy(service, r->service, sizeof(service));
     pthread_mutex_unlock(&r->lock);
-    if (*tok) return 0;
+
+    int rc = token_fetch(r, scope, realm, service, tok, fresh, err);
+
+    pthread_mutex_lock(&r->lock);
+    for (struct reg_flight **fp = &r->flights; *fp; fp = &(*fp)->next)
+        if (*fp == &me) {
+            *fp = me.next;
+            break;
+        }
+    pthread_cond_broadcast(&r->flight_done);
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+static int token_fetch(proto_registry *r, const char *scope, const char *realm, const char *service,
+                       char **tok, int *fresh, cf_err *err)
+{
 
     CURL *h = reg_handle_get(r);
     if (!h) return cf_err_set(err, -ENOMEM, "out of memory");

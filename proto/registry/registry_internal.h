@@ -24,6 +24,12 @@ struct reg_token {
     double expires_at; /* monotonic seconds */
 };
 
+/* A token fetch in progress: other threads needing the same scope wait for it. */
+struct reg_flight {
+    struct reg_flight *next;
+    const char *scope;
+};
+
 struct proto_registry {
     char host[256];
     char origin[REG_ORIGIN_MAX]; /* "http://127.0.0.1:5000" as reg_url_origin() writes it */
@@ -39,6 +45,8 @@ struct proto_registry {
     enum proto_auth_scheme auth; /* learned from the first 401 */
     char realm[1024], service[256];
     struct reg_token *tokens;
+    struct reg_flight *flights;
+    pthread_cond_t flight_done;
     CURL *idle[REG_POOL_MAX];
     int n_idle;
 };

@@ -59,6 +59,13 @@ n=$(($(count 'user=alice') - before))
 "$FETCH" --plain-http --no-config --user alice:s3cret --manifest -o "$T/m" "$REG/tok/app:v1" >/dev/null
 cmp "$T/manifest" "$T/m" || fail "manifest differs"
 
+note "8 threads starting cold (no HEAD first) share a single token fetch"
+before=$(count 'user=alice')
+"$FETCH" --plain-http --no-config --user alice:s3cret --threads 8 --range 0-2097151 -o "$T/out" "$ref"
+cmp "$T/blob" "$T/out" || fail "cold parallel fetch differs"
+n=$(($(count 'user=alice') - before))
+[ "$n" -eq 1 ] || fail "8 cold threads made $n token requests (want 1: single flight)"
+
 note "token expiry: carol's tokens live 3 s, renewed after expiry"
 before=$(count 'user=carol')
 "$FETCH" --plain-http --no-config --user carol:c4rol --range 0-99 --repeat 2 --pause 2500 \

@@ -34,7 +34,8 @@
  *
  * Auth: anonymous, basic (user:pass), and the bearer token flow (401 WWW-Authenticate: Bearer
  * realm,service,scope -> GET realm?service&scope with basic credentials if any -> "token" or
- * "access_token"; cached per scope until expires_in, default 60 s). Credentials come from the
+ * "access_token"; cached per scope until expires_in, default 60 s; one fetch per scope at a
+ * time, concurrent callers wait for it). Credentials come from the
  * options or from a docker config.json (see docker_config.h).
  *
  * Redirects are followed by this library (not curl), at most 5; the Authorization header is only
