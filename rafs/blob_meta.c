@@ -384,3 +384,23 @@ int rafs_blob_meta_load_digests(int fd, const struct rafs_blob_toc *toc, struct 
     m->digests = (uint8_t(*)[32])d;
     return 0;
 }
+
+void rafs_blob_meta_find(const struct rafs_blob_meta *m, uint64_t offset, uint64_t len,
+                         uint32_t *first, uint32_t *count)
+{
+    uint64_t end = offset + len < offset ? UINT64_MAX : offset + len;
+    /* first entry whose end is past offset */
+    uint32_t lo = 0, hi = m->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const struct rafs_ci *c = &m->ci[mid];
+        if (c->uncompressed_offset + c->uncompressed_size <= offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint32_t n = 0;
+    while (len && lo + n < m->count && m->ci[lo + n].uncompressed_offset < end) n++;
+    *first = lo;
+    *count = n;
+}

@@ -63,6 +63,13 @@ int rafs_blob_meta_decode(const struct rafs_ci_header_info *hdr, const void *ci,
                           uint64_t data_end, uint64_t uncompressed_size,
                           struct rafs_blob_meta **out, cf_err *err);
 
+/* Chunks overlapping [offset, offset+len) of the blob's uncompressed address space (what an
+ * fscache READ or a blob-cache fill asks for): *first = index of the first ci entry, *count =
+ * number of consecutive entries (0 when the range only covers gaps). Binary search; relies on
+ * the ordering rafs_blob_meta_decode() enforces. */
+void rafs_blob_meta_find(const struct rafs_blob_meta *m, uint64_t offset, uint64_t len,
+                         uint32_t *first, uint32_t *count);
+
 /* Reads the ci array + header from a data blob (at bi->ci_offset), decompresses it, checks
  * that the header equals the blob-table entry `bi`, decodes. `blob_size` = file size. */
 int rafs_blob_meta_load(int fd, uint64_t blob_size, const struct rafs_blob_info *bi,

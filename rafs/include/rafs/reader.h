@@ -124,6 +124,8 @@ int rafs_image_attach_blob_meta(rafs_image *img, uint32_t idx, struct rafs_blob_
 struct rafs_stat {
     uint64_t ino;  /* = nid, as the kernel and nydusd use it */
     uint32_t mode; /* POSIX mode incl. type bits */
+    /* uid/gid as stored (what the kernel shows); without RAFS_FLAG_EXPLICIT_UID_GID nydusd
+     * substitutes its own euid/egid: that choice is left to the caller */
     uint32_t uid, gid;
     uint32_t nlink;
     uint64_t size;

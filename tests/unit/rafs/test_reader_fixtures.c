@@ -243,6 +243,22 @@ static void test_blob_toc_ci_digests(void **state)
     assert_int_equal(m->ci[1].compressed_offset, 0x12dc);
     assert_int_equal(m->ci[1].compressed_size, 0xb9e);
     if (rafs_blob_meta_load_digests(fd, &toc, m, &err)) fail_msg("%s", err.msg);
+    /* uncompressed-space lookups: [0,0x4223) chunk 0, gap to 0x5000, [0x5000,0x8458) chunk 1 */
+    uint32_t first, cnt;
+    rafs_blob_meta_find(m, 0, 1, &first, &cnt);
+    assert_true(first == 0 && cnt == 1);
+    rafs_blob_meta_find(m, 0x4222, 2, &first, &cnt);
+    assert_true(first == 0 && cnt == 1);
+    rafs_blob_meta_find(m, 0x4223, 0xddd, &first, &cnt);
+    assert_true(first == 1 && cnt == 0);
+    rafs_blob_meta_find(m, 0x4000, 0x1001, &first, &cnt);
+    assert_true(first == 0 && cnt == 2);
+    rafs_blob_meta_find(m, 0x8457, 100, &first, &cnt);
+    assert_true(first == 1 && cnt == 1);
+    rafs_blob_meta_find(m, 0x8458, 100, &first, &cnt);
+    assert_int_equal(cnt, 0);
+    rafs_blob_meta_find(m, 0, UINT64_MAX, &first, &cnt);
+    assert_true(first == 0 && cnt == 2);
     /* blob.digest agrees with the bootstrap chunk table */
     struct rafs_chunk_ref r0, r1;
     assert_int_equal(rafs_file_chunk(img, 133, 0, &r0, NULL), 0);
