@@ -340,6 +340,7 @@ int cmd_check(int argc, char **argv)
     cf_log_set_level(lvl);
     if (optind < argc) {
         if (bootstrap || optind + 1 < argc) {
+            fprintf(stderr, "chunkfly-image check: exactly one BOOTSTRAP expected\n");
             usage(stderr);
             return 1;
         }

@@ -556,6 +556,7 @@ int cmd_inspect(int argc, char **argv)
     cf_log_set_level(lvl);
     if (optind < argc) {
         if (bootstrap || optind + 1 < argc) {
+            fprintf(stderr, "chunkfly-image inspect: exactly one BOOTSTRAP expected\n");
             usage(stderr);
             return 1;
         }
