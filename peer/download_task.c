@@ -249,6 +249,7 @@ static void size_work(void *p)
 }
 
 static void task_open(struct task *t);
+static int task_alloc_maps(struct task *t, uint32_t count);
 static void task_register(struct task *t);
 
 static void size_done(void *p, int cancelled)
@@ -370,6 +371,10 @@ void task_on_register_answer(struct task *t, const proto_register_answer *a)
             cf_info("task %s: cached piece size %u differs from the scheduler's %u: refetching",
                     t->id, t->piece_size, a->piece_size);
         t->piece_size = a->piece_size;
+        if (task_alloc_maps(t, a->piece_count)) {
+            task_fail(t, PROTO_E_INTERNAL, "out of memory");
+            return;
+        }
         task_open(t);
         return;
     }
@@ -408,6 +413,30 @@ void task_on_sched_lost(struct task *t)
         if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
         task_open(t);
     }
+}
+
+/* Piece maps sized for `count` pieces. Kept (with grants and parents' bitmaps) when the size
+ * does not change: scheduler decisions may arrive while the cache entry is being opened. */
+static int task_alloc_maps(struct task *t, uint32_t count)
+{
+    size_t nb = proto_bitmap_nbytes(count);
+    if (t->inflight && t->piece_count == count) return 0;
+    free(t->have);
+    free(t->inflight);
+    free(t->granted);
+    free(t->source);
+    for (int i = 0; i < t->n_parents; i++) {
+        free(t->parents[i].bits);
+        t->parents[i].bits = NULL;
+    }
+    t->piece_count = count;
+    t->have = calloc(1, nb ? nb : 1);
+    t->inflight = calloc(1, nb ? nb : 1);
+    t->granted = calloc(1, nb ? nb : 1);
+    t->source = malloc((count ? count : 1) * sizeof(int16_t));
+    if (!t->have || !t->inflight || !t->granted || !t->source) return -ENOMEM;
+    for (uint32_t i = 0; i < count; i++) t->source[i] = -1;
+    return 0;
 }
 
 /* ---- OPENING ---- */
@@ -471,23 +500,16 @@ static void open_done(void *p, int cancelled)
         task_maybe_free(t);
         return;
     }
-    t->piece_count = j->info.piece_count;
-    size_t nb = proto_bitmap_nbytes(t->piece_count);
-    free(t->have);
-    t->have = j->have;
-    free(t->inflight);
-    free(t->granted);
-    free(t->source);
-    t->inflight = calloc(1, nb ? nb : 1);
-    t->granted = calloc(1, nb ? nb : 1);
-    t->source = malloc((t->piece_count ? t->piece_count : 1) * sizeof(int16_t));
-    if (!t->inflight || !t->granted || !t->source) {
+    if (task_alloc_maps(t, j->info.piece_count)) {
+        free(j->have);
         free(j->digests);
         free(j);
         task_fail(t, PROTO_E_INTERNAL, "out of memory");
         return;
     }
-    for (uint32_t i = 0; i < t->piece_count; i++) t->source[i] = -1;
+    free(t->have);
+    t->have = j->have;
+    memset(t->inflight, 0, proto_bitmap_nbytes(t->piece_count));
     t->n_have = 0;
     for (uint32_t i = 0; i < t->piece_count; i++) t->n_have += bit_get(t->have, i);
     if (j->digests && !t->digests) {
@@ -636,6 +658,13 @@ static void parent_lied(struct task *t, int tp, uint32_t piece)
     }
     if (l && ++l->tasks == d->o.ban_after_lies)
         cf_warn("parent %s lied in %u tasks: banned for every task", l->host_id, l->tasks);
+    /* the only parents left lied: waiting for the mesh would only wait for them */
+    int usable = 0;
+    for (int i = 0; i < t->n_parents; i++) usable += !t->parents[i].banned;
+    if (!usable && !t->origin_mode && t->registry[0]) {
+        cf_info("task %s: every parent is banned, going back to source", t->id);
+        t->origin_mode = 1;
+    }
 }
 
 static int parent_globally_banned(peer_daemon *d, const char *host_id)
@@ -1274,6 +1303,8 @@ static void verify_done(void *p, int cancelled)
     }
     t->registered = 0;
     memset(t->have, 0, proto_bitmap_nbytes(t->piece_count));
+    memset(t->granted, 0, proto_bitmap_nbytes(t->piece_count));
+    for (uint32_t i = 0; i < t->piece_count; i++) t->source[i] = -1;
     t->n_have = 0;
     if (t->ref) {
         peer_store_blob_release(d->store, t->ref);

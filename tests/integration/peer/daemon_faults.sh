@@ -1,0 +1,75 @@
+#!/bin/bash
+# A lying parent: peer 1 runs with the test-only fault CHUNKFLY_FAULT_CORRUPT_UPLOAD=1 (flips
+# bytes of every piece it uploads; compiled only with -DCHUNKFLY_FAULTS=ON).
+#  A. list known: peer 1 verified the blob from the origin and published the digest list; peer 2
+#     checks each piece from peer 1 on arrival, reports bad-parent, bans it, completes correct.
+#  B. no list yet: peers 1 and 3 download a new blob at the same time (each gets origin grants
+#     and relays to the other); peer 3's whole-blob check fails (or the list arrives first), it
+#     bans peer 1 and completes correct.
+# The faults binary: the configured build's own chunkfly-peer when it has faults, else this test
+# builds one (chunkfly-peer target only) in $CHUNKFLY_BUILD/faults.
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
+
+if "$PEER_BIN" --version | grep -q faults; then
+    FAULTY=$PEER_BIN
+else
+    bt=$(awk -F= '/^CMAKE_BUILD_TYPE:/{print $2}' "$CHUNKFLY_BUILD/CMakeCache.txt" 2>/dev/null)
+    note "building chunkfly-peer with -DCHUNKFLY_FAULTS=ON in $CHUNKFLY_BUILD/faults (${bt:-Release})"
+    cmake -S "$CHUNKFLY_SRC" -B "$CHUNKFLY_BUILD/faults" -DCHUNKFLY_FAULTS=ON \
+        -DCMAKE_BUILD_TYPE="${bt:-Release}" >"$T/faults-cmake.log" 2>&1 ||
+        { tail -20 "$T/faults-cmake.log"; fail "cmake of the faults build failed"; }
+    cmake --build "$CHUNKFLY_BUILD/faults" --target chunkfly-peer -j2 >"$T/faults-build.log" 2>&1 ||
+        { tail -20 "$T/faults-build.log"; fail "faults build failed"; }
+    FAULTY=$CHUNKFLY_BUILD/faults/bin/chunkfly-peer
+fi
+"$FAULTY" --version | grep -q faults || fail "$FAULTY has no faults compiled in"
+
+start_registry 127.0.0.9
+REPO=test/faults
+make_blob "$T/blob" 12
+push_blob "$REPO" "$T/blob"
+SIZE=$(stat -c %s "$T/blob")
+start_scheduler
+CHUNKFLY_FAULT_CORRUPT_UPLOAD=1 PEER_EXEC=$FAULTY start_peer 1
+start_peer 2
+start_peer 3
+check_sha() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$2" ] || fail "$1: sha256 differs"; }
+
+note "A. digest list known: the lie is caught piece by piece"
+get 1 0 "$SIZE" "$T/o1" || fail "peer 1 read"
+check_sha "$T/o1" "${BLOB#sha256:}"
+for _ in $(seq 50); do grep -q "digest list published" "$T/peer1.log" && break; sleep 0.1; done
+grep -q "digest list published" "$T/peer1.log" || fail "peer 1 did not publish the digest list"
+get 2 0 "$SIZE" "$T/o2" || fail "peer 2 read"
+check_sha "$T/o2" "${BLOB#sha256:}"
+echo "peer 2: mismatches $(metric 2 digest_mismatches_total) bans $(metric 2 bans_total) origin $(metric 2 bytes_from_origin_total) parents $(metric 2 bytes_from_parents_total)"
+[ "$(metric 2 bans_total)" -ge 1 ] || fail "peer 2 did not ban the lying parent"
+[ "$(metric 2 digest_mismatches_total)" -ge 1 ] || fail "no digest mismatch counted"
+grep -q "served bad bytes" "$T/peer2.log" || fail "no ban logged"
+
+note "B. no digest list yet: relayed bytes, whole-blob check, culprit found and banned"
+make_blob "$T/blob2" 40
+push_blob "$REPO" "$T/blob2"
+SIZE2=$(stat -c %s "$T/blob2")
+get 1 0 "$SIZE2" "$T/b1" & g1=$!
+# relayed pieces are readable before they can be verified: this first read may return the
+# liar's bytes (consumers check their own chunk digests); the blob itself must end up correct
+get 3 0 "$SIZE2" "$T/b3" || fail "peer 3 read"
+wait $g1 || fail "peer 1 read"
+check_sha "$T/b1" "${BLOB#sha256:}"
+for _ in $(seq 300); do
+    "$CLIENT_BIN" "$T/p3.sock" stat "$BLOB" 2>/dev/null | grep -q complete=1 && break
+    sleep 0.1
+done
+"$CLIENT_BIN" "$T/p3.sock" stat "$BLOB" | grep -q complete=1 || fail "peer 3 never completed"
+get 3 0 "$SIZE2" "$T/b3" || fail "peer 3 re-read"
+check_sha "$T/b3" "${BLOB#sha256:}"
+echo "peer 3: mismatches $(metric 3 digest_mismatches_total) blob mismatches $(metric 3 blob_mismatches_total) bans $(metric 3 bans_total) parents $(metric 3 bytes_from_parents_total)"
+if [ "$(metric 3 bytes_from_parents_total)" -gt 0 ] || [ "$(metric 3 bans_total)" -gt 0 ]; then
+    [ "$(metric 3 bans_total)" -ge 1 ] || fail "peer 3 took bytes from the liar and did not ban it"
+else
+    note "peer 3 happened to take nothing from peer 1 (all origin grants): nothing to catch"
+fi
+for n in 1 2 3; do peer_alive_or_fail "$n"; done
+echo PASS
