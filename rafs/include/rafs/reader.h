@@ -12,8 +12,9 @@
  * negative errno: -EBADMSG malformed bootstrap, -ENOENT no such path/name, -ENOTDIR, -EISDIR,
  * -EINVAL wrong inode type or argument, -ENODATA missing xattr or chunk info, -ERANGE buffer too
  * small, -ENOTSUP valid but unsupported (RAFS v5, tarfs, encryption, compressed EROFS layouts),
- * -ELOOP directory loop / too deep, -ENOMEM, -EIO/-EFBIG from file reads. `cf_err *err` may be
- * NULL.
+ * -ELOOP directory loop / too deep, -ENAMETOOLONG path over RAFS_PATH_MAX, -E2BIG too many
+ * chunks for one rafs_file_map() call, -ENOMEM, -EIO/-EFBIG from file reads. `cf_err *err` may
+ * be NULL. Documentation of the rules checked: docs/rafs-reader.md.
  *
  * Threads: a rafs_image is immutable after rafs_image_open*() and rafs_image_attach_blob_meta()
  * calls; any number of threads may then call the read-only accessors concurrently.
