@@ -72,6 +72,7 @@ size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
     if (!granted) return 0;
     if (p->n_grants == 0) t->granted_peers++;
     p->n_grants += granted;
+    sched_source_add(t, p);
     p->grant_progress_ms = now_ms;
     s->st.grants_pieces += granted;
     grant_list_add(s, t);

@@ -79,25 +79,29 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
 {
     sched_task *t = child->task;
     uint32_t missing = t->n_pieces - child->have;
-    if (k == 0 || missing == 0 || t->n_peers < 2) return 0;
+    if (k == 0 || missing == 0 || t->n_src == 0) return 0;
     struct cand c[256];
     unsigned limit = s->cfg.sample_limit < 256 ? s->cfg.sample_limit : 256;
-    uint32_t n_scan = t->n_peers, start = 0;
+    /* only sources (peers holding pieces or grants) can be parents */
+    uint32_t n_scan = t->n_src, start = 0;
+    if (n_scan == 0) return 0;
     if (n_scan > limit * 4u) {
         /* big swarm: scan a random window 4x the sample size, keep the first `limit` fits */
-        start = (uint32_t)(sched_rand(s) % t->n_peers);
+        start = (uint32_t)(sched_rand(s) % t->n_src);
         n_scan = limit * 4u;
     }
     size_t n = 0;
     double best_tput = 0;
+    int any_bans = s->bans.n > 0;
     for (uint32_t k2 = 0; k2 < n_scan && n < limit; k2++) {
-        sched_peer *p = t->peers[(start + k2) % t->n_peers];
+        sched_peer *p = t->src[(start + k2) % t->n_src];
         sched_host *h = p->host;
         if (p == child || h == child->host || h->dying) continue;
         if (free_slots(h) == 0) continue;
-        if (sched_is_blocked(child, h) || sched_host_banned(s, h->id, now_ms)) continue;
-        uint32_t u = useful_pieces(p, child);
+        uint32_t u = useful_pieces(p, child); /* cheap bit ops before hash lookups */
         if (u == 0) continue;
+        if (sched_is_blocked(child, h) || (any_bans && sched_host_banned(s, h->id, now_ms)))
+            continue;
         if (last_cost_outlier(h)) {
             s->st.outliers_dropped++;
             continue;

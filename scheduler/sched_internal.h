@@ -55,6 +55,7 @@ struct sched_peer {
     uint64_t *bits;        /* have-bitmap, task->n_words words */
     uint32_t have;
     uint32_t idx;          /* index in task->peers */
+    uint32_t src_idx;      /* index in task->src, UINT32_MAX when not a source */
     sched_peer *hnext, *hprev;
     sched_peer *parents[SCHED_MAX_CANDIDATES];
     uint8_t n_parents;
@@ -73,6 +74,8 @@ struct sched_task {
     uint32_t piece_size, n_pieces, n_words;
     sched_peer **peers;
     uint32_t n_peers, cap_peers;
+    sched_peer **src;       /* peers holding pieces or grants: the only possible parents */
+    uint32_t n_src, cap_src;
     uint32_t *holders;      /* per piece: peers holding it */
     sched_peer **grant;     /* per piece * origin_per_piece: granted peer or NULL */
     uint32_t pieces_in_mesh; /* pieces with holders > 0 */
@@ -107,6 +110,7 @@ sched_peer *sched_peer_find(sched_task *t, sched_host *h);
 void sched_peer_remove(sched *s, sched_peer *p, uint64_t now_ms);
 void sched_schedule(sched *s, sched_peer *p, uint64_t now_ms, int allow_wait);
 void sched_wake_waiters(sched *s, sched_task *t, uint64_t now_ms);
+void sched_source_add(sched_task *t, sched_peer *p);
 void sched_reparent_children(sched *s, sched_peer *gone, uint64_t now_ms);
 uint64_t sched_rand(sched *s);
 void sched_emit(sched *s, const struct sched_decision *d);

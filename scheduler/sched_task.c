@@ -80,6 +80,7 @@ static void task_free(sched *s, sched_task *t)
         if (t->gnext) t->gnext->gprev = t->gprev;
     }
     free(t->peers);
+    free(t->src);
     free(t->holders);
     free(t->grant);
     free(t->digests);
@@ -135,6 +136,28 @@ sched_peer *sched_peer_find(sched_task *t, sched_host *h)
     return NULL;
 }
 
+void sched_source_add(sched_task *t, sched_peer *p)
+{
+    if (p->src_idx != UINT32_MAX) return;
+    if (t->n_src == t->cap_src) {
+        uint32_t nc = t->cap_src ? t->cap_src * 2 : 8;
+        sched_peer **n = realloc(t->src, nc * sizeof(*n));
+        if (!n) return; /* not a candidate until the next chance; harmless */
+        t->src = n;
+        t->cap_src = nc;
+    }
+    p->src_idx = t->n_src;
+    t->src[t->n_src++] = p;
+}
+
+static void source_del(sched_task *t, sched_peer *p)
+{
+    if (p->src_idx == UINT32_MAX) return;
+    t->src[p->src_idx] = t->src[--t->n_src];
+    t->src[p->src_idx]->src_idx = p->src_idx;
+    p->src_idx = UINT32_MAX;
+}
+
 static sched_peer *peer_new(sched *s, sched_task *t, sched_host *h, uint64_t now_ms)
 {
     if (t->n_peers == t->cap_peers) {
@@ -154,6 +177,7 @@ static sched_peer *peer_new(sched *s, sched_task *t, sched_host *h, uint64_t now
     p->host = h;
     p->task = t;
     p->idx = t->n_peers;
+    p->src_idx = UINT32_MAX;
     p->last_report_ms = now_ms;
     t->peers[t->n_peers++] = p;
     p->hnext = h->peers;
@@ -250,6 +274,7 @@ void sched_peer_remove(sched *s, sched_peer *p, uint64_t now_ms)
         }
     }
     /* unlink from the task (swap-remove) and the host */
+    source_del(t, p);
     t->peers[p->idx] = t->peers[--t->n_peers];
     t->peers[p->idx]->idx = p->idx;
     if (p->hprev) p->hprev->hnext = p->hnext;
@@ -343,7 +368,7 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
             if (from_origin) sched_origin_piece_done(s, p, i, now_ms);
             if (peer_has(p, i)) continue;
             p->bits[i >> 6] |= 1ull << (i & 63);
-            p->have++;
+            if (p->have++ == 0) sched_source_add(t, p);
             n_new++;
             if (t->holders[i]++ == 0) {
                 t->pieces_in_mesh++;
