@@ -50,7 +50,9 @@ struct rafs_blob_writer {
     unsigned *jobq;
     unsigned jq_head, jq_count;
     int stop;
-    ZSTD_CCtx *cctx; /* for synchronous mode */
+    ZSTD_CCtx *cctx;         /* for synchronous mode */
+    uint8_t zero_digest[32]; /* digest of a full all-zero chunk (sparse/zero data shortcut) */
+    int zero_stored;         /* a zero chunk is in the blob: later ones need no compression */
 
     struct rafs_inode *cur;
     uint64_t cur_size, cur_fed;
@@ -64,11 +66,26 @@ struct rafs_blob_writer {
     struct rafs_ci_header *cihdr;
 };
 
+static int all_zero(const uint8_t *p, size_t n)
+{
+    static const uint8_t z[256];
+    for (; n >= sizeof(z); p += sizeof(z), n -= sizeof(z))
+        if (memcmp(p, z, sizeof(z))) return 0;
+    return !memcmp(p, z, n);
+}
+
 static void process(struct rafs_blob_writer *w, struct slot *s, ZSTD_CCtx *cc)
 {
-    s->rc = cf_digest((enum cf_digest_algo)w->o.digester, s->raw, s->len, s->digest);
-    if (s->rc) return;
     s->compressed = 0;
+    /* Sparse files and zero-filled regions: a full zero chunk always has the same digest and,
+     * once stored, is deduplicated, so skip hashing (and compressing) it again. */
+    if (s->len == w->o.chunk_size && all_zero(s->raw, s->len)) {
+        memcpy(s->digest, w->zero_digest, 32);
+        if (__atomic_load_n(&w->zero_stored, __ATOMIC_ACQUIRE)) return;
+    } else {
+        s->rc = cf_digest((enum cf_digest_algo)w->o.digester, s->raw, s->len, s->digest);
+        if (s->rc) return;
+    }
     if (w->o.compressor == RAFS_COMP_ZSTD) {
         size_t n = ZSTD_compressCCtx(cc, s->out, w->out_cap, s->raw, s->len, w->o.zstd_level);
         if (!ZSTD_isError(n) && n < s->len) {
@@ -163,6 +180,11 @@ int rafs_blob_writer_new(const struct rafs_blob_opts *o, int fd, int cache_fd, u
         if (!w->slots[i].raw || !w->slots[i].out) goto fail;
     }
     if (!w->nth && !(w->cctx = ZSTD_createCCtx())) goto fail;
+    memset(w->slots[0].raw, 0, o->chunk_size);
+    if ((rc = cf_digest((enum cf_digest_algo)o->digester, w->slots[0].raw, o->chunk_size,
+                        w->zero_digest)))
+        goto fail;
+    rc = -ENOMEM;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv_work, NULL);
     pthread_cond_init(&w->cv_done, NULL);
@@ -261,6 +283,9 @@ static int commit(struct rafs_blob_writer *w, struct slot *s, cf_err *err)
     w->comp_off += c.compressed_size;
     w->uncomp_off += ((uint64_t)s->len + RAFS_BLOCK_SIZE - 1) & ~(uint64_t)(RAFS_BLOCK_SIZE - 1);
     w->nchunks++;
+    /* workers seeing this may skip compressing further zero chunks: they dedup to this one */
+    if (s->len == w->o.chunk_size && !memcmp(s->digest, w->zero_digest, 32))
+        __atomic_store_n(&w->zero_stored, 1, __ATOMIC_RELEASE);
     return 0;
 }
 

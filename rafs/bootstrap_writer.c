@@ -93,8 +93,8 @@ static int xattr_size(struct rafs_inode *ino, const char *path, uint32_t *out, c
     qsort(ino->xattrs, ino->nxattrs, sizeof(*ino->xattrs), xattr_cmp);
     uint64_t sz = sizeof(struct erofs_xattr_ibody_header);
     for (size_t i = 0; i < ino->nxattrs; i++) {
-        uint8_t idx;
-        const char *suf;
+        uint8_t idx = 0;
+        const char *suf = "";
         if (xattr_split(ino->xattrs[i].name, &idx, &suf))
             return cf_err_set(err, -EINVAL, "'%s': xattr '%s' has an unsupported prefix", path,
                               ino->xattrs[i].name);
@@ -115,9 +115,9 @@ static void xattr_write(const struct rafs_inode *ino, uint8_t *p)
 {
     p += sizeof(struct erofs_xattr_ibody_header); /* all zero: no shared xattrs */
     for (size_t i = 0; i < ino->nxattrs; i++) {
-        uint8_t idx;
-        const char *suf;
-        xattr_split(ino->xattrs[i].name, &idx, &suf);
+        uint8_t idx = 0;
+        const char *suf = "";
+        xattr_split(ino->xattrs[i].name, &idx, &suf); /* validated by xattr_size() */
         size_t nl = strlen(suf), vl = ino->xattrs[i].value_len;
         struct erofs_xattr_entry e = {(uint8_t)nl, idx, rafs_to_le16((uint16_t)vl)};
         memcpy(p, &e, sizeof(e));

@@ -56,10 +56,17 @@ static int read_xattrs(const char *path, struct rafs_inode *ino, cf_err *err)
         vl = lgetxattr(path, nm, v, (size_t)vl);
         if (vl < 0)
             rc = cf_err_set(err, -errno, "getxattr '%s' %s", path, nm);
-        else
-            rc = rafs_inode_set_xattr(ino, nm, v, (size_t)vl, err);
+        else {
+            cf_err xe = {0};
+            rc = rafs_inode_set_xattr(ino, nm, v, (size_t)vl, &xe);
+            if (rc == -EINVAL) {
+                cf_warn("'%s': %s; xattr skipped", path, xe.msg);
+                rc = 0;
+            } else if (rc) {
+                rc = cf_err_set(err, rc, "'%s': %s", path, cf_err_str(&xe, rc));
+            }
+        }
         free(v);
-        if (rc) rc = cf_err_wrap(err, rc, "'%s'", path);
     }
     free(names);
     return rc;

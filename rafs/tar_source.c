@@ -122,9 +122,15 @@ static int add_entry(struct archive *a, struct archive_entry *e, struct rafs_tre
     size_t xl;
     archive_entry_xattr_reset(e);
     while (archive_entry_xattr_next(e, &xn, &xv, &xl) == ARCHIVE_OK) {
-        if ((rc = rafs_inode_set_xattr(ino, xn, xv, xl, err))) {
+        cf_err xe = {0};
+        rc = rafs_inode_set_xattr(ino, xn, xv, xl, &xe);
+        if (rc == -EINVAL) { /* e.g. macOS names without a namespace: skipped, as nydus-image */
+            cf_warn("tar entry '%s': %s; xattr skipped", path, xe.msg);
+            continue;
+        }
+        if (rc) {
             rafs_inode_put(ino);
-            return cf_err_wrap(err, rc, "tar entry '%s'", path);
+            return cf_err_set(err, rc, "tar entry '%s': %s", path, cf_err_str(&xe, rc));
         }
     }
     if (S_ISREG(ino->mode)) {

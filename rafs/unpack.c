@@ -31,6 +31,8 @@ struct uctx {
     cf_err *err;
     enum rafs_compressor comp;
     enum rafs_digester dig;
+    int have_last; /* u->buf holds chunk (last_blob, last_ci), already verified */
+    uint32_t last_blob, last_ci;
 };
 
 static int add_xattr(const char *name, const void *value, size_t len, void *ctx)
@@ -56,8 +58,16 @@ static int write_data(struct uctx *u, const struct rafs_walk_entry *e)
             u->buf = nb;
             u->buf_cap = ref.uncompressed_size;
         }
-        rc = rafs_chunk_read(u->fds[ref.blob_index], &ref, u->comp, u->dig, u->buf, u->err);
-        if (rc) return cf_err_wrap(u->err, rc, "'%s' chunk %llu", e->path, (unsigned long long)i);
+        /* runs of one deduplicated chunk (zeros, sparse files) are read and verified once */
+        if (!(u->have_last && u->last_blob == ref.blob_index && u->last_ci == ref.ci_index)) {
+            u->have_last = 0;
+            rc = rafs_chunk_read(u->fds[ref.blob_index], &ref, u->comp, u->dig, u->buf, u->err);
+            if (rc)
+                return cf_err_wrap(u->err, rc, "'%s' chunk %llu", e->path, (unsigned long long)i);
+            u->have_last = 1;
+            u->last_blob = ref.blob_index;
+            u->last_ci = ref.ci_index;
+        }
         uint64_t want = e->st->size - ref.file_offset;
         size_t len = ref.uncompressed_size < want ? ref.uncompressed_size : (size_t)want;
         if (archive_write_data(u->a, u->buf, len) != (la_ssize_t)len)
@@ -70,6 +80,10 @@ static int visit(const struct rafs_walk_entry *e, void *ctx)
 {
     struct uctx *u = ctx;
     if (e->depth == 0) return 0; /* the root has no tar entry */
+    if (S_ISSOCK(e->st->mode)) { /* tar cannot carry sockets (GNU tar skips them too) */
+        cf_warn("'%s': socket skipped", e->path);
+        return 0;
+    }
     const struct rafs_stat *st = e->st;
     struct archive_entry *ae = archive_entry_new();
     if (!ae) return -ENOMEM;

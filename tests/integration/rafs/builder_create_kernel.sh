@@ -3,6 +3,8 @@
 # uncompressed <blob_id>.blob.data view written by --blob-cache-dir, must show exactly the
 # source tree (content, modes, owners, mtimes, symlinks, hard links, xattrs, devices), for
 # each compressor, from a directory and from a tar of it.
+set -euo pipefail
+: "${CHUNKFLY_SRC:=$(cd "$(dirname "$0")/../../.." && pwd)}"
 . "$CHUNKFLY_SRC/tests/lib/testlib.sh"
 . "$CHUNKFLY_SRC/tests/integration/rafs/create_lib.sh"
 need_root

@@ -42,13 +42,16 @@ make_tree() {
     touch -d '1999-12-31 23:59:59' "$d"
 }
 
-# mount_or_skip BOOT MNT BLOBDATA: kernel EROFS mount (file-backed), registered for cleanup.
+# mount_or_skip BOOT MNT BLOBDATA[,BLOBDATA2...]: kernel EROFS mount (file-backed) with one
+# device per blob (in blob-table order), registered for cleanup.
 mount_or_skip() {
     need_root
     [ -x "$RAWMOUNT" ] || fail "$RAWMOUNT not built"
     grep -qw erofs /proc/filesystems || skip "kernel has no EROFS"
     mkdir -p "$2"
-    if ! "$RAWMOUNT" "$1" "$2" erofs "device=$3" 2>"$T/mount.err"; then
+    local data
+    data=$(echo "$3" | sed 's/^/device=/; s/,/,device=/g')
+    if ! "$RAWMOUNT" "$1" "$2" erofs "$data" 2>"$T/mount.err"; then
         if grep -qiE 'not supported|no such device|unknown filesystem' "$T/mount.err"; then
             skip "EROFS mount of a file-backed image unsupported: $(cat "$T/mount.err")"
         fi
@@ -71,13 +74,20 @@ reader_check() {
 
 # tar_listing TAR: canonical listing of a tar (name, type, mode, uid, gid, size, mtime,
 # content sha256, link target, devs, xattrs), independent of our code (Python tarfile).
+# With --storable-xattrs, xattrs EROFS cannot store (names outside user./trusted./security./
+# system.posix_acl_*) are left out of the listing: the builder skips them with a warning.
 tar_listing() {
-    python3 - "$1" <<'PY'
-import hashlib, sys, tarfile
+    local storable=0
+    [ "$1" = --storable-xattrs ] && { storable=1; shift; }
+    STORABLE=$storable python3 - "$1" <<'PY'
+import hashlib, os, sys, tarfile
+STORABLE = os.environ["STORABLE"] == "1"
+OK = ("user.", "trusted.", "security.", "system.posix_acl_access", "system.posix_acl_default")
 def norm(n):
     while n.startswith("./"): n = n[2:]
     return n.rstrip("/")
 rows, links = {}, {}
+if os.path.getsize(sys.argv[1]) == 0: sys.exit(0)  # a 0-byte layer: an empty tree
 with tarfile.open(sys.argv[1]) as t:
     for m in t:
         name = norm(m.name)
@@ -87,7 +97,8 @@ with tarfile.open(sys.argv[1]) as t:
             continue
         h = hashlib.sha256(t.extractfile(m).read()).hexdigest() if m.isreg() else "-"
         x = ";".join("%s=%s" % (k[len("SCHILY.xattr."):], v.encode("utf-8", "surrogateescape").hex())
-                     for k, v in sorted(m.pax_headers.items()) if k.startswith("SCHILY.xattr."))
+                     for k, v in sorted(m.pax_headers.items()) if k.startswith("SCHILY.xattr.")
+                     and (not STORABLE or k[len("SCHILY.xattr."):].startswith(OK)))
         rows[name] = [m.type.decode() if m.type not in (b"\0", b"7") else "0", oct(m.mode), m.uid,
                       m.gid, m.size if m.isreg() else 0, int(m.mtime), h,
                       m.linkname if m.issym() else "-",
