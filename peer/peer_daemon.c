@@ -110,6 +110,7 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     if (!rc) rc = cf_config_get_bool(c, "origin_plain_http", 0, &o->origin_plain_http, err);
     o->docker_config = cf_config_get(c, "docker_config");
     if (!rc) rc = get_u32(c, "local_max_connections", 64, 1, 65536, &o->local_max_conns, err);
+    if (!rc) rc = get_u32(c, "seed_cached", 64, 0, 100000, &o->seed_cached, err);
     if (!rc) rc = proto_timing_load(&o->timing, c, err);
     return rc;
 }
@@ -188,6 +189,40 @@ static void on_tick(uv_timer_t *tm)
     }
 }
 
+static int by_recent(const void *a, const void *b)
+{
+    const peer_blob_info *x = a, *y = b;
+    return x->last_access_ms < y->last_access_ms   ? 1
+           : x->last_access_ms > y->last_access_ms ? -1
+                                                   : 0;
+}
+
+/* After a restart, the complete blobs of the cache rejoin the mesh as seeds (most recently used
+ * first, at most seed_cached): the swarm is rebuilt without waiting for local reads. */
+static void seed_cached(peer_daemon *d)
+{
+    peer_blob_info *all = NULL;
+    size_t n = 0;
+    if (peer_store_list(d->store, &all, &n) || !n) return;
+    qsort(all, n, sizeof(*all), by_recent);
+    uint32_t seeded = 0;
+    for (size_t i = 0; i < n && seeded < d->o.seed_cached; i++) {
+        if (!all[i].complete || !all[i].verified) continue;
+        char id[PROTO_TASK_ID_LEN + 1];
+        proto_task_id_from_digest(all[i].digest, id);
+        cf_err err = {0};
+        proto_image_ref ref;
+        const char *origin =
+            proto_image_ref_parse(all[i].origin, &ref, NULL) == 0 ? all[i].origin : "";
+        if (task_get(d, id, origin, NULL, 0, &err))
+            seeded++;
+        else
+            cf_debug("seed %s: %s", id, cf_err_str(&err, err.code));
+    }
+    free(all);
+    if (seeded) cf_info("%u cached blob(s) rejoin the mesh as seeds", seeded);
+}
+
 static int split_host(const char *hostport, char *ip, size_t ipsz, uint16_t *port)
 {
     struct sockaddr_storage ss;
@@ -251,6 +286,7 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
         return rc;
     }
     uv_timer_start(&d->tick_timer, on_tick, TICK_MS, TICK_MS);
+    if (o->n_schedulers) seed_cached(d);
     cf_info("peer %s: upload %s, local API %s, %zu scheduler(s), cache %s", d->host_id, o->listen,
             o->api_socket, o->n_schedulers, o->cache_dir);
     *out = d;

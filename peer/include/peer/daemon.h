@@ -51,6 +51,7 @@ struct peer_daemon_opts {
     const char *docker_config; /* NULL = default lookup, "" = none */
     /* local API */
     uint32_t local_max_conns; /* (64) */
+    uint32_t seed_cached;     /* complete cached blobs announced at start-up (64) */
     proto_timing timing;
 };
 
