@@ -252,6 +252,7 @@ int origin_client_get(peer_daemon *d, const char *registry, const char *creds,
 /* local_api.c */
 int local_api_start(peer_daemon *d, cf_err *err);
 void local_api_stop(peer_daemon *d);
+void local_api_tick(peer_daemon *d);
 /* Task progress: serve waiting readers. */
 void local_reads_pump(struct task *t);
 /* Task failed (code = proto_error_code). */

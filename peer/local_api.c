@@ -26,6 +26,7 @@ struct lconn {
     int closed;
     int jobs; /* thread-pool jobs holding this lconn */
     uint32_t peer_mp;
+    uint64_t accepted_ms;
     struct local_read *reads;
 };
 
@@ -443,6 +444,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (!lc) return;
     lc->d = d;
     lc->peer_mp = PROTO_MAX_PAYLOAD;
+    lc->accepted_ms = pd_now(d);
     proto_conn_opts co = {.idle_timeout_ms = d->o.timing.idle_timeout_ms,
                           .high_watermark = 2u << 20,
                           .max_payload = 4096};
@@ -475,6 +477,15 @@ static int mkdir_parent(const char *path)
     }
     if (mkdir(dir, 0755) && errno != EEXIST) return -errno;
     return 0;
+}
+
+/* Connections that never complete HELLO (slowloris) are closed. */
+void local_api_tick(peer_daemon *d)
+{
+    uint64_t now = pd_now(d);
+    for (struct lconn *lc = d->lconns; lc; lc = lc->next)
+        if (!lc->hello_done && !lc->closed && now - lc->accepted_ms > HELLO_TIMEOUT)
+            proto_conn_close(lc->c, -ETIMEDOUT, "no HELLO in time");
 }
 
 int local_api_start(peer_daemon *d, cf_err *err)

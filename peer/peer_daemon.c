@@ -179,6 +179,7 @@ static void on_tick(uv_timer_t *tm)
     if (d->stopping) return;
     pconn_check_timeouts(d);
     upload_tick(d);
+    local_api_tick(d);
     task_tick(d);
     /* a quiet store must not keep written pieces pending (peer_store_opts.flush_delay_ms) */
     if (!d->flush_running) {

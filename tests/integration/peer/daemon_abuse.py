@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Hostile clients against chunkfly-peer's sockets (used by daemon_abuse.sh).
+
+usage: daemon_abuse.py tcp HOST PORT | unix PATH   [SECONDS]
+
+Sends random bytes, valid headers with huge lengths, bad magic/version, undecodable bodies,
+messages before HELLO, wrong message types, requests for unknown tasks/pieces, overflowing
+ranges, many connections, and slowloris connections trickling a frame. Exits 0 when done; the
+shell script then checks the daemon is alive and still serves correctly."""
+import os
+import random
+import socket
+import struct
+import sys
+import time
+
+MAGIC = 0x31574643
+
+
+def mp_str(s):
+    b = s.encode()
+    if len(b) < 32:
+        return bytes([0xA0 | len(b)]) + b
+    return bytes([0xD9, len(b)]) + b
+
+
+def mp_uint(v):
+    if v < 128:
+        return bytes([v])
+    return b"\xcf" + struct.pack(">Q", v)
+
+
+def mp_map(d):
+    out = bytes([0x80 | len(d)])
+    for k, v in d.items():
+        out += mp_str(k)
+        if isinstance(v, bool):
+            out += b"\xc3" if v else b"\xc2"
+        elif isinstance(v, int):
+            out += mp_uint(v)
+        else:
+            out += mp_str(v)
+    return out
+
+
+def frame(t, body, payload=b"", magic=MAGIC, ver=1, blen=None, plen=None):
+    h = struct.pack("<IBBHII", magic, ver, t, 0, len(body) if blen is None else blen,
+                    len(payload) if plen is None else plen)
+    return h + body + payload
+
+
+HELLO = frame(0x01, mp_map({"v": 1, "mv": 1, "id": "abuser", "ro": 3}))
+TASK = "sha256:" + "ab" * 32
+
+
+def connect(target):
+    if target[0] == "tcp":
+        s = socket.create_connection((target[1], int(target[2])), timeout=2)
+    else:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(2)
+        s.connect(target[1])
+    return s
+
+
+def shoot(target, data, read=True):
+    try:
+        s = connect(target)
+        s.sendall(data)
+        if read:
+            try:
+                s.recv(65536)
+            except OSError:
+                pass
+        s.close()
+    except OSError:
+        pass
+
+
+def main():
+    a = sys.argv[1:]
+    target = a[:3] if a[0] == "tcp" else a[:2]
+    secs = float(a[len(target)]) if len(a) > len(target) else 5
+    rnd = random.Random(42)
+    cases = [
+        os.urandom(64),
+        b"\x00" * 16,
+        frame(1, b"", magic=0xDEADBEEF),
+        frame(1, b"", ver=9),
+        frame(1, b"", blen=0xFFFFFFFF),
+        frame(1, b"", plen=0xFFFFFFFF),
+        frame(0x34, b"", blen=10, plen=1 << 30),
+        frame(1, b"\xc1\xc1\xc1"),  # undecodable body
+        frame(1, b"\xdd\xff\xff\xff\xff"),  # array claiming 4G elements
+        frame(0x33, mp_map({"r": 1, "t": TASK, "pn": 0})),  # before HELLO
+        HELLO + frame(0x7F, mp_map({"x": 1})),  # unknown type
+        HELLO + frame(0x33, mp_map({"r": 1, "t": TASK, "pn": 0})),
+        HELLO + frame(0x33, mp_map({"r": 1, "t": "sha256:zz", "pn": 0})),
+        HELLO + frame(0x33, mp_map({"r": 2, "t": TASK, "pn": 0xFFFFFFFF})),
+        HELLO + frame(0x30, mp_map({"t": TASK, "sub": True})),
+        HELLO + frame(0x40, mp_map({"r": 3, "t": TASK, "o": "127.0.0.1:1/x@" + TASK,
+                                     "off": 0xFFFFFFFFFFFFFFF0, "len": 0xFFFF})),
+        HELLO + frame(0x40, mp_map({"r": 3, "t": TASK, "o": "::::", "off": 0, "len": 1})),
+        HELLO + frame(0x43, mp_map({"r": 4, "t": TASK})),
+        HELLO + frame(0x45, mp_map({"r": 5, "t": TASK})),
+        HELLO + frame(0x46, mp_map({"r": 6, "t": TASK})),
+        HELLO + frame(0x47, mp_map({"r": 7})),
+        HELLO + frame(0x10, mp_map({"id": "x"})),  # scheduler message to a peer
+        HELLO + HELLO,
+    ]
+    for c in cases:
+        shoot(target, c)
+    # many connections at once
+    conns = []
+    for _ in range(300):
+        try:
+            conns.append(connect(target))
+        except OSError:
+            break
+    for s in conns:
+        s.close()
+    # slowloris: trickle a frame header claiming a 1 MiB body
+    slow = []
+    for _ in range(20):
+        try:
+            s = connect(target)
+            s.sendall(frame(1, b"", blen=1 << 20)[:16])
+            slow.append(s)
+        except OSError:
+            pass
+    end = time.time() + secs
+    while time.time() < end:
+        for s in slow:
+            try:
+                s.send(b"\x00")
+            except OSError:
+                pass
+        # random fuzz frames after HELLO
+        body = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 200)))
+        shoot(target, HELLO + frame(rnd.randint(0, 255), body), read=False)
+        time.sleep(0.2)
+    for s in slow:
+        s.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+#!/bin/bash
+# Bad input on every socket of chunkfly-peer (upload server, local API, HTTP): random bytes,
+# huge lengths, bad magic/version, undecodable bodies, messages out of order, unknown tasks,
+# overflowing ranges, 300 connections at once, slowloris. The daemon must stay up, keep serving
+# a correct read, and count the bad frames.
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
+
+start_registry 127.0.0.9
+REPO=test/abuse
+make_blob "$T/blob" 3
+push_blob "$REPO" "$T/blob"
+SIZE=$(stat -c %s "$T/blob")
+start_peer 1 --set upload_max_connections=64 --set local_max_connections=64
+get 1 0 "$SIZE" "$T/o" || fail "read"
+ip=${PEER_LISTEN[1]%:*}; port=${PEER_LISTEN[1]##*:}
+
+note "upload server"
+python3 "$(dirname "$0")/daemon_abuse.py" tcp "$ip" "$port" 12 || fail "abuse script (tcp)"
+peer_alive_or_fail 1
+note "local API"
+python3 "$(dirname "$0")/daemon_abuse.py" unix "$T/p1.sock" 12 || fail "abuse script (unix)"
+peer_alive_or_fail 1
+note "HTTP"
+for _ in $(seq 20); do
+    head -c 3000 /dev/urandom | curl -s -m 2 --data-binary @- "http://${PEER_HTTP[1]}/metrics" >/dev/null || true
+    printf 'GET /%s HTTP/1.1\r\nHost: x\r\n\r\n' "$(head -c 20000 /dev/zero | tr '\0' a)" |
+        timeout 2 bash -c "exec 3<>/dev/tcp/${PEER_HTTP[1]%:*}/${PEER_HTTP[1]##*:}; cat >&3; cat <&3 >/dev/null" || true
+done
+peer_alive_or_fail 1
+
+note "still serving correctly"
+get 1 0 "$SIZE" "$T/o2" || fail "read after abuse"
+cmp "$T/blob" "$T/o2" || fail "bytes differ after abuse"
+bad=$(metric 1 bad_frames_total)
+echo "bad frames counted: $bad"
+[ "$bad" -gt 5 ] || fail "bad frames not counted"
+[ "$(metric 1 upload_connections)" -le 2 ] || fail "upload connections linger: $(metric 1 upload_connections)"
+[ "$(metric 1 local_connections)" -le 2 ] || fail "local connections linger: $(metric 1 local_connections)"
+kill "${PEER_PID[1]}"
+wait "${PEER_PID[1]}" || fail "exit code $? after SIGTERM"
+echo PASS
