@@ -140,6 +140,9 @@ int cmd_status(int argc, char **argv)
         case 'H':
             http = optarg;
             break;
+        case 'r':
+            raw = 1;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;

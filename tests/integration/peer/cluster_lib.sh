@@ -14,7 +14,9 @@ CLUSTER_STATE="$T/cluster"
 CLUSTER_UP=0
 
 cluster_cleanup() {
-    local rc=$?
+    local rc=$? p
+    # a reader a test stopped (SIGSTOP) must not outlive it nor hold the daemon up
+    for p in "${CF_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
     if [ "$CLUSTER_UP" = 1 ]; then
         if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
             for f in "$CLUSTER_STATE"/peer-*/peer-*.log "$CLUSTER_STATE"/scheduler-*/*.log; do
@@ -32,11 +34,12 @@ trap cluster_cleanup EXIT
 build_type() { sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$CHUNKFLY_BUILD/CMakeCache.txt" 2>/dev/null; }
 is_sanitize() { [ "$(build_type)" = Sanitize ]; }
 
-# cluster_up ARGS...: local-cluster.sh up on a random free base port; sources cluster.env.
+# cluster_up ARGS...: local-cluster.sh up on a random free base port (below the ephemeral range
+# 32768+, so outgoing connections never hold our ports); sources cluster.env.
 cluster_up() {
     local try base
-    for try in 1 2 3 4 5 6; do
-        base=$((20000 + (RANDOM % 400) * 100))
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        base=$((20000 + (RANDOM % 120) * 100))
         if "$CLUSTER" up --state-dir "$CLUSTER_STATE" --base-port "$base" "$@" >"$T/cluster.out" 2>"$T/cluster.err"; then
             CLUSTER_UP=1
             cat "$T/cluster.out"
@@ -44,9 +47,9 @@ cluster_up() {
             . "$CLUSTER_STATE/cluster.env"
             return 0
         fi
-        grep -q "already in use" "$T/cluster.err" || { cat "$T/cluster.err" >&2; CLUSTER_UP=1; fail "local-cluster.sh up failed"; }
+        grep "already in use" "$T/cluster.err" || { cat "$T/cluster.err" >&2; CLUSTER_UP=1; fail "local-cluster.sh up failed"; }
     done
-    fail "no free base port after 6 tries"
+    fail "no free base port after 10 tries"
 }
 
 # peer_pid I: the PID of peer I now

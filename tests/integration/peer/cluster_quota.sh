@@ -19,6 +19,12 @@ held() {
 }
 has() { "$CF" status --raw --peer "$sock" | awk -F'\t' -v d="$1" '$1 == d && $4 > 0 {f = 1} END {exit !f}'; }
 
+show() { # the cache as the daemon reports it, blobs named by their number here
+    local k
+    "$CF" status --peer "$sock" >"$T/status"
+    for k in "${!D[@]}"; do sed -i "s/${D[$k]}/blob-$k (${D[$k]:7:12})/" "$T/status"; done
+    cat "$T/status" >&2
+}
 declare -a D
 for k in $(seq 0 7); do
     random_file "$T/b$k" "$MIB" "quota-$k"
@@ -33,6 +39,7 @@ get 0 || fail "get 0"
 note "blob 1: a reader stopped mid-transfer keeps it in use"
 "$CF" get -q --peer "$sock" "$REGISTRY/quota/app@${D[1]}" -o "$T/o1" &
 rpid=$!
+CF_PIDS+=("$rpid")
 while [ ! -s "$T/o1.part" ] && kill -0 $rpid 2>/dev/null; do :; done
 kill -STOP $rpid
 sz=$(stat -c %s "$T/o1.part" 2>/dev/null || echo done)
@@ -55,8 +62,8 @@ for k in 2 3 4 5 6 7; do
         # eviction goes down to the low watermark (the newest blob may have been written after)
         [ "$h" -le $((LOW + MIB * 1048576)) ] || fail "eviction stopped at $h bytes (low watermark $LOW)"
     fi
-    has "${D[0]}" || fail "the pinned blob 0 was evicted"
-    has "${D[1]}" || fail "blob 1, in use by a stopped reader, was evicted"
+    has "${D[0]}" || { show; fail "the pinned blob 0 was evicted"; }
+    has "${D[1]}" || { show; fail "blob 1, in use by a stopped reader, was evicted"; }
 done
 evicted=0
 for k in 2 3 4 5 6 7; do has "${D[$k]}" || evicted=$((evicted + 1)); done
