@@ -70,21 +70,6 @@ static void out_abort(struct out_file *f)
     f->tmp[0] = 0;
 }
 
-static int write_whole(const char *path, const void *data, size_t len, cf_err *err)
-{
-    struct out_file f;
-    int rc = out_open(&f, path, err);
-    if (rc) return rc;
-    rc = cf_write_full(f.fd, data, len);
-    if (rc) {
-        out_abort(&f);
-        return cf_err_set(err, rc, "writing '%s': %s", path, strerror(-rc));
-    }
-    rc = out_commit(&f, path, err);
-    if (rc) out_abort(&f);
-    return rc;
-}
-
 static void fill_boot_blob(struct rafs_boot_blob *b, const struct rafs_blob_result *r,
                            const struct rafs_blob_opts *o, const char *id)
 {
@@ -116,7 +101,7 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
     if (o->blob_id && (strlen(o->blob_id) == 0 || strlen(o->blob_id) > RAFS_BLOB_ID_LEN))
         return cf_err_set(err, -EINVAL, "--blob-id must be 1..64 characters");
     char blob_final[PATH_MAX] = "", cache_data_final[PATH_MAX], cache_meta_final[PATH_MAX];
-    struct out_file blob = {.fd = -1}, cdata = {.fd = -1}, cmeta = {.fd = -1};
+    struct out_file blob = {.fd = -1}, cdata = {.fd = -1}, cmeta = {.fd = -1}, bootf = {.fd = -1};
     struct rafs_tree tree;
     struct rafs_chunk_table ct = {0};
     rafs_blob_writer *w = NULL;
@@ -137,6 +122,17 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
         }
     }
     if (rc) goto fail;
+    /* the bootstrap output is opened now so an unusable path fails before any work */
+    int want_boot = o->bootstrap || !o->blob_opts.inline_meta;
+    if (want_boot) {
+        if (o->bootstrap) {
+            rc = out_open(&bootf, o->bootstrap, err);
+        } else {
+            snprintf(tmpl, sizeof(tmpl), "%s/bootstrap", o->blob_dir);
+            rc = out_open(&bootf, tmpl, err);
+        }
+        if (rc) goto fail;
+    }
     if (o->blob_cache_dir) {
         rc = cf_mkdir_p(o->blob_cache_dir, 0755);
         if (rc) {
@@ -209,9 +205,24 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
         if ((rc = out_open(&cmeta, tmpl, err))) goto fail;
         if ((rc = rafs_blob_writer_cache_meta(w, cmeta.fd, err))) goto fail;
     }
-    if (o->bootstrap || !o->blob_opts.inline_meta) {
+    if (want_boot) {
         fill_boot_blob(&bb, &res->blob, &o->blob_opts, res->blob_id);
         if ((rc = rafs_bootstrap_build(&tree, &ct, &bo, &boot, err))) goto fail;
+        if (o->bootstrap) {
+            snprintf(res->bootstrap_path, sizeof(res->bootstrap_path), "%s", o->bootstrap);
+        } else {
+            uint8_t d[32];
+            char hex[65];
+            cf_sha256(boot.data, boot.len, d);
+            cf_hex_encode(d, 32, hex);
+            snprintf(res->bootstrap_path, sizeof(res->bootstrap_path), "%s/%s", o->blob_dir, hex);
+        }
+        if ((rc = cf_write_full(bootf.fd, boot.data, boot.len))) {
+            rc = cf_err_set(err, rc, "writing bootstrap '%s': %s", res->bootstrap_path,
+                            strerror(-rc));
+            goto fail;
+        }
+        res->bootstrap_size = boot.len;
     }
     /* everything built: move outputs into place */
     if (!o->blob) {
@@ -227,19 +238,7 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
         if ((rc = out_commit(&cdata, cache_data_final, err))) goto fail;
         if ((rc = out_commit(&cmeta, cache_meta_final, err))) goto fail;
     }
-    if (boot.len) {
-        if (o->bootstrap) {
-            snprintf(res->bootstrap_path, sizeof(res->bootstrap_path), "%s", o->bootstrap);
-        } else {
-            uint8_t d[32];
-            char hex[65];
-            cf_sha256(boot.data, boot.len, d);
-            cf_hex_encode(d, 32, hex);
-            snprintf(res->bootstrap_path, sizeof(res->bootstrap_path), "%s/%s", o->blob_dir, hex);
-        }
-        if ((rc = write_whole(res->bootstrap_path, boot.data, boot.len, err))) goto fail;
-        res->bootstrap_size = boot.len;
-    }
+    if (want_boot && (rc = out_commit(&bootf, res->bootstrap_path, err))) goto fail;
     rafs_progress_tick(&pr, 1);
     rafs_blob_writer_free(w);
     rafs_chunk_table_free(&ct);
@@ -249,6 +248,7 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
     return 0;
 fail:
     out_abort(&blob);
+    out_abort(&bootf);
     out_abort(&cdata);
     out_abort(&cmeta);
     rafs_blob_writer_free(w);

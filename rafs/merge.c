@@ -297,10 +297,7 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
     for (size_t s = 0; s < o->nsources; s++) {
         const char *src = o->sources[s];
         rafs_image *img = NULL;
-        if ((rc = rafs_image_open(src, &img, err))) {
-            rc = cf_err_wrap(err, rc, "bootstrap '%s'", src);
-            goto out;
-        }
+        if ((rc = rafs_image_open(src, &img, err))) goto out; /* message names src */
         const struct rafs_super_info *sb = rafs_image_super(img);
         if (s == 0) {
             chunk_size = sb->chunk_size;

@@ -151,7 +151,7 @@ int rafs_unpack(const char *bootstrap, const char *blob_file, const char *blob_d
 {
     struct uctx u = {.err = err};
     int rc = rafs_image_open(bootstrap, &u.img, err);
-    if (rc) return cf_err_wrap(err, rc, "bootstrap '%s'", bootstrap);
+    if (rc) return rc; /* the reader's message names the file */
     const struct rafs_super_info *sb = rafs_image_super(u.img);
     u.comp = sb->compressor;
     u.dig = sb->digester;
