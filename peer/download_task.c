@@ -94,6 +94,25 @@ static void task_maybe_free(struct task *t)
     if (t->dead && t->work_refs == 0) task_free(t);
 }
 
+/* A finished task whose blob left the cache (evicted, purged): leave the mesh and forget it, so
+ * the next read starts a fresh download. Returns 1 when it was dropped. */
+static int task_drop_if_gone(struct task *t)
+{
+    peer_blob_info bi;
+    if (t->state != T_DONE || t->dead) return 0;
+    if (peer_store_blob_info(t->d->store, t->digest, &bi) == 0 && bi.complete) return 0;
+    cf_info("task %s: blob left the cache, leaving the mesh", t->id);
+    if (t->registered && t->sched_idx >= 0) {
+        proto_msg m = {.type = PROTO_MSG_LEAVE_TASK};
+        m.u.leave_task.task_id = t->id;
+        sched_client_send(t->d, t->sched_idx, &m);
+    }
+    local_reads_fail(t, PROTO_E_NOT_FOUND, "blob left the cache during the read, retry");
+    task_unlink(t);
+    task_maybe_free(t);
+    return 1;
+}
+
 static void task_fail(struct task *t, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void task_fail(struct task *t, uint32_t code, const char *fmt, ...)
@@ -565,7 +584,7 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
         return NULL;
     }
     struct task *t = task_find(d, id);
-    if (t && t->state == T_FAILED) t = NULL;
+    if (t && (t->state == T_FAILED || task_drop_if_gone(t))) t = NULL;
     proto_image_ref ref = {0};
     if (origin && origin[0]) {
         if (proto_image_ref_parse(origin, &ref, err)) return NULL;
@@ -575,7 +594,7 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
         }
     }
     if (t) {
-        if (whole && !t->whole) {
+        if (whole && !t->whole && d->o.fetch_whole_blob) {
             t->whole = 1;
             task_pump(t);
         }
@@ -604,7 +623,7 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
         snprintf(t->repo, sizeof(t->repo), "%s", ref.repo);
     }
     if (creds && creds[0]) t->creds = strdup(creds);
-    t->whole = whole;
+    t->whole = whole && d->o.fetch_whole_blob;
     t->sched_idx = -1;
     t->state = T_SIZING;
     t->created_ms = pd_now(d);
@@ -1358,6 +1377,7 @@ void task_tick(peer_daemon *d)
             continue;
         }
         if (t->state != T_RUNNING && t->state != T_DONE) continue;
+        if (task_drop_if_gone(t)) continue;
         /* (re-)register when the scheduler went away and came back, or parents ran out */
         if (d->o.n_schedulers && !t->registered && now >= t->reask_at_ms &&
             !(t->state == T_RUNNING && t->origin_mode && t->length <= d->o.small_blob)) {

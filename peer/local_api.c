@@ -190,6 +190,10 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
     }
     if (!prefetch) d->m.local_reads++;
     struct task *t = task_get(d, q->task_id, q->origin, q->credentials, 1, &err);
+    if (t && prefetch && !t->whole) { /* a prefetch always wants the whole blob */
+        t->whole = 1;
+        task_pump(t);
+    }
     if (!t) {
         if (!prefetch) d->m.local_read_errors++;
         send_error(lc, err_code(err.code), q->req_id, q->task_id, cf_err_str(&err, err.code));

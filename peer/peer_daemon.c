@@ -37,6 +37,8 @@ const char *const peer_daemon_config_keys[] = {"listen",
                                                "origin_plain_http",
                                                "docker_config",
                                                "local_max_connections",
+                                               "seed_cached",
+                                               "fetch_whole_blob",
                                                "timing.heartbeat_interval",
                                                "timing.heartbeat_miss_limit",
                                                "timing.back_to_source_stall",
@@ -111,6 +113,7 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     o->docker_config = cf_config_get(c, "docker_config");
     if (!rc) rc = get_u32(c, "local_max_connections", 64, 1, 65536, &o->local_max_conns, err);
     if (!rc) rc = get_u32(c, "seed_cached", 64, 0, 100000, &o->seed_cached, err);
+    if (!rc) rc = cf_config_get_bool(c, "fetch_whole_blob", 1, &o->fetch_whole_blob, err);
     if (!rc) rc = proto_timing_load(&o->timing, c, err);
     return rc;
 }

@@ -52,6 +52,7 @@ struct peer_daemon_opts {
     /* local API */
     uint32_t local_max_conns; /* (64) */
     uint32_t seed_cached;     /* complete cached blobs announced at start-up (64) */
+    int fetch_whole_blob;     /* a read also fetches the rest of the blob in the background (1) */
     proto_timing timing;
 };
 
