@@ -14,12 +14,13 @@ RANDOM=$SEED
 echo "seed $SEED (replay: CHUNKFLY_KILL_SEED=$SEED), $ROUNDS rounds, ${MIB} MiB blobs"
 cluster_up --peers 4 --schedulers 1
 
-# Kill window: about the time a whole local transfer takes (measured in round 0), so the
-# moments fall before, during and right after the children's downloads.
+# Kill window: twice the time one child takes to copy a blob from a parent (measured once, in
+# a warm-up), so the moments fall before, during and after the children's downloads.
 random_file "$T/warm" "$MIB" warm
 d=$(push_blob "$REGISTRY" kill/app "$T/warm")
+"$CF" get -q --peer "$PEER_SOCK_1" "$REGISTRY/kill/app@$d" -o "$T/warm.1" || fail "warm-up get on peer 1 failed"
 t0=$(date +%s%N)
-"$CF" get -q --peer "$PEER_SOCK_1" "$REGISTRY/kill/app@$d" -o "$T/warm.out" || fail "warm-up get failed"
+"$CF" get -q --peer "$PEER_SOCK_2" "$REGISTRY/kill/app@$d" -o "$T/warm.2" || fail "warm-up get on peer 2 failed"
 window_ms=$(( ($(date +%s%N) - t0) / 1000000 * 2 + 50 ))
 note "kill window 0..${window_ms} ms"
 
