@@ -2,6 +2,7 @@
  * daemon on one libuv loop until SIGTERM/SIGINT. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +197,11 @@ int main(int argc, char **argv)
     setenv("UV_THREADPOOL_SIZE", getenv("UV_THREADPOOL_SIZE") ? getenv("UV_THREADPOOL_SIZE") : "16",
            1);
     signal(SIGPIPE, SIG_IGN);
+    /* piece buffers (1-16 MiB) always come from mmap and go back to the kernel when freed (a
+     * fixed threshold stops glibc from raising it and keeping them in the heap), and few arenas
+     * for the pool threads: keeps the steady-state RSS small */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_ARENA_MAX, 2);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct app a = {0};
