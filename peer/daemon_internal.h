@@ -112,8 +112,9 @@ struct task {
     uint8_t *digests; /* per-piece sha256 list (piece_count*32), NULL until known */
     int digests_from_sched;
     int sched_has_digests;
-    int origin_mode; /* fetch whatever is needed from the origin */
-    int sched_idx;   /* scheduler link registered on, -1 none */
+    int origin_mode;     /* fetch whatever is needed from the origin */
+    int origin_no_sched; /* origin_mode only because the scheduler went away */
+    int sched_idx;       /* scheduler link registered on, -1 none */
     int registered;
     int finished_sent;
     int restarts;

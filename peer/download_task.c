@@ -405,6 +405,11 @@ void task_on_register_answer(struct task *t, const proto_register_answer *a)
         task_pump(t);
         return;
     }
+    if (t->origin_no_sched) { /* a scheduler is back: it decides about the origin again */
+        t->origin_no_sched = 0;
+        t->origin_mode = 0;
+        t->last_progress_ms = pd_now(t->d);
+    }
     resync_with_sched(t);
     task_pump(t);
 }
@@ -423,14 +428,20 @@ void task_on_sched_lost(struct task *t)
 {
     t->registered = 0;
     t->sched_idx = -1;
-    memset(t->granted ? t->granted : (uint8_t *)"", 0,
-           t->granted ? proto_bitmap_nbytes(t->piece_count) : 0);
-    t->reask_at_ms = pd_now(t->d); /* re-register (maybe elsewhere) on the next tick */
+    if (t->granted) memset(t->granted, 0, proto_bitmap_nbytes(t->piece_count));
+    t->reask_at_ms = pd_now(t->d) + 1000; /* re-register (maybe elsewhere) soon */
     if (t->state == T_REGISTERING) {
         if (sched_client_register(t->d, t) == 0) return; /* another scheduler */
         t->origin_mode = 1;
         if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
         task_open(t);
+    } else if (t->state == T_RUNNING && !t->origin_mode) {
+        /* no scheduler grants any more: what parents do not have comes from the origin until
+         * a scheduler answers again */
+        cf_info("task %s: scheduler lost, missing pieces come from the origin", t->id);
+        t->origin_mode = 1;
+        t->origin_no_sched = 1;
+        task_pump(t);
     }
 }
 

@@ -239,7 +239,7 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
             return;
         }
         proto_hello ours;
-        proto_hello_init(&ours, d->host_id, PROTO_ROLE_PEER, PROTO_CAP_AVAIL_PUSH, 0);
+        proto_hello_init(&ours, d->host_id, PROTO_ROLE_PEER, PROTO_CAP_AVAIL_PUSH, 4096);
         uint32_t ver, pmax;
         rc = proto_handshake_check(&ours, &m.u.hello, &ver, &pmax, &err);
         proto_msg_free(&m);
