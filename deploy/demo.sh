@@ -9,7 +9,13 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 bin=build/bin
 work=$(mktemp -d /tmp/chunkfly-demo.XXXXXX)
-trap 'umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
+cluster_up=0
+cleanup() {
+  umount "$work/mnt" 2>/dev/null || true
+  [ "$cluster_up" = 0 ] || deploy/local-cluster.sh down --state-dir "$work/cluster" >/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 echo "== making a sample tree"
 src=$work/rootfs
@@ -29,3 +35,54 @@ echo "== chunkfly-image check (metadata + every chunk digest)"
 "$bin/chunkfly-image" check "$work/image.boot" -D "$work/blobs"
 echo "== chunkfly-image inspect -R stats"
 "$bin/chunkfly-image" inspect "$work/image.boot" -R stats
+
+echo "== local cluster: docker-registry, 1 scheduler, 3 peers on loopback"
+# small_blob=0: the demo's blobs are small, and the daemon would otherwise fetch blobs under
+# 4 MiB straight from the registry without the mesh
+CHUNKFLY_BIN=$PWD/$bin deploy/local-cluster.sh up --peers 3 --state-dir "$work/cluster" \
+  --base-port "${CHUNKFLY_DEMO_PORT:-17000}" --peer-arg --set=small_blob=0
+cluster_up=1
+. "$work/cluster/cluster.env"
+
+echo "== pushing the image's bootstrap and blobs to http://$REGISTRY (repo demo/image)"
+push() { # FILE -> digest (the OCI push protocol: POST an upload, PUT it with ?digest=)
+  local d loc
+  d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
+  loc=$(curl -sS -f -X POST -D - -o /dev/null "http://$REGISTRY/v2/demo/image/blobs/uploads/" |
+    tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case $loc in /*) loc="http://$REGISTRY$loc" ;; esac
+  case $loc in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
+  curl -sS -f -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$1" "$loc" -o /dev/null
+  echo "$d"
+}
+digests=()
+for f in "$work/image.boot" "$work"/blobs/*; do
+  [ -f "$f" ] || continue
+  d=$(push "$f")
+  digests+=("$d")
+  printf '  %-12s %9d bytes  %s\n' "$(basename "$f" | cut -c1-12)" "$(stat -c %s "$f")" "$d"
+done
+
+metric() { # PEER NAME -> value from the peer's /metrics
+  local http
+  eval "http=\$PEER_HTTP_$1"
+  curl -s "http://$http/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
+for i in 1 2 3; do
+  eval "sock=\$PEER_SOCK_$i"
+  echo "== peer $i: chunkfly get of every blob"
+  for d in "${digests[@]}"; do
+    "$bin/chunkfly" get -q --peer "$sock" "$REGISTRY/demo/image@$d" -o "$work/get-$i-${d:7:12}"
+  done
+  echo "  peer $i: $(metric $i chunkfly_peer_bytes_from_origin_total) bytes from the registry," \
+    "$(metric $i chunkfly_peer_bytes_from_parents_total) bytes from other peers (sha256 verified)"
+done
+for d in "${digests[@]}"; do
+  cmp -s "$work/get-1-${d:7:12}" "$work/get-3-${d:7:12}" || { echo "peer copies of $d differ" >&2; exit 1; }
+done
+total=0
+for d in "${digests[@]}"; do total=$((total + $(stat -c %s "$work/get-1-${d:7:12}"))); done
+served=$(deploy/local-cluster.sh status --state-dir "$work/cluster" | awk '$1 == "registry_blob_bytes" {print $2}')
+echo "== the registry served $served blob bytes for 3 peers x $total bytes of blobs"
+echo "== chunkfly status of peer 3"
+"$bin/chunkfly" status --peer "$PEER_SOCK_3" --http "$PEER_HTTP_3" | sed -n '1,/^metrics/p' | sed '$d'
