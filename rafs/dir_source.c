@@ -153,7 +153,7 @@ static int walk_dir(struct walk *wk, struct rafs_node *dir, unsigned depth, cf_e
         n++;
     }
     closedir(d);
-    if (!rc) qsort(names, n, sizeof(*names), name_cmp);
+    if (!rc && n > 1) qsort(names, n, sizeof(*names), name_cmp);
     size_t plen = strlen(wk->path), rlen = strlen(wk->rel);
     for (size_t i = 0; !rc && i < n; i++) {
         if (plen + strlen(names[i]) + 2 >= sizeof(wk->path) ||
