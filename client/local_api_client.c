@@ -101,7 +101,7 @@ static int send_msg(client_local *c, const proto_msg *m, cf_err *err)
 static int recv_msg(client_local *c, proto_msg *m, uint32_t *payload_len, cf_err *err)
 {
     uint8_t hb[PROTO_FRAME_HEADER_LEN];
-    proto_frame_header h;
+    proto_frame_header h = {0};
     int r = read_full(c, hb, sizeof(hb), err);
     if (r == 0) r = proto_frame_header_decode(hb, c->max_payload, &h, err);
     if (r == 0) r = read_full(c, c->body, h.body_len, err);

@@ -93,7 +93,7 @@ static int send_msg(int fd, const proto_msg *m)
 static int recv_msg(int fd, proto_msg *m, uint8_t *body, uint8_t *pay, uint32_t cap, uint32_t *plen)
 {
     uint8_t hb[PROTO_FRAME_HEADER_LEN];
-    proto_frame_header h;
+    proto_frame_header h = {0};
     cf_err err = {0};
     int r = read_full(fd, hb, sizeof(hb));
     if (r == 0) r = proto_frame_header_decode(hb, cap, &h, &err);

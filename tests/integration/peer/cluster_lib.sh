@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the cluster-level tests (source after testlib.sh): a whole cluster from
 # deploy/local-cluster.sh in $T/cluster on a free base port, stopped on exit, plus blob pushes
 # (registry_lib.sh, curl) and `chunkfly get` wrappers.

@@ -42,8 +42,8 @@ rpid=$!
 CF_PIDS+=("$rpid")
 while [ ! -s "$T/o1.part" ] && kill -0 $rpid 2>/dev/null; do :; done
 kill -STOP $rpid
-sz=$(stat -c %s "$T/o1.part" 2>/dev/null || echo done)
-[ "$sz" != done ] || { kill -CONT $rpid; skip "the reader finished before it could be stopped"; }
+sz=$(stat -c %s "$T/o1.part" 2>/dev/null || echo finished)
+[ "$sz" != finished ] || { kill -CONT $rpid; skip "the reader finished before it could be stopped"; }
 note "reader stopped after $sz bytes"
 
 crossed=0
