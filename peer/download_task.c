@@ -421,6 +421,10 @@ void task_on_sched_error(struct task *t, const proto_error *e)
         t->origin_mode = 1;
         if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
         task_open(t);
+    } else if (e->code == PROTO_E_UNKNOWN_TASK && t->registered) {
+        /* the scheduler forgot the task (restart, expiry): register again soon */
+        t->registered = 0;
+        t->reask_at_ms = pd_now(t->d) + 200;
     }
 }
 
