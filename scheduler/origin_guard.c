@@ -35,8 +35,10 @@ static void grant_list_add(sched *s, sched_task *t)
 static void grant_list_del(sched *s, sched_task *t)
 {
     if (!t->in_grant_list) return;
-    if (t->gprev) t->gprev->gnext = t->gnext;
-    else s->grant_tasks = t->gnext;
+    if (t->gprev)
+        t->gprev->gnext = t->gnext;
+    else
+        s->grant_tasks = t->gnext;
     if (t->gnext) t->gnext->gprev = t->gprev;
     t->in_grant_list = 0;
     t->gnext = t->gprev = NULL;
@@ -56,8 +58,10 @@ size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
         unsigned used = 0, mine = 0, free_slot = M;
         for (unsigned j = 0; j < M; j++) {
             if (g[j] == p) mine = 1;
-            if (g[j]) used++;
-            else if (free_slot == M) free_slot = j;
+            if (g[j])
+                used++;
+            else if (free_slot == M)
+                free_slot = j;
         }
         if (mine || used >= M) continue;
         if (grow_runs(s, n_runs + 1)) break;
@@ -103,8 +107,10 @@ void sched_origin_piece_done(sched *s, sched_peer *p, uint32_t i, uint64_t now_m
     p->grant_progress_ms = now_ms;
     int mine = 0;
     for (unsigned j = 0; j < M; j++) mine |= t->grant[(size_t)i * M + j] == p;
-    if (mine) drop_grant(t, p, i, M);
-    else if (!peer_has(p, i)) s->st.origin_unsolicited++;
+    if (mine)
+        drop_grant(t, p, i, M);
+    else if (!peer_has(p, i))
+        s->st.origin_unsolicited++;
 }
 
 uint32_t sched_origin_release(sched *s, sched_peer *p)
@@ -138,8 +144,8 @@ void sched_origin_regrant(sched *s, sched_task *t, sched_peer *except, uint64_t 
             } else {
                 size_t n = sched_origin_grant(s, q, now_ms);
                 if (n) {
-                    struct sched_decision d = {.peer = q, .grant = s->runs, .n_grant = n,
-                                               .stall_ms = s->cfg.stall_ms};
+                    struct sched_decision d = {
+                        .peer = q, .grant = s->runs, .n_grant = n, .stall_ms = s->cfg.stall_ms};
                     sched_emit(s, &d);
                 }
             }

@@ -115,7 +115,8 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
     /* swarm-relative outliers: mean piece time > 3x the others' mean */
     unsigned measured = 0;
     double sum = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) /* c[0..n) were filled above (cppcheck cannot see it) */
+        // cppcheck-suppress uninitvar
         if (c[i].mean_cost > 0) {
             measured++;
             sum += c[i].mean_cost;
@@ -135,8 +136,8 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
         double fr = h->upload_slots ? (double)free_slots(h) / h->upload_slots : 0;
         double speed = best_tput > 0 && h->tput_bps > 0 ? h->tput_bps / best_tput : 0.5;
         double rel = 1.0 / (1.0 + h->failures);
-        c[i].score = 0.35 * useful + 0.20 * fr + 0.20 * speed +
-                     0.15 * locality(child->host, h) + 0.10 * rel;
+        c[i].score =
+            0.35 * useful + 0.20 * fr + 0.20 * speed + 0.15 * locality(child->host, h) + 0.10 * rel;
         c[m++] = c[i];
     }
     /* partial selection sort: K is tiny */

@@ -201,8 +201,8 @@ static void collect_bans(void *arg, void *val)
 
 void sched_hosts_expire(sched *s, uint64_t now_ms)
 {
-    struct expire_ctx x = {.s = s, .now = now_ms,
-                           .limit = (uint64_t)s->cfg.heartbeat_ms * s->cfg.heartbeat_misses};
+    struct expire_ctx x = {
+        .s = s, .now = now_ms, .limit = (uint64_t)s->cfg.heartbeat_ms * s->cfg.heartbeat_misses};
     sched_map_foreach(&s->hosts, collect_dead, &x);
     for (size_t i = 0; i < x.n; i++) {
         cf_info("host %s: no heartbeat for %llu ms, removing it and its %u peers", x.dead[i]->id,

@@ -31,11 +31,11 @@ struct sched_host {
     char *addr;
     char *idc, *zone, *rack;
     uint32_t upload_slots;
-    uint32_t reserved;     /* children currently assigned to this host's peers */
+    uint32_t reserved;      /* children currently assigned to this host's peers */
     uint32_t reported_free; /* from heartbeats, UINT32_MAX unknown */
     uint64_t upload_bw;
     uint64_t last_seen_ms;
-    uint32_t failures;     /* decays: halved every minute */
+    uint32_t failures; /* decays: halved every minute */
     uint64_t failures_decay_ms;
     /* piece times as a parent, ms per MiB */
     uint32_t cost[COST_WINDOW];
@@ -43,26 +43,26 @@ struct sched_host {
     double tput_bps;       /* EWMA bytes/s as a parent */
     uint64_t bad_tasks[8]; /* hashes of distinct tasks where a child reported it bad */
     uint32_t n_bad_tasks;
-    sched_peer *peers;     /* list via peer->hnext */
+    sched_peer *peers; /* list via peer->hnext */
     uint32_t n_peers;
     void *conn;
-    int dying;             /* leaving: never selected */
+    int dying; /* leaving: never selected */
 };
 
 struct sched_peer {
     sched_host *host;
     sched_task *task;
-    uint64_t *bits;        /* have-bitmap, task->n_words words */
+    uint64_t *bits; /* have-bitmap, task->n_words words */
     uint32_t have;
-    uint32_t idx;          /* index in task->peers */
-    uint32_t src_idx;      /* index in task->src, UINT32_MAX when not a source */
+    uint32_t idx;     /* index in task->peers */
+    uint32_t src_idx; /* index in task->src, UINT32_MAX when not a source */
     sched_peer *hnext, *hprev;
     sched_peer *parents[SCHED_MAX_CANDIDATES];
     uint8_t n_parents;
     uint8_t n_bad;
     uint8_t waiting, finished, stalled;
     uint64_t bad[SCHED_MAX_BAD]; /* hashes of blocklisted parent host ids */
-    uint32_t n_grants;     /* pieces granted and not yet reported */
+    uint32_t n_grants;           /* pieces granted and not yet reported */
     uint64_t grant_progress_ms;
     uint64_t last_report_ms;
     uint64_t parents_since_ms;
@@ -74,10 +74,10 @@ struct sched_task {
     uint32_t piece_size, n_pieces, n_words;
     sched_peer **peers;
     uint32_t n_peers, cap_peers;
-    sched_peer **src;       /* peers holding pieces or grants: the only possible parents */
+    sched_peer **src; /* peers holding pieces or grants: the only possible parents */
     uint32_t n_src, cap_src;
-    uint32_t *holders;      /* per piece: peers holding it */
-    sched_peer **grant;     /* per piece * origin_per_piece: granted peer or NULL */
+    uint32_t *holders;       /* per piece: peers holding it */
+    sched_peer **grant;      /* per piece * origin_per_piece: granted peer or NULL */
     uint32_t pieces_in_mesh; /* pieces with holders > 0 */
     uint32_t pieces_granted; /* pieces with at least one grant */
     uint32_t granted_peers;  /* peers with n_grants > 0 */

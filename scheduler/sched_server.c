@@ -178,9 +178,13 @@ static void handle_announce(struct sconn *sc, const proto_announce_host *a)
         snprintf(addr, sizeof(addr), "[%s]:%u", a->addrs[0], a->upload_port);
     else
         snprintf(addr, sizeof(addr), "%s:%u", a->addrs[0], a->upload_port);
-    struct sched_host_info info = {.host_id = a->host_id, .addr = addr, .idc = a->idc,
-                                   .zone = a->zone, .rack = a->rack,
-                                   .upload_slots = a->upload_slots, .upload_bw = a->upload_bw};
+    struct sched_host_info info = {.host_id = a->host_id,
+                                   .addr = addr,
+                                   .idc = a->idc,
+                                   .zone = a->zone,
+                                   .rack = a->rack,
+                                   .upload_slots = a->upload_slots,
+                                   .upload_bw = a->upload_bw};
     sched_host *h = NULL;
     int rc = sched_host_announce(s->core, &info, now_ms(s), &h);
     if (rc) {
@@ -209,8 +213,7 @@ static void handle_register(struct sconn *sc, const proto_register_task *r)
     if (t && sched_task_length(t) != r->content_length) {
         char msg[160];
         snprintf(msg, sizeof(msg), "content length %llu differs from the task's %llu",
-                 (unsigned long long)r->content_length,
-                 (unsigned long long)sched_task_length(t));
+                 (unsigned long long)r->content_length, (unsigned long long)sched_task_length(t));
         send_error(sc, PROTO_E_MISMATCH, r->task_id, msg, 0);
         return;
     }
@@ -228,10 +231,11 @@ static void handle_register(struct sconn *sc, const proto_register_task *r)
     m.u.register_answer.has_digests = t && sched_task_digests(t);
     if (send_msg(sc, &m)) return;
     cf_err err = {0};
-    int rc = sched_register(s->core, sc->host, r->task_id, r->content_length, now_ms(s), NULL,
-                            &err);
-    if (rc) send_error(sc, rc == -ENOMEM ? PROTO_E_INTERNAL : PROTO_E_MISMATCH, r->task_id,
-                       cf_err_str(&err, rc), 0);
+    int rc =
+        sched_register(s->core, sc->host, r->task_id, r->content_length, now_ms(s), NULL, &err);
+    if (rc)
+        send_error(sc, rc == -ENOMEM ? PROTO_E_INTERNAL : PROTO_E_MISMATCH, r->task_id,
+                   cf_err_str(&err, rc), 0);
 }
 
 static void handle_report(struct sconn *sc, const proto_piece_report *r)
@@ -255,8 +259,9 @@ static void handle_report(struct sconn *sc, const proto_piece_report *r)
     int rc = sched_report_pieces(s->core, sc->host, r->task_id, runs, r->n_runs, r->parent_id,
                                  now_ms(s), &err);
     if (runs != stackbuf) free(runs);
-    if (rc) send_error(sc, rc == -ENOENT ? PROTO_E_UNKNOWN_TASK : PROTO_E_RANGE, r->task_id,
-                       cf_err_str(&err, rc), 0);
+    if (rc)
+        send_error(sc, rc == -ENOENT ? PROTO_E_UNKNOWN_TASK : PROTO_E_RANGE, r->task_id,
+                   cf_err_str(&err, rc), 0);
 }
 
 static void handle_digests_publish(struct sconn *sc, const proto_digest_list *l)
@@ -274,8 +279,8 @@ static void handle_digests_publish(struct sconn *sc, const proto_digest_list *l)
         return;
     }
     cf_err err = {0};
-    int rc = proto_digest_list_check(l, l->task_id, sched_task_piece_size(t),
-                                     sched_task_length(t), &err);
+    int rc = proto_digest_list_check(l, l->task_id, sched_task_piece_size(t), sched_task_length(t),
+                                     &err);
     if (!rc) rc = sched_task_set_digests(t, l->digests, (size_t)l->piece_count * 32);
     if (rc == -EEXIST) {
         cf_warn("task %s: host %s published a digest list that differs from the first one",
@@ -360,8 +365,10 @@ static void on_frame(proto_conn *c, const proto_frame_header *fh, const uint8_t 
         return;
     }
     if (!sc->hello_done) {
-        if (m.type == PROTO_MSG_HELLO) handle_hello(sc, &m.u.hello);
-        else send_error(sc, PROTO_E_UNEXPECTED, NULL, "HELLO expected first", 1);
+        if (m.type == PROTO_MSG_HELLO)
+            handle_hello(sc, &m.u.hello);
+        else
+            send_error(sc, PROTO_E_UNEXPECTED, NULL, "HELLO expected first", 1);
         proto_msg_free(&m);
         return;
     }
@@ -387,8 +394,8 @@ static void on_frame(proto_conn *c, const proto_frame_header *fh, const uint8_t 
         break;
     case PROTO_MSG_TASK_FINISHED: {
         int r2 = sched_task_finished(s->core, sc->host, m.u.task_finished.task_id, now, &err);
-        if (r2) send_error(sc, PROTO_E_UNEXPECTED, m.u.task_finished.task_id,
-                           cf_err_str(&err, r2), 0);
+        if (r2)
+            send_error(sc, PROTO_E_UNEXPECTED, m.u.task_finished.task_id, cf_err_str(&err, r2), 0);
         decision = 1;
         break;
     }
@@ -401,10 +408,9 @@ static void on_frame(proto_conn *c, const proto_frame_header *fh, const uint8_t 
         decision = 1;
         break;
     case PROTO_MSG_BAD_PARENT:
-        if (sched_bad_parent(s->core, sc->host, m.u.bad_parent.task_id,
-                             m.u.bad_parent.parent_id, now))
-            send_error(sc, PROTO_E_UNKNOWN_TASK, m.u.bad_parent.task_id, "task not registered",
-                       0);
+        if (sched_bad_parent(s->core, sc->host, m.u.bad_parent.task_id, m.u.bad_parent.parent_id,
+                             now))
+            send_error(sc, PROTO_E_UNKNOWN_TASK, m.u.bad_parent.task_id, "task not registered", 0);
         decision = 1;
         break;
     case PROTO_MSG_LEAVE_HOST: {
@@ -451,8 +457,10 @@ static void on_conn_close(proto_conn *c, int status, const char *reason)
         cf_info("host %s disconnected (%s): its peers leave", sched_host_id(h), reason);
         sched_host_leave(s->core, h, now_ms(s));
     }
-    if (sc->prev) sc->prev->next = sc->next;
-    else s->conns = sc->next;
+    if (sc->prev)
+        sc->prev->next = sc->next;
+    else
+        s->conns = sc->next;
     if (sc->next) sc->next->prev = sc->prev;
     s->st.conns_open--;
     free(sc);
@@ -514,8 +522,10 @@ int sched_server_new(uv_loop_t *loop, const struct sched_server_opts *opts, sche
     sched_server *s = calloc(1, sizeof(*s));
     if (!s) return cf_err_set(err, -ENOMEM, "out of memory");
     s->loop = loop;
-    if (opts) s->opts = *opts;
-    else sched_server_opts_default(&s->opts);
+    if (opts)
+        s->opts = *opts;
+    else
+        sched_server_opts_default(&s->opts);
     if (!s->opts.tick_ms) s->opts.tick_ms = 250;
     if (!s->opts.handshake_timeout_ms) s->opts.handshake_timeout_ms = 10000;
     if (!s->opts.max_connections) s->opts.max_connections = 65536;

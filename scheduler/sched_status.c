@@ -13,7 +13,6 @@ struct sched_status {
     proto_http_server *http;
 };
 
-
 static void json_str(cf_buf *b, const char *s)
 {
     cf_buf_append(b, "\"", 1);
@@ -73,8 +72,7 @@ static void handle_metrics(proto_http_res *res, const proto_http_req *req, void 
            "Hosts removed after missed heartbeats.", st.hosts_expired);
     metric(&b, "chunkfly_scheduler_outliers_dropped_total", "counter",
            "Candidates dropped as slow outliers.", st.outliers_dropped);
-    metric(&b, "chunkfly_scheduler_connections", "gauge", "Open mesh connections.",
-           ss.conns_open);
+    metric(&b, "chunkfly_scheduler_connections", "gauge", "Open mesh connections.", ss.conns_open);
     metric(&b, "chunkfly_scheduler_connections_accepted_total", "counter",
            "Mesh connections accepted.", ss.conns_accepted);
     metric(&b, "chunkfly_scheduler_connections_rejected_total", "counter",
@@ -216,8 +214,9 @@ static void peer_json(void *arg, const sched_peer *p)
     if (x->n++) cf_buf_append(b, ",", 1);
     cf_buf_append(b, "{\"host\":", 8);
     json_str(b, v.host_id);
-    cf_buf_printf(b, ",\"have\":%u,\"grants\":%u,\"waiting\":%s,\"finished\":%s,\"stalled\":%s,"
-                     "\"parents\":[",
+    cf_buf_printf(b,
+                  ",\"have\":%u,\"grants\":%u,\"waiting\":%s,\"finished\":%s,\"stalled\":%s,"
+                  "\"parents\":[",
                   v.have, v.grants, v.waiting ? "true" : "false", v.finished ? "true" : "false",
                   v.stalled ? "true" : "false");
     for (uint32_t i = 0; i < v.n_parents; i++) {

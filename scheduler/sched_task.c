@@ -7,8 +7,8 @@
 #include "cf/log.h"
 #include "sched_internal.h"
 
-#define MIB (1u << 20)
-#define MAX_PIECES (1u << 22)  /* = PROTO_MAX_PIECES */
+#define MIB            (1u << 20)
+#define MAX_PIECES     (1u << 22) /* = PROTO_MAX_PIECES */
 #define MAX_PIECE_SIZE (16u << 20)
 
 void sched_config_default(struct sched_config *c)
@@ -31,8 +31,10 @@ sched *sched_new(const struct sched_config *cfg, const struct sched_ops *ops)
 {
     sched *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
-    if (cfg) s->cfg = *cfg;
-    else sched_config_default(&s->cfg);
+    if (cfg)
+        s->cfg = *cfg;
+    else
+        sched_config_default(&s->cfg);
     if (s->cfg.max_candidates > SCHED_MAX_CANDIDATES) s->cfg.max_candidates = SCHED_MAX_CANDIDATES;
     if (s->cfg.origin_per_piece == 0) s->cfg.origin_per_piece = 1;
     if (s->cfg.origin_peers == 0) s->cfg.origin_peers = 1;
@@ -65,9 +67,12 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 uint32_t sched_piece_size_for(uint64_t content_length)
 {
     uint64_t ps;
-    if (content_length <= (1ull << 30)) ps = MIB;
-    else if (content_length <= (4ull << 30)) ps = 2 * MIB;
-    else ps = 4 * MIB;
+    if (content_length <= (1ull << 30))
+        ps = MIB;
+    else if (content_length <= (4ull << 30))
+        ps = 2 * MIB;
+    else
+        ps = 4 * MIB;
     while (ps < MAX_PIECE_SIZE && div_up(content_length, ps) > (1u << 20)) ps *= 2;
     return (uint32_t)ps;
 }
@@ -75,8 +80,10 @@ uint32_t sched_piece_size_for(uint64_t content_length)
 static void task_free(sched *s, sched_task *t)
 {
     if (t->in_grant_list) {
-        if (t->gprev) t->gprev->gnext = t->gnext;
-        else s->grant_tasks = t->gnext;
+        if (t->gprev)
+            t->gprev->gnext = t->gnext;
+        else
+            s->grant_tasks = t->gnext;
         if (t->gnext) t->gnext->gprev = t->gprev;
     }
     free(t->peers);
@@ -200,8 +207,10 @@ static void set_waiting(sched_peer *p, int w)
 {
     if (p->waiting == w) return;
     p->waiting = (uint8_t)w;
-    if (w) p->task->n_waiting++;
-    else p->task->n_waiting--;
+    if (w)
+        p->task->n_waiting++;
+    else
+        p->task->n_waiting--;
 }
 
 void sched_schedule(sched *s, sched_peer *p, uint64_t now_ms, int allow_wait)
@@ -216,8 +225,12 @@ void sched_schedule(sched *s, sched_peer *p, uint64_t now_ms, int allow_wait)
     sched_set_parents(s, p, NULL, 0, now_ms); /* its own reservations must not count */
     size_t k = sched_select_parents(s, p, now_ms, parents, s->cfg.max_candidates);
     sched_set_parents(s, p, parents, k, now_ms);
-    struct sched_decision d = {.peer = p, .parents = parents, .n_parents = k,
-                               .grant = s->runs, .n_grant = n_runs, .stall_ms = s->cfg.stall_ms};
+    struct sched_decision d = {.peer = p,
+                               .parents = parents,
+                               .n_parents = k,
+                               .grant = s->runs,
+                               .n_grant = n_runs,
+                               .stall_ms = s->cfg.stall_ms};
     if (n_runs == 0 && k == 0) {
         set_waiting(p, 1);
         if (!allow_wait) return;
@@ -277,8 +290,10 @@ void sched_peer_remove(sched *s, sched_peer *p, uint64_t now_ms)
     source_del(t, p);
     t->peers[p->idx] = t->peers[--t->n_peers];
     t->peers[p->idx]->idx = p->idx;
-    if (p->hprev) p->hprev->hnext = p->hnext;
-    else h->peers = p->hnext;
+    if (p->hprev)
+        p->hprev->hnext = p->hnext;
+    else
+        h->peers = p->hnext;
     if (p->hnext) p->hnext->hprev = p->hprev;
     h->n_peers--;
     s->st.peers--;
@@ -303,8 +318,8 @@ int sched_register(sched *s, sched_host *h, const char *task_id, uint64_t conten
         t = task_new(s, task_id, content_length, err);
         if (!t) return err && err->code ? err->code : -ENOMEM;
     } else if (t->content_length != content_length) {
-        return cf_err_set(err, -EBADMSG, "task %s: content length %llu differs from %llu",
-                          task_id, (unsigned long long)content_length,
+        return cf_err_set(err, -EBADMSG, "task %s: content length %llu differs from %llu", task_id,
+                          (unsigned long long)content_length,
                           (unsigned long long)t->content_length);
     }
     s->st.registrations++;
@@ -353,8 +368,9 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
 {
     sched_task *t = sched_task_find(s, task_id);
     sched_peer *p = t ? sched_peer_find(t, h) : NULL;
-    if (!p) return cf_err_set(err, -ENOENT, "task %s: not registered by this host",
-                              task_id ? task_id : "?");
+    if (!p)
+        return cf_err_set(err, -ENOENT, "task %s: not registered by this host",
+                          task_id ? task_id : "?");
     int rc = check_runs(t, runs, n_runs, err);
     if (rc) return rc;
     int from_origin = !parent_id || !parent_id[0];
@@ -378,8 +394,8 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
     }
     if (!from_origin && !resync && n_new) {
         sched_host *ph = sched_host_find(s, parent_id);
-        uint64_t since = p->last_report_ms > p->parents_since_ms ? p->last_report_ms
-                                                                 : p->parents_since_ms;
+        uint64_t since =
+            p->last_report_ms > p->parents_since_ms ? p->last_report_ms : p->parents_since_ms;
         if (ph && now_ms > since) {
             double bytes = (double)n_new * t->piece_size;
             double dt = (double)(now_ms - since);
@@ -394,27 +410,26 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
         /* its window is done: hand it the next orphan pieces, keep its parents */
         size_t n = sched_origin_grant(s, p, now_ms);
         if (n) {
-            struct sched_decision d = {.peer = p, .grant = s->runs, .n_grant = n,
-                                       .stall_ms = s->cfg.stall_ms};
+            struct sched_decision d = {
+                .peer = p, .grant = s->runs, .n_grant = n, .stall_ms = s->cfg.stall_ms};
             sched_emit(s, &d);
         }
-    }
-    else if (n_new && !p->n_grants && !p->waiting && parents_dry(p))
+    } else if (n_new && !p->n_grants && !p->waiting && parents_dry(p))
         sched_schedule(s, p, now_ms, 1); /* its parents have nothing more for it */
     if ((new_in_mesh || p->have == t->n_pieces) && t->n_waiting) sched_wake_waiters(s, t, now_ms);
     return 0;
 }
 
-int sched_task_finished(sched *s, sched_host *h, const char *task_id, uint64_t now_ms,
-                        cf_err *err)
+int sched_task_finished(sched *s, sched_host *h, const char *task_id, uint64_t now_ms, cf_err *err)
 {
     sched_task *t = sched_task_find(s, task_id);
     sched_peer *p = t ? sched_peer_find(t, h) : NULL;
-    if (!p) return cf_err_set(err, -ENOENT, "task %s: not registered by this host",
-                              task_id ? task_id : "?");
+    if (!p)
+        return cf_err_set(err, -ENOENT, "task %s: not registered by this host",
+                          task_id ? task_id : "?");
     if (p->have != t->n_pieces)
-        return cf_err_set(err, -EBADMSG, "task %s: finished with %u of %u pieces reported",
-                          task_id, p->have, t->n_pieces);
+        return cf_err_set(err, -EBADMSG, "task %s: finished with %u of %u pieces reported", task_id,
+                          p->have, t->n_pieces);
     p->finished = 1;
     set_waiting(p, 0);
     sched_set_parents(s, p, NULL, 0, now_ms);

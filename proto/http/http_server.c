@@ -19,9 +19,9 @@
 #include "cf/buf.h"
 #include "cf/log.h"
 
-#define READ_BUF_SIZE  65536
-#define FILE_CHUNK     65536
-#define MAX_HEADERS    64
+#define READ_BUF_SIZE 65536
+#define FILE_CHUNK    65536
+#define MAX_HEADERS   64
 
 struct route {
     char *method;
@@ -37,10 +37,10 @@ typedef struct conn conn;
 struct proto_http_res {
     conn *c;
     int status;
-    int started;      /* status line sent */
+    int started; /* status line sent */
     int chunked;
     int is_head;
-    cf_buf headers;   /* "Name: value\r\n"... */
+    cf_buf headers; /* "Name: value\r\n"... */
     void (*abort_cb)(proto_http_res *r, void *arg);
     void *abort_arg;
 };
@@ -55,28 +55,28 @@ struct conn {
     proto_http_server *srv;
     conn *prev, *next;
     http_parser parser;
-    cf_buf pending;   /* received, not yet parsed */
+    cf_buf pending; /* received, not yet parsed */
     size_t pend_off;
     /* request being parsed */
-    cf_buf hdr;       /* url NUL name NUL value NUL ... */
-    size_t url_end;   /* 0 until the url is terminated */
+    cf_buf hdr;     /* url NUL name NUL value NUL ... */
+    size_t url_end; /* 0 until the url is terminated */
     size_t hoff[MAX_HEADERS][2];
     size_t n_headers;
-    int in_value;     /* last header callback was a value */
+    int in_value; /* last header callback was a value */
     size_t field_start, value_start;
     size_t header_bytes;
     cf_buf body;
-    int err_status;   /* our own limit violation: 413/431 */
+    int err_status; /* our own limit violation: 413/431 */
     int keep_alive;
     /* response */
     proto_http_res res;
-    int busy;         /* a request was dispatched, its response has not ended */
-    int close_after;  /* close once writes drain */
+    int busy;        /* a request was dispatched, its response has not ended */
+    int close_after; /* close once writes drain */
     int in_process;
     int in_dispatch;
     int closing;
     int handles_open;
-    int ops_pending;  /* writes + file reads in flight */
+    int ops_pending; /* writes + file reads in flight */
     int reading;
 };
 
@@ -133,28 +133,51 @@ void proto_http_limits_default(struct proto_http_limits *l)
 const char *proto_http_reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 416: return "Range Not Satisfiable";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Error"
-                                                                                 : "Server Error";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 416:
+        return "Range Not Satisfiable";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 300   ? "OK"
+               : status < 400 ? "Redirect"
+               : status < 500 ? "Error"
+                              : "Server Error";
     }
 }
 
@@ -214,8 +237,10 @@ int proto_http_port(const proto_http_server *s)
 static void conn_free(conn *c)
 {
     proto_http_server *s = c->srv;
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->st.connections_open--;
     cf_buf_free(&c->pending);
@@ -493,8 +518,8 @@ int proto_http_end(proto_http_res *r)
     conn *c = r->c;
     if (!c->busy) return -EALREADY;
     int rc = 0;
-    if (r->chunked && !c->closing) rc = conn_write3(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0, NULL,
-                                                    NULL);
+    if (r->chunked && !c->closing)
+        rc = conn_write3(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0, NULL, NULL);
     c->busy = 0;
     cf_buf_free(&r->headers);
     r->abort_cb = NULL;
@@ -704,8 +729,7 @@ static void dispatch(conn *c)
     int path_known = 0;
     for (size_t i = 0; i < s->n_routes; i++) {
         const struct route *r = &s->routes[i];
-        int pm = r->prefix ? strncmp(path, r->path, r->path_len) == 0
-                           : strcmp(path, r->path) == 0;
+        int pm = r->prefix ? strncmp(path, r->path, r->path_len) == 0 : strcmp(path, r->path) == 0;
         if (!pm) continue;
         path_known = 1;
         if (strcmp(r->method, match_method) == 0 || strcmp(r->method, method) == 0) {
@@ -943,8 +967,10 @@ void proto_http_server_close(proto_http_server *s, void (*cb)(void *arg), void *
     s->close_arg = arg;
     s->listening = 0;
     for (conn *c = s->conns; c; c = c->next) conn_close(c);
-    if (s->listener_open) uv_close((uv_handle_t *)&s->listener, on_listener_closed);
-    else server_maybe_free(s);
+    if (s->listener_open)
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    else
+        server_maybe_free(s);
 }
 
 /* ---- request helpers ---- */
@@ -978,7 +1004,8 @@ int proto_http_query_get(const char *query, const char *key, char *out, size_t o
             size_t o = 0;
             while (v < end) {
                 char ch = *v++;
-                if (ch == '+') ch = ' ';
+                if (ch == '+')
+                    ch = ' ';
                 else if (ch == '%') {
                     if (end - v < 2) return -EINVAL;
                     int hi = hexval(v[0]), lo = hexval(v[1]);

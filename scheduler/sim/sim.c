@@ -32,7 +32,7 @@
 #include "proto/rendezvous.h"
 
 #define MAX_SCHED 8
-#define MIB (1u << 20)
+#define MIB       (1u << 20)
 
 enum fault { F_NONE, F_KILL_GRANTED, F_HANG_GRANTED, F_FREEZE_GRANTED, F_KILL_PARENT };
 
@@ -41,7 +41,7 @@ struct ptask {
     uint32_t nhave;
     int *cands;
     int ncands;
-    int sched;       /* scheduler it is registered on, -1 none */
+    int sched;            /* scheduler it is registered on, -1 none */
     uint64_t progress_ms; /* last piece or (re-)registration */
     int answered;
     int finished_sent;
@@ -227,16 +227,17 @@ static void on_grant(struct speer *p, const proto_back_to_source *b)
             if (prev >= 0 && prev != p->idx) {
                 struct speer *q = &g.peers[prev];
                 if (q->pt[t].granted[i] && !q->pt[t].have[i]) {
-                    if (!peer_faulty(prev)) g.grant_violations++;
-                    else g.regranted++;
+                    if (!peer_faulty(prev))
+                        g.grant_violations++;
+                    else
+                        g.regranted++;
                 }
             }
             st->grant_holder[i] = p->idx;
             if (!pt->have[i]) pt->granted[i] = 1;
         }
     }
-    if ((g.fault == F_KILL_GRANTED || g.fault == F_HANG_GRANTED ||
-         g.fault == F_FREEZE_GRANTED) &&
+    if ((g.fault == F_KILL_GRANTED || g.fault == F_HANG_GRANTED || g.fault == F_FREEZE_GRANTED) &&
         !g.fault_armed) {
         g.fault_armed = 1;
         g.victim = p->idx;
@@ -372,8 +373,8 @@ static void connect_one(struct speer *p, int si)
     if (pc->c || p->dead) return;
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_connect = on_connect, .on_close = on_close};
     proto_conn_opts o = {.idle_timeout_ms = 0};
-    int rc = proto_conn_connect_tcp(g.loop, (struct sockaddr *)&g.sched_addr[si], &o, &cbs, pc,
-                                    &pc->c);
+    int rc =
+        proto_conn_connect_tcp(g.loop, (struct sockaddr *)&g.sched_addr[si], &o, &cbs, pc, &pc->c);
     if (rc) {
         pc->c = NULL;
         proto_sched_health_connect_failed(&pc->h, now());
@@ -515,7 +516,8 @@ static void on_fault(uv_timer_t *tm)
     struct speer *v = &g.peers[g.victim];
     g.fault_done = 1;
     g.fault_at = now();
-    if (g.fault == F_KILL_GRANTED) kill_peer(v, "kill-granted");
+    if (g.fault == F_KILL_GRANTED)
+        kill_peer(v, "kill-granted");
     else if (g.fault == F_HANG_GRANTED) {
         fprintf(stderr, "sim: fault: hang-granted %s\n", v->id);
         v->hung = 1;
@@ -558,16 +560,16 @@ static void finish(int ok)
     printf("ok=%d\ncomplete=%d\nlive=%d\nmissing_pieces=%llu\norigin_fetches=%llu\n"
            "max_fetch_per_piece=%llu\ngrants=%llu\ngrant_violations=%llu\nregranted=%llu\n"
            "self_parent=%llu\nstale_candidates=%llu\nreparented=%llu\ncandidate_msgs=%llu\n"
-           "reschedules=%llu\nwaits=%llu\nerrors=%llu\nbad_answers=%llu\nreconnects=%llu\nelapsed_ms=%llu\n",
+           "reschedules=%llu\nwaits=%llu\nerrors=%llu\nbad_answers=%llu\nreconnects=%llu\nelapsed_"
+           "ms=%llu\n",
            ok, complete, live, (unsigned long long)missing, (unsigned long long)total,
            (unsigned long long)maxf, (unsigned long long)g.grants,
            (unsigned long long)g.grant_violations, (unsigned long long)g.regranted,
            (unsigned long long)g.self_parent, (unsigned long long)g.stale_cands,
            (unsigned long long)g.reparented, (unsigned long long)g.cand_msgs,
            (unsigned long long)g.reschedules, (unsigned long long)g.waits,
-           (unsigned long long)g.errors,
-           (unsigned long long)g.bad_answers, (unsigned long long)g.reconnects,
-           (unsigned long long)(now() - g.start_ms));
+           (unsigned long long)g.errors, (unsigned long long)g.bad_answers,
+           (unsigned long long)g.reconnects, (unsigned long long)(now() - g.start_ms));
     for (int t = 0; t < g.n_tasks; t++) {
         /* where the first live peer has the task registered (the swarm agrees by rendezvous) */
         int si = -1;
@@ -604,10 +606,10 @@ int main(int argc, char **argv)
     cf_log_set_ident("sim");
     cf_log_set_level(CF_LOG_WARN);
     static const struct option lo[] = {
-        {"sched", 1, NULL, 's'},  {"peers", 1, NULL, 'p'},       {"tasks", 1, NULL, 't'},
-        {"pieces", 1, NULL, 'n'}, {"piece-ms", 1, NULL, 'm'},    {"fault", 1, NULL, 'f'},
-        {"fault-after", 1, NULL, 'a'}, {"timeout", 1, NULL, 'T'}, {"log-level", 1, NULL, 'L'},
-        {"help", 0, NULL, 'h'},   {NULL, 0, NULL, 0}};
+        {"sched", 1, NULL, 's'},       {"peers", 1, NULL, 'p'},    {"tasks", 1, NULL, 't'},
+        {"pieces", 1, NULL, 'n'},      {"piece-ms", 1, NULL, 'm'}, {"fault", 1, NULL, 'f'},
+        {"fault-after", 1, NULL, 'a'}, {"timeout", 1, NULL, 'T'},  {"log-level", 1, NULL, 'L'},
+        {"help", 0, NULL, 'h'},        {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (ch) {
@@ -619,34 +621,55 @@ int main(int argc, char **argv)
             }
             g.sched[g.n_sched++] = optarg;
             break;
-        case 'p': g.n_peers = atoi(optarg); break;
-        case 't': g.n_tasks = atoi(optarg); break;
-        case 'n': g.pieces = (uint32_t)atoi(optarg); break;
-        case 'm': g.piece_ms = (uint32_t)atoi(optarg); break;
-        case 'a': g.fault_after_ms = (uint32_t)atoi(optarg); break;
-        case 'T': g.timeout_s = (uint32_t)atoi(optarg); break;
+        case 'p':
+            g.n_peers = atoi(optarg);
+            break;
+        case 't':
+            g.n_tasks = atoi(optarg);
+            break;
+        case 'n':
+            g.pieces = (uint32_t)atoi(optarg);
+            break;
+        case 'm':
+            g.piece_ms = (uint32_t)atoi(optarg);
+            break;
+        case 'a':
+            g.fault_after_ms = (uint32_t)atoi(optarg);
+            break;
+        case 'T':
+            g.timeout_s = (uint32_t)atoi(optarg);
+            break;
         case 'L': {
             enum cf_log_level l;
             if (cf_log_parse_level(optarg, &l) == 0) cf_log_set_level(l);
             break;
         }
         case 'f':
-            if (!strcmp(optarg, "none")) g.fault = F_NONE;
-            else if (!strcmp(optarg, "kill-granted")) g.fault = F_KILL_GRANTED;
-            else if (!strcmp(optarg, "hang-granted")) g.fault = F_HANG_GRANTED;
-            else if (!strcmp(optarg, "freeze-granted")) g.fault = F_FREEZE_GRANTED;
-            else if (!strcmp(optarg, "kill-parent")) g.fault = F_KILL_PARENT;
+            if (!strcmp(optarg, "none"))
+                g.fault = F_NONE;
+            else if (!strcmp(optarg, "kill-granted"))
+                g.fault = F_KILL_GRANTED;
+            else if (!strcmp(optarg, "hang-granted"))
+                g.fault = F_HANG_GRANTED;
+            else if (!strcmp(optarg, "freeze-granted"))
+                g.fault = F_FREEZE_GRANTED;
+            else if (!strcmp(optarg, "kill-parent"))
+                g.fault = F_KILL_PARENT;
             else {
                 fprintf(stderr, "sim: unknown fault '%s'\n", optarg);
                 return 2;
             }
             break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
-    if (g.n_sched == 0 || g.n_peers < 1 || g.n_peers > 4096 || g.n_tasks < 1 ||
-        g.n_tasks > 1000 || g.pieces < 1 || g.pieces > 4096 || g.piece_ms < 1) {
+    if (g.n_sched == 0 || g.n_peers < 1 || g.n_peers > 4096 || g.n_tasks < 1 || g.n_tasks > 1000 ||
+        g.pieces < 1 || g.pieces > 4096 || g.piece_ms < 1) {
         fputs(usage, stderr);
         return 2;
     }

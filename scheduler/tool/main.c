@@ -34,11 +34,20 @@ static const char usage[] =
     "http_max_connections (256), http_idle_timeout (30s); timing.* keys: heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
 
-static const char *const own_keys[] = {
-    "listen",          "http",           "log_level",        "node_id",
-    "max_candidates",  "origin_per_piece", "origin_peers",   "grant_window",
-    "ban_after_tasks", "max_connections", "handshake_timeout", "http_max_connections",
-    "http_idle_timeout", NULL};
+static const char *const own_keys[] = {"listen",
+                                       "http",
+                                       "log_level",
+                                       "node_id",
+                                       "max_candidates",
+                                       "origin_per_piece",
+                                       "origin_peers",
+                                       "grant_window",
+                                       "ban_after_tasks",
+                                       "max_connections",
+                                       "handshake_timeout",
+                                       "http_max_connections",
+                                       "http_idle_timeout",
+                                       NULL};
 
 struct app {
     uv_loop_t *loop;
@@ -94,8 +103,8 @@ static int get_u32(const cf_config *c, const char *key, unsigned def, unsigned *
     uint64_t v;
     int rc = cf_config_get_u64(c, key, def, &v, err);
     if (rc) return rc;
-    if (v > 1000000) return cf_err_set(err, -EINVAL, "%s: %llu is too large", key,
-                                       (unsigned long long)v);
+    if (v > 1000000)
+        return cf_err_set(err, -EINVAL, "%s: %llu is too large", key, (unsigned long long)v);
     *out = (unsigned)v;
     return 0;
 }
@@ -105,19 +114,21 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
 {
     sched_server_opts_default(o);
     int rc = proto_timing_load(&o->timing, c, err);
-    if (!rc) rc = get_u32(c, "max_candidates", o->core.max_candidates, &o->core.max_candidates, err);
+    if (!rc)
+        rc = get_u32(c, "max_candidates", o->core.max_candidates, &o->core.max_candidates, err);
     if (!rc && (o->core.max_candidates == 0 || o->core.max_candidates > SCHED_MAX_CANDIDATES))
         rc = cf_err_set(err, -EINVAL, "max_candidates must be 1..%d", SCHED_MAX_CANDIDATES);
-    if (!rc) rc = get_u32(c, "origin_per_piece", o->core.origin_per_piece,
-                          &o->core.origin_per_piece, err);
+    if (!rc)
+        rc = get_u32(c, "origin_per_piece", o->core.origin_per_piece, &o->core.origin_per_piece,
+                     err);
     if (!rc) rc = get_u32(c, "origin_peers", o->core.origin_peers, &o->core.origin_peers, err);
     if (!rc) rc = get_u32(c, "grant_window", o->core.grant_window, &o->core.grant_window, err);
-    if (!rc) rc = get_u32(c, "ban_after_tasks", o->core.ban_after_tasks, &o->core.ban_after_tasks,
-                          err);
+    if (!rc)
+        rc = get_u32(c, "ban_after_tasks", o->core.ban_after_tasks, &o->core.ban_after_tasks, err);
     if (!rc) rc = get_u32(c, "max_connections", o->max_connections, &o->max_connections, err);
     uint64_t ms;
-    if (!rc) rc = cf_config_get_duration_ms(c, "handshake_timeout", o->handshake_timeout_ms, &ms,
-                                            err);
+    if (!rc)
+        rc = cf_config_get_duration_ms(c, "handshake_timeout", o->handshake_timeout_ms, &ms, err);
     if (!rc) o->handshake_timeout_ms = (uint32_t)(ms > 3600000 ? 3600000 : ms);
     proto_http_limits_default(hl);
     hl->max_connections = 256;
@@ -126,9 +137,10 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
     hl->max_connections = hc;
     if (!rc) rc = cf_config_get_duration_ms(c, "http_idle_timeout", hl->idle_timeout_ms, &ms, err);
     if (!rc) hl->idle_timeout_ms = ms ? ms : 1;
-    if (!rc && (o->core.origin_per_piece == 0 || o->core.origin_peers == 0 ||
-                o->core.grant_window == 0))
-        rc = cf_err_set(err, -EINVAL, "origin_per_piece, origin_peers and grant_window must be > 0");
+    if (!rc &&
+        (o->core.origin_per_piece == 0 || o->core.origin_peers == 0 || o->core.grant_window == 0))
+        rc =
+            cf_err_set(err, -EINVAL, "origin_per_piece, origin_peers and grant_window must be > 0");
     o->node_id = cf_config_get(c, "node_id") ? cf_config_get(c, "node_id") : o->node_id;
     return rc;
 }
@@ -141,20 +153,33 @@ int main(int argc, char **argv)
     cf_config *flags = cf_config_new();
     if (!flags) return 1;
     const char *config_path = NULL;
-    static const struct option lopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-        {"http", required_argument, NULL, 'H'},   {"log-level", required_argument, NULL, 'L'},
-        {"node-id", required_argument, NULL, 'n'}, {"set", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lopts[] = {{"config", required_argument, NULL, 'c'},
+                                          {"listen", required_argument, NULL, 'l'},
+                                          {"http", required_argument, NULL, 'H'},
+                                          {"log-level", required_argument, NULL, 'L'},
+                                          {"node-id", required_argument, NULL, 'n'},
+                                          {"set", required_argument, NULL, 's'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {"version", no_argument, NULL, 'V'},
+                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
         switch (ch) {
-        case 'c': config_path = optarg; break;
-        case 'l': cf_config_set(flags, "listen", optarg); break;
-        case 'H': cf_config_set(flags, "http", optarg); break;
-        case 'L': cf_config_set(flags, "log_level", optarg); break;
-        case 'n': cf_config_set(flags, "node_id", optarg); break;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'l':
+            cf_config_set(flags, "listen", optarg);
+            break;
+        case 'H':
+            cf_config_set(flags, "http", optarg);
+            break;
+        case 'L':
+            cf_config_set(flags, "log_level", optarg);
+            break;
+        case 'n':
+            cf_config_set(flags, "node_id", optarg);
+            break;
         case 's': {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg) {
@@ -165,9 +190,15 @@ int main(int argc, char **argv)
             cf_config_set(flags, optarg, eq + 1);
             break;
         }
-        case 'h': fputs(usage, stdout); return 0;
-        case 'V': printf("chunkfly-scheduler %s\n", CHUNKFLY_VERSION); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case 'V':
+            printf("chunkfly-scheduler %s\n", CHUNKFLY_VERSION);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -231,7 +262,8 @@ int main(int argc, char **argv)
     struct app a = {.loop = uv_default_loop()};
     int rc = sched_server_new(a.loop, &o, &a.srv, &err);
     if (!rc) rc = sched_server_listen(a.srv, lhost, lport, &err);
-    if (!rc) rc = proto_http_server_new(a.loop, &hl, &a.http) ? cf_err_set(&err, -ENOMEM, "oom") : 0;
+    if (!rc)
+        rc = proto_http_server_new(a.loop, &hl, &a.http) ? cf_err_set(&err, -ENOMEM, "oom") : 0;
     if (!rc) rc = sched_status_new(a.http, a.srv, &a.status);
     if (!rc) rc = proto_http_listen(a.http, hhost, hport, &err);
     if (rc) {

@@ -119,10 +119,10 @@ struct bhost {
     proto_conn *c;
     int idx, ready;
     char id[24];
-    int *tasks;          /* per_host task indices */
-    uint64_t *sent_ns;   /* per task slot: registration send time, 0 = answered */
-    int next;            /* next slot to register */
-    uint32_t *reported;  /* per slot: pieces reported so far */
+    int *tasks;         /* per_host task indices */
+    uint64_t *sent_ns;  /* per task slot: registration send time, 0 = answered */
+    int next;           /* next slot to register */
+    uint32_t *reported; /* per slot: pieces reported so far */
 };
 
 static struct {
@@ -232,8 +232,8 @@ static void client_frame(proto_conn *c, const proto_frame_header *fh, const uint
         break;
     case PROTO_MSG_ERROR:
         b.errors++;
-        if (b.errors < 5) fprintf(stderr, "bench: ERROR %u: %s\n", m.u.error.code,
-                                  m.u.error.message);
+        if (b.errors < 5)
+            fprintf(stderr, "bench: ERROR %u: %s\n", m.u.error.code, m.u.error.message);
         break;
     default:
         break;
@@ -368,29 +368,49 @@ int main(int argc, char **argv)
     b.report_ms = 1000;
     const char *target = NULL;
     static const struct option lo[] = {
-        {"echo-server", 1, NULL, 'e'}, {"target", 1, NULL, 't'}, {"hosts", 1, NULL, 'H'},
+        {"echo-server", 1, NULL, 'e'}, {"target", 1, NULL, 't'},   {"hosts", 1, NULL, 'H'},
         {"tasks", 1, NULL, 'T'},       {"per-host", 1, NULL, 'k'}, {"pieces", 1, NULL, 'p'},
         {"window", 1, NULL, 'w'},      {"report-s", 1, NULL, 'r'}, {"report-ms", 1, NULL, 'R'},
         {"pid", 1, NULL, 'P'},         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case 'e': return run_echo(optarg);
-        case 't': target = optarg; break;
-        case 'H': b.hosts = atoi(optarg); break;
-        case 'T': b.tasks = atoi(optarg); break;
-        case 'k': b.per_host = atoi(optarg); break;
-        case 'p': b.pieces = (uint32_t)atoi(optarg); break;
-        case 'w': b.window = atoi(optarg); break;
-        case 'r': b.report_s = atoi(optarg); break;
-        case 'R': b.report_ms = atoi(optarg); break;
-        case 'P': b.pid = atoi(optarg); break;
-        default: return 2;
+        case 'e':
+            return run_echo(optarg);
+        case 't':
+            target = optarg;
+            break;
+        case 'H':
+            b.hosts = atoi(optarg);
+            break;
+        case 'T':
+            b.tasks = atoi(optarg);
+            break;
+        case 'k':
+            b.per_host = atoi(optarg);
+            break;
+        case 'p':
+            b.pieces = (uint32_t)atoi(optarg);
+            break;
+        case 'w':
+            b.window = atoi(optarg);
+            break;
+        case 'r':
+            b.report_s = atoi(optarg);
+            break;
+        case 'R':
+            b.report_ms = atoi(optarg);
+            break;
+        case 'P':
+            b.pid = atoi(optarg);
+            break;
+        default:
+            return 2;
         }
     }
     if (!target || proto_addr_parse(target, &b.addr) || b.hosts < 1 || b.tasks < 1 ||
-        b.per_host < 1 || b.per_host > b.tasks || b.pieces < 1 || b.pieces > 4096 ||
-        b.window < 1 || b.report_ms < 10 || b.report_s < 1) {
+        b.per_host < 1 || b.per_host > b.tasks || b.pieces < 1 || b.pieces > 4096 || b.window < 1 ||
+        b.report_ms < 10 || b.report_s < 1) {
         fprintf(stderr, "usage: bench_scheduler --target IP:PORT [--hosts N] [--tasks N] "
                         "[--per-host K] [--pieces P] [--window W] [--report-s S] "
                         "[--report-ms MS] [--pid PID] | --echo-server IP:PORT\n");
@@ -425,8 +445,8 @@ int main(int argc, char **argv)
         /* k distinct tasks: a random start, consecutive indices */
         int start = rand() % b.tasks;
         for (int s = 0; s < b.per_host; s++) h->tasks[s] = (start + s) % b.tasks;
-        proto_conn_cbs cbs = {.on_frame = client_frame, .on_connect = client_connect,
-                              .on_close = client_close};
+        proto_conn_cbs cbs = {
+            .on_frame = client_frame, .on_connect = client_connect, .on_close = client_close};
         if (proto_conn_connect_tcp(loop, (struct sockaddr *)&b.addr, NULL, &cbs, h, &h->c)) {
             fprintf(stderr, "bench: connect %d failed\n", i);
             return 1;

@@ -21,8 +21,8 @@
 
 #include "cf/error.h"
 
-#define SCHED_MAX_CANDIDATES 8  /* hard cap on K */
-#define SCHED_MAX_BAD        8  /* parents a peer may blocklist per task (oldest dropped) */
+#define SCHED_MAX_CANDIDATES 8 /* hard cap on K */
+#define SCHED_MAX_BAD        8 /* parents a peer may blocklist per task (oldest dropped) */
 
 typedef struct sched sched;
 typedef struct sched_host sched_host;
@@ -30,25 +30,25 @@ typedef struct sched_task sched_task;
 typedef struct sched_peer sched_peer;
 
 struct sched_config {
-    unsigned max_candidates;     /* K parents per answer (default 4, <= SCHED_MAX_CANDIDATES) */
-    unsigned origin_per_piece;   /* M peers fetching one piece from the origin (default 1) */
-    unsigned origin_peers;       /* peers of one task holding grants at once (default 4) */
-    unsigned grant_window;       /* pieces per grant (default 16) */
-    uint32_t stall_ms;           /* grant moves after no origin progress this long (5000) */
-    uint32_t heartbeat_ms;       /* expected heartbeat interval (2000) */
-    unsigned heartbeat_misses;   /* host expires after this many missed beats (3) */
-    unsigned ban_after_tasks;    /* bad-parent reports in this many tasks ban a host (3) */
-    uint32_t ban_ms;             /* how long a cluster-wide ban lasts (600000) */
-    uint32_t wait_retry_ms;      /* retry hint in WAIT answers (1000) */
-    unsigned sample_limit;       /* candidates scored per decision (64) */
-    unsigned waiters_per_event;  /* waiting peers rescheduled per new piece event (16) */
+    unsigned max_candidates;    /* K parents per answer (default 4, <= SCHED_MAX_CANDIDATES) */
+    unsigned origin_per_piece;  /* M peers fetching one piece from the origin (default 1) */
+    unsigned origin_peers;      /* peers of one task holding grants at once (default 4) */
+    unsigned grant_window;      /* pieces per grant (default 16) */
+    uint32_t stall_ms;          /* grant moves after no origin progress this long (5000) */
+    uint32_t heartbeat_ms;      /* expected heartbeat interval (2000) */
+    unsigned heartbeat_misses;  /* host expires after this many missed beats (3) */
+    unsigned ban_after_tasks;   /* bad-parent reports in this many tasks ban a host (3) */
+    uint32_t ban_ms;            /* how long a cluster-wide ban lasts (600000) */
+    uint32_t wait_retry_ms;     /* retry hint in WAIT answers (1000) */
+    unsigned sample_limit;      /* candidates scored per decision (64) */
+    unsigned waiters_per_event; /* waiting peers rescheduled per new piece event (16) */
 };
 void sched_config_default(struct sched_config *c);
 
 /* Facts about a host, from ANNOUNCE_HOST. Strings are copied. */
 struct sched_host_info {
     const char *host_id;
-    const char *addr;   /* "ip:port" of its piece server */
+    const char *addr;              /* "ip:port" of its piece server */
     const char *idc, *zone, *rack; /* location labels, may be NULL/"" */
     uint32_t upload_slots;
     uint64_t upload_bw; /* bytes/s, 0 = unknown */
@@ -60,13 +60,13 @@ struct sched_run {
 
 /* What the core decided for one peer. Arrays are owned by the core, valid during the call. */
 struct sched_decision {
-    sched_peer *peer;              /* the child */
-    sched_peer *const *parents;    /* candidate parents, best first */
+    sched_peer *peer;           /* the child */
+    sched_peer *const *parents; /* candidate parents, best first */
     size_t n_parents;
     const struct sched_run *grant; /* pieces newly granted for origin fetch */
     size_t n_grant;
-    uint32_t stall_ms;             /* in grants: no progress this long moves the grant */
-    uint32_t wait_ms;              /* > 0: nothing to do now, the core will push parents */
+    uint32_t stall_ms; /* in grants: no progress this long moves the grant */
+    uint32_t wait_ms;  /* > 0: nothing to do now, the core will push parents */
 };
 
 struct sched_ops {
@@ -117,8 +117,7 @@ int sched_register(sched *s, sched_host *h, const char *task_id, uint64_t conten
 int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const struct sched_run *runs,
                         size_t n_runs, const char *parent_id, uint64_t now_ms, cf_err *err);
 /* TASK_FINISHED: h holds every piece. -EBADMSG when its bitmap is not full. */
-int sched_task_finished(sched *s, sched_host *h, const char *task_id, uint64_t now_ms,
-                        cf_err *err);
+int sched_task_finished(sched *s, sched_host *h, const char *task_id, uint64_t now_ms, cf_err *err);
 /* TASK_FAILED / LEAVE_TASK: the peer leaves the task (grants move, children re-parented). */
 int sched_leave_task(sched *s, sched_host *h, const char *task_id, uint64_t now_ms);
 /* BAD_PARENT: blocklist parent_id for this peer; counts towards a cluster-wide ban; emits a
@@ -151,11 +150,11 @@ void sched_tick(sched *s, uint64_t now_ms);
 
 /* --- observability --- */
 struct sched_stats {
-    uint64_t hosts, tasks, peers;         /* gauges */
+    uint64_t hosts, tasks, peers; /* gauges */
     uint64_t registrations, decisions, candidates_sent, waits;
-    uint64_t grants_pieces;               /* pieces granted for origin fetch */
-    uint64_t grants_moved;                /* pieces re-granted after stall/death */
-    uint64_t origin_unsolicited;          /* pieces reported from origin without a grant */
+    uint64_t grants_pieces;      /* pieces granted for origin fetch */
+    uint64_t grants_moved;       /* pieces re-granted after stall/death */
+    uint64_t origin_unsolicited; /* pieces reported from origin without a grant */
     uint64_t bad_parent_reports, bans, hosts_expired, hosts_left;
     uint64_t outliers_dropped;
 };

@@ -372,10 +372,14 @@ static void test_query_get(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keepalive_pipelined), cmocka_unit_test(test_head_404_405),
-        cmocka_unit_test(test_limits),             cmocka_unit_test(test_stream_chunked),
-        cmocka_unit_test(test_send_file),          cmocka_unit_test(test_async_and_abort),
-        cmocka_unit_test(test_idle_timeout_and_max_conns), cmocka_unit_test(test_query_get),
+        cmocka_unit_test(test_keepalive_pipelined),
+        cmocka_unit_test(test_head_404_405),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_stream_chunked),
+        cmocka_unit_test(test_send_file),
+        cmocka_unit_test(test_async_and_abort),
+        cmocka_unit_test(test_idle_timeout_and_max_conns),
+        cmocka_unit_test(test_query_get),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

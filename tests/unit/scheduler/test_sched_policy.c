@@ -12,10 +12,10 @@
 
 #include "sched/sched.h"
 
-#define TASK "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+#define TASK  "sha256:0000000000000000000000000000000000000000000000000000000000000001"
 #define TASK2 "sha256:0000000000000000000000000000000000000000000000000000000000000002"
 #define TASK3 "sha256:0000000000000000000000000000000000000000000000000000000000000003"
-#define MIB (1ull << 20)
+#define MIB   (1ull << 20)
 
 struct rec {
     char host[32];
@@ -58,8 +58,8 @@ static sched_host *host(sched *s, int i, const char *idc, uint32_t slots, uint64
     char id[32], addr[32];
     snprintf(id, sizeof(id), "h%d", i);
     snprintf(addr, sizeof(addr), "127.0.0.%d:4005", i + 1);
-    struct sched_host_info info = {.host_id = id, .addr = addr, .idc = idc, .zone = "z",
-                                   .rack = "r", .upload_slots = slots};
+    struct sched_host_info info = {
+        .host_id = id, .addr = addr, .idc = idc, .zone = "z", .rack = "r", .upload_slots = slots};
     sched_host *h = NULL;
     assert_int_equal(sched_host_announce(s, &info, now, &h), 0);
     return h;
@@ -375,7 +375,7 @@ static void test_wait_then_parents(void **st)
     assert_int_equal(last_for("h1")->n_parents, 1); /* a's only slot */
     assert_int_equal(sched_register(s, c, TASK, 4 * MIB, 0, NULL, &err), 0);
     assert_true(last_for("h2")->wait_ms > 0); /* a is full, b has nothing */
-    report(s, b, TASK, 0, 1, "h0", 100);          /* b now has piece 0 */
+    report(s, b, TASK, 0, 1, "h0", 100);      /* b now has piece 0 */
     struct rec *r = last_for("h2");
     assert_int_equal(r->wait_ms, 0);
     assert_int_equal(r->n_parents, 1);

@@ -16,8 +16,8 @@
 
 #define N_TASKS 10000
 
-static const char *addrs[5] = {"10.0.0.1:8002", "10.0.0.2:8002", "10.0.0.3:8002",
-                               "10.0.0.4:8002", "[fd00::5]:8002"};
+static const char *addrs[5] = {"10.0.0.1:8002", "10.0.0.2:8002", "10.0.0.3:8002", "10.0.0.4:8002",
+                               "[fd00::5]:8002"};
 
 static void task_id(int i, char out[PROTO_TASK_ID_LEN + 1])
 {
@@ -77,8 +77,10 @@ static void test_minimal_movement_and_health(void **st)
         int before = proto_rendezvous_pick(tid, addrs, NULL, 5, NULL);
         int after = proto_rendezvous_pick(tid, addrs, h, 5, NULL);
         assert_int_not_equal(after, 2);
-        if (before == 2) owned_by_2++;
-        else assert_int_equal(before, after); /* only scheduler 2's tasks move */
+        if (before == 2)
+            owned_by_2++;
+        else
+            assert_int_equal(before, after); /* only scheduler 2's tasks move */
         if (before != after) moved++;
     }
     assert_int_equal(moved, owned_by_2);

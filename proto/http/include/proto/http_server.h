@@ -29,10 +29,10 @@ typedef struct proto_http_server proto_http_server;
 typedef struct proto_http_res proto_http_res;
 
 struct proto_http_limits {
-    size_t max_header_bytes;    /* request line + headers; default 8 KiB */
-    size_t max_body_bytes;      /* request body; default 64 KiB */
-    unsigned max_connections;   /* further connections are closed at once; default 1024 */
-    uint64_t idle_timeout_ms;   /* no complete request / no write progress; default 30 s */
+    size_t max_header_bytes;  /* request line + headers; default 8 KiB */
+    size_t max_body_bytes;    /* request body; default 64 KiB */
+    unsigned max_connections; /* further connections are closed at once; default 1024 */
+    uint64_t idle_timeout_ms; /* no complete request / no write progress; default 30 s */
 };
 
 struct proto_http_header {
@@ -51,7 +51,7 @@ typedef struct proto_http_req {
     size_t n_headers;
     const uint8_t *body;
     size_t body_len;
-    int is_head;        /* HEAD request: body writes are dropped automatically */
+    int is_head; /* HEAD request: body writes are dropped automatically */
 } proto_http_req;
 
 typedef void (*proto_http_handler)(proto_http_res *res, const proto_http_req *req, void *arg);
