@@ -99,6 +99,7 @@ struct task {
     uint8_t digest[32];
     char origin[PROTO_MAX_ORIGIN_LEN + 1];
     char registry[256], repo[256];
+    int scheme;  /* enum proto_registry_scheme from an "http://"/"https://" origin, 0 = default */
     char *creds; /* opaque, never logged */
     struct origin_client *oc;
     enum task_state state;
@@ -247,7 +248,10 @@ void task_tick(peer_daemon *d);
 void tasks_stop(peer_daemon *d);
 void tasks_free(peer_daemon *d);
 bool task_has_piece(const struct task *t, uint32_t piece);
-int origin_client_get(peer_daemon *d, const char *registry, const char *creds,
+/* "[http://|https://]registry/repo[@digest]": the scheme prefix picks http/https for this
+ * origin (0 = the daemon's default). 0 or -EINVAL. */
+int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *err);
+int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
                       struct origin_client **out, cf_err *err); /* [blocking] */
 
 /* local_api.c */

@@ -168,14 +168,27 @@ static void origins_init(void)
     uv_mutex_init(&origins_lock);
 }
 
-int origin_client_get(peer_daemon *d, const char *registry, const char *creds,
+int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *err)
+{
+    *scheme = 0;
+    if (strncmp(origin, "http://", 7) == 0) {
+        *scheme = PROTO_REGISTRY_SCHEME_HTTP;
+        origin += 7;
+    } else if (strncmp(origin, "https://", 8) == 0) {
+        *scheme = PROTO_REGISTRY_SCHEME_HTTPS;
+        origin += 8;
+    }
+    return proto_image_ref_parse(origin, ref, err);
+}
+
+int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
                       struct origin_client **out, cf_err *err)
 {
     uv_once(&origins_once, origins_init);
-    size_t kl = strlen(registry) + 2 + (creds ? strlen(creds) : 0);
+    size_t kl = strlen(registry) + 5 + (creds ? strlen(creds) : 0);
     char *key = malloc(kl);
     if (!key) return cf_err_set(err, -ENOMEM, "out of memory");
-    snprintf(key, kl, "%s\n%s", registry, creds ? creds : "");
+    snprintf(key, kl, "%d\n%s\n%s", scheme, registry, creds ? creds : "");
     uv_mutex_lock(&origins_lock);
     for (struct origin_client *oc = d->origins; oc; oc = oc->next) {
         if (strcmp(oc->key, key) == 0) {
@@ -187,7 +200,9 @@ int origin_client_get(peer_daemon *d, const char *registry, const char *creds,
     }
     uv_mutex_unlock(&origins_lock);
     proto_registry_opts ro = {0};
-    ro.scheme = d->o.origin_plain_http ? PROTO_REGISTRY_SCHEME_HTTP : PROTO_REGISTRY_SCHEME_AUTO;
+    ro.scheme = scheme                   ? (enum proto_registry_scheme)scheme
+                : d->o.origin_plain_http ? PROTO_REGISTRY_SCHEME_HTTP
+                                         : PROTO_REGISTRY_SCHEME_AUTO;
     ro.docker_config = d->o.docker_config;
     char user[512] = "", *pass = NULL;
     if (creds && creds[0]) {
@@ -259,7 +274,7 @@ static void size_work(void *p)
                                t->id);
         return;
     }
-    j->rc = origin_client_get(d, t->registry, t->creds, &j->oc, &j->err);
+    j->rc = origin_client_get(d, t->registry, t->scheme, t->creds, &j->oc, &j->err);
     if (j->rc || j->cached) {
         if (j->cached) j->rc = 0;
         return;
@@ -601,8 +616,9 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
     struct task *t = task_find(d, id);
     if (t && (t->state == T_FAILED || task_drop_if_gone(t))) t = NULL;
     proto_image_ref ref = {0};
+    int scheme = 0;
     if (origin && origin[0]) {
-        if (proto_image_ref_parse(origin, &ref, err)) return NULL;
+        if (origin_parse(origin, &ref, &scheme, err)) return NULL;
         if (ref.digest[0] && strcmp(ref.digest, id) != 0) {
             cf_err_set(err, -EINVAL, "origin %s names another digest than %s", origin, id);
             return NULL;
@@ -614,6 +630,7 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
             task_pump(t);
         }
         if (!t->registry[0] && ref.registry[0]) {
+            t->scheme = scheme;
             snprintf(t->origin, sizeof(t->origin), "%s", origin);
             snprintf(t->registry, sizeof(t->registry), "%s", ref.registry);
             snprintf(t->repo, sizeof(t->repo), "%s", ref.repo);
@@ -633,6 +650,7 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
     snprintf(t->id, sizeof(t->id), "%s", id);
     proto_task_id_to_digest(id, t->digest);
     if (origin && origin[0]) {
+        t->scheme = scheme;
         snprintf(t->origin, sizeof(t->origin), "%s", origin);
         snprintf(t->registry, sizeof(t->registry), "%s", ref.registry);
         snprintf(t->repo, sizeof(t->repo), "%s", ref.repo);

@@ -216,8 +216,9 @@ static void seed_cached(peer_daemon *d)
         proto_task_id_from_digest(all[i].digest, id);
         cf_err err = {0};
         proto_image_ref ref;
+        int scheme;
         const char *origin =
-            proto_image_ref_parse(all[i].origin, &ref, NULL) == 0 ? all[i].origin : "";
+            origin_parse(all[i].origin, &ref, &scheme, NULL) == 0 ? all[i].origin : "";
         if (task_get(d, id, origin, NULL, 0, &err))
             seeded++;
         else

@@ -33,6 +33,16 @@ done
 "$CLIENT_BIN" "$T/p1.sock" stat "$BLOB" | grep -q pinned=1 || fail "not pinned"
 "$CLIENT_BIN" "$T/p1.sock" unpin "$BLOB" | grep -q ok || fail "unpin"
 
+note "scheme prefix in the origin: http:// is used, https:// refused by this plain-http registry"
+make_blob "$T/blob2" 1
+B1=$BLOB; push_blob "$REPO" "$T/blob2"; B2=$BLOB; BLOB=$B1
+out=$("$CLIENT_BIN" "$T/p1.sock" read "$B2" "https://$REGISTRY/$REPO@$B2" 0 10 /dev/null) &&
+    fail "https:// origin against a plain-http registry succeeded"
+echo "$out" | grep -q "^error 10:" || fail "expected ORIGIN error, got $out"
+"$CLIENT_BIN" "$T/p1.sock" read "$B2" "http://$REGISTRY/$REPO@$B2" 0 "$(stat -c %s "$T/blob2")" "$T/out-b2" ||
+    fail "http:// origin read failed"
+cmp "$T/out-b2" "$T/blob2" || fail "http:// origin bytes differ"
+
 note "cache hit: re-read with the registry gone"
 bg_stop "$REGISTRY_PID"
 get 1 0 "$(stat -c %s "$T/blob")" "$T/out2" || fail "cached read failed"
