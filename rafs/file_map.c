@@ -117,7 +117,7 @@ int rafs_file_chunk(const rafs_image *img, uint64_t nid, uint64_t idx, struct ra
                     cf_err *err)
 {
     struct rafs_inode ino;
-    uint64_t n;
+    uint64_t n = 0;
     int rc = reg_inode(img, nid, &ino, &n, err);
     if (rc) return rc;
     return chunk_at(img, &ino, n, idx, ref, err);
@@ -127,7 +127,7 @@ int rafs_file_map(const rafs_image *img, uint64_t nid, uint64_t offset, uint64_t
                   struct rafs_chunk_ref **out, size_t *count, cf_err *err)
 {
     struct rafs_inode ino;
-    uint64_t n;
+    uint64_t n = 0;
     *out = NULL;
     *count = 0;
     int rc = reg_inode(img, nid, &ino, &n, err);
