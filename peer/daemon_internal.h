@@ -122,7 +122,7 @@ struct task {
     int seed; /* already complete when the task was created */
     struct tparent parents[TASK_MAX_PARENTS];
     int n_parents;
-    uint64_t created_ms, last_progress_ms, reask_at_ms, register_deadline_ms;
+    uint64_t created_ms, last_progress_ms, reask_at_ms, register_deadline_ms, digests_poll_ms;
     peer_blob_ref *ref;
     struct local_read *readers;
     struct local_read *prefetchers; /* prefetch requests waiting for the length */

@@ -431,6 +431,10 @@ void task_on_register_answer(struct task *t, const proto_register_answer *a)
 
 void task_on_sched_error(struct task *t, const proto_error *e)
 {
+    if (e->code == PROTO_E_NOT_FOUND) { /* DIGESTS_FETCH before anyone published a list */
+        cf_debug("task %s: scheduler: %s", t->id, e->message);
+        return;
+    }
     cf_info("task %s: scheduler error %u: %s", t->id, e->code, e->message);
     if (t->state == T_REGISTERING) {
         t->origin_mode = 1;
@@ -1411,6 +1415,14 @@ void task_tick(peer_daemon *d)
         }
         if (t->state != T_RUNNING && t->state != T_DONE) continue;
         if (task_drop_if_gone(t)) continue;
+        if (t->state == T_RUNNING && t->registered && !t->digests && now >= t->digests_poll_ms) {
+            /* a list may have been published since we registered: check every few seconds */
+            t->digests_poll_ms = now + 3000;
+            proto_msg m = {.type = PROTO_MSG_DIGESTS_FETCH};
+            m.u.digests_fetch.task_id = t->id;
+            m.u.digests_fetch.piece_size = t->piece_size;
+            sched_client_send(d, t->sched_idx, &m);
+        }
         /* (re-)register when the scheduler went away and came back, or parents ran out */
         if (d->o.n_schedulers && !t->registered && now >= t->reask_at_ms &&
             !(t->state == T_RUNNING && t->origin_mode && t->length <= d->o.small_blob)) {
