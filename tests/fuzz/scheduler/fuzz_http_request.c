@@ -27,6 +27,7 @@ static void h_ok(proto_http_res *r, const proto_http_req *q, void *a)
     int bl = snprintf(body, sizeof(body), "%s %s %d %zu %s\n", q->method, q->path, n, q->body_len,
                       h ? h : "");
     proto_http_set_header(r, "X-Fuzz", "1");
+    if (bl < 0 || (size_t)bl >= sizeof(body)) bl = (int)sizeof(body) - 1; /* truncated */
     proto_http_respond(r, 200, "text/plain", body, (size_t)bl);
 }
 

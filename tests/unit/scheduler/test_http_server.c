@@ -47,6 +47,7 @@ static void h_echo(proto_http_res *r, const proto_http_req *q, void *a)
     char body[256];
     int bl = snprintf(body, sizeof(body), "%s|%s|%d|%s", q->path, n >= 0 ? id : "-", n,
                       proto_http_header_get(q, "x-hdr") ? proto_http_header_get(q, "x-hdr") : "");
+    if (bl < 0 || (size_t)bl >= sizeof(body)) bl = (int)sizeof(body) - 1; /* truncated */
     proto_http_respond(r, 200, "text/plain", body, (size_t)bl);
 }
 
