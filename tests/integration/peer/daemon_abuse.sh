@@ -39,4 +39,5 @@ echo "bad frames counted: $bad"
 [ "$(metric 1 local_connections)" -le 2 ] || fail "local connections linger: $(metric 1 local_connections)"
 kill "${PEER_PID[1]}"
 wait "${PEER_PID[1]}" || fail "exit code $? after SIGTERM"
+finish_peers
 echo PASS

@@ -90,4 +90,5 @@ check_sha "$T/s4"
 echo "peer 4 completed $el s after the scheduler died: parents $(metric 4 bytes_from_parents_total) origin $(metric 4 bytes_from_origin_total)"
 [ "$el" -le 20 ] || fail "took ${el}s without a scheduler"
 for n in 1 3 4; do peer_alive_or_fail "$n"; done
+finish_peers
 echo PASS

@@ -72,4 +72,5 @@ else
     note "peer 3 happened to take nothing from peer 1 (all origin grants): nothing to catch"
 fi
 for n in 1 2 3; do peer_alive_or_fail "$n"; done
+finish_peers
 echo PASS

@@ -73,3 +73,19 @@ make_blob() {
 peer_alive_or_fail() {
     is_alive "${PEER_PID[$1]}" || { tail -30 "$T/peer$1.log" >&2; fail "peer $1 died"; }
 }
+
+# finish_peers: SIGTERM every running peer; each must exit 0 (clean shutdown, and under the
+# Sanitize build no leak or UB report), and no peer log may hold a sanitizer report.
+finish_peers() {
+    local n rc
+    for n in "${!PEER_PID[@]}"; do
+        is_alive "${PEER_PID[$n]}" || continue
+        kill "${PEER_PID[$n]}"
+        rc=0
+        wait "${PEER_PID[$n]}" || rc=$?
+        [ "$rc" = 0 ] || { tail -40 "$T/peer$n.log" >&2; fail "peer $n exited $rc after SIGTERM"; }
+    done
+    if grep -l "Sanitizer\|runtime error:" "$T"/peer*.log 2>/dev/null; then
+        fail "sanitizer report in a peer log"
+    fi
+}

@@ -75,4 +75,5 @@ echo "peer 4: parents $p4 origin $o4"
 [ "$p4" -ge "$SIZE" ] || fail "peer 4 did not get the blob from the rebuilt swarm"
 [ "$o4" = 0 ] || fail "peer 4 used the origin although the swarm holds the blob"
 for n in 1 2 3 4; do peer_alive_or_fail "$n"; done
+finish_peers
 echo PASS

@@ -69,4 +69,5 @@ note "bad request: origin names another digest"
 out=$("$CLIENT_BIN" "$T/p1.sock" read "$BLOB" "$REGISTRY/$REPO@sha256:$(printf '%064d' 2)" 0 10 /dev/null) && fail "mismatching origin accepted"
 echo "$out" | grep -q "^error 2:" || fail "expected BAD_MESSAGE, got $out"
 peer_alive_or_fail 1
+finish_peers
 echo PASS

@@ -41,4 +41,5 @@ before=$(metric 1 bytes_from_origin_total)
 rd b "$D_b"
 [ "$(metric 1 bytes_from_origin_total)" -gt "$before" ] || fail "b was not fetched again"
 peer_alive_or_fail 1
+finish_peers
 echo PASS

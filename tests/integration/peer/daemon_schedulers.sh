@@ -47,4 +47,5 @@ check_sha "$T/o3"
 echo "peer 3: parents $(metric 3 bytes_from_parents_total) origin $(metric 3 bytes_from_origin_total)"
 [ "$(metric 3 bytes_from_origin_total)" = 0 ] || fail "peer 3 used the origin"
 for n in 1 2 3; do peer_alive_or_fail "$n"; done
+finish_peers
 echo PASS

@@ -20,13 +20,13 @@ note "bandwidth: a child downloads at <= 4 MiB/s"
 start_peer 2
 start=$(date +%s.%N)
 get 2 0 "$SIZE" "$T/o2" || fail "peer 2 read"
-el=$(echo "$(date +%s.%N) - $start" | bc)
+el=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b - a}')
 cmp "$T/o2" "$T/blob" || fail "peer 2 bytes differ"
 p2=$(metric 2 bytes_from_parents_total)
 echo "peer 2: $p2 bytes from peer 1 in ${el}s (origin $(metric 2 bytes_from_origin_total))"
 # p2 bytes at 4 MiB/s, minus the 1 MiB burst and one piece of debt
-min=$(echo "($p2 - 2097152) / 4194304 - 0.2" | bc -l)
-[ "$(echo "$el >= $min" | bc)" = 1 ] || fail "faster than the bandwidth limit: ${el}s < ${min}s"
+min=$(awk -v p="$p2" 'BEGIN{printf "%.3f", (p - 2097152) / 4194304 - 0.2}')
+awk -v e="$el" -v m="$min" 'BEGIN{exit !(e >= m)}' || fail "faster than the bandwidth limit: ${el}s < ${min}s"
 bg_stop "${PEER_PID[2]}"
 sleep 0.5
 r0=$(rss 1)
@@ -57,4 +57,5 @@ for _ in $(seq 100); do [ "$(metric 1 upload_slots_used)" = 0 ] && break; sleep 
 [ "$(metric 1 upload_slots_used)" = 0 ] || fail "slot still held"
 wait $slow 2>/dev/null || true
 peer_alive_or_fail 1
+finish_peers
 echo PASS
