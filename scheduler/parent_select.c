@@ -6,8 +6,9 @@
  *               as a fraction of what the child lacks
  *   free        upload slots left after the scheduler's own reservations (and the host's
  *               heartbeat report), as a fraction of its slots
- *   speed       parent's observed upload throughput relative to the best candidate
- *               (0.5 when unknown, so new hosts get a chance)
+ *   speed       parent's observed upload throughput relative to the best candidate;
+ *               when not measured yet, 0.25..0.75 from its announced bandwidth relative to
+ *               the best announced one, else 0.5 (new hosts get a chance)
  *   locality    same idc 0.5, + same zone 0.3, + same rack 0.2
  *   reliability 1 / (1 + recent failures)
  *
@@ -91,7 +92,7 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
         n_scan = limit * 4u;
     }
     size_t n = 0;
-    double best_tput = 0;
+    double best_tput = 0, best_bw = 0;
     int any_bans = s->bans.n > 0;
     for (uint32_t k2 = 0; k2 < n_scan && n < limit; k2++) {
         sched_peer *p = t->src[(start + k2) % t->n_src];
@@ -110,6 +111,7 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
         c[n].useful = u;
         c[n].mean_cost = sched_host_mean_cost(h);
         if (h->tput_bps > best_tput) best_tput = h->tput_bps;
+        if ((double)h->upload_bw > best_bw) best_bw = (double)h->upload_bw;
         n++;
     }
     /* swarm-relative outliers: mean piece time > 3x the others' mean */
@@ -134,7 +136,13 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
         double useful = (double)c[i].useful / missing;
         if (useful > 1) useful = 1;
         double fr = h->upload_slots ? (double)free_slots(h) / h->upload_slots : 0;
-        double speed = best_tput > 0 && h->tput_bps > 0 ? h->tput_bps / best_tput : 0.5;
+        /* measured throughput when known; else the announced bandwidth as a prior (0.25..0.75
+         * relative to the best announced), else neutral 0.5 */
+        double speed = 0.5;
+        if (best_tput > 0 && h->tput_bps > 0)
+            speed = h->tput_bps / best_tput;
+        else if (best_bw > 0 && h->upload_bw > 0)
+            speed = 0.25 + 0.5 * (double)h->upload_bw / best_bw;
         double rel = 1.0 / (1.0 + h->failures);
         c[i].score =
             0.35 * useful + 0.20 * fr + 0.20 * speed + 0.15 * locality(child->host, h) + 0.10 * rel;

@@ -92,6 +92,7 @@ static struct {
     /* results */
     uint64_t grants, grant_violations, regranted, self_parent, stale_cands, reparented;
     uint64_t waits, errors, bad_answers, reconnects, cand_msgs, reschedules;
+    size_t max_cands;
     int finished;
     int rc;
 } g;
@@ -251,6 +252,7 @@ static void on_candidates(struct speer *p, const proto_candidates *c)
     if (t < 0) return;
     struct ptask *pt = &p->pt[t];
     g.cand_msgs++;
+    if (c->n_candidates > g.max_cands) g.max_cands = c->n_candidates;
     int had_victim = 0, has_victim = 0;
     for (int i = 0; i < pt->ncands; i++) had_victim |= g.fault_done && pt->cands[i] == g.victim;
     pt->ncands = 0;
@@ -570,6 +572,7 @@ static void finish(int ok)
            (unsigned long long)g.reschedules, (unsigned long long)g.waits,
            (unsigned long long)g.errors, (unsigned long long)g.bad_answers,
            (unsigned long long)g.reconnects, (unsigned long long)(now() - g.start_ms));
+    printf("max_candidates_seen=%zu\n", g.max_cands);
     for (int t = 0; t < g.n_tasks; t++) {
         /* where the first live peer has the task registered (the swarm agrees by rendezvous) */
         int si = -1;

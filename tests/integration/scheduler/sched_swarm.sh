@@ -17,6 +17,7 @@ expect "$T/flash.out" max_fetch_per_piece -eq 1
 expect "$T/flash.out" grants -eq 64
 expect "$T/flash.out" grant_violations -eq 0
 expect "$T/flash.out" self_parent -eq 0
+expect "$T/flash.out" max_candidates_seen -eq 4   # K by default
 [ "$(metric "$S_HTTP" chunkfly_scheduler_origin_grants_total)" = 64 ] || fail "scheduler granted $(metric "$S_HTTP" chunkfly_scheduler_origin_grants_total) pieces"
 [ "$(metric "$S_HTTP" chunkfly_scheduler_peers)" = 0 ] || fail "peers left behind after disconnect"
 

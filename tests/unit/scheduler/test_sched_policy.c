@@ -408,6 +408,32 @@ static void test_reannounce_rebuilds(void **st)
     sched_free(s);
 }
 
+/* Before any throughput is measured, the announced upload bandwidth breaks the tie. */
+static void test_bandwidth_prior(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    struct sched_host_info slow = {
+        .host_id = "slow", .addr = "10.0.0.1:1", .upload_slots = 4, .upload_bw = 10 << 20};
+    struct sched_host_info fast = {
+        .host_id = "fast", .addr = "10.0.0.2:1", .upload_slots = 4, .upload_bw = 100 << 20};
+    sched_host *a, *b;
+    assert_int_equal(sched_host_announce(s, &slow, 0, &a), 0);
+    assert_int_equal(sched_host_announce(s, &fast, 0, &b), 0);
+    for (int i = 0; i < 2; i++) {
+        sched_host *h = i ? b : a;
+        assert_int_equal(sched_register(s, h, TASK, 8 * MIB, 0, NULL, &err), 0);
+        report(s, h, TASK, 0, 8, "", 0);
+    }
+    sched_host *c = host(s, 5, "", 4, 0);
+    assert_int_equal(sched_register(s, c, TASK, 8 * MIB, 1, NULL, &err), 0);
+    struct rec *r = last_for("h5");
+    assert_int_equal(r->n_parents, 2);
+    assert_string_equal(r->parents[0], "fast");
+    sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_cluster_ban),
         cmocka_unit_test(test_wait_then_parents),
         cmocka_unit_test(test_reannounce_rebuilds),
+        cmocka_unit_test(test_bandwidth_prior),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
