@@ -277,7 +277,7 @@ static int is_hex64(const char *s, size_t n)
 }
 
 int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***blob_ids,
-               size_t *nblobs, cf_err *err)
+               size_t *nblobs, enum rafs_compressor *compressor, cf_err *err)
 {
     struct rafs_tree t;
     struct rafs_chunk_table ct = {0}, ct2 = {0};
@@ -443,6 +443,7 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
     for (uint32_t j = 0; j < nb2; j++) ids[j] = strdup(blobs[j].id);
     *blob_ids = ids;
     *nblobs = nb2;
+    if (compressor) *compressor = comp;
 out:
     free(used);
     free(map);

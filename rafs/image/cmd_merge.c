@@ -9,6 +9,7 @@
 #include "cf/log.h"
 #include "image_cmds.h"
 #include "rafs/builder.h"
+#include "rafs/compressor.h"
 
 static void usage(FILE *f)
 {
@@ -161,7 +162,8 @@ int cmd_merge(int argc, char **argv)
     cf_err err = {0};
     char **ids = NULL;
     size_t nids = 0;
-    int rc = rafs_merge(&o, out, &ids, &nids, &err);
+    enum rafs_compressor comp = RAFS_COMP_ZSTD;
+    int rc = rafs_merge(&o, out, &ids, &nids, &comp, &err);
     if (rc) {
         fprintf(stderr, "chunkfly-image merge: %s\n", cf_err_str(&err, rc));
         ret = rc == RAFS_MERGE_INCONSISTENT ? 2 : 1;
@@ -169,7 +171,9 @@ int cmd_merge(int argc, char **argv)
     }
     cf_info("merged %zu bootstraps into %s, %zu blobs", n, out, nids);
     ret = 0;
-    if (json && image_write_json(json, out, (const char *const *)ids, nids, NULL)) ret = 1;
+    if (json &&
+        image_write_json(json, out, (const char *const *)ids, nids, rafs_compressor_name(comp)))
+        ret = 1;
     rafs_merge_free_ids(ids, nids);
 out:
     image_free_prefetch(dl);

@@ -289,11 +289,12 @@ struct rafs_merge_opts {
 };
 /* Merges the layers (applying whiteouts and opaque directories) into one bootstrap written
  * to `out_path`. The blob table lists, in layer order, the blobs referenced by chunks.
- * `blob_ids` receives the merged blob ids (malloc'd array of malloc'd strings, *nblobs);
+ * `blob_ids` receives the merged blob ids (malloc'd array of malloc'd strings, *nblobs) and
+ * `compressor` (may be NULL) the layers' chunk compressor;
  * free with rafs_merge_free_ids. -EINVAL with message on inconsistent inputs (differing chunk
  * size, compressor or digester). */
 int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***blob_ids,
-               size_t *nblobs, cf_err *err);
+               size_t *nblobs, enum rafs_compressor *compressor, cf_err *err);
 void rafs_merge_free_ids(char **ids, size_t n);
 #define RAFS_MERGE_INCONSISTENT (-EXDEV) /* merge: inputs cannot be merged (exit code 2) */
 
