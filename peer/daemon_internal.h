@@ -254,6 +254,37 @@ int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *
 int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
                       struct origin_client **out, cf_err *err); /* [blocking] */
 
+/* One piece on its way into the cache (from a parent or the origin), processed in the pool by
+ * task_piece_write_work (digest check when a list is known, then peer_store_write_piece) and
+ * finished on the loop by task_piece_write_done. */
+struct piece_job {
+    struct task *t;
+    uint32_t piece, len;
+    int tp; /* -1 origin */
+    uint8_t *data;
+    uint8_t expect[32];
+    int has_expect;
+    int rc;
+    cf_err err;
+    /* origin */
+    size_t got;
+    proto_registry *reg;
+    char repo[256];
+};
+
+void task_piece_write_work(void *job);
+void task_piece_write_done(void *job, int cancelled);
+void task_piece_job_free(struct piece_job *j);
+
+/* back_to_source.c */
+/* Queues an origin Range GET of `piece` (thread pool); the caller marks it in flight.
+ * 0, -ENOENT (no origin known), -ENOMEM. */
+int bts_fetch_piece(struct task *t, uint32_t piece);
+/* [blocking] 0 when the origin's bytes [off, off+len) hash to expect, -EBADMSG when not, other
+ * negative errno when the origin could not tell. */
+int bts_piece_matches(proto_registry *reg, const char *repo, const char *task_id, uint64_t off,
+                      uint32_t len, const uint8_t expect[32]);
+
 /* local_api.c */
 int local_api_start(peer_daemon *d, cf_err *err);
 void local_api_stop(peer_daemon *d);

@@ -14,7 +14,8 @@
  * scheduler, announced to subscribed children and handed to waiting readers (cut-through).
  * When all pieces are written the whole blob is hashed; a match marks it verified and publishes
  * the digest list, a mismatch purges it, finds the parent that served the first bad piece (by
- * comparing parent-served pieces with the origin) and bans it, then starts again. */
+ * comparing parent-served pieces with the origin) and bans it, then starts again. Origin
+ * fetches and registry clients live in back_to_source.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,93 +158,6 @@ static uint32_t errno_to_code(int rc)
     default:
         return PROTO_E_ORIGIN;
     }
-}
-
-/* ---- registry clients (shared; created in the thread pool: reading a docker config is I/O) --- */
-
-static uv_mutex_t origins_lock;
-static uv_once_t origins_once = UV_ONCE_INIT;
-static void origins_init(void)
-{
-    uv_mutex_init(&origins_lock);
-}
-
-int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *err)
-{
-    *scheme = 0;
-    if (strncmp(origin, "http://", 7) == 0) {
-        *scheme = PROTO_REGISTRY_SCHEME_HTTP;
-        origin += 7;
-    } else if (strncmp(origin, "https://", 8) == 0) {
-        *scheme = PROTO_REGISTRY_SCHEME_HTTPS;
-        origin += 8;
-    }
-    return proto_image_ref_parse(origin, ref, err);
-}
-
-int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
-                      struct origin_client **out, cf_err *err)
-{
-    uv_once(&origins_once, origins_init);
-    size_t kl = strlen(registry) + 5 + (creds ? strlen(creds) : 0);
-    char *key = malloc(kl);
-    if (!key) return cf_err_set(err, -ENOMEM, "out of memory");
-    snprintf(key, kl, "%d\n%s\n%s", scheme, registry, creds ? creds : "");
-    uv_mutex_lock(&origins_lock);
-    for (struct origin_client *oc = d->origins; oc; oc = oc->next) {
-        if (strcmp(oc->key, key) == 0) {
-            uv_mutex_unlock(&origins_lock);
-            free(key);
-            *out = oc;
-            return 0;
-        }
-    }
-    uv_mutex_unlock(&origins_lock);
-    proto_registry_opts ro = {0};
-    ro.scheme = scheme                   ? (enum proto_registry_scheme)scheme
-                : d->o.origin_plain_http ? PROTO_REGISTRY_SCHEME_HTTP
-                                         : PROTO_REGISTRY_SCHEME_AUTO;
-    ro.docker_config = d->o.docker_config;
-    char user[512] = "", *pass = NULL;
-    if (creds && creds[0]) {
-        /* credentials: "user:password" (as in docker's auth field, decoded) */
-        snprintf(user, sizeof(user), "%s", creds);
-        pass = strchr(user, ':');
-        if (pass) *pass++ = 0;
-        ro.username = user;
-        ro.password = pass ? pass : "";
-    }
-    proto_registry *reg = NULL;
-    int rc = proto_registry_new(registry, &ro, &reg, err);
-    memset(user, 0, sizeof(user));
-    if (rc) {
-        free(key);
-        return rc;
-    }
-    struct origin_client *oc = calloc(1, sizeof(*oc));
-    if (!oc) {
-        proto_registry_free(reg);
-        free(key);
-        return cf_err_set(err, -ENOMEM, "out of memory");
-    }
-    oc->key = key;
-    oc->reg = reg;
-    uv_mutex_lock(&origins_lock);
-    for (struct origin_client *o2 = d->origins; o2; o2 = o2->next) {
-        if (strcmp(o2->key, key) == 0) { /* another thread won */
-            uv_mutex_unlock(&origins_lock);
-            proto_registry_free(reg);
-            free(key);
-            free(oc);
-            *out = o2;
-            return 0;
-        }
-    }
-    oc->next = d->origins;
-    d->origins = oc;
-    uv_mutex_unlock(&origins_lock);
-    *out = oc;
-    return 0;
 }
 
 /* ---- SIZING ---- */
@@ -764,28 +678,13 @@ static void inflight_end(struct task *t, uint32_t piece, int origin)
     }
 }
 
-struct piece_job {
-    struct task *t;
-    uint32_t piece, len;
-    int tp; /* -1 origin */
-    uint8_t *data;
-    uint8_t expect[32];
-    int has_expect;
-    int rc;
-    cf_err err;
-    /* origin */
-    size_t got;
-    proto_registry *reg;
-    char repo[256];
-};
-
-static void piece_job_free(struct piece_job *j)
+void task_piece_job_free(struct piece_job *j)
 {
     free(j->data);
     free(j);
 }
 
-static void piece_write_work(void *p)
+void task_piece_write_work(void *p)
 {
     struct piece_job *j = p;
     struct task *t = j->t;
@@ -803,14 +702,14 @@ static void piece_write_work(void *p)
     j->rc = peer_store_write_piece(t->d->store, t->digest, j->piece, j->data, j->len, &j->err);
 }
 
-static void piece_write_done(void *p, int cancelled)
+void task_piece_write_done(void *p, int cancelled)
 {
     struct piece_job *j = p;
     struct task *t = j->t;
     t->work_refs--;
     inflight_end(t, j->piece, j->tp < 0);
     if (t->dead || cancelled || t->d->stopping || t->state != T_RUNNING) {
-        piece_job_free(j);
+        task_piece_job_free(j);
         task_maybe_free(t);
         return;
     }
@@ -823,7 +722,7 @@ static void piece_write_done(void *p, int cancelled)
         int rc = j->rc;
         char msg[CF_ERR_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s", cf_err_str(&j->err, rc));
-        piece_job_free(j);
+        task_piece_job_free(j);
         task_fail(t, errno_to_code(rc), "origin: %s", msg);
         return;
     } else {
@@ -831,12 +730,12 @@ static void piece_write_done(void *p, int cancelled)
         cf_warn("task %s: piece %u: %s", t->id, j->piece, cf_err_str(&j->err, j->rc));
         if (j->rc == -ENOSPC || j->rc == -ENOENT) {
             int rc = j->rc;
-            piece_job_free(j);
+            task_piece_job_free(j);
             task_fail(t, errno_to_code(rc), "cache: cannot store piece");
             return;
         }
     }
-    piece_job_free(j);
+    task_piece_job_free(j);
     if (t->n_have == t->piece_count)
         start_verify(t);
     else
@@ -875,10 +774,10 @@ void task_on_piece_data(struct task *t, int tp, uint32_t piece, const uint8_t *d
         j->has_expect = 1;
     }
     t->work_refs++;
-    if (pd_queue_work(d, j, piece_write_work, piece_write_done)) {
+    if (pd_queue_work(d, j, task_piece_write_work, task_piece_write_done)) {
         t->work_refs--;
         inflight_end(t, piece, 0);
-        piece_job_free(j);
+        task_piece_job_free(j);
     }
 }
 
@@ -934,67 +833,6 @@ void task_on_parent_avail(struct task *t, int tp, const uint8_t *bits, size_t le
     if (t->state == T_RUNNING) task_pump(t);
 }
 
-/* ---- back to source ---- */
-
-static int origin_write(void *ctx, const void *data, size_t len)
-{
-    struct piece_job *j = ctx;
-    if (len > j->len - j->got) return -EMSGSIZE;
-    memcpy(j->data + j->got, data, len);
-    j->got += len;
-    return 0;
-}
-
-static void origin_work(void *p)
-{
-    struct piece_job *j = p;
-    struct task *t = j->t;
-    uint64_t off = (uint64_t)j->piece * t->piece_size;
-    uint64_t delivered = 0;
-    j->rc = proto_registry_blob_get(j->reg, j->repo, t->id, off, j->len, 0, origin_write, j,
-                                    &delivered, &j->err);
-    if (j->rc) return;
-    if (delivered != j->len) {
-        j->rc = cf_err_set(&j->err, -EBADMSG, "origin sent %llu bytes for piece %u (want %u)",
-                           (unsigned long long)delivered, j->piece, j->len);
-        return;
-    }
-    piece_write_work(j);
-}
-
-static int fetch_origin(struct task *t, uint32_t piece)
-{
-    if (!t->oc || !t->registry[0]) return -ENOENT;
-    uint32_t len = proto_piece_len(t->length, t->piece_size, piece);
-    struct piece_job *j = calloc(1, sizeof(*j));
-    if (!j) return -ENOMEM;
-    j->data = malloc(len ? len : 1);
-    if (!j->data) {
-        free(j);
-        return -ENOMEM;
-    }
-    j->t = t;
-    j->piece = piece;
-    j->len = len;
-    j->tp = -1;
-    j->reg = t->oc->reg;
-    snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
-    if (t->digests) {
-        memcpy(j->expect, t->digests + (size_t)piece * 32, 32);
-        j->has_expect = 1;
-    }
-    t->work_refs++;
-    if (pd_queue_work(t->d, j, origin_work, piece_write_done)) {
-        t->work_refs--;
-        piece_job_free(j);
-        return -ENOMEM;
-    }
-    bit_set(t->inflight, piece);
-    t->n_inflight++;
-    t->n_origin_inflight++;
-    return 0;
-}
-
 /* ---- scheduling pieces ---- */
 
 static int pick_parent(struct task *t, uint32_t piece)
@@ -1041,8 +879,13 @@ static int dispatch(struct task *t, uint32_t piece)
     }
     if ((t->origin_mode || bit_get(t->granted, piece)) &&
         t->n_origin_inflight < d->o.origin_in_flight) {
-        int rc = fetch_origin(t, piece);
-        if (rc == 0) return 1;
+        int rc = bts_fetch_piece(t, piece);
+        if (rc == 0) {
+            bit_set(t->inflight, piece);
+            t->n_inflight++;
+            t->n_origin_inflight++;
+            return 1;
+        }
         if (rc == -ENOENT && t->origin_mode) {
             task_fail(t, PROTO_E_ORIGIN, "blob %s is incomplete and no origin is known", t->id);
             return -ENOENT;
@@ -1215,13 +1058,6 @@ struct verify_job {
     char repo[256];
 };
 
-static int cmp_write(void *ctx, const void *data, size_t len)
-{
-    cf_digest_ctx *dc = ctx;
-    cf_digest_update(dc, data, len);
-    return 0;
-}
-
 static void verify_work(void *p)
 {
     struct verify_job *j = p;
@@ -1265,19 +1101,13 @@ static void verify_work(void *p)
     for (uint32_t i = 0; j->reg && i < t->piece_count; i++) {
         if (j->source[i] < 0) continue;
         uint32_t len = proto_piece_len(t->length, t->piece_size, i);
-        cf_digest_ctx dc;
-        if (cf_digest_init(&dc, CF_DIGEST_SHA256)) break;
-        uint64_t delivered = 0;
-        int rc = proto_registry_blob_get(j->reg, j->repo, t->id, (uint64_t)i * t->piece_size, len,
-                                         0, cmp_write, &dc, &delivered, NULL);
-        uint8_t od[32];
-        cf_digest_final(&dc, od);
-        if (rc || delivered != len) break;
-        if (memcmp(od, j->digests + (size_t)i * 32, 32) != 0) {
+        int rc = bts_piece_matches(j->reg, j->repo, t->id, (uint64_t)i * t->piece_size, len,
+                                   j->digests + (size_t)i * 32);
+        if (rc == -EBADMSG) {
             j->culprit = j->source[i];
             j->culprit_piece = i;
-            break;
         }
+        if (rc) break;
     }
     peer_store_purge(s, t->digest, NULL);
 }

@@ -1,0 +1,181 @@
+/* Back to source: origin references, the shared registry clients, and piece fetches from the
+ * origin registry with HTTP Range (proto_registry, always in the libuv thread pool). A fetched
+ * piece goes through the same check-and-store path as a piece from a parent
+ * (task_piece_write_work). Registry clients are created in the pool too (reading a docker
+ * config.json is file I/O) and shared by every task of the same registry, scheme and
+ * credentials (the client is thread-safe and keeps its connections alive). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cf/digest.h"
+#include "cf/log.h"
+#include "daemon_internal.h"
+
+/* ---- registry clients ---- */
+
+static uv_mutex_t origins_lock;
+static uv_once_t origins_once = UV_ONCE_INIT;
+static void origins_init(void)
+{
+    uv_mutex_init(&origins_lock);
+}
+
+int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *err)
+{
+    *scheme = 0;
+    if (strncmp(origin, "http://", 7) == 0) {
+        *scheme = PROTO_REGISTRY_SCHEME_HTTP;
+        origin += 7;
+    } else if (strncmp(origin, "https://", 8) == 0) {
+        *scheme = PROTO_REGISTRY_SCHEME_HTTPS;
+        origin += 8;
+    }
+    return proto_image_ref_parse(origin, ref, err);
+}
+
+int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
+                      struct origin_client **out, cf_err *err)
+{
+    uv_once(&origins_once, origins_init);
+    size_t kl = strlen(registry) + 5 + (creds ? strlen(creds) : 0);
+    char *key = malloc(kl);
+    if (!key) return cf_err_set(err, -ENOMEM, "out of memory");
+    snprintf(key, kl, "%d\n%s\n%s", scheme, registry, creds ? creds : "");
+    uv_mutex_lock(&origins_lock);
+    for (struct origin_client *oc = d->origins; oc; oc = oc->next) {
+        if (strcmp(oc->key, key) == 0) {
+            uv_mutex_unlock(&origins_lock);
+            free(key);
+            *out = oc;
+            return 0;
+        }
+    }
+    uv_mutex_unlock(&origins_lock);
+    proto_registry_opts ro = {0};
+    ro.scheme = scheme                   ? (enum proto_registry_scheme)scheme
+                : d->o.origin_plain_http ? PROTO_REGISTRY_SCHEME_HTTP
+                                         : PROTO_REGISTRY_SCHEME_AUTO;
+    ro.docker_config = d->o.docker_config;
+    char user[512] = "", *pass = NULL;
+    if (creds && creds[0]) {
+        /* credentials: "user:password" (as in docker's auth field, decoded) */
+        snprintf(user, sizeof(user), "%s", creds);
+        pass = strchr(user, ':');
+        if (pass) *pass++ = 0;
+        ro.username = user;
+        ro.password = pass ? pass : "";
+    }
+    proto_registry *reg = NULL;
+    int rc = proto_registry_new(registry, &ro, &reg, err);
+    memset(user, 0, sizeof(user));
+    if (rc) {
+        free(key);
+        return rc;
+    }
+    struct origin_client *oc = calloc(1, sizeof(*oc));
+    if (!oc) {
+        proto_registry_free(reg);
+        free(key);
+        return cf_err_set(err, -ENOMEM, "out of memory");
+    }
+    oc->key = key;
+    oc->reg = reg;
+    uv_mutex_lock(&origins_lock);
+    for (struct origin_client *o2 = d->origins; o2; o2 = o2->next) {
+        if (strcmp(o2->key, key) == 0) { /* another thread won */
+            uv_mutex_unlock(&origins_lock);
+            proto_registry_free(reg);
+            free(key);
+            free(oc);
+            *out = o2;
+            return 0;
+        }
+    }
+    oc->next = d->origins;
+    d->origins = oc;
+    uv_mutex_unlock(&origins_lock);
+    *out = oc;
+    return 0;
+}
+
+/* ---- piece fetches ---- */
+
+static int origin_write(void *ctx, const void *data, size_t len)
+{
+    struct piece_job *j = ctx;
+    if (len > j->len - j->got) return -EMSGSIZE;
+    memcpy(j->data + j->got, data, len);
+    j->got += len;
+    return 0;
+}
+
+static void origin_work(void *p)
+{
+    struct piece_job *j = p;
+    struct task *t = j->t;
+    uint64_t off = (uint64_t)j->piece * t->piece_size;
+    uint64_t delivered = 0;
+    j->rc = proto_registry_blob_get(j->reg, j->repo, t->id, off, j->len, 0, origin_write, j,
+                                    &delivered, &j->err);
+    if (j->rc) return;
+    if (delivered != j->len) {
+        j->rc = cf_err_set(&j->err, -EBADMSG, "origin sent %llu bytes for piece %u (want %u)",
+                           (unsigned long long)delivered, j->piece, j->len);
+        return;
+    }
+    task_piece_write_work(j);
+}
+
+int bts_fetch_piece(struct task *t, uint32_t piece)
+{
+    if (!t->oc || !t->registry[0]) return -ENOENT;
+    uint32_t len = proto_piece_len(t->length, t->piece_size, piece);
+    struct piece_job *j = calloc(1, sizeof(*j));
+    if (!j) return -ENOMEM;
+    j->data = malloc(len ? len : 1);
+    if (!j->data) {
+        free(j);
+        return -ENOMEM;
+    }
+    j->t = t;
+    j->piece = piece;
+    j->len = len;
+    j->tp = -1;
+    j->reg = t->oc->reg;
+    snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
+    if (t->digests) {
+        memcpy(j->expect, t->digests + (size_t)piece * 32, 32);
+        j->has_expect = 1;
+    }
+    t->work_refs++;
+    if (pd_queue_work(t->d, j, origin_work, task_piece_write_done)) {
+        t->work_refs--;
+        task_piece_job_free(j);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int cmp_write(void *ctx, const void *data, size_t len)
+{
+    cf_digest_ctx *dc = ctx;
+    cf_digest_update(dc, data, len);
+    return 0;
+}
+
+int bts_piece_matches(proto_registry *reg, const char *repo, const char *task_id, uint64_t off,
+                      uint32_t len, const uint8_t expect[32])
+{
+    cf_digest_ctx dc;
+    if (cf_digest_init(&dc, CF_DIGEST_SHA256)) return -ENOMEM;
+    uint64_t delivered = 0;
+    int rc =
+        proto_registry_blob_get(reg, repo, task_id, off, len, 0, cmp_write, &dc, &delivered, NULL);
+    uint8_t got[32];
+    cf_digest_final(&dc, got);
+    if (rc) return rc;
+    if (delivered != len) return -EIO;
+    return memcmp(got, expect, 32) ? -EBADMSG : 0;
+}
