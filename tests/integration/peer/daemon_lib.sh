@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the sourcing test scripts
 # Helpers for the chunkfly-peer daemon tests (source after tests/lib/testlib.sh).
 # Peers run on 127.0.0.11.., the scheduler on 127.0.0.10, the registry on 127.0.0.9.
 

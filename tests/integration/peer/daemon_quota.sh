@@ -7,11 +7,9 @@
 
 start_registry 127.0.0.9
 REPO=test/quota
-for b in a b c; do
-    make_blob "$T/$b" 9
-    push_blob "$REPO" "$T/$b"
-    eval "D_$b=$BLOB"
-done
+make_blob "$T/a" 9; push_blob "$REPO" "$T/a"; D_a=$BLOB
+make_blob "$T/b" 9; push_blob "$REPO" "$T/b"; D_b=$BLOB
+make_blob "$T/c" 9; push_blob "$REPO" "$T/c"; D_c=$BLOB
 SIZE=$(stat -c %s "$T/a")
 start_peer 1 --quota 20M
 rd() { BLOB=$2 get 1 0 "$SIZE" "$T/out-$1" || fail "read $1"; cmp "$T/out-$1" "$T/$1" || fail "$1 differs"; }

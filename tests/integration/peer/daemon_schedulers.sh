@@ -12,7 +12,7 @@ make_blob "$T/blob" 16
 push_blob "$REPO" "$T/blob"
 SIZE=$(stat -c %s "$T/blob")
 start_scheduler; S0=$SCHED; P0=$SCHED_PID
-SCHED_PORT= start_scheduler; S1=$SCHED; P1=$SCHED_PID
+SCHED_PORT='' start_scheduler; S1=$SCHED; P1=$SCHED_PID
 SCHED=
 args=(--scheduler "$S0" --scheduler "$S1" --set timing.scheduler_retry=1s)
 start_peer 1 "${args[@]}"
