@@ -250,8 +250,12 @@ int rafs_tree_add(struct rafs_tree *t, const char *path, struct rafs_inode *ino,
         if (out) *out = t->root;
         return 0;
     }
+    unsigned depth = 0;
     for (;;) {
         if (len > 255) return cf_err_set(err, -ENAMETOOLONG, "'%s': name longer than 255", path);
+        if (++depth > RAFS_TREE_MAX_DEPTH) /* bounds every recursion over the tree */
+            return cf_err_set(err, -ELOOP, "'%.200s...': nested deeper than %u directories", path,
+                              RAFS_TREE_MAX_DEPTH);
         if (len == 2 && c[0] == '.' && c[1] == '.')
             return cf_err_set(err, -EINVAL, "'%s': '..' in path", path);
         memcpy(name, c, len);

@@ -81,6 +81,8 @@ struct rafs_node {
     struct rafs_node *hnext; /* hash chain (fs_tree.c) */
 };
 
+#define RAFS_TREE_MAX_DEPTH 1024 /* deepest path accepted (the reader's RAFS_MAX_DEPTH) */
+
 struct rafs_tree {
     struct rafs_node *root;
     struct rafs_node **hash; /* (parent, name) -> node */
@@ -105,7 +107,8 @@ struct rafs_node *rafs_tree_child(struct rafs_tree *t, struct rafs_node *dir, co
 /* Finds a node by relative or absolute path ("a/b", "/a/b", "" or "/" = root). */
 struct rafs_node *rafs_tree_lookup(struct rafs_tree *t, const char *path);
 /* Adds (or replaces) the entry at `path`, creating missing parent directories (mode 0755).
- * Takes its own reference on `ino` on success (the caller keeps and drops its own). When an
+ * Takes its own reference on `ino` on success (the caller keeps and drops its own).
+ * -ELOOP for paths deeper than RAFS_TREE_MAX_DEPTH. When an
  * existing directory is replaced by a directory, its children are kept. -EINVAL for bad paths
  * ("..", empty components), -ENOTDIR when a parent is not a directory. */
 int rafs_tree_add(struct rafs_tree *t, const char *path, struct rafs_inode *ino,

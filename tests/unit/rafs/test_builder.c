@@ -69,6 +69,14 @@ static void test_tree_paths(void **state)
     assert_int_equal(rafs_tree_add(&t, "a/../etc", x, NULL, &err), -EINVAL);
     assert_int_equal(rafs_tree_add(&t, "a/link/x", x, NULL, &err), -ENOTDIR);
     rafs_inode_put(x);
+    /* depth is bounded (every tree walk is recursive) */
+    cf_buf deep = {0};
+    for (int i = 0; i < RAFS_TREE_MAX_DEPTH + 1; i++) cf_buf_append(&deep, "d/", 2);
+    cf_buf_append(&deep, "", 1);
+    x = mk(S_IFREG);
+    assert_int_equal(rafs_tree_add(&t, (const char *)deep.data, x, NULL, &err), -ELOOP);
+    rafs_inode_put(x);
+    cf_buf_free(&deep);
     rafs_tree_clear_dir(&t, t.root);
     assert_int_equal(t.root->nchildren, 0);
     assert_int_equal(t.nodes, 1);
