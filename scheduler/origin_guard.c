@@ -49,6 +49,7 @@ size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
     sched_task *t = p->task;
     const unsigned M = s->cfg.origin_per_piece;
     if (p->stalled || p->finished || t->pieces_in_mesh == t->n_pieces) return 0;
+    if (now_ms < t->hold_until_ms) return 0; /* recovery hold: holders are re-announcing */
     if (p->n_grants == 0 && t->granted_peers >= s->cfg.origin_peers) return 0;
     size_t n_runs = 0;
     uint32_t granted = 0;
@@ -176,5 +177,35 @@ void sched_origin_check_stalls(sched *s, uint64_t now_ms)
         }
         if (freed) sched_origin_regrant(s, t, last, now_ms);
         if (t->granted_peers == 0) grant_list_del(s, t);
+    }
+}
+
+void sched_origin_hold(sched *s, sched_task *t, uint64_t until_ms)
+{
+    if (until_ms > t->hold_until_ms) t->hold_until_ms = until_ms;
+    if (t->in_hold_list) return;
+    s->st.grant_holds++;
+    t->in_hold_list = 1;
+    t->hprev = NULL;
+    t->hnext = s->held_tasks;
+    if (s->held_tasks) s->held_tasks->hprev = t;
+    s->held_tasks = t;
+}
+
+void sched_origin_release_holds(sched *s, uint64_t now_ms)
+{
+    sched_task *t = s->held_tasks, *next;
+    for (; t; t = next) {
+        next = t->hnext;
+        if (now_ms < t->hold_until_ms) continue;
+        if (t->hprev)
+            t->hprev->hnext = t->hnext;
+        else
+            s->held_tasks = t->hnext;
+        if (t->hnext) t->hnext->hprev = t->hprev;
+        t->in_hold_list = 0;
+        t->hnext = t->hprev = NULL;
+        /* the orphans left now really are orphans: grant them, waiting peers first */
+        sched_origin_regrant(s, t, NULL, now_ms);
     }
 }

@@ -86,6 +86,10 @@ struct sched_task {
     uint8_t *digests;
     sched_task *gnext, *gprev; /* list of tasks with live grants (for the stall check) */
     int in_grant_list;
+    uint64_t created_ms;
+    uint64_t hold_until_ms;    /* no origin grants before this (recovery after a move) */
+    sched_task *hnext, *hprev; /* list of held tasks */
+    int in_hold_list;
 };
 
 struct sched {
@@ -93,6 +97,8 @@ struct sched {
     struct sched_ops ops;
     struct sched_map hosts, tasks, bans; /* bans: host id -> struct ban */
     sched_task *grant_tasks;
+    sched_task *held_tasks;
+    uint64_t last_resync_ms; /* last report of pieces a peer already held (0 = never) */
     struct sched_stats st;
     uint64_t rng;
     /* scratch for decisions */
@@ -137,6 +143,9 @@ uint32_t sched_origin_release(sched *s, sched_peer *p);
 /* Re-grants orphan, ungranted pieces of t to other peers (after a release). */
 void sched_origin_regrant(sched *s, sched_task *t, sched_peer *except, uint64_t now_ms);
 void sched_origin_check_stalls(sched *s, uint64_t now_ms);
+/* Recovery hold (see sched_config.recovery_*): start / end-of-hold processing. */
+void sched_origin_hold(sched *s, sched_task *t, uint64_t until_ms);
+void sched_origin_release_holds(sched *s, uint64_t now_ms);
 
 /* sched_host.c */
 void sched_hosts_expire(sched *s, uint64_t now_ms);

@@ -25,6 +25,8 @@ void sched_config_default(struct sched_config *c)
     c->wait_retry_ms = 1000;
     c->sample_limit = 64;
     c->waiters_per_event = 16;
+    c->recovery_window_ms = 5000;
+    c->recovery_hold_ms = 500;
 }
 
 sched *sched_new(const struct sched_config *cfg, const struct sched_ops *ops)
@@ -86,6 +88,13 @@ static void task_free(sched *s, sched_task *t)
             s->grant_tasks = t->gnext;
         if (t->gnext) t->gnext->gprev = t->gprev;
     }
+    if (t->in_hold_list) {
+        if (t->hprev)
+            t->hprev->hnext = t->hnext;
+        else
+            s->held_tasks = t->hnext;
+        if (t->hnext) t->hnext->hprev = t->hprev;
+    }
     free(t->peers);
     free(t->src);
     free(t->holders);
@@ -94,7 +103,7 @@ static void task_free(sched *s, sched_task *t)
     free(t);
 }
 
-static sched_task *task_new(sched *s, const char *id, uint64_t len, cf_err *err)
+static sched_task *task_new(sched *s, const char *id, uint64_t len, uint64_t now_ms, cf_err *err)
 {
     size_t idl = strlen(id);
     sched_task *t = calloc(1, sizeof(*t));
@@ -127,6 +136,11 @@ static sched_task *task_new(sched *s, const char *id, uint64_t len, cf_err *err)
         return NULL;
     }
     s->st.tasks++;
+    t->created_ms = now_ms;
+    /* peers are re-announcing what they hold (scheduler restart or failover): give the holders
+     * of this task a moment to re-announce before granting origin fetches */
+    if (s->last_resync_ms && now_ms - s->last_resync_ms < s->cfg.recovery_window_ms)
+        sched_origin_hold(s, t, now_ms + s->cfg.recovery_hold_ms);
     return t;
 }
 
@@ -315,7 +329,7 @@ int sched_register(sched *s, sched_host *h, const char *task_id, uint64_t conten
     if (!h || !task_id || !task_id[0]) return cf_err_set(err, -EINVAL, "missing host or task");
     sched_task *t = sched_map_get(&s->tasks, task_id);
     if (!t) {
-        t = task_new(s, task_id, content_length, err);
+        t = task_new(s, task_id, content_length, now_ms, err);
         if (!t) return err && err->code ? err->code : -ENOMEM;
     } else if (t->content_length != content_length) {
         return cf_err_set(err, -EBADMSG, "task %s: content length %llu differs from %llu", task_id,
@@ -402,6 +416,12 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
             sched_host_record_cost(ph, (uint32_t)(dt * MIB / bytes), bytes * 1000.0 / dt);
         }
     }
+    if (resync && n_new) {
+        s->last_resync_ms = now_ms;
+        /* a young task being re-announced: no grants until the other holders re-announced */
+        if (now_ms - t->created_ms < s->cfg.recovery_hold_ms && !t->in_hold_list)
+            sched_origin_hold(s, t, t->created_ms + s->cfg.recovery_hold_ms);
+    }
     p->last_report_ms = now_ms;
     if (p->have == t->n_pieces) {
         set_waiting(p, 0);
@@ -479,6 +499,7 @@ int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *p
 void sched_tick(sched *s, uint64_t now_ms)
 {
     sched_hosts_expire(s, now_ms);
+    sched_origin_release_holds(s, now_ms);
     sched_origin_check_stalls(s, now_ms);
 }
 
@@ -490,6 +511,7 @@ static void free_task_cb(void *arg, void *val)
         free(t->peers[i]);
     }
     t->in_grant_list = 0;
+    t->in_hold_list = 0;
     task_free(arg, t);
 }
 

@@ -31,13 +31,16 @@ static const char usage[] =
     "\n"
     "Policy keys: max_candidates (4), origin_per_piece (1), origin_peers (4), grant_window (16),\n"
     "ban_after_tasks (3), max_connections (65536), handshake_timeout (10s),\n"
-    "http_max_connections (256), http_idle_timeout (30s); timing.* keys: heartbeat_interval\n"
+    "http_max_connections (256), http_idle_timeout (30s), recovery_window (5s),\n"
+    "recovery_hold (500ms); timing.* keys: heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
 
 static const char *const own_keys[] = {"listen",
                                        "http",
                                        "log_level",
                                        "node_id",
+                                       "recovery_window",
+                                       "recovery_hold",
                                        "max_candidates",
                                        "origin_per_piece",
                                        "origin_peers",
@@ -130,6 +133,11 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
     if (!rc)
         rc = cf_config_get_duration_ms(c, "handshake_timeout", o->handshake_timeout_ms, &ms, err);
     if (!rc) o->handshake_timeout_ms = (uint32_t)(ms > 3600000 ? 3600000 : ms);
+    if (!rc)
+        rc = cf_config_get_duration_ms(c, "recovery_window", o->core.recovery_window_ms, &ms, err);
+    if (!rc) o->core.recovery_window_ms = (uint32_t)(ms > 3600000 ? 3600000 : ms);
+    if (!rc) rc = cf_config_get_duration_ms(c, "recovery_hold", o->core.recovery_hold_ms, &ms, err);
+    if (!rc) o->core.recovery_hold_ms = (uint32_t)(ms > 60000 ? 60000 : ms);
     proto_http_limits_default(hl);
     hl->max_connections = 256;
     unsigned hc = hl->max_connections;

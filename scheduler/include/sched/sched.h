@@ -30,18 +30,20 @@ typedef struct sched_task sched_task;
 typedef struct sched_peer sched_peer;
 
 struct sched_config {
-    unsigned max_candidates;    /* K parents per answer (default 4, <= SCHED_MAX_CANDIDATES) */
-    unsigned origin_per_piece;  /* M peers fetching one piece from the origin (default 1) */
-    unsigned origin_peers;      /* peers of one task holding grants at once (default 4) */
-    unsigned grant_window;      /* pieces per grant (default 16) */
-    uint32_t stall_ms;          /* grant moves after no origin progress this long (5000) */
-    uint32_t heartbeat_ms;      /* expected heartbeat interval (2000) */
-    unsigned heartbeat_misses;  /* host expires after this many missed beats (3) */
-    unsigned ban_after_tasks;   /* bad-parent reports in this many tasks ban a host (3) */
-    uint32_t ban_ms;            /* how long a cluster-wide ban lasts (600000) */
-    uint32_t wait_retry_ms;     /* retry hint in WAIT answers (1000) */
-    unsigned sample_limit;      /* candidates scored per decision (64) */
-    unsigned waiters_per_event; /* waiting peers rescheduled per new piece event (16) */
+    unsigned max_candidates;     /* K parents per answer (default 4, <= SCHED_MAX_CANDIDATES) */
+    unsigned origin_per_piece;   /* M peers fetching one piece from the origin (default 1) */
+    unsigned origin_peers;       /* peers of one task holding grants at once (default 4) */
+    unsigned grant_window;       /* pieces per grant (default 16) */
+    uint32_t stall_ms;           /* grant moves after no origin progress this long (5000) */
+    uint32_t heartbeat_ms;       /* expected heartbeat interval (2000) */
+    unsigned heartbeat_misses;   /* host expires after this many missed beats (3) */
+    unsigned ban_after_tasks;    /* bad-parent reports in this many tasks ban a host (3) */
+    uint32_t ban_ms;             /* how long a cluster-wide ban lasts (600000) */
+    uint32_t wait_retry_ms;      /* retry hint in WAIT answers (1000) */
+    unsigned sample_limit;       /* candidates scored per decision (64) */
+    unsigned waiters_per_event;  /* waiting peers rescheduled per new piece event (16) */
+    uint32_t recovery_window_ms; /* after a re-announce ("resync") report, for this long... */
+    uint32_t recovery_hold_ms;   /* ...new tasks hold origin grants this long (5000 / 500) */
 };
 void sched_config_default(struct sched_config *c);
 
@@ -157,6 +159,7 @@ struct sched_stats {
     uint64_t origin_unsolicited; /* pieces reported from origin without a grant */
     uint64_t bad_parent_reports, bans, hosts_expired, hosts_left;
     uint64_t outliers_dropped;
+    uint64_t grant_holds; /* new tasks whose grants waited for re-announces */
 };
 void sched_stats_get(const sched *s, struct sched_stats *out);
 
