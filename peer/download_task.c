@@ -992,10 +992,14 @@ void task_on_candidates(struct task *t, const proto_candidates *c)
     peer_daemon *d = t->d;
     if (!t->have || c->piece_count != t->piece_count) return;
     size_t nb = proto_bitmap_nbytes(t->piece_count);
+    int skipped_liars = 0;
     for (size_t i = 0; i < c->n_candidates; i++) {
         const proto_candidate *cd = &c->candidates[i];
         if (strcmp(cd->host_id, d->host_id) == 0 || cd->bits_len != nb) continue;
-        if (parent_globally_banned(d, cd->host_id)) continue;
+        if (parent_globally_banned(d, cd->host_id)) {
+            skipped_liars++;
+            continue;
+        }
         struct sockaddr_storage ss;
         if (proto_addr_parse(cd->addr, &ss)) continue;
         int k = parent_index(t, cd->host_id, cd->addr);
@@ -1004,6 +1008,14 @@ void task_on_candidates(struct task *t, const proto_candidates *c)
         if (!pa->bits && !(pa->bits = calloc(1, nb ? nb : 1))) continue;
         for (size_t b = 0; b < nb; b++) pa->bits[b] |= cd->bits[b];
         pa->down_until_ms = 0;
+    }
+    int usable = 0;
+    for (int i = 0; i < t->n_parents; i++)
+        usable += !t->parents[i].banned && !parent_globally_banned(d, t->parents[i].host_id);
+    if (!usable && skipped_liars && !t->origin_mode && t->registry[0]) {
+        /* the scheduler only knows liars for this blob: do not wait for them */
+        cf_info("task %s: only banned parents offered, going back to source", t->id);
+        t->origin_mode = 1;
     }
     t->reask_at_ms = pd_now(d) + 2000;
     task_pump(t);

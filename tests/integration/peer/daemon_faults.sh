@@ -6,6 +6,8 @@
 #  B. no list yet: peers 1 and 3 download a new blob at the same time (each gets origin grants
 #     and relays to the other); peer 3's whole-blob check fails (or the list arrives first), it
 #     bans peer 1 and completes correct.
+#  C. repeated lies: after lying in ban_after_lies (2 here) tasks, peer 2 ignores peer 1 for
+#     every task (no more mismatches, no more requests to it).
 # The faults binary: the configured build's own chunkfly-peer when it has faults, else this test
 # builds one (chunkfly-peer target only) in $CHUNKFLY_BUILD/faults.
 . "$(dirname "$0")/../../lib/testlib.sh"
@@ -32,7 +34,7 @@ push_blob "$REPO" "$T/blob"
 SIZE=$(stat -c %s "$T/blob")
 start_scheduler
 CHUNKFLY_FAULT_CORRUPT_UPLOAD=1 PEER_EXEC=$FAULTY start_peer 1
-start_peer 2
+start_peer 2 --set ban_after_lies=2
 start_peer 3
 check_sha() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$2" ] || fail "$1: sha256 differs"; }
 
@@ -71,6 +73,28 @@ if [ "$(metric 3 bytes_from_parents_total)" -gt 0 ] || [ "$(metric 3 bans_total)
 else
     note "peer 3 happened to take nothing from peer 1 (all origin grants): nothing to catch"
 fi
+
+note "C. a second lie to peer 2 bans peer 1 for all tasks"
+for k in 3 4; do
+    make_blob "$T/blob$k" 6
+    push_blob "$REPO" "$T/blob$k"
+    get 1 0 "$(stat -c %s "$T/blob$k")" /dev/null || fail "peer 1 read of blob $k"
+    for _ in $(seq 50); do
+        [ "$(grep -c "digest list published" "$T/peer1.log")" -ge $((k)) ] && break
+        sleep 0.1
+    done
+    m0=$(metric 2 digest_mismatches_total)
+    get 2 0 "$(stat -c %s "$T/blob$k")" "$T/c$k" || fail "peer 2 read of blob $k"
+    check_sha "$T/c$k" "${BLOB#sha256:}"
+    m1=$(metric 2 digest_mismatches_total)
+    echo "blob $k: peer 2 mismatches $m0 -> $m1"
+    if [ "$k" = 3 ]; then
+        [ "$m1" -gt "$m0" ] || fail "peer 2 was not lied to on blob 3"
+        grep -q "lied in 2 tasks: banned for every task" "$T/peer2.log" || fail "no global ban"
+    else
+        [ "$m1" = "$m0" ] || fail "peer 2 still took pieces from the banned parent"
+    fi
+done
 for n in 1 2 3; do peer_alive_or_fail "$n"; done
 finish_peers
 echo PASS
