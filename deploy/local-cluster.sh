@@ -128,8 +128,8 @@ wait_for() {
   for ((i = 0; i < 300; i++)); do
     "$@" && return 0
     if ! alive "$pid"; then
-      echo "$PROG: $name exited during startup; last log lines:" >&2
-      tail -n 15 "$STATE/$name/$name.log" >&2 2>/dev/null || tail -n 15 "$STATE/$name.log" >&2 || true
+      echo "$PROG: $name exited during startup; its log ($STATE/$name/$name.log) ends:" >&2
+      tail -n 30 "$STATE/$name/$name.log" >&2 || true
       return 1
     fi
     sleep 0.1
