@@ -180,16 +180,23 @@ static uint64_t dir_pack(const struct dent *v, size_t n, uint8_t *out)
     return total;
 }
 
+/* "/a/b" of a dirent, for messages (truncated from the left when longer than cap). */
 static void node_path(const struct rafs_node *n, char *buf, size_t cap)
 {
-    const struct rafs_node *stack[512];
-    size_t d = 0;
-    for (; n && n->parent && d < 512; n = n->parent) stack[d++] = n;
-    size_t pos = 0;
-    buf[0] = 0;
-    if (!d) snprintf(buf, cap, "/");
-    while (d-- > 0 && pos < cap)
-        pos += (size_t)snprintf(buf + pos, cap - pos, "/%s", stack[d]->name);
+    size_t pos = cap - 1;
+    buf[pos] = 0;
+    if (!n->parent) {
+        snprintf(buf, cap, "/");
+        return;
+    }
+    for (; n && n->parent; n = n->parent) {
+        size_t l = strlen(n->name);
+        if (l + 1 > pos) break;
+        pos -= l;
+        memcpy(buf + pos, n->name, l);
+        buf[--pos] = '/';
+    }
+    memmove(buf, buf + pos, cap - pos);
 }
 
 static int chunk_cmp(const void *a, const void *b)

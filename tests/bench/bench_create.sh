@@ -124,15 +124,15 @@ measure mkfs.erofs --quiet --chunksize=1048576 --blobdev="$workdir/out/erofs.blo
 
 cat <<EOF
 bench_create: input $(python3 -c "print('%.1f' % ($insize/1048576))") MiB tar, best of $runs runs, $(nproc) cores, $(date -u +%F)
-  zstd -3 -T1                 : ${t_z1}s  $(mbps $t_z1) MiB/s   -> $zsize bytes
-  zstd -3 -T2                 : ${t_z2}s  $(mbps $t_z2) MiB/s
-  chunkfly-image create (zstd): ${t_cf}s  $(mbps $t_cf) MiB/s   -> $bsize bytes (blob+bootstrap), peak RSS $((rss_cf / 1024)) MiB
-  create --threads 1          : ${t_cf1}s  $(mbps $t_cf1) MiB/s
-  mkfs.erofs chunked (no comp): ${t_mkfs}s  $(mbps $t_mkfs) MiB/s (extracted tree)
+  zstd -3 -T1                 : ${t_z1}s  $(mbps "$t_z1") MiB/s   -> $zsize bytes
+  zstd -3 -T2                 : ${t_z2}s  $(mbps "$t_z2") MiB/s
+  chunkfly-image create (zstd): ${t_cf}s  $(mbps "$t_cf") MiB/s   -> $bsize bytes (blob+bootstrap), peak RSS $((rss_cf / 1024)) MiB
+  create --threads 1          : ${t_cf1}s  $(mbps "$t_cf1") MiB/s
+  mkfs.erofs chunked (no comp): ${t_mkfs}s  $(mbps "$t_mkfs") MiB/s (extracted tree)
 ratios (throughput, higher is better for create):
-  create / zstd -3 -T1 = $(ratio $t_cf $t_z1)   (target >= 0.85)
-  create / zstd -3 -T2 = $(ratio $t_cf $t_z2)   (target >= 0.90)
-  create / mkfs.erofs  = $(ratio $t_cf $t_mkfs)
+  create / zstd -3 -T1 = $(ratio "$t_cf" "$t_z1")   (target >= 0.85)
+  create / zstd -3 -T2 = $(ratio "$t_cf" "$t_z2")   (target >= 0.90)
+  create / mkfs.erofs  = $(ratio "$t_cf" "$t_mkfs")
   output size / (tar | zstd -3) = $(python3 -c "print('%.3f' % ($bsize / $zsize))")
   peak RSS = $((rss_cf / 1024)) MiB (target <= 64 MiB)
 EOF

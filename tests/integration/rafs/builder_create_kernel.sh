@@ -28,7 +28,9 @@ for comp in zstd lz4_block none; do
             --blob-cache-dir "$o/cache" -J "$o/out.json" "$src" || fail "create $type $comp"
         id=$(json_blob "$o/out.json")
         [ -f "$o/blobs/$id" ] || fail "blob $id not in the blob dir"
-        [ -f "$o/cache/$id.blob.data" ] && [ -f "$o/cache/$id.blob.meta" ] || fail "cache files missing"
+        if [ ! -f "$o/cache/$id.blob.data" ] || [ ! -f "$o/cache/$id.blob.meta" ]; then
+            fail "cache files missing"
+        fi
         [ $(( $(stat -c %s "$o/boot") % 4096 )) = 0 ] || fail "bootstrap size not a multiple of 4096"
         fsck.erofs --device="$o/cache/$id.blob.data" "$o/boot" >"$o/fsck.out" 2>&1 ||
             { cat "$o/fsck.out"; fail "fsck.erofs rejected the $type/$comp bootstrap"; }

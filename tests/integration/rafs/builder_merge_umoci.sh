@@ -56,7 +56,9 @@ done
 ids=$(python3 -c "import json; print(' '.join(json.load(open('$T/merged.json'))['blobs']))")
 for id in $ids; do devs="${devs:+$devs,}$T/cache/$id.blob.data"; done
 note "merged blobs: $ids"
-fsck.erofs $(for id in $ids; do printf -- '--device=%s ' "$T/cache/$id.blob.data"; done) "$T/merged.boot" \
+fsckdev=()
+for id in $ids; do fsckdev+=("--device=$T/cache/$id.blob.data"); done
+fsck.erofs "${fsckdev[@]}" "$T/merged.boot" \
     >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out"; fail "fsck.erofs rejected the merged bootstrap"; }
 reader_check "$T/merged.boot" "$T/blobs"
 mount_or_skip "$T/merged.boot" "$T/mnt" "$devs"

@@ -29,7 +29,7 @@ roundtrip() {
         { cat "$o/create.err"; fail "create $* $src"; }
     "$CFI" unpack -l warn --bootstrap "$o/boot" -D "$o/blobs" --output "$o/out.tar" ||
         fail "unpack after create $*"
-    tar_listing $lopt "$ref" >"$o/want"
+    tar_listing ${lopt:+"$lopt"} "$ref" >"$o/want"
     tar_listing "$o/out.tar" >"$o/got"
     diff -u "$o/want" "$o/got" || fail "round trip differs (create $* $(basename "$src"))"
     reader_check "$o/boot" "$o/blobs"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Helpers for the builder (create / merge / unpack) integration tests. Source after testlib.sh.
 
 CFI=${CHUNKFLY_BIN}/chunkfly-image
