@@ -203,6 +203,9 @@ int cmd_status(int argc, char **argv)
                v[i].complete ? "complete" : "partial", v[i].pinned ? ", pinned" : "");
     }
     free(v);
+    if (!http)
+        printf(
+            "(download tasks, parents and counters: add --http HOST:PORT, the daemon's --http)\n");
     if (http) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
         print_tasks(http);
