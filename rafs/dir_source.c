@@ -26,11 +26,49 @@ struct walk {
     struct rafs_tree *t;
     rafs_blob_writer *w;
     struct rafs_progress *pr;
-    struct hl *links;
+    struct hl *links; /* open-addressing hash of hard-linked source inodes */
     size_t nlinks, cap;
     char path[PATH_MAX]; /* source path of the current entry */
     char rel[PATH_MAX];  /* path inside the image */
 };
+
+static size_t hl_slot(const struct walk *wk, dev_t dev, ino_t ino)
+{
+    uint64_t h = ((uint64_t)dev * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)ino * 0xC2B2AE3D27D4EB4Full);
+    return (size_t)(h ^ (h >> 31)) & (wk->cap - 1);
+}
+
+static struct rafs_inode *hl_get(const struct walk *wk, dev_t dev, ino_t ino)
+{
+    if (!wk->cap) return NULL;
+    for (size_t i = hl_slot(wk, dev, ino); wk->links[i].inode; i = (i + 1) & (wk->cap - 1))
+        if (wk->links[i].dev == dev && wk->links[i].ino == ino) return wk->links[i].inode;
+    return NULL;
+}
+
+/* The walk keeps no reference: the tree holds the inode for as long as the walk runs. */
+static int hl_put(struct walk *wk, dev_t dev, ino_t ino, struct rafs_inode *inode)
+{
+    if ((wk->nlinks + 1) * 2 > wk->cap) {
+        struct walk old = *wk;
+        wk->cap = wk->cap ? wk->cap * 2 : 256;
+        wk->links = calloc(wk->cap, sizeof(*wk->links));
+        if (!wk->links) {
+            *wk = old;
+            return -ENOMEM;
+        }
+        wk->nlinks = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.links[i].inode)
+                hl_put(wk, old.links[i].dev, old.links[i].ino, old.links[i].inode);
+        free(old.links);
+    }
+    size_t i = hl_slot(wk, dev, ino);
+    while (wk->links[i].inode) i = (i + 1) & (wk->cap - 1);
+    wk->links[i] = (struct hl){dev, ino, inode};
+    wk->nlinks++;
+    return 0;
+}
 
 static int read_xattrs(const char *path, struct rafs_inode *ino, cf_err *err)
 {
@@ -169,11 +207,7 @@ static int walk_dir(struct walk *wk, struct rafs_node *dir, unsigned depth, cf_e
             break;
         }
         struct rafs_inode *ino = NULL;
-        if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
-            for (size_t j = 0; j < wk->nlinks; j++)
-                if (wk->links[j].dev == st.st_dev && wk->links[j].ino == st.st_ino)
-                    ino = wk->links[j].inode;
-        }
+        if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) ino = hl_get(wk, st.st_dev, st.st_ino);
         struct rafs_node *node;
         if (ino) {
             rc = rafs_tree_add(wk->t, wk->rel, ino, &node, err);
@@ -185,19 +219,8 @@ static int walk_dir(struct walk *wk, struct rafs_node *dir, unsigned depth, cf_e
             rc = fill_inode(wk, &st, ino, err);
             if (!rc && S_ISREG(st.st_mode)) rc = feed_file(wk, ino, (uint64_t)st.st_size, err);
             if (!rc) rc = rafs_tree_add(wk->t, wk->rel, ino, &node, err);
-            if (!rc && !S_ISDIR(st.st_mode) && st.st_nlink > 1) {
-                if (wk->nlinks == wk->cap) {
-                    size_t nc = wk->cap ? wk->cap * 2 : 64;
-                    struct hl *v = realloc(wk->links, nc * sizeof(*v));
-                    if (!v)
-                        rc = -ENOMEM;
-                    else {
-                        wk->links = v;
-                        wk->cap = nc;
-                    }
-                }
-                if (!rc) wk->links[wk->nlinks++] = (struct hl){st.st_dev, st.st_ino, ino};
-            }
+            if (!rc && !S_ISDIR(st.st_mode) && st.st_nlink > 1)
+                rc = hl_put(wk, st.st_dev, st.st_ino, ino);
             rafs_inode_put(ino);
         }
         if (wk->pr) wk->pr->entries++;

@@ -96,43 +96,48 @@ insize=$(stat -c %s "$tarfile")
 mkdir -p "$workdir/out"
 cat "$tarfile" >/dev/null # warm the page cache for every contender alike
 
-# best-of-N wall time (seconds) of a command; also records peak RSS (KiB) of the last run
-best=""; rss=0
+# best-of-N wall time (seconds) of a command; also the CPU seconds (user+sys) of that run and
+# the peak RSS (KiB) of the last run. CPU time is steadier than wall time on a shared machine.
+best=""; cpu=""; rss=0
 measure() {
     best=""
     for _ in $(seq "$runs"); do
-        /usr/bin/time -f "%e %M" -o "$workdir/out/time" "$@" >/dev/null 2>"$workdir/out/stderr" ||
+        /usr/bin/time -f "%e %U %S %M" -o "$workdir/out/time" "$@" >/dev/null 2>"$workdir/out/stderr" ||
             { cat "$workdir/out/stderr" >&2; echo "failed: $*" >&2; exit 1; }
-        read -r t m <"$workdir/out/time"
+        read -r t u s m <"$workdir/out/time"
         rss=$m
-        if [ -z "$best" ] || python3 -c "import sys; sys.exit(0 if $t < $best else 1)"; then best=$t; fi
+        if [ -z "$best" ] || python3 -c "import sys; sys.exit(0 if $t < $best else 1)"; then
+            best=$t
+            cpu=$(python3 -c "print('%.2f' % ($u + $s))")
+        fi
     done
 }
 mbps() { python3 -c "print('%.1f' % ($insize / 1048576 / max($1, 0.001)))"; }
 ratio() { python3 -c "print('%.2f' % ($2 / max($1, 0.001)))"; } # throughput ratio = time_b/time_a
 
-measure zstd -3 -T1 -q -f "$tarfile" -o "$workdir/out/layer.tar.zst"; t_z1=$best
+measure zstd -3 -T1 -q -f "$tarfile" -o "$workdir/out/layer.tar.zst"; t_z1=$best; c_z1=$cpu
 zsize=$(stat -c %s "$workdir/out/layer.tar.zst")
-measure zstd -3 -T2 -q -f "$tarfile" -o "$workdir/out/layer2.tar.zst"; t_z2=$best
+measure zstd -3 -T2 -q -f "$tarfile" -o "$workdir/out/layer2.tar.zst"; t_z2=$best; c_z2=$cpu
 measure "$bin" create -l warn -t tar-rafs --compressor zstd -B "$workdir/out/boot" \
-    -b "$workdir/out/blob" "$tarfile"; t_cf=$best; rss_cf=$rss
+    -b "$workdir/out/blob" "$tarfile"; t_cf=$best; c_cf=$cpu; rss_cf=$rss
 bsize=$(( $(stat -c %s "$workdir/out/blob") + $(stat -c %s "$workdir/out/boot") ))
 measure "$bin" create -l warn -t tar-rafs --compressor zstd --threads 1 -B "$workdir/out/boot1" \
-    -b "$workdir/out/blob1" "$tarfile"; t_cf1=$best
+    -b "$workdir/out/blob1" "$tarfile"; t_cf1=$best; c_cf1=$cpu
 measure mkfs.erofs --quiet --chunksize=1048576 --blobdev="$workdir/out/erofs.blob" -T0 \
-    "$workdir/out/erofs.boot" "$workdir/tree"; t_mkfs=$best
+    "$workdir/out/erofs.boot" "$workdir/tree"; t_mkfs=$best; c_mkfs=$cpu
 
 cat <<EOF
 bench_create: input $(python3 -c "print('%.1f' % ($insize/1048576))") MiB tar, best of $runs runs, $(nproc) cores, $(date -u +%F)
-  zstd -3 -T1                 : ${t_z1}s  $(mbps "$t_z1") MiB/s   -> $zsize bytes
-  zstd -3 -T2                 : ${t_z2}s  $(mbps "$t_z2") MiB/s
-  chunkfly-image create (zstd): ${t_cf}s  $(mbps "$t_cf") MiB/s   -> $bsize bytes (blob+bootstrap), peak RSS $((rss_cf / 1024)) MiB
-  create --threads 1          : ${t_cf1}s  $(mbps "$t_cf1") MiB/s
-  mkfs.erofs chunked (no comp): ${t_mkfs}s  $(mbps "$t_mkfs") MiB/s (extracted tree)
+  zstd -3 -T1                 : ${t_z1}s (cpu ${c_z1}s)  $(mbps "$t_z1") MiB/s   -> $zsize bytes
+  zstd -3 -T2                 : ${t_z2}s (cpu ${c_z2}s)  $(mbps "$t_z2") MiB/s
+  chunkfly-image create (zstd): ${t_cf}s (cpu ${c_cf}s)  $(mbps "$t_cf") MiB/s   -> $bsize bytes (blob+bootstrap), peak RSS $((rss_cf / 1024)) MiB
+  create --threads 1          : ${t_cf1}s (cpu ${c_cf1}s)  $(mbps "$t_cf1") MiB/s
+  mkfs.erofs chunked (no comp): ${t_mkfs}s (cpu ${c_mkfs}s)  $(mbps "$t_mkfs") MiB/s (extracted tree)
 ratios (throughput, higher is better for create):
   create / zstd -3 -T1 = $(ratio "$t_cf" "$t_z1")   (target >= 0.85)
   create / zstd -3 -T2 = $(ratio "$t_cf" "$t_z2")   (target >= 0.90)
   create / mkfs.erofs  = $(ratio "$t_cf" "$t_mkfs")
+  CPU time create / zstd -3 -T1 = $(python3 -c "print('%.2f' % ($c_cf / max($c_z1, 0.001)))")  (load-independent cost ratio)
   output size / (tar | zstd -3) = $(python3 -c "print('%.3f' % ($bsize / $zsize))")
   peak RSS = $((rss_cf / 1024)) MiB (target <= 64 MiB)
 EOF
