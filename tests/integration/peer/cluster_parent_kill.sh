@@ -52,4 +52,13 @@ for round in $(seq "$ROUNDS"); do
     "$CLUSTER" restart-peer 1 --state-dir "$CLUSTER_STATE" >/dev/null || fail "restarting peer 1"
     rm -f "$T"/c? "$T/p1"
 done
+# the mesh must really have been used (else no parent was ever in the middle of a transfer)
+mesh=0
+for i in 2 3 4; do
+    p=$(metric "$i" chunkfly_peer_bytes_from_parents_total)
+    o=$(metric "$i" chunkfly_peer_bytes_from_origin_total)
+    note "peer $i over all rounds: $p bytes from parents, $o from the origin"
+    mesh=$((mesh + p))
+done
+[ "$mesh" -gt 0 ] || fail "peers 2-4 never fetched from a parent: the test exercised nothing"
 echo "parent kill: $ROUNDS rounds ok (seed $SEED)"
