@@ -220,15 +220,24 @@ void sched_hosts_expire(sched *s, uint64_t now_ms)
     free(x.old_bans);
 }
 
-/* A child says `parent` served it garbage or nothing in task t. */
-void sched_host_note_bad(sched *s, sched_host *parent, const sched_task *t, uint64_t now_ms)
+/* Child host `reporter` says `parent` served it garbage or nothing in task t. A ban needs
+ * reports in ban_after_tasks distinct tasks from ban_min_reporters distinct hosts, so one lying
+ * child cannot ban a host on its own. */
+void sched_host_note_bad(sched *s, sched_host *parent, const sched_host *reporter,
+                         const sched_task *t, uint64_t now_ms)
 {
     sched_host_add_failure(s, parent, now_ms);
-    uint64_t th = sched_hash(t->id);
-    for (uint32_t i = 0; i < parent->n_bad_tasks; i++)
-        if (parent->bad_tasks[i] == th) return;
-    if (parent->n_bad_tasks < 8) parent->bad_tasks[parent->n_bad_tasks++] = th;
-    if (parent->n_bad_tasks < s->cfg.ban_after_tasks) return;
+    uint64_t th = sched_hash(t->id), rh = sched_hash(reporter->id);
+    int new_task = 1, new_rep = 1;
+    for (uint32_t i = 0; i < parent->n_bad_tasks; i++) new_task &= parent->bad_tasks[i] != th;
+    for (uint32_t i = 0; i < parent->n_bad_reporters; i++)
+        new_rep &= parent->bad_reporters[i] != rh;
+    if (new_task && parent->n_bad_tasks < 8) parent->bad_tasks[parent->n_bad_tasks++] = th;
+    if (new_rep && parent->n_bad_reporters < 8)
+        parent->bad_reporters[parent->n_bad_reporters++] = rh;
+    if (parent->n_bad_tasks < s->cfg.ban_after_tasks ||
+        parent->n_bad_reporters < s->cfg.ban_min_reporters)
+        return;
     struct ban *b = sched_map_get(&s->bans, parent->id);
     if (!b) {
         b = calloc(1, sizeof(*b));
@@ -238,8 +247,8 @@ void sched_host_note_bad(sched *s, sched_host *parent, const sched_task *t, uint
             return;
         }
         s->st.bans++;
-        cf_warn("host %s: reported bad in %u tasks, banned as a parent for %u s", parent->id,
-                parent->n_bad_tasks, s->cfg.ban_ms / 1000);
+        cf_warn("host %s: reported bad in %u tasks by %u hosts, banned as a parent for %u s",
+                parent->id, parent->n_bad_tasks, parent->n_bad_reporters, s->cfg.ban_ms / 1000);
     }
     b->until_ms = now_ms + s->cfg.ban_ms;
 }

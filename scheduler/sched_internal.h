@@ -43,6 +43,8 @@ struct sched_host {
     double tput_bps;       /* EWMA bytes/s as a parent */
     uint64_t bad_tasks[8]; /* hashes of distinct tasks where a child reported it bad */
     uint32_t n_bad_tasks;
+    uint64_t bad_reporters[8]; /* hashes of distinct hosts that reported it bad */
+    uint32_t n_bad_reporters;
     sched_peer *peers; /* list via peer->hnext */
     uint32_t n_peers;
     void *conn;
@@ -149,7 +151,8 @@ void sched_origin_release_holds(sched *s, uint64_t now_ms);
 
 /* sched_host.c */
 void sched_hosts_expire(sched *s, uint64_t now_ms);
-void sched_host_note_bad(sched *s, sched_host *parent, const sched_task *t, uint64_t now_ms);
+void sched_host_note_bad(sched *s, sched_host *parent, const sched_host *reporter,
+                         const sched_task *t, uint64_t now_ms);
 void sched_bans_free(sched *s);
 void sched_host_record_cost(sched_host *h, uint32_t ms_per_mib, double bps);
 double sched_host_mean_cost(const sched_host *h);

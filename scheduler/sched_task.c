@@ -21,6 +21,7 @@ void sched_config_default(struct sched_config *c)
     c->heartbeat_ms = 2000;
     c->heartbeat_misses = 3;
     c->ban_after_tasks = 3;
+    c->ban_min_reporters = 2;
     c->ban_ms = 600000;
     c->wait_retry_ms = 1000;
     c->sample_limit = 64;
@@ -41,6 +42,9 @@ sched *sched_new(const struct sched_config *cfg, const struct sched_ops *ops)
     if (s->cfg.origin_per_piece == 0) s->cfg.origin_per_piece = 1;
     if (s->cfg.origin_peers == 0) s->cfg.origin_peers = 1;
     if (s->cfg.grant_window == 0) s->cfg.grant_window = 1;
+    /* bad-report memories hold 8 entries */
+    if (s->cfg.ban_after_tasks > 8) s->cfg.ban_after_tasks = 8;
+    if (s->cfg.ban_min_reporters > 8) s->cfg.ban_min_reporters = 8;
     if (s->cfg.sample_limit < s->cfg.max_candidates) s->cfg.sample_limit = s->cfg.max_candidates;
     if (ops) s->ops = *ops;
     s->rng = 0x9e3779b97f4a7c15ull;
@@ -483,7 +487,7 @@ int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *p
         }
         p->bad[p->n_bad++] = ph;
         sched_host *parent = sched_host_find(s, parent_id);
-        if (parent && parent != h) sched_host_note_bad(s, parent, t, now_ms);
+        if (parent && parent != h) sched_host_note_bad(s, parent, h, t, now_ms);
     }
     /* drop the edge if it is one of p's parents, then reschedule p */
     for (unsigned j = 0; j < p->n_parents; j++) {

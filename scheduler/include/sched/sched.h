@@ -38,6 +38,7 @@ struct sched_config {
     uint32_t heartbeat_ms;       /* expected heartbeat interval (2000) */
     unsigned heartbeat_misses;   /* host expires after this many missed beats (3) */
     unsigned ban_after_tasks;    /* bad-parent reports in this many tasks ban a host (3) */
+    unsigned ban_min_reporters;  /* ...from at least this many distinct hosts (2) */
     uint32_t ban_ms;             /* how long a cluster-wide ban lasts (600000) */
     uint32_t wait_retry_ms;      /* retry hint in WAIT answers (1000) */
     unsigned sample_limit;       /* candidates scored per decision (64) */

@@ -327,7 +327,7 @@ static void test_outlier_dropped(void **st)
     sched_free(s);
 }
 
-/* A host reported bad in 3 different tasks is banned cluster-wide. */
+/* A host reported bad in 3 different tasks by at least 2 hosts is banned cluster-wide. */
 static void test_cluster_ban(void **st)
 {
     (void)st;
@@ -345,6 +345,11 @@ static void test_cluster_ban(void **st)
         assert_int_equal(sched_register(s, victim, tasks[i], 4 * MIB, 10, NULL, &err), 0);
         assert_int_equal(sched_bad_parent(s, victim, tasks[i], "h0", 20), 0);
     }
+    /* one reporter alone cannot ban a host (it may be the liar) */
+    assert_int_equal(sched_host_banned(s, "h0", 30), 0);
+    sched_host *victim2 = host(s, 3, "", 8, 0);
+    assert_int_equal(sched_register(s, victim2, TASK, 4 * MIB, 25, NULL, &err), 0);
+    assert_int_equal(sched_bad_parent(s, victim2, TASK, "h0", 25), 0);
     assert_int_equal(sched_host_banned(s, "h0", 30), 1);
     /* a third host never gets the liar as a parent in any task */
     sched_host *other = host(s, 2, "", 8, 0);
@@ -355,6 +360,7 @@ static void test_cluster_ban(void **st)
     sched_host_heartbeat(s, liar, UINT32_MAX, 600000);
     sched_host_heartbeat(s, victim, UINT32_MAX, 600000);
     sched_host_heartbeat(s, other, UINT32_MAX, 600000);
+    sched_host_heartbeat(s, victim2, UINT32_MAX, 600000);
     sched_tick(s, 600100);
     assert_int_equal(sched_host_banned(s, "h0", 600100), 0);
     sched_free(s);
