@@ -79,14 +79,6 @@ static int on_data(void *ctx, uint64_t offset, const void *data, size_t len)
     return 0;
 }
 
-/* "localhost", 127.0.0.0/8 or [::1], with or without a port (the daemon's automatic http) */
-static int is_loopback(const char *host)
-{
-    if (!strncmp(host, "localhost", 9) && (host[9] == 0 || host[9] == ':')) return 1;
-    if (!strncmp(host, "[::1]", 5)) return 1;
-    return !strncmp(host, "127.", 4);
-}
-
 int cmd_get(int argc, char **argv)
 {
     const char *out = NULL, *sock = cli_default_socket(), *dcfg = NULL;
@@ -168,9 +160,7 @@ int cmd_get(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
 
-    /* origin reference for the daemon; an "http://" prefix asks it for plain http. Loopback
-     * registries get http from the daemon anyway, so they never need the prefix. */
-    if (plain && is_loopback(ref.registry)) plain = 0;
+    /* origin reference for the daemon; an "http://" prefix asks it for plain http */
     char origin[PROTO_MAX_ORIGIN_LEN + 1];
     snprintf(origin, sizeof(origin), "%s%s/%s@%s", plain ? "http://" : "", ref.registry, ref.repo,
              ref.digest);
