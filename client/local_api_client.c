@@ -224,21 +224,15 @@ static int usable(client_local *c, cf_err *err)
 
 /* ---- connect + handshake ---------------------------------------------------------------- */
 
-int client_local_connect(const char *socket_path, const client_local_opts *opts, client_local **out,
-                         cf_err *err)
+static client_local *client_alloc(const char *name, const client_local_opts *opts, cf_err *err)
 {
-    *out = NULL;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (!socket_path || !*socket_path) return cf_err_set(err, -EINVAL, "empty socket path");
-    if (strlen(socket_path) >= sizeof(sa.sun_path))
-        return cf_err_set(err, -ENAMETOOLONG, "socket path too long (max %zu bytes): %s",
-                          sizeof(sa.sun_path) - 1, socket_path);
-    strcpy(sa.sun_path, socket_path);
-
     client_local *c = calloc(1, sizeof(*c));
-    if (!c) return cf_err_set(err, -ENOMEM, "out of memory");
+    if (!c) {
+        cf_err_set(err, -ENOMEM, "out of memory");
+        return NULL;
+    }
     c->fd = -1;
-    strcpy(c->path, socket_path);
+    snprintf(c->path, sizeof(c->path), "%s", name);
     c->idle_timeout_ms =
         opts && opts->idle_timeout_ms > 0 ? opts->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS;
     c->max_payload = opts && opts->max_payload ? opts->max_payload : DEFAULT_MAX_PAYLOAD;
@@ -250,55 +244,92 @@ int client_local_connect(const char *socket_path, const client_local_opts *opts,
     c->next_req = 1;
     c->body = malloc(PROTO_MAX_BODY);
     c->payload = malloc(c->max_payload);
-    int r;
     if (!c->body || !c->payload) {
-        r = cf_err_set(err, -ENOMEM, "out of memory");
-        goto fail;
+        client_local_close(c);
+        cf_err_set(err, -ENOMEM, "out of memory");
+        return NULL;
     }
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        r = cf_err_set(err, -errno, "socket: %s", strerror(errno));
-        goto fail;
-    }
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        r = cf_err_set(err, -errno, "cannot connect to peer daemon at %s: %s", socket_path,
-                       strerror(errno));
-        goto fail;
-    }
+    return c;
+}
 
+/* HELLO as a local client, the daemon's HELLO back (checked: versions, role peer). */
+static int handshake(client_local *c, cf_err *err)
+{
     proto_msg hello = {.type = PROTO_MSG_HELLO};
     proto_hello_init(&hello.u.hello, c->node_id, PROTO_ROLE_LOCAL_CLIENT, 0, c->max_payload);
-    r = send_msg(c, &hello, err);
-    if (r) goto fail;
+    int r = send_msg(c, &hello, err);
+    if (r) return r;
     proto_msg m;
     uint32_t plen;
     r = recv_msg(c, &m, &plen, err);
-    if (r) goto fail;
+    if (r) return r;
     if (m.type == PROTO_MSG_ERROR) {
         r = peer_error(c, &m.u.error, err);
-        cf_err_wrap(err, r, "peer daemon at %s refused the handshake", socket_path);
+        cf_err_wrap(err, r, "peer daemon at %s refused the handshake", c->path);
         proto_msg_free(&m);
-        goto fail;
+        return r;
     }
     if (m.type != PROTO_MSG_HELLO) {
         r = unexpected(c, &m, "HELLO", err);
         proto_msg_free(&m);
-        goto fail;
+        return r;
     }
     r = proto_handshake_check(&hello.u.hello, &m.u.hello, NULL, NULL, err);
     if (r == 0 && m.u.hello.role != PROTO_ROLE_PEER)
-        r = cf_err_set(err, -EBADMSG, "%s answers as role %u, not as a peer daemon", socket_path,
+        r = cf_err_set(err, -EBADMSG, "%s answers as role %u, not as a peer daemon", c->path,
                        m.u.hello.role);
     proto_msg_free(&m);
+    if (r) cf_err_wrap(err, r, "handshake with %s", c->path);
+    return r;
+}
+
+int client_local_connect(const char *socket_path, const client_local_opts *opts, client_local **out,
+                         cf_err *err)
+{
+    *out = NULL;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (!socket_path || !*socket_path) return cf_err_set(err, -EINVAL, "empty socket path");
+    if (strlen(socket_path) >= sizeof(sa.sun_path))
+        return cf_err_set(err, -ENAMETOOLONG, "socket path too long (max %zu bytes): %s",
+                          sizeof(sa.sun_path) - 1, socket_path);
+    strcpy(sa.sun_path, socket_path);
+    client_local *c = client_alloc(socket_path, opts, err);
+    if (!c) return -ENOMEM;
+    int r;
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        r = cf_err_set(err, -errno, "socket: %s", strerror(errno));
+    } else if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        r = cf_err_set(err, -errno, "cannot connect to peer daemon at %s: %s", socket_path,
+                       strerror(errno));
+    } else {
+        r = handshake(c, err);
+    }
     if (r) {
-        cf_err_wrap(err, r, "handshake with %s", socket_path);
-        goto fail;
+        client_local_close(c);
+        return r;
     }
     *out = c;
     return 0;
-fail:
-    client_local_close(c);
-    return r;
+}
+
+int client_local_open_fd(int fd, const char *name, const client_local_opts *opts,
+                         client_local **out, cf_err *err)
+{
+    *out = NULL;
+    client_local *c = client_alloc(name && *name ? name : "fd", opts, err);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->fd = fd;
+    int r = handshake(c, err);
+    if (r) {
+        client_local_close(c);
+        return r;
+    }
+    *out = c;
+    return 0;
 }
 
 void client_local_close(client_local *c)

@@ -61,6 +61,10 @@ typedef struct client_entry {
 /* Connects to the daemon's socket and does the handshake. opts may be NULL. */
 int client_local_connect(const char *socket_path, const client_local_opts *opts, client_local **out,
                          cf_err *err);
+/* Same over an already connected stream socket (a socketpair, an inherited fd): the client owns
+ * fd from then on and closes it, also on failure. `name` labels it in messages. */
+int client_local_open_fd(int fd, const char *name, const client_local_opts *opts,
+                         client_local **out, cf_err *err);
 /* Closes and frees (NULL is a no-op). */
 void client_local_close(client_local *c);
 
