@@ -12,7 +12,7 @@
 
 #include "client/local_api_client.h"
 
-#define TASK "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define TASK     "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define READ_OFF 1000u
 #define READ_LEN 3000u
 
