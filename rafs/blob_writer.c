@@ -59,7 +59,6 @@ struct rafs_blob_writer {
 
     /* tail state */
     int meta_done, finished;
-    int boot_raw; /* store the inline bootstrap uncompressed (see inline_size) */
     struct rafs_toc_entry toc[6];
     unsigned ntoc;
     struct rafs_blob_result res;
@@ -569,27 +568,6 @@ void rafs_blob_writer_preview(rafs_blob_writer *w, struct rafs_blob_result *res)
     res->blob_id[0] = 0;
 }
 
-int rafs_blob_writer_inline_size(rafs_blob_writer *w, const void *boot, size_t boot_len,
-                                 int force_raw, uint64_t *final_size, uint32_t *toc_size,
-                                 cf_err *err)
-{
-    int rc = rafs_blob_writer_write_meta(w, err);
-    if (rc) return rc;
-    w->boot_raw = force_raw;
-    size_t n = boot_len;
-    if (w->o.blob_toc && !force_raw) {
-        size_t cap = ZSTD_compressBound(boot_len);
-        uint8_t *cb = malloc(cap);
-        if (!cb) return -ENOMEM;
-        size_t cn = ZSTD_compress(cb, cap, boot, boot_len, w->o.zstd_level);
-        free(cb);
-        if (!ZSTD_isError(cn) && cn < boot_len) n = cn;
-    }
-    *toc_size = w->o.blob_toc ? (w->ntoc + 1) * RAFS_TOC_ENTRY_SIZE + RAFS_TAR_BLOCK : 0;
-    *final_size = w->written + n + RAFS_TAR_BLOCK + *toc_size;
-    return 0;
-}
-
 int rafs_blob_writer_finish(rafs_blob_writer *w, const void *boot, size_t boot_len,
                             struct rafs_blob_result *res, cf_err *err)
 {
@@ -604,7 +582,7 @@ int rafs_blob_writer_finish(rafs_blob_writer *w, const void *boot, size_t boot_l
         size_t n = boot_len;
         uint8_t *cb = NULL;
         uint32_t flag = RAFS_TOC_FLAG_NONE;
-        if (w->o.blob_toc && !w->boot_raw) { /* zstd when it shrinks (§3.2) */
+        if (w->o.blob_toc) { /* zstd when it shrinks (§3.2) */
             size_t cap = ZSTD_compressBound(boot_len);
             cb = malloc(cap);
             if (!cb) return -ENOMEM;

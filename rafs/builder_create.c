@@ -166,32 +166,16 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
                                 .nblobs = res->has_blob ? 1 : 0,
                                 .prefetch = o->prefetch};
     if (o->blob_opts.inline_meta) {
-        /* The embedded bootstrap names the blob by a placeholder (or the given --blob-id), as
-         * nydus-image does: merge / the runtime substitute the OCI layer digest. Unlike
-         * nydus-image (which records the size before the bootstrap) it records the real blob
-         * size, found as a fixed point since that size is inside the compressed bootstrap;
-         * after a few rounds the bootstrap is stored raw, whose size is then exact. The TOC
-         * digest is left zero (it covers the bootstrap: unknowable from inside). */
+        /* As nydus-image: the embedded bootstrap names the blob by a placeholder (or the
+         * given --blob-id) and records the blob size before the bootstrap, with the TOC size
+         * and digest unknown (zero): merge / the runtime substitute the OCI layer's values. */
         char ph[RAFS_BLOB_ID_LEN + 1];
         memset(ph, 'x', RAFS_BLOB_ID_LEN);
         ph[RAFS_BLOB_ID_LEN] = 0;
         fill_boot_blob(&bb, &pre, &o->blob_opts, o->blob_id ? o->blob_id : ph);
-        uint64_t guess = pre.size_before_boot, final = 0;
-        uint32_t toc_size = 0;
-        for (int round = 0; round < 8; round++) {
-            bb.compressed_size = guess;
-            bb.toc_size = toc_size;
-            if ((rc = rafs_bootstrap_build(&tree, &ct, &bo, &inl, err))) goto fail;
-            rc = rafs_blob_writer_inline_size(w, inl.data, inl.len, round >= 5, &final, &toc_size,
-                                              err);
-            if (rc) goto fail;
-            if (final == guess && bb.toc_size == toc_size) break;
-            guess = final;
-        }
-        if (final != bb.compressed_size) {
-            rc = cf_err_set(err, -EIO, "inline bootstrap: blob size did not converge");
-            goto fail;
-        }
+        bb.compressed_size = pre.size_before_boot;
+        bb.toc_size = 0;
+        if ((rc = rafs_bootstrap_build(&tree, &ct, &bo, &inl, err))) goto fail;
     }
     rc = rafs_blob_writer_finish(w, inl.data, inl.len, &res->blob, err);
     if (rc) goto fail;

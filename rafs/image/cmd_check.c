@@ -109,6 +109,7 @@ static int check_entry(const struct rafs_walk_entry *e, void *arg)
  * mismatch is reported as a warning (the kernel does not care). */
 static void check_nlinks(struct check_ctx *c)
 {
+    if (c->nrefs == 0) return; /* qsort(NULL, 0) is undefined */
     qsort(c->ref_nids, c->nrefs, sizeof(uint64_t), nid_cmp);
     for (size_t i = 0; i < c->nrefs;) {
         size_t j = i;
@@ -141,12 +142,6 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
         goto out;
     }
     uint64_t size = (uint64_t)st.st_size;
-    if (bi->compressed_size && size != bi->compressed_size &&
-        !((bi->features & RAFS_BLOB_INLINED_FS_META) && size > bi->compressed_size)) {
-        rc = cf_err_set(err, -EBADMSG, "data blob %s: file is %llu bytes, blob table says %llu",
-                        path, (unsigned long long)size, (unsigned long long)bi->compressed_size);
-        goto out;
-    }
     struct rafs_blob_toc toc;
     int have_toc = 0;
     if (bi->features & RAFS_BLOB_HAS_TOC) {
@@ -156,6 +151,21 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
             goto out;
         }
         have_toc = 1;
+    }
+    if (bi->compressed_size && size != bi->compressed_size) {
+        /* An inline-meta layer blob (nydus-image --blob-inline-meta) records its size before
+         * the embedded bootstrap, and merge keeps that value: accept exactly that case. */
+        const struct rafs_toc_item *boot =
+            have_toc ? rafs_blob_toc_find(&toc, RAFS_TOC_NAME_BOOT) : NULL;
+        if (!boot || boot->compressed_offset != bi->compressed_size ||
+            size <= bi->compressed_size) {
+            rc =
+                cf_err_set(err, -EBADMSG, "data blob %s: file is %llu bytes, blob table says %llu",
+                           path, (unsigned long long)size, (unsigned long long)bi->compressed_size);
+            goto out;
+        }
+    }
+    if (have_toc) {
         /* every tail member named in the TOC must read back with its SHA-256 */
         for (uint32_t t = 0; t < toc.count; t++) {
             const struct rafs_toc_item *it = &toc.items[t];

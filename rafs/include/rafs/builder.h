@@ -179,13 +179,6 @@ int rafs_blob_writer_write_meta(rafs_blob_writer *w, cf_err *err);
  * blob.digest bytes). */
 int rafs_blob_writer_finish(rafs_blob_writer *w, const void *boot, size_t boot_len,
                             struct rafs_blob_result *res, cf_err *err);
-/* Inline meta: the final blob size (and TOC size) if `boot` is embedded by finish(), which
- * stores it zstd-compressed when that shrinks it, or raw when `force_raw` (the last call
- * decides). Lets the embedded bootstrap record the blob's real size (a fixed point: the size
- * is inside the bootstrap). */
-int rafs_blob_writer_inline_size(rafs_blob_writer *w, const void *boot, size_t boot_len,
-                                 int force_raw, uint64_t *final_size, uint32_t *toc_size,
-                                 cf_err *err);
 /* After write_meta: fills the parts of *res known before the inline bootstrap (chunk count,
  * sizes, features, ci offset, size_before_boot) so the embedded bootstrap can describe the
  * blob. blob_id is left empty. */
