@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "cf/digest.h"
+#include "rafs/digester.h"
 #include "cf/file_io.h"
 #include "cf/hex.h"
 #include "cf/log.h"
@@ -83,7 +84,7 @@ static void process(struct rafs_blob_writer *w, struct slot *s, ZSTD_CCtx *cc)
         memcpy(s->digest, w->zero_digest, 32);
         if (__atomic_load_n(&w->zero_stored, __ATOMIC_ACQUIRE)) return;
     } else {
-        s->rc = rafs_chunk_digest(w->o.digester, s->raw, s->len, s->digest);
+        s->rc = cf_digest(rafs_cf_digest_algo(w->o.digester), s->raw, s->len, s->digest);
         if (s->rc) return;
     }
     if (w->o.compressor == RAFS_COMP_ZSTD) {
@@ -181,7 +182,8 @@ int rafs_blob_writer_new(const struct rafs_blob_opts *o, int fd, int cache_fd, u
     }
     if (!w->nth && !(w->cctx = ZSTD_createCCtx())) goto fail;
     memset(w->slots[0].raw, 0, o->chunk_size);
-    if ((rc = rafs_chunk_digest(o->digester, w->slots[0].raw, o->chunk_size, w->zero_digest)))
+    if ((rc = cf_digest(rafs_cf_digest_algo(o->digester), w->slots[0].raw, o->chunk_size,
+                        w->zero_digest)))
         goto fail;
     rc = -ENOMEM;
     pthread_mutex_init(&w->mu, NULL);

@@ -9,6 +9,7 @@
 #include "cf/file_io.h"
 #include "cf/hex.h"
 #include "rafs/compressor.h"
+#include "rafs/digester.h"
 #include "reader_priv.h"
 
 int rafs_chunk_decode(const void *src, const struct rafs_chunk_ref *ref,
@@ -33,8 +34,7 @@ int rafs_chunk_decode(const void *src, const struct rafs_chunk_ref *ref,
     if (rc) return cf_err_wrap(err, rc, "chunk %u of blob %s", ref->ci_index, id);
     if (!ref->has_digest) return 0;
     uint8_t d[32];
-    rc = cf_digest(digester == RAFS_DIGEST_SHA256 ? CF_DIGEST_SHA256 : CF_DIGEST_BLAKE3, out,
-                   ref->uncompressed_size, d);
+    rc = cf_digest(rafs_cf_digest_algo(digester), out, ref->uncompressed_size, d);
     if (rc) return cf_err_set(err, rc, "digest failed");
     if (memcmp(d, ref->digest, 32) != 0) {
         char want[65], got[65];

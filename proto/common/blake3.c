@@ -4,6 +4,8 @@
  * last (root) node is finalised lazily so that output can be extended. */
 #include "cf/blake3.h"
 
+#include "blake3_avx2.h"
+
 #include <string.h>
 
 enum {
@@ -13,10 +15,10 @@ enum {
     ROOT = 1 << 3,
 };
 
-static const uint32_t IV[8] = {0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A,
-                               0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19};
+const uint32_t cf_blake3_iv[8] = {0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A,
+                                  0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19};
 
-static const uint8_t MSG_SCHEDULE[7][16] = {
+const uint8_t cf_blake3_msg_schedule[7][16] = {
     {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
     {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
     {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
@@ -62,16 +64,16 @@ static void compress_state(uint32_t state[16], const uint32_t cv[8], const uint8
     uint32_t m[16];
     for (int i = 0; i < 16; i++) m[i] = load32(block + 4 * i);
     memcpy(state, cv, 32);
-    state[8] = IV[0];
-    state[9] = IV[1];
-    state[10] = IV[2];
-    state[11] = IV[3];
+    state[8] = cf_blake3_iv[0];
+    state[9] = cf_blake3_iv[1];
+    state[10] = cf_blake3_iv[2];
+    state[11] = cf_blake3_iv[3];
     state[12] = (uint32_t)counter;
     state[13] = (uint32_t)(counter >> 32);
     state[14] = block_len;
     state[15] = flags;
     for (int r = 0; r < 7; r++) {
-        const uint8_t *s = MSG_SCHEDULE[r];
+        const uint8_t *s = cf_blake3_msg_schedule[r];
         g(state, 0, 4, 8, 12, m[s[0]], m[s[1]]);
         g(state, 1, 5, 9, 13, m[s[2]], m[s[3]]);
         g(state, 2, 6, 10, 14, m[s[4]], m[s[5]]);
@@ -191,7 +193,7 @@ static output parent_output(const uint8_t left_right[64], const uint32_t key[8])
 
 void cf_blake3_init(cf_blake3_hasher *h)
 {
-    memcpy(h->key, IV, 32);
+    memcpy(h->key, cf_blake3_iv, 32);
     chunk_init(&h->chunk, h->key, 0);
     h->cv_stack_len = 0;
 }
@@ -229,6 +231,18 @@ void cf_blake3_update(cf_blake3_hasher *h, const void *data, size_t len)
             uint64_t total = h->chunk.chunk_counter + 1;
             add_chunk_cv(h, cv, total);
             chunk_init(&h->chunk, h->key, total);
+        }
+        /* Fast path: at a chunk boundary with more than 8 whole chunks left (so the final
+         * chunk, which must stay open for the root, is never among them), hash 8 at once. */
+        while (chunk_len(&h->chunk) == 0 && len > 8 * CF_BLAKE3_CHUNK_LEN &&
+               cf_blake3_have_avx2()) {
+            uint8_t cvs[8][32];
+            uint64_t ctr = h->chunk.chunk_counter;
+            cf_blake3_avx2_chunks8(h->key, in, ctr, cvs);
+            for (int i = 0; i < 8; i++) add_chunk_cv(h, cvs[i], ctr + (uint64_t)i + 1);
+            chunk_init(&h->chunk, h->key, ctr + 8);
+            in += 8 * CF_BLAKE3_CHUNK_LEN;
+            len -= 8 * CF_BLAKE3_CHUNK_LEN;
         }
         size_t want = CF_BLAKE3_CHUNK_LEN - chunk_len(&h->chunk);
         size_t take = len < want ? len : want;

@@ -149,11 +149,6 @@ struct rafs_blob_result {
 
 typedef struct rafs_blob_writer rafs_blob_writer;
 
-/* Digest of one chunk (<= 16 MiB) as Nydus defines it (BLAKE3-256 or SHA-256 of the
- * uncompressed bytes). Same result as cf_digest(); BLAKE3 uses an AVX2 path when the CPU has
- * it. Thread-safe. Returns 0 or -ENOMEM. */
-int rafs_chunk_digest(enum rafs_digester d, const void *data, size_t len, uint8_t out[32]);
-
 /* `fd` receives the blob (written sequentially, never seeks; caller keeps ownership).
  * `cache_fd` (or -1) receives the uncompressed 4 KiB-aligned view (<id>.blob.data), written
  * with pwrite. `chunks` receives the stored chunks (blob_index = blob_index). */

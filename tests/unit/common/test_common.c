@@ -140,12 +140,75 @@ static void test_blake3_vectors(void **state)
     free(in);
 }
 
+/* Portable BLAKE3 of `len` bytes fed in pieces of at most 997 bytes: never takes the 8-chunk
+ * SIMD path (that needs more than 8 KiB in one update at a chunk boundary). */
+static void blake3_portable(const uint8_t *p, size_t len, uint8_t out[32])
+{
+    cf_blake3_hasher h;
+    cf_blake3_init(&h);
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < 997 ? len - off : 997;
+        cf_blake3_update(&h, p + off, n);
+        off += n;
+    }
+    cf_blake3_final(&h, out, 32);
+}
+
+/* The 8-way SIMD path (used for large updates on CPUs with AVX2) must agree with the portable
+ * compressor for every shape: chunk counts around 8-chunk batches, partial last chunks,
+ * unaligned input, and batches that start at a non-zero chunk counter. */
+static void test_blake3_simd_matches_portable(void **state)
+{
+    (void)state;
+    size_t max = 4u << 20;
+    uint8_t *p = malloc(max + 4096);
+    assert_non_null(p);
+    for (size_t i = 0; i < max + 4096; i++) p[i] = (uint8_t)(i * 2654435761u >> 13);
+    size_t lens[] = {0,
+                     1,
+                     1023,
+                     1024,
+                     1025,
+                     8 * 1024 - 1,
+                     8 * 1024,
+                     8 * 1024 + 1,
+                     9 * 1024,
+                     16 * 1024,
+                     16 * 1024 + 1,
+                     17 * 1024 + 5,
+                     65536,
+                     65536 + 64,
+                     100000,
+                     262144 - 1,
+                     524288 + 1024,
+                     1u << 20,
+                     max - 1,
+                     max};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        for (size_t off = 0; off < 2; off++) { /* aligned and unaligned input */
+            uint8_t a[32], b[32], c[32];
+            blake3_portable(p + off, lens[i], a);
+            cf_blake3(p + off, lens[i], b); /* one update: SIMD batches from chunk 0 */
+            if (memcmp(a, b, 32)) fail_msg("one-shot mismatch at len %zu off %zu", lens[i], off);
+            /* 3 chunks first, then the rest in one update: batches start at counter 3 */
+            cf_blake3_hasher h;
+            cf_blake3_init(&h);
+            size_t first = lens[i] < 3072 ? lens[i] : 3072;
+            cf_blake3_update(&h, p + off, first);
+            cf_blake3_update(&h, p + off + first, lens[i] - first);
+            cf_blake3_final(&h, c, 32);
+            if (memcmp(a, c, 32)) fail_msg("split mismatch at len %zu off %zu", lens[i], off);
+        }
+    }
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_size),     cmocka_unit_test(test_config),
         cmocka_unit_test(test_hex_buf),        cmocka_unit_test(test_sha256),
-        cmocka_unit_test(test_blake3_vectors),
+        cmocka_unit_test(test_blake3_vectors), cmocka_unit_test(test_blake3_simd_matches_portable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

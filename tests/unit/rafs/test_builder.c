@@ -381,58 +381,12 @@ static void test_bootstrap_reads_back(void **state)
     }
 }
 
-/* The AVX2 BLAKE3 path must agree with the portable cf implementation for every shape:
- * 1 KiB chunk counts around the 8-way batches, partial last chunks and last blocks. */
-static void test_chunk_digest_matches_cf(void **state)
-{
-    (void)state;
-    size_t max = 1 << 20;
-    uint8_t *p = pattern(max + 4096, 9);
-    size_t lens[] = {0,
-                     1,
-                     63,
-                     64,
-                     65,
-                     1023,
-                     1024,
-                     1025,
-                     2048,
-                     4095,
-                     4096,
-                     7 * 1024,
-                     8 * 1024,
-                     8 * 1024 + 1,
-                     9 * 1024,
-                     9 * 1024 - 1,
-                     16 * 1024,
-                     17 * 1024 + 5,
-                     65536,
-                     65536 + 64,
-                     100000,
-                     262144 - 1,
-                     524288 + 1024,
-                     max};
-    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
-        for (size_t off = 0; off < 2; off++) { /* aligned and unaligned input */
-            uint8_t a[32], b[32];
-            assert_int_equal(rafs_chunk_digest(RAFS_DIGEST_BLAKE3, p + off, lens[i], a), 0);
-            assert_int_equal(cf_digest(CF_DIGEST_BLAKE3, p + off, lens[i], b), 0);
-            if (memcmp(a, b, 32)) fail_msg("blake3 mismatch at len %zu off %zu", lens[i], off);
-            assert_int_equal(rafs_chunk_digest(RAFS_DIGEST_SHA256, p + off, lens[i], a), 0);
-            assert_int_equal(cf_digest(CF_DIGEST_SHA256, p + off, lens[i], b), 0);
-            assert_memory_equal(a, b, 32);
-        }
-    }
-    free(p);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tree_paths),
         cmocka_unit_test(test_xattr_prefixes),
         cmocka_unit_test(test_chunk_table),
-        cmocka_unit_test(test_chunk_digest_matches_cf),
         cmocka_unit_test(test_blob_layout_toc),
         cmocka_unit_test(test_blob_plain_id_is_file_sha256),
         cmocka_unit_test(test_bootstrap_reads_back),
