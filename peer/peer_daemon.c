@@ -257,6 +257,11 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
         free(d);
         return cf_err_set(err, -EINVAL, "listen/advertise '%s': expected numeric ip:port", adv);
     }
+    if (o->n_schedulers && (strcmp(d->adv_ip, "0.0.0.0") == 0 || strcmp(d->adv_ip, "::") == 0)) {
+        free(d);
+        return cf_err_set(err, -EINVAL,
+                          "listening on %s: set 'advertise' to the address other peers reach", adv);
+    }
     if (o->host_id)
         snprintf(d->host_id, sizeof(d->host_id), "%s", o->host_id);
     else

@@ -90,6 +90,21 @@ static void on_healthz(proto_http_res *res, const proto_http_req *req, void *arg
     proto_http_respond(res, d->stopping ? 503 : 200, "text/plain", body, strlen(body));
 }
 
+/* Appends s as a JSON string (ids and addresses come from the network: escape everything). */
+static void json_str(cf_buf *b, const char *s)
+{
+    cf_buf_append(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            cf_buf_printf(b, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)
+            cf_buf_printf(b, "\\u%04x", *p);
+        else
+            cf_buf_append(b, p, 1);
+    }
+    cf_buf_append(b, "\"", 1);
+}
+
 static const char *state_name(enum task_state s)
 {
     static const char *const n[] = {"sizing",    "registering", "opening", "running",
@@ -103,12 +118,15 @@ static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
     peer_daemon *d = arg;
     uint64_t now = pd_now(d);
     cf_buf b = {0};
-    cf_buf_printf(&b, "{\"host_id\":\"%s\",\"upload\":\"%s:%u\",\"schedulers\":[", d->host_id,
-                  d->adv_ip, d->adv_port);
-    for (size_t i = 0; i < d->o.n_schedulers; i++)
-        cf_buf_printf(&b, "%s{\"addr\":\"%s\",\"connected\":%s,\"healthy\":%s}", i ? "," : "",
-                      d->sched[i].addr, d->sched[i].ready ? "true" : "false",
+    cf_buf_printf(&b, "{\"host_id\":");
+    json_str(&b, d->host_id);
+    cf_buf_printf(&b, ",\"upload\":\"%s:%u\",\"schedulers\":[", d->adv_ip, d->adv_port);
+    for (size_t i = 0; i < d->o.n_schedulers; i++) {
+        cf_buf_printf(&b, "%s{\"addr\":", i ? "," : "");
+        json_str(&b, d->sched[i].addr);
+        cf_buf_printf(&b, ",\"connected\":%s,\"healthy\":%s}", d->sched[i].ready ? "true" : "false",
                       proto_sched_health_ok(&d->sched_health[i], &d->o.timing) ? "true" : "false");
+    }
     cf_buf_printf(&b, "],\"tasks\":[");
     int first = 1;
     for (struct task *t = d->tasks; t; t = t->next) {
@@ -125,11 +143,12 @@ static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
         first = 0;
         for (int i = 0; i < t->n_parents; i++) {
             const struct tparent *pa = &t->parents[i];
-            cf_buf_printf(&b,
-                          "%s{\"id\":\"%s\",\"addr\":\"%s\",\"banned\":%s,\"down\":%s,"
-                          "\"connected\":%s,\"pieces_served\":%u}",
-                          i ? "," : "", pa->host_id, pa->addr, pa->banned ? "true" : "false",
-                          pa->down_until_ms > now ? "true" : "false",
+            cf_buf_printf(&b, "%s{\"id\":", i ? "," : "");
+            json_str(&b, pa->host_id);
+            cf_buf_printf(&b, ",\"addr\":");
+            json_str(&b, pa->addr);
+            cf_buf_printf(&b, ",\"banned\":%s,\"down\":%s,\"connected\":%s,\"pieces_served\":%u}",
+                          pa->banned ? "true" : "false", pa->down_until_ms > now ? "true" : "false",
                           pa->pc && pa->pc->ready ? "true" : "false", pa->served);
         }
         cf_buf_printf(&b, "]}");
