@@ -58,6 +58,10 @@ int origin_client_get(peer_daemon *d, const char *registry, int scheme, const ch
                 : d->o.origin_plain_http ? PROTO_REGISTRY_SCHEME_HTTP
                                          : PROTO_REGISTRY_SCHEME_AUTO;
     ro.docker_config = d->o.docker_config;
+    /* a hung or unreachable origin must turn into an error for the local caller in < 10 s */
+    ro.stall_timeout_ms = d->o.origin_timeout_ms;
+    ro.retry_budget_ms = d->o.origin_timeout_ms;
+    ro.connect_timeout_ms = d->o.origin_timeout_ms < 5000 ? d->o.origin_timeout_ms : 5000;
     char user[512] = "", *pass = NULL;
     if (creds && creds[0]) {
         /* credentials: "user:password" (as in docker's auth field, decoded) */

@@ -36,6 +36,7 @@ const char *const peer_daemon_config_keys[] = {"listen",
                                                "ban_after_lies",
                                                "origin_plain_http",
                                                "docker_config",
+                                               "origin_timeout",
                                                "local_max_connections",
                                                "seed_cached",
                                                "fetch_whole_blob",
@@ -111,6 +112,7 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     if (!rc) rc = get_u32(c, "ban_after_lies", 3, 1, 1000, &o->ban_after_lies, err);
     if (!rc) rc = cf_config_get_bool(c, "origin_plain_http", 0, &o->origin_plain_http, err);
     o->docker_config = cf_config_get(c, "docker_config");
+    if (!rc) rc = get_ms(c, "origin_timeout", 8000, &o->origin_timeout_ms, err);
     if (!rc) rc = get_u32(c, "local_max_connections", 64, 1, 65536, &o->local_max_conns, err);
     if (!rc) rc = get_u32(c, "seed_cached", 64, 0, 100000, &o->seed_cached, err);
     if (!rc) rc = cf_config_get_bool(c, "fetch_whole_blob", 1, &o->fetch_whole_blob, err);

@@ -47,8 +47,9 @@ struct peer_daemon_opts {
     uint64_t small_blob;           /* blobs up to this size skip the mesh (4 MiB) */
     uint32_t ban_after_lies;       /* lying in this many tasks bans a parent for all (3) */
     /* origin */
-    int origin_plain_http;     /* 1 = http, 0 = auto (loopback http, else https) */
-    const char *docker_config; /* NULL = default lookup, "" = none */
+    int origin_plain_http;      /* 1 = http, 0 = auto (loopback http, else https) */
+    const char *docker_config;  /* NULL = default lookup, "" = none */
+    uint32_t origin_timeout_ms; /* stall / retry budget of origin requests (8 s) */
     /* local API */
     uint32_t local_max_conns; /* (64) */
     uint32_t seed_cached;     /* complete cached blobs announced at start-up (64) */

@@ -2,7 +2,7 @@
 # chunkfly-peer without a scheduler: local API reads come from a real docker-registry (back to
 # source, HTTP Range), bytes and sha256 correct, cut-through ranges, cache hit on re-read and
 # after a restart (SIGTERM = clean exit 0, index flushed), stat/list/pin, clear errors for an
-# unknown blob and an unreachable origin (within 10 s).
+# unknown blob, an unreachable and a hung origin (within 10 s).
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -64,6 +64,22 @@ el=$(($(date +%s) - start))
 echo "$out"
 echo "$out" | grep -q "^error 10:" || fail "expected an ORIGIN error, got: $out"
 [ "$el" -le 10 ] || fail "error took ${el}s"
+
+note "hung origin (accepts, never answers): clear error within 10 s"
+hport=$(free_port 127.0.0.9)
+bg_start "$T/hung.log" python3 -c "
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.9', $hport)); s.listen(64)
+held = []
+while True: held.append(s.accept()[0])"
+wait_port 127.0.0.9 "$hport"
+start=$(date +%s)
+out=$("$CLIENT_BIN" "$T/p1.sock" read "sha256:$(printf '%064d' 3)" "127.0.0.9:$hport/x/y@sha256:$(printf '%064d' 3)" 0 10 /dev/null) && fail "read of a hung origin succeeded"
+el=$(($(date +%s) - start))
+echo "$out"
+echo "$out" | grep -q "^error 10:" || fail "expected an ORIGIN error, got: $out"
+[ "$el" -le 10 ] || fail "hung origin error took ${el}s"
 
 note "bad request: origin names another digest"
 out=$("$CLIENT_BIN" "$T/p1.sock" read "$BLOB" "$REGISTRY/$REPO@sha256:$(printf '%064d' 2)" 0 10 /dev/null) && fail "mismatching origin accepted"
