@@ -202,12 +202,16 @@ void upload_notify_piece(peer_daemon *d, const struct task *t, uint32_t piece)
     for (struct upconn *uc = d->upconns; uc; uc = uc->next) {
         for (int i = 0; i < uc->n_subs; i++) {
             if (strcmp(uc->subs[i], t->id) != 0) continue;
+            /* a subscriber that stops reading must not make us queue updates without bound */
+            if (proto_conn_queued(uc->c) >
+                (1u << 20) + (uc->piece_in_queue ? PROTO_MAX_PAYLOAD : 0))
+                break;
             proto_piece_run run = {piece, 1};
             proto_msg m = {.type = PROTO_MSG_AVAIL_UPDATE};
             m.u.avail_update.task_id = t->id;
             m.u.avail_update.runs = &run;
             m.u.avail_update.n_runs = 1;
-            send_msg(uc, &m); /* -ENOBUFS for a reader that stopped reading: dropped */
+            send_msg(uc, &m);
             break;
         }
     }

@@ -34,6 +34,8 @@ static void test_defaults(void **state)
     assert_int_equal(o.mesh_stall_ms, 10000);
     assert_int_equal(o.quota_high, 0);
     assert_int_equal(o.fetch_whole_blob, 1);
+    assert_int_equal(o.origin_timeout_ms, 8000);
+    assert_int_equal(o.seed_cached, 64);
     assert_int_equal(o.timing.heartbeat_interval_ms, 2000);
 }
 
