@@ -170,6 +170,10 @@ struct size_job {
     int cached;
     uint64_t length;
     struct origin_client *oc;
+    /* snapshot: task_get may fill in the task's origin meanwhile (loop thread) */
+    char registry[256], repo[256];
+    char *creds;
+    int scheme;
 };
 
 static void size_work(void *p)
@@ -182,23 +186,32 @@ static void size_work(void *p)
         j->length = j->info.length;
         if (j->info.complete && j->info.verified) return;
     }
-    if (!t->registry[0]) {
+    if (!j->registry[0]) {
         if (!j->cached)
             j->rc = cf_err_set(&j->err, -ENOENT, "blob %s is not cached and no origin was given",
                                t->id);
         return;
     }
-    j->rc = origin_client_get(d, t->registry, t->scheme, t->creds, &j->oc, &j->err);
+    j->rc = origin_client_get(d, j->registry, j->scheme, j->creds, &j->oc, &j->err);
     if (j->rc || j->cached) {
         if (j->cached) j->rc = 0;
         return;
     }
-    j->rc = proto_registry_blob_size(j->oc->reg, t->repo, t->id, &j->length, &j->err);
+    j->rc = proto_registry_blob_size(j->oc->reg, j->repo, t->id, &j->length, &j->err);
 }
 
 static void task_open(struct task *t);
 static int task_alloc_maps(struct task *t, uint32_t count);
 static void task_register(struct task *t);
+
+static void size_job_free(struct size_job *j)
+{
+    if (j->creds) {
+        memset(j->creds, 0, strlen(j->creds));
+        free(j->creds);
+    }
+    free(j);
+}
 
 static void size_done(void *p, int cancelled)
 {
@@ -206,20 +219,20 @@ static void size_done(void *p, int cancelled)
     struct task *t = j->t;
     t->work_refs--;
     if (t->dead || cancelled || t->d->stopping) {
-        free(j);
+        size_job_free(j);
         task_maybe_free(t);
         return;
     }
     if (j->rc) {
         task_fail(t, errno_to_code(j->rc), "%s", cf_err_str(&j->err, j->rc));
-        free(j);
+        size_job_free(j);
         return;
     }
     t->oc = j->oc;
     t->length = j->length;
     if (j->cached) t->piece_size = j->info.piece_size;
     t->seed = j->cached && j->info.complete && j->info.verified;
-    free(j);
+    size_job_free(j);
     peer_daemon *d = t->d;
     if (t->length == 0) {
         t->piece_size = PEER_PIECE_SIZE_MIN_DEFAULT;
@@ -415,6 +428,7 @@ struct open_job {
     peer_blob_info info;
     uint8_t *have;
     uint8_t *digests;
+    char origin[PROTO_MAX_ORIGIN_LEN + 1]; /* snapshot (see size_job) */
 };
 
 static void open_work(void *p)
@@ -423,13 +437,13 @@ static void open_work(void *p)
     struct task *t = j->t;
     peer_store *s = t->d->store;
     j->rc =
-        peer_store_blob_open(s, t->digest, t->length, t->piece_size, t->origin, &j->info, &j->err);
+        peer_store_blob_open(s, t->digest, t->length, t->piece_size, j->origin, &j->info, &j->err);
     if (j->rc == -EEXIST) {
         /* cached with another piece size: the scheduler's size wins, refetch */
         cf_err_clear(&j->err);
         j->rc = peer_store_purge(s, t->digest, &j->err);
         if (!j->rc)
-            j->rc = peer_store_blob_open(s, t->digest, t->length, t->piece_size, t->origin,
+            j->rc = peer_store_blob_open(s, t->digest, t->length, t->piece_size, j->origin,
                                          &j->info, &j->err);
     }
     if (j->rc) return;
@@ -514,6 +528,7 @@ static void task_open(struct task *t)
         return;
     }
     j->t = t;
+    snprintf(j->origin, sizeof(j->origin), "%s", t->origin);
     t->work_refs++;
     if (pd_queue_work(t->d, j, open_work, open_done)) {
         t->work_refs--;
@@ -585,13 +600,22 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
         return NULL;
     }
     j->t = t;
+    snprintf(j->registry, sizeof(j->registry), "%s", t->registry);
+    snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
+    j->scheme = t->scheme;
+    if (t->creds && !(j->creds = strdup(t->creds))) {
+        free(j);
+        task_free(t);
+        cf_err_set(err, -ENOMEM, "out of memory");
+        return NULL;
+    }
     t->next = d->tasks;
     d->tasks = t;
     d->n_tasks++;
     t->work_refs++;
     if (pd_queue_work(d, j, size_work, size_done)) {
         t->work_refs--;
-        free(j);
+        size_job_free(j);
         task_unlink(t);
         task_free(t);
         cf_err_set(err, -ENOMEM, "cannot queue work");
