@@ -27,7 +27,7 @@ static const char usage[] =
     "  --cache-dir DIR        piece cache                       [cache_dir, /var/cache/chunkfly]\n"
     "  --api-socket PATH      local API                [api_socket, /run/chunkfly/peer.sock]\n"
     "  --http HOST:PORT       /metrics, /healthz, /status       [http, default none]\n"
-    "  --quota SIZE           cache quota, e.g. 10G; evicts down to quota_low (90%%) [quota]\n"
+    "  --quota SIZE           cache quota, e.g. 10G; evicts down to quota_low (90%) [quota]\n"
     "  --log-level LEVEL      trace|debug|info|warn|error|off   [log_level, default info]\n"
     "  --host-id ID           id announced to schedulers        [host_id, peer-<listen>]\n"
     "  --set KEY=VALUE        any config key, e.g. --set small_blob=1M\n"
@@ -37,7 +37,8 @@ static const char usage[] =
     "upload_max_connections (256), upload_bandwidth (0 = unlimited), upload_piece_timeout (30s),\n"
     "pieces_in_flight (8), per_parent_in_flight (4), origin_in_flight (4), piece_timeout (10s),\n"
     "register_timeout (3s), mesh_stall (10s), small_blob (4M), ban_after_lies (3),\n"
-    "origin_plain_http (false), docker_config, local_max_connections (64), timing.*.\n";
+    "origin_plain_http (false), origin_timeout (8s), docker_config, local_max_connections (64),\n"
+    "seed_cached (64), fetch_whole_blob (true), timing.*.\n";
 
 struct app {
     peer_daemon *d;
