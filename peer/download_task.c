@@ -824,16 +824,19 @@ void task_on_piece_failed(struct task *t, int tp, uint32_t piece, int code)
     case PROTO_E_UNKNOWN_TASK:
         if (pa->bits) memset(pa->bits, 0, proto_bitmap_nbytes(t->piece_count));
         break;
-    case -ETIMEDOUT:
-        d->m.parent_timeouts++;
+    case -ETIMEDOUT: /* its connection was closed for a stalled piece */
+        d->m.piece_failures++;
+        if (pa->down_until_ms <= now) /* one report per episode, not one per request */
+            sched_client_bad_parent(d, t, pa->host_id, PROTO_BAD_PARENT_TIMEOUT, piece);
         pa->down_until_ms = now + 10000;
-        sched_client_bad_parent(d, t, pa->host_id, PROTO_BAD_PARENT_TIMEOUT, piece);
+        pa->subscribed = 0;
         break;
     default: /* connection lost / refused */
         d->m.piece_failures++;
+        if (pa->down_until_ms <= now)
+            sched_client_bad_parent(d, t, pa->host_id, PROTO_BAD_PARENT_REFUSED, piece);
         pa->down_until_ms = now + 3000;
         pa->subscribed = 0;
-        sched_client_bad_parent(d, t, pa->host_id, PROTO_BAD_PARENT_REFUSED, piece);
         break;
     }
     if (t->state == T_RUNNING) task_pump(t);

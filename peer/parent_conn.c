@@ -192,7 +192,9 @@ int pconn_request(struct pconn *pc, struct task *t, int tp, uint32_t piece)
     r->t = t;
     r->piece = piece;
     r->tp = tp;
-    r->deadline_ms = pd_now(d) + d->o.piece_timeout_ms;
+    /* the parent serves a connection's requests one after the other: each gets a full
+     * piece_timeout of its own after those queued before it */
+    r->deadline_ms = pd_now(d) + (uint64_t)d->o.piece_timeout_ms * (uint64_t)(pc->n_inflight + 1);
     proto_msg m = {.type = PROTO_MSG_PIECE_REQUEST};
     m.u.piece_request.req_id = r->req_id;
     m.u.piece_request.task_id = t->id;
@@ -235,26 +237,16 @@ void pconn_forget_task(peer_daemon *d, struct task *t)
 void pconn_check_timeouts(peer_daemon *d)
 {
     uint64_t now = pd_now(d);
-    struct preq *expired = NULL;
     for (struct pconn *pc = d->pconns; pc; pc = pc->next) {
-        for (struct preq **pp = &pc->reqs; *pp;) {
-            struct preq *r = *pp;
-            if (r->deadline_ms <= now) {
-                *pp = r->next;
-                pc->n_inflight--;
-                r->next = expired;
-                expired = r;
-                cf_warn("parent %s: piece %u of %s timed out", pc->addr, r->piece, r->t->id);
-            } else {
-                pp = &r->next;
-            }
+        for (struct preq *r = pc->reqs; r; r = r->next) {
+            if (r->deadline_ms > now) continue;
+            /* a parent that stalls on a piece is broken for every request on this connection:
+             * close it; on_close hands each request back (-ETIMEDOUT) to be fetched elsewhere */
+            cf_warn("parent %s: piece %u of %s timed out", pc->addr, r->piece, r->t->id);
+            d->m.parent_timeouts++;
+            proto_conn_close(pc->c, -ETIMEDOUT, "piece request timed out");
+            break;
         }
-    }
-    while (expired) {
-        struct preq *r = expired;
-        expired = r->next;
-        task_on_piece_failed(r->t, r->tp, r->piece, -ETIMEDOUT);
-        free(r);
     }
 }
 

@@ -4,7 +4,9 @@
 #  2. a downloading peer is killed (-9) and restarted: the download resumes from the pieces its
 #     index recorded (fewer than the whole blob fetched again), result correct, index consistent
 #     (stat complete, list shows one entry);
-#  3. the scheduler is killed mid-download: the child completes (parent + origin) well before
+#  3. the parents freeze (SIGSTOP) mid-transfer: the per-piece timeout drops them, the child
+#     completes from the origin;
+#  4. the scheduler is killed mid-download: the child completes (parent + origin) well before
 #     the mesh-stall timeout.
 # Parents are slowed with upload_bandwidth so the kills land mid-transfer.
 . "$(dirname "$0")/../../lib/testlib.sh"
@@ -71,17 +73,43 @@ done
 "$CLIENT_BIN" "$T/p3.sock" stat "$BLOB" | grep -q complete=1 || fail "not complete after resume"
 [ "$("$CLIENT_BIN" "$T/p3.sock" list | wc -l)" = 1 ] || fail "list is not one entry"
 
-note "3. scheduler killed mid-download"
+note "3. parent stopped (SIGSTOP) mid-transfer: per-piece timeout, child completes"
+start_peer 5 --set piece_timeout=2s --set mesh_stall=5s
+get 5 0 "$SIZE" "$T/o5" & g=$!
+for _ in $(seq 200); do
+    [ "$(metric 5 bytes_from_parents_total 2>/dev/null || echo 0)" -gt 2000000 ] && break
+    sleep 0.05
+done
+kill -STOP "${PEER_PID[1]}"
+kill -STOP "${PEER_PID[3]}" # the other holder: nobody left in the mesh that answers
+start=$(date +%s)
+wait $g || fail "peer 5 read failed after its parents froze"
+el=$(($(date +%s) - start))
+kill -CONT "${PEER_PID[1]}" "${PEER_PID[3]}"
+check_sha "$T/o5"
+echo "peer 5 completed $el s after its parents froze: timeouts $(metric 5 parent_timeouts_total), origin $(metric 5 bytes_from_origin_total)"
+[ "$(metric 5 parent_timeouts_total)" -ge 1 ] || fail "no parent timeout counted"
+[ "$el" -le 20 ] || fail "took ${el}s after the parents froze"
+
+note "4. scheduler killed mid-download"
+# peer 1 was frozen long enough for the scheduler to drop it: wait until it is back
+for _ in $(seq 300); do [ "$(metric 1 schedulers_connected)" = 1 ] && break; sleep 0.1; done
+[ "$(metric 1 schedulers_connected)" = 1 ] || fail "peer 1 did not reconnect to the scheduler"
 make_blob "$T/blob3" 24
 push_blob "$REPO" "$T/blob3"
 SIZE3=$(stat -c %s "$T/blob3")
 get 1 0 "$SIZE3" "$T/s1" || fail "peer 1 read of blob 3"
+for _ in $(seq 50); do
+    "$CLIENT_BIN" "$T/p1.sock" stat "$BLOB" | grep -q complete=1 && break
+    sleep 0.1
+done
 start_peer 4 --set mesh_stall=60s
 get 4 0 "$SIZE3" "$T/s4" & g=$!
 for _ in $(seq 200); do
     [ "$(metric 4 bytes_from_parents_total 2>/dev/null || echo 0)" -gt 2000000 ] && break
     sleep 0.05
 done
+[ "$(metric 4 bytes_from_parents_total)" -gt 0 ] || fail "peer 4 did not start from its parent"
 kill -9 "$SCHED_PID"
 start=$(date +%s)
 wait $g || fail "peer 4 read failed after the scheduler died"
@@ -89,6 +117,6 @@ el=$(($(date +%s) - start))
 check_sha "$T/s4"
 echo "peer 4 completed $el s after the scheduler died: parents $(metric 4 bytes_from_parents_total) origin $(metric 4 bytes_from_origin_total)"
 [ "$el" -le 20 ] || fail "took ${el}s without a scheduler"
-for n in 1 3 4; do peer_alive_or_fail "$n"; done
+for n in 1 3 4 5; do peer_alive_or_fail "$n"; done
 finish_peers
 echo PASS
