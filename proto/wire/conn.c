@@ -13,14 +13,17 @@
 #include "cf/buf.h"
 #include "cf/log.h"
 
-#define READ_BUF_LEN       (64u << 10)
-#define SENDFILE_SLICE     (1u << 20) /* per writable event, so one upload cannot hog the loop */
+#define SCRATCH_LEN        (64u << 10) /* per-thread read buffer */
+#define DIRECT_READ_MIN    4096u       /* frame rest at least this big: read straight into it */
+#define FRAME_MIN_CAP      (16u << 10) /* first allocation for a partial frame */
+#define SENDFILE_SLICE     (1u << 20)  /* per writable event, so one upload cannot hog the loop */
 #define DEF_HIGH_WATERMARK (4u << 20)
 #define DEF_MAX_QUEUED     (64u << 20)
 
 typedef struct wq_item {
     struct wq_item *next;
-    uint8_t *buf; /* header + body (+ copied payload) */
+    uv_write_t req; /* used while this item's buf is being written (only the head is) */
+    uint8_t *buf;   /* header + body (+ copied payload) */
     size_t len;
     bool buf_done;
     int fd; /* file region after buf, -1 = none; owned (dup) */
@@ -38,12 +41,11 @@ struct proto_conn {
         uv_pipe_t pipe;
     } io;
     uv_timer_t idle;
-    uv_timer_t kick; /* deferred processing of buffered bytes after resume */
-    uv_poll_t poll;  /* writability of a dup of the socket fd, for sendfile */
+    /* Rarely needed handles are allocated on first use, so an idle conn stays small. */
+    uv_timer_t *kick; /* deferred processing of buffered bytes after resume */
+    uv_poll_t *poll;  /* writability of a dup of the socket fd, for sendfile */
     int poll_fd;
-    bool poll_inited, poll_active;
-    uv_connect_t connect_req;
-    uv_write_t write_req;
+    bool poll_active;
     bool write_busy;
 
     proto_conn_cbs cbs;
@@ -52,14 +54,15 @@ struct proto_conn {
     size_t high, low, max_queued;
     uint32_t max_payload, peer_max_payload;
 
-    /* reader */
+    /* reader: reads land in the per-thread scratch buffer; complete frames are dispatched from
+     * there in place, only the unconsumed part of a partial frame is kept per conn */
     uint8_t hdr[PROTO_FRAME_HEADER_LEN];
     size_t hdr_have;
+    bool in_frame; /* cur is decoded and validated, body + payload pending */
     proto_frame_header cur;
-    uint8_t *frame; /* body + payload of the frame being read, NULL while reading a header */
-    size_t frame_len, frame_have;
+    uint8_t *frame; /* received part of body + payload; NULL until bytes must be kept */
+    size_t frame_len, frame_have, frame_cap; /* frame_cap grows with the data, to frame_len */
     cf_buf backlog; /* bytes read but not processed because reading was paused */
-    uint8_t rbuf[READ_BUF_LEN];
     bool reading, read_paused;
 
     /* writer */
@@ -71,12 +74,42 @@ struct proto_conn {
     bool connected, closing, flush_close;
     int open_handles;
     int close_status;
-    char reason[192];
+    char *reason; /* set when closing; NULL = default text */
     char peer_name[64];
 };
 
 static void pump(proto_conn *c);
 static void start_reading(proto_conn *c);
+
+/* One read buffer per thread, shared by all conns of the thread's loop(s): libuv calls alloc_cb,
+ * read(2) and read_cb back to back for one stream, and on_frame never runs another conn's reader
+ * synchronously (resume goes through a timer), so no two conns use it at once. Allocated on the
+ * first read, freed with the thread's last conn. */
+static _Thread_local uint8_t *tl_scratch;
+static _Thread_local size_t tl_conns;
+
+static void conn_free(proto_conn *c)
+{
+    free(c);
+    if (--tl_conns == 0) {
+        free(tl_scratch);
+        tl_scratch = NULL;
+    }
+}
+
+static const char *reason_text(const proto_conn *c)
+{
+    return c->reason ? c->reason : c->close_status ? uv_strerror(c->close_status) : "closed";
+}
+
+static void set_reason(proto_conn *c, int status, const char *reason)
+{
+    c->close_status = status;
+    if (reason && reason == c->reason) return;
+    free(c->reason);
+    /* NULL (no reason, or out of memory): reason_text() derives one from the status */
+    c->reason = reason ? strndup(reason, 191) : NULL;
+}
 
 /* ---- closing ---- */
 
@@ -89,7 +122,7 @@ static void item_free(wq_item *it)
 
 static void finish(proto_conn *c)
 {
-    if (c->cbs.on_close) c->cbs.on_close(c, c->close_status, c->reason);
+    if (c->cbs.on_close) c->cbs.on_close(c, c->close_status, reason_text(c));
     while (c->head) {
         wq_item *n = c->head->next;
         item_free(c->head);
@@ -98,7 +131,10 @@ static void finish(proto_conn *c)
     if (c->poll_fd >= 0) close(c->poll_fd);
     free(c->frame);
     cf_buf_free(&c->backlog);
-    free(c);
+    free(c->kick);
+    free(c->poll);
+    free(c->reason);
+    conn_free(c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -117,17 +153,12 @@ void proto_conn_close(proto_conn *c, int status, const char *reason)
 {
     if (c->closing) return;
     c->closing = true;
-    c->close_status = status;
-    if (reason != c->reason)
-        snprintf(c->reason, sizeof(c->reason), "%s",
-                 reason   ? reason
-                 : status ? uv_strerror(status)
-                          : "closed");
+    set_reason(c, status, reason);
     c->open_handles++; /* hold: handles may close synchronously-looking in any order */
     close_handle(c, &c->io.h);
     close_handle(c, (uv_handle_t *)&c->idle);
-    close_handle(c, (uv_handle_t *)&c->kick);
-    if (c->poll_inited) close_handle(c, (uv_handle_t *)&c->poll);
+    if (c->kick) close_handle(c, (uv_handle_t *)c->kick);
+    if (c->poll) close_handle(c, (uv_handle_t *)c->poll);
     c->open_handles--; /* close callbacks always run later, from the loop */
 }
 
@@ -135,11 +166,7 @@ void proto_conn_close_after_flush(proto_conn *c, int status, const char *reason)
 {
     if (c->closing || c->flush_close) return;
     c->flush_close = true;
-    c->close_status = status;
-    snprintf(c->reason, sizeof(c->reason), "%s",
-             reason   ? reason
-             : status ? uv_strerror(status)
-                      : "closed");
+    set_reason(c, status, reason);
     if (c->reading) uv_read_stop(&c->io.s);
     c->reading = false;
     c->read_paused = true;
@@ -166,21 +193,43 @@ static void touch(proto_conn *c)
 
 /* ---- reader ---- */
 
-static void dispatch(proto_conn *c)
+/* Makes room for `need` more bytes of the partial frame (need <= frame_len - frame_have). Grows
+ * geometrically with what actually arrived, so a peer announcing a large frame and stalling
+ * holds little; the last step ends at exactly body + payload. */
+static int frame_reserve(proto_conn *c, size_t need)
 {
-    uint8_t *f = c->frame;
+    size_t want = c->frame_have + need;
+    if (want <= c->frame_cap) return 0;
+    size_t cap = c->frame_cap ? c->frame_cap * 2 : FRAME_MIN_CAP;
+    if (cap < want) cap = want;
+    if (cap > c->frame_len) cap = c->frame_len;
+    uint8_t *p = realloc(c->frame, cap);
+    if (!p) return -ENOMEM;
+    c->frame = p;
+    c->frame_cap = cap;
+    return 0;
+}
+
+/* f: body + payload of the current frame, either c->frame or bytes of the caller's buffer. The
+ * reader is reset first (on_frame may pause, close or send); c->frame is freed after. */
+static void dispatch(proto_conn *c, const uint8_t *f)
+{
+    uint8_t *owned = c->frame;
     proto_frame_header h = c->cur;
     c->frame = NULL;
+    c->frame_cap = c->frame_have = 0;
+    c->in_frame = false;
     c->hdr_have = 0;
     c->cbs.on_frame(c, &h, f, f + h.body_len);
-    free(f);
+    free(owned);
 }
 
 /* Consumes bytes; stops early when paused or closing and keeps the rest in the backlog. */
 static void feed(proto_conn *c, const uint8_t *p, size_t len)
 {
-    while (len > 0 && !c->closing && !c->read_paused) {
-        if (!c->frame) {
+    while (!c->closing && !c->read_paused) {
+        if (!c->in_frame) {
+            if (len == 0) break;
             size_t take = PROTO_FRAME_HEADER_LEN - c->hdr_have;
             if (take > len) take = len;
             memcpy(c->hdr + c->hdr_have, p, take);
@@ -193,19 +242,27 @@ static void feed(proto_conn *c, const uint8_t *p, size_t len)
                 fail(c, r, err.msg);
                 return;
             }
+            c->in_frame = true;
             c->frame_len = (size_t)c->cur.body_len + c->cur.payload_len;
             c->frame_have = 0;
-            c->frame = malloc(c->frame_len ? c->frame_len : 1);
-            if (!c->frame) {
-                fail(c, -ENOMEM, "out of memory for a frame");
-                return;
-            }
         }
+        if (!c->frame && len >= c->frame_len) {
+            /* the whole frame is in this buffer (the common case): no copy */
+            const uint8_t *f = p;
+            p += c->frame_len, len -= c->frame_len;
+            dispatch(c, f);
+            continue;
+        }
+        if (len == 0) break;
         size_t take = c->frame_len - c->frame_have;
         if (take > len) take = len;
+        if (frame_reserve(c, take) < 0) {
+            fail(c, -ENOMEM, "out of memory for a frame");
+            return;
+        }
         memcpy(c->frame + c->frame_have, p, take);
         c->frame_have += take, p += take, len -= take;
-        if (c->frame_have == c->frame_len) dispatch(c);
+        if (c->frame_have == c->frame_len) dispatch(c, c->frame);
     }
     if (len > 0 && !c->closing && cf_buf_append(&c->backlog, p, len) < 0)
         fail(c, -ENOMEM, "out of memory buffering input");
@@ -215,14 +272,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     proto_conn *c = h->data;
     (void)suggested;
+    *buf = uv_buf_init(NULL, 0); /* = UV_ENOBUFS in on_read */
     /* Large remainder of a frame: read straight into the frame, no copy. */
-    if (c->frame && c->frame_len - c->frame_have >= 4096) {
-        size_t n = c->frame_len - c->frame_have;
+    if (c->in_frame && c->frame_len - c->frame_have >= DIRECT_READ_MIN) {
+        size_t rest = c->frame_len - c->frame_have;
+        if (frame_reserve(c, rest < SCRATCH_LEN ? rest : SCRATCH_LEN) < 0) return;
+        size_t n = c->frame_cap - c->frame_have;
         *buf = uv_buf_init((char *)c->frame + c->frame_have,
                            n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
         return;
     }
-    *buf = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
+    if (!tl_scratch && !(tl_scratch = malloc(SCRATCH_LEN))) return;
+    *buf = uv_buf_init((char *)tl_scratch, SCRATCH_LEN);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -230,10 +291,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     proto_conn *c = s->data;
     if (c->closing) return;
     if (nread == UV_EOF) {
-        if (c->frame || c->hdr_have)
+        if (c->in_frame || c->hdr_have)
             fail(c, -EPIPE, "connection closed inside a frame");
         else
             fail(c, 0, "closed by peer");
+        return;
+    }
+    if (nread == UV_ENOBUFS) {
+        fail(c, -ENOMEM, "out of memory for a read buffer");
         return;
     }
     if (nread < 0) {
@@ -242,12 +307,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     touch(c);
-    if (buf->base != (char *)c->rbuf) {
+    if (buf->base != (char *)tl_scratch) { /* read straight into c->frame */
         c->frame_have += (size_t)nread;
-        if (c->frame_have == c->frame_len) dispatch(c);
+        if (c->frame_have == c->frame_len) dispatch(c, c->frame);
         return;
     }
-    feed(c, c->rbuf, (size_t)nread);
+    feed(c, tl_scratch, (size_t)nread);
 }
 
 static void start_reading(proto_conn *c)
@@ -286,9 +351,15 @@ int proto_conn_resume_read(proto_conn *c)
 {
     if (c->closing) return -ENOTCONN;
     if (c->flush_close) return -ENOTCONN;
+    if (!c->kick) {
+        c->kick = malloc(sizeof(*c->kick));
+        if (!c->kick) return -ENOMEM;
+        uv_timer_init(c->loop, c->kick);
+        c->kick->data = c;
+    }
     c->read_paused = false;
     /* buffered bytes first, from the loop (never re-entering the caller's callback) */
-    return uv_timer_start(&c->kick, on_kick, 0, 0);
+    return uv_timer_start(c->kick, on_kick, 0, 0);
 }
 
 /* ---- writer ---- */
@@ -312,7 +383,7 @@ static void pop_head(proto_conn *c)
 
 static void on_write(uv_write_t *req, int status)
 {
-    proto_conn *c = req->data;
+    proto_conn *c = req->data; /* req is c->head's: items are freed only after this runs */
     c->write_busy = false;
     if (c->closing) return;
     if (status < 0) {
@@ -341,25 +412,31 @@ static void on_writable(uv_poll_t *p, int status, int events)
 
 static int wait_writable(proto_conn *c)
 {
-    if (!c->poll_inited) {
+    if (!c->poll) {
         uv_os_fd_t fd;
         int r = uv_fileno(&c->io.h, &fd);
         if (r < 0) return r;
+        uv_poll_t *p = malloc(sizeof(*p));
+        if (!p) return -ENOMEM;
         /* A dup of the socket: epoll may watch it alongside libuv's own registration of the
          * original fd, so we learn about writability without touching libuv's stream. */
         c->poll_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (c->poll_fd < 0) return -errno;
-        r = uv_poll_init(c->loop, &c->poll, c->poll_fd);
+        if (c->poll_fd < 0) {
+            free(p);
+            return -errno;
+        }
+        r = uv_poll_init(c->loop, p, c->poll_fd);
         if (r < 0) {
+            free(p);
             close(c->poll_fd);
             c->poll_fd = -1;
             return r;
         }
-        c->poll.data = c;
-        c->poll_inited = true;
+        p->data = c;
+        c->poll = p;
     }
     if (c->poll_active) return 0;
-    int r = uv_poll_start(&c->poll, UV_WRITABLE, on_writable);
+    int r = uv_poll_start(c->poll, UV_WRITABLE, on_writable);
     if (r == 0) c->poll_active = true;
     return r;
 }
@@ -401,8 +478,8 @@ static void pump_run(proto_conn *c)
         wq_item *it = c->head;
         if (!it->buf_done) {
             uv_buf_t b = uv_buf_init((char *)it->buf, (unsigned)it->len);
-            c->write_req.data = c;
-            int r = uv_write(&c->write_req, &c->io.s, &b, 1, on_write);
+            it->req.data = c;
+            int r = uv_write(&it->req, &c->io.s, &b, 1, on_write);
             if (r < 0) {
                 fail(c, r, uv_strerror(r));
                 return;
@@ -542,6 +619,7 @@ static proto_conn *conn_alloc(uv_loop_t *loop, const proto_conn_opts *opts,
 {
     proto_conn *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
+    tl_conns++;
     c->loop = loop;
     c->cbs = *cbs;
     c->data = data;
@@ -564,9 +642,7 @@ static int conn_init_rest(proto_conn *c)
 {
     c->io.h.data = c;
     uv_timer_init(c->loop, &c->idle);
-    uv_timer_init(c->loop, &c->kick);
     c->idle.data = c;
-    c->kick.data = c;
     return 0;
 }
 
@@ -612,6 +688,7 @@ static void became_connected(proto_conn *c)
 static void on_connect(uv_connect_t *req, int status)
 {
     proto_conn *c = req->data;
+    free(req); /* libuv always calls this, with UV_ECANCELED when closed before connecting */
     if (c->closing) return;
     if (status < 0) {
         char msg[160];
@@ -627,7 +704,7 @@ static void on_connect(uv_connect_t *req, int status)
 
 static void free_unstarted(uv_handle_t *h)
 {
-    free(h->data);
+    conn_free(h->data);
 }
 
 int proto_conn_connect_tcp(uv_loop_t *loop, const struct sockaddr *addr,
@@ -637,16 +714,23 @@ int proto_conn_connect_tcp(uv_loop_t *loop, const struct sockaddr *addr,
     if (!cbs || !cbs->on_frame || !addr) return -EINVAL;
     proto_conn *c = conn_alloc(loop, opts, cbs, data);
     if (!c) return -ENOMEM;
+    uv_connect_t *req = malloc(sizeof(*req));
+    if (!req) {
+        conn_free(c);
+        return -ENOMEM;
+    }
     int r = uv_tcp_init(loop, &c->io.tcp);
     if (r < 0) {
-        free(c);
+        free(req);
+        conn_free(c);
         return r;
     }
     conn_init_rest(c);
     sockaddr_name(addr, c->peer_name, sizeof(c->peer_name));
-    c->connect_req.data = c;
-    r = uv_tcp_connect(&c->connect_req, &c->io.tcp, addr, on_connect);
+    req->data = c;
+    r = uv_tcp_connect(req, &c->io.tcp, addr, on_connect);
     if (r < 0) {
+        free(req);
         /* nothing started: release quietly (no on_close for a failed call) */
         c->cbs.on_close = NULL;
         proto_conn_close(c, r, NULL);
@@ -663,15 +747,21 @@ int proto_conn_connect_pipe(uv_loop_t *loop, const char *path, const proto_conn_
     if (!cbs || !cbs->on_frame || !path) return -EINVAL;
     proto_conn *c = conn_alloc(loop, opts, cbs, data);
     if (!c) return -ENOMEM;
+    uv_connect_t *req = malloc(sizeof(*req));
+    if (!req) {
+        conn_free(c);
+        return -ENOMEM;
+    }
     int r = uv_pipe_init(loop, &c->io.pipe, 0);
     if (r < 0) {
-        free(c);
+        free(req);
+        conn_free(c);
         return r;
     }
     conn_init_rest(c);
     snprintf(c->peer_name, sizeof(c->peer_name), "unix");
-    c->connect_req.data = c;
-    uv_pipe_connect(&c->connect_req, &c->io.pipe, path, on_connect);
+    req->data = c;
+    uv_pipe_connect(req, &c->io.pipe, path, on_connect);
     touch(c);
     *out = c;
     return 0;
@@ -691,7 +781,7 @@ int proto_conn_accept(uv_stream_t *server, const proto_conn_opts *opts, const pr
     else
         r = -EINVAL;
     if (r < 0) {
-        free(c);
+        conn_free(c);
         return r;
     }
     c->io.h.data = c;
@@ -742,7 +832,7 @@ int proto_conn_open(uv_loop_t *loop, int fd, const proto_conn_opts *opts, const 
     }
     if (r < 0) {
         close(fd);
-        free(c);
+        conn_free(c);
         return r;
     }
     conn_init_rest(c);

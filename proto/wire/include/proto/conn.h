@@ -17,6 +17,11 @@
  * Idle timeout: with opts.idle_timeout_ms > 0 the connection closes with -ETIMEDOUT after that
  * long without any byte read or written.
  *
+ * Memory: an idle conn owns no read buffer (about 0.8 KiB in all). Reads use a 64 KiB buffer
+ * shared per thread; complete frames are passed to on_frame from it in place. Only a partial
+ * frame is kept per conn, in a buffer growing with the bytes received up to exactly body +
+ * payload and freed after on_frame; bytes read while paused are kept until resumed.
+ *
  * Threads: everything runs on the loop thread; no call may come from another thread.
  * Lifetime: a conn is created by connect/accept/open, always ends with exactly one on_close
  * (also when connecting fails), and is freed right after on_close returns; do not touch it
