@@ -174,6 +174,7 @@ struct size_job {
     char registry[256], repo[256];
     char *creds;
     int scheme;
+    int origin_from_cache;
 };
 
 static void size_work(void *p)
@@ -185,6 +186,15 @@ static void size_work(void *p)
         j->cached = 1;
         j->length = j->info.length;
         if (j->info.complete && j->info.verified) return;
+    }
+    if (!j->registry[0] && j->cached && j->info.origin[0]) {
+        /* no origin in the request: the one recorded with the cached blob */
+        proto_image_ref ref;
+        if (origin_parse(j->info.origin, &ref, &j->scheme, NULL) == 0) {
+            snprintf(j->registry, sizeof(j->registry), "%s", ref.registry);
+            snprintf(j->repo, sizeof(j->repo), "%s", ref.repo);
+            j->origin_from_cache = 1;
+        }
     }
     if (!j->registry[0]) {
         if (!j->cached)
@@ -230,6 +240,12 @@ static void size_done(void *p, int cancelled)
     }
     t->oc = j->oc;
     t->length = j->length;
+    if (j->origin_from_cache && !t->registry[0]) {
+        snprintf(t->origin, sizeof(t->origin), "%s", j->info.origin);
+        snprintf(t->registry, sizeof(t->registry), "%s", j->registry);
+        snprintf(t->repo, sizeof(t->repo), "%s", j->repo);
+        t->scheme = j->scheme;
+    }
     if (j->cached) t->piece_size = j->info.piece_size;
     t->seed = j->cached && j->info.complete && j->info.verified;
     size_job_free(j);

@@ -43,6 +43,19 @@ echo "$out" | grep -q "^error 10:" || fail "expected ORIGIN error, got $out"
     fail "http:// origin read failed"
 cmp "$T/out-b2" "$T/blob2" || fail "http:// origin bytes differ"
 
+note "fetch_whole_blob=false: a range read caches only its piece; after a restart the rest is fetched, the cached piece is not"
+start_peer 2 --set fetch_whole_blob=false
+get 2 2000000 10 /dev/null || fail "peer 2 range read"
+sleep 0.5
+"$CLIENT_BIN" "$T/p2.sock" stat "$BLOB" | tee "$T/st2"
+grep -q "have=1 " "$T/st2" || fail "a 10-byte read cached more than its piece"
+kill "${PEER_PID[2]}"; wait "${PEER_PID[2]}" || fail "peer 2 exit code"
+start_peer 2 --set fetch_whole_blob=false
+get 2 0 "$(stat -c %s "$T/blob")" "$T/out-p2" || fail "read of a partly cached blob"
+cmp "$T/out-p2" "$T/blob" || fail "peer 2 bytes differ"
+[ "$(metric 2 bytes_from_origin_total)" = $(($(stat -c %s "$T/blob") - 1048576)) ] ||
+    fail "peer 2 fetched $(metric 2 bytes_from_origin_total) bytes, want all but the cached piece"
+
 note "cache hit: re-read with the registry gone"
 bg_stop "$REGISTRY_PID"
 get 1 0 "$(stat -c %s "$T/blob")" "$T/out2" || fail "cached read failed"
