@@ -19,7 +19,7 @@ static uint64_t be(const uint8_t *p, size_t n)
 
 int msgpack_scan(const uint8_t *p, size_t len, cf_err *err)
 {
-    uint64_t stack[MSGPACK_SCAN_MAX_DEPTH];
+    uint64_t stack[MSGPACK_SCAN_MAX_DEPTH] = {0};
     size_t depth = 0;
     size_t pos = 0;
     size_t objects = 0;

@@ -301,7 +301,8 @@ static int xa_collect(const char *name, const void *value, size_t len, void *arg
         return -ENOMEM;
     }
     cf_hex_encode(value, len, hex);
-    l->v[l->n++] = (struct xa){nm, hex};
+    l->v[l->n++] = (struct xa){nm, hex}; /* the list owns nm and hex now */
+    // cppcheck-suppress memleak
     return 0;
 }
 

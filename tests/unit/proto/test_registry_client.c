@@ -87,12 +87,12 @@ static void test_args(void **state)
                      -EINVAL);
     assert_int_equal(proto_registry_blob_get(r, "a", DG, 0, 0, 0, NULL, NULL, NULL, &err), -EINVAL);
     /* verify needs a whole-blob read; unknown flags are refused */
-    assert_int_equal(proto_registry_blob_get(r, "a", DG, 1, 0, PROTO_REGISTRY_VERIFY, sink, NULL,
-                                             NULL, &err),
-                     -EINVAL);
-    assert_int_equal(proto_registry_blob_get(r, "a", DG, 0, 5, PROTO_REGISTRY_VERIFY, sink, NULL,
-                                             NULL, &err),
-                     -EINVAL);
+    assert_int_equal(
+        proto_registry_blob_get(r, "a", DG, 1, 0, PROTO_REGISTRY_VERIFY, sink, NULL, NULL, &err),
+        -EINVAL);
+    assert_int_equal(
+        proto_registry_blob_get(r, "a", DG, 0, 5, PROTO_REGISTRY_VERIFY, sink, NULL, NULL, &err),
+        -EINVAL);
     assert_int_equal(proto_registry_blob_get(r, "a", DG, 0, 0, 0x80, sink, NULL, NULL, &err),
                      -EINVAL);
     assert_int_equal(
