@@ -140,6 +140,10 @@ struct local_read {
     struct task *t;
     uint64_t req_id, cur, end;
     int prefetch;
+    /* In-use reference held from the moment the blob's cache entry exists until the read ends
+     * (done, error, disconnect): a finished task holds none, so without it quota eviction
+     * could remove the blob under a slow reader. Released by read_unlink only. */
+    peer_blob_ref *ref;
 };
 
 struct upconn; /* upload_server.c */
@@ -295,6 +299,9 @@ void local_reads_pump(struct task *t);
 void local_reads_fail(struct task *t, uint32_t code, const char *msg);
 /* Prefetch accepted (task running). */
 void local_prefetch_ready(struct task *t);
+/* The task's cache entry was purged and is re-created: readers drop their references to the
+ * old entry and take new ones when they next serve bytes. */
+void local_reads_drop_refs(struct task *t);
 
 /* peer_metrics.c */
 int peer_http_start(peer_daemon *d, cf_err *err);

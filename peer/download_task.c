@@ -1251,6 +1251,7 @@ static void verify_done(void *p, int cancelled)
         peer_store_blob_release(d->store, t->ref);
         t->ref = NULL;
     }
+    local_reads_drop_refs(t);
     if (d->o.n_schedulers && !t->origin_mode)
         task_register(t);
     else

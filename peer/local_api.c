@@ -68,7 +68,16 @@ static void read_unlink(struct local_read *r)
             *pp = r->next_c;
             break;
         }
+    peer_store_blob_release(r->lc->d->store, r->ref);
     free(r);
+}
+
+void local_reads_drop_refs(struct task *t)
+{
+    for (struct local_read *r = t->readers; r; r = r->next_t) {
+        peer_store_blob_release(t->d->store, r->ref);
+        r->ref = NULL;
+    }
 }
 
 /* Serves what is present; returns 1 when the read is finished (and freed). */
@@ -79,6 +88,9 @@ static int serve_read(struct local_read *r)
     peer_daemon *d = lc->d;
     if (!t->have || t->state == T_OPENING || t->state == T_SIZING || t->state == T_REGISTERING)
         return 0;
+    /* keep the blob from eviction until this read ends; -ENOENT (evicted or purged before we
+     * got here) leaves ref NULL: the task fetches again or task_drop_if_gone fails the read */
+    if (!r->ref) peer_store_blob_acquire(d->store, t->digest, &r->ref);
     if (r->end > t->length) {
         char msg[160];
         snprintf(msg, sizeof(msg), "range ends at %llu, past the blob's %llu bytes",

@@ -4,7 +4,9 @@
 # blobs down to the LOW watermark (blob 10 takes the cache from 60 to 66 MiB: evicting down to
 # 57.6 leaves <= 57.6 MiB once it is complete, evicting only below 64 would leave 60), but never
 # the pinned blob (chunkfly pin) nor the blob a stopped reader is still reading (in use); the
-# stopped reader then finishes with the right bytes.
+# stopped reader then finishes with the right bytes. Reads hold their in-use reference only while
+# they run: once the reader finished, or a reader was killed mid-read, those blobs are evicted
+# like any other (a leaked reference would keep them forever).
 . "$CHUNKFLY_SRC/tests/lib/testlib.sh"
 . "$CHUNKFLY_SRC/tests/integration/peer/cluster_lib.sh"
 
@@ -28,7 +30,7 @@ show() { # the cache as the daemon reports it, blobs named by their number here
     cat "$T/status" >&2
 }
 declare -a D
-for k in $(seq 0 11); do
+for k in $(seq 0 23); do
     random_file "$T/b$k" "$MIB" "quota-$k"
     D[$k]=$(push_blob "$REGISTRY" quota/app "$T/b$k")
 done
@@ -80,4 +82,23 @@ note "unpinned, blob 0 becomes evictable"
 "$CF" unpin --peer "$sock" "${D[0]}" || fail "unpin"
 for k in 2 3 4; do get "$k" || fail "get $k again"; done
 [ "$(held)" -le "$HIGH" ] || fail "over the high watermark after unpin"
+
+note "blob 12: a reader killed mid-read"
+"$CF" get -q --peer "$sock" "$REGISTRY/quota/app@${D[12]}" -o "$T/o12" &
+kpid=$!
+CF_PIDS+=("$kpid")
+while [ ! -s "$T/o12.part" ] && kill -0 $kpid 2>/dev/null; do :; done
+kill -STOP $kpid 2>/dev/null
+kill -KILL $kpid 2>/dev/null && note "reader killed after $(stat -c %s "$T/o12.part" 2>/dev/null) bytes"
+wait $kpid 2>/dev/null || true
+get 12 || fail "get 12 after the killed reader" # waits for the (prefetched) download to finish
+
+note "blobs 13..23 push out every older unpinned blob no read is using"
+for k in $(seq 13 23); do
+    get "$k" || fail "get $k"
+    held_at_most "$HIGH" || { show; fail "held $(held) bytes > high watermark $HIGH after blob $k"; }
+done
+for k in 0 1 12; do
+    has "${D[$k]}" && { show; fail "blob $k is still cached: its finished/killed reader leaked an in-use reference"; }
+done
 note "ok"
