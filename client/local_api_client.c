@@ -567,10 +567,58 @@ int client_local_stat(client_local *c, const char *task_id, client_entry *out, c
     return r;
 }
 
-int client_local_list(client_local *c, client_entry **entries, size_t *n, cf_err *err)
+/* Copies the decoded tasks into one block (tasks, then all parents). */
+static int copy_tasks(client_local *c, const proto_local_list_reply *l, client_task **out,
+                      cf_err *err)
+{
+    size_t np = 0;
+    for (size_t i = 0; i < l->n_tasks; i++) {
+        const proto_local_task_info *t = &l->tasks[i];
+        if (proto_task_id_check(t->task_id) != 0) {
+            c->broken = true;
+            return cf_err_set(err, -EBADMSG,
+                              "invalid reply from peer daemon at %s: bad task id in task %zu",
+                              c->path, i);
+        }
+        np += t->n_parents; /* each <= PROTO_MAX_TASK_PARENTS, checked by the decoder */
+    }
+    client_task *v = calloc(1, l->n_tasks * sizeof(*v) + np * sizeof(client_parent));
+    if (!v) return cf_err_set(err, -ENOMEM, "out of memory");
+    client_parent *p = (client_parent *)(v + l->n_tasks);
+    for (size_t i = 0; i < l->n_tasks; i++) {
+        const proto_local_task_info *t = &l->tasks[i];
+        client_task *o = &v[i];
+        snprintf(o->task_id, sizeof(o->task_id), "%s", t->task_id);
+        snprintf(o->state, sizeof(o->state), "%s", t->state);
+        snprintf(o->error, sizeof(o->error), "%s", t->error);
+        o->content_length = t->content_length;
+        o->piece_count = t->piece_count;
+        o->pieces_have = t->pieces_have;
+        o->from_parents = t->from_parents;
+        o->from_origin = t->from_origin;
+        o->origin_mode = t->origin_mode;
+        o->readers = t->readers;
+        o->parents = p;
+        o->n_parents = t->n_parents;
+        for (size_t k = 0; k < t->n_parents; k++, p++) {
+            snprintf(p->host_id, sizeof(p->host_id), "%s", t->parents[k].host_id);
+            snprintf(p->addr, sizeof(p->addr), "%s", t->parents[k].addr);
+            p->served = t->parents[k].served;
+            p->banned = t->parents[k].banned;
+            p->down = t->parents[k].down;
+        }
+    }
+    *out = v;
+    return 0;
+}
+
+int client_local_status(client_local *c, client_entry **entries, size_t *n, client_task **tasks,
+                        size_t *n_tasks, cf_err *err)
 {
     *entries = NULL;
     *n = 0;
+    if (tasks) *tasks = NULL;
+    if (n_tasks) *n_tasks = 0;
     int r = usable(c, err);
     if (r) return r;
     uint64_t req = c->next_req++;
@@ -583,12 +631,15 @@ int client_local_list(client_local *c, client_entry **entries, size_t *n, cf_err
     if ((r = check_req(c, &m, m.u.local_list_reply.req_id, req, err))) return r;
     size_t cnt = m.u.local_list_reply.n_entries;
     client_entry *v = NULL;
+    client_task *tv = NULL;
     if (cnt) {
         v = calloc(cnt, sizeof(*v));
         if (!v) r = cf_err_set(err, -ENOMEM, "out of memory");
     }
     for (size_t i = 0; r == 0 && i < cnt; i++)
         r = copy_entry(c, &m.u.local_list_reply.entries[i], &v[i], err);
+    size_t tcnt = tasks ? m.u.local_list_reply.n_tasks : 0;
+    if (r == 0 && tcnt) r = copy_tasks(c, &m.u.local_list_reply, &tv, err);
     proto_msg_free(&m);
     if (r) {
         free(v);
@@ -596,7 +647,16 @@ int client_local_list(client_local *c, client_entry **entries, size_t *n, cf_err
     }
     *entries = v;
     *n = cnt;
+    if (tasks) {
+        *tasks = tv;
+        if (n_tasks) *n_tasks = tcnt;
+    }
     return 0;
+}
+
+int client_local_list(client_local *c, client_entry **entries, size_t *n, cf_err *err)
+{
+    return client_local_status(c, entries, n, NULL, NULL, err);
 }
 
 int client_local_start(client_local *c, const char *task_id, const char *origin,

@@ -2,7 +2,8 @@
  * LOCAL_READ answers with LOCAL_DATA frames as soon as the pieces covering the next bytes are
  * present (cut-through, in order), sent with sendfile from the data file and paced by the
  * client's socket (on_drain); LOCAL_PREFETCH starts a whole-blob download and answers LOCAL_OK
- * once the task runs; STAT, PIN, UNPIN and LIST answer from the cache. Every failure is an
+ * once the task runs; STAT, PIN, UNPIN and LIST answer from the cache (LIST also with the
+ * download tasks and their parents). Every failure is an
  * ERROR frame carrying the request id and a message the caller can show. */
 #include <errno.h>
 #include <stdio.h>
@@ -267,6 +268,77 @@ static void handle_stat(struct lconn *lc, const proto_local_task *q)
     send_msg(lc, &m);
 }
 
+static const char *task_state_name(enum task_state st)
+{
+    switch (st) {
+    case T_SIZING:
+        return "sizing";
+    case T_REGISTERING:
+        return "registering";
+    case T_OPENING:
+        return "opening";
+    case T_RUNNING:
+        return "running";
+    case T_VERIFYING:
+        return "verifying";
+    case T_DONE:
+        return "done";
+    case T_FAILED:
+        return "failed";
+    }
+    return "unknown";
+}
+
+/* The daemon's tasks for LOCAL_LIST_REPLY "tk". Strings point into the tasks (valid until the
+ * loop runs again); *parents is one array shared by all, freed with *out by the caller. */
+static int tasks_snapshot(peer_daemon *d, proto_local_task_info **out, size_t *n,
+                          proto_local_parent **parents)
+{
+    size_t cnt = 0, np = 0;
+    for (struct task *t = d->tasks; t && cnt < PROTO_MAX_LIST_TASKS; t = t->next) {
+        cnt++;
+        np += (size_t)t->n_parents;
+    }
+    *out = calloc(cnt ? cnt : 1, sizeof(**out));
+    *parents = calloc(np ? np : 1, sizeof(**parents));
+    if (!*out || !*parents) {
+        free(*out);
+        free(*parents);
+        return -ENOMEM;
+    }
+    uint64_t now = pd_now(d);
+    size_t i = 0, k = 0;
+    for (struct task *t = d->tasks; t && i < cnt; t = t->next, i++) {
+        proto_local_task_info *e = &(*out)[i];
+        e->task_id = t->id;
+        e->state = task_state_name(t->state);
+        e->content_length = t->length;
+        if (t->have) { /* piece_count is only meaningful once the maps exist */
+            e->piece_count = t->piece_count;
+            e->pieces_have = t->n_have;
+        }
+        e->from_parents = t->from_parents;
+        e->from_origin = t->from_origin;
+        e->origin_mode = t->origin_mode;
+        for (struct local_read *r = t->readers; r; r = r->next_t) e->readers++;
+        if (t->state == T_FAILED) e->error = t->fail_msg;
+        e->parents = &(*parents)[k];
+        for (int j = 0; j < t->n_parents; j++) {
+            const struct tparent *tp = &t->parents[j];
+            if (!tp->host_id[0] || !tp->addr[0]) continue; /* both required on the wire */
+            proto_local_parent *p = &(*parents)[k++];
+            p->host_id = tp->host_id;
+            p->addr = tp->addr;
+            p->served = tp->served;
+            p->banned = tp->banned;
+            p->down = tp->down_until_ms > now;
+            e->n_parents++;
+        }
+    }
+    *n = cnt;
+    return 0;
+}
+
 static void handle_list(struct lconn *lc, uint64_t req_id)
 {
     peer_blob_info *all = NULL;
@@ -278,7 +350,10 @@ static void handle_list(struct lconn *lc, uint64_t req_id)
     if (n > PROTO_MAX_LIST_ENTRIES) n = PROTO_MAX_LIST_ENTRIES;
     proto_local_entry *e = calloc(n ? n : 1, sizeof(*e));
     char(*ids)[PROTO_TASK_ID_LEN + 1] = calloc(n ? n : 1, sizeof(*ids));
-    if (!e || !ids) {
+    proto_local_task_info *tasks = NULL;
+    proto_local_parent *parents = NULL;
+    size_t n_tasks = 0;
+    if (!e || !ids || tasks_snapshot(lc->d, &tasks, &n_tasks, &parents)) {
         free(e);
         free(ids);
         free(all);
@@ -290,12 +365,33 @@ static void handle_list(struct lconn *lc, uint64_t req_id)
     m.u.local_list_reply.req_id = req_id;
     m.u.local_list_reply.entries = e;
     m.u.local_list_reply.n_entries = n;
+    m.u.local_list_reply.tasks = tasks;
+    m.u.local_list_reply.n_tasks = n_tasks;
     cf_err err = {0};
-    int rc = lc->closed ? 0 : proto_conn_send(lc->c, &m, NULL, 0, &err);
+    int rc;
+    /* over the body limit (thousands of blobs/tasks): send fewer tasks, then fewer blobs */
+    for (;;) {
+        cf_err_clear(&err);
+        rc = lc->closed ? 0 : proto_conn_send(lc->c, &m, NULL, 0, &err);
+        if (rc == -EINVAL && m.u.local_list_reply.n_tasks) { /* a task we cannot describe */
+            cf_warn("local API: list without tasks: %s", cf_err_str(&err, rc));
+            m.u.local_list_reply.n_tasks = 0;
+            continue;
+        }
+        if (rc != -EMSGSIZE) break;
+        if (m.u.local_list_reply.n_tasks)
+            m.u.local_list_reply.n_tasks /= 2;
+        else if (m.u.local_list_reply.n_entries)
+            m.u.local_list_reply.n_entries /= 2;
+        else
+            break;
+    }
     if (rc) send_error(lc, PROTO_E_INTERNAL, req_id, NULL, cf_err_str(&err, rc));
     free(e);
     free(ids);
     free(all);
+    free(tasks);
+    free(parents);
 }
 
 struct pin_job {

@@ -1,12 +1,11 @@
-/* chunkfly status: the peer daemon's cache (local API LOCAL_LIST) as a table, and with --http
- * its tasks and parents (GET /status) and transfer counters (GET /metrics). */
+/* chunkfly status: the peer daemon's cache, download tasks and their parents (local API
+ * LOCAL_LIST) as tables, and with --http its transfer counters (GET /metrics). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 
 #include "cf/buf.h"
 #include "cli.h"
@@ -15,15 +14,20 @@
 static const char usage[] =
     "usage: chunkfly status [options]\n"
     "\n"
-    "Shows what the node's peer daemon caches: every blob, its size, pieces held, pin state.\n"
-    "With --http also its download tasks and their parents (GET /status) and its transfer\n"
-    "counters (GET /metrics, lines starting with chunkfly_).\n"
+    "Shows what the node's peer daemon caches (every blob, its size, pieces held, pin state)\n"
+    "and its download tasks: state, progress, bytes from parents and from the origin, and\n"
+    "the parents with their addresses (banned ones marked). All over the local API socket.\n"
+    "With --http also its transfer counters (GET /metrics, lines starting with chunkfly_).\n"
     "\n"
     "  --peer SOCKET      the daemon's local API socket\n"
     "                     (default $CHUNKFLY_PEER_SOCKET, else " CLIENT_DEFAULT_SOCKET ")\n"
     "  --http HOST:PORT   the daemon's HTTP endpoint (its --http flag)\n"
     "  --raw              for scripts: one line per blob, tab-separated: digest, length,\n"
     "                     piece size, pieces held, piece count, complete (0/1), pinned (0/1)\n"
+    "  --raw-tasks        for scripts: one line per task parent (a task without parents has\n"
+    "                     one line with '-' parent fields), tab-separated: digest, state,\n"
+    "                     pieces held, piece count, bytes from parents, bytes from origin,\n"
+    "                     parent host id, parent address, parent state (ok/down/banned)\n"
     "  -h, --help\n";
 
 static size_t sink(char *p, size_t sz, size_t n, void *ud)
@@ -59,53 +63,53 @@ static int http_get(const char *hostport, const char *path, cf_buf *out)
     return 0;
 }
 
-static const char *jstr(json_t *o, const char *k1, const char *k2)
+static const char *parent_state(const client_parent *p)
 {
-    json_t *v = json_object_get(o, k1);
-    if (!json_is_string(v) && k2) v = json_object_get(o, k2);
-    return json_is_string(v) ? json_string_value(v) : "-";
+    return p->banned ? "banned" : p->down ? "down" : "ok";
 }
 
-/* Tasks and parents from the daemon's /status JSON ({"tasks":[{"id"|"task", "state",
- * "parents":[{"id"|"host", "addr"}...]}...]}); unknown fields are ignored. */
-static void print_tasks(const char *hostport)
+static void print_tasks(const client_task *t, size_t n)
 {
-    cf_buf b = {0};
-    if (http_get(hostport, "/status", &b) != 0) return;
-    json_error_t je;
-    json_t *root = json_loadb((const char *)b.data, b.len, 0, &je);
-    cf_buf_free(&b);
-    json_t *tasks = root ? json_object_get(root, "tasks") : NULL;
-    if (!json_is_array(tasks)) {
-        fprintf(stderr, "chunkfly status: /status of %s is not JSON with a \"tasks\" array\n",
-                hostport);
-        json_decref(root);
-        return;
-    }
-    printf("\ntasks: %zu\n", json_array_size(tasks));
-    if (json_array_size(tasks)) printf("%-20s %-12s %s\n", "BLOB", "STATE", "PARENTS");
-    size_t i;
-    json_t *t;
-    json_array_foreach(tasks, i, t)
-    {
-        const char *id = jstr(t, "id", "task");
-        char shortid[20];
-        snprintf(shortid, sizeof(shortid), "%.19s", id);
-        printf("%-20s %-12s ", shortid, jstr(t, "state", NULL));
-        json_t *ps = json_object_get(t, "parents");
-        size_t j;
-        json_t *p;
-        if (!json_is_array(ps) || json_array_size(ps) == 0) printf("-");
-        json_array_foreach(ps, j, p)
-        {
-            if (json_is_string(p))
-                printf("%s%s", j ? ", " : "", json_string_value(p));
-            else
-                printf("%s%s (%s)", j ? ", " : "", jstr(p, "id", "host"), jstr(p, "addr", "a"));
+    printf("\ntasks: %zu\n", n);
+    if (n)
+        printf("%-23s %-11s %16s %12s %12s  %s\n", "BLOB", "STATE", "PIECES", "FROM PARENTS",
+               "FROM ORIGIN", "PARENT (ADDRESS, PIECES SERVED)");
+    for (size_t i = 0; i < n; i++) {
+        char shortid[24], pieces[32], fp[32], fo[32];
+        snprintf(shortid, sizeof(shortid), "%.23s", t[i].task_id);
+        if (t[i].piece_count)
+            snprintf(pieces, sizeof(pieces), "%u/%u %3u%%", t[i].pieces_have, t[i].piece_count,
+                     (unsigned)((uint64_t)t[i].pieces_have * 100 / t[i].piece_count));
+        else
+            snprintf(pieces, sizeof(pieces), "-");
+        cli_fmt_bytes(t[i].from_parents, fp, sizeof(fp));
+        cli_fmt_bytes(t[i].from_origin, fo, sizeof(fo));
+        printf("%-23s %-11s %16s %12s %12s  ", shortid, t[i].state, pieces, fp, fo);
+        if (!t[i].n_parents) printf("%s", t[i].origin_mode ? "- (origin)" : "-");
+        for (size_t k = 0; k < t[i].n_parents; k++) {
+            const client_parent *p = &t[i].parents[k];
+            if (k) printf("\n%-23s %-11s %16s %12s %12s  ", "", "", "", "", "");
+            printf("%s (%s, %u)%s%s", p->host_id, p->addr, p->served, p->banned ? " BANNED" : "",
+                   p->down ? " down" : "");
         }
         printf("\n");
+        if (t[i].error[0]) printf("%-23s error: %s\n", "", t[i].error);
     }
-    json_decref(root);
+}
+
+static void print_tasks_raw(const client_task *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *pre = t[i].task_id;
+        char line[512];
+        snprintf(line, sizeof(line), "%s\t%s\t%u\t%u\t%llu\t%llu", pre, t[i].state,
+                 t[i].pieces_have, t[i].piece_count, (unsigned long long)t[i].from_parents,
+                 (unsigned long long)t[i].from_origin);
+        if (!t[i].n_parents) printf("%s\t-\t-\t-\n", line);
+        for (size_t k = 0; k < t[i].n_parents; k++)
+            printf("%s\t%s\t%s\t%s\n", line, t[i].parents[k].host_id, t[i].parents[k].addr,
+                   parent_state(&t[i].parents[k]));
+    }
 }
 
 static void print_metrics(const char *hostport)
@@ -124,12 +128,11 @@ static void print_metrics(const char *hostport)
 int cmd_status(int argc, char **argv)
 {
     const char *sock = cli_default_socket(), *http = NULL;
-    int raw = 0;
-    static const struct option opts[] = {{"peer", required_argument, 0, 'p'},
-                                         {"http", required_argument, 0, 'H'},
-                                         {"raw", no_argument, 0, 'r'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    int raw = 0, raw_tasks = 0;
+    static const struct option opts[] = {
+        {"peer", required_argument, 0, 'p'}, {"http", required_argument, 0, 'H'},
+        {"raw", no_argument, 0, 'r'},        {"raw-tasks", no_argument, 0, 'T'},
+        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -142,6 +145,9 @@ int cmd_status(int argc, char **argv)
             break;
         case 'r':
             raw = 1;
+            break;
+        case 'T':
+            raw_tasks = 1;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -164,20 +170,23 @@ int cmd_status(int argc, char **argv)
         return CLI_EXIT_FAIL;
     }
     client_entry *v;
-    size_t n;
-    r = client_local_list(c, &v, &n, &err);
+    client_task *tasks;
+    size_t n, n_tasks;
+    r = client_local_status(c, &v, &n, &tasks, &n_tasks, &err);
     client_local_close(c);
     if (r) {
         fprintf(stderr, "chunkfly status: listing the cache of %s: %s\n", sock,
                 cf_err_str(&err, r));
         return CLI_EXIT_FAIL;
     }
-    if (raw) {
-        for (size_t i = 0; i < n; i++)
+    if (raw || raw_tasks) {
+        for (size_t i = 0; raw && i < n; i++)
             printf("%s\t%llu\t%u\t%u\t%u\t%d\t%d\n", v[i].task_id,
                    (unsigned long long)v[i].content_length, v[i].piece_size, v[i].pieces_have,
                    v[i].piece_count, v[i].complete, v[i].pinned);
+        if (raw_tasks) print_tasks_raw(tasks, n_tasks);
         free(v);
+        free(tasks);
         return 0;
     }
     uint64_t held = 0, total = 0;
@@ -203,12 +212,10 @@ int cmd_status(int argc, char **argv)
                v[i].complete ? "complete" : "partial", v[i].pinned ? ", pinned" : "");
     }
     free(v);
-    if (!http)
-        printf(
-            "(download tasks, parents and counters: add --http HOST:PORT, the daemon's --http)\n");
+    print_tasks(tasks, n_tasks);
+    free(tasks);
     if (http) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        print_tasks(http);
         print_metrics(http);
         curl_global_cleanup();
     }

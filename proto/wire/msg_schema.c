@@ -308,10 +308,45 @@ static const field_desc f_local_stat_reply[] = {
      .sub = &d_local_entry},
 };
 static const field_desc f_local_list[] = {REQID(proto_local_list)};
+static const field_desc f_local_parent[] = {
+    F(proto_local_parent, "id", FK_STR, host_id, FF_REQ, PROTO_MAX_ID_LEN),
+    F(proto_local_parent, "a", FK_STR, addr, FF_REQ, PROTO_MAX_ADDR_LEN),
+    F(proto_local_parent, "sv", FK_U32, served, 0, 0),
+    F(proto_local_parent, "ban", FK_BOOL, banned, 0, 0),
+    F(proto_local_parent, "dn", FK_BOOL, down, 0, 0),
+};
+static const msg_desc d_local_parent =
+    DESC(0, "parent", proto_local_parent, f_local_parent, false, NULL);
+static const field_desc f_local_task_info[] = {
+    TASK(proto_local_task_info),
+    F(proto_local_task_info, "st", FK_STR, state, FF_REQ, PROTO_MAX_STATE_LEN),
+    F(proto_local_task_info, "cl", FK_U64, content_length, 0, 0),
+    F(proto_local_task_info, "pc", FK_U32, piece_count, 0, PROTO_MAX_PIECES),
+    F(proto_local_task_info, "hv", FK_U32, pieces_have, 0, PROTO_MAX_PIECES),
+    F(proto_local_task_info, "fp", FK_U64, from_parents, 0, 0),
+    F(proto_local_task_info, "fo", FK_U64, from_origin, 0, 0),
+    F(proto_local_task_info, "om", FK_BOOL, origin_mode, 0, 0),
+    F(proto_local_task_info, "rd", FK_U32, readers, 0, 0),
+    F(proto_local_task_info, "er", FK_STR, error, 0, PROTO_MAX_TEXT_LEN),
+    FN(proto_local_task_info, "pa", FK_MAPS, parents, n_parents, 0, 0, 0, PROTO_MAX_TASK_PARENTS,
+       &d_local_parent),
+};
+static int check_local_task_info(const void *p, cf_err *err)
+{
+    const proto_local_task_info *t = p;
+    if (t->pieces_have > t->piece_count)
+        return cf_err_set(err, -EINVAL, "task %s: has %u of %u pieces", t->task_id, t->pieces_have,
+                          t->piece_count);
+    return 0;
+}
+static const msg_desc d_local_task_info =
+    DESC(0, "task", proto_local_task_info, f_local_task_info, false, check_local_task_info);
 static const field_desc f_local_list_reply[] = {
     REQID(proto_local_list_reply),
     FN(proto_local_list_reply, "e", FK_MAPS, entries, n_entries, FF_REQ, 0, 0,
        PROTO_MAX_LIST_ENTRIES, &d_local_entry),
+    FN(proto_local_list_reply, "tk", FK_MAPS, tasks, n_tasks, 0, 0, 0, PROTO_MAX_LIST_TASKS,
+       &d_local_task_info),
 };
 static const field_desc f_local_ok[] = {REQID(proto_local_ok)};
 

@@ -58,6 +58,30 @@ typedef struct client_entry {
     bool complete;
 } client_entry;
 
+/* A parent of a download task (host id and piece-server address as the scheduler gave them). */
+typedef struct client_parent {
+    char host_id[129];
+    char addr[263];
+    uint32_t served; /* pieces it served for this task */
+    bool banned;     /* served bad bytes: never asked again for this task */
+    bool down;       /* timed out / refused: skipped for a while */
+} client_parent;
+
+/* One download task of the daemon (running, or finished and seeding). */
+typedef struct client_task {
+    char task_id[72];
+    char state[17];          /* "running", "done", "failed", ... (as the daemon names it) */
+    uint64_t content_length; /* 0 = not known yet */
+    uint32_t piece_count;
+    uint32_t pieces_have;
+    uint64_t from_parents, from_origin; /* bytes fetched from each */
+    bool origin_mode;                   /* fetching from the origin */
+    uint32_t readers;                   /* local reads waiting on it */
+    char error[1025];                   /* why it failed, "" otherwise */
+    client_parent *parents;             /* n_parents entries, inside the tasks allocation */
+    size_t n_parents;
+} client_task;
+
 /* Connects to the daemon's socket and does the handshake. opts may be NULL. */
 int client_local_connect(const char *socket_path, const client_local_opts *opts, client_local **out,
                          cf_err *err);
@@ -110,5 +134,11 @@ int client_local_unpin(client_local *c, const char *task_id, cf_err *err);
 
 /* Every cached blob. *entries is malloc'd (free() it; NULL when *n == 0). */
 int client_local_list(client_local *c, client_entry **entries, size_t *n, cf_err *err);
+
+/* Every cached blob (as client_local_list) and, when tasks is not NULL, the daemon's download
+ * tasks with their parents: *tasks is one malloc'd block holding the parents too (free() it;
+ * NULL when *n_tasks == 0). A daemon too old to report tasks gives *n_tasks = 0. */
+int client_local_status(client_local *c, client_entry **entries, size_t *n, client_task **tasks,
+                        size_t *n_tasks, cf_err *err);
 
 #endif

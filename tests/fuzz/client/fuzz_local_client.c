@@ -76,6 +76,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t got = 0;
         int r = client_local_stat(c, TASK, &e, &err);
         if (r != -ENOTCONN && client_local_list(c, &v, &n, &err) == 0) free(v);
+        client_task *tk = NULL;
+        size_t nt = 0;
+        if (client_local_status(c, &v, &n, &tk, &nt, &err) == 0) {
+            for (size_t i = 0; i < nt; i++) /* parents must lie in the block */
+                if (tk[i].n_parents && !tk[i].parents) abort();
+            free(v);
+            free(tk);
+        }
         r = client_local_read(c, TASK, "127.0.0.1:5000/a/b@" TASK, "u:p", READ_OFF, READ_LEN,
                               on_data, &s, &got, &err);
         if (got != s.next - READ_OFF) abort();

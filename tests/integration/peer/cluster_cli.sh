@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The `chunkfly` command line against a real peer: --help everywhere, usage errors (exit 2),
 # the daemon-not-running message (names the socket, says how to start the daemon), get of a
-# blob the registry does not have (clear error, no output file left), get + status + pin/unpin.
+# blob the registry does not have (clear error, no output file left), get + status + pin/unpin,
+# status over the socket alone showing a mesh download's task and its parent.
 . "$CHUNKFLY_SRC/tests/lib/testlib.sh"
 . "$CHUNKFLY_SRC/tests/integration/peer/cluster_lib.sh"
 
@@ -48,6 +49,14 @@ cmp -s "$T/blob" "$T/out" || fail "copy differs"
 grep -q "sha256 verified" "$T/get.err" || fail "no final line"
 "$CF" get -q --plain-http --peer "$PEER_SOCK_2" "$REGISTRY/cli/app@$d" -o "$T/out2" || fail "get --plain-http"
 cmp -s "$T/blob" "$T/out2" || fail "--plain-http copy differs"
+note "status over the socket alone shows peer 2's task and its parent, peer 1"
+"$CF" status --peer "$PEER_SOCK_2" | tee "$T/status2"
+grep -q "^tasks: [1-9]" "$T/status2" || fail "status shows no tasks"
+grep -q "^${d:0:23} *done .*($PEER_ADDR_1, [1-9][0-9]*)" "$T/status2" ||
+    fail "status does not show the done task with its parent at $PEER_ADDR_1"
+"$CF" status --raw-tasks --peer "$PEER_SOCK_2" |
+    awk -F'\t' -v d="$d" -v a="$PEER_ADDR_1" '$1 == d && $2 == "done" && $3 == $4 && $5 > 0 && $8 == a && $9 == "ok" {f = 1} END {exit !f}' ||
+    fail "status --raw-tasks does not show the task fetched from parent $PEER_ADDR_1"
 "$CF" status --peer "$PEER_SOCK_1" --http "$PEER_HTTP_1" | tee "$T/status"
 grep -q "^$d .* complete" "$T/status" || fail "status does not list the blob as complete"
 grep -q "chunkfly_peer_bytes_from_origin_total" "$T/status" || fail "status --http shows no metrics"

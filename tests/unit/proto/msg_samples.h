@@ -56,6 +56,23 @@ static const proto_local_entry sample_entries[] = {
      .complete = true},
 };
 
+static const proto_local_parent sample_parents[] = {
+    {.host_id = "10.0.0.8-node8", .addr = "10.0.0.8:4005", .served = 2},
+    {.host_id = "10.0.0.9-node9", .addr = "[fd00::9]:4005", .banned = true},
+};
+static const proto_local_task_info sample_tasks[] = {
+    {.task_id = SAMPLE_TASK,
+     .state = "running",
+     .content_length = 9000000,
+     .piece_count = 3,
+     .pieces_have = 2,
+     .from_parents = 8u << 20,
+     .readers = 1,
+     .parents = sample_parents,
+     .n_parents = 2},
+    {.task_id = SAMPLE_TASK2, .state = "failed", .error = "origin: HTTP 404"},
+};
+
 static void sample_msg(uint8_t type, proto_msg *m)
 {
     memset(m, 0, sizeof(*m));
@@ -203,8 +220,11 @@ static void sample_msg(uint8_t type, proto_msg *m)
         m->u.local_list.req_id = 8;
         break;
     case PROTO_MSG_LOCAL_LIST_REPLY:
-        m->u.local_list_reply =
-            (proto_local_list_reply){.req_id = 8, .entries = sample_entries, .n_entries = 2};
+        m->u.local_list_reply = (proto_local_list_reply){.req_id = 8,
+                                                         .entries = sample_entries,
+                                                         .n_entries = 2,
+                                                         .tasks = sample_tasks,
+                                                         .n_tasks = 2};
         break;
     case PROTO_MSG_LOCAL_OK:
         m->u.local_ok.req_id = 6;

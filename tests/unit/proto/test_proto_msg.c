@@ -182,15 +182,37 @@ static void test_roundtrip_fields(void **state)
     assert_true(d.u.local_list_reply.entries[0].pinned);
     assert_true(d.u.local_list_reply.entries[1].complete);
     assert_int_equal(d.u.local_list_reply.entries[0].content_length, 9000000);
+    assert_int_equal(d.u.local_list_reply.n_tasks, 2);
+    const proto_local_task_info *tk = d.u.local_list_reply.tasks;
+    assert_string_equal(tk[0].task_id, SAMPLE_TASK);
+    assert_string_equal(tk[0].state, "running");
+    assert_int_equal(tk[0].content_length, 9000000);
+    assert_int_equal(tk[0].pieces_have, 2);
+    assert_int_equal(tk[0].from_parents, 8u << 20);
+    assert_int_equal(tk[0].from_origin, 0);
+    assert_int_equal(tk[0].readers, 1);
+    assert_string_equal(tk[0].error, "");
+    assert_int_equal(tk[0].n_parents, 2);
+    assert_string_equal(tk[0].parents[0].addr, "10.0.0.8:4005");
+    assert_int_equal(tk[0].parents[0].served, 2);
+    assert_false(tk[0].parents[0].banned);
+    assert_string_equal(tk[0].parents[1].host_id, "10.0.0.9-node9");
+    assert_true(tk[0].parents[1].banned);
+    assert_string_equal(tk[1].state, "failed");
+    assert_string_equal(tk[1].error, "origin: HTTP 404");
+    assert_int_equal(tk[1].n_parents, 0);
     proto_msg_free(&d);
 
     /* empty list is fine */
     cf_buf_reset(&b);
     m.u.local_list_reply.n_entries = 0;
     m.u.local_list_reply.entries = NULL;
+    m.u.local_list_reply.n_tasks = 0;
+    m.u.local_list_reply.tasks = NULL;
     assert_int_equal(proto_msg_encode_body(&m, &b, NULL), 0);
     assert_int_equal(proto_msg_decode(m.type, b.data, b.len, 0, &d, NULL), 0);
     assert_int_equal(d.u.local_list_reply.n_entries, 0);
+    assert_int_equal(d.u.local_list_reply.n_tasks, 0);
     proto_msg_free(&d);
     cf_buf_free(&b);
 }
@@ -287,6 +309,8 @@ static void test_unknown_keys_nested(void **state)
     assert_int_equal(m.u.local_list_reply.n_entries, 1);
     assert_int_equal(m.u.local_list_reply.entries[0].content_length, 100);
     assert_false(m.u.local_list_reply.entries[0].pinned);
+    assert_int_equal(m.u.local_list_reply.n_tasks, 0); /* "tk" absent (older daemon) */
+    assert_null(m.u.local_list_reply.tasks);
     proto_msg_free(&m);
     msgpack_sbuffer_destroy(&p.sb);
 }
@@ -478,6 +502,22 @@ static void test_cross_field_rules(void **state)
     /* hello min > version */
     sample_msg(PROTO_MSG_HELLO, &m);
     m.u.hello.min_version = 2;
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    /* list reply tasks: pieces held <= piece count, parents bounded, state required */
+    proto_local_task_info tk = sample_tasks[0];
+    sample_msg(PROTO_MSG_LOCAL_LIST_REPLY, &m);
+    m.u.local_list_reply.tasks = &tk;
+    m.u.local_list_reply.n_tasks = 1;
+    tk.pieces_have = 4;
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    tk = sample_tasks[0];
+    tk.n_parents = PROTO_MAX_TASK_PARENTS + 1;
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    tk = sample_tasks[0];
+    tk.state = "";
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    tk = sample_tasks[0];
+    m.u.local_list_reply.n_tasks = PROTO_MAX_LIST_TASKS + 1;
     assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
     /* too long strings, too many addresses, NULL required */
     sample_msg(PROTO_MSG_LEAVE_HOST, &m);

@@ -83,6 +83,9 @@ typedef enum proto_msg_type {
 #define PROTO_MAX_CANDIDATES    32    /* parents per CANDIDATES message */
 #define PROTO_MAX_RUNS          65536 /* runs per message */
 #define PROTO_MAX_LIST_ENTRIES  4096  /* LOCAL_LIST_REPLY entries */
+#define PROTO_MAX_LIST_TASKS    1024  /* LOCAL_LIST_REPLY tasks */
+#define PROTO_MAX_TASK_PARENTS  64    /* parents per LOCAL_LIST_REPLY task */
+#define PROTO_MAX_STATE_LEN     16    /* task state name */
 #define PROTO_MAX_DIGEST_PIECES 32000 /* 32-byte digests per list, fits PROTO_MAX_BODY */
 
 /* Task id: "sha256:" + 64 lowercase hex = the blob's digest. */
@@ -336,10 +339,40 @@ typedef struct proto_local_list {
     uint64_t req_id; /* "r" */
 } proto_local_list;
 
+/* A parent of a download task, as the daemon sees it. */
+typedef struct proto_local_parent {
+    const char *host_id; /* "id" */
+    const char *addr;    /* "a"  its piece server "ip:port" */
+    uint32_t served;     /* "sv"  [opt, 0] pieces it served us for this task */
+    bool banned;         /* "ban" [opt] served bad bytes: never asked again for this task */
+    bool down;           /* "dn"  [opt] timed out / refused: skipped for a while */
+} proto_local_parent;
+
+/* A download task of the daemon (running, or finished and seeding). */
+typedef struct proto_local_task_info {
+    const char *task_id;     /* "t" */
+    const char *state;       /* "st" "sizing", "registering", "opening", "running", "verifying",
+                                "done", "failed" (others may come: show as-is) */
+    uint64_t content_length; /* "cl" [opt, 0 = not known yet] */
+    uint32_t piece_count;    /* "pc" [opt] */
+    uint32_t pieces_have;    /* "hv" [opt] <= piece_count */
+    uint64_t from_parents;   /* "fp" [opt] bytes fetched from parents */
+    uint64_t from_origin;    /* "fo" [opt] bytes fetched from the origin */
+    bool origin_mode;        /* "om" [opt] fetching from the origin (no usable parents) */
+    uint32_t readers;        /* "rd" [opt] local reads waiting on the task */
+    const char *error;       /* "er" [opt] why it failed */
+    const proto_local_parent *parents; /* "pa" [opt] array of maps, 0..PROTO_MAX_TASK_PARENTS */
+    size_t n_parents;
+} proto_local_task_info;
+
 typedef struct proto_local_list_reply {
     uint64_t req_id;                  /* "r" */
     const proto_local_entry *entries; /* "e" array of maps, 0..PROTO_MAX_LIST_ENTRIES */
     size_t n_entries;
+    /* "tk" [opt] array of maps, 0..PROTO_MAX_LIST_TASKS: the daemon's download tasks (added
+     * later: older daemons omit it, older clients ignore it). */
+    const proto_local_task_info *tasks;
+    size_t n_tasks;
 } proto_local_list_reply;
 
 typedef struct proto_local_ok {
