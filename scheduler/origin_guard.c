@@ -1,6 +1,7 @@
 /* Origin protection: back-to-source grants.
  *
- * A piece nobody in the mesh holds ("orphan") may be fetched from the origin only by a peer
+ * A piece no holder usable by the child holds ("orphan" for that child: holders it reported bad,
+ * banned or leaving hosts do not count) may be fetched from the origin only by a peer
  * holding a grant for it; at most origin_per_piece (M) grants exist per piece and at most
  * origin_peers peers of a task hold grants at once. Everybody else gets parents (the granted
  * peers count as parents for the pieces they are fetching: cut-through) or waits. A grant
@@ -44,46 +45,6 @@ static void grant_list_del(sched *s, sched_task *t)
     t->gnext = t->gprev = NULL;
 }
 
-size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
-{
-    sched_task *t = p->task;
-    const unsigned M = s->cfg.origin_per_piece;
-    if (p->stalled || p->finished || t->pieces_in_mesh == t->n_pieces) return 0;
-    if (now_ms < t->hold_until_ms) return 0; /* recovery hold: holders are re-announcing */
-    if (p->n_grants == 0 && t->granted_peers >= s->cfg.origin_peers) return 0;
-    size_t n_runs = 0;
-    uint32_t granted = 0;
-    for (uint32_t i = 0; i < t->n_pieces && granted < s->cfg.grant_window; i++) {
-        if (t->holders[i] || peer_has(p, i)) continue;
-        sched_peer **g = &t->grant[(size_t)i * M];
-        unsigned used = 0, mine = 0, free_slot = M;
-        for (unsigned j = 0; j < M; j++) {
-            if (g[j] == p) mine = 1;
-            if (g[j])
-                used++;
-            else if (free_slot == M)
-                free_slot = j;
-        }
-        if (mine || used >= M) continue;
-        if (grow_runs(s, n_runs + 1)) break;
-        g[free_slot] = p;
-        if (used == 0) t->pieces_granted++;
-        granted++;
-        if (n_runs && s->runs[n_runs - 1].start + s->runs[n_runs - 1].count == i)
-            s->runs[n_runs - 1].count++;
-        else
-            s->runs[n_runs++] = (struct sched_run){i, 1};
-    }
-    if (!granted) return 0;
-    if (p->n_grants == 0) t->granted_peers++;
-    p->n_grants += granted;
-    sched_source_add(t, p);
-    p->grant_progress_ms = now_ms;
-    s->st.grants_pieces += granted;
-    grant_list_add(s, t);
-    return n_runs;
-}
-
 static void drop_grant(sched_task *t, sched_peer *p, uint32_t i, unsigned M)
 {
     sched_peer **g = &t->grant[(size_t)i * M];
@@ -99,6 +60,126 @@ static void drop_grant(sched_task *t, sched_peer *p, uint32_t i, unsigned M)
     if (!hit) return;
     if (!left) t->pieces_granted--;
     if (--p->n_grants == 0) t->granted_peers--;
+}
+
+/* A grant counts (occupies one of the M slots of its piece) only while its holder can still
+ * deliver: not leaving or banned, heard from within the heartbeat expiry, origin progress
+ * within stall_ms. The periodic checks move such grants anyway; this closes the gap until the
+ * next tick. */
+static int grant_live(const sched *s, const sched_peer *q, uint64_t now_ms)
+{
+    uint64_t silent = (uint64_t)s->cfg.heartbeat_ms * s->cfg.heartbeat_misses;
+    if (sched_host_shunned(q->host, now_ms)) return 0;
+    if (now_ms > q->grant_progress_ms && now_ms - q->grant_progress_ms > s->cfg.stall_ms) return 0;
+    return !(now_ms > q->host->last_seen_ms && now_ms - q->host->last_seen_ms > silent);
+}
+
+static int push_unusable(sched *s, size_t n, sched_peer *q)
+{
+    if (n == s->unusable_cap) {
+        size_t nc = s->unusable_cap ? s->unusable_cap * 2 : 16;
+        sched_peer **nu = realloc(s->unusable, nc * sizeof(*nu));
+        if (!nu) return -1;
+        s->unusable = nu;
+        s->unusable_cap = nc;
+    }
+    s->unusable[n] = q;
+    return 0;
+}
+
+/* Sources of p's task that p cannot use as parents, into s->unusable: first those nobody may use
+ * (leaving, banned; *n_shunned of them), then those p reported bad. Scans only when there can be
+ * any. On ENOMEM returns 0 (every holder counts as usable: origin protection wins). */
+static size_t collect_unusable(sched *s, const sched_peer *p, uint64_t now_ms, size_t *n_shunned)
+{
+    const sched_task *t = p->task;
+    size_t n = 0;
+    *n_shunned = 0;
+    if (s->bans.n || s->n_dying) {
+        for (uint32_t k = 0; k < t->n_src; k++) {
+            sched_peer *q = t->src[k];
+            if (q == p || !sched_host_shunned(q->host, now_ms)) continue;
+            if (push_unusable(s, n++, q)) return 0;
+        }
+    }
+    *n_shunned = n;
+    if (p->n_bad) {
+        for (uint32_t k = 0; k < t->n_src; k++) {
+            sched_peer *q = t->src[k];
+            if (q == p || sched_host_shunned(q->host, now_ms) || !sched_is_blocked(p, q->host))
+                continue;
+            if (push_unusable(s, n++, q)) {
+                *n_shunned = 0;
+                return 0;
+            }
+        }
+    }
+    return n;
+}
+
+size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
+{
+    sched_task *t = p->task;
+    const unsigned M = s->cfg.origin_per_piece;
+    if (p->stalled || p->finished) return 0;
+    if (now_ms < t->hold_until_ms) return 0; /* recovery hold: holders are re-announcing */
+    /* a piece is in the mesh for p only through a holder p can use (docs/scheduler.md) */
+    size_t n_sh, n_u = collect_unusable(s, p, now_ms, &n_sh);
+    sched_peer *const *u = s->unusable;
+    if (t->pieces_in_mesh == t->n_pieces && n_u == 0) return 0;
+    /* the origin_peers cap spreads a burst over few fetchers; it does not apply to pieces that
+     * only p cannot get (it reported their holders bad): nobody else will fetch them for p */
+    int capped = p->n_grants == 0 && t->granted_peers >= s->cfg.origin_peers;
+    if (capped && n_u == n_sh) return 0;
+    size_t n_runs = 0;
+    uint32_t granted = 0;
+    for (uint32_t i = 0; i < t->n_pieces && granted < s->cfg.grant_window; i++) {
+        if (peer_has(p, i)) continue;
+        uint32_t held = t->holders[i];
+        int only_p_lacks = 0; /* others can use a holder of i, p cannot */
+        if (held) {
+            if (held > n_u) continue; /* some holder is usable */
+            uint32_t shunned = 0, blocked = 0;
+            for (size_t k = 0; k < n_sh; k++) shunned += (uint32_t)peer_has(u[k], i);
+            for (size_t k = n_sh; k < n_u; k++) blocked += (uint32_t)peer_has(u[k], i);
+            if (held > shunned + blocked) continue;
+            only_p_lacks = held > shunned;
+        }
+        if (capped && !only_p_lacks) continue;
+        sched_peer **g = &t->grant[(size_t)i * M];
+        unsigned live = 0, mine = 0, slot = M;
+        for (unsigned j = 0; j < M; j++) {
+            if (g[j] == p)
+                mine = 1;
+            else if (g[j] && grant_live(s, g[j], now_ms))
+                live++;
+            else if (slot == M || (g[slot] && !g[j]))
+                slot = j; /* prefer an empty slot over a dead grant */
+        }
+        if (mine || live >= M || slot == M) continue;
+        if (grow_runs(s, n_runs + 1)) break;
+        if (g[slot]) { /* its holder cannot deliver: take the slot over */
+            drop_grant(t, g[slot], i, M);
+            s->st.grants_moved++;
+        }
+        unsigned used = 0;
+        for (unsigned j = 0; j < M; j++) used += g[j] != NULL;
+        g[slot] = p;
+        if (used == 0) t->pieces_granted++;
+        granted++;
+        if (n_runs && s->runs[n_runs - 1].start + s->runs[n_runs - 1].count == i)
+            s->runs[n_runs - 1].count++;
+        else
+            s->runs[n_runs++] = (struct sched_run){i, 1};
+    }
+    if (!granted) return 0;
+    if (p->n_grants == 0) t->granted_peers++;
+    p->n_grants += granted;
+    sched_source_add(t, p);
+    p->grant_progress_ms = now_ms;
+    s->st.grants_pieces += granted;
+    grant_list_add(s, t);
+    return n_runs;
 }
 
 void sched_origin_piece_done(sched *s, sched_peer *p, uint32_t i, uint64_t now_ms)
@@ -135,7 +216,7 @@ void sched_origin_regrant(sched *s, sched_task *t, sched_peer *except, uint64_t 
     for (int pass = 0; pass < 2; pass++) {
         for (uint32_t k = 0; k < t->n_peers; k++) {
             sched_peer *q = t->peers[(start + k) % t->n_peers];
-            if (q == except || q->stalled || q->finished || q->host->dying ||
+            if (q == except || q->stalled || q->finished || sched_host_shunned(q->host, now_ms) ||
                 q->have == t->n_pieces || (pass == 0 && !q->waiting))
                 continue;
             if (q->n_grants == 0 && t->granted_peers >= s->cfg.origin_peers) return;
@@ -207,5 +288,17 @@ void sched_origin_release_holds(sched *s, uint64_t now_ms)
         t->hnext = t->hprev = NULL;
         /* the orphans left now really are orphans: grant them, waiting peers first */
         sched_origin_regrant(s, t, NULL, now_ms);
+    }
+}
+
+void sched_origin_parent_shunned(sched *s, sched_host *parent, uint64_t now_ms)
+{
+    /* rescheduling never removes peers, so walking parent's list is safe */
+    for (sched_peer *q = parent->peers; q; q = q->hnext) {
+        sched_task *t = q->task;
+        uint32_t freed = sched_origin_release(s, q);
+        sched_reparent_children(s, q, now_ms);
+        if (freed) sched_origin_regrant(s, t, q, now_ms);
+        if (t->n_waiting) sched_wake_waiters(s, t, now_ms);
     }
 }

@@ -22,15 +22,8 @@
 
 int sched_is_blocked(const sched_peer *child, const sched_host *parent)
 {
-    uint64_t h = 0;
-    int hashed = 0;
-    for (unsigned i = 0; i < child->n_bad; i++) {
-        if (!hashed) {
-            h = sched_hash(parent->id);
-            hashed = 1;
-        }
-        if (child->bad[i] == h) return 1;
-    }
+    for (unsigned i = 0; i < child->n_bad; i++)
+        if (child->bad[i] == parent->id_hash) return 1;
     return 0;
 }
 
@@ -93,16 +86,14 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
     }
     size_t n = 0;
     double best_tput = 0, best_bw = 0;
-    int any_bans = s->bans.n > 0;
     for (uint32_t k2 = 0; k2 < n_scan && n < limit; k2++) {
         sched_peer *p = t->src[(start + k2) % t->n_src];
         sched_host *h = p->host;
-        if (p == child || h == child->host || h->dying) continue;
+        if (p == child || h == child->host || sched_host_shunned(h, now_ms)) continue;
         if (free_slots(h) == 0) continue;
         uint32_t u = useful_pieces(p, child); /* cheap bit ops before hash lookups */
         if (u == 0) continue;
-        if (sched_is_blocked(child, h) || (any_bans && sched_host_banned(s, h->id, now_ms)))
-            continue;
+        if (sched_is_blocked(child, h)) continue;
         if (last_cost_outlier(h)) {
             s->st.outliers_dropped++;
             continue;

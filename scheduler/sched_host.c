@@ -43,8 +43,11 @@ int sched_host_announce(sched *s, const struct sched_host_info *info, uint64_t n
             free(h);
             return -ENOMEM;
         }
+        h->id_hash = sched_hash(h->id);
         h->reported_free = UINT32_MAX;
         h->failures_decay_ms = now_ms;
+        struct ban *b = sched_map_get(&s->bans, h->id); /* bans survive reconnects */
+        h->ban_until_ms = b ? b->until_ms : 0;
     }
     if (set_str(&h->addr, info->addr) || set_str(&h->idc, info->idc) ||
         set_str(&h->zone, info->zone) || set_str(&h->rack, info->rack)) {
@@ -81,9 +84,11 @@ void sched_host_heartbeat(sched *s, sched_host *h, uint32_t free_slots, uint64_t
 void sched_host_leave(sched *s, sched_host *h, uint64_t now_ms)
 {
     h->dying = 1;
+    s->n_dying++;
     if (h->conn && s->ops.host_gone) s->ops.host_gone(s->ops.ctx, h);
     h->conn = NULL;
     while (h->peers) sched_peer_remove(s, h->peers, now_ms);
+    s->n_dying--;
     sched_map_del(&s->hosts, h->id);
     s->st.hosts--;
     host_free(h);
@@ -239,6 +244,7 @@ void sched_host_note_bad(sched *s, sched_host *parent, const sched_host *reporte
         parent->n_bad_reporters < s->cfg.ban_min_reporters)
         return;
     struct ban *b = sched_map_get(&s->bans, parent->id);
+    int fresh = !b;
     if (!b) {
         b = calloc(1, sizeof(*b));
         if (!b || !(b->id = strdup(parent->id)) || sched_map_put(&s->bans, b->id, b)) {
@@ -251,6 +257,8 @@ void sched_host_note_bad(sched *s, sched_host *parent, const sched_host *reporte
                 parent->id, parent->n_bad_tasks, parent->n_bad_reporters, s->cfg.ban_ms / 1000);
     }
     b->until_ms = now_ms + s->cfg.ban_ms;
+    parent->ban_until_ms = b->until_ms;
+    if (fresh) sched_origin_parent_shunned(s, parent, now_ms);
 }
 
 static void ban_free(void *arg, void *val)

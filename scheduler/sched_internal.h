@@ -28,6 +28,7 @@ void sched_map_foreach(const struct sched_map *m, void (*fn)(void *arg, void *va
 
 struct sched_host {
     char *id;
+    uint64_t id_hash; /* sched_hash(id): blocklist checks without rehashing */
     char *addr;
     char *idc, *zone, *rack;
     uint32_t upload_slots;
@@ -48,7 +49,8 @@ struct sched_host {
     sched_peer *peers; /* list via peer->hnext */
     uint32_t n_peers;
     void *conn;
-    int dying; /* leaving: never selected */
+    uint64_t ban_until_ms; /* copy of its cluster-wide ban (struct ban), 0 = none */
+    int dying;             /* leaving: never selected */
 };
 
 struct sched_peer {
@@ -106,6 +108,9 @@ struct sched {
     /* scratch for decisions */
     struct sched_run *runs;
     size_t runs_cap;
+    uint32_t n_dying;      /* hosts inside sched_host_leave */
+    sched_peer **unusable; /* origin_guard.c: sources a child cannot use */
+    size_t unusable_cap;
 };
 
 struct ban {
@@ -134,6 +139,11 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
 void sched_set_parents(sched *s, sched_peer *child, sched_peer *const *parents, size_t n,
                        uint64_t now_ms);
 int sched_is_blocked(const sched_peer *child, const sched_host *parent);
+/* Nobody may use h as a parent now: leaving or banned cluster-wide. */
+static inline int sched_host_shunned(const sched_host *h, uint64_t now_ms)
+{
+    return h->dying || h->ban_until_ms > now_ms;
+}
 
 /* origin_guard.c */
 /* Grants up to grant_window orphan pieces to p; fills s->runs; returns the run count. */
@@ -145,6 +155,9 @@ uint32_t sched_origin_release(sched *s, sched_peer *p);
 /* Re-grants orphan, ungranted pieces of t to other peers (after a release). */
 void sched_origin_regrant(sched *s, sched_task *t, sched_peer *except, uint64_t now_ms);
 void sched_origin_check_stalls(sched *s, uint64_t now_ms);
+/* parent became unusable for everybody (banned): move its children, rescheduling its tasks'
+ * waiters (their pieces may have no usable holder any more). */
+void sched_origin_parent_shunned(sched *s, sched_host *parent, uint64_t now_ms);
 /* Recovery hold (see sched_config.recovery_*): start / end-of-hold processing. */
 void sched_origin_hold(sched *s, sched_task *t, uint64_t until_ms);
 void sched_origin_release_holds(sched *s, uint64_t now_ms);

@@ -296,12 +296,16 @@ void sched_peer_remove(sched *s, sched_peer *p, uint64_t now_ms)
     uint32_t freed = sched_origin_release(s, p);
     sched_set_parents(s, p, NULL, 0, now_ms);
     set_waiting(p, 0);
+    uint32_t lost = 0; /* pieces nobody holds any more */
     for (uint32_t w = 0; w < t->n_words; w++) {
         uint64_t bits = p->bits[w];
         while (bits) {
             uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(bits);
             bits &= bits - 1;
-            if (--t->holders[i] == 0) t->pieces_in_mesh--;
+            if (--t->holders[i] == 0) {
+                t->pieces_in_mesh--;
+                lost++;
+            }
         }
     }
     /* unlink from the task (swap-remove) and the host */
@@ -320,6 +324,8 @@ void sched_peer_remove(sched *s, sched_peer *p, uint64_t now_ms)
     free(p->bits);
     free(p);
     if (freed) sched_origin_regrant(s, t, NULL, now_ms);
+    /* peers waiting for pieces only p held would otherwise idle until their own timeout */
+    if (lost && t->n_waiting) sched_wake_waiters(s, t, now_ms);
     if (t->n_peers == 0) {
         sched_map_del(&s->tasks, t->id);
         s->st.tasks--;
@@ -540,6 +546,7 @@ void sched_free(sched *s)
     sched_map_free(&s->hosts);
     sched_bans_free(s);
     free(s->runs);
+    free(s->unusable);
     free(s);
 }
 

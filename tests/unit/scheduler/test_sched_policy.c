@@ -481,6 +481,176 @@ static void test_recovery_hold(void **st)
     sched_free(s);
 }
 
+static int granted_since(size_t from)
+{
+    int n = 0;
+    for (size_t i = from; i < n_recs; i++)
+        for (size_t k = 0; k < recs[i].n_grant; k++) n += (int)recs[i].grant[k].count;
+    return n;
+}
+
+static int has_parent(const struct rec *r, const char *h)
+{
+    for (size_t i = 0; i < r->n_parents; i++)
+        if (strcmp(r->parents[i], h) == 0) return 1;
+    return 0;
+}
+
+/* The only holder of every piece is reported bad by a child: that child gets the pieces granted
+ * at once instead of WAIT; a child that did not report it still gets it as a parent. */
+static void test_bad_holder_not_waited_on(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    sched_host *seed = host(s, 0, "", 8, 0), *c = host(s, 1, "", 8, 0), *d = host(s, 2, "", 8, 0);
+    assert_int_equal(sched_register(s, seed, TASK, 8 * MIB, 0, NULL, &err), 0);
+    report(s, seed, TASK, 0, 8, "", 10);
+    assert_int_equal(sched_task_finished(s, seed, TASK, 10, &err), 0);
+    assert_int_equal(sched_register(s, c, TASK, 8 * MIB, 20, NULL, &err), 0);
+    struct rec *r = last_for("h1");
+    assert_int_equal(r->n_grant, 0);
+    assert_true(has_parent(r, "h0"));
+    n_recs = 0;
+    assert_int_equal(sched_bad_parent(s, c, TASK, "h0", 30), 0);
+    r = last_for("h1");
+    assert_non_null(r);
+    assert_int_equal(r->wait_ms, 0); /* never WAIT on a holder it cannot use */
+    assert_false(has_parent(r, "h0"));
+    assert_int_equal(granted_since(0), 8);
+    /* d did not report h0: h0 is still its parent, and nothing is granted to it */
+    n_recs = 0;
+    assert_int_equal(sched_register(s, d, TASK, 8 * MIB, 40, NULL, &err), 0);
+    r = last_for("h2");
+    assert_int_equal(r->n_grant, 0);
+    assert_int_equal(r->wait_ms, 0);
+    assert_true(has_parent(r, "h0"));
+    sched_free(s);
+}
+
+/* The same while the origin_peers cap is full (the bad holder also holds the task's only
+ * grant): the pieces only that child cannot get are still granted to it, and only those. */
+static void test_bad_holder_cap_full(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 1;
+    cfg.grant_window = 4;
+    sched *s = new_sched(&cfg);
+    cf_err err = {0};
+    sched_host *a = host(s, 0, "", 8, 0), *g = host(s, 1, "", 8, 0), *c = host(s, 2, "", 8, 0);
+    sched_host *d = host(s, 3, "", 8, 0);
+    assert_int_equal(sched_register(s, a, TASK, 8 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(last_for("h0")->n_grant, 1);
+    report(s, a, TASK, 0, 4, "", 10); /* a holds 0-3 and gets the next window, 4-7 */
+    assert_int_equal(last_for("h0")->grant[0].start, 4);
+    assert_int_equal(sched_register(s, g, TASK, 8 * MIB, 20, NULL, &err), 0);
+    assert_int_equal(last_for("h1")->n_grant, 0);
+    assert_true(has_parent(last_for("h1"), "h0"));
+    assert_int_equal(sched_register(s, c, TASK, 8 * MIB, 30, NULL, &err), 0);
+    assert_int_equal(last_for("h2")->n_grant, 0);
+    n_recs = 0;
+    assert_int_equal(sched_bad_parent(s, c, TASK, "h0", 40), 0);
+    struct rec *r = last_for("h2");
+    assert_non_null(r);
+    assert_int_equal(r->wait_ms, 0);
+    int got = 0;
+    for (size_t k = 0; k < r->n_grant; k++) {
+        assert_true(r->grant[k].start + r->grant[k].count <= 4); /* 4-7: a's live grant */
+        got += (int)r->grant[k].count;
+    }
+    assert_int_equal(got, 4);
+    /* d reported nobody: a is its parent, no grant (pieces 0-3 held, 4-7 granted) */
+    assert_int_equal(sched_register(s, d, TASK, 8 * MIB, 50, NULL, &err), 0);
+    r = last_for("h3");
+    assert_int_equal(r->n_grant, 0);
+    assert_true(has_parent(r, "h0"));
+    sched_free(s);
+}
+
+/* A holder banned cluster-wide: its children are moved away at once and get the orphans granted
+ * exactly once; later registrants are never offered it nor told to wait for it. */
+static void test_banned_holder_not_waited_on(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.ban_after_tasks = 1; /* one report bans (the multi-report rule: test_cluster_ban) */
+    cfg.ban_min_reporters = 1;
+    sched *s = new_sched(&cfg);
+    cf_err err = {0};
+    sched_host *bad = host(s, 0, "", 8, 0), *x = host(s, 1, "", 8, 0), *y = host(s, 2, "", 8, 0);
+    sched_host *c = host(s, 3, "", 8, 0), *w = host(s, 4, "", 8, 0);
+    assert_int_equal(sched_register(s, bad, TASK, 8 * MIB, 0, NULL, &err), 0);
+    report(s, bad, TASK, 0, 8, "", 10);
+    assert_int_equal(sched_task_finished(s, bad, TASK, 10, &err), 0);
+    assert_int_equal(sched_register(s, bad, TASK2, 4 * MIB, 10, NULL, &err), 0);
+    report(s, bad, TASK2, 0, 4, "", 10);
+    assert_int_equal(sched_register(s, x, TASK, 8 * MIB, 20, NULL, &err), 0);
+    assert_true(has_parent(last_for("h1"), "h0"));
+    /* y reports h0 bad in another task: banned */
+    assert_int_equal(sched_register(s, y, TASK2, 4 * MIB, 30, NULL, &err), 0);
+    n_recs = 0;
+    assert_int_equal(sched_bad_parent(s, y, TASK2, "h0", 40), 0);
+    assert_int_equal(sched_host_banned(s, "h0", 40), 1);
+    struct rec *r = last_for("h1"); /* x was h0's child in TASK: moved at once */
+    assert_non_null(r);
+    assert_int_equal(r->wait_ms, 0);
+    assert_false(has_parent(r, "h0"));
+    assert_int_equal(r->n_grant, 1);
+    assert_int_equal(r->grant[0].count, 8);
+    /* c: x (fetching) as parent or a grant, never h0 and never WAIT; nothing granted twice */
+    size_t from = n_recs;
+    assert_int_equal(sched_register(s, c, TASK, 8 * MIB, 50, NULL, &err), 0);
+    r = last_for("h3");
+    assert_int_equal(r->wait_ms, 0);
+    assert_false(has_parent(r, "h0"));
+    assert_true(has_parent(r, "h1"));
+    assert_int_equal(granted_since(from), 0);
+    /* pieces appearing push parents to waiting peers: never the banned one */
+    report(s, x, TASK, 0, 1, "", 60);
+    for (size_t i = from; i < n_recs; i++) assert_false(has_parent(&recs[i], "h0"));
+    assert_int_equal(sched_register(s, w, TASK, 8 * MIB, 70, NULL, &err), 0);
+    assert_false(has_parent(last_for("h4"), "h0"));
+    assert_int_equal(last_for("h4")->wait_ms, 0);
+    sched_free(s);
+}
+
+/* A holder that freezes (heartbeats stop) while a child waits for it: once it expires, the
+ * waiting child is scheduled again and the pieces are granted (exactly once). */
+static void test_frozen_holder_expires(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    sched_host *a = host(s, 0, "", 1, 0), *x = host(s, 1, "", 1, 0), *c = host(s, 2, "", 1, 0);
+    assert_int_equal(sched_register(s, a, TASK, 4 * MIB, 0, NULL, &err), 0);
+    report(s, a, TASK, 0, 4, "", 100);
+    assert_int_equal(sched_task_finished(s, a, TASK, 100, &err), 0);
+    assert_int_equal(sched_register(s, x, TASK, 4 * MIB, 200, NULL, &err), 0);
+    assert_true(has_parent(last_for("h1"), "h0")); /* a's only slot */
+    assert_int_equal(sched_register(s, c, TASK, 4 * MIB, 300, NULL, &err), 0);
+    assert_true(last_for("h2")->wait_ms > 0); /* a is busy: wait, do not stampede */
+    /* a freezes; x and c keep beating */
+    for (uint64_t t = 2000; t <= 6000; t += 2000) {
+        sched_host_heartbeat(s, x, UINT32_MAX, t);
+        sched_host_heartbeat(s, c, UINT32_MAX, t);
+        sched_tick(s, t);
+    }
+    n_recs = 0;
+    sched_host_heartbeat(s, x, UINT32_MAX, 6500);
+    sched_host_heartbeat(s, c, UINT32_MAX, 6500);
+    sched_tick(s, 6500);
+    assert_null(sched_host_find(s, "h0"));
+    struct rec *r = last_for("h2");
+    assert_non_null(r); /* c was scheduled again, not left waiting */
+    assert_int_equal(r->wait_ms, 0);
+    assert_true(r->n_grant > 0 || has_parent(r, "h1"));
+    assert_int_equal(granted_since(0), 4);
+    sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +666,10 @@ int main(void)
         cmocka_unit_test(test_reannounce_rebuilds),
         cmocka_unit_test(test_bandwidth_prior),
         cmocka_unit_test(test_recovery_hold),
+        cmocka_unit_test(test_bad_holder_not_waited_on),
+        cmocka_unit_test(test_bad_holder_cap_full),
+        cmocka_unit_test(test_banned_holder_not_waited_on),
+        cmocka_unit_test(test_frozen_holder_expires),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
