@@ -14,6 +14,7 @@
 #include "cf/file_io.h"
 #include "cf/hex.h"
 #include "cf/log.h"
+#include "image_cli.h"
 #include "image_cmds.h"
 #include "rafs/blob.h"
 #include "rafs/compressor.h"
@@ -334,33 +335,14 @@ int cmd_check(int argc, char **argv)
             verbose = 1;
             break;
         case 'l':
-            if (cf_log_parse_level(optarg, &lvl)) {
-                fprintf(stderr, "chunkfly-image check: bad log level '%s'\n", optarg);
-                return 1;
-            }
+            if (image_parse_log_level("check", optarg, &lvl)) return 1;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 1;
+            return image_usage_exit(usage, c);
         }
     }
     cf_log_set_level(lvl);
-    if (optind < argc) {
-        if (bootstrap || optind + 1 < argc) {
-            fprintf(stderr, "chunkfly-image check: exactly one BOOTSTRAP expected\n");
-            usage(stderr);
-            return 1;
-        }
-        bootstrap = argv[optind];
-    }
-    if (!bootstrap) {
-        fprintf(stderr, "chunkfly-image check: missing BOOTSTRAP\n");
-        usage(stderr);
-        return 1;
-    }
+    if (image_bootstrap_arg("check", usage, argc, argv, &bootstrap)) return 1;
 
     cf_err err = {0};
     uint8_t *data = NULL;

@@ -12,7 +12,7 @@
 #include "cf/log.h"
 #include "cf/parse_number.h"
 #include "image_cmds.h"
-#include "builder_cli.h"
+#include "image_cli.h"
 #include "rafs/builder.h"
 #include "rafs/compressor.h"
 
@@ -249,18 +249,12 @@ int cmd_create(int argc, char **argv)
         case 'l':
             if (image_set_log_level(optarg)) return 1;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 1;
+            return image_usage_exit(usage, c);
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "chunkfly-image create: exactly one SOURCE is required\n");
-        usage(stderr);
-        return 1;
+        return image_usage_error("create", usage, "exactly one SOURCE is required");
     }
     o.source = argv[optind];
     if (!strcmp(type, "dir-rafs") || !strcmp(type, "directory"))

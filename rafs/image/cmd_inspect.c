@@ -13,6 +13,7 @@
 #include "cf/digest.h"
 #include "cf/hex.h"
 #include "cf/log.h"
+#include "image_cli.h"
 #include "image_cmds.h"
 #include "rafs/blob.h"
 #include "rafs/compressor.h"
@@ -541,33 +542,14 @@ int cmd_inspect(int argc, char **argv)
             no_content = 1;
             break;
         case 'l':
-            if (cf_log_parse_level(optarg, &lvl)) {
-                fprintf(stderr, "chunkfly-image inspect: bad log level '%s'\n", optarg);
-                return 1;
-            }
+            if (image_parse_log_level("inspect", optarg, &lvl)) return 1;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 1;
+            return image_usage_exit(usage, c);
         }
     }
     cf_log_set_level(lvl);
-    if (optind < argc) {
-        if (bootstrap || optind + 1 < argc) {
-            fprintf(stderr, "chunkfly-image inspect: exactly one BOOTSTRAP expected\n");
-            usage(stderr);
-            return 1;
-        }
-        bootstrap = argv[optind];
-    }
-    if (!bootstrap) {
-        fprintf(stderr, "chunkfly-image inspect: missing BOOTSTRAP\n");
-        usage(stderr);
-        return 1;
-    }
+    if (image_bootstrap_arg("inspect", usage, argc, argv, &bootstrap)) return 1;
     cf_err err = {0};
     rafs_image *img = NULL;
     int rc = rafs_image_open(bootstrap, &img, &err);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "builder_cli.h"
+#include "image_cli.h"
 #include "cf/log.h"
 #include "image_cmds.h"
 #include "rafs/builder.h"
@@ -129,19 +129,14 @@ int cmd_merge(int argc, char **argv)
         case 'l':
             if (image_set_log_level(optarg)) return 1;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 1;
+            return image_usage_exit(usage, c);
         }
     }
     size_t n = (size_t)(argc - optind);
     if (!out || !n) {
-        fprintf(stderr, "chunkfly-image merge: --bootstrap and at least one SOURCE are required\n");
-        usage(stderr);
-        return 1;
+        return image_usage_error("merge", usage,
+                                 "--bootstrap and at least one SOURCE are required");
     }
     struct rafs_merge_opts o = {.sources = (const char *const *)(argv + optind),
                                 .nsources = n,

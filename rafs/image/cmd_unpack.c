@@ -2,7 +2,7 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "builder_cli.h"
+#include "image_cli.h"
 #include "image_cmds.h"
 #include "rafs/builder.h"
 
@@ -46,20 +46,14 @@ int cmd_unpack(int argc, char **argv)
         case 'l':
             if (image_set_log_level(optarg)) return 1;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 1;
+            return image_usage_exit(usage, c);
         }
     }
     if (!boot && optind == argc - 1) boot = argv[optind++];
     if (!boot || !out || optind != argc || (!blob && !dir)) {
-        fprintf(stderr, "chunkfly-image unpack: --bootstrap, --output and --blob or --blob-dir "
-                        "are required\n");
-        usage(stderr);
-        return 1;
+        return image_usage_error("unpack", usage,
+                                 "--bootstrap, --output and --blob or --blob-dir are required");
     }
     cf_err err = {0};
     int rc = rafs_unpack(boot, blob, dir, out, &err);

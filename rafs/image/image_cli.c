@@ -1,11 +1,54 @@
-/* Command-line helpers shared by create / merge / unpack. */
-#include "builder_cli.h"
+/* Command-line helpers shared by the chunkfly-image subcommands. */
+#include "image_cli.h"
 
+#include <getopt.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cf/log.h"
+int image_usage_exit(image_usage_fn usage, int opt)
+{
+    if (opt == 'h') {
+        usage(stdout);
+        return 0;
+    }
+    usage(stderr);
+    return 1;
+}
+
+int image_usage_error(const char *cmd, image_usage_fn usage, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "chunkfly-image %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    usage(stderr);
+    return 1;
+}
+
+int image_parse_log_level(const char *cmd, const char *s, enum cf_log_level *lvl)
+{
+    if (cf_log_parse_level(s, lvl)) {
+        fprintf(stderr, "chunkfly-image %s: bad log level '%s'\n", cmd, s);
+        return -1;
+    }
+    return 0;
+}
+
+int image_bootstrap_arg(const char *cmd, image_usage_fn usage, int argc, char **argv,
+                        const char **bootstrap)
+{
+    if (optind < argc) {
+        if (*bootstrap || optind + 1 < argc)
+            return image_usage_error(cmd, usage, "exactly one BOOTSTRAP expected");
+        *bootstrap = argv[optind];
+    }
+    if (!*bootstrap) return image_usage_error(cmd, usage, "missing BOOTSTRAP");
+    return 0;
+}
 
 int image_set_log_level(const char *s)
 {
