@@ -35,27 +35,6 @@ struct dent {
     uint8_t type;
 };
 
-static uint8_t file_type(uint32_t mode)
-{
-    switch (mode & S_IFMT) {
-    case S_IFREG:
-        return EROFS_FT_REG_FILE;
-    case S_IFDIR:
-        return EROFS_FT_DIR;
-    case S_IFCHR:
-        return EROFS_FT_CHRDEV;
-    case S_IFBLK:
-        return EROFS_FT_BLKDEV;
-    case S_IFIFO:
-        return EROFS_FT_FIFO;
-    case S_IFSOCK:
-        return EROFS_FT_SOCK;
-    case S_IFLNK:
-        return EROFS_FT_SYMLINK;
-    }
-    return EROFS_FT_UNKNOWN;
-}
-
 static int xattr_split(const char *name, uint8_t *index, const char **suffix)
 {
     static const struct {
@@ -144,7 +123,8 @@ static struct dent *dir_entries(struct rafs_node *d, size_t *n)
     v[1] = (struct dent){"..", 2, d->parent ? d->parent->inode : d->inode, EROFS_FT_DIR};
     for (size_t i = 0; i < d->nchildren; i++) {
         struct rafs_node *c = d->children[i];
-        v[i + 2] = (struct dent){c->name, strlen(c->name), c->inode, file_type(c->inode->mode)};
+        v[i + 2] =
+            (struct dent){c->name, strlen(c->name), c->inode, rafs_mode_to_ftype(c->inode->mode)};
     }
     *n = d->nchildren + 2;
     qsort(v, *n, sizeof(*v), dent_cmp);

@@ -7,27 +7,6 @@
 
 #include "reader_priv.h"
 
-int rafs_mode_to_ftype(uint32_t mode)
-{
-    switch (mode & S_IFMT) {
-    case S_IFREG:
-        return EROFS_FT_REG_FILE;
-    case S_IFDIR:
-        return EROFS_FT_DIR;
-    case S_IFCHR:
-        return EROFS_FT_CHRDEV;
-    case S_IFBLK:
-        return EROFS_FT_BLKDEV;
-    case S_IFIFO:
-        return EROFS_FT_FIFO;
-    case S_IFSOCK:
-        return EROFS_FT_SOCK;
-    case S_IFLNK:
-        return EROFS_FT_SYMLINK;
-    }
-    return EROFS_FT_UNKNOWN;
-}
-
 static int log2u(uint32_t v)
 {
     int b = 0;

@@ -78,6 +78,5 @@ static inline uint64_t rafs_get64(const uint8_t *p)
 }
 
 const struct rafs_ct_entry *rafs_ct_lookup(const rafs_image *img, uint32_t blob, uint32_t ci);
-int rafs_mode_to_ftype(uint32_t mode);
 
 #endif

@@ -12,6 +12,7 @@
 #include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 static inline uint16_t rafs_le16(uint16_t v)
 {
@@ -271,6 +272,28 @@ enum erofs_file_type {
     EROFS_FT_SYMLINK = 7,
     EROFS_FT_MAX
 };
+
+/* The dirent file_type for an inode's i_mode (S_IFMT bits; anything else is UNKNOWN). */
+static inline uint8_t rafs_mode_to_ftype(uint32_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG:
+        return EROFS_FT_REG_FILE;
+    case S_IFDIR:
+        return EROFS_FT_DIR;
+    case S_IFCHR:
+        return EROFS_FT_CHRDEV;
+    case S_IFBLK:
+        return EROFS_FT_BLKDEV;
+    case S_IFIFO:
+        return EROFS_FT_FIFO;
+    case S_IFSOCK:
+        return EROFS_FT_SOCK;
+    case S_IFLNK:
+        return EROFS_FT_SYMLINK;
+    }
+    return EROFS_FT_UNKNOWN;
+}
 
 struct erofs_dirent {
     uint64_t nid;
