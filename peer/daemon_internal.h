@@ -200,6 +200,13 @@ struct peer_daemon {
 uint64_t pd_now(peer_daemon *d);
 int pd_queue_work(peer_daemon *d, void *job, void (*work)(void *job),
                   void (*done)(void *job, int cancelled));
+/* The accepting side of the HELLO handshake on c (local API, upload server): m, the first frame,
+ * must be a HELLO (else ERROR UNEXPECTED and close after flush: -EPROTO); it is checked against
+ * ours (host id, role peer, caps, 4096-byte payload limit) and answered with our HELLO, or
+ * refused (ERROR VERSION, close after flush: the check's error). On 0 the handshake is done and
+ * *peer_max_payload is what we may send. m stays the caller's to free. */
+int pd_serve_hello(peer_daemon *d, proto_conn *c, const proto_msg *m, uint64_t caps,
+                   uint32_t *peer_max_payload);
 
 /* token_bucket.c lives in its own header. */
 

@@ -14,7 +14,6 @@
 
 #include "cf/log.h"
 #include "daemon_internal.h"
-#include "proto/handshake.h"
 
 #define LOCAL_CHUNK   (1u << 20) /* LOCAL_DATA payload per frame */
 #define HELLO_TIMEOUT 10000
@@ -40,12 +39,7 @@ static int send_msg(struct lconn *lc, const proto_msg *m)
 static void send_error(struct lconn *lc, uint32_t code, uint64_t req_id, const char *task_id,
                        const char *msg)
 {
-    proto_msg m = {.type = PROTO_MSG_ERROR};
-    m.u.error.code = code;
-    m.u.error.message = msg;
-    m.u.error.req_id = req_id;
-    m.u.error.task_id = task_id;
-    send_msg(lc, &m);
+    if (!lc->closed) proto_conn_send_error(lc->c, code, req_id, task_id, msg);
 }
 
 static void send_ok(struct lconn *lc, uint64_t req_id)
@@ -469,30 +463,12 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
         return;
     }
     if (!lc->hello_done) {
-        if (m.type != PROTO_MSG_HELLO) {
-            send_error(lc, PROTO_E_UNEXPECTED, 0, NULL, "HELLO expected first");
-            proto_conn_close_after_flush(c, -EPROTO, "no HELLO");
-            proto_msg_free(&m);
-            return;
+        uint32_t pmax;
+        if (pd_serve_hello(d, c, &m, 0, &pmax) == 0) {
+            lc->peer_mp = pmax;
+            lc->hello_done = 1;
         }
-        proto_hello ours;
-        proto_hello_init(&ours, d->host_id, PROTO_ROLE_PEER, 0, 4096);
-        uint32_t ver, pmax;
-        rc = proto_handshake_check(&ours, &m.u.hello, &ver, &pmax, &err);
         proto_msg_free(&m);
-        if (rc) {
-            proto_msg r;
-            proto_handshake_refusal(&r, &err);
-            send_msg(lc, &r);
-            proto_conn_close_after_flush(c, rc, "handshake refused");
-            return;
-        }
-        proto_conn_set_peer_max_payload(c, pmax);
-        lc->peer_mp = pmax;
-        proto_msg r = {.type = PROTO_MSG_HELLO};
-        r.u.hello = ours;
-        send_msg(lc, &r);
-        lc->hello_done = 1;
         return;
     }
     switch (m.type) {

@@ -8,6 +8,7 @@
 #include "cf/log.h"
 #include "cf/parse_number.h"
 #include "daemon_internal.h"
+#include "proto/handshake.h"
 #include "proto/http_server.h"
 
 #define TICK_MS 250
@@ -123,6 +124,34 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
 uint64_t pd_now(peer_daemon *d)
 {
     return uv_now(d->loop);
+}
+
+int pd_serve_hello(peer_daemon *d, proto_conn *c, const proto_msg *m, uint64_t caps,
+                   uint32_t *peer_max_payload)
+{
+    if (m->type != PROTO_MSG_HELLO) {
+        proto_conn_send_error(c, PROTO_E_UNEXPECTED, 0, NULL, "HELLO expected first");
+        proto_conn_close_after_flush(c, -EPROTO, "no HELLO");
+        return -EPROTO;
+    }
+    proto_hello ours;
+    proto_hello_init(&ours, d->host_id, PROTO_ROLE_PEER, caps, 4096);
+    uint32_t ver, pmax;
+    cf_err err = {0};
+    int rc = proto_handshake_check(&ours, &m->u.hello, &ver, &pmax, &err);
+    if (rc) {
+        proto_msg r;
+        proto_handshake_refusal(&r, &err);
+        proto_conn_send(c, &r, NULL, 0, NULL);
+        proto_conn_close_after_flush(c, rc, "handshake refused");
+        return rc;
+    }
+    proto_conn_set_peer_max_payload(c, pmax);
+    proto_msg r = {.type = PROTO_MSG_HELLO};
+    r.u.hello = ours;
+    proto_conn_send(c, &r, NULL, 0, NULL);
+    *peer_max_payload = pmax;
+    return 0;
 }
 
 /* ---- thread-pool jobs ---- */

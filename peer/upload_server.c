@@ -17,7 +17,6 @@
 
 #include "cf/log.h"
 #include "daemon_internal.h"
-#include "proto/handshake.h"
 
 #define MAX_PENDING   8
 #define MAX_SUBS      64
@@ -53,12 +52,7 @@ static int send_msg(struct upconn *uc, const proto_msg *m)
 static void send_error(struct upconn *uc, uint32_t code, uint64_t req_id, const char *task_id,
                        const char *msg)
 {
-    proto_msg m = {.type = PROTO_MSG_ERROR};
-    m.u.error.code = code;
-    m.u.error.message = msg;
-    m.u.error.req_id = req_id;
-    m.u.error.task_id = task_id;
-    send_msg(uc, &m);
+    proto_conn_send_error(uc->c, code, req_id, task_id, msg);
 }
 
 static void up_pump(struct upconn *uc);
@@ -236,29 +230,9 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
         return;
     }
     if (!uc->hello_done) {
-        if (m.type != PROTO_MSG_HELLO) {
-            send_error(uc, PROTO_E_UNEXPECTED, 0, NULL, "HELLO expected first");
-            proto_conn_close_after_flush(c, -EPROTO, "no HELLO");
-            proto_msg_free(&m);
-            return;
-        }
-        proto_hello ours;
-        proto_hello_init(&ours, d->host_id, PROTO_ROLE_PEER, PROTO_CAP_AVAIL_PUSH, 4096);
-        uint32_t ver, pmax;
-        rc = proto_handshake_check(&ours, &m.u.hello, &ver, &pmax, &err);
+        uint32_t pmax;
+        if (pd_serve_hello(d, c, &m, PROTO_CAP_AVAIL_PUSH, &pmax) == 0) uc->hello_done = 1;
         proto_msg_free(&m);
-        if (rc) {
-            proto_msg r;
-            proto_handshake_refusal(&r, &err);
-            send_msg(uc, &r);
-            proto_conn_close_after_flush(c, rc, "handshake refused");
-            return;
-        }
-        proto_conn_set_peer_max_payload(c, pmax);
-        proto_msg r = {.type = PROTO_MSG_HELLO};
-        r.u.hello = ours;
-        send_msg(uc, &r);
-        uc->hello_done = 1;
         return;
     }
     switch (m.type) {

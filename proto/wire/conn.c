@@ -583,6 +583,17 @@ int proto_conn_send(proto_conn *c, const proto_msg *m, const void *payload, size
     return r;
 }
 
+int proto_conn_send_error(proto_conn *c, uint32_t code, uint64_t req_id, const char *task_id,
+                          const char *message)
+{
+    proto_msg m = {.type = PROTO_MSG_ERROR};
+    m.u.error.code = code;
+    m.u.error.message = message;
+    m.u.error.req_id = req_id;
+    m.u.error.task_id = task_id;
+    return proto_conn_send(c, &m, NULL, 0, NULL);
+}
+
 int proto_conn_send_file(proto_conn *c, const proto_msg *m, int fd, uint64_t offset, uint32_t len,
                          cf_err *err)
 {

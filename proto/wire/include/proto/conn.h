@@ -94,6 +94,10 @@ int proto_conn_send_raw(proto_conn *c, uint8_t type, uint16_t flags, const void 
  * Errors as above plus encoder errors (-EINVAL with err message). */
 int proto_conn_send(proto_conn *c, const proto_msg *m, const void *payload, size_t payload_len,
                     cf_err *err);
+/* Queues an ERROR message (req_id 0 / task_id NULL when not about one request or task;
+ * message is copied). Errors as proto_conn_send. */
+int proto_conn_send_error(proto_conn *c, uint32_t code, uint64_t req_id, const char *task_id,
+                          const char *message);
 /* Encodes m and queues it with `len` payload bytes taken from file fd at `offset`, sent with
  * sendfile(2). fd is dup()ed (the caller may close its fd at once). If the file yields fewer
  * bytes than len when sent, the frame cannot be completed: the connection closes with -EIO.
