@@ -487,17 +487,27 @@ int client_local_prefetch(client_local *c, const char *task_id, const char *orig
     return r;
 }
 
-static int simple_task_req(client_local *c, uint8_t type, const char *task_id, cf_err *err)
+/* Sends a request about one task (PIN, UNPIN, STAT) and receives its answer of type `answer`
+ * into *m (the caller frees it on 0); *req is the request id. */
+static int task_exchange(client_local *c, uint8_t type, const char *task_id, uint8_t answer,
+                         uint64_t *req, proto_msg *m, cf_err *err)
 {
     int r = usable(c, err);
     if (r || (r = check_task(task_id, err))) return r;
-    uint64_t req = c->next_req++;
+    *req = c->next_req++;
     proto_msg q = {.type = type};
-    q.u.local_task = (proto_local_task){.req_id = req, .task_id = task_id};
+    q.u.local_task = (proto_local_task){.req_id = *req, .task_id = task_id};
     if ((r = send_msg(c, &q, err))) return r;
-    proto_msg m;
     uint32_t plen;
-    if ((r = recv_answer(c, req, PROTO_MSG_LOCAL_OK, &m, &plen, err))) return r;
+    return recv_answer(c, *req, answer, m, &plen, err);
+}
+
+static int simple_task_req(client_local *c, uint8_t type, const char *task_id, cf_err *err)
+{
+    uint64_t req;
+    proto_msg m;
+    int r = task_exchange(c, type, task_id, PROTO_MSG_LOCAL_OK, &req, &m, err);
+    if (r) return r;
     r = check_req(c, &m, m.u.local_ok.req_id, req, err);
     if (r == 0) proto_msg_free(&m);
     return r;
@@ -545,15 +555,11 @@ static int copy_entry(client_local *c, const proto_local_entry *e, client_entry 
 
 int client_local_stat(client_local *c, const char *task_id, client_entry *out, cf_err *err)
 {
-    int r = usable(c, err);
-    if (r || (r = check_task(task_id, err))) return r;
-    uint64_t req = c->next_req++;
-    proto_msg q = {.type = PROTO_MSG_LOCAL_STAT};
-    q.u.local_task = (proto_local_task){.req_id = req, .task_id = task_id};
-    if ((r = send_msg(c, &q, err))) return r;
+    uint64_t req;
     proto_msg m;
-    uint32_t plen;
-    if ((r = recv_answer(c, req, PROTO_MSG_LOCAL_STAT_REPLY, &m, &plen, err))) return r;
+    int r =
+        task_exchange(c, PROTO_MSG_LOCAL_STAT, task_id, PROTO_MSG_LOCAL_STAT_REPLY, &req, &m, err);
+    if (r) return r;
     if ((r = check_req(c, &m, m.u.local_stat_reply.req_id, req, err))) return r;
     if (strcmp(m.u.local_stat_reply.entry.task_id, task_id) != 0) {
         c->broken = true;

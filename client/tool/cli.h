@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "cf/error.h"
+#include "client/local_api_client.h"
 
 /* Exit codes: 0 ok, 1 failure, 2 usage error. */
 #define CLI_EXIT_FAIL  1
@@ -17,8 +18,9 @@ int cmd_pin(int argc, char **argv, int pin);
 
 /* Default socket: $CHUNKFLY_PEER_SOCKET, else /run/chunkfly/peer.sock. */
 const char *cli_default_socket(void);
-/* Prints the error of a failed client_local_connect with a hint on how to start the daemon. */
-void cli_connect_error(const char *socket_path, int code, const cf_err *err);
+/* Connects to the peer daemon's local API (client_local_connect with idle_timeout_ms); on
+ * failure prints the error with a hint on how to start the daemon and returns it (negative). */
+int cli_connect(const char *socket_path, int idle_timeout_ms, client_local **out);
 /* "12.3 MiB" */
 void cli_fmt_bytes(uint64_t n, char *out, size_t size);
 

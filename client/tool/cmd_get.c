@@ -189,10 +189,8 @@ int cmd_get(int argc, char **argv)
     }
 
     client_local *c = NULL;
-    client_local_opts co = {.idle_timeout_ms = timeout_s * 1000};
-    r = client_local_connect(sock, &co, &c, &err);
+    r = cli_connect(sock, timeout_s * 1000, &c);
     if (r) {
-        cli_connect_error(sock, r, &err);
         free(creds);
         return CLI_EXIT_FAIL;
     }

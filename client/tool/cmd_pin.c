@@ -45,12 +45,8 @@ int cmd_pin(int argc, char **argv, int pin)
     }
     cf_err err = {0};
     client_local *c;
-    client_local_opts co = {.idle_timeout_ms = 10000};
-    int r = client_local_connect(sock, &co, &c, &err);
-    if (r) {
-        cli_connect_error(sock, r, &err);
-        return CLI_EXIT_FAIL;
-    }
+    int r = cli_connect(sock, 10000, &c);
+    if (r) return CLI_EXIT_FAIL;
     r = pin ? client_local_pin(c, argv[optind], &err) : client_local_unpin(c, argv[optind], &err);
     client_local_close(c);
     if (r) {

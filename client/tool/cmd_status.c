@@ -163,12 +163,8 @@ int cmd_status(int argc, char **argv)
     }
     cf_err err = {0};
     client_local *c;
-    client_local_opts co = {.idle_timeout_ms = 10000};
-    int r = client_local_connect(sock, &co, &c, &err);
-    if (r) {
-        cli_connect_error(sock, r, &err);
-        return CLI_EXIT_FAIL;
-    }
+    int r = cli_connect(sock, 10000, &c);
+    if (r) return CLI_EXIT_FAIL;
     client_entry *v;
     client_task *tasks;
     size_t n, n_tasks;

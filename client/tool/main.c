@@ -27,9 +27,13 @@ const char *cli_default_socket(void)
     return s && *s ? s : CLIENT_DEFAULT_SOCKET;
 }
 
-void cli_connect_error(const char *socket_path, int code, const cf_err *err)
+int cli_connect(const char *socket_path, int idle_timeout_ms, client_local **out)
 {
-    fprintf(stderr, "chunkfly: %s\n", cf_err_str(err, code));
+    cf_err err = {0};
+    client_local_opts co = {.idle_timeout_ms = idle_timeout_ms};
+    int code = client_local_connect(socket_path, &co, out, &err);
+    if (!code) return 0;
+    fprintf(stderr, "chunkfly: %s\n", cf_err_str(&err, code));
     if (code == -ENOENT || code == -ECONNREFUSED)
         fprintf(stderr,
                 "chunkfly: is the peer daemon running? Start it with\n"
@@ -40,6 +44,7 @@ void cli_connect_error(const char *socket_path, int code, const cf_err *err)
     else if (code == -EACCES)
         fprintf(stderr, "chunkfly: no permission to use %s (run as the daemon's user or root)\n",
                 socket_path);
+    return code;
 }
 
 int main(int argc, char **argv)
