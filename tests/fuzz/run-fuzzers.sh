@@ -10,7 +10,12 @@ if [ "${1:-}" = "--seconds" ]; then secs=$2; shift 2; fi
 fixtures=${CHUNKFLY_FIXTURES:-$PWD/../shared/fixtures}
 command -v clang >/dev/null || { echo "SKIP: clang not installed"; exit 0; }
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCHUNKFLY_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"$(nproc)" >/dev/null
+# Only errors are shown: a fuzz target that does not build fails the run.
+if ! cmake --build build-fuzz -j"$(nproc)" >build-fuzz.log 2>&1; then
+  grep -E "error|Error" build-fuzz.log | head -20
+  echo "FAIL: fuzz targets do not build with clang (full log: build-fuzz.log)"
+  exit 1
+fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   for f in build-fuzz/fuzz/*; do [ -x "$f" ] && targets+=("$(basename "$f")"); done

@@ -1,7 +1,6 @@
 /* libFuzzer target: arbitrary bytes as a layer tar (plain or compressed) through the builder's
  * tar source, blob writer and bootstrap writer: paths, hard links, xattrs, types and sizes come
  * from untrusted headers. Errors are fine; crashes, leaks and UB are not. */
-#define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
