@@ -206,16 +206,7 @@ int cmd_create(int argc, char **argv)
             }
             break;
         case OPT_PREFETCH:
-            if (!strcmp(optarg, "fs"))
-                prefetch_fs = 1;
-            else if (!strcmp(optarg, "none"))
-                prefetch_fs = 0;
-            else {
-                fprintf(stderr,
-                        "chunkfly-image create: --prefetch-policy '%s' not supported (fs, none)\n",
-                        optarg);
-                return 1;
-            }
+            if (image_parse_prefetch_policy("create", optarg, &prefetch_fs)) return 1;
             break;
         case OPT_ALIGNED:
             break;
@@ -228,8 +219,7 @@ int cmd_create(int argc, char **argv)
             }
             break;
         case 'E':
-            fprintf(stderr, "chunkfly-image create: --encrypt is not supported\n");
-            return 1;
+            return image_unsupported("create", "--encrypt");
         case OPT_THREADS:
             if (cf_parse_u64(optarg, &v) || v > 64) {
                 fprintf(stderr, "chunkfly-image create: --threads '%s' (0..64)\n", optarg);
@@ -238,11 +228,9 @@ int cmd_create(int argc, char **argv)
             o.blob_opts.threads = (unsigned)v;
             break;
         case OPT_CHUNK_DICT:
-            fprintf(stderr, "chunkfly-image create: --chunk-dict is not supported\n");
-            return 1;
+            return image_unsupported("create", "--chunk-dict");
         case OPT_PARENT:
-            fprintf(stderr, "chunkfly-image create: --parent-bootstrap is not supported\n");
-            return 1;
+            return image_unsupported("create", "--parent-bootstrap");
         case 'J':
             json = optarg;
             break;

@@ -93,16 +93,7 @@ int cmd_merge(int argc, char **argv)
             out = optarg;
             break;
         case OPT_PREFETCH:
-            if (!strcmp(optarg, "fs"))
-                prefetch_fs = 1;
-            else if (!strcmp(optarg, "none"))
-                prefetch_fs = 0;
-            else {
-                fprintf(stderr,
-                        "chunkfly-image merge: --prefetch-policy '%s' not supported (fs, none)\n",
-                        optarg);
-                return 1;
-            }
+            if (image_parse_prefetch_policy("merge", optarg, &prefetch_fs)) return 1;
             break;
         case OPT_DIGESTS:
             digests = optarg;
@@ -118,11 +109,9 @@ int cmd_merge(int argc, char **argv)
         case 'C':
             break;
         case OPT_CHUNK_DICT:
-            fprintf(stderr, "chunkfly-image merge: --chunk-dict is not supported\n");
-            return 1;
+            return image_unsupported("merge", "--chunk-dict");
         case OPT_PARENT:
-            fprintf(stderr, "chunkfly-image merge: --parent-bootstrap is not supported\n");
-            return 1;
+            return image_unsupported("merge", "--parent-bootstrap");
         case 'J':
             json = optarg;
             break;

@@ -38,6 +38,26 @@ int image_parse_log_level(const char *cmd, const char *s, enum cf_log_level *lvl
     return 0;
 }
 
+int image_parse_prefetch_policy(const char *cmd, const char *s, int *fs)
+{
+    if (!strcmp(s, "fs"))
+        *fs = 1;
+    else if (!strcmp(s, "none"))
+        *fs = 0;
+    else {
+        fprintf(stderr, "chunkfly-image %s: --prefetch-policy '%s' not supported (fs, none)\n", cmd,
+                s);
+        return -1;
+    }
+    return 0;
+}
+
+int image_unsupported(const char *cmd, const char *option)
+{
+    fprintf(stderr, "chunkfly-image %s: %s is not supported\n", cmd, option);
+    return 1;
+}
+
 int image_bootstrap_arg(const char *cmd, image_usage_fn usage, int argc, char **argv,
                         const char **bootstrap)
 {

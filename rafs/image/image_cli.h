@@ -21,6 +21,11 @@ int image_usage_error(const char *cmd, image_usage_fn usage, const char *fmt, ..
 /* Parses --log-level into *lvl without applying it (check / inspect apply it after parsing);
  * prints "chunkfly-image CMD: bad log level" and returns -1 when invalid. */
 int image_parse_log_level(const char *cmd, const char *s, enum cf_log_level *lvl);
+/* Parses --prefetch-policy (fs, none) into *fs; prints the problem and returns -1 when not
+ * supported. */
+int image_parse_prefetch_policy(const char *cmd, const char *s, int *fs);
+/* Prints "chunkfly-image CMD: OPTION is not supported"; returns 1 (the exit code). */
+int image_unsupported(const char *cmd, const char *option);
 /* Takes BOOTSTRAP from -B (*bootstrap, may be NULL) or the only argument left at optind.
  * Returns 0, or prints the problem and usage and returns 1 (the exit code). */
 int image_bootstrap_arg(const char *cmd, image_usage_fn usage, int argc, char **argv,
