@@ -612,10 +612,13 @@ int main(int argc, char **argv)
         {"sched", 1, NULL, 's'},       {"peers", 1, NULL, 'p'},    {"tasks", 1, NULL, 't'},
         {"pieces", 1, NULL, 'n'},      {"piece-ms", 1, NULL, 'm'}, {"fault", 1, NULL, 'f'},
         {"fault-after", 1, NULL, 'a'}, {"timeout", 1, NULL, 'T'},  {"log-level", 1, NULL, 'L'},
-        {"help", 0, NULL, 'h'},        {NULL, 0, NULL, 0}};
+        {"help", 0, NULL, 'h'},        {"version", 0, NULL, 'V'},  {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "hV", lo, NULL)) != -1) {
         switch (ch) {
+        case 'V':
+            printf("chunkfly-sched-sim %s\n", CHUNKFLY_VERSION);
+            return 0;
         case 's':
             if (g.n_sched == MAX_SCHED) return 2;
             if (proto_addr_parse(optarg, &g.sched_addr[g.n_sched])) {
