@@ -376,6 +376,10 @@ void task_on_sched_error(struct task *t, const proto_error *e)
 {
     if (e->code == PROTO_E_NOT_FOUND) { /* DIGESTS_FETCH before anyone published a list */
         cf_debug("task %s: scheduler: %s", t->id, e->message);
+        if (t->sched_has_digests && !t->digests) { /* gone meanwhile: stop holding parents */
+            t->sched_has_digests = 0;
+            task_pump(t);
+        }
         return;
     }
     cf_info("task %s: scheduler error %u: %s", t->id, e->code, e->message);
@@ -881,6 +885,10 @@ void task_on_parent_avail(struct task *t, int tp, const uint8_t *bits, size_t le
 static int pick_parent(struct task *t, uint32_t piece)
 {
     peer_daemon *d = t->d;
+    /* The scheduler holds a per-piece digest list for this task that has not arrived yet:
+     * take nothing from parents until it has, so no parent's bytes are accepted (and served to
+     * a local reader) unchecked. Origin fetches go on meanwhile. */
+    if (t->sched_has_digests && !t->digests) return -1;
     uint64_t now = pd_now(d);
     int best = -1, best_load = 1 << 30;
     for (int i = 0; i < t->n_parents; i++) {
@@ -1088,7 +1096,10 @@ void task_on_digests(struct task *t, const proto_digest_list *l)
     cf_err err = {0};
     if (t->digests || !t->piece_count) return;
     if (proto_digest_list_check(l, t->id, t->piece_size, t->length, &err)) {
+        /* no usable list: parents' pieces are taken unverified, the whole-blob sha256 decides */
         cf_warn("task %s: digest list refused: %s", t->id, cf_err_str(&err, -EBADMSG));
+        t->sched_has_digests = 0;
+        task_pump(t);
         return;
     }
     uint8_t *copy = malloc((size_t)l->piece_count * 32);
@@ -1097,6 +1108,7 @@ void task_on_digests(struct task *t, const proto_digest_list *l)
     t->digests = copy;
     t->digests_from_sched = 1;
     cf_info("task %s: per-piece digest list received, pieces are checked on arrival", t->id);
+    task_pump(t); /* parents were held back until the list arrived */
 }
 
 /* ---- VERIFYING ---- */
