@@ -82,25 +82,32 @@ wait_port() {
     fail "nothing listens on $host:$port after ${t}s"
 }
 
-# start_registry [HOST] : a real docker-registry on a free port; sets REGISTRY=host:port.
+# start_registry [HOST] [EXTRA_YAML] [NAME]: a real docker-registry on a free port at HOST
+# (default 127.0.0.1). EXTRA_YAML adds top-level config sections (auth:, proxy:); NAME names
+# its dir under $T (default registry-PORT); REGISTRY_LOG overrides the log: section (default:
+# warnings only, no access log). Sets REGISTRY=host:port, REGISTRY_PID, REGISTRY_DIR.
 start_registry() {
     command -v docker-registry >/dev/null || skip "docker-registry not installed (.ci/install-deps)"
-    local host=${1:-127.0.0.1} port dir
+    local host=${1:-127.0.0.1} extra=${2:-} port dir
+    local logcfg='{level: warn, accesslog: {disabled: true}}'
+    [ -n "${REGISTRY_LOG:-}" ] && logcfg=$REGISTRY_LOG
     port=$(free_port "$host")
-    dir="$T/registry-$port"
+    dir="$T/${3:-registry-$port}"
     mkdir -p "$dir/data"
     cat >"$dir/config.yml" <<YML
 version: 0.1
-log: {level: warn, accesslog: {disabled: true}}
+log: $logcfg
 storage:
   filesystem: {rootdirectory: $dir/data}
   delete: {enabled: true}
   cache: {blobdescriptor: inmemory}
 http:
   addr: $host:$port
+$extra
 YML
     bg_start "$dir/log" docker-registry serve "$dir/config.yml"
     REGISTRY_PID=$CF_LAST_PID
+    REGISTRY_DIR=$dir
     wait_port "$host" "$port"
     REGISTRY="$host:$port"
 }

@@ -9,28 +9,12 @@ FETCH="$CHUNKFLY_BUILD/tests/registry_fetch"
 PY=/usr/bin/python3
 HERE="$CHUNKFLY_SRC/tests/integration/proto"
 
-# start_registry_cfg NAME HOST EXTRA_YAML: docker-registry with extra config lines (auth:,
-# proxy:); sets REG=host:port and REG_DIR.
+# start_registry_cfg NAME HOST EXTRA_YAML: testlib's start_registry with extra config lines
+# (auth:, proxy:) and the access log on; sets REG=host:port and REG_DIR.
 start_registry_cfg() {
-    command -v docker-registry >/dev/null || skip "docker-registry not installed (.ci/install-deps)"
-    local name=$1 host=$2 extra=$3 port
-    port=$(free_port "$host")
-    REG_DIR="$T/$name"
-    mkdir -p "$REG_DIR/data"
-    cat >"$REG_DIR/config.yml" <<YML
-version: 0.1
-log: {level: info, fields: {service: registry}}
-storage:
-  filesystem: {rootdirectory: $REG_DIR/data}
-  delete: {enabled: true}
-  cache: {blobdescriptor: inmemory}
-http:
-  addr: $host:$port
-$extra
-YML
-    bg_start "$REG_DIR/log" docker-registry serve "$REG_DIR/config.yml"
-    wait_port "$host" "$port"
-    REG="$host:$port"
+    REGISTRY_LOG="{level: info, fields: {service: registry}}" start_registry "$2" "$3" "$1"
+    REG=$REGISTRY
+    REG_DIR=$REGISTRY_DIR
 }
 
 # push_blob REG REPO FILE [CURL_AUTH_ARGS...]: prints the digest.
