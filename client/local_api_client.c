@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cf/buf.h"
+#include "proto/error_code.h"
 #include "proto/frame.h"
 #include "proto/handshake.h"
 #include "proto/msg.h"
@@ -120,47 +121,11 @@ static int recv_msg(client_local *c, proto_msg *m, uint32_t *payload_len, cf_err
     return 0;
 }
 
-static const char *code_name(uint32_t code)
-{
-    static const char *const names[] = {
-        "?",         "VERSION", "BAD_MESSAGE",     "UNEXPECTED", "UNKNOWN_HOST", "UNKNOWN_TASK",
-        "NOT_FOUND", "BUSY",    "DIGEST_MISMATCH", "MISMATCH",   "ORIGIN",       "AUTH",
-        "NO_SPACE",  "RANGE",   "INTERNAL",        "SHUTDOWN"};
-    return code < sizeof(names) / sizeof(names[0]) ? names[code] : "UNKNOWN_CODE";
-}
-
-static int code_errno(uint32_t code)
-{
-    switch (code) {
-    case PROTO_E_UNKNOWN_TASK:
-    case PROTO_E_NOT_FOUND:
-        return -ENOENT;
-    case PROTO_E_RANGE:
-        return -ERANGE;
-    case PROTO_E_AUTH:
-        return -EACCES;
-    case PROTO_E_ORIGIN:
-        return -EREMOTEIO;
-    case PROTO_E_NO_SPACE:
-        return -ENOSPC;
-    case PROTO_E_BUSY:
-        return -EBUSY;
-    case PROTO_E_DIGEST_MISMATCH:
-        return -EBADMSG;
-    case PROTO_E_SHUTDOWN:
-        return -ESHUTDOWN;
-    case PROTO_E_VERSION:
-        return -EPROTONOSUPPORT;
-    default:
-        return -EPROTO;
-    }
-}
-
 static int peer_error(client_local *c, const proto_error *e, cf_err *err)
 {
     c->last_peer_code = e->code;
-    return cf_err_set(err, code_errno(e->code), "peer: %s (%s)",
-                      e->message[0] ? e->message : "request refused", code_name(e->code));
+    return cf_err_set(err, proto_error_to_errno(e->code), "peer: %s (%s)",
+                      e->message[0] ? e->message : "request refused", proto_error_code_name(e->code));
 }
 
 static int unexpected(client_local *c, const proto_msg *m, const char *wanted, cf_err *err)

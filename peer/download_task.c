@@ -25,7 +25,7 @@
 #include "cf/hex.h"
 #include "cf/log.h"
 #include "daemon_internal.h"
-#include "peer/piece_size.h"
+#include "proto/piece.h"
 
 #define MAX_RESTARTS 3
 
@@ -251,13 +251,13 @@ static void size_done(void *p, int cancelled)
     size_job_free(j);
     peer_daemon *d = t->d;
     if (t->length == 0) {
-        t->piece_size = PEER_PIECE_SIZE_MIN_DEFAULT;
+        t->piece_size = PROTO_PIECE_SIZE_SMALL;
         task_open(t);
         return;
     }
     if (d->o.n_schedulers == 0 || (t->length <= d->o.small_blob && !t->seed)) {
         t->origin_mode = 1;
-        if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
+        if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
         task_open(t);
         return;
     }
@@ -278,7 +278,7 @@ static void task_register(struct task *t)
     if (sched_client_register(d, t) != 0) {
         cf_info("task %s: no scheduler reachable, fetching from the origin", t->id);
         t->origin_mode = 1;
-        if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
+        if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
         task_open(t);
     }
 }
@@ -328,7 +328,7 @@ void task_on_register_answer(struct task *t, const proto_register_answer *a)
     uint32_t count;
     if (a->content_length != t->length ||
         proto_piece_layout(a->content_length, a->piece_size, &count, &err) ||
-        count != a->piece_count || peer_piece_size_check(a->piece_size)) {
+        count != a->piece_count || proto_piece_size_check(a->piece_size)) {
         cf_warn("task %s: scheduler answer does not fit (length %llu/%llu, piece size %u): "
                 "using the origin",
                 t->id, (unsigned long long)a->content_length, (unsigned long long)t->length,
@@ -336,7 +336,7 @@ void task_on_register_answer(struct task *t, const proto_register_answer *a)
         t->registered = 0;
         if (t->state == T_REGISTERING) {
             t->origin_mode = 1;
-            if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
+            if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
             task_open(t);
         }
         return;
@@ -385,7 +385,7 @@ void task_on_sched_error(struct task *t, const proto_error *e)
     cf_info("task %s: scheduler error %u: %s", t->id, e->code, e->message);
     if (t->state == T_REGISTERING) {
         t->origin_mode = 1;
-        if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
+        if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
         task_open(t);
     } else if (e->code == PROTO_E_UNKNOWN_TASK && t->registered) {
         /* the scheduler forgot the task (restart, expiry): register again soon */
@@ -403,7 +403,7 @@ void task_on_sched_lost(struct task *t)
     if (t->state == T_REGISTERING) {
         if (sched_client_register(t->d, t) == 0) return; /* another scheduler */
         t->origin_mode = 1;
-        if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
+        if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
         task_open(t);
     } else if (t->state == T_RUNNING && !t->origin_mode) {
         /* no scheduler grants any more: what parents do not have comes from the origin until
@@ -1307,7 +1307,7 @@ void task_tick(peer_daemon *d)
         if (t->state == T_REGISTERING && now >= t->register_deadline_ms) {
             cf_info("task %s: no answer from the scheduler, fetching from the origin", t->id);
             t->origin_mode = 1;
-            if (!t->piece_size) t->piece_size = peer_piece_size_for(t->length);
+            if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
             task_open(t);
             continue;
         }

@@ -1,45 +1,9 @@
-/* Piece rules (sizes, counts) and the piece bitmap with run-length deltas. */
+/* The piece bitmap (bit order: proto/piece.h) with run-length deltas. */
 #include "proto/piece.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-int proto_piece_size_check(uint32_t piece_size)
-{
-    if (piece_size < PROTO_MIN_PIECE_SIZE || piece_size > PROTO_MAX_PIECE_SIZE) return -EINVAL;
-    if (piece_size & (piece_size - 1)) return -EINVAL;
-    return 0;
-}
-
-uint64_t proto_piece_count(uint64_t content_length, uint32_t piece_size)
-{
-    if (piece_size == 0) return 0;
-    return content_length / piece_size + (content_length % piece_size != 0);
-}
-
-uint32_t proto_piece_len(uint64_t content_length, uint32_t piece_size, uint32_t index)
-{
-    if (piece_size == 0) return 0;
-    uint64_t start = (uint64_t)index * piece_size;
-    if (start >= content_length) return 0;
-    uint64_t left = content_length - start;
-    return left < piece_size ? (uint32_t)left : piece_size;
-}
-
-int proto_piece_layout(uint64_t content_length, uint32_t piece_size, uint32_t *count, cf_err *err)
-{
-    if (proto_piece_size_check(piece_size) < 0)
-        return cf_err_set(err, -EINVAL, "piece size %u is not a power of two in [%u, %u]",
-                          piece_size, PROTO_MIN_PIECE_SIZE, PROTO_MAX_PIECE_SIZE);
-    uint64_t n = proto_piece_count(content_length, piece_size);
-    if (n > PROTO_MAX_PIECES)
-        return cf_err_set(err, -EINVAL, "%llu bytes in %u-byte pieces make %llu pieces (max %u)",
-                          (unsigned long long)content_length, piece_size, (unsigned long long)n,
-                          PROTO_MAX_PIECES);
-    *count = (uint32_t)n;
-    return 0;
-}
 
 size_t proto_bitmap_nbytes(uint32_t nbits)
 {
@@ -85,28 +49,25 @@ int proto_bitmap_from_bytes(proto_bitmap *b, uint32_t nbits, const uint8_t *byte
 int proto_bitmap_set(proto_bitmap *b, uint32_t i)
 {
     if (i >= b->nbits) return -ERANGE;
-    b->bits[i / 8] |= (uint8_t)(1u << (i % 8));
+    proto_bit_set(b->bits, i);
     return 0;
 }
 
 int proto_bitmap_clear(proto_bitmap *b, uint32_t i)
 {
     if (i >= b->nbits) return -ERANGE;
-    b->bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
+    proto_bit_clear(b->bits, i);
     return 0;
 }
 
 bool proto_bitmap_test(const proto_bitmap *b, uint32_t i)
 {
-    return i < b->nbits && (b->bits[i / 8] >> (i % 8)) & 1u;
+    return i < b->nbits && proto_bit_get(b->bits, i);
 }
 
 uint32_t proto_bitmap_count(const proto_bitmap *b)
 {
-    uint32_t n = 0;
-    size_t nb = proto_bitmap_nbytes(b->nbits);
-    for (size_t i = 0; i < nb; i++) n += (uint32_t)__builtin_popcount(b->bits[i]);
-    return n;
+    return proto_bits_count(b->bits, b->nbits);
 }
 
 bool proto_bitmap_full(const proto_bitmap *b)
