@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cf/file_io.h"
 #include "rafs/compressor.h"
 #include "reader_priv.h"
 
@@ -266,10 +265,12 @@ static int decode_stored(const struct rafs_ci_header_info *h, const uint8_t *sto
     return rc;
 }
 
-int rafs_blob_meta_load(int fd, uint64_t blob_size, const struct rafs_blob_info *bi,
+int rafs_blob_meta_load(const rafs_blob_source *src, const struct rafs_blob_info *bi,
                         struct rafs_blob_meta **out, cf_err *err)
 {
-    uint64_t total;
+    uint64_t total, blob_size;
+    int rc = rafs_blob_source_size(src, &blob_size);
+    if (rc) return cf_err_set(err, rc, "blob %s: size: %s", bi->id, cf_err_str(NULL, rc));
     if (bi->ci_compressed_size > RAFS_CI_MAX_SIZE)
         return cf_err_set(err, -EBADMSG, "blob %s: ci array of %llu bytes over the limit", bi->id,
                           (unsigned long long)bi->ci_compressed_size);
@@ -282,7 +283,7 @@ int rafs_blob_meta_load(int fd, uint64_t blob_size, const struct rafs_blob_info 
     uint8_t *buf = malloc(total);
     if (!buf) return cf_err_set(err, -ENOMEM, "out of memory for ci array");
     struct rafs_ci_header_info h;
-    int rc = cf_pread_full(fd, buf, total, bi->ci_offset);
+    rc = rafs_blob_source_read_full(src, buf, total, bi->ci_offset);
     if (rc) {
         rc = cf_err_set(err, rc, "blob %s: reading ci array: %s", bi->id, cf_err_str(NULL, rc));
         goto out;
@@ -338,7 +339,7 @@ int rafs_blob_meta_parse_cache(const void *buf, size_t len, const struct rafs_bl
     return 0;
 }
 
-int rafs_blob_meta_load_toc(int fd, const struct rafs_blob_toc *toc,
+int rafs_blob_meta_load_toc(const rafs_blob_source *src, const struct rafs_blob_toc *toc,
                             const struct rafs_blob_info *bi, struct rafs_blob_meta **out,
                             cf_err *err)
 {
@@ -350,7 +351,7 @@ int rafs_blob_meta_load_toc(int fd, const struct rafs_blob_toc *toc,
     uint8_t *hdr = NULL, *ci = NULL;
     size_t hlen = 0, clen = 0;
     struct rafs_ci_header_info h;
-    int rc = rafs_blob_toc_read_item(fd, hi, RAFS_CI_HEADER_SIZE, &hdr, &hlen, err);
+    int rc = rafs_blob_toc_read_item(src, hi, RAFS_CI_HEADER_SIZE, &hdr, &hlen, err);
     if (rc) goto out;
     if (hlen != RAFS_CI_HEADER_SIZE) {
         rc = cf_err_set(err, -EBADMSG, "TOC %s entry is %zu bytes, expected 4096",
@@ -359,7 +360,7 @@ int rafs_blob_meta_load_toc(int fd, const struct rafs_blob_toc *toc,
     }
     if ((rc = rafs_ci_header_parse(hdr, &h, err))) goto out;
     if (bi && (rc = check_against_table(&h, bi, 0, err))) goto out;
-    rc = rafs_blob_toc_read_item(fd, mi, RAFS_CI_MAX_SIZE, &ci, &clen, err);
+    rc = rafs_blob_toc_read_item(src, mi, RAFS_CI_MAX_SIZE, &ci, &clen, err);
     if (rc) goto out;
     /* the TOC entry's content is the ci array as the header describes it, uncompressed */
     rc = rafs_blob_meta_decode(&h, ci, clen, 0, bi ? bi->uncompressed_size : 0, out, err);
@@ -369,8 +370,8 @@ out:
     return rc;
 }
 
-int rafs_blob_meta_load_digests(int fd, const struct rafs_blob_toc *toc, struct rafs_blob_meta *m,
-                                cf_err *err)
+int rafs_blob_meta_load_digests(const rafs_blob_source *src, const struct rafs_blob_toc *toc,
+                                struct rafs_blob_meta *m, cf_err *err)
 {
     const struct rafs_toc_item *it = rafs_blob_toc_find(toc, RAFS_TOC_NAME_DIGEST);
     if (!it) return cf_err_set(err, -ENOENT, "TOC has no %s entry", RAFS_TOC_NAME_DIGEST);
@@ -381,7 +382,7 @@ int rafs_blob_meta_load_digests(int fd, const struct rafs_blob_toc *toc, struct 
                           (unsigned long long)want);
     uint8_t *d = NULL;
     size_t len = 0;
-    int rc = rafs_blob_toc_read_item(fd, it, want, &d, &len, err);
+    int rc = rafs_blob_toc_read_item(src, it, want, &d, &len, err);
     if (rc) return rc;
     free(m->digests);
     m->digests = (uint8_t(*)[32])d;

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "cf/digest.h"
-#include "cf/file_io.h"
 #include "rafs/compressor.h"
 #include "reader_priv.h"
 
@@ -142,11 +141,14 @@ int rafs_blob_toc_parse(const void *tail, size_t tail_len, uint64_t blob_size,
     return 0;
 }
 
-int rafs_blob_toc_read(int fd, uint64_t blob_size, struct rafs_blob_toc *out, cf_err *err)
+int rafs_blob_toc_read(const rafs_blob_source *src, struct rafs_blob_toc *out, cf_err *err)
 {
     uint8_t buf[RAFS_TOC_MAX_SIZE];
+    uint64_t blob_size;
+    int rc = rafs_blob_source_size(src, &blob_size);
+    if (rc) return cf_err_set(err, rc, "blob size: %s", cf_err_str(NULL, rc));
     size_t n = blob_size < RAFS_TOC_MAX_SIZE ? (size_t)blob_size : RAFS_TOC_MAX_SIZE;
-    int rc = cf_pread_full(fd, buf, n, blob_size - n);
+    rc = rafs_blob_source_read_full(src, buf, n, blob_size - n);
     if (rc) return cf_err_set(err, rc, "reading blob tail: %s", cf_err_str(NULL, rc));
     return rafs_blob_toc_parse(buf, n, blob_size, out, err);
 }
@@ -169,8 +171,8 @@ const struct rafs_toc_item *rafs_blob_toc_find(const struct rafs_blob_toc *toc, 
     return NULL;
 }
 
-int rafs_blob_toc_read_item(int fd, const struct rafs_toc_item *item, size_t max_len, uint8_t **out,
-                            size_t *out_len, cf_err *err)
+int rafs_blob_toc_read_item(const rafs_blob_source *src, const struct rafs_toc_item *item,
+                            size_t max_len, uint8_t **out, size_t *out_len, cf_err *err)
 {
     *out = NULL;
     *out_len = 0;
@@ -188,7 +190,7 @@ int rafs_blob_toc_read_item(int fd, const struct rafs_toc_item *item, size_t max
     uint8_t *c = malloc(clen ? clen : 1), *u = NULL;
     int rc;
     if (!c) return cf_err_set(err, -ENOMEM, "out of memory");
-    rc = cf_pread_full(fd, c, clen, item->compressed_offset);
+    rc = rafs_blob_source_read_full(src, c, clen, item->compressed_offset);
     if (rc) {
         rc = cf_err_set(err, rc, "TOC entry '%s': read failed: %s", item->name,
                         cf_err_str(NULL, rc));
@@ -226,17 +228,17 @@ fail:
     return rc;
 }
 
-int rafs_blob_read_bootstrap(int fd, const struct rafs_blob_toc *toc, uint8_t **out,
-                             size_t *out_len, cf_err *err)
+int rafs_blob_read_bootstrap(const rafs_blob_source *src, const struct rafs_blob_toc *toc,
+                             uint8_t **out, size_t *out_len, cf_err *err)
 {
     const struct rafs_toc_item *it = rafs_blob_toc_find(toc, RAFS_TOC_NAME_BOOT);
     if (!it)
         return cf_err_set(err, -ENOENT, "blob has no inline bootstrap (%s)", RAFS_TOC_NAME_BOOT);
-    return rafs_blob_toc_read_item(fd, it, RAFS_BOOTSTRAP_MAX_SIZE, out, out_len, err);
+    return rafs_blob_toc_read_item(src, it, RAFS_BOOTSTRAP_MAX_SIZE, out, out_len, err);
 }
 
 /* SHA-256 of blob bytes [0, len), streamed. */
-static int sha256_prefix(int fd, uint64_t len, uint8_t out[32], cf_err *err)
+static int sha256_prefix(const rafs_blob_source *src, uint64_t len, uint8_t out[32], cf_err *err)
 {
     cf_digest_ctx d;
     int rc = cf_digest_init(&d, CF_DIGEST_SHA256);
@@ -249,7 +251,7 @@ static int sha256_prefix(int fd, uint64_t len, uint8_t out[32], cf_err *err)
     }
     for (uint64_t off = 0; off < len;) {
         size_t n = len - off < bsz ? (size_t)(len - off) : bsz;
-        if ((rc = cf_pread_full(fd, buf, n, off))) {
+        if ((rc = rafs_blob_source_read_full(src, buf, n, off))) {
             free(buf);
             cf_digest_abort(&d);
             return cf_err_set(err, rc, "reading blob data: %s", cf_err_str(NULL, rc));
@@ -262,10 +264,12 @@ static int sha256_prefix(int fd, uint64_t len, uint8_t out[32], cf_err *err)
     return 0;
 }
 
-int rafs_blob_tar_verify(int fd, uint64_t blob_size, const struct rafs_blob_toc *toc, cf_err *err)
+int rafs_blob_tar_verify(const rafs_blob_source *src, const struct rafs_blob_toc *toc, cf_err *err)
 {
-    uint64_t end = blob_size;
+    uint64_t end;
     int members = 0;
+    int rc = rafs_blob_source_size(src, &end);
+    if (rc) return cf_err_set(err, rc, "blob size: %s", cf_err_str(NULL, rc));
     while (end > 0) {
         uint8_t h[RAFS_TAR_BLOCK];
         char name[101];
@@ -275,7 +279,7 @@ int rafs_blob_tar_verify(int fd, uint64_t blob_size, const struct rafs_blob_toc 
             return cf_err_set(err, -EBADMSG, "blob tail: %llu bytes before the first tar member",
                               (unsigned long long)end);
         uint64_t hoff = end - RAFS_TAR_BLOCK;
-        int rc = cf_pread_full(fd, h, sizeof(h), hoff);
+        rc = rafs_blob_source_read_full(src, h, sizeof(h), hoff);
         if (rc)
             return cf_err_set(err, rc, "reading tar header at %llu: %s", (unsigned long long)hoff,
                               cf_err_str(NULL, rc));
@@ -301,7 +305,7 @@ int rafs_blob_tar_verify(int fd, uint64_t blob_size, const struct rafs_blob_toc 
             if (!it) return cf_err_set(err, -EBADMSG, "tar member '%s' is not in the TOC", name);
             if (strcmp(name, RAFS_TOC_NAME_BLOB) == 0) {
                 uint8_t d[32];
-                if ((rc = sha256_prefix(fd, end, d, err))) return rc;
+                if ((rc = sha256_prefix(src, end, d, err))) return rc;
                 if (memcmp(d, it->digest, 32) != 0)
                     return cf_err_set(err, -EBADMSG,
                                       "chunk data region [0, %llu): sha256 differs "

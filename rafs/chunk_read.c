@@ -1,12 +1,12 @@
-/* Reading one chunk from a data blob: pread the stored bytes, decompress with the blob's
- * compressor when the chunk is flagged compressed, and verify the digest of the uncompressed
- * data (BLAKE3 or SHA-256) so corrupt or substituted blobs are caught (nydus-format.md §3.1). */
+/* Reading one chunk from a data blob: read the stored bytes through the blob source, decompress
+ * with the blob's compressor when the chunk is flagged compressed, and verify the digest of the
+ * uncompressed data (BLAKE3 or SHA-256) so corrupt or substituted blobs are caught
+ * (nydus-format.md §3.1). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cf/digest.h"
-#include "cf/file_io.h"
 #include "cf/hex.h"
 #include "rafs/compressor.h"
 #include "rafs/digester.h"
@@ -48,8 +48,9 @@ int rafs_chunk_decode(const void *src, const struct rafs_chunk_ref *ref,
     return 0;
 }
 
-int rafs_chunk_read(int fd, const struct rafs_chunk_ref *ref, enum rafs_compressor compressor,
-                    enum rafs_digester digester, void *out, cf_err *err)
+int rafs_chunk_read(const rafs_blob_source *src, const struct rafs_chunk_ref *ref,
+                    enum rafs_compressor compressor, enum rafs_digester digester, void *out,
+                    cf_err *err)
 {
     const char *id = ref->blob_id ? ref->blob_id : "?";
     if (ref->compressed_size == 0 || ref->compressed_size > 2 * RAFS_MAX_CHUNK_SIZE ||
@@ -58,7 +59,7 @@ int rafs_chunk_read(int fd, const struct rafs_chunk_ref *ref, enum rafs_compress
                           ref->ci_index, id, ref->compressed_size, ref->uncompressed_size);
     uint8_t *buf = malloc(ref->compressed_size);
     if (!buf) return cf_err_set(err, -ENOMEM, "out of memory");
-    int rc = cf_pread_full(fd, buf, ref->compressed_size, ref->compressed_offset);
+    int rc = rafs_blob_source_read_full(src, buf, ref->compressed_size, ref->compressed_offset);
     if (rc) {
         rc = cf_err_set(err, rc, "chunk %u of blob %s: reading %u bytes at %llu: %s", ref->ci_index,
                         id, ref->compressed_size, (unsigned long long)ref->compressed_offset,

@@ -1,80 +1,81 @@
-/* File content of a RAFS image from local blob files: map the range to chunks, read and
- * verify each chunk, copy the wanted bytes. Used by check/inspect and by unpack-style tools. */
+/* File content of a RAFS image through its blob sources (one per blob, e.g. the local files
+ * DIR/<blob id>): map the range to chunks, read and verify each chunk, copy the wanted bytes.
+ * Used by inspect --manifest, unpack-style tools and the coming FUSE reader. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "reader_priv.h"
 
-struct rafs_blob_files {
+struct rafs_blob_set {
     uint32_t count;
-    int *fds;
-    uint64_t *sizes;
+    rafs_blob_source **src;
 };
 
-void rafs_blob_files_close(rafs_blob_files *bf)
+void rafs_blob_set_close(rafs_blob_set *set)
 {
-    if (!bf) return;
-    for (uint32_t i = 0; i < bf->count; i++)
-        if (bf->fds[i] >= 0) close(bf->fds[i]);
-    free(bf->fds);
-    free(bf->sizes);
-    free(bf);
+    if (!set) return;
+    for (uint32_t i = 0; i < set->count; i++) rafs_blob_source_close(set->src[i]);
+    free(set->src);
+    free(set);
 }
 
-int rafs_blob_files_open_dir(const rafs_image *img, const char *dir, rafs_blob_files **out,
-                             cf_err *err)
+int rafs_blob_set_new(const rafs_image *img, rafs_blob_set **out, cf_err *err)
 {
     uint32_t n = rafs_image_blob_count(img);
-    rafs_blob_files *bf = calloc(1, sizeof(*bf));
-    if (!bf) return cf_err_set(err, -ENOMEM, "out of memory");
-    bf->fds = malloc(sizeof(int) * (n ? n : 1));
-    bf->sizes = calloc(n ? n : 1, sizeof(uint64_t));
-    if (!bf->fds || !bf->sizes) {
-        rafs_blob_files_close(bf);
+    rafs_blob_set *set = calloc(1, sizeof(*set));
+    if (!set || !(set->src = calloc(n ? n : 1, sizeof(*set->src)))) {
+        free(set);
         return cf_err_set(err, -ENOMEM, "out of memory");
     }
-    for (uint32_t i = 0; i < n; i++) bf->fds[i] = -1;
-    bf->count = n;
-    for (uint32_t i = 0; i < n; i++) {
-        const struct rafs_blob_info *bi = rafs_image_blob(img, i);
-        char path[4096];
-        struct stat st;
-        if (strchr(bi->id, '/') || !strcmp(bi->id, ".") || !strcmp(bi->id, "..")) {
-            rafs_blob_files_close(bf);
-            return cf_err_set(err, -EBADMSG, "blob id '%s' cannot be a file name", bi->id);
-        }
-        snprintf(path, sizeof(path), "%s/%s", dir, bi->id);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-            int e = fd < 0 ? -errno : -EINVAL;
-            if (fd >= 0) close(fd);
-            rafs_blob_files_close(bf);
-            return cf_err_set(err, e, "data blob %s: %s", path,
-                              e == -EINVAL ? "not a regular file" : cf_err_str(NULL, e));
-        }
-        bf->fds[i] = fd;
-        bf->sizes[i] = (uint64_t)st.st_size;
-    }
-    *out = bf;
+    set->count = n;
+    *out = set;
     return 0;
 }
 
-int rafs_blob_files_fd(const rafs_blob_files *bf, uint32_t idx)
+int rafs_blob_set_put(rafs_blob_set *set, uint32_t idx, rafs_blob_source *src, cf_err *err)
 {
-    return idx < bf->count ? bf->fds[idx] : -1;
+    if (idx >= set->count) {
+        rafs_blob_source_close(src);
+        return cf_err_set(err, -EINVAL, "blob index %u out of range (%u blobs)", idx, set->count);
+    }
+    rafs_blob_source_close(set->src[idx]);
+    set->src[idx] = src;
+    return 0;
 }
 
-uint64_t rafs_blob_files_size(const rafs_blob_files *bf, uint32_t idx)
+const rafs_blob_source *rafs_blob_set_get(const rafs_blob_set *set, uint32_t idx)
 {
-    return idx < bf->count ? bf->sizes[idx] : 0;
+    return idx < set->count ? set->src[idx] : NULL;
 }
 
-int rafs_file_read(const rafs_image *img, const rafs_blob_files *bf, uint64_t nid, uint64_t offset,
+int rafs_blob_set_open_dir(const rafs_image *img, const char *dir, rafs_blob_set **out, cf_err *err)
+{
+    rafs_blob_set *set;
+    int rc = rafs_blob_set_new(img, &set, err);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < set->count; i++) {
+        const struct rafs_blob_info *bi = rafs_image_blob(img, i);
+        char path[4096];
+        rafs_blob_source *src;
+        if (strchr(bi->id, '/') || !strcmp(bi->id, ".") || !strcmp(bi->id, "..")) {
+            rafs_blob_set_close(set);
+            return cf_err_set(err, -EBADMSG, "blob id '%s' cannot be a file name", bi->id);
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, bi->id);
+        if ((rc = rafs_blob_source_open_path(path, &src, NULL))) {
+            rafs_blob_set_close(set);
+            return cf_err_set(err, rc, "data blob %s: %s", path,
+                              rc == -EINVAL ? "not a regular file" : cf_err_str(NULL, rc));
+        }
+        set->src[i] = src;
+    }
+    *out = set;
+    return 0;
+}
+
+int rafs_file_read(const rafs_image *img, const rafs_blob_set *set, uint64_t nid, uint64_t offset,
                    void *buf, size_t len, size_t *nread, cf_err *err)
 {
     struct rafs_stat st;
@@ -93,8 +94,8 @@ int rafs_file_read(const rafs_image *img, const rafs_blob_files *bf, uint64_t ni
         struct rafs_chunk_ref ref;
         if ((rc = rafs_file_chunk(img, nid, idx, &ref, err))) break;
         const struct rafs_blob_info *bi = &img->blobs[ref.blob_index];
-        int fd = rafs_blob_files_fd(bf, ref.blob_index);
-        if (fd < 0) {
+        const rafs_blob_source *src = rafs_blob_set_get(set, ref.blob_index);
+        if (!src) {
             rc = cf_err_set(err, -ENOENT, "blob %s not open", bi->id);
             break;
         }
@@ -102,7 +103,7 @@ int rafs_file_read(const rafs_image *img, const rafs_blob_files *bf, uint64_t ni
             rc = cf_err_set(err, -ENOMEM, "out of memory");
             break;
         }
-        if ((rc = rafs_chunk_read(fd, &ref, bi->compressor, bi->digester, chunk, err))) break;
+        if ((rc = rafs_chunk_read(src, &ref, bi->compressor, bi->digester, chunk, err))) break;
         uint64_t in = pos - ref.file_offset;
         size_t n = (size_t)(ref.uncompressed_size - in);
         if (n > len - done) n = len - done;

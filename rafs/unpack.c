@@ -22,8 +22,7 @@ struct first_path {
 struct uctx {
     rafs_image *img;
     struct archive *a;
-    int *fds;
-    uint32_t nfds;
+    rafs_blob_set *blobs;
     uint8_t *buf;
     size_t buf_cap;
     struct first_path *seen; /* hard-link groups: nid -> first path */
@@ -49,7 +48,8 @@ static int write_data(struct uctx *u, const struct rafs_walk_entry *e)
     for (uint64_t i = 0; i < n; i++) {
         struct rafs_chunk_ref ref;
         if ((rc = rafs_file_chunk(u->img, e->nid, i, &ref, u->err))) return rc;
-        if (ref.blob_index >= u->nfds || u->fds[ref.blob_index] < 0)
+        const rafs_blob_source *src = rafs_blob_set_get(u->blobs, ref.blob_index);
+        if (!src)
             return cf_err_set(u->err, -ENOENT, "'%s': blob %u (%s) not available", e->path,
                               ref.blob_index, ref.blob_id);
         if (ref.uncompressed_size > u->buf_cap) {
@@ -61,7 +61,7 @@ static int write_data(struct uctx *u, const struct rafs_walk_entry *e)
         /* runs of one deduplicated chunk (zeros, sparse files) are read and verified once */
         if (!(u->have_last && u->last_blob == ref.blob_index && u->last_ci == ref.ci_index)) {
             u->have_last = 0;
-            rc = rafs_chunk_read(u->fds[ref.blob_index], &ref, u->comp, u->dig, u->buf, u->err);
+            rc = rafs_chunk_read(src, &ref, u->comp, u->dig, u->buf, u->err);
             if (rc)
                 return cf_err_wrap(u->err, rc, "'%s' chunk %llu", e->path, (unsigned long long)i);
             u->have_last = 1;
@@ -155,32 +155,29 @@ int rafs_unpack(const char *bootstrap, const char *blob_file, const char *blob_d
     const struct rafs_super_info *sb = rafs_image_super(u.img);
     u.comp = sb->compressor;
     u.dig = sb->digester;
-    u.nfds = rafs_image_blob_count(u.img);
+    uint32_t nblobs = rafs_image_blob_count(u.img);
     char tmp[PATH_MAX];
     tmp[0] = 0;
-    u.fds = malloc((u.nfds ? u.nfds : 1) * sizeof(int));
-    if (!u.fds) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    for (uint32_t i = 0; i < u.nfds; i++) u.fds[i] = -1;
-    for (uint32_t i = 0; i < u.nfds; i++) {
+    if ((rc = rafs_blob_set_new(u.img, &u.blobs, err))) goto out;
+    for (uint32_t i = 0; i < nblobs; i++) {
         const struct rafs_blob_info *bi = rafs_image_blob(u.img, i);
         char p[PATH_MAX];
         if (blob_dir) {
             snprintf(p, sizeof(p), "%s/%s", blob_dir, bi->id);
             if (blob_file && access(p, R_OK)) snprintf(p, sizeof(p), "%s", blob_file);
-        } else if (blob_file && u.nfds == 1) {
+        } else if (blob_file && nblobs == 1) {
             snprintf(p, sizeof(p), "%s", blob_file);
         } else {
-            rc = cf_err_set(err, -EINVAL, "image has %u blobs: give --blob-dir", u.nfds);
+            rc = cf_err_set(err, -EINVAL, "image has %u blobs: give --blob-dir", nblobs);
             goto out;
         }
-        u.fds[i] = open(p, O_RDONLY | O_CLOEXEC);
-        if (u.fds[i] < 0) {
-            rc = cf_err_set(err, -errno, "opening blob %s: '%s': %s", bi->id, p, strerror(errno));
+        rafs_blob_source *src;
+        if ((rc = rafs_blob_source_open_path(p, &src, NULL))) {
+            rc = cf_err_set(err, rc, "opening blob %s: '%s': %s", bi->id, p,
+                            rc == -EINVAL ? "not a regular file" : cf_err_str(NULL, rc));
             goto out;
         }
+        if ((rc = rafs_blob_set_put(u.blobs, i, src, err))) goto out;
     }
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", out_tar) >= (int)sizeof(tmp)) {
         tmp[0] = 0;
@@ -211,9 +208,7 @@ int rafs_unpack(const char *bootstrap, const char *blob_file, const char *blob_d
 out:
     if (tmp[0]) unlink(tmp);
     if (u.a) archive_write_free(u.a);
-    for (uint32_t i = 0; u.fds && i < u.nfds; i++)
-        if (u.fds[i] >= 0) close(u.fds[i]);
-    free(u.fds);
+    rafs_blob_set_close(u.blobs);
     for (size_t i = 0; i < u.nseen; i++) free(u.seen[i].path);
     free(u.seen);
     free(u.buf);

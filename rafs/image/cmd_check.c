@@ -2,14 +2,12 @@
  * and chunk index reachable from the root) and, with -D, every chunk of every data blob
  * (ci array, TOC, blob.digest, decompression and digest), like `nydus-image check`. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "cf/file_io.h"
 #include "cf/hex.h"
@@ -131,22 +129,23 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
 {
     const struct rafs_blob_info *bi = rafs_image_blob(img, idx);
     char path[4096];
-    struct stat st;
     struct rafs_blob_meta *m = NULL;
     uint8_t *buf = NULL;
-    int rc = 0;
+    rafs_blob_source *src;
+    uint64_t size;
     snprintf(path, sizeof(path), "%s/%s", dir, bi->id);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cf_err_set(err, -errno, "data blob %s: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0) {
-        rc = cf_err_set(err, -errno, "data blob %s: %s", path, strerror(errno));
+    int rc = rafs_blob_source_open_path(path, &src, NULL);
+    if (rc)
+        return cf_err_set(err, rc, "data blob %s: %s", path,
+                          rc == -EINVAL ? "not a regular file" : cf_err_str(NULL, rc));
+    if ((rc = rafs_blob_source_size(src, &size))) {
+        rc = cf_err_set(err, rc, "data blob %s: %s", path, cf_err_str(NULL, rc));
         goto out;
     }
-    uint64_t size = (uint64_t)st.st_size;
     struct rafs_blob_toc toc;
     int have_toc = 0;
     if (bi->features & RAFS_BLOB_HAS_TOC) {
-        if ((rc = rafs_blob_toc_read(fd, size, &toc, err)) ||
+        if ((rc = rafs_blob_toc_read(src, &toc, err)) ||
             (rc = rafs_blob_toc_verify(&toc, bi, err))) {
             rc = cf_err_wrap(err, rc, "data blob %s", bi->id);
             goto out;
@@ -173,7 +172,7 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
             uint8_t *content = NULL;
             size_t clen = 0;
             if (!strcmp(it->name, RAFS_TOC_NAME_BLOB)) continue; /* checked by the tar walk */
-            rc = rafs_blob_toc_read_item(fd, it, RAFS_BOOTSTRAP_MAX_SIZE, &content, &clen, err);
+            rc = rafs_blob_toc_read_item(src, it, RAFS_BOOTSTRAP_MAX_SIZE, &content, &clen, err);
             free(content);
             if (rc) {
                 rc = cf_err_wrap(err, rc, "data blob %s", bi->id);
@@ -182,7 +181,7 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
         }
     }
     if (bi->features & RAFS_BLOB_HAS_TAR_HEADER) {
-        rc = rafs_blob_tar_verify(fd, size, have_toc ? &toc : NULL, err);
+        rc = rafs_blob_tar_verify(src, have_toc ? &toc : NULL, err);
         if (rc < 0) {
             rc = cf_err_wrap(err, rc, "data blob %s", bi->id);
             goto out;
@@ -190,9 +189,9 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
         rc = 0;
     }
     if (bi->ci_compressed_size || bi->ci_uncompressed_size) {
-        if ((rc = rafs_blob_meta_load(fd, size, bi, &m, err))) goto out;
+        if ((rc = rafs_blob_meta_load(src, bi, &m, err))) goto out;
         if (have_toc && rafs_blob_toc_find(&toc, RAFS_TOC_NAME_DIGEST) &&
-            (rc = rafs_blob_meta_load_digests(fd, &toc, m, err))) {
+            (rc = rafs_blob_meta_load_digests(src, &toc, m, err))) {
             rc = cf_err_wrap(err, rc, "data blob %s", bi->id);
             goto out;
         }
@@ -227,7 +226,7 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
             ref.has_digest = 1;
             memcpy(ref.digest, m->digests[i], 32);
         }
-        rc = rafs_chunk_read(fd, &ref, bi->compressor, bi->digester, buf, err);
+        rc = rafs_chunk_read(src, &ref, bi->compressor, bi->digester, buf, err);
         if (rc) {
             rc = cf_err_wrap(err, rc, "data blob %s", bi->id);
             goto out;
@@ -238,7 +237,7 @@ static int check_blob(const rafs_image *img, uint32_t idx, const char *dir, int 
 out:
     free(buf);
     rafs_blob_meta_free(m);
-    close(fd);
+    rafs_blob_source_close(src);
     return rc;
 }
 
@@ -246,7 +245,7 @@ out:
  * blob.digest is absent, and cross-checks chunk table vs blob data). */
 struct data_ctx {
     const rafs_image *img;
-    const rafs_blob_files *bf;
+    const rafs_blob_set *blobs;
     uint8_t *buf;
     cf_err *err;
 };
@@ -262,7 +261,7 @@ static int check_file_data(const struct rafs_walk_entry *e, void *arg)
         rc = rafs_file_chunk(d->img, e->nid, i, &ref, d->err);
         if (rc) break;
         const struct rafs_blob_info *bi = rafs_image_blob(d->img, ref.blob_index);
-        rc = rafs_chunk_read(rafs_blob_files_fd(d->bf, ref.blob_index), &ref, bi->compressor,
+        rc = rafs_chunk_read(rafs_blob_set_get(d->blobs, ref.blob_index), &ref, bi->compressor,
                              bi->digester, d->buf, d->err);
     }
     if (rc) return cf_err_wrap(d->err, rc, "/%s", e->path);
@@ -377,15 +376,15 @@ int cmd_check(int argc, char **argv)
     if (blob_dir) {
         for (uint32_t i = 0; !rc && i < rafs_image_blob_count(img); i++)
             rc = check_blob(img, i, blob_dir, verbose, &err);
-        rafs_blob_files *bf = NULL;
-        if (!rc) rc = rafs_blob_files_open_dir(img, blob_dir, &bf, &err);
+        rafs_blob_set *blobs = NULL;
+        if (!rc) rc = rafs_blob_set_open_dir(img, blob_dir, &blobs, &err);
         if (!rc) {
-            struct data_ctx dc = {img, bf, malloc(RAFS_MAX_CHUNK_SIZE), &err};
+            struct data_ctx dc = {img, blobs, malloc(RAFS_MAX_CHUNK_SIZE), &err};
             rc = dc.buf ? rafs_walk(img, check_file_data, &dc, &err)
                         : cf_err_set(&err, -ENOMEM, "out of memory");
             free(dc.buf);
         }
-        rafs_blob_files_close(bf);
+        rafs_blob_set_close(blobs);
         if (rc) {
             fprintf(stderr, "chunkfly-image check: %s: %s\n", bootstrap, cf_err_str(&err, rc));
             rafs_image_close(img);

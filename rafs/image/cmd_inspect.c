@@ -261,7 +261,7 @@ struct mf_entry {
 
 struct mf_ctx {
     const rafs_image *img;
-    const rafs_blob_files *bf;
+    const rafs_blob_set *blobs;
     int content;
     struct mf_entry *v;
     size_t n, cap;
@@ -344,7 +344,7 @@ static int content_sha256(struct mf_ctx *c, uint64_t nid, uint64_t size, char ou
     if (rc) return rc;
     for (uint64_t off = 0; off < size;) {
         size_t got;
-        rc = rafs_file_read(c->img, c->bf, nid, off, c->buf, cs, &got, c->err);
+        rc = rafs_file_read(c->img, c->blobs, nid, off, c->buf, cs, &got, c->err);
         if (rc || got == 0) {
             cf_digest_abort(&d);
             return rc ? rc : cf_err_set(c->err, -EIO, "short read");
@@ -448,14 +448,14 @@ static char type_char(uint32_t mode)
 static int print_manifest(const rafs_image *img, const char *blob_dir, int content)
 {
     cf_err err = {0};
-    rafs_blob_files *bf = NULL;
+    rafs_blob_set *blobs = NULL;
     struct mf_ctx c = {.img = img, .content = content, .err = &err};
     int rc = 0;
     struct mf_entry **byn = NULL;
     char **lines = NULL;
     if (content) {
-        rc = rafs_blob_files_open_dir(img, blob_dir, &bf, &err);
-        c.bf = bf;
+        rc = rafs_blob_set_open_dir(img, blob_dir, &blobs, &err);
+        c.blobs = blobs;
         if (!rc && !(c.buf = malloc(rafs_image_super(img)->chunk_size)))
             rc = cf_err_set(&err, -ENOMEM, "out of memory");
     }
@@ -504,7 +504,7 @@ static int print_manifest(const rafs_image *img, const char *blob_dir, int conte
     free(byn);
     free(c.v);
     free(c.buf);
-    rafs_blob_files_close(bf);
+    rafs_blob_set_close(blobs);
     if (rc) fprintf(stderr, "chunkfly-image inspect: %s\n", cf_err_str(&err, rc));
     return rc ? 1 : 0;
 }

@@ -1,35 +1,35 @@
-/* libFuzzer: the reverse-tar tail of a blob (TOC at the end), parsed from a memory file, then
- * every entry read back (decompression + SHA-256) and the tar chain walked. */
+/* libFuzzer: the reverse-tar tail of a blob (TOC at the end), read through a memory blob
+ * source, then every entry read back (decompression + SHA-256), the tar chain walked, and the
+ * TOC'd ci array and blob.digest loaded. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include "cf/file_io.h"
 #include "rafs/blob.h"
+#include "rafs/blob_source.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct rafs_blob_toc toc;
-    size_t tail = size < RAFS_TOC_MAX_SIZE ? size : RAFS_TOC_MAX_SIZE;
-    if (rafs_blob_toc_parse(data + size - tail, tail, size, &toc, NULL)) return 0;
-    int fd = memfd_create("fuzz_toc", 0);
-    if (fd < 0) return 0;
-    if (cf_write_full(fd, data, size) == 0) {
+    rafs_blob_source *src;
+    if (rafs_blob_source_from_mem(data, size, false, &src, NULL)) return 0;
+    if (rafs_blob_toc_read(src, &toc, NULL) == 0) {
         for (uint32_t i = 0; i < toc.count; i++) {
             uint8_t *out;
             size_t len;
-            if (rafs_blob_toc_read_item(fd, &toc.items[i], 1 << 20, &out, &len, NULL) == 0)
+            if (rafs_blob_toc_read_item(src, &toc.items[i], 1 << 20, &out, &len, NULL) == 0)
                 free(out);
         }
-        rafs_blob_tar_verify(fd, size, &toc, NULL);
+        rafs_blob_tar_verify(src, &toc, NULL);
         struct rafs_blob_meta *m;
-        if (rafs_blob_meta_load_toc(fd, &toc, NULL, &m, NULL) == 0) {
-            rafs_blob_meta_load_digests(fd, &toc, m, NULL);
+        if (rafs_blob_meta_load_toc(src, &toc, NULL, &m, NULL) == 0) {
+            rafs_blob_meta_load_digests(src, &toc, m, NULL);
             rafs_blob_meta_free(m);
         }
+        uint8_t *boot;
+        size_t blen;
+        if (rafs_blob_read_bootstrap(src, &toc, &boot, &blen, NULL) == 0) free(boot);
     }
-    close(fd);
+    rafs_blob_source_close(src);
     return 0;
 }

@@ -21,8 +21,9 @@ int main(int argc, char **argv)
     }
     cf_err err = {0};
     rafs_image *img;
-    rafs_blob_files *bf;
-    if (rafs_image_open(argv[1], &img, &err) || rafs_blob_files_open_dir(img, argv[2], &bf, &err)) {
+    rafs_blob_set *blobs;
+    if (rafs_image_open(argv[1], &img, &err) ||
+        rafs_blob_set_open_dir(img, argv[2], &blobs, &err)) {
         fprintf(stderr, "make_blob_cache: %s\n", err.msg);
         return 1;
     }
@@ -30,14 +31,14 @@ int main(int argc, char **argv)
     int rc = buf ? 0 : 1;
     for (uint32_t b = 0; !rc && b < rafs_image_blob_count(img); b++) {
         const struct rafs_blob_info *bi = rafs_image_blob(img, b);
-        int fd = rafs_blob_files_fd(bf, b);
+        const rafs_blob_source *src = rafs_blob_set_get(blobs, b);
         struct rafs_blob_meta *m = NULL;
         struct rafs_blob_toc toc;
         char out[4096];
-        if (rafs_blob_meta_load(fd, rafs_blob_files_size(bf, b), bi, &m, &err) ||
+        if (rafs_blob_meta_load(src, bi, &m, &err) ||
             ((bi->features & RAFS_BLOB_HAS_TOC) &&
-             (rafs_blob_toc_read(fd, rafs_blob_files_size(bf, b), &toc, &err) ||
-              rafs_blob_meta_load_digests(fd, &toc, m, &err)))) {
+             (rafs_blob_toc_read(src, &toc, &err) ||
+              rafs_blob_meta_load_digests(src, &toc, m, &err)))) {
             fprintf(stderr, "make_blob_cache: %s\n", err.msg);
             rafs_blob_meta_free(m);
             rc = 1;
@@ -60,7 +61,7 @@ int main(int argc, char **argv)
                 r.has_digest = 1;
                 memcpy(r.digest, m->digests[i], 32);
             }
-            if (rafs_chunk_read(fd, &r, bi->compressor, bi->digester, buf, &err) ||
+            if (rafs_chunk_read(src, &r, bi->compressor, bi->digester, buf, &err) ||
                 cf_pwrite_full(ofd, buf, r.uncompressed_size, r.uncompressed_offset)) {
                 fprintf(stderr, "make_blob_cache: %s\n", err.msg[0] ? err.msg : "write failed");
                 rc = 1;
@@ -70,7 +71,7 @@ int main(int argc, char **argv)
         rafs_blob_meta_free(m);
     }
     free(buf);
-    rafs_blob_files_close(bf);
+    rafs_blob_set_close(blobs);
     rafs_image_close(img);
     return rc;
 }

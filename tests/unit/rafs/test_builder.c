@@ -342,18 +342,21 @@ static void test_bootstrap_reads_back(void **state)
         /* dedup: same chunk addresses for the identical file */
         assert_int_equal(rafs_lookup(img, "/dir/same-as-one", &nid2, &err), 0);
         struct rafs_chunk_ref r1, r2;
+        rafs_blob_source *src;
+        assert_int_equal(rafs_blob_source_from_fd(b.blob_fd, false, &src, &err), 0);
         for (uint64_t i = 0; i < 4; i++) {
             assert_int_equal(rafs_file_chunk(img, nid, i, &r1, &err), 0);
             assert_int_equal(rafs_file_chunk(img, nid2, i, &r2, &err), 0);
             assert_int_equal(r1.uncompressed_offset, r2.uncompressed_offset);
             assert_int_equal(r1.uncompressed_offset % 4096, 0);
             uint8_t *buf = malloc(r1.uncompressed_size);
-            assert_int_equal(rafs_chunk_read(b.blob_fd, &r1, c, RAFS_DIGEST_BLAKE3, buf, &err), 0);
+            assert_int_equal(rafs_chunk_read(src, &r1, c, RAFS_DIGEST_BLAKE3, buf, &err), 0);
             uint8_t *want = pattern(200000, 1);
             assert_memory_equal(buf, want + i * 0x10000, r1.uncompressed_size);
             free(want);
             free(buf);
         }
+        rafs_blob_source_close(src);
         /* sorted dirents incl. "." and "..": "-dash" (0x2d) sorts before "." */
         rafs_dir_iter it;
         struct rafs_dirent de;

@@ -308,26 +308,30 @@ static void test_bootstrap_targeted(void **state)
 static rafs_image *img_for_blob;
 
 /* The whole blob pipeline of `check -D`: TOC + digest, every TOC item's SHA-256, the tar
- * chain + image.blob digest, the ci array, blob.digest, and every chunk with its digest. */
-static int blob_pipeline(int fd, uint64_t size)
+ * chain + image.blob digest, the ci array, blob.digest, and every chunk with its digest.
+ * `size` is what the caller made the blob's size: the source must report it. */
+static int blob_pipeline(const rafs_blob_source *src, uint64_t size)
 {
     const struct rafs_blob_info *bi = rafs_image_blob(img_for_blob, 0);
     struct rafs_blob_toc toc;
     struct rafs_blob_meta *m = NULL;
     cf_err err = {0};
     uint8_t *buf = NULL;
-    int rc = rafs_blob_toc_read(fd, size, &toc, &err);
+    uint64_t got_size;
+    assert_int_equal(rafs_blob_source_size(src, &got_size), 0);
+    assert_int_equal(got_size, size);
+    int rc = rafs_blob_toc_read(src, &toc, &err);
     if (!rc) rc = rafs_blob_toc_verify(&toc, bi, &err);
     for (uint32_t i = 0; !rc && i < toc.count; i++) {
         uint8_t *c;
         size_t l;
         if (!strcmp(toc.items[i].name, "image.blob")) continue;
-        rc = rafs_blob_toc_read_item(fd, &toc.items[i], 1 << 20, &c, &l, &err);
+        rc = rafs_blob_toc_read_item(src, &toc.items[i], 1 << 20, &c, &l, &err);
         if (!rc) free(c);
     }
-    if (!rc && (rc = rafs_blob_tar_verify(fd, size, &toc, &err)) > 0) rc = 0;
-    if (!rc) rc = rafs_blob_meta_load(fd, size, bi, &m, &err);
-    if (!rc) rc = rafs_blob_meta_load_digests(fd, &toc, m, &err);
+    if (!rc && (rc = rafs_blob_tar_verify(src, &toc, &err)) > 0) rc = 0;
+    if (!rc) rc = rafs_blob_meta_load(src, bi, &m, &err);
+    if (!rc) rc = rafs_blob_meta_load_digests(src, &toc, m, &err);
     if (!rc) buf = malloc(RAFS_MAX_CHUNK_SIZE);
     for (uint32_t i = 0; !rc && i < m->count; i++) {
         struct rafs_chunk_ref r = {.blob_id = bi->id, .ci_index = i, .has_digest = 1};
@@ -336,7 +340,7 @@ static int blob_pipeline(int fd, uint64_t size)
         r.uncompressed_size = m->ci[i].uncompressed_size;
         r.compressed = (m->ci[i].flags & 1) != 0;
         memcpy(r.digest, m->digests[i], 32);
-        rc = rafs_chunk_read(fd, &r, bi->compressor, bi->digester, buf, &err);
+        rc = rafs_chunk_read(src, &r, bi->compressor, bi->digester, buf, &err);
     }
     if (rc) assert_true(err.msg[0] != 0);
     free(buf);
@@ -344,26 +348,37 @@ static int blob_pipeline(int fd, uint64_t size)
     return rc;
 }
 
-static int tmp_blob(void)
+/* The blob in an unlinked temporary file, read through a local file source that owns it. */
+static rafs_blob_source *tmp_blob(int *fd_out)
 {
     char path[] = "/tmp/cf_rafs_blobXXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     unlink(path);
     assert_int_equal(cf_pwrite_full(fd, blob, blob_len, 0), 0);
-    return fd;
+    rafs_blob_source *src;
+    assert_int_equal(rafs_blob_source_from_fd(fd, true, &src, NULL), 0);
+    if (fd_out) *fd_out = fd;
+    return src;
 }
 
 static void test_blob_truncation(void **state)
 {
     (void)state;
-    int fd = tmp_blob();
-    assert_int_equal(blob_pipeline(fd, blob_len), 0);
+    int fd;
+    rafs_blob_source *src = tmp_blob(&fd);
+    assert_int_equal(blob_pipeline(src, blob_len), 0);
     for (size_t len = blob_len; len-- > 0;) {
         assert_int_equal(ftruncate(fd, (off_t)len), 0);
-        assert_true(blob_pipeline(fd, len) < 0);
+        assert_true(blob_pipeline(src, len) < 0);
     }
-    close(fd);
+    rafs_blob_source_close(src);
+    /* the same through memory sources holding every prefix */
+    for (size_t len = blob_len; len-- > 0;) {
+        assert_int_equal(rafs_blob_source_from_mem(blob, len, false, &src, NULL), 0);
+        assert_true(blob_pipeline(src, len) < 0);
+        rafs_blob_source_close(src);
+    }
 }
 
 /* A numeric tar field may end in NUL or space: flipping 0x00 <-> 0x20 there keeps the header
@@ -384,17 +399,22 @@ static int tar_equivalent(size_t off, uint8_t orig, int bit)
     return 0;
 }
 
+/* Through a memory source over a copy of the blob, flipped in place (the source reads the
+ * live buffer). */
 static void test_blob_bit_flips(void **state)
 {
     (void)state;
-    int fd = tmp_blob();
+    uint8_t *copy = malloc(blob_len);
+    assert_non_null(copy);
+    memcpy(copy, blob, blob_len);
+    rafs_blob_source *src;
+    assert_int_equal(rafs_blob_source_from_mem(copy, blob_len, true, &src, NULL), 0);
     size_t accepted = 0;
     for (size_t i = 0; i < blob_len; i++) {
         for (int bit = 0; bit < 8; bit++) {
-            uint8_t b = blob[i] ^ (uint8_t)(1u << bit);
-            assert_int_equal(cf_pwrite_full(fd, &b, 1, i), 0);
-            int rc = blob_pipeline(fd, blob_len);
-            assert_int_equal(cf_pwrite_full(fd, &blob[i], 1, i), 0);
+            copy[i] = blob[i] ^ (uint8_t)(1u << bit);
+            int rc = blob_pipeline(src, blob_len);
+            copy[i] = blob[i];
             if (rc == 0) {
                 accepted++;
                 if (!tar_equivalent(i, blob[i], bit))
@@ -404,7 +424,7 @@ static void test_blob_bit_flips(void **state)
     }
     print_message("blob bit flips: %zu of %zu accepted (all in uninterpreted tar fields)\n",
                   accepted, blob_len * 8);
-    close(fd);
+    rafs_blob_source_close(src); /* frees copy */
 }
 
 static void test_ci_header_fields(void **state)
@@ -464,9 +484,9 @@ static void test_toc_tail_fuzzish(void **state)
 static void test_toc_item_size_mismatch(void **state)
 {
     (void)state;
-    int fd = tmp_blob();
+    rafs_blob_source *src = tmp_blob(NULL);
     struct rafs_blob_toc toc;
-    assert_int_equal(rafs_blob_toc_read(fd, blob_len, &toc, NULL), 0);
+    assert_int_equal(rafs_blob_toc_read(src, &toc, NULL), 0);
     const struct rafs_toc_item *it = rafs_blob_toc_find(&toc, "image.blob");
     assert_non_null(it);
     assert_int_equal(it->compressor, RAFS_COMP_NONE);
@@ -474,10 +494,10 @@ static void test_toc_item_size_mismatch(void **state)
     uint8_t *out = NULL;
     size_t len = 0;
     cf_err err = {0};
-    assert_int_equal(rafs_blob_toc_read_item(fd, it, 1 << 20, &out, &len, &err), -EBADMSG);
+    assert_int_equal(rafs_blob_toc_read_item(src, it, 1 << 20, &out, &len, &err), -EBADMSG);
     assert_null(out);
     assert_true(strstr(err.msg, "sizes") != NULL);
-    close(fd);
+    rafs_blob_source_close(src);
 }
 
 int main(void)

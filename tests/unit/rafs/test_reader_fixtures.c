@@ -3,6 +3,7 @@
  * variants of the bootstrap (symlink, whiteout, hard link, xattrs). Skips (77) without
  * fixtures. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,9 +178,9 @@ static void test_file_content(void **state)
 {
     (void)state;
     rafs_image *img = open_fixture();
-    rafs_blob_files *bf;
+    rafs_blob_set *bf;
     cf_err err = {0};
-    if (rafs_blob_files_open_dir(img, blob_dir, &bf, &err)) fail_msg("%s", err.msg);
+    if (rafs_blob_set_open_dir(img, blob_dir, &bf, &err)) fail_msg("%s", err.msg);
     static const struct {
         const char *path;
         uint64_t size;
@@ -204,8 +205,112 @@ static void test_file_content(void **state)
         assert_int_equal(got, 0);
         free(all);
     }
-    rafs_blob_files_close(bf);
+    rafs_blob_set_close(bf);
     rafs_image_close(img);
+}
+
+/* The FUSE reader reads from many threads at once: 8 threads read random ranges of both files
+ * through one blob set and must all get the bytes of a single-threaded read. Once with the
+ * local-file set (one fd, concurrent preads), once with memory sources put into a new set. */
+struct mt_ctx {
+    const rafs_image *img;
+    const rafs_blob_set *set;
+    const uint8_t *want[2];
+    uint64_t nid[2], size[2];
+    unsigned seed;
+    int failures;
+};
+
+static void *mt_reader(void *arg)
+{
+    struct mt_ctx *c = arg;
+    uint8_t buf[9000];
+    unsigned r = c->seed;
+    for (int i = 0; i < 300; i++) {
+        r = r * 1103515245u + 12345u;
+        int f = (r >> 16) & 1;
+        uint64_t off = (r >> 3) % c->size[f];
+        size_t len = 1 + (r >> 7) % sizeof(buf), got = 0;
+        if (rafs_file_read(c->img, c->set, c->nid[f], off, buf, len, &got, NULL) != 0) {
+            c->failures++;
+            continue;
+        }
+        size_t want = c->size[f] - off < len ? (size_t)(c->size[f] - off) : len;
+        if (got != want || memcmp(buf, c->want[f] + off, got) != 0) c->failures++;
+    }
+    return NULL;
+}
+
+static void run_mt(const rafs_image *img, const rafs_blob_set *set, uint8_t *want[2],
+                   const uint64_t nid[2], const uint64_t size[2])
+{
+    pthread_t th[8];
+    struct mt_ctx c[8];
+    for (int t = 0; t < 8; t++) {
+        c[t] = (struct mt_ctx){.img = img, .set = set, .seed = 77u + (unsigned)t};
+        for (int f = 0; f < 2; f++) {
+            c[t].want[f] = want[f];
+            c[t].nid[f] = nid[f];
+            c[t].size[f] = size[f];
+        }
+        assert_int_equal(pthread_create(&th[t], NULL, mt_reader, &c[t]), 0);
+    }
+    for (int t = 0; t < 8; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        assert_int_equal(c[t].failures, 0);
+    }
+}
+
+static void test_file_read_threads(void **state)
+{
+    (void)state;
+    rafs_image *img = open_fixture();
+    rafs_blob_set *files, *mem;
+    cf_err err = {0};
+    if (rafs_blob_set_open_dir(img, blob_dir, &files, &err)) fail_msg("%s", err.msg);
+    uint64_t nid[2];
+    uint64_t size[2] = {16931, 13400};
+    uint8_t *want[2];
+    assert_int_equal(rafs_lookup(img, "/lib.rs", &nid[0], NULL), 0);
+    assert_int_equal(rafs_lookup(img, "/sync_io.rs", &nid[1], NULL), 0);
+    for (int f = 0; f < 2; f++) {
+        size_t got;
+        want[f] = malloc(size[f]);
+        assert_int_equal(rafs_file_read(img, files, nid[f], 0, want[f], size[f], &got, NULL), 0);
+        assert_int_equal(got, size[f]);
+    }
+    run_mt(img, files, want, nid, size);
+    /* the same blob as a memory source that owns its buffer, in a set filled by hand */
+    size_t blen;
+    uint8_t *bytes = load(blob_path, &blen);
+    rafs_blob_source *src;
+    assert_int_equal(rafs_blob_set_new(img, &mem, NULL), 0);
+    assert_null(rafs_blob_set_get(mem, 0));
+    size_t got;
+    uint8_t one;
+    assert_int_equal(rafs_file_read(img, mem, nid[0], 0, &one, 1, &got, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "not open"));
+    assert_int_equal(rafs_blob_source_from_mem(bytes, blen, true, &src, NULL), 0);
+    assert_int_equal(rafs_blob_set_put(mem, 0, src, NULL), 0);
+    assert_ptr_equal(rafs_blob_set_get(mem, 0), src);
+    assert_null(rafs_blob_set_get(mem, 1));
+    /* out of range: refused, and the source is closed (no leak) */
+    assert_int_equal(rafs_blob_source_from_mem(NULL, 0, false, &src, NULL), 0);
+    assert_int_equal(rafs_blob_set_put(mem, 1, src, &err), -EINVAL);
+    run_mt(img, mem, want, nid, size);
+    free(want[0]);
+    free(want[1]);
+    rafs_blob_set_close(mem);
+    rafs_blob_set_close(files);
+    rafs_image_close(img);
+}
+
+static rafs_blob_source *open_blob(const char *path)
+{
+    rafs_blob_source *src = NULL;
+    cf_err err = {0};
+    if (rafs_blob_source_open_path(path, &src, &err)) fail_msg("%s", err.msg);
+    return src;
 }
 
 static void test_blob_toc_ci_digests(void **state)
@@ -214,10 +319,12 @@ static void test_blob_toc_ci_digests(void **state)
     rafs_image *img = open_fixture();
     const struct rafs_blob_info *bi = rafs_image_blob(img, 0);
     cf_err err = {0};
-    int fd = open(blob_path, O_RDONLY);
-    assert_true(fd >= 0);
+    rafs_blob_source *src = open_blob(blob_path);
+    uint64_t size;
+    assert_int_equal(rafs_blob_source_size(src, &size), 0);
+    assert_int_equal(size, 14554);
     struct rafs_blob_toc toc;
-    if (rafs_blob_toc_read(fd, 14554, &toc, &err)) fail_msg("%s", err.msg);
+    if (rafs_blob_toc_read(src, &toc, &err)) fail_msg("%s", err.msg);
     assert_int_equal(toc.count, 4);
     assert_int_equal(toc.size, 0x400);
     assert_int_equal(toc.offset, 0x34da);
@@ -229,10 +336,10 @@ static void test_blob_toc_ci_digests(void **state)
     assert_null(rafs_blob_toc_find(&toc, "image.boot"));
     uint8_t *boot;
     size_t blen;
-    assert_int_equal(rafs_blob_read_bootstrap(fd, &toc, &boot, &blen, NULL), -ENOENT);
+    assert_int_equal(rafs_blob_read_bootstrap(src, &toc, &boot, &blen, NULL), -ENOENT);
 
     struct rafs_blob_meta *m;
-    if (rafs_blob_meta_load(fd, 14554, bi, &m, &err)) fail_msg("%s", err.msg);
+    if (rafs_blob_meta_load(src, bi, &m, &err)) fail_msg("%s", err.msg);
     assert_int_equal(m->count, 2);
     assert_int_equal(m->ci[0].uncompressed_offset, 0);
     assert_int_equal(m->ci[0].uncompressed_size, 0x4223);
@@ -242,7 +349,7 @@ static void test_blob_toc_ci_digests(void **state)
     assert_int_equal(m->ci[1].uncompressed_size, 0x3458);
     assert_int_equal(m->ci[1].compressed_offset, 0x12dc);
     assert_int_equal(m->ci[1].compressed_size, 0xb9e);
-    if (rafs_blob_meta_load_digests(fd, &toc, m, &err)) fail_msg("%s", err.msg);
+    if (rafs_blob_meta_load_digests(src, &toc, m, &err)) fail_msg("%s", err.msg);
     /* uncompressed-space lookups: [0,0x4223) chunk 0, gap to 0x5000, [0x5000,0x8458) chunk 1 */
     uint32_t first, cnt;
     rafs_blob_meta_find(m, 0, 1, &first, &cnt);
@@ -268,22 +375,23 @@ static void test_blob_toc_ci_digests(void **state)
 
     /* a chunk read verifies; a flipped data byte is caught by the digest or the codec */
     uint8_t *out = malloc(r0.uncompressed_size), *raw = malloc(r0.compressed_size);
-    assert_int_equal(rafs_chunk_read(fd, &r0, bi->compressor, bi->digester, out, NULL), 0);
-    assert_int_equal(cf_pread_full(fd, raw, r0.compressed_size, r0.compressed_offset), 0);
+    assert_int_equal(rafs_chunk_read(src, &r0, bi->compressor, bi->digester, out, NULL), 0);
+    assert_int_equal(rafs_blob_source_read_full(src, raw, r0.compressed_size, r0.compressed_offset),
+                     0);
     raw[r0.compressed_size / 2] ^= 0x10;
     assert_int_equal(rafs_chunk_decode(raw, &r0, bi->compressor, bi->digester, out, &err),
                      -EBADMSG);
     assert_true(err.msg[0] != 0);
     struct rafs_chunk_ref bad = r0;
     bad.digest[0] ^= 1;
-    assert_int_equal(rafs_chunk_read(fd, &bad, bi->compressor, bi->digester, out, &err), -EBADMSG);
+    assert_int_equal(rafs_chunk_read(src, &bad, bi->compressor, bi->digester, out, &err), -EBADMSG);
     assert_true(strstr(err.msg, "digest mismatch") != NULL);
     free(out);
     free(raw);
 
     /* with the ci array attached, a bootstrap without chunk table still maps */
     if (rafs_image_attach_blob_meta(img, 0, m, &err)) fail_msg("%s", err.msg);
-    close(fd);
+    rafs_blob_source_close(src);
     rafs_image_close(img);
 }
 
@@ -300,20 +408,20 @@ static void test_chunk_info_from_ci_only(void **state)
     assert_int_equal(rafs_image_open_buf(d, len, &img, NULL), 0);
     struct rafs_chunk_ref r;
     assert_int_equal(rafs_file_chunk(img, 133, 0, &r, &err), -ENODATA);
-    int fd = open(blob_path, O_RDONLY);
+    rafs_blob_source *src = open_blob(blob_path);
     struct rafs_blob_toc toc;
     struct rafs_blob_meta *m;
-    assert_int_equal(rafs_blob_toc_read(fd, 14554, &toc, NULL), 0);
-    assert_int_equal(rafs_blob_meta_load(fd, 14554, rafs_image_blob(img, 0), &m, NULL), 0);
-    assert_int_equal(rafs_blob_meta_load_digests(fd, &toc, m, NULL), 0);
+    assert_int_equal(rafs_blob_toc_read(src, &toc, NULL), 0);
+    assert_int_equal(rafs_blob_meta_load(src, rafs_image_blob(img, 0), &m, NULL), 0);
+    assert_int_equal(rafs_blob_meta_load_digests(src, &toc, m, NULL), 0);
     assert_int_equal(rafs_image_attach_blob_meta(img, 0, m, NULL), 0);
     assert_int_equal(rafs_file_chunk(img, 136, 0, &r, &err), 0);
     assert_int_equal(r.compressed_offset, 0x12dc);
     assert_true(r.compressed && r.has_digest);
     uint8_t *out = malloc(r.uncompressed_size);
-    assert_int_equal(rafs_chunk_read(fd, &r, RAFS_COMP_ZSTD, RAFS_DIGEST_BLAKE3, out, NULL), 0);
+    assert_int_equal(rafs_chunk_read(src, &r, RAFS_COMP_ZSTD, RAFS_DIGEST_BLAKE3, out, NULL), 0);
     free(out);
-    close(fd);
+    rafs_blob_source_close(src);
     rafs_image_close(img);
     free(d);
 }
@@ -350,21 +458,19 @@ static void test_toc_meta_blob_inline_bootstrap(void **state)
     char path[4096];
     CF_REQUIRE_FIXTURE("toc/2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca",
                        path);
-    int fd = open(path, O_RDONLY);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
+    rafs_blob_source *src = open_blob(path);
     struct rafs_blob_toc toc;
     cf_err err = {0};
-    if (rafs_blob_toc_read(fd, (uint64_t)st.st_size, &toc, &err)) fail_msg("%s", err.msg);
+    if (rafs_blob_toc_read(src, &toc, &err)) fail_msg("%s", err.msg);
     assert_int_equal(toc.count, 4);
     assert_non_null(rafs_blob_toc_find(&toc, "image.boot"));
     assert_int_equal(rafs_blob_toc_find(&toc, "image.boot")->compressor, RAFS_COMP_ZSTD);
     struct rafs_blob_meta *m;
-    if (rafs_blob_meta_load_toc(fd, &toc, NULL, &m, &err)) fail_msg("%s", err.msg);
+    if (rafs_blob_meta_load_toc(src, &toc, NULL, &m, &err)) fail_msg("%s", err.msg);
     assert_int_equal(m->count, 3);
     uint8_t *boot;
     size_t blen;
-    if (rafs_blob_read_bootstrap(fd, &toc, &boot, &blen, &err)) fail_msg("%s", err.msg);
+    if (rafs_blob_read_bootstrap(src, &toc, &boot, &blen, &err)) fail_msg("%s", err.msg);
     assert_int_equal(blen, 20480);
     rafs_image *img;
     if (rafs_image_open_buf(boot, blen, &img, &err)) fail_msg("%s", err.msg);
@@ -378,7 +484,7 @@ static void test_toc_meta_blob_inline_bootstrap(void **state)
     assert_int_equal(rst.mode & S_IFMT, S_IFDIR);
     rafs_image_close(img);
     free(boot);
-    close(fd);
+    rafs_blob_source_close(src);
 }
 
 static void test_v5_recognised(void **state)
@@ -577,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_lookup_stat_readdir),
         cmocka_unit_test(test_chunk_mapping),
         cmocka_unit_test(test_file_content),
+        cmocka_unit_test(test_file_read_threads),
         cmocka_unit_test(test_blob_toc_ci_digests),
         cmocka_unit_test(test_chunk_info_from_ci_only),
         cmocka_unit_test(test_zran_blob_meta_cache),
