@@ -76,6 +76,25 @@ static int write_data(struct uctx *u, const struct rafs_walk_entry *e)
     return 0;
 }
 
+/* archive_write_header(), accepting one warning: a path or link target that is not text in the
+ * current locale ("Can't translate pathname '...' to UTF-8"; the tool never calls setlocale, so
+ * that is any non-ASCII name). libarchive has then written that header in binary mode (raw
+ * bytes, "hdrcharset=BINARY"), which is what unpack wants: RAFS names are bytes, and every path
+ * must come out byte for byte whatever the locale (LANG unset too). Any other warning is still
+ * an error, as before. */
+static int write_header(struct archive *a, struct archive_entry *ae)
+{
+    int r = archive_write_header(a, ae);
+    if (r == ARCHIVE_WARN) {
+        const char *msg = archive_error_string(a);
+        if (msg && strncmp(msg, "Can't translate ", 16) == 0) {
+            cf_debug("tar header written with raw bytes: %s", msg);
+            return ARCHIVE_OK;
+        }
+    }
+    return r;
+}
+
 static int visit(const struct rafs_walk_entry *e, void *ctx)
 {
     struct uctx *u = ctx;
@@ -98,7 +117,7 @@ static int visit(const struct rafs_walk_entry *e, void *ctx)
             if (u->seen[i].nid == e->nid) {
                 archive_entry_set_hardlink(ae, u->seen[i].path);
                 archive_entry_set_size(ae, 0);
-                if (archive_write_header(u->a, ae) != ARCHIVE_OK)
+                if (write_header(u->a, ae) != ARCHIVE_OK)
                     rc = cf_err_set(u->err, -EIO, "tar header '%s': %s", e->path,
                                     archive_error_string(u->a));
                 archive_entry_free(ae);
@@ -136,7 +155,7 @@ static int visit(const struct rafs_walk_entry *e, void *ctx)
     if (S_ISREG(st->mode)) archive_entry_set_size(ae, (la_int64_t)st->size);
     if (st->xattr_icount && (rc = rafs_xattr_foreach(u->img, e->nid, add_xattr, ae, u->err)))
         goto out;
-    if (archive_write_header(u->a, ae) != ARCHIVE_OK) {
+    if (write_header(u->a, ae) != ARCHIVE_OK) {
         rc = cf_err_set(u->err, -EIO, "tar header '%s': %s", e->path, archive_error_string(u->a));
         goto out;
     }
