@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cf/log.h"
+#include "proto/piece.h"
 
 #define FORMAT_KEY "format"
 #define FORMAT_VAL "chunkfly-peer-cache 1"
@@ -181,14 +182,14 @@ int peer_rec_decode(const uint8_t *b, size_t len, peer_rec *r, cf_err *err)
     r->origin_len = get_u16(b + 40);
     r->bitmap_len = get_u32(b + 44);
     if (r->piece_size == 0) return cf_err_set(err, -EBADMSG, "record has piece size 0");
-    uint64_t count = r->length / r->piece_size + (r->length % r->piece_size != 0);
+    uint64_t count = proto_piece_count(r->length, r->piece_size);
     if (count != r->piece_count)
         return cf_err_set(err, -EBADMSG,
                           "record: %u pieces, but length %llu / piece size %u "
                           "gives %llu",
                           r->piece_count, (unsigned long long)r->length, r->piece_size,
                           (unsigned long long)count);
-    if (r->bitmap_len != (r->piece_count + 7u) / 8u)
+    if (r->bitmap_len != proto_bitmap_nbytes(r->piece_count))
         return cf_err_set(err, -EBADMSG, "record: bitmap of %u bytes for %u pieces", r->bitmap_len,
                           r->piece_count);
     if ((uint64_t)PEER_REC_HDR_LEN + r->origin_len + r->bitmap_len != len)

@@ -33,23 +33,6 @@ uint64_t peer_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static inline int bit_get(const uint8_t *bm, uint32_t i)
-{
-    return (bm[i / 8] >> (i % 8)) & 1;
-}
-static inline void bit_set(uint8_t *bm, uint32_t i)
-{
-    bm[i / 8] |= (uint8_t)(1u << (i % 8));
-}
-static inline void bit_clear(uint8_t *bm, uint32_t i)
-{
-    bm[i / 8] &= (uint8_t) ~(1u << (i % 8));
-}
-static size_t bm_len(uint32_t count)
-{
-    return (count + 7u) / 8u;
-}
-
 static void hexname(const uint8_t digest[PEER_DIGEST_LEN], char out[2 * PEER_DIGEST_LEN + 1])
 {
     cf_hex_encode(digest, PEER_DIGEST_LEN, out);
@@ -175,8 +158,8 @@ static peer_blob *blob_new(const uint8_t *digest, uint64_t length, uint32_t piec
     memcpy(b->digest, digest, PEER_DIGEST_LEN);
     b->length = length;
     b->piece_size = piece_size;
-    b->piece_count = (uint32_t)peer_piece_count(length, piece_size);
-    size_t n = bm_len(b->piece_count);
+    b->piece_count = (uint32_t)proto_piece_count(length, piece_size);
+    size_t n = proto_bitmap_nbytes(b->piece_count);
     b->have = calloc(n ? n : 1, 1);
     b->durable = calloc(n ? n : 1, 1);
     b->origin = malloc(origin_len + 1);
@@ -207,7 +190,7 @@ void peer_blob_to_rec(const peer_blob *b, peer_rec *r)
     r->origin = b->origin;
     r->origin_len = (uint16_t)strlen(b->origin);
     r->bitmap = b->durable;
-    r->bitmap_len = (uint32_t)bm_len(b->piece_count);
+    r->bitmap_len = (uint32_t)proto_bitmap_nbytes(b->piece_count);
 }
 
 static void blob_info(const peer_blob *b, peer_blob_info *out)
@@ -265,7 +248,7 @@ static int load_one(void *arg, const uint8_t digest[32], const peer_rec *r, cons
     struct load_ctx *c = arg;
     char hex[17];
     short_hex(digest, hex);
-    if (!r || peer_piece_size_check(r->piece_size) || r->piece_count > PEER_MAX_PIECES ||
+    if (!r || proto_piece_size_check(r->piece_size) || r->piece_count > PROTO_MAX_PIECES ||
         r->length > (uint64_t)INT64_MAX) {
         cf_warn("cache: dropping malformed index record for blob %s...: %s", hex,
                 why ? why->msg : "piece size, count or length out of range");
@@ -280,9 +263,9 @@ static int load_one(void *arg, const uint8_t digest[32], const peer_rec *r, cons
     memcpy(b->durable, r->bitmap, r->bitmap_len);
     memcpy(b->have, r->bitmap, r->bitmap_len);
     for (uint32_t i = 0; i < b->piece_count; i++)
-        if (bit_get(b->have, i)) {
+        if (proto_bit_get(b->have, i)) {
             b->n_have++;
-            b->bytes_have += peer_piece_len(b->length, b->piece_size, i);
+            b->bytes_have += proto_piece_len(b->length, b->piece_size, i);
         }
     b->n_durable = b->n_have;
     b->flags = r->flags;
@@ -486,8 +469,8 @@ int peer_store_open(const peer_store_opts *o, peer_store **out, cf_err *err)
             cf_warn("cache: data file of blob %s is missing: recreating it empty", hex);
             if ((rc = create_data_file(s, b->digest, b->length, err))) goto fail;
             s->bytes_used -= b->bytes_have;
-            memset(b->have, 0, bm_len(b->piece_count));
-            memset(b->durable, 0, bm_len(b->piece_count));
+            memset(b->have, 0, proto_bitmap_nbytes(b->piece_count));
+            memset(b->durable, 0, proto_bitmap_nbytes(b->piece_count));
             b->n_have = b->n_durable = 0;
             b->bytes_have = 0;
             b->flags &= (uint8_t)~PEER_REC_F_VERIFIED;
@@ -545,14 +528,13 @@ int peer_store_blob_open(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], u
     size_t olen = origin ? strlen(origin) : 0;
     if (olen >= PEER_ORIGIN_MAX)
         return digest_hex_err(err, -ENAMETOOLONG, digest, "origin reference too long");
-    uint32_t ps = piece_size ? piece_size : peer_piece_size_for(length);
-    if (peer_piece_size_check(ps))
-        return cf_err_set(err, -EINVAL,
-                          "piece size %u invalid: must be %u..%u and a multiple of %u", ps,
-                          PEER_PIECE_SIZE_MIN, PEER_PIECE_SIZE_MAX, PEER_PIECE_SIZE_ALIGN);
-    if (peer_piece_count(length, ps) > PEER_MAX_PIECES || length > (uint64_t)INT64_MAX)
+    uint32_t ps = piece_size ? piece_size : proto_piece_size_for(length);
+    if (proto_piece_size_check(ps))
+        return cf_err_set(err, -EINVAL, "piece size %u invalid: must be a power of two in [%u, %u]",
+                          ps, PROTO_MIN_PIECE_SIZE, PROTO_MAX_PIECE_SIZE);
+    if (proto_piece_count(length, ps) > PROTO_MAX_PIECES || length > (uint64_t)INT64_MAX)
         return cf_err_set(err, -EFBIG, "blob of %llu bytes needs more than %u pieces of %u",
-                          (unsigned long long)length, PEER_MAX_PIECES, ps);
+                          (unsigned long long)length, PROTO_MAX_PIECES, ps);
     int rc = 0;
     pthread_mutex_lock(&s->idx_lock);
     pthread_mutex_lock(&s->lock);
@@ -643,7 +625,7 @@ int peer_store_bitmap(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint
         rc = -ENOENT;
     } else {
         *piece_count = b->piece_count;
-        size_t n = bm_len(b->piece_count);
+        size_t n = proto_bitmap_nbytes(b->piece_count);
         if (bits_len < n)
             rc = -ERANGE;
         else if (n)
@@ -710,7 +692,7 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
         pthread_mutex_unlock(&s->lock);
         return digest_hex_err(err, -ENOENT, digest, "not in the cache (open it first)");
     }
-    uint32_t plen = peer_piece_len(b->length, b->piece_size, piece);
+    uint32_t plen = proto_piece_len(b->length, b->piece_size, piece);
     if (piece >= b->piece_count || len != plen) {
         pthread_mutex_unlock(&s->lock);
         char msg[160];
@@ -718,7 +700,7 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
                  piece, len, b->piece_count, plen);
         return digest_hex_err(err, -EINVAL, digest, msg);
     }
-    if (bit_get(b->have, piece)) {
+    if (proto_bit_get(b->have, piece)) {
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
@@ -747,8 +729,8 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
     int need_flush = 0, need_evict = 0;
     uint64_t now = peer_now_ms();
     pthread_mutex_lock(&s->lock);
-    if (!rc && !b->deleted && !bit_get(b->have, piece)) {
-        bit_set(b->have, piece);
+    if (!rc && !b->deleted && !proto_bit_get(b->have, piece)) {
+        proto_bit_set(b->have, piece);
         b->n_have++;
         b->bytes_have += len;
         b->dirty = 1;
@@ -812,7 +794,7 @@ int peer_store_flush(peer_store *s, cf_err *err)
             memset(it, 0, sizeof(*it));
             it->b = b;
             it->fd = -1;
-            size_t bl = bm_len(b->piece_count);
+            size_t bl = proto_bitmap_nbytes(b->piece_count);
             if (b->dirty && b->fd >= 0) {
                 it->snap = malloc(bl ? bl : 1);
                 if (!it->snap) {
@@ -841,7 +823,7 @@ int peer_store_flush(peer_store *s, cf_err *err)
         struct flush_item *it = &v[i];
         peer_blob *b = it->b;
         if (b->deleted) continue;
-        size_t bl = bm_len(b->piece_count);
+        size_t bl = proto_bitmap_nbytes(b->piece_count);
         if (it->sync_rc) {
             /* The kernel may have dropped the dirty pages: the pieces are unknown. */
             char hb[65];
@@ -849,9 +831,9 @@ int peer_store_flush(peer_store *s, cf_err *err)
             cf_error("cache: fdatasync of blob %s failed (%s): dropping its unsynced pieces", hb,
                      strerror(-it->sync_rc));
             for (uint32_t p = 0; p < b->piece_count; p++)
-                if (bit_get(it->snap, p) && !bit_get(b->durable, p) && bit_get(b->have, p)) {
-                    uint32_t pl = peer_piece_len(b->length, b->piece_size, p);
-                    bit_clear(b->have, p);
+                if (proto_bit_get(it->snap, p) && !proto_bit_get(b->durable, p) && proto_bit_get(b->have, p)) {
+                    uint32_t pl = proto_piece_len(b->length, b->piece_size, p);
+                    proto_bit_clear(b->have, p);
                     if (s->pending_pieces) s->pending_pieces--;
                     b->n_have--;
                     b->bytes_have -= pl;
@@ -898,11 +880,10 @@ int peer_store_flush(peer_store *s, cf_err *err)
         struct flush_item *it = &v[i];
         peer_blob *b = it->b;
         if (!crc && it->newdur && !b->deleted) {
-            uint32_t before = b->n_durable, cnt = 0;
-            memcpy(b->durable, it->newdur, bm_len(b->piece_count));
-            for (uint32_t p = 0; p < b->piece_count; p++) cnt += bit_get(b->durable, p);
-            b->n_durable = cnt;
-            uint64_t gained = cnt - before;
+            uint32_t before = b->n_durable;
+            memcpy(b->durable, it->newdur, proto_bitmap_nbytes(b->piece_count));
+            b->n_durable = proto_bits_count(b->durable, b->piece_count);
+            uint64_t gained = b->n_durable - before;
             s->pending_pieces -= gained < s->pending_pieces ? gained : s->pending_pieces;
         } else if (crc && !b->deleted) {
             b->dirty = b->dirty || it->snap;
@@ -950,7 +931,7 @@ int peer_store_read(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint64
     uint32_t last = (uint32_t)((off + len - 1) / b->piece_size);
     size_t nm = 0;
     for (uint32_t p = first; p <= last; p++)
-        if (!bit_get(b->have, p)) {
+        if (!proto_bit_get(b->have, p)) {
             if (missing && nm < missing_cap) missing[nm] = p;
             nm++;
         }
@@ -1005,7 +986,7 @@ int peer_store_lease_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
         char msg[96];
         snprintf(msg, sizeof(msg), "piece %u out of range (%u pieces)", piece, b->piece_count);
         rc = digest_hex_err(err, -EINVAL, digest, msg);
-    } else if (!bit_get(b->have, piece)) {
+    } else if (!proto_bit_get(b->have, piece)) {
         char msg[96];
         snprintf(msg, sizeof(msg), "piece %u not present", piece);
         rc = digest_hex_err(err, -ENODATA, digest, msg);
@@ -1015,7 +996,7 @@ int peer_store_lease_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
         b->atime_dirty = 1;
         lease->fd = b->fd;
         lease->offset = (uint64_t)piece * b->piece_size;
-        lease->length = peer_piece_len(b->length, b->piece_size, piece);
+        lease->length = proto_piece_len(b->length, b->piece_size, piece);
         lease->piece = piece;
         lease->priv = b;
         s->st.leases++;
@@ -1324,8 +1305,8 @@ void peer_store_stats_get(peer_store *s, peer_store_stats *out)
             out->blobs_atime_dirty += !!b->atime_dirty;
             if (b->n_have != b->n_durable)
                 for (uint32_t p = 0; p < b->piece_count; p++)
-                    if (bit_get(b->have, p) && !bit_get(b->durable, p))
-                        out->bytes_pending += peer_piece_len(b->length, b->piece_size, p);
+                    if (proto_bit_get(b->have, p) && !proto_bit_get(b->durable, p))
+                        out->bytes_pending += proto_piece_len(b->length, b->piece_size, p);
         }
     out->quota_high = s->quota_high;
     out->quota_low = s->quota_low;

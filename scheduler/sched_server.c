@@ -201,11 +201,6 @@ static void handle_announce(struct sconn *sc, const proto_announce_host *a)
     sc->host = h;
 }
 
-static uint64_t div_up(uint64_t a, uint64_t b)
-{
-    return a / b + (a % b != 0);
-}
-
 static void handle_register(struct sconn *sc, const proto_register_task *r)
 {
     sched_server *s = sc->srv;
@@ -217,8 +212,8 @@ static void handle_register(struct sconn *sc, const proto_register_task *r)
         send_error(sc, PROTO_E_MISMATCH, r->task_id, msg, 0);
         return;
     }
-    uint32_t ps = t ? sched_task_piece_size(t) : sched_piece_size_for(r->content_length);
-    uint64_t pc = div_up(r->content_length, ps);
+    uint32_t ps = t ? sched_task_piece_size(t) : proto_piece_size_for(r->content_length);
+    uint64_t pc = proto_piece_count(r->content_length, ps);
     if (pc > PROTO_MAX_PIECES) {
         send_error(sc, PROTO_E_RANGE, r->task_id, "content length too large", 0);
         return;

@@ -5,11 +5,10 @@
 #include <string.h>
 
 #include "cf/log.h"
+#include "proto/piece.h"
 #include "sched_internal.h"
 
-#define MIB            (1u << 20)
-#define MAX_PIECES     (1u << 22) /* = PROTO_MAX_PIECES */
-#define MAX_PIECE_SIZE (16u << 20)
+#define MIB (1u << 20)
 
 void sched_config_default(struct sched_config *c)
 {
@@ -65,24 +64,6 @@ uint64_t sched_rand(sched *s)
     return s->rng = x;
 }
 
-static uint64_t div_up(uint64_t a, uint64_t b)
-{
-    return a / b + (a % b != 0); /* no overflow near UINT64_MAX */
-}
-
-uint32_t sched_piece_size_for(uint64_t content_length)
-{
-    uint64_t ps;
-    if (content_length <= (1ull << 30))
-        ps = MIB;
-    else if (content_length <= (4ull << 30))
-        ps = 2 * MIB;
-    else
-        ps = 4 * MIB;
-    while (ps < MAX_PIECE_SIZE && div_up(content_length, ps) > (1u << 20)) ps *= 2;
-    return (uint32_t)ps;
-}
-
 static void task_free(sched *s, sched_task *t)
 {
     if (t->in_grant_list) {
@@ -119,12 +100,12 @@ static sched_task *task_new(sched *s, const char *id, uint64_t len, uint64_t now
     }
     memcpy(t->id, id, idl + 1);
     t->content_length = len;
-    t->piece_size = sched_piece_size_for(len);
-    uint64_t n = div_up(len, t->piece_size);
-    if (n > MAX_PIECES) {
+    t->piece_size = proto_piece_size_for(len); /* the one rule, proto/piece.h */
+    uint64_t n = proto_piece_count(len, t->piece_size);
+    if (n > PROTO_MAX_PIECES) {
         free(t);
         cf_err_set(err, -EMSGSIZE, "task %s: content length %llu needs %llu pieces (max %u)", id,
-                   (unsigned long long)len, (unsigned long long)n, MAX_PIECES);
+                   (unsigned long long)len, (unsigned long long)n, PROTO_MAX_PIECES);
         return NULL;
     }
     t->n_pieces = (uint32_t)n;

@@ -9,6 +9,13 @@
  * Blobs are keyed by their OCI digest, which for every blob we cache is SHA-256: callers pass
  * the 32 raw bytes (decode "sha256:<hex>" with cf_hex_decode first).
  *
+ * PIECES. The piece rules are proto's (proto/piece.h), the same for the scheduler, the wire and
+ * the cache: the default size proto_piece_size_for(length), the limits proto_piece_size_check()
+ * (a power of two in [PROTO_MIN_PIECE_SIZE, PROTO_MAX_PIECE_SIZE]) and at most PROTO_MAX_PIECES
+ * pieces, counts and lengths from proto_piece_count/proto_piece_len, and the bitmap layout
+ * (proto_bit_get: piece i = bit i%8 of byte i/8). Index records with a piece size outside these
+ * limits (written by older versions) are dropped at open, and their blobs fetched again.
+ *
  * PIECE STATES. A piece is "written" once peer_store_write_piece() returned 0: its bytes are
  * complete in the data file (page cache) and it may be read, leased and announced. It becomes
  * "durable" at the next flush: fdatasync of the data file, then one LMDB commit setting its
@@ -41,13 +48,11 @@
 
 #include "cf/digest.h"
 #include "cf/error.h"
-#include "peer/piece_size.h"
+#include "proto/piece.h"
 
 #define PEER_DIGEST_LEN 32
 /* Longest origin reference kept (including the NUL); longer ones are refused (-ENAMETOOLONG). */
 #define PEER_ORIGIN_MAX 2048
-/* Most pieces a blob may have (64 GiB at 16 KiB pieces, 16 TiB at 4 MiB). */
-#define PEER_MAX_PIECES (1u << 22)
 
 typedef struct peer_store peer_store;
 /* An in-use reference to one blob (see peer_store_blob_acquire). */
@@ -135,10 +140,11 @@ void peer_store_close(peer_store *s);
 
 /* [blocking] Creates the blob entry (data file preallocated as a sparse file of `length`
  * bytes, index record committed) or returns the existing one. piece_size 0 means
- * peer_piece_size_for(length). For an existing blob `length` must match (else -EEXIST: the
- * same digest cannot have two lengths) and piece_size must match unless 0 (else -EEXIST: the
- * caller must use the cached piece size, reported in *info). A non-empty `origin` (may be
- * NULL) replaces the stored one. info may be NULL. */
+ * proto_piece_size_for(length); any other size must pass proto_piece_size_check() (-EINVAL)
+ * and give at most PROTO_MAX_PIECES pieces (-EFBIG). For an existing blob `length` must match
+ * (else -EEXIST: the same digest cannot have two lengths) and piece_size must match unless 0
+ * (else -EEXIST: the caller must use the cached piece size, reported in *info). A non-empty
+ * `origin` (may be NULL) replaces the stored one. info may be NULL. */
 int peer_store_blob_open(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint64_t length,
                          uint32_t piece_size, const char *origin, peer_blob_info *info,
                          cf_err *err);

@@ -87,10 +87,6 @@ sched *sched_new(const struct sched_config *cfg, const struct sched_ops *ops);
 void sched_free(sched *s);
 const struct sched_config *sched_get_config(const sched *s);
 
-/* Piece size rule (docs/scheduler.md): 1 MiB up to 1 GiB, 2 MiB up to 4 GiB, 4 MiB above,
- * growing (power of two, max 16 MiB) only when the count would exceed 1M pieces. */
-uint32_t sched_piece_size_for(uint64_t content_length);
-
 /* --- hosts --- */
 /* Announce (or re-announce: facts updated, peers kept). *out valid until the host leaves. */
 int sched_host_announce(sched *s, const struct sched_host_info *info, uint64_t now_ms,

@@ -73,10 +73,10 @@ static double run(const char *dir, uint64_t len, uint32_t ps, uint8_t *buf, int 
         fprintf(stderr, "blob_open: %s\n", e.msg);
         exit(1);
     }
-    uint32_t n = (uint32_t)peer_piece_count(len, ps);
+    uint32_t n = (uint32_t)proto_piece_count(len, ps);
     double t = now_s();
     for (uint32_t p = 0; p < n; p++) {
-        if (peer_store_write_piece(s, d, p, buf, peer_piece_len(len, ps, p), &e)) {
+        if (peer_store_write_piece(s, d, p, buf, proto_piece_len(len, ps, p), &e)) {
             fprintf(stderr, "write: %s\n", e.msg);
             exit(1);
         }
@@ -132,7 +132,7 @@ int main(int argc, char **argv)
     uint32_t sizes[] = {256u << 10, 1u << 20, 2u << 20, 4u << 20, 16u << 20};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         uint32_t ps = sizes[i];
-        uint32_t n = (uint32_t)peer_piece_count(len, ps);
+        uint32_t n = (uint32_t)proto_piece_count(len, ps);
         double fl, cm, t = 1e9, tu = 1e9, b = 1e9;
         /* Best of 3, baseline re-measured next to each: the disk is shared and noisy. */
         for (int r = 0; r < 3; r++) {

@@ -60,7 +60,7 @@ static inline void test_blob_make(test_blob *b, uint32_t seed, uint64_t len)
 static inline int write_piece_of(peer_store *s, const test_blob *b, uint32_t piece_size, uint32_t p)
 {
     uint64_t off = (uint64_t)p * piece_size;
-    uint32_t n = peer_piece_len(b->len, piece_size, p);
+    uint32_t n = proto_piece_len(b->len, piece_size, p);
     return peer_store_write_piece(s, b->digest, p, b->data + off, n, NULL);
 }
 

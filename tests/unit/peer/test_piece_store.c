@@ -131,8 +131,13 @@ static void test_create_write_read(void **state)
     uint8_t other[32] = {1};
     assert_int_equal(peer_store_write_piece(f->s, other, 0, buf, 10, &e), -ENOENT);
     assert_int_equal(peer_store_read(f->s, other, 0, buf, 1, NULL, 0, NULL, &e), -ENOENT);
-    /* Bad piece size. */
+    /* Bad piece size: the limits are proto_piece_size_check's (a power of two, 64 KiB..16 MiB). */
     assert_int_equal(peer_store_blob_open(f->s, other, 100, 1000, NULL, NULL, &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "power of two"));
+    assert_int_equal(peer_store_blob_open(f->s, other, 100, 4096, NULL, NULL, &e), -EINVAL);
+    assert_int_equal(peer_store_blob_open(f->s, other, 100, 3 * PS, NULL, NULL, &e), -EINVAL);
+    assert_int_equal(peer_store_blob_open(f->s, other, 100, 32u << 20, NULL, NULL, &e), -EINVAL);
+    assert_int_equal(peer_store_blob_info(f->s, other, &info), -ENOENT);
 
     peer_store_stats st;
     peer_store_stats_get(f->s, &st);
@@ -163,9 +168,28 @@ static void test_empty_blob(void **state)
     free(b.data);
 }
 
+/* piece_size 0 applies the one rule (proto_piece_size_for), for small and (sparse) big blobs. */
+static void test_default_piece_size(void **state)
+{
+    fx *f = *state;
+    uint64_t lens[] = {1, 3u << 20, (1ull << 30) + 1, (4ull << 30) + 1};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        uint8_t d[32] = {0xd0, (uint8_t)i};
+        peer_blob_info info;
+        cf_err e = {0};
+        assert_int_equal(peer_store_blob_open(f->s, d, lens[i], 0, NULL, &info, &e), 0);
+        assert_int_equal(info.piece_size, proto_piece_size_for(lens[i]));
+        assert_int_equal(info.piece_count, proto_piece_count(lens[i], info.piece_size));
+    }
+    peer_blob_info info;
+    uint8_t d[32] = {0xd0, 3};
+    assert_int_equal(peer_store_blob_info(f->s, d, &info), 0);
+    assert_int_equal(info.piece_size, 4u << 20);
+}
+
 static void write_all(peer_store *s, const test_blob *b, uint32_t ps)
 {
-    for (uint32_t p = 0; p < peer_piece_count(b->len, ps); p++)
+    for (uint32_t p = 0; p < proto_piece_count(b->len, ps); p++)
         assert_int_equal(write_piece_of(s, b, ps, p), 0);
 }
 
@@ -225,7 +249,7 @@ static void test_piece_digests(void **state)
     uint32_t n = 4;
     uint8_t list[4 * 32];
     for (uint32_t p = 0; p < n; p++)
-        cf_sha256(b.data + (uint64_t)p * PS, peer_piece_len(b.len, PS, p), list + p * 32);
+        cf_sha256(b.data + (uint64_t)p * PS, proto_piece_len(b.len, PS, p), list + p * 32);
     cf_err e = {0};
     assert_int_equal(peer_store_blob_open(f->s, b.digest, b.len, PS, NULL, NULL, &e), 0);
     uint8_t *out;
@@ -379,7 +403,7 @@ static void test_index_map_full(void **state)
     peer_store_close(f->s);
     peer_store_opts o = {.dir = f->dir, .map_size = 256u << 10};
     assert_int_equal(peer_store_open(&o, &f->s, NULL), 0);
-    uint32_t n = 4096, ps = 16384;
+    uint32_t n = 4096, ps = PS;
     uint8_t *list = calloc(n, 32);
     cf_err e = {0};
     int rc = 0, i;
@@ -419,15 +443,14 @@ struct worker {
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    uint32_t n = (uint32_t)peer_piece_count(w->b->len, 16384);
-    uint8_t *buf = malloc(16384);
+    uint32_t n = (uint32_t)proto_piece_count(w->b->len, PS);
+    uint8_t *buf = malloc(PS);
     for (uint32_t p = w->start; p < n; p += w->step) {
-        if (write_piece_of(w->s, w->b, 16384, p)) abort();
+        if (write_piece_of(w->s, w->b, PS, p)) abort();
         if (p % 7 == 0 && peer_store_flush(w->s, NULL)) abort();
-        uint32_t len = peer_piece_len(w->b->len, 16384, p);
-        if (peer_store_read(w->s, w->b->digest, (uint64_t)p * 16384, buf, len, NULL, 0, NULL,
-                            NULL) ||
-            memcmp(buf, w->b->data + (uint64_t)p * 16384, len))
+        uint32_t len = proto_piece_len(w->b->len, PS, p);
+        if (peer_store_read(w->s, w->b->digest, (uint64_t)p * PS, buf, len, NULL, 0, NULL, NULL) ||
+            memcmp(buf, w->b->data + (uint64_t)p * PS, len))
             abort();
         peer_piece_lease l;
         if (peer_store_lease_piece(w->s, w->b->digest, p, &l, NULL)) abort();
@@ -444,8 +467,8 @@ static void test_threads(void **state)
     peer_store_opts o = {.dir = f->dir, .flush_pieces = 16, .flush_delay_ms = 5};
     assert_int_equal(peer_store_open(&o, &f->s, NULL), 0);
     test_blob b;
-    test_blob_make(&b, 11, 400 * 16384 + 99);
-    assert_int_equal(peer_store_blob_open(f->s, b.digest, b.len, 16384, NULL, NULL, NULL), 0);
+    test_blob_make(&b, 11, 400 * PS + 99);
+    assert_int_equal(peer_store_blob_open(f->s, b.digest, b.len, PS, NULL, NULL, NULL), 0);
     pthread_t t[4];
     struct worker w[4];
     for (int i = 0; i < 4; i++) {
@@ -467,6 +490,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_write_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_piece_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_ok_and_mismatch_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_piece_digests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_persistence, setup, teardown),

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "proto/piece.h"
 #include "sched/sched.h"
 
 #define TASK  "sha256:0000000000000000000000000000000000000000000000000000000000000001"
@@ -80,17 +81,36 @@ static void report(sched *s, sched_host *h, const char *task, uint32_t start, ui
     assert_int_equal(sched_report_pieces(s, h, task, &r, 1, parent, now, &err), 0);
 }
 
+/* The piece size a task gets when it is registered (the scheduler decides it for the swarm). */
+static uint32_t registered_piece_size(uint64_t len)
+{
+    sched *s = new_sched(NULL);
+    sched_host *h = host(s, 0, "", 4, 0);
+    cf_err err = {0};
+    assert_int_equal(sched_register(s, h, TASK, len, 0, NULL, &err), 0);
+    sched_task *t = sched_task_find(s, TASK);
+    assert_non_null(t);
+    uint32_t ps = sched_task_piece_size(t);
+    sched_free(s);
+    return ps;
+}
+
 static void test_piece_size_rule(void **st)
 {
     (void)st;
-    assert_int_equal(sched_piece_size_for(0), MIB);
-    assert_int_equal(sched_piece_size_for(4096), MIB);
-    assert_int_equal(sched_piece_size_for(1ull << 30), MIB);
-    assert_int_equal(sched_piece_size_for((1ull << 30) + 1), 2 * MIB);
-    assert_int_equal(sched_piece_size_for(4ull << 30), 2 * MIB);
-    assert_int_equal(sched_piece_size_for(100ull << 30), 4 * MIB);
+    /* Registration applies the one rule (proto_piece_size_for, proto/piece.h; its boundaries
+     * are tested in tests/unit/proto/test_piece_rules.c): the same table as ever. */
+    assert_int_equal(registered_piece_size(0), MIB);
+    assert_int_equal(registered_piece_size(4096), MIB);
+    assert_int_equal(registered_piece_size(1ull << 30), MIB);
+    assert_int_equal(registered_piece_size((1ull << 30) + 1), 2 * MIB);
+    assert_int_equal(registered_piece_size(4ull << 30), 2 * MIB);
+    assert_int_equal(registered_piece_size(100ull << 30), 4 * MIB);
     /* > 1M pieces of 4 MiB: grows */
-    assert_int_equal(sched_piece_size_for(8ull << 40), 8 * MIB);
+    assert_int_equal(registered_piece_size(8ull << 40), 8 * MIB);
+    uint64_t lens[] = {0, 4096, 1ull << 30, (1ull << 30) + 1, 4ull << 30, 100ull << 30, 8ull << 40};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+        assert_int_equal(registered_piece_size(lens[i]), proto_piece_size_for(lens[i]));
     /* unrepresentable sizes are refused at registration */
     sched *s = new_sched(NULL);
     sched_host *h = host(s, 0, "", 4, 0);
