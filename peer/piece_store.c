@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -683,6 +684,18 @@ static int check_piece_digest(peer_store *s, peer_blob *b, uint32_t piece, const
     return 0;
 }
 
+/* Writes the piece's bytes (outside both locks, the caller holds a reference on b). */
+static int write_bytes(peer_blob *b, uint32_t piece, int fd, const void *data, size_t len,
+                       uint64_t off, cf_err *err)
+{
+    int rc = cf_pwrite_full(fd, data, len, off);
+    if (!rc) return 0;
+    char hb[65];
+    hexname(b->digest, hb);
+    return cf_err_set(err, rc, "blob sha256:%s piece %u: write at offset %llu: %s", hb, piece,
+                      (unsigned long long)off, strerror(-rc));
+}
+
 int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint32_t piece,
                            const void *data, size_t len, cf_err *err)
 {
@@ -713,22 +726,27 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
     int check = !!(b->flags & PEER_REC_F_PDIGESTS);
     uint64_t off = (uint64_t)piece * b->piece_size;
     int fd = b->fd;
+    uint32_t gen = b->sync_fails;
     pthread_mutex_unlock(&s->lock);
 
     if (check) rc = check_piece_digest(s, b, piece, data, len, err);
-    if (!rc) {
-        rc = cf_pwrite_full(fd, data, len, off);
-        if (rc) {
-            char hb[65];
-            hexname(digest, hb);
-            cf_err_set(err, rc, "blob sha256:%s piece %u: write at offset %llu: %s", hb, piece,
-                       (unsigned long long)off, strerror(-rc));
+    for (int attempt = 0;; attempt++) {
+        if (!rc) rc = write_bytes(b, piece, fd, data, len, off, err);
+        pthread_mutex_lock(&s->lock);
+        if (rc || b->deleted || b->sync_fails == gen || proto_bit_get(b->have, piece)) break;
+        /* A flush of this blob failed while we wrote: our pages may have been in the failed
+         * writeback, and the next fdatasync would not say so (the error is reported once).
+         * Write again; the next fdatasync covers the new pages. */
+        if (attempt) {
+            rc = digest_hex_err(err, -EIO, digest, "write lost twice by failed fdatasyncs");
+            break;
         }
+        gen = b->sync_fails;
+        pthread_mutex_unlock(&s->lock);
     }
 
-    int need_flush = 0, need_evict = 0;
+    /* s->lock is held here. */
     uint64_t now = peer_now_ms();
-    pthread_mutex_lock(&s->lock);
     if (!rc && !b->deleted && !proto_bit_get(b->have, piece)) {
         proto_bit_set(b->have, piece);
         b->n_have++;
@@ -744,9 +762,9 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
         s->st.bytes_written += len;
     }
     peer_blob_unref(s, b);
-    need_flush = s->pending_pieces >= s->flush_pieces || s->pending_bytes >= s->flush_bytes ||
-                 (s->oldest_pending_ms && now - s->oldest_pending_ms >= s->flush_delay_ms);
-    need_evict = s->quota_high && s->bytes_used > s->quota_high;
+    int need_flush = s->pending_pieces >= s->flush_pieces || s->pending_bytes >= s->flush_bytes ||
+                     (s->oldest_pending_ms && now - s->oldest_pending_ms >= s->flush_delay_ms);
+    int need_evict = s->quota_high && s->bytes_used > s->quota_high;
     pthread_mutex_unlock(&s->lock);
     if (rc) return rc;
     if (need_flush) {
@@ -761,24 +779,98 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
     return 0;
 }
 
+#ifdef CHUNKFLY_FAULTS
+/* Test-only (CHUNKFLY_FAULTS builds): CHUNKFLY_FAULT_FSYNC_FAIL=<64-hex digest or a prefix of
+ * it, "sha256:" optional> makes a flush's fdatasync of that blob's data file fail with EIO,
+ * CHUNKFLY_FAULT_FSYNC_FAIL_COUNT times (default 1), then work again. Changing or unsetting
+ * either variable re-arms the count. */
+static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
+static char fault_spec[256];
+static unsigned long fault_done;
+
+static int fault_fsync_fail(const uint8_t *digest)
+{
+    const char *want = getenv("CHUNKFLY_FAULT_FSYNC_FAIL");
+    const char *cnt = getenv("CHUNKFLY_FAULT_FSYNC_FAIL_COUNT");
+    char spec[256], hex[2 * PEER_DIGEST_LEN + 1];
+    snprintf(spec, sizeof(spec), "%s/%s", want ? want : "", cnt ? cnt : "");
+    if (want && !strncmp(want, "sha256:", 7)) want += 7;
+    size_t n = want ? strlen(want) : 0;
+    unsigned long limit = cnt && *cnt ? strtoul(cnt, NULL, 10) : 1, done = 0;
+    hexname(digest, hex);
+    int hit = 0;
+    pthread_mutex_lock(&fault_lock);
+    if (strcmp(spec, fault_spec)) {
+        snprintf(fault_spec, sizeof(fault_spec), "%s", spec);
+        fault_done = 0;
+    }
+    if (n && n <= 2 * PEER_DIGEST_LEN && !strncasecmp(hex, want, n) && fault_done < limit) {
+        done = ++fault_done;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&fault_lock);
+    if (hit)
+        cf_warn("cache: test fault CHUNKFLY_FAULT_FSYNC_FAIL: fdatasync of blob %s fails with EIO "
+                "(%lu of %lu)",
+                hex, done, limit);
+    return hit;
+}
+#endif
+
+/* fdatasync of a blob's data file (and the test-only fault hook). 0 or -errno. */
+static int sync_data(const peer_blob *b, int fd)
+{
+#ifdef CHUNKFLY_FAULTS
+    if (fault_fsync_fail(b->digest)) return -EIO;
+#else
+    (void)b;
+#endif
+    return fdatasync(fd) ? -errno : 0;
+}
+
 struct flush_item {
     peer_blob *b;
     uint8_t *snap; /* have-bitmap at snapshot time; NULL when only atime is dirty */
     int fd;
     int sync_rc;
+    int atime;       /* its last access time was dirty */
     uint8_t *newdur; /* durable bitmap to commit */
     peer_rec rec;    /* record to commit (built under lock) */
 };
 
-int peer_store_flush(peer_store *s, cf_err *err)
+/* Under s->lock, after b's fdatasync failed: the kernel may have dropped the dirty pages, so
+ * every written piece that is not durable is unknown now. They go back to absent (the caller
+ * fetches them again; peer_store_stats.pieces_dropped counts them), and a write running
+ * concurrently writes its piece again (sync_fails). Returns the number of pieces dropped. */
+static uint32_t drop_unsynced(peer_store *s, peer_blob *b)
+{
+    uint32_t dropped = 0;
+    for (uint32_t p = 0; p < b->piece_count; p++)
+        if (proto_bit_get(b->have, p) && !proto_bit_get(b->durable, p)) {
+            uint32_t pl = proto_piece_len(b->length, b->piece_size, p);
+            proto_bit_clear(b->have, p);
+            if (s->pending_pieces) s->pending_pieces--;
+            b->n_have--;
+            b->bytes_have -= pl;
+            s->bytes_used -= pl;
+            dropped++;
+        }
+    b->sync_fails++;
+    s->st.pieces_dropped += dropped;
+    return dropped;
+}
+
+/* One flush (steps below). *commit_rc: the commit's own result. */
+static int flush_once(peer_store *s, cf_err *err, int *commit_rc)
 {
     pthread_mutex_lock(&s->idx_lock);
     pthread_mutex_lock(&s->lock);
     size_t n = 0, cap = 0;
     struct flush_item *v = NULL;
-    int rc = 0;
+    int rc = 0, left_pending = 0;
+    /* 0. Snapshot the dirty blobs. One left out (no memory) keeps its dirty flags. */
     for (size_t i = 0; i < s->table_size && !rc; i++)
-        for (peer_blob *b = s->table[i]; b; b = b->next) {
+        for (peer_blob *b = s->table[i]; b && !rc; b = b->next) {
             if (!b->dirty && !b->atime_dirty) continue;
             if (n == cap) {
                 size_t nc = cap ? cap * 2 : 16;
@@ -805,50 +897,50 @@ int peer_store_flush(peer_store *s, cf_err *err)
                 it->fd = b->fd;
                 b->dirty = 0;
             }
+            it->atime = b->atime_dirty;
             b->atime_dirty = 0;
             b->refs++;
             n++;
         }
+    if (rc) {
+        cf_err_set(err, rc, "cache: flush: out of memory; the rest waits for the next flush");
+        left_pending = 1;
+    }
+    uint64_t oldest = s->oldest_pending_ms;
     s->oldest_pending_ms = 0;
     s->pending_bytes = 0;
     pthread_mutex_unlock(&s->lock);
 
     /* 1. Make the bytes durable: one fdatasync per data file with new pieces. */
     for (size_t i = 0; i < n; i++)
-        if (v[i].snap && fdatasync(v[i].fd)) v[i].sync_rc = -errno;
+        if (v[i].snap) v[i].sync_rc = sync_data(v[i].b, v[i].fd);
 
-    /* 2. Build the records: durable |= pieces the sync covered. */
+    /* 2. Build the records: durable |= pieces the sync covered. A failed sync costs only its
+     * own blob's unsynced pieces; every other blob is committed all the same. */
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < n && !rc; i++) {
+    for (size_t i = 0; i < n; i++) {
         struct flush_item *it = &v[i];
         peer_blob *b = it->b;
         if (b->deleted) continue;
         size_t bl = proto_bitmap_nbytes(b->piece_count);
         if (it->sync_rc) {
-            /* The kernel may have dropped the dirty pages: the pieces are unknown. */
             char hb[65];
             hexname(b->digest, hb);
-            cf_error("cache: fdatasync of blob %s failed (%s): dropping its unsynced pieces", hb,
-                     strerror(-it->sync_rc));
-            for (uint32_t p = 0; p < b->piece_count; p++)
-                if (proto_bit_get(it->snap, p) && !proto_bit_get(b->durable, p) && proto_bit_get(b->have, p)) {
-                    uint32_t pl = proto_piece_len(b->length, b->piece_size, p);
-                    proto_bit_clear(b->have, p);
-                    if (s->pending_pieces) s->pending_pieces--;
-                    b->n_have--;
-                    b->bytes_have -= pl;
-                    s->bytes_used -= pl;
-                }
+            uint32_t dropped = drop_unsynced(s, b);
+            cf_error("cache: fdatasync of blob %s failed (%s): dropped its %u unsynced piece(s), "
+                     "to be fetched again",
+                     hb, strerror(-it->sync_rc), dropped);
+            if (!rc)
+                rc = cf_err_set(err, it->sync_rc,
+                                "cache: fdatasync of blob %s: %s (%u unsynced piece(s) dropped)",
+                                hb, strerror(-it->sync_rc), dropped);
             free(it->snap);
-            it->snap = NULL;
-            rc = cf_err_set(err, it->sync_rc, "cache: fdatasync of blob %s: %s", hb,
-                            strerror(-it->sync_rc));
-            continue;
+            it->snap = NULL; /* its record is still committed: durable bits as before */
         }
         it->newdur = malloc(bl ? bl : 1);
         if (!it->newdur) {
-            rc = -ENOMEM;
-            break;
+            if (!rc) rc = cf_err_set(err, -ENOMEM, "cache: flush: out of memory");
+            continue; /* stays pending (step 4) */
         }
         memcpy(it->newdur, b->durable, bl);
         if (it->snap)
@@ -874,32 +966,46 @@ int peer_store_flush(peer_store *s, cf_err *err)
     }
     if (!rc) rc = crc;
 
-    /* 4. Apply: pieces now durable; on commit failure they stay pending for the next flush. */
+    /* 4. Apply: pieces now durable. Whatever was not committed (commit failed, no memory)
+     * stays pending for the next flush. */
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < n; i++) {
         struct flush_item *it = &v[i];
         peer_blob *b = it->b;
-        if (!crc && it->newdur && !b->deleted) {
-            uint32_t before = b->n_durable;
-            memcpy(b->durable, it->newdur, proto_bitmap_nbytes(b->piece_count));
-            b->n_durable = proto_bits_count(b->durable, b->piece_count);
-            uint64_t gained = b->n_durable - before;
-            s->pending_pieces -= gained < s->pending_pieces ? gained : s->pending_pieces;
-        } else if (crc && !b->deleted) {
-            b->dirty = b->dirty || it->snap;
-            b->atime_dirty = 1;
+        if (!b->deleted) {
+            if (!crc && it->newdur) {
+                size_t bl = proto_bitmap_nbytes(b->piece_count);
+                uint32_t before = b->n_durable;
+                memcpy(b->durable, it->newdur, bl);
+                b->n_durable = proto_bits_count(b->durable, b->piece_count);
+                uint64_t gained = b->n_durable - before;
+                s->pending_pieces -= gained < s->pending_pieces ? gained : s->pending_pieces;
+            } else {
+                if (it->snap) b->dirty = 1;
+                if (it->atime) b->atime_dirty = 1;
+            }
+            if (b->dirty) left_pending = 1;
         }
         free(it->snap);
         free(it->newdur);
         peer_blob_unref(s, b);
     }
     if (n && !crc) s->st.flushes++;
+    if (left_pending && !s->oldest_pending_ms)
+        s->oldest_pending_ms = oldest ? oldest : peer_now_ms();
     int evict = s->quota_high && s->bytes_used > s->quota_high;
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&s->idx_lock);
     free(v);
     if (evict) peer_store_evict(s, UINT64_MAX, NULL);
+    *commit_rc = crc;
     return rc;
+}
+
+int peer_store_flush(peer_store *s, cf_err *err)
+{
+    int crc = 0;
+    return flush_once(s, err, &crc);
 }
 
 /* --- reads and leases --- */
@@ -1110,12 +1216,28 @@ static void unref_locked(peer_store *s, peer_blob *b)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Flushes before verifying b (caller holds a ref). Only b's own state matters: a failed
+ * fdatasync of another blob is logged, and b is still verified when all its pieces are durable. */
+static int flush_for(peer_store *s, peer_blob *b, cf_err *err)
+{
+    cf_err fe = {0};
+    int rc = peer_store_flush(s, &fe);
+    if (!rc) return 0;
+    pthread_mutex_lock(&s->lock);
+    int durable = !b->deleted && b->n_durable == b->piece_count;
+    pthread_mutex_unlock(&s->lock);
+    if (!durable) return cf_err_set(err, rc, "%s", cf_err_str(&fe, rc));
+    cf_warn("cache: flush before verifying: %s (the blob verified is durable)",
+            cf_err_str(&fe, rc));
+    return 0;
+}
+
 int peer_store_mark_verified(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err)
 {
     peer_blob *b = NULL;
     int rc = ref_complete(s, digest, &b, err);
     if (rc) return rc;
-    rc = peer_store_flush(s, err);
+    rc = flush_for(s, b, err);
     if (!rc) rc = set_verified(s, b, err);
     unref_locked(s, b);
     return rc;
@@ -1126,7 +1248,7 @@ int peer_store_verify(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_e
     peer_blob *b = NULL;
     int rc = ref_complete(s, digest, &b, err);
     if (rc) return rc;
-    rc = peer_store_flush(s, err);
+    rc = flush_for(s, b, err);
     if (rc) {
         unref_locked(s, b);
         return rc;

@@ -34,6 +34,7 @@ typedef struct peer_blob {
     int dirty;              /* pieces written since the last flush snapshot */
     int atime_dirty;        /* last_access_ms not yet persisted */
     int deleted;            /* out of the table; freed when refs drops to 0 */
+    uint32_t sync_fails;    /* failed fdatasyncs (a write running meanwhile writes again) */
     struct peer_blob *next; /* hash chain */
 } peer_blob;
 

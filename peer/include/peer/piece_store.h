@@ -109,6 +109,12 @@ typedef struct peer_store_stats {
     uint64_t flushes; /* LMDB commits made by flushes */
     uint64_t evictions, bytes_evicted;
     uint64_t purges;
+    /* Written pieces lost because the fdatasync of their data file failed (monotonic since
+     * open). Such pieces are removed from the written bitmap and are absent again: they must
+     * be fetched and written again. A daemon that announced them (to the scheduler or to
+     * children) should notice this counter grow and re-read the bitmap of its blobs with
+     * peer_store_bitmap(). Other blobs of the same flush are not affected. */
+    uint64_t pieces_dropped;
 } peer_store_stats;
 
 /* A present piece handed out for zero-copy sending (sendfile(sock, fd, &offset, length)).
@@ -170,7 +176,12 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
 
 /* [blocking] Makes every written piece durable (one fdatasync per dirty data file, then one
  * LMDB commit) and persists batched last-access times; then evicts if over quota. Cheap when
- * nothing is pending. */
+ * nothing is pending.
+ * A failed fdatasync affects only its own blob: that blob's written-but-not-durable pieces
+ * are dropped (absent again, counted in peer_store_stats.pieces_dropped) while every other
+ * blob of the flush is committed as usual; the flush then returns the error (-EIO, ...) naming
+ * the blob. If the commit itself fails, nothing is lost: the pieces stay written and pending
+ * for the next flush. */
 int peer_store_flush(peer_store *s, cf_err *err);
 
 /* [blocking] Reads `len` bytes at `off` of the blob into buf. Succeeds only when every piece
