@@ -11,10 +11,9 @@
 
 #include "cf/log.h"
 
-int peer_store_remove_blobs(peer_store *s, peer_blob **v, size_t n, cf_err *err)
+/* Deletes the records of v[0..n) in one transaction. */
+static int delete_records(peer_store *s, peer_blob **v, size_t n, cf_err *err)
 {
-    /* Record first, file second: after a crash in between, open() finds a file without a
-     * record and deletes it. The reverse order could leave a record whose pieces are gone. */
     MDB_txn *txn;
     int rc = peer_index_begin(&s->ix, &txn, err);
     for (size_t i = 0; !rc && i < n; i++) rc = peer_index_del_blob(&s->ix, txn, v[i]->digest, err);
@@ -22,16 +21,43 @@ int peer_store_remove_blobs(peer_store *s, peer_blob **v, size_t n, cf_err *err)
         rc = peer_index_commit(&s->ix, txn, err);
     else
         peer_index_abort(txn);
-    if (rc)
-        cf_error("cache: could not delete %zu index record(s): %s; their data files are removed "
-                 "anyway and the records will be reset to empty at the next open",
-                 n, cf_err_str(err, rc));
+    return rc;
+}
+
+int peer_store_remove_blobs(peer_store *s, peer_blob **v, size_t n, cf_err *err)
+{
+    /* Record first, file second: after a crash in between, open() finds a file without a
+     * record and deletes it. The reverse order could leave a record whose pieces are gone. */
+    int rc = delete_records(s, v, n, err);
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];
         peer_blob_path(s, v[i]->digest, path, sizeof(path));
         if (unlink(path) && errno != ENOENT)
             cf_warn("cache: unlink %s: %s (removed at next open)", path, strerror(errno));
     }
+    /* A disk too full for the index commit has room once the files are gone (unlinked and
+     * closed; a blob still referenced keeps its file until released). */
+    if (rc == -ENOSPC) {
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < n; i++)
+            if (v[i]->refs == 0 && v[i]->fd >= 0) {
+                close(v[i]->fd);
+                v[i]->fd = -1;
+                s->open_files--;
+            }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (rc == -ENOSPC && !delete_records(s, v, n, NULL)) {
+        cf_info("cache: disk full: %zu index record(s) deleted once their data files were "
+                "removed",
+                n);
+        cf_err_clear(err);
+        rc = 0;
+    }
+    if (rc)
+        cf_error("cache: could not delete %zu index record(s): %s; their data files are removed "
+                 "anyway and the records will be reset to empty at the next open",
+                 n, cf_err_str(err, rc));
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < n; i++)
         if (v[i]->refs == 0) peer_blob_free(s, v[i]); /* else the last unref frees it */

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -684,16 +685,78 @@ static int check_piece_digest(peer_store *s, peer_blob *b, uint32_t piece, const
     return 0;
 }
 
-/* Writes the piece's bytes (outside both locks, the caller holds a reference on b). */
-static int write_bytes(peer_blob *b, uint32_t piece, int fd, const void *data, size_t len,
-                       uint64_t off, cf_err *err)
+/* Room for a piece write that failed with ENOSPC/EDQUOT: evicts least-recently-used blobs that
+ * are neither pinned nor in use (the writer holds a reference on the blob being written, so it
+ * is never a candidate) until the filesystem of the cache has room for `len` more bytes, or
+ * nothing evictable is left. Uses the quota eviction (peer_store_evict) with a target below the
+ * current usage. Returns the number of blobs evicted; *freed = their bytes. */
+#define ROOM_SLACK (64u << 10) /* file-system metadata, the index's next pages */
+
+/* Bytes available to us on the cache's file system (UINT64_MAX when unknown). */
+static uint64_t disk_avail(const peer_store *s)
+{
+    struct statvfs sv;
+    return statvfs(s->dir, &sv) ? UINT64_MAX : (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+static uint32_t evict_for_room(peer_store *s, size_t len, uint64_t *freed)
+{
+    uint32_t total = 0;
+    *freed = 0;
+    for (;;) {
+        uint64_t need = (uint64_t)len + ROOM_SLACK, avail = disk_avail(s);
+        uint64_t deficit = avail < need ? need - avail : 0;
+        if (!deficit) {
+            if (total) break;
+            deficit = need; /* EDQUOT, or the space went elsewhere: free at least one piece */
+        }
+        pthread_mutex_lock(&s->lock);
+        uint64_t used = s->bytes_used, n0 = s->st.evictions, b0 = s->st.bytes_evicted;
+        pthread_mutex_unlock(&s->lock);
+        /* Counted from the stats, not the result: when the disk is too full even for the
+         * index commit, the data files are removed all the same (see peer_store_remove_blobs). */
+        peer_store_evict(s, used > deficit ? used - deficit : 0, NULL);
+        pthread_mutex_lock(&s->lock);
+        uint64_t n = s->st.evictions - n0;
+        *freed += s->st.bytes_evicted - b0;
+        pthread_mutex_unlock(&s->lock);
+        if (!n) break;
+        total += (uint32_t)n;
+    }
+    return total;
+}
+
+/* Writes the piece's bytes (outside both locks, the caller holds a reference on b). A full disk
+ * (ENOSPC, or EDQUOT) first makes room by evicting unused blobs, then retries once; if there is
+ * still no room the result is -ENOSPC. */
+static int write_bytes(peer_store *s, peer_blob *b, uint32_t piece, int fd, const void *data,
+                       size_t len, uint64_t off, cf_err *err)
 {
     int rc = cf_pwrite_full(fd, data, len, off);
     if (!rc) return 0;
     char hb[65];
     hexname(b->digest, hb);
-    return cf_err_set(err, rc, "blob sha256:%s piece %u: write at offset %llu: %s", hb, piece,
-                      (unsigned long long)off, strerror(-rc));
+    if (rc != -ENOSPC && rc != -EDQUOT)
+        return cf_err_set(err, rc, "blob sha256:%s piece %u: write at offset %llu: %s", hb, piece,
+                          (unsigned long long)off, strerror(-rc));
+    int first = rc;
+    uint64_t freed = 0;
+    uint32_t evicted = evict_for_room(s, len, &freed);
+    cf_warn("cache %s: %s writing piece %u of blob %s: evicted %u unused blob(s), %llu bytes, "
+            "and retrying",
+            s->dir, strerror(-first), piece, hb, evicted, (unsigned long long)freed);
+    rc = cf_pwrite_full(fd, data, len, off);
+    if (rc == -ENOSPC || rc == -EDQUOT)
+        return cf_err_set(err, -ENOSPC,
+                          "blob sha256:%s piece %u: no space for %zu bytes in the cache directory "
+                          "%s (%s) even after evicting %u unused blob(s) (%llu bytes): the rest "
+                          "is pinned or in use; free disk space, unpin blobs or lower the quota",
+                          hb, piece, len, s->dir, strerror(-first), evicted,
+                          (unsigned long long)freed);
+    if (rc)
+        return cf_err_set(err, rc, "blob sha256:%s piece %u: write at offset %llu: %s", hb, piece,
+                          (unsigned long long)off, strerror(-rc));
+    return 0;
 }
 
 int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint32_t piece,
@@ -731,7 +794,7 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
 
     if (check) rc = check_piece_digest(s, b, piece, data, len, err);
     for (int attempt = 0;; attempt++) {
-        if (!rc) rc = write_bytes(b, piece, fd, data, len, off, err);
+        if (!rc) rc = write_bytes(s, b, piece, fd, data, len, off, err);
         pthread_mutex_lock(&s->lock);
         if (rc || b->deleted || b->sync_fails == gen || proto_bit_get(b->have, piece)) break;
         /* A flush of this blob failed while we wrote: our pages may have been in the failed
@@ -1005,6 +1068,22 @@ static int flush_once(peer_store *s, cf_err *err, int *commit_rc)
 int peer_store_flush(peer_store *s, cf_err *err)
 {
     int crc = 0;
+    int rc = flush_once(s, err, &crc);
+    /* A full file system (not a full index map) fails the commit when the index needs new
+     * pages: make room as a piece write does, then commit again; the pieces are pending. */
+    if (crc != -ENOSPC || disk_avail(s) >= ROOM_SLACK) return rc;
+    uint64_t freed = 0;
+    uint32_t n = evict_for_room(s, 0, &freed);
+    cf_warn("cache %s: disk full while committing the index: evicted %u unused blob(s), %llu "
+            "bytes%s",
+            s->dir, n, (unsigned long long)freed, n ? ", committing again" : "");
+    if (!n) return rc;
+    if (rc != crc) {
+        /* An earlier error (a failed fdatasync) stays the one reported. */
+        flush_once(s, NULL, &crc);
+        return rc;
+    }
+    cf_err_clear(err);
     return flush_once(s, err, &crc);
 }
 

@@ -170,7 +170,11 @@ int peer_store_bitmap(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint
  * nothing written). Writing an already written piece is a no-op returning 0. May run an
  * automatic flush and eviction; a failure of that flush is logged, not returned (the piece is
  * written and stays pending; peer_store_flush reports the error). -ENOENT if the blob is not
- * cached. */
+ * cached.
+ * Full disk: when the write fails with ENOSPC (or EDQUOT), least-recently-used blobs that are
+ * neither pinned nor in use (never this blob) are evicted until the file system has room for
+ * the piece, and the write is retried once; if it still fails the result is -ENOSPC (message
+ * names the cache directory and what was evicted) and the piece is not written. */
 int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], uint32_t piece,
                            const void *data, size_t len, cf_err *err);
 
@@ -181,7 +185,8 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
  * are dropped (absent again, counted in peer_store_stats.pieces_dropped) while every other
  * blob of the flush is committed as usual; the flush then returns the error (-EIO, ...) naming
  * the blob. If the commit itself fails, nothing is lost: the pieces stay written and pending
- * for the next flush. */
+ * for the next flush. A commit that fails because the file system is full (not the index map)
+ * first evicts unused blobs as peer_store_write_piece does, then is tried once more. */
 int peer_store_flush(peer_store *s, cf_err *err);
 
 /* [blocking] Reads `len` bytes at `off` of the blob into buf. Succeeds only when every piece
