@@ -1,7 +1,7 @@
 /* Back to source: origin references, the shared registry clients, and piece fetches from the
- * origin registry with HTTP Range (proto_registry, always in the libuv thread pool). A fetched
- * piece goes through the same check-and-store path as a piece from a parent
- * (task_piece_write_work). Registry clients are created in the pool too (reading a docker
+ * origin registry with HTTP Range (proto_registry, always in the libuv thread pool; the task's
+ * piece jobs call bts_get_range and then check and store the bytes like a parent's). Registry
+ * clients are created in the pool too (reading a docker
  * config.json is file I/O) and shared by every task of the same registry, scheme and
  * credentials (the client is thread-safe and keeps its connections alive). */
 #include <errno.h>
@@ -106,59 +106,31 @@ int origin_client_get(peer_daemon *d, const char *registry, int scheme, const ch
 
 /* ---- piece fetches ---- */
 
-static int origin_write(void *ctx, const void *data, size_t len)
+struct range_sink {
+    uint8_t *buf;
+    size_t len, got;
+};
+
+static int range_write(void *ctx, const void *data, size_t len)
 {
-    struct piece_job *j = ctx;
-    if (len > j->len - j->got) return -EMSGSIZE;
-    memcpy(j->data + j->got, data, len);
-    j->got += len;
+    struct range_sink *k = ctx;
+    if (len > k->len - k->got) return -EMSGSIZE;
+    memcpy(k->buf + k->got, data, len);
+    k->got += len;
     return 0;
 }
 
-static void origin_work(void *p)
+int bts_get_range(proto_registry *reg, const char *repo, const char *task_id, uint64_t off,
+                  uint32_t len, uint8_t *buf, cf_err *err)
 {
-    struct piece_job *j = p;
-    struct task *t = j->t;
-    uint64_t off = (uint64_t)j->piece * t->piece_size;
+    struct range_sink k = {buf, len, 0};
     uint64_t delivered = 0;
-    j->rc = proto_registry_blob_get(j->reg, j->repo, t->id, off, j->len, 0, origin_write, j,
-                                    &delivered, &j->err);
-    if (j->rc) return;
-    if (delivered != j->len) {
-        j->rc = cf_err_set(&j->err, -EBADMSG, "origin sent %llu bytes for piece %u (want %u)",
-                           (unsigned long long)delivered, j->piece, j->len);
-        return;
-    }
-    task_piece_write_work(j);
-}
-
-int bts_fetch_piece(struct task *t, uint32_t piece)
-{
-    if (!t->oc || !t->registry[0]) return -ENOENT;
-    uint32_t len = proto_piece_len(t->length, t->piece_size, piece);
-    struct piece_job *j = calloc(1, sizeof(*j));
-    if (!j) return -ENOMEM;
-    j->data = malloc(len ? len : 1);
-    if (!j->data) {
-        free(j);
-        return -ENOMEM;
-    }
-    j->t = t;
-    j->piece = piece;
-    j->len = len;
-    j->tp = -1;
-    j->reg = t->oc->reg;
-    snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
-    if (t->digests) {
-        memcpy(j->expect, t->digests + (size_t)piece * 32, 32);
-        j->has_expect = 1;
-    }
-    t->work_refs++;
-    if (pd_queue_work(t->d, j, origin_work, task_piece_write_done)) {
-        t->work_refs--;
-        task_piece_job_free(j);
-        return -ENOMEM;
-    }
+    int rc = proto_registry_blob_get(reg, repo, task_id, off, len, 0, range_write, &k, &delivered,
+                                     err);
+    if (rc) return rc;
+    if (delivered != len)
+        return cf_err_set(err, -EBADMSG, "origin sent %llu bytes for %u at offset %llu",
+                          (unsigned long long)delivered, len, (unsigned long long)off);
     return 0;
 }
 

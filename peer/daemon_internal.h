@@ -8,6 +8,7 @@
 
 #include "cf/error.h"
 #include "peer/daemon.h"
+#include "piece_policy.h"
 #include "peer/piece_store.h"
 #include "peer/token_bucket.h"
 #include "proto/conn.h"
@@ -15,8 +16,6 @@
 #include "proto/piece.h"
 #include "proto/registry_client.h"
 #include "proto/rendezvous.h"
-
-#define TASK_MAX_PARENTS 16
 
 struct peer_metrics {
     uint64_t bytes_from_parents, bytes_from_origin, bytes_served_peers, bytes_served_local;
@@ -46,13 +45,14 @@ struct sched_link {
     uint64_t hb_seq, hb_acked;
 };
 
-/* ---- parent connections (parent_conn.c) ---- */
+/* ---- parent connections (parent_conn.c): a piece source below the tasks ---- */
 struct preq {
     struct preq *next;
     uint64_t req_id;
-    struct task *t;
+    void *owner; /* the requesting task, opaque here */
+    char task_id[PROTO_TASK_ID_LEN + 1];
     uint32_t piece;
-    int tp; /* index in t->parents */
+    int tp; /* the owner's parent slot */
     uint64_t deadline_ms;
 };
 
@@ -68,6 +68,19 @@ struct pconn {
     uint64_t busy_until_ms;
 };
 
+/* What parent connections report, to whoever registered (download_task.c): they never call a
+ * task by name. `code` is a PROTO_E_* from the parent, -ETIMEDOUT (stalled connection closed) or
+ * another negative errno (connection lost). */
+struct pconn_handler {
+    void (*on_piece)(void *owner, int tp, uint32_t piece, const uint8_t *data, uint32_t len);
+    void (*on_failed)(void *owner, int tp, uint32_t piece, int code);
+    /* AVAIL (bits) or AVAIL_UPDATE (runs) for task_id from pc */
+    void (*on_avail)(peer_daemon *d, struct pconn *pc, const char *task_id, uint32_t piece_count,
+                     const uint8_t *bits, size_t bits_len, const proto_piece_run *runs,
+                     size_t n_runs);
+    void (*on_closed)(peer_daemon *d, struct pconn *pc); /* before pc is freed */
+};
+
 /* ---- tasks (download_task.c) ---- */
 enum task_state {
     T_SIZING,      /* learning length (cache or origin HEAD) */
@@ -79,18 +92,45 @@ enum task_state {
     T_FAILED,
 };
 
-struct tparent {
-    char host_id[PROTO_MAX_ID_LEN + 1];
-    char addr[PROTO_MAX_ADDR_LEN + 1];
-    uint8_t *bits; /* what it holds (from CANDIDATES / AVAIL / AVAIL_UPDATE) */
-    struct pconn *pc;
-    int banned;             /* served bad bytes: never again for this task */
-    int subscribed;         /* AVAIL_QUERY sent on pc */
-    uint64_t down_until_ms; /* timeouts/refusals: skip for a while */
-    uint32_t served;
+/* Piece bytes kept in memory because the cache could not store them (full disk): handed to
+ * the watchers, who keep a reference while they still need the bytes. */
+struct piece_buf {
+    uint32_t refs;
+    uint32_t piece, len;
+    uint8_t *data;
+};
+void piece_buf_unref(struct piece_buf *b);
+
+/* Task watchers: consumers (range readers) register on a task to learn about new pieces and
+ * state changes. The task knows them only through these callbacks. */
+enum task_event {
+    TASK_EV_READABLE, /* the cache entry is open: pieces can be read */
+    TASK_EV_RESTART,  /* content purged (bad blob digest): everything is fetched again */
+    TASK_EV_DONE,     /* complete and verified */
+    TASK_EV_FAILED,   /* failed or gone (t->fail_code, t->fail_msg): the watcher is off the
+                       * list already; it must task_unwatch() (clears w->t) in the call and
+                       * never touch the task after it returns */
+};
+struct task_watcher;
+struct task_watcher_ops {
+    /* Piece `piece` is readable: from the cache, or (mem != NULL) only from memory. */
+    void (*on_piece)(struct task_watcher *w, uint32_t piece, struct piece_buf *mem);
+    void (*on_event)(struct task_watcher *w, enum task_event ev);
+};
+struct task_watcher {
+    struct task_watcher *next;
+    const struct task_watcher_ops *ops;
+    struct task *t;
+    /* Bytes [want_off, want_end) the watcher waits for: their pieces are fetched first, in
+     * watcher order. Updated by the watcher; task_wants_changed() when they grow. */
+    uint64_t want_off, want_end;
 };
 
-struct local_read;
+/* Every piece stored by any task (upload server: availability updates to children). */
+struct piece_listener {
+    struct piece_listener *next;
+    void (*on_piece)(struct piece_listener *l, const char *task_id, uint32_t piece);
+};
 
 struct task {
     struct task *next;
@@ -105,54 +145,28 @@ struct task {
     enum task_state state;
     int work_refs; /* thread-pool jobs referencing the task */
     int dead;      /* removed from the list; freed when work_refs == 0 */
-    int whole;     /* download every piece (prefetch / first read) */
     uint64_t length;
-    uint32_t piece_size, piece_count, n_have, n_inflight, n_origin_inflight;
-    uint8_t *have, *inflight, *granted;
-    int16_t *source;  /* per piece: parent index that served it, -1 origin/own */
+    uint32_t piece_size;
+    pp_task pp;       /* piece maps, parents, origin mode, whole (piece_policy.h) */
     uint8_t *digests; /* per-piece sha256 list (piece_count*32), NULL until known */
     int digests_from_sched;
     int sched_has_digests;
-    int origin_mode;     /* fetch whatever is needed from the origin */
-    int origin_no_sched; /* origin_mode only because the scheduler went away */
+    int origin_no_sched; /* origin mode only because the scheduler went away */
     int sched_idx;       /* scheduler link registered on, -1 none */
     int registered;
     int finished_sent;
     int restarts;
-    int seed; /* already complete when the task was created */
-    struct tparent parents[TASK_MAX_PARENTS];
-    int n_parents;
+    int seed;     /* already complete when the task was created */
+    int cache_full; /* a piece could not be stored: serve readers from memory, no background */
     uint64_t created_ms, last_progress_ms, reask_at_ms, register_deadline_ms, digests_poll_ms;
     peer_blob_ref *ref;
-    struct local_read *readers;
-    struct local_read *prefetchers; /* prefetch requests waiting for the length */
+    struct task_watcher *watchers;
     uint64_t from_parents, from_origin;
     int fail_code; /* proto_error_code once failed */
     char fail_msg[256];
 };
 
-/* ---- local API (local_api.c) ---- */
-struct lconn;
-struct local_read {
-    struct local_read *next_t; /* in task->readers */
-    struct local_read *next_c; /* in lconn->reads */
-    struct lconn *lc;
-    struct task *t;
-    uint64_t req_id, cur, end;
-    int prefetch;
-    /* In-use reference held from the moment the blob's cache entry exists until the read ends
-     * (done, error, disconnect): a finished task holds none, so without it quota eviction
-     * could remove the blob under a slow reader. Released by read_unlink only. */
-    peer_blob_ref *ref;
-};
-
 struct upconn; /* upload_server.c */
-
-struct lie_record {
-    struct lie_record *next;
-    char host_id[PROTO_MAX_ID_LEN + 1];
-    uint32_t tasks;
-};
 
 struct peer_daemon {
     uv_loop_t *loop;
@@ -170,6 +184,7 @@ struct peer_daemon {
     uv_timer_t bucket_timer;
     int bucket_timer_on;
     int faults_corrupt; /* test fault: flip bytes of served pieces */
+    struct piece_listener up_listener; /* availability updates to subscribed children */
     /* local API */
     uv_pipe_t api_listen;
     int api_listening;
@@ -191,7 +206,11 @@ struct peer_daemon {
     uv_timer_t tick_timer; /* timeouts, stalls, store flush */
     int flush_running;
     struct origin_client *origins;
-    struct lie_record *liars;
+    pp_liars liars;
+    struct piece_listener *piece_listeners;
+    const struct pconn_handler *pconn_h;
+    const struct sched_handler *sched_h;
+    uint64_t pieces_dropped_seen; /* peer_store_stats.pieces_dropped already reconciled */
     struct peer_metrics m;
     uv_signal_t sigpipe_dummy;
 };
@@ -210,107 +229,108 @@ int pd_serve_hello(peer_daemon *d, proto_conn *c, const proto_msg *m, uint64_t c
 
 /* token_bucket.c lives in its own header. */
 
-/* upload_server.c */
+/* upload_server.c (front end) */
 int upload_server_start(peer_daemon *d, cf_err *err);
 void upload_server_stop(peer_daemon *d);
-void upload_notify_piece(peer_daemon *d, const struct task *t, uint32_t piece);
 void upload_tick(peer_daemon *d);
 
-/* sched_client.c */
-void sched_client_init(peer_daemon *d);
+/* sched_client.c (below the tasks: reports through sched_handler) */
+struct sched_handler {
+    void (*on_link_ready)(peer_daemon *d, int idx); /* connected + announced */
+    void (*on_link_lost)(peer_daemon *d, int idx);
+    void (*on_host_unknown)(peer_daemon *d, int idx); /* scheduler restarted: re-register */
+    /* a task message (REGISTER_ANSWER, CANDIDATES, BACK_TO_SOURCE, WAIT, DIGESTS, DIGESTS_ACK,
+     * ERROR with a task id) from link idx */
+    void (*on_task_msg)(peer_daemon *d, int idx, const proto_msg *m);
+};
+void sched_client_init(peer_daemon *d, const struct sched_handler *h);
 void sched_client_stop(peer_daemon *d);
-/* Registers (or re-registers) t with its rendezvous scheduler. Returns 0 when a scheduler was
- * chosen (answer follows), -ENOENT when none is configured/healthy. */
-int sched_client_register(peer_daemon *d, struct task *t);
+/* Picks the rendezvous scheduler for task_id and registers it there (now, or once connected).
+ * *idx = the link. 0, or -ENOENT when none is configured/healthy. */
+int sched_client_register(peer_daemon *d, const char *task_id, uint64_t length, const char *origin,
+                          int *idx);
 int sched_client_send(peer_daemon *d, int idx, const proto_msg *m);
-void sched_client_report(peer_daemon *d, struct task *t, uint32_t start, uint32_t count,
-                         const char *parent_id);
-void sched_client_bad_parent(peer_daemon *d, struct task *t, const char *parent_id, uint8_t reason,
-                             uint32_t piece);
+int sched_client_link_ready(peer_daemon *d, int idx);
 
-/* parent_conn.c */
+/* parent_conn.c (a piece source below the tasks: reports through pconn_handler) */
+void pconn_init(peer_daemon *d, const struct pconn_handler *h);
 struct pconn *pconn_get(peer_daemon *d, const char *addr, const char *host_id);
-int pconn_request(struct pconn *pc, struct task *t, int tp, uint32_t piece);
-void pconn_subscribe(struct pconn *pc, struct task *t);
-void pconn_forget_task(peer_daemon *d, struct task *t);
+int pconn_request(struct pconn *pc, void *owner, const char *task_id, int tp, uint32_t piece);
+void pconn_subscribe(struct pconn *pc, const char *task_id);
+void pconn_forget_owner(peer_daemon *d, void *owner);
 void pconn_check_timeouts(peer_daemon *d);
 void pconn_close_all(peer_daemon *d);
 
-/* download_task.c */
+/* download_task.c (the core) */
+void tasks_init(peer_daemon *d);
 struct task *task_find(peer_daemon *d, const char *id);
-/* Finds or starts the task. origin may be "" when the blob is already cached. Returns NULL
- * with err set when the request cannot start. */
+/* Finds or starts the task. origin may be "" when the blob is already cached. whole: fetch
+ * every piece (prefetch, or a read with fetch_whole_blob). Returns NULL with err set when the
+ * request cannot start. */
 struct task *task_get(peer_daemon *d, const char *id, const char *origin, const char *creds,
                       int whole, cf_err *err);
-void task_pump(struct task *t);
-void task_on_register_answer(struct task *t, const proto_register_answer *a);
-void task_on_candidates(struct task *t, const proto_candidates *c);
-void task_on_back_to_source(struct task *t, const proto_back_to_source *b);
-void task_on_wait(struct task *t, uint32_t ms);
-void task_on_digests(struct task *t, const proto_digest_list *l);
-void task_on_sched_error(struct task *t, const proto_error *e);
-void task_on_sched_lost(struct task *t);
-/* Piece bytes arrived from parent tp (payload copied by the callee). */
-void task_on_piece_data(struct task *t, int tp, uint32_t piece, const uint8_t *data, uint32_t len);
-void task_on_piece_failed(struct task *t, int tp, uint32_t piece, int code);
-void task_on_parent_avail(struct task *t, int tp, const uint8_t *bits, size_t len,
-                          const proto_piece_run *runs, size_t n_runs);
+bool task_has_piece(const struct task *t, uint32_t piece);
+/* The cache entry is open: pieces can be leased (RUNNING, VERIFYING, DONE). */
+bool task_readable(const struct task *t);
+/* A reader found a piece the task thinks it holds missing from the cache (dropped after a
+ * failed sync): the task fetches it again. */
+void task_piece_missing(struct task *t, uint32_t piece);
+/* Watchers (see struct task_watcher): appended, so earlier ones keep their priority. A watcher
+ * added to a readable task gets no READABLE event: check task_readable(). */
+void task_watch(struct task *t, struct task_watcher *w);
+void task_unwatch(struct task_watcher *w);
+void task_wants_changed(struct task *t);
+void tasks_listen_pieces(peer_daemon *d, struct piece_listener *l);
+/* Pieces the cache dropped (failed sync) are fetched again; called when the store's
+ * pieces_dropped counter moved. */
+void tasks_resync_with_store(peer_daemon *d);
 void task_tick(peer_daemon *d);
 void tasks_stop(peer_daemon *d);
 void tasks_free(peer_daemon *d);
-bool task_has_piece(const struct task *t, uint32_t piece);
 /* "[http://|https://]registry/repo[@digest]": the scheme prefix picks http/https for this
  * origin (0 = the daemon's default). 0 or -EINVAL. */
 int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *err);
+
+/* back_to_source.c (a piece source: the origin registry) */
 int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
                       struct origin_client **out, cf_err *err); /* [blocking] */
-
-/* One piece on its way into the cache (from a parent or the origin), processed in the pool by
- * task_piece_write_work (digest check when a list is known, then peer_store_write_piece) and
- * finished on the loop by task_piece_write_done. */
-struct piece_job {
-    struct task *t;
-    uint32_t piece, len;
-    int tp; /* -1 origin */
-    uint8_t *data;
-    uint8_t expect[32];
-    int has_expect;
-    int rc;
-    cf_err err;
-    /* origin */
-    size_t got;
-    proto_registry *reg;
-    char repo[256];
-};
-
-void task_piece_write_work(void *job);
-void task_piece_write_done(void *job, int cancelled);
-void task_piece_job_free(struct piece_job *j);
-
-/* back_to_source.c */
-/* Queues an origin Range GET of `piece` (thread pool); the caller marks it in flight.
- * 0, -ENOENT (no origin known), -ENOMEM. */
-int bts_fetch_piece(struct task *t, uint32_t piece);
+/* [blocking] Exactly len bytes of the blob at off into buf: 0, or a negative errno (message
+ * in err). */
+int bts_get_range(proto_registry *reg, const char *repo, const char *task_id, uint64_t off,
+                  uint32_t len, uint8_t *buf, cf_err *err);
 /* [blocking] 0 when the origin's bytes [off, off+len) hash to expect, -EBADMSG when not, other
  * negative errno when the origin could not tell. */
 int bts_piece_matches(proto_registry *reg, const char *repo, const char *task_id, uint64_t off,
                       uint32_t len, const uint8_t expect[32]);
 
-/* local_api.c */
+/* task_status.c: one snapshot of the tasks for the local API's LIST and the HTTP /status */
+typedef struct task_status {
+    const char *id, *state; /* point into the task (valid until the loop runs again) */
+    uint64_t length;
+    uint32_t piece_size, piece_count, pieces_have, in_flight;
+    int origin_mode, sched_idx, readers;
+    uint64_t from_parents, from_origin;
+    const char *error; /* failed tasks: the message, else NULL */
+    size_t first_parent, n_parents; /* range in the parents array */
+} task_status;
+typedef struct task_status_parent {
+    const char *host_id, *addr;
+    uint32_t served;
+    int banned, down, connected;
+} task_status_parent;
+/* Up to max tasks (and all their parents); *tasks and *parents are malloc'ed (caller frees
+ * both). 0 or -ENOMEM. */
+int tasks_snapshot(peer_daemon *d, size_t max, task_status **tasks, size_t *n,
+                   task_status_parent **parents, size_t *n_parents);
+
+/* range_reader.c: bytes of a blob as pieces land (see range_reader.h) */
+
+/* local_api.c (front end) */
 int local_api_start(peer_daemon *d, cf_err *err);
 void local_api_stop(peer_daemon *d);
 void local_api_tick(peer_daemon *d);
-/* Task progress: serve waiting readers. */
-void local_reads_pump(struct task *t);
-/* Task failed (code = proto_error_code). */
-void local_reads_fail(struct task *t, uint32_t code, const char *msg);
-/* Prefetch accepted (task running). */
-void local_prefetch_ready(struct task *t);
-/* The task's cache entry was purged and is re-created: readers drop their references to the
- * old entry and take new ones when they next serve bytes. */
-void local_reads_drop_refs(struct task *t);
 
-/* peer_metrics.c */
+/* peer_http.c (front end): /metrics, /healthz, /status */
 int peer_http_start(peer_daemon *d, cf_err *err);
 void peer_http_stop(peer_daemon *d);
 

@@ -1,4 +1,4 @@
-/* The per-blob download state machine (docs/peer.md, "Downloading"):
+/* The per-blob download state machine, the core of the peer (docs/peer.md, "Downloading"):
  *
  *   SIZING -> (REGISTERING) -> OPENING -> RUNNING -> VERIFYING -> DONE (seeding)
  *                                            ^            |
@@ -7,16 +7,19 @@
  * SIZING learns the blob length from the cache or an origin HEAD (thread pool). Blobs up to
  * small_blob, and every blob when no scheduler answers, go straight to the origin; otherwise the
  * task registers with its rendezvous scheduler, whose answer fixes the piece size. RUNNING keeps
- * up to pieces_in_flight pieces moving: pieces local readers wait for first (in order), then
- * origin grants, then the rest rarest-first among the parents; each piece is fetched once per
- * node at a time (inflight bitmap), whatever the number of readers. Bytes are checked against
- * the per-piece digest list when one is known, written in the thread pool, reported to the
- * scheduler, announced to subscribed children and handed to waiting readers (cut-through).
- * When all pieces are written the whole blob is hashed; a match marks it verified and publishes
- * the digest list, a mismatch purges it, finds the parent that served the first bad piece (by
- * comparing parent-served pieces with the origin) and bans it, then starts again. Origin
- * fetches and registry clients live in back_to_source.c. */
+ * pieces moving as the piece policy (piece_policy.c) decides: what watchers wait for first, then
+ * origin grants, then rarest first, then the end game. Bytes are checked against the per-piece
+ * digest list when one is known, written in the thread pool, reported to the scheduler and
+ * announced to watchers and piece listeners, who never are called by name: front ends (local
+ * API, upload server, mirror) register through task_watch() / tasks_listen_pieces(). Pieces come
+ * from parent connections (parent_conn.c) and the origin (back_to_source.c), which report back
+ * through handlers registered here. When all pieces are written the whole blob is hashed; a
+ * match marks it verified and publishes the digest list, a mismatch purges it, finds the parent
+ * that served the first bad piece (by comparing parent-served pieces with the origin) and bans
+ * it, then starts again. A piece the cache cannot store (full disk, after eviction) goes to the
+ * watchers from memory and the background download stops. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,26 +28,25 @@
 #include "cf/hex.h"
 #include "cf/log.h"
 #include "daemon_internal.h"
+#include "proto/error_code.h"
 #include "proto/piece.h"
 
 #define MAX_RESTARTS 3
+#define MAX_WANTS    64 /* watcher ranges handed to the policy per pump */
 
-static inline int bit_get(const uint8_t *b, uint32_t i)
-{
-    return (b[i >> 3] >> (i & 7)) & 1;
-}
-static inline void bit_set(uint8_t *b, uint32_t i)
-{
-    b[i >> 3] |= (uint8_t)(1u << (i & 7));
-}
-static inline void bit_clr(uint8_t *b, uint32_t i)
-{
-    b[i >> 3] &= (uint8_t) ~(1u << (i & 7));
-}
+static void task_pump(struct task *t);
+static void task_open(struct task *t);
+static void task_register(struct task *t);
+static void start_verify(struct task *t);
 
 bool task_has_piece(const struct task *t, uint32_t piece)
 {
-    return t->have && piece < t->piece_count && bit_get(t->have, piece);
+    return t->pp.have && piece < t->pp.piece_count && proto_bit_get(t->pp.have, piece);
+}
+
+bool task_readable(const struct task *t)
+{
+    return t->pp.have && (t->state == T_RUNNING || t->state == T_VERIFYING || t->state == T_DONE);
 }
 
 struct task *task_find(peer_daemon *d, const char *id)
@@ -54,16 +56,82 @@ struct task *task_find(peer_daemon *d, const char *id)
     return NULL;
 }
 
+/* ---- watchers and listeners ---- */
+
+void piece_buf_unref(struct piece_buf *b)
+{
+    if (b && --b->refs == 0) {
+        free(b->data);
+        free(b);
+    }
+}
+
+void task_watch(struct task *t, struct task_watcher *w)
+{
+    w->t = t;
+    w->next = NULL;
+    struct task_watcher **pp = &t->watchers;
+    while (*pp) pp = &(*pp)->next;
+    *pp = w;
+    task_pump(t);
+}
+
+void task_unwatch(struct task_watcher *w)
+{
+    struct task *t = w->t;
+    if (!t) return;
+    for (struct task_watcher **pp = &t->watchers; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    w->t = NULL;
+    w->next = NULL;
+}
+
+void task_wants_changed(struct task *t)
+{
+    task_pump(t);
+}
+
+void tasks_listen_pieces(peer_daemon *d, struct piece_listener *l)
+{
+    l->next = d->piece_listeners;
+    d->piece_listeners = l;
+}
+
+/* Watchers may unwatch themselves (and only themselves) from their callbacks. */
+static void notify_event(struct task *t, enum task_event ev)
+{
+    struct task_watcher *next;
+    for (struct task_watcher *w = t->watchers; w; w = next) {
+        next = w->next;
+        if (ev == TASK_EV_FAILED) { /* off the list; w->t stays valid for the call */
+            t->watchers = next;
+            w->next = NULL;
+        }
+        w->ops->on_event(w, ev);
+    }
+}
+
+static void notify_piece(struct task *t, uint32_t piece, struct piece_buf *mem)
+{
+    struct task_watcher *next;
+    for (struct task_watcher *w = t->watchers; w; w = next) {
+        next = w->next;
+        w->ops->on_piece(w, piece, mem);
+    }
+    if (mem) return; /* not in the cache: nothing to offer other peers */
+    for (struct piece_listener *l = t->d->piece_listeners; l; l = l->next)
+        l->on_piece(l, t->id, piece);
+}
+
 /* ---- lifetime ---- */
 
 static void task_free(struct task *t)
 {
-    free(t->have);
-    free(t->inflight);
-    free(t->granted);
-    free(t->source);
+    pp_task_free(&t->pp);
     free(t->digests);
-    for (int i = 0; i < t->n_parents; i++) free(t->parents[i].bits);
     if (t->creds) {
         memset(t->creds, 0, strlen(t->creds));
         free(t->creds);
@@ -83,7 +151,7 @@ static void task_unlink(struct task *t)
             break;
         }
     }
-    pconn_forget_task(d, t);
+    pconn_forget_owner(d, t);
     if (t->ref) {
         peer_store_blob_release(d->store, t->ref);
         t->ref = NULL;
@@ -95,6 +163,19 @@ static void task_maybe_free(struct task *t)
     if (t->dead && t->work_refs == 0) task_free(t);
 }
 
+static void send_to_sched(struct task *t, const proto_msg *m)
+{
+    if (t->sched_idx >= 0) sched_client_send(t->d, t->sched_idx, m);
+}
+
+static void leave_sched(struct task *t)
+{
+    if (!t->registered) return;
+    proto_msg m = {.type = PROTO_MSG_LEAVE_TASK};
+    m.u.leave_task.task_id = t->id;
+    send_to_sched(t, &m);
+}
+
 /* A finished task whose blob left the cache (evicted, purged): leave the mesh and forget it, so
  * the next read starts a fresh download. Returns 1 when it was dropped. */
 static int task_drop_if_gone(struct task *t)
@@ -103,13 +184,11 @@ static int task_drop_if_gone(struct task *t)
     if (t->state != T_DONE || t->dead) return 0;
     if (peer_store_blob_info(t->d->store, t->digest, &bi) == 0 && bi.complete) return 0;
     cf_info("task %s: blob left the cache, leaving the mesh", t->id);
-    if (t->registered && t->sched_idx >= 0) {
-        proto_msg m = {.type = PROTO_MSG_LEAVE_TASK};
-        m.u.leave_task.task_id = t->id;
-        sched_client_send(t->d, t->sched_idx, &m);
-    }
-    local_reads_fail(t, PROTO_E_NOT_FOUND, "blob left the cache during the read, retry");
+    leave_sched(t);
+    t->fail_code = PROTO_E_NOT_FOUND;
+    snprintf(t->fail_msg, sizeof(t->fail_msg), "blob left the cache during the read, retry");
     task_unlink(t);
+    notify_event(t, TASK_EV_FAILED);
     task_maybe_free(t);
     return 1;
 }
@@ -127,37 +206,30 @@ static void task_fail(struct task *t, uint32_t code, const char *fmt, ...)
     t->state = T_FAILED;
     t->d->m.tasks_failed++;
     cf_warn("task %s: failed: %s", t->id, t->fail_msg);
-    local_reads_fail(t, code, t->fail_msg);
-    if (t->registered && t->sched_idx >= 0) {
+    if (t->registered) {
         proto_msg m = {.type = PROTO_MSG_TASK_FAILED};
         m.u.task_failed.task_id = t->id;
         m.u.task_failed.code = code;
         m.u.task_failed.message = t->fail_msg;
-        sched_client_send(t->d, t->sched_idx, &m);
+        send_to_sched(t, &m);
     }
     task_unlink(t);
+    notify_event(t, TASK_EV_FAILED);
     task_maybe_free(t);
 }
 
-static uint32_t errno_to_code(int rc)
+/* Task failures caused by the origin or the cache; what the table does not name is the
+ * origin's doing. */
+static uint32_t fail_code(int rc)
 {
-    switch (rc) {
-    case -EACCES:
-        return PROTO_E_AUTH;
-    case -ENOSPC:
-        return PROTO_E_NO_SPACE;
-    case -ERANGE:
-        return PROTO_E_RANGE;
-    case -EBADMSG:
-        return PROTO_E_DIGEST_MISMATCH;
-    case -ENOENT:
-        return PROTO_E_NOT_FOUND;
-    case -ENOMEM:
-    case -EIO:
-        return PROTO_E_INTERNAL;
-    default:
-        return PROTO_E_ORIGIN;
-    }
+    return proto_error_from_errno(rc, PROTO_E_ORIGIN);
+}
+
+static void go_origin(struct task *t)
+{
+    t->pp.origin_mode = 1;
+    if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
+    task_open(t);
 }
 
 /* ---- SIZING ---- */
@@ -210,10 +282,6 @@ static void size_work(void *p)
     j->rc = proto_registry_blob_size(j->oc->reg, j->repo, t->id, &j->length, &j->err);
 }
 
-static void task_open(struct task *t);
-static int task_alloc_maps(struct task *t, uint32_t count);
-static void task_register(struct task *t);
-
 static void size_job_free(struct size_job *j)
 {
     if (j->creds) {
@@ -234,7 +302,7 @@ static void size_done(void *p, int cancelled)
         return;
     }
     if (j->rc) {
-        task_fail(t, errno_to_code(j->rc), "%s", cf_err_str(&j->err, j->rc));
+        task_fail(t, fail_code(j->rc), "%s", cf_err_str(&j->err, j->rc));
         size_job_free(j);
         return;
     }
@@ -251,14 +319,12 @@ static void size_done(void *p, int cancelled)
     size_job_free(j);
     peer_daemon *d = t->d;
     if (t->length == 0) {
-        t->piece_size = PROTO_PIECE_SIZE_SMALL;
+        t->piece_size = proto_piece_size_for(0);
         task_open(t);
         return;
     }
     if (d->o.n_schedulers == 0 || (t->length <= d->o.small_blob && !t->seed)) {
-        t->origin_mode = 1;
-        if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
-        task_open(t);
+        go_origin(t);
         return;
     }
     if (t->seed) { /* serve it at once; the registration announces it to the mesh */
@@ -270,24 +336,30 @@ static void size_done(void *p, int cancelled)
 
 /* ---- REGISTERING ---- */
 
+static int register_now(struct task *t)
+{
+    return sched_client_register(t->d, t->id, t->length, t->origin[0] ? t->origin : t->id,
+                                 &t->sched_idx);
+}
+
 static void task_register(struct task *t)
 {
     peer_daemon *d = t->d;
     t->state = T_REGISTERING;
+    t->registered = 0;
     t->register_deadline_ms = pd_now(d) + d->o.register_timeout_ms;
-    if (sched_client_register(d, t) != 0) {
+    if (register_now(t) != 0) {
         cf_info("task %s: no scheduler reachable, fetching from the origin", t->id);
-        t->origin_mode = 1;
-        if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
-        task_open(t);
+        t->sched_idx = -1;
+        go_origin(t);
     }
 }
 
 static void resync_with_sched(struct task *t)
 {
     /* (re-)registered: tell the scheduler what we already hold (parent = ourselves) */
-    if (!t->registered || !t->have) return;
-    proto_bitmap b = {.bits = t->have, .nbits = t->piece_count};
+    if (!t->registered || !t->pp.have) return;
+    proto_bitmap b = {.bits = t->pp.have, .nbits = t->pp.piece_count};
     proto_piece_run *runs = NULL;
     size_t n = 0;
     if (proto_bitmap_delta(NULL, &b, &runs, &n) == 0 && n) {
@@ -296,7 +368,7 @@ static void resync_with_sched(struct task *t)
         m.u.piece_report.runs = runs;
         m.u.piece_report.n_runs = n;
         m.u.piece_report.parent_id = t->d->host_id;
-        sched_client_send(t->d, t->sched_idx, &m);
+        send_to_sched(t, &m);
     }
     free(runs);
     if (t->state == T_DONE) {
@@ -304,41 +376,37 @@ static void resync_with_sched(struct task *t)
         m.u.task_finished.task_id = t->id;
         m.u.task_finished.content_length = t->length;
         m.u.task_finished.verified = true;
-        sched_client_send(t->d, t->sched_idx, &m);
+        send_to_sched(t, &m);
         t->finished_sent = 1;
     }
     if (t->state == T_DONE && t->digests && !t->sched_has_digests) {
         proto_msg m = {.type = PROTO_MSG_DIGESTS_PUBLISH};
         m.u.digests.task_id = t->id;
         m.u.digests.piece_size = t->piece_size;
-        m.u.digests.piece_count = t->piece_count;
+        m.u.digests.piece_count = t->pp.piece_count;
         m.u.digests.digests = t->digests;
-        sched_client_send(t->d, t->sched_idx, &m);
+        send_to_sched(t, &m);
     } else if (t->sched_has_digests && !t->digests && t->state != T_DONE) {
         proto_msg m = {.type = PROTO_MSG_DIGESTS_FETCH};
         m.u.digests_fetch.task_id = t->id;
         m.u.digests_fetch.piece_size = t->piece_size;
-        sched_client_send(t->d, t->sched_idx, &m);
+        send_to_sched(t, &m);
     }
 }
 
-void task_on_register_answer(struct task *t, const proto_register_answer *a)
+static void on_register_answer(struct task *t, const proto_register_answer *a)
 {
     cf_err err = {0};
     uint32_t count;
     if (a->content_length != t->length ||
         proto_piece_layout(a->content_length, a->piece_size, &count, &err) ||
-        count != a->piece_count || proto_piece_size_check(a->piece_size)) {
+        count != a->piece_count) {
         cf_warn("task %s: scheduler answer does not fit (length %llu/%llu, piece size %u): "
                 "using the origin",
                 t->id, (unsigned long long)a->content_length, (unsigned long long)t->length,
                 a->piece_size);
         t->registered = 0;
-        if (t->state == T_REGISTERING) {
-            t->origin_mode = 1;
-            if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
-            task_open(t);
-        }
+        if (t->state == T_REGISTERING) go_origin(t);
         return;
     }
     t->registered = 1;
@@ -348,7 +416,7 @@ void task_on_register_answer(struct task *t, const proto_register_answer *a)
             cf_info("task %s: cached piece size %u differs from the scheduler's %u: refetching",
                     t->id, t->piece_size, a->piece_size);
         t->piece_size = a->piece_size;
-        if (task_alloc_maps(t, a->piece_count)) {
+        if (pp_task_init(&t->pp, a->piece_count)) {
             task_fail(t, PROTO_E_INTERNAL, "out of memory");
             return;
         }
@@ -359,20 +427,20 @@ void task_on_register_answer(struct task *t, const proto_register_answer *a)
         cf_warn("task %s: scheduler piece size %u differs from ours %u: origin only", t->id,
                 a->piece_size, t->piece_size);
         t->registered = 0;
-        t->origin_mode = 1;
+        t->pp.origin_mode = 1;
         task_pump(t);
         return;
     }
     if (t->origin_no_sched) { /* a scheduler is back: it decides about the origin again */
         t->origin_no_sched = 0;
-        t->origin_mode = 0;
+        t->pp.origin_mode = 0;
         t->last_progress_ms = pd_now(t->d);
     }
     resync_with_sched(t);
     task_pump(t);
 }
 
-void task_on_sched_error(struct task *t, const proto_error *e)
+static void on_sched_error(struct task *t, const proto_error *e)
 {
     if (e->code == PROTO_E_NOT_FOUND) { /* DIGESTS_FETCH before anyone published a list */
         cf_debug("task %s: scheduler: %s", t->id, e->message);
@@ -384,9 +452,7 @@ void task_on_sched_error(struct task *t, const proto_error *e)
     }
     cf_info("task %s: scheduler error %u: %s", t->id, e->code, e->message);
     if (t->state == T_REGISTERING) {
-        t->origin_mode = 1;
-        if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
-        task_open(t);
+        go_origin(t);
     } else if (e->code == PROTO_E_UNKNOWN_TASK && t->registered) {
         /* the scheduler forgot the task (restart, expiry): register again soon */
         t->registered = 0;
@@ -394,49 +460,24 @@ void task_on_sched_error(struct task *t, const proto_error *e)
     }
 }
 
-void task_on_sched_lost(struct task *t)
+static void on_sched_lost(struct task *t)
 {
     t->registered = 0;
     t->sched_idx = -1;
-    if (t->granted) memset(t->granted, 0, proto_bitmap_nbytes(t->piece_count));
+    pp_clear_grants(&t->pp);
     t->reask_at_ms = pd_now(t->d) + 1000; /* re-register (maybe elsewhere) soon */
     if (t->state == T_REGISTERING) {
-        if (sched_client_register(t->d, t) == 0) return; /* another scheduler */
-        t->origin_mode = 1;
-        if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
-        task_open(t);
-    } else if (t->state == T_RUNNING && !t->origin_mode) {
+        if (register_now(t) == 0) return; /* another scheduler */
+        t->sched_idx = -1;
+        go_origin(t);
+    } else if (t->state == T_RUNNING && !t->pp.origin_mode) {
         /* no scheduler grants any more: what parents do not have comes from the origin until
          * a scheduler answers again */
         cf_info("task %s: scheduler lost, missing pieces come from the origin", t->id);
-        t->origin_mode = 1;
+        t->pp.origin_mode = 1;
         t->origin_no_sched = 1;
         task_pump(t);
     }
-}
-
-/* Piece maps sized for `count` pieces. Kept (with grants and parents' bitmaps) when the size
- * does not change: scheduler decisions may arrive while the cache entry is being opened. */
-static int task_alloc_maps(struct task *t, uint32_t count)
-{
-    size_t nb = proto_bitmap_nbytes(count);
-    if (t->inflight && t->piece_count == count) return 0;
-    free(t->have);
-    free(t->inflight);
-    free(t->granted);
-    free(t->source);
-    for (int i = 0; i < t->n_parents; i++) {
-        free(t->parents[i].bits);
-        t->parents[i].bits = NULL;
-    }
-    t->piece_count = count;
-    t->have = calloc(1, nb ? nb : 1);
-    t->inflight = calloc(1, nb ? nb : 1);
-    t->granted = calloc(1, nb ? nb : 1);
-    t->source = malloc((count ? count : 1) * sizeof(int16_t));
-    if (!t->have || !t->inflight || !t->granted || !t->source) return -ENOMEM;
-    for (uint32_t i = 0; i < count; i++) t->source[i] = -1;
-    return 0;
 }
 
 /* ---- OPENING ---- */
@@ -494,25 +535,24 @@ static void open_done(void *p, int cancelled)
     t->work_refs--;
     if (t->dead || cancelled || d->stopping || j->rc) {
         if (!t->dead && !cancelled && !d->stopping)
-            task_fail(t, errno_to_code(j->rc), "cache: %s", cf_err_str(&j->err, j->rc));
+            task_fail(t, fail_code(j->rc), "cache: %s", cf_err_str(&j->err, j->rc));
         free(j->have);
         free(j->digests);
         free(j);
         task_maybe_free(t);
         return;
     }
-    if (task_alloc_maps(t, j->info.piece_count)) {
+    if (pp_task_init(&t->pp, j->info.piece_count)) {
         free(j->have);
         free(j->digests);
         free(j);
         task_fail(t, PROTO_E_INTERNAL, "out of memory");
         return;
     }
-    free(t->have);
-    t->have = j->have;
-    memset(t->inflight, 0, proto_bitmap_nbytes(t->piece_count));
-    t->n_have = 0;
-    for (uint32_t i = 0; i < t->piece_count; i++) t->n_have += bit_get(t->have, i);
+    /* what the cache holds; grants and parents' bitmaps stay (decisions may arrive while the
+     * entry opens) */
+    pp_load_have(&t->pp, j->have);
+    free(j->have);
     if (j->digests && !t->digests) {
         t->digests = j->digests;
         j->digests = NULL;
@@ -520,7 +560,6 @@ static void open_done(void *p, int cancelled)
     free(j->digests);
     int verified = j->info.verified && j->info.complete;
     free(j);
-    t->n_inflight = t->n_origin_inflight = 0;
     if (!t->ref) peer_store_blob_acquire(d->store, t->digest, &t->ref);
     t->last_progress_ms = pd_now(d);
     if (verified) {
@@ -529,14 +568,13 @@ static void open_done(void *p, int cancelled)
             peer_store_blob_release(d->store, t->ref);
             t->ref = NULL;
         }
-        if (d->o.n_schedulers && !t->registered) sched_client_register(d, t);
+        if (d->o.n_schedulers && !t->registered && register_now(t) != 0) t->sched_idx = -1;
     } else {
         t->state = T_RUNNING;
     }
     resync_with_sched(t);
-    local_prefetch_ready(t);
-    local_reads_pump(t);
-    task_pump(t);
+    notify_event(t, TASK_EV_READABLE);
+    if (!t->dead) task_pump(t);
 }
 
 static void task_open(struct task *t)
@@ -578,8 +616,8 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
         }
     }
     if (t) {
-        if (whole && !t->whole && d->o.fetch_whole_blob) {
-            t->whole = 1;
+        if (whole && !t->pp.whole && d->o.fetch_whole_blob && !t->cache_full) {
+            t->pp.whole = 1;
             task_pump(t);
         }
         if (!t->registry[0] && ref.registry[0]) {
@@ -609,7 +647,7 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
         snprintf(t->repo, sizeof(t->repo), "%s", ref.repo);
     }
     if (creds && creds[0]) t->creds = strdup(creds);
-    t->whole = whole && d->o.fetch_whole_blob;
+    t->pp.whole = whole && d->o.fetch_whole_blob;
     t->sched_idx = -1;
     t->state = T_SIZING;
     t->created_ms = pd_now(d);
@@ -646,91 +684,49 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
 
 /* ---- pieces arriving ---- */
 
-static struct lie_record *liar_find(peer_daemon *d, const char *host_id)
-{
-    for (struct lie_record *l = d->liars; l; l = l->next)
-        if (strcmp(l->host_id, host_id) == 0) return l;
-    return NULL;
-}
+/* One piece on its way into the cache (from a parent or the origin): fetched (origin) and
+ * checked against the digest list when one is known, then stored, in the pool; finished on the
+ * loop by piece_write_done. */
+struct piece_job {
+    struct task *t;
+    uint32_t piece, len;
+    int tp; /* PP_ORIGIN for the origin */
+    uint8_t *data;
+    uint8_t expect[32];
+    int has_expect;
+    int rc;
+    cf_err err;
+    proto_registry *reg; /* origin fetches */
+    char repo[256];
+};
 
-static void parent_lied(struct task *t, int tp, uint32_t piece)
+static void piece_job_free(struct piece_job *j)
 {
-    peer_daemon *d = t->d;
-    struct tparent *pa = &t->parents[tp];
-    d->m.digest_mismatches++;
-    if (pa->banned) return;
-    pa->banned = 1;
-    d->m.bans++;
-    cf_warn("task %s: parent %s (%s) served bad bytes for piece %u: banned for this task", t->id,
-            pa->host_id, pa->addr, piece);
-    sched_client_bad_parent(d, t, pa->host_id, PROTO_BAD_PARENT_DIGEST_MISMATCH, piece);
-    struct lie_record *l = liar_find(d, pa->host_id);
-    if (!l && (l = calloc(1, sizeof(*l)))) {
-        snprintf(l->host_id, sizeof(l->host_id), "%s", pa->host_id);
-        l->next = d->liars;
-        d->liars = l;
-    }
-    if (l && ++l->tasks == d->o.ban_after_lies)
-        cf_warn("parent %s lied in %u tasks: banned for every task", l->host_id, l->tasks);
-    /* the only parents left lied: waiting for the mesh would only wait for them */
-    int usable = 0;
-    for (int i = 0; i < t->n_parents; i++) usable += !t->parents[i].banned;
-    if (!usable && !t->origin_mode && t->registry[0]) {
-        cf_info("task %s: every parent is banned, going back to source", t->id);
-        t->origin_mode = 1;
-    }
-}
-
-static int parent_globally_banned(peer_daemon *d, const char *host_id)
-{
-    struct lie_record *l = liar_find(d, host_id);
-    return l && l->tasks >= d->o.ban_after_lies;
-}
-
-static void start_verify(struct task *t);
-
-static void piece_done(struct task *t, uint32_t piece, int src, uint32_t len)
-{
-    peer_daemon *d = t->d;
-    if (bit_get(t->have, piece)) return;
-    bit_set(t->have, piece);
-    t->n_have++;
-    t->source[piece] = (int16_t)src;
-    bit_clr(t->granted, piece);
-    t->last_progress_ms = pd_now(d);
-    if (src >= 0) {
-        d->m.bytes_from_parents += len;
-        d->m.pieces_from_parents++;
-        t->from_parents += len;
-        t->parents[src].served++;
-    } else {
-        d->m.bytes_from_origin += len;
-        d->m.pieces_from_origin++;
-        t->from_origin += len;
-    }
-    sched_client_report(d, t, piece, 1, src >= 0 ? t->parents[src].host_id : "");
-    upload_notify_piece(d, t, piece);
-    local_reads_pump(t);
-}
-
-static void inflight_end(struct task *t, uint32_t piece, int origin)
-{
-    if (t->inflight && bit_get(t->inflight, piece)) {
-        bit_clr(t->inflight, piece);
-        t->n_inflight--;
-        if (origin) t->n_origin_inflight--;
-    }
-}
-
-void task_piece_job_free(struct piece_job *j)
-{
-    free(j->data);
+    if (j) free(j->data);
     free(j);
 }
 
-void task_piece_write_work(void *p)
+static struct piece_job *piece_job_new(struct task *t, uint32_t piece, int tp)
 {
-    struct piece_job *j = p;
+    uint32_t len = proto_piece_len(t->length, t->piece_size, piece);
+    struct piece_job *j = calloc(1, sizeof(*j));
+    if (!j || !(j->data = malloc(len ? len : 1))) {
+        free(j);
+        return NULL;
+    }
+    j->t = t;
+    j->piece = piece;
+    j->len = len;
+    j->tp = tp;
+    if (t->digests) {
+        memcpy(j->expect, t->digests + (size_t)piece * 32, 32);
+        j->has_expect = 1;
+    }
+    return j;
+}
+
+static void piece_check_and_store(struct piece_job *j)
+{
     struct task *t = j->t;
     if (j->has_expect) {
         uint8_t got[32];
@@ -746,355 +742,377 @@ void task_piece_write_work(void *p)
     j->rc = peer_store_write_piece(t->d->store, t->digest, j->piece, j->data, j->len, &j->err);
 }
 
-void task_piece_write_done(void *p, int cancelled)
+static void origin_piece_work(void *p)
+{
+    struct piece_job *j = p;
+    j->rc = bts_get_range(j->reg, j->repo, j->t->id, (uint64_t)j->piece * j->t->piece_size, j->len,
+                          j->data, &j->err);
+    if (!j->rc) piece_check_and_store(j);
+}
+
+static void parent_piece_work(void *p)
+{
+    piece_check_and_store(p);
+}
+
+static void parent_lied(struct task *t, int tp, uint32_t piece)
+{
+    peer_daemon *d = t->d;
+    d->m.digest_mismatches++;
+    pp_parent *pa = &t->pp.parents[tp];
+    unsigned r = pp_parent_lied(&t->pp, &d->liars, tp, t->registry[0] != 0);
+    if (!(r & PP_LIE_NEW_BAN)) return;
+    d->m.bans++;
+    cf_warn("task %s: parent %s (%s) served bad bytes for piece %u: banned for this task", t->id,
+            pa->host_id, pa->addr, piece);
+    if (t->registered) {
+        proto_msg m = {.type = PROTO_MSG_BAD_PARENT};
+        m.u.bad_parent.task_id = t->id;
+        m.u.bad_parent.parent_id = pa->host_id;
+        m.u.bad_parent.reason = PROTO_BAD_PARENT_DIGEST_MISMATCH;
+        m.u.bad_parent.piece = piece;
+        send_to_sched(t, &m);
+    }
+    if (r & PP_LIE_GLOBAL_BAN)
+        cf_warn("parent %s lied in %u tasks: banned for every task", pa->host_id,
+                d->liars.ban_after);
+    if (r & PP_LIE_TO_ORIGIN) cf_info("task %s: every parent is banned, going back to source", t->id);
+}
+
+static void report_bad_parent(struct task *t, int tp, int reason, uint32_t piece)
+{
+    if (!reason || !t->registered) return;
+    proto_msg m = {.type = PROTO_MSG_BAD_PARENT};
+    m.u.bad_parent.task_id = t->id;
+    m.u.bad_parent.parent_id = t->pp.parents[tp].host_id;
+    m.u.bad_parent.reason = (uint8_t)reason;
+    m.u.bad_parent.piece = piece;
+    send_to_sched(t, &m);
+}
+
+static void piece_stored(struct task *t, uint32_t piece, int src, uint32_t len)
+{
+    peer_daemon *d = t->d;
+    if (pp_piece_stored(&t->pp, piece, src) != 1) return; /* a late duplicate (end game) */
+    t->last_progress_ms = pd_now(d);
+    if (src >= 0) {
+        d->m.bytes_from_parents += len;
+        d->m.pieces_from_parents++;
+        t->from_parents += len;
+    } else {
+        d->m.bytes_from_origin += len;
+        d->m.pieces_from_origin++;
+        t->from_origin += len;
+    }
+    if (t->registered) {
+        proto_piece_run run = {piece, 1};
+        proto_msg m = {.type = PROTO_MSG_PIECE_REPORT};
+        m.u.piece_report.task_id = t->id;
+        m.u.piece_report.runs = &run;
+        m.u.piece_report.n_runs = 1;
+        m.u.piece_report.parent_id = src >= 0 ? t->pp.parents[src].host_id : "";
+        send_to_sched(t, &m);
+    }
+    notify_piece(t, piece, NULL);
+}
+
+/* The cache is full even after eviction: hand the bytes to the watchers from memory and stop
+ * fetching what nobody waits for. */
+static void piece_uncached(struct task *t, struct piece_job *j)
+{
+    if (!t->cache_full)
+        cf_warn("task %s: cache full (%s): serving reads without caching", t->id,
+                cf_err_str(&j->err, j->rc));
+    t->cache_full = 1;
+    t->pp.whole = 0;
+    struct piece_buf *b = calloc(1, sizeof(*b));
+    if (!b) return;
+    b->refs = 1;
+    b->piece = j->piece;
+    b->len = j->len;
+    b->data = j->data;
+    j->data = NULL;
+    if (j->tp >= 0) t->from_parents += j->len;
+    else t->from_origin += j->len;
+    t->last_progress_ms = pd_now(t->d);
+    notify_piece(t, j->piece, b);
+    piece_buf_unref(b);
+}
+
+static void piece_write_done(void *p, int cancelled)
 {
     struct piece_job *j = p;
     struct task *t = j->t;
     t->work_refs--;
-    inflight_end(t, j->piece, j->tp < 0);
+    pp_request_ended(&t->pp, j->piece, j->tp);
     if (t->dead || cancelled || t->d->stopping || t->state != T_RUNNING) {
-        task_piece_job_free(j);
+        piece_job_free(j);
         task_maybe_free(t);
         return;
     }
     if (j->rc == 0) {
-        piece_done(t, j->piece, j->tp, j->len);
+        piece_stored(t, j->piece, j->tp, j->len);
     } else if (j->rc == -EBADMSG && j->tp >= 0) {
         parent_lied(t, j->tp, j->piece);
+    } else if (j->rc == -ENOSPC || j->rc == -EDQUOT) {
+        piece_uncached(t, j);
     } else if (j->tp < 0) {
         t->d->m.origin_failures++;
         int rc = j->rc;
         char msg[CF_ERR_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s", cf_err_str(&j->err, rc));
-        task_piece_job_free(j);
-        task_fail(t, errno_to_code(rc), "origin: %s", msg);
+        piece_job_free(j);
+        task_fail(t, fail_code(rc), "origin: %s", msg);
         return;
     } else {
         t->d->m.piece_failures++;
         cf_warn("task %s: piece %u: %s", t->id, j->piece, cf_err_str(&j->err, j->rc));
-        if (j->rc == -ENOSPC || j->rc == -ENOENT) {
-            int rc = j->rc;
-            task_piece_job_free(j);
-            task_fail(t, errno_to_code(rc), "cache: cannot store piece");
+        if (j->rc == -ENOENT) { /* the cache entry is gone */
+            piece_job_free(j);
+            task_fail(t, PROTO_E_NOT_FOUND, "cache: cannot store piece: entry removed");
             return;
         }
     }
-    task_piece_job_free(j);
-    if (t->n_have == t->piece_count)
-        start_verify(t);
-    else
-        task_pump(t);
+    piece_job_free(j);
+    task_pump(t);
 }
 
-void task_on_piece_data(struct task *t, int tp, uint32_t piece, const uint8_t *data, uint32_t len)
+/* pconn_handler: bytes from parent tp (copied here) */
+static void on_parent_piece(void *owner, int tp, uint32_t piece, const uint8_t *data, uint32_t len)
 {
+    struct task *t = owner;
     peer_daemon *d = t->d;
-    if (t->state != T_RUNNING || piece >= t->piece_count ||
+    if (t->state != T_RUNNING || piece >= t->pp.piece_count ||
         len != proto_piece_len(t->length, t->piece_size, piece)) {
-        if (t->state == T_RUNNING && piece < t->piece_count) {
-            inflight_end(t, piece, 0);
+        if (piece < t->pp.piece_count) pp_request_ended(&t->pp, piece, tp);
+        if (t->state == T_RUNNING && piece < t->pp.piece_count) {
             d->m.piece_failures++;
-            sched_client_bad_parent(d, t, t->parents[tp].host_id, PROTO_BAD_PARENT_OTHER, piece);
-            t->parents[tp].down_until_ms = pd_now(d) + 5000;
+            report_bad_parent(
+                t, tp, pp_request_failed(&t->pp, tp, piece, PP_FAIL_BAD_REPLY, pd_now(d)), piece);
             task_pump(t);
         }
         return;
     }
-    struct piece_job *j = calloc(1, sizeof(*j));
-    uint8_t *copy = j ? malloc(len ? len : 1) : NULL;
-    if (!copy) {
-        free(j);
-        inflight_end(t, piece, 0);
+    if (task_has_piece(t, piece)) { /* the end game's other copy came first */
+        pp_request_ended(&t->pp, piece, tp);
+        task_pump(t);
         return;
     }
-    memcpy(copy, data, len);
-    j->t = t;
-    j->piece = piece;
-    j->len = len;
-    j->tp = tp;
-    j->data = copy;
-    if (t->digests) {
-        memcpy(j->expect, t->digests + (size_t)piece * 32, 32);
-        j->has_expect = 1;
+    struct piece_job *j = piece_job_new(t, piece, tp);
+    if (!j) {
+        pp_request_ended(&t->pp, piece, tp);
+        return;
     }
+    memcpy(j->data, data, len);
     t->work_refs++;
-    if (pd_queue_work(d, j, task_piece_write_work, task_piece_write_done)) {
+    if (pd_queue_work(d, j, parent_piece_work, piece_write_done)) {
         t->work_refs--;
-        inflight_end(t, piece, 0);
-        task_piece_job_free(j);
+        pp_request_ended(&t->pp, piece, tp);
+        piece_job_free(j);
     }
 }
 
-void task_on_piece_failed(struct task *t, int tp, uint32_t piece, int code)
+static void on_parent_failed(void *owner, int tp, uint32_t piece, int code)
 {
+    struct task *t = owner;
     peer_daemon *d = t->d;
     if (t->dead) return;
-    inflight_end(t, piece, 0);
-    struct tparent *pa = &t->parents[tp];
-    uint64_t now = pd_now(d);
+    pp_request_ended(&t->pp, piece, tp);
+    enum pp_failure why;
     switch (code) {
     case PROTO_E_BUSY:
         d->m.upload_busy++;
-        pa->down_until_ms = now + 200;
+        why = PP_FAIL_BUSY;
         break;
     case PROTO_E_NOT_FOUND:
     case PROTO_E_RANGE:
-        if (pa->bits && piece < t->piece_count) bit_clr(pa->bits, piece);
+        why = PP_FAIL_NOT_HELD;
         break;
     case PROTO_E_UNKNOWN_TASK:
-        if (pa->bits) memset(pa->bits, 0, proto_bitmap_nbytes(t->piece_count));
+        why = PP_FAIL_UNKNOWN_TASK;
+        break;
+    case PROTO_E_MISMATCH:
+        d->m.piece_failures++;
+        why = PP_FAIL_BAD_REPLY;
         break;
     case -ETIMEDOUT: /* its connection was closed for a stalled piece */
         d->m.piece_failures++;
-        if (pa->down_until_ms <= now) /* one report per episode, not one per request */
-            sched_client_bad_parent(d, t, pa->host_id, PROTO_BAD_PARENT_TIMEOUT, piece);
-        pa->down_until_ms = now + 10000;
-        pa->subscribed = 0;
+        why = PP_FAIL_TIMEOUT;
         break;
     default: /* connection lost / refused */
         d->m.piece_failures++;
-        if (pa->down_until_ms <= now)
-            sched_client_bad_parent(d, t, pa->host_id, PROTO_BAD_PARENT_REFUSED, piece);
-        pa->down_until_ms = now + 3000;
-        pa->subscribed = 0;
+        why = PP_FAIL_LOST;
         break;
     }
+    report_bad_parent(t, tp, pp_request_failed(&t->pp, tp, piece, why, pd_now(d)), piece);
     if (t->state == T_RUNNING) task_pump(t);
 }
 
-void task_on_parent_avail(struct task *t, int tp, const uint8_t *bits, size_t len,
-                          const proto_piece_run *runs, size_t n_runs)
+static void on_parent_avail(peer_daemon *d, struct pconn *pc, const char *task_id,
+                            uint32_t piece_count, const uint8_t *bits, size_t bits_len,
+                            const proto_piece_run *runs, size_t n_runs)
 {
-    struct tparent *pa = &t->parents[tp];
-    size_t nb = proto_bitmap_nbytes(t->piece_count);
-    if (!pa->bits) return;
-    if (bits) {
-        if (len != nb) return;
-        memcpy(pa->bits, bits, nb);
+    struct task *t = task_find(d, task_id);
+    if (!t || !t->pp.have || (bits && piece_count != t->pp.piece_count)) return;
+    for (int i = 0; i < t->pp.n_parents; i++) {
+        if (t->pp.parents[i].conn != pc) continue;
+        if (pp_parent_avail(&t->pp, i, bits, bits_len, runs, n_runs) == 0 &&
+            t->state == T_RUNNING)
+            task_pump(t);
+        return;
     }
-    for (size_t i = 0; i < n_runs; i++) {
-        if (runs[i].start >= t->piece_count || runs[i].count > t->piece_count - runs[i].start)
-            return;
-        for (uint32_t k = 0; k < runs[i].count; k++) bit_set(pa->bits, runs[i].start + k);
-    }
-    if (t->state == T_RUNNING) task_pump(t);
+}
+
+static void on_parent_closed(peer_daemon *d, struct pconn *pc)
+{
+    for (struct task *t = d->tasks; t; t = t->next)
+        for (int i = 0; i < t->pp.n_parents; i++)
+            if (t->pp.parents[i].conn == pc) {
+                t->pp.parents[i].conn = NULL;
+                t->pp.parents[i].subscribed = 0;
+            }
 }
 
 /* ---- scheduling pieces ---- */
 
-static int pick_parent(struct task *t, uint32_t piece)
+static int conn_load(void *ctx, const pp_parent *pa)
 {
-    peer_daemon *d = t->d;
-    /* The scheduler holds a per-piece digest list for this task that has not arrived yet:
-     * take nothing from parents until it has, so no parent's bytes are accepted (and served to
-     * a local reader) unchecked. Origin fetches go on meanwhile. */
-    if (t->sched_has_digests && !t->digests) return -1;
-    uint64_t now = pd_now(d);
-    int best = -1, best_load = 1 << 30;
-    for (int i = 0; i < t->n_parents; i++) {
-        struct tparent *pa = &t->parents[i];
-        if (pa->banned || pa->down_until_ms > now || !pa->bits || !bit_get(pa->bits, piece))
-            continue;
-        if (parent_globally_banned(d, pa->host_id)) continue;
-        struct pconn *pc = pa->pc;
-        int load = pc ? pc->n_inflight : 0;
-        if (pc && pc->busy_until_ms > now) continue;
-        if (load >= (int)d->o.per_parent_in_flight) continue;
-        if (load < best_load) {
-            best = i;
-            best_load = load;
-        }
-    }
-    return best;
+    peer_daemon *d = ctx;
+    const struct pconn *pc = pa->conn;
+    if (!pc) return 0;
+    if (pc->busy_until_ms > pd_now(d)) return -1;
+    return pc->n_inflight;
 }
 
-/* 1 dispatched, 0 no source now, <0 error */
-static int dispatch(struct task *t, uint32_t piece)
+/* Starts the policy's pick: 0 started, -EAGAIN not now (parent unreachable), other < 0 fatal
+ * (the task failed or cannot queue work). */
+static int start_pick(struct task *t, const pp_pick *pk)
 {
     peer_daemon *d = t->d;
-    int tp = pick_parent(t, piece);
-    if (tp >= 0) {
-        struct tparent *pa = &t->parents[tp];
-        if (!pa->pc) pa->pc = pconn_get(d, pa->addr, pa->host_id);
-        if (pa->pc) {
-            if (!pa->subscribed) {
-                pconn_subscribe(pa->pc, t);
-                pa->subscribed = 1;
-            }
-            if (pconn_request(pa->pc, t, tp, piece) == 0) {
-                bit_set(t->inflight, piece);
-                t->n_inflight++;
-                return 1;
-            }
+    if (pk->parent >= 0) {
+        pp_parent *pa = &t->pp.parents[pk->parent];
+        if (!pa->conn) pa->conn = pconn_get(d, pa->addr, pa->host_id);
+        struct pconn *pc = pa->conn;
+        if (pc && !pa->subscribed) {
+            pconn_subscribe(pc, t->id);
+            pa->subscribed = 1;
         }
+        if (!pc || pconn_request(pc, t, t->id, pk->parent, pk->piece) != 0) {
+            pp_parent_unreachable(&t->pp, pk->parent, pd_now(d));
+            return -EAGAIN;
+        }
+        pp_request_started(&t->pp, pk);
+        return 0;
     }
-    if ((t->origin_mode || bit_get(t->granted, piece)) &&
-        t->n_origin_inflight < d->o.origin_in_flight) {
-        int rc = bts_fetch_piece(t, piece);
-        if (rc == 0) {
-            bit_set(t->inflight, piece);
-            t->n_inflight++;
-            t->n_origin_inflight++;
-            return 1;
-        }
-        if (rc == -ENOENT && t->origin_mode) {
-            task_fail(t, PROTO_E_ORIGIN, "blob %s is incomplete and no origin is known", t->id);
-            return -ENOENT;
-        }
+    struct piece_job *j = t->oc ? piece_job_new(t, pk->piece, PP_ORIGIN) : NULL;
+    if (!j) return -ENOMEM;
+    j->reg = t->oc->reg;
+    snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
+    t->work_refs++;
+    if (pd_queue_work(d, j, origin_piece_work, piece_write_done)) {
+        t->work_refs--;
+        piece_job_free(j);
+        return -ENOMEM;
     }
+    pp_request_started(&t->pp, pk);
     return 0;
 }
 
-static int wanted(const struct task *t, uint32_t p)
-{
-    return !bit_get(t->have, p) && !bit_get(t->inflight, p);
-}
-
-void task_pump(struct task *t)
+static void task_pump(struct task *t)
 {
     peer_daemon *d = t->d;
     if (t->state != T_RUNNING || d->stopping || t->dead) return;
-    if (t->n_have == t->piece_count) {
-        if (t->n_inflight == 0) start_verify(t);
+    if (t->pp.n_have == t->pp.piece_count) {
+        /* end-game duplicates still out are dropped when they arrive (not RUNNING any more) */
+        start_verify(t);
         return;
     }
-    uint32_t budget = d->o.pieces_in_flight;
-    /* 1. readers stream in order */
-    for (struct local_read *r = t->readers; r && t->n_inflight < budget; r = r->next_t) {
-        if (r->cur >= r->end) continue;
-        uint32_t first = (uint32_t)(r->cur / t->piece_size);
-        uint32_t last = (uint32_t)((r->end - 1) / t->piece_size);
-        for (uint32_t p = first; p <= last && p < t->piece_count && t->n_inflight < budget; p++)
-            if (wanted(t, p) && dispatch(t, p) < 0) return;
+    int origin_known = t->oc && t->registry[0];
+    if (t->pp.origin_mode && !origin_known) {
+        task_fail(t, PROTO_E_ORIGIN, "blob %s is incomplete and no origin is known", t->id);
+        return;
     }
-    if (!t->whole) return;
-    /* 2. origin grants (others wait for them), in order */
-    for (uint32_t p = 0; p < t->piece_count && t->n_inflight < budget; p++)
-        if (bit_get(t->granted, p) && wanted(t, p) && dispatch(t, p) < 0) return;
-    /* 3. rarest first among what parents hold */
-    while (t->n_inflight < budget) {
-        uint32_t best = UINT32_MAX;
-        int best_n = 1 << 30;
-        for (uint32_t p = 0; p < t->piece_count; p++) {
-            if (!wanted(t, p)) continue;
-            int n = 0;
-            for (int i = 0; i < t->n_parents; i++)
-                if (t->parents[i].bits && !t->parents[i].banned && bit_get(t->parents[i].bits, p))
-                    n++;
-            if (n == 0) continue;
-            if (pick_parent(t, p) < 0) continue;
-            if (n < best_n) {
-                best_n = n;
-                best = p;
-                if (n == 1) break;
-            }
+    /* The scheduler holds a per-piece digest list for this task that has not arrived yet: take
+     * nothing from parents until it has, so no parent's bytes are accepted (and served to a
+     * local reader) unchecked. Origin fetches go on meanwhile. */
+    t->pp.hold_parents = t->sched_has_digests && !t->digests;
+    pp_want wants[MAX_WANTS];
+    size_t nw = 0;
+    for (struct task_watcher *w = t->watchers; w && nw < MAX_WANTS; w = w->next) {
+        if (w->want_off >= w->want_end || w->want_off >= t->length) continue;
+        uint64_t end = w->want_end < t->length ? w->want_end : t->length;
+        wants[nw].first = (uint32_t)(w->want_off / t->piece_size);
+        wants[nw].last = (uint32_t)((end - 1) / t->piece_size);
+        /* nothing is cached now: fetch only the piece each reader can take next */
+        if (t->cache_full) wants[nw].last = wants[nw].first;
+        nw++;
+    }
+    pp_limits lim = {d->o.pieces_in_flight, d->o.per_parent_in_flight, d->o.origin_in_flight};
+    pp_env env = {.now_ms = pd_now(d),
+                  .lim = &lim,
+                  .liars = &d->liars,
+                  .origin_known = origin_known,
+                  .conn_load = conn_load,
+                  .ctx = d};
+    pp_pick pk;
+    /* each failed start marks its parent down, so this ends */
+    for (int guard = 0; guard < 4 * PP_MAX_PARENTS + (int)lim.pieces_in_flight; guard++) {
+        if (!pp_next(&t->pp, wants, nw, &env, &pk)) break;
+        int rc = start_pick(t, &pk);
+        if (rc == -EAGAIN) continue;
+        if (rc < 0) {
+            task_fail(t, PROTO_E_INTERNAL, "cannot start a piece fetch: out of memory");
+            return;
         }
-        if (best == UINT32_MAX) break;
-        int rc = dispatch(t, best);
-        if (rc < 0) return;
-        if (rc == 0) break;
     }
-    /* 4. origin mode: everything else in order */
-    if (t->origin_mode)
-        for (uint32_t p = 0; p < t->piece_count && t->n_inflight < budget &&
-                             t->n_origin_inflight < d->o.origin_in_flight;
-             p++)
-            if (wanted(t, p) && dispatch(t, p) < 0) return;
 }
 
 /* ---- scheduler decisions ---- */
 
-static int parent_index(struct task *t, const char *host_id, const char *addr)
-{
-    for (int i = 0; i < t->n_parents; i++)
-        if (strcmp(t->parents[i].host_id, host_id) == 0) {
-            if (strcmp(t->parents[i].addr, addr) != 0) {
-                snprintf(t->parents[i].addr, sizeof(t->parents[i].addr), "%s", addr);
-                t->parents[i].pc = NULL;
-                t->parents[i].subscribed = 0;
-            }
-            return i;
-        }
-    if (t->n_parents == TASK_MAX_PARENTS) {
-        /* reuse the slot of a parent that is banned or down and serves nothing in flight */
-        for (int i = 0; i < t->n_parents; i++) {
-            struct tparent *pa = &t->parents[i];
-            if (!(pa->banned || pa->down_until_ms > pd_now(t->d))) continue;
-            int busy = 0;
-            for (uint32_t p = 0; p < t->piece_count && !busy; p++) busy = t->source[p] == i;
-            if (busy) continue;
-            free(pa->bits);
-            memset(pa, 0, sizeof(*pa));
-            snprintf(pa->host_id, sizeof(pa->host_id), "%s", host_id);
-            snprintf(pa->addr, sizeof(pa->addr), "%s", addr);
-            return i;
-        }
-        return -1;
-    }
-    struct tparent *pa = &t->parents[t->n_parents];
-    memset(pa, 0, sizeof(*pa));
-    snprintf(pa->host_id, sizeof(pa->host_id), "%s", host_id);
-    snprintf(pa->addr, sizeof(pa->addr), "%s", addr);
-    return t->n_parents++;
-}
-
-void task_on_candidates(struct task *t, const proto_candidates *c)
+static void on_candidates(struct task *t, const proto_candidates *c)
 {
     peer_daemon *d = t->d;
-    if (!t->have || c->piece_count != t->piece_count) return;
-    size_t nb = proto_bitmap_nbytes(t->piece_count);
+    if (!t->pp.have || c->piece_count != t->pp.piece_count) return;
     int skipped_liars = 0;
+    uint64_t now = pd_now(d);
     for (size_t i = 0; i < c->n_candidates; i++) {
         const proto_candidate *cd = &c->candidates[i];
-        if (strcmp(cd->host_id, d->host_id) == 0 || cd->bits_len != nb) continue;
-        if (parent_globally_banned(d, cd->host_id)) {
+        if (strcmp(cd->host_id, d->host_id) == 0) continue;
+        if (pp_globally_banned(&d->liars, cd->host_id)) {
             skipped_liars++;
             continue;
         }
         struct sockaddr_storage ss;
         if (proto_addr_parse(cd->addr, &ss)) continue;
-        int k = parent_index(t, cd->host_id, cd->addr);
-        if (k < 0) continue;
-        struct tparent *pa = &t->parents[k];
-        if (!pa->bits && !(pa->bits = calloc(1, nb ? nb : 1))) continue;
-        for (size_t b = 0; b < nb; b++) pa->bits[b] |= cd->bits[b];
-        pa->down_until_ms = 0;
+        pp_add_candidate(&t->pp, cd->host_id, cd->addr, cd->bits, cd->bits_len, now);
     }
-    int usable = 0;
-    for (int i = 0; i < t->n_parents; i++)
-        usable += !t->parents[i].banned && !parent_globally_banned(d, t->parents[i].host_id);
-    if (!usable && skipped_liars && !t->origin_mode && t->registry[0]) {
+    if (!pp_usable_parents(&t->pp, &d->liars) && skipped_liars && !t->pp.origin_mode &&
+        t->registry[0]) {
         /* the scheduler only knows liars for this blob: do not wait for them */
         cf_info("task %s: only banned parents offered, going back to source", t->id);
-        t->origin_mode = 1;
+        t->pp.origin_mode = 1;
     }
-    t->reask_at_ms = pd_now(d) + 2000;
+    t->reask_at_ms = now + 2000;
     task_pump(t);
 }
 
-void task_on_back_to_source(struct task *t, const proto_back_to_source *b)
+static void on_back_to_source(struct task *t, const proto_back_to_source *b)
 {
-    if (!t->granted) return;
-    for (size_t i = 0; i < b->n_runs; i++) {
-        const proto_piece_run *r = &b->runs[i];
-        if (r->start >= t->piece_count || r->count > t->piece_count - r->start) return;
-    }
-    for (size_t i = 0; i < b->n_runs; i++)
-        for (uint32_t k = 0; k < b->runs[i].count; k++) bit_set(t->granted, b->runs[i].start + k);
-    t->whole = 1; /* a grant means others wait for these pieces: fetch them now */
+    if (pp_grant(&t->pp, b->runs, b->n_runs)) return;
+    t->pp.whole = !t->cache_full; /* a grant means others wait for these pieces: fetch them now */
     task_pump(t);
 }
 
-void task_on_wait(struct task *t, uint32_t ms)
+static void on_wait(struct task *t, uint32_t ms)
 {
     uint64_t at = pd_now(t->d) + (ms < 100 ? 100 : ms > 10000 ? 10000 : ms);
     if (t->reask_at_ms < at) t->reask_at_ms = at;
 }
 
-void task_on_digests(struct task *t, const proto_digest_list *l)
+static void on_digests(struct task *t, const proto_digest_list *l)
 {
     cf_err err = {0};
-    if (t->digests || !t->piece_count) return;
+    if (t->digests || !t->pp.piece_count) return;
     if (proto_digest_list_check(l, t->id, t->piece_size, t->length, &err)) {
         /* no usable list: parents' pieces are taken unverified, the whole-blob sha256 decides */
         cf_warn("task %s: digest list refused: %s", t->id, cf_err_str(&err, -EBADMSG));
@@ -1111,12 +1129,85 @@ void task_on_digests(struct task *t, const proto_digest_list *l)
     task_pump(t); /* parents were held back until the list arrived */
 }
 
+/* sched_handler */
+static struct task *task_on_link(peer_daemon *d, int idx, const char *task_id)
+{
+    struct task *t = task_find(d, task_id);
+    if (!t || t->sched_idx != idx || t->dead) return NULL;
+    return t;
+}
+
+static void on_task_msg(peer_daemon *d, int idx, const proto_msg *m)
+{
+    struct task *t;
+    switch (m->type) {
+    case PROTO_MSG_REGISTER_ANSWER:
+        if ((t = task_on_link(d, idx, m->u.register_answer.task_id)))
+            on_register_answer(t, &m->u.register_answer);
+        break;
+    case PROTO_MSG_CANDIDATES:
+        if ((t = task_on_link(d, idx, m->u.candidates.task_id))) on_candidates(t, &m->u.candidates);
+        break;
+    case PROTO_MSG_BACK_TO_SOURCE:
+        if ((t = task_on_link(d, idx, m->u.back_to_source.task_id)))
+            on_back_to_source(t, &m->u.back_to_source);
+        break;
+    case PROTO_MSG_WAIT:
+        if ((t = task_on_link(d, idx, m->u.wait.task_id))) on_wait(t, m->u.wait.retry_after_ms);
+        break;
+    case PROTO_MSG_DIGESTS:
+        if ((t = task_on_link(d, idx, m->u.digests.task_id))) on_digests(t, &m->u.digests);
+        break;
+    case PROTO_MSG_DIGESTS_ACK:
+        if ((t = task_on_link(d, idx, m->u.digests_ack.task_id))) {
+            t->sched_has_digests = 1;
+            cf_info("task %s: per-piece digest list published", t->id);
+        }
+        break;
+    case PROTO_MSG_ERROR:
+        if ((t = task_on_link(d, idx, m->u.error.task_id))) on_sched_error(t, &m->u.error);
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_link_ready(peer_daemon *d, int idx)
+{
+    for (struct task *t = d->tasks; t; t = t->next)
+        if (t->sched_idx == idx && !t->registered) {
+            proto_msg m = {.type = PROTO_MSG_REGISTER_TASK};
+            m.u.register_task.task_id = t->id;
+            m.u.register_task.content_length = t->length;
+            m.u.register_task.origin = t->origin[0] ? t->origin : t->id;
+            sched_client_send(d, idx, &m);
+        }
+}
+
+static void on_host_unknown(peer_daemon *d, int idx)
+{
+    for (struct task *t = d->tasks; t; t = t->next)
+        if (t->sched_idx == idx) t->registered = 0;
+    on_link_ready(d, idx);
+}
+
+static void on_link_lost(peer_daemon *d, int idx)
+{
+    struct task *next;
+    for (struct task *t = d->tasks; t; t = next) {
+        next = t->next;
+        if (t->sched_idx == idx) on_sched_lost(t);
+    }
+}
+
 /* ---- VERIFYING ---- */
 
 struct verify_job {
     struct task *t;
     int rc;
     cf_err err;
+    uint32_t piece_count, piece_size;
+    uint64_t length;
     uint8_t *digests; /* computed per-piece list */
     int16_t *source;  /* copy of who served each piece */
     uint32_t culprit_piece;
@@ -1131,18 +1222,18 @@ static void verify_work(void *p)
     struct task *t = j->t;
     peer_store *s = t->d->store;
     j->culprit = -1;
-    j->digests = malloc((size_t)(t->piece_count ? t->piece_count : 1) * 32);
-    uint8_t *buf = malloc(t->piece_size);
+    j->digests = malloc((size_t)(j->piece_count ? j->piece_count : 1) * 32);
+    uint8_t *buf = malloc(j->piece_size);
     cf_digest_ctx whole;
     if (!j->digests || !buf || cf_digest_init(&whole, CF_DIGEST_SHA256)) {
         free(buf);
         j->rc = -ENOMEM;
         return;
     }
-    for (uint32_t i = 0; i < t->piece_count; i++) {
-        uint32_t len = proto_piece_len(t->length, t->piece_size, i);
-        j->rc = peer_store_read(s, t->digest, (uint64_t)i * t->piece_size, buf, len, NULL, 0, NULL,
-                                &j->err);
+    for (uint32_t i = 0; i < j->piece_count; i++) {
+        uint32_t len = proto_piece_len(j->length, j->piece_size, i);
+        j->rc = peer_store_read(s, t->digest, (uint64_t)i * j->piece_size, buf, len, NULL, 0,
+                                NULL, &j->err);
         if (j->rc) {
             cf_digest_abort(&whole);
             free(buf);
@@ -1156,7 +1247,7 @@ static void verify_work(void *p)
     cf_digest_final(&whole, got);
     if (memcmp(got, t->digest, 32) == 0) {
         j->rc = peer_store_set_piece_digests(s, t->digest, CF_DIGEST_SHA256, j->digests,
-                                             t->piece_count, &j->err);
+                                             j->piece_count, &j->err);
         if (!j->rc) j->rc = peer_store_mark_verified(s, t->digest, &j->err);
         return;
     }
@@ -1165,10 +1256,10 @@ static void verify_work(void *p)
     j->rc = cf_err_set(&j->err, -EBADMSG, "blob %s: content hashes to sha256:%s", t->id, hex);
     /* find the parent that served the first bad piece: compare parent-served pieces with the
      * origin (only in this rare case) */
-    for (uint32_t i = 0; j->reg && i < t->piece_count; i++) {
+    for (uint32_t i = 0; j->reg && i < j->piece_count; i++) {
         if (j->source[i] < 0) continue;
-        uint32_t len = proto_piece_len(t->length, t->piece_size, i);
-        int rc = bts_piece_matches(j->reg, j->repo, t->id, (uint64_t)i * t->piece_size, len,
+        uint32_t len = proto_piece_len(j->length, j->piece_size, i);
+        int rc = bts_piece_matches(j->reg, j->repo, t->id, (uint64_t)i * j->piece_size, len,
                                    j->digests + (size_t)i * 32);
         if (rc == -EBADMSG) {
             j->culprit = j->source[i];
@@ -1179,6 +1270,48 @@ static void verify_work(void *p)
     peer_store_purge(s, t->digest, NULL);
 }
 
+static void verify_job_free(struct verify_job *j)
+{
+    free(j->digests);
+    free(j->source);
+    free(j);
+}
+
+static void verified(struct task *t, struct verify_job *j)
+{
+    peer_daemon *d = t->d;
+    d->m.blobs_verified++;
+    d->m.tasks_completed++;
+    free(t->digests);
+    t->digests = j->digests;
+    j->digests = NULL;
+    t->state = T_DONE;
+    if (t->ref) {
+        peer_store_blob_release(d->store, t->ref);
+        t->ref = NULL;
+    }
+    cf_info("task %s: complete and verified (%llu bytes: %llu from parents, %llu from origin)",
+            t->id, (unsigned long long)t->length, (unsigned long long)t->from_parents,
+            (unsigned long long)t->from_origin);
+    if (t->registered) {
+        proto_msg m = {.type = PROTO_MSG_TASK_FINISHED};
+        m.u.task_finished.task_id = t->id;
+        m.u.task_finished.content_length = t->length;
+        m.u.task_finished.verified = true;
+        send_to_sched(t, &m);
+        t->finished_sent = 1;
+        if (!t->sched_has_digests) {
+            proto_msg pm = {.type = PROTO_MSG_DIGESTS_PUBLISH};
+            pm.u.digests.task_id = t->id;
+            pm.u.digests.piece_size = t->piece_size;
+            pm.u.digests.piece_count = t->pp.piece_count;
+            pm.u.digests.digests = t->digests;
+            send_to_sched(t, &pm);
+        }
+    }
+    notify_event(t, TASK_EV_DONE);
+}
+
 static void verify_done(void *p, int cancelled)
 {
     struct verify_job *j = p;
@@ -1186,85 +1319,48 @@ static void verify_done(void *p, int cancelled)
     peer_daemon *d = t->d;
     t->work_refs--;
     if (t->dead || cancelled || d->stopping) {
-        free(j->digests);
-        free(j->source);
-        free(j);
+        verify_job_free(j);
         task_maybe_free(t);
         return;
     }
     if (j->rc == 0) {
-        d->m.blobs_verified++;
-        d->m.tasks_completed++;
-        free(t->digests);
-        t->digests = j->digests;
-        j->digests = NULL;
-        t->state = T_DONE;
-        if (t->ref) {
-            peer_store_blob_release(d->store, t->ref);
-            t->ref = NULL;
-        }
-        cf_info("task %s: complete and verified (%llu bytes: %llu from parents, %llu from "
-                "origin)",
-                t->id, (unsigned long long)t->length, (unsigned long long)t->from_parents,
-                (unsigned long long)t->from_origin);
-        if (t->registered && t->sched_idx >= 0) {
-            proto_msg m = {.type = PROTO_MSG_TASK_FINISHED};
-            m.u.task_finished.task_id = t->id;
-            m.u.task_finished.content_length = t->length;
-            m.u.task_finished.verified = true;
-            sched_client_send(d, t->sched_idx, &m);
-            t->finished_sent = 1;
-            if (!t->sched_has_digests) {
-                proto_msg pm = {.type = PROTO_MSG_DIGESTS_PUBLISH};
-                pm.u.digests.task_id = t->id;
-                pm.u.digests.piece_size = t->piece_size;
-                pm.u.digests.piece_count = t->piece_count;
-                pm.u.digests.digests = t->digests;
-                sched_client_send(d, t->sched_idx, &pm);
-            }
-        }
-        local_reads_pump(t);
-        free(j->source);
-        free(j);
+        verified(t, j);
+        verify_job_free(j);
+        return;
+    }
+    if (j->rc == -ENODATA) { /* the cache dropped pieces meanwhile (failed sync) */
+        verify_job_free(j);
+        t->state = T_RUNNING;
+        tasks_resync_with_store(d);
+        task_pump(t);
         return;
     }
     if (j->rc != -EBADMSG) {
         int rc = j->rc;
         char msg[CF_ERR_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s", cf_err_str(&j->err, rc));
-        free(j->digests);
-        free(j->source);
-        free(j);
-        task_fail(t, errno_to_code(rc), "verify: %s", msg);
+        verify_job_free(j);
+        task_fail(t, fail_code(rc), "verify: %s", msg);
         return;
     }
     d->m.blob_mismatches++;
     cf_warn("task %s: %s: purged", t->id, cf_err_str(&j->err, j->rc));
-    if (j->culprit >= 0 && j->culprit < t->n_parents) parent_lied(t, j->culprit, j->culprit_piece);
-    free(j->digests);
-    free(j->source);
-    free(j);
+    if (j->culprit >= 0 && j->culprit < t->pp.n_parents) parent_lied(t, j->culprit, j->culprit_piece);
+    verify_job_free(j);
     if (++t->restarts > MAX_RESTARTS || !t->registry[0]) {
         task_fail(t, PROTO_E_DIGEST_MISMATCH, "blob %s: content does not match its digest", t->id);
         return;
     }
     /* start again: the scheduler must forget what we reported */
-    if (t->registered && t->sched_idx >= 0) {
-        proto_msg m = {.type = PROTO_MSG_LEAVE_TASK};
-        m.u.leave_task.task_id = t->id;
-        sched_client_send(d, t->sched_idx, &m);
-    }
+    leave_sched(t);
     t->registered = 0;
-    memset(t->have, 0, proto_bitmap_nbytes(t->piece_count));
-    memset(t->granted, 0, proto_bitmap_nbytes(t->piece_count));
-    for (uint32_t i = 0; i < t->piece_count; i++) t->source[i] = -1;
-    t->n_have = 0;
+    pp_task_reset_pieces(&t->pp);
     if (t->ref) {
         peer_store_blob_release(d->store, t->ref);
         t->ref = NULL;
     }
-    local_reads_drop_refs(t);
-    if (d->o.n_schedulers && !t->origin_mode)
+    notify_event(t, TASK_EV_RESTART);
+    if (d->o.n_schedulers && !t->pp.origin_mode)
         task_register(t);
     else
         task_open(t);
@@ -1275,14 +1371,17 @@ static void start_verify(struct task *t)
     if (t->state != T_RUNNING) return;
     t->state = T_VERIFYING;
     struct verify_job *j = calloc(1, sizeof(*j));
-    if (j) j->source = malloc((t->piece_count ? t->piece_count : 1) * sizeof(int16_t));
+    if (j) j->source = malloc((t->pp.piece_count ? t->pp.piece_count : 1) * sizeof(int16_t));
     if (!j || !j->source) {
         free(j);
         task_fail(t, PROTO_E_INTERNAL, "out of memory");
         return;
     }
-    memcpy(j->source, t->source, t->piece_count * sizeof(int16_t));
+    memcpy(j->source, t->pp.source, t->pp.piece_count * sizeof(int16_t));
     j->t = t;
+    j->piece_count = t->pp.piece_count;
+    j->piece_size = t->piece_size;
+    j->length = t->length;
     if (t->oc) {
         j->reg = t->oc->reg;
         snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
@@ -1290,9 +1389,45 @@ static void start_verify(struct task *t)
     t->work_refs++;
     if (pd_queue_work(t->d, j, verify_work, verify_done)) {
         t->work_refs--;
-        free(j->source);
-        free(j);
+        verify_job_free(j);
         task_fail(t, PROTO_E_INTERNAL, "cannot queue work");
+    }
+}
+
+/* ---- the cache lost pieces ---- */
+
+void task_piece_missing(struct task *t, uint32_t piece)
+{
+    if (!task_has_piece(t, piece) || t->state == T_DONE) return;
+    cf_warn("task %s: piece %u is no longer in the cache: fetching it again", t->id, piece);
+    pp_piece_lost(&t->pp, piece);
+    task_pump(t);
+}
+
+void tasks_resync_with_store(peer_daemon *d)
+{
+    for (struct task *t = d->tasks; t; t = t->next) {
+        if (!t->pp.have || t->state != T_RUNNING) continue;
+        size_t nb = proto_bitmap_nbytes(t->pp.piece_count);
+        uint8_t *bits = calloc(1, nb ? nb : 1);
+        uint32_t pc = t->pp.piece_count;
+        if (!bits || peer_store_bitmap(d->store, t->digest, bits, nb ? nb : 1, &pc) ||
+            pc != t->pp.piece_count) {
+            free(bits);
+            continue;
+        }
+        uint32_t lost = 0;
+        for (uint32_t i = 0; i < pc; i++)
+            if (proto_bit_get(t->pp.have, i) && !proto_bit_get(bits, i)) {
+                pp_piece_lost(&t->pp, i);
+                lost++;
+            }
+        free(bits);
+        if (lost) {
+            cf_warn("task %s: the cache dropped %u piece(s) (failed sync): fetching them again",
+                    t->id, lost);
+            task_pump(t);
+        }
     }
 }
 
@@ -1306,9 +1441,7 @@ void task_tick(peer_daemon *d)
         next = t->next;
         if (t->state == T_REGISTERING && now >= t->register_deadline_ms) {
             cf_info("task %s: no answer from the scheduler, fetching from the origin", t->id);
-            t->origin_mode = 1;
-            if (!t->piece_size) t->piece_size = proto_piece_size_for(t->length);
-            task_open(t);
+            go_origin(t);
             continue;
         }
         if (t->state != T_RUNNING && t->state != T_DONE) continue;
@@ -1319,32 +1452,54 @@ void task_tick(peer_daemon *d)
             proto_msg m = {.type = PROTO_MSG_DIGESTS_FETCH};
             m.u.digests_fetch.task_id = t->id;
             m.u.digests_fetch.piece_size = t->piece_size;
-            sched_client_send(d, t->sched_idx, &m);
+            send_to_sched(t, &m);
         }
         /* (re-)register when the scheduler went away and came back, or parents ran out */
         if (d->o.n_schedulers && !t->registered && now >= t->reask_at_ms &&
-            !(t->state == T_RUNNING && t->origin_mode && t->length <= d->o.small_blob)) {
+            !(t->state == T_RUNNING && t->pp.origin_mode && t->length <= d->o.small_blob)) {
             t->reask_at_ms = now + 2000;
-            sched_client_register(d, t);
+            if (register_now(t) != 0) t->sched_idx = -1;
         }
         if (t->state != T_RUNNING) continue;
-        if (!t->origin_mode && now - t->last_progress_ms > d->o.mesh_stall_ms &&
-            (t->readers || t->whole)) {
+        int wanted = t->watchers || t->pp.whole;
+        if (!t->pp.origin_mode && now - t->last_progress_ms > d->o.mesh_stall_ms && wanted) {
             cf_info("task %s: no progress from the mesh for %u ms, going back to source", t->id,
                     d->o.mesh_stall_ms);
-            t->origin_mode = 1;
-        } else if (t->registered && t->n_inflight == 0 && now >= t->reask_at_ms &&
-                   (t->readers || t->whole)) {
+            t->pp.origin_mode = 1;
+        } else if (t->registered && t->pp.n_requests == 0 && now >= t->reask_at_ms && wanted) {
             /* parents ran out: ask again (a repeated REGISTER_TASK = new schedule) */
             t->reask_at_ms = now + 1000;
             proto_msg m = {.type = PROTO_MSG_REGISTER_TASK};
             m.u.register_task.task_id = t->id;
             m.u.register_task.content_length = t->length;
             m.u.register_task.origin = t->origin[0] ? t->origin : t->id;
-            sched_client_send(d, t->sched_idx, &m);
+            send_to_sched(t, &m);
         }
         task_pump(t);
     }
+}
+
+/* ---- daemon start and stop ---- */
+
+static const struct pconn_handler pconn_h = {
+    .on_piece = on_parent_piece,
+    .on_failed = on_parent_failed,
+    .on_avail = on_parent_avail,
+    .on_closed = on_parent_closed,
+};
+
+static const struct sched_handler sched_h = {
+    .on_link_ready = on_link_ready,
+    .on_link_lost = on_link_lost,
+    .on_host_unknown = on_host_unknown,
+    .on_task_msg = on_task_msg,
+};
+
+void tasks_init(peer_daemon *d)
+{
+    d->liars.ban_after = d->o.ban_after_lies;
+    pconn_init(d, &pconn_h);
+    sched_client_init(d, &sched_h);
 }
 
 void tasks_stop(peer_daemon *d)
@@ -1364,4 +1519,5 @@ void tasks_free(peer_daemon *d)
         d->tasks = t->next;
         task_free(t);
     }
+    pp_liars_free(&d->liars);
 }

@@ -1,10 +1,11 @@
-/* The local API on the unix socket (docs/peer.md, "Local API"; messages in docs/protocol.md §3):
- * LOCAL_READ answers with LOCAL_DATA frames as soon as the pieces covering the next bytes are
- * present (cut-through, in order), sent with sendfile from the data file and paced by the
- * client's socket (on_drain); LOCAL_PREFETCH starts a whole-blob download and answers LOCAL_OK
- * once the task runs; STAT, PIN, UNPIN and LIST answer from the cache (LIST also with the
- * download tasks and their parents). Every failure is an
- * ERROR frame carrying the request id and a message the caller can show. */
+/* The local API on the unix socket (docs/peer.md, "Local API"; messages in docs/protocol.md §3),
+ * a front end over the range reader: LOCAL_READ answers with LOCAL_DATA frames as soon as the
+ * reader has the next bytes (cut-through, in order), sent with sendfile from the data file (or
+ * from memory when the cache is full) and paced by the client's socket (on_drain);
+ * LOCAL_PREFETCH is an empty read that downloads the whole blob and answers LOCAL_OK once the
+ * blob's cache entry is open; STAT, PIN, UNPIN and LIST answer from the cache (LIST also with
+ * the task snapshot). Every failure is an ERROR frame carrying the request id and a message
+ * the caller can show. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +15,19 @@
 
 #include "cf/log.h"
 #include "daemon_internal.h"
+#include "proto/error_code.h"
+#include "range_reader.h"
 
 #define LOCAL_CHUNK   (1u << 20) /* LOCAL_DATA payload per frame */
 #define HELLO_TIMEOUT 10000
+
+struct lread {
+    struct lread *next;
+    struct lconn *lc;
+    peer_range_reader *rr;
+    uint64_t req_id;
+    int prefetch;
+};
 
 struct lconn {
     struct lconn *next;
@@ -27,7 +38,7 @@ struct lconn {
     int jobs; /* thread-pool jobs holding this lconn */
     uint32_t peer_mp;
     uint64_t accepted_ms;
-    struct local_read *reads;
+    struct lread *reads;
 };
 
 static int send_msg(struct lconn *lc, const proto_msg *m)
@@ -49,189 +60,107 @@ static void send_ok(struct lconn *lc, uint64_t req_id)
     send_msg(lc, &m);
 }
 
-static void read_unlink(struct local_read *r)
+static void read_end(struct lread *r)
 {
-    struct task *t = r->t;
-    struct local_read **head = r->prefetch ? &t->prefetchers : &t->readers;
-    for (struct local_read **pp = head; *pp; pp = &(*pp)->next_t)
+    for (struct lread **pp = &r->lc->reads; *pp; pp = &(*pp)->next)
         if (*pp == r) {
-            *pp = r->next_t;
+            *pp = r->next;
             break;
         }
-    for (struct local_read **pp = &r->lc->reads; *pp; pp = &(*pp)->next_c)
-        if (*pp == r) {
-            *pp = r->next_c;
-            break;
-        }
-    peer_store_blob_release(r->lc->d->store, r->ref);
+    peer_range_close(r->rr);
     free(r);
 }
 
-void local_reads_drop_refs(struct task *t)
+/* Sends what the reader has while the socket takes it; returns 1 when the read ended (freed). */
+static int serve_read(struct lread *r)
 {
-    for (struct local_read *r = t->readers; r; r = r->next_t) {
-        peer_store_blob_release(t->d->store, r->ref);
-        r->ref = NULL;
-    }
-}
-
-/* Serves what is present; returns 1 when the read is finished (and freed). */
-static int serve_read(struct local_read *r)
-{
-    struct task *t = r->t;
     struct lconn *lc = r->lc;
     peer_daemon *d = lc->d;
-    if (!t->have || t->state == T_OPENING || t->state == T_SIZING || t->state == T_REGISTERING)
-        return 0;
-    /* keep the blob from eviction until this read ends; -ENOENT (evicted or purged before we
-     * got here) leaves ref NULL: the task fetches again or task_drop_if_gone fails the read */
-    if (!r->ref) peer_store_blob_acquire(d->store, t->digest, &r->ref);
-    if (r->end > t->length) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "range ends at %llu, past the blob's %llu bytes",
-                 (unsigned long long)r->end, (unsigned long long)t->length);
-        d->m.local_read_errors++;
-        send_error(lc, PROTO_E_RANGE, r->req_id, t->id, msg);
-        read_unlink(r);
-        return 1;
-    }
-    if (r->cur == r->end) { /* empty read */
-        proto_msg m = {.type = PROTO_MSG_LOCAL_DATA};
-        m.u.local_data.req_id = r->req_id;
-        m.u.local_data.offset = r->cur;
-        m.u.local_data.last = true;
-        send_msg(lc, &m);
-        read_unlink(r);
-        return 1;
-    }
     uint32_t mp = lc->peer_mp < LOCAL_CHUNK ? lc->peer_mp : LOCAL_CHUNK;
-    while (r->cur < r->end && !proto_conn_congested(lc->c)) {
-        uint32_t p = (uint32_t)(r->cur / t->piece_size);
-        if (!task_has_piece(t, p)) break;
-        peer_piece_lease lease;
-        int rc = peer_store_lease_piece(d->store, t->digest, p, &lease, NULL);
-        if (rc) break; /* evicted/purged under us: the task fetches it again */
-        uint64_t pend = lease.offset + lease.length;
-        if (pend > r->end) pend = r->end;
-        uint64_t n = pend - r->cur;
-        if (n > mp) n = mp;
+    while (!lc->closed && (r->prefetch || !proto_conn_congested(lc->c))) {
+        peer_range_span sp;
+        int rc = peer_range_next(r->rr, mp, &sp);
+        if (rc == -EAGAIN) return 0;
+        if (rc == 1) { /* a prefetch whose entry is open, or an empty read */
+            if (r->prefetch) {
+                send_ok(lc, r->req_id);
+            } else {
+                proto_msg m = {.type = PROTO_MSG_LOCAL_DATA};
+                m.u.local_data.req_id = r->req_id;
+                m.u.local_data.offset = sp.offset;
+                m.u.local_data.last = true;
+                send_msg(lc, &m);
+            }
+            read_end(r);
+            return 1;
+        }
+        if (rc < 0) {
+            const char *msg;
+            uint32_t code = peer_range_error(r->rr, &msg);
+            if (!r->prefetch) d->m.local_read_errors++;
+            send_error(lc, code, r->req_id, peer_range_task_id(r->rr), msg);
+            read_end(r);
+            return 1;
+        }
         proto_msg m = {.type = PROTO_MSG_LOCAL_DATA};
         m.u.local_data.req_id = r->req_id;
-        m.u.local_data.offset = r->cur;
-        m.u.local_data.last = r->cur + n == r->end;
+        m.u.local_data.offset = sp.offset;
+        m.u.local_data.last = sp.last;
         cf_err err = {0};
-        rc = proto_conn_send_file(lc->c, &m, lease.fd, r->cur, (uint32_t)n, &err);
-        peer_store_lease_release(d->store, &lease);
+        /* sent before consume: the conn dups the fd / copies the bytes */
+        rc = sp.fd >= 0 ? proto_conn_send_file(lc->c, &m, sp.fd, sp.file_offset, sp.length, &err)
+                        : proto_conn_send(lc->c, &m, sp.data, sp.length, &err);
+        peer_range_consume(r->rr, &sp);
         if (rc) {
-            cf_warn("local API: read of %s: %s", t->id, cf_err_str(&err, rc));
+            cf_warn("local API: read of %s: %s", peer_range_task_id(r->rr), cf_err_str(&err, rc));
             proto_conn_close(lc->c, rc, "cannot send data");
             return 0;
         }
-        r->cur += n;
-        d->m.bytes_served_local += n;
-    }
-    if (r->cur == r->end) {
-        read_unlink(r);
-        return 1;
+        d->m.bytes_served_local += sp.length;
+        if (sp.last) {
+            read_end(r);
+            return 1;
+        }
     }
     return 0;
 }
 
-void local_reads_pump(struct task *t)
+static void on_read_ready(peer_range_reader *rr, void *arg)
 {
-    struct local_read *next;
-    for (struct local_read *r = t->readers; r; r = next) {
-        next = r->next_t;
-        serve_read(r);
-    }
-}
-
-void local_reads_fail(struct task *t, uint32_t code, const char *msg)
-{
-    while (t->readers) {
-        struct local_read *r = t->readers;
-        r->lc->d->m.local_read_errors++;
-        send_error(r->lc, code, r->req_id, t->id, msg);
-        read_unlink(r);
-    }
-    while (t->prefetchers) {
-        struct local_read *r = t->prefetchers;
-        send_error(r->lc, code, r->req_id, t->id, msg);
-        read_unlink(r);
-    }
-}
-
-void local_prefetch_ready(struct task *t)
-{
-    while (t->prefetchers) {
-        struct local_read *r = t->prefetchers;
-        send_ok(r->lc, r->req_id);
-        read_unlink(r);
-    }
-}
-
-static uint32_t err_code(int rc)
-{
-    switch (rc) {
-    case -EINVAL:
-        return PROTO_E_BAD_MESSAGE;
-    case -ENOENT:
-        return PROTO_E_UNKNOWN_TASK;
-    case -ESHUTDOWN:
-        return PROTO_E_SHUTDOWN;
-    case -ENOSPC:
-        return PROTO_E_NO_SPACE;
-    default:
-        return PROTO_E_INTERNAL;
-    }
+    (void)rr;
+    serve_read(arg);
 }
 
 static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetch)
 {
     peer_daemon *d = lc->d;
     cf_err err = {0};
-    uint64_t end = q->offset + q->length;
-    if (end < q->offset) {
-        send_error(lc, PROTO_E_RANGE, q->req_id, q->task_id, "offset + length overflows");
-        return;
-    }
     if (!prefetch) d->m.local_reads++;
-    struct task *t = task_get(d, q->task_id, q->origin, q->credentials, 1, &err);
-    if (t && prefetch && !t->whole) { /* a prefetch always wants the whole blob */
-        t->whole = 1;
-        task_pump(t);
-    }
-    if (!t) {
-        if (!prefetch) d->m.local_read_errors++;
-        send_error(lc, err_code(err.code), q->req_id, q->task_id, cf_err_str(&err, err.code));
-        return;
-    }
-    if (!prefetch && t->state == T_DONE) d->m.local_read_hits++;
-    struct local_read *r = calloc(1, sizeof(*r));
+    struct lread *r = calloc(1, sizeof(*r));
     if (!r) {
         send_error(lc, PROTO_E_INTERNAL, q->req_id, q->task_id, "out of memory");
         return;
     }
-    r->lc = lc;
-    r->t = t;
-    r->req_id = q->req_id;
-    r->cur = q->offset;
-    r->end = end;
-    r->prefetch = prefetch;
-    r->next_c = lc->reads;
-    lc->reads = r;
-    if (prefetch) {
-        r->next_t = t->prefetchers;
-        t->prefetchers = r;
-        if (t->state == T_RUNNING || t->state == T_VERIFYING || t->state == T_DONE)
-            local_prefetch_ready(t);
+    static const peer_range_cbs cbs = {.on_ready = on_read_ready};
+    /* a prefetch is an empty read of the whole blob: done once the entry is open */
+    int rc = peer_range_open(d, q->task_id, q->origin, q->credentials, prefetch ? 0 : q->offset,
+                             prefetch ? 0 : q->length,
+                             prefetch ? PEER_RANGE_PREFETCH : PEER_RANGE_WHOLE, &cbs, r, &r->rr,
+                             &err);
+    if (rc) {
+        free(r);
+        if (!prefetch) d->m.local_read_errors++;
+        send_error(lc, proto_error_from_errno(rc, PROTO_E_INTERNAL), q->req_id, q->task_id,
+                   cf_err_str(&err, rc));
         return;
     }
-    /* append: earlier readers keep their priority */
-    struct local_read **pp = &t->readers;
-    while (*pp) pp = &(*pp)->next_t;
-    *pp = r;
-    if (!serve_read(r)) task_pump(t);
+    if (!prefetch && peer_range_was_cached(r->rr)) d->m.local_read_hits++;
+    r->lc = lc;
+    r->req_id = q->req_id;
+    r->prefetch = prefetch;
+    r->next = lc->reads;
+    lc->reads = r;
+    serve_read(r);
 }
 
 static void entry_from_info(const peer_blob_info *bi, char *id, proto_local_entry *e)
@@ -252,7 +181,8 @@ static void handle_stat(struct lconn *lc, const proto_local_task *q)
     uint8_t digest[32];
     proto_task_id_to_digest(q->task_id, digest);
     if (peer_store_blob_info(lc->d->store, digest, &bi)) {
-        send_error(lc, PROTO_E_UNKNOWN_TASK, q->req_id, q->task_id, "blob not in the cache");
+        send_error(lc, proto_error_from_errno(-ENOENT, PROTO_E_INTERNAL), q->req_id, q->task_id,
+                   "blob not in the cache");
         return;
     }
     char id[PROTO_TASK_ID_LEN + 1];
@@ -262,74 +192,52 @@ static void handle_stat(struct lconn *lc, const proto_local_task *q)
     send_msg(lc, &m);
 }
 
-static const char *task_state_name(enum task_state st)
+/* The task snapshot in LOCAL_LIST_REPLY "tk" form; *out and *wire_parents freed by the caller. */
+static int list_tasks(peer_daemon *d, proto_local_task_info **out, size_t *n,
+                      proto_local_parent **wire_parents)
 {
-    switch (st) {
-    case T_SIZING:
-        return "sizing";
-    case T_REGISTERING:
-        return "registering";
-    case T_OPENING:
-        return "opening";
-    case T_RUNNING:
-        return "running";
-    case T_VERIFYING:
-        return "verifying";
-    case T_DONE:
-        return "done";
-    case T_FAILED:
-        return "failed";
-    }
-    return "unknown";
-}
-
-/* The daemon's tasks for LOCAL_LIST_REPLY "tk". Strings point into the tasks (valid until the
- * loop runs again); *parents is one array shared by all, freed with *out by the caller. */
-static int tasks_snapshot(peer_daemon *d, proto_local_task_info **out, size_t *n,
-                          proto_local_parent **parents)
-{
-    size_t cnt = 0, np = 0;
-    for (struct task *t = d->tasks; t && cnt < PROTO_MAX_LIST_TASKS; t = t->next) {
-        cnt++;
-        np += (size_t)t->n_parents;
-    }
-    *out = calloc(cnt ? cnt : 1, sizeof(**out));
-    *parents = calloc(np ? np : 1, sizeof(**parents));
-    if (!*out || !*parents) {
+    task_status *ts = NULL;
+    task_status_parent *tp = NULL;
+    size_t nt = 0, np = 0;
+    if (tasks_snapshot(d, PROTO_MAX_LIST_TASKS, &ts, &nt, &tp, &np)) return -ENOMEM;
+    *out = calloc(nt ? nt : 1, sizeof(**out));
+    *wire_parents = calloc(np ? np : 1, sizeof(**wire_parents));
+    if (!*out || !*wire_parents) {
         free(*out);
-        free(*parents);
+        free(*wire_parents);
+        free(ts);
+        free(tp);
         return -ENOMEM;
     }
-    uint64_t now = pd_now(d);
-    size_t i = 0, k = 0;
-    for (struct task *t = d->tasks; t && i < cnt; t = t->next, i++) {
+    size_t k = 0;
+    for (size_t i = 0; i < nt; i++) {
         proto_local_task_info *e = &(*out)[i];
-        e->task_id = t->id;
-        e->state = task_state_name(t->state);
-        e->content_length = t->length;
-        if (t->have) { /* piece_count is only meaningful once the maps exist */
-            e->piece_count = t->piece_count;
-            e->pieces_have = t->n_have;
-        }
-        e->from_parents = t->from_parents;
-        e->from_origin = t->from_origin;
-        e->origin_mode = t->origin_mode;
-        for (struct local_read *r = t->readers; r; r = r->next_t) e->readers++;
-        if (t->state == T_FAILED) e->error = t->fail_msg;
-        e->parents = &(*parents)[k];
-        for (int j = 0; j < t->n_parents; j++) {
-            const struct tparent *tp = &t->parents[j];
-            if (!tp->host_id[0] || !tp->addr[0]) continue; /* both required on the wire */
-            proto_local_parent *p = &(*parents)[k++];
-            p->host_id = tp->host_id;
-            p->addr = tp->addr;
-            p->served = tp->served;
-            p->banned = tp->banned;
-            p->down = tp->down_until_ms > now;
+        e->task_id = ts[i].id;
+        e->state = ts[i].state;
+        e->content_length = ts[i].length;
+        e->piece_count = ts[i].piece_count;
+        e->pieces_have = ts[i].pieces_have;
+        e->from_parents = ts[i].from_parents;
+        e->from_origin = ts[i].from_origin;
+        e->origin_mode = ts[i].origin_mode;
+        e->readers = (uint32_t)ts[i].readers;
+        e->error = ts[i].error;
+        e->parents = &(*wire_parents)[k];
+        for (size_t j = 0; j < ts[i].n_parents; j++) {
+            const task_status_parent *sp = &tp[ts[i].first_parent + j];
+            if (!sp->host_id[0] || !sp->addr[0]) continue; /* both required on the wire */
+            proto_local_parent *p = &(*wire_parents)[k++];
+            p->host_id = sp->host_id;
+            p->addr = sp->addr;
+            p->served = sp->served;
+            p->banned = sp->banned;
+            p->down = sp->down;
             e->n_parents++;
         }
     }
-    *n = cnt;
+    free(ts);
+    free(tp);
+    *n = nt;
     return 0;
 }
 
@@ -347,7 +255,7 @@ static void handle_list(struct lconn *lc, uint64_t req_id)
     proto_local_task_info *tasks = NULL;
     proto_local_parent *parents = NULL;
     size_t n_tasks = 0;
-    if (!e || !ids || tasks_snapshot(lc->d, &tasks, &n_tasks, &parents)) {
+    if (!e || !ids || list_tasks(lc->d, &tasks, &n_tasks, &parents)) {
         free(e);
         free(ids);
         free(all);
@@ -419,8 +327,8 @@ static void pin_done(void *p, int cancelled)
         if (j->rc == 0)
             send_ok(lc, j->req_id);
         else
-            send_error(lc, j->rc == -ENOENT ? PROTO_E_UNKNOWN_TASK : PROTO_E_UNEXPECTED, j->req_id,
-                       j->task_id, cf_err_str(&j->err, j->rc));
+            send_error(lc, proto_error_from_errno(j->rc, PROTO_E_INTERNAL), j->req_id, j->task_id,
+                       cf_err_str(&j->err, j->rc));
     }
     free(j);
     lconn_maybe_free(lc);
@@ -500,9 +408,9 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
 static void on_drain(proto_conn *c)
 {
     struct lconn *lc = proto_conn_data(c);
-    struct local_read *next;
-    for (struct local_read *r = lc->reads; r; r = next) {
-        next = r->next_c;
+    struct lread *next;
+    for (struct lread *r = lc->reads; r; r = next) {
+        next = r->next;
         if (!r->prefetch) serve_read(r);
     }
 }
@@ -513,7 +421,7 @@ static void on_close(proto_conn *c, int status, const char *reason)
     (void)reason;
     struct lconn *lc = proto_conn_data(c);
     peer_daemon *d = lc->d;
-    while (lc->reads) read_unlink(lc->reads);
+    while (lc->reads) read_end(lc->reads);
     for (struct lconn **pp = &d->lconns; *pp; pp = &(*pp)->next)
         if (*pp == lc) {
             *pp = lc->next;

@@ -1,8 +1,9 @@
-/* Connections to parents' upload servers: one per parent address, shared by every task that
- * downloads from it. Pieces are requested by number (PIECE_REQUEST), several in flight per
- * connection, each with its own deadline (piece_timeout); AVAIL_QUERY with subscribe keeps the
- * task's view of the parent's bitmap current. Every reply is matched to an outstanding request
- * id; anything else is dropped. */
+/* Connections to parents' upload servers, a piece source: one per parent address, shared by
+ * every task that downloads from it. Pieces are requested by number (PIECE_REQUEST), several in
+ * flight per connection, each with its own deadline (piece_timeout); AVAIL_QUERY with subscribe
+ * keeps the requester's view of the parent's bitmap current. Every reply is matched to an
+ * outstanding request id; anything else is dropped. Results go to the registered
+ * pconn_handler (the tasks), never to a task by name. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +22,7 @@ static void pconn_unlink(struct pconn *pc)
             break;
         }
     pc->next = NULL;
-    /* tasks must not use it any more */
-    for (struct task *t = d->tasks; t; t = t->next)
-        for (int i = 0; i < t->n_parents; i++)
-            if (t->parents[i].pc == pc) {
-                t->parents[i].pc = NULL;
-                t->parents[i].subscribed = 0;
-            }
+    d->pconn_h->on_closed(d, pc); /* requesters must not use it any more */
 }
 
 static struct preq *take_req(struct pconn *pc, uint64_t req_id)
@@ -43,24 +38,17 @@ static struct preq *take_req(struct pconn *pc, uint64_t req_id)
     return NULL;
 }
 
-static int parent_slot(struct task *t, struct pconn *pc)
-{
-    for (int i = 0; i < t->n_parents; i++)
-        if (t->parents[i].pc == pc) return i;
-    return -1;
-}
-
-static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
+static void on_frame(proto_conn *c, const proto_frame_header *hdr, const uint8_t *body,
                      const uint8_t *payload)
 {
     struct pconn *pc = proto_conn_data(c);
     peer_daemon *d = pc->d;
     proto_msg m;
     cf_err err = {0};
-    int rc = proto_msg_decode(h->type, body, h->body_len, h->payload_len, &m, &err);
+    int rc = proto_msg_decode(hdr->type, body, hdr->body_len, hdr->payload_len, &m, &err);
     if (rc) {
         d->m.bad_frames++;
-        cf_warn("parent %s: bad %s frame: %s", pc->addr, proto_msg_type_name(h->type),
+        cf_warn("parent %s: bad %s frame: %s", pc->addr, proto_msg_type_name(hdr->type),
                 cf_err_str(&err, rc));
         proto_conn_close(c, -EBADMSG, "bad frame from parent");
         return;
@@ -82,53 +70,35 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
         pc->ready = 1;
         return;
     }
+    const struct pconn_handler *h = d->pconn_h;
     struct preq *r;
-    struct task *t;
     switch (m.type) {
     case PROTO_MSG_PIECE_DATA:
         r = take_req(pc, m.u.piece_data.req_id);
         if (!r) break; /* late answer to a timed-out request */
-        if (r->piece != m.u.piece_data.piece || strcmp(r->t->id, m.u.piece_data.task_id) != 0) {
+        if (r->piece != m.u.piece_data.piece || strcmp(r->task_id, m.u.piece_data.task_id) != 0)
             /* answers something we did not ask: treat as bad bytes from this parent */
-            task_on_piece_failed(r->t, r->tp, r->piece, PROTO_E_MISMATCH);
-            free(r);
-            break;
-        }
-        t = r->t;
-        {
-            int tp = r->tp;
-            uint32_t piece = r->piece;
-            free(r);
-            task_on_piece_data(t, tp, piece, payload, h->payload_len);
-        }
+            h->on_failed(r->owner, r->tp, r->piece, PROTO_E_MISMATCH);
+        else
+            h->on_piece(r->owner, r->tp, r->piece, payload, hdr->payload_len);
+        free(r);
         break;
     case PROTO_MSG_ERROR:
         r = m.u.error.req_id ? take_req(pc, m.u.error.req_id) : NULL;
         if (r) {
-            struct task *rt = r->t;
-            int tp = r->tp;
-            uint32_t piece = r->piece;
+            h->on_failed(r->owner, r->tp, r->piece, (int)m.u.error.code);
             free(r);
-            task_on_piece_failed(rt, tp, piece, (int)m.u.error.code);
         } else {
             cf_debug("parent %s: error %u: %s", pc->addr, m.u.error.code, m.u.error.message);
         }
         break;
     case PROTO_MSG_AVAIL:
-        t = task_find(d, m.u.avail.task_id);
-        if (t && t->have && m.u.avail.piece_count == t->piece_count) {
-            int tp = parent_slot(t, pc);
-            if (tp >= 0) task_on_parent_avail(t, tp, m.u.avail.bits, m.u.avail.bits_len, NULL, 0);
-        }
+        h->on_avail(d, pc, m.u.avail.task_id, m.u.avail.piece_count, m.u.avail.bits,
+                    m.u.avail.bits_len, NULL, 0);
         break;
     case PROTO_MSG_AVAIL_UPDATE:
-        t = task_find(d, m.u.avail_update.task_id);
-        if (t && t->have) {
-            int tp = parent_slot(t, pc);
-            if (tp >= 0)
-                task_on_parent_avail(t, tp, NULL, 0, m.u.avail_update.runs,
-                                     m.u.avail_update.n_runs);
-        }
+        h->on_avail(d, pc, m.u.avail_update.task_id, 0, NULL, 0, m.u.avail_update.runs,
+                    m.u.avail_update.n_runs);
         break;
     default:
         break;
@@ -147,7 +117,7 @@ static void on_close(proto_conn *c, int status, const char *reason)
     pc->reqs = NULL;
     while (r) {
         struct preq *next = r->next;
-        if (!d->stopping) task_on_piece_failed(r->t, r->tp, r->piece, status ? status : -EPIPE);
+        if (!d->stopping) d->pconn_h->on_failed(r->owner, r->tp, r->piece, status ? status : -EPIPE);
         free(r);
         r = next;
     }
@@ -183,13 +153,19 @@ struct pconn *pconn_get(peer_daemon *d, const char *addr, const char *host_id)
     return pc;
 }
 
-int pconn_request(struct pconn *pc, struct task *t, int tp, uint32_t piece)
+void pconn_init(peer_daemon *d, const struct pconn_handler *h)
+{
+    d->pconn_h = h;
+}
+
+int pconn_request(struct pconn *pc, void *owner, const char *task_id, int tp, uint32_t piece)
 {
     peer_daemon *d = pc->d;
     struct preq *r = calloc(1, sizeof(*r));
     if (!r) return -ENOMEM;
     r->req_id = d->next_req_id++;
-    r->t = t;
+    r->owner = owner;
+    snprintf(r->task_id, sizeof(r->task_id), "%s", task_id);
     r->piece = piece;
     r->tp = tp;
     /* the parent serves a connection's requests one after the other: each gets a full
@@ -197,7 +173,7 @@ int pconn_request(struct pconn *pc, struct task *t, int tp, uint32_t piece)
     r->deadline_ms = pd_now(d) + (uint64_t)d->o.piece_timeout_ms * (uint64_t)(pc->n_inflight + 1);
     proto_msg m = {.type = PROTO_MSG_PIECE_REQUEST};
     m.u.piece_request.req_id = r->req_id;
-    m.u.piece_request.task_id = t->id;
+    m.u.piece_request.task_id = r->task_id;
     m.u.piece_request.piece = piece;
     int rc = proto_conn_send(pc->c, &m, NULL, 0, NULL);
     if (rc) {
@@ -210,20 +186,20 @@ int pconn_request(struct pconn *pc, struct task *t, int tp, uint32_t piece)
     return 0;
 }
 
-void pconn_subscribe(struct pconn *pc, struct task *t)
+void pconn_subscribe(struct pconn *pc, const char *task_id)
 {
     proto_msg m = {.type = PROTO_MSG_AVAIL_QUERY};
-    m.u.avail_query.task_id = t->id;
+    m.u.avail_query.task_id = task_id;
     m.u.avail_query.subscribe = true;
     proto_conn_send(pc->c, &m, NULL, 0, NULL);
 }
 
-void pconn_forget_task(peer_daemon *d, struct task *t)
+void pconn_forget_owner(peer_daemon *d, void *owner)
 {
     for (struct pconn *pc = d->pconns; pc; pc = pc->next) {
         for (struct preq **pp = &pc->reqs; *pp;) {
             struct preq *r = *pp;
-            if (r->t == t) {
+            if (r->owner == owner) {
                 *pp = r->next;
                 pc->n_inflight--;
                 free(r);
@@ -242,7 +218,7 @@ void pconn_check_timeouts(peer_daemon *d)
             if (r->deadline_ms > now) continue;
             /* a parent that stalls on a piece is broken for every request on this connection:
              * close it; on_close hands each request back (-ETIMEDOUT) to be fetched elsewhere */
-            cf_warn("parent %s: piece %u of %s timed out", pc->addr, r->piece, r->t->id);
+            cf_warn("parent %s: piece %u of %s timed out", pc->addr, r->piece, r->task_id);
             d->m.parent_timeouts++;
             proto_conn_close(pc->c, -ETIMEDOUT, "piece request timed out");
             break;

@@ -200,11 +200,23 @@ static void flush_work(void *job)
     if (rc) cf_warn("cache flush: %s", cf_err_str(&err, rc));
 }
 
+/* Pieces the store dropped after a failed sync are no longer held: the tasks learn it here and
+ * fetch them again (else readers would wait for them forever). */
+static void reconcile_dropped(peer_daemon *d)
+{
+    peer_store_stats st;
+    peer_store_stats_get(d->store, &st);
+    if (st.pieces_dropped == d->pieces_dropped_seen) return;
+    d->pieces_dropped_seen = st.pieces_dropped;
+    tasks_resync_with_store(d);
+}
+
 static void flush_done(void *job, int cancelled)
 {
     (void)cancelled;
     peer_daemon *d = job;
     d->flush_running = 0;
+    if (!d->stopping) reconcile_dropped(d);
 }
 
 static void on_tick(uv_timer_t *tm)
@@ -214,6 +226,7 @@ static void on_tick(uv_timer_t *tm)
     pconn_check_timeouts(d);
     upload_tick(d);
     local_api_tick(d);
+    reconcile_dropped(d); /* automatic flushes run inside piece writes */
     task_tick(d);
     /* a quiet store must not keep written pieces pending (peer_store_opts.flush_delay_ms) */
     if (!d->flush_running) {
@@ -316,7 +329,7 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     d->tick_timer.data = d;
     uv_timer_init(loop, &d->bucket_timer);
     d->bucket_timer.data = d;
-    sched_client_init(d);
+    tasks_init(d); /* the core: scheduler client and parent connections report to it */
     rc = upload_server_start(d, err);
     if (!rc) rc = local_api_start(d, err);
     if (!rc && o->http) rc = peer_http_start(d, err);
@@ -359,11 +372,6 @@ void peer_daemon_free(peer_daemon *d)
         proto_registry_free(oc->reg);
         free(oc->key);
         free(oc);
-    }
-    while (d->liars) {
-        struct lie_record *l = d->liars;
-        d->liars = l->next;
-        free(l);
     }
     peer_store_close(d->store); /* flushes the index */
     free(d);

@@ -1,6 +1,8 @@
-/* /metrics (Prometheus text format), /healthz and /status (JSON: tasks, their parents and
- * progress, for `chunkfly status`) on the --http listener. */
+/* The peer's HTTP endpoint on the --http listener, a front end: /metrics (Prometheus text
+ * format), /healthz, and /status (JSON: the task snapshot of task_status.c, with parents and
+ * progress). */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,18 +107,23 @@ static void json_str(cf_buf *b, const char *s)
     cf_buf_append(b, "\"", 1);
 }
 
-static const char *state_name(enum task_state s)
+static const char *tf(int b)
 {
-    static const char *const n[] = {"sizing",    "registering", "opening", "running",
-                                    "verifying", "done",        "failed"};
-    return n[s];
+    return b ? "true" : "false";
 }
 
 static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
 {
     (void)req;
     peer_daemon *d = arg;
-    uint64_t now = pd_now(d);
+    task_status *ts = NULL;
+    task_status_parent *tp = NULL;
+    size_t nt = 0, np = 0;
+    if (tasks_snapshot(d, SIZE_MAX, &ts, &nt, &tp, &np)) {
+        const char *body = "out of memory\n";
+        proto_http_respond(res, 503, "text/plain", body, strlen(body));
+        return;
+    }
     cf_buf b = {0};
     cf_buf_printf(&b, "{\"host_id\":");
     json_str(&b, d->host_id);
@@ -124,36 +131,41 @@ static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
     for (size_t i = 0; i < d->o.n_schedulers; i++) {
         cf_buf_printf(&b, "%s{\"addr\":", i ? "," : "");
         json_str(&b, d->sched[i].addr);
-        cf_buf_printf(&b, ",\"connected\":%s,\"healthy\":%s}", d->sched[i].ready ? "true" : "false",
-                      proto_sched_health_ok(&d->sched_health[i], &d->o.timing) ? "true" : "false");
+        cf_buf_printf(&b, ",\"connected\":%s,\"healthy\":%s}", tf(d->sched[i].ready),
+                      tf(proto_sched_health_ok(&d->sched_health[i], &d->o.timing)));
     }
     cf_buf_printf(&b, "],\"tasks\":[");
-    int first = 1;
-    for (struct task *t = d->tasks; t; t = t->next) {
+    for (size_t i = 0; i < nt; i++) {
+        const task_status *t = &ts[i];
         cf_buf_printf(&b,
                       "%s{\"id\":\"%s\",\"state\":\"%s\",\"length\":%llu,\"piece_size\":%u,"
                       "\"pieces\":%u,\"have\":%u,\"in_flight\":%u,\"origin_mode\":%s,"
                       "\"scheduler\":%d,\"bytes_from_parents\":%llu,\"bytes_from_origin\":%llu,"
-                      "\"readers\":%s,\"parents\":[",
-                      first ? "" : ",", t->id, state_name(t->state), (unsigned long long)t->length,
-                      t->piece_size, t->piece_count, t->n_have, t->n_inflight,
-                      t->origin_mode ? "true" : "false", t->sched_idx,
-                      (unsigned long long)t->from_parents, (unsigned long long)t->from_origin,
-                      t->readers ? "true" : "false");
-        first = 0;
-        for (int i = 0; i < t->n_parents; i++) {
-            const struct tparent *pa = &t->parents[i];
-            cf_buf_printf(&b, "%s{\"id\":", i ? "," : "");
+                      "\"readers\":%s,",
+                      i ? "," : "", t->id, t->state, (unsigned long long)t->length, t->piece_size,
+                      t->piece_count, t->pieces_have, t->in_flight, tf(t->origin_mode),
+                      t->sched_idx, (unsigned long long)t->from_parents,
+                      (unsigned long long)t->from_origin, tf(t->readers > 0));
+        if (t->error) {
+            cf_buf_printf(&b, "\"error\":");
+            json_str(&b, t->error);
+            cf_buf_printf(&b, ",");
+        }
+        cf_buf_printf(&b, "\"parents\":[");
+        for (size_t j = 0; j < t->n_parents; j++) {
+            const task_status_parent *pa = &tp[t->first_parent + j];
+            cf_buf_printf(&b, "%s{\"id\":", j ? "," : "");
             json_str(&b, pa->host_id);
             cf_buf_printf(&b, ",\"addr\":");
             json_str(&b, pa->addr);
             cf_buf_printf(&b, ",\"banned\":%s,\"down\":%s,\"connected\":%s,\"pieces_served\":%u}",
-                          pa->banned ? "true" : "false", pa->down_until_ms > now ? "true" : "false",
-                          pa->pc && pa->pc->ready ? "true" : "false", pa->served);
+                          tf(pa->banned), tf(pa->down), tf(pa->connected), pa->served);
         }
         cf_buf_printf(&b, "]}");
     }
     cf_buf_printf(&b, "]}\n");
+    free(ts);
+    free(tp);
     proto_http_respond(res, 200, "application/json", b.data, b.len);
     cf_buf_free(&b);
 }

@@ -1,8 +1,9 @@
 /* Scheduler client: one mesh connection per configured scheduler, opened when a task first
  * needs it. Each task goes to the scheduler proto_rendezvous_pick() chooses among the healthy
  * ones; health follows docs/protocol.md §7 (failed connect or missed heartbeat replies make a
- * scheduler unhealthy, it is retried after timing.scheduler_retry). When a link drops, its
- * tasks re-register elsewhere (or fall back to the origin) and re-announce what they hold. */
+ * scheduler unhealthy, it is retried after timing.scheduler_retry). Links and task messages are
+ * reported to the registered sched_handler (the tasks), which re-registers tasks elsewhere (or
+ * falls back to the origin) when a link drops; this file knows no task. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,61 +30,35 @@ int sched_client_send(peer_daemon *d, int idx, const proto_msg *m)
     return rc;
 }
 
-static void send_register(struct sched_link *l, struct task *t)
+int sched_client_link_ready(peer_daemon *d, int idx)
 {
-    proto_msg m = {.type = PROTO_MSG_REGISTER_TASK};
-    m.u.register_task.task_id = t->id;
-    m.u.register_task.content_length = t->length;
-    m.u.register_task.origin = t->origin[0] ? t->origin : t->id;
-    sched_client_send(l->d, l->idx, &m);
+    return idx >= 0 && (size_t)idx < d->o.n_schedulers && d->sched[idx].ready;
 }
 
-int sched_client_register(peer_daemon *d, struct task *t)
+int sched_client_register(peer_daemon *d, const char *task_id, uint64_t length, const char *origin,
+                          int *idx_out)
 {
     size_t n = d->o.n_schedulers;
     if (!n || d->stopping) return -ENOENT;
     for (size_t attempt = 0; attempt < n; attempt++) {
-        int idx = proto_rendezvous_pick(t->id, d->sched_addrs, d->sched_health, n, &d->o.timing);
+        int idx = proto_rendezvous_pick(task_id, d->sched_addrs, d->sched_health, n, &d->o.timing);
         if (idx < 0) return -ENOENT;
         struct sched_link *l = &d->sched[idx];
-        t->sched_idx = idx;
-        t->registered = 0;
+        *idx_out = idx;
         if (l->ready) {
-            send_register(l, t);
+            proto_msg m = {.type = PROTO_MSG_REGISTER_TASK};
+            m.u.register_task.task_id = task_id;
+            m.u.register_task.content_length = length;
+            m.u.register_task.origin = origin;
+            sched_client_send(d, idx, &m);
             return 0;
         }
-        if (l->c) return 0; /* connecting: registered when ready */
+        if (l->c) return 0; /* connecting: the handler registers it when ready */
         link_connect(l);
         if (l->c) return 0;
         /* immediate connect failure marked it unhealthy: pick again */
     }
-    t->sched_idx = -1;
     return -ENOENT;
-}
-
-void sched_client_report(peer_daemon *d, struct task *t, uint32_t start, uint32_t count,
-                         const char *parent_id)
-{
-    if (!t->registered) return;
-    proto_piece_run run = {start, count};
-    proto_msg m = {.type = PROTO_MSG_PIECE_REPORT};
-    m.u.piece_report.task_id = t->id;
-    m.u.piece_report.runs = &run;
-    m.u.piece_report.n_runs = 1;
-    m.u.piece_report.parent_id = parent_id;
-    sched_client_send(d, t->sched_idx, &m);
-}
-
-void sched_client_bad_parent(peer_daemon *d, struct task *t, const char *parent_id, uint8_t reason,
-                             uint32_t piece)
-{
-    if (!t->registered) return;
-    proto_msg m = {.type = PROTO_MSG_BAD_PARENT};
-    m.u.bad_parent.task_id = t->id;
-    m.u.bad_parent.parent_id = parent_id;
-    m.u.bad_parent.reason = reason;
-    m.u.bad_parent.piece = piece;
-    sched_client_send(d, t->sched_idx, &m);
 }
 
 static uint64_t free_disk(peer_daemon *d)
@@ -118,15 +93,7 @@ static void on_link_ready(struct sched_link *l)
     proto_sched_health_connect_ok(&d->sched_health[l->idx]);
     l->hb_acked = l->hb_seq;
     announce(l);
-    for (struct task *t = d->tasks; t; t = t->next)
-        if (t->sched_idx == l->idx && !t->registered) send_register(l, t);
-}
-
-static struct task *task_for(struct sched_link *l, const char *task_id)
-{
-    struct task *t = task_find(l->d, task_id);
-    if (!t || t->sched_idx != l->idx || t->dead) return NULL;
-    return t;
+    d->sched_h->on_link_ready(d, l->idx);
 }
 
 static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
@@ -170,30 +137,14 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
         on_link_ready(l);
         return;
     }
-    struct task *t;
     switch (m.type) {
     case PROTO_MSG_REGISTER_ANSWER:
-        if ((t = task_for(l, m.u.register_answer.task_id)))
-            task_on_register_answer(t, &m.u.register_answer);
-        break;
     case PROTO_MSG_CANDIDATES:
-        if ((t = task_for(l, m.u.candidates.task_id))) task_on_candidates(t, &m.u.candidates);
-        break;
     case PROTO_MSG_BACK_TO_SOURCE:
-        if ((t = task_for(l, m.u.back_to_source.task_id)))
-            task_on_back_to_source(t, &m.u.back_to_source);
-        break;
     case PROTO_MSG_WAIT:
-        if ((t = task_for(l, m.u.wait.task_id))) task_on_wait(t, m.u.wait.retry_after_ms);
-        break;
     case PROTO_MSG_DIGESTS:
-        if ((t = task_for(l, m.u.digests.task_id))) task_on_digests(t, &m.u.digests);
-        break;
     case PROTO_MSG_DIGESTS_ACK:
-        if ((t = task_for(l, m.u.digests_ack.task_id))) {
-            t->sched_has_digests = 1;
-            cf_info("task %s: per-piece digest list published", t->id);
-        }
+        d->sched_h->on_task_msg(d, l->idx, &m);
         break;
     case PROTO_MSG_HEARTBEAT_REPLY:
         if (m.u.heartbeat_reply.seq <= l->hb_seq) l->hb_acked = m.u.heartbeat_reply.seq;
@@ -202,13 +153,9 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
     case PROTO_MSG_ERROR:
         if (m.u.error.code == PROTO_E_UNKNOWN_HOST) {
             announce(l); /* the scheduler forgot us (restart): announce, then re-register */
-            for (struct task *tt = d->tasks; tt; tt = tt->next)
-                if (tt->sched_idx == l->idx) {
-                    tt->registered = 0;
-                    send_register(l, tt);
-                }
-        } else if (m.u.error.task_id[0] && (t = task_for(l, m.u.error.task_id))) {
-            task_on_sched_error(t, &m.u.error);
+            d->sched_h->on_host_unknown(d, l->idx);
+        } else if (m.u.error.task_id[0]) {
+            d->sched_h->on_task_msg(d, l->idx, &m);
         } else {
             cf_info("scheduler %s: error %u: %s", l->addr, m.u.error.code, m.u.error.message);
         }
@@ -243,11 +190,7 @@ static void on_close(proto_conn *c, int status, const char *reason)
     cf_warn("scheduler %s: connection %s: %s", l->addr, was_ready ? "lost" : "failed", reason);
     (void)status;
     proto_sched_health_connect_failed(&d->sched_health[l->idx], pd_now(d));
-    struct task *next;
-    for (struct task *t = d->tasks; t; t = next) {
-        next = t->next;
-        if (t->sched_idx == l->idx) task_on_sched_lost(t);
-    }
+    d->sched_h->on_link_lost(d, l->idx);
 }
 
 static void link_connect(struct sched_link *l)
@@ -297,8 +240,9 @@ static void on_heartbeat(uv_timer_t *tm)
     }
 }
 
-void sched_client_init(peer_daemon *d)
+void sched_client_init(peer_daemon *d, const struct sched_handler *h)
 {
+    d->sched_h = h;
     for (size_t i = 0; i < d->o.n_schedulers; i++) {
         struct sched_link *l = &d->sched[i];
         l->d = d;

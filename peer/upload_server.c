@@ -8,8 +8,10 @@
  * piece in its write queue (high watermark 1 byte: on_drain = the piece left), so a slow reader
  * holds one slot and no memory: piece bytes go from the data file with sendfile(2). Its further
  * requests wait in a short FIFO and then in the socket (reading pauses). A piece not drained
- * within upload_piece_timeout, or a connection without HELLO after 10 s, is closed. */
+ * within upload_piece_timeout, or a connection without HELLO after 10 s, is closed. A front end:
+ * it learns of new pieces as a piece listener of the tasks, and reads pieces from the cache. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,18 +193,20 @@ static void handle_avail_query(struct upconn *uc, const proto_avail_query *q)
     }
 }
 
-void upload_notify_piece(peer_daemon *d, const struct task *t, uint32_t piece)
+/* piece_listener: a piece stored by any task goes to the connections subscribed to its task */
+static void on_piece_stored(struct piece_listener *l, const char *task_id, uint32_t piece)
 {
+    peer_daemon *d = (peer_daemon *)((char *)l - offsetof(peer_daemon, up_listener));
     for (struct upconn *uc = d->upconns; uc; uc = uc->next) {
         for (int i = 0; i < uc->n_subs; i++) {
-            if (strcmp(uc->subs[i], t->id) != 0) continue;
+            if (strcmp(uc->subs[i], task_id) != 0) continue;
             /* a subscriber that stops reading must not make us queue updates without bound */
             if (proto_conn_queued(uc->c) >
                 (1u << 20) + (uc->piece_in_queue ? PROTO_MAX_PAYLOAD : 0))
                 break;
             proto_piece_run run = {piece, 1};
             proto_msg m = {.type = PROTO_MSG_AVAIL_UPDATE};
-            m.u.avail_update.task_id = t->id;
+            m.u.avail_update.task_id = task_id;
             m.u.avail_update.runs = &run;
             m.u.avail_update.n_runs = 1;
             send_msg(uc, &m);
@@ -331,6 +335,8 @@ void upload_tick(peer_daemon *d)
 
 int upload_server_start(peer_daemon *d, cf_err *err)
 {
+    d->up_listener.on_piece = on_piece_stored;
+    tasks_listen_pieces(d, &d->up_listener);
     struct sockaddr_storage ss;
     if (proto_addr_parse(d->o.listen, &ss))
         return cf_err_set(err, -EINVAL, "--listen '%s': expected numeric ip:port", d->o.listen);

@@ -1,0 +1,63 @@
+/* The blob range reader: bytes [offset, offset+length) of one blob, handed to a front end (local
+ * API, registry mirror) as they become available, in order: from the cache as soon as the
+ * covering piece is stored (cut-through, while the rest still downloads), or from memory when the
+ * cache is full. The consumer pulls (peer_range_next) when it can send and is told
+ * (on_ready) when it should try again, so a slow consumer holds back only itself. Transport
+ * neutral: it knows no socket and no message format.
+ *
+ * Ownership: the front end owns the reader until peer_range_close(), which may be called at any
+ * time, also from the callbacks. While the blob's cache entry exists the reader holds an in-use
+ * reference on it, so quota eviction never removes a blob under a slow reader. Loop thread
+ * only. */
+#ifndef PEER_RANGE_READER_H
+#define PEER_RANGE_READER_H
+
+#include <stdint.h>
+
+#include "cf/error.h"
+
+typedef struct peer_daemon peer_daemon;
+typedef struct peer_range_reader peer_range_reader;
+
+typedef struct peer_range_cbs {
+    /* More may be available (or the reader failed): call peer_range_next(). */
+    void (*on_ready)(peer_range_reader *rr, void *arg);
+} peer_range_cbs;
+
+/* One span of bytes at the reader's position, valid until peer_range_consume(). Either from the
+ * cache (fd >= 0: `length` bytes of fd at `file_offset`, e.g. for sendfile) or from memory
+ * (fd < 0: `data`). */
+typedef struct peer_range_span {
+    uint64_t offset; /* blob offset (the reader's position) */
+    uint32_t length;
+    int fd;
+    uint64_t file_offset;
+    const uint8_t *data;
+    int last; /* the span ends the range */
+} peer_range_span;
+
+#define PEER_RANGE_WHOLE    1u /* also download the rest of the blob (fetch_whole_blob permitting) */
+#define PEER_RANGE_PREFETCH 2u /* download the whole blob, whatever fetch_whole_blob says */
+
+/* Starts reading task_id (sha256:<hex>) through its download task (started if needed; origin
+ * "[http[s]://]registry/repo" may be "" for a cached blob; creds "user:password" or NULL).
+ * length 0 is allowed: the read finishes once the blob's cache entry is open (a prefetch).
+ * Returns 0, or a negative errno with a message (bad id or origin, shutting down, no memory). */
+int peer_range_open(peer_daemon *d, const char *task_id, const char *origin, const char *creds,
+                    uint64_t offset, uint64_t length, unsigned flags, const peer_range_cbs *cbs,
+                    void *arg, peer_range_reader **out, cf_err *err);
+
+/* The next span, at most max bytes: 0 = *span filled; 1 = the range is complete; -EAGAIN = not
+ * yet (on_ready follows); another negative errno = the read failed, with the wire code and
+ * message from peer_range_error(). */
+int peer_range_next(peer_range_reader *rr, uint32_t max, peer_range_span *span);
+/* The consumer took the span (all of it): the position advances, the cache lease is released. */
+void peer_range_consume(peer_range_reader *rr, peer_range_span *span);
+/* Why the read failed: a PROTO_E_* code and a message for the user. */
+uint32_t peer_range_error(const peer_range_reader *rr, const char **msg);
+/* 1 when the blob was already complete and verified when the read started (a cache hit). */
+int peer_range_was_cached(const peer_range_reader *rr);
+const char *peer_range_task_id(const peer_range_reader *rr);
+void peer_range_close(peer_range_reader *rr);
+
+#endif
