@@ -8,24 +8,11 @@
 #     bans peer 1 and completes correct.
 #  C. repeated lies: after lying in ban_after_lies (2 here) tasks, peer 2 ignores peer 1 for
 #     every task (no more mismatches, no more requests to it).
-# The faults binary: the configured build's own chunkfly-peer when it has faults, else this test
-# builds one (chunkfly-peer target only) in $CHUNKFLY_BUILD/faults.
+# The faults binary: see faults_peer_bin in daemon_lib.sh.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 
-if "$PEER_BIN" --version | grep -q faults; then
-    FAULTY=$PEER_BIN
-else
-    bt=$(awk -F= '/^CMAKE_BUILD_TYPE:/{print $2}' "$CHUNKFLY_BUILD/CMakeCache.txt" 2>/dev/null)
-    note "building chunkfly-peer with -DCHUNKFLY_FAULTS=ON in $CHUNKFLY_BUILD/faults (${bt:-Release})"
-    cmake -S "$CHUNKFLY_SRC" -B "$CHUNKFLY_BUILD/faults" -DCHUNKFLY_FAULTS=ON \
-        -DCMAKE_BUILD_TYPE="${bt:-Release}" >"$T/faults-cmake.log" 2>&1 ||
-        { tail -20 "$T/faults-cmake.log"; fail "cmake of the faults build failed"; }
-    cmake --build "$CHUNKFLY_BUILD/faults" --target chunkfly-peer -j2 >"$T/faults-build.log" 2>&1 ||
-        { tail -20 "$T/faults-build.log"; fail "faults build failed"; }
-    FAULTY=$CHUNKFLY_BUILD/faults/bin/chunkfly-peer
-fi
-"$FAULTY" --version | grep -q faults || fail "$FAULTY has no faults compiled in"
+faults_peer_bin
 
 start_registry 127.0.0.9
 REPO=test/faults

@@ -72,6 +72,28 @@ make_blob() {
     head -c "$(($2 * 1048576 + 12345))" /dev/urandom >"$1"
 }
 
+# faults_peer_bin: sets FAULTY to a chunkfly-peer with the test-only faults compiled in: the
+# configured build's own when it has them, else one built (chunkfly-peer target only, same build
+# type) in $CHUNKFLY_BUILD/faults.
+faults_peer_bin() {
+    if "$PEER_BIN" --version | grep -q faults; then
+        FAULTY=$PEER_BIN
+    else
+        local bt
+        bt=$(awk -F= '/^CMAKE_BUILD_TYPE:/{print $2}' "$CHUNKFLY_BUILD/CMakeCache.txt" 2>/dev/null)
+        note "building chunkfly-peer with -DCHUNKFLY_FAULTS=ON in $CHUNKFLY_BUILD/faults (${bt:-Release})"
+        cmake -S "$CHUNKFLY_SRC" -B "$CHUNKFLY_BUILD/faults" -DCHUNKFLY_FAULTS=ON \
+            -DCMAKE_BUILD_TYPE="${bt:-Release}" >"$T/faults-cmake.log" 2>&1 ||
+            { tail -20 "$T/faults-cmake.log"; fail "cmake of the faults build failed"; }
+        # two tests may build it at once: one at a time
+        flock "$CHUNKFLY_BUILD/faults.lock" cmake --build "$CHUNKFLY_BUILD/faults" \
+            --target chunkfly-peer -j2 >"$T/faults-build.log" 2>&1 ||
+            { tail -20 "$T/faults-build.log"; fail "faults build failed"; }
+        FAULTY=$CHUNKFLY_BUILD/faults/bin/chunkfly-peer
+    fi
+    "$FAULTY" --version | grep -q faults || fail "$FAULTY has no faults compiled in"
+}
+
 peer_alive_or_fail() {
     is_alive "${PEER_PID[$1]}" || { tail -30 "$T/peer$1.log" >&2; fail "peer $1 died"; }
 }
