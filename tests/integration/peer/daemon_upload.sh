@@ -35,7 +35,9 @@ note "slow reader requests all 13 pieces and never reads"
 ip=${PEER_LISTEN[1]%:*}; port=${PEER_LISTEN[1]##*:}
 (cd "$(dirname "$0")" && exec python3 daemon_upload.py "$ip" "$port" "$BLOB" 13 10) &
 slow=$!
-sleep 1.5
+# under load (Sanitize build, parallel tests) the reader may take a while to connect: poll
+for _ in $(seq 100); do [ "$(metric 1 upload_slots_used)" = 1 ] && break; sleep 0.1; done
+sleep 0.5 # and let it settle: no second slot may be taken meanwhile
 [ "$(metric 1 upload_slots_used)" = 1 ] || fail "slow reader holds $(metric 1 upload_slots_used) slots"
 r1=$(rss 1)
 echo "peer 1 RSS: ${r0} kB before, ${r1} kB with the slow reader"
