@@ -355,6 +355,25 @@ static void task_register(struct task *t)
     }
 }
 
+/* Complete and verified: tell the scheduler, and publish our digest list if it has none. */
+static void announce_finished(struct task *t)
+{
+    proto_msg m = {.type = PROTO_MSG_TASK_FINISHED};
+    m.u.task_finished.task_id = t->id;
+    m.u.task_finished.content_length = t->length;
+    m.u.task_finished.verified = true;
+    send_to_sched(t, &m);
+    t->finished_sent = 1;
+    if (t->digests && !t->sched_has_digests) {
+        proto_msg pm = {.type = PROTO_MSG_DIGESTS_PUBLISH};
+        pm.u.digests.task_id = t->id;
+        pm.u.digests.piece_size = t->piece_size;
+        pm.u.digests.piece_count = t->pp.piece_count;
+        pm.u.digests.digests = t->digests;
+        send_to_sched(t, &pm);
+    }
+}
+
 static void resync_with_sched(struct task *t)
 {
     /* (re-)registered: tell the scheduler what we already hold (parent = ourselves) */
@@ -372,21 +391,8 @@ static void resync_with_sched(struct task *t)
     }
     free(runs);
     if (t->state == T_DONE) {
-        proto_msg m = {.type = PROTO_MSG_TASK_FINISHED};
-        m.u.task_finished.task_id = t->id;
-        m.u.task_finished.content_length = t->length;
-        m.u.task_finished.verified = true;
-        send_to_sched(t, &m);
-        t->finished_sent = 1;
-    }
-    if (t->state == T_DONE && t->digests && !t->sched_has_digests) {
-        proto_msg m = {.type = PROTO_MSG_DIGESTS_PUBLISH};
-        m.u.digests.task_id = t->id;
-        m.u.digests.piece_size = t->piece_size;
-        m.u.digests.piece_count = t->pp.piece_count;
-        m.u.digests.digests = t->digests;
-        send_to_sched(t, &m);
-    } else if (t->sched_has_digests && !t->digests && t->state != T_DONE) {
+        announce_finished(t);
+    } else if (t->sched_has_digests && !t->digests) {
         proto_msg m = {.type = PROTO_MSG_DIGESTS_FETCH};
         m.u.digests_fetch.task_id = t->id;
         m.u.digests_fetch.piece_size = t->piece_size;
@@ -1293,22 +1299,7 @@ static void verified(struct task *t, struct verify_job *j)
     cf_info("task %s: complete and verified (%llu bytes: %llu from parents, %llu from origin)",
             t->id, (unsigned long long)t->length, (unsigned long long)t->from_parents,
             (unsigned long long)t->from_origin);
-    if (t->registered) {
-        proto_msg m = {.type = PROTO_MSG_TASK_FINISHED};
-        m.u.task_finished.task_id = t->id;
-        m.u.task_finished.content_length = t->length;
-        m.u.task_finished.verified = true;
-        send_to_sched(t, &m);
-        t->finished_sent = 1;
-        if (!t->sched_has_digests) {
-            proto_msg pm = {.type = PROTO_MSG_DIGESTS_PUBLISH};
-            pm.u.digests.task_id = t->id;
-            pm.u.digests.piece_size = t->piece_size;
-            pm.u.digests.piece_count = t->pp.piece_count;
-            pm.u.digests.digests = t->digests;
-            send_to_sched(t, &pm);
-        }
-    }
+    if (t->registered) announce_finished(t);
     notify_event(t, TASK_EV_DONE);
 }
 
