@@ -125,7 +125,8 @@ static int peer_error(client_local *c, const proto_error *e, cf_err *err)
 {
     c->last_peer_code = e->code;
     return cf_err_set(err, proto_error_to_errno(e->code), "peer: %s (%s)",
-                      e->message[0] ? e->message : "request refused", proto_error_code_name(e->code));
+                      e->message[0] ? e->message : "request refused",
+                      proto_error_code_name(e->code));
 }
 
 static int unexpected(client_local *c, const proto_msg *m, const char *wanted, cf_err *err)

@@ -125,8 +125,8 @@ int bts_get_range(proto_registry *reg, const char *repo, const char *task_id, ui
 {
     struct range_sink k = {buf, len, 0};
     uint64_t delivered = 0;
-    int rc = proto_registry_blob_get(reg, repo, task_id, off, len, 0, range_write, &k, &delivered,
-                                     err);
+    int rc =
+        proto_registry_blob_get(reg, repo, task_id, off, len, 0, range_write, &k, &delivered, err);
     if (rc) return rc;
     if (delivered != len)
         return cf_err_set(err, -EBADMSG, "origin sent %llu bytes for %u at offset %llu",

@@ -156,7 +156,7 @@ struct task {
     int registered;
     int finished_sent;
     int restarts;
-    int seed;     /* already complete when the task was created */
+    int seed;       /* already complete when the task was created */
     int cache_full; /* a piece could not be stored: serve readers from memory, no background */
     uint64_t created_ms, last_progress_ms, reask_at_ms, register_deadline_ms, digests_poll_ms;
     peer_blob_ref *ref;
@@ -183,7 +183,7 @@ struct peer_daemon {
     peer_token_bucket bucket;
     uv_timer_t bucket_timer;
     int bucket_timer_on;
-    int faults_corrupt; /* test fault: flip bytes of served pieces */
+    int faults_corrupt;                /* test fault: flip bytes of served pieces */
     struct piece_listener up_listener; /* availability updates to subscribed children */
     /* local API */
     uv_pipe_t api_listen;
@@ -310,7 +310,7 @@ typedef struct task_status {
     uint32_t piece_size, piece_count, pieces_have, in_flight;
     int origin_mode, sched_idx, readers;
     uint64_t from_parents, from_origin;
-    const char *error; /* failed tasks: the message, else NULL */
+    const char *error;              /* failed tasks: the message, else NULL */
     size_t first_parent, n_parents; /* range in the parents array */
 } task_status;
 typedef struct task_status_parent {

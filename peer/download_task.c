@@ -782,7 +782,8 @@ static void parent_lied(struct task *t, int tp, uint32_t piece)
     if (r & PP_LIE_GLOBAL_BAN)
         cf_warn("parent %s lied in %u tasks: banned for every task", pa->host_id,
                 d->liars.ban_after);
-    if (r & PP_LIE_TO_ORIGIN) cf_info("task %s: every parent is banned, going back to source", t->id);
+    if (r & PP_LIE_TO_ORIGIN)
+        cf_info("task %s: every parent is banned, going back to source", t->id);
 }
 
 static void report_bad_parent(struct task *t, int tp, int reason, uint32_t piece)
@@ -838,8 +839,10 @@ static void piece_uncached(struct task *t, struct piece_job *j)
     b->len = j->len;
     b->data = j->data;
     j->data = NULL;
-    if (j->tp >= 0) t->from_parents += j->len;
-    else t->from_origin += j->len;
+    if (j->tp >= 0)
+        t->from_parents += j->len;
+    else
+        t->from_origin += j->len;
     t->last_progress_ms = pd_now(t->d);
     notify_piece(t, j->piece, b);
     piece_buf_unref(b);
@@ -962,8 +965,7 @@ static void on_parent_avail(peer_daemon *d, struct pconn *pc, const char *task_i
     if (!t || !t->pp.have || (bits && piece_count != t->pp.piece_count)) return;
     for (int i = 0; i < t->pp.n_parents; i++) {
         if (t->pp.parents[i].conn != pc) continue;
-        if (pp_parent_avail(&t->pp, i, bits, bits_len, runs, n_runs) == 0 &&
-            t->state == T_RUNNING)
+        if (pp_parent_avail(&t->pp, i, bits, bits_len, runs, n_runs) == 0 && t->state == T_RUNNING)
             task_pump(t);
         return;
     }
@@ -1238,8 +1240,8 @@ static void verify_work(void *p)
     }
     for (uint32_t i = 0; i < j->piece_count; i++) {
         uint32_t len = proto_piece_len(j->length, j->piece_size, i);
-        j->rc = peer_store_read(s, t->digest, (uint64_t)i * j->piece_size, buf, len, NULL, 0,
-                                NULL, &j->err);
+        j->rc = peer_store_read(s, t->digest, (uint64_t)i * j->piece_size, buf, len, NULL, 0, NULL,
+                                &j->err);
         if (j->rc) {
             cf_digest_abort(&whole);
             free(buf);
@@ -1336,7 +1338,8 @@ static void verify_done(void *p, int cancelled)
     }
     d->m.blob_mismatches++;
     cf_warn("task %s: %s: purged", t->id, cf_err_str(&j->err, j->rc));
-    if (j->culprit >= 0 && j->culprit < t->pp.n_parents) parent_lied(t, j->culprit, j->culprit_piece);
+    if (j->culprit >= 0 && j->culprit < t->pp.n_parents)
+        parent_lied(t, j->culprit, j->culprit_piece);
     verify_job_free(j);
     if (++t->restarts > MAX_RESTARTS || !t->registry[0]) {
         task_fail(t, PROTO_E_DIGEST_MISMATCH, "blob %s: content does not match its digest", t->id);

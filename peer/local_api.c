@@ -143,10 +143,10 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
     }
     static const peer_range_cbs cbs = {.on_ready = on_read_ready};
     /* a prefetch is an empty read of the whole blob: done once the entry is open */
-    int rc = peer_range_open(d, q->task_id, q->origin, q->credentials, prefetch ? 0 : q->offset,
-                             prefetch ? 0 : q->length,
-                             prefetch ? PEER_RANGE_PREFETCH : PEER_RANGE_WHOLE, &cbs, r, &r->rr,
-                             &err);
+    int rc =
+        peer_range_open(d, q->task_id, q->origin, q->credentials, prefetch ? 0 : q->offset,
+                        prefetch ? 0 : q->length, prefetch ? PEER_RANGE_PREFETCH : PEER_RANGE_WHOLE,
+                        &cbs, r, &r->rr, &err);
     if (rc) {
         free(r);
         if (!prefetch) d->m.local_read_errors++;

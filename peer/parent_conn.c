@@ -117,7 +117,8 @@ static void on_close(proto_conn *c, int status, const char *reason)
     pc->reqs = NULL;
     while (r) {
         struct preq *next = r->next;
-        if (!d->stopping) d->pconn_h->on_failed(r->owner, r->tp, r->piece, status ? status : -EPIPE);
+        if (!d->stopping)
+            d->pconn_h->on_failed(r->owner, r->tp, r->piece, status ? status : -EPIPE);
         free(r);
         r = next;
     }

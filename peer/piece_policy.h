@@ -24,14 +24,14 @@
 typedef struct pp_parent {
     char host_id[PROTO_MAX_ID_LEN + 1];
     char addr[PROTO_MAX_ADDR_LEN + 1];
-    uint8_t *bits;          /* what it holds (CANDIDATES / AVAIL / AVAIL_UPDATE), owned */
-    int banned;             /* served bad bytes: never again for this task */
-    uint64_t down_until_ms; /* refusals / timeouts: skipped until then */
+    uint8_t *bits;              /* what it holds (CANDIDATES / AVAIL / AVAIL_UPDATE), owned */
+    int banned;                 /* served bad bytes: never again for this task */
+    uint64_t down_until_ms;     /* refusals / timeouts: skipped until then */
     uint64_t reported_until_ms; /* a bad-parent report covers failures until then (episode) */
-    uint32_t served;        /* pieces it gave us */
-    uint32_t requests;      /* this task's requests outstanding on it */
-    void *conn;             /* caller's connection, opaque */
-    int subscribed;         /* caller's: availability updates asked on conn */
+    uint32_t served;            /* pieces it gave us */
+    uint32_t requests;          /* this task's requests outstanding on it */
+    void *conn;                 /* caller's connection, opaque */
+    int subscribed;             /* caller's: availability updates asked on conn */
 } pp_parent;
 
 typedef struct pp_limits {

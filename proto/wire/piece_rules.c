@@ -13,8 +13,8 @@ uint32_t proto_piece_size_for(uint64_t content_length)
     else
         ps = PROTO_PIECE_SIZE_LARGE;
     /* huge blobs: keep the bitmap within PROTO_PIECE_RULE_MAX_PIECES */
-    while (ps < PROTO_MAX_PIECE_SIZE && proto_piece_count(content_length, (uint32_t)ps) >
-                                            PROTO_PIECE_RULE_MAX_PIECES)
+    while (ps < PROTO_MAX_PIECE_SIZE &&
+           proto_piece_count(content_length, (uint32_t)ps) > PROTO_PIECE_RULE_MAX_PIECES)
         ps *= 2;
     return (uint32_t)ps;
 }
