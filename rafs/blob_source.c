@@ -21,11 +21,12 @@ struct fd_source {
 static ssize_t fd_pread(const rafs_blob_source *src, void *buf, size_t len, uint64_t off)
 {
     const struct fd_source *s = src->ctx;
+    if (off >= (uint64_t)INT64_MAX) return 0; /* past any file's end */
     if (len > SSIZE_MAX) len = SSIZE_MAX;
-    if (off > (uint64_t)INT64_MAX) return 0; /* past any file's end */
+    if (len > (uint64_t)INT64_MAX - off)
+        len = (size_t)((uint64_t)INT64_MAX - off); /* no off_t overflow */
     size_t done = 0;
     while (done < len) {
-        if (off + done > (uint64_t)INT64_MAX) break;
         ssize_t n = pread(s->fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
         if (n < 0) {
             if (errno == EINTR) continue;

@@ -43,6 +43,7 @@ static void check_reads(const rafs_blob_source *src)
     assert_memory_equal(buf, pattern + sizeof(pattern) - 100, 100);
     assert_int_equal(rafs_blob_source_pread(src, buf, 600, sizeof(pattern)), 0);
     assert_int_equal(rafs_blob_source_pread(src, buf, 600, UINT64_MAX - 10), 0);
+    assert_int_equal(rafs_blob_source_pread(src, buf, 600, (uint64_t)INT64_MAX - 10), 0);
     assert_int_equal(rafs_blob_source_pread(src, buf, 0, 5), 0);
     /* read_full: exact or -ENODATA */
     assert_int_equal(rafs_blob_source_read_full(src, buf, 512, sizeof(pattern) - 512), 0);
