@@ -7,7 +7,7 @@ set -euo pipefail
 . "$CHUNKFLY_SRC/tests/lib/testlib.sh"
 command -v nm >/dev/null || skip "nm not installed"
 read_lib="$CHUNKFLY_BUILD/lib/librafs_read.a" build_lib="$CHUNKFLY_BUILD/lib/librafs_build.a"
-[ -f "$read_lib" ] && [ -f "$build_lib" ] || fail "$read_lib / $build_lib not built"
+for f in "$read_lib" "$build_lib"; do [ -f "$f" ] || fail "$f not built"; done
 syms=$(nm -u "$read_lib")
 grep -q ' ZSTD_' <<<"$syms" || fail "nm sees no zstd reference in $read_lib (wrong file?)"
 if grep -E ' (archive_|json_)' <<<"$syms"; then fail "librafs_read.a uses libarchive/jansson"; fi
