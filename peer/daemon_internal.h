@@ -24,6 +24,7 @@ struct peer_metrics {
     uint64_t piece_failures, origin_failures, digest_mismatches, bans, parent_timeouts;
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
     uint64_t blobs_verified, blob_mismatches;
+    uint64_t mirror_requests, mirror_hits, mirror_errors, mirror_bytes;
 };
 
 /* A cached registry client per (host, credentials). */
@@ -192,6 +193,9 @@ struct peer_daemon {
     uint32_t n_lconns;
     /* http */
     struct proto_http_server *http;
+    /* registry mirror */
+    struct proto_http_server *mirror_http;
+    struct mreq *mreqs;
     /* schedulers */
     struct sched_link sched[PEER_MAX_SCHEDULERS];
     const char *sched_addrs[PEER_MAX_SCHEDULERS];
@@ -329,6 +333,12 @@ int tasks_snapshot(peer_daemon *d, size_t max, task_status **tasks, size_t *n,
 int local_api_start(peer_daemon *d, cf_err *err);
 void local_api_stop(peer_daemon *d);
 void local_api_tick(peer_daemon *d);
+
+/* mirror.c (front end): the registry mirror on mirror_listen (docs/mirror.md) */
+int mirror_start(peer_daemon *d, cf_err *err);
+void mirror_stop(peer_daemon *d);
+void mirror_tick(peer_daemon *d);
+int mirror_port(const peer_daemon *d);
 
 /* peer_http.c (front end): /metrics, /healthz, /status */
 int peer_http_start(peer_daemon *d, cf_err *err);

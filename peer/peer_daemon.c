@@ -41,6 +41,10 @@ const char *const peer_daemon_config_keys[] = {"listen",
                                                "local_max_connections",
                                                "seed_cached",
                                                "fetch_whole_blob",
+                                               "mirror_listen",
+                                               "mirror_upstreams",
+                                               "mirror_default_upstream",
+                                               "mirror_max_connections",
                                                "timing.heartbeat_interval",
                                                "timing.heartbeat_miss_limit",
                                                "timing.back_to_source_stall",
@@ -117,6 +121,13 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     if (!rc) rc = get_u32(c, "local_max_connections", 64, 1, 65536, &o->local_max_conns, err);
     if (!rc) rc = get_u32(c, "seed_cached", 64, 0, 100000, &o->seed_cached, err);
     if (!rc) rc = cf_config_get_bool(c, "fetch_whole_blob", 1, &o->fetch_whole_blob, err);
+    o->mirror_listen = cf_config_get(c, "mirror_listen");
+    o->mirror_listen_set = o->mirror_listen != NULL;
+    if (!o->mirror_listen) o->mirror_listen = "127.0.0.1:65001";
+    o->mirror_upstreams = cf_config_get(c, "mirror_upstreams");
+    if (!o->mirror_upstreams) o->mirror_upstreams = "";
+    o->mirror_default_upstream = cf_config_get(c, "mirror_default_upstream");
+    if (!rc) rc = get_u32(c, "mirror_max_connections", 256, 1, 65536, &o->mirror_max_conns, err);
     if (!rc) rc = proto_timing_load(&o->timing, c, err);
     return rc;
 }
@@ -226,6 +237,7 @@ static void on_tick(uv_timer_t *tm)
     pconn_check_timeouts(d);
     upload_tick(d);
     local_api_tick(d);
+    mirror_tick(d);
     reconcile_dropped(d); /* automatic flushes run inside piece writes */
     task_tick(d);
     /* a quiet store must not keep written pieces pending (peer_store_opts.flush_delay_ms) */
@@ -333,6 +345,7 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     rc = upload_server_start(d, err);
     if (!rc) rc = local_api_start(d, err);
     if (!rc && o->http) rc = peer_http_start(d, err);
+    if (!rc) rc = mirror_start(d, err);
     if (rc) {
         peer_daemon_stop(d);
         uv_run(loop, UV_RUN_DEFAULT);
@@ -357,6 +370,7 @@ void peer_daemon_stop(peer_daemon *d)
     local_api_stop(d);
     upload_server_stop(d);
     peer_http_stop(d);
+    mirror_stop(d);
     tasks_stop(d);
     pconn_close_all(d);
     sched_client_stop(d);

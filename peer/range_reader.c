@@ -27,6 +27,9 @@ struct peer_range_reader {
     uint32_t code;
     char msg[256];
     int cached;
+    int clamp; /* PEER_RANGE_CLAMP */
+    int len_known;
+    uint64_t blob_len;
 };
 
 static peer_range_reader *of(struct task_watcher *w)
@@ -118,6 +121,7 @@ int peer_range_open(peer_daemon *d, const char *task_id, const char *origin, con
     rr->cbs = *cbs;
     rr->arg = arg;
     rr->cached = t->state == T_DONE;
+    rr->clamp = (flags & PEER_RANGE_CLAMP) != 0;
     rr->w.ops = &watch_ops;
     rr->w.want_off = offset;
     rr->w.want_end = end;
@@ -135,6 +139,12 @@ int peer_range_next(peer_range_reader *rr, uint32_t max, peer_range_span *span)
     if (rr->failed || !t) return -EIO;
     if (!task_readable(t)) return -EAGAIN;
     if (!rr->ref) peer_store_blob_acquire(rr->d->store, t->digest, &rr->ref);
+    rr->blob_len = t->length;
+    rr->len_known = 1;
+    if (rr->clamp && rr->end > t->length && (rr->cur < t->length || rr->cur == 0)) {
+        rr->end = t->length;
+        rr->w.want_end = t->length;
+    }
     if (rr->end > t->length) {
         char msg[160];
         snprintf(msg, sizeof(msg), "range ends at %llu, past the blob's %llu bytes",
@@ -193,6 +203,15 @@ uint32_t peer_range_error(const peer_range_reader *rr, const char **msg)
 int peer_range_was_cached(const peer_range_reader *rr)
 {
     return rr->cached;
+}
+
+int peer_range_blob_length(const peer_range_reader *rr, uint64_t *len)
+{
+    if (rr->len_known) {
+        *len = rr->blob_len;
+        return 0;
+    }
+    return rr->failed || !rr->w.t ? -EIO : -EAGAIN;
 }
 
 const char *peer_range_task_id(const peer_range_reader *rr)

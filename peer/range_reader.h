@@ -38,6 +38,10 @@ typedef struct peer_range_span {
 
 #define PEER_RANGE_WHOLE    1u /* also download the rest of the blob (fetch_whole_blob permitting) */
 #define PEER_RANGE_PREFETCH 2u /* download the whole blob, whatever fetch_whole_blob says */
+/* The range ends at the blob's end at most: length may reach past it (UINT64_MAX - offset = "to
+ * the end", for a reader that does not know the length yet, e.g. an HTTP GET without Range). An
+ * offset at or past the end of a non-empty blob still fails (PROTO_E_RANGE). */
+#define PEER_RANGE_CLAMP 4u
 
 /* Starts reading task_id (sha256:<hex>) through its download task (started if needed; origin
  * "[http[s]://]registry/repo" may be "" for a cached blob; creds "user:password" or NULL).
@@ -57,6 +61,10 @@ void peer_range_consume(peer_range_reader *rr, peer_range_span *span);
 uint32_t peer_range_error(const peer_range_reader *rr, const char **msg);
 /* 1 when the blob was already complete and verified when the read started (a cache hit). */
 int peer_range_was_cached(const peer_range_reader *rr);
+/* The blob's length, known once peer_range_next() returned something other than -EAGAIN (the
+ * cache entry was open; also after a range failure, for the length in a 416 answer): 0 and *len,
+ * else -EAGAIN (not yet) or -EIO (failed before the length was known). */
+int peer_range_blob_length(const peer_range_reader *rr, uint64_t *len);
 const char *peer_range_task_id(const peer_range_reader *rr);
 void peer_range_close(peer_range_reader *rr);
 

@@ -549,6 +549,14 @@ int proto_http_respond(proto_http_res *r, int status, const char *content_type, 
     return proto_http_end(r);
 }
 
+void proto_http_abort(proto_http_res *r)
+{
+    if (!r) return;
+    r->abort_cb = NULL;
+    cf_buf_free(&r->headers);
+    conn_close(r->c);
+}
+
 void proto_http_on_abort(proto_http_res *r, void (*cb)(proto_http_res *r, void *arg), void *arg)
 {
     r->abort_cb = cb;

@@ -124,6 +124,11 @@ int proto_http_send_file(proto_http_res *r, int fd, uint64_t off, uint64_t len,
 /* Finishes the response (terminating chunk if chunked). The handle is invalid afterwards. */
 int proto_http_end(proto_http_res *r);
 
+/* Abandons a started response whose body cannot be finished (e.g. its source failed after the
+ * Content-Length was sent): the connection is closed at once, so the client sees a short body;
+ * no abort callback runs. The handle is invalid afterwards. */
+void proto_http_abort(proto_http_res *r);
+
 /* Called if the connection dies before proto_http_end (then the handle is invalid after the
  * callback returns). Replaces any earlier callback. */
 void proto_http_on_abort(proto_http_res *r, void (*cb)(proto_http_res *r, void *arg), void *arg);

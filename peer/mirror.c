@@ -1,0 +1,417 @@
+/* The registry mirror (docs/mirror.md), a front end over the range reader like local_api.c:
+ * GET/HEAD /v2/<name>/blobs/sha256:<hex> is answered from the blob's download task (task id =
+ * the digest, origin = the upstream registry picked per request), streamed as the reader has the
+ * bytes (cut-through, in order) and paced by the client's socket (one span in flight). The whole
+ * blob is verified by the task when complete; the client (containerd) checks the digest at the
+ * end. /v2/ answers 200; manifests and other /v2/ paths are not served here yet (404, so
+ * containerd moves on to the next host, the upstream). Errors are OCI error JSON. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cf/log.h"
+#include "daemon_internal.h"
+#include "mirror_request.h"
+#include "proto/error_code.h"
+#include "proto/http_server.h"
+#include "range_reader.h"
+
+#define MIRROR_SPAN     (256u << 10) /* bytes per read/write */
+#define MIRROR_LOOP_HDR "X-Chunkfly-Mirror"
+#define MIRROR_UP_HDR   "X-Chunkfly-Upstream"
+#define API_VERSION_HDR "Docker-Distribution-API-Version"
+
+struct mreq {
+    struct mreq *next;
+    peer_daemon *d;
+    proto_http_res *res; /* NULL once the client went away */
+    peer_range_reader *rr;
+    char digest[PROTO_TASK_ID_LEN + 1];
+    uint64_t first;       /* requested offset */
+    uint64_t req_end;     /* requested end (exclusive), UINT64_MAX = to the blob's end */
+    int ranged, head;     /* Range given; HEAD */
+    int started;          /* status line sent */
+    int io_pending;       /* a read of a cache lease in the thread pool */
+    int write_pending;    /* a write not yet taken by the kernel */
+    uint64_t deadline_ms; /* the answer must have started by then */
+    peer_range_span span;
+    uv_fs_t fs;
+    uint8_t *buf;
+};
+
+static void oci_error(proto_http_res *res, int status, const char *code, const char *msg)
+{
+    char body[512];
+    char esc[300];
+    size_t o = 0;
+    for (const char *s = msg; *s && o + 2 < sizeof(esc); s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') esc[o++] = '\\';
+        esc[o++] = ch < ' ' ? ' ' : (char)ch;
+    }
+    esc[o] = 0;
+    int n = snprintf(body, sizeof(body),
+                     "{\"errors\":[{\"code\":\"%s\",\"message\":\"%s\",\"detail\":null}]}\n", code,
+                     esc);
+    proto_http_set_header(res, API_VERSION_HDR, "registry/2.0");
+    proto_http_respond(res, status, "application/json", body, (size_t)n);
+}
+
+static const char *code_for(int status)
+{
+    switch (status) {
+    case 400:
+        return "UNSUPPORTED";
+    case 401:
+        return "UNAUTHORIZED";
+    case 403:
+        return "DENIED";
+    case 404:
+        return "NOT_FOUND";
+    case 416:
+        return "RANGE_INVALID";
+    case 508:
+        return "LOOP_DETECTED";
+    default:
+        return "UNAVAILABLE";
+    }
+}
+
+static void mreq_free(struct mreq *m)
+{
+    peer_daemon *d = m->d;
+    for (struct mreq **pp = &d->mreqs; *pp; pp = &(*pp)->next)
+        if (*pp == m) {
+            *pp = m->next;
+            break;
+        }
+    peer_range_close(m->rr);
+    free(m->buf);
+    free(m);
+}
+
+/* The response ended (or the client is gone): detach from the connection. */
+static void mreq_done(struct mreq *m)
+{
+    if (m->res) proto_http_on_abort(m->res, NULL, NULL);
+    m->res = NULL;
+    if (!m->io_pending) mreq_free(m); /* else the read's callback frees it */
+}
+
+static void on_abort(proto_http_res *res, void *arg)
+{
+    (void)res;
+    struct mreq *m = arg;
+    m->res = NULL;
+    if (!m->io_pending) mreq_free(m);
+}
+
+static void serve(struct mreq *m);
+
+static void on_written(proto_http_res *res, int status, void *arg)
+{
+    (void)res;
+    struct mreq *m = arg;
+    m->write_pending = 0;
+    if (status < 0 || !m->res) return; /* the abort callback frees */
+    serve(m);
+}
+
+/* A failure after the status line: the body cannot be finished, so the connection is closed
+ * (the client sees a short body, never wrong bytes presented as complete). */
+static void fail_midstream(struct mreq *m, const char *msg)
+{
+    cf_warn("mirror: %s: %s", m->digest, msg);
+    m->d->m.mirror_errors++;
+    proto_http_res *res = m->res;
+    mreq_done(m);
+    if (res) proto_http_abort(res);
+}
+
+static void on_lease_read(uv_fs_t *req)
+{
+    struct mreq *m = req->data;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    m->io_pending = 0;
+    peer_range_consume(m->rr, &m->span);
+    if (!m->res) {
+        mreq_free(m);
+        return;
+    }
+    if (n != (ssize_t)m->span.length) {
+        fail_midstream(m, n < 0 ? uv_strerror((int)n) : "short read from the cache");
+        return;
+    }
+    m->d->m.mirror_bytes += (uint64_t)n;
+    m->write_pending = 1;
+    if (proto_http_write(m->res, m->buf, (size_t)n, on_written, m)) {
+        m->write_pending = 0;
+        fail_midstream(m, "cannot write");
+    }
+}
+
+static int start_response(struct mreq *m, uint64_t len, uint64_t end)
+{
+    proto_http_res *r = m->res;
+    char v[96];
+    proto_http_set_header(r, API_VERSION_HDR, "registry/2.0");
+    proto_http_set_header(r, "Docker-Content-Digest", m->digest);
+    proto_http_set_header(r, "Accept-Ranges", "bytes");
+    snprintf(v, sizeof(v), "\"%s\"", m->digest);
+    proto_http_set_header(r, "ETag", v);
+    int status = 200;
+    uint64_t first = m->head ? 0 : m->first;
+    if (m->ranged && !m->head) {
+        status = 206;
+        snprintf(v, sizeof(v), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, end ? end - 1 : 0,
+                 len);
+        proto_http_set_header(r, "Content-Range", v);
+    }
+    m->started = 1;
+    return proto_http_start(r, status, "application/octet-stream",
+                            (int64_t)(m->head ? len : end - first));
+}
+
+/* Sends what the reader has while the client takes it. */
+static void serve(struct mreq *m)
+{
+    peer_daemon *d = m->d;
+    while (m->res && !m->io_pending && !m->write_pending) {
+        peer_range_span sp;
+        int rc = peer_range_next(m->rr, MIRROR_SPAN, &sp);
+        if (rc == -EAGAIN) return;
+        uint64_t len = 0;
+        if (rc < 0) {
+            const char *msg;
+            uint32_t code = peer_range_error(m->rr, &msg);
+            if (m->started) {
+                fail_midstream(m, msg);
+                return;
+            }
+            d->m.mirror_errors++;
+            int err = proto_error_to_errno(code);
+            int status = err == -ENOENT ? 404 : err == -ERANGE ? 416 : err == -EACCES ? 401 : 502;
+            const char *oci = status == 404 ? "BLOB_UNKNOWN" : code_for(status);
+            if (status == 416 && peer_range_blob_length(m->rr, &len) == 0) {
+                char v[64];
+                snprintf(v, sizeof(v), "bytes */%" PRIu64, len);
+                proto_http_set_header(m->res, "Content-Range", v);
+            }
+            if (status == 401) status = 403; /* the origin refused our node's credentials */
+            oci_error(m->res, status, oci, msg);
+            mreq_done(m);
+            return;
+        }
+        if (!m->started) {
+            peer_range_blob_length(m->rr, &len);
+            if (start_response(m, len, m->req_end < len ? m->req_end : len)) {
+                fail_midstream(m, "cannot start the response");
+                return;
+            }
+        }
+        if (rc == 1 || m->head) {
+            proto_http_end(m->res);
+            mreq_done(m);
+            return;
+        }
+        if (sp.fd >= 0) {
+            m->span = sp;
+            m->fs.data = m;
+            uv_buf_t b = uv_buf_init((char *)m->buf, sp.length);
+            rc = uv_fs_read(d->loop, &m->fs, sp.fd, &b, 1, (int64_t)sp.file_offset, on_lease_read);
+            if (rc < 0) {
+                peer_range_consume(m->rr, &sp);
+                fail_midstream(m, uv_strerror(rc));
+                return;
+            }
+            m->io_pending = 1;
+            return;
+        }
+        m->write_pending = 1;
+        rc = proto_http_write(m->res, sp.data, sp.length, on_written, m);
+        peer_range_consume(m->rr, &sp);
+        if (rc) {
+            m->write_pending = 0;
+            fail_midstream(m, "cannot write");
+            return;
+        }
+        d->m.mirror_bytes += sp.length;
+    }
+}
+
+static void on_ready(peer_range_reader *rr, void *arg)
+{
+    (void)rr;
+    serve(arg);
+}
+
+static void serve_blob(peer_daemon *d, proto_http_res *res, const proto_http_req *req,
+                       const struct mirror_target *t)
+{
+    const char *why = "";
+    char up[MIRROR_HOST_MAX + 16];
+    int st = mirror_pick_upstream(t, proto_http_header_get(req, MIRROR_UP_HDR),
+                                  d->o.mirror_default_upstream, d->o.mirror_upstreams, up,
+                                  sizeof(up), &why);
+    if (st) {
+        oci_error(res, st, code_for(st), why);
+        return;
+    }
+    uint64_t first = 0, last = UINT64_MAX;
+    int ranged = 0;
+    if (!req->is_head) {
+        st = mirror_parse_range(proto_http_header_get(req, "Range"), &first, &last, &why);
+        if (st > 1) {
+            oci_error(res, st, code_for(st), why);
+            return;
+        }
+        ranged = st == 1;
+    }
+    char creds[512];
+    st =
+        mirror_basic_creds(proto_http_header_get(req, "Authorization"), creds, sizeof(creds), &why);
+    if (st > 1) {
+        oci_error(res, st, code_for(st), why);
+        return;
+    }
+    char origin[PROTO_MAX_ORIGIN_LEN + 1];
+    int n = snprintf(origin, sizeof(origin), "%s/%s", up, t->name);
+    if (n < 0 || (size_t)n >= sizeof(origin)) {
+        oci_error(res, 400, "NAME_INVALID", "repository name too long");
+        return;
+    }
+    struct mreq *m = calloc(1, sizeof(*m));
+    if (!m || !(m->buf = malloc(MIRROR_SPAN))) {
+        if (m) free(m);
+        oci_error(res, 503, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    m->d = d;
+    m->res = res;
+    m->head = req->is_head;
+    m->ranged = ranged;
+    m->first = first;
+    m->req_end = last == UINT64_MAX ? UINT64_MAX : last + 1;
+    m->deadline_ms = pd_now(d) + d->o.origin_timeout_ms + d->o.register_timeout_ms + 2000;
+    memcpy(m->digest, t->ref, PROTO_TASK_ID_LEN); /* checked: sha256:<64 hex> */
+    m->digest[PROTO_TASK_ID_LEN] = 0;
+    static const peer_range_cbs cbs = {.on_ready = on_ready};
+    cf_err err = {0};
+    /* HEAD: an empty read, done once the length is known; GET: to the blob's end at most */
+    uint64_t len = m->head ? 0 : m->req_end == UINT64_MAX ? UINT64_MAX - first : m->req_end - first;
+    unsigned flags = PEER_RANGE_CLAMP | (m->head ? 0 : PEER_RANGE_WHOLE);
+    int rc = peer_range_open(d, t->ref, origin, st == 1 ? creds : NULL, m->head ? 0 : first, len,
+                             flags, &cbs, m, &m->rr, &err);
+    if (rc) {
+        free(m->buf);
+        free(m);
+        d->m.mirror_errors++;
+        oci_error(res, rc == -ESHUTDOWN ? 503 : 400,
+                  rc == -ESHUTDOWN ? "UNAVAILABLE" : "UNSUPPORTED", cf_err_str(&err, rc));
+        return;
+    }
+    if (peer_range_was_cached(m->rr)) d->m.mirror_hits++;
+    m->next = d->mreqs;
+    d->mreqs = m;
+    proto_http_on_abort(res, on_abort, m);
+    serve(m);
+}
+
+static void on_v2(proto_http_res *res, const proto_http_req *req, void *arg)
+{
+    peer_daemon *d = arg;
+    d->m.mirror_requests++;
+    if (proto_http_header_get(req, MIRROR_LOOP_HDR)) {
+        oci_error(res, 508, "LOOP_DETECTED", "the request already passed a Chunkfly mirror");
+        return;
+    }
+    struct mirror_target t;
+    const char *why = "";
+    int st = mirror_parse_target(req->target, &t, &why);
+    if (st) {
+        oci_error(res, st, st == 404 ? "NOT_FOUND" : "NAME_INVALID", why);
+        return;
+    }
+    switch (t.kind) {
+    case MIRROR_V2_ROOT:
+        proto_http_set_header(res, API_VERSION_HDR, "registry/2.0");
+        proto_http_respond(res, 200, "application/json", "{}\n", 3);
+        return;
+    case MIRROR_BLOB:
+        serve_blob(d, res, req, &t);
+        return;
+    case MIRROR_MANIFEST:
+        oci_error(res, 404, "MANIFEST_UNKNOWN",
+                  "manifests are not served by this mirror: ask the upstream");
+        return;
+    case MIRROR_OTHER:
+        oci_error(res, 404, "UNSUPPORTED", "only blobs are served by this mirror");
+        return;
+    }
+}
+
+/* Answers that have not started by their deadline (the task is stuck) get a 504, so the
+ * client moves on to the next host instead of hanging. */
+void mirror_tick(peer_daemon *d)
+{
+    uint64_t now = pd_now(d);
+    struct mreq *next;
+    for (struct mreq *m = d->mreqs; m; m = next) {
+        next = m->next;
+        if (m->started || !m->res || now < m->deadline_ms) continue;
+        d->m.mirror_errors++;
+        oci_error(m->res, 504, "UNAVAILABLE", "the blob did not start arriving in time");
+        mreq_done(m);
+    }
+}
+
+int mirror_start(peer_daemon *d, cf_err *err)
+{
+    const char *addr = d->o.mirror_listen;
+    if (!addr || !addr[0]) return 0;
+    struct sockaddr_storage ss;
+    if (proto_addr_parse(addr, &ss))
+        return cf_err_set(err, -EINVAL, "mirror_listen '%s': expected numeric ip:port", addr);
+    char ip[64];
+    int port;
+    if (ss.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    struct proto_http_limits hl;
+    proto_http_limits_default(&hl);
+    hl.max_connections = d->o.mirror_max_conns;
+    int rc = proto_http_server_new(d->loop, &hl, &d->mirror_http);
+    if (rc) return cf_err_set(err, rc, "mirror: out of memory");
+    rc = proto_http_route(d->mirror_http, "GET", "/*", on_v2, d); /* absolute form too */
+    if (!rc) rc = proto_http_listen(d->mirror_http, ip, port, err);
+    if (rc && !d->o.mirror_listen_set) {
+        /* the default port is taken (another peer on this host): run without the mirror */
+        cf_warn("mirror: %s: %s; the mirror is off (set mirror_listen)", addr, cf_err_str(err, rc));
+        cf_err_clear(err);
+        proto_http_server_close(d->mirror_http, NULL, NULL);
+        d->mirror_http = NULL;
+        return 0;
+    }
+    if (!rc)
+        cf_info("mirror: registry mirror on http://%s (upstreams: %s)", addr,
+                d->o.mirror_upstreams && d->o.mirror_upstreams[0] ? d->o.mirror_upstreams : "none");
+    return rc;
+}
+
+int mirror_port(const peer_daemon *d)
+{
+    return d->mirror_http ? proto_http_port(d->mirror_http) : 0;
+}
+
+void mirror_stop(peer_daemon *d)
+{
+    if (d->mirror_http) proto_http_server_close(d->mirror_http, NULL, NULL);
+    d->mirror_http = NULL;
+}
