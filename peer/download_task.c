@@ -33,6 +33,10 @@
 
 #define MAX_RESTARTS 3
 #define MAX_WANTS    64 /* watcher ranges handed to the policy per pump */
+/* End game only for requests outstanding this long: a 1 MiB piece takes ~0.1 s at 100 Mbit/s
+ * (~0.4 s queued behind per_parent_in_flight others), so 2 s means a stalled parent, not a
+ * busy one; earlier duplicates cost bandwidth the swarm needs (no cancel message). */
+#define END_GAME_AFTER_MS 2000
 
 static void task_pump(struct task *t);
 static void task_open(struct task *t);
@@ -1055,7 +1059,8 @@ static void task_pump(struct task *t)
         if (t->cache_full) wants[nw].last = wants[nw].first;
         nw++;
     }
-    pp_limits lim = {d->o.pieces_in_flight, d->o.per_parent_in_flight, d->o.origin_in_flight};
+    pp_limits lim = {d->o.pieces_in_flight, d->o.per_parent_in_flight, d->o.origin_in_flight,
+                     END_GAME_AFTER_MS};
     pp_env env = {.now_ms = pd_now(d),
                   .lim = &lim,
                   .liars = &d->liars,

@@ -26,13 +26,15 @@ int pp_task_init(pp_task *t, uint32_t count)
     free(t->have);
     free(t->granted);
     free(t->requests);
+    free(t->since);
     free(t->source);
     t->piece_count = count;
     t->have = calloc(1, nbytes(count));
     t->granted = calloc(1, nbytes(count));
     t->requests = calloc(count ? count : 1, 1);
+    t->since = calloc(count ? count : 1, sizeof(uint64_t));
     t->source = malloc((count ? count : 1) * sizeof(int16_t));
-    if (!t->have || !t->granted || !t->requests || !t->source) {
+    if (!t->have || !t->granted || !t->requests || !t->since || !t->source) {
         pp_task_free(t);
         return -ENOMEM;
     }
@@ -55,8 +57,10 @@ void pp_task_free(pp_task *t)
     free(t->have);
     free(t->granted);
     free(t->requests);
+    free(t->since);
     free(t->source);
     t->have = t->granted = t->requests = NULL;
+    t->since = NULL;
     t->source = NULL;
     for (int i = 0; i < t->n_parents; i++) {
         free(t->parents[i].bits);
@@ -169,6 +173,7 @@ static int end_game(const pp_task *t, const pp_env *env, pp_pick *out)
     if (t->hold_parents || t->n_have + t->n_pending < t->piece_count) return 0;
     for (uint32_t p = 0; p < t->piece_count; p++) {
         if (proto_bit_get(t->have, p) || t->requests[p] != 1) continue;
+        if (env->now_ms - t->since[p] < env->lim->end_game_after_ms) continue;
         /* the first request's parent is not recorded per piece: any parent that has no
          * request of ours outstanding cannot be the one serving it */
         for (int i = 0; i < t->n_parents; i++) {
@@ -184,7 +189,17 @@ static int end_game(const pp_task *t, const pp_env *env, pp_pick *out)
     return 0;
 }
 
+static int next_pick(pp_task *t, const pp_want *wants, size_t n_wants, const pp_env *env,
+                     pp_pick *out);
+
 int pp_next(pp_task *t, const pp_want *wants, size_t n_wants, const pp_env *env, pp_pick *out)
+{
+    out->at_ms = env->now_ms;
+    return next_pick(t, wants, n_wants, env, out);
+}
+
+static int next_pick(pp_task *t, const pp_want *wants, size_t n_wants, const pp_env *env,
+                     pp_pick *out)
 {
     if (!t->have || t->n_have == t->piece_count) return 0;
     if (t->n_requests >= env->lim->pieces_in_flight) return 0;
@@ -228,6 +243,7 @@ void pp_request_started(pp_task *t, const pp_pick *p)
 {
     if (p->piece >= t->piece_count) return;
     if (t->requests[p->piece]++ == 0) {
+        t->since[p->piece] = p->at_ms;
         t->n_pieces_requested++;
         if (!proto_bit_get(t->have, p->piece)) t->n_pending++;
     }

@@ -38,6 +38,10 @@ typedef struct pp_limits {
     uint32_t pieces_in_flight;     /* requests at once for the task (parents + origin) */
     uint32_t per_parent_in_flight; /* requests at once on one parent connection */
     uint32_t origin_in_flight;     /* origin fetches at once */
+    /* End game: a piece is asked of a second parent only once its request is this old (0 = at
+     * once). Without a cancel message the second copy always costs a piece of bandwidth, so
+     * it is spent only on requests that look stalled. */
+    uint32_t end_game_after_ms;
 } pp_limits;
 
 /* Hosts that served bad bytes, counted in tasks (one record per host for the daemon). */
@@ -57,6 +61,7 @@ typedef struct pp_task {
     uint8_t *have;     /* stored pieces */
     uint8_t *granted;  /* origin grants from the scheduler, not yet stored */
     uint8_t *requests; /* per piece: requests outstanding (0..2; 2 only in the end game) */
+    uint64_t *since;   /* per piece: when its first outstanding request started (ms) */
     int16_t *source;   /* per piece: the parent that served it, PP_ORIGIN otherwise */
     uint32_t n_have, n_requests, n_origin_requests, n_pieces_requested;
     uint32_t n_pending; /* missing pieces with a request outstanding (end game: + n_have == all) */
@@ -87,7 +92,8 @@ typedef struct pp_env {
 
 typedef struct pp_pick {
     uint32_t piece;
-    int parent; /* index in parents, or PP_ORIGIN */
+    int parent;     /* index in parents, or PP_ORIGIN */
+    uint64_t at_ms; /* env->now_ms of the pp_next call that made it */
 } pp_pick;
 
 /* Maps for piece_count pieces. The same count as before keeps everything (grants and parents:
@@ -108,7 +114,8 @@ void pp_load_have(pp_task *t, const uint8_t *bits);
  * could not, pp_parent_unreachable() / gives up; then asks again. Order: pieces in `wants`
  * (streaming, in order), then (when whole) origin grants, rarest first among parents, the rest
  * from the origin in origin mode, and finally the end game: when every missing piece is already
- * requested, a second request for a piece outstanding on a slower parent. */
+ * requested, a second request for a piece whose request has been outstanding for at least
+ * lim->end_game_after_ms, from an idle parent. */
 int pp_next(pp_task *t, const pp_want *wants, size_t n_wants, const pp_env *env, pp_pick *out);
 void pp_request_started(pp_task *t, const pp_pick *p);
 /* A request ended (data arrived, failed, or its connection closed): the counters drop. */

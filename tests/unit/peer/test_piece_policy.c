@@ -816,6 +816,39 @@ static void test_end_game(void **state)
     fx_free(&f);
 }
 
+/* The end game waits until a request is end_game_after_ms old (no cancel: early copies waste a
+ * piece of bandwidth) and then takes the oldest-looking stalled piece from an idle parent. */
+static void test_end_game_waits_for_stalled_requests(void **state)
+{
+    (void)state;
+    fx f;
+    fx_init(&f, 2);
+    f.lim.per_parent_in_flight = 1;
+    f.lim.end_game_after_ms = 500;
+    assert_int_equal(add(&f.t, "a", "11"), 0);
+    assert_int_equal(add(&f.t, "b", "11"), 1);
+    assert_int_equal(add(&f.t, "c", "11"), 2);
+    f.env.now_ms = 1000;
+    TAKE(&f, NULL, 0, 0, 0);
+    f.env.now_ms = 1200;
+    TAKE(&f, NULL, 0, 1, 1);
+    NONE(&f, NULL, 0); /* c is idle, but nothing has waited 500 ms */
+    f.env.now_ms = 1499;
+    NONE(&f, NULL, 0);
+    f.env.now_ms = 1500; /* piece 0's request is 500 ms old, piece 1's only 300 ms */
+    TAKE(&f, NULL, 0, 0, 2);
+    assert_int_equal(f.t.requests[0], 2);
+    /* a delivers 0; piece 1 (300 ms) is not stalled yet for the idle a */
+    assert_int_equal(pp_piece_stored(&f.t, 0, 0), 1);
+    pp_request_ended(&f.t, 0, 0);
+    NONE(&f, NULL, 0);
+    f.env.now_ms = 1700;
+    TAKE(&f, NULL, 0, 1, 0);
+    /* the start time of a piece is its first outstanding request's */
+    assert_int_equal(f.t.since[1], 1200);
+    fx_free(&f);
+}
+
 static void test_end_game_after_origin(void **state)
 {
     (void)state;
@@ -1898,6 +1931,7 @@ int main(void)
         cmocka_unit_test(test_rarest_first),
         cmocka_unit_test(test_rarest_first_ignores_banned_holders),
         cmocka_unit_test(test_end_game),
+        cmocka_unit_test(test_end_game_waits_for_stalled_requests),
         cmocka_unit_test(test_end_game_after_origin),
         cmocka_unit_test(test_end_game_respects_budgets),
         cmocka_unit_test(test_request_accounting),
