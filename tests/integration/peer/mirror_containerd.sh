@@ -1,0 +1,100 @@
+#!/bin/bash
+# Real containerd 1.6 pulls a multi-layer image through the peer's registry mirror (hosts.toml
+# in a --hosts-dir, as docs/mirror.md shows): the layers come through the mirror (manifests
+# from the upstream, as the mirror answers them 404), the content equals a direct pull by a
+# second containerd, and with the peer stopped containerd falls back to the upstream.
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
+
+need_root
+for b in containerd ctr skopeo umoci; do
+    command -v "$b" >/dev/null || skip "$b not installed"
+done
+MKIMG=$CHUNKFLY_SRC/../shared/tools/make-test-image.sh
+[ -x "$MKIMG" ] || skip "$MKIMG missing"
+
+start_registry 127.0.0.9
+note "building and pushing two 3-layer images"
+"$MKIMG" --registry "$REGISTRY" --repo test/ctr --tag v1 --size-mb 12 --layers 3 --seed 7 \
+    --workdir "$T/img1" >"$T/img1.log" 2>&1 || { tail "$T/img1.log"; fail "image build"; }
+"$MKIMG" --registry "$REGISTRY" --repo test/ctr --tag v2 --size-mb 6 --layers 2 --seed 8 \
+    --workdir "$T/img2" >"$T/img2.log" 2>&1 || { tail "$T/img2.log"; fail "image build"; }
+
+start_scheduler
+MP=$(free_port 127.0.0.11)
+start_peer 1 --set mirror_listen="127.0.0.11:$MP" --set mirror_upstreams="$REGISTRY"
+wait_port 127.0.0.11 "$MP"
+
+# start_containerd NAME: containerd with its own root, state and socket under $T/NAME
+declare -A CTRD_PID
+start_containerd() {
+    local d=$T/$1
+    mkdir -p "$d"
+    cat >"$d/config.toml" <<TOML
+version = 2
+root = "$d/root"
+state = "$d/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$d/containerd.sock"
+[ttrpc]
+  address = "$d/containerd-ttrpc.sock"
+TOML
+    bg_start "$d/containerd.log" containerd --config "$d/config.toml"
+    CTRD_PID[$1]=$CF_LAST_PID
+    for _ in $(seq 100); do [ -S "$d/containerd.sock" ] && break; sleep 0.1; done
+    ctr -a "$d/containerd.sock" version >/dev/null 2>&1 || fail "containerd $1 did not start"
+}
+stop_containerds() {
+    local n
+    for n in "${!CTRD_PID[@]}"; do
+        kill "${CTRD_PID[$n]}" 2>/dev/null || true
+        wait "${CTRD_PID[$n]}" 2>/dev/null || true
+        umount -R "$T/$n/root" 2>/dev/null || true
+    done
+}
+trap stop_containerds EXIT
+start_containerd mirror
+start_containerd direct
+
+mkdir -p "$T/certs.d/$REGISTRY"
+cat >"$T/certs.d/$REGISTRY/hosts.toml" <<TOML
+server = "http://$REGISTRY"
+
+[host."http://127.0.0.11:$MP"]
+  capabilities = ["pull", "resolve"]
+TOML
+
+note "pull through the mirror"
+t0=$(date +%s.%N)
+ctr -a "$T/mirror/containerd.sock" images pull --hosts-dir "$T/certs.d" --plain-http \
+    "$REGISTRY/test/ctr:v1" >"$T/pull1.log" 2>&1 || { tail "$T/pull1.log"; fail "mirror pull"; }
+note "pulled in $(echo "$(date +%s.%N) - $t0" | bc) s"
+ctr -a "$T/direct/containerd.sock" images pull --plain-http "$REGISTRY/test/ctr:v1" \
+    >"$T/pull2.log" 2>&1 || { tail "$T/pull2.log"; fail "direct pull"; }
+
+note "content equal to the direct pull; the layers came through the mirror"
+layers=$(ctr -a "$T/direct/containerd.sock" content ls -q | sort)
+[ "$(ctr -a "$T/mirror/containerd.sock" content ls -q | sort)" = "$layers" ] ||
+    fail "content digests differ"
+total=0
+n=0
+for dg in $layers; do
+    ctr -a "$T/mirror/containerd.sock" content get "$dg" >"$T/a"
+    ctr -a "$T/direct/containerd.sock" content get "$dg" >"$T/b"
+    cmp "$T/a" "$T/b" || fail "content $dg differs"
+    s=$(stat -c %s "$T/a")
+    if [ "$s" -gt 100000 ]; then total=$((total + s)); n=$((n + 1)); fi
+done
+served=$(metric 1 mirror_bytes_total)
+note "mirror served $served bytes; the $n layers are $total bytes"
+[ "$n" -ge 3 ] || fail "expected 3 layers, found $n"
+[ "$served" -ge "$total" ] || fail "the layers did not come through the mirror"
+ctr -a "$T/mirror/containerd.sock" images check 2>&1 | grep -q "complete" ||
+    fail "image not complete in containerd"
+
+note "peer stopped: containerd falls back to the upstream"
+finish_peers
+ctr -a "$T/mirror/containerd.sock" images pull --hosts-dir "$T/certs.d" --plain-http \
+    "$REGISTRY/test/ctr:v2" >"$T/pull3.log" 2>&1 || { tail "$T/pull3.log"; fail "fallback pull"; }
+echo PASS
