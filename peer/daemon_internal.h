@@ -24,7 +24,7 @@ struct peer_metrics {
     uint64_t piece_failures, origin_failures, digest_mismatches, bans, parent_timeouts;
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
     uint64_t blobs_verified, blob_mismatches;
-    uint64_t mirror_requests, mirror_hits, mirror_errors, mirror_bytes;
+    uint64_t mirror_requests, mirror_hits, mirror_errors, mirror_bytes, mirror_manifest_hits;
 };
 
 /* A cached registry client per (host, credentials). */
@@ -196,6 +196,8 @@ struct peer_daemon {
     /* registry mirror */
     struct proto_http_server *mirror_http;
     struct mreq *mreqs;
+    struct mcache_entry *mcache; /* manifests by digest */
+    size_t mcache_bytes;
     /* schedulers */
     struct sched_link sched[PEER_MAX_SCHEDULERS];
     const char *sched_addrs[PEER_MAX_SCHEDULERS];

@@ -3,14 +3,20 @@
  * the digest, origin = the upstream registry picked per request), streamed as the reader has the
  * bytes (cut-through, in order) and paced by the client's socket (one span in flight). The whole
  * blob is verified by the task when complete; the client (containerd) checks the digest at the
- * end. /v2/ answers 200; manifests and other /v2/ paths are not served here yet (404, so
- * containerd moves on to the next host, the upstream). Errors are OCI error JSON. */
+ * end. /v2/ answers 200; manifests and other /v2/ paths are proxied to the upstream with the
+ * client's Authorization (a 401 and its WWW-Authenticate go back unchanged); manifests by digest
+ * are checked against it and, when fetched without credentials, kept in memory (bounded).
+ * Errors are OCI error JSON. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+
+#include "cf/digest.h"
+#include "cf/hex.h"
 #include "cf/log.h"
 #include "daemon_internal.h"
 #include "mirror_request.h"
@@ -320,6 +326,249 @@ static void serve_blob(peer_daemon *d, proto_http_res *res, const proto_http_req
     serve(m);
 }
 
+/* ---- manifests and other /v2/ paths: proxied to the upstream (thread pool) ---- */
+
+#define MCACHE_MAX_BYTES (16u << 20) /* manifests cached by digest, in memory */
+
+struct mcache_entry {
+    struct mcache_entry *next;
+    char digest[PROTO_TASK_ID_LEN + 1];
+    char ctype[128];
+    uint8_t *body;
+    size_t len;
+};
+
+struct pjob {
+    peer_daemon *d;
+    proto_http_res *res; /* NULL once the client went away */
+    char host[MIRROR_HOST_MAX];
+    int scheme;
+    char path[1024];
+    char accept[1024];
+    char *bearer;
+    char creds[512]; /* "user:password" from a Basic Authorization */
+    int has_creds, head;
+    char digest[PROTO_TASK_ID_LEN + 1]; /* a manifest by digest: "" otherwise */
+    int rc;
+    cf_err err;
+    proto_registry_raw raw;
+};
+
+static void pjob_free(struct pjob *j)
+{
+    proto_registry_raw_free(&j->raw);
+    if (j->bearer) explicit_bzero(j->bearer, strlen(j->bearer));
+    free(j->bearer);
+    explicit_bzero(j->creds, sizeof(j->creds));
+    free(j);
+}
+
+static void pjob_abort(proto_http_res *res, void *arg)
+{
+    (void)res;
+    ((struct pjob *)arg)->res = NULL;
+}
+
+static void pjob_work(void *p)
+{
+    struct pjob *j = p;
+    struct origin_client *oc = NULL;
+    /* the client object's own credentials are never sent: raw requests carry the client's */
+    j->rc = origin_client_get(j->d, j->host, j->scheme, NULL, &oc, &j->err);
+    if (j->rc) return;
+    char *pass = NULL;
+    if (j->has_creds && (pass = strchr(j->creds, ':'))) *pass++ = 0;
+    proto_registry_raw_req q = {.method = j->head ? "HEAD" : "GET",
+                                .path = j->path,
+                                .accept = j->accept[0] ? j->accept : NULL,
+                                .bearer = j->bearer,
+                                .username = j->has_creds ? j->creds : NULL,
+                                .password = pass};
+    j->rc = proto_registry_raw_get(oc->reg, &q, &j->raw, &j->err);
+}
+
+static int sha256_is(const uint8_t *b, size_t n, const char *digest)
+{
+    uint8_t md[CF_DIGEST_LEN];
+    char hex[2 * CF_DIGEST_LEN + 1];
+    if (cf_sha256(b, n, md) < 0) return 0;
+    cf_hex_encode(md, sizeof(md), hex);
+    return strncmp(digest, "sha256:", 7) == 0 && strcmp(digest + 7, hex) == 0;
+}
+
+static void mcache_put(peer_daemon *d, const char *digest, const char *ctype, const uint8_t *b,
+                       size_t n)
+{
+    if (n > MCACHE_MAX_BYTES / 4 || d->stopping) return;
+    for (struct mcache_entry *e = d->mcache; e; e = e->next)
+        if (strcmp(e->digest, digest) == 0) return;
+    struct mcache_entry *e = calloc(1, sizeof(*e));
+    if (!e || !(e->body = malloc(n ? n : 1))) {
+        free(e);
+        return;
+    }
+    memcpy(e->body, b, n);
+    e->len = n;
+    snprintf(e->digest, sizeof(e->digest), "%s", digest);
+    snprintf(e->ctype, sizeof(e->ctype), "%s", ctype);
+    e->next = d->mcache;
+    d->mcache = e;
+    d->mcache_bytes += n;
+    /* over the bound: drop the oldest (the list's tail) */
+    while (d->mcache_bytes > MCACHE_MAX_BYTES && d->mcache && d->mcache->next) {
+        struct mcache_entry **pp = &d->mcache;
+        while ((*pp)->next) pp = &(*pp)->next;
+        d->mcache_bytes -= (*pp)->len;
+        free((*pp)->body);
+        free(*pp);
+        *pp = NULL;
+    }
+}
+
+static void mcache_free(peer_daemon *d)
+{
+    while (d->mcache) {
+        struct mcache_entry *e = d->mcache;
+        d->mcache = e->next;
+        free(e->body);
+        free(e);
+    }
+    d->mcache_bytes = 0;
+}
+
+static int mcache_serve(peer_daemon *d, proto_http_res *res, const char *digest, int head)
+{
+    for (struct mcache_entry **pp = &d->mcache; *pp; pp = &(*pp)->next) {
+        struct mcache_entry *e = *pp;
+        if (strcmp(e->digest, digest) != 0) continue;
+        *pp = e->next; /* most recent first */
+        e->next = d->mcache;
+        d->mcache = e;
+        d->m.mirror_manifest_hits++;
+        proto_http_set_header(res, API_VERSION_HDR, "registry/2.0");
+        proto_http_set_header(res, "Docker-Content-Digest", e->digest);
+        (void)head; /* HEAD: the server drops the body, Content-Length stays */
+        proto_http_respond(res, 200, e->ctype[0] ? e->ctype : NULL, e->body, e->len);
+        return 1;
+    }
+    return 0;
+}
+
+static void pjob_done(void *p, int cancelled)
+{
+    struct pjob *j = p;
+    peer_daemon *d = j->d;
+    proto_http_res *res = j->res;
+    if (cancelled || !res) {
+        if (res) oci_error(res, 503, "UNAVAILABLE", "shutting down");
+        pjob_free(j);
+        return;
+    }
+    proto_http_on_abort(res, NULL, NULL);
+    if (j->rc) {
+        d->m.mirror_errors++;
+        oci_error(res, 502, "UNAVAILABLE", cf_err_str(&j->err, j->rc));
+        pjob_free(j);
+        return;
+    }
+    proto_registry_raw *r = &j->raw;
+    if (j->digest[0] && r->status == 200 && !j->head) {
+        if (!sha256_is(r->body, r->len, j->digest)) {
+            d->m.mirror_errors++;
+            oci_error(res, 502, "UNAVAILABLE", "the upstream's manifest does not match its digest");
+            pjob_free(j);
+            return;
+        }
+        /* only what the upstream gave without credentials is served to anyone from memory */
+        if (!j->bearer && !j->has_creds) mcache_put(d, j->digest, r->content_type, r->body, r->len);
+    }
+    proto_http_set_header(res, API_VERSION_HDR, "registry/2.0");
+    if (r->docker_digest[0]) proto_http_set_header(res, "Docker-Content-Digest", r->docker_digest);
+    if (r->www_authenticate[0]) proto_http_set_header(res, "WWW-Authenticate", r->www_authenticate);
+    const char *ct = r->content_type[0] ? r->content_type : NULL;
+    int status = r->status >= 200 && r->status <= 599 ? (int)r->status : 502;
+    if (j->head) {
+        proto_http_start(res, status, ct, r->content_length >= 0 ? r->content_length : 0);
+        proto_http_end(res);
+    } else {
+        proto_http_respond(res, status, ct, r->body, r->len);
+    }
+    pjob_free(j);
+}
+
+static void serve_proxy(peer_daemon *d, proto_http_res *res, const proto_http_req *req,
+                        const struct mirror_target *t)
+{
+    const char *why = "";
+    char up[MIRROR_HOST_MAX + 16];
+    int st = mirror_pick_upstream(t, proto_http_header_get(req, MIRROR_UP_HDR),
+                                  d->o.mirror_default_upstream, d->o.mirror_upstreams, up,
+                                  sizeof(up), &why);
+    if (st) {
+        oci_error(res, st, code_for(st), why);
+        return;
+    }
+    int by_digest = t->kind == MIRROR_MANIFEST && strncmp(t->ref, "sha256:", 7) == 0;
+    if (by_digest && mcache_serve(d, res, t->ref, req->is_head)) return;
+    struct pjob *j = calloc(1, sizeof(*j));
+    if (!j) {
+        oci_error(res, 503, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    j->d = d;
+    j->head = req->is_head;
+    const char *h = up;
+    if (strncmp(h, "http://", 7) == 0) {
+        j->scheme = PROTO_REGISTRY_SCHEME_HTTP;
+        h += 7;
+    } else if (strncmp(h, "https://", 8) == 0) {
+        j->scheme = PROTO_REGISTRY_SCHEME_HTTPS;
+        h += 8;
+    }
+    if (strlen(h) >= sizeof(j->host)) {
+        pjob_free(j);
+        oci_error(res, 400, "UNSUPPORTED", "upstream name too long");
+        return;
+    }
+    memcpy(j->host, h, strlen(h) + 1);
+    if (by_digest) { /* checked: sha256:<64 hex> */
+        memcpy(j->digest, t->ref, PROTO_TASK_ID_LEN);
+        j->digest[PROTO_TASK_ID_LEN] = 0;
+    }
+    const char *acc = proto_http_header_get(req, "Accept");
+    if (acc && strlen(acc) < sizeof(j->accept)) snprintf(j->accept, sizeof(j->accept), "%s", acc);
+    const char *auth = proto_http_header_get(req, "Authorization");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        const char *tok = auth + 7;
+        while (*tok == ' ') tok++;
+        if (!(j->bearer = strdup(tok))) {
+            pjob_free(j);
+            oci_error(res, 503, "UNAVAILABLE", "out of memory");
+            return;
+        }
+    } else {
+        st = mirror_basic_creds(auth, j->creds, sizeof(j->creds), &why);
+        if (st > 1) {
+            pjob_free(j);
+            oci_error(res, st, code_for(st), why);
+            return;
+        }
+        j->has_creds = st == 1;
+    }
+    if (mirror_upstream_path(t, j->path, sizeof(j->path))) {
+        pjob_free(j);
+        oci_error(res, 400, "UNSUPPORTED", "request target too long");
+        return;
+    }
+    j->res = res;
+    proto_http_on_abort(res, pjob_abort, j);
+    if (pd_queue_work(d, j, pjob_work, pjob_done)) {
+        proto_http_on_abort(res, NULL, NULL);
+        pjob_free(j);
+        oci_error(res, 503, "UNAVAILABLE", "cannot queue work");
+    }
+}
+
 static void on_v2(proto_http_res *res, const proto_http_req *req, void *arg)
 {
     peer_daemon *d = arg;
@@ -344,11 +593,8 @@ static void on_v2(proto_http_res *res, const proto_http_req *req, void *arg)
         serve_blob(d, res, req, &t);
         return;
     case MIRROR_MANIFEST:
-        oci_error(res, 404, "MANIFEST_UNKNOWN",
-                  "manifests are not served by this mirror: ask the upstream");
-        return;
     case MIRROR_OTHER:
-        oci_error(res, 404, "UNSUPPORTED", "only blobs are served by this mirror");
+        serve_proxy(d, res, req, &t);
         return;
     }
 }
@@ -414,4 +660,5 @@ void mirror_stop(peer_daemon *d)
 {
     if (d->mirror_http) proto_http_server_close(d->mirror_http, NULL, NULL);
     d->mirror_http = NULL;
+    mcache_free(d);
 }

@@ -250,3 +250,27 @@ int mirror_basic_creds(const char *authorization, char *out, size_t out_size, co
     if (!memchr(out, ':', o)) return fail(why, "basic credentials without ':'", 400);
     return 1;
 }
+
+int mirror_upstream_path(const struct mirror_target *t, char *out, size_t out_size)
+{
+    const char *q = strchr(t->path, '?');
+    size_t pl = q ? (size_t)(q - t->path) : strlen(t->path);
+    if (pl + 1 > out_size) return -ENOSPC;
+    memcpy(out, t->path, pl);
+    size_t o = pl;
+    int first = 1;
+    for (const char *s = q ? q + 1 : NULL; s && *s;) {
+        size_t n = strcspn(s, "&");
+        if (n && !(n >= 3 && strncmp(s, "ns=", 3) == 0) && !(n == 2 && strncmp(s, "ns", 2) == 0)) {
+            if (o + n + 2 > out_size) return -ENOSPC;
+            out[o++] = first ? '?' : '&';
+            memcpy(out + o, s, n);
+            o += n;
+            first = 0;
+        }
+        s += n;
+        if (*s == '&') s++;
+    }
+    out[o] = 0;
+    return 0;
+}

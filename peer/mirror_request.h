@@ -44,6 +44,10 @@ int mirror_parse_range(const char *hdr, uint64_t *first, uint64_t *last, const c
 int mirror_pick_upstream(const struct mirror_target *t, const char *header, const char *def,
                          const char *allow, char *out, size_t out_size, const char **why);
 
+/* The path + query to send upstream: t->path without the ns= parameter (ours, not the
+ * registry's). 0, or -ENOSPC. */
+int mirror_upstream_path(const struct mirror_target *t, char *out, size_t out_size);
+
 /* The user:password of an "Authorization: Basic <base64>" value, for the task's origin
  * credentials. Returns 1 and out filled, 0 for no header or another scheme (Bearer: a token the
  * origin client cannot use), or 400 with *why (bad base64, no ':', too long). */

@@ -75,6 +75,8 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
            m->mirror_errors);
     metric(&b, "mirror_bytes_total", "counter", "Blob bytes sent by the mirror.",
            m->mirror_bytes);
+    metric(&b, "mirror_manifest_hits_total", "counter",
+           "Manifests by digest answered from the mirror's memory.", m->mirror_manifest_hits);
     metric(&b, "local_connections", "gauge", "Open local API connections.", d->n_lconns);
     uint64_t np = 0;
     for (struct pconn *pc = d->pconns; pc; pc = pc->next) np++;

@@ -677,3 +677,61 @@ void proto_manifest_free(proto_manifest *m)
     m->body = NULL;
     m->len = 0;
 }
+
+int proto_registry_raw_get(proto_registry *r, const proto_registry_raw_req *rq,
+                           proto_registry_raw *out, cf_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->content_length = -1;
+    if (!r || !rq || !rq->method || !rq->path ||
+        (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0) ||
+        strncmp(rq->path, "/v2/", 4) != 0 || strpbrk(rq->path, "\r\n #") ||
+        (rq->accept && strpbrk(rq->accept, "\r\n")) || (rq->bearer && strpbrk(rq->bearer, "\r\n")) ||
+        (rq->bearer && rq->username))
+        return cf_err_set(err, -EINVAL, "registry %s: bad pass-through request",
+                          r ? r->host : "?");
+    char url[REG_ORIGIN_MAX + 2048];
+    if ((size_t)snprintf(url, sizeof(url), "%s%s", r->base, rq->path) >= sizeof(url))
+        return cf_err_set(err, -EINVAL, "registry %s: path too long", r->host);
+    cf_buf body = {0};
+    struct reg_resp s;
+    memset(&s, 0, sizeof(s));
+    struct reg_req q = {.method = rq->method,
+                        .url = url,
+                        .auth_origin = (rq->bearer || rq->username) ? r->origin : NULL,
+                        .basic_user = rq->username,
+                        .basic_pass = rq->password,
+                        .bearer = rq->bearer,
+                        .accept = rq->accept,
+                        .total_timeout_ms = META_TIMEOUT_MS,
+                        .buf = &body,
+                        .buf_max = rq->max_body ? rq->max_body : PROTO_MANIFEST_MAX};
+    int rc = reg_http_do(r, &q, &s, err);
+    if (rc < 0) {
+        cf_buf_free(&body);
+        return rc;
+    }
+    out->status = s.status;
+    snprintf(out->content_type, sizeof(out->content_type), "%s", s.content_type);
+    snprintf(out->docker_digest, sizeof(out->docker_digest), "%s", s.docker_digest);
+    snprintf(out->www_authenticate, sizeof(out->www_authenticate), "%s", s.www_auth);
+    out->content_length = s.content_length;
+    if (s.status < 200 || s.status >= 300) {
+        cf_buf_reset(&body);
+        if (s.err_len && cf_buf_append(&body, s.err_body, s.err_len) < 0) {
+            cf_buf_free(&body);
+            return cf_err_set(err, -ENOMEM, "out of memory");
+        }
+    }
+    out->body = body.data;
+    out->len = body.len;
+    return 0;
+}
+
+void proto_registry_raw_free(proto_registry_raw *raw)
+{
+    if (!raw) return;
+    free(raw->body);
+    raw->body = NULL;
+    raw->len = 0;
+}

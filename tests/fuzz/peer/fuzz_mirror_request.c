@@ -33,6 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strlen(t.name) >= sizeof(t.name) || strlen(t.ref) >= sizeof(t.ref) ||
             strlen(t.ns) >= sizeof(t.ns) || strlen(t.abs_host) >= sizeof(t.abs_host))
             abort();
+        char path[64];
+        if (mirror_upstream_path(&t, path, sizeof(path)) == 0 &&
+            (strlen(path) >= sizeof(path) || strstr(path, "?ns=") || strstr(path, "&ns=")))
+            abort();
         char up[MIRROR_HOST_MAX + 16];
         if (mirror_pick_upstream(&t, f[2], f[3], f[4], up, sizeof(up), &why) == 0 &&
             strlen(up) >= sizeof(up))

@@ -3,7 +3,8 @@
 # blob GET/HEAD through the mesh (task = digest; the second peer gets it from the first: origin
 # bytes ~1x), Range (206/416/400), keep-alive, absolute-form targets, upstream choice (?ns=,
 # X-Chunkfly-Upstream, default) and the allow-list (403), the loop guard, path tricks, an unknown
-# blob (404) and a down upstream (fast 502), a client that disconnects mid-blob.
+# blob (404) and a down upstream (fast 502), manifests (by tag, by digest from memory, HEAD),
+# the tags list, a client that disconnects mid-blob.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -125,6 +126,36 @@ t1=$(date +%s)
 case $c in 5??|404) ;; *) fail "down upstream answered $c" ;; esac
 [ $((t1 - t0)) -le 10 ] || fail "down upstream took $((t1 - t0)) s"
 note "down upstream: $c in $((t1 - t0)) s"
+
+note "manifests: by tag proxied, by digest proxied + checked + kept in memory; tags list"
+printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$T/cfg"
+push_blob "$REPO" "$T/cfg"
+CFG=$BLOB
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' \
+    "$CFG" "$(stat -c %s "$T/cfg")" "$BIG" "$SIZE" >"$T/manifest"
+MT=application/vnd.oci.image.manifest.v1+json
+curl -fsS -X PUT -H "Content-Type: $MT" --data-binary "@$T/manifest" \
+    "http://$REGISTRY/v2/$REPO/manifests/v1" || fail "manifest push"
+MD=sha256:$(sha256sum <"$T/manifest" | cut -d' ' -f1)
+[ "$(code "$M1/v2/$REPO/manifests/v1?ns=$REGISTRY" -H "Accept: $MT")" = 200 ] ||
+    { cat "$T/body"; fail "manifest by tag not 200"; }
+cmp "$T/body" "$T/manifest" || fail "manifest by tag differs"
+[ "$(hdr docker-content-digest)" = "$MD" ] || fail "manifest Docker-Content-Digest"
+[ "$(hdr content-type)" = "$MT" ] || fail "manifest Content-Type $(hdr content-type)"
+[ "$(code "$M1/v2/$REPO/manifests/v1?ns=$REGISTRY" -I -H "Accept: $MT")" = 200 ] ||
+    fail "manifest HEAD not 200"
+[ "$(hdr content-length)" = "$(stat -c %s "$T/manifest")" ] || fail "manifest HEAD length"
+for i in 1 2; do
+    [ "$(code "$M1/v2/$REPO/manifests/$MD?ns=$REGISTRY" -H "Accept: $MT")" = 200 ] ||
+        fail "manifest by digest not 200 ($i)"
+    cmp "$T/body" "$T/manifest" || fail "manifest by digest differs ($i)"
+done
+[ "$(metric 1 mirror_manifest_hits_total)" -ge 1 ] || fail "manifest by digest not kept"
+[ "$(code "$M1/v2/$REPO/manifests/nosuchtag?ns=$REGISTRY")" = 404 ] || fail "unknown tag not 404"
+grep -q MANIFEST_UNKNOWN "$T/body" || fail "the upstream's 404 body not passed on"
+[ "$(code "$M1/v2/$REPO/tags/list?ns=$REGISTRY")" = 200 ] || fail "tags list not 200"
+grep -q '"v1"' "$T/body" || fail "tags list without v1"
+[ "$(code "$M1/v2/$REPO/manifests/v1?ns=10.1.2.3")" = 403 ] || fail "manifest foreign upstream"
 
 note "a client that disconnects mid-blob closes only its own read"
 curl -sS -o /dev/null --limit-rate 200k --max-time 1 "$M1/v2/$REPO/blobs/$BIG2?ns=$REGISTRY" &&

@@ -166,6 +166,39 @@ int proto_registry_manifest_get(proto_registry *r, const char *repo, const char 
                                 proto_manifest *out, cf_err *err);
 void proto_manifest_free(proto_manifest *m);
 
+/* ---- pass-through requests (the peer's registry mirror proxies manifests and other /v2/
+ * paths with them) ---- */
+typedef struct proto_registry_raw_req {
+    const char *method; /* "GET" or "HEAD" */
+    const char *path;   /* "/v2/...", query included; no CR, LF, space or '#' */
+    const char *accept; /* Accept header value to send, or NULL */
+    /* The caller's credentials, sent as given (no token flow of our own: a 401 with its
+     * WWW-Authenticate is the answer), only to the registry's own scheme://host:port, never
+     * to a redirect target elsewhere. At most one of bearer and username; NULL = anonymous.
+     * The client object's own credentials (options, docker config) are never used. */
+    const char *bearer;
+    const char *username, *password;
+    size_t max_body; /* 2xx bodies larger than this fail with -EFBIG; 0 = PROTO_MANIFEST_MAX */
+} proto_registry_raw_req;
+
+/* The answer, whatever its status. Free with proto_registry_raw_free (safe on a zeroed one). */
+typedef struct proto_registry_raw {
+    long status;
+    char content_type[128];
+    char docker_digest[80];
+    char www_authenticate[4096]; /* "" when absent */
+    int64_t content_length;      /* the header's value (HEAD), -1 unknown */
+    uint8_t *body;               /* 2xx: the body; other statuses: its first 2 KiB */
+    size_t len;
+} proto_registry_raw;
+
+/* [blocking] One pass-through GET/HEAD (redirects followed, retries as for every request).
+ * Returns 0 with any HTTP status in out->status, or a negative errno (-EINVAL bad request,
+ * transport failure, -EFBIG) with err set. */
+int proto_registry_raw_get(proto_registry *r, const proto_registry_raw_req *q,
+                           proto_registry_raw *out, cf_err *err);
+void proto_registry_raw_free(proto_registry_raw *raw);
+
 /* Validation helpers (also used by the tools). Return 0 or -EINVAL. */
 int proto_registry_check_digest(const char *digest); /* sha256:<64 lowercase hex> */
 int proto_registry_check_repo(const char *repo);     /* OCI repository name grammar */
