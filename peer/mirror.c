@@ -206,7 +206,10 @@ static void serve(struct mreq *m)
                 snprintf(v, sizeof(v), "bytes */%" PRIu64, len);
                 proto_http_set_header(m->res, "Content-Range", v);
             }
-            if (status == 401) status = 403; /* the origin refused our node's credentials */
+            if (status == 401) { /* the origin refused this node: the client asks it itself */
+                status = 404;
+                oci = "BLOB_UNKNOWN";
+            }
             oci_error(m->res, status, oci, msg);
             mreq_done(m);
             return;
@@ -276,13 +279,10 @@ static void serve_blob(peer_daemon *d, proto_http_res *res, const proto_http_req
         }
         ranged = st == 1;
     }
-    char creds[512];
-    st =
-        mirror_basic_creds(proto_http_header_get(req, "Authorization"), creds, sizeof(creds), &why);
-    if (st > 1) {
-        oci_error(res, st, code_for(st), why);
-        return;
-    }
+    /* A client's credentials are never given to the blob's task: what the task fetches is
+     * cached and served to every client of the mesh, so it fetches with this node's own
+     * credentials (docker config) or anonymously; a blob it cannot get answers 404 and the
+     * client fetches it from the upstream itself (docs/mirror.md). */
     char origin[PROTO_MAX_ORIGIN_LEN + 1];
     int n = snprintf(origin, sizeof(origin), "%s/%s", up, t->name);
     if (n < 0 || (size_t)n >= sizeof(origin)) {
@@ -309,8 +309,8 @@ static void serve_blob(peer_daemon *d, proto_http_res *res, const proto_http_req
     /* HEAD: an empty read, done once the length is known; GET: to the blob's end at most */
     uint64_t len = m->head ? 0 : m->req_end == UINT64_MAX ? UINT64_MAX - first : m->req_end - first;
     unsigned flags = PEER_RANGE_CLAMP | (m->head ? 0 : PEER_RANGE_WHOLE);
-    int rc = peer_range_open(d, t->ref, origin, st == 1 ? creds : NULL, m->head ? 0 : first, len,
-                             flags, &cbs, m, &m->rr, &err);
+    int rc = peer_range_open(d, t->ref, origin, NULL, m->head ? 0 : first, len, flags, &cbs, m,
+                             &m->rr, &err);
     if (rc) {
         free(m->buf);
         free(m);

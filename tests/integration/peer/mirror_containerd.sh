@@ -53,7 +53,15 @@ stop_containerds() {
         umount -R "$T/$n/root" 2>/dev/null || true
     done
 }
-trap stop_containerds EXIT
+# stop containerd first (its mounts), then testlib's cleanup with the test's exit status
+ctrd_cleanup() {
+    local rc=$?
+    set +e
+    stop_containerds
+    (exit $rc)
+    cf_cleanup
+}
+trap ctrd_cleanup EXIT
 start_containerd mirror
 start_containerd direct
 
