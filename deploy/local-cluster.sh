@@ -12,6 +12,8 @@
 #   registry http://HOST:PORT
 #   scheduler HOST:PORT                 (mesh address; its HTTP is PORT+1)
 #   peer I SOCKET_PATH HOST:PORT        (local API socket, mesh address; its HTTP is PORT+1)
+#   mirror I http://HOST:PORT           (peer I's registry mirror, upstream = the registry;
+#                                        docs/mirror.md)
 # `status` prints the same lines plus `registry_blob_bytes N` (blob bytes the registry served so
 # far, from its access log); exit 1 when a process is gone. `down` stops what `up` started, by
 # PID. Addresses: registry 127.0.0.1:P, scheduler j 127.0.0.1:P+10+2(j-1), peer i (from 1)
@@ -67,6 +69,7 @@ peer_ip() { echo "127.0.0.$((10 + $1))"; }
 peer_addr() { echo "$(peer_ip "$1"):$((BASE + 2))"; }
 peer_http() { echo "$(peer_ip "$1"):$((BASE + 3))"; }
 peer_sock() { echo "$STATE/peer-$1/peer.sock"; }
+peer_mirror() { echo "$(peer_ip "$1"):$((BASE + 4))"; }
 
 alive() { # PID: running and not a zombie (PID 1 here does not reap orphans)
   local st
@@ -111,6 +114,7 @@ print_lines() {
   echo "registry http://$(reg_addr)"
   for ((i = 1; i <= SCHEDS; i++)); do echo "scheduler $(sched_addr "$i")"; done
   for ((i = 1; i <= PEERS; i++)); do echo "peer $i $(peer_sock "$i") $(peer_addr "$i")"; done
+  for ((i = 1; i <= PEERS; i++)); do echo "mirror $i http://$(peer_mirror "$i")"; done
 }
 
 load_env() {
@@ -181,7 +185,9 @@ do_up() {
   # ports must be free: a leftover process would answer our readiness checks
   local addrs=("$(reg_addr)") a
   for ((i = 1; i <= SCHEDS; i++)); do addrs+=("$(sched_addr "$i")" "$(sched_http "$i")"); done
-  for ((i = 1; i <= PEERS; i++)); do addrs+=("$(peer_addr "$i")" "$(peer_http "$i")"); done
+  for ((i = 1; i <= PEERS; i++)); do
+    addrs+=("$(peer_addr "$i")" "$(peer_http "$i")" "$(peer_mirror "$i")")
+  done
   for a in "${addrs[@]}"; do
     if (exec 3<>"/dev/tcp/${a%:*}/${a##*:}") 2>/dev/null; then
       die "$a is already in use (another cluster? pick --base-port)"
@@ -223,7 +229,9 @@ YML
     start "peer-$i" chunkfly-peer "$STATE/peer-$i/peer-$i.log" \
       "$BIN/chunkfly-peer" --listen "$(peer_addr "$i")" "${sched_flags[@]}" \
       --cache-dir "$STATE/peer-$i/cache" --api-socket "$(peer_sock "$i")" \
-      --http "$(peer_http "$i")" "${q[@]}" "${PEER_ARGS[@]}"
+      --http "$(peer_http "$i")" --set mirror_listen="$(peer_mirror "$i")" \
+      --set mirror_upstreams="$(reg_addr)" --set mirror_default_upstream="$(reg_addr)" \
+      "${q[@]}" "${PEER_ARGS[@]}"
     pids+=("$LAST_PID")
   done
   for ((i = 1; i <= PEERS; i++)); do wait_for "peer-$i" "${pids[$((i - 1))]}" peer_ready "$i" || false; done
@@ -243,6 +251,7 @@ YML
       echo "PEER_SOCK_$i=$(peer_sock "$i")"
       echo "PEER_ADDR_$i=$(peer_addr "$i")"
       echo "PEER_HTTP_$i=$(peer_http "$i")"
+      echo "PEER_MIRROR_$i=http://$(peer_mirror "$i")"
       echo "PEER_CACHE_$i=$STATE/peer-$i/cache"
       echo "PEER_LOG_$i=$STATE/peer-$i/peer-$i.log"
     done
