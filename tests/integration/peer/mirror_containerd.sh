@@ -2,7 +2,8 @@
 # Real containerd 1.6 pulls a multi-layer image through the peer's registry mirror (hosts.toml
 # in a --hosts-dir, as docs/mirror.md shows): the layers come through the mirror (manifests
 # from the upstream, as the mirror answers them 404), the content equals a direct pull by a
-# second containerd, and with the peer stopped containerd falls back to the upstream.
+# second containerd; skopeo copies it through registries.conf; with the peer stopped containerd
+# falls back to the upstream.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -22,7 +23,8 @@ note "building and pushing two 3-layer images"
 
 start_scheduler
 MP=$(free_port 127.0.0.11)
-start_peer 1 --set mirror_listen="127.0.0.11:$MP" --set mirror_upstreams="$REGISTRY"
+start_peer 1 --set mirror_listen="127.0.0.11:$MP" --set mirror_upstreams="$REGISTRY" \
+    --set mirror_default_upstream="$REGISTRY"
 wait_port 127.0.0.11 "$MP"
 
 # start_containerd NAME: containerd with its own root, state and socket under $T/NAME
@@ -100,6 +102,26 @@ note "mirror served $served bytes; the $n layers are $total bytes"
 [ "$served" -ge "$total" ] || fail "the layers did not come through the mirror"
 ctr -a "$T/mirror/containerd.sock" images check 2>&1 | grep -q "complete" ||
     fail "image not complete in containerd"
+
+note "skopeo through registries.conf (a mirror without ?ns=: the default upstream)"
+cat >"$T/registries.conf" <<TOML
+[[registry]]
+location = "$REGISTRY"
+insecure = true
+[[registry.mirror]]
+location = "127.0.0.11:$MP"
+insecure = true
+TOML
+before=$(metric 1 mirror_requests_total)
+skopeo --registries-conf "$T/registries.conf" copy --src-tls-verify=false \
+    "docker://$REGISTRY/test/ctr:v1" "oci:$T/sk:v1" >"$T/skopeo.log" 2>&1 ||
+    { tail "$T/skopeo.log"; fail "skopeo copy through the mirror"; }
+[ $(($(metric 1 mirror_requests_total) - before)) -ge 4 ] || fail "skopeo did not use the mirror"
+for dg in $layers; do
+    f=$T/sk/blobs/sha256/${dg#sha256:}
+    [ -f "$f" ] || continue
+    ctr -a "$T/direct/containerd.sock" content get "$dg" | cmp - "$f" || fail "skopeo blob $dg differs"
+done
 
 note "peer stopped: containerd falls back to the upstream"
 finish_peers
