@@ -1,9 +1,10 @@
 #!/bin/bash
 # Real containerd 1.6 pulls a multi-layer image through the peer's registry mirror (hosts.toml
-# in a --hosts-dir, as docs/mirror.md shows): the layers come through the mirror (manifests
-# from the upstream, as the mirror answers them 404), the content equals a direct pull by a
-# second containerd; skopeo copies it through registries.conf; with the peer stopped containerd
-# falls back to the upstream.
+# in a --hosts-dir, as docs/mirror.md shows): the layers come through the mirror, the content
+# equals a direct pull by a second containerd; two more containerds pull through their own
+# peers' mirrors and the origin serves the layers' bytes ~once for the 3 nodes (mesh); skopeo
+# copies it through registries.conf; with the peers stopped containerd falls back to the
+# upstream.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -23,9 +24,15 @@ note "building and pushing two 3-layer images"
 
 start_scheduler
 MP=$(free_port 127.0.0.11)
-start_peer 1 --set mirror_listen="127.0.0.11:$MP" --set mirror_upstreams="$REGISTRY" \
-    --set mirror_default_upstream="$REGISTRY"
-wait_port 127.0.0.11 "$MP"
+# small_blob=64K: the ~4 MiB layers go through the mesh, not straight to the origin
+declare -A MPORT
+for i in 1 2 3; do
+    MPORT[$i]=$(free_port "127.0.0.1$i")
+    start_peer "$i" --set mirror_listen="127.0.0.1$i:${MPORT[$i]}" --set mirror_upstreams="$REGISTRY" \
+        --set mirror_default_upstream="$REGISTRY" --set small_blob=64K
+    wait_port "127.0.0.1$i" "${MPORT[$i]}"
+done
+MP=${MPORT[1]}
 
 # start_containerd NAME: containerd with its own root, state and socket under $T/NAME
 declare -A CTRD_PID
@@ -66,14 +73,21 @@ ctrd_cleanup() {
 trap ctrd_cleanup EXIT
 start_containerd mirror
 start_containerd direct
+start_containerd node2
+start_containerd node3
 
-mkdir -p "$T/certs.d/$REGISTRY"
-cat >"$T/certs.d/$REGISTRY/hosts.toml" <<TOML
+# hosts_dir I: a hosts dir sending $REGISTRY pulls to peer I's mirror first
+hosts_dir() {
+    mkdir -p "$T/certs$1.d/$REGISTRY"
+    cat >"$T/certs$1.d/$REGISTRY/hosts.toml" <<TOML
 server = "http://$REGISTRY"
 
-[host."http://127.0.0.11:$MP"]
+[host."http://127.0.0.1$1:${MPORT[$1]}"]
   capabilities = ["pull", "resolve"]
 TOML
+}
+for i in 1 2 3; do hosts_dir "$i"; done
+ln -s "$T/certs1.d" "$T/certs.d"
 
 note "pull through the mirror"
 t0=$(date +%s.%N)
@@ -102,6 +116,21 @@ note "mirror served $served bytes; the $n layers are $total bytes"
 [ "$served" -ge "$total" ] || fail "the layers did not come through the mirror"
 ctr -a "$T/mirror/containerd.sock" images check 2>&1 | grep -q "complete" ||
     fail "image not complete in containerd"
+
+note "nodes 2 and 3 pull through their own peers' mirrors: the registry's blob bytes ~1x"
+for i in 2 3; do
+    ctr -a "$T/node$i/containerd.sock" images pull --hosts-dir "$T/certs$i.d" --plain-http \
+        "$REGISTRY/test/ctr:v1" >"$T/pull-n$i.log" 2>&1 || { tail "$T/pull-n$i.log"; fail "node $i pull"; }
+    for dg in $layers; do
+        ctr -a "$T/node$i/containerd.sock" content get "$dg" >"$T/a"
+        ctr -a "$T/direct/containerd.sock" content get "$dg" | cmp - "$T/a" ||
+            fail "node $i content $dg differs"
+    done
+done
+origin=0
+for i in 1 2 3; do origin=$((origin + $(metric "$i" bytes_from_origin_total))); done
+note "origin bytes for 3 nodes: $origin (layers $total); from parents: $(metric 2 bytes_from_parents_total) + $(metric 3 bytes_from_parents_total)"
+[ "$origin" -le $((total + total / 10)) ] || fail "origin bytes $origin > 1.1x the layers"
 
 note "skopeo through registries.conf (a mirror without ?ns=: the default upstream)"
 cat >"$T/registries.conf" <<TOML
