@@ -114,6 +114,9 @@ grep -q DENIED "$T/body" || fail "403 without OCI DENIED"
 [ "$(code "$M1/v2/$REPO/blobs/sha256:abc?ns=$REGISTRY")" = 400 ] || fail "bad digest"
 [ "$(code "$M1/v2/a%2fb/blobs/$BIG?ns=$REGISTRY")" = 400 ] || fail "escapes"
 [ "$(code "$M1/etc/passwd")" = 404 ] || fail "non-registry path"
+[ "$(code "$M1/v2/$REPO/blobs/$BIG?ns=$REGISTRY" -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)")" = 431 ] ||
+    fail "huge header not 431"
+[ "$(code "$M1/v2/$REPO/blobs/$BIG?ns=$REGISTRY" -X POST)" = 405 ] || fail "POST not 405"
 
 note "unknown blob: 404; upstream down: a fast 5xx"
 UNK=sha256:$(echo nothing | sha256sum | cut -d' ' -f1)
