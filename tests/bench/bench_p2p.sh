@@ -30,6 +30,7 @@ MBIT=100
 SCENARIOS="direct,mirror,p2p"
 WORK_BASE=/tmp
 KEEP=0
+PEER_SET=()
 NET=10.198.0
 PORT=5000
 REPO=bench/blob
@@ -44,6 +45,7 @@ Usage: $PROG [options]
                      RSS figures come with p2p
   --work-dir DIR     parent of the scratch dir (default $WORK_BASE)
   --keep             keep the scratch dir (logs)
+  --peer-set K=V     an extra chunkfly-peer config line (repeatable), e.g. log_level=debug
   -h, --help
 Binaries from \$CHUNKFLY_BIN (default $BIN), piece_bench from \$CHUNKFLY_BUILD/tests.
 The last line is a summary:
@@ -64,6 +66,7 @@ while [ $# -gt 0 ]; do
     --scenarios) SCENARIOS=${2:?}; shift 2 ;;
     --work-dir) WORK_BASE=${2:?}; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --peer-set) [ $# -ge 2 ] && [[ $2 == *=* ]] || die "--peer-set needs KEY=VALUE"; PEER_SET+=("$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "$PROG: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -289,6 +292,7 @@ if want p2p; then
   bg "$SCH_NS" "$WORK/sched/log" "$BIN/chunkfly-scheduler" --listen "$SCH_IP:8002" --http "$SCH_IP:8003"
   wait_http "$SCH_NS" "http://$SCH_IP:8003/healthz" "$LAST"
   printf 'origin_plain_http = true\n' >"$WORK/peer.conf"
+  for kv in "${PEER_SET[@]}"; do printf '%s = %s\n' "${kv%%=*}" "${kv#*=}" >>"$WORK/peer.conf"; done
   PEER_PIDS=()
   for ((i = 1; i <= NODES; i++)); do
     mkdir -p "$WORK/p$i/cache"
