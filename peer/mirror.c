@@ -1,7 +1,7 @@
 /* The registry mirror (docs/mirror.md), a front end over the range reader like local_api.c:
  * GET/HEAD /v2/<name>/blobs/sha256:<hex> is answered from the blob's download task (task id =
  * the digest, origin = the upstream registry picked per request), streamed as the reader has the
- * bytes (cut-through, in order) and paced by the client's socket (one span in flight). The whole
+ * bytes (cut-through, in order) and paced by the client's socket (a few spans queued). The whole
  * blob is verified by the task when complete; the client (containerd) checks the digest at the
  * end. /v2/ answers 200; manifests and other /v2/ paths are proxied to the upstream with the
  * client's Authorization (a 401 and its WWW-Authenticate go back unchanged); manifests by digest
@@ -24,7 +24,8 @@
 #include "proto/http_server.h"
 #include "range_reader.h"
 
-#define MIRROR_SPAN     (256u << 10) /* bytes per read/write */
+#define MIRROR_SPAN     (96u << 10) /* bytes per read/write */
+#define MIRROR_WRITES   8           /* writes queued per response (copied by proto_http) */
 #define MIRROR_LOOP_HDR "X-Chunkfly-Mirror"
 #define MIRROR_UP_HDR   "X-Chunkfly-Upstream"
 #define API_VERSION_HDR "Docker-Distribution-API-Version"
@@ -40,7 +41,7 @@ struct mreq {
     int ranged, head;     /* Range given; HEAD */
     int started;          /* status line sent */
     int io_pending;       /* a read of a cache lease in the thread pool */
-    int write_pending;    /* a write not yet taken by the kernel */
+    int writes_pending;   /* writes not yet taken by the kernel (at most MIRROR_WRITES) */
     uint64_t deadline_ms; /* the answer must have started by then */
     peer_range_span span;
     uv_fs_t fs;
@@ -120,7 +121,7 @@ static void on_written(proto_http_res *res, int status, void *arg)
 {
     (void)res;
     struct mreq *m = arg;
-    m->write_pending = 0;
+    m->writes_pending--;
     if (status < 0 || !m->res) return; /* the abort callback frees */
     serve(m);
 }
@@ -152,11 +153,13 @@ static void on_lease_read(uv_fs_t *req)
         return;
     }
     m->d->m.mirror_bytes += (uint64_t)n;
-    m->write_pending = 1;
+    m->writes_pending++;
     if (proto_http_write(m->res, m->buf, (size_t)n, on_written, m)) {
-        m->write_pending = 0;
+        m->writes_pending--;
         fail_midstream(m, "cannot write");
+        return;
     }
+    serve(m); /* the bytes were copied: read the next span while these are sent */
 }
 
 static int start_response(struct mreq *m, uint64_t len, uint64_t end)
@@ -185,7 +188,7 @@ static int start_response(struct mreq *m, uint64_t len, uint64_t end)
 static void serve(struct mreq *m)
 {
     peer_daemon *d = m->d;
-    while (m->res && !m->io_pending && !m->write_pending) {
+    while (m->res && !m->io_pending && m->writes_pending < MIRROR_WRITES) {
         peer_range_span sp;
         int rc = peer_range_next(m->rr, MIRROR_SPAN, &sp);
         if (rc == -EAGAIN) return;
@@ -221,6 +224,7 @@ static void serve(struct mreq *m)
                 return;
             }
         }
+        if (rc == 1 && m->writes_pending) return; /* on_written must not outlive m */
         if (rc == 1 || m->head) {
             proto_http_end(m->res);
             mreq_done(m);
@@ -239,11 +243,11 @@ static void serve(struct mreq *m)
             m->io_pending = 1;
             return;
         }
-        m->write_pending = 1;
+        m->writes_pending++;
         rc = proto_http_write(m->res, sp.data, sp.length, on_written, m);
         peer_range_consume(m->rr, &sp);
         if (rc) {
-            m->write_pending = 0;
+            m->writes_pending--;
             fail_midstream(m, "cannot write");
             return;
         }
