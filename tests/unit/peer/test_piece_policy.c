@@ -60,8 +60,8 @@ static int fx_conn_load(void *ctx, const pp_parent *p)
     fx *f = ctx;
     f->conn_load_calls++;
     ptrdiff_t i = p - f->t.parents;
-    assert_true(i >= 0 && i < f->t.n_parents);
-    return f->load[i];
+    if (i < 0 || i >= f->t.n_parents) fail_msg("parent %td outside the task", i);
+    return i < 0 || i >= PP_MAX_PARENTS ? -1 : f->load[i];
 }
 
 /* A bitmap from a string: spec[i] == '1' <=> piece i. Returns its length in bytes. */
@@ -1498,8 +1498,8 @@ static int sim_conn_load(void *ctx, const pp_parent *p)
 {
     sim *s = ctx;
     ptrdiff_t i = p - s->f.t.parents;
-    assert_true(i >= 0 && i < s->f.t.n_parents);
-    if (s->ext[i] < 0) return -1;
+    if (i < 0 || i >= s->f.t.n_parents) fail_msg("parent %td outside the task", i);
+    if (i < 0 || i >= PP_MAX_PARENTS || s->ext[i] < 0) return -1;
     return (int)p->requests + s->ext[i];
 }
 
