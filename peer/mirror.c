@@ -99,6 +99,16 @@ static void mreq_free(struct mreq *m)
     free(m);
 }
 
+/* Detaches m from its response before the response is ended: proto_http_end may start the
+ * connection's next request at once, on the same response object. */
+static proto_http_res *mreq_detach(struct mreq *m)
+{
+    proto_http_res *res = m->res;
+    if (res) proto_http_on_abort(res, NULL, NULL);
+    m->res = NULL;
+    return res;
+}
+
 /* The response ended (or the client is gone): detach from the connection. */
 static void mreq_done(struct mreq *m)
 {
@@ -213,7 +223,7 @@ static void serve(struct mreq *m)
                 status = 404;
                 oci = "BLOB_UNKNOWN";
             }
-            oci_error(m->res, status, oci, msg);
+            oci_error(mreq_detach(m), status, oci, msg); /* msg lives in the reader */
             mreq_done(m);
             return;
         }
@@ -226,7 +236,7 @@ static void serve(struct mreq *m)
         }
         if (rc == 1 && m->writes_pending) return; /* on_written must not outlive m */
         if (rc == 1 || m->head) {
-            proto_http_end(m->res);
+            proto_http_end(mreq_detach(m));
             mreq_done(m);
             return;
         }
@@ -463,12 +473,12 @@ static void pjob_done(void *p, int cancelled)
     struct pjob *j = p;
     peer_daemon *d = j->d;
     proto_http_res *res = j->res;
+    if (res) proto_http_on_abort(res, NULL, NULL); /* before the response ends (mreq_detach) */
     if (cancelled || !res) {
         if (res) oci_error(res, 503, "UNAVAILABLE", "shutting down");
         pjob_free(j);
         return;
     }
-    proto_http_on_abort(res, NULL, NULL);
     if (j->rc) {
         d->m.mirror_errors++;
         oci_error(res, 502, "UNAVAILABLE", cf_err_str(&j->err, j->rc));
@@ -613,7 +623,7 @@ void mirror_tick(peer_daemon *d)
         next = m->next;
         if (m->started || !m->res || now < m->deadline_ms) continue;
         d->m.mirror_errors++;
-        oci_error(m->res, 504, "UNAVAILABLE", "the blob did not start arriving in time");
+        oci_error(mreq_detach(m), 504, "UNAVAILABLE", "the blob did not start arriving in time");
         mreq_done(m);
     }
 }

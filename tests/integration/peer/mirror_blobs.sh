@@ -87,6 +87,28 @@ curl -sSv -o /dev/null -o /dev/null "$M1/v2/$REPO/blobs/$BIG?ns=$REGISTRY" \
     "$M1/v2/$REPO/blobs/$BIG?ns=$REGISTRY" 2>"$T/kv" || fail "keep-alive GETs failed"
 grep -qi "re-using existing connection" "$T/kv" || fail "connection not reused"
 
+note "pipelined requests on one connection: unknown blob, range, manifest-less tag, blob"
+python3 - "127.0.0.11" "$M1P" "$REPO" "$BIG" "$REGISTRY" "$SIZE" <<'PY' || fail "pipelining"
+import re, socket, sys
+host, port, repo, big, reg, size = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+unk = "sha256:" + "0" * 64
+reqs = [f"GET /v2/{repo}/blobs/{unk}?ns={reg} HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET /v2/{repo}/blobs/{big}?ns={reg} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n",
+        f"HEAD /v2/{repo}/blobs/{big}?ns={reg} HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET /v2/{repo}/blobs/{big}?ns={reg} HTTP/1.1\r\nHost: x\r\nRange: bytes=5-9\r\n"
+        "Connection: close\r\n\r\n"]
+s = socket.create_connection((host, port), timeout=20)
+s.sendall("".join(reqs).encode())
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+codes = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)  # bodies are not \r\n-terminated
+assert codes == [b"404", b"206", b"200", b"206"], codes
+PY
+
 note "peer 2 (default upstream, X-Chunkfly-Upstream) gets the blob from peer 1 through the mesh"
 [ "$(code "$M2/v2/$REPO/blobs/$BIG")" = 200 ] || fail "peer 2 GET not 200"
 cmp "$T/body" "$T/blob" || fail "peer 2 bytes differ"
