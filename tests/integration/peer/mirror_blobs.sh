@@ -191,5 +191,14 @@ peer_alive_or_fail 1
 peer_alive_or_fail 2
 [ "$(metric 1 mirror_requests_total)" -gt 10 ] || fail "mirror metrics"
 
+note "SIGTERM with a mirror response streaming and one waiting: clean exit"
+curl -sS -o /dev/null --limit-rate 100k "$M1/v2/$REPO/blobs/$BIG2?ns=$REGISTRY" 2>/dev/null &
+slow=$!
+curl -sS -o /dev/null "$M1/v2/$REPO/blobs/$UNK2?ns=$DOWN" 2>/dev/null &
+waiting=$!
+sleep 1
 finish_peers
+# the slow client may still be draining its socket buffer at 100 KiB/s: not worth waiting for
+kill "$slow" "$waiting" 2>/dev/null || true
+wait "$slow" "$waiting" 2>/dev/null || true
 echo PASS
