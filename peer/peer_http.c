@@ -67,14 +67,12 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
            m->blob_mismatches);
     metric(&b, "upload_connections", "gauge", "Open upload (mesh) connections.", d->n_upconns);
     metric(&b, "upload_slots_used", "gauge", "Pieces being uploaded now.", d->slots_used);
-    metric(&b, "mirror_requests_total", "counter", "Registry mirror requests.",
-           m->mirror_requests);
+    metric(&b, "mirror_requests_total", "counter", "Registry mirror requests.", m->mirror_requests);
     metric(&b, "mirror_cache_hits_total", "counter", "Mirror blob reads of complete blobs.",
            m->mirror_hits);
     metric(&b, "mirror_errors_total", "counter", "Mirror blob reads that failed.",
            m->mirror_errors);
-    metric(&b, "mirror_bytes_total", "counter", "Blob bytes sent by the mirror.",
-           m->mirror_bytes);
+    metric(&b, "mirror_bytes_total", "counter", "Blob bytes sent by the mirror.", m->mirror_bytes);
     metric(&b, "mirror_manifest_hits_total", "counter",
            "Manifests by digest answered from the mirror's memory.", m->mirror_manifest_hits);
     metric(&b, "local_connections", "gauge", "Open local API connections.", d->n_lconns);

@@ -686,10 +686,9 @@ int proto_registry_raw_get(proto_registry *r, const proto_registry_raw_req *rq,
     if (!r || !rq || !rq->method || !rq->path ||
         (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0) ||
         strncmp(rq->path, "/v2/", 4) != 0 || strpbrk(rq->path, "\r\n #") ||
-        (rq->accept && strpbrk(rq->accept, "\r\n")) || (rq->bearer && strpbrk(rq->bearer, "\r\n")) ||
-        (rq->bearer && rq->username))
-        return cf_err_set(err, -EINVAL, "registry %s: bad pass-through request",
-                          r ? r->host : "?");
+        (rq->accept && strpbrk(rq->accept, "\r\n")) ||
+        (rq->bearer && strpbrk(rq->bearer, "\r\n")) || (rq->bearer && rq->username))
+        return cf_err_set(err, -EINVAL, "registry %s: bad pass-through request", r ? r->host : "?");
     char url[REG_ORIGIN_MAX + 2048];
     if ((size_t)snprintf(url, sizeof(url), "%s%s", r->base, rq->path) >= sizeof(url))
         return cf_err_set(err, -EINVAL, "registry %s: path too long", r->host);
