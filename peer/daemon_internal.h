@@ -225,6 +225,8 @@ struct peer_daemon {
 uint64_t pd_now(peer_daemon *d);
 int pd_queue_work(peer_daemon *d, void *job, void (*work)(void *job),
                   void (*done)(void *job, int cancelled));
+/* "ip:port" (numeric, v4 or v6) into its parts: 0 or -EINVAL. */
+int pd_split_host(const char *hostport, char *ip, size_t ipsz, uint16_t *port);
 /* The accepting side of the HELLO handshake on c (local API, upload server): m, the first frame,
  * must be a HELLO (else ERROR UNEXPECTED and close after flush: -EPROTO); it is checked against
  * ours (host id, role peer, caps, 4096-byte payload limit) and answered with our HELLO, or

@@ -271,18 +271,26 @@ static void on_ready(peer_range_reader *rr, void *arg)
     serve(arg);
 }
 
+/* The request's upstream (allow-listed) into up, or an OCI error answered: -1. */
+static int pick_upstream(peer_daemon *d, proto_http_res *res, const proto_http_req *req,
+                         const struct mirror_target *t, char *up, size_t up_size)
+{
+    const char *why = "";
+    int st = mirror_pick_upstream(t, proto_http_header_get(req, MIRROR_UP_HDR),
+                                  d->o.mirror_default_upstream, d->o.mirror_upstreams, up, up_size,
+                                  &why);
+    if (!st) return 0;
+    oci_error(res, st, code_for(st), why);
+    return -1;
+}
+
 static void serve_blob(peer_daemon *d, proto_http_res *res, const proto_http_req *req,
                        const struct mirror_target *t)
 {
-    const char *why = "";
     char up[MIRROR_HOST_MAX + 16];
-    int st = mirror_pick_upstream(t, proto_http_header_get(req, MIRROR_UP_HDR),
-                                  d->o.mirror_default_upstream, d->o.mirror_upstreams, up,
-                                  sizeof(up), &why);
-    if (st) {
-        oci_error(res, st, code_for(st), why);
-        return;
-    }
+    if (pick_upstream(d, res, req, t, up, sizeof(up))) return;
+    const char *why = "";
+    int st;
     uint64_t first = 0, last = UINT64_MAX;
     int ranged = 0;
     if (!req->is_head) {
@@ -513,15 +521,10 @@ static void pjob_done(void *p, int cancelled)
 static void serve_proxy(peer_daemon *d, proto_http_res *res, const proto_http_req *req,
                         const struct mirror_target *t)
 {
-    const char *why = "";
     char up[MIRROR_HOST_MAX + 16];
-    int st = mirror_pick_upstream(t, proto_http_header_get(req, MIRROR_UP_HDR),
-                                  d->o.mirror_default_upstream, d->o.mirror_upstreams, up,
-                                  sizeof(up), &why);
-    if (st) {
-        oci_error(res, st, code_for(st), why);
-        return;
-    }
+    if (pick_upstream(d, res, req, t, up, sizeof(up))) return;
+    const char *why = "";
+    int st;
     int by_digest = t->kind == MIRROR_MANIFEST && strncmp(t->ref, "sha256:", 7) == 0;
     if (by_digest && mcache_serve(d, res, t->ref, req->is_head)) return;
     struct pjob *j = calloc(1, sizeof(*j));
@@ -632,18 +635,10 @@ int mirror_start(peer_daemon *d, cf_err *err)
 {
     const char *addr = d->o.mirror_listen;
     if (!addr || !addr[0]) return 0;
-    struct sockaddr_storage ss;
-    if (proto_addr_parse(addr, &ss))
-        return cf_err_set(err, -EINVAL, "mirror_listen '%s': expected numeric ip:port", addr);
     char ip[64];
-    int port;
-    if (ss.ss_family == AF_INET) {
-        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    } else {
-        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
+    uint16_t port;
+    if (pd_split_host(addr, ip, sizeof(ip), &port))
+        return cf_err_set(err, -EINVAL, "mirror_listen '%s': expected numeric ip:port", addr);
     struct proto_http_limits hl;
     proto_http_limits_default(&hl);
     hl.max_connections = d->o.mirror_max_conns;

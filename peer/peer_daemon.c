@@ -284,7 +284,7 @@ static void seed_cached(peer_daemon *d)
     if (seeded) cf_info("%u cached blob(s) rejoin the mesh as seeds", seeded);
 }
 
-static int split_host(const char *hostport, char *ip, size_t ipsz, uint16_t *port)
+int pd_split_host(const char *hostport, char *ip, size_t ipsz, uint16_t *port)
 {
     struct sockaddr_storage ss;
     if (proto_addr_parse(hostport, &ss)) return -EINVAL;
@@ -309,7 +309,7 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     d->o = *o;
     d->next_req_id = 1;
     const char *adv = o->advertise ? o->advertise : o->listen;
-    if (split_host(adv, d->adv_ip, sizeof(d->adv_ip), &d->adv_port)) {
+    if (pd_split_host(adv, d->adv_ip, sizeof(d->adv_ip), &d->adv_port)) {
         free(d);
         return cf_err_set(err, -EINVAL, "listen/advertise '%s': expected numeric ip:port", adv);
     }

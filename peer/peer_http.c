@@ -180,18 +180,10 @@ static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
 
 int peer_http_start(peer_daemon *d, cf_err *err)
 {
-    struct sockaddr_storage ss;
-    if (proto_addr_parse(d->o.http, &ss))
-        return cf_err_set(err, -EINVAL, "--http '%s': expected numeric ip:port", d->o.http);
     char ip[64];
-    int port;
-    if (ss.ss_family == AF_INET) {
-        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    } else {
-        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
+    uint16_t port;
+    if (pd_split_host(d->o.http, ip, sizeof(ip), &port))
+        return cf_err_set(err, -EINVAL, "--http '%s': expected numeric ip:port", d->o.http);
     struct proto_http_limits hl;
     proto_http_limits_default(&hl);
     hl.max_connections = 64;
