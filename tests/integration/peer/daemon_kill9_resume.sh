@@ -20,7 +20,7 @@ if ! command -v mdb_stat >/dev/null || ! command -v mdb_dump >/dev/null; then sk
 SEED=${CF_SEED:-$((($$ ^ $(date +%s)) & 32767))}
 RANDOM=$SEED
 KILLS=${CF_K9_KILLS:-20}
-if sanitize; then MIB=${CF_K9_MIB:-16}; RATE=350000; else MIB=${CF_K9_MIB:-32}; RATE=1000000; fi
+if sanitize; then MIB=${CF_K9_MIB:-32}; RATE=500000; else MIB=${CF_K9_MIB:-32}; RATE=1000000; fi
 note "seed $SEED (CF_SEED to replay), blob ${MIB} MiB, parent upload ${RATE} B/s, $KILLS kills"
 
 start_registry 127.0.0.9
