@@ -705,6 +705,7 @@ struct piece_job {
     uint8_t expect[32];
     int has_expect;
     int rc;
+    int store_rc; /* rc came from the cache write: the bytes themselves are good */
     cf_err err;
     proto_registry *reg; /* origin fetches */
     char repo[256];
@@ -750,6 +751,7 @@ static void piece_check_and_store(struct piece_job *j)
         }
     }
     j->rc = peer_store_write_piece(t->d->store, t->digest, j->piece, j->data, j->len, &j->err);
+    j->store_rc = j->rc != 0;
 }
 
 static void origin_piece_work(void *p)
@@ -827,12 +829,13 @@ static void piece_stored(struct task *t, uint32_t piece, int src, uint32_t len)
     notify_piece(t, piece, NULL);
 }
 
-/* The cache is full even after eviction: hand the bytes to the watchers from memory and stop
- * fetching what nobody waits for. */
+/* The cache cannot take the piece (full even after eviction, or the disk fails): hand the
+ * bytes to the watchers from memory and stop fetching what nobody waits for. */
 static void piece_uncached(struct task *t, struct piece_job *j)
 {
     if (!t->cache_full)
-        cf_warn("task %s: cache full (%s): serving reads without caching", t->id,
+        cf_warn("task %s: %s (%s): serving reads without caching", t->id,
+                j->rc == -ENOSPC || j->rc == -EDQUOT ? "cache full" : "cache write failed",
                 cf_err_str(&j->err, j->rc));
     t->cache_full = 1;
     t->pp.whole = 0;
@@ -867,7 +870,7 @@ static void piece_write_done(void *p, int cancelled)
         piece_stored(t, j->piece, j->tp, j->len);
     } else if (j->rc == -EBADMSG && j->tp >= 0) {
         parent_lied(t, j->tp, j->piece);
-    } else if (j->rc == -ENOSPC || j->rc == -EDQUOT) {
+    } else if (j->store_rc && j->rc != -ENOENT && j->rc != -EINVAL && j->rc != -EBADMSG) {
         piece_uncached(t, j);
     } else if (j->tp < 0) {
         t->d->m.origin_failures++;

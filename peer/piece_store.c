@@ -799,9 +799,10 @@ int peer_store_write_piece(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN],
         if (rc || b->deleted || b->sync_fails == gen || proto_bit_get(b->have, piece)) break;
         /* A flush of this blob failed while we wrote: our pages may have been in the failed
          * writeback, and the next fdatasync would not say so (the error is reported once).
-         * Write again; the next fdatasync covers the new pages. */
-        if (attempt) {
-            rc = digest_hex_err(err, -EIO, digest, "write lost twice by failed fdatasyncs");
+         * Write again; the next fdatasync covers the new pages. A disk that keeps failing
+         * gets a few tries, then the caller serves the bytes without caching them. */
+        if (attempt >= 3) {
+            rc = digest_hex_err(err, -EIO, digest, "write lost by 4 failed fdatasyncs in a row");
             break;
         }
         gen = b->sync_fails;
