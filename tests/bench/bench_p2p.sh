@@ -7,6 +7,14 @@
 #   direct   curl in each node straight from the origin docker-registry
 #   mirror   curl in each node from a docker-registry pull-through cache (cold) of the origin
 #   p2p      `chunkfly get` in each node through its own chunkfly-peer (one chunkfly-scheduler)
+# and, for a multi-layer image (--image-mib, made by ../shared/tools/make-test-image.sh, random
+# data so gzip cannot shrink it), a containerd 1.6 in every node fetching all of its content
+# (`ctr content fetch`: the network part of a pull; unpacking is the same CPU work in every
+# scenario and would only measure this 2-core machine):
+#   containerd-direct  from the origin registry
+#   containerd-pullthrough  through a docker-registry pull-through cache (hosts.toml)
+#   containerd-mirror  through the node's own chunkfly-peer registry mirror (hosts.toml, the
+#                      origin as fallback), the peers meshing through the scheduler
 # Reported: origin payload bytes / blob size (the origin's access log), time until the last node
 # finishes, its ratio to direct, mirror and the bandwidth bound (size / link rate).
 # Also, on node 1's own loopback (unshaped): piece serving throughput of its peer (mesh
@@ -28,6 +36,7 @@ NODES=8
 SIZE_MIB=256
 MBIT=100
 SCENARIOS="direct,mirror,p2p"
+IMAGE_MIB=256
 WORK_BASE=/tmp
 KEEP=0
 PEER_SET=()
@@ -41,8 +50,10 @@ Usage: $PROG [options]
   --nodes N          nodes (1..60, default $NODES)
   --size-mib S       blob size in MiB (default $SIZE_MIB)
   --mbit R           link rate, Mbit/s, every link both ways (default $MBIT)
-  --scenarios LIST   comma list of direct,mirror,p2p (default $SCENARIOS); the loopback and
-                     RSS figures come with p2p
+  --scenarios LIST   comma list of direct,mirror,p2p,containerd-direct,containerd-pullthrough,
+                     containerd-mirror (default $SCENARIOS; containerd = the three containerd
+                     ones); the loopback and RSS figures come with p2p
+  --image-mib S      image size for the containerd scenarios (4 layers, default $IMAGE_MIB)
   --work-dir DIR     parent of the scratch dir (default $WORK_BASE)
   --keep             keep the scratch dir (logs)
   --peer-set K=V     an extra chunkfly-peer config line (repeatable), e.g. log_level=debug
@@ -64,6 +75,7 @@ while [ $# -gt 0 ]; do
     --size-mib) SIZE_MIB=${2:?}; shift 2 ;;
     --mbit) MBIT=${2:?}; shift 2 ;;
     --scenarios) SCENARIOS=${2:?}; shift 2 ;;
+    --image-mib) IMAGE_MIB=${2:?}; shift 2 ;;
     --work-dir) WORK_BASE=${2:?}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --peer-set) [ $# -ge 2 ] && [[ $2 == *=* ]] || die "--peer-set needs KEY=VALUE"; PEER_SET+=("$2"); shift 2 ;;
@@ -74,10 +86,20 @@ done
 is_uint "$NODES" && [ "$NODES" -ge 1 ] && [ "$NODES" -le 60 ] || die "--nodes must be 1..60"
 is_uint "$SIZE_MIB" && [ "$SIZE_MIB" -ge 1 ] || die "--size-mib must be >= 1"
 is_uint "$MBIT" && [ "$MBIT" -ge 1 ] && [ "$MBIT" -le 10000 ] || die "--mbit must be 1..10000"
+is_uint "$IMAGE_MIB" && [ "$IMAGE_MIB" -ge 4 ] || die "--image-mib must be >= 4"
 [ "$(id -u)" = 0 ] || die "needs root (namespaces, tc)"
+SCENARIOS=${SCENARIOS//containerd,/containerd-direct,containerd-pullthrough,containerd-mirror,}
+[[ $SCENARIOS != *,containerd ]] || SCENARIOS=${SCENARIOS%containerd}containerd-direct,containerd-pullthrough,containerd-mirror
+[ "$SCENARIOS" != containerd ] || SCENARIOS=containerd-direct,containerd-pullthrough,containerd-mirror
 want() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
+want_ctrd() { [[ $SCENARIOS == *containerd-* ]]; }
+MKIMG=$SRC/../shared/tools/make-test-image.sh
+if want_ctrd; then
+  for c in containerd ctr skopeo umoci; do command -v $c >/dev/null || die "missing $c"; done
+  [ -x "$MKIMG" ] || die "$MKIMG missing"
+fi
 for c in docker-registry ip tc curl openssl sha256sum awk; do command -v $c >/dev/null || die "missing $c"; done
-if want p2p; then
+if want p2p || want containerd-mirror; then
   for b in chunkfly-peer chunkfly-scheduler chunkfly; do [ -x "$BIN/$b" ] || die "$BIN/$b not built"; done
   [ -x "$BUILD/tests/piece_bench" ] || die "$BUILD/tests/piece_bench not built"
 fi
@@ -261,12 +283,12 @@ scenario() {
     local s e rc sha
     read -r s e rc sha <"$dir/n$i.res" || { ok=0; continue; }
     local el=$(((e - t0) / 1000))
-    [ "$rc" = 0 ] && [ "$sha" = "$SHA" ] || { ok=0; log "$name: node $i failed (rc $rc): $(tail -n 3 "$dir/n$i.log")"; }
+    [ "$rc" = 0 ] && [ "$sha" = "${EXPECT:-$SHA}" ] || { ok=0; log "$name: node $i failed (rc $rc): $(tail -n 3 "$dir/n$i.log")"; }
     [ $el -gt $last ] && last=$el
-    printf '  %-7s node %2d done %7.2f s rc=%s sha256 %s\n' "$name" "$i" "$(awk -v m=$el 'BEGIN{print m/1000}')" "$rc" "$([ "$sha" = "$SHA" ] && echo ok || echo BAD)"
+    printf '  %-7s node %2d done %7.2f s rc=%s sha256 %s\n' "$name" "$i" "$(awk -v m=$el 'BEGIN{print m/1000}')" "$rc" "$([ "$sha" = "${EXPECT:-$SHA}" ] && echo ok || echo BAD)"
   done
   R[$name.last]=$(awk -v m=$last 'BEGIN{printf "%.2f", m/1000}')
-  R[$name.origin_x]=$(awk -v b="$(($(origin_bytes) - b0))" -v s=$SIZE 'BEGIN{printf "%.3f", b/s}')
+  R[$name.origin_x]=$(awk -v b="$(($(origin_bytes) - b0))" -v s="${SCEN_SIZE:-$SIZE}" 'BEGIN{printf "%.3f", b/s}')
   R[$name.ok]=$ok
   log "$name: last node ${R[$name.last]} s, origin served ${R[$name.origin_x]} x the blob, all ok=$ok"
 }
@@ -282,12 +304,18 @@ sample_rss() { # max RSS of all peers while the p2p round runs
 
 want direct && scenario direct "curl -sS -f -o @OUT@ http://$REG_IP:$PORT/v2/$REPO/blobs/$DIGEST"
 
-if want mirror; then
+PULLTHROUGH=0
+pullthrough() { # the docker-registry pull-through cache of the origin, started once
+  [ $PULLTHROUGH = 1 ] && return 0
   start_registry "$MIR_NS" "$WORK/mirror" "$MIR_IP" "http://$REG_IP:$PORT"
+  PULLTHROUGH=1
+}
+if want mirror; then
+  pullthrough
   scenario mirror "curl -sS -f -o @OUT@ http://$MIR_IP:$PORT/v2/$REPO/blobs/$DIGEST"
 fi
 
-if want p2p; then
+if want p2p || want containerd-mirror; then
   mkdir -p "$WORK/sched"
   bg "$SCH_NS" "$WORK/sched/log" "$BIN/chunkfly-scheduler" --listen "$SCH_IP:8002" --http "$SCH_IP:8003"
   wait_http "$SCH_NS" "http://$SCH_IP:8003/healthz" "$LAST"
@@ -298,7 +326,9 @@ if want p2p; then
     mkdir -p "$WORK/p$i/cache"
     bg "$(node_ns $i)" "$WORK/p$i/log" "$BIN/chunkfly-peer" --config "$WORK/peer.conf" \
       --listen "$(node_ip $i):8100" --scheduler "$SCH_IP:8002" --cache-dir "$WORK/p$i/cache" \
-      --api-socket "$WORK/p$i/peer.sock" --http "$(node_ip $i):8101"
+      --api-socket "$WORK/p$i/peer.sock" --http "$(node_ip $i):8101" \
+      --set mirror_listen="$(node_ip $i):8104" --set mirror_upstreams="http://$REG_IP:$PORT" \
+      --set mirror_default_upstream="http://$REG_IP:$PORT"
     PEER_PIDS+=("$LAST")
   done
   for ((i = 1; i <= NODES; i++)); do wait_http "$(node_ns $i)" "http://$(node_ip $i):8101/healthz" "${PEER_PIDS[$((i - 1))]}"; done
@@ -306,6 +336,9 @@ if want p2p; then
   RSS_IDLE=0
   for p in "${PEER_PIDS[@]}"; do v=$(rss_kib "$p"); [ "$v" -gt $RSS_IDLE ] && RSS_IDLE=$v; done
   log "p2p: $NODES peers up; idle RSS max ${RSS_IDLE} KiB"
+fi
+
+if want p2p; then
   scenario p2p "$BIN/chunkfly get -q --timeout 600 --peer $WORK/p@I@/peer.sock $REG_IP:$PORT/$REPO@$DIGEST -o @OUT@"
   RSS_RUN=$(cat "$WORK/p2p/rss_max" 2>/dev/null || echo 0)
   for ((i = 1; i <= NODES; i++)); do
@@ -329,6 +362,101 @@ if want p2p; then
   for p in "${PEER_PIDS[@]}"; do v=$(rss_kib "$p"); [ "$v" -gt $RSS_AFTER ] && RSS_AFTER=$v; done
 fi
 
+# ---------------------------------------------------------------- containerd scenarios
+if want_ctrd; then
+  IMG_REF=$REG_IP:$PORT/bench/image:v1
+  log "containerd: building a ${IMAGE_MIB} MiB 4-layer image (random data) and pushing it"
+  in_ns "$REG_NS" "$MKIMG" --registry "$REG_IP:$PORT" --repo bench/image --tag v1 \
+    --size-mb "$IMAGE_MIB" --layers 4 --text-pct 0 --seed 11 --workdir "$WORK/img" \
+    >"$WORK/img.log" 2>&1 || die "image build failed: $(tail -n 5 "$WORK/img.log")"
+  rm -rf "$WORK/img"
+  # what every node must end up holding: the manifest, its config and its layers
+  in_ns "$REG_NS" curl -sS -f --noproxy '*' -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    -o "$WORK/manifest.json" "http://$REG_IP:$PORT/v2/bench/image/manifests/v1" || die "no manifest"
+  read -r IMG_BYTES IMG_LAYERS < <(python3 -c '
+import hashlib, json, sys
+raw = open(sys.argv[1], "rb").read()
+m = json.loads(raw)
+ds = [m["config"]] + m["layers"]
+with open(sys.argv[2], "w") as f:
+    for d in sorted(["sha256:" + hashlib.sha256(raw).hexdigest()] + [x["digest"] for x in ds]):
+        f.write(d + "\n")
+print(sum(x["size"] for x in ds), len(m["layers"]))
+' "$WORK/manifest.json" "$WORK/expect.list")
+  CTRD_EXPECT=$(sha256sum <"$WORK/expect.list" | cut -d' ' -f1)
+  log "containerd: image $IMG_REF: $IMG_LAYERS layers, $IMG_BYTES bytes of blobs"
+  # ctrd_fetch.sh SOCK HOSTS_DIR|- REF OUT: fetch all content of REF, list what the store holds
+  printf '%s\n' '#!/usr/bin/env bash' 'sock=$1 hosts=$2 ref=$3 out=$4' 'args=(--plain-http)' \
+    '[ "$hosts" = - ] || args+=(--hosts-dir "$hosts")' \
+    'ctr -a "$sock" content fetch "${args[@]}" "$ref" >/dev/null || exit 1' \
+    'ctr -a "$sock" content ls -q | sort >"$out"' >"$WORK/ctrd_fetch.sh"
+  chmod 755 "$WORK/ctrd_fetch.sh"
+  CTRD_PIDS=()
+  start_ctrds() { # NAME: a containerd per node, own root/state/socket
+    local i d k
+    CTRD_PIDS=()
+    for ((i = 1; i <= NODES; i++)); do
+      d=$WORK/ctrd-$1-$i
+      mkdir -p "$d"
+      printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/t.sock"\n' \
+        "$d" "$d" "$d" "$d" >"$d/config.toml"
+      bg "$(node_ns $i)" "$d/containerd.log" containerd --config "$d/config.toml"
+      CTRD_PIDS+=("$LAST")
+    done
+    for ((i = 1; i <= NODES; i++)); do
+      d=$WORK/ctrd-$1-$i
+      for ((k = 0; k < 100; k++)); do [ -S "$d/c.sock" ] && break; sleep 0.1; done
+      ctr -a "$d/c.sock" version >/dev/null 2>&1 || die "containerd $1/$i did not start"
+    done
+  }
+  stop_ctrds() {
+    local p i
+    for p in "${CTRD_PIDS[@]}"; do stop_pid "$p"; done
+    for ((i = 1; i <= NODES; i++)); do umount -R "$WORK/ctrd-$1-$i/root" 2>/dev/null || true; done
+  }
+  hosts_toml() { # DIR HOST-URL: containerd asks HOST-URL first, the origin after
+    mkdir -p "$1/$REG_IP:$PORT"
+    printf 'server = "http://%s:%s"\n\n[host."%s"]\n  capabilities = ["pull", "resolve"]\n' \
+      "$REG_IP" "$PORT" "$2" >"$1/$REG_IP:$PORT/hosts.toml"
+  }
+  ctrd_scenario() { # NAME HOST-URL-TEMPLATE|-  (@IP@ = the node's address)
+    local name=$1 i hd=-
+    start_ctrds "$name"
+    for ((i = 1; i <= NODES; i++)); do
+      [ "$2" = - ] || hosts_toml "$WORK/hosts-$name-$i" "${2//@IP@/$(node_ip $i)}"
+    done
+    [ "$2" = - ] || hd="$WORK/hosts-$name-@I@"
+    EXPECT=$CTRD_EXPECT SCEN_SIZE=$IMG_BYTES scenario "$name" \
+      "$WORK/ctrd_fetch.sh $WORK/ctrd-$name-@I@/c.sock $hd $IMG_REF @OUT@"
+    stop_ctrds "$name"
+  }
+  mirror_bytes() { # sum of the peers' mirror_bytes_total
+    local i v sum=0
+    for ((i = 1; i <= NODES; i++)); do
+      v=$(in_ns "$(node_ns $i)" curl -s --noproxy '*' --max-time 5 "http://$(node_ip $i):8101/metrics" |
+        awk '$1 == "chunkfly_peer_mirror_bytes_total" {print $2}')
+      sum=$((sum + ${v:-0}))
+    done
+    echo $sum
+  }
+  want containerd-direct && ctrd_scenario containerd-direct -
+  if want containerd-pullthrough; then
+    pullthrough
+    ctrd_scenario containerd-pullthrough "http://$MIR_IP:$PORT"
+  fi
+  if want containerd-mirror; then
+    mb0=$(mirror_bytes)
+    ctrd_scenario containerd-mirror "http://@IP@:8104"
+    R[containerd-mirror.via_mirror]=$(awk -v b=$(($(mirror_bytes) - mb0)) -v s="$IMG_BYTES" -v n=$NODES 'BEGIN{printf "%.3f", b/(s*n)}')
+    for ((i = 1; i <= NODES; i++)); do
+      m=$(in_ns "$(node_ns $i)" curl -s --noproxy '*' --max-time 5 "http://$(node_ip $i):8101/metrics" |
+        awk '$1 ~ /bytes_from_(parents|origin)|mirror_bytes/ {printf "%s=%s ", $1, $2}')
+      echo "  containerd-mirror node $i metrics: ${m:-none}"
+    done
+    log "containerd-mirror: the mirrors served ${R[containerd-mirror.via_mirror]} x (image x nodes)"
+  fi
+fi
+
 echo
 echo "bandwidth bound (one link carries the blob once): ${BOUND} s"
 for n in direct mirror p2p; do
@@ -345,5 +473,21 @@ if want p2p; then
     "$(ratio "${R[p2p.last]}" "${R[direct.last]:-0}")" "$(ratio "${R[p2p.last]}" "${R[mirror.last]:-0}")" "$(ratio "${R[p2p.last]}" "$BOUND")" \
     "$SERVE_RATIO" "$RSS_IDLE" "$RSS_RUN"
 fi
-for n in direct mirror p2p; do want $n && [ "${R[$n.ok]}" != 1 ] && exit 1; done
+if want_ctrd; then
+  IMG_BOUND=$(awk -v b="$IMG_BYTES" -v r=$MBIT 'BEGIN{printf "%.2f", b*8/(r*1e6)}')
+  echo "containerd: image blobs $IMG_BYTES bytes, bound (one link carries them once) ${IMG_BOUND} s"
+  for n in containerd-direct containerd-pullthrough containerd-mirror; do
+    want $n || continue
+    printf '%-22s last node %8s s  origin bytes %6s x image  all content ok: %s\n' "$n" "${R[$n.last]}" "${R[$n.origin_x]}" "$([ "${R[$n.ok]}" = 1 ] && echo yes || echo NO)"
+  done
+  if want containerd-mirror; then
+    printf 'containerd bench: nodes=%d image=%sB link=%dMbit mirror_origin_x=%s mirror_last=%s direct_last=%s pullthrough_last=%s bound=%s vs_direct=%s vs_pullthrough=%s vs_bound=%s via_mirror_x=%s (goals: origin_x <= 1.1, vs_direct <= 0.25)\n' \
+      "$NODES" "$IMG_BYTES" "$MBIT" "${R[containerd-mirror.origin_x]}" "${R[containerd-mirror.last]}" \
+      "${R[containerd-direct.last]:--}" "${R[containerd-pullthrough.last]:--}" "$IMG_BOUND" \
+      "$(ratio "${R[containerd-mirror.last]}" "${R[containerd-direct.last]:-0}")" \
+      "$(ratio "${R[containerd-mirror.last]}" "${R[containerd-pullthrough.last]:-0}")" \
+      "$(ratio "${R[containerd-mirror.last]}" "$IMG_BOUND")" "${R[containerd-mirror.via_mirror]}"
+  fi
+fi
+for n in direct mirror p2p containerd-direct containerd-pullthrough containerd-mirror; do want $n && [ "${R[$n.ok]}" != 1 ] && exit 1; done
 exit 0
