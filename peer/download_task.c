@@ -481,11 +481,19 @@ static void on_sched_lost(struct task *t)
         t->sched_idx = -1;
         go_origin(t);
     } else if (t->state == T_RUNNING && !t->pp.origin_mode) {
-        /* no scheduler grants any more: what parents do not have comes from the origin until
-         * a scheduler answers again */
-        cf_info("task %s: scheduler lost, missing pieces come from the origin", t->id);
-        t->pp.origin_mode = 1;
+        /* No scheduler grants any more. With usable parents, keep taking pieces from them: a
+         * scheduler connection lost on a congested link (heartbeats late) says nothing about
+         * the mesh, and going to the origin at once multiplied its egress. The mesh-stall
+         * check sends the task to the origin if the parents stop delivering. Without parents,
+         * what is missing comes from the origin until a scheduler answers again. */
         t->origin_no_sched = 1;
+        if (pp_usable_parents(&t->pp, &t->d->liars) > 0) {
+            cf_info("task %s: scheduler lost, going on with the parents we have", t->id);
+            t->last_progress_ms = pd_now(t->d);
+        } else {
+            cf_info("task %s: scheduler lost, missing pieces come from the origin", t->id);
+            t->pp.origin_mode = 1;
+        }
         task_pump(t);
     }
 }
@@ -816,6 +824,7 @@ static void piece_stored(struct task *t, uint32_t piece, int src, uint32_t len)
         d->m.bytes_from_origin += len;
         d->m.pieces_from_origin++;
         t->from_origin += len;
+        t->origin_fail_streak = 0;
     }
     if (t->registered) {
         proto_piece_run run = {piece, 1};
@@ -855,6 +864,15 @@ static void piece_uncached(struct task *t, struct piece_job *j)
     piece_buf_unref(b);
 }
 
+/* Origin failures worth asking again once the origin has served the task: stalls, resets,
+ * 5xx/429 after the client's own retries. Not-found, auth and range answers are final. */
+#define ORIGIN_PIECE_RETRIES 3
+static int origin_transient(int rc)
+{
+    return rc == -ETIMEDOUT || rc == -ECONNRESET || rc == -EAGAIN || rc == -EIO ||
+           rc == -ECONNREFUSED || rc == -EPIPE;
+}
+
 static void piece_write_done(void *p, int cancelled)
 {
     struct piece_job *j = p;
@@ -872,6 +890,16 @@ static void piece_write_done(void *p, int cancelled)
         parent_lied(t, j->tp, j->piece);
     } else if (j->store_rc && j->rc != -ENOENT && j->rc != -EINVAL && j->rc != -EBADMSG) {
         piece_uncached(t, j);
+    } else if (j->tp < 0 && origin_transient(j->rc) && t->from_origin > 0 &&
+               t->origin_fail_streak < ORIGIN_PIECE_RETRIES) {
+        /* The origin served this task before: a stall or reset under load is taken as
+         * passing, the piece is asked again (a new connection). Failing the task here made
+         * every waiting client fall back to the registry itself: the origin then sent the
+         * whole blob again per client. An origin that keeps failing still fails the task. */
+        t->d->m.origin_failures++;
+        t->origin_fail_streak++;
+        cf_warn("task %s: piece %u from the origin: %s; asking again (%u of %u)", t->id, j->piece,
+                cf_err_str(&j->err, j->rc), t->origin_fail_streak, ORIGIN_PIECE_RETRIES);
     } else if (j->tp < 0) {
         t->d->m.origin_failures++;
         int rc = j->rc;

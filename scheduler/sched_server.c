@@ -404,6 +404,8 @@ static void on_frame(proto_conn *c, const proto_frame_header *fh, const uint8_t 
         break;
     case PROTO_MSG_BAD_PARENT:
         if (sched_bad_parent(s->core, sc->host, m.u.bad_parent.task_id, m.u.bad_parent.parent_id,
+                             m.u.bad_parent.reason == PROTO_BAD_PARENT_DIGEST_MISMATCH ||
+                                 m.u.bad_parent.reason == PROTO_BAD_PARENT_OTHER,
                              now))
             send_error(sc, PROTO_E_UNKNOWN_TASK, m.u.bad_parent.task_id, "task not registered", 0);
         decision = 1;

@@ -458,7 +458,7 @@ int sched_leave_task(sched *s, sched_host *h, const char *task_id, uint64_t now_
 }
 
 int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *parent_id,
-                     uint64_t now_ms)
+                     int lied, uint64_t now_ms)
 {
     sched_task *t = sched_task_find(s, task_id);
     sched_peer *p = t ? sched_peer_find(t, h) : NULL;
@@ -467,7 +467,10 @@ int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *p
     uint64_t ph = sched_hash(parent_id);
     int known = 0;
     for (unsigned i = 0; i < p->n_bad; i++) known |= p->bad[i] == ph;
-    if (!known) {
+    if (!lied) {
+        sched_host *parent = sched_host_find(s, parent_id);
+        if (parent && parent != h) sched_host_add_failure(s, parent, now_ms);
+    } else if (!known) {
         if (p->n_bad == SCHED_MAX_BAD) {
             memmove(p->bad, p->bad + 1, (SCHED_MAX_BAD - 1) * sizeof(p->bad[0]));
             p->n_bad--;

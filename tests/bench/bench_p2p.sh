@@ -106,7 +106,6 @@ fi
 
 SIZE=$((SIZE_MIB * 1048576))
 BOUND=$(awk -v b=$SIZE -v r=$MBIT 'BEGIN{printf "%.2f", b*8/(r*1e6)}')
-TIMEOUT=$(awk -v b=$SIZE -v r=$MBIT -v n=$NODES 'BEGIN{printf "%.0f", 3*(n+1)*b*8/(r*1e6)+60}')
 BURST=$((MBIT * 1000000 / 8 / 500)); [ $BURST -ge 65536 ] || BURST=65536
 NSENV=(env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy
        -u NO_PROXY -u no_proxy -u REGISTRY_HTTP_ADDR -u REGISTRY_PROXY_REMOTEURL LC_ALL=C)
@@ -262,7 +261,9 @@ chmod 755 "$WORK/run.sh"
 declare -A R
 # scenario NAME CMD-TEMPLATE: every node runs the command at the same moment; @IP@ @OUT@ @I@
 scenario() {
-  local name=$1 tmpl=$2 dir=$WORK/$1 i b0 t0 pids=() last=0 ok=1
+  local name=$1 tmpl=$2 dir=$WORK/$1 i b0 t0 pids=() last=0 ok=1 tmo
+  # every node through one link, three times over, plus a minute
+  tmo=$(awk -v b="${SCEN_SIZE:-$SIZE}" -v r=$MBIT -v n=$NODES 'BEGIN{printf "%.0f", 3*(n+1)*b*8/(r*1e6)+60}')
   mkdir -p "$dir"
   b0=$(origin_bytes)
   t0=$((${EPOCHREALTIME/./} + 1000000 + 20000 * NODES))
@@ -271,7 +272,7 @@ scenario() {
     cmd=${cmd//@OUT@/$dir/n$i.blob}
     cmd=${cmd//@I@/$i}
     # shellcheck disable=SC2086
-    timeout -k 5 "$TIMEOUT" ip netns exec "$(node_ns $i)" "${NSENV[@]}" "$WORK/run.sh" "$t0" "$dir/n$i" $cmd &
+    timeout -k 5 "$tmo" ip netns exec "$(node_ns $i)" "${NSENV[@]}" "$WORK/run.sh" "$t0" "$dir/n$i" $cmd &
     pids+=($!)
   done
   log "$name: $NODES nodes start together"

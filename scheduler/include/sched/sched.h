@@ -119,10 +119,13 @@ int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const stru
 int sched_task_finished(sched *s, sched_host *h, const char *task_id, uint64_t now_ms, cf_err *err);
 /* TASK_FAILED / LEAVE_TASK: the peer leaves the task (grants move, children re-parented). */
 int sched_leave_task(sched *s, sched_host *h, const char *task_id, uint64_t now_ms);
-/* BAD_PARENT: blocklist parent_id for this peer; counts towards a cluster-wide ban; emits a
- * new decision for the reporter. */
+/* BAD_PARENT: the reporter drops parent_id and gets a new decision. With `lied` (wrong bytes,
+ * a malformed reply) parent_id is blocklisted for this peer and the report counts towards a
+ * cluster-wide ban. Without (timeouts, refusals, lost connections: what an honest parent on a
+ * congested link also causes) it only counts as a failure that ranks the parent lower: it may
+ * be offered again, and no number of such reports bans it. */
 int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *parent_id,
-                     uint64_t now_ms);
+                     int lied, uint64_t now_ms);
 
 sched_task *sched_task_find(sched *s, const char *task_id);
 const char *sched_task_id(const sched_task *t);
