@@ -108,15 +108,16 @@ int client_hosts_registry_parse(const char *arg, client_hosts_registry *out, cf_
                           "no spaces)",
                           arg);
     memcpy(out->dir, h, n + 1);
-    if (strcasecmp(h, "docker.io") == 0 || strcasecmp(h, "index.docker.io") == 0) {
-        /* containerd looks for docker.io/ (its name for Docker Hub); the API host differs */
-        strcpy(out->dir, "docker.io");
-        snprintf(out->server, sizeof(out->server), "%s://registry-1.docker.io",
-                 scheme ? scheme : "https");
-    } else {
-        snprintf(out->server, sizeof(out->server), "%s://%s",
-                 scheme ? scheme : is_loopback(h) ? "http" : "https", h);
-    }
+    int hub = strcasecmp(h, "docker.io") == 0 || strcasecmp(h, "index.docker.io") == 0;
+    /* the peer's origin rule for mirror_upstreams entries without a scheme is the same */
+    const char *dflt = !hub && is_loopback(h) ? "http" : "https";
+    if (!scheme) scheme = dflt;
+    /* containerd looks for docker.io/ (its name for Docker Hub); the API host differs */
+    if (hub) strcpy(out->dir, "docker.io");
+    snprintf(out->server, sizeof(out->server), "%s://%s", scheme,
+             hub ? "registry-1.docker.io" : h);
+    snprintf(out->upstream, sizeof(out->upstream), "%s%s%s", strcmp(scheme, dflt) ? scheme : "",
+             strcmp(scheme, dflt) ? "://" : "", out->dir);
     return 0;
 }
 

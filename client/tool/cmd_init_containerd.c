@@ -284,7 +284,7 @@ int cmd_init_containerd(int argc, char **argv)
         for (int i = 0; i < nreg; i++) {
             if (!regs[i].server[0]) continue;
             printf("%s%s", named ? ", " : "The peer must allow these upstreams: mirror_upstreams = ",
-                   regs[i].dir);
+                   regs[i].upstream);
             named++;
         }
         if (named) printf(" in its config.\n");

@@ -34,6 +34,8 @@ typedef struct client_hosts_registry {
     char dir[264];    /* directory name under config_path: "docker.io", "10.0.0.5:5000", "_default" */
     char server[280]; /* the upstream: "https://registry-1.docker.io"; "" for _default (containerd
                        * then uses the host of the image reference itself) */
+    char upstream[280]; /* the entry for the peer's mirror_upstreams: dir, with the scheme
+                         * when it is not the peer's default for that host */
 } client_hosts_registry;
 
 /* "[http://|https://]HOST[:PORT]" as it appears in image references ("docker.io",
