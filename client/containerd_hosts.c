@@ -492,7 +492,7 @@ void client_hosts_config_check(const char *text, size_t len, const char *dir,
         if (n == 0 || line[0] == '#') continue;
         if (line[0] == '[') {
             const char *e = memchr(line, ']', n);
-            size_t a = line[1] == '[' ? 2 : 1;
+            size_t a = n > 1 && line[1] == '[' ? 2 : 1;
             if (!e || (size_t)(e - line) < a) continue;
             norm_key(line + a, (size_t)(e - line) - a, table, sizeof(table));
             if (strncmp(table, "plugins", 7) == 0) plugins = 1;
