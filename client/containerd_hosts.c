@@ -114,8 +114,7 @@ int client_hosts_registry_parse(const char *arg, client_hosts_registry *out, cf_
     if (!scheme) scheme = dflt;
     /* containerd looks for docker.io/ (its name for Docker Hub); the API host differs */
     if (hub) strcpy(out->dir, "docker.io");
-    snprintf(out->server, sizeof(out->server), "%s://%s", scheme,
-             hub ? "registry-1.docker.io" : h);
+    snprintf(out->server, sizeof(out->server), "%s://%s", scheme, hub ? "registry-1.docker.io" : h);
     snprintf(out->upstream, sizeof(out->upstream), "%s%s%s", strcmp(scheme, dflt) ? scheme : "",
              strcmp(scheme, dflt) ? "://" : "", out->dir);
     return 0;
@@ -154,8 +153,7 @@ int client_hosts_mirror_parse(const char *arg, char *out, size_t size, cf_err *e
     return 0;
 }
 
-int client_hosts_render(const client_hosts_registry *r, const char *mirror, char **out,
-                        cf_err *err)
+int client_hosts_render(const client_hosts_registry *r, const char *mirror, char **out, cf_err *err)
 {
     /* hosts and URLs were validated (no quotes, newlines or backslashes): no TOML escaping */
     char what[1200];
@@ -176,7 +174,8 @@ int client_hosts_render(const client_hosts_registry *r, const char *mirror, char
     if (w < 0 || (size_t)w >= sizeof(what)) return cf_err_set(err, -EINVAL, "registry too long");
     char *s = NULL;
     w = asprintf(&s,
-                 CLIENT_HOSTS_MARKER " (docs/mirror.md).\n"
+                 CLIENT_HOSTS_MARKER
+                 " (docs/mirror.md).\n"
                  "# chunkfly rewrites this file while the line above is here: delete that line to\n"
                  "# keep your own edits.\n"
                  "%s\n"
@@ -214,13 +213,11 @@ static int mkdir_p(const char *path, cf_err *err)
         char c = buf[i];
         buf[i] = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return cf_err_set(err, -errno, "cannot create directory %s: %s", buf,
-                              strerror(errno));
+            return cf_err_set(err, -errno, "cannot create directory %s: %s", buf, strerror(errno));
         buf[i] = c;
     }
     struct stat st;
-    if (stat(path, &st) != 0)
-        return cf_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    if (stat(path, &st) != 0) return cf_err_set(err, -errno, "%s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return cf_err_set(err, -ENOTDIR, "%s is not a directory", path);
     return 0;
 }
@@ -358,9 +355,8 @@ static int read_small(const char *path, char **text, size_t *len)
     return 0;
 }
 
-int client_hosts_install(const char *config_path, const client_hosts_registry *r,
-                         const char *text, int force, int dry_run, client_hosts_result *res,
-                         cf_err *err)
+int client_hosts_install(const char *config_path, const client_hosts_registry *r, const char *text,
+                         int force, int dry_run, client_hosts_result *res, cf_err *err)
 {
     memset(res, 0, sizeof(*res));
     char dir[PATH_MAX];
@@ -474,8 +470,7 @@ static int lists_dir(const char *value, const char *dir)
     }
 }
 
-void client_hosts_config_check(const char *text, size_t len, const char *dir,
-                               client_hosts_cfg *out)
+void client_hosts_config_check(const char *text, size_t len, const char *dir, client_hosts_cfg *out)
 {
     memset(out, 0, sizeof(*out));
     char table[512] = "";

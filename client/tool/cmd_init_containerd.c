@@ -30,7 +30,8 @@ static const char usage[] =
     "                            registry, the default for loopback hosts)\n"
     "  --all                     also write _default/hosts.toml: every registry without a\n"
     "                            directory of its own\n"
-    "  --config-path DIR         containerd's hosts directory (default " CLIENT_HOSTS_DEFAULT_DIR ")\n"
+    "  --config-path DIR         containerd's hosts directory (default " CLIENT_HOSTS_DEFAULT_DIR
+    ")\n"
     "  --mirror URL              the peer's mirror (default " CLIENT_HOSTS_DEFAULT_MIRROR ",\n"
     "                            the peer's default mirror_listen)\n"
     "  --containerd-config FILE  containerd's config to check for config_path\n"
@@ -95,8 +96,8 @@ static void check_containerd_config(const char *cfg_path, const char *dir)
         free(text);
         switch (c.state) {
         case CLIENT_HOSTS_CFG_OK:
-            printf("\ncontainerd's config %s already reads hosts.toml files from %s.\n",
-                   cfg_path, dir);
+            printf("\ncontainerd's config %s already reads hosts.toml files from %s.\n", cfg_path,
+                   dir);
             break;
         case CLIENT_HOSTS_CFG_MISSING:
             printf("\ncontainerd's config %s has no registry config_path, so containerd's CRI\n"
@@ -204,14 +205,16 @@ int cmd_init_containerd(int argc, char **argv)
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "chunkfly init containerd: unexpected argument '%s' (registries go with "
-                        "--registry HOST)\n\n%s",
+        fprintf(stderr,
+                "chunkfly init containerd: unexpected argument '%s' (registries go with "
+                "--registry HOST)\n\n%s",
                 argv[optind], usage);
         return CLI_EXIT_USAGE;
     }
     if (!nreg && !all) {
-        fprintf(stderr, "chunkfly init containerd: name the registries: --registry HOST "
-                        "(repeatable), or --all for every registry\n\n%s",
+        fprintf(stderr,
+                "chunkfly init containerd: name the registries: --registry HOST "
+                "(repeatable), or --all for every registry\n\n%s",
                 usage);
         return CLI_EXIT_USAGE;
     }
@@ -253,8 +256,8 @@ int cmd_init_containerd(int argc, char **argv)
             changed = 1;
             break;
         case CLIENT_HOSTS_REPLACED:
-            printf("%s%s %s; the old file %s %s\n", would, dry ? "replace" : "replaced",
-                   res.path, dry ? "would be kept as" : "is kept as", res.backup);
+            printf("%s%s %s; the old file %s %s\n", would, dry ? "replace" : "replaced", res.path,
+                   dry ? "would be kept as" : "is kept as", res.backup);
             changed = 1;
             break;
         case CLIENT_HOSTS_REFUSED:
@@ -283,7 +286,8 @@ int cmd_init_containerd(int argc, char **argv)
         int named = 0;
         for (int i = 0; i < nreg; i++) {
             if (!regs[i].server[0]) continue;
-            printf("%s%s", named ? ", " : "The peer must allow these upstreams: mirror_upstreams = ",
+            printf("%s%s",
+                   named ? ", " : "The peer must allow these upstreams: mirror_upstreams = ",
                    regs[i].upstream);
             named++;
         }

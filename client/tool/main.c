@@ -71,8 +71,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "pin")) return cmd_pin(argc - 1, argv + 1, 1);
     if (!strcmp(cmd, "unpin")) return cmd_pin(argc - 1, argv + 1, 0);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
-    fprintf(stderr,
-            "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init; see --help)\n",
+    fprintf(stderr, "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init)\n",
             cmd);
     return CLI_EXIT_USAGE;
 }

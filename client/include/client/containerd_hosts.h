@@ -21,8 +21,8 @@
 
 #include "cf/error.h"
 
-#define CLIENT_HOSTS_MARKER "# chunkfly: written by `chunkfly init containerd`"
-#define CLIENT_HOSTS_DEFAULT_DIR "/etc/containerd/certs.d"
+#define CLIENT_HOSTS_MARKER         "# chunkfly: written by `chunkfly init containerd`"
+#define CLIENT_HOSTS_DEFAULT_DIR    "/etc/containerd/certs.d"
 #define CLIENT_HOSTS_DEFAULT_CONFIG "/etc/containerd/config.toml"
 /* the peer's default mirror_listen (docs/mirror.md) */
 #define CLIENT_HOSTS_DEFAULT_MIRROR "http://127.0.0.1:65001"
@@ -31,11 +31,14 @@
 
 /* One registry as containerd sees it. */
 typedef struct client_hosts_registry {
-    char dir[264];    /* directory name under config_path: "docker.io", "10.0.0.5:5000", "_default" */
-    char server[280]; /* the upstream: "https://registry-1.docker.io"; "" for _default (containerd
-                       * then uses the host of the image reference itself) */
-    char upstream[280]; /* the entry for the peer's mirror_upstreams: dir, with the scheme
-                         * when it is not the peer's default for that host */
+    /* directory name under config_path: "docker.io", "10.0.0.5:5000", "_default" */
+    char dir[264];
+    /* the upstream: "https://registry-1.docker.io"; "" for _default (containerd then uses the
+     * host of the image reference itself) */
+    char server[280];
+    /* the entry for the peer's mirror_upstreams: dir, with the scheme when it is not the
+     * peer's default for that host */
+    char upstream[280];
 } client_hosts_registry;
 
 /* "[http://|https://]HOST[:PORT]" as it appears in image references ("docker.io",
@@ -81,9 +84,8 @@ typedef struct client_hosts_result {
  * so the old name never disappears; a copy where links are not possible). dry_run: decides the
  * action and fills res, changes nothing. Returns 0 with res->action (REFUSED is not an error),
  * or a negative errno with the failed operation and path in err. */
-int client_hosts_install(const char *config_path, const client_hosts_registry *r,
-                         const char *text, int force, int dry_run, client_hosts_result *res,
-                         cf_err *err);
+int client_hosts_install(const char *config_path, const client_hosts_registry *r, const char *text,
+                         int force, int dry_run, client_hosts_result *res, cf_err *err);
 
 /* What containerd's config (its TOML text) says about the hosts directory dir. */
 typedef enum client_hosts_cfg_state {

@@ -12,8 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     client_hosts_cfg c;
     client_hosts_config_check((const char *)data, size, "/etc/containerd/certs.d", &c);
-    if (c.state != CLIENT_HOSTS_CFG_MISSING && memchr(c.value, 0, sizeof(c.value)) == NULL)
-        abort();
+    if (c.state != CLIENT_HOSTS_CFG_MISSING && memchr(c.value, 0, sizeof(c.value)) == NULL) abort();
     (void)client_hosts_is_ours((const char *)data, size);
 
     char arg[512];

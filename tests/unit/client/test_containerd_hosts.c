@@ -29,8 +29,7 @@ static void test_registry_good(void **state)
     reg_ok("index.docker.io", "docker.io", "https://registry-1.docker.io", "docker.io");
     reg_ok("ghcr.io", "ghcr.io", "https://ghcr.io", "ghcr.io");
     reg_ok("10.0.0.5:5000", "10.0.0.5:5000", "https://10.0.0.5:5000", "10.0.0.5:5000");
-    reg_ok("http://10.0.0.5:5000", "10.0.0.5:5000", "http://10.0.0.5:5000",
-           "http://10.0.0.5:5000");
+    reg_ok("http://10.0.0.5:5000", "10.0.0.5:5000", "http://10.0.0.5:5000", "http://10.0.0.5:5000");
     reg_ok("127.0.0.9:5000", "127.0.0.9:5000", "http://127.0.0.9:5000", "127.0.0.9:5000");
     reg_ok("https://127.0.0.9:5000", "127.0.0.9:5000", "https://127.0.0.9:5000",
            "https://127.0.0.9:5000");
@@ -46,10 +45,40 @@ static void test_registry_bad(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "", "..", ".", "../x", "a/b", "/etc", "a b", "a\"b", "a\\b", "a\nb", "_default",
-        "a..b", ".a", "a.", "-a", "a-", "a.-b", "h:", "h:0", "h:65536", "h:123456", "h:1a",
-        "[", "[]", "[::1", "[g::1]", "[::1]x", "http://", "https://../", "ftp://x", "a_b",
-        "x:5000/y", "a@b", "h:5000:1",
+        "",
+        "..",
+        ".",
+        "../x",
+        "a/b",
+        "/etc",
+        "a b",
+        "a\"b",
+        "a\\b",
+        "a\nb",
+        "_default",
+        "a..b",
+        ".a",
+        "a.",
+        "-a",
+        "a-",
+        "a.-b",
+        "h:",
+        "h:0",
+        "h:65536",
+        "h:123456",
+        "h:1a",
+        "[",
+        "[]",
+        "[::1",
+        "[g::1]",
+        "[::1]x",
+        "http://",
+        "https://../",
+        "ftp://x",
+        "a_b",
+        "x:5000/y",
+        "a@b",
+        "h:5000:1",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com",
         NULL};
     for (int i = 0; bad[i]; i++) {
@@ -68,15 +97,24 @@ static void test_mirror(void **state)
     (void)state;
     char out[320];
     cf_err err = {0};
-    assert_int_equal(client_hosts_mirror_parse("http://127.0.0.1:65001", out, sizeof(out), &err), 0);
+    assert_int_equal(client_hosts_mirror_parse("http://127.0.0.1:65001", out, sizeof(out), &err),
+                     0);
     assert_string_equal(out, "http://127.0.0.1:65001");
     assert_int_equal(client_hosts_mirror_parse("127.0.0.11:5555/", out, sizeof(out), &err), 0);
     assert_string_equal(out, "http://127.0.0.11:5555");
     assert_int_equal(client_hosts_mirror_parse("https://mirror.local", out, sizeof(out), &err), 0);
     assert_string_equal(out, "https://mirror.local");
-    static const char *const bad[] = {"", "http://", "http://h:1/v2", "http://h:1//", "ftp://h",
-                                      "http://u@h:1", "http://h:1?x", "http://h:1#x",
-                                      "http://a\"b", "http://h:0", NULL};
+    static const char *const bad[] = {"",
+                                      "http://",
+                                      "http://h:1/v2",
+                                      "http://h:1//",
+                                      "ftp://h",
+                                      "http://u@h:1",
+                                      "http://h:1?x",
+                                      "http://h:1#x",
+                                      "http://a\"b",
+                                      "http://h:0",
+                                      NULL};
     for (int i = 0; bad[i]; i++)
         if (client_hosts_mirror_parse(bad[i], out, sizeof(out), &err) != -EINVAL)
             fail_msg("accepted mirror \"%s\"", bad[i]);
@@ -187,10 +225,8 @@ static void test_config_check(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_registry_good),
-        cmocka_unit_test(test_registry_bad),
-        cmocka_unit_test(test_mirror),
-        cmocka_unit_test(test_render_and_marker),
+        cmocka_unit_test(test_registry_good), cmocka_unit_test(test_registry_bad),
+        cmocka_unit_test(test_mirror),        cmocka_unit_test(test_render_and_marker),
         cmocka_unit_test(test_config_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
