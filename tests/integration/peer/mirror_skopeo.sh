@@ -70,6 +70,13 @@ note "${#LAYERS[@]} layers, $total bytes; the mirror served $served, the peer fe
 # (skopeo 1.9, Debian 12, reads neither REGISTRIES_CONFIG_PATH nor CONTAINERS_REGISTRIES_CONF:
 # tried, both ignored; --registries-conf it is)
 note "a second copy: answered from the peer's cache"
+# the tasks finish (whole-blob digest, cache index) a moment after the last byte was served
+for _ in $(seq 100); do
+    [ "$(metric 1 tasks_completed_total)" -ge "${#LAYERS[@]}" ] && break
+    sleep 0.1
+done
+[ "$(metric 1 tasks_completed_total)" -ge "${#LAYERS[@]}" ] ||
+    fail "only $(metric 1 tasks_completed_total) tasks completed after the first copy"
 hits=$(metric 1 mirror_cache_hits_total)
 copy "$T/mirror.conf" "$T/again"
 diff -r "$T/direct/blobs" "$T/again/blobs" || fail "second copy differs"
