@@ -54,10 +54,14 @@ copy "$T/direct.conf" "$T/direct"
 copy "$T/mirror.conf" "$T/mirror"
 diff -r "$T/direct/blobs" "$T/mirror/blobs" || fail "content through the mirror differs"
 # the layers: the blobs of the image's manifest other than the config (sizes from the layout)
-MAN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' \
-    "$T/direct/index.json")
-read -r -a LAYERS < <(python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(open(sys.argv[1]))["layers"]))' \
-    "$T/direct/blobs/sha256/${MAN#sha256:}")
+read -r -a LAYERS < <(python3 - "$T/direct" <<'PY'
+import json, sys
+d = sys.argv[1]
+man = json.load(open(d + "/index.json"))["manifests"][0]["digest"]
+m = json.load(open(d + "/blobs/sha256/" + man.split(":")[1]))
+print(" ".join(l["digest"] for l in m["layers"]))
+PY
+)
 total=0
 for l in "${LAYERS[@]}"; do total=$((total + $(stat -c %s "$T/direct/blobs/sha256/${l#sha256:}"))); done
 served=$(metric 1 mirror_bytes_total)
