@@ -139,8 +139,13 @@ expect_rc 0 "dry-run all"
 [ ! -e "$D/new.example.com" ] && [ ! -e "$D/_default" ] || fail "--dry-run created a directory"
 
 note "--force: replaced, the old file kept as .bak (then .bak.1)"
+# the block printed on refusal is the file --force writes
+init --registry quay.io
+expect_rc 1 "refused again"
+sed -n '/^# chunkfly: written by/,/^  capabilities = /p' "$T/out" >"$T/block"
 init --registry quay.io --force
 expect_rc 0 "force"
+cmp "$T/block" "$D/quay.io/hosts.toml" || fail "the printed block is not the file --force wrote"
 cmp "$T/foreign" "$D/quay.io/hosts.toml.bak" || fail ".bak is not the old file"
 grep -q "kept as $D/quay.io/hosts.toml.bak" "$T/out" || fail "backup not reported"
 grep -qxF 'server = "https://quay.io"' "$D/quay.io/hosts.toml" || fail "forced file"
