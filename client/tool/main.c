@@ -16,6 +16,8 @@ static const char usage[] =
     "  get REGISTRY/REPO@sha256:DIGEST -o FILE   download a blob through the peer mesh\n"
     "  status                                    the peer's cache in a table\n"
     "  pin sha256:DIGEST / unpin sha256:DIGEST   keep a cached blob from eviction / release it\n"
+    "  init containerd --registry HOST...        send containerd's pulls through the peer's\n"
+    "                                            registry mirror (writes hosts.toml files)\n"
     "\n"
     "Run `chunkfly COMMAND --help` for a command's options. The socket defaults to\n"
     "$CHUNKFLY_PEER_SOCKET, else " CLIENT_DEFAULT_SOCKET " (--peer SOCKET overrides).\n"
@@ -68,8 +70,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "pin")) return cmd_pin(argc - 1, argv + 1, 1);
     if (!strcmp(cmd, "unpin")) return cmd_pin(argc - 1, argv + 1, 0);
-    fprintf(stderr,
-            "chunkfly: unknown command '%s' (commands: get, status, pin, unpin; see --help)\n",
+    if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
+    fprintf(stderr, "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init)\n",
             cmd);
     return CLI_EXIT_USAGE;
 }

@@ -1,15 +1,15 @@
 #!/bin/bash
 # Real containerd 1.6 pulls a multi-layer image through the peer's registry mirror (hosts.toml
-# in a --hosts-dir, as docs/mirror.md shows): the layers come through the mirror, the content
-# equals a direct pull by a second containerd; two more containerds pull through their own
-# peers' mirrors and the origin serves the layers' bytes ~once for the 3 nodes (mesh); skopeo
-# copies it through registries.conf; with the peers stopped containerd falls back to the
-# upstream.
+# files written by `chunkfly init containerd` into a --hosts-dir; node 3 uses its --all, i.e.
+# _default/): the layers come through the mirror, the content equals a direct pull by a second
+# containerd; two more containerds pull through their own peers' mirrors and the origin serves
+# the layers' bytes ~once for the 3 nodes (mesh); with the peers stopped containerd falls back
+# to the upstream (the generated file's server). skopeo: mirror_skopeo.sh.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 
 need_root
-for b in containerd ctr skopeo umoci; do
+for b in containerd ctr umoci; do
     command -v "$b" >/dev/null || skip "$b not installed"
 done
 MKIMG=$CHUNKFLY_SRC/../shared/tools/make-test-image.sh
@@ -23,7 +23,6 @@ note "building and pushing two 3-layer images"
     --workdir "$T/img2" >"$T/img2.log" 2>&1 || { tail "$T/img2.log"; fail "image build"; }
 
 start_scheduler
-MP=$(free_port 127.0.0.11)
 # small_blob=64K: the ~4 MiB layers go through the mesh, not straight to the origin
 declare -A MPORT
 for i in 1 2 3; do
@@ -32,7 +31,6 @@ for i in 1 2 3; do
         --set mirror_default_upstream="$REGISTRY" --set small_blob=64K
     wait_port "127.0.0.1$i" "${MPORT[$i]}"
 done
-MP=${MPORT[1]}
 
 # start_containerd NAME: containerd with its own root, state and socket under $T/NAME
 declare -A CTRD_PID
@@ -76,17 +74,22 @@ start_containerd direct
 start_containerd node2
 start_containerd node3
 
-# hosts_dir I: a hosts dir sending $REGISTRY pulls to peer I's mirror first
+# hosts_dir I [--all]: `chunkfly init containerd` writes a hosts dir sending $REGISTRY pulls (or,
+# with --all, every registry's: _default/) to peer I's mirror first, the registry as fallback
 hosts_dir() {
-    mkdir -p "$T/certs$1.d/$REGISTRY"
-    cat >"$T/certs$1.d/$REGISTRY/hosts.toml" <<TOML
-server = "http://$REGISTRY"
-
-[host."http://127.0.0.1$1:${MPORT[$1]}"]
-  capabilities = ["pull", "resolve"]
-TOML
+    local what=(--registry "$REGISTRY")
+    [ "${2:-}" = --all ] && what=(--all)
+    "$CHUNKFLY_BIN/chunkfly" init containerd "${what[@]}" --config-path "$T/certs$1.d" \
+        --mirror "http://127.0.0.1$1:${MPORT[$1]}" --containerd-config "$T/mirror/config.toml" \
+        >"$T/init$1.log" 2>&1 || { cat "$T/init$1.log"; fail "chunkfly init containerd for node $1"; }
 }
-for i in 1 2 3; do hosts_dir "$i"; done
+need_bin chunkfly
+hosts_dir 1
+hosts_dir 2
+hosts_dir 3 --all # node 3 proves containerd 1.6 reads _default/hosts.toml
+grep -qxF "server = \"http://$REGISTRY\"" "$T/certs1.d/$REGISTRY/hosts.toml" ||
+    fail "generated hosts.toml: $(cat "$T/certs1.d/$REGISTRY/hosts.toml")"
+[ -f "$T/certs3.d/_default/hosts.toml" ] || fail "no _default/hosts.toml"
 ln -s "$T/certs1.d" "$T/certs.d"
 
 note "pull through the mirror"
@@ -127,30 +130,14 @@ for i in 2 3; do
             fail "node $i content $dg differs"
     done
 done
+for i in 2 3; do
+    [ "$(metric "$i" mirror_bytes_total)" -ge "$total" ] ||
+        fail "node $i's layers did not come through its mirror (certs$i.d)"
+done
 origin=0
 for i in 1 2 3; do origin=$((origin + $(metric "$i" bytes_from_origin_total))); done
 note "origin bytes for 3 nodes: $origin (layers $total); from parents: $(metric 2 bytes_from_parents_total) + $(metric 3 bytes_from_parents_total)"
 [ "$origin" -le $((total + total / 10)) ] || fail "origin bytes $origin > 1.1x the layers"
-
-note "skopeo through registries.conf (a mirror without ?ns=: the default upstream)"
-cat >"$T/registries.conf" <<TOML
-[[registry]]
-location = "$REGISTRY"
-insecure = true
-[[registry.mirror]]
-location = "127.0.0.11:$MP"
-insecure = true
-TOML
-before=$(metric 1 mirror_requests_total)
-skopeo --registries-conf "$T/registries.conf" copy --src-tls-verify=false \
-    "docker://$REGISTRY/test/ctr:v1" "oci:$T/sk:v1" >"$T/skopeo.log" 2>&1 ||
-    { tail "$T/skopeo.log"; fail "skopeo copy through the mirror"; }
-[ $(($(metric 1 mirror_requests_total) - before)) -ge 4 ] || fail "skopeo did not use the mirror"
-for dg in $layers; do
-    f=$T/sk/blobs/sha256/${dg#sha256:}
-    [ -f "$f" ] || continue
-    ctr -a "$T/direct/containerd.sock" content get "$dg" | cmp - "$f" || fail "skopeo blob $dg differs"
-done
 
 note "peer stopped: containerd falls back to the upstream"
 finish_peers
