@@ -26,6 +26,10 @@ int mount_backend_new(const struct mount_backend_config *cfg, mount_backend **ou
     case MOUNT_BACKEND_LOCALFS:
         rc = be_localfs_new(cfg, &b->localfs, err);
         break;
+    case MOUNT_BACKEND_REGISTRY:
+        rc = be_registry_new(cfg, &b->registry, err);
+        if (!rc && cfg->proxy.url) rc = be_proxy_new(cfg, &b->proxy, err);
+        break;
     default:
         rc = cf_err_set(err, -ENOTSUP, "backend type %d is not supported", (int)cfg->type);
         break;
@@ -41,6 +45,8 @@ int mount_backend_new(const struct mount_backend_config *cfg, mount_backend **ou
 void mount_backend_free(mount_backend *b)
 {
     if (!b) return;
+    be_proxy_free(b->proxy); /* first: stops its health checker */
+    be_registry_free(b->registry);
     be_localfs_free(b->localfs);
     free(b);
 }
@@ -52,6 +58,8 @@ int mount_backend_open_blob(mount_backend *b, const char *blob_id, uint64_t size
     switch (b->type) {
     case MOUNT_BACKEND_LOCALFS:
         return be_localfs_open(b, blob_id, size, out, err);
+    case MOUNT_BACKEND_REGISTRY:
+        return be_registry_open(b, blob_id, size, out, err);
     default:
         return cf_err_set(err, -ENOTSUP, "backend type %d is not supported", (int)b->type);
     }
@@ -59,10 +67,11 @@ int mount_backend_open_blob(mount_backend *b, const char *blob_id, uint64_t size
 
 int mount_backend_set_auth(mount_backend *b, const char *auth_b64, cf_err *err)
 {
-    (void)auth_b64;
     if (b->type != MOUNT_BACKEND_REGISTRY)
         return cf_err_set(err, -EINVAL, "registry_auth: this image's backend is not a registry");
-    return cf_err_set(err, -ENOTSUP, "registry_auth: not implemented");
+    if (!auth_b64 || !auth_b64[0])
+        return cf_err_set(err, -EINVAL, "registry_auth: empty (base64 of user:password)");
+    return be_registry_set_auth(b->registry, auth_b64, err);
 }
 
 void mount_backend_stats(const mount_backend *b, struct mount_backend_stats *out)
@@ -74,5 +83,5 @@ void mount_backend_stats(const mount_backend *b, struct mount_backend_stats *out
     out->requests = __atomic_load_n(&b->st.requests, __ATOMIC_RELAXED);
     out->errors = __atomic_load_n(&b->st.errors, __ATOMIC_RELAXED);
     out->fallbacks = __atomic_load_n(&b->st.fallbacks, __ATOMIC_RELAXED);
-    out->proxy_healthy = -1;
+    out->proxy_healthy = b->proxy ? be_proxy_healthy(b->proxy) : -1;
 }
