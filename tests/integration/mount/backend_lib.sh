@@ -4,17 +4,18 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 READ="$CHUNKFLY_BUILD/tests/backend_read"
 [ -x "$READ" ] || fail "$READ not built"
 
-# registry_config FILE HOST REPO [EXTRA_JSON_MEMBERS]: the config nydus-snapshotter writes for
-# a registry image (its always-sent keys included), with extra members of backend.config.
+# registry_config FILE HOST REPO [EXTRA_JSON_MEMBERS [PROXY_OBJECT]]: the config
+# nydus-snapshotter writes for a registry image (its always-sent keys included), with extra
+# members of backend.config and its proxy object (default {"fallback": false}, no proxy).
 registry_config() {
-    local file=$1 host=$2 repo=$3 extra=${4:-}
+    local file=$1 host=$2 repo=$3 extra=${4:-} proxy=${5:-'{"fallback": false}'}
     [ -n "$extra" ] && extra=",$extra"
     cat >"$file" <<JSON
 {
   "device": {
     "id": "/1",
     "backend": {"type": "registry", "config": {"readahead": false, "host": "$host",
-      "repo": "$repo", "scheme": "http", "proxy": {"fallback": false}$extra}},
+      "repo": "$repo", "scheme": "http", "proxy": $proxy$extra}},
     "cache": {"type": "blobcache", "config": {"work_dir": "$T/cache", "disable_indexed_map": false}}
   },
   "mode": "direct", "digest_validate": false, "enable_xattr": true, "amplify_io": 1048576,
