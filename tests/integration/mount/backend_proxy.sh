@@ -101,4 +101,23 @@ out=$("$READ" --size "$SIZE" --compare "$T/blob" --step $((2 * MIB)):"$T/p1s" "$
     fail "ping_url: $out"
 [ "$(stat_of "$out" healthy)" = 0 ] || fail "ping_url: still healthy: $out"
 grep -q "failed its health check" "$T/err" || fail "no health check message: $(cat "$T/err")"
+
+note "token-auth registry through the peer: the config's credentials reach the peer's origin fetch"
+start_token_registry
+make_blob "$T/blob2" 2
+D2=$(push_tok tok/private "$T/blob2")
+ALICE=$(printf alice:s3cret | base64)
+registry_config "$T/tokp.json" "$TREG" tok/private "\"timeout\": 3, \"auth\": \"$ALICE\"" \
+    "{\"url\": \"unix:$SOCK\", \"fallback\": false}"
+out=$("$READ" --compare "$T/blob2" "$T/tokp.json" "${D2#sha256:}" 2>"$T/err") ||
+    { echo "$out"; cat "$T/err"; fail "private blob through the peer"; }
+[ "$(stat_of "$out" proxy)" = "$(stat -c %s "$T/blob2")" ] || fail "private blob: $out"
+grep -q "user=alice scope=repository:tok/private:pull status=200" "$T/tok/log" ||
+    fail "the peer did not fetch a token as alice: $(cat "$T/tok/log")"
+make_blob "$T/blob3" 1
+D3=$(push_tok tok/private "$T/blob3")
+registry_config "$T/tokn.json" "$TREG" tok/private '"timeout": 3' "{\"url\": \"unix:$SOCK\", \"fallback\": false}"
+out=$("$READ" --size "$(stat -c %s "$T/blob3")" --range 0:4096 "$T/tokn.json" "${D3#sha256:}" 2>"$T/err") &&
+    fail "private blob without credentials"
+grep -q "error EACCES" <<<"$out" && grep -q "peer: .*(AUTH)" "$T/err" || fail "no credentials: $out $(cat "$T/err")"
 echo PASS

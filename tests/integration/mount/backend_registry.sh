@@ -40,28 +40,9 @@ grep -q "error ENOENT" <<<"$out" || fail "unknown blob: $out"
 grep -q "not found in repository lib/app" "$T/err" || fail "unknown blob message: $(cat "$T/err")"
 
 note "token auth: auth (base64 user:pass), registry_token, set_auth, refusals"
-need_pyjwt
-command -v openssl >/dev/null || skip "openssl missing"
-mkdir -p "$T/tok"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
-    -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
-    --cert "$T/tok/cert.pem" --listen 127.0.0.1:0 --port-file "$T/tok/port" \
-    --user alice:s3cret --private tok/private --log "$T/tok/log"
-for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
-[ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
-TOK="127.0.0.1:$(cat "$T/tok/port")"
-start_registry_cfg token 127.0.0.1 "auth:
-  token:
-    realm: http://$TOK/token
-    service: test-registry
-    issuer: chunkfly-test-issuer
-    rootcertbundle: $T/tok/cert.pem"
-ptoken() { # ptoken SCOPE: a token for alice
-    curl -sS -f -u alice:s3cret "http://$TOK/token?service=test-registry&scope=$1" |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])'
-}
-DP=$(push_blob "$REG" tok/private "$T/blob" -H "Authorization: Bearer $(ptoken repository:tok/private:pull,push)")
+start_token_registry
+REG=$TREG
+DP=$(push_tok tok/private "$T/blob")
 [ "$DP" = "$D" ] || fail "push to the token registry"
 ALICE=$(printf alice:s3cret | base64)
 registry_config "$T/tok.json" "$REG" tok/private "\"auth\": \"$ALICE\""
