@@ -341,7 +341,10 @@ static int remote_size(const rafs_blob_source *src, uint64_t *out)
     struct remote_source *s = src->ctx;
     cf_err e = {0};
     int rc = source_size(s, out, &e);
-    if (rc < 0) log_failure(s->b, rc, &e, s->digest);
+    if (rc < 0) {
+        be_count(&s->b->st.errors, 1);
+        log_failure(s->b, rc, &e, s->digest);
+    }
     return rc;
 }
 
