@@ -616,8 +616,10 @@ static void on_v2(proto_http_res *res, const proto_http_req *req, void *arg)
     }
 }
 
-/* Answers that have not started by their deadline (the task is stuck) get a 504, so the
- * client moves on to the next host instead of hanging. */
+/* Answers that have not started by their deadline get a 504, so the client moves on to the
+ * next host instead of hanging; but only while the task is stuck: a task still storing pieces
+ * (other parts of the blob, on a busy mesh) gets more time, since sending the client to the
+ * registry costs the origin the whole blob again. */
 void mirror_tick(peer_daemon *d)
 {
     uint64_t now = pd_now(d);
@@ -625,6 +627,8 @@ void mirror_tick(peer_daemon *d)
     for (struct mreq *m = d->mreqs; m; m = next) {
         next = m->next;
         if (m->started || !m->res || now < m->deadline_ms) continue;
+        uint64_t progress = m->rr ? peer_range_task_progress_ms(m->rr) : 0;
+        if (progress && now - progress < d->o.origin_timeout_ms) continue;
         d->m.mirror_errors++;
         oci_error(mreq_detach(m), 504, "UNAVAILABLE", "the blob did not start arriving in time");
         mreq_done(m);

@@ -214,6 +214,11 @@ int peer_range_blob_length(const peer_range_reader *rr, uint64_t *len)
     return rr->failed || !rr->w.t ? -EIO : -EAGAIN;
 }
 
+uint64_t peer_range_task_progress_ms(const peer_range_reader *rr)
+{
+    return rr && rr->w.t && rr->w.t->state == T_RUNNING ? rr->w.t->last_progress_ms : 0;
+}
+
 const char *peer_range_task_id(const peer_range_reader *rr)
 {
     return rr->task_id;

@@ -66,6 +66,10 @@ int peer_range_was_cached(const peer_range_reader *rr);
  * else -EAGAIN (not yet) or -EIO (failed before the length was known). */
 int peer_range_blob_length(const peer_range_reader *rr, uint64_t *len);
 const char *peer_range_task_id(const peer_range_reader *rr);
+/* When the blob's task last stored a piece (daemon clock, ms); 0 when there is no running
+ * task (failed, or served from a complete cache entry). A front end waiting for its first
+ * bytes uses it to tell a slow mesh (pieces still landing) from a stuck one. */
+uint64_t peer_range_task_progress_ms(const peer_range_reader *rr);
 void peer_range_close(peer_range_reader *rr);
 
 #endif

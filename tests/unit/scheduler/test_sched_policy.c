@@ -195,6 +195,42 @@ static void test_stalled_grant_moves(void **st)
     sched_free(s);
 }
 
+/* A host whose origin pieces keep landing in another task is busy, not stuck: its grants in a
+ * task without recent progress stay (moving them fetched its in-flight pieces twice); once it
+ * stops everywhere, they move. */
+static void test_busy_host_keeps_grants(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 1;
+    cfg.grant_window = 64;
+    sched *s = new_sched(&cfg);
+    sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0);
+    cf_err err = {0};
+    assert_int_equal(sched_register(s, a, TASK, 8 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(sched_register(s, a, TASK2, 8 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(sched_register(s, b, TASK, 8 * MIB, 0, NULL, &err), 0);
+    report(s, a, TASK, 0, 1, "", 1000);
+    report(s, a, TASK2, 0, 1, "", 6500); /* busy in TASK2 */
+    sched_host_heartbeat(s, a, UINT32_MAX, 8000);
+    sched_host_heartbeat(s, b, UINT32_MAX, 8000);
+    n_recs = 0;
+    sched_tick(s, 8000); /* 7 s without progress in TASK, 1.5 s since TASK2's */
+    assert_null(last_for("h1"));
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_int_equal(ss.grants_moved, 0);
+    sched_host_heartbeat(s, a, UINT32_MAX, 12000);
+    sched_host_heartbeat(s, b, UINT32_MAX, 12000);
+    sched_tick(s, 12000); /* 5.5 s since any origin piece of a */
+    struct rec *r = last_for("h1");
+    assert_non_null(r);
+    assert_int_equal(r->n_grant, 1);
+    assert_int_equal(r->grant[0].start, 1);
+    sched_free(s);
+}
+
 /* A granted peer that leaves hands its grants on at once; its children get new parents. */
 static void test_leave_moves_grant_and_reparents(void **st)
 {
@@ -709,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_piece_size_rule),
         cmocka_unit_test(test_flash_crowd_grants_once),
         cmocka_unit_test(test_stalled_grant_moves),
+        cmocka_unit_test(test_busy_host_keeps_grants),
         cmocka_unit_test(test_leave_moves_grant_and_reparents),
         cmocka_unit_test(test_heartbeat_expiry),
         cmocka_unit_test(test_selection_scoring),
