@@ -25,8 +25,9 @@
 #include "proto/http_server.h"
 #include "range_reader.h"
 
-#define MIRROR_SPAN     (96u << 10) /* bytes per read/write */
-#define MIRROR_WRITES   8           /* writes queued per response (copied by proto_http) */
+#define MIRROR_SPAN     (1u << 20)  /* bytes per span at most (a piece, usually) */
+#define MIRROR_WRITES   3           /* spans queued per response (cache spans: one fd dup each) */
+#define MIRROR_MEM_MAX  (1u << 20)  /* bytes of memory spans queued (copied by proto_http) */
 #define MIRROR_LOOP_HDR "X-Chunkfly-Mirror"
 #define MIRROR_UP_HDR   "X-Chunkfly-Upstream"
 #define API_VERSION_HDR "Docker-Distribution-API-Version"
@@ -41,12 +42,10 @@ struct mreq {
     uint64_t req_end;     /* requested end (exclusive), UINT64_MAX = to the blob's end */
     int ranged, head;     /* Range given; HEAD */
     int started;          /* status line sent */
-    int io_pending;       /* a read of a cache lease in the thread pool */
-    int writes_pending;   /* writes not yet taken by the kernel (at most MIRROR_WRITES) */
+    int in_serve;         /* serve() is on the stack: a write's completion only counts */
+    int writes_pending;   /* spans not yet taken by the kernel (at most MIRROR_WRITES) */
+    uint32_t mem_pending; /* bytes of them copied from memory spans */
     uint64_t deadline_ms; /* the answer must have started by then */
-    peer_range_span span;
-    uv_fs_t fs;
-    uint8_t *buf;
     /* authorization (see "blob authorization" below) */
     int checking;              /* waiting for the verdict of `key` */
     uint8_t key[CF_DIGEST_LEN];
@@ -101,7 +100,6 @@ static void mreq_free(struct mreq *m)
             break;
         }
     peer_range_close(m->rr);
-    free(m->buf);
     if (m->creds) explicit_bzero(m->creds, strlen(m->creds));
     free(m->creds);
     free(m);
@@ -122,7 +120,7 @@ static void mreq_done(struct mreq *m)
 {
     if (m->res) proto_http_on_abort(m->res, NULL, NULL);
     m->res = NULL;
-    if (!m->io_pending) mreq_free(m); /* else the read's callback frees it */
+    mreq_free(m);
 }
 
 static void on_abort(proto_http_res *res, void *arg)
@@ -130,7 +128,7 @@ static void on_abort(proto_http_res *res, void *arg)
     (void)res;
     struct mreq *m = arg;
     m->res = NULL;
-    if (!m->io_pending) mreq_free(m);
+    if (!m->in_serve) mreq_free(m); /* else serve() frees it */
 }
 
 static void serve(struct mreq *m);
@@ -140,8 +138,15 @@ static void on_written(proto_http_res *res, int status, void *arg)
     (void)res;
     struct mreq *m = arg;
     m->writes_pending--;
-    if (status < 0 || !m->res) return; /* the abort callback frees */
+    if (status < 0 || !m->res || m->in_serve) return; /* the abort callback frees; serve loops */
     serve(m);
+}
+
+static void on_mem_written(proto_http_res *res, int status, void *arg)
+{
+    /* one memory span per response is in flight at most when this runs (MIRROR_MEM_MAX) */
+    ((struct mreq *)arg)->mem_pending = 0;
+    on_written(res, status, arg);
 }
 
 /* A failure after the status line: the body cannot be finished, so the connection is closed
@@ -153,31 +158,6 @@ static void fail_midstream(struct mreq *m, const char *msg)
     proto_http_res *res = m->res;
     mreq_done(m);
     if (res) proto_http_abort(res);
-}
-
-static void on_lease_read(uv_fs_t *req)
-{
-    struct mreq *m = req->data;
-    ssize_t n = req->result;
-    uv_fs_req_cleanup(req);
-    m->io_pending = 0;
-    peer_range_consume(m->rr, &m->span);
-    if (!m->res) {
-        mreq_free(m);
-        return;
-    }
-    if (n != (ssize_t)m->span.length) {
-        fail_midstream(m, n < 0 ? uv_strerror((int)n) : "short read from the cache");
-        return;
-    }
-    m->d->m.mirror_bytes += (uint64_t)n;
-    m->writes_pending++;
-    if (proto_http_write(m->res, m->buf, (size_t)n, on_written, m)) {
-        m->writes_pending--;
-        fail_midstream(m, "cannot write");
-        return;
-    }
-    serve(m); /* the bytes were copied: read the next span while these are sent */
 }
 
 static int start_response(struct mreq *m, uint64_t len, uint64_t end)
@@ -202,14 +182,21 @@ static int start_response(struct mreq *m, uint64_t len, uint64_t end)
                             (int64_t)(m->head ? len : end - first));
 }
 
-/* Sends what the reader has while the client takes it. */
+/* Sends what the reader has while the client takes it: cache spans with sendfile (zero-copy,
+ * the connection holds a dup of the data file's fd until the kernel took the bytes; the reader's
+ * in-use reference keeps the blob from eviction meanwhile), memory spans copied; at most
+ * MIRROR_WRITES spans queued, so the client's pace holds back the reader. proto_http may
+ * complete a write (on_written) or lose the connection (on_abort) inside the calls below: both
+ * only mark m while in_serve is set. */
 static void serve(struct mreq *m)
 {
     peer_daemon *d = m->d;
-    while (m->res && !m->io_pending && m->writes_pending < MIRROR_WRITES) {
+    if (m->in_serve) return;
+    m->in_serve = 1;
+    while (m->res && m->writes_pending < MIRROR_WRITES && m->mem_pending < MIRROR_MEM_MAX) {
         peer_range_span sp;
         int rc = peer_range_next(m->rr, MIRROR_SPAN, &sp);
-        if (rc == -EAGAIN) return;
+        if (rc == -EAGAIN) break;
         uint64_t len = 0;
         if (rc < 0) {
             const char *msg;
@@ -227,7 +214,9 @@ static void serve(struct mreq *m)
                 snprintf(v, sizeof(v), "bytes */%" PRIu64, len);
                 proto_http_set_header(m->res, "Content-Range", v);
             }
-            if (status == 401) { /* the origin refused this node: the client asks it itself */
+            if (status == 401) {
+                /* this node cannot fetch it (a client's Bearer token is not given to the
+                 * task): the client, which the upstream accepted, asks it itself */
                 status = 404;
                 oci = "BLOB_UNKNOWN";
             }
@@ -242,35 +231,30 @@ static void serve(struct mreq *m)
                 return;
             }
         }
-        if (rc == 1 && m->writes_pending) return; /* on_written must not outlive m */
+        if (rc == 1 && m->writes_pending) break; /* on_written must not outlive m */
         if (rc == 1 || m->head) {
             proto_http_end(mreq_detach(m));
             mreq_done(m);
             return;
         }
-        if (sp.fd >= 0) {
-            m->span = sp;
-            m->fs.data = m;
-            uv_buf_t b = uv_buf_init((char *)m->buf, sp.length);
-            rc = uv_fs_read(d->loop, &m->fs, sp.fd, &b, 1, (int64_t)sp.file_offset, on_lease_read);
-            if (rc < 0) {
-                peer_range_consume(m->rr, &sp);
-                fail_midstream(m, uv_strerror(rc));
-                return;
-            }
-            m->io_pending = 1;
-            return;
-        }
         m->writes_pending++;
-        rc = proto_http_write(m->res, sp.data, sp.length, on_written, m);
+        if (sp.fd >= 0) {
+            rc = proto_http_sendfile(m->res, sp.fd, sp.file_offset, sp.length, on_written, m);
+        } else {
+            m->mem_pending += sp.length;
+            rc = proto_http_write(m->res, sp.data, sp.length, on_mem_written, m);
+        }
         peer_range_consume(m->rr, &sp);
+        if (!m->res) break; /* the connection closed inside the call */
         if (rc) {
             m->writes_pending--;
-            fail_midstream(m, "cannot write");
+            fail_midstream(m, rc == -EMFILE ? "out of file descriptors" : "cannot write");
             return;
         }
         d->m.mirror_bytes += sp.length;
     }
+    m->in_serve = 0;
+    if (!m->res) mreq_free(m); /* the connection went away meanwhile */
 }
 
 static void on_ready(peer_range_reader *rr, void *arg)
@@ -658,11 +642,6 @@ static int open_blob(struct mreq *m)
     peer_daemon *d = m->d;
     static const peer_range_cbs cbs = {.on_ready = on_ready};
     cf_err err = {0};
-    if (!m->buf && !(m->buf = malloc(MIRROR_SPAN))) {
-        oci_error(mreq_detach(m), 503, "UNAVAILABLE", "out of memory");
-        mreq_done(m);
-        return -ENOMEM;
-    }
     uint64_t first = m->first;
     /* HEAD: an empty read, done once the length is known; GET: to the blob's end at most */
     uint64_t len = m->head ? 0 : m->req_end == UINT64_MAX ? UINT64_MAX - first : m->req_end - first;
