@@ -45,6 +45,9 @@ struct mreq {
     int in_serve;         /* serve() is on the stack: a write's completion only counts */
     int writes_pending;   /* spans not yet taken by the kernel (at most MIRROR_WRITES) */
     uint32_t mem_pending; /* bytes of them copied from memory spans */
+    uint32_t mem_len[MIRROR_WRITES]; /* per queued span, in order (0 = sendfile): proto_http
+                                      * completes a response's writes in order */
+    unsigned q_first;
     uint64_t deadline_ms; /* the answer must have started by then */
     /* authorization (see "blob authorization" below) */
     int checking;              /* waiting for the verdict of `key` */
@@ -137,16 +140,11 @@ static void on_written(proto_http_res *res, int status, void *arg)
 {
     (void)res;
     struct mreq *m = arg;
+    m->mem_pending -= m->mem_len[m->q_first];
+    m->q_first = (m->q_first + 1) % MIRROR_WRITES;
     m->writes_pending--;
     if (status < 0 || !m->res || m->in_serve) return; /* the abort callback frees; serve loops */
     serve(m);
-}
-
-static void on_mem_written(proto_http_res *res, int status, void *arg)
-{
-    /* one memory span per response is in flight at most when this runs (MIRROR_MEM_MAX) */
-    ((struct mreq *)arg)->mem_pending = 0;
-    on_written(res, status, arg);
 }
 
 /* A failure after the status line: the body cannot be finished, so the connection is closed
@@ -237,17 +235,17 @@ static void serve(struct mreq *m)
             mreq_done(m);
             return;
         }
+        uint32_t mem = sp.fd >= 0 ? 0 : sp.length;
+        m->mem_len[(m->q_first + (unsigned)m->writes_pending) % MIRROR_WRITES] = mem;
+        m->mem_pending += mem;
         m->writes_pending++;
-        if (sp.fd >= 0) {
+        if (sp.fd >= 0)
             rc = proto_http_sendfile(m->res, sp.fd, sp.file_offset, sp.length, on_written, m);
-        } else {
-            m->mem_pending += sp.length;
-            rc = proto_http_write(m->res, sp.data, sp.length, on_mem_written, m);
-        }
+        else
+            rc = proto_http_write(m->res, sp.data, sp.length, on_written, m);
         peer_range_consume(m->rr, &sp);
         if (!m->res) break; /* the connection closed inside the call */
         if (rc) {
-            m->writes_pending--;
             fail_midstream(m, rc == -EMFILE ? "out of file descriptors" : "cannot write");
             return;
         }

@@ -6,7 +6,10 @@
 #   tests/bench/bench_mirror.sh [--mib N (256)] [--rounds N (7)]
 # Uses $CHUNKFLY_BUILD/bin (default build/: a Release build). Prints one line per round and
 #   mirror bench: blob=256MiB rounds=7 mirror_MBps=... registry_MBps=... ratio=... (median)
-# ratio = mirror speed / registry speed per round, the median of the rounds (goal >= 1).
+#     mirror_cpu_ms=... registry_cpu_ms=...
+# ratio = mirror speed / registry speed per round, the median of the rounds (goal >= 1);
+# *_cpu_ms = the serving process's CPU time (user + system) per GET, median: less sensitive to
+# a loaded machine than the speeds.
 . "$(dirname "$0")/../lib/testlib.sh"
 . "$CHUNKFLY_SRC/tests/integration/peer/daemon_lib.sh"
 MIB=256 ROUNDS=7
@@ -43,19 +46,27 @@ get() {
 }
 get "$MURL" >/dev/null # fill the peer's cache
 get "$RURL" >/dev/null # and warm the registry's files
+# cpu PID: the process's user + system CPU time so far, in ms
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
+# timed URL PID: "seconds cpu_ms" of one GET served by PID
+timed() {
+    local c0 t c1
+    c0=$(cpu "$2"); t=$(get "$1"); c1=$(cpu "$2")
+    echo "$t $((c1 - c0))"
+}
 mbps() { awk -v s="$SIZE" -v t="$1" 'BEGIN{printf "%.0f", s / t / 1e6}'; }
-RATIOS=() MS=() RS=()
+RATIOS=() MS=() RS=() MC=() RC=()
 for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then
-        tm=$(get "$MURL"); tr=$(get "$RURL")
+        read -r tm cm < <(timed "$MURL" "${PEER_PID[1]}"); read -r tr cr < <(timed "$RURL" "$REGISTRY_PID")
     else
-        tr=$(get "$RURL"); tm=$(get "$MURL")
+        read -r tr cr < <(timed "$RURL" "$REGISTRY_PID"); read -r tm cm < <(timed "$MURL" "${PEER_PID[1]}")
     fi
     ratio=$(awk -v a="$tm" -v b="$tr" 'BEGIN{printf "%.2f", b / a}')
-    echo "round $r: mirror $(mbps "$tm") MB/s, registry $(mbps "$tr") MB/s, ratio $ratio"
-    RATIOS+=("$ratio") MS+=("$(mbps "$tm")") RS+=("$(mbps "$tr")")
+    echo "round $r: mirror $(mbps "$tm") MB/s ($cm ms CPU), registry $(mbps "$tr") MB/s ($cr ms CPU), ratio $ratio"
+    RATIOS+=("$ratio") MS+=("$(mbps "$tm")") RS+=("$(mbps "$tr")") MC+=("$cm") RC+=("$cr")
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 hits=$(curl -fsS "http://${PEER_HTTP[1]}/metrics" | awk '$1=="chunkfly_peer_mirror_cache_hits_total"{print $2}')
-echo "mirror bench: blob=${MIB}MiB rounds=$ROUNDS mirror_MBps=$(med "${MS[@]}") registry_MBps=$(med "${RS[@]}") ratio=$(med "${RATIOS[@]}") cache_hits=$hits"
+echo "mirror bench: blob=${MIB}MiB rounds=$ROUNDS mirror_MBps=$(med "${MS[@]}") registry_MBps=$(med "${RS[@]}") ratio=$(med "${RATIOS[@]}") mirror_cpu_ms=$(med "${MC[@]}") registry_cpu_ms=$(med "${RC[@]}") cache_hits=$hits"
 finish_peers
