@@ -120,6 +120,14 @@ cmp "$T/body" "$T/layer-priv" || fail "private blob differs (alice, cached)"
 cmp "$T/body" <(tail -c +11 "$T/layer-priv" | head -c 10) || fail "private range differs"
 [ "$(metric 1 bytes_from_origin_total)" = "$origin" ] ||
     fail "origin bytes moved: $origin -> $(metric 1 bytes_from_origin_total)"
+note "the verdict is remembered: the same token again costs the upstream no HEAD"
+heads() { grep -c "\"HEAD /v2/priv/app/blobs/$PRIVL" "$REG_DIR/log" || true; }
+h0=$(heads)
+[ "$h0" -ge 1 ] || fail "no HEAD of the private blob in the registry's access log"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok" -I)" = 200 ] ||
+    fail "private blob HEAD, alice's token"
+[ "$(hdr content-length)" = "$(stat -c %s "$T/layer-priv")" ] || fail "HEAD length"
+[ "$(heads)" = "$h0" ] || fail "the check was asked again: $h0 -> $(heads) HEADs"
 [ "$(metric 1 mirror_cache_hits_total)" -ge $((hits + 2)) ] || fail "not served from the cache"
 note "refusals sent no blob bytes: mirror bytes $(metric 1 mirror_bytes_total)"
 
