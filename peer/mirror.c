@@ -288,6 +288,10 @@ static int pick_upstream(peer_daemon *d, proto_http_res *res, const proto_http_r
 #define MAUTH_SLOTS      1024
 #define MAUTH_OK_MS      60000 /* an accepted credential is asked again after a minute */
 #define MAUTH_REFUSED_MS 10000 /* 401/403; a 404 is not remembered (the blob may be pushed) */
+/* HEADs in flight at most: they hold thread-pool threads (UV_THREADPOOL_SIZE, 16) that disk I/O
+ * and origin fetches need too; a request over the bound gets 503 and containerd goes to the
+ * upstream itself */
+#define MAUTH_MAX_JOBS 8
 
 enum { MA_FREE, MA_PENDING, MA_OK, MA_REFUSED };
 
@@ -511,6 +515,7 @@ static int ajob_start(struct mreq *m, int node, const char *bearer, const char *
 {
     peer_daemon *d = m->d;
     struct mirror_auth *a = d->mauth;
+    if (a->jobs >= MAUTH_MAX_JOBS) return -EBUSY;
     struct mauth_entry *e = mauth_slot(a, pd_now(d));
     if (!e) return -EBUSY;
     struct ajob *j = calloc(1, sizeof(*j));
