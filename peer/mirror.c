@@ -26,7 +26,7 @@
 #include "range_reader.h"
 
 #define MIRROR_SPAN     (1u << 20)  /* bytes per span at most (a piece, usually) */
-#define MIRROR_WRITES   3           /* spans queued per response (cache spans: one fd dup each) */
+#define MIRROR_WRITES   2           /* spans queued per response (cache spans: one fd dup each) */
 #define MIRROR_MEM_MAX  (1u << 20)  /* bytes of memory spans queued (copied by proto_http) */
 #define MIRROR_LOOP_HDR "X-Chunkfly-Mirror"
 #define MIRROR_UP_HDR   "X-Chunkfly-Upstream"
