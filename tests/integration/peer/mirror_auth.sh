@@ -9,7 +9,8 @@
 # (Bearer) from the cache: no new origin bytes. Then containerd pulls the public image through
 # the mirror (401 flow, token fetched by containerd; ctr content fetch: the layers are not tars)
 # and the private one with -u alice (its private layer from the mirror's cache), content equal
-# to the pushed bytes, and with -u bob it gets no private layer.
+# to the pushed bytes, and with -u bob it gets no private layer. Last, the registry stopped: a
+# remembered verdict still serves the cache, an unchecked credential gets a fast 502.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 . "$CHUNKFLY_SRC/tests/integration/proto/registry_lib.sh"
@@ -188,5 +189,24 @@ TOML
 else
     note "containerd part skipped (needs root and containerd)"
 fi
+
+note "upstream down: a remembered verdict still serves the cache, a new credential gets a fast 502"
+atok2=$(token repository:priv/app:pull -u alice:s3cret)
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok2" -H 'Range: bytes=0-9')" = 206 ] ||
+    fail "alice's new token"
+atok3=$(token repository:priv/app:pull -u alice:s3cret)
+bg_stop "$REGISTRY_PID"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok2")" = 200 ] ||
+    fail "remembered verdict, upstream down: $(cat "$T/body")"
+cmp "$T/body" "$T/layer-priv" || fail "private blob differs (upstream down)"
+t0=$(date +%s)
+c=$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok3" --max-time 30)
+t1=$(date +%s)
+[ "$c" = 502 ] || fail "unchecked credential with the upstream down answered $c"
+[ $((t1 - t0)) -le 12 ] || fail "the failed check took $((t1 - t0)) s"
+# anonymous: its refusal, if still remembered (10 s), else a failed check
+c=$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" --max-time 30)
+[ "$c" = 401 ] || [ "$c" = 502 ] || fail "anonymous after the upstream went down: $c"
+note "upstream down: 502 in $((t1 - t0)) s"
 finish_peers
 echo PASS
