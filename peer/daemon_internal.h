@@ -199,6 +199,7 @@ struct peer_daemon {
     struct mreq *mreqs;
     struct mcache_entry *mcache; /* manifests by digest */
     size_t mcache_bytes;
+    struct mirror_auth *mauth; /* blob authorization verdicts (mirror.c) */
     /* schedulers */
     struct sched_link sched[PEER_MAX_SCHEDULERS];
     const char *sched_addrs[PEER_MAX_SCHEDULERS];

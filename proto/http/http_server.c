@@ -14,14 +14,19 @@
 #include <string.h>
 #include <strings.h>
 
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
 #include <http_parser.h>
 
 #include "cf/buf.h"
 #include "cf/log.h"
 
-#define READ_BUF_SIZE 65536
-#define FILE_CHUNK    65536
-#define MAX_HEADERS   64
+#define READ_BUF_SIZE  65536
+#define FILE_CHUNK     65536
+#define MAX_HEADERS    64
+#define SENDFILE_SLICE (4u << 20) /* per writable event, so one response cannot hog the loop */
 
 struct route {
     char *method;
@@ -78,6 +83,15 @@ struct conn {
     int handles_open;
     int ops_pending; /* writes + file reads in flight */
     int reading;
+    /* Output queued behind a sendfile region (proto_http_sendfile): written in order once
+     * the uv_writes before it completed. Empty in the common case: writes go to libuv. */
+    struct wreq *q_head, *q_tail;
+    int writes_inflight; /* uv_writes not completed */
+    int pumping;
+    int finish_queued; /* conn_finish waits for the queue */
+    uv_poll_t *poll;   /* writability of a dup of the socket (poll_fd), for sendfile */
+    int poll_fd;
+    int poll_active;
 };
 
 struct proto_http_server {
@@ -103,6 +117,9 @@ struct wreq {
     conn *c;
     proto_http_done_cb done;
     void *arg;
+    struct wreq *next; /* in conn's queue */
+    int fd;            /* >= 0: a sendfile region (owned dup), no data */
+    uint64_t off, left;
     size_t len;
     char data[];
 };
@@ -243,6 +260,12 @@ static void conn_free(conn *c)
         s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->st.connections_open--;
+    while (c->q_head) {
+        struct wreq *w = c->q_head;
+        c->q_head = w->next;
+        if (w->fd >= 0) close(w->fd);
+        free(w);
+    }
     cf_buf_free(&c->pending);
     cf_buf_free(&c->hdr);
     cf_buf_free(&c->body);
@@ -263,6 +286,15 @@ static void on_handle_closed(uv_handle_t *h)
     conn_maybe_free(c);
 }
 
+static void on_poll_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+    close(c->poll_fd);
+    free(h);
+    c->handles_open--;
+    conn_maybe_free(c);
+}
+
 static void conn_close(conn *c)
 {
     if (c->closing) return;
@@ -273,6 +305,7 @@ static void conn_close(conn *c)
     }
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->io.stream, on_handle_closed);
+    if (c->poll) uv_close((uv_handle_t *)c->poll, on_poll_closed);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -292,6 +325,10 @@ static void conn_finish(conn *c)
     uv_read_stop(&c->io.stream);
     c->reading = 0;
     c->close_after = 1;
+    if (c->q_head) { /* after the queue: conn_pump calls us again */
+        c->finish_queued = 1;
+        return;
+    }
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (!req || uv_shutdown(req, &c->io.stream, on_shutdown) != 0) {
         free(req);
@@ -305,7 +342,8 @@ static void conn_finish(conn *c)
 static void on_timer(uv_timer_t *t)
 {
     conn *c = t->data;
-    if (c->busy && c->ops_pending == 0) return; /* the application is preparing an answer */
+    /* the application is preparing an answer */
+    if (c->busy && c->ops_pending == 0 && !c->q_head) return;
     c->srv->st.idle_timeouts++;
     conn_close(c);
 }
@@ -317,21 +355,160 @@ static void timer_restart(conn *c)
 
 /* ---- writing ---- */
 
+static void conn_pump(conn *c);
+
 static void on_write(uv_write_t *req, int status)
 {
     struct wreq *w = (struct wreq *)req;
     conn *c = w->c;
     c->ops_pending--;
+    c->writes_inflight--;
     if (!c->closing) {
         if (status < 0) {
             conn_close(c);
         } else {
             timer_restart(c);
             if (w->done) w->done(&c->res, 0, w->arg);
+            if (c->q_head && !c->writes_inflight) conn_pump(c);
         }
     }
     free(w);
     conn_maybe_free(c);
+}
+
+static int uv_write_wreq(conn *c, struct wreq *w)
+{
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+    int rc = uv_write(&w->req, &c->io.stream, &buf, 1, on_write);
+    if (rc < 0) return rc;
+    c->ops_pending++;
+    c->writes_inflight++;
+    return 0;
+}
+
+static void on_writable(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    conn *c = p->data;
+    uv_poll_stop(p);
+    c->poll_active = 0;
+    if (c->closing) return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+static int wait_writable(conn *c)
+{
+    if (!c->poll) {
+        uv_os_fd_t fd;
+        int r = uv_fileno((uv_handle_t *)&c->io.stream, &fd);
+        if (r < 0) return r;
+        uv_poll_t *p = malloc(sizeof(*p));
+        if (!p) return -ENOMEM;
+        /* a dup of the socket: epoll watches it beside libuv's registration of the original,
+         * so we learn about writability without touching libuv's stream */
+        c->poll_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (c->poll_fd < 0) {
+            free(p);
+            return -errno;
+        }
+        r = uv_poll_init(c->srv->loop, p, c->poll_fd);
+        if (r < 0) {
+            free(p);
+            close(c->poll_fd);
+            return r;
+        }
+        p->data = c;
+        c->poll = p;
+        c->handles_open++;
+    }
+    int r = uv_poll_start(c->poll, UV_WRITABLE, on_writable);
+    if (r == 0) c->poll_active = 1;
+    return r;
+}
+
+/* Sends some of a sendfile region: 1 = all sent, 0 = waiting for writability, or a negative
+ * errno (-EIO: the file is shorter than the region). */
+static int sendfile_some(conn *c, struct wreq *w)
+{
+    uv_os_fd_t sock;
+    int r = uv_fileno((uv_handle_t *)&c->io.stream, &sock);
+    if (r < 0) return r;
+    uint64_t budget = SENDFILE_SLICE, sent = 0;
+    while (w->left > 0 && budget > 0) {
+        size_t n = (size_t)(w->left < budget ? w->left : budget);
+        off_t off = (off_t)w->off;
+        ssize_t k = sendfile(sock, w->fd, &off, n);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            return -errno;
+        }
+        if (k == 0) return -EIO;
+        w->off += (uint64_t)k;
+        w->left -= (uint64_t)k;
+        budget -= (uint64_t)k;
+        sent += (uint64_t)k;
+    }
+    if (sent) timer_restart(c);
+    if (w->left == 0) return 1;
+    r = wait_writable(c);
+    return r < 0 ? r : 0;
+}
+
+/* Runs the queue in order until it must wait: a sendfile region starts once the writes
+ * before it completed (the kernel has their bytes) and waits for writability when the socket
+ * is full, so the client's pace holds back the response, never our memory. */
+static void conn_pump(conn *c)
+{
+    if (c->pumping) return; /* a done callback queued more: the running loop takes it */
+    c->pumping = 1;
+    while (c->q_head && !c->closing && !c->poll_active) {
+        struct wreq *w = c->q_head;
+        if (w->fd < 0) {
+            if (!(c->q_head = w->next)) c->q_tail = NULL;
+            int rc = uv_write_wreq(c, w);
+            if (rc < 0) {
+                free(w);
+                conn_close(c);
+            }
+            continue;
+        }
+        if (c->writes_inflight) break; /* on_write pumps again */
+        int rc = sendfile_some(c, w);
+        if (rc < 0) {
+            cf_debug("http: sendfile: %s", strerror(-rc));
+            conn_close(c);
+            break;
+        }
+        if (rc == 0) break;
+        if (!(c->q_head = w->next)) c->q_tail = NULL;
+        close(w->fd);
+        if (w->done) w->done(&c->res, 0, w->arg);
+        free(w);
+    }
+    c->pumping = 0;
+    if (!c->q_head && c->finish_queued && !c->closing) {
+        c->finish_queued = 0;
+        conn_finish(c);
+    }
+}
+
+/* Sends w now (nothing queued: straight to libuv) or after what is queued. */
+static int conn_submit(conn *c, struct wreq *w)
+{
+    if (!c->q_head && w->fd < 0) return uv_write_wreq(c, w);
+    w->next = NULL;
+    if (c->q_tail)
+        c->q_tail->next = w;
+    else
+        c->q_head = w;
+    c->q_tail = w;
+    conn_pump(c);
+    return 0;
 }
 
 /* Queues the concatenation of up to three pieces. */
@@ -344,18 +521,15 @@ static int conn_write3(conn *c, const void *a, size_t al, const void *b, size_t 
     w->c = c;
     w->done = done;
     w->arg = arg;
+    w->next = NULL;
+    w->fd = -1;
     w->len = al + bl + dl;
     if (al) memcpy(w->data, a, al);
     if (bl) memcpy(w->data + al, b, bl);
     if (dl) memcpy(w->data + al + bl, d, dl);
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
-    int rc = uv_write(&w->req, &c->io.stream, &buf, 1, on_write);
-    if (rc < 0) {
-        free(w);
-        return rc;
-    }
-    c->ops_pending++;
-    return 0;
+    int rc = conn_submit(c, w);
+    if (rc < 0) free(w);
+    return rc;
 }
 
 int proto_http_set_header(proto_http_res *r, const char *name, const char *value)
@@ -498,6 +672,47 @@ int proto_http_send_file(proto_http_res *r, int fd, uint64_t off, uint64_t len,
     op->arg = arg;
     file_op_next(op);
     return 0;
+}
+
+int proto_http_sendfile(proto_http_res *r, int fd, uint64_t off, uint64_t len,
+                        proto_http_done_cb done, void *arg)
+{
+    if (!r || fd < 0 || off > INT64_MAX || len > INT64_MAX - off) return -EINVAL;
+    if (!r->started) return -EINVAL;
+    conn *c = r->c;
+    if (c->closing) return -EPIPE;
+    if (r->is_head || len == 0) {
+        if (done) done(r, 0, arg);
+        return 0;
+    }
+    struct wreq *w = calloc(1, sizeof(*w));
+    if (!w) return -ENOMEM;
+    w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (w->fd < 0) {
+        int e = -errno;
+        free(w);
+        return e;
+    }
+    w->c = c;
+    w->off = off;
+    w->left = len;
+    int rc = 0;
+    if (r->chunked) { /* the chunk's size line, the region, then its CRLF with `done` */
+        char pre[24];
+        int n = snprintf(pre, sizeof(pre), "%llx\r\n", (unsigned long long)len);
+        rc = conn_write3(c, pre, (size_t)n, NULL, 0, NULL, 0, NULL, NULL);
+        if (!rc) rc = conn_submit(c, w);
+        if (!rc) return conn_write3(c, "\r\n", 2, NULL, 0, NULL, 0, done, arg);
+    } else {
+        w->done = done;
+        w->arg = arg;
+        rc = conn_submit(c, w);
+    }
+    if (rc) {
+        close(w->fd);
+        free(w);
+    }
+    return rc;
 }
 
 static void request_reset(conn *c)
@@ -818,7 +1033,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     conn *c = st->data;
     if (n < 0) {
         if (n != UV_EOF) cf_debug("http: read error: %s", uv_strerror((int)n));
-        if (c->busy && c->ops_pending) {
+        if (c->busy && (c->ops_pending || c->q_head)) {
             /* half-close: let the response finish */
             uv_read_stop(st);
             c->reading = 0;

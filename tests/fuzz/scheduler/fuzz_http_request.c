@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,6 +41,23 @@ static void h_stream(proto_http_res *r, const proto_http_req *q, void *a)
     proto_http_end(r);
 }
 
+/* a sendfile region between copied writes (its own queue in the server), chunked or not */
+static int file_fd = -1;
+static void f_done(proto_http_res *r, int status, void *arg)
+{
+    (void)arg;
+    if (status == 0) proto_http_end(r);
+}
+
+static void h_file(proto_http_res *r, const proto_http_req *q, void *a)
+{
+    (void)a;
+    int chunked = q->query[0] != 0;
+    proto_http_start(r, 200, NULL, chunked ? -1 : 3 + 200000);
+    proto_http_write(r, "abc", 3, NULL, NULL);
+    if (proto_http_sendfile(r, file_fd, 7, 200000, f_done, NULL)) proto_http_abort(r);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -54,6 +72,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     proto_http_route(srv, "GET", "/status", h_ok, NULL);
     proto_http_route(srv, "POST", "/p/*", h_ok, NULL);
     proto_http_route(srv, "GET", "/s", h_stream, NULL);
+    proto_http_route(srv, "GET", "/f", h_file, NULL);
+    char path[] = "/tmp/cf-fuzz-http-XXXXXX";
+    file_fd = mkstemp(path);
+    if (file_fd >= 0) {
+        unlink(path);
+        static char zeros[1 << 16];
+        for (int i = 0; i < 4; i++)
+            if (write(file_fd, zeros, sizeof(zeros)) != (ssize_t)sizeof(zeros)) break;
+    }
     return 0;
 }
 

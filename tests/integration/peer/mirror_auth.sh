@@ -1,13 +1,16 @@
 #!/bin/bash
-# The peer's registry mirror in front of a token-auth docker-registry (our token server, with a
-# private repository anonymous callers cannot pull): a manifest request without a token gets
-# the upstream's 401 and WWW-Authenticate unchanged; with the client's token (forwarded) it is
-# answered; a public blob comes through the mesh (the task does the anonymous token flow with
-# the node's own identity); a private blob is never fetched with a client's credentials: 404, so
-# the client goes to the upstream itself. Then containerd pulls the public image through the
-# mirror (401 flow, token fetched by containerd; ctr content fetch: the layers are not tars) and
-# the private one with -u (fallback for the
-# private layer), content equal to the pushed bytes.
+# The peer's registry mirror in front of a token-auth docker-registry (our token server with
+# per-repository rules: priv/app only for alice; bob is a known user without access to it): a
+# manifest request without a token gets the upstream's 401 and WWW-Authenticate unchanged; with
+# the client's token (forwarded) it is answered. Blobs: a public one is served to everyone
+# (anonymous, bob); the private one is fetched and cached for alice (Basic: the task uses her
+# credentials on this node), then refused to bob (Basic and Bearer) and to anonymous clients
+# (the upstream's 401 + WWW-Authenticate) although it is cached, and served again to alice
+# (Bearer) from the cache: no new origin bytes. Then containerd pulls the public image through
+# the mirror (401 flow, token fetched by containerd; ctr content fetch: the layers are not tars)
+# and the private one with -u alice (its private layer from the mirror's cache), content equal
+# to the pushed bytes, and with -u bob it gets no private layer. Last, the registry stopped: a
+# remembered verdict still serves the cache, an unchecked credential gets a fast 502.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 . "$CHUNKFLY_SRC/tests/integration/proto/registry_lib.sh"
@@ -17,9 +20,9 @@ command -v openssl >/dev/null || skip "openssl missing"
 mkdir -p "$T/tok"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
     -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
+bg_start "$T/tok/stderr" "$PY" "$(dirname "$0")/token_server_acl.py" --key "$T/tok/key.pem" \
     --cert "$T/tok/cert.pem" --listen 127.0.0.9:0 --port-file "$T/tok/port" \
-    --user alice:s3cret --private priv/app --log "$T/tok/log"
+    --user alice:s3cret --user bob:b0b --acl priv/app=alice --log "$T/tok/log"
 for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
 [ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
 TOK="127.0.0.9:$(cat "$T/tok/port")"
@@ -68,13 +71,66 @@ otok=$(token repository:pub/app:pull)
 c=$(code "$M/v2/priv/app/manifests/v1?ns=$REG" -H "Authorization: Bearer $otok")
 [ "$c" = 401 ] || [ "$c" = 403 ] || fail "wrong token answered $c"
 
-note "public blob through the mesh (anonymous token flow by the task)"
+note "public blob: anonymous (the task's anonymous token flow), bob (Basic and Bearer)"
 [ "$(code "$M/v2/pub/app/blobs/$PUBL?ns=$REG")" = 200 ] || { cat "$T/body"; fail "public blob"; }
 cmp "$T/body" "$T/layer-pub" || fail "public blob differs"
-note "private blob: never fetched with a client's credentials -> 404 (client asks the upstream)"
-[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok")" = 404 ] ||
-    fail "private blob with a client token: $(cat "$T/body")"
-[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG")" = 404 ] || fail "private blob anonymous"
+[ "$(code "$M/v2/pub/app/blobs/$PUBL?ns=$REG" -u bob:b0b)" = 200 ] || fail "public blob, bob"
+cmp "$T/body" "$T/layer-pub" || fail "public blob differs (bob)"
+btok=$(token repository:pub/app:pull -u bob:b0b)
+[ "$(code "$M/v2/pub/app/blobs/$PUBL?ns=$REG" -H "Authorization: Bearer $btok")" = 200 ] ||
+    fail "public blob, bob's token"
+
+note "private blob, not cached: anonymous gets the upstream's 401 + WWW-Authenticate, bob 401"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG")" = 401 ] || fail "private blob anonymous: $(cat "$T/body")"
+hdr www-authenticate | grep -q "realm=\"http://$TOK/token\"" || fail "no WWW-Authenticate"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -u bob:b0b)" = 401 ] || fail "private blob, bob"
+[ "$(metric 1 bytes_from_origin_total)" -eq "$(stat -c %s "$T/layer-pub")" ] ||
+    fail "origin bytes $(metric 1 bytes_from_origin_total) before alice's pull"
+
+note "alice (Basic) pulls the private blob through the mirror: fetched with her credentials, cached"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -u alice:s3cret)" = 200 ] ||
+    { cat "$T/body"; fail "private blob, alice"; }
+cmp "$T/body" "$T/layer-priv" || fail "private blob differs (alice)"
+origin=$(metric 1 bytes_from_origin_total)
+hits=$(metric 1 mirror_cache_hits_total)
+
+note "cached, but still refused: anonymous (401 + WWW-Authenticate), bob (Basic, Bearer), a Range"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG")" = 401 ] || fail "cached private blob anonymous"
+hdr www-authenticate | grep -q "realm=\"http://$TOK/token\"" || fail "no WWW-Authenticate (cached)"
+grep -q UNAUTHORIZED "$T/body" || fail "no OCI UNAUTHORIZED"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -I)" = 401 ] || fail "cached private blob HEAD anonymous"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -u bob:b0b)" = 401 ] || fail "cached private blob, bob"
+btok=$(token repository:priv/app:pull -u bob:b0b)
+c=$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $btok" -H 'Range: bytes=0-99')
+[ "$c" = 401 ] || [ "$c" = 403 ] || fail "cached private blob, bob's token: $c"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -u alice:wrong)" = 401 ] ||
+    fail "cached private blob, a wrong password"
+note "bob through a repository he may read: the upstream does not link the blob there"
+c=$(code "$M/v2/pub/app/blobs/$PRIVL?ns=$REG" -u bob:b0b)
+[ "$c" = 404 ] || fail "private blob named through pub/app: $c"
+c=$(code "$M/v2/pub/app/blobs/$PRIVL?ns=$REG")
+[ "$c" = 404 ] || fail "private blob named through pub/app, anonymous: $c"
+
+note "alice again (her Bearer token): from the cache, no new origin bytes"
+atok=$(token repository:priv/app:pull -u alice:s3cret)
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok")" = 200 ] ||
+    fail "private blob, alice's token"
+cmp "$T/body" "$T/layer-priv" || fail "private blob differs (alice, cached)"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok" -H 'Range: bytes=10-19')" = 206 ] ||
+    fail "private blob range, alice"
+cmp "$T/body" <(tail -c +11 "$T/layer-priv" | head -c 10) || fail "private range differs"
+[ "$(metric 1 bytes_from_origin_total)" = "$origin" ] ||
+    fail "origin bytes moved: $origin -> $(metric 1 bytes_from_origin_total)"
+note "the verdict is remembered: the same token again costs the upstream no HEAD"
+heads() { grep -c "\"HEAD /v2/priv/app/blobs/$PRIVL" "$REG_DIR/log" || true; }
+h0=$(heads)
+[ "$h0" -ge 1 ] || fail "no HEAD of the private blob in the registry's access log"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok" -I)" = 200 ] ||
+    fail "private blob HEAD, alice's token"
+[ "$(hdr content-length)" = "$(stat -c %s "$T/layer-priv")" ] || fail "HEAD length"
+[ "$(heads)" = "$h0" ] || fail "the check was asked again: $h0 -> $(heads) HEADs"
+[ "$(metric 1 mirror_cache_hits_total)" -ge $((hits + 2)) ] || fail "not served from the cache"
+note "refusals sent no blob bytes: mirror bytes $(metric 1 mirror_bytes_total)"
 
 if [ "$(id -u)" = 0 ] && command -v containerd >/dev/null && command -v ctr >/dev/null; then
     d=$T/ctrd
@@ -114,13 +170,43 @@ TOML
     ctr -a "$d/containerd.sock" content fetch --hosts-dir "$T/certs.d" --plain-http "$REG/pub/app:v1" \
         >"$T/pull1.log" 2>&1 || { tail "$T/pull1.log"; fail "containerd public pull"; }
     ctr -a "$d/containerd.sock" content get "$PUBL" | cmp - "$T/layer-pub" || fail "public layer differs"
-    note "containerd: private image with -u (the private layer from the upstream)"
+    note "containerd: -u bob gets no private layer through the mirror"
+    ctr -a "$d/containerd.sock" content fetch --hosts-dir "$T/certs.d" --plain-http -u bob:b0b \
+        "$REG/priv/app:v1" >"$T/pull3.log" 2>&1 && fail "containerd pulled priv/app as bob"
+    ctr -a "$d/containerd.sock" content get "$PRIVL" >/dev/null 2>&1 && fail "bob's pull stored the private layer"
+    note "containerd: private image with -u alice (its layer from the mirror's cache)"
+    mb=$(metric 1 mirror_bytes_total)
+    ob=$(metric 1 bytes_from_origin_total)
     ctr -a "$d/containerd.sock" content fetch --hosts-dir "$T/certs.d" --plain-http -u alice:s3cret \
         "$REG/priv/app:v1" >"$T/pull2.log" 2>&1 || { tail "$T/pull2.log"; fail "containerd private pull"; }
     ctr -a "$d/containerd.sock" content get "$PRIVL" | cmp - "$T/layer-priv" || fail "private layer differs"
+    [ "$(($(metric 1 mirror_bytes_total) - mb))" -ge "$(stat -c %s "$T/layer-priv")" ] ||
+        fail "the private layer did not come from the mirror"
+    # only the image's small config blob may come from the origin
+    [ "$(($(metric 1 bytes_from_origin_total) - ob))" -lt 4096 ] ||
+        fail "containerd's pull cost $(($(metric 1 bytes_from_origin_total) - ob)) origin bytes"
     note "mirror bytes during the pulls: $(($(metric 1 mirror_bytes_total) - before))"
 else
     note "containerd part skipped (needs root and containerd)"
 fi
+
+note "upstream down: a remembered verdict still serves the cache, a new credential gets a fast 502"
+atok2=$(token repository:priv/app:pull -u alice:s3cret)
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok2" -H 'Range: bytes=0-9')" = 206 ] ||
+    fail "alice's new token"
+atok3=$(token repository:priv/app:pull -u alice:s3cret)
+bg_stop "$REGISTRY_PID"
+[ "$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok2")" = 200 ] ||
+    fail "remembered verdict, upstream down: $(cat "$T/body")"
+cmp "$T/body" "$T/layer-priv" || fail "private blob differs (upstream down)"
+t0=$(date +%s)
+c=$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" -H "Authorization: Bearer $atok3" --max-time 30)
+t1=$(date +%s)
+[ "$c" = 502 ] || fail "unchecked credential with the upstream down answered $c"
+[ $((t1 - t0)) -le 12 ] || fail "the failed check took $((t1 - t0)) s"
+# anonymous: its refusal, if still remembered (10 s), else a failed check
+c=$(code "$M/v2/priv/app/blobs/$PRIVL?ns=$REG" --max-time 30)
+[ "$c" = 401 ] || [ "$c" = 502 ] || fail "anonymous after the upstream went down: $c"
+note "upstream down: 502 in $((t1 - t0)) s"
 finish_peers
 echo PASS

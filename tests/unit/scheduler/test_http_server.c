@@ -87,6 +87,39 @@ static void h_file(proto_http_res *r, const proto_http_req *q, void *a)
     proto_http_send_file(r, file_fd, 100, 200000, file_done, NULL);
 }
 
+/* sendfile: "head" + sf_data[50, 50 + SF_LEN) + "tail"; chunked (/sfc) or with a Content-Length;
+ * /sfshort asks for bytes past the end of the file. Larger than loopback's socket buffers, so
+ * the region has to wait for the client. */
+#define SF_OFF  50
+#define SF_LEN  (6000000)
+#define SF_SIZE (8u << 20)
+static char sf_path[] = "/tmp/cf-http-sf-XXXXXX";
+static int sf_fd = -1;
+static unsigned char *sf_data;
+static void sf_tail_done(proto_http_res *r, int status, void *arg)
+{
+    (void)arg;
+    assert_int_equal(status, 0);
+    proto_http_end(r);
+}
+
+static void sf_done(proto_http_res *r, int status, void *arg)
+{
+    (void)arg;
+    assert_int_equal(status, 0);
+    assert_int_equal(proto_http_write(r, "tail", 4, sf_tail_done, NULL), 0);
+}
+
+static void h_sf(proto_http_res *r, const proto_http_req *q, void *a)
+{
+    (void)a;
+    int chunked = strcmp(q->path, "/sfc") == 0, shrt = strcmp(q->path, "/sfshort") == 0;
+    proto_http_start(r, 200, "application/octet-stream", chunked ? -1 : SF_LEN + 8);
+    assert_int_equal(proto_http_write(r, "head", 4, NULL, NULL), 0);
+    uint64_t off = shrt ? SF_SIZE - 1000 : SF_OFF;
+    assert_int_equal(proto_http_sendfile(r, sf_fd, off, SF_LEN, sf_done, NULL), 0);
+}
+
 struct later {
     uv_timer_t t;
     proto_http_res *r;
@@ -150,6 +183,9 @@ static int setup(void **st)
     assert_int_equal(proto_http_route(srv, "GET", "/stream", h_stream, NULL), 0);
     assert_int_equal(proto_http_route(srv, "GET", "/file", h_file, NULL), 0);
     assert_int_equal(proto_http_route(srv, "GET", "/async", h_async, NULL), 0);
+    assert_int_equal(proto_http_route(srv, "GET", "/sf", h_sf, NULL), 0);
+    assert_int_equal(proto_http_route(srv, "GET", "/sfc", h_sf, NULL), 0);
+    assert_int_equal(proto_http_route(srv, "GET", "/sfshort", h_sf, NULL), 0);
     assert_int_equal(proto_http_route(srv, "GET", "nope", h_async, NULL), -EINVAL);
     cf_err err = {0};
     assert_int_equal(proto_http_listen(srv, "127.0.0.1", 0, &err), 0);
@@ -159,6 +195,12 @@ static int setup(void **st)
     assert_true(file_fd >= 0);
     for (size_t i = 0; i < sizeof(file_data); i++) file_data[i] = (unsigned char)(i * 7 + i / 251);
     assert_int_equal(write(file_fd, file_data, sizeof(file_data)), (ssize_t)sizeof(file_data));
+    sf_fd = mkstemp(sf_path);
+    assert_true(sf_fd >= 0);
+    sf_data = malloc(SF_SIZE);
+    assert_non_null(sf_data);
+    for (size_t i = 0; i < SF_SIZE; i++) sf_data[i] = (unsigned char)(i * 13 + i / 4093);
+    assert_int_equal(write(sf_fd, sf_data, SF_SIZE), (ssize_t)SF_SIZE);
     uv_async_init(&loop, &stop_async, on_stop);
     pthread_create(&thr, NULL, loop_main, NULL);
     return 0;
@@ -172,6 +214,9 @@ static int teardown(void **st)
     assert_int_equal(uv_loop_close(&loop), 0);
     close(file_fd);
     unlink(file_path);
+    close(sf_fd);
+    unlink(sf_path);
+    free(sf_data);
     return 0;
 }
 
@@ -312,6 +357,66 @@ static void test_send_file(void **st)
     assert_memory_equal(body, file_data + 100, 200000);
 }
 
+/* sendfile regions between copied writes, keep-alive, and a client slower than the socket: a
+ * small receive buffer and a pause before reading make the region wait for writability. */
+static void test_sendfile(void **st)
+{
+    (void)st;
+    size_t cap = 3 * SF_LEN;
+    char *big = malloc(cap);
+    assert_non_null(big);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int rcv = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct timeval tv = {.tv_sec = 3};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const char *req = "GET /sf HTTP/1.1\r\n\r\nGET /sfc HTTP/1.1\r\n\r\n"
+                      "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    usleep(200000); /* less than the idle timeout: waiting for writability is not idleness */
+    size_t n = read_all(fd, big, cap);
+    close(fd);
+    /* 1: Content-Length */
+    char *b = strstr(big, "\r\n\r\n");
+    assert_non_null(b);
+    assert_non_null(strstr(big, "Content-Length: 6000008\r\n"));
+    b += 4;
+    assert_memory_equal(b, "head", 4);
+    assert_memory_equal(b + 4, sf_data + SF_OFF, SF_LEN);
+    assert_memory_equal(b + 4 + SF_LEN, "tail", 4);
+    b += 8 + SF_LEN;
+    /* 2: chunked: "4\r\nhead\r\n" "5b8d80\r\n" region "\r\n" "4\r\ntail\r\n" "0\r\n\r\n" */
+    assert_memory_equal(b, "HTTP/1.1 200 OK", 15);
+    b = strstr(b, "\r\n\r\n");
+    assert_non_null(b);
+    b += 4;
+    assert_memory_equal(b, "4\r\nhead\r\n5b8d80\r\n", 17);
+    b += 17;
+    assert_memory_equal(b, sf_data + SF_OFF, SF_LEN);
+    b += SF_LEN;
+    assert_memory_equal(b, "\r\n4\r\ntail\r\n0\r\n\r\n", 16);
+    b += 16;
+    /* 3: the next answer on the same connection, intact */
+    assert_memory_equal(b, "HTTP/1.1 200 OK", 15);
+    assert_non_null(strstr(b, "hello"));
+    assert_int_equal(n - (size_t)(strstr(b, "hello") - big), 5);
+
+    /* a file shorter than the region: the connection closes with a short body */
+    fd = dial();
+    req = "GET /sfshort HTTP/1.1\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    n = read_all(fd, big, cap);
+    close(fd);
+    b = strstr(big, "\r\n\r\n");
+    assert_non_null(b);
+    assert_int_equal(n - (size_t)(b + 4 - big), 4 + 1000);
+    assert_memory_equal(b + 8, sf_data + SF_SIZE - 1000, 1000);
+    free(big);
+}
+
 static void test_async_and_abort(void **st)
 {
     (void)st;
@@ -378,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_stream_chunked),
         cmocka_unit_test(test_send_file),
+        cmocka_unit_test(test_sendfile),
         cmocka_unit_test(test_async_and_abort),
         cmocka_unit_test(test_idle_timeout_and_max_conns),
         cmocka_unit_test(test_query_get),

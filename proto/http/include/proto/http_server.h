@@ -4,7 +4,8 @@
  * registry-mirror endpoint, so it supports: exact-path and prefix routes, GET/HEAD (HEAD runs the
  * GET handler and drops the body), keep-alive with sequential requests on one connection
  * (pipelined requests wait in the socket, not in memory), asynchronous responses, streamed
- * response bodies with back-pressure, and file regions (read through the libuv thread pool).
+ * response bodies with back-pressure, and file regions (read through the libuv thread pool, or
+ * sent with sendfile(2)).
  *
  * Limits (struct proto_http_limits) bound what a client can make us hold: header bytes, body
  * bytes, simultaneous connections and idle time. A violation answers 400/413/431/503 (when
@@ -121,6 +122,16 @@ int proto_http_write(proto_http_res *r, const void *data, size_t len, proto_http
  * on error (-EIO short file, -EPIPE connection gone). */
 int proto_http_send_file(proto_http_res *r, int fd, uint64_t off, uint64_t len,
                          proto_http_done_cb done, void *arg);
+/* Sends bytes [off, off+len) of `fd` with sendfile(2), zero-copy, from the loop thread (use it
+ * for files whose pages are likely cached: a read from disk blocks the loop meanwhile). fd is
+ * dup()ed: the caller may close it (or release what kept it valid) at once, but the bytes must
+ * stay in place until `done`. Ordered with the response's other writes; while the socket is full
+ * the region waits for writability, so nothing of it is buffered in memory. `done` (may be NULL)
+ * runs once the kernel took the last byte, possibly before this function returns; a file
+ * shorter than the region or a sendfile error closes the connection (the abort callback runs).
+ * Returns 0, -EINVAL, -EPIPE, -ENOMEM, or the dup's errno (e.g. -EMFILE). */
+int proto_http_sendfile(proto_http_res *r, int fd, uint64_t off, uint64_t len,
+                        proto_http_done_cb done, void *arg);
 /* Finishes the response (terminating chunk if chunked). The handle is invalid afterwards. */
 int proto_http_end(proto_http_res *r);
 
