@@ -164,7 +164,7 @@ struct task {
     struct task_watcher *watchers;
     uint64_t from_parents, from_origin;
     uint32_t origin_fail_streak; /* origin piece failures since its last success */
-    int fail_code; /* proto_error_code once failed */
+    int fail_code;               /* proto_error_code once failed */
     char fail_msg[256];
 };
 

@@ -25,9 +25,9 @@
 #include "proto/http_server.h"
 #include "range_reader.h"
 
-#define MIRROR_SPAN     (1u << 20)  /* bytes per span at most (a piece, usually) */
-#define MIRROR_WRITES   2           /* spans queued per response (cache spans: one fd dup each) */
-#define MIRROR_MEM_MAX  (1u << 20)  /* bytes of memory spans queued (copied by proto_http) */
+#define MIRROR_SPAN     (1u << 20) /* bytes per span at most (a piece, usually) */
+#define MIRROR_WRITES   2          /* spans queued per response (cache spans: one fd dup each) */
+#define MIRROR_MEM_MAX  (1u << 20) /* bytes of memory spans queued (copied by proto_http) */
 #define MIRROR_LOOP_HDR "X-Chunkfly-Mirror"
 #define MIRROR_UP_HDR   "X-Chunkfly-Upstream"
 #define API_VERSION_HDR "Docker-Distribution-API-Version"
@@ -38,21 +38,21 @@ struct mreq {
     proto_http_res *res; /* NULL once the client went away */
     peer_range_reader *rr;
     char digest[PROTO_TASK_ID_LEN + 1];
-    uint64_t first;       /* requested offset */
-    uint64_t req_end;     /* requested end (exclusive), UINT64_MAX = to the blob's end */
-    int ranged, head;     /* Range given; HEAD */
-    int started;          /* status line sent */
-    int in_serve;         /* serve() is on the stack: a write's completion only counts */
-    int writes_pending;   /* spans not yet taken by the kernel (at most MIRROR_WRITES) */
-    uint32_t mem_pending; /* bytes of them copied from memory spans */
+    uint64_t first;                  /* requested offset */
+    uint64_t req_end;                /* requested end (exclusive), UINT64_MAX = to the blob's end */
+    int ranged, head;                /* Range given; HEAD */
+    int started;                     /* status line sent */
+    int in_serve;                    /* serve() is on the stack: a write's completion only counts */
+    int writes_pending;              /* spans not yet taken by the kernel (at most MIRROR_WRITES) */
+    uint32_t mem_pending;            /* bytes of them copied from memory spans */
     uint32_t mem_len[MIRROR_WRITES]; /* per queued span, in order (0 = sendfile): proto_http
                                       * completes a response's writes in order */
     unsigned q_first;
     uint64_t deadline_ms; /* the answer must have started by then */
     /* authorization (see "blob authorization" below) */
-    int checking;              /* waiting for the verdict of `key` */
+    int checking; /* waiting for the verdict of `key` */
     uint8_t key[CF_DIGEST_LEN];
-    char *creds;               /* Basic "user:password" the upstream accepted: for a new task */
+    char *creds; /* Basic "user:password" the upstream accepted: for a new task */
     char origin[PROTO_MAX_ORIGIN_LEN + 1];
 };
 
@@ -561,8 +561,7 @@ static void answer_verdict(struct mreq *m, const struct mauth_verdict *v)
     proto_http_res *res = mreq_detach(m);
     if (v->state == MA_REFUSED) {
         if (v->www_auth) proto_http_set_header(res, "WWW-Authenticate", v->www_auth);
-        oci_error(res, v->status, v->status == 404 ? "BLOB_UNKNOWN" : code_for(v->status),
-                  v->msg);
+        oci_error(res, v->status, v->status == 404 ? "BLOB_UNKNOWN" : code_for(v->status), v->msg);
     } else {
         oci_error(res, 502, "UNAVAILABLE", v->msg);
     }
@@ -627,7 +626,8 @@ static void authorize(struct mreq *m, const char *authz)
         m->checking = 0;
         d->m.mirror_errors++;
         oci_error(mreq_detach(m), 503, "UNAVAILABLE",
-                  rc == -EBUSY ? "too many access checks in flight" : "cannot start an access check");
+                  rc == -EBUSY ? "too many access checks in flight"
+                               : "cannot start an access check");
         mreq_done(m);
         return;
     }

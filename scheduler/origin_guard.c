@@ -64,8 +64,8 @@ static void drop_grant(sched_task *t, sched_peer *p, uint32_t i, unsigned M)
 
 /* A grant counts (occupies one of the M slots of its piece) only while its holder can still
  * deliver: not leaving or banned, heard from within the heartbeat expiry, origin progress
- * (in this task, or in any task of its host) within stall_ms. The periodic checks move such grants anyway; this closes the gap until the
- * next tick. */
+ * (in this task, or in any task of its host) within stall_ms. The periodic checks move such grants
+ * anyway; this closes the gap until the next tick. */
 static int grant_live(const sched *s, const sched_peer *q, uint64_t now_ms)
 {
     uint64_t silent = (uint64_t)s->cfg.heartbeat_ms * s->cfg.heartbeat_misses;

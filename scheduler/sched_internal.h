@@ -37,7 +37,7 @@ struct sched_host {
     uint64_t upload_bw;
     uint64_t last_seen_ms;
     uint64_t origin_progress_ms; /* an origin piece landed here, in any task */
-    uint32_t failures; /* decays: halved every minute */
+    uint32_t failures;           /* decays: halved every minute */
     uint64_t failures_decay_ms;
     /* piece times as a parent, ms per MiB */
     uint32_t cost[COST_WINDOW];

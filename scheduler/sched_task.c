@@ -457,8 +457,8 @@ int sched_leave_task(sched *s, sched_host *h, const char *task_id, uint64_t now_
     return 0;
 }
 
-int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *parent_id,
-                     int lied, uint64_t now_ms)
+int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *parent_id, int lied,
+                     uint64_t now_ms)
 {
     sched_task *t = sched_task_find(s, task_id);
     sched_peer *p = t ? sched_peer_find(t, h) : NULL;

@@ -35,26 +35,26 @@ struct mount_proxy_config {
 struct mount_backend_config {
     enum mount_backend_type type;
     /* localfs */
-    char *dir;        /* blob directory: <dir>/<blob_id> */
-    char *blob_file;  /* one explicit blob file (nydusd localfs.blob_file) */
-    char **alt_dirs;  /* NULL-terminated, may be NULL: more directories to look in */
+    char *dir;       /* blob directory: <dir>/<blob_id> */
+    char *blob_file; /* one explicit blob file (nydusd localfs.blob_file) */
+    char **alt_dirs; /* NULL-terminated, may be NULL: more directories to look in */
     /* registry */
-    char *host;       /* "registry:5000" */
-    char *repo;       /* "library/busybox" */
-    char *scheme;     /* "http" | "https" (default https) */
-    char *auth;       /* base64 "user:pass" or NULL; secret: never logged */
-    char *registry_token; /* bearer token or NULL; secret: never logged */
-    bool skip_verify; /* TLS: do not verify the registry's certificate */
-    char **ca_cert_files; /* NULL-terminated, may be NULL */
+    char *host;                            /* "registry:5000" */
+    char *repo;                            /* "library/busybox" */
+    char *scheme;                          /* "http" | "https" (default https) */
+    char *auth;                            /* base64 "user:pass" or NULL; secret: never logged */
+    char *registry_token;                  /* bearer token or NULL; secret: never logged */
+    bool skip_verify;                      /* TLS: do not verify the registry's certificate */
+    char **ca_cert_files;                  /* NULL-terminated, may be NULL */
     uint32_t timeout_s, connect_timeout_s; /* 0 = defaults (nydusd: 5 s, 5 s) */
     uint32_t retry_limit;
     struct mount_proxy_config proxy;
 };
 
 struct mount_cache_config {
-    bool enabled;       /* device.cache.type == "blobcache" (else no persistent cache) */
-    char *work_dir;     /* device.cache.config.work_dir */
-    bool compressed;    /* accepted; we always cache uncompressed chunks (nydus-format §6.4) */
+    bool enabled;    /* device.cache.type == "blobcache" (else no persistent cache) */
+    char *work_dir;  /* device.cache.config.work_dir */
+    bool compressed; /* accepted; we always cache uncompressed chunks (nydus-format §6.4) */
     bool disable_indexed_map; /* accepted */
 };
 
@@ -67,14 +67,14 @@ struct mount_prefetch_config {
 };
 
 struct mount_config {
-    char *id;                 /* device.id, may be NULL */
+    char *id; /* device.id, may be NULL */
     struct mount_backend_config backend;
     struct mount_cache_config cache;
     struct mount_prefetch_config prefetch;
-    char *mode;               /* "direct" | "cached" (accepted) */
-    bool digest_validate;     /* accepted: chunks are always verified */
-    bool enable_xattr;        /* serve xattrs (default true for us) */
-    uint64_t amplify_io;      /* bytes: merge adjacent missing chunks up to this (default 1 MiB) */
+    char *mode;           /* "direct" | "cached" (accepted) */
+    bool digest_validate; /* accepted: chunks are always verified */
+    bool enable_xattr;    /* serve xattrs (default true for us) */
+    uint64_t amplify_io;  /* bytes: merge adjacent missing chunks up to this (default 1 MiB) */
     bool iostats_files, access_pattern, latest_read_files; /* accepted */
     /* id_mapping [inside, outside, count] (user-namespace remapped ids), when given. */
     bool has_id_mapping;

@@ -124,8 +124,8 @@ int sched_leave_task(sched *s, sched_host *h, const char *task_id, uint64_t now_
  * cluster-wide ban. Without (timeouts, refusals, lost connections: what an honest parent on a
  * congested link also causes) it only counts as a failure that ranks the parent lower: it may
  * be offered again, and no number of such reports bans it. */
-int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *parent_id,
-                     int lied, uint64_t now_ms);
+int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *parent_id, int lied,
+                     uint64_t now_ms);
 
 sched_task *sched_task_find(sched *s, const char *task_id);
 const char *sched_task_id(const sched_task *t);
