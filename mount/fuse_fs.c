@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -751,20 +752,59 @@ void mount_fs_foreach(mount_fs *fs, mount_fs_visit_fn fn, void *ctx)
     pthread_rwlock_unlock(&fs->lock);
 }
 
+/* Is the top mount at `path` a FUSE filesystem? (/proc/self/mounts, octal escapes undone) */
+static bool fuse_mounted_at(const char *path)
+{
+    char real[PATH_MAX], line[3 * PATH_MAX];
+    if (!realpath(path, real)) return false;
+    FILE *f = fopen("/proc/self/mounts", "re");
+    if (!f) return false;
+    bool found = false;
+    while (fgets(line, sizeof(line), f)) {
+        char *dev = strtok(line, " "), *mp = strtok(NULL, " "), *type = strtok(NULL, " ");
+        if (!dev || !mp || !type) continue;
+        char *w = mp;
+        for (char *r = mp; *r; r++) {
+            if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] && r[3]) {
+                *w++ = (char)(((r[1] - '0') << 6) | ((r[2] - '0') << 3) | (r[3] - '0'));
+                r += 3;
+            } else {
+                *w++ = *r;
+            }
+        }
+        *w = 0;
+        if (!strcmp(mp, real)) found = !strncmp(type, "fuse", 4); /* the last one is on top */
+    }
+    fclose(f);
+    return found;
+}
+
 int mount_fs_clean_stale(const char *path, cf_err *err)
 {
-    struct stat st;
-    if (stat(path, &st) == 0) return 0;
-    int e = errno;
-    if (e != ENOTCONN && e != ECONNABORTED) {
+    /* statfs always reaches the FUSE server (stat may be answered from cached attributes):
+     * a dead one fails with ENOTCONN. Dead mounts may be stacked: peel them all. */
+    int cleaned = 0;
+    for (int i = 0; i < 16; i++) {
+        struct statvfs sv;
+        if (statvfs(path, &sv) == 0) {
+            if (fuse_mounted_at(path))
+                return cf_err_set(err, -EBUSY,
+                                  "%s: a live FUSE filesystem is mounted there (another "
+                                  "chunkfly-mount?); unmount it first",
+                                  path);
+            return cleaned;
+        }
+        int e = errno;
         if (e == ENOENT) return cf_err_set(err, -ENOENT, "mountpoint %s does not exist", path);
-        return 0;
+        if (e != ENOTCONN && e != ECONNABORTED) return cleaned;
+        if (umount2(path, MNT_DETACH) < 0)
+            return cf_err_set(err, -errno,
+                              "%s: a dead FUSE mount is left there and cannot be unmounted: %s",
+                              path, strerror(errno));
+        cf_warn("%s: cleaned a stale FUSE mount left by a previous daemon", path);
+        cleaned = 1;
     }
-    if (umount2(path, MNT_DETACH) < 0)
-        return cf_err_set(err, -errno, "%s: a dead FUSE mount is left there and cannot be "
-                                       "unmounted: %s", path, strerror(errno));
-    cf_warn("%s: cleaned a stale FUSE mount left by a previous daemon", path);
-    return 1;
+    return cf_err_set(err, -EBUSY, "%s: more than 16 stale mounts stacked", path);
 }
 
 int mount_fs_mount(mount_fs *fs, const char *mountpoint, const struct mount_fs_mount_opts *o,

@@ -41,6 +41,7 @@ static int open_blob(void *ctx, const struct rafs_blob_info *bi, rafs_blob_sourc
     return cf_err_set(err, -ENOENT, "blob %s: no backend configured", bi->id);
 }
 
+static bool say_stderr; /* with --log-file, errors are shown on stderr as well */
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
@@ -50,7 +51,7 @@ static void say(const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     /* to the terminal (or the snapshotter's captured stderr) and to the log file if any */
-    fprintf(stderr, "chunkfly-mount: %s\n", msg);
+    if (say_stderr) fprintf(stderr, "chunkfly-mount: %s\n", msg);
     cf_error("%s", msg);
 }
 
@@ -172,6 +173,7 @@ int mount_tool_run(const struct mount_tool_opts *o)
     struct mount_config *cfg = NULL;
 #endif
 
+    say_stderr = o->log_to_file;
     if (!o->mountpoint) {
         say("--mountpoint is required");
         return 2;

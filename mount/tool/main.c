@@ -207,6 +207,7 @@ int main(int argc, char **argv)
             return fail("--log-file %s: %s", log_file, strerror(errno));
         }
         cf_log_set_fd(log_fd);
+        o.log_to_file = true;
     }
     rc = mount_tool_run(&o);
     free(prefetch);

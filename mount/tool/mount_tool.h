@@ -11,6 +11,7 @@ struct mount_tool_opts {
     const char *mountpoint, *bootstrap, *config, *blob_dir, *cache_dir, *apisock, *id;
     unsigned threads;
     bool allow_other;
+    bool log_to_file; /* errors go to stderr too */
     const char **prefetch; /* image paths */
     size_t nprefetch;
 };
