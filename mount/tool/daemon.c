@@ -1,6 +1,8 @@
 /* chunkfly-mount's life cycle: config + image + cache checked before mounting, stale mount
  * cleaned, FUSE served until SIGTERM, background prefetch. */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -155,6 +157,16 @@ static int prefetch_list(const rafs_image *img, const struct mount_tool_opts *o,
     return rc;
 }
 
+static bool is_rafs_v5(const char *path)
+{
+    uint8_t head[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, head, sizeof(head));
+    close(fd);
+    return n > 0 && rafs_detect_version(head, (size_t)n, NULL) == 5;
+}
+
 /* ---- run ----------------------------------------------------------------------------------- */
 
 int mount_tool_run(const struct mount_tool_opts *o)
@@ -212,9 +224,17 @@ int mount_tool_run(const struct mount_tool_opts *o)
     blobs.dir = o->blob_dir;
 
     /* 2. the image */
+    if (is_rafs_v5(o->bootstrap)) {
+        say("bootstrap %s: RAFS v5 is not supported by chunkfly-mount, only RAFS v6 (rebuild the "
+            "image as v6: nydus-image --fs-version 6, or chunkfly-image create)",
+            o->bootstrap);
+        goto out;
+    }
     if ((rc = rafs_image_open(o->bootstrap, &img, &err))) {
-        say("bootstrap %s: %s", o->bootstrap,
-            rc == -ENOTSUP ? cf_err_str(&err, rc) : cf_err_str(&err, rc));
+        if (strstr(err.msg, o->bootstrap))
+            say("%s", err.msg);
+        else
+            say("bootstrap %s: %s", o->bootstrap, cf_err_str(&err, rc));
         goto out;
     }
     for (uint32_t i = 0; i < rafs_image_blob_count(img); i++) {

@@ -111,7 +111,7 @@ static int fail(const char *fmt, const char *a, const char *b)
     fprintf(stderr, "chunkfly-mount: ");
     fprintf(stderr, fmt, a, b);
     fputc('\n', stderr);
-    return 1;
+    return 2; /* a usage error */
 }
 
 int main(int argc, char **argv)
