@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cf/base64.h"
 #include "proto/http_server.h"
 #include "proto/registry_client.h"
 
@@ -207,16 +208,6 @@ int mirror_pick_upstream(const struct mirror_target *t, const char *header, cons
     return fail(why, "upstream registry not on this mirror's allow-list", 403);
 }
 
-static int b64(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
 int mirror_basic_creds(const char *authorization, char *out, size_t out_size, const char **why)
 {
     if (!authorization) return 0;
@@ -224,28 +215,17 @@ int mirror_basic_creds(const char *authorization, char *out, size_t out_size, co
     if (!has_prefix_ci(authorization, "basic ")) return 0;
     const char *s = authorization + 6;
     while (*s == ' ') s++;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0, pad = 0;
-    for (; *s && *s != ' '; s++) {
-        if (*s == '=') {
-            pad++;
-            continue;
-        }
-        int v = b64((unsigned char)*s);
-        if (v < 0 || pad) return fail(why, "bad base64 in Authorization", 400);
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= out_size) return fail(why, "credentials too long", 400);
-            char ch = (char)((acc >> bits) & 0xff);
-            if (ch == 0 || ch == '\n' || ch == '\r') return fail(why, "bad credentials", 400);
-            out[o++] = ch;
-        }
-    }
-    while (*s == ' ') s++;
-    if (*s || pad > 2) return fail(why, "bad base64 in Authorization", 400);
+    size_t n = strcspn(s, " ");
+    const char *rest = s + n;
+    while (*rest == ' ') rest++;
+    if (*rest) return fail(why, "bad base64 in Authorization", 400);
+    if (out_size == 0) return fail(why, "credentials too long", 400);
+    ssize_t dl = cf_base64_decode(s, n, (uint8_t *)out, out_size - 1);
+    if (dl == -ENOSPC) return fail(why, "credentials too long", 400);
+    if (dl < 0) return fail(why, "bad base64 in Authorization", 400);
+    size_t o = (size_t)dl;
+    if (memchr(out, 0, o) || memchr(out, '\n', o) || memchr(out, '\r', o))
+        return fail(why, "bad credentials", 400);
     out[o] = 0;
     if (!memchr(out, ':', o)) return fail(why, "basic credentials without ':'", 400);
     return 1;

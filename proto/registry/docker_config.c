@@ -7,45 +7,13 @@
 
 #include <jansson.h>
 
+#include "cf/base64.h"
 #include "cf/file_io.h"
 #include "cf/log.h"
 #include "proto/registry_auth.h"
 
 #define CONFIG_MAX   (1u << 20)
 #define AUTH_B64_MAX 8192
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Standard base64 with optional '=' padding. out needs len/4*3+3 bytes. Returns the decoded
- * length or -EBADMSG. */
-static long b64_decode(const char *in, size_t len, unsigned char *out)
-{
-    while (len > 0 && in[len - 1] == '=') len--;
-    if (len % 4 == 1) return -EBADMSG;
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64val((unsigned char)in[i]);
-        if (v < 0) return -EBADMSG;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    return (long)o;
-}
 
 static int is_docker_hub(const char *h, size_t n)
 {
@@ -91,9 +59,9 @@ static int entry_creds(json_t *ent, const char *key, char **user, char **pass, c
         size_t al = json_string_length(a);
         if (al > AUTH_B64_MAX)
             return cf_err_set(err, -EBADMSG, "docker config: auths.\"%.100s\".auth too long", key);
-        unsigned char *dec = malloc(al / 4 * 3 + 3);
+        unsigned char *dec = malloc(cf_base64_decoded_max(al));
         if (!dec) return cf_err_set(err, -ENOMEM, "out of memory");
-        long dl = b64_decode(json_string_value(a), al, dec);
+        ssize_t dl = cf_base64_decode(json_string_value(a), al, dec, cf_base64_decoded_max(al));
         if (dl < 0) {
             free(dec);
             return cf_err_set(err, -EBADMSG,

@@ -60,6 +60,52 @@ const char *proto_registry_host(const proto_registry *r)
     return r->host;
 }
 
+#define CA_FILE_MAX (16u << 20)
+
+static int ca_append(cf_buf *b, const char *path, cf_err *err)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = cf_read_file(path, CA_FILE_MAX, &data, &len, err);
+    if (rc < 0) return rc;
+    if (cf_buf_append(b, data, len) < 0 || cf_buf_append(b, "\n", 1) < 0) rc = -ENOMEM;
+    free(data);
+    return rc < 0 ? cf_err_set(err, rc, "out of memory") : 0;
+}
+
+/* The CA store plus the extra files, as one PEM bundle in memory: curl takes either a file or
+ * a blob, and the extra files must add to the system store, not replace it. */
+static int ca_bundle(proto_registry *r, const char *const *extra, cf_err *err)
+{
+    cf_buf b = {0};
+    const char *base = r->ca_file;
+    CURL *h = NULL;
+    if (!base && (h = curl_easy_init())) {
+        char *def = NULL;
+        if (curl_easy_getinfo(h, CURLINFO_CAINFO, &def) == CURLE_OK) base = def;
+    }
+    int rc = 0;
+    if (base) {
+        cf_err e = {0};
+        rc = ca_append(&b, base, &e);
+        if (rc == -ENOENT) rc = 0; /* no system bundle: only the extra files */
+        if (rc < 0) cf_err_set(err, rc, "registry %s: CA store: %s", r->host, e.msg);
+    }
+    if (h) curl_easy_cleanup(h);
+    for (size_t i = 0; rc == 0 && extra[i]; i++) {
+        cf_err e = {0};
+        rc = ca_append(&b, extra[i], &e);
+        if (rc < 0) cf_err_set(err, rc, "registry %s: CA file: %s", r->host, e.msg);
+    }
+    if (rc < 0) {
+        cf_buf_free(&b);
+        return rc;
+    }
+    r->ca_pem = (char *)b.data;
+    r->ca_pem_len = b.len;
+    return 0;
+}
+
 int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_registry **out,
                        cf_err *err)
 {
@@ -105,6 +151,8 @@ int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_
     r->ca_file = dup_or_null(opts->ca_file, &oom);
     r->user_agent =
         dup_or_null(opts->user_agent ? opts->user_agent : "chunkfly/" CHUNKFLY_VERSION, &oom);
+    r->bearer_token = dup_or_null(opts->bearer_token, &oom);
+    r->proxy = dup_or_null(opts->proxy, &oom);
     r->username = dup_or_null(opts->username, &oom);
     r->password = dup_or_null(opts->username ? (opts->password ? opts->password : "") : NULL, &oom);
     pthread_mutex_init(&r->lock, NULL);
@@ -112,6 +160,13 @@ int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_
     if (oom) {
         proto_registry_free(r);
         return cf_err_set(err, -ENOMEM, "out of memory");
+    }
+    if (opts->extra_ca_files && opts->extra_ca_files[0]) {
+        int rc = ca_bundle(r, opts->extra_ca_files, err);
+        if (rc < 0) {
+            proto_registry_free(r);
+            return rc;
+        }
     }
     if (!opts->username && !(opts->docker_config && !opts->docker_config[0])) {
         char *u = NULL, *p = NULL;
@@ -145,6 +200,9 @@ void proto_registry_free(proto_registry *r)
     pthread_mutex_destroy(&r->lock);
     free_secret(r->username);
     free_secret(r->password);
+    free_secret(r->bearer_token);
+    free(r->proxy);
+    free(r->ca_pem);
     free(r->ca_file);
     free(r->user_agent);
     free(r);
@@ -354,7 +412,10 @@ static int reg_request(proto_registry *r, const char *repo, struct reg_req *q, s
     char *tok = NULL;
     int rc = 0;
     q->auth_origin = r->origin;
-    for (int round = 0; round < 3; round++) {
+    pthread_mutex_lock(&r->lock);
+    int use_static = r->bearer_token && !r->bearer_refused;
+    pthread_mutex_unlock(&r->lock);
+    for (int round = 0; round < 4; round++) {
         pthread_mutex_lock(&r->lock);
         enum proto_auth_scheme mode = r->auth;
         pthread_mutex_unlock(&r->lock);
@@ -363,7 +424,9 @@ static int reg_request(proto_registry *r, const char *repo, struct reg_req *q, s
         q->bearer = NULL;
         free_secret(tok);
         tok = NULL;
-        if (mode == PROTO_AUTH_BASIC && r->username) {
+        if (use_static) {
+            q->bearer = r->bearer_token;
+        } else if (mode == PROTO_AUTH_BASIC && r->username) {
             q->basic_user = r->username;
             q->basic_pass = r->password;
             sent_basic = 1;
@@ -374,6 +437,13 @@ static int reg_request(proto_registry *r, const char *repo, struct reg_req *q, s
         }
         rc = reg_http_do(r, q, s, err);
         if (rc < 0 || s->status != 401) goto out;
+        if (use_static) { /* refused (expired?): the challenge's own flow from now on */
+            use_static = 0;
+            pthread_mutex_lock(&r->lock);
+            r->bearer_refused = 1;
+            pthread_mutex_unlock(&r->lock);
+            cf_debug("registry %s: the configured bearer token was refused (HTTP 401)", r->host);
+        }
 
         proto_auth_challenge ch;
         cf_err perr = {0};

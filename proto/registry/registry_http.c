@@ -318,8 +318,12 @@ static int setup(proto_registry *r, CURL *h, struct reg_req *q, const char *url,
 {
     struct reg_resp *s = x->s;
     curl_easy_setopt(h, CURLOPT_URL, url);
-    /* Loopback targets never go through an http_proxy from the environment. */
-    if (reg_url_is_loopback(url)) curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    /* Loopback targets never go through an http_proxy from the environment; an explicit
+     * proxy carries every request. */
+    if (r->proxy)
+        curl_easy_setopt(h, CURLOPT_PROXY, r->proxy);
+    else if (reg_url_is_loopback(url))
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -339,6 +343,10 @@ static int setup(proto_registry *r, CURL *h, struct reg_req *q, const char *url,
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (r->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, r->ca_file);
+    if (r->ca_pem) {
+        struct curl_blob blob = {r->ca_pem, r->ca_pem_len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+    }
     if (strcmp(q->method, "HEAD") == 0) curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     /* Range in blob coordinates, resuming after what was already delivered. */
     if (strcmp(q->method, "GET") == 0 && !q->buf) {

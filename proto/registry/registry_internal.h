@@ -40,9 +40,14 @@ struct proto_registry {
     long retry_base_ms, retry_budget_ms;
     int insecure_tls;
     char *ca_file, *user_agent;
+    char *bearer_token; /* static token (opts.bearer_token), NULL = none */
+    char *proxy;        /* opts.proxy, NULL = none */
+    char *ca_pem;       /* system bundle + opts.extra_ca_files, NULL = none */
+    size_t ca_pem_len;
 
     pthread_mutex_t lock;        /* guards everything below */
     enum proto_auth_scheme auth; /* learned from the first 401 */
+    int bearer_refused;          /* the static bearer token got a 401: stop sending it */
     char realm[1024], service[256];
     struct reg_token *tokens;
     struct reg_flight *flights;

@@ -76,6 +76,9 @@ struct mount_config {
     bool enable_xattr;        /* serve xattrs (default true for us) */
     uint64_t amplify_io;      /* bytes: merge adjacent missing chunks up to this (default 1 MiB) */
     bool iostats_files, access_pattern, latest_read_files; /* accepted */
+    /* id_mapping [inside, outside, count] (user-namespace remapped ids), when given. */
+    bool has_id_mapping;
+    uint32_t id_mapping[3];
 };
 
 int mount_config_parse(const char *json, size_t len, struct mount_config **out, cf_err *err);

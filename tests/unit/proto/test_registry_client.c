@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -65,6 +66,24 @@ static void test_new_config_errors(void **state)
     o.username = "u";
     assert_int_equal(proto_registry_new("h:1", &o, &r, &err), 0);
     assert_string_equal(proto_registry_host(r), "h:1");
+    proto_registry_free(r);
+    unlink(path);
+    /* extra CA files are read at creation: a missing one is named */
+    const char *const cas[] = {"/nonexistent-cf/ca.pem", NULL};
+    proto_registry_opts o2 = {.docker_config = "", .extra_ca_files = cas};
+    cf_err_clear(&err);
+    assert_int_equal(proto_registry_new("h:1", &o2, &r, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "/nonexistent-cf/ca.pem"));
+    /* a readable one (any PEM text), with a proxy and a static token: accepted */
+    fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    const char *const cas2[] = {path, NULL};
+    proto_registry_opts o3 = {.docker_config = "",
+                              .extra_ca_files = cas2,
+                              .proxy = "http://127.0.0.1:9",
+                              .bearer_token = "tok"};
+    assert_int_equal(proto_registry_new("h:1", &o3, &r, &err), 0);
     proto_registry_free(r);
     unlink(path);
 }

@@ -96,6 +96,18 @@ typedef struct proto_registry_opts {
     int insecure_tls;       /* 1 = don't verify TLS certificates (test setups only) */
     const char *ca_file;    /* extra CA bundle for https, NULL = system default */
     const char *user_agent; /* default "chunkfly/<version>" */
+    /* A static bearer token (nydusd's registry_token), sent as "Authorization: Bearer" until
+     * the registry refuses it (401); the usual flow (challenge, token server with the basic
+     * credentials, if any) takes over from then on. A secret: never logged. NULL = none. */
+    const char *bearer_token;
+    /* HTTP forward proxy for every request of this client, "http://HOST:PORT": requests for
+     * an http registry go to it in absolute form ("GET http://registry/v2/..."), those for an
+     * https registry through CONNECT. NULL = none (proxies from the environment then apply,
+     * except for loopback registries). */
+    const char *proxy;
+    /* PEM files trusted in addition to the system CA store (nydusd's ca_cert_files), read once
+     * by proto_registry_new (-ENOENT/-EACCES naming the file). NULL-terminated, may be NULL. */
+    const char *const *extra_ca_files;
 } proto_registry_opts;
 
 typedef struct proto_registry proto_registry;
