@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,10 @@ struct mount_fs {
     struct inst slots[MAX_SLOTS];
     struct fuse_session *se;
     char *mountpoint;
-    bool mounted, signals;
+    bool mounted;
+    pthread_mutex_t run_mu; /* run_thread, running */
+    pthread_t run_thread;
+    bool running;
     unsigned max_threads;
     time_t start_time;
 };
@@ -665,6 +669,7 @@ int mount_fs_new(const struct mount_fs_opts *o, mount_fs **out, cf_err *err)
     fs->ttl = o->timeout_s > 0 ? o->timeout_s : DEFAULT_TTL_S;
     fs->start_time = time(NULL);
     pthread_rwlock_init(&fs->lock, NULL);
+    pthread_mutex_init(&fs->run_mu, NULL);
     *out = fs;
     return 0;
 }
@@ -831,13 +836,9 @@ int mount_fs_mount(mount_fs *fs, const char *mountpoint, const struct mount_fs_m
     return 0;
 }
 
-int mount_fs_set_signal_handlers(mount_fs *fs, cf_err *err)
+static void wake_handler(int sig)
 {
-    if (!fs->se) return cf_err_set(err, -EINVAL, "not mounted");
-    if (fuse_set_signal_handlers(fs->se) != 0)
-        return cf_err_set(err, -EIO, "cannot install signal handlers");
-    fs->signals = true;
-    return 0;
+    (void)sig; /* only interrupts the loop's wait */
 }
 
 int mount_fs_run(mount_fs *fs)
@@ -850,21 +851,42 @@ int mount_fs_run(mount_fs *fs)
         fuse_loop_cfg_set_max_threads(cfg, fs->max_threads);
         fuse_loop_cfg_set_idle_threads(cfg, fs->max_threads);
     }
-    int rc = fuse_session_loop_mt(fs->se, cfg);
+    /* mount_fs_stop() interrupts libfuse's wait in this thread with SIGUSR2 (no SA_RESTART) */
+    struct sigaction sa = {.sa_handler = wake_handler};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, NULL);
+    pthread_mutex_lock(&fs->run_mu);
+    fs->run_thread = pthread_self();
+    fs->running = true;
+    pthread_mutex_unlock(&fs->run_mu);
+    int rc = fuse_session_exited(fs->se) ? 0 : fuse_session_loop_mt(fs->se, cfg);
+    pthread_mutex_lock(&fs->run_mu);
+    fs->running = false;
+    pthread_mutex_unlock(&fs->run_mu);
     fuse_loop_cfg_destroy(cfg);
-    return rc < 0 ? rc : 0; /* > 0: the signal that ended it */
+    return rc < 0 ? rc : 0;
 }
 
 void mount_fs_stop(mount_fs *fs)
 {
-    if (fs->se) fuse_session_exit(fs->se);
+    if (!fs->se) return;
+    fuse_session_exit(fs->se);
+    /* The loop's main thread sleeps on a semaphore that only a signal or a finishing worker
+     * wakes: poke it until mount_fs_run() has returned. */
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&fs->run_mu);
+        bool running = fs->running;
+        if (running) pthread_kill(fs->run_thread, SIGUSR2);
+        pthread_mutex_unlock(&fs->run_mu);
+        if (!running) return;
+        usleep(50 * 1000);
+    }
 }
 
 void mount_fs_free(mount_fs *fs)
 {
     if (!fs) return;
     if (fs->se) {
-        if (fs->signals) fuse_remove_signal_handlers(fs->se);
         if (fs->mounted) fuse_session_unmount(fs->se);
         fuse_session_destroy(fs->se);
     }
@@ -875,6 +897,7 @@ void mount_fs_free(mount_fs *fs)
         free(fs->slots[i].name);
     }
     pthread_rwlock_destroy(&fs->lock);
+    pthread_mutex_destroy(&fs->run_mu);
     free(fs->mountpoint);
     free(fs);
 }

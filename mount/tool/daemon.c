@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cf/log.h"
 #include "mount/blob_cache.h"
@@ -64,7 +66,8 @@ struct prefetch {
     mount_blob_cache *cache;
     uint64_t *nids;
     size_t n;
-    int stop; /* atomic */
+    int stop;      /* atomic */
+    uint64_t rate; /* backend bytes/s, 0 = unlimited (fs_prefetch.bandwidth_rate) */
     pthread_t th;
     bool running;
 };
@@ -101,7 +104,21 @@ static void *prefetch_main(void *arg)
 {
     struct prefetch *p = arg;
     size_t done = 0, failed = 0;
+    struct mount_blob_cache_stats st0, st;
+    struct timespec t0, t;
+    mount_blob_cache_get_stats(p->cache, &st0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; i < p->n && !__atomic_load_n(&p->stop, __ATOMIC_RELAXED); i++) {
+        if (p->rate) { /* pace by the backend bytes fetched so far (on-demand reads count too) */
+            mount_blob_cache_get_stats(p->cache, &st);
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            double el = (double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9;
+            double due = (double)(st.backend_bytes - st0.backend_bytes) / (double)p->rate;
+            while (due > el && !__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
+                usleep(20 * 1000);
+                el += 0.02;
+            }
+        }
         cf_err err = {0};
         if (mount_blob_cache_fill_file(p->cache, p->nids[i], &err)) {
             failed++;
@@ -117,7 +134,7 @@ static void *prefetch_main(void *arg)
 /* Files to prefetch: the bootstrap's prefetch table (when enabled) and --prefetch-files
  * (a directory means every file under it). Unknown paths are logged, not fatal (nydusd). */
 static int prefetch_list(const rafs_image *img, const struct mount_tool_opts *o, bool table,
-                         uint64_t **nids, size_t *n)
+                         bool all, uint64_t **nids, size_t *n)
 {
     size_t cap = 0;
     *nids = NULL;
@@ -154,6 +171,10 @@ static int prefetch_list(const rafs_image *img, const struct mount_tool_opts *o,
             rc = rafs_walk(img, subtree_fn, &s, NULL);
         }
     }
+    if (!rc && all) { /* fs_prefetch.prefetch_all: then everything else */
+        struct subtree s = {"", nids, n, &cap};
+        rc = rafs_walk(img, subtree_fn, &s, NULL);
+    }
     return rc;
 }
 
@@ -165,6 +186,27 @@ static bool is_rafs_v5(const char *path)
     ssize_t n = read(fd, head, sizeof(head));
     close(fd);
     return n > 0 && rafs_detect_version(head, (size_t)n, NULL) == 5;
+}
+
+/* ---- signals: SIGTERM/SIGINT/SIGHUP end the daemon cleanly (unmount, exit 0) ---------------- */
+
+struct sigwatch {
+    sigset_t set;
+    mount_fs *fs;
+    pthread_t th;
+    bool running;
+};
+
+static void *sig_main(void *arg)
+{
+    struct sigwatch *w = arg;
+    int sig = 0;
+    while (sigwait(&w->set, &sig) == 0) {
+        if (sig == SIGUSR1) break; /* our own "daemon is done" */
+        cf_info("signal %d: unmounting", sig);
+        mount_fs_stop(w->fs);
+    }
+    return NULL;
 }
 
 /* ---- run ----------------------------------------------------------------------------------- */
@@ -180,12 +222,21 @@ int mount_tool_run(const struct mount_tool_opts *o)
     struct prefetch pf = {0};
     const char *work_dir = o->cache_dir;
     uint64_t amplify = 0;
-    bool xattr = true, table_prefetch = false;
+    bool xattr = true, table_prefetch = false, prefetch_all = false;
 #ifdef CHUNKFLY_MOUNT_BACKEND
     struct mount_config *cfg = NULL;
 #endif
 
     say_stderr = o->log_to_file;
+    /* Signals are taken by one thread (sigwait): block them here, before any thread exists,
+     * so every thread (libfuse's workers too) inherits the mask. */
+    struct sigwatch sw = {0};
+    sigemptyset(&sw.set);
+    sigaddset(&sw.set, SIGTERM);
+    sigaddset(&sw.set, SIGINT);
+    sigaddset(&sw.set, SIGHUP);
+    sigaddset(&sw.set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sw.set, NULL);
     if (!o->mountpoint) {
         say("--mountpoint is required");
         return 2;
@@ -199,13 +250,18 @@ int mount_tool_run(const struct mount_tool_opts *o)
     if (o->config) {
 #ifdef CHUNKFLY_MOUNT_BACKEND
         if ((rc = mount_config_load(o->config, &cfg, &err))) {
-            say("config %s: %s", o->config, cf_err_str(&err, rc));
+            if (strstr(err.msg, o->config))
+                say("%s", err.msg);
+            else
+                say("config %s: %s", o->config, cf_err_str(&err, rc));
             goto out;
         }
         if (!work_dir && cfg->cache.enabled) work_dir = cfg->cache.work_dir;
         amplify = cfg->amplify_io;
         xattr = cfg->enable_xattr;
         table_prefetch = cfg->prefetch.enable;
+        prefetch_all = cfg->prefetch.enable && cfg->prefetch.prefetch_all;
+        pf.rate = cfg->prefetch.bandwidth_rate;
         if (!o->blob_dir && (rc = mount_backend_new(&cfg->backend, &blobs.backend, &err))) {
             say("config %s: backend: %s", o->config, cf_err_str(&err, rc));
             goto out;
@@ -292,20 +348,25 @@ int mount_tool_run(const struct mount_tool_opts *o)
         goto out;
     }
     struct mount_fs_mount_opts mo = {.allow_other = o->allow_other, .max_threads = o->threads};
-    if ((rc = mount_fs_mount(fs, o->mountpoint, &mo, &err)) ||
-        (rc = mount_fs_set_signal_handlers(fs, &err))) {
+    if ((rc = mount_fs_mount(fs, o->mountpoint, &mo, &err))) {
         say("%s", cf_err_str(&err, rc));
         goto out;
     }
     cf_info("mounted %s at %s (blobs from %s, cache %s)", o->bootstrap, o->mountpoint,
             blobs.dir ? blobs.dir : "the config's backend", work_dir ? work_dir : "in /tmp");
-    if (prefetch_list(pf.img, o, table_prefetch, &pf.nids, &pf.n) == 0 && pf.n) {
+    if (prefetch_list(pf.img, o, table_prefetch, prefetch_all, &pf.nids, &pf.n) == 0 && pf.n) {
         if (pthread_create(&pf.th, NULL, prefetch_main, &pf) == 0) pf.running = true;
     }
+    sw.fs = fs;
+    if (pthread_create(&sw.th, NULL, sig_main, &sw) == 0) sw.running = true;
     rc = mount_fs_run(fs);
     cf_info("%s: unmounting (%s)", o->mountpoint, rc ? strerror(-rc) : "stopped");
     code = rc ? 1 : 0;
 out:
+    if (sw.running) {
+        pthread_kill(sw.th, SIGUSR1);
+        pthread_join(sw.th, NULL);
+    }
     if (pf.running) {
         __atomic_store_n(&pf.stop, 1, __ATOMIC_RELAXED);
         pthread_join(pf.th, NULL);

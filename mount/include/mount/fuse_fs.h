@@ -13,8 +13,7 @@
  * (slot << 56) | (nid + 2) where slot is the image's attach slot.
  *
  * Threads: mount_fs_run() serves requests on up to `max_threads` threads. mount_fs_attach /
- * mount_fs_detach may be called from any thread while it runs (shared mode); mount_fs_stop()
- * from any thread (not from a signal handler: use the tool's own handler + fuse's).
+ * mount_fs_detach may be called from any thread while it runs (shared mode).
  * Ownership: attach takes the image and its cache (also on failure); the fs frees them on
  * detach or mount_fs_free(). Errors: 0 or a negative errno with a message. */
 #ifndef MOUNT_FUSE_FS_H
@@ -59,11 +58,11 @@ struct mount_fs_mount_opts {
 /* Mounts the filesystem at `mountpoint` (a FUSE mount of type fuse.rafs). */
 int mount_fs_mount(mount_fs *fs, const char *mountpoint, const struct mount_fs_mount_opts *o,
                    cf_err *err);
-/* Installs libfuse's SIGTERM/SIGINT/SIGHUP handlers: such a signal ends mount_fs_run(). */
-int mount_fs_set_signal_handlers(mount_fs *fs, cf_err *err);
-/* Serves requests until mount_fs_stop(), a signal (see above) or an external umount.
- * Returns 0 or a negative errno. */
+/* Serves requests until mount_fs_stop() or an external umount. Returns 0 or a negative errno.
+ * Installs a no-op SIGUSR2 handler (mount_fs_stop wakes this thread with it). */
 int mount_fs_run(mount_fs *fs);
+/* Ends mount_fs_run() and returns once it has (at most ~5 s); any thread except the one in
+ * mount_fs_run(), not from a signal handler (the tool waits for signals in a thread). */
 void mount_fs_stop(mount_fs *fs);
 /* Unmounts (if mounted) and frees everything, attached images included. NULL-safe. */
 void mount_fs_free(mount_fs *fs);
