@@ -58,6 +58,25 @@ expect_refused "no backend" "no backend" --bootstrap "$T/boot" --mountpoint "$T/
 expect_refused "missing bootstrap file" "bootstrap .*No such file" \
     --bootstrap "$T/none.boot" --blob-dir "$T/blobs" --mountpoint "$T/mnt"
 
+# nydusd JSON configs: an unknown key is refused naming it, before mounting; localfs works
+echo '{"device":{"backend":{"type":"localfs","config":{"dri":"/x"}}}}' >"$T/bad.json"
+expect_refused "unknown config key" "device.backend.config.dri: unknown key" \
+    --config "$T/bad.json" --bootstrap "$T/boot" --mountpoint "$T/mnt"
+echo '{"device":' >"$T/broken.json"
+expect_refused "broken config JSON" "broken.json" --config "$T/broken.json" --bootstrap "$T/boot" --mountpoint "$T/mnt"
+cat >"$T/localfs.json" <<JSON
+{"device": {"backend": {"type": "localfs", "config": {"dir": "$T/blobs"}},
+            "cache": {"type": "blobcache", "compressed": false, "config": {"work_dir": "$T/wd"}}},
+ "mode": "direct", "digest_validate": false, "iostats_files": false, "enable_xattr": true,
+ "amplify_io": 1048576,
+ "fs_prefetch": {"enable": false, "threads_count": 4, "merging_size": 1048576, "bandwidth_rate": 0}}
+JSON
+mount_start "$T/cfg.log" "$T/mnt" --config "$T/localfs.json" --bootstrap "$T/boot"
+[ "$(cat "$T/mnt/d/f")" = hello ] || fail "content through the localfs config"
+[ -f "$T/wd/$id.blob.data" ] && [ -f "$T/wd/$id.blob.data.chunk_map" ] || fail "no cache files in work_dir"
+mount_stop "$MOUNT_PID" "$T/mnt"
+note "nydusd localfs config: mounted, cache in its work_dir"
+
 # every flag nydus-snapshotter passes (dedicated mode, as in runtime-contracts.md §1)
 mount_start "$T/flags.log" "$T/mnt" --thread-num 4 --id dev-1 --bootstrap "$T/boot" \
     --blob-dir "$T/blobs" --cache-dir "$T/cache" --log-level info --log-rotation-size 100 \
