@@ -31,14 +31,25 @@ struct inst {
     char *name; /* NULL = free slot; "" in dedicated mode */
     rafs_image *img;
     mount_blob_cache *cache;
+    mount_fs_release_fn release;
+    void *owner;
     uint64_t root_nid;
 };
+
+static void inst_free(struct inst *in)
+{
+    mount_blob_cache_free(in->cache);
+    rafs_image_close(in->img);
+    if (in->release) in->release(in->owner);
+    free(in->name);
+}
 
 struct mount_fs {
     struct mount_fs_opts o;
     double ttl;
     pthread_rwlock_t lock; /* slots: readers = requests, writer = attach/detach */
     struct inst slots[MAX_SLOTS];
+    unsigned next_slot; /* where the search for a free slot starts */
     struct fuse_session *se;
     char *mountpoint;
     bool mounted;
@@ -395,8 +406,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)d;
-    fi->cache_readdir = 1; /* immutable directories: the kernel may cache their listing */
-    fi->keep_cache = 1;
+    if (in) { /* immutable directories: the kernel may cache their listing */
+        fi->cache_readdir = 1;
+        fi->keep_cache = 1;
+    }
     if (fuse_reply_open(req, fi) == -ENOENT) dirsnap_free(d); /* interrupted */
 }
 
@@ -682,7 +695,7 @@ static bool valid_name(const char *name)
 }
 
 int mount_fs_attach(mount_fs *fs, const char *name, rafs_image *img, mount_blob_cache *cache,
-                    cf_err *err)
+                    mount_fs_release_fn release, void *owner, cf_err *err)
 {
     int rc = 0;
     char *copy = NULL;
@@ -697,8 +710,11 @@ int mount_fs_attach(mount_fs *fs, const char *name, rafs_image *img, mount_blob_
         goto fail;
     }
     pthread_rwlock_wrlock(&fs->lock);
+    /* Slots are handed out round-robin: the kernel may still hold node ids of a detached
+     * image for a while, and they must not name another image's inodes. */
     unsigned free_slot = MAX_SLOTS;
-    for (unsigned i = 0; i < MAX_SLOTS; i++) {
+    for (unsigned k = 0; k < MAX_SLOTS; k++) {
+        unsigned i = (fs->next_slot + k) % MAX_SLOTS;
         if (fs->slots[i].name && !strcmp(fs->slots[i].name, copy)) {
             rc = cf_err_set(err, -EEXIST, "%s%s is already mounted", fs->o.shared ? "/" : "",
                             fs->o.shared ? copy : "an image");
@@ -706,6 +722,7 @@ int mount_fs_attach(mount_fs *fs, const char *name, rafs_image *img, mount_blob_
         }
         if (!fs->slots[i].name && free_slot == MAX_SLOTS) free_slot = i;
     }
+    if (!rc && free_slot != MAX_SLOTS) fs->next_slot = free_slot + 1;
     if (!rc && (free_slot == MAX_SLOTS || (!fs->o.shared && free_slot != 0)))
         rc = cf_err_set(err, -ENOSPC, "too many images attached (%u)", MAX_SLOTS);
     if (!rc) {
@@ -713,6 +730,8 @@ int mount_fs_attach(mount_fs *fs, const char *name, rafs_image *img, mount_blob_
         in->name = copy;
         in->img = img;
         in->cache = cache;
+        in->release = release;
+        in->owner = owner;
         in->root_nid = rafs_image_super(img)->root_nid;
     }
     pthread_rwlock_unlock(&fs->lock);
@@ -724,6 +743,7 @@ fail:
     free(copy);
     mount_blob_cache_free(cache);
     rafs_image_close(img);
+    if (release) release(owner);
     return rc;
 }
 
@@ -743,9 +763,7 @@ int mount_fs_detach(mount_fs *fs, const char *name, cf_err *err)
     if (!gone.name) return cf_err_set(err, -ENOENT, "/%s is not mounted", want);
     if (fs->o.shared && fs->se)
         fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID, gone.name, strlen(gone.name));
-    mount_blob_cache_free(gone.cache);
-    rafs_image_close(gone.img);
-    free(gone.name);
+    inst_free(&gone);
     return 0;
 }
 
@@ -753,7 +771,8 @@ void mount_fs_foreach(mount_fs *fs, mount_fs_visit_fn fn, void *ctx)
 {
     pthread_rwlock_rdlock(&fs->lock);
     for (unsigned i = 0; i < MAX_SLOTS; i++)
-        if (fs->slots[i].name) fn(fs->slots[i].name, fs->slots[i].img, fs->slots[i].cache, ctx);
+        if (fs->slots[i].name)
+            fn(fs->slots[i].name, fs->slots[i].img, fs->slots[i].cache, fs->slots[i].owner, ctx);
     pthread_rwlock_unlock(&fs->lock);
 }
 
@@ -891,10 +910,7 @@ void mount_fs_free(mount_fs *fs)
         fuse_session_destroy(fs->se);
     }
     for (unsigned i = 0; i < MAX_SLOTS; i++) {
-        if (!fs->slots[i].name) continue;
-        mount_blob_cache_free(fs->slots[i].cache);
-        rafs_image_close(fs->slots[i].img);
-        free(fs->slots[i].name);
+        if (fs->slots[i].name) inst_free(&fs->slots[i]);
     }
     pthread_rwlock_destroy(&fs->lock);
     pthread_mutex_destroy(&fs->run_mu);

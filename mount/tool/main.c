@@ -19,20 +19,19 @@
 #include "mount_tool.h"
 #include "rafs/reader.h"
 
-#ifndef CHUNKFLY_GIT_COMMIT
-#define CHUNKFLY_GIT_COMMIT "unknown"
-#endif
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: chunkfly-mount [fuse] --mountpoint DIR --bootstrap FILE --config FILE [options]\n"
+            "       chunkfly-mount [fuse] --mountpoint DIR --apisock SOCK [options]   (shared mode)\n"
             "\n"
             "Mounts a Nydus (RAFS v6) image with FUSE, read-only; file data is fetched chunk by\n"
             "chunk when read, verified and cached (a drop-in for nydusd's FUSE mode).\n"
             "\n"
             "  --mountpoint DIR      where to mount (must exist)\n"
-            "  --bootstrap FILE      the image's RAFS v6 bootstrap (dedicated mode)\n"
+            "  --bootstrap FILE      the image's RAFS v6 bootstrap (dedicated mode); without it,\n"
+            "                        images are attached at /<name> with POST /api/v1/mount\n"
             "  --config FILE         nydusd v1 JSON config (backend, cache work_dir, amplify_io...)\n"
             "  --blob-dir DIR        read data blobs from DIR/<blob id> (localfs without a config)\n"
             "  --cache-dir DIR       blob cache directory (overrides the config's work_dir)\n"
@@ -44,7 +43,8 @@ static void usage(FILE *f)
             "  --prefetch-files P... fill these files (absolute paths in the image) in the background\n"
             "  --allow-other         let every user access the mount (FUSE allow_other)\n"
             "  --version, --help\n"
-            "Accepted for nydusd compatibility and ignored: --supervisor, --log-rotation-size,\n"
+            "Accepted for nydusd compatibility and ignored: --supervisor (shown by the API),\n"
+            "--log-rotation-size,"
             "--backend-source, --failover-policy, --upgrade, --writable, --hybrid-mode,\n"
             "--prefetch-all... (see docs/mount.md)\n");
 }
@@ -72,6 +72,7 @@ enum {
     OPT_ALLOW_OTHER,
     OPT_VERSION,
     OPT_HELP,
+    OPT_SUPERVISOR,
     OPT_IGNORED_ARG,  /* accepted with a value, ignored */
     OPT_IGNORED_FLAG, /* accepted without a value, ignored */
 };
@@ -92,7 +93,7 @@ static const struct option long_opts[] = {
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     /* nydusd flags the snapshotter (or a user) may pass: accepted, no effect here */
-    {"supervisor", required_argument, NULL, OPT_IGNORED_ARG},
+    {"supervisor", required_argument, NULL, OPT_SUPERVISOR},
     {"log-rotation-size", required_argument, NULL, OPT_IGNORED_ARG},
     {"backend-source", required_argument, NULL, OPT_IGNORED_ARG},
     {"failover-policy", required_argument, NULL, OPT_IGNORED_ARG},
@@ -168,6 +169,7 @@ int main(int argc, char **argv)
             prefetch[nprefetch++] = optarg;
             while (optind < argc && argv[optind][0] != '-') prefetch[nprefetch++] = argv[optind++];
             break;
+        case OPT_SUPERVISOR: o.supervisor = optarg; break;
         case OPT_ALLOW_OTHER: o.allow_other = true; break;
         case 'V':
         case OPT_VERSION:

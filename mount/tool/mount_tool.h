@@ -2,13 +2,16 @@
 #ifndef MOUNT_TOOL_H
 #define MOUNT_TOOL_H
 
-#define PATH_MAX_LEN 4096
+#ifndef CHUNKFLY_GIT_COMMIT
+#define CHUNKFLY_GIT_COMMIT "unknown"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>
 
 struct mount_tool_opts {
     const char *mountpoint, *bootstrap, *config, *blob_dir, *cache_dir, *apisock, *id;
+    const char *supervisor;
     unsigned threads;
     bool allow_other;
     bool log_to_file; /* errors go to stderr too */

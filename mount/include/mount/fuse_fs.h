@@ -14,8 +14,8 @@
  *
  * Threads: mount_fs_run() serves requests on up to `max_threads` threads. mount_fs_attach /
  * mount_fs_detach may be called from any thread while it runs (shared mode).
- * Ownership: attach takes the image and its cache (also on failure); the fs frees them on
- * detach or mount_fs_free(). Errors: 0 or a negative errno with a message. */
+ * Ownership: attach takes the image, its cache and an owner object (also on failure); the fs
+ * frees them on detach or mount_fs_free(). Errors: 0 or a negative errno with a message. */
 #ifndef MOUNT_FUSE_FS_H
 #define MOUNT_FUSE_FS_H
 
@@ -38,16 +38,19 @@ int mount_fs_new(const struct mount_fs_opts *o, mount_fs **out, cf_err *err);
 
 /* Attaches an image: in dedicated mode `name` is NULL and only one image may be attached; in
  * shared mode `name` is one path component (what follows the '/' of the API's mountpoint).
- * -EEXIST when the name (or, dedicated, the root) is taken, -ENOSPC when 255 images are
- * attached, -EINVAL for a bad name. */
+ * `release(owner)` (may be NULL) runs after the image and cache are freed: whatever they
+ * depend on (the backend their blob sources came from) is released there. On failure, img,
+ * cache and owner are released at once too. -EEXIST when the name (or, dedicated, the root)
+ * is taken, -ENOSPC when 255 images are attached, -EINVAL for a bad name. */
+typedef void (*mount_fs_release_fn)(void *owner);
 int mount_fs_attach(mount_fs *fs, const char *name, rafs_image *img, mount_blob_cache *cache,
-                    cf_err *err);
+                    mount_fs_release_fn release, void *owner, cf_err *err);
 /* Detaches (waits for requests on it to end). -ENOENT when not attached. */
 int mount_fs_detach(mount_fs *fs, const char *name, cf_err *err);
 
 /* Visits every attached image (name "" in dedicated mode), under a read lock. */
 typedef void (*mount_fs_visit_fn)(const char *name, const rafs_image *img,
-                                  const mount_blob_cache *cache, void *ctx);
+                                  const mount_blob_cache *cache, void *owner, void *ctx);
 void mount_fs_foreach(mount_fs *fs, mount_fs_visit_fn fn, void *ctx);
 
 struct mount_fs_mount_opts {
