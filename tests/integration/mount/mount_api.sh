@@ -124,4 +124,5 @@ expect 200 '"state":"RUNNING"' GET /api/v1/daemon
 expect 409 'dedicated' POST '/api/v1/mount?mountpoint=/y' "{\"source\":\"$T/boot2\",\"config\":$cfg2}"
 expect 200 '"data_read":[1-9]' GET /api/v1/metrics
 mount_stop "$PID" "$T/mnt"
+no_sanitizer_reports
 echo "PASS: API (shared mode attach/detach, info, metrics, JSON errors, keep-alive, exit)"

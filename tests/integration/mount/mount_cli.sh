@@ -134,4 +134,5 @@ if [ -x "$BB" ] && file -L "$BB" | grep -q 'statically linked'; then
 else
     note "SKIPPED PART: Debian's static busybox not installed (apt-get install busybox-static)"
 fi
+no_sanitizer_reports
 echo "PASS: command line, start-up checks, fixture, busybox"

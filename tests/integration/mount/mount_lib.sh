@@ -19,7 +19,8 @@ mount_start() {
     MOUNT_PID=$CF_LAST_PID
     CF_MOUNTS+=("$mnt")
     for i in $(seq 100); do
-        is_mounted "$mnt" && return 0
+        # statfs reaches the daemon: a dead mount left by a killed one does not count
+        is_mounted "$mnt" && stat -f "$mnt" >/dev/null 2>&1 && return 0
         is_alive "$MOUNT_PID" || fail "chunkfly-mount exited before mounting: $(tail -5 "$log")"
         sleep 0.1
     done
@@ -32,7 +33,9 @@ mount_stop() {
     kill -TERM "$pid"
     for i in $(seq 50); do is_alive "$pid" || break; sleep 0.1; done
     is_alive "$pid" && fail "chunkfly-mount ($pid) still running 5 s after SIGTERM"
-    wait "$pid" 2>/dev/null || true
+    local rc=0
+    wait "$pid" 2>/dev/null || rc=$?
+    [ "$rc" = 0 ] || [ "$rc" = 127 ] || fail "chunkfly-mount exited with status $rc after SIGTERM"
     is_mounted "$mnt" && fail "$mnt still mounted after SIGTERM"
     return 0
 }
@@ -44,4 +47,15 @@ import struct, sys
 h = open(sys.argv[1], "rb").read(16)
 sys.exit(0 if len(h) == 16 and struct.unpack("<4I", h)[3] == 0x4D4D4150 else 1)
 PY
+}
+
+# no_sanitizer_reports: no daemon log under $T holds an ASan/UBSan/LSan report
+no_sanitizer_reports() {
+    local f
+    for f in "$T"/*.log; do
+        [ -f "$f" ] || continue
+        if grep -qE 'Sanitizer|runtime error:' "$f"; then
+            fail "sanitizer report in $f: $(grep -m3 -E 'Sanitizer|runtime error:' "$f")"
+        fi
+    done
 }
