@@ -262,8 +262,11 @@ static void do_run(mount_blob_cache *c, struct run *run)
     const rafs_blob_source *src;
     run->rc = get_source(c, b, &src, &run->err);
     if (run->rc) return;
+    uint32_t maxu = 0; /* the biggest chunk of the run, not RAFS_MAX_CHUNK_SIZE: most are small */
+    for (size_t i = 0; i < run->n; i++)
+        if (run->refs[i]->uncompressed_size > maxu) maxu = run->refs[i]->uncompressed_size;
     comp = malloc(len);
-    tmp = malloc(RAFS_MAX_CHUNK_SIZE);
+    tmp = malloc(maxu ? maxu : 1);
     if (!comp || !tmp) {
         run->rc = cf_err_set(&run->err, -ENOMEM, "out of memory");
         goto out;
