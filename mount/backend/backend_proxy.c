@@ -238,9 +238,15 @@ void be_proxy_mark_failed(mount_backend *b, const cf_err *why)
 {
     struct be_proxy *p = b->proxy;
     if (__atomic_exchange_n(&p->healthy, 0, __ATOMIC_ACQ_REL)) {
+        const char *reason = why && why->msg[0] ? why->msg : "error";
+        size_t ul = strlen(p->url);
+        /* the reason may already name the proxy ("proxy unix:/x: ...") */
+        if (strncmp(reason, "proxy ", 6) == 0 && strncmp(reason + 6, p->url, ul) == 0 &&
+            strncmp(reason + 6 + ul, ": ", 2) == 0)
+            reason += 8 + ul;
         cf_warn("proxy %s failed (%s): reads go to the registry until it is healthy again "
                 "(checked every %u s)",
-                p->url, why && why->msg[0] ? why->msg : "error", p->interval_s);
+                p->url, reason, p->interval_s);
         pool_flush(p);
     }
 }
@@ -308,8 +314,10 @@ int be_proxy_size(mount_backend *b, const char *digest, uint64_t *size, cf_err *
     if (p->kind == PROXY_HTTP) return be_registry_size(b->registry, true, digest, size, err);
     client_local *c = NULL;
     uint64_t gen;
-    int rc = pool_get(p, &c, &gen, err);
-    if (rc < 0) return cf_err_wrap(err, rc, "proxy %s", p->url);
+    cf_err ce = {0};
+    int rc = pool_get(p, &c, &gen, &ce);
+    /* Not -ENOENT (a missing socket file): that would read as "the peer holds nothing". */
+    if (rc < 0) return cf_err_set(err, -EHOSTDOWN, "proxy %s: %s", p->url, ce.msg);
     client_entry e;
     /* Only what the peer already holds: learning a length from it otherwise means starting a
      * whole-blob download (client_local_start); the registry's HEAD is cheaper. */

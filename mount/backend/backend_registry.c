@@ -317,11 +317,15 @@ static int source_size(struct remote_source *s, uint64_t *out, cf_err *err)
     if (b->proxy && be_proxy_usable(b->proxy)) {
         cf_err pe = {0};
         rc = be_proxy_size(b, s->digest, &v, &pe);
-        if (rc < 0 && !be_proxy_fallback(b->proxy)) {
-            if (err) *err = pe;
-            return rc;
+        /* -ENOENT: the peer holds nothing of it yet, so it cannot say the length without
+         * downloading the whole blob; the registry's HEAD answers, also without fallback. */
+        if (rc < 0 && rc != -ENOENT) {
+            if (!be_proxy_fallback(b->proxy)) {
+                if (err) *err = pe;
+                return rc;
+            }
+            be_proxy_mark_failed(b, &pe);
         }
-        if (rc < 0 && rc != -ENOENT) be_proxy_mark_failed(b, &pe);
     }
     if (rc < 0) rc = be_registry_size(b->registry, false, s->digest, &v, err);
     if (rc < 0) return rc;
@@ -337,7 +341,10 @@ static int remote_size(const rafs_blob_source *src, uint64_t *out)
     struct remote_source *s = src->ctx;
     cf_err e = {0};
     int rc = source_size(s, out, &e);
-    if (rc < 0) log_failure(s->b, rc, &e, s->digest);
+    if (rc < 0) {
+        be_count(&s->b->st.errors, 1);
+        log_failure(s->b, rc, &e, s->digest);
+    }
     return rc;
 }
 

@@ -23,16 +23,12 @@
  * (the input is untrusted and ends up in logs). */
 static const char *printable(const char *s, char out[72])
 {
-    size_t i = 0;
-    for (; s[i] && i < 64; i++) {
+    size_t n = strnlen(s, 65), take = n > 64 ? 64 : n;
+    for (size_t i = 0; i < take; i++) {
         unsigned char c = (unsigned char)s[i];
         out[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
     }
-    if (s[i]) {
-        memcpy(out + i, "...", 3);
-        i += 3;
-    }
-    out[i] = 0;
+    memcpy(out + take, n > 64 ? "...\0" : "\0", n > 64 ? 4 : 1);
     return out;
 }
 
@@ -193,6 +189,7 @@ static int get_enum(const json_t *obj, const char *path, const char *key,
     if (!v) return 0;
     if (!json_is_string(v)) return wrong_type(path, key, v, "a string", err);
     const char *s = json_string_value(v);
+    if (!s[0]) return 0; /* "" = not given, as for every string */
     for (size_t i = 0; allowed[i]; i++)
         if (strcmp(allowed[i], s) == 0) {
             *out = allowed[i];
@@ -300,7 +297,7 @@ static int parse_backend_config(const json_t *o, const char *path, struct mount_
     if (!rc) b->retry_limit = (uint32_t)u;
     if (!rc) rc = get_obj(o, path, "proxy", &proxy, err);
     if (!rc)
-        rc = get_enum(o, path, "blob_url_scheme", (const char *const[]){"", "http", "https", NULL},
+        rc = get_enum(o, path, "blob_url_scheme", (const char *const[]){"http", "https", NULL},
                       &blob_scheme, err);
     if (!rc) rc = get_str(o, path, "blob_redirected_host", &ignored, err);
     for (const char *const *k =

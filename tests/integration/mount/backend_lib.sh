@@ -4,17 +4,18 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 READ="$CHUNKFLY_BUILD/tests/backend_read"
 [ -x "$READ" ] || fail "$READ not built"
 
-# registry_config FILE HOST REPO [EXTRA_JSON_MEMBERS]: the config nydus-snapshotter writes for
-# a registry image (its always-sent keys included), with extra members of backend.config.
+# registry_config FILE HOST REPO [EXTRA_JSON_MEMBERS [PROXY_OBJECT]]: the config
+# nydus-snapshotter writes for a registry image (its always-sent keys included), with extra
+# members of backend.config and its proxy object (default {"fallback": false}, no proxy).
 registry_config() {
-    local file=$1 host=$2 repo=$3 extra=${4:-}
+    local file=$1 host=$2 repo=$3 extra=${4:-} proxy=${5:-'{"fallback": false}'}
     [ -n "$extra" ] && extra=",$extra"
     cat >"$file" <<JSON
 {
   "device": {
     "id": "/1",
     "backend": {"type": "registry", "config": {"readahead": false, "host": "$host",
-      "repo": "$repo", "scheme": "http", "proxy": {"fallback": false}$extra}},
+      "repo": "$repo", "scheme": "http", "proxy": $proxy$extra}},
     "cache": {"type": "blobcache", "config": {"work_dir": "$T/cache", "disable_indexed_map": false}}
   },
   "mode": "direct", "digest_validate": false, "enable_xattr": true, "amplify_io": 1048576,
@@ -27,3 +28,50 @@ JSON
 stat_of() { sed -n 's/^stats .*\b'"$2"'=\([-0-9]*\).*/\1/p' <<<"$1"; }
 # field OUTPUT KEY: the value after "KEY " on its line
 field() { awk -v k="$2" '$1==k{print $2}' <<<"$1"; }
+
+# start_token_registry: our token server (tests/integration/proto/token_server.py; user
+# alice:s3cret; anonymous callers get nothing of tok/private) and a docker-registry using it.
+# Sets TOK (token server host:port, its log in $T/tok/log) and TREG.
+start_token_registry() {
+    local py=/usr/bin/python3
+    "$py" -c 'import jwt, cryptography' 2>/dev/null ||
+        skip "python3-jwt / python3-cryptography missing (.ci/install-deps)"
+    command -v openssl >/dev/null || skip "openssl missing"
+    mkdir -p "$T/tok"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
+        -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
+    bg_start "$T/tok/stderr" "$py" "$CHUNKFLY_SRC/tests/integration/proto/token_server.py" \
+        --key "$T/tok/key.pem" --cert "$T/tok/cert.pem" --listen 127.0.0.1:0 \
+        --port-file "$T/tok/port" --user alice:s3cret --private tok/private --log "$T/tok/log"
+    for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
+    [ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
+    TOK="127.0.0.1:$(cat "$T/tok/port")"
+    start_registry 127.0.0.1 "auth:
+  token:
+    realm: http://$TOK/token
+    service: test-registry
+    issuer: chunkfly-test-issuer
+    rootcertbundle: $T/tok/cert.pem" token
+    TREG=$REGISTRY
+}
+
+# ptoken SCOPE: a token for alice
+ptoken() {
+    curl -sS -f -u alice:s3cret "http://$TOK/token?service=test-registry&scope=$1" |
+        /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+}
+
+# push_tok REPO FILE: pushes FILE as a blob of REPO to $TREG as alice; prints the digest.
+push_tok() {
+    local repo=$1 file=$2 tok loc digest
+    digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+    tok=$(ptoken "repository:$repo:pull,push")
+    loc=$(curl -sS -f -X POST -D - -o /dev/null -H "Authorization: Bearer $tok" \
+        "http://$TREG/v2/$repo/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+    [ -n "$loc" ] || fail "push to $TREG/$repo: no upload Location"
+    case "$loc" in /*) loc="http://$TREG$loc" ;; esac
+    case "$loc" in *\?*) loc="$loc&digest=$digest" ;; *) loc="$loc?digest=$digest" ;; esac
+    curl -sS -f -X PUT -H 'Content-Type: application/octet-stream' -H "Authorization: Bearer $tok" \
+        --data-binary "@$file" "$loc" -o /dev/null || fail "push of $file to $TREG/$repo failed"
+    echo "$digest"
+}

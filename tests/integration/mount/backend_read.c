@@ -10,7 +10,9 @@
  *     --reads N         per thread (default 64)
  *     --auth B64        mount_backend_set_auth(B64) before reading
  *     --step BYTES:F    once BYTES are read, create F.ready and wait for F to exist (the
- *                       script kills/starts servers meanwhile); may repeat
+ *                       script kills/starts servers meanwhile); may repeat. A read that fails
+ *                       while a step is pending takes that step at once and is retried after
+ *                       it (the script brings the server back)
  *
  * Prints "sha256 <hex>" and "bytes <n>" lines (sequential mode), "max_read_ms <ms>" (the slowest
  * piece), "resume_ms <ms>" (the first piece after each step), and a stats line. Exit 0, 1 on a read
@@ -72,6 +74,15 @@ static void usage(void)
                     "[--threads N] [--reads N] [--auth B64] [--step BYTES:FILE]... CONFIG "
                     "BLOB_ID\n");
     exit(2);
+}
+
+/* Signals F.ready, then waits until the script creates F. */
+static void wait_step(const char *f)
+{
+    char ready[4096];
+    snprintf(ready, sizeof(ready), "%s.ready", f);
+    close(open(ready, O_CREAT | O_WRONLY, 0644));
+    while (access(f, F_OK) != 0) usleep(20000);
 }
 
 struct shared {
@@ -189,11 +200,7 @@ int main(int argc, char **argv)
         int step = 0, resumed = 1;
         while (!rc && off < end) {
             while (step < n_steps && done >= step_at[step]) {
-                char ready[4096];
-                snprintf(ready, sizeof(ready), "%s.ready", step_file[step]);
-                close(open(ready, O_CREAT | O_WRONLY, 0644));
-                while (access(step_file[step], F_OK) != 0) usleep(20000);
-                step++;
+                wait_step(step_file[step++]);
                 resumed = 0;
             }
             size_t len = end - off < chunk ? (size_t)(end - off) : chunk;
@@ -208,6 +215,11 @@ int main(int argc, char **argv)
             if (n == 0) break; /* the blob ends before the range does */
             if (n < 0) {
                 printf("error %s after %.0f ms at offset %" PRIu64 "\n", errname((int)-n), ms, off);
+                if (step < n_steps) { /* the next step repairs things: retry after it */
+                    wait_step(step_file[step++]);
+                    resumed = 0;
+                    continue;
+                }
                 rc = 1;
                 break;
             }

@@ -3,7 +3,8 @@
 # a range, 8 threads of random reads compared with the source), size from the blob table or a
 # HEAD; token auth (our token server): base64 "auth", a static registry_token, renewed
 # credentials (set_auth), wrong password and private repository refused clearly; https with
-# ca_cert_files; a stopped registry and a hung one fail clearly within the configured timeout.
+# ca_cert_files; a registry stopped mid-blob and a hung one fail clearly within the configured
+# timeout, and the same backend reads again once the registry is back.
 . "$CHUNKFLY_SRC/tests/lib/testlib.sh"
 . "$CHUNKFLY_SRC/tests/integration/mount/backend_lib.sh"
 . "$CHUNKFLY_SRC/tests/integration/proto/registry_lib.sh"
@@ -40,28 +41,9 @@ grep -q "error ENOENT" <<<"$out" || fail "unknown blob: $out"
 grep -q "not found in repository lib/app" "$T/err" || fail "unknown blob message: $(cat "$T/err")"
 
 note "token auth: auth (base64 user:pass), registry_token, set_auth, refusals"
-need_pyjwt
-command -v openssl >/dev/null || skip "openssl missing"
-mkdir -p "$T/tok"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
-    -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
-    --cert "$T/tok/cert.pem" --listen 127.0.0.1:0 --port-file "$T/tok/port" \
-    --user alice:s3cret --private tok/private --log "$T/tok/log"
-for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
-[ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
-TOK="127.0.0.1:$(cat "$T/tok/port")"
-start_registry_cfg token 127.0.0.1 "auth:
-  token:
-    realm: http://$TOK/token
-    service: test-registry
-    issuer: chunkfly-test-issuer
-    rootcertbundle: $T/tok/cert.pem"
-ptoken() { # ptoken SCOPE: a token for alice
-    curl -sS -f -u alice:s3cret "http://$TOK/token?service=test-registry&scope=$1" |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])'
-}
-DP=$(push_blob "$REG" tok/private "$T/blob" -H "Authorization: Bearer $(ptoken repository:tok/private:pull,push)")
+start_token_registry
+REG=$TREG
+DP=$(push_tok tok/private "$T/blob")
 [ "$DP" = "$D" ] || fail "push to the token registry"
 ALICE=$(printf alice:s3cret | base64)
 registry_config "$T/tok.json" "$REG" tok/private "\"auth\": \"$ALICE\""
@@ -114,15 +96,33 @@ grep -q "error EPROTO" <<<"$out" || fail "untrusted: $out"
 sed -i 's/"skip_verify": false/"skip_verify": true/' "$T/tls.json"
 "$READ" --range 0:100 "$T/tls.json" "$ID" >/dev/null || fail "skip_verify did not skip"
 
-note "registry stopped: a clear error at once; hung: ETIMEDOUT within timeout (2 s)"
-bg_stop "$PLAIN_PID"
+note "registry stopped mid-blob: a clear error at once; the same backend reads again once it is back"
 registry_config "$T/down.json" "$PLAIN" lib/app '"timeout": 2, "retry_limit": 2'
-t0=$(date +%s%N)
-out=$("$READ" --size "$SIZE" --range 0:4096 "$T/down.json" "$ID" 2>"$T/err") && fail "read from nothing"
-ms=$((($(date +%s%N) - t0) / 1000000))
-grep -q "error ECONNREFUSED" <<<"$out" || fail "stopped registry: $out"
-grep -q "127.0.0.1" "$T/err" || fail "stopped registry message: $(cat "$T/err")"
-[ "$ms" -lt 2500 ] || fail "stopped registry took $ms ms"
+rm -f "$T/s1" "$T/s2" "$T/s1.ready" "$T/s2.ready"
+"$READ" --size "$SIZE" --compare "$T/blob" --step 1048576:"$T/s1" --step "$SIZE":"$T/s2" \
+    "$T/down.json" "$ID" >"$T/down.out" 2>"$T/down.err" &
+rpid=$!
+for _ in $(seq 200); do [ -e "$T/s1.ready" ] && break; sleep 0.05; done
+[ -e "$T/s1.ready" ] || fail "reader did not reach 1 MiB"
+bg_stop "$PLAIN_PID"
+touch "$T/s1"
+for _ in $(seq 200); do [ -e "$T/s2.ready" ] && break; sleep 0.05; done
+[ -e "$T/s2.ready" ] || { cat "$T/down.out"; fail "the read did not fail with the registry stopped"; }
+bg_start "$T/plain/log2" docker-registry serve "$T/plain/config.yml" # same address, same data
+wait_port 127.0.0.1 "${PLAIN#*:}"
+touch "$T/s2"
+rc=0
+wait "$rpid" || rc=$?
+out=$(cat "$T/down.out")
+echo "$out"
+[ "$rc" = 0 ] || { cat "$T/down.err"; fail "no read after the registry came back"; }
+grep -q "^error ECONNREFUSED after" <<<"$out" || fail "stopped registry: $out"
+ms=$(awk '$1=="error"{print $4; exit}' <<<"$out")
+[ "$ms" -lt 2500 ] || fail "stopped registry: the error took $ms ms (timeout 2 s)"
+grep -q "registry $PLAIN: .*Connection refused" "$T/down.err" || fail "stopped registry message: $(cat "$T/down.err")"
+[ "$(field "$out" sha256)" = "$ID" ] || fail "sha256 after the registry came back: $out"
+
+note "hung registry: ETIMEDOUT within the timeout (2 s)"
 bg_start "$T/silent.stderr" "$PY" "$HERE/dead_server.py" --mode silent --port-file "$T/silent.port"
 for _ in $(seq 50); do [ -s "$T/silent.port" ] && break; sleep 0.1; done
 registry_config "$T/hung.json" "127.0.0.1:$(cat "$T/silent.port")" lib/app '"timeout": 2, "retry_limit": 1'

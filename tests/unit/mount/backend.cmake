@@ -4,3 +4,5 @@ cf_add_unit_test(mount_config_parse SOURCES ${CMAKE_CURRENT_LIST_DIR}/config_par
                  LIBS mount_backend)
 cf_add_unit_test(mount_backend_localfs SOURCES ${CMAKE_CURRENT_LIST_DIR}/backend_localfs_test.c
                  LIBS mount_backend)
+cf_add_unit_test(mount_backend_registry SOURCES ${CMAKE_CURRENT_LIST_DIR}/backend_registry_test.c
+                 LIBS mount_backend)

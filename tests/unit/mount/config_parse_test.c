@@ -164,6 +164,14 @@ static void test_defaults(void **state)
     assert_true(c->prefetch.prefetch_all);
     assert_null(c->id);
     mount_config_free(c);
+
+    /* "" is "not given" for every string, enumerated ones included */
+    c = parse_ok("{\"mode\":\"\",\"device\":{\"backend\":{\"type\":\"registry\",\"config\":"
+                 "{\"host\":\"h\",\"repo\":\"r\",\"scheme\":\"\",\"auth\":\"\"}}}}");
+    assert_string_equal(c->backend.scheme, "https");
+    assert_string_equal(c->mode, "direct");
+    assert_null(c->backend.auth);
+    mount_config_free(c);
 }
 
 /* The localfs template nydus-snapshotter ships (misc/snapshotter/nydusd-config-localfs.json). */
