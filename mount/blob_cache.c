@@ -17,11 +17,11 @@
 #include "chunk_map.h"
 #include "rafs/blob.h"
 
-#define DEFAULT_AMPLIFY  (1u << 20)
-#define DEFAULT_THREADS  4u
-#define MAX_THREADS      16u
-#define CLAIM_ATTEMPTS   3   /* rounds of "wait for another fetcher, then try ourselves" */
-#define FILL_BATCH       256 /* chunks per round of mount_blob_cache_fill_file */
+#define DEFAULT_AMPLIFY (1u << 20)
+#define DEFAULT_THREADS 4u
+#define MAX_THREADS     16u
+#define CLAIM_ATTEMPTS  3   /* rounds of "wait for another fetcher, then try ourselves" */
+#define FILL_BATCH      256 /* chunks per round of mount_blob_cache_fill_file */
 
 struct cblob {
     const struct rafs_blob_info *bi;
@@ -394,8 +394,8 @@ static int ensure_ready(mount_blob_cache *c, const struct rafs_chunk_ref *refs, 
             }
             bool mine = false;
             for (size_t k = 0; k < nc && !mine; k++)
-                mine = claimed[k]->blob_index == r->blob_index &&
-                       claimed[k]->ci_index == r->ci_index;
+                mine =
+                    claimed[k]->blob_index == r->blob_index && claimed[k]->ci_index == r->ci_index;
             if (mine) continue; /* the same chunk twice in one request (dedup) */
             pthread_mutex_lock(&b->mu);
             if (mount_chunk_map_is_ready(&b->map, r->ci_index)) {

@@ -244,8 +244,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
         cf_err err = {0};
         rc = rafs_readlink(in->img, nid, buf, sizeof(buf) - 1, &len, &err);
         if (rc && rc != -EINVAL) {
-            cf_warn("image %s: readlink nid %llu: %s", in->name, (unsigned long long)nid,
-                    err.msg);
+            cf_warn("image %s: readlink nid %llu: %s", in->name, (unsigned long long)nid, err.msg);
             rc = -EIO;
         }
     }
@@ -301,8 +300,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         cf_err err = {0};
         rc = mount_blob_cache_read_file(in->cache, nid, (uint64_t)off, buf, size, &n, &err);
         if (rc) {
-            cf_warn("image %s: read nid %llu at %lld+%zu: %s", in->name,
-                    (unsigned long long)nid, (long long)off, size, cf_err_str(&err, rc));
+            cf_warn("image %s: read nid %llu at %lld+%zu: %s", in->name, (unsigned long long)nid,
+                    (long long)off, size, cf_err_str(&err, rc));
             rc = rc == -ENOMEM || rc == -EISDIR ? rc : -EIO;
         }
     }
@@ -322,7 +321,7 @@ struct dirsnap {
         uint32_t name_off;
         uint16_t name_len;
         uint8_t type; /* DT_* */
-    } *e;
+    } * e;
     char *names;
 };
 
@@ -336,7 +335,7 @@ static void dirsnap_free(struct dirsnap *d)
 
 static uint8_t dt_of(uint8_t erofs_ft)
 {
-    static const uint8_t map[] = {DT_UNKNOWN, DT_REG, DT_DIR, DT_CHR,
+    static const uint8_t map[] = {DT_UNKNOWN, DT_REG,  DT_DIR,  DT_CHR,
                                   DT_BLK,     DT_FIFO, DT_SOCK, DT_LNK};
     return erofs_ft < sizeof(map) ? map[erofs_ft] : DT_UNKNOWN;
 }
@@ -394,8 +393,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
             rc = dirsnap_add(d, &cap, &ncap, &nlen, de.nid, dt_of(de.file_type), de.name,
                              de.name_len);
         if (rc < 0 && rc != -ENOTDIR && rc != -ENOMEM) {
-            cf_warn("image %s: directory nid %llu: %s", in->name, (unsigned long long)nid,
-                    err.msg);
+            cf_warn("image %s: directory nid %llu: %s", in->name, (unsigned long long)nid, err.msg);
             rc = -EIO;
         }
     }
@@ -539,8 +537,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
         cf_err err = {0};
         rc = rafs_getxattr(in->img, nid, name, buf, size, &len, &err);
         if (rc && rc != -ENODATA && rc != -ERANGE && rc != -ENOMEM) {
-            cf_warn("image %s: getxattr nid %llu: %s", in->name, (unsigned long long)nid,
-                    err.msg);
+            cf_warn("image %s: getxattr nid %llu: %s", in->name, (unsigned long long)nid, err.msg);
             rc = -EIO;
         }
     }
@@ -572,8 +569,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         cf_err err = {0};
         rc = rafs_listxattr(in->img, nid, buf, size, &len, &err);
         if (rc && rc != -ERANGE && rc != -ENOMEM) {
-            cf_warn("image %s: listxattr nid %llu: %s", in->name, (unsigned long long)nid,
-                    err.msg);
+            cf_warn("image %s: listxattr nid %llu: %s", in->name, (unsigned long long)nid, err.msg);
             rc = -EIO;
         }
     }
@@ -689,6 +685,7 @@ int mount_fs_new(const struct mount_fs_opts *o, mount_fs **out, cf_err *err)
 
 static bool valid_name(const char *name)
 {
+    if (!name) return false;
     size_t len = strlen(name);
     return len && len <= NAME_MAX_LEN && !strchr(name, '/') && strcmp(name, ".") &&
            strcmp(name, "..");
@@ -699,7 +696,7 @@ int mount_fs_attach(mount_fs *fs, const char *name, rafs_image *img, mount_blob_
 {
     int rc = 0;
     char *copy = NULL;
-    if (fs->o.shared ? !name || !valid_name(name) : name != NULL) {
+    if (fs->o.shared ? !valid_name(name) : name != NULL) {
         rc = cf_err_set(err, -EINVAL, "mount name '%s': %s", name ? name : "(none)",
                         fs->o.shared ? "must be one path component (/<name>)"
                                      : "a dedicated daemon serves one image at its root");
@@ -736,8 +733,8 @@ int mount_fs_attach(mount_fs *fs, const char *name, rafs_image *img, mount_blob_
     }
     pthread_rwlock_unlock(&fs->lock);
     if (rc) goto fail;
-    if (fs->o.shared && fs->se) fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID, copy,
-                                                                 strlen(copy));
+    if (fs->o.shared && fs->se)
+        fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID, copy, strlen(copy));
     return 0;
 fail:
     free(copy);
@@ -841,13 +838,15 @@ int mount_fs_mount(mount_fs *fs, const char *mountpoint, const struct mount_fs_m
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
     fs->se = fuse_session_new(&args, &ops, sizeof(ops), fs);
     fuse_opt_free_args(&args);
-    if (!fs->se) return cf_err_set(err, -EINVAL, "cannot create the FUSE session (options %s)",
-                                   opts);
+    if (!fs->se)
+        return cf_err_set(err, -EINVAL, "cannot create the FUSE session (options %s)", opts);
     if (fuse_session_mount(fs->se, mountpoint) != 0) {
         fuse_session_destroy(fs->se);
         fs->se = NULL;
-        return cf_err_set(err, -EIO, "cannot mount FUSE at %s (is /dev/fuse there, are we root, "
-                                     "does the directory exist?)", mountpoint);
+        return cf_err_set(err, -EIO,
+                          "cannot mount FUSE at %s (is /dev/fuse there, are we root, "
+                          "does the directory exist?)",
+                          mountpoint);
     }
     fs->mounted = true;
     fs->max_threads = o->max_threads;

@@ -111,12 +111,12 @@ static void find_visit(const char *name, const rafs_image *img, const mount_blob
 static json_t *version_json(void)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s}", "package_ver", CHUNKFLY_VERSION, "git_commit",
-                     CHUNKFLY_GIT_COMMIT, "build_time", __DATE__ " " __TIME__, "profile",
-                     "release", "rustc", "none (chunkfly-mount is C)");
+                     CHUNKFLY_GIT_COMMIT, "build_time", __DATE__ " " __TIME__, "profile", "release",
+                     "rustc", "none (chunkfly-mount is C)");
 }
 
-static void collect_backend(const char *name, const rafs_image *img,
-                            const mount_blob_cache *cache, void *owner, void *ctx)
+static void collect_backend(const char *name, const rafs_image *img, const mount_blob_cache *cache,
+                            void *owner, void *ctx)
 {
     (void)img, (void)cache;
     json_object_set_new(ctx, name[0] ? name : "/",
@@ -164,7 +164,7 @@ static void h_mount_post(proto_http_res *res, const proto_http_req *req, void *a
     const char *source = json_string_value(json_object_get(body, "source"));
     const char *fs_type = json_string_value(json_object_get(body, "fs_type"));
     json_t *jc = json_object_get(body, "config");
-    char *config = json_is_string(jc) ? strdup(json_string_value(jc))
+    char *config = json_is_string(jc)   ? strdup(json_string_value(jc))
                    : json_is_object(jc) ? json_dumps(jc, JSON_COMPACT)
                                         : NULL;
     json_t *pf = json_object_get(body, "prefetch_files");
@@ -179,13 +179,17 @@ static void h_mount_post(proto_http_res *res, const proto_http_req *req, void *a
     } else if (fs_type && strcmp(fs_type, "rafs")) {
         reply_err(res, 400, "Unsupported", "fs_type \"%s\": only \"rafs\" is supported", fs_type);
     } else if (!config && !a->info.blob_dir) {
-        reply_err(res, 400, "InvalidArgument", "body: \"config\" (nydusd JSON as a string) is missing");
+        reply_err(res, 400, "InvalidArgument",
+                  "body: \"config\" (nydusd JSON as a string) is missing");
     } else if (!name[0] || strchr(name, '/')) {
         reply_err(res, 400, "InvalidArgument", "mountpoint must be /<name> (one component)");
     } else {
-        struct instance_params p = {.bootstrap = source, .config_json = config,
-                                    .blob_dir = a->info.blob_dir, .cache_dir = a->info.cache_dir,
-                                    .prefetch = paths, .nprefetch = np};
+        struct instance_params p = {.bootstrap = source,
+                                    .config_json = config,
+                                    .blob_dir = a->info.blob_dir,
+                                    .cache_dir = a->info.cache_dir,
+                                    .prefetch = paths,
+                                    .nprefetch = np};
         rafs_image *img;
         mount_blob_cache *cache;
         struct instance *inst;
@@ -203,7 +207,10 @@ static void h_mount_post(proto_http_res *res, const proto_http_req *req, void *a
         if (rc == 0)
             reply_204(res);
         else
-            reply_err(res, rc == -EEXIST ? 409 : rc == -ENOMEM ? 500 : 400,
+            reply_err(res,
+                      rc == -EEXIST   ? 409
+                      : rc == -ENOMEM ? 500
+                                      : 400,
                       rc == -EEXIST ? "AlreadyExists" : "InvalidArgument", "%s",
                       cf_err_str(&err, rc));
     }
@@ -218,8 +225,9 @@ static void h_mount_delete(proto_http_res *res, const proto_http_req *req, void 
     char name[512];
     if (query_name(res, req, "mountpoint", true, name, sizeof(name))) return;
     if (!a->info.shared) {
-        reply_err(res, 409, "Conflict", "dedicated mode: the image is detached by stopping "
-                                        "the daemon (SIGTERM or PUT /api/v1/daemon/exit)");
+        reply_err(res, 409, "Conflict",
+                  "dedicated mode: the image is detached by stopping "
+                  "the daemon (SIGTERM or PUT /api/v1/daemon/exit)");
         return;
     }
     struct find f = {.name = name};
@@ -242,8 +250,9 @@ static void h_mount_delete(proto_http_res *res, const proto_http_req *req, void 
 static void h_mount_put(proto_http_res *res, const proto_http_req *req, void *arg)
 {
     (void)req, (void)arg;
-    reply_err(res, 501, "Unsupported", "remounting (PUT /api/v1/mount) is not supported: DELETE "
-                                       "then POST");
+    reply_err(res, 501, "Unsupported",
+              "remounting (PUT /api/v1/mount) is not supported: DELETE "
+              "then POST");
 }
 
 static void add_stats(json_t *o, const struct mount_blob_cache_stats *s)
@@ -389,10 +398,15 @@ static void h_config_put(proto_http_res *res, const proto_http_req *req, void *a
 static void h_unknown(proto_http_res *res, const proto_http_req *req, void *arg)
 {
     (void)arg;
-    static const char *const known[] = {"/api/v1/daemon", "/api/v1/daemon/exit", "/api/v1/mount",
-                                        "/api/v1/metrics", "/api/v1/metrics/blobcache",
-                                        "/api/v1/metrics/backend", "/api/v1/metrics/inflight",
-                                        "/api/v1/config", "/api/v2/daemon"};
+    static const char *const known[] = {"/api/v1/daemon",
+                                        "/api/v1/daemon/exit",
+                                        "/api/v1/mount",
+                                        "/api/v1/metrics",
+                                        "/api/v1/metrics/blobcache",
+                                        "/api/v1/metrics/backend",
+                                        "/api/v1/metrics/inflight",
+                                        "/api/v1/config",
+                                        "/api/v2/daemon"};
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (!strcmp(req->path, known[i])) {
             reply_err(res, 405, "MethodNotAllowed", "%s %s is not supported", req->method,

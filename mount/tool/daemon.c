@@ -92,9 +92,12 @@ int mount_tool_run(const struct mount_tool_opts *o)
     mount_blob_cache *cache = NULL;
     struct instance *inst = NULL;
     if (!shared) {
-        struct instance_params p = {.bootstrap = o->bootstrap, .config_path = o->config,
-                                    .blob_dir = o->blob_dir, .cache_dir = o->cache_dir,
-                                    .prefetch = o->prefetch, .nprefetch = o->nprefetch};
+        struct instance_params p = {.bootstrap = o->bootstrap,
+                                    .config_path = o->config,
+                                    .blob_dir = o->blob_dir,
+                                    .cache_dir = o->cache_dir,
+                                    .prefetch = o->prefetch,
+                                    .nprefetch = o->nprefetch};
         if ((rc = instance_open(&p, &img, &cache, &inst, &err))) {
             say("%s", cf_err_str(&err, rc));
             goto out;
@@ -111,7 +114,8 @@ int mount_tool_run(const struct mount_tool_opts *o)
         goto out;
     }
     /* 3. filesystem, mount */
-    struct mount_fs_opts fo = {.shared = shared, .enable_xattr = inst ? instance_xattr(inst) : true};
+    struct mount_fs_opts fo = {.shared = shared,
+                               .enable_xattr = inst ? instance_xattr(inst) : true};
     if ((rc = mount_fs_new(&fo, &fs, &err))) {
         say("%s", cf_err_str(&err, rc));
         goto out;
@@ -135,8 +139,11 @@ int mount_tool_run(const struct mount_tool_opts *o)
     if (inst) instance_start_prefetch(inst);
     /* 4. the API, once the filesystem is up (its state is RUNNING from the first request) */
     if (o->apisock) {
-        struct mount_api_info ai = {.id = o->id, .supervisor = o->supervisor, .shared = shared,
-                                    .blob_dir = o->blob_dir, .cache_dir = o->cache_dir};
+        struct mount_api_info ai = {.id = o->id,
+                                    .supervisor = o->supervisor,
+                                    .shared = shared,
+                                    .blob_dir = o->blob_dir,
+                                    .cache_dir = o->cache_dir};
         if ((rc = mount_api_start(o->apisock, fs, &ai, &api, &err))) {
             say("%s", cf_err_str(&err, rc));
             goto out;

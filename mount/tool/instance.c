@@ -94,9 +94,9 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
     }
     /* 1. config and backend */
     if (p->config_path || p->config_json) {
-        rc = p->config_path ? mount_config_load(p->config_path, &in->cfg, err)
-                            : mount_config_parse(p->config_json, strlen(p->config_json), &in->cfg,
-                                                 err);
+        rc = p->config_path
+                 ? mount_config_load(p->config_path, &in->cfg, err)
+                 : mount_config_parse(p->config_json, strlen(p->config_json), &in->cfg, err);
         if (rc) {
             if (p->config_path && !strstr(err ? err->msg : "", p->config_path))
                 cf_err_wrap(err, rc, "config %s", p->config_path);
@@ -107,8 +107,9 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
             goto fail;
         }
     } else if (!in->blob_dir) {
-        rc = cf_err_set(err, -EINVAL, "no backend: give --config FILE (nydusd JSON) or "
-                                      "--blob-dir DIR");
+        rc = cf_err_set(err, -EINVAL,
+                        "no backend: give --config FILE (nydusd JSON) or "
+                        "--blob-dir DIR");
         goto fail;
     }
     /* 2. the image */
@@ -121,7 +122,8 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
         goto fail;
     }
     if ((rc = rafs_image_open(p->bootstrap, &img, err))) {
-        if (err && !strstr(err->msg, p->bootstrap)) cf_err_wrap(err, rc, "bootstrap %s", p->bootstrap);
+        if (err && !strstr(err->msg, p->bootstrap))
+            cf_err_wrap(err, rc, "bootstrap %s", p->bootstrap);
         goto fail;
     }
     for (uint32_t i = 0; i < rafs_image_blob_count(img); i++) {
@@ -190,9 +192,9 @@ bool instance_backend_stats(const struct instance *in, struct instance_backend_s
     if (!in->backend) return false;
     struct mount_backend_stats s;
     mount_backend_stats(in->backend, &s);
-    *out = (struct instance_backend_stats){s.bytes_from_proxy, s.bytes_from_registry,
-                                           s.bytes_from_localfs, s.requests, s.errors,
-                                           s.fallbacks, s.proxy_healthy};
+    *out = (struct instance_backend_stats){
+        s.bytes_from_proxy, s.bytes_from_registry, s.bytes_from_localfs, s.requests,
+        s.errors,           s.fallbacks,           s.proxy_healthy};
     return true;
 }
 

@@ -16,10 +16,10 @@ struct instance;
 
 struct instance_params {
     const char *bootstrap;
-    const char *config_path; /* nydusd JSON file, or NULL */
-    const char *config_json; /* nydusd JSON text (API), or NULL */
-    const char *blob_dir;    /* overrides the config's backend */
-    const char *cache_dir;   /* overrides the config's work_dir */
+    const char *config_path;     /* nydusd JSON file, or NULL */
+    const char *config_json;     /* nydusd JSON text (API), or NULL */
+    const char *blob_dir;        /* overrides the config's backend */
+    const char *cache_dir;       /* overrides the config's work_dir */
     const char *const *prefetch; /* image paths (--prefetch-files / API prefetch_files) */
     size_t nprefetch;
 };

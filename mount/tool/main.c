@@ -20,34 +20,34 @@
 #include "mount_tool.h"
 #include "rafs/reader.h"
 
-
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: chunkfly-mount [fuse] --mountpoint DIR --bootstrap FILE --config FILE [options]\n"
-            "       chunkfly-mount [fuse] --mountpoint DIR --apisock SOCK [options]   (shared mode)\n"
-            "\n"
-            "Mounts a Nydus (RAFS v6) image with FUSE, read-only; file data is fetched chunk by\n"
-            "chunk when read, verified and cached (a drop-in for nydusd's FUSE mode).\n"
-            "\n"
-            "  --mountpoint DIR      where to mount (must exist)\n"
-            "  --bootstrap FILE      the image's RAFS v6 bootstrap (dedicated mode); without it,\n"
-            "                        images are attached at /<name> with POST /api/v1/mount\n"
-            "  --config FILE         nydusd v1 JSON config (backend, cache work_dir, amplify_io...)\n"
-            "  --blob-dir DIR        read data blobs from DIR/<blob id> (localfs without a config)\n"
-            "  --cache-dir DIR       blob cache directory (overrides the config's work_dir)\n"
-            "  --apisock SOCK        HTTP API on a unix socket (nydusd's API subset)\n"
-            "  --id ID               daemon id (shown by the API)\n"
-            "  --thread-num N        FUSE worker threads (default 10)\n"
-            "  --log-level L         trace|debug|info|warn|error (default info)\n"
-            "  --log-file F          log to F instead of stderr\n"
-            "  --prefetch-files P... fill these files (absolute paths in the image) in the background\n"
-            "  --allow-other         let every user access the mount (FUSE allow_other)\n"
-            "  --version, --help\n"
-            "Accepted for nydusd compatibility and ignored: --supervisor (shown by the API),\n"
-            "--log-rotation-size,"
-            "--backend-source, --failover-policy, --upgrade, --writable, --hybrid-mode,\n"
-            "--prefetch-all... (see docs/mount.md)\n");
+    fprintf(
+        f,
+        "usage: chunkfly-mount [fuse] --mountpoint DIR --bootstrap FILE --config FILE [options]\n"
+        "       chunkfly-mount [fuse] --mountpoint DIR --apisock SOCK [options]   (shared mode)\n"
+        "\n"
+        "Mounts a Nydus (RAFS v6) image with FUSE, read-only; file data is fetched chunk by\n"
+        "chunk when read, verified and cached (a drop-in for nydusd's FUSE mode).\n"
+        "\n"
+        "  --mountpoint DIR      where to mount (must exist)\n"
+        "  --bootstrap FILE      the image's RAFS v6 bootstrap (dedicated mode); without it,\n"
+        "                        images are attached at /<name> with POST /api/v1/mount\n"
+        "  --config FILE         nydusd v1 JSON config (backend, cache work_dir, amplify_io...)\n"
+        "  --blob-dir DIR        read data blobs from DIR/<blob id> (localfs without a config)\n"
+        "  --cache-dir DIR       blob cache directory (overrides the config's work_dir)\n"
+        "  --apisock SOCK        HTTP API on a unix socket (nydusd's API subset)\n"
+        "  --id ID               daemon id (shown by the API)\n"
+        "  --thread-num N        FUSE worker threads (default 10)\n"
+        "  --log-level L         trace|debug|info|warn|error (default info)\n"
+        "  --log-file F          log to F instead of stderr\n"
+        "  --prefetch-files P... fill these files (absolute paths in the image) in the background\n"
+        "  --allow-other         let every user access the mount (FUSE allow_other)\n"
+        "  --version, --help\n"
+        "Accepted for nydusd compatibility and ignored: --supervisor (shown by the API),\n"
+        "--log-rotation-size,"
+        "--backend-source, --failover-policy, --upgrade, --writable, --hybrid-mode,\n"
+        "--prefetch-all... (see docs/mount.md)\n");
 }
 
 static void version(void)
@@ -138,20 +138,34 @@ int main(int argc, char **argv)
             free(prefetch);
             return fail("unsupported subcommand '%s'%s (only 'fuse' is implemented)", argv[1],
                         !strcmp(argv[1], "erofs") ? ": the kernel-EROFS mode is not built yet"
-                                                 : "");
+                                                  : "");
         }
     }
     int c, rc = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "hV", long_opts, NULL)) != -1) {
         switch (c) {
-        case OPT_MOUNTPOINT: o.mountpoint = optarg; break;
-        case OPT_BOOTSTRAP: o.bootstrap = optarg; break;
-        case OPT_CONFIG: o.config = optarg; break;
-        case OPT_BLOB_DIR: o.blob_dir = optarg; break;
-        case OPT_CACHE_DIR: o.cache_dir = optarg; break;
-        case OPT_APISOCK: o.apisock = optarg; break;
-        case OPT_ID: o.id = optarg; break;
+        case OPT_MOUNTPOINT:
+            o.mountpoint = optarg;
+            break;
+        case OPT_BOOTSTRAP:
+            o.bootstrap = optarg;
+            break;
+        case OPT_CONFIG:
+            o.config = optarg;
+            break;
+        case OPT_BLOB_DIR:
+            o.blob_dir = optarg;
+            break;
+        case OPT_CACHE_DIR:
+            o.cache_dir = optarg;
+            break;
+        case OPT_APISOCK:
+            o.apisock = optarg;
+            break;
+        case OPT_ID:
+            o.id = optarg;
+            break;
         case OPT_THREADS: {
             uint64_t v;
             if (cf_parse_u64(optarg, &v) || v == 0 || v > 1024) {
@@ -167,14 +181,20 @@ int main(int argc, char **argv)
                 return fail("--log-level %s: expected trace|debug|info|warn|error%s", optarg, "");
             }
             break;
-        case OPT_LOG_FILE: log_file = optarg; break;
+        case OPT_LOG_FILE:
+            log_file = optarg;
+            break;
         case OPT_PREFETCH:
             /* nydusd takes several values after one --prefetch-files */
             prefetch[nprefetch++] = optarg;
             while (optind < argc && argv[optind][0] != '-') prefetch[nprefetch++] = argv[optind++];
             break;
-        case OPT_SUPERVISOR: o.supervisor = optarg; break;
-        case OPT_ALLOW_OTHER: o.allow_other = true; break;
+        case OPT_SUPERVISOR:
+            o.supervisor = optarg;
+            break;
+        case OPT_ALLOW_OTHER:
+            o.allow_other = true;
+            break;
         case 'V':
         case OPT_VERSION:
             version();
@@ -186,7 +206,8 @@ int main(int argc, char **argv)
             free(prefetch);
             return 0;
         case OPT_IGNORED_ARG:
-        case OPT_IGNORED_FLAG: break;
+        case OPT_IGNORED_FLAG:
+            break;
         default:
             free(prefetch);
             fprintf(stderr, "chunkfly-mount: unknown or incomplete option '%s'\n",

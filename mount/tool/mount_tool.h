@@ -14,7 +14,7 @@ struct mount_tool_opts {
     const char *supervisor;
     unsigned threads;
     bool allow_other;
-    bool log_to_file; /* errors go to stderr too */
+    bool log_to_file;      /* errors go to stderr too */
     const char **prefetch; /* image paths */
     size_t nprefetch;
 };

@@ -48,10 +48,10 @@ typedef int (*mount_blob_open_fn)(void *ctx, const struct rafs_blob_info *bi,
                                   rafs_blob_source **out, cf_err *err);
 
 struct mount_blob_cache_opts {
-    const char *work_dir;       /* cache directory (created); NULL = unnamed temporary files
-                                 * in $TMPDIR (nothing persists) */
-    uint64_t amplify_io;        /* max bytes of one merged backend read; 0 = 1 MiB */
-    unsigned fetch_threads;     /* concurrent backend reads per request; 0 = 4 */
+    const char *work_dir;   /* cache directory (created); NULL = unnamed temporary files
+                             * in $TMPDIR (nothing persists) */
+    uint64_t amplify_io;    /* max bytes of one merged backend read; 0 = 1 MiB */
+    unsigned fetch_threads; /* concurrent backend reads per request; 0 = 4 */
     mount_blob_open_fn open_blob;
     void *open_ctx;
 };
@@ -79,14 +79,14 @@ const char *mount_blob_cache_data_path(const mount_blob_cache *c, uint32_t blob)
 int mount_blob_cache_blob_complete(const mount_blob_cache *c, uint32_t blob);
 
 struct mount_blob_cache_stats {
-    uint64_t bytes_read;       /* bytes returned to callers */
-    uint64_t backend_reads;    /* range reads sent to sources */
-    uint64_t backend_bytes;    /* compressed bytes received from sources */
-    uint64_t backend_errors;   /* failed source reads / opens */
-    uint64_t chunks_fetched;   /* chunks fetched, verified and cached */
-    uint64_t chunks_hit;       /* chunk uses served from the cache */
-    uint64_t chunks_waited;    /* chunk uses that waited for another thread's fetch */
-    uint64_t verify_failures;  /* digest mismatches (and chunks without digest) */
+    uint64_t bytes_read;                 /* bytes returned to callers */
+    uint64_t backend_reads;              /* range reads sent to sources */
+    uint64_t backend_bytes;              /* compressed bytes received from sources */
+    uint64_t backend_errors;             /* failed source reads / opens */
+    uint64_t chunks_fetched;             /* chunks fetched, verified and cached */
+    uint64_t chunks_hit;                 /* chunk uses served from the cache */
+    uint64_t chunks_waited;              /* chunk uses that waited for another thread's fetch */
+    uint64_t verify_failures;            /* digest mismatches (and chunks without digest) */
     uint64_t chunks_ready, chunks_total; /* over all blobs, now */
 };
 void mount_blob_cache_get_stats(const mount_blob_cache *c, struct mount_blob_cache_stats *out);

@@ -29,9 +29,9 @@
 typedef struct mount_fs mount_fs;
 
 struct mount_fs_opts {
-    bool shared;        /* root lists attached images */
-    bool enable_xattr;  /* serve xattrs (else none are listed) */
-    double timeout_s;   /* entry/attr/negative-entry timeout; 0 = 1 day */
+    bool shared;       /* root lists attached images */
+    bool enable_xattr; /* serve xattrs (else none are listed) */
+    double timeout_s;  /* entry/attr/negative-entry timeout; 0 = 1 day */
 };
 
 int mount_fs_new(const struct mount_fs_opts *o, mount_fs **out, cf_err *err);

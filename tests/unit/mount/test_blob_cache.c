@@ -91,8 +91,8 @@ static mount_blob_cache *new_cache(const char *wd_name, struct tctx *ctx, uint64
 {
     char wd[512];
     snprintf(wd, sizeof(wd), "%s/%s", base, wd_name);
-    struct mount_blob_cache_opts o = {.work_dir = wd, .amplify_io = amplify, .open_blob = open_fn,
-                                      .open_ctx = ctx};
+    struct mount_blob_cache_opts o = {
+        .work_dir = wd, .amplify_io = amplify, .open_blob = open_fn, .open_ctx = ctx};
     mount_blob_cache *c = NULL;
     cf_err err = {0};
     int rc = mount_blob_cache_new(img, &o, &c, &err);
@@ -487,8 +487,8 @@ static void test_kill9_leaves_only_correct_ready_bits(void **state)
             struct tctx ctx = {.path = blob_path, .delay_ms = 3};
             char wd[512];
             snprintf(wd, sizeof(wd), "%s/w-crash", base);
-            struct mount_blob_cache_opts o = {.work_dir = wd, .amplify_io = CS,
-                                              .open_blob = open_fn, .open_ctx = &ctx};
+            struct mount_blob_cache_opts o = {
+                .work_dir = wd, .amplify_io = CS, .open_blob = open_fn, .open_ctx = &ctx};
             mount_blob_cache *c;
             if (mount_blob_cache_new(img, &o, &c, NULL)) _exit(3);
             pthread_t th[4];
