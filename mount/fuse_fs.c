@@ -668,6 +668,197 @@ static const struct fuse_lowlevel_ops ops = {
     .create = op_create,
 };
 
+/* ---- blob devices (kernel-EROFS mode) ---------------------------------------------------------
+ * Node ids: 1 = the root directory, 2 + i = blob i of the image in slot 0. */
+
+static int dev_blob(mount_fs *fs, fuse_ino_t ino, struct inst **in, uint32_t *blob)
+{
+    *in = fs->slots[0].name ? &fs->slots[0] : NULL;
+    if (!*in) return -ESTALE;
+    if (ino < 2 || ino - 2 >= rafs_image_blob_count((*in)->img)) return -ENOENT;
+    *blob = (uint32_t)(ino - 2);
+    return 0;
+}
+
+static void dev_stat(mount_fs *fs, struct inst *in, fuse_ino_t ino, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = ino;
+    st->st_blksize = 4096;
+    st->st_mtim.tv_sec = fs->start_time;
+    st->st_atim = st->st_ctim = st->st_mtim;
+    if (ino == FUSE_ROOT_ID) {
+        st->st_mode = S_IFDIR | 0555;
+        st->st_nlink = 2;
+        return;
+    }
+    const struct rafs_blob_info *bi = rafs_image_blob(in->img, (uint32_t)(ino - 2));
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_size = (off_t)bi->uncompressed_size;
+    st->st_blocks = (blkcnt_t)((bi->uncompressed_size + 511) / 512);
+}
+
+static void dev_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    mount_fs *fs = fuse_req_userdata(req);
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    int rc = parent == FUSE_ROOT_ID ? 0 : -ENOTDIR;
+    pthread_rwlock_rdlock(&fs->lock);
+    struct inst *in = fs->slots[0].name ? &fs->slots[0] : NULL;
+    if (!rc && !in) rc = -ESTALE;
+    for (uint32_t i = 0; !rc && i < rafs_image_blob_count(in->img); i++) {
+        if (strcmp(rafs_image_blob(in->img, i)->id, name)) continue;
+        e.ino = 2 + i;
+        e.generation = 1;
+        e.attr_timeout = e.entry_timeout = fs->ttl;
+        dev_stat(fs, in, e.ino, &e.attr);
+        break;
+    }
+    pthread_rwlock_unlock(&fs->lock);
+    if (!rc && !e.ino) rc = -ENOENT;
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+static void dev_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    mount_fs *fs = fuse_req_userdata(req);
+    struct stat st;
+    struct inst *in;
+    uint32_t blob;
+    pthread_rwlock_rdlock(&fs->lock);
+    int rc =
+        ino == FUSE_ROOT_ID ? (fs->slots[0].name ? 0 : -ESTALE) : dev_blob(fs, ino, &in, &blob);
+    if (!rc) dev_stat(fs, &fs->slots[0], ino, &st);
+    pthread_rwlock_unlock(&fs->lock);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, &st, fs->ttl);
+}
+
+static void dev_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    if (ino == FUSE_ROOT_ID) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
+}
+
+static void dev_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    (void)fi;
+    mount_fs *fs = fuse_req_userdata(req);
+    struct inst *in;
+    uint32_t blob = 0;
+    size_t n = 0;
+    char *buf = NULL;
+    pthread_rwlock_rdlock(&fs->lock);
+    int rc = off < 0 ? -EINVAL : dev_blob(fs, ino, &in, &blob);
+    if (!rc && !(buf = malloc(size ? size : 1))) rc = -ENOMEM;
+    if (!rc) {
+        cf_err err = {0};
+        rc = mount_blob_cache_read_blob(in->cache, blob, (uint64_t)off, buf, size, &n, &err);
+        if (rc) {
+            cf_warn("image %s: blob device %u at %lld+%zu: %s", in->name, blob, (long long)off,
+                    size, cf_err_str(&err, rc));
+            rc = rc == -ENOMEM ? rc : -EIO;
+        }
+    }
+    pthread_rwlock_unlock(&fs->lock);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_buf(req, buf, n);
+    free(buf);
+}
+
+static void dev_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    mount_fs *fs = fuse_req_userdata(req);
+    if (ino != FUSE_ROOT_ID) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    struct dirsnap *d = calloc(1, sizeof(*d));
+    size_t cap = 0, ncap = 0, nlen = 0;
+    int rc = d ? 0 : -ENOMEM;
+    pthread_rwlock_rdlock(&fs->lock);
+    if (!rc) rc = dirsnap_add(d, &cap, &ncap, &nlen, FUSE_ROOT_ID, DT_DIR, ".", 1);
+    if (!rc) rc = dirsnap_add(d, &cap, &ncap, &nlen, FUSE_ROOT_ID, DT_DIR, "..", 2);
+    struct inst *in = fs->slots[0].name ? &fs->slots[0] : NULL;
+    for (uint32_t i = 0; !rc && in && i < rafs_image_blob_count(in->img); i++) {
+        const char *id = rafs_image_blob(in->img, i)->id;
+        rc = dirsnap_add(d, &cap, &ncap, &nlen, 2 + i, DT_REG, id, strlen(id));
+    }
+    pthread_rwlock_unlock(&fs->lock);
+    if (rc) {
+        dirsnap_free(d);
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)d;
+    if (fuse_reply_open(req, fi) == -ENOENT) dirsnap_free(d);
+}
+
+static void dev_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                        struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+    char *buf = malloc(size ? size : 1);
+    size_t pos = 0;
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    for (size_t i = off < 0 ? 0 : (size_t)off; i < d->n; i++) {
+        struct stat st;
+        memset(&st, 0, sizeof(st));
+        st.st_ino = d->e[i].nid;
+        st.st_mode = (mode_t)d->e[i].type << 12;
+        size_t need = fuse_add_direntry(req, buf + pos, size - pos, d->names + d->e[i].name_off,
+                                        &st, (off_t)(i + 1));
+        if (need > size - pos) break;
+        pos += need;
+    }
+    fuse_reply_buf(req, buf, pos);
+    free(buf);
+}
+
+static const struct fuse_lowlevel_ops dev_ops = {
+    .lookup = dev_lookup,
+    .getattr = dev_getattr,
+    .open = dev_open,
+    .read = dev_read,
+    .opendir = dev_opendir,
+    .readdir = dev_readdir,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .access = op_access,
+    .setattr = op_setattr,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_unlink,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .create = op_create,
+};
+
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
 int mount_fs_new(const struct mount_fs_opts *o, mount_fs **out, cf_err *err)
@@ -836,7 +1027,8 @@ int mount_fs_mount(mount_fs *fs, const char *mountpoint, const struct mount_fs_m
              o->fsname ? o->fsname : "chunkfly", o->allow_other ? ",allow_other" : "");
     char *argv[] = {"chunkfly-mount", "-o", opts, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-    fs->se = fuse_session_new(&args, &ops, sizeof(ops), fs);
+    const struct fuse_lowlevel_ops *table = fs->o.blob_devices ? &dev_ops : &ops;
+    fs->se = fuse_session_new(&args, table, sizeof(*table), fs);
     fuse_opt_free_args(&args);
     if (!fs->se)
         return cf_err_set(err, -EINVAL, "cannot create the FUSE session (options %s)", opts);
@@ -899,6 +1091,12 @@ void mount_fs_stop(mount_fs *fs)
         if (!running) return;
         usleep(50 * 1000);
     }
+}
+
+void mount_fs_unmount(mount_fs *fs)
+{
+    if (fs->se && fs->mounted) fuse_session_unmount(fs->se);
+    fs->mounted = false;
 }
 
 void mount_fs_free(mount_fs *fs)

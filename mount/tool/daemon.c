@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "cf/log.h"
@@ -49,11 +52,136 @@ static void *sig_main(void *arg)
     return NULL;
 }
 
+struct find_img {
+    const rafs_image *img;
+    const mount_blob_cache *cache;
+};
+
+static void find_first(const char *name, const rafs_image *img, const mount_blob_cache *cache,
+                       void *owner, void *ctx)
+{
+    (void)name, (void)owner;
+    struct find_img *f = ctx;
+    if (!f->img) {
+        f->img = img;
+        f->cache = cache;
+    }
+}
+
 static void stop_prefetch_visit(const char *name, const rafs_image *img,
                                 const mount_blob_cache *cache, void *owner, void *ctx)
 {
     (void)name, (void)img, (void)cache, (void)ctx;
     instance_stop_prefetch(owner);
+}
+
+/* ---- kernel-EROFS mode ------------------------------------------------------------------------
+ * The kernel mounts the bootstrap itself; each data blob is a `device=` file: a blob complete in
+ * the cache as its plain .blob.data, else a file of our blob-device FUSE filesystem, mounted in
+ * a private directory and served on a thread of its own. */
+
+static void *loop_main(void *arg)
+{
+    mount_fs_run(arg);
+    return NULL;
+}
+
+/* Detaches what a killed erofs-mode daemon left: its dead blob-device FUSE mounts (fsname
+ * chunkfly-dev, statfs fails) and, at `mountpoint`, an EROFS mount over them. */
+static void clean_stale_erofs(const char *mountpoint)
+{
+    FILE *f = fopen("/proc/self/mounts", "re");
+    char line[8192], real[4096];
+    if (!f) return;
+    bool mp_erofs = false;
+    if (!realpath(mountpoint, real)) real[0] = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char *dev = strtok(line, " "), *mp = strtok(NULL, " "), *type = strtok(NULL, " ");
+        if (!dev || !mp || !type) continue;
+        if (real[0] && !strcmp(mp, real)) mp_erofs = !strcmp(type, "erofs");
+        if (!strcmp(dev, "chunkfly-dev") && !strncmp(type, "fuse", 4) && !strchr(mp, '\\')) {
+            struct statvfs sv;
+            if (statvfs(mp, &sv) < 0 && (errno == ENOTCONN || errno == ECONNABORTED) &&
+                umount2(mp, MNT_DETACH) == 0) {
+                cf_warn("%s: cleaned a dead blob-device mount of a previous daemon", mp);
+                rmdir(mp);
+            }
+        }
+    }
+    fclose(f);
+    if (mp_erofs && umount2(mountpoint, MNT_DETACH) == 0)
+        cf_warn("%s: detached the EROFS mount of a previous daemon", mountpoint);
+}
+
+static int run_erofs(const struct mount_tool_opts *o, mount_fs *fs, struct sigwatch *sw,
+                     cf_err *err)
+{
+    const char *tmp = getenv("TMPDIR");
+    char devdir[4096];
+    snprintf(devdir, sizeof(devdir), "%s/chunkfly-mount-dev.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(devdir)) return cf_err_set(err, -errno, "%s: %s", devdir, strerror(errno));
+    int rc = 0;
+    pthread_t loop;
+    bool looping = false, mounted = false;
+    struct mount_fs_mount_opts mo = {.max_threads = o->threads, .fsname = "chunkfly-dev"};
+    if ((rc = mount_fs_mount(fs, devdir, &mo, err))) goto out;
+    if (pthread_create(&loop, NULL, loop_main, fs)) {
+        rc = cf_err_set(err, -EAGAIN, "cannot start the blob-device thread");
+        goto out;
+    }
+    looping = true;
+    /* the data blobs in blob-table order: EROFS device i+1 = blob i */
+    char *data = NULL;
+    size_t cap = 0, len = 0;
+    struct find_img fi = {0};
+    mount_fs_foreach(fs, find_first, &fi);
+    for (uint32_t i = 0; fi.img && i < rafs_image_blob_count(fi.img); i++) {
+        const char *plain = mount_blob_cache_blob_complete(fi.cache, i)
+                                ? mount_blob_cache_data_path(fi.cache, i)
+                                : NULL;
+        char one[4200];
+        int n = plain ? snprintf(one, sizeof(one), "%sdevice=%s", len ? "," : "", plain)
+                      : snprintf(one, sizeof(one), "%sdevice=%s/%s", len ? "," : "", devdir,
+                                 rafs_image_blob(fi.img, i)->id);
+        if (len + (size_t)n + 1 > cap) {
+            cap = (len + (size_t)n + 1) * 2;
+            char *nd = realloc(data, cap);
+            if (!nd) {
+                free(data);
+                rc = cf_err_set(err, -ENOMEM, "out of memory");
+                goto out;
+            }
+            data = nd;
+        }
+        memcpy(data + len, one, (size_t)n + 1);
+        len += (size_t)n;
+    }
+    if (mount(o->bootstrap, o->mountpoint, "erofs", MS_RDONLY, data) < 0) {
+        rc = cf_err_set(err, -errno,
+                        "kernel EROFS mount of %s at %s failed: %s (needs a kernel that mounts "
+                        "EROFS from a regular file: Linux 6.12+)",
+                        o->bootstrap, o->mountpoint, strerror(errno));
+        free(data);
+        goto out;
+    }
+    cf_info("EROFS devices: %s", data);
+    free(data);
+    mounted = true;
+    cf_info("mounted %s at %s with the kernel's EROFS (blob devices in %s)", o->bootstrap,
+            o->mountpoint, devdir);
+    int sig = 0;
+    while (sigwait(&sw->set, &sig) == 0 && sig == SIGUSR1) {
+    }
+    cf_info("signal %d: unmounting", sig);
+out:
+    if (mounted && umount2(o->mountpoint, 0) < 0) umount2(o->mountpoint, MNT_DETACH);
+    if (looping) {
+        mount_fs_stop(fs);
+        pthread_join(loop, NULL);
+    }
+    mount_fs_unmount(fs);
+    rmdir(devdir);
+    return rc;
 }
 
 /* ---- run ----------------------------------------------------------------------------------- */
@@ -82,6 +210,10 @@ int mount_tool_run(const struct mount_tool_opts *o)
         say("--mountpoint is required");
         return 2;
     }
+    if (o->erofs && shared) {
+        say("erofs mode needs --bootstrap (one image)");
+        return 2;
+    }
     if (shared && !o->apisock) {
         say("without --bootstrap (shared mode) images are attached through the API: give "
             "--apisock SOCK");
@@ -104,6 +236,7 @@ int mount_tool_run(const struct mount_tool_opts *o)
         }
     }
     /* 2. the mountpoint (a dead mount of a killed daemon is cleaned first) */
+    if (o->erofs) clean_stale_erofs(o->mountpoint);
     if ((rc = mount_fs_clean_stale(o->mountpoint, &err)) < 0) {
         say("%s", err.msg);
         goto out;
@@ -115,6 +248,7 @@ int mount_tool_run(const struct mount_tool_opts *o)
     }
     /* 3. filesystem, mount */
     struct mount_fs_opts fo = {.shared = shared,
+                               .blob_devices = o->erofs,
                                .enable_xattr = inst ? instance_xattr(inst) : true};
     if ((rc = mount_fs_new(&fo, &fs, &err))) {
         say("%s", cf_err_str(&err, rc));
@@ -129,6 +263,15 @@ int mount_tool_run(const struct mount_tool_opts *o)
             say("%s", cf_err_str(&err, rc));
             goto out;
         }
+    }
+    if (o->erofs) {
+        if (inst) instance_start_prefetch(inst);
+        if ((rc = run_erofs(o, fs, &sw, &err))) {
+            say("%s", cf_err_str(&err, rc));
+            goto out;
+        }
+        code = 0;
+        goto out;
     }
     struct mount_fs_mount_opts mo = {.allow_other = o->allow_other, .max_threads = o->threads};
     if ((rc = mount_fs_mount(fs, o->mountpoint, &mo, &err))) {

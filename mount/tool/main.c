@@ -130,15 +130,14 @@ int main(int argc, char **argv)
     if (!prefetch) return 1;
     /* nydusd's subcommand: `fuse` (default) is ours; the others are not */
     if (argc > 1 && argv[1][0] != '-') {
-        if (!strcmp(argv[1], "fuse")) {
+        if (!strcmp(argv[1], "fuse") || !strcmp(argv[1], "erofs")) {
+            o.erofs = !strcmp(argv[1], "erofs");
             argv[1] = argv[0];
             argv++;
             argc--;
         } else {
             free(prefetch);
-            return fail("unsupported subcommand '%s'%s (only 'fuse' is implemented)", argv[1],
-                        !strcmp(argv[1], "erofs") ? ": the kernel-EROFS mode is not built yet"
-                                                  : "");
+            return fail("unsupported subcommand '%s'%s (use 'fuse' or 'erofs')", argv[1], "");
         }
     }
     int c, rc = 0;

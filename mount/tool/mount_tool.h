@@ -14,6 +14,7 @@ struct mount_tool_opts {
     const char *supervisor;
     unsigned threads;
     bool allow_other;
+    bool erofs;            /* kernel-EROFS mode */
     bool log_to_file;      /* errors go to stderr too */
     const char **prefetch; /* image paths */
     size_t nprefetch;

@@ -29,7 +29,12 @@
 typedef struct mount_fs mount_fs;
 
 struct mount_fs_opts {
-    bool shared;       /* root lists attached images */
+    bool shared; /* root lists attached images */
+    /* Blob devices (kernel-EROFS mode): instead of the image's tree, the root holds one
+     * read-only regular file per data blob of the (dedicated) image, named by blob id, whose
+     * bytes are the blob's uncompressed address space (mount_blob_cache_read_blob): the
+     * `device=` files the kernel's EROFS reads. */
+    bool blob_devices;
     bool enable_xattr; /* serve xattrs (else none are listed) */
     double timeout_s;  /* entry/attr/negative-entry timeout; 0 = 1 day */
 };
@@ -67,6 +72,8 @@ int mount_fs_run(mount_fs *fs);
 /* Ends mount_fs_run() and returns once it has (at most ~5 s); any thread except the one in
  * mount_fs_run(), not from a signal handler (the tool waits for signals in a thread). */
 void mount_fs_stop(mount_fs *fs);
+/* Unmounts (after mount_fs_run has returned); mount_fs_free does it too. */
+void mount_fs_unmount(mount_fs *fs);
 /* Unmounts (if mounted) and frees everything, attached images included. NULL-safe. */
 void mount_fs_free(mount_fs *fs);
 
