@@ -55,7 +55,7 @@ struct mount_blob_cache {
 
 #define STAT_ADD(c, f, n) __atomic_add_fetch(&(c)->st.f, (n), __ATOMIC_RELAXED)
 
-static int open_blob_files(mount_blob_cache *c, struct cblob *b, const char *work_dir, cf_err *err)
+static int open_blob_files(struct cblob *b, const char *work_dir, cf_err *err)
 {
     const struct rafs_blob_info *bi = b->bi;
     bool fresh = false;
@@ -96,7 +96,6 @@ static int open_blob_files(mount_blob_cache *c, struct cblob *b, const char *wor
         rc = cf_err_set(err, -ENOMEM, "out of memory");
 out:
     free(map_path);
-    (void)c;
     return rc;
 }
 
@@ -158,7 +157,7 @@ int mount_blob_cache_new(const rafs_image *img, const struct mount_blob_cache_op
         pthread_cond_init(&b->cv, NULL);
     }
     for (uint32_t i = 0; i < c->nblobs && !rc; i++)
-        rc = open_blob_files(c, &c->blobs[i], o->work_dir, err);
+        rc = open_blob_files(&c->blobs[i], o->work_dir, err);
     if (rc) {
         mount_blob_cache_free(c);
         return rc;
