@@ -266,6 +266,11 @@ int mount_tool_run(const struct mount_tool_opts *o)
     }
     if (o->erofs) {
         if (inst) instance_start_prefetch(inst);
+        struct mount_api_info ai = {.id = o->id, .supervisor = o->supervisor};
+        if (o->apisock && (rc = mount_api_start(o->apisock, fs, &ai, &api, &err))) {
+            say("%s", cf_err_str(&err, rc));
+            goto out;
+        }
         if ((rc = run_erofs(o, fs, &sw, &err))) {
             say("%s", cf_err_str(&err, rc));
             goto out;

@@ -89,11 +89,15 @@ awk -v d="$T/mnt" '$2 == d {f=1} END {exit !f}' /proc/self/mounts && fail "still
 grep -q chunkfly-dev /proc/self/mounts && grep chunkfly-dev /proc/self/mounts | grep -q "$(basename "$(grep -o 'blob devices in [^)]*' "$T/e2.log" | cut -d' ' -f4)")" &&
     fail "blob-device mount left after SIGTERM"
 map_complete "$T/cache" "$id" || fail "cache not complete after reading everything"
-erofs_start "$T/e3.log"
+erofs_start "$T/e3.log" --apisock "$T/api.sock"
 grep -q "EROFS devices: device=$T/cache/$id.blob.data" "$T/e3.log" || fail "complete blob not passed as .blob.data: $(grep devices "$T/e3.log")"
 (cd "$T/mnt" && find . -printf '%i %p\n' | sort) | diff -q - "$T/erofs.inos" >/dev/null || fail "inode numbers changed"
 $MANIFEST --exclude huge --exclude unread.bin "$T/mnt" | diff -q - "$T/src.manifest" >/dev/null || fail "tree over plain .blob.data differs"
 note "complete cache: the plain .blob.data is the device, tree unchanged"
-bg_stop "$PID"
+curl -s --unix-socket "$T/api.sock" http://x/api/v1/daemon | grep -q '"state":"RUNNING"' || fail "API in erofs mode"
+curl -s -X PUT --unix-socket "$T/api.sock" http://x/api/v1/daemon/exit >/dev/null
+for _ in $(seq 50); do is_alive "$PID" || break; sleep 0.1; done
+is_alive "$PID" && fail "erofs mode still running after PUT /api/v1/daemon/exit"
+awk -v d="$T/mnt" '$2 == d {f=1} END {exit !f}' /proc/self/mounts && fail "still mounted after exit"
 no_sanitizer_reports
 echo "PASS: kernel-EROFS mode"
