@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cf/file_io.h"
@@ -186,6 +187,8 @@ void mount_blob_cache_get_stats(const mount_blob_cache *c, struct mount_blob_cac
     out->chunks_hit = __atomic_load_n(&c->st.chunks_hit, __ATOMIC_RELAXED);
     out->chunks_waited = __atomic_load_n(&c->st.chunks_waited, __ATOMIC_RELAXED);
     out->verify_failures = __atomic_load_n(&c->st.verify_failures, __ATOMIC_RELAXED);
+    out->reads = __atomic_load_n(&c->st.reads, __ATOMIC_RELAXED);
+    out->read_ns = __atomic_load_n(&c->st.read_ns, __ATOMIC_RELAXED);
     out->chunks_ready = out->chunks_total = 0;
     for (uint32_t i = 0; i < c->nblobs; i++) {
         out->chunks_ready += __atomic_load_n(&c->blobs[i].map.ready, __ATOMIC_RELAXED);
@@ -439,8 +442,28 @@ done:
 
 /* ---- reads --------------------------------------------------------------------------------- */
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf, size_t len,
+                     size_t *nread, cf_err *err);
+
 int mount_blob_cache_read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf,
                                size_t len, size_t *nread, cf_err *err)
+{
+    uint64_t t0 = now_ns();
+    int rc = read_file(c, nid, offset, buf, len, nread, err);
+    STAT_ADD(c, reads, 1);
+    STAT_ADD(c, read_ns, now_ns() - t0);
+    return rc;
+}
+
+static int read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf, size_t len,
+                     size_t *nread, cf_err *err)
 {
     struct rafs_chunk_ref *refs = NULL;
     size_t n = 0;
@@ -543,8 +566,21 @@ out:
     return rc;
 }
 
+static int read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *buf, size_t len,
+                     size_t *nread, cf_err *err);
+
 int mount_blob_cache_read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *buf,
                                size_t len, size_t *nread, cf_err *err)
+{
+    uint64_t t0 = now_ns();
+    int rc = read_blob(c, blob, offset, buf, len, nread, err);
+    STAT_ADD(c, reads, 1);
+    STAT_ADD(c, read_ns, now_ns() - t0);
+    return rc;
+}
+
+static int read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *buf, size_t len,
+                     size_t *nread, cf_err *err)
 {
     *nread = 0;
     if (blob >= c->nblobs)

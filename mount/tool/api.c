@@ -29,6 +29,8 @@ struct mount_api {
     uv_poll_t poll;
     uv_async_t stop;
     proto_http_server *srv;
+    proto_http_server *msrv; /* Prometheus /metrics on TCP, or NULL */
+    bool polling;
     pthread_t th;
 };
 
@@ -266,6 +268,9 @@ static void add_stats(json_t *o, const struct mount_blob_cache_stats *s)
     json_object_set_new(o, "chunks_from_cache", json_integer((json_int_t)s->chunks_hit));
     json_object_set_new(o, "chunks_waited", json_integer((json_int_t)s->chunks_waited));
     json_object_set_new(o, "verify_failures", json_integer((json_int_t)s->verify_failures));
+    json_object_set_new(o, "reads", json_integer((json_int_t)s->reads));
+    json_object_set_new(o, "read_latency_us_avg",
+                        json_integer(s->reads ? (json_int_t)(s->read_ns / s->reads / 1000) : 0));
     json_object_set_new(o, "chunks_ready", json_integer((json_int_t)s->chunks_ready));
     json_object_set_new(o, "chunks_total", json_integer((json_int_t)s->chunks_total));
 }
@@ -416,6 +421,80 @@ static void h_unknown(proto_http_res *res, const proto_http_req *req, void *arg)
     reply_err(res, 404, "NotFound", "no such API endpoint: %s %s", req->method, req->path);
 }
 
+/* ---- Prometheus ---------------------------------------------------------------------------- */
+
+struct prom {
+    char *buf;
+    size_t len, cap;
+};
+
+static void prom_add(struct prom *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void prom_add(struct prom *p, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(p->buf ? p->buf + p->len : NULL, p->buf ? p->cap - p->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (p->buf && p->len + (size_t)n < p->cap) {
+            p->len += (size_t)n;
+            return;
+        }
+        size_t cap = (p->cap ? p->cap * 2 : 4096) + (size_t)n;
+        char *nb = realloc(p->buf, cap);
+        if (!nb) return;
+        p->buf = nb;
+        p->cap = cap;
+    }
+}
+
+static void prom_visit(const char *name, const rafs_image *img, const mount_blob_cache *cache,
+                       void *owner, void *ctx)
+{
+    (void)img;
+    struct prom *p = ctx;
+    struct mount_blob_cache_stats s;
+    mount_blob_cache_get_stats(cache, &s);
+    char label[300];
+    snprintf(label, sizeof(label), "{image=\"/%s\"}", name);
+    prom_add(p, "chunkfly_mount_bytes_read_total%s %llu\n", label,
+             (unsigned long long)s.bytes_read);
+    prom_add(p, "chunkfly_mount_chunks_fetched_total%s %llu\n", label,
+             (unsigned long long)s.chunks_fetched);
+    prom_add(p, "chunkfly_mount_chunks_verified_total%s %llu\n", label,
+             (unsigned long long)s.chunks_fetched);
+    prom_add(p, "chunkfly_mount_chunks_from_cache_total%s %llu\n", label,
+             (unsigned long long)s.chunks_hit);
+    prom_add(p, "chunkfly_mount_verify_failures_total%s %llu\n", label,
+             (unsigned long long)s.verify_failures);
+    prom_add(p, "chunkfly_mount_backend_bytes_total%s %llu\n", label,
+             (unsigned long long)s.backend_bytes);
+    prom_add(p, "chunkfly_mount_backend_errors_total%s %llu\n", label,
+             (unsigned long long)s.backend_errors);
+    prom_add(p, "chunkfly_mount_read_seconds_sum%s %.6f\n", label, (double)s.read_ns / 1e9);
+    prom_add(p, "chunkfly_mount_read_seconds_count%s %llu\n", label, (unsigned long long)s.reads);
+    prom_add(p, "chunkfly_mount_chunks_ready%s %llu\n", label, (unsigned long long)s.chunks_ready);
+    struct instance_backend_stats b;
+    if (instance_backend_stats(owner, &b)) {
+        prom_add(p, "chunkfly_mount_backend_fallbacks_total%s %llu\n", label, b.fallbacks);
+        prom_add(p, "chunkfly_mount_backend_proxy_bytes_total%s %llu\n", label, b.bytes_from_proxy);
+        prom_add(p, "chunkfly_mount_backend_registry_bytes_total%s %llu\n", label,
+                 b.bytes_from_registry);
+    }
+}
+
+static void h_prometheus(proto_http_res *res, const proto_http_req *req, void *arg)
+{
+    (void)req;
+    struct mount_api *a = arg;
+    struct prom p = {0};
+    prom_add(&p, "# chunkfly-mount metrics, one series per attached image\n");
+    mount_fs_foreach(a->fs, prom_visit, &p);
+    proto_http_respond(res, 200, "text/plain; version=0.0.4", p.buf ? p.buf : "", p.len);
+    free(p.buf);
+}
+
 /* ---- the unix socket and the loop thread ----------------------------------------------------- */
 
 static void on_listen(uv_poll_t *h, int status, int events)
@@ -437,9 +516,10 @@ static void on_closed(uv_handle_t *h)
 static void on_stop(uv_async_t *h)
 {
     struct mount_api *a = h->data;
-    proto_http_server_close(a->srv, NULL, NULL);
-    a->srv = NULL;
-    uv_close((uv_handle_t *)&a->poll, on_closed);
+    if (a->srv) proto_http_server_close(a->srv, NULL, NULL);
+    if (a->msrv) proto_http_server_close(a->msrv, NULL, NULL);
+    a->srv = a->msrv = NULL;
+    if (a->polling) uv_close((uv_handle_t *)&a->poll, on_closed);
     uv_close((uv_handle_t *)&a->stop, on_closed);
 }
 
@@ -457,44 +537,58 @@ static void api_free(struct mount_api *a)
     free(a);
 }
 
-int mount_api_start(const char *sock, mount_fs *fs, const struct mount_api_info *info,
-                    struct mount_api **out, cf_err *err)
+static int open_unix(struct mount_api *a, const char *sock, cf_err *err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(sock) >= sizeof(sa.sun_path))
         return cf_err_set(err, -ENAMETOOLONG, "--apisock %s: path too long for a unix socket",
                           sock);
     memcpy(sa.sun_path, sock, strlen(sock) + 1);
-    struct mount_api *a = calloc(1, sizeof(*a));
-    if (!a || !(a->sock_path = strdup(sock))) {
-        free(a);
-        return cf_err_set(err, -ENOMEM, "out of memory");
-    }
-    a->fs = fs;
-    a->info = *info;
+    if (!(a->sock_path = strdup(sock))) return cf_err_set(err, -ENOMEM, "out of memory");
     a->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     struct stat st;
     if (lstat(sock, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(sock); /* left by a dead daemon */
-    int rc = 0;
     if (a->listen_fd < 0 || bind(a->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(a->listen_fd, 128) < 0) {
-        rc = cf_err_set(err, -errno, "--apisock %s: %s", sock, strerror(errno));
+        listen(a->listen_fd, 128) < 0)
+        return cf_err_set(err, -errno, "--apisock %s: %s", sock, strerror(errno));
+    return 0;
+}
+
+static void close_all(struct mount_api *a)
+{
+    if (a->srv) proto_http_server_close(a->srv, NULL, NULL);
+    if (a->msrv) proto_http_server_close(a->msrv, NULL, NULL);
+    a->srv = a->msrv = NULL;
+    if (a->polling) uv_close((uv_handle_t *)&a->poll, on_closed);
+    uv_close((uv_handle_t *)&a->stop, on_closed);
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&a->loop);
+}
+
+int mount_api_start(const char *sock, mount_fs *fs, const struct mount_api_info *info,
+                    struct mount_api **out, cf_err *err)
+{
+    struct mount_api *a = calloc(1, sizeof(*a));
+    if (!a) return cf_err_set(err, -ENOMEM, "out of memory");
+    a->fs = fs;
+    a->info = *info;
+    a->listen_fd = -1;
+    int rc = sock ? open_unix(a, sock, err) : 0;
+    if (rc || uv_loop_init(&a->loop) < 0) {
+        if (!rc) rc = cf_err_set(err, -ENOMEM, "api: event loop");
         api_free(a);
         return rc;
     }
+    uv_async_init(&a->loop, &a->stop, on_stop);
+    a->stop.data = a;
     /* Idle connections stay open (the snapshotter's liveness check). */
     struct proto_http_limits lim;
     proto_http_limits_default(&lim);
     lim.idle_timeout_ms = UINT64_MAX;
     lim.max_body_bytes = 1u << 20;
-    if (uv_loop_init(&a->loop) < 0) {
-        api_free(a);
-        return cf_err_set(err, -ENOMEM, "api: event loop");
-    }
-    if ((rc = proto_http_server_new(&a->loop, &lim, &a->srv))) {
-        uv_loop_close(&a->loop);
-        api_free(a);
-        return cf_err_set(err, rc, "api: server");
+    if (sock && (rc = proto_http_server_new(&a->loop, &lim, &a->srv))) {
+        rc = cf_err_set(err, rc, "api: server");
+        goto fail;
     }
     struct {
         const char *m, *p;
@@ -517,26 +611,51 @@ int mount_api_start(const char *sock, mount_fs *fs, const struct mount_api_info 
         {"DELETE", "/*", h_unknown},
         {"PATCH", "/*", h_unknown},
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+    for (size_t i = 0; a->srv && i < sizeof(routes) / sizeof(routes[0]); i++)
         proto_http_route(a->srv, routes[i].m, routes[i].p, routes[i].h, a);
-    uv_poll_init(&a->loop, &a->poll, a->listen_fd);
-    a->poll.data = a;
-    uv_poll_start(&a->poll, UV_READABLE, on_listen);
-    uv_async_init(&a->loop, &a->stop, on_stop);
-    a->stop.data = a;
+    if (sock) {
+        uv_poll_init(&a->loop, &a->poll, a->listen_fd);
+        a->poll.data = a;
+        a->polling = true;
+        uv_poll_start(&a->poll, UV_READABLE, on_listen);
+    }
+    if (info->metrics_listen) {
+        /* its own server: the API (which attaches and detaches images) never goes on TCP */
+        char host[256];
+        const char *colon = strrchr(info->metrics_listen, ':');
+        int port = colon ? atoi(colon + 1) : 0;
+        size_t hl = colon ? (size_t)(colon - info->metrics_listen) : 0;
+        if (!colon || hl == 0 || hl >= sizeof(host) || port <= 0 || port > 65535) {
+            rc = cf_err_set(err, -EINVAL, "--metrics-listen %s: expected HOST:PORT",
+                            info->metrics_listen);
+            goto fail;
+        }
+        memcpy(host, info->metrics_listen, hl);
+        host[hl] = 0;
+        if ((rc = proto_http_server_new(&a->loop, NULL, &a->msrv))) {
+            rc = cf_err_set(err, rc, "metrics: server");
+            goto fail;
+        }
+        proto_http_route(a->msrv, "GET", "/metrics", h_prometheus, a);
+        if ((rc = proto_http_listen(a->msrv, host, port, err))) {
+            cf_err_wrap(err, rc, "--metrics-listen %s", info->metrics_listen);
+            goto fail;
+        }
+    }
     if (pthread_create(&a->th, NULL, api_main, a)) {
         rc = cf_err_set(err, -EAGAIN, "api: cannot start its thread");
-        proto_http_server_close(a->srv, NULL, NULL);
-        uv_close((uv_handle_t *)&a->poll, on_closed);
-        uv_close((uv_handle_t *)&a->stop, on_closed);
-        uv_run(&a->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&a->loop);
-        api_free(a);
-        return rc;
+        goto fail;
     }
-    cf_info("API on %s", sock);
+    if (sock) cf_info("API on %s", sock);
+    if (info->metrics_listen)
+        cf_info("Prometheus metrics on http://%s/metrics", info->metrics_listen);
     *out = a;
     return 0;
+fail:
+    close_all(a);
+    if (a->sock_path) unlink(a->sock_path);
+    api_free(a);
+    return rc;
 }
 
 void mount_api_stop(struct mount_api *a)
@@ -545,6 +664,6 @@ void mount_api_stop(struct mount_api *a)
     uv_async_send(&a->stop);
     pthread_join(a->th, NULL);
     uv_loop_close(&a->loop);
-    unlink(a->sock_path);
+    if (a->sock_path) unlink(a->sock_path);
     api_free(a);
 }

@@ -18,9 +18,12 @@ struct mount_api_info {
     bool shared;            /* images are attached with POST /api/v1/mount */
     const char *blob_dir;   /* --blob-dir / --cache-dir: override what POSTed configs say */
     const char *cache_dir;
+    const char *metrics_listen; /* HOST:PORT for Prometheus GET /metrics (TCP), or NULL */
 };
 
-/* Binds `sock` (an old socket file there is replaced) and serves in a new thread. */
+/* Binds `sock` (an old socket file there is replaced; NULL = no API) and, with
+ * info->metrics_listen, a TCP listener that serves only GET /metrics (Prometheus text, one
+ * series per attached image); serves both in a new thread. */
 int mount_api_start(const char *sock, mount_fs *fs, const struct mount_api_info *info,
                     struct mount_api **out, cf_err *err);
 /* Closes every connection, joins the thread, removes the socket file. NULL-safe. */

@@ -266,8 +266,10 @@ int mount_tool_run(const struct mount_tool_opts *o)
     }
     if (o->erofs) {
         if (inst) instance_start_prefetch(inst);
-        struct mount_api_info ai = {.id = o->id, .supervisor = o->supervisor};
-        if (o->apisock && (rc = mount_api_start(o->apisock, fs, &ai, &api, &err))) {
+        struct mount_api_info ai = {
+            .id = o->id, .supervisor = o->supervisor, .metrics_listen = o->metrics_listen};
+        if ((o->apisock || o->metrics_listen) &&
+            (rc = mount_api_start(o->apisock, fs, &ai, &api, &err))) {
             say("%s", cf_err_str(&err, rc));
             goto out;
         }
@@ -286,8 +288,9 @@ int mount_tool_run(const struct mount_tool_opts *o)
     cf_info("mounted %s at %s", shared ? "a shared root" : o->bootstrap, o->mountpoint);
     if (inst) instance_start_prefetch(inst);
     /* 4. the API, once the filesystem is up (its state is RUNNING from the first request) */
-    if (o->apisock) {
-        struct mount_api_info ai = {.id = o->id,
+    if (o->apisock || o->metrics_listen) {
+        struct mount_api_info ai = {.metrics_listen = o->metrics_listen,
+                                    .id = o->id,
                                     .supervisor = o->supervisor,
                                     .shared = shared,
                                     .blob_dir = o->blob_dir,

@@ -26,9 +26,11 @@ static void usage(FILE *f)
         f,
         "usage: chunkfly-mount [fuse] --mountpoint DIR --bootstrap FILE --config FILE [options]\n"
         "       chunkfly-mount [fuse] --mountpoint DIR --apisock SOCK [options]   (shared mode)\n"
+        "       chunkfly-mount erofs --mountpoint DIR --bootstrap FILE --config FILE [options]\n"
         "\n"
         "Mounts a Nydus (RAFS v6) image with FUSE, read-only; file data is fetched chunk by\n"
-        "chunk when read, verified and cached (a drop-in for nydusd's FUSE mode).\n"
+        "chunk when read, verified and cached (a drop-in for nydusd's FUSE mode). erofs: the\n"
+        "kernel's EROFS mounts the bootstrap, data blobs are files served the same way.\n"
         "\n"
         "  --mountpoint DIR      where to mount (must exist)\n"
         "  --bootstrap FILE      the image's RAFS v6 bootstrap (dedicated mode); without it,\n"
@@ -43,10 +45,11 @@ static void usage(FILE *f)
         "  --log-file F          log to F instead of stderr\n"
         "  --prefetch-files P... fill these files (absolute paths in the image) in the background\n"
         "  --allow-other         let every user access the mount (FUSE allow_other)\n"
+        "  --metrics-listen H:P  Prometheus GET /metrics on TCP (per image counters)\n"
         "  --version, --help\n"
         "Accepted for nydusd compatibility and ignored: --supervisor (shown by the API),\n"
-        "--log-rotation-size,"
-        "--backend-source, --failover-policy, --upgrade, --writable, --hybrid-mode,\n"
+        "--log-rotation-size, --backend-source, --failover-policy, --upgrade, --writable, "
+        "--hybrid-mode,\n"
         "--prefetch-all... (see docs/mount.md)\n");
 }
 
@@ -74,6 +77,7 @@ enum {
     OPT_VERSION,
     OPT_HELP,
     OPT_SUPERVISOR,
+    OPT_METRICS,
     OPT_IGNORED_ARG,  /* accepted with a value, ignored */
     OPT_IGNORED_FLAG, /* accepted without a value, ignored */
 };
@@ -91,6 +95,7 @@ static const struct option long_opts[] = {
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"prefetch-files", required_argument, NULL, OPT_PREFETCH},
     {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     /* nydusd flags the snapshotter (or a user) may pass: accepted, no effect here */
@@ -187,6 +192,9 @@ int main(int argc, char **argv)
             /* nydusd takes several values after one --prefetch-files */
             prefetch[nprefetch++] = optarg;
             while (optind < argc && argv[optind][0] != '-') prefetch[nprefetch++] = argv[optind++];
+            break;
+        case OPT_METRICS:
+            o.metrics_listen = optarg;
             break;
         case OPT_SUPERVISOR:
             o.supervisor = optarg;

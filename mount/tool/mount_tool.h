@@ -12,6 +12,7 @@
 struct mount_tool_opts {
     const char *mountpoint, *bootstrap, *config, *blob_dir, *cache_dir, *apisock, *id;
     const char *supervisor;
+    const char *metrics_listen; /* HOST:PORT, Prometheus */
     unsigned threads;
     bool allow_other;
     bool erofs;            /* kernel-EROFS mode */

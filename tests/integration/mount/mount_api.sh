@@ -114,8 +114,9 @@ note "PUT /api/v1/daemon/exit: unmounted and exited"
 
 # dedicated mode with an API
 rm -f "$SOCK"
+MPORT=$(free_port)
 bg_start "$T/ded.log" "$CFM" fuse --mountpoint "$T/mnt" --bootstrap "$T/boot1" --blob-dir "$T/blobs1" \
-    --apisock "$SOCK" --id ded
+    --apisock "$SOCK" --id ded --metrics-listen "127.0.0.1:$MPORT"
 PID=$CF_LAST_PID
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || fail "dedicated: no API socket"
@@ -123,6 +124,12 @@ expect 200 '"state":"RUNNING"' GET /api/v1/daemon
 [ "$(cat "$T/mnt/dir/name")" = "image 1" ] || fail "dedicated content"
 expect 409 'dedicated' POST '/api/v1/mount?mountpoint=/y' "{\"source\":\"$T/boot2\",\"config\":$cfg2}"
 expect 200 '"data_read":[1-9]' GET /api/v1/metrics
+prom=$(curl -s "http://127.0.0.1:$MPORT/metrics")
+echo "$prom" | grep -Eq '^chunkfly_mount_bytes_read_total\{image="/"\} [1-9]' || fail "Prometheus: $prom"
+echo "$prom" | grep -Eq '^chunkfly_mount_read_seconds_count\{image="/"\} [1-9]' || fail "Prometheus latency: $prom"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/api/v1/daemon")" = 404 ] ||
+    fail "the API answers on the metrics port"
+note "Prometheus /metrics on --metrics-listen (and nothing else there)"
 mount_stop "$PID" "$T/mnt"
 no_sanitizer_reports
 echo "PASS: API (shared mode attach/detach, info, metrics, JSON errors, keep-alive, exit)"
