@@ -77,6 +77,32 @@ mount_start "$T/cfg.log" "$T/mnt" --config "$T/localfs.json" --bootstrap "$T/boo
 mount_stop "$MOUNT_PID" "$T/mnt"
 note "nydusd localfs config: mounted, cache in its work_dir"
 
+# the bootstrap's prefetch table (fs_prefetch.enable, prefetch_all off): /p/first is filled in
+# the background without being read, /p/second is not
+mkdir -p "$T/psrc/p"
+head -c 200000 /dev/urandom >"$T/psrc/p/first"
+head -c 200000 /dev/urandom >"$T/psrc/p/second"
+echo /p/first | "$CFI" create -l warn -t dir-rafs --prefetch-policy fs -B "$T/pboot" -D "$T/pblobs" \
+    -J "$T/p.json" "$T/psrc" || fail "create with a prefetch table"
+pid_=$(json_blob "$T/p.json")
+cat >"$T/pcfg.json" <<JSON
+{"device": {"backend": {"type": "localfs", "config": {"dir": "$T/pblobs"}},
+            "cache": {"type": "blobcache", "config": {"work_dir": "$T/pcache"}}},
+ "fs_prefetch": {"enable": true, "prefetch_all": false, "threads_count": 1}}
+JSON
+mount_start "$T/pf.log" "$T/mnt" --config "$T/pcfg.json" --bootstrap "$T/pboot"
+for _ in $(seq 50); do grep -q "prefetch of .*1 files filled" "$T/pf.log" && break; sleep 0.1; done
+grep -q "prefetch of .*1 files filled, 0 failed" "$T/pf.log" || fail "prefetch table: $(grep prefetch "$T/pf.log")"
+python3 - "$T/pcache/$pid_.blob.data.chunk_map" <<'PY' || fail "prefetch table: wrong chunks ready"
+import sys
+m = open(sys.argv[1], "rb").read()
+bits = [(m[4096 + i // 8] >> (7 - i % 8)) & 1 for i in range((len(m) - 4096) * 8)]
+if sum(bits) != 1: sys.exit("ready chunks: %s" % bits)
+PY
+cmp "$T/psrc/p/first" "$T/mnt/p/first" && cmp "$T/psrc/p/second" "$T/mnt/p/second" || fail "prefetched image content"
+mount_stop "$MOUNT_PID" "$T/mnt"
+note "bootstrap prefetch table: its file filled in the background, nothing else"
+
 # every flag nydus-snapshotter passes (dedicated mode, as in runtime-contracts.md §1)
 mount_start "$T/flags.log" "$T/mnt" --thread-num 4 --id dev-1 --bootstrap "$T/boot" \
     --blob-dir "$T/blobs" --cache-dir "$T/cache" --log-level info --log-rotation-size 100 \
