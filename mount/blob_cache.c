@@ -50,7 +50,8 @@ struct mount_blob_cache {
     enum rafs_compressor compressor;
     enum rafs_digester digester;
     pthread_mutex_t index_mu;
-    int index_built; /* 1 once built (read under index_mu or after it was seen set) */
+    int index_built;  /* 1 once built (read under index_mu or after it was seen set) */
+    unsigned running; /* atomic: read calls in progress */
     struct mount_blob_cache_stats st;
 };
 
@@ -165,6 +166,11 @@ int mount_blob_cache_new(const rafs_image *img, const struct mount_blob_cache_op
     }
     *out = c;
     return 0;
+}
+
+unsigned mount_blob_cache_reads_running(const mount_blob_cache *c)
+{
+    return __atomic_load_n(&c->running, __ATOMIC_RELAXED);
 }
 
 const char *mount_blob_cache_data_path(const mount_blob_cache *c, uint32_t blob)
@@ -456,7 +462,9 @@ int mount_blob_cache_read_file(mount_blob_cache *c, uint64_t nid, uint64_t offse
                                size_t len, size_t *nread, cf_err *err)
 {
     uint64_t t0 = now_ns();
+    __atomic_add_fetch(&c->running, 1, __ATOMIC_RELAXED);
     int rc = read_file(c, nid, offset, buf, len, nread, err);
+    __atomic_sub_fetch(&c->running, 1, __ATOMIC_RELAXED);
     STAT_ADD(c, reads, 1);
     STAT_ADD(c, read_ns, now_ns() - t0);
     return rc;
@@ -573,7 +581,9 @@ int mount_blob_cache_read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offs
                                size_t len, size_t *nread, cf_err *err)
 {
     uint64_t t0 = now_ns();
+    __atomic_add_fetch(&c->running, 1, __ATOMIC_RELAXED);
     int rc = read_blob(c, blob, offset, buf, len, nread, err);
+    __atomic_sub_fetch(&c->running, 1, __ATOMIC_RELAXED);
     STAT_ADD(c, reads, 1);
     STAT_ADD(c, read_ns, now_ns() - t0);
     return rc;

@@ -294,6 +294,11 @@ static void *prefetch_main(void *arg)
                 el += 0.02;
             }
         }
+        /* on-demand reads first: wait (up to 1 s per file) while some are running */
+        for (int w = 0; w < 200 && mount_blob_cache_reads_running(in->cache) &&
+                        !__atomic_load_n(&in->stop, __ATOMIC_RELAXED);
+             w++)
+            usleep(5 * 1000);
         cf_err err = {0};
         if (mount_blob_cache_fill_file(in->cache, in->nids[i], &err)) {
             failed++;

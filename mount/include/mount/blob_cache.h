@@ -72,6 +72,9 @@ int mount_blob_cache_read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offs
                                size_t len, size_t *nread, cf_err *err);
 /* Makes every chunk of regular file `nid` ready without copying it anywhere (prefetch). */
 int mount_blob_cache_fill_file(mount_blob_cache *c, uint64_t nid, cf_err *err);
+/* Number of read calls (read_file / read_blob) running now: a prefetcher waits while it is
+ * not 0, so on-demand reads get the backend first. */
+unsigned mount_blob_cache_reads_running(const mount_blob_cache *c);
 
 /* Path of blob `blob`'s .blob.data file (NULL with no work_dir) and whether every chunk of it
  * is ready (then the file may be used directly, e.g. as an EROFS device). */
