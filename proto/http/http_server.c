@@ -22,6 +22,7 @@
 
 #include "cf/buf.h"
 #include "cf/log.h"
+#include "cf/uv_poll.h"
 
 #define READ_BUF_SIZE  65536
 #define FILE_CHUNK     65536
@@ -403,26 +404,9 @@ static void on_writable(uv_poll_t *p, int status, int events)
 static int wait_writable(conn *c)
 {
     if (!c->poll) {
-        uv_os_fd_t fd;
-        int r = uv_fileno((uv_handle_t *)&c->io.stream, &fd);
+        int r = cf_uv_poll_dup(c->srv->loop, (uv_handle_t *)&c->io.stream, &c->poll, &c->poll_fd);
         if (r < 0) return r;
-        uv_poll_t *p = malloc(sizeof(*p));
-        if (!p) return -ENOMEM;
-        /* a dup of the socket: epoll watches it beside libuv's registration of the original,
-         * so we learn about writability without touching libuv's stream */
-        c->poll_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (c->poll_fd < 0) {
-            free(p);
-            return -errno;
-        }
-        r = uv_poll_init(c->srv->loop, p, c->poll_fd);
-        if (r < 0) {
-            free(p);
-            close(c->poll_fd);
-            return r;
-        }
-        p->data = c;
-        c->poll = p;
+        c->poll->data = c;
         c->handles_open++;
     }
     int r = uv_poll_start(c->poll, UV_WRITABLE, on_writable);
