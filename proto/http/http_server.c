@@ -550,17 +550,26 @@ int proto_http_start(proto_http_res *r, int status, const char *content_type,
     return 0;
 }
 
+/* The checks before a piece of the body: <0 the error; 1 nothing to send (HEAD, or len 0),
+ * `done` already called; 0 go on. */
+static int body_start(proto_http_res *r, uint64_t len, proto_http_done_cb done, void *arg)
+{
+    if (!r->started) return -EINVAL;
+    if (r->c->closing) return -EPIPE;
+    if (r->is_head || len == 0) {
+        if (done) done(r, 0, arg);
+        return 1;
+    }
+    return 0;
+}
+
 int proto_http_write(proto_http_res *r, const void *data, size_t len, proto_http_done_cb done,
                      void *arg)
 {
     if (!r || (!data && len)) return -EINVAL;
-    if (!r->started) return -EINVAL;
+    int rc = body_start(r, len, done, arg);
+    if (rc) return rc < 0 ? rc : 0;
     conn *c = r->c;
-    if (c->closing) return -EPIPE;
-    if (r->is_head || len == 0) {
-        if (done) done(r, 0, arg);
-        return 0;
-    }
     if (r->chunked) {
         char pre[24];
         int n = snprintf(pre, sizeof(pre), "%zx\r\n", len);
@@ -662,13 +671,9 @@ int proto_http_sendfile(proto_http_res *r, int fd, uint64_t off, uint64_t len,
                         proto_http_done_cb done, void *arg)
 {
     if (!r || fd < 0 || off > INT64_MAX || len > INT64_MAX - off) return -EINVAL;
-    if (!r->started) return -EINVAL;
+    int rc = body_start(r, len, done, arg);
+    if (rc) return rc < 0 ? rc : 0;
     conn *c = r->c;
-    if (c->closing) return -EPIPE;
-    if (r->is_head || len == 0) {
-        if (done) done(r, 0, arg);
-        return 0;
-    }
     struct wreq *w = calloc(1, sizeof(*w));
     if (!w) return -ENOMEM;
     w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -680,7 +685,6 @@ int proto_http_sendfile(proto_http_res *r, int fd, uint64_t off, uint64_t len,
     w->c = c;
     w->off = off;
     w->left = len;
-    int rc = 0;
     if (r->chunked) { /* the chunk's size line, the region, then its CRLF with `done` */
         char pre[24];
         int n = snprintf(pre, sizeof(pre), "%llx\r\n", (unsigned long long)len);
