@@ -11,44 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "proto/registry_client.h"
+
 /* Largest hosts.toml we read to decide whether it is ours: ours are < 1 KiB. */
 #define HOSTS_READ_MAX (64 * 1024)
-
-/* HOST[:PORT] of an image reference: DNS labels (letters, digits, inner '-', 1..63 each, no
- * empty label, so never "." or ".."), or "[v6]"; then an optional port 1..65535. This is
- * stricter than image_ref.c's check (which lets "..", a path component here, through). */
-static int check_host(const char *h, size_t n)
-{
-    if (n == 0 || n > 255) return -EINVAL;
-    size_t i = 0;
-    if (h[0] == '[') {
-        const char *rb = memchr(h, ']', n);
-        if (!rb || rb == h + 1) return -EINVAL;
-        for (const char *p = h + 1; p < rb; p++)
-            if (!(isxdigit((unsigned char)*p) || *p == ':' || *p == '.')) return -EINVAL;
-        i = (size_t)(rb - h) + 1;
-    } else {
-        for (;;) {
-            size_t start = i;
-            while (i < n && (isalnum((unsigned char)h[i]) || h[i] == '-')) i++;
-            size_t len = i - start;
-            if (len == 0 || len > 63 || h[start] == '-' || h[i - 1] == '-') return -EINVAL;
-            if (i < n && h[i] == '.') {
-                i++;
-                continue;
-            }
-            break;
-        }
-    }
-    if (i == n) return 0;
-    if (h[i] != ':' || i + 1 == n || n - i - 1 > 5) return -EINVAL;
-    unsigned port = 0;
-    for (size_t j = i + 1; j < n; j++) {
-        if (!isdigit((unsigned char)h[j])) return -EINVAL;
-        port = port * 10 + (unsigned)(h[j] - '0');
-    }
-    return port >= 1 && port <= 65535 ? 0 : -EINVAL;
-}
 
 /* host without the port */
 static size_t host_name_len(const char *h)
@@ -101,7 +67,7 @@ int client_hosts_registry_parse(const char *arg, client_hosts_registry *out, cf_
         return cf_err_set(err, -EINVAL,
                           "registry \"%s\": use --all for the _default entry (every registry)",
                           arg);
-    if (check_host(h, n) < 0)
+    if (proto_registry_check_host(h, n) < 0)
         return cf_err_set(err, -EINVAL,
                           "registry \"%.300s\": not a registry host as in an image reference "
                           "(HOST or HOST:PORT, e.g. docker.io, ghcr.io, 10.0.0.5:5000; no path, "
@@ -143,7 +109,7 @@ int client_hosts_mirror_parse(const char *arg, char *out, size_t size, cf_err *e
                           "mirror \"%.300s\": the peer serves /v2/ at its root: give "
                           "http://HOST:PORT without a path",
                           arg);
-    if (check_host(h, n) < 0)
+    if (proto_registry_check_host(h, n) < 0)
         return cf_err_set(err, -EINVAL,
                           "mirror \"%.300s\": want http://HOST:PORT (the peer's mirror_listen, "
                           "default " CLIENT_HOSTS_DEFAULT_MIRROR ")",

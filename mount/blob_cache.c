@@ -455,18 +455,30 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* An on-demand read counts as running (prefetch waits while any runs) and is timed. */
+static uint64_t read_begin(mount_blob_cache *c)
+{
+    uint64_t t0 = now_ns();
+    __atomic_add_fetch(&c->running, 1, __ATOMIC_RELAXED);
+    return t0;
+}
+
+static void read_end(mount_blob_cache *c, uint64_t t0)
+{
+    __atomic_sub_fetch(&c->running, 1, __ATOMIC_RELAXED);
+    STAT_ADD(c, reads, 1);
+    STAT_ADD(c, read_ns, now_ns() - t0);
+}
+
 static int read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf, size_t len,
                      size_t *nread, cf_err *err);
 
 int mount_blob_cache_read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf,
                                size_t len, size_t *nread, cf_err *err)
 {
-    uint64_t t0 = now_ns();
-    __atomic_add_fetch(&c->running, 1, __ATOMIC_RELAXED);
+    uint64_t t0 = read_begin(c);
     int rc = read_file(c, nid, offset, buf, len, nread, err);
-    __atomic_sub_fetch(&c->running, 1, __ATOMIC_RELAXED);
-    STAT_ADD(c, reads, 1);
-    STAT_ADD(c, read_ns, now_ns() - t0);
+    read_end(c, t0);
     return rc;
 }
 
@@ -580,12 +592,9 @@ static int read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *
 int mount_blob_cache_read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *buf,
                                size_t len, size_t *nread, cf_err *err)
 {
-    uint64_t t0 = now_ns();
-    __atomic_add_fetch(&c->running, 1, __ATOMIC_RELAXED);
+    uint64_t t0 = read_begin(c);
     int rc = read_blob(c, blob, offset, buf, len, nread, err);
-    __atomic_sub_fetch(&c->running, 1, __ATOMIC_RELAXED);
-    STAT_ADD(c, reads, 1);
-    STAT_ADD(c, read_ns, now_ns() - t0);
+    read_end(c, t0);
     return rc;
 }
 

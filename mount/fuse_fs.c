@@ -122,15 +122,22 @@ static int stat_of(mount_fs *fs, struct inst *in, uint64_t nid, struct stat *st)
     return 0;
 }
 
-static void shared_root_stat(const mount_fs *fs, struct stat *st)
+/* attributes of a node that is not in an image: times are the daemon's start */
+static void synthetic_stat(const mount_fs *fs, fuse_ino_t ino, mode_t mode, nlink_t nlink,
+                           struct stat *st)
 {
     memset(st, 0, sizeof(*st));
-    st->st_ino = FUSE_ROOT_ID;
-    st->st_mode = S_IFDIR | 0755;
-    st->st_nlink = 2;
+    st->st_ino = ino;
+    st->st_mode = mode;
+    st->st_nlink = nlink;
     st->st_blksize = 4096;
     st->st_mtim.tv_sec = fs->start_time;
     st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+static void shared_root_stat(const mount_fs *fs, struct stat *st)
+{
+    synthetic_stat(fs, FUSE_ROOT_ID, S_IFDIR | 0755, 2, st);
 }
 
 static int fill_entry(mount_fs *fs, struct inst *in, uint64_t nid, struct fuse_entry_param *e)
@@ -143,6 +150,34 @@ static int fill_entry(mount_fs *fs, struct inst *in, uint64_t nid, struct fuse_e
     e->attr_timeout = fs->ttl;
     e->entry_timeout = fs->ttl;
     return 0;
+}
+
+/* ---- replies (rc: 0 or a negative errno) ---------------------------------------------------- */
+
+static void reply_entry(fuse_req_t req, int rc, const struct fuse_entry_param *e)
+{
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_entry(req, e);
+}
+
+static void reply_attr(fuse_req_t req, int rc, const struct stat *st, double ttl)
+{
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, st, ttl);
+}
+
+/* replies n bytes of buf (or the error) and frees buf */
+static void reply_data(fuse_req_t req, int rc, char *buf, size_t n)
+{
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_buf(req, buf, n);
+    free(buf);
 }
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -202,10 +237,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
 out:
     pthread_rwlock_unlock(&fs->lock);
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_entry(req, &e);
+    reply_entry(req, rc, &e);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -224,10 +256,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
             shared_root_stat(fs, &st);
     }
     pthread_rwlock_unlock(&fs->lock);
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_attr(req, &st, fs->ttl);
+    reply_attr(req, rc, &st, fs->ttl);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -306,11 +335,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
     }
     pthread_rwlock_unlock(&fs->lock);
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_buf(req, buf, n);
-    free(buf);
+    reply_data(req, rc, buf, n);
 }
 
 /* A directory's entries, copied at opendir (readdir offsets index this array). */
@@ -364,6 +389,26 @@ static int dirsnap_add(struct dirsnap *d, size_t *cap, size_t *ncap, size_t *nle
     return 0;
 }
 
+/* replies the open of directory snapshot d (or the error, freeing d) */
+static void reply_opendir(fuse_req_t req, int rc, struct dirsnap *d, struct fuse_file_info *fi)
+{
+    if (rc < 0) {
+        dirsnap_free(d);
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)d;
+    if (fuse_reply_open(req, fi) == -ENOENT) dirsnap_free(d); /* interrupted */
+}
+
+/* "." and ".." of a synthetic directory (the shared root, the blob-device root) */
+static int dirsnap_add_dots(struct dirsnap *d, size_t *cap, size_t *ncap, size_t *nlen)
+{
+    int rc = dirsnap_add(d, cap, ncap, nlen, FUSE_ROOT_ID, DT_DIR, ".", 1);
+    if (!rc) rc = dirsnap_add(d, cap, ncap, nlen, FUSE_ROOT_ID, DT_DIR, "..", 2);
+    return rc;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     mount_fs *fs = fuse_req_userdata(req);
@@ -378,8 +423,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     pthread_rwlock_rdlock(&fs->lock);
     int rc = resolve(fs, ino, &in, &nid);
     if (!rc && !in) { /* shared root */
-        rc = dirsnap_add(d, &cap, &ncap, &nlen, FUSE_ROOT_ID, DT_DIR, ".", 1);
-        if (!rc) rc = dirsnap_add(d, &cap, &ncap, &nlen, FUSE_ROOT_ID, DT_DIR, "..", 2);
+        rc = dirsnap_add_dots(d, &cap, &ncap, &nlen);
         for (unsigned i = 0; i < MAX_SLOTS && !rc; i++)
             if (fs->slots[i].name)
                 rc = dirsnap_add(d, &cap, &ncap, &nlen, fs->slots[i].root_nid | (1ull << 63),
@@ -398,17 +442,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         }
     }
     pthread_rwlock_unlock(&fs->lock);
-    if (rc < 0) {
-        dirsnap_free(d);
-        fuse_reply_err(req, -rc);
-        return;
-    }
-    fi->fh = (uint64_t)(uintptr_t)d;
     if (in) { /* immutable directories: the kernel may cache their listing */
         fi->cache_readdir = 1;
         fi->keep_cache = 1;
     }
-    if (fuse_reply_open(req, fi) == -ENOENT) dirsnap_free(d); /* interrupted */
+    reply_opendir(req, rc, d, fi);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -416,6 +454,17 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
     (void)ino;
     dirsnap_free((struct dirsnap *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
+}
+
+/* a readdir entry: inode number and type only; returns its size (> room: it did not fit) */
+static size_t add_plain_direntry(fuse_req_t req, char *buf, size_t room, const char *name,
+                                 fuse_ino_t ino, uint8_t type, size_t i)
+{
+    struct stat st;
+    memset(&st, 0, sizeof(st));
+    st.st_ino = ino;
+    st.st_mode = (mode_t)type << 12;
+    return fuse_add_direntry(req, buf, room, name, &st, (off_t)(i + 1));
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -455,21 +504,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             }
             need = fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e, (off_t)(i + 1));
         } else {
-            struct stat st;
-            memset(&st, 0, sizeof(st));
-            st.st_ino = in ? de->nid : FUSE_ROOT_ID;
-            st.st_mode = (mode_t)de->type << 12;
-            need = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t)(i + 1));
+            need = add_plain_direntry(req, buf + pos, size - pos, name, in ? de->nid : FUSE_ROOT_ID,
+                                      de->type, i);
         }
         if (need > size - pos) break;
         pos += need;
     }
     pthread_rwlock_unlock(&fs->lock);
-    if (rc && pos == 0)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_buf(req, buf, pos);
-    free(buf);
+    reply_data(req, pos ? 0 : rc, buf, pos);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -682,19 +724,12 @@ static int dev_blob(mount_fs *fs, fuse_ino_t ino, struct inst **in, uint32_t *bl
 
 static void dev_stat(mount_fs *fs, struct inst *in, fuse_ino_t ino, struct stat *st)
 {
-    memset(st, 0, sizeof(*st));
-    st->st_ino = ino;
-    st->st_blksize = 4096;
-    st->st_mtim.tv_sec = fs->start_time;
-    st->st_atim = st->st_ctim = st->st_mtim;
     if (ino == FUSE_ROOT_ID) {
-        st->st_mode = S_IFDIR | 0555;
-        st->st_nlink = 2;
+        synthetic_stat(fs, ino, S_IFDIR | 0555, 2, st);
         return;
     }
     const struct rafs_blob_info *bi = rafs_image_blob(in->img, (uint32_t)(ino - 2));
-    st->st_mode = S_IFREG | 0444;
-    st->st_nlink = 1;
+    synthetic_stat(fs, ino, S_IFREG | 0444, 1, st);
     st->st_size = (off_t)bi->uncompressed_size;
     st->st_blocks = (blkcnt_t)((bi->uncompressed_size + 511) / 512);
 }
@@ -718,10 +753,7 @@ static void dev_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     pthread_rwlock_unlock(&fs->lock);
     if (!rc && !e.ino) rc = -ENOENT;
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_entry(req, &e);
+    reply_entry(req, rc, &e);
 }
 
 static void dev_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -736,10 +768,7 @@ static void dev_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         ino == FUSE_ROOT_ID ? (fs->slots[0].name ? 0 : -ESTALE) : dev_blob(fs, ino, &in, &blob);
     if (!rc) dev_stat(fs, &fs->slots[0], ino, &st);
     pthread_rwlock_unlock(&fs->lock);
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_attr(req, &st, fs->ttl);
+    reply_attr(req, rc, &st, fs->ttl);
 }
 
 static void dev_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -778,11 +807,7 @@ static void dev_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
     }
     pthread_rwlock_unlock(&fs->lock);
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_buf(req, buf, n);
-    free(buf);
+    reply_data(req, rc, buf, n);
 }
 
 static void dev_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -796,21 +821,14 @@ static void dev_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     size_t cap = 0, ncap = 0, nlen = 0;
     int rc = d ? 0 : -ENOMEM;
     pthread_rwlock_rdlock(&fs->lock);
-    if (!rc) rc = dirsnap_add(d, &cap, &ncap, &nlen, FUSE_ROOT_ID, DT_DIR, ".", 1);
-    if (!rc) rc = dirsnap_add(d, &cap, &ncap, &nlen, FUSE_ROOT_ID, DT_DIR, "..", 2);
+    if (!rc) rc = dirsnap_add_dots(d, &cap, &ncap, &nlen);
     struct inst *in = fs->slots[0].name ? &fs->slots[0] : NULL;
     for (uint32_t i = 0; !rc && in && i < rafs_image_blob_count(in->img); i++) {
         const char *id = rafs_image_blob(in->img, i)->id;
         rc = dirsnap_add(d, &cap, &ncap, &nlen, 2 + i, DT_REG, id, strlen(id));
     }
     pthread_rwlock_unlock(&fs->lock);
-    if (rc) {
-        dirsnap_free(d);
-        fuse_reply_err(req, -rc);
-        return;
-    }
-    fi->fh = (uint64_t)(uintptr_t)d;
-    if (fuse_reply_open(req, fi) == -ENOENT) dirsnap_free(d);
+    reply_opendir(req, rc, d, fi);
 }
 
 static void dev_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -825,17 +843,12 @@ static void dev_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     for (size_t i = off < 0 ? 0 : (size_t)off; i < d->n; i++) {
-        struct stat st;
-        memset(&st, 0, sizeof(st));
-        st.st_ino = d->e[i].nid;
-        st.st_mode = (mode_t)d->e[i].type << 12;
-        size_t need = fuse_add_direntry(req, buf + pos, size - pos, d->names + d->e[i].name_off,
-                                        &st, (off_t)(i + 1));
+        size_t need = add_plain_direntry(req, buf + pos, size - pos, d->names + d->e[i].name_off,
+                                         d->e[i].nid, d->e[i].type, i);
         if (need > size - pos) break;
         pos += need;
     }
-    fuse_reply_buf(req, buf, pos);
-    free(buf);
+    reply_data(req, 0, buf, pos);
 }
 
 static const struct fuse_lowlevel_ops dev_ops = {

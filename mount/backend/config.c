@@ -38,6 +38,15 @@ static void join(char out[PATH_MAX_LEN], const char *path, const char *key)
     snprintf(out, PATH_MAX_LEN, "%s%s%s", path, *path ? "." : "", printable(key, k));
 }
 
+/* -EINVAL with "config: PATH.KEY = "VALUE"WHY" */
+static int bad_value(const char *path, const char *key, const char *value, const char *why,
+                     cf_err *err)
+{
+    char p[PATH_MAX_LEN], sv[72];
+    join(p, path, key);
+    return cf_err_set(err, -EINVAL, "config: %s = \"%s\"%s", p, printable(value, sv), why);
+}
+
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
@@ -238,20 +247,15 @@ static int parse_proxy(const json_t *o, const char *path, struct mount_proxy_con
             ok = u[5] == '/' || (strncmp(u + 5, "//", 2) == 0 && u[7] == '/');
         else if (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0)
             ok = u[strcspn(u, ":") + 3] != 0 && !strpbrk(u, " \r\n\t");
-        if (!ok) {
-            char sv[72];
-            return cf_err_set(err, -EINVAL,
-                              "config: %s.url = \"%s\": expected http://HOST:PORT (a forward "
-                              "proxy) or unix:/PATH (the local chunkfly-peer's socket)",
-                              path, printable(u, sv));
-        }
+        if (!ok)
+            return bad_value(path, "url", u,
+                             ": expected http://HOST:PORT (a forward proxy) or unix:/PATH (the "
+                             "local chunkfly-peer's socket)",
+                             err);
     }
     if (p->ping_url && strncmp(p->ping_url, "http://", 7) != 0 &&
-        strncmp(p->ping_url, "https://", 8) != 0) {
-        char sv[72];
-        return cf_err_set(err, -EINVAL, "config: %s.ping_url = \"%s\": expected an http(s) URL",
-                          path, printable(p->ping_url, sv));
-    }
+        strncmp(p->ping_url, "https://", 8) != 0)
+        return bad_value(path, "ping_url", p->ping_url, ": expected an http(s) URL", err);
     return 0;
 }
 
@@ -317,22 +321,14 @@ static int parse_backend_config(const json_t *o, const char *path, struct mount_
      * 0 means "default" here too. */
     if (!b->timeout_s) b->timeout_s = 5;
     if (!b->connect_timeout_s) b->connect_timeout_s = 5;
-    if (b->host && (strpbrk(b->host, "/ \t\r\n?#@") || strstr(b->host, "://"))) {
-        join(p, path, "host");
-        char sv[72];
-        return cf_err_set(err, -EINVAL,
-                          "config: %s = \"%s\": expected HOST[:PORT], no scheme "
-                          "or path (the scheme goes in \"scheme\")",
-                          p, printable(b->host, sv));
-    }
-    if (b->repo && proto_registry_check_repo(b->repo) != 0) {
-        join(p, path, "repo");
-        char sv[72];
-        return cf_err_set(err, -EINVAL,
-                          "config: %s = \"%s\" is not a repository name "
-                          "(e.g. \"library/busybox\")",
-                          p, printable(b->repo, sv));
-    }
+    if (b->host && (strpbrk(b->host, "/ \t\r\n?#@") || strstr(b->host, "://")))
+        return bad_value(path, "host", b->host,
+                         ": expected HOST[:PORT], no scheme or path (the scheme goes in "
+                         "\"scheme\")",
+                         err);
+    if (b->repo && proto_registry_check_repo(b->repo) != 0)
+        return bad_value(path, "repo", b->repo,
+                         " is not a repository name (e.g. \"library/busybox\")", err);
     if (proxy) {
         join(p, path, "proxy");
         rc = parse_proxy(proxy, p, &b->proxy, err);

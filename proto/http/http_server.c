@@ -22,6 +22,7 @@
 
 #include "cf/buf.h"
 #include "cf/log.h"
+#include "cf/uv_poll.h"
 
 #define READ_BUF_SIZE  65536
 #define FILE_CHUNK     65536
@@ -403,26 +404,9 @@ static void on_writable(uv_poll_t *p, int status, int events)
 static int wait_writable(conn *c)
 {
     if (!c->poll) {
-        uv_os_fd_t fd;
-        int r = uv_fileno((uv_handle_t *)&c->io.stream, &fd);
+        int r = cf_uv_poll_dup(c->srv->loop, (uv_handle_t *)&c->io.stream, &c->poll, &c->poll_fd);
         if (r < 0) return r;
-        uv_poll_t *p = malloc(sizeof(*p));
-        if (!p) return -ENOMEM;
-        /* a dup of the socket: epoll watches it beside libuv's registration of the original,
-         * so we learn about writability without touching libuv's stream */
-        c->poll_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (c->poll_fd < 0) {
-            free(p);
-            return -errno;
-        }
-        r = uv_poll_init(c->srv->loop, p, c->poll_fd);
-        if (r < 0) {
-            free(p);
-            close(c->poll_fd);
-            return r;
-        }
-        p->data = c;
-        c->poll = p;
+        c->poll->data = c;
         c->handles_open++;
     }
     int r = uv_poll_start(c->poll, UV_WRITABLE, on_writable);
@@ -566,17 +550,26 @@ int proto_http_start(proto_http_res *r, int status, const char *content_type,
     return 0;
 }
 
+/* The checks before a piece of the body: <0 the error; 1 nothing to send (HEAD, or len 0),
+ * `done` already called; 0 go on. */
+static int body_start(proto_http_res *r, uint64_t len, proto_http_done_cb done, void *arg)
+{
+    if (!r->started) return -EINVAL;
+    if (r->c->closing) return -EPIPE;
+    if (r->is_head || len == 0) {
+        if (done) done(r, 0, arg);
+        return 1;
+    }
+    return 0;
+}
+
 int proto_http_write(proto_http_res *r, const void *data, size_t len, proto_http_done_cb done,
                      void *arg)
 {
     if (!r || (!data && len)) return -EINVAL;
-    if (!r->started) return -EINVAL;
+    int rc = body_start(r, len, done, arg);
+    if (rc) return rc < 0 ? rc : 0;
     conn *c = r->c;
-    if (c->closing) return -EPIPE;
-    if (r->is_head || len == 0) {
-        if (done) done(r, 0, arg);
-        return 0;
-    }
     if (r->chunked) {
         char pre[24];
         int n = snprintf(pre, sizeof(pre), "%zx\r\n", len);
@@ -678,13 +671,9 @@ int proto_http_sendfile(proto_http_res *r, int fd, uint64_t off, uint64_t len,
                         proto_http_done_cb done, void *arg)
 {
     if (!r || fd < 0 || off > INT64_MAX || len > INT64_MAX - off) return -EINVAL;
-    if (!r->started) return -EINVAL;
+    int rc = body_start(r, len, done, arg);
+    if (rc) return rc < 0 ? rc : 0;
     conn *c = r->c;
-    if (c->closing) return -EPIPE;
-    if (r->is_head || len == 0) {
-        if (done) done(r, 0, arg);
-        return 0;
-    }
     struct wreq *w = calloc(1, sizeof(*w));
     if (!w) return -ENOMEM;
     w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -696,7 +685,6 @@ int proto_http_sendfile(proto_http_res *r, int fd, uint64_t off, uint64_t len,
     w->c = c;
     w->off = off;
     w->left = len;
-    int rc = 0;
     if (r->chunked) { /* the chunk's size line, the region, then its CRLF with `done` */
         char pre[24];
         int n = snprintf(pre, sizeof(pre), "%llx\r\n", (unsigned long long)len);

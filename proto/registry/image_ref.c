@@ -69,10 +69,11 @@ int proto_registry_check_tag(const char *tag)
     return 0;
 }
 
-/* host: DNS name or IPv4 ("a.b", "localhost"), or "[v6]", with an optional ":port". */
-static int check_host(const char *h, size_t n)
+/* Labels (not "a..b", "-a", nor a label over 63) keep the host usable as a path component
+ * (client/containerd_hosts.c makes a directory of it) as well as in a URL. */
+int proto_registry_check_host(const char *h, size_t n)
 {
-    if (n == 0 || n > 255) return -EINVAL; /* fits proto_image_ref.registry */
+    if (!h || n == 0 || n > 255) return -EINVAL; /* fits proto_image_ref.registry */
     size_t i = 0;
     if (h[0] == '[') {
         const char *rb = memchr(h, ']', n);
@@ -81,12 +82,17 @@ static int check_host(const char *h, size_t n)
             if (!(isxdigit((unsigned char)*p) || *p == ':' || *p == '.')) return -EINVAL;
         i = (size_t)(rb - h) + 1;
     } else {
-        while (i < n && h[i] != ':') {
-            unsigned char c = (unsigned char)h[i];
-            if (!(isalnum(c) || c == '.' || c == '-')) return -EINVAL;
-            i++;
+        for (;;) {
+            size_t start = i;
+            while (i < n && (isalnum((unsigned char)h[i]) || h[i] == '-')) i++;
+            size_t len = i - start;
+            if (len == 0 || len > 63 || h[start] == '-' || h[i - 1] == '-') return -EINVAL;
+            if (i < n && h[i] == '.') {
+                i++;
+                continue;
+            }
+            break;
         }
-        if (i == 0) return -EINVAL;
     }
     if (i == n) return 0;
     if (h[i] != ':' || i + 1 == n || n - i - 1 > 5) return -EINVAL;
@@ -126,7 +132,7 @@ int proto_image_ref_parse(const char *ref, proto_image_ref *out, cf_err *err)
         int is_host = memchr(name, '.', fl) || memchr(name, ':', fl) ||
                       (fl == 9 && strncmp(name, "localhost", 9) == 0) || (fl && name[0] == '[');
         if (is_host) {
-            if (check_host(name, fl) < 0)
+            if (proto_registry_check_host(name, fl) < 0)
                 return cf_err_set(err, -EINVAL, "image reference \"%.200s\": bad registry host",
                                   ref);
             host = name;

@@ -12,6 +12,7 @@
 
 #include "cf/buf.h"
 #include "cf/log.h"
+#include "cf/uv_poll.h"
 
 #define SCRATCH_LEN        (64u << 10) /* per-thread read buffer */
 #define DIRECT_READ_MIN    4096u       /* frame rest at least this big: read straight into it */
@@ -413,27 +414,9 @@ static void on_writable(uv_poll_t *p, int status, int events)
 static int wait_writable(proto_conn *c)
 {
     if (!c->poll) {
-        uv_os_fd_t fd;
-        int r = uv_fileno(&c->io.h, &fd);
+        int r = cf_uv_poll_dup(c->loop, &c->io.h, &c->poll, &c->poll_fd);
         if (r < 0) return r;
-        uv_poll_t *p = malloc(sizeof(*p));
-        if (!p) return -ENOMEM;
-        /* A dup of the socket: epoll may watch it alongside libuv's own registration of the
-         * original fd, so we learn about writability without touching libuv's stream. */
-        c->poll_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (c->poll_fd < 0) {
-            free(p);
-            return -errno;
-        }
-        r = uv_poll_init(c->loop, p, c->poll_fd);
-        if (r < 0) {
-            free(p);
-            close(c->poll_fd);
-            c->poll_fd = -1;
-            return r;
-        }
-        p->data = c;
-        c->poll = p;
+        c->poll->data = c;
     }
     if (c->poll_active) return 0;
     int r = uv_poll_start(c->poll, UV_WRITABLE, on_writable);

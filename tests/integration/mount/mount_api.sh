@@ -9,15 +9,8 @@
 #  - one keep-alive connection serves requests before and after idling;
 #  - dedicated mode with --apisock: RUNNING within 2 s of the socket appearing, POST refused;
 #  - PUT /api/v1/daemon/exit unmounts and ends the daemon.
-set -euo pipefail
-: "${CHUNKFLY_SRC:=$(cd "$(dirname "$0")/../../.." && pwd)}"
-. "$CHUNKFLY_SRC/tests/lib/testlib.sh"
-. "$CHUNKFLY_SRC/tests/integration/rafs/create_lib.sh"
-. "$CHUNKFLY_SRC/tests/integration/mount/mount_lib.sh"
-need_root
-need_bin chunkfly-image
-need_bin chunkfly-mount
-[ -e /dev/fuse ] || skip "no /dev/fuse"
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/mount_lib.sh"
 command -v curl >/dev/null || skip "curl not installed"
 
 for n in 1 2; do

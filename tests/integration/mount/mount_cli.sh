@@ -7,15 +7,8 @@
 #  - the real Nydus fixture (nydus-image 2.2 output) through localfs: the tree equals the
 #    kernel's EROFS view of the same bootstrap (SKIP of that part when the fixture is absent);
 #  - a real program runs from the mount: chroot into an image holding Debian's static busybox.
-set -euo pipefail
-: "${CHUNKFLY_SRC:=$(cd "$(dirname "$0")/../../.." && pwd)}"
-. "$CHUNKFLY_SRC/tests/lib/testlib.sh"
-. "$CHUNKFLY_SRC/tests/integration/rafs/create_lib.sh"
-. "$CHUNKFLY_SRC/tests/integration/mount/mount_lib.sh"
-need_root
-need_bin chunkfly-image
-need_bin chunkfly-mount
-[ -e /dev/fuse ] || skip "no /dev/fuse"
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/mount_lib.sh"
 
 "$CFM" --version | grep -Eq '^Git Commit:[[:space:]]+[0-9a-f]{7,}|^Git Commit:[[:space:]]+unknown' ||
     fail "--version has no Git Commit line: $("$CFM" --version)"

@@ -8,15 +8,8 @@
 #    and blob-device mounts and serves again;
 #  - once the cache holds every chunk, a restart passes the plain .blob.data file as device;
 #  - SIGTERM unmounts both mounts.
-set -euo pipefail
-: "${CHUNKFLY_SRC:=$(cd "$(dirname "$0")/../../.." && pwd)}"
-. "$CHUNKFLY_SRC/tests/lib/testlib.sh"
-. "$CHUNKFLY_SRC/tests/integration/rafs/create_lib.sh"
-. "$CHUNKFLY_SRC/tests/integration/mount/mount_lib.sh"
-need_root
-need_bin chunkfly-image
-need_bin chunkfly-mount
-[ -e /dev/fuse ] || skip "no /dev/fuse"
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/mount_lib.sh"
 grep -qw erofs /proc/filesystems || skip "kernel has no EROFS"
 
 S=$T/src

@@ -6,15 +6,8 @@
 #  - kill -9 of the daemon: readers (new opens and an already open fd) fail at once, no hang;
 #    a restart on the same mountpoint cleans the dead mount and serves again;
 #  - 8 threads of random reads over a fresh cache, compared with the source.
-set -euo pipefail
-: "${CHUNKFLY_SRC:=$(cd "$(dirname "$0")/../../.." && pwd)}"
-. "$CHUNKFLY_SRC/tests/lib/testlib.sh"
-. "$CHUNKFLY_SRC/tests/integration/rafs/create_lib.sh"
-. "$CHUNKFLY_SRC/tests/integration/mount/mount_lib.sh"
-need_root
-need_bin chunkfly-image
-need_bin chunkfly-mount
-[ -e /dev/fuse ] || skip "no /dev/fuse"
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/mount_lib.sh"
 
 S=$T/src
 mkdir -p "$S/small"

@@ -1,5 +1,13 @@
 # shellcheck shell=bash
-# Helpers for chunkfly-mount integration tests. Source after testlib.sh and create_lib.sh.
+# Helpers for chunkfly-mount integration tests, and what each needs. Source after testlib.sh:
+# brings create_lib.sh (images are made with chunkfly-image create) and skips without root or
+# /dev/fuse.
+. "$CHUNKFLY_SRC/tests/integration/rafs/create_lib.sh"
+need_root
+need_bin chunkfly-image
+need_bin chunkfly-mount
+[ -e /dev/fuse ] || skip "no /dev/fuse"
+
 CFM=${CHUNKFLY_BIN}/chunkfly-mount
 
 # is_mounted DIR: a FUSE mount of chunkfly-mount (type fuse.rafs) is at DIR

@@ -7,16 +7,9 @@
 #    fetches nothing at all;
 #  - registry stopped: cached files read fine, an uncached one fails with EIO within the
 #    configured timeout, and reads work again once the registry is back.
-set -euo pipefail
-: "${CHUNKFLY_SRC:=$(cd "$(dirname "$0")/../../.." && pwd)}"
-. "$CHUNKFLY_SRC/tests/lib/testlib.sh"
-. "$CHUNKFLY_SRC/tests/integration/rafs/create_lib.sh"
-. "$CHUNKFLY_SRC/tests/integration/mount/backend_lib.sh"
-. "$CHUNKFLY_SRC/tests/integration/mount/mount_lib.sh"
-need_root
-need_bin chunkfly-image
-need_bin chunkfly-mount
-[ -e /dev/fuse ] || skip "no /dev/fuse"
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/mount_lib.sh"
+. "$(dirname "$0")/backend_lib.sh"
 command -v curl >/dev/null || skip "curl not installed"
 
 S=$T/src

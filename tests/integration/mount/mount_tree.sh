@@ -7,15 +7,8 @@
 # .blob.data (filled by --prefetch-files /), writes fail with EROFS, SIGTERM unmounts, and a
 # second mount over the filled cache reads nothing from the backend (the blob is replaced by
 # garbage of the same size: any backend read would fail verification).
-set -euo pipefail
-: "${CHUNKFLY_SRC:=$(cd "$(dirname "$0")/../../.." && pwd)}"
-. "$CHUNKFLY_SRC/tests/lib/testlib.sh"
-. "$CHUNKFLY_SRC/tests/integration/rafs/create_lib.sh"
-. "$CHUNKFLY_SRC/tests/integration/mount/mount_lib.sh"
-need_root
-need_bin chunkfly-image
-need_bin chunkfly-mount
-[ -e /dev/fuse ] || skip "no /dev/fuse"
+. "$(dirname "$0")/../../lib/testlib.sh"
+. "$(dirname "$0")/mount_lib.sh"
 
 S=$T/src
 make_tree "$S"

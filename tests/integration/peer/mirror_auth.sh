@@ -20,7 +20,7 @@ command -v openssl >/dev/null || skip "openssl missing"
 mkdir -p "$T/tok"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
     -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-bg_start "$T/tok/stderr" "$PY" "$(dirname "$0")/token_server_acl.py" --key "$T/tok/key.pem" \
+bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
     --cert "$T/tok/cert.pem" --listen 127.0.0.9:0 --port-file "$T/tok/port" \
     --user alice:s3cret --user bob:b0b --acl priv/app=alice --log "$T/tok/log"
 for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done

@@ -5,9 +5,10 @@ Issues RS256 JWTs the registry accepts: claims iss/sub/aud/exp/nbf/iat/jti/acces
 libtrust key id of the signing certificate's public key.
   GET  /token?service=S&scope=repository:NAME:ACTIONS[&scope=...]   (Basic auth optional)
   POST /token   form grant_type=password&username&password&scope&service  (containerd)
-Known users get the actions they ask for; anonymous callers get "pull" only; a wrong password
-is a 401. Every request is appended to --log as "METHOD user=NAME scope=SCOPE status=CODE",
-so tests can count token fetches.
+Known users get the actions they ask for, except on a repository with an --acl rule, where only
+the users it names get any; anonymous callers get "pull" only, and nothing on --private or --acl
+repositories; a wrong password is a 401. Every request is appended to --log as
+"METHOD user=NAME scope=SCOPE status=CODE", so tests can count token fetches.
 
 Needs Debian's python3-jwt and python3-cryptography: run with /usr/bin/python3.
 """
@@ -36,6 +37,8 @@ ap.add_argument("--ttl", type=int, default=300)
 ap.add_argument("--ttl-for", action="append", default=[], help="name:seconds, per-user TTL")
 ap.add_argument("--private", action="append", default=[],
                 help="repository anonymous callers get no access to")
+ap.add_argument("--acl", action="append", default=[],
+                help="REPO=user[,user...]: only these users get access to REPO (repeatable)")
 ap.add_argument("--log", required=True)
 args = ap.parse_args()
 
@@ -60,6 +63,7 @@ def libtrust_kid(pub):
 KID = libtrust_kid(CERT.public_key())
 USERS = dict(u.split(":", 1) for u in args.user)
 TTL_FOR = {k: int(v) for k, v in (t.split(":", 1) for t in args.ttl_for)}
+ACL = {r: set(u.split(",")) for r, _, u in (a.partition("=") for a in args.acl)}
 LOCK = threading.Lock()
 
 
@@ -97,7 +101,9 @@ class Handler(BaseHTTPRequestHandler):
                 p = parse_scope(one)
                 if p is None:
                     continue
-                if user == "anonymous":
+                if p["name"] in ACL and user not in ACL[p["name"]]:
+                    p["actions"] = []
+                elif user == "anonymous":
                     p["actions"] = [a for a in p["actions"]
                                     if a == "pull" and p["name"] not in args.private]
                 access.append(p)

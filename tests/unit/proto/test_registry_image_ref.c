@@ -86,6 +86,9 @@ static void test_ref_bad(void **state)
     bad("a/b___c");
     bad("a b");
     bad("h:1/a/../b");
+    bad("a..b.com/x"); /* empty label */
+    bad("-h.com/x");
+    bad("h-.com:5000/x");
     proto_image_ref r;
     assert_int_equal(proto_image_ref_parse(NULL, &r, NULL), -EINVAL);
     char long_tag[300] = "a:";
@@ -108,6 +111,14 @@ static void test_names(void **state)
     assert_int_equal(proto_registry_check_digest("sha256:" D64 "/../x"), -EINVAL);
     assert_int_equal(proto_registry_check_digest("sha256:"), -EINVAL);
     assert_int_equal(proto_registry_check_digest(NULL), -EINVAL);
+    assert_int_equal(proto_registry_check_host("10.0.0.5:5000", 13), 0);
+    assert_int_equal(proto_registry_check_host("[::1]", 5), 0);
+    assert_int_equal(proto_registry_check_host("ghcr.io/x", 7), 0); /* only n bytes count */
+    assert_int_equal(proto_registry_check_host("..", 2), -EINVAL);
+    assert_int_equal(proto_registry_check_host(".", 1), -EINVAL);
+    assert_int_equal(proto_registry_check_host("a.", 2), -EINVAL);
+    assert_int_equal(proto_registry_check_host("h:", 2), -EINVAL);
+    assert_int_equal(proto_registry_check_host("", 0), -EINVAL);
     assert_int_equal(proto_registry_check_repo("a"), 0);
     assert_int_equal(proto_registry_check_repo("a0/b-1/c.d/e__f"), 0);
     assert_int_equal(proto_registry_check_repo("a/../b"), -EINVAL);

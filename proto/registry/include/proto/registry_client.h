@@ -215,6 +215,11 @@ void proto_registry_raw_free(proto_registry_raw *raw);
 int proto_registry_check_digest(const char *digest); /* sha256:<64 lowercase hex> */
 int proto_registry_check_repo(const char *repo);     /* OCI repository name grammar */
 int proto_registry_check_tag(const char *tag);       /* [A-Za-z0-9_][A-Za-z0-9._-]{0,127} */
+/* The n bytes at h (not NUL-terminated) as the host of an image reference: HOST[:PORT] with
+ * HOST dotted DNS labels (letters, digits, inner '-', 1..63 bytes each; IPv4 and "localhost"
+ * fit) or "[v6]", PORT 1..65535; 255 bytes at most. Never "." or "..", so safe as a path
+ * component. */
+int proto_registry_check_host(const char *h, size_t n);
 
 /* ---- image references (image_ref.c) ----
  * "[host[:port]/]path[:tag][@sha256:<hex>]". Default-registry rules (as docker):
