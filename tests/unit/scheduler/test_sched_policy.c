@@ -160,15 +160,21 @@ static void test_flash_crowd_grants_once(void **st)
     sched_free(s);
 }
 
-/* A granted peer that makes no progress for stall_ms loses its grant to another peer. */
-static void test_stalled_grant_moves(void **st)
+/* One origin peer per task, grants of up to 64 pieces: the setting of the grant tests. */
+static sched *grant_sched(void)
 {
-    (void)st;
     struct sched_config cfg;
     sched_config_default(&cfg);
     cfg.origin_peers = 1;
     cfg.grant_window = 64;
-    sched *s = new_sched(&cfg);
+    return new_sched(&cfg);
+}
+
+/* A granted peer that makes no progress for stall_ms loses its grant to another peer. */
+static void test_stalled_grant_moves(void **st)
+{
+    (void)st;
+    sched *s = grant_sched();
     sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0);
     cf_err err = {0};
     assert_int_equal(sched_register(s, a, TASK, 8 * MIB, 0, NULL, &err), 0);
@@ -201,11 +207,7 @@ static void test_stalled_grant_moves(void **st)
 static void test_busy_host_keeps_grants(void **st)
 {
     (void)st;
-    struct sched_config cfg;
-    sched_config_default(&cfg);
-    cfg.origin_peers = 1;
-    cfg.grant_window = 64;
-    sched *s = new_sched(&cfg);
+    sched *s = grant_sched();
     sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0);
     cf_err err = {0};
     assert_int_equal(sched_register(s, a, TASK, 8 * MIB, 0, NULL, &err), 0);
