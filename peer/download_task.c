@@ -864,14 +864,9 @@ static void piece_uncached(struct task *t, struct piece_job *j)
     piece_buf_unref(b);
 }
 
-/* Origin failures worth asking again once the origin has served the task: stalls, resets,
- * 5xx/429 after the client's own retries. Not-found, auth and range answers are final. */
+/* Origin pieces asked again after a transient failure (proto_registry_error_transient) once
+ * the origin has served the task. */
 #define ORIGIN_PIECE_RETRIES 3
-static int origin_transient(int rc)
-{
-    return rc == -ETIMEDOUT || rc == -ECONNRESET || rc == -EAGAIN || rc == -EIO ||
-           rc == -ECONNREFUSED || rc == -EPIPE;
-}
 
 static void piece_write_done(void *p, int cancelled)
 {
@@ -890,7 +885,7 @@ static void piece_write_done(void *p, int cancelled)
         parent_lied(t, j->tp, j->piece);
     } else if (j->store_rc && j->rc != -ENOENT && j->rc != -EINVAL && j->rc != -EBADMSG) {
         piece_uncached(t, j);
-    } else if (j->tp < 0 && origin_transient(j->rc) && t->from_origin > 0 &&
+    } else if (j->tp < 0 && proto_registry_error_transient(j->rc) && t->from_origin > 0 &&
                t->origin_fail_streak < ORIGIN_PIECE_RETRIES) {
         /* The origin served this task before: a stall or reset under load is taken as
          * passing, the piece is asked again (a new connection). Failing the task here made

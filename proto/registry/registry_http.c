@@ -529,3 +529,9 @@ out:
     reg_handle_put(r, h);
     return rc;
 }
+
+int proto_registry_error_transient(int rc)
+{
+    return rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -ECONNRESET || rc == -EHOSTUNREACH ||
+           rc == -EPIPE || rc == -EIO || rc == -EAGAIN;
+}

@@ -88,6 +88,19 @@ static void test_new_config_errors(void **state)
     unlink(path);
 }
 
+/* Which errors a caller may retry later: the transport classes, never a final answer. */
+static void test_error_transient(void **state)
+{
+    (void)state;
+    const int yes[] = {-ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH,
+                       -EPIPE,     -EIO,          -EAGAIN};
+    const int no[] = {0, -EACCES, -ENOENT, -ERANGE, -EBADMSG, -EPROTO, -EFBIG, -EINVAL, -ENOMEM};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        assert_true(proto_registry_error_transient(yes[i]));
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        assert_false(proto_registry_error_transient(no[i]));
+}
+
 static void test_args(void **state)
 {
     (void)state;
@@ -136,6 +149,7 @@ int main(void)
         cmocka_unit_test(test_new_bad_host),
         cmocka_unit_test(test_new_config_errors),
         cmocka_unit_test(test_args),
+        cmocka_unit_test(test_error_transient),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

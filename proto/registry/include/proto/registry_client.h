@@ -212,6 +212,10 @@ int proto_registry_raw_get(proto_registry *r, const proto_registry_raw_req *q,
 void proto_registry_raw_free(proto_registry_raw *raw);
 
 /* Validation helpers (also used by the tools). Return 0 or -EINVAL. */
+/* 1 when an error of this library may pass if the request is made again later (the transport
+ * classes of the table above: unreachable, stalled, reset, other transport failures, 429/5xx
+ * after retries); 0 for answers that are final (auth, not found, range, malformed, TLS). */
+int proto_registry_error_transient(int rc);
 int proto_registry_check_digest(const char *digest); /* sha256:<64 lowercase hex> */
 int proto_registry_check_repo(const char *repo);     /* OCI repository name grammar */
 int proto_registry_check_tag(const char *tag);       /* [A-Za-z0-9_][A-Za-z0-9._-]{0,127} */
