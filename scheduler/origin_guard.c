@@ -62,17 +62,23 @@ static void drop_grant(sched_task *t, sched_peer *p, uint32_t i, unsigned M)
     if (--p->n_grants == 0) t->granted_peers--;
 }
 
+/* No origin piece from q for stall_ms, in this task or in any other task of its host: a host
+ * whose origin pieces keep landing elsewhere is busy, not stuck (its link to the origin is
+ * shared by its tasks), and moving its grants would fetch its in-flight pieces a second time. */
+static int grant_stalled(const sched *s, const sched_peer *q, uint64_t now_ms)
+{
+    return now_ms > q->grant_progress_ms && now_ms - q->grant_progress_ms > s->cfg.stall_ms &&
+           now_ms > q->host->origin_progress_ms + s->cfg.stall_ms;
+}
+
 /* A grant counts (occupies one of the M slots of its piece) only while its holder can still
- * deliver: not leaving or banned, heard from within the heartbeat expiry, origin progress
- * (in this task, or in any task of its host) within stall_ms. The periodic checks move such grants
- * anyway; this closes the gap until the next tick. */
+ * deliver: not leaving or banned, heard from within the heartbeat expiry, not stalled. The
+ * periodic checks move such grants anyway; this closes the gap until the next tick. */
 static int grant_live(const sched *s, const sched_peer *q, uint64_t now_ms)
 {
     uint64_t silent = (uint64_t)s->cfg.heartbeat_ms * s->cfg.heartbeat_misses;
     if (sched_host_shunned(q->host, now_ms)) return 0;
-    if (now_ms > q->grant_progress_ms && now_ms - q->grant_progress_ms > s->cfg.stall_ms &&
-        !(now_ms <= q->host->origin_progress_ms + s->cfg.stall_ms))
-        return 0;
+    if (grant_stalled(s, q, now_ms)) return 0;
     return !(now_ms > q->host->last_seen_ms && now_ms - q->host->last_seen_ms > silent);
 }
 
@@ -250,11 +256,7 @@ void sched_origin_check_stalls(sched *s, uint64_t now_ms)
         sched_peer *last = NULL;
         for (uint32_t i = 0; i < t->n_peers; i++) {
             sched_peer *p = t->peers[i];
-            if (!p->n_grants || now_ms - p->grant_progress_ms <= s->cfg.stall_ms) continue;
-            /* A host whose origin pieces keep landing in its other tasks is busy, not stuck:
-             * its link to the origin is shared by them. Moving its grants would fetch the
-             * pieces it has in flight a second time. */
-            if (now_ms - p->host->origin_progress_ms <= s->cfg.stall_ms) continue;
+            if (!p->n_grants || !grant_stalled(s, p, now_ms)) continue;
             cf_info("task %s: host %s made no origin progress for %llu ms, moving its %u grants",
                     t->id, p->host->id, (unsigned long long)(now_ms - p->grant_progress_ms),
                     p->n_grants);
