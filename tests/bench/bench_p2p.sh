@@ -207,6 +207,16 @@ origin_bytes() {
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+peer_metrics() { # I: node I's peer /metrics
+  in_ns "$(node_ns "$1")" curl -s --noproxy '*' --max-time 5 "http://$(node_ip "$1"):8101/metrics"
+}
+print_peer_metrics() { # LABEL REGEX: the matching metrics of every node's peer, a line each
+  local i m
+  for ((i = 1; i <= NODES; i++)); do
+    m=$(peer_metrics "$i" | awk -v re="$2" '$1 ~ re {printf "%s=%s ", $1, $2}')
+    echo "  $1 node $i metrics: ${m:-none}"
+  done
+}
 
 # ---------------------------------------------------------------- setup
 WORK=$(mktemp -d "$WORK_BASE/bench-p2p.XXXXXX")
@@ -342,11 +352,7 @@ fi
 if want p2p; then
   scenario p2p "$BIN/chunkfly get -q --timeout 600 --peer $WORK/p@I@/peer.sock $REG_IP:$PORT/$REPO@$DIGEST -o @OUT@"
   RSS_RUN=$(cat "$WORK/p2p/rss_max" 2>/dev/null || echo 0)
-  for ((i = 1; i <= NODES; i++)); do
-    m=$(in_ns "$(node_ns $i)" curl -s --noproxy '*' --max-time 5 "http://$(node_ip $i):8101/metrics" |
-      awk '$1 ~ /bytes_from_(parents|origin)/ {printf "%s=%s ", $1, $2}')
-    echo "  p2p     node $i metrics: ${m:-none}"
-  done
+  print_peer_metrics "p2p    " 'bytes_from_(parents|origin)'
 
   # loopback serving inside node 1 (its own address is routed over its lo: unshaped)
   log "loopback: piece serving from page cache vs a plain sendfile loop (node 1)"
@@ -434,8 +440,7 @@ print(sum(x["size"] for x in ds), len(m["layers"]))
   mirror_bytes() { # sum of the peers' mirror_bytes_total
     local i v sum=0
     for ((i = 1; i <= NODES; i++)); do
-      v=$(in_ns "$(node_ns $i)" curl -s --noproxy '*' --max-time 5 "http://$(node_ip $i):8101/metrics" |
-        awk '$1 == "chunkfly_peer_mirror_bytes_total" {print $2}')
+      v=$(peer_metrics "$i" | awk '$1 == "chunkfly_peer_mirror_bytes_total" {print $2}')
       sum=$((sum + ${v:-0}))
     done
     echo $sum
@@ -449,11 +454,7 @@ print(sum(x["size"] for x in ds), len(m["layers"]))
     mb0=$(mirror_bytes)
     ctrd_scenario containerd-mirror "http://@IP@:8104"
     R[containerd-mirror.via_mirror]=$(awk -v b=$(($(mirror_bytes) - mb0)) -v s="$IMG_BYTES" -v n=$NODES 'BEGIN{printf "%.3f", b/(s*n)}')
-    for ((i = 1; i <= NODES; i++)); do
-      m=$(in_ns "$(node_ns $i)" curl -s --noproxy '*' --max-time 5 "http://$(node_ip $i):8101/metrics" |
-        awk '$1 ~ /bytes_from_(parents|origin)|mirror_bytes/ {printf "%s=%s ", $1, $2}')
-      echo "  containerd-mirror node $i metrics: ${m:-none}"
-    done
+    print_peer_metrics containerd-mirror 'bytes_from_(parents|origin)|mirror_bytes'
     log "containerd-mirror: the mirrors served ${R[containerd-mirror.via_mirror]} x (image x nodes)"
   fi
 fi
