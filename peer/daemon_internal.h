@@ -12,6 +12,7 @@
 #include "peer/piece_store.h"
 #include "peer/token_bucket.h"
 #include "proto/conn.h"
+#include "proto/handshake.h"
 #include "proto/msg.h"
 #include "proto/piece.h"
 #include "proto/registry_client.h"

@@ -128,6 +128,9 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     if (!o->mirror_upstreams) o->mirror_upstreams = "";
     o->mirror_default_upstream = cf_config_get(c, "mirror_default_upstream");
     if (!rc) rc = get_u32(c, "mirror_max_connections", 256, 1, 65536, &o->mirror_max_conns, err);
+    if (!rc) rc = cf_config_get_size(c, "input_budget", 256u << 20, &o->input_budget, err);
+    if (!rc && o->input_budget < (32u << 20))
+        rc = cf_err_set(err, -EINVAL, "input_budget must be at least 32M (two largest frames)");
     if (!rc) rc = proto_timing_load(&o->timing, c, err);
     return rc;
 }
@@ -308,6 +311,7 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     d->loop = loop;
     d->o = *o;
     d->next_req_id = 1;
+    if (o->input_budget) proto_conn_set_input_budget(o->input_budget);
     const char *adv = o->advertise ? o->advertise : o->listen;
     if (pd_split_host(adv, d->adv_ip, sizeof(d->adv_ip), &d->adv_port)) {
         free(d);

@@ -323,7 +323,10 @@ static void handle_hello(struct sconn *sc, const proto_hello *h)
     proto_conn_set_peer_max_payload(sc->c, peer_max);
     proto_msg m = {.type = PROTO_MSG_HELLO};
     m.u.hello = sc->srv->hello;
-    if (send_msg(sc, &m) == 0) sc->hello_done = 1;
+    if (send_msg(sc, &m) == 0) {
+        sc->hello_done = 1;
+        proto_conn_set_max_body(sc->c, 0);
+    }
 }
 
 static void record_latency(sched_server *s, uint64_t ns)
@@ -476,6 +479,7 @@ static void on_connection(uv_stream_t *ls, int status)
     sc->srv = s;
     proto_conn_opts o = {.idle_timeout_ms = s->opts.timing.idle_timeout_ms,
                          .max_payload = 1, /* scheduler frames carry no payload */
+                         .max_body = PROTO_PRE_HELLO_MAX_BODY,
                          .high_watermark = 256 << 10,
                          .max_queued = 8 << 20};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_conn_close};

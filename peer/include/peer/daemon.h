@@ -60,6 +60,7 @@ struct peer_daemon_opts {
     const char *mirror_upstreams;        /* allow-list, comma separated ("" = none) */
     const char *mirror_default_upstream; /* when the request names none (NULL = none) */
     uint32_t mirror_max_conns;           /* (256) */
+    uint64_t input_budget; /* bytes all mesh conns may hold in partial frames (256 MiB) */
     proto_timing timing;
 };
 

@@ -77,8 +77,37 @@ def shoot(target, data, read=True):
         pass
 
 
+def halfsent(target, n):
+    """n connections each announce a 1 MiB body before HELLO and send 900 KiB of it, then hold
+    the connection open for a second: the daemon must not keep what they sent."""
+    socks = []
+    for _ in range(n):
+        try:
+            s = connect(target)
+            s.sendall(frame(0x01, b"", blen=1 << 20))
+            s.settimeout(0.2)
+            try:
+                s.sendall(b"\x00" * (900 << 10))
+            except OSError:
+                pass
+            socks.append(s)
+        except OSError:
+            pass
+    time.sleep(1)
+    return socks
+
+
 def main():
     a = sys.argv[1:]
+    if a[0] == "halfsent":
+        target = a[1:4] if a[1] == "tcp" else a[1:3]
+        socks = halfsent(target, int(a[len(target) + 1]))
+        # the caller samples the daemon's RSS now (signalled by this line), then we close
+        print("held", len(socks), flush=True)
+        sys.stdin.readline()
+        for s in socks:
+            s.close()
+        return 0
     target = a[:3] if a[0] == "tcp" else a[:2]
     secs = float(a[len(target)]) if len(a) > len(target) else 5
     rnd = random.Random(42)

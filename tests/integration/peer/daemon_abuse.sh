@@ -18,6 +18,18 @@ ip=${PEER_LISTEN[1]%:*}; port=${PEER_LISTEN[1]##*:}
 note "upload server"
 python3 "$(dirname "$0")/daemon_abuse.py" tcp "$ip" "$port" 12 || fail "abuse script (tcp)"
 peer_alive_or_fail 1
+note "upload server: 60 connections half-send a 1 MiB frame before HELLO"
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+rss0=$(rss_kib "${PEER_PID[1]}")
+coproc HALF { python3 "$(dirname "$0")/daemon_abuse.py" halfsent tcp "$ip" "$port" 60; }
+read -r -u "${HALF[0]}" line || fail "halfsent script failed"
+rss1=$(rss_kib "${PEER_PID[1]}")
+echo "$line; peer RSS ${rss0} KiB -> ${rss1} KiB"
+echo >&"${HALF[1]}"
+wait "$HALF_PID" || true
+# each would hold up to 1 MiB without the pre-HELLO body limit (60 MiB in all)
+[ $((rss1 - rss0)) -lt $((16 * 1024)) ] || fail "half-sent frames grew the peer by $((rss1 - rss0)) KiB"
+peer_alive_or_fail 1
 note "local API"
 python3 "$(dirname "$0")/daemon_abuse.py" unix "$T/p1.sock" 12 || fail "abuse script (unix)"
 peer_alive_or_fail 1
