@@ -49,6 +49,7 @@ struct sched_host {
     uint32_t n_bad_reporters;
     sched_peer *peers; /* list via peer->hnext */
     uint32_t n_peers;
+    uint64_t state_bytes; /* its peers' bitmaps + the tasks it created (while it is in them) */
     void *conn;
     uint64_t ban_until_ms; /* copy of its cluster-wide ban (struct ban), 0 = none */
     int dying;             /* leaving: never selected */
@@ -89,6 +90,8 @@ struct sched_task {
     uint32_t n_waiting;
     uint32_t waiter_cursor;
     uint8_t *digests;
+    uint64_t state_bytes; /* per-piece arrays of the task (task_state_cost) */
+    sched_host *creator;  /* charged for state_bytes while it has a peer in the task */
     sched_task *gnext, *gprev; /* list of tasks with live grants (for the stall check) */
     int in_grant_list;
     uint64_t created_ms;
@@ -105,6 +108,7 @@ struct sched {
     sched_task *held_tasks;
     uint64_t last_resync_ms; /* last report of pieces a peer already held (0 = never) */
     struct sched_stats st;
+    uint64_t state_bytes; /* all tasks' per-piece arrays and peers' bitmaps */
     uint64_t rng;
     /* scratch for decisions */
     struct sched_run *runs;

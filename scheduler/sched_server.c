@@ -229,8 +229,11 @@ static void handle_register(struct sconn *sc, const proto_register_task *r)
     int rc =
         sched_register(s->core, sc->host, r->task_id, r->content_length, now_ms(s), NULL, &err);
     if (rc)
-        send_error(sc, rc == -ENOMEM ? PROTO_E_INTERNAL : PROTO_E_MISMATCH, r->task_id,
-                   cf_err_str(&err, rc), 0);
+        send_error(sc,
+                   rc == -ENOMEM   ? PROTO_E_INTERNAL
+                   : rc == -ENOSPC ? PROTO_E_NO_SPACE
+                                   : PROTO_E_MISMATCH,
+                   r->task_id, cf_err_str(&err, rc), 0);
 }
 
 static void handle_report(struct sconn *sc, const proto_piece_report *r)

@@ -31,7 +31,8 @@ static const char usage[] =
     "  --help, --version\n"
     "\n"
     "Policy keys: max_candidates (4), origin_per_piece (1), origin_peers (4), grant_window (16),\n"
-    "ban_after_tasks (3), max_connections (65536), input_budget (64M), handshake_timeout (10s),\n"
+    "ban_after_tasks (3), max_connections (65536), input_budget (64M), max_tasks_per_host\n"
+    "(4096), host_state_budget (16M), state_budget (256M), handshake_timeout (10s),\n"
     "http_max_connections (256), http_idle_timeout (30s), recovery_window (5s),\n"
     "recovery_hold (500ms); timing.* keys: heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
@@ -49,6 +50,9 @@ static const char *const own_keys[] = {"listen",
                                        "ban_after_tasks",
                                        "max_connections",
                                        "input_budget",
+                                       "max_tasks_per_host",
+                                       "host_state_budget",
+                                       "state_budget",
                                        "handshake_timeout",
                                        "http_max_connections",
                                        "http_idle_timeout",
@@ -131,6 +135,15 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
     if (!rc)
         rc = get_u32(c, "ban_after_tasks", o->core.ban_after_tasks, &o->core.ban_after_tasks, err);
     if (!rc) rc = get_u32(c, "max_connections", o->max_connections, &o->max_connections, err);
+    if (!rc)
+        rc = get_u32(c, "max_tasks_per_host", o->core.max_tasks_per_host,
+                     &o->core.max_tasks_per_host, err);
+    if (!rc)
+        rc = cf_config_get_size(c, "host_state_budget", o->core.host_state_budget,
+                                &o->core.host_state_budget, err);
+    if (!rc)
+        rc =
+            cf_config_get_size(c, "state_budget", o->core.state_budget, &o->core.state_budget, err);
     uint64_t ms;
     if (!rc)
         rc = cf_config_get_duration_ms(c, "handshake_timeout", o->handshake_timeout_ms, &ms, err);

@@ -45,6 +45,11 @@ struct sched_config {
     unsigned waiters_per_event;  /* waiting peers rescheduled per new piece event (16) */
     uint32_t recovery_window_ms; /* after a re-announce ("resync") report, for this long... */
     uint32_t recovery_hold_ms;   /* ...new tasks hold origin grants this long (5000 / 500) */
+    /* Memory bounds (the per-piece state of a task grows with its content length, which the
+     * registering host chooses): registrations over them fail with -ENOSPC. */
+    unsigned max_tasks_per_host; /* tasks one host may be registered in (4096) */
+    uint64_t host_state_budget;  /* per-piece state one host may cause (16 MiB: 1.4M pieces) */
+    uint64_t state_budget;       /* per-piece state of all tasks (256 MiB) */
 };
 void sched_config_default(struct sched_config *c);
 
