@@ -67,6 +67,10 @@ static void handle_metrics(proto_http_res *res, const proto_http_req *req, void 
            "Pieces reported from the origin without a grant.", st.origin_unsolicited);
     metric(&b, "chunkfly_scheduler_bad_parent_reports_total", "counter", "BAD_PARENT reports.",
            st.bad_parent_reports);
+    metric(
+        &b, "chunkfly_scheduler_bad_parent_unassigned_total", "counter",
+        "BAD_PARENT reports about a host the scheduler never assigned to the reporter (ignored).",
+        st.bad_parent_unassigned);
     metric(&b, "chunkfly_scheduler_bans_total", "counter", "Cluster-wide parent bans.", st.bans);
     metric(&b, "chunkfly_scheduler_hosts_expired_total", "counter",
            "Hosts removed after missed heartbeats.", st.hosts_expired);

@@ -524,6 +524,18 @@ int sched_leave_task(sched *s, sched_host *h, const char *task_id, uint64_t now_
     return 0;
 }
 
+/* Adds the parent's hash to the child's blocklist (oldest entry dropped when full). */
+static void block_parent(sched_peer *p, uint64_t ph)
+{
+    for (unsigned i = 0; i < p->n_bad; i++)
+        if (p->bad[i] == ph) return;
+    if (p->n_bad == SCHED_MAX_BAD) {
+        memmove(p->bad, p->bad + 1, (SCHED_MAX_BAD - 1) * sizeof(p->bad[0]));
+        p->n_bad--;
+    }
+    p->bad[p->n_bad++] = ph;
+}
+
 int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *parent_id, int lied,
                      uint64_t now_ms)
 {
@@ -532,18 +544,20 @@ int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *p
     if (!p || !parent_id) return -ENOENT;
     s->st.bad_parent_reports++;
     uint64_t ph = sched_hash(parent_id);
-    int known = 0;
+    int known = 0, assigned = 0;
     for (unsigned i = 0; i < p->n_bad; i++) known |= p->bad[i] == ph;
+    for (unsigned i = 0; i < SCHED_ASSIGNED_RING; i++) assigned |= p->assigned[i] == ph;
+    sched_host *parent = sched_host_find(s, parent_id);
+    if (!assigned) {
+        /* anyone can name any host: a report about a parent this core never gave the child
+         * counts nothing against that host; the child may still avoid it */
+        s->st.bad_parent_unassigned++;
+        parent = NULL;
+    }
     if (!lied) {
-        sched_host *parent = sched_host_find(s, parent_id);
         if (parent && parent != h) sched_host_add_failure(s, parent, now_ms);
     } else if (!known) {
-        if (p->n_bad == SCHED_MAX_BAD) {
-            memmove(p->bad, p->bad + 1, (SCHED_MAX_BAD - 1) * sizeof(p->bad[0]));
-            p->n_bad--;
-        }
-        p->bad[p->n_bad++] = ph;
-        sched_host *parent = sched_host_find(s, parent_id);
+        block_parent(p, ph);
         if (parent && parent != h) sched_host_note_bad(s, parent, h, t, now_ms);
     }
     /* drop the edge if it is one of p's parents, then reschedule p */

@@ -163,6 +163,7 @@ struct sched_stats {
     uint64_t grants_moved;       /* pieces re-granted after stall/death */
     uint64_t origin_unsolicited; /* pieces reported from origin without a grant */
     uint64_t bad_parent_reports, bans, hosts_expired, hosts_left;
+    uint64_t bad_parent_unassigned; /* reports about hosts never assigned to the reporter */
     uint64_t outliers_dropped;
     uint64_t grant_holds; /* new tasks whose grants waited for re-announces */
 };

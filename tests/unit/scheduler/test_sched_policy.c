@@ -793,6 +793,35 @@ static void test_state_budgets(void **st)
     sched_free(s);
 }
 
+/* BAD_PARENT about a host the scheduler never gave the reporter counts nothing against it:
+ * two colluding hosts naming an honest one in three tasks do not get it banned (they did, when
+ * any named host counted); their own blocklists still avoid it. */
+static void test_unassigned_reports_ignored(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    const char *tasks[3] = {TASK, TASK2, TASK3};
+    sched_host *honest = host(s, 0, "", 8, 0);
+    sched_host *m1 = host(s, 1, "", 8, 0), *m2 = host(s, 2, "", 8, 0);
+    /* the liars register first: they get origin grants, never honest as a parent */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sched_register(s, m1, tasks[i], 4 * MIB, 0, NULL, &err), 0);
+        assert_int_equal(sched_register(s, m2, tasks[i], 4 * MIB, 0, NULL, &err), 0);
+        assert_int_equal(sched_register(s, honest, tasks[i], 4 * MIB, 0, NULL, &err), 0);
+        report(s, honest, tasks[i], 0, 4, "", 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sched_bad_parent(s, m1, tasks[i], "h0", 1, 20), 0);
+        assert_int_equal(sched_bad_parent(s, m2, tasks[i], "h0", 1, 20), 0);
+    }
+    assert_int_equal(sched_host_banned(s, "h0", 30), 0);
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_int_equal(ss.bad_parent_unassigned, 6);
+    sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -815,6 +844,7 @@ int main(void)
         cmocka_unit_test(test_banned_holder_not_waited_on),
         cmocka_unit_test(test_frozen_holder_expires),
         cmocka_unit_test(test_state_budgets),
+        cmocka_unit_test(test_unassigned_reports_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
