@@ -95,4 +95,10 @@ note "after the kill: rest of big/r1 in $ms ms; $rb bytes from the registry, $fb
 mount_stop "$MOUNT_PID" "$T/mnt2"
 mount_stop "$M1" "$T/mnt1"
 no_sanitizer_reports
+# the cluster's own logs too (peer 2 was killed: its log has no exit report)
+"$CLUSTER" down --state-dir "$CLUSTER_STATE" >/dev/null
+CLUSTER_UP=0
+if grep -l 'Sanitizer\|runtime error:' "$CLUSTER_STATE"/peer-*/*.log "$CLUSTER_STATE"/scheduler-*/*.log; then
+    fail "sanitizer report in a cluster log (above)"
+fi
 echo "PASS: lazy mount through the cluster's peers, mesh sharing, peer killed mid-file"
