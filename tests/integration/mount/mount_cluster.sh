@@ -71,6 +71,9 @@ p2=$(metric 2 chunkfly_peer_bytes_from_parents_total)
 [ "$p2" -gt 0 ] || fail "peer 2 took no bytes from parents"
 [ "$(metric 2 chunkfly_peer_bytes_from_origin_total)" = 0 ] || fail "peer 2 went to the registry"
 [ "$(metric 1 chunkfly_peer_bytes_served_peers_total)" -gt 0 ] || fail "peer 1 served no peer"
+"$CF" status --raw-tasks --peer "$PEER_SOCK_2" |
+    awk -F'\t' -v d="sha256:$id" -v a="$PEER_ADDR_1" '$1 == d && $5 > 0 && $8 == a {f = 1} END {exit !f}' ||
+    fail "peer 2's task does not name peer 1 ($PEER_ADDR_1) as its parent: $("$CF" status --raw-tasks --peer "$PEER_SOCK_2")"
 note "mount 2: $(mbackend 2 bytes_from_proxy) bytes through peer 2, which took $p2 bytes from peer 1" \
     "and 0 from the registry ($(registry_blob_bytes) blob bytes served in all)"
 
