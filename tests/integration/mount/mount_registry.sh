@@ -54,12 +54,19 @@ registry_config "$T/cfg.json" "$TREG" lib/app "\"auth\": \"$auth\", \"timeout\":
 SOCK=$T/api.sock
 metric() { curl -s --unix-socket "$SOCK" "http://x/api/v1/metrics/backend" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 gets() { grep -c '"GET /v2/lib/app/blobs/sha256:'"$id" "$REGISTRY_DIR/log" || true; }
+# blob bytes the registry sent, from its access log (combined format: status $9, size $10)
+sent() {
+    awk -v p="/v2/lib/app/blobs/sha256:$id" '$6 == "\"GET" && index($7, p) == 1 &&
+        ($9 == 200 || $9 == 206) {b += $10} END {printf "%.0f\n", b}' "$REGISTRY_DIR/log"
+}
 
 mount_start "$T/m1.log" "$T/mnt" --config "$T/cfg.json" --bootstrap "$T/boot" --apisock "$SOCK"
 g0=$(gets)
+s0=$(sent)
 cmp "$S/etc/target" "$T/mnt/etc/target" || fail "target differs"
 bytes=$(metric bytes_from_registry)
-note "4 KiB file from a $(($(stat -c %s "$T/blobs/$id") / 1048576)) MiB blob: $bytes bytes from the registry in $(($(gets) - g0)) GET(s)"
+note "4 KiB file from a $(($(stat -c %s "$T/blobs/$id") / 1048576)) MiB blob: $bytes bytes from the registry in $(($(gets) - g0)) GET(s); its access log: $(($(sent) - s0)) bytes sent"
+[ $(($(sent) - s0)) = "$bytes" ] || fail "the registry sent $(($(sent) - s0)) bytes, the daemon counted $bytes"
 [ "$(stat -c %s "$T/blobs/$id")" -ge $((1024 * 1048576)) ] || fail "the image is not 1 GiB"
 [ "$bytes" -gt 0 ] && [ "$bytes" -le $((4 * 1048576)) ] || fail "read $bytes registry bytes for a 4 KiB file"
 [ $(($(gets) - g0)) -le 4 ] || fail "$(($(gets) - g0)) blob GETs for a 4 KiB file"
