@@ -61,17 +61,19 @@ ptoken() {
         /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
 }
 
-# push_tok REPO FILE: pushes FILE as a blob of REPO to $TREG as alice; prints the digest.
+# push_tok REPO FILE [DIGEST]: pushes FILE as a blob of REPO to $TREG as alice; prints the
+# digest. DIGEST (sha256:HEX), when known, saves hashing FILE; the registry checks it.
 push_tok() {
-    local repo=$1 file=$2 tok loc digest
-    digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+    local repo=$1 file=$2 digest=${3:-} tok loc
+    [ -n "$digest" ] || digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
     tok=$(ptoken "repository:$repo:pull,push")
     loc=$(curl -sS -f -X POST -D - -o /dev/null -H "Authorization: Bearer $tok" \
         "http://$TREG/v2/$repo/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
     [ -n "$loc" ] || fail "push to $TREG/$repo: no upload Location"
     case "$loc" in /*) loc="http://$TREG$loc" ;; esac
     case "$loc" in *\?*) loc="$loc&digest=$digest" ;; *) loc="$loc?digest=$digest" ;; esac
+    # -T streams the file (--data-binary @file would hold it all in memory: 1 GiB blobs)
     curl -sS -f -X PUT -H 'Content-Type: application/octet-stream' -H "Authorization: Bearer $tok" \
-        --data-binary "@$file" "$loc" -o /dev/null || fail "push of $file to $TREG/$repo failed"
+        -T "$file" "$loc" -o /dev/null || fail "push of $file to $TREG/$repo failed"
     echo "$digest"
 }
