@@ -53,6 +53,8 @@ docker_cfg() { # docker_cfg DIR USER:PASS
 docker_cfg "$T/dc-good" alice:s3cret
 docker_cfg "$T/dc-bad" alice:wrong
 boot_gets() { grep -c '"GET /v2/tok/private/blobs/'"$BOOTD" "$REGISTRY_DIR/log" || true; }
+data_re=$(cd "$T/blobs" && ls | paste -sd'|')
+data_gets() { grep -cE '"GET /v2/tok/private/blobs/sha256:('"$data_re"')' "$REGISTRY_DIR/log" || true; }
 check_tree() { # check_tree WHAT
     $MANIFEST "$T/mnt" >"$T/mnt.manifest"
     diff -u "$T/src.manifest" "$T/mnt.manifest" >"$T/diff" || fail "$1: tree differs: $(head -20 "$T/diff")"
@@ -78,6 +80,26 @@ check_tree "through the index"
 mount_stop "$MOUNT_PID" "$T/mnt"
 [ "$(boot_gets)" = "$g0" ] || fail "later mounts fetched the bootstrap layer again"
 note "by digest and through the index: trees equal; 0 bootstrap bytes from the registry"
+
+# --config: its backend serves the image's blobs. A registry backend naming no host/repo gets
+# them from the reference (credentials from the docker config); a localfs one reads the blob
+# directory; the bootstrap lands in the config's work_dir.
+cfg() { # cfg FILE BACKEND_JSON WORK_DIR
+    printf '{"device":{"backend":%s,"cache":{"type":"blobcache","config":{"work_dir":"%s"}}},"mode":"direct","digest_validate":false,"enable_xattr":true,"fs_prefetch":{"enable":false}}' \
+        "$2" "$3" >"$1"
+}
+cfg "$T/reg.json" '{"type":"registry","config":{"scheme":"http","timeout":5}}' "$T/cache4"
+mount_start "$T/m4.log" "$T/mnt" --image "$TREG/tok/private:v1" --config "$T/reg.json"
+check_tree "--config registry without host/repo"
+mount_stop "$MOUNT_PID" "$T/mnt"
+[ -f "$T/cache4/${BOOTD#sha256:}.image.boot" ] || fail "bootstrap not in the config's work_dir"
+cfg "$T/local.json" "{\"type\":\"localfs\",\"config\":{\"dir\":\"$T/blobs\"}}" "$T/cache5"
+g0=$(data_gets)
+mount_start "$T/m5.log" "$T/mnt" --image "$TREG/tok/private:v1" --config "$T/local.json"
+check_tree "--config localfs"
+mount_stop "$MOUNT_PID" "$T/mnt"
+[ "$(data_gets)" = "$g0" ] || fail "--config localfs: data blobs were read from the registry"
+note "--config: a registry backend completed from the reference, a localfs backend used as is"
 
 if grep -qw erofs /proc/filesystems; then
     rm -rf "$T/cache2"
