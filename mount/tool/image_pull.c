@@ -119,8 +119,7 @@ static bool is_blob_meta(const char *name)
            strspn(name + 6, "0123456789abcdef") == 64;
 }
 
-/* Extracts image/image.boot (or a legacy root image.boot) of the tar.gz at tgz_fd into out_fd. */
-static int extract_boot(int tgz_fd, int out_fd, cf_err *err)
+int image_extract_boot(int tgz_fd, int out_fd, cf_err *err)
 {
     struct archive *a = archive_read_new();
     if (!a) return cf_err_set(err, -ENOMEM, "out of memory");
@@ -249,7 +248,7 @@ static int fetch_bootstrap(proto_registry *r, const char *repo, const proto_oci_
         rc = cf_err_set(err, -errno, "%s: %s", tmp, strerror(errno));
         goto out;
     }
-    if ((rc = extract_boot(tfd, bfd, err))) {
+    if ((rc = image_extract_boot(tfd, bfd, err))) {
         cf_err_wrap(err, rc, "%s", d->digest);
         goto out;
     }

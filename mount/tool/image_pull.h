@@ -37,6 +37,12 @@ struct image_pulled {
 };
 
 int image_pull(const struct image_pull_opts *o, struct image_pulled *out, cf_err *err);
+/* Extracts image/image.boot (or a legacy root-level image.boot) of the gzip tar read from
+ * tgz_fd (from its current position) into out_fd. Refused (-EBADMSG): not a gzip tar, an entry
+ * other than the directories "image"/".", image.boot and image/<hex>.blob.meta files (links,
+ * devices, absolute or ".." names included), two image.boot entries, none, over 8192 entries;
+ * -EFBIG: image.boot over IMAGE_BOOT_MAX. Exposed for the fuzzer. */
+int image_extract_boot(int tgz_fd, int out_fd, cf_err *err);
 /* Frees (and wipes) what out owns. */
 void image_pulled_clear(struct image_pulled *p);
 

@@ -6,8 +6,11 @@
 #    the first mount fetches the bootstrap layer once, later mounts reuse the extracted one (no
 #    GET of that blob in the registry's access log);
 #  - the same through the kernel-EROFS mode (erofs --image), when the kernel has EROFS;
+#  - with --config: a registry backend without host/repo completed from the reference, a
+#    localfs backend used as is (no data blob GET);
 #  - refused before anything is mounted, with a message saying why: an unknown tag, a plain
-#    OCI image, a RAFS v5 image (annotation), wrong credentials, no credentials.
+#    OCI image, a RAFS v5 image (annotation), a bootstrap layer holding a symlink, wrong
+#    credentials, no credentials.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/mount_lib.sh"
 . "$(dirname "$0")/backend_lib.sh"
@@ -42,6 +45,17 @@ MD=$(nydus_push_image "$TREG" tok/private v1 "$T/boot" "$T/blobs"/*)
 ID=$(oci_push_index "$TREG" tok/private multi "$MD")
 PLAIN=$(oci_push_plain_image "$TREG" tok/private plain "$T/l1.boot")
 NYDUS_FS_VERSION=5 nydus_push_image "$TREG" tok/private v5 "$T/boot" "$T/blobs"/* >/dev/null
+# the same image with a bootstrap layer that also holds a symlink (extraction must refuse it)
+mkdir -p "$T/odd/image" && cp "$T/boot" "$T/odd/image/image.boot" && ln -s /etc/passwd "$T/odd/image/evil"
+tar -C "$T/odd" -cf - image | gzip -n >"$T/odd.tgz"
+ODD=$(oci_push_blob "$TREG" tok/private "$T/odd.tgz")
+python3 - "$(nydus_pushed_dir "$MD")/manifest.json" "$ODD" "$(stat -c %s "$T/odd.tgz")" >"$T/odd.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["layers"][-1].update(digest=sys.argv[2], size=int(sys.argv[3]))
+print(json.dumps(m))
+PY
+oci_push_manifest "$TREG" tok/private odd "$T/odd.json" >/dev/null
 BOOTD=sha256:$(sha256sum "$(nydus_pushed_dir "$MD")/boot.tar.gz" | cut -d' ' -f1)
 note "pushed $MD (index $ID, plain $PLAIN), bootstrap layer $BOOTD"
 unset NYDUS_PUSH_AUTH
@@ -53,7 +67,7 @@ docker_cfg() { # docker_cfg DIR USER:PASS
 docker_cfg "$T/dc-good" alice:s3cret
 docker_cfg "$T/dc-bad" alice:wrong
 boot_gets() { grep -c '"GET /v2/tok/private/blobs/'"$BOOTD" "$REGISTRY_DIR/log" || true; }
-data_re=$(cd "$T/blobs" && ls | paste -sd'|')
+data_re=$(find "$T/blobs" -type f -printf '%f\n' | paste -sd'|')
 data_gets() { grep -cE '"GET /v2/tok/private/blobs/sha256:('"$data_re"')' "$REGISTRY_DIR/log" || true; }
 check_tree() { # check_tree WHAT
     $MANIFEST "$T/mnt" >"$T/mnt.manifest"
@@ -137,6 +151,7 @@ refuse() { # refuse WHAT PATTERN ARGS...
 refuse "unknown tag" "tok/private:nope.*(not found|unknown)" --image "$TREG/tok/private:nope"
 refuse "plain OCI image" "not a Nydus image" --image "$TREG/tok/private:plain"
 refuse "RAFS v5 image" "RAFS v5" --image "$TREG/tok/private:v5"
+refuse "bootstrap layer with a symlink" "unexpected entry .*image/evil" --image "$TREG/tok/private:odd"
 DOCKER_CONFIG=$T/dc-bad refuse "wrong credentials" "authentication failed|denied|401" \
     --image "$TREG/tok/private:v1"
 DOCKER_CONFIG=$T/nowhere refuse "no credentials" "authentication|denied|401" \
