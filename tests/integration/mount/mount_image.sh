@@ -145,6 +145,7 @@ refuse() { # refuse WHAT PATTERN ARGS...
         fail "$what: chunkfly-mount succeeded"
     fi
     is_mounted "$T/mnt" && fail "$what: something was mounted"
+    grep -qE 'Sanitizer|runtime error:' "$T/out" && fail "$what: sanitizer report: $(cat "$T/out")"
     grep -qiE "$pat" "$T/out" || fail "$what: message '$(cat "$T/out")' lacks /$pat/"
     note "$what: $(grep -m1 -iE "$pat" "$T/out" | cut -c1-200)"
 }
