@@ -41,6 +41,7 @@ const char *const peer_daemon_config_keys[] = {"listen",
                                                "local_max_connections",
                                                "seed_cached",
                                                "fetch_whole_blob",
+                                               "status_remote",
                                                "mirror_listen",
                                                "mirror_upstreams",
                                                "mirror_default_upstream",
@@ -121,6 +122,7 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     if (!rc) rc = get_u32(c, "local_max_connections", 64, 1, 65536, &o->local_max_conns, err);
     if (!rc) rc = get_u32(c, "seed_cached", 64, 0, 100000, &o->seed_cached, err);
     if (!rc) rc = cf_config_get_bool(c, "fetch_whole_blob", 1, &o->fetch_whole_blob, err);
+    if (!rc) rc = cf_config_get_bool(c, "status_remote", 0, &o->status_remote, err);
     o->mirror_listen = cf_config_get(c, "mirror_listen");
     o->mirror_listen_set = o->mirror_listen != NULL;
     if (!o->mirror_listen) o->mirror_listen = "127.0.0.1:65001";

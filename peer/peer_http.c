@@ -122,8 +122,8 @@ static const char *tf(int b)
 
 static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
 {
-    (void)req;
     peer_daemon *d = arg;
+    if (proto_http_refuse_remote(res, req, d->o.status_remote, "status_remote")) return;
     task_status *ts = NULL;
     task_status_parent *tp = NULL;
     size_t nt = 0, np = 0;

@@ -11,6 +11,7 @@
 struct sched_status {
     sched_server *srv;
     proto_http_server *http;
+    int allow_remote; /* /status* to non-local clients (they list task digests and holders) */
 };
 
 static void json_str(cf_buf *b, const char *s)
@@ -185,6 +186,7 @@ static unsigned parse_limit(const proto_http_req *req)
 static void handle_status(proto_http_res *res, const proto_http_req *req, void *arg)
 {
     struct sched_status *c = arg;
+    if (proto_http_refuse_remote(res, req, c->allow_remote, "status_remote")) return;
     sched *core = sched_server_core(c->srv);
     cf_buf b = {0};
     struct list_ctx x = {.b = &b, .limit = parse_limit(req), .now = sched_server_now_ms(c->srv)};
@@ -244,6 +246,7 @@ int sched_status_task_json(sched_server *srv, const char *task_id, cf_buf *out)
 static void handle_task(proto_http_res *res, const proto_http_req *req, void *arg)
 {
     struct sched_status *c = arg;
+    if (proto_http_refuse_remote(res, req, c->allow_remote, "status_remote")) return;
     char id[160];
     int n = proto_http_query_get(req->query, "id", id, sizeof(id));
     if (n <= 0) {
@@ -270,6 +273,11 @@ static void handle_health(proto_http_res *res, const proto_http_req *req, void *
     (void)req;
     (void)arg;
     proto_http_respond(res, 200, "text/plain", "ok\n", 3);
+}
+
+void sched_status_allow_remote(sched_status *st, int allow)
+{
+    st->allow_remote = allow;
 }
 
 int sched_status_new(proto_http_server *http, sched_server *srv, sched_status **out)

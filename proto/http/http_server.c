@@ -14,7 +14,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -93,6 +95,7 @@ struct conn {
     uv_poll_t *poll;   /* writability of a dup of the socket (poll_fd), for sendfile */
     int poll_fd;
     int poll_active;
+    int from_loopback; /* peer address is loopback / unix socket */
 };
 
 struct proto_http_server {
@@ -970,6 +973,7 @@ static void dispatch(conn *c)
         .body = c->body.data,
         .body_len = c->body.len,
         .is_head = is_head,
+        .from_loopback = c->from_loopback,
     };
     uv_timer_stop(&c->timer);
     c->in_dispatch = 1;
@@ -1051,6 +1055,45 @@ static void conn_start_reading(conn *c)
     if (uv_read_start(&c->io.stream, on_alloc, on_read) == 0) c->reading = 1;
 }
 
+int proto_http_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (!sa) return 0;
+    if (sa->sa_family == AF_UNIX) return 1;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a)) return 1;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+int proto_http_refuse_remote(proto_http_res *res, const proto_http_req *req, int allow_remote,
+                             const char *setting)
+{
+    if (req->from_loopback || allow_remote) return 0;
+    char body[256]; /* setting is a config key of ours, not client input */
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":\"served to clients on this host only (set %s = true to serve "
+                     "it to any client that reaches this port)\"}\n",
+                     setting);
+    if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
+    proto_http_respond(res, 403, "application/json", body, (size_t)n);
+    return 1;
+}
+
+/* Where the client of fd is (getpeername; unknown counts as remote). */
+static int fd_from_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) return 0;
+    return proto_http_addr_is_loopback((struct sockaddr *)&ss);
+}
+
 static conn *conn_new(proto_http_server *s)
 {
     conn *c = calloc(1, sizeof(*c));
@@ -1098,6 +1141,8 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     uv_tcp_nodelay(&c->io.tcp, 1);
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->io.tcp, &fd) == 0) c->from_loopback = fd_from_loopback(fd);
     conn_begin(c);
 }
 
@@ -1122,6 +1167,7 @@ int proto_http_adopt_fd(proto_http_server *s, int fd)
         conn_close(c);
         return rc;
     }
+    c->from_loopback = ss.ss_family == AF_UNIX || fd_from_loopback(fd);
     conn_begin(c);
     return 0;
 }

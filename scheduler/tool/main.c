@@ -32,7 +32,8 @@ static const char usage[] =
     "\n"
     "Policy keys: max_candidates (4), origin_per_piece (1), origin_peers (4), grant_window (16),\n"
     "ban_after_tasks (3), max_connections (65536), input_budget (64M), max_tasks_per_host\n"
-    "(4096), host_state_budget (16M), state_budget (256M), handshake_timeout (10s),\n"
+    "(4096), host_state_budget (16M), state_budget (256M), status_remote (false: /status\n"
+    "only to clients on this host), handshake_timeout (10s),\n"
     "http_max_connections (256), http_idle_timeout (30s), recovery_window (5s),\n"
     "recovery_hold (500ms); timing.* keys: heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
@@ -50,6 +51,7 @@ static const char *const own_keys[] = {"listen",
                                        "ban_after_tasks",
                                        "max_connections",
                                        "input_budget",
+                                       "status_remote",
                                        "max_tasks_per_host",
                                        "host_state_budget",
                                        "state_budget",
@@ -272,8 +274,10 @@ int main(int argc, char **argv)
     struct sched_server_opts o;
     struct proto_http_limits hl;
     uint64_t budget = 64u << 20;
+    int status_remote = 0;
     if (load_opts(cfg, &o, &hl, &err) ||
-        cf_config_get_size(cfg, "input_budget", budget, &budget, &err)) {
+        cf_config_get_size(cfg, "input_budget", budget, &budget, &err) ||
+        cf_config_get_bool(cfg, "status_remote", 0, &status_remote, &err)) {
         fprintf(stderr, "chunkfly-scheduler: %s\n", err.msg);
         EXIT(2);
     }
@@ -304,6 +308,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = proto_http_server_new(a.loop, &hl, &a.http) ? cf_err_set(&err, -ENOMEM, "oom") : 0;
     if (!rc) rc = sched_status_new(a.http, a.srv, &a.status);
+    if (!rc) sched_status_allow_remote(a.status, status_remote);
     if (!rc) rc = proto_http_listen(a.http, hhost, hport, &err);
     if (rc) {
         fprintf(stderr, "chunkfly-scheduler: %s\n", cf_err_str(&err, rc));

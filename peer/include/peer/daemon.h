@@ -54,6 +54,7 @@ struct peer_daemon_opts {
     uint32_t local_max_conns; /* (64) */
     uint32_t seed_cached;     /* complete cached blobs announced at start-up (64) */
     int fetch_whole_blob;     /* a read also fetches the rest of the blob in the background (1) */
+    int status_remote;        /* /status to non-local clients too (0: it lists task digests) */
     /* registry mirror (docs/mirror.md) */
     const char *mirror_listen;           /* "ip:port", "" = off (127.0.0.1:65001) */
     int mirror_listen_set;               /* given in the config: a bind failure is fatal */

@@ -53,7 +53,19 @@ typedef struct proto_http_req {
     const uint8_t *body;
     size_t body_len;
     int is_head; /* HEAD request: body writes are dropped automatically */
+    /* The client is on this host: a loopback address (127.0.0.0/8, ::1, ::ffff:127.x) or a
+     * unix socket. Handlers serving what strangers must not read check it. */
+    int from_loopback;
 } proto_http_req;
+
+/* 1 when sa is a loopback address (or AF_UNIX), else 0. */
+int proto_http_addr_is_loopback(const struct sockaddr *sa);
+
+/* For endpoints that list what strangers must not read (task digests, holders): when the
+ * client is not local and allow_remote is 0, answers 403 with a JSON error naming `setting`
+ * (the config key that opens it) and returns 1; otherwise returns 0 and answers nothing. */
+int proto_http_refuse_remote(proto_http_res *res, const proto_http_req *req, int allow_remote,
+                             const char *setting);
 
 typedef void (*proto_http_handler)(proto_http_res *res, const proto_http_req *req, void *arg);
 /* Completion of proto_http_write / proto_http_send_file: status 0 or negative errno. */
