@@ -5,8 +5,8 @@
 #   deploy/image/build.sh [--push REGISTRY/REPO:TAG] [--out DIR] [--build-dir DIR]
 #                         [--bin-dir DIR] [--print-ref]
 #
-# The image's name and tag are the one line of deploy/image/IMAGE (the Kubernetes manifests use
-# the same file through deploy/k8s/kustomization.yaml; tests/integration/deploy checks both).
+# The image's name and tag: IMAGE= in deploy/image/image.env, the one place they are written (the
+# Kubernetes manifests take them from the same file: deploy/image/kustomization.yaml).
 # Steps: a Release build of only the packaged targets (`cmake -B BUILD -DCMAKE_BUILD_TYPE=Release`;
 # --bin-dir DIR packages DIR's binaries instead and builds nothing), a root filesystem holding
 # the stripped binaries, their ldd closure and ld.so, then one layer added with
@@ -37,8 +37,9 @@ IMAGE_UID=65532
 usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "$PROG: $*" >&2; exit 1; }
 
-REF=$(sed -n '/^[^#[:space:]]/{p;q}' "$HERE/IMAGE")
-[[ $REF =~ ^[a-z0-9.:-]+(/[a-z0-9._-]+)+:[A-Za-z0-9._-]+$ ]] || die "$HERE/IMAGE: '$REF' is not NAME:TAG"
+REF=$(sed -n 's/^IMAGE=//p' "$HERE/image.env")
+[[ $REF =~ ^[a-z0-9.:-]+(/[a-z0-9._-]+)+:[A-Za-z0-9._-]+$ ]] ||
+  die "$HERE/image.env: IMAGE='$REF' is not REGISTRY/REPO:TAG"
 TAG=${REF##*:}
 
 while [ $# -gt 0 ]; do

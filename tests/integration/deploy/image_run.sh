@@ -1,11 +1,11 @@
 #!/bin/bash
 # deploy/image/build.sh makes a reproducible image that runs: two builds of the same binaries
-# give the same manifest digest (and byte-identical archives), the image reference is
-# deploy/image/IMAGE's, a Release image stays under 30 MB compressed; a real containerd (its own
-# root, state and socket under $T) imports the OCI archive and `ctr run` starts chunkfly-scheduler
-# and chunkfly-peer as the image's non-root user, both /healthz answer 200, the peer's mirror
-# listens; every other binary answers --help inside the image (so its ldd closure is
-# complete).
+# give the same manifest digest (and byte-identical archives), the reference is IMAGE= of
+# deploy/image/image.env, a Release image stays under 30 MB compressed; a real containerd (its
+# own root, state and socket under $T) imports the OCI archive and `ctr run` starts
+# chunkfly-scheduler and chunkfly-peer as the image's non-root user, both /healthz answer 200,
+# the peer's mirror listens; every other binary answers --help inside the image (so its ldd
+# closure is complete).
 . "$(dirname "$0")/../../lib/testlib.sh"
 
 need_root
@@ -14,10 +14,10 @@ for b in umoci containerd ctr runc curl; do
 done
 for b in chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly chunkfly-image; do need_bin "$b"; done
 BUILD_SH=$CHUNKFLY_SRC/deploy/image/build.sh
-REF=$(sed -n '/^[^#[:space:]]/{p;q}' "$CHUNKFLY_SRC/deploy/image/IMAGE")
+REF=$(sed -n 's/^IMAGE=//p' "$CHUNKFLY_SRC/deploy/image/image.env")
 
 note "two builds of the same binaries: same digest"
-[ "$("$BUILD_SH" --print-ref)" = "$REF" ] || fail "build.sh --print-ref != deploy/image/IMAGE"
+[ "$("$BUILD_SH" --print-ref)" = "$REF" ] || fail "build.sh --print-ref != deploy/image/image.env"
 "$BUILD_SH" --bin-dir "$CHUNKFLY_BIN" --out "$T/img1" >"$T/build1.log" 2>&1 ||
     { cat "$T/build1.log"; fail "build.sh (1)"; }
 "$BUILD_SH" --bin-dir "$CHUNKFLY_BIN" --out "$T/img2" >"$T/build2.log" 2>&1 ||
@@ -25,7 +25,7 @@ note "two builds of the same binaries: same digest"
 read -r _ ref1 dg1 size1 < <(grep '^image ' "$T/build1.log")
 read -r _ ref2 dg2 size2 < <(grep '^image ' "$T/build2.log")
 echo "image $ref1 $dg1, $size1 bytes compressed"
-[ "$ref1" = "$REF" ] || fail "build.sh made $ref1, IMAGE says $REF"
+[ "$ref1" = "$REF" ] || fail "build.sh made $ref1, image.env says $REF"
 [ "$dg1" = "$dg2" ] || fail "not reproducible: $dg1 then $dg2"
 [ "$(cat "$T/img1/digest")" = "$dg1" ] || fail "digest file"
 cmp "$T/img1/chunkfly.oci.tar" "$T/img2/chunkfly.oci.tar" || fail "archives differ"
