@@ -1,11 +1,11 @@
 #!/bin/bash
 # deploy/image/build.sh makes a reproducible image that runs: two builds of the same binaries
-# give the same manifest digest (and byte-identical archives), the reference is IMAGE= of
-# deploy/image/image.env, a Release image stays under 30 MB compressed; a real containerd (its
-# own root, state and socket under $T) imports the OCI archive and `ctr run` starts
-# chunkfly-scheduler and chunkfly-peer as the image's non-root user, both /healthz answer 200,
-# the peer's mirror listens; every other binary answers --help inside the image (so its ldd
-# closure is complete).
+# give the same manifest digest and byte-identical archives, --push puts that digest in a real
+# docker-registry, the reference is IMAGE= of deploy/image/image.env, a Release image stays
+# under 30 MB compressed; a real containerd (its own root, state and socket under $T) imports
+# the OCI archive and `ctr run` starts chunkfly-scheduler and chunkfly-peer as the image's
+# non-root user, both /healthz answer 200, the peer's mirror listens; every other binary
+# answers --help inside the image (so its ldd closure is complete).
 . "$(dirname "$0")/../../lib/testlib.sh"
 
 need_root
@@ -20,8 +20,16 @@ note "two builds of the same binaries: same digest"
 [ "$("$BUILD_SH" --print-ref)" = "$REF" ] || fail "build.sh --print-ref != deploy/image/image.env"
 "$BUILD_SH" --bin-dir "$CHUNKFLY_BIN" --out "$T/img1" >"$T/build1.log" 2>&1 ||
     { cat "$T/build1.log"; fail "build.sh (1)"; }
-"$BUILD_SH" --bin-dir "$CHUNKFLY_BIN" --out "$T/img2" >"$T/build2.log" 2>&1 ||
-    { cat "$T/build2.log"; fail "build.sh (2)"; }
+# the second build also pushes (--push) to a real docker-registry
+PUSH=()
+if command -v skopeo >/dev/null && command -v docker-registry >/dev/null; then
+    start_registry
+    PUSH=(--push "$REGISTRY/chunkfly/chunkfly:${REF##*:}")
+else
+    note "skopeo or docker-registry not installed: --push not tested"
+fi
+SKOPEO_ARGS=--dest-tls-verify=false "$BUILD_SH" --bin-dir "$CHUNKFLY_BIN" --out "$T/img2" \
+    "${PUSH[@]}" >"$T/build2.log" 2>&1 || { cat "$T/build2.log"; fail "build.sh (2)"; }
 read -r _ ref1 dg1 size1 < <(grep '^image ' "$T/build1.log")
 read -r _ ref2 dg2 size2 < <(grep '^image ' "$T/build2.log")
 echo "image $ref1 $dg1, $size1 bytes compressed"
@@ -29,6 +37,15 @@ echo "image $ref1 $dg1, $size1 bytes compressed"
 [ "$dg1" = "$dg2" ] || fail "not reproducible: $dg1 then $dg2"
 [ "$(cat "$T/img1/digest")" = "$dg1" ] || fail "digest file"
 cmp "$T/img1/chunkfly.oci.tar" "$T/img2/chunkfly.oci.tar" || fail "archives differ"
+if [ ${#PUSH[@]} -gt 0 ]; then
+    # the registry serves the same manifest: same digest
+    pushed=$(curl -fsS -o /dev/null -D - \
+        -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+        "http://$REGISTRY/v2/chunkfly/chunkfly/manifests/${REF##*:}" |
+        tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {print $2}')
+    [ "$pushed" = "$dg1" ] || fail "--push: the registry has $pushed, built $dg1"
+    echo "pushed to $REGISTRY: $pushed"
+fi
 btype=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$CHUNKFLY_BUILD/CMakeCache.txt" 2>/dev/null || true)
 if [ "$btype" = Release ]; then
     [ "$size1" -le $((30 * 1000 * 1000)) ] || fail "image is $size1 bytes compressed (goal <= 30 MB)"
