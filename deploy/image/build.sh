@@ -107,8 +107,6 @@ done
 for p in "${!LIBS[@]}"; do
   put_file "$p" "$p"
 done
-# /lib64/ld-linux-*.so.2 on a merged-/usr host resolves to /usr/lib/...: the path PT_INTERP
-# names is the one copied above, which is all the kernel needs
 
 # the CA bundle libcurl reads by default (Debian's build: CURLOPT_CAINFO default)
 put_file /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
@@ -128,7 +126,7 @@ printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$R/etc/nsswitch.conf"
 # modes and owners: everything root-owned and read-only but the daemons' default directories
 find "$R" -type d -exec chmod 0755 {} +
 find "$R" -type f -exec chmod 0644 {} +
-chmod 0755 "$R"/usr/local/bin/* "$R"/lib*/*/ld-linux* "$R"/lib64/ld-linux* 2>/dev/null || true
+chmod 0755 "$R"/usr/local/bin/*
 find "$R" -type f -name 'ld-linux*' -exec chmod 0755 {} +
 chmod 1777 "$R/tmp"
 chmod 0750 "$R/var/cache/chunkfly"
@@ -174,7 +172,7 @@ find "$OUT/oci" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 (cd "$OUT/oci" && tar --sort=name --numeric-owner --owner=0 --group=0 \
     --mtime="@$SOURCE_DATE_EPOCH" --format=ustar -cf "$OUT/chunkfly.oci.tar" \
     oci-layout index.json blobs)
-rm -f "$OUT/layer.tar"
+rm -rf "$OUT/layer.tar" "$R"
 
 DIGEST=$(python3 - "$OUT/oci" "$TAG" <<'PY'
 import json, sys
