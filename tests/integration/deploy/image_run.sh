@@ -74,6 +74,7 @@ CTR=(ctr -a "$C/containerd.sock" -n chunkfly-test)
 "${CTR[@]}" version >/dev/null 2>&1 || { cat "$C/containerd.log"; fail "containerd did not start"; }
 # containers first (their tasks and mounts), then containerd, then testlib's cleanup
 CIDS=()
+NETNS_DEL=""
 ctrd_cleanup() {
     local rc=$? id
     set +e
@@ -82,6 +83,7 @@ ctrd_cleanup() {
         for _ in $(seq 30); do "${CTR[@]}" task delete "$id" >/dev/null 2>&1 && break; sleep 0.1; done
         "${CTR[@]}" container delete "$id" >/dev/null 2>&1
     done
+    [ -n "$NETNS_DEL" ] && ip netns del "$NETNS_DEL" 2>/dev/null
     kill "$CTRD_PID" 2>/dev/null
     wait "$CTRD_PID" 2>/dev/null
     umount -R "$C/root" 2>/dev/null
@@ -143,5 +145,65 @@ wait_port 127.0.0.1 "$PM"
 for id in sched peer; do
     [ "$(task_uid "$id")" = 65532 ] || fail "$id runs as uid $(task_uid "$id"), not the image's user"
 done
-curl -sf "http://127.0.0.1:$SH/metrics" | grep -q . || fail "scheduler /metrics"
+curl -sf -o "$T/metrics" "http://127.0.0.1:$SH/metrics" && [ -s "$T/metrics" ] || fail "scheduler /metrics"
+
+note "the Kubernetes workloads run as deploy/k8s says"
+# Each workload's command and args (with $(NODE_IP) expanded as the kubelet does), its
+# ConfigMap and Secret files, hostPath directories and read-only root, in a network namespace of
+# its own (lo up: the manifests' fixed ports cannot clash with anything), then its probes must
+# answer 200 and every declared port must listen. ctr 1.6 has no --user: the processes run as
+# the image's user, so the hostPath stand-ins belong to it (docs/deploy.md: the non-root variant).
+if ! command -v kubectl >/dev/null || ! command -v ip >/dev/null; then
+    note "SKIPPED PART: kubectl or ip not installed: the workloads are not run"
+    echo "ok"
+    exit 0
+fi
+kubectl kustomize "$CHUNKFLY_SRC/deploy/k8s" >"$T/rendered.yaml" || fail "kubectl kustomize deploy/k8s"
+NS=cftest-deploy-$$
+ip netns add "$NS" || fail "ip netns add"
+NETNS_DEL=$NS
+ip -n "$NS" link set lo up
+in_ns() { ip netns exec "$NS" "$@"; }
+run_workload() { # KIND NAME ID
+    local kind=$1 name=$2 id=$3 w=$T/$3 word a b c d
+    local args=() mounts=() probes=() ports=()
+    python3 "$CHUNKFLY_SRC/tests/integration/deploy/k8s_to_ctr.py" "$T/rendered.yaml" "$kind" \
+        "$name" "$w" 127.0.0.1 >"$T/$id.spec" || fail "$kind/$name: k8s_to_ctr.py"
+    while read -r word a b c d; do
+        case $word in
+            ARG) args+=("$a") ;;
+            MOUNT) mounts+=(--mount "type=bind,src=$a,dst=$b,options=rbind:$c") ;;
+            PROBE) probes+=("$b:$c$d") ;;
+            PORT) ports+=("$a") ;;
+        esac
+    done <"$T/$id.spec"
+    [ -d "$w/host" ] && chown -R 65532:65532 "$w/host"
+    CIDS+=("$id")
+    "${CTR[@]}" run -d --read-only --with-ns "network:/var/run/netns/$NS" "${mounts[@]}" \
+        --log-uri "file://$T/$id.log" "$REF" "$id" "${args[@]}" >/dev/null || fail "ctr run $id"
+    local p code
+    for p in "${probes[@]}"; do
+        code=000
+        for _ in $(seq 100); do
+            code=$(in_ns curl -s -o /dev/null -w '%{http_code}' "http://$p" || true)
+            [ "$code" = 200 ] && break
+            sleep 0.2
+        done
+        [ "$code" = 200 ] || { cat "$T/$id.log"; fail "$kind/$name: probe http://$p answered $code"; }
+    done
+    for p in "${ports[@]}"; do
+        in_ns ss -Htln "sport = :$p" | grep -q . || { cat "$T/$id.log"; fail "$kind/$name: nothing listens on port $p"; }
+    done
+    echo "$kind/$name: probes ${probes[*]} answer 200, ports ${ports[*]} listen"
+}
+run_workload Deployment chunkfly-scheduler k8s-sched
+run_workload DaemonSet chunkfly-peer k8s-peer
+# the node's side of the hostPaths: the local API socket and the cache
+sock=$T/k8s-peer/host/run/chunkfly/peer.sock
+[ -S "$sock" ] || fail "the peer's socket is not in its /run/chunkfly hostPath"
+"$CHUNKFLY_BIN/chunkfly" status --peer "$sock" >"$T/status.out" 2>&1 ||
+    { cat "$T/status.out"; fail "chunkfly status through the hostPath socket"; }
+[ -n "$(ls -A "$T/k8s-peer/host/var/cache/chunkfly")" ] || fail "nothing in the cache hostPath"
+grep -q "peer peer-127.0.0.1:4100: upload 0.0.0.0:4100" "$T/k8s-peer.log" ||
+    { cat "$T/k8s-peer.log"; fail "the peer does not advertise NODE_IP:4100"; }
 echo "ok"

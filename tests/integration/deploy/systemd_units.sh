@@ -87,8 +87,9 @@ cache=$(key cache_dir "$CFG/peer.conf"); sock=$(key api_socket "$CFG/peer.conf")
 [ "/var/cache/$(ukey CacheDirectory "$P")" = "$cache" ] || fail "peer CacheDirectory != cache_dir $cache"
 [ "/run/$(ukey RuntimeDirectory "$P")" = "$(dirname "$sock")" ] || fail "peer RuntimeDirectory != dir of $sock"
 # the same paths are the daemon's built-in defaults (its --help shows them)
-"$CHUNKFLY_BIN/chunkfly-peer" --help | grep -qF "[cache_dir, $cache]" || fail "peer default cache_dir is not $cache"
-"$CHUNKFLY_BIN/chunkfly-peer" --help | grep -qF "[api_socket, $sock]" || fail "peer default api_socket is not $sock"
+"$CHUNKFLY_BIN/chunkfly-peer" --help >"$T/peer-help"
+grep -qF "[cache_dir, $cache]" "$T/peer-help" || fail "peer default cache_dir is not $cache"
+grep -qF "[api_socket, $sock]" "$T/peer-help" || fail "peer default api_socket is not $sock"
 grep -q "^ExecStart=/usr/local/bin/chunkfly-peer --config /etc/chunkfly/peer.conf$" "$P" || fail "peer ExecStart"
 grep -q "^ExecStart=/usr/local/bin/chunkfly-scheduler --config /etc/chunkfly/scheduler.conf$" "$S" ||
     fail "scheduler ExecStart"
