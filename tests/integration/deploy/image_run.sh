@@ -31,7 +31,7 @@ fi
 SKOPEO_ARGS=--dest-tls-verify=false "$BUILD_SH" --bin-dir "$CHUNKFLY_BIN" --out "$T/img2" \
     "${PUSH[@]}" >"$T/build2.log" 2>&1 || { cat "$T/build2.log"; fail "build.sh (2)"; }
 read -r _ ref1 dg1 size1 < <(grep '^image ' "$T/build1.log")
-read -r _ ref2 dg2 size2 < <(grep '^image ' "$T/build2.log")
+read -r _ _ dg2 _ < <(grep '^image ' "$T/build2.log")
 echo "image $ref1 $dg1, $size1 bytes compressed"
 [ "$ref1" = "$REF" ] || fail "build.sh made $ref1, image.env says $REF"
 [ "$dg1" = "$dg2" ] || fail "not reproducible: $dg1 then $dg2"
