@@ -41,6 +41,26 @@ for _ in $(seq 20); do
 done
 peer_alive_or_fail 1
 
+note "/status (task digests) refused to clients not on this host"
+ext=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4, a, "/"); print a[1]; exit}')
+if [ -z "$ext" ]; then
+    note "SKIP: no non-loopback IPv4 address on this host"
+else
+    hp=$(free_port)
+    bg_start "$T/peer9.log" "$PEER_BIN" --listen "127.0.0.19:$(free_port 127.0.0.19)" --http "$ext:$hp" \
+        --cache-dir "$T/cache9" --api-socket "$T/p9.sock" --set mirror_listen=
+    p9=$CF_LAST_PID
+    wait_port "$ext" "$hp"
+    code=$(curl -s -o "$T/st9" -w '%{http_code}' --interface "$ext" "http://$ext:$hp/status")
+    hz=$(curl -s -o /dev/null -w '%{http_code}' --interface "$ext" "http://$ext:$hp/healthz")
+    echo "from $ext: /status $code, /healthz $hz"
+    [ "$code" = 403 ] && grep -q status_remote "$T/st9" || fail "/status served to $ext: $code"
+    [ "$hz" = 200 ] || fail "/healthz from $ext: $hz"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://${PEER_HTTP[1]}/status")
+    [ "$code" = 200 ] || fail "/status over loopback: $code"
+    kill "$p9"; wait "$p9" 2>/dev/null || true
+fi
+
 note "still serving correctly"
 get 1 0 "$SIZE" "$T/o2" || fail "read after abuse"
 cmp "$T/blob" "$T/o2" || fail "bytes differ after abuse"
