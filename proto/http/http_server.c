@@ -96,6 +96,8 @@ struct conn {
     int poll_fd;
     int poll_active;
     int from_loopback; /* peer address is loopback / unix socket */
+    uint8_t src[16];   /* IP of a TCP client (IPv4 as ::ffff:a.b.c.d), for max_per_source */
+    int has_src;
 };
 
 struct proto_http_server {
@@ -149,6 +151,7 @@ void proto_http_limits_default(struct proto_http_limits *l)
     l->max_body_bytes = 65536;
     l->max_connections = 1024;
     l->idle_timeout_ms = 30000;
+    l->max_per_source = 64;
 }
 
 const char *proto_http_reason(int status)
@@ -214,6 +217,7 @@ int proto_http_server_new(uv_loop_t *loop, const struct proto_http_limits *limit
         s->lim.max_body_bytes = limits->max_body_bytes;
         if (limits->max_connections) s->lim.max_connections = limits->max_connections;
         if (limits->idle_timeout_ms) s->lim.idle_timeout_ms = limits->idle_timeout_ms;
+        if (limits->max_per_source) s->lim.max_per_source = limits->max_per_source;
     }
     *out = s;
     return 0;
@@ -1085,13 +1089,31 @@ int proto_http_refuse_remote(proto_http_res *res, const proto_http_req *req, int
     return 1;
 }
 
-/* Where the client of fd is (getpeername; unknown counts as remote). */
-static int fd_from_loopback(int fd)
+/* Where the client of c's socket fd is (getpeername; unknown counts as remote, no source). */
+static void conn_set_source(conn *c, int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) return 0;
-    return proto_http_addr_is_loopback((struct sockaddr *)&ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) return;
+    c->from_loopback = proto_http_addr_is_loopback((struct sockaddr *)&ss);
+    if (ss.ss_family == AF_INET) {
+        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        memcpy(c->src, v4mapped, 12);
+        memcpy(c->src + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        c->has_src = 1;
+    } else if (ss.ss_family == AF_INET6) {
+        memcpy(c->src, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        c->has_src = 1;
+    }
+}
+
+/* Open connections from c's source address, c included. */
+static unsigned source_count(const conn *c)
+{
+    unsigned n = 0;
+    for (const conn *o = c->srv->conns; o; o = o->next)
+        n += o->has_src && !o->closing && memcmp(o->src, c->src, 16) == 0;
+    return n;
 }
 
 static conn *conn_new(proto_http_server *s)
@@ -1112,7 +1134,8 @@ static conn *conn_new(proto_http_server *s)
 static void conn_begin(conn *c)
 {
     proto_http_server *s = c->srv;
-    if (s->st.connections_open > s->lim.max_connections || s->closing) {
+    if (s->st.connections_open > s->lim.max_connections || s->closing ||
+        (c->has_src && source_count(c) > s->lim.max_per_source)) {
         s->st.connections_rejected++;
         conn_close(c);
         return;
@@ -1142,7 +1165,7 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     uv_tcp_nodelay(&c->io.tcp, 1);
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->io.tcp, &fd) == 0) c->from_loopback = fd_from_loopback(fd);
+    if (uv_fileno((uv_handle_t *)&c->io.tcp, &fd) == 0) conn_set_source(c, fd);
     conn_begin(c);
 }
 
@@ -1167,7 +1190,10 @@ int proto_http_adopt_fd(proto_http_server *s, int fd)
         conn_close(c);
         return rc;
     }
-    c->from_loopback = ss.ss_family == AF_UNIX || fd_from_loopback(fd);
+    if (ss.ss_family == AF_UNIX)
+        c->from_loopback = 1;
+    else
+        conn_set_source(c, fd);
     conn_begin(c);
     return 0;
 }

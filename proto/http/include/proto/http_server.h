@@ -34,6 +34,10 @@ struct proto_http_limits {
     size_t max_body_bytes;    /* request body; default 64 KiB */
     unsigned max_connections; /* further connections are closed at once; default 1024 */
     uint64_t idle_timeout_ms; /* no complete request / no write progress; default 30 s */
+    /* TCP connections from one IP address (unix sockets are not counted); further ones are
+     * closed at once, so one slow-client flood cannot take every slot (e.g. from a kubelet's
+     * /healthz probe). Default 64; never more than max_connections. */
+    unsigned max_per_source;
 };
 
 struct proto_http_header {
@@ -105,7 +109,7 @@ struct proto_http_stats {
     uint64_t requests;
     uint64_t bad_requests; /* 4xx sent by the server itself (parse errors, limits) */
     uint64_t connections_accepted;
-    uint64_t connections_rejected; /* over max_connections */
+    uint64_t connections_rejected; /* over max_connections or max_per_source */
     uint64_t idle_timeouts;
     unsigned connections_open;
 };
