@@ -95,9 +95,11 @@ struct sched_task {
     uint32_t n_waiting;
     uint32_t waiter_cursor;
     uint8_t *digests;
-    uint64_t state_bytes;      /* per-piece arrays of the task (task_state_cost) */
-    sched_host *creator;       /* charged for state_bytes while it has a peer in the task */
-    sched_task *gnext, *gprev; /* list of tasks with live grants (for the stall check) */
+    uint64_t digests_publisher;     /* id hash of the host whose list is stored */
+    uint64_t discredited_publisher; /* id hash of a host whose list the origin contradicted */
+    uint64_t state_bytes;           /* per-piece arrays of the task (task_state_cost) */
+    sched_host *creator;            /* charged for state_bytes while it has a peer in the task */
+    sched_task *gnext, *gprev;      /* list of tasks with live grants (for the stall check) */
     int in_grant_list;
     uint64_t created_ms;
     uint64_t hold_until_ms;    /* no origin grants before this (recovery after a move) */

@@ -84,6 +84,9 @@ static void handle_metrics(proto_http_res *res, const proto_http_req *req, void 
            "Mesh connections over the limit.", ss.conns_rejected);
     metric(&b, "chunkfly_scheduler_handshake_failures_total", "counter",
            "Refused or missing handshakes.", ss.handshakes_failed + ss.handshake_timeouts);
+    metric(&b, "chunkfly_scheduler_digest_lists_discredited_total", "counter",
+           "Digest lists dropped because a peer's origin bytes disagreed with them.",
+           ss.digest_lists_discredited);
     metric(&b, "chunkfly_scheduler_idle_closed_total", "counter",
            "Connections closed for idleness.", ss.idle_closed);
     metric(&b, "chunkfly_scheduler_frames_in_total", "counter", "Frames received.", ss.frames_in);

@@ -634,15 +634,29 @@ uint32_t sched_task_piece_count(const sched_task *t)
     return t->n_pieces;
 }
 
-int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len)
+int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len,
+                           const sched_host *publisher)
 {
     if (!t) return -ENOENT;
     if (len != (size_t)t->n_pieces * 32 || !digests) return -EINVAL;
+    if (publisher && t->discredited_publisher && publisher->id_hash == t->discredited_publisher)
+        return -EPERM;
     if (t->digests) return memcmp(t->digests, digests, len) == 0 ? 0 : -EEXIST;
     t->digests = malloc(len ? len : 1);
     if (!t->digests) return -ENOMEM;
     memcpy(t->digests, digests, len);
+    t->digests_publisher = publisher ? publisher->id_hash : 0;
     return 0;
+}
+
+int sched_task_discredit_digests(sched_task *t)
+{
+    if (!t || !t->digests) return 0;
+    free(t->digests);
+    t->digests = NULL;
+    t->discredited_publisher = t->digests_publisher;
+    t->digests_publisher = 0;
+    return 1;
 }
 
 const uint8_t *sched_task_digests(const sched_task *t)

@@ -139,7 +139,16 @@ uint32_t sched_task_piece_size(const sched_task *t);
 uint32_t sched_task_piece_count(const sched_task *t);
 /* Stores the per-piece digest list (32 bytes * piece_count, copied) if the task has none yet.
  * Returns 0, -ENOENT, -EEXIST (kept the first), -EINVAL (wrong size). */
-int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len);
+/* Stores the task's per-piece digest list (len = piece count * 32) published by `publisher`
+ * (may be NULL). Returns 0 (also when equal to the stored one), -EEXIST when a different list is
+ * stored, -EPERM when publisher's list for this task was discredited, -EINVAL, -ENOMEM. */
+int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len,
+                           const sched_host *publisher);
+/* A peer fetching from the origin found bytes that disagree with the list (the origin is
+ * authoritative): the list is dropped, so the next host that verifies the whole blob may publish
+ * one, and its publisher may not publish this task's list again. Returns 1 when a list was
+ * dropped, 0 when there was none. */
+int sched_task_discredit_digests(sched_task *t);
 const uint8_t *sched_task_digests(const sched_task *t); /* NULL when none */
 
 /* The peer of host h in task task_id, or NULL. */

@@ -30,17 +30,22 @@ def mp_uint(v):
     return b"\xcf" + struct.pack(">Q", v)
 
 
+def mp_val(v):
+    """msgpack of a bool, non-negative int, str, bytes (bin) or list of those."""
+    if isinstance(v, bool):
+        return b"\xc3" if v else b"\xc2"
+    if isinstance(v, int):
+        return mp_uint(v)
+    if isinstance(v, bytes):
+        return b"\xc6" + struct.pack(">I", len(v)) + v
+    if isinstance(v, list):
+        return b"\xdd" + struct.pack(">I", len(v)) + b"".join(mp_val(x) for x in v)
+    return mp_str(v)
+
+
 def mp_map(d):
-    out = bytes([0x80 | len(d)])
-    for k, v in d.items():
-        out += mp_str(k)
-        if isinstance(v, bool):
-            out += b"\xc3" if v else b"\xc2"
-        elif isinstance(v, int):
-            out += mp_uint(v)
-        else:
-            out += mp_str(v)
-    return out
+    """msgpack map with str keys (the other helpers of the peer tests import it)."""
+    return bytes([0x80 | len(d)]) + b"".join(mp_str(k) + mp_val(v) for k, v in d.items())
 
 
 def frame(t, body, payload=b"", magic=MAGIC, ver=1, blen=None, plen=None):
