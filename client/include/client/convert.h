@@ -1,0 +1,62 @@
+/* Registry-to-registry conversion of an OCI/Docker image into a Nydus (RAFS v6) image, as
+ * `nydusify convert` does (docs/convert.md; the packaging is ../shared/docs/nydus-format.md §5
+ * and runtime-contracts.md §3).
+ *
+ * Flow: the source manifest (an index is followed to the wanted platform), then per layer: the
+ * compressed layer is streamed to a file in the work dir (gzip, zstd or plain tar: libarchive
+ * reads them), built into a Nydus blob + layer bootstrap with the RAFS builder (rafs_create;
+ * blob-inline-meta, blob-toc, whiteouts kept for the merge), the blob pushed unless the target
+ * has it; then the bootstraps are merged (whiteouts and opaque dirs applied), the bootstrap
+ * layer (deterministic gzip tar of image/ + image/image.boot) and the config (diff_ids = blob
+ * digests + the bootstrap tar's uncompressed digest, one more history entry) are pushed, and
+ * the manifest last: an error before that publishes nothing.
+ * Memory: one layer is processed at a time; layer and blob bytes go through files, never held
+ * whole in memory (the builder's chunk pipeline and the upload's pread are bounded).
+ * Re-runs: <work_dir>/cache/ maps a source layer digest (and the build options) to its blob
+ * digest and keeps the layer bootstrap, so a layer converted before is not rebuilt: the target
+ * is asked (HEAD) and the blob is mounted from the repository it was pushed to, or rebuilt
+ * only when neither has it.
+ * Threads: one conversion per call, blocking; the call uses the builder's worker threads.
+ * Errors: 0 or a negative errno with `err` naming the step, the layer and the registry. */
+#ifndef CLIENT_CONVERT_H
+#define CLIENT_CONVERT_H
+
+#include <stdint.h>
+
+#include "cf/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct client_convert_opts {
+    const char *source, *target; /* image references ("host:port/repo:tag") */
+    const char *platform;        /* "os/arch[/variant]" for an index; NULL = this host's */
+    int source_insecure, target_insecure; /* skip TLS verification (loopback is plain http) */
+    const char *docker_config;   /* credentials; NULL = the default docker config */
+    const char *work_dir;        /* required: layer/blob files and the cache */
+    const char *compressor;      /* "zstd" (default), "lz4_block", "none" */
+    uint32_t chunk_size;         /* 0 = 1 MiB; power of two 4 KiB .. 16 MiB */
+    unsigned threads;            /* builder compression threads; 0 = one per core */
+    /* One line per step (layer built/cached/pushed), on the calling thread; may be NULL. */
+    void (*progress)(void *ctx, const char *line);
+    void *progress_ctx;
+} client_convert_opts;
+
+typedef struct client_convert_result {
+    char manifest_digest[72];    /* the pushed Nydus manifest */
+    unsigned layers, built, cached; /* source layers; rebuilt; reused from the cache */
+    unsigned blobs_pushed, blobs_present, blobs_mounted;
+    uint64_t source_bytes;       /* compressed source layers */
+    uint64_t target_bytes;       /* Nydus blobs + bootstrap layer */
+    uint64_t pushed_bytes;       /* bytes actually uploaded */
+    double seconds;
+} client_convert_result;
+
+int client_convert(const client_convert_opts *o, client_convert_result *res, cf_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
