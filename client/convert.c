@@ -25,16 +25,16 @@
 #include "rafs/builder.h"
 #include "rafs/compressor.h"
 
-#define CONFIG_MAX   (4u << 20)
-#define PATH_CAP     4096
-#define ANN_SRC_DIG  "containerd.io/snapshot/nydus-source-digest"
-#define ANN_SRC_REF  "containerd.io/snapshot/nydus-source-reference"
-#define ANN_BUILDER  "containerd.io/snapshot/nydus-builder-version"
+#define CONFIG_MAX  (4u << 20)
+#define PATH_CAP    4096
+#define ANN_SRC_DIG "containerd.io/snapshot/nydus-source-digest"
+#define ANN_SRC_REF "containerd.io/snapshot/nydus-source-reference"
+#define ANN_BUILDER "containerd.io/snapshot/nydus-builder-version"
 
 struct layer {
     const proto_oci_desc *src;
-    char key[160];          /* cache key: source hex + build options */
-    char blob_digest[72];   /* "sha256:<hex>" of the Nydus blob */
+    char key[160];        /* cache key: source hex + build options */
+    char blob_digest[72]; /* "sha256:<hex>" of the Nydus blob */
     uint64_t blob_size;
     char boot_path[PATH_CAP + 200];
 };
@@ -174,7 +174,8 @@ static int layer_media_ok(const char *mt)
                                "application/vnd.oci.image.layer.v1.tar+gzip",
                                "application/vnd.oci.image.layer.v1.tar+zstd",
                                "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                               "application/vnd.docker.image.rootfs.diff.tar", NULL};
+                               "application/vnd.docker.image.rootfs.diff.tar",
+                               NULL};
     for (int i = 0; ok[i]; i++)
         if (strcmp(mt, ok[i]) == 0) return 1;
     return 0;
@@ -254,8 +255,8 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     char bd[20];
     short_digest(l->blob_digest, bd);
     say(c, "layer %u/%u %s %s -> blob %s %s: built in %.1f s (download %.1f s), %s in %.1f s", idx,
-        c->res->layers, sd, a, bd, b, t2 - t1, t1 - t0,
-        pushed ? "pushed" : "already in the target", now_s() - t2);
+        c->res->layers, sd, a, bd, b, t2 - t1, t1 - t0, pushed ? "pushed" : "already in the target",
+        now_s() - t2);
     return cache_store(c, l, err);
 }
 
@@ -402,9 +403,10 @@ static int gunzip_sha256(const char *path, char out[72], cf_err *err)
 
 static json_t *desc_json(const char *mt, const char *digest, uint64_t size, json_t *ann)
 {
-    json_t *d = json_pack("{s:s, s:s, s:I}", "mediaType", mt, "digest", digest, "size",
-                          (json_int_t)size);
-    if (d && ann) json_object_set_new(d, "annotations", ann);
+    json_t *d =
+        json_pack("{s:s, s:s, s:I}", "mediaType", mt, "digest", digest, "size", (json_int_t)size);
+    if (d && ann)
+        json_object_set_new(d, "annotations", ann);
     else
         json_decref(ann);
     return d;
@@ -507,8 +509,8 @@ static int run(struct conv *c, cf_err *err)
         rc = cf_err_set(err, -EINVAL, "%s has no layers", o->source);
         goto out;
     }
-    rc = proto_registry_blob_get(c->src, c->sref.repo, m.config.digest, 0, 0,
-                                 PROTO_REGISTRY_VERIFY, mem_cap_write, &cfgbuf, NULL, err);
+    rc = proto_registry_blob_get(c->src, c->sref.repo, m.config.digest, 0, 0, PROTO_REGISTRY_VERIFY,
+                                 mem_cap_write, &cfgbuf, NULL, err);
     if (rc < 0) {
         cf_err_wrap(err, rc, "source config");
         goto out;
@@ -597,16 +599,16 @@ static int run(struct conv *c, cf_err *err)
     const char *man_mt = m.docker ? PROTO_DOCKER_MT_MANIFEST : PROTO_OCI_MT_MANIFEST;
     json_t *layers = json_array();
     for (size_t i = 0; i < m.n_layers; i++)
-        json_array_append_new(layers, desc_json(PROTO_NYDUS_MT_BLOB, ls[i].blob_digest,
-                                                ls[i].blob_size,
-                                                json_pack("{s:s}", PROTO_NYDUS_ANN_BLOB, "true")));
+        json_array_append_new(layers,
+                              desc_json(PROTO_NYDUS_MT_BLOB, ls[i].blob_digest, ls[i].blob_size,
+                                        json_pack("{s:s}", PROTO_NYDUS_ANN_BLOB, "true")));
     json_array_append_new(layers,
                           desc_json(m.docker ? PROTO_DOCKER_MT_LAYER_GZIP : PROTO_OCI_MT_LAYER_GZIP,
                                     boot_digest, tgz_size,
                                     json_pack("{s:s, s:s}", PROTO_NYDUS_ANN_BOOTSTRAP, "true",
                                               PROTO_NYDUS_ANN_FS_VER, "6")));
-    man = json_pack("{s:i, s:s, s:o, s:o, s:{s:s, s:s, s:s, s:s}}", "schemaVersion", 2,
-                    "mediaType", man_mt, "config",
+    man = json_pack("{s:i, s:s, s:o, s:o, s:{s:s, s:s, s:s, s:s}}", "schemaVersion", 2, "mediaType",
+                    man_mt, "config",
                     desc_json(m.docker ? PROTO_DOCKER_MT_CONFIG : PROTO_OCI_MT_CONFIG, cfg_digest,
                               strlen(cfg_s), NULL),
                     "layers", layers, "annotations", PROTO_NYDUS_ANN_FS_VER, "6", ANN_SRC_DIG,
@@ -664,8 +666,10 @@ int client_convert(const client_convert_opts *o, client_convert_result *res, cf_
         cf_mkdir_p(c.tmp_dir, 0700) < 0)
         return cf_err_set(err, errno ? -errno : -EINVAL, "work dir %s: %s", o->work_dir,
                           strerror(errno ? errno : EINVAL));
-    proto_registry_opts so = {.docker_config = o->docker_config, .insecure_tls = o->source_insecure};
-    proto_registry_opts to = {.docker_config = o->docker_config, .insecure_tls = o->target_insecure};
+    proto_registry_opts so = {.docker_config = o->docker_config,
+                              .insecure_tls = o->source_insecure};
+    proto_registry_opts to = {.docker_config = o->docker_config,
+                              .insecure_tls = o->target_insecure};
     if ((rc = proto_registry_new(c.sref.registry, &so, &c.src, err)) < 0) return rc;
     if ((rc = proto_registry_new(c.tref.registry, &to, &c.dst, err)) < 0) {
         proto_registry_free(c.src);

@@ -88,14 +88,30 @@ int cmd_convert(int argc, char **argv)
     optind = 1;
     for (int ch; (ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1;) {
         switch (ch) {
-        case OPT_PLATFORM: o.platform = optarg; break;
-        case OPT_SRC_INSECURE: o.source_insecure = 1; break;
-        case OPT_DST_INSECURE: o.target_insecure = 1; break;
-        case OPT_DOCKER_CONFIG: o.docker_config = optarg; break;
-        case OPT_WORK_DIR: o.work_dir = optarg; break;
-        case OPT_COMPRESSOR: o.compressor = optarg; break;
-        case OPT_SOURCE: o.source = optarg; break;
-        case OPT_TARGET: o.target = optarg; break;
+        case OPT_PLATFORM:
+            o.platform = optarg;
+            break;
+        case OPT_SRC_INSECURE:
+            o.source_insecure = 1;
+            break;
+        case OPT_DST_INSECURE:
+            o.target_insecure = 1;
+            break;
+        case OPT_DOCKER_CONFIG:
+            o.docker_config = optarg;
+            break;
+        case OPT_WORK_DIR:
+            o.work_dir = optarg;
+            break;
+        case OPT_COMPRESSOR:
+            o.compressor = optarg;
+            break;
+        case OPT_SOURCE:
+            o.source = optarg;
+            break;
+        case OPT_TARGET:
+            o.target = optarg;
+            break;
         case OPT_CHUNK_SIZE: {
             uint64_t v;
             if (cf_parse_u64(optarg, &v) || v > (16u << 20)) {
@@ -127,9 +143,15 @@ int cmd_convert(int argc, char **argv)
                     "platform with --platform\n",
                     argv[optind - 1]);
             return CLI_EXIT_USAGE;
-        case 'q': quiet = 1; break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return CLI_EXIT_USAGE;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return CLI_EXIT_USAGE;
         }
     }
     if (!o.source && optind < argc) o.source = argv[optind++];
@@ -145,7 +167,8 @@ int cmd_convert(int argc, char **argv)
     int rc = client_convert(&o, &r, &err);
     if (rc < 0) {
         fprintf(stderr, "chunkfly convert: %s\n", cf_err_str(&err, rc));
-        fprintf(stderr, "chunkfly convert: nothing published for %s (its manifest was not pushed)\n",
+        fprintf(stderr,
+                "chunkfly convert: nothing published for %s (its manifest was not pushed)\n",
                 o.target);
         return CLI_EXIT_FAIL;
     }
@@ -157,8 +180,8 @@ int cmd_convert(int argc, char **argv)
         fprintf(stderr,
                 "converted %s -> %s@%s in %.1f s: %u layers (%u built, %u converted before), "
                 "source %s, target %s; blobs pushed %u (%s), already there %u, mounted %u\n",
-                o.source, o.target, r.manifest_digest, r.seconds, r.layers, r.built, r.cached, s,
-                t, r.blobs_pushed, p, r.blobs_present, r.blobs_mounted);
+                o.source, o.target, r.manifest_digest, r.seconds, r.layers, r.built, r.cached, s, t,
+                r.blobs_pushed, p, r.blobs_present, r.blobs_mounted);
     printf("%s@%s\n", o.target, r.manifest_digest);
     return 0;
 }

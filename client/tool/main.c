@@ -74,7 +74,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "unpin")) return cmd_pin(argc - 1, argv + 1, 0);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
-    fprintf(stderr, "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init, convert)\n",
+    fprintf(stderr,
+            "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init, convert)\n",
             cmd);
     return CLI_EXIT_USAGE;
 }

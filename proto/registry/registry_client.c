@@ -342,8 +342,8 @@ static int token_fetch(proto_registry *r, const char *scope, const char *realm, 
     char *es = curl_easy_escape(h, service, 0);
     cf_buf url = {0};
     int rc = -ENOMEM;
-    int bad = !es || cf_buf_printf(&url, "%s%cservice=%s", realm, strchr(realm, '?') ? '&' : '?',
-                                   es) < 0;
+    int bad =
+        !es || cf_buf_printf(&url, "%s%cservice=%s", realm, strchr(realm, '?') ? '&' : '?', es) < 0;
     /* Several space-separated scopes (a cross-repository mount needs push on one repository
      * and pull on another): one scope= parameter each, as the token protocol wants. */
     for (const char *p = scope; !bad && *p;) {
@@ -609,7 +609,8 @@ int proto_registry_blob_get(proto_registry *r, const char *repo, const char *dig
                         .hash = (flags & PROTO_REGISTRY_VERIFY) ? &hash : NULL};
     rc = reg_request(r, repo, &q, &s, err);
     if (delivered) *delivered = s.delivered;
-    if (rc == 0 && s.status != 200 && s.status != 206) rc = reg_status_error(r, &s, what, repo, err);
+    if (rc == 0 && s.status != 200 && s.status != 206)
+        rc = reg_status_error(r, &s, what, repo, err);
     /* A 200 (range ignored) for a start past the end delivers nothing: same as a 416. */
     if (rc == 0 && s.delivered == 0 && (offset || length))
         rc = cf_err_set(err, -ERANGE, "registry %s: %s: range not satisfiable (blob is shorter)",

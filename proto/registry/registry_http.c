@@ -92,7 +92,7 @@ struct xfer {
     int complete;        /* everything wanted was delivered; we aborted the rest */
     int fail_rc;         /* sink or protocol error: stop, no retry */
     char fail_msg[256];
-    uint64_t body_pos;   /* upload bytes sent by this attempt */
+    uint64_t body_pos; /* upload bytes sent by this attempt */
 };
 
 static void copy_hdr_value(char *dst, size_t cap, const char *v, size_t n)
@@ -292,8 +292,7 @@ static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
         memcpy(buf, (const uint8_t *)q->body_mem + x->body_pos, n);
     } else {
         ssize_t got;
-        do
-            got = pread(q->body_fd, buf, n, (off_t)(q->body_off + x->body_pos));
+        do got = pread(q->body_fd, buf, n, (off_t)(q->body_off + x->body_pos));
         while (got < 0 && errno == EINTR);
         if (got <= 0) {
             char eb[128];

@@ -30,26 +30,26 @@ extern "C" {
 #endif
 
 typedef struct client_convert_opts {
-    const char *source, *target; /* image references ("host:port/repo:tag") */
-    const char *platform;        /* "os/arch[/variant]" for an index; NULL = this host's */
+    const char *source, *target;          /* image references ("host:port/repo:tag") */
+    const char *platform;                 /* "os/arch[/variant]" for an index; NULL = this host's */
     int source_insecure, target_insecure; /* skip TLS verification (loopback is plain http) */
-    const char *docker_config;   /* credentials; NULL = the default docker config */
-    const char *work_dir;        /* required: layer/blob files and the cache */
-    const char *compressor;      /* "zstd" (default), "lz4_block", "none" */
-    uint32_t chunk_size;         /* 0 = 1 MiB; power of two 4 KiB .. 16 MiB */
-    unsigned threads;            /* builder compression threads; 0 = one per core */
+    const char *docker_config;            /* credentials; NULL = the default docker config */
+    const char *work_dir;                 /* required: layer/blob files and the cache */
+    const char *compressor;               /* "zstd" (default), "lz4_block", "none" */
+    uint32_t chunk_size;                  /* 0 = 1 MiB; power of two 4 KiB .. 16 MiB */
+    unsigned threads;                     /* builder compression threads; 0 = one per core */
     /* One line per step (layer built/cached/pushed), on the calling thread; may be NULL. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
 } client_convert_opts;
 
 typedef struct client_convert_result {
-    char manifest_digest[72];    /* the pushed Nydus manifest */
+    char manifest_digest[72];       /* the pushed Nydus manifest */
     unsigned layers, built, cached; /* source layers; rebuilt; reused from the cache */
     unsigned blobs_pushed, blobs_present, blobs_mounted;
-    uint64_t source_bytes;       /* compressed source layers */
-    uint64_t target_bytes;       /* Nydus blobs + bootstrap layer */
-    uint64_t pushed_bytes;       /* bytes actually uploaded */
+    uint64_t source_bytes; /* compressed source layers */
+    uint64_t target_bytes; /* Nydus blobs + bootstrap layer */
+    uint64_t pushed_bytes; /* bytes actually uploaded */
     double seconds;
 } client_convert_result;
 

@@ -19,7 +19,7 @@ CF=$CHUNKFLY_BIN/chunkfly
 
 L="$T/layers"
 mkdir -p "$L/1" "$L/2" "$L/3"
-( cd "$L/1"
+( cd "$L/1" || exit 1
   mkdir -p etc usr/bin special/opaque-dir/inner dir2/sub keep
   echo base >etc/config; echo v1 >usr/bin/tool; chmod 755 usr/bin/tool
   head -c 2500000 /dev/urandom >usr/bin/big
@@ -28,17 +28,17 @@ mkdir -p "$L/1" "$L/2" "$L/3"
   echo kept >keep/k; ln keep/k keep/k-hard; ln -s ../etc/config keep/cfg-link
   chown 1000:1000 keep/k; chmod 4755 usr/bin/tool
   setfattr -n user.layer -v one etc/config; setfattr -n trusted.t -v two keep/k )
-( cd "$L/2"
+( cd "$L/2" || exit 1
   mkdir -p etc special/opaque-dir usr/bin data
   echo changed >etc/config; echo v2 >usr/bin/tool2
   head -c 12000000 /dev/urandom >data/large   # gives the fault test time to stop the target
   : >special/.wh.delete-me
   : >special/opaque-dir/.wh..wh..opq; echo c >special/opaque-dir/c )
-( cd "$L/3"
+( cd "$L/3" || exit 1
   mkdir -p special
   : >.wh.dir2; echo back >special/delete-me
   echo t >t; ln t t-hard )
-cd "$T"
+cd "$T" || exit 1
 umoci init --layout oci >/dev/null
 umoci new --image oci:v1 >/dev/null
 for i in 1 2 3; do

@@ -36,8 +36,7 @@ static int die(int rc, const cf_err *err)
 static int read_fd(void *ctx, void *buf, size_t cap, size_t *got)
 {
     ssize_t n;
-    do
-        n = read(*(int *)ctx, buf, cap);
+    do n = read(*(int *)ctx, buf, cap);
     while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
     *got = (size_t)n;
