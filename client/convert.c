@@ -19,6 +19,7 @@
 #include "cf/file_io.h"
 #include "cf/hex.h"
 #include "client/convert.h"
+#include "convert_priv.h"
 #include "proto/oci_model.h"
 #include "proto/registry_client.h"
 #include "proto/registry_push.h"
@@ -82,7 +83,7 @@ static void short_digest(const char *d, char *out)
 }
 
 /* sha256 of a whole file, streamed. */
-static int file_sha256(const char *path, char out[72], uint64_t *size, cf_err *err)
+int client_conv_file_sha256(const char *path, char out[72], uint64_t *size, cf_err *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return cf_err_set(err, -errno, "%s: %s", path, strerror(errno));
@@ -117,12 +118,8 @@ static int file_sha256(const char *path, char out[72], uint64_t *size, cf_err *e
 }
 
 /* ---- small blobs into memory (config) ---- */
-struct mem_cap {
-    cf_buf b;
-    size_t max;
-};
 
-static int mem_cap_write(void *ctx, const void *data, size_t len)
+int client_conv_mem_cap_write(void *ctx, const void *data, size_t len)
 {
     struct mem_cap *m = ctx;
     if (m->b.len + len > m->max) return -EFBIG;
@@ -243,7 +240,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
         unlink(blob_path);
         return cf_err_wrap(err, rc, "layer %u (%s): building the Nydus blob", idx, sd);
     }
-    rc = file_sha256(blob_path, l->blob_digest, &l->blob_size, err);
+    rc = client_conv_file_sha256(blob_path, l->blob_digest, &l->blob_size, err);
     double t2 = now_s();
     int pushed = 0;
     if (rc == 0) rc = push_blob_file(c, blob_path, l->blob_digest, l->blob_size, &pushed, err);
@@ -360,7 +357,7 @@ out:
 }
 
 /* sha256 of the decompressed bytes of a gzip file (the layer's diff_id). */
-static int gunzip_sha256(const char *path, char out[72], cf_err *err)
+int client_conv_gunzip_sha256(const char *path, char out[72], cf_err *err)
 {
     struct archive *a = archive_read_new();
     struct archive_entry *e;
@@ -452,14 +449,41 @@ static int push_mem(struct conv *c, const char *data, size_t len, char digest[72
     return rc;
 }
 
+int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const char *platform,
+                        proto_oci_manifest *m, char digest[72], cf_err *err)
+{
+    proto_manifest top = {0}, mf = {0};
+    proto_oci_index ix = {0};
+    proto_oci_platform want;
+    enum proto_oci_kind kind;
+    int rc = proto_registry_manifest_get(r, ref->repo, proto_image_ref_reference(ref), &top, err);
+    if (rc < 0) return rc;
+    rc = proto_oci_kind_of(top.body, top.len, top.media_type, &kind, err);
+    const proto_manifest *mp = &top;
+    if (rc == 0 && kind == PROTO_OCI_KIND_INDEX) {
+        const proto_oci_desc *d;
+        if (platform)
+            rc = proto_oci_platform_parse(platform, &want, err);
+        else
+            proto_oci_platform_host(&want);
+        if (rc == 0) rc = proto_oci_index_parse(top.body, top.len, top.media_type, &ix, err);
+        if (rc == 0) rc = proto_oci_index_select(&ix, &want, 0, &d, err);
+        if (rc == 0) rc = proto_registry_manifest_get(r, ref->repo, d->digest, &mf, err);
+        mp = &mf;
+    }
+    if (rc == 0) rc = proto_oci_manifest_parse(mp->body, mp->len, mp->media_type, m, err);
+    if (rc == 0) snprintf(digest, 72, "%s", mp->digest);
+    proto_oci_index_free(&ix);
+    proto_manifest_free(&top);
+    proto_manifest_free(&mf);
+    return rc;
+}
+
 static int run(struct conv *c, cf_err *err)
 {
     const client_convert_opts *o = c->o;
     client_convert_result *res = c->res;
-    proto_manifest top = {0}, mf = {0};
-    proto_oci_index ix = {0};
     proto_oci_manifest m = {0};
-    proto_oci_platform want;
     struct layer *ls = NULL;
     struct mem_cap cfgbuf = {.max = CONFIG_MAX};
     json_t *cfg = NULL, *man = NULL;
@@ -469,31 +493,8 @@ static int run(struct conv *c, cf_err *err)
     const char **srcs = NULL, **digs = NULL;
     int rc;
 
-    rc = proto_registry_manifest_get(c->src, c->sref.repo, proto_image_ref_reference(&c->sref),
-                                     &top, err);
-    if (rc < 0) goto out;
-    enum proto_oci_kind kind;
-    rc = proto_oci_kind_of(top.body, top.len, top.media_type, &kind, err);
-    if (rc < 0) goto out;
-    const proto_manifest *mp = &top;
     char src_digest[72];
-    snprintf(src_digest, sizeof(src_digest), "%s", top.digest);
-    if (kind == PROTO_OCI_KIND_INDEX) {
-        if (o->platform)
-            rc = proto_oci_platform_parse(o->platform, &want, err);
-        else
-            proto_oci_platform_host(&want);
-        if (rc < 0) goto out;
-        const proto_oci_desc *d;
-        if ((rc = proto_oci_index_parse(top.body, top.len, top.media_type, &ix, err)) < 0 ||
-            (rc = proto_oci_index_select(&ix, &want, 0, &d, err)) < 0)
-            goto out;
-        rc = proto_registry_manifest_get(c->src, c->sref.repo, d->digest, &mf, err);
-        if (rc < 0) goto out;
-        mp = &mf;
-        snprintf(src_digest, sizeof(src_digest), "%s", mf.digest);
-    }
-    rc = proto_oci_manifest_parse(mp->body, mp->len, mp->media_type, &m, err);
+    rc = client_conv_resolve(c->src, &c->sref, o->platform, &m, src_digest, err);
     if (rc < 0) goto out;
     {
         proto_nydus_view v = {0};
@@ -510,7 +511,7 @@ static int run(struct conv *c, cf_err *err)
         goto out;
     }
     rc = proto_registry_blob_get(c->src, c->sref.repo, m.config.digest, 0, 0, PROTO_REGISTRY_VERIFY,
-                                 mem_cap_write, &cfgbuf, NULL, err);
+                                 client_conv_mem_cap_write, &cfgbuf, NULL, err);
     if (rc < 0) {
         cf_err_wrap(err, rc, "source config");
         goto out;
@@ -558,8 +559,8 @@ static int run(struct conv *c, cf_err *err)
     uint64_t tgz_size;
     int pushed = 0;
     if ((rc = boot_tgz(merged, tgz, err)) < 0 ||
-        (rc = file_sha256(tgz, boot_digest, &tgz_size, err)) < 0 ||
-        (rc = gunzip_sha256(tgz, boot_diff, err)) < 0)
+        (rc = client_conv_file_sha256(tgz, boot_digest, &tgz_size, err)) < 0 ||
+        (rc = client_conv_gunzip_sha256(tgz, boot_diff, err)) < 0)
         goto out;
     rc = push_blob_file(c, tgz, boot_digest, tgz_size, &pushed, err);
     if (rc < 0) {
@@ -633,9 +634,6 @@ out:
     free(srcs);
     free(digs);
     proto_oci_manifest_free(&m);
-    proto_oci_index_free(&ix);
-    proto_manifest_free(&top);
-    proto_manifest_free(&mf);
     return rc;
 }
 
@@ -651,6 +649,10 @@ int client_convert(const client_convert_opts *o, client_convert_result *res, cf_
         return cf_err_wrap(err, rc, "source");
     if ((rc = proto_image_ref_parse(o->target, &c.tref, err)) < 0)
         return cf_err_wrap(err, rc, "target");
+    if (c.tref.digest[0])
+        return cf_err_set(err, -EINVAL,
+                          "target %s: give a tag, not a digest (the digest is the result)",
+                          o->target);
     c.comp = RAFS_COMP_ZSTD;
     if (o->compressor &&
         (rafs_compressor_parse(o->compressor, &c.comp) < 0 || c.comp == RAFS_COMP_GZIP))

@@ -55,6 +55,35 @@ typedef struct client_convert_result {
 
 int client_convert(const client_convert_opts *o, client_convert_result *res, cf_err *err);
 
+/* `chunkfly check SOURCE TARGET` (check.c): TARGET is a well-formed Nydus image of SOURCE.
+ *  - structure: every layer but the last a Nydus blob layer (media type, nydus-blob "true"),
+ *    the last the bootstrap layer (gzip tar, nydus-bootstrap "true", fs version "6"), config
+ *    diff_ids = the blob digests + the bootstrap tar's uncompressed digest;
+ *  - bootstrap: every blob of its table is a layer of the manifest and present (fetched with
+ *    its digest checked), every chunk read and checked against its digest (rafs_unpack);
+ *  - tree: the target's filesystem equals the source's layers applied in order (OCI
+ *    whiteouts and opaque dirs): type, mode bits, owner, size and content sha256, symlink
+ *    target, device numbers, xattrs, hard-link groups (mtimes are not compared).
+ * Problems found are reported through `progress` ("PROBLEM: ...", the first 20) and counted;
+ * the call then fails with -EBADMSG. Other errors (registry, download) as client_convert.
+ * Memory: both trees' metadata (not file contents) are held; files go to WORK/check. */
+typedef struct client_check_opts {
+    const char *source, *target, *platform;
+    int source_insecure, target_insecure;
+    const char *docker_config, *work_dir;
+    void (*progress)(void *ctx, const char *line);
+    void *progress_ctx;
+} client_check_opts;
+
+typedef struct client_check_result {
+    unsigned blobs;    /* data blobs fetched and checked */
+    uint64_t entries;  /* entries of the target tree */
+    unsigned problems; /* differences and packaging faults found */
+    double seconds;
+} client_check_result;
+
+int client_check(const client_check_opts *o, client_check_result *res, cf_err *err);
+
 #ifdef __cplusplus
 }
 #endif

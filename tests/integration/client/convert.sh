@@ -4,6 +4,7 @@
 # OCI image made with umoci (whiteouts, an opaque dir, hardlinks, symlinks, xattrs, owners)
 # and pushed with skopeo. Checks:
 #  - the converted image's packaging (media types, annotations, config diff_ids and history);
+#  - `chunkfly check` passes, and names the differences against another source;
 #  - its tree, mounted with `chunkfly-mount fuse --image`, equals `umoci unpack` of the source;
 #  - a second run rebuilds nothing and pushes nothing (same manifest digest);
 #  - to another repository with the same work dir: the blobs are mounted, not rebuilt;
@@ -120,6 +121,19 @@ mount_stop "$MOUNT_PID" "$T/mnt"
 diff -u "$T/want" "$T/got" || fail "converted image differs from umoci unpack"
 grep -q '^special/delete-me	' "$T/got" && ! grep -q '^dir2' "$T/got" &&
     ! grep -q 'opaque-dir/a' "$T/got" || fail "whiteouts not applied"
+
+note "chunkfly check: structure, every blob and chunk, tree equal to the source's layers"
+"$CF" check --work-dir "$T/work" "$SREG/src/app:v1" "$TREG/dst/app:v1" 2>"$T/check.log" ||
+    fail "check failed: $(cat "$T/check.log")"
+grep -q "^check passed: .*(3 blobs" "$T/check.log" || fail "check: $(cat "$T/check.log")"
+# against a source without layer 3: the differences are named
+oci_push_plain_image "$SREG" src/app two "$T/l1.tar" "$T/l2.tar" >/dev/null
+if "$CF" check --work-dir "$T/work" "$SREG/src/app:two" "$TREG/dst/app:v1" 2>"$T/check2.log"; then
+    fail "check of a different source passed"
+fi
+grep -q "PROBLEM: t: in the target only" "$T/check2.log" &&
+    grep -q "PROBLEM: dir2: in the source, missing in the target" "$T/check2.log" &&
+    grep -q "does not match" "$T/check2.log" || fail "check differences unclear: $(cat "$T/check2.log")"
 
 note "second run: nothing rebuilt, nothing pushed, same manifest"
 puts() { grep -cE '"(PUT|PATCH|POST) /v2/' "$TDIR/log" || true; }
