@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +40,7 @@ struct layer {
     char blob_digest[72]; /* "sha256:<hex>" of the Nydus blob */
     uint64_t blob_size;
     char boot_path[PATH_CAP + 200];
+    long dup_of; /* index of an earlier layer with the same digest, or -1 */
 };
 
 struct conv {
@@ -48,7 +51,23 @@ struct conv {
     enum rafs_compressor comp;
     uint32_t chunk_size;
     char cache_dir[PATH_CAP], tmp_dir[PATH_CAP];
+    unsigned builder_threads;
+    pthread_mutex_t mu; /* res counters and progress lines, shared by the layer workers */
 };
+
+static void count(struct conv *c, unsigned *v, unsigned n)
+{
+    pthread_mutex_lock(&c->mu);
+    *v += n;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void count64(struct conv *c, uint64_t *v, uint64_t n)
+{
+    pthread_mutex_lock(&c->mu);
+    *v += n;
+    pthread_mutex_unlock(&c->mu);
+}
 
 static double now_s(void)
 {
@@ -66,7 +85,9 @@ static void say(struct conv *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
+    pthread_mutex_lock(&c->mu);
     c->o->progress(c->o->progress_ctx, line);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void fmt_mb(uint64_t n, char *out, size_t cap)
@@ -185,7 +206,7 @@ static int push_blob_file(struct conv *c, const char *path, const char *digest, 
     int rc = proto_registry_blob_exists(c->dst, c->tref.repo, digest, NULL, err);
     if (rc < 0) return rc;
     if (rc == 1) {
-        c->res->blobs_present++;
+        count(c, &c->res->blobs_present, 1);
         return 0;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -194,8 +215,8 @@ static int push_blob_file(struct conv *c, const char *path, const char *digest, 
     close(fd);
     if (rc < 0) return rc;
     *pushed = 1;
-    c->res->blobs_pushed++;
-    c->res->pushed_bytes += size;
+    count(c, &c->res->blobs_pushed, 1);
+    count64(c, &c->res->pushed_bytes, size);
     return 0;
 }
 
@@ -227,11 +248,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     co.blob_opts.zstd_level = 3;
     co.blob_opts.blob_toc = 1;
     co.blob_opts.inline_meta = 1;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    co.blob_opts.threads = c->o->threads ? c->o->threads
-                           : ncpu < 1    ? 1
-                           : ncpu > 16   ? 16
-                                         : (unsigned)ncpu;
+    co.blob_opts.threads = c->builder_threads;
     struct rafs_create_result cr;
     memset(&cr, 0, sizeof(cr));
     rc = rafs_create(&co, &cr, err);
@@ -246,7 +263,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     if (rc == 0) rc = push_blob_file(c, blob_path, l->blob_digest, l->blob_size, &pushed, err);
     unlink(blob_path);
     if (rc < 0) return cf_err_wrap(err, rc, "layer %u (%s): pushing its blob", idx, sd);
-    c->res->built++;
+    count(c, &c->res->built, 1);
     fmt_mb(l->src->size, a, sizeof(a));
     fmt_mb(l->blob_size, b, sizeof(b));
     char bd[20];
@@ -282,13 +299,13 @@ static int do_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
         if (rc < 0) return cf_err_wrap(err, rc, "layer %u (%s): mounting its blob", idx, sd);
         if (rc == 1) {
             how = "mounted from the repository it was pushed to";
-            c->res->blobs_mounted++;
+            count(c, &c->res->blobs_mounted, 1);
         }
     } else if (rc == 1) {
-        c->res->blobs_present++;
+        count(c, &c->res->blobs_present, 1);
     }
     if (rc == 0) return build_layer(c, l, idx, err); /* lost everywhere: build it again */
-    c->res->cached++;
+    count(c, &c->res->cached, 1);
     say(c, "layer %u/%u %s -> blob %s: converted before, %s", idx, c->res->layers, sd, bd, how);
     return cache_store(c, l, err);
 }
@@ -409,6 +426,76 @@ static json_t *desc_json(const char *mt, const char *digest, uint64_t size, json
     return d;
 }
 
+/* ---- the layers, on `workers` threads (each layer: download, build, hash, push) ---- */
+struct pool {
+    struct conv *c;
+    struct layer *ls;
+    size_t n, next;
+    pthread_mutex_t mu;
+    int rc;
+    cf_err err;
+};
+
+static void *layer_worker(void *arg)
+{
+    struct pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        size_t i = p->next;
+        /* after a failure no new layer starts: the run fails anyway */
+        int stop = p->rc < 0 || i >= p->n;
+        if (!stop) p->next++;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) return NULL;
+        if (p->ls[i].dup_of >= 0) continue; /* same source layer as an earlier one */
+        cf_err e = {0};
+        int rc = do_layer(p->c, &p->ls[i], (unsigned)i + 1, &e);
+        if (rc < 0) {
+            pthread_mutex_lock(&p->mu);
+            if (p->rc == 0) {
+                p->rc = rc;
+                p->err = e;
+            }
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+static int layers_run(struct conv *c, struct layer *ls, const proto_oci_desc *src, size_t n,
+                      cf_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        ls[i].src = &src[i];
+        ls[i].dup_of = -1;
+        for (size_t j = 0; j < i && ls[i].dup_of < 0; j++)
+            if (strcmp(src[j].digest, src[i].digest) == 0) ls[i].dup_of = (long)j;
+    }
+    unsigned workers = c->o->workers ? c->o->workers : 2;
+    if (workers > n) workers = (unsigned)n;
+    if (workers > 16) workers = 16;
+    struct pool p = {.c = c, .ls = ls, .n = n};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_t th[16];
+    unsigned started = 0;
+    for (; started + 1 < workers; started++)
+        if (pthread_create(&th[started], NULL, layer_worker, &p) != 0) break;
+    layer_worker(&p); /* the calling thread is a worker too */
+    for (unsigned i = 0; i < started; i++) pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p.mu);
+    if (p.rc < 0) {
+        if (err) *err = p.err;
+        return p.rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ls[i].dup_of < 0) continue;
+        const struct layer *d = &ls[ls[i].dup_of];
+        memcpy(ls[i].blob_digest, d->blob_digest, sizeof(ls[i].blob_digest));
+        ls[i].blob_size = d->blob_size;
+        memcpy(ls[i].boot_path, d->boot_path, sizeof(ls[i].boot_path));
+    }
+    return 0;
+}
+
 struct mem_src {
     const char *p;
     size_t left;
@@ -435,7 +522,7 @@ static int push_mem(struct conv *c, const char *data, size_t len, char digest[72
     snprintf(digest, 72, "sha256:%s", hex);
     int rc = proto_registry_blob_exists(c->dst, c->tref.repo, digest, NULL, err);
     if (rc != 0) {
-        if (rc == 1) c->res->blobs_present++;
+        if (rc == 1) count(c, &c->res->blobs_present, 1);
         return rc < 0 ? rc : 0;
     }
     /* small: a one-chunk stream upload from memory */
@@ -443,8 +530,8 @@ static int push_mem(struct conv *c, const char *data, size_t len, char digest[72
     char got[72];
     rc = proto_registry_blob_push_stream(c->dst, c->tref.repo, mem_read, &st, 0, got, NULL, err);
     if (rc == 0) {
-        c->res->blobs_pushed++;
-        c->res->pushed_bytes += len;
+        count(c, &c->res->blobs_pushed, 1);
+        count64(c, &c->res->pushed_bytes, len);
     }
     return rc;
 }
@@ -534,10 +621,9 @@ static int run(struct conv *c, cf_err *err)
     fmt_mb(res->source_bytes, sz, sizeof(sz));
     say(c, "converting %s (%s, %zu layers, %s) to %s", o->source, src_digest, m.n_layers, sz,
         o->target);
+    rc = layers_run(c, ls, m.layers, m.n_layers, err);
+    if (rc < 0) goto out;
     for (size_t i = 0; i < m.n_layers; i++) {
-        ls[i].src = &m.layers[i];
-        rc = do_layer(c, &ls[i], (unsigned)i + 1, err);
-        if (rc < 0) goto out;
         srcs[i] = ls[i].boot_path;
         digs[i] = ls[i].blob_digest;
         res->target_bytes += ls[i].blob_size;
@@ -677,7 +763,26 @@ int client_convert(const client_convert_opts *o, client_convert_result *res, cf_
         proto_registry_free(c.src);
         return rc;
     }
+    /* One conversion per work dir at a time: they would share the tmp files. */
+    char lock[PATH_CAP + 16];
+    snprintf(lock, sizeof(lock), "%s/lock", o->work_dir);
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+        rc = cf_err_set(err, errno == EWOULDBLOCK ? -EBUSY : -errno, "work dir %s: %s", o->work_dir,
+                        errno == EWOULDBLOCK ? "in use by another conversion (give another "
+                                               "--work-dir)"
+                                             : strerror(errno));
+        if (lfd >= 0) close(lfd);
+        proto_registry_free(c.src);
+        proto_registry_free(c.dst);
+        return rc;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    c.builder_threads = o->threads ? o->threads : ncpu < 1 ? 1 : ncpu > 16 ? 16 : (unsigned)ncpu;
+    pthread_mutex_init(&c.mu, NULL);
     rc = run(&c, err);
+    pthread_mutex_destroy(&c.mu);
+    close(lfd); /* releases the lock */
     proto_registry_free(c.src);
     proto_registry_free(c.dst);
     res->seconds = now_s() - t0;

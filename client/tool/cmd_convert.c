@@ -30,6 +30,7 @@ static const char usage[] =
     "  --compressor ALGO             zstd (default), lz4_block, none\n"
     "  --chunk-size SIZE             power of two, 0x1000 .. 0x1000000 (default 0x100000)\n"
     "  --fs-version 6                the only one made\n"
+    "  --workers N                   layers converted at the same time (default 2)\n"
     "  --log-level LEVEL             error, warn (default), info, debug\n"
     "  -q, --quiet                   no progress lines\n"
     "  -h, --help\n"
@@ -56,6 +57,7 @@ enum {
     OPT_SOURCE,
     OPT_TARGET,
     OPT_LOG_LEVEL,
+    OPT_WORKERS,
     OPT_NOT_YET,
 };
 
@@ -73,6 +75,7 @@ int cmd_convert(int argc, char **argv)
         {"source", required_argument, 0, OPT_SOURCE},
         {"target", required_argument, 0, OPT_TARGET},
         {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+        {"workers", required_argument, 0, OPT_WORKERS},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"all-platforms", no_argument, 0, OPT_NOT_YET},
@@ -119,6 +122,15 @@ int cmd_convert(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             o.chunk_size = (uint32_t)v;
+            break;
+        }
+        case OPT_WORKERS: {
+            uint64_t v;
+            if (cf_parse_u64(optarg, &v) || v < 1 || v > 16) {
+                fprintf(stderr, "chunkfly convert: --workers '%s': 1 .. 16\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            o.workers = (unsigned)v;
             break;
         }
         case OPT_FS_VERSION:

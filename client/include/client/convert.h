@@ -10,13 +10,15 @@
  * layer (deterministic gzip tar of image/ + image/image.boot) and the config (diff_ids = blob
  * digests + the bootstrap tar's uncompressed digest, one more history entry) are pushed, and
  * the manifest last: an error before that publishes nothing.
- * Memory: one layer is processed at a time; layer and blob bytes go through files, never held
- * whole in memory (the builder's chunk pipeline and the upload's pread are bounded).
+ * Memory: `workers` layers are processed at a time (a layer's upload overlaps the next one's
+ * download and build); layer and blob bytes go through files, never held whole in memory
+ * (each builder's chunk pipeline and the upload's pread are bounded).
  * Re-runs: <work_dir>/cache/ maps a source layer digest (and the build options) to its blob
  * digest and keeps the layer bootstrap, so a layer converted before is not rebuilt: the target
  * is asked (HEAD) and the blob is mounted from the repository it was pushed to, or rebuilt
  * only when neither has it.
- * Threads: one conversion per call, blocking; the call uses the builder's worker threads.
+ * Threads: one conversion per call, blocking; the call starts workers - 1 threads (and the
+ * builders' compression threads) and joins them before returning.
  * Errors: 0 or a negative errno with `err` naming the step, the layer and the registry. */
 #ifndef CLIENT_CONVERT_H
 #define CLIENT_CONVERT_H
@@ -37,8 +39,10 @@ typedef struct client_convert_opts {
     const char *work_dir;                 /* required: layer/blob files and the cache */
     const char *compressor;               /* "zstd" (default), "lz4_block", "none" */
     uint32_t chunk_size;                  /* 0 = 1 MiB; power of two 4 KiB .. 16 MiB */
-    unsigned threads;                     /* builder compression threads; 0 = one per core */
-    /* One line per step (layer built/cached/pushed), on the calling thread; may be NULL. */
+    unsigned threads; /* builder compression threads per layer; 0 = one per core */
+    unsigned workers; /* layers converted at the same time; 0 = 2, at most 16 */
+    /* One line per step (layer built/cached/pushed), from the calling thread or a layer
+     * worker, never two at once; may be NULL. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
 } client_convert_opts;

@@ -8,6 +8,7 @@
 #  - its tree, mounted with `chunkfly-mount fuse --image`, equals `umoci unpack` of the source;
 #  - a second run rebuilds nothing and pushes nothing (same manifest digest);
 #  - to another repository with the same work dir: the blobs are mounted, not rebuilt;
+#  - kill -9 of the converter after layer 1: a re-run completes with the same image;
 #  - the target registry stopped mid-conversion: a clear error and no manifest; a re-run
 #    after the restart completes, reusing the layers converted before the failure.
 . "$(dirname "$0")/../../lib/testlib.sh"
@@ -179,9 +180,31 @@ if "$CF" convert --merge-platform "$SREG/src/app:v1" "$TREG/dst/x:v1" 2>"$T/err"
 fi
 grep -q "not implemented yet" "$T/err" || fail "refusal unclear: $(cat "$T/err")"
 
+note "kill -9 of the converter mid-conversion, then a re-run completes"
+rm -rf "$T/work"
+"$CF" convert --workers 1 --work-dir "$T/work" "$SREG/src/app:v1" "$TREG/dst/killed:v1" \
+    >/dev/null 2>"$T/k1.log" &
+kpid=$!
+for _ in $(seq 1000); do grep -q '^layer 1/3' "$T/k1.log" && break; sleep 0.01; done
+kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true
+out=$(conv "$T/k2.log" "$SREG/src/app:v1" "$TREG/dst/killed:v1") || fail "re-run after kill -9: $(cat "$T/k2.log")"
+[ "${out##*@}" = "$MD" ] || fail "re-run after kill -9 made another manifest: $out"
+summary "$T/k2.log" | grep -qE "\(([0-2]) built, ([1-3]) converted before\)" ||
+    fail "re-run after kill -9: $(summary "$T/k2.log")"
+
+note "one conversion per work dir at a time"
+exec 9>"$T/work/lock"; flock 9
+if "$CF" convert --work-dir "$T/work" "$SREG/src/app:v1" "$TREG/dst/x:v1" 2>"$T/err"; then
+    fail "a second conversion in a locked work dir ran"
+fi
+grep -q "in use by another conversion" "$T/err" || fail "locked work dir unclear: $(cat "$T/err")"
+exec 9>&-
+
 note "target stopped mid-conversion: clear error, no manifest; re-run completes"
 rm -rf "$T/work"
-"$CF" convert --work-dir "$T/work" "$SREG/src/app:v1" "$TREG/dst/fault:v1" >"$T/c4.out" 2>"$T/c4.log" &
+# one worker: layers one after another, so the target goes away between two layers
+"$CF" convert --workers 1 --work-dir "$T/work" "$SREG/src/app:v1" "$TREG/dst/fault:v1" \
+    >"$T/c4.out" 2>"$T/c4.log" &
 cpid=$!
 for _ in $(seq 1000); do grep -q '^layer 1/3' "$T/c4.log" && break; sleep 0.01; done
 grep -q '^layer 1/3' "$T/c4.log" || fail "layer 1 never converted: $(cat "$T/c4.log")"
