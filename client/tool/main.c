@@ -77,7 +77,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
     fprintf(stderr,
-            "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init, convert, check)\n",
+            "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init, convert, "
+            "check)\n",
             cmd);
     return CLI_EXIT_USAGE;
 }
