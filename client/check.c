@@ -78,7 +78,8 @@ static int fetch_to(proto_registry *r, const char *repo, const char *digest, con
 }
 
 /* ---- trees: path -> {t type, m mode bits, u, g, s size, h content sha256, l symlink target,
- * r rdev, x {xattr: hex value}, k hard-link group} as a jansson object (a hash map) ---- */
+ * r rdev, x {xattr: hex value}, k hard-link group} as a jansson object (a hash map). Names are
+ * bytes, not necessarily UTF-8: keys and names go in with the *_nocheck setters. ---- */
 
 /* "./a/b/" -> "a/b"; "" for the root. */
 static void norm_path(const char *in, char *out, size_t cap)
@@ -113,8 +114,8 @@ static void tree_parents(json_t *tree, const char *path)
     for (char *s = strrchr(p, '/'); s; s = strrchr(p, '/')) {
         *s = '\0';
         if (json_object_get(tree, p)) break;
-        json_object_set_new(tree, p,
-                            json_pack("{s:s, s:i, s:i, s:i}", "t", "d", "m", 0755, "u", 0, "g", 0));
+        json_object_set_new_nocheck(
+            tree, p, json_pack("{s:s, s:i, s:i, s:i}", "t", "d", "m", 0755, "u", 0, "g", 0));
     }
 }
 
@@ -193,7 +194,7 @@ static int tree_apply_tar(json_t *tree, const char *path, int whiteouts, uint64_
                 rc = cf_err_set(err, -EBADMSG, "%s: %s is a hard link to missing %s", path, p, q);
                 break;
             }
-            if (!json_object_get(t, "k")) json_object_set_new(t, "k", json_string(q));
+            if (!json_object_get(t, "k")) json_object_set_new(t, "k", json_string_nocheck(q));
             ent = json_deep_copy(t);
         } else {
             mode_t ft = archive_entry_filetype(e);
@@ -206,7 +207,7 @@ static int tree_apply_tar(json_t *tree, const char *path, int whiteouts, uint64_
             }
             if (ft == AE_IFLNK) {
                 const char *sl = archive_entry_symlink(e);
-                json_object_set_new(ent, "l", json_string(sl ? sl : ""));
+                json_object_set_new(ent, "l", json_string_nocheck(sl ? sl : ""));
             } else if (ft == AE_IFCHR || ft == AE_IFBLK) {
                 json_object_set_new(ent, "r",
                                     json_pack("[I,I]", (json_int_t)archive_entry_rdevmajor(e),
@@ -252,7 +253,7 @@ static int tree_apply_tar(json_t *tree, const char *path, int whiteouts, uint64_
                     if (!hx) break;
                     cf_hex_encode(xv, xl, hx);
                     hx[2 * xl] = '\0';
-                    json_object_set_new(x, xn, json_string(hx));
+                    json_object_set_new_nocheck(x, xn, json_string(hx));
                     free(hx);
                 }
                 json_object_set_new(ent, "x", x);
@@ -265,7 +266,7 @@ static int tree_apply_tar(json_t *tree, const char *path, int whiteouts, uint64_
                      strcmp(json_string_value(json_object_get(ent, "t")), "d") == 0))
             tree_remove(tree, p, 0);
         tree_parents(tree, p);
-        json_object_set_new(tree, p, ent);
+        json_object_set_new_nocheck(tree, p, ent);
     }
     archive_read_free(a);
     return rc;
@@ -282,9 +283,9 @@ static void tree_norm_links(json_t *tree)
         const char *k = json_string_value(json_object_get(v, "k"));
         if (!k) continue;
         const char *m = json_string_value(json_object_get(min, k));
-        if (!m || strcmp(key, m) < 0) json_object_set_new(min, k, json_string(key));
-        json_object_set_new(count, k,
-                            json_integer(json_integer_value(json_object_get(count, k)) + 1));
+        if (!m || strcmp(key, m) < 0) json_object_set_new_nocheck(min, k, json_string_nocheck(key));
+        json_object_set_new_nocheck(
+            count, k, json_integer(json_integer_value(json_object_get(count, k)) + 1));
     }
     json_object_foreach(tree, key, v)
     {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # chunkfly convert SOURCE TARGET between two real docker-registries (source: anonymous, target:
 # token auth with our token server, credentials from a docker config). The source is a 3-layer
-# OCI image made with umoci (whiteouts, an opaque dir, hardlinks, symlinks, xattrs, owners)
+# OCI image made with umoci (whiteouts, an opaque dir, hardlinks, symlinks, xattrs, owners,
+# non-UTF-8 names)
 # and pushed with skopeo. Checks:
 #  - the converted image's packaging (media types, annotations, config diff_ids and history);
 #  - `chunkfly check` passes, and names the differences against another source;
@@ -29,7 +30,9 @@ mkdir -p "$L/1" "$L/2" "$L/3"
   echo x >dir2/sub/x
   echo kept >keep/k; ln keep/k keep/k-hard; ln -s ../etc/config keep/cfg-link
   chown 1000:1000 keep/k; chmod 4755 usr/bin/tool
-  setfattr -n user.layer -v one etc/config; setfattr -n trusted.t -v two keep/k )
+  setfattr -n user.layer -v one etc/config; setfattr -n trusted.t -v two keep/k
+  # names are bytes: latin-1 (not UTF-8) and UTF-8
+  echo latin >"$(printf 'caf\351')"; echo utf >"héllo-日本語.txt" )
 ( cd "$L/2" || exit 1
   mkdir -p etc special/opaque-dir usr/bin data
   echo changed >etc/config; echo v2 >usr/bin/tool2
