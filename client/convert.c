@@ -40,7 +40,8 @@ struct layer {
     char blob_digest[72]; /* "sha256:<hex>" of the Nydus blob */
     uint64_t blob_size;
     char boot_path[PATH_CAP + 200];
-    long dup_of; /* index of an earlier layer with the same digest, or -1 */
+    char meta_path[PATH_CAP + 200]; /* the blob's .blob.meta (absent: no file data) */
+    long dup_of;                    /* index of an earlier layer with the same digest, or -1 */
 };
 
 struct conv {
@@ -241,6 +242,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     struct rafs_create_opts co = {.source = src_path,
                                   .bootstrap = l->boot_path,
                                   .blob = blob_path,
+                                  .blob_meta = l->meta_path,
                                   .whiteout = RAFS_WHITEOUT_NONE};
     co.blob_opts.chunk_size = c->chunk_size;
     co.blob_opts.compressor = c->comp;
@@ -286,6 +288,7 @@ static int do_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
     snprintf(l->key, sizeof(l->key), "%s-%s-%x", l->src->digest + 7, rafs_compressor_name(c->comp),
              c->chunk_size);
     snprintf(l->boot_path, sizeof(l->boot_path), "%s/%s.boot", c->cache_dir, l->key);
+    snprintf(l->meta_path, sizeof(l->meta_path), "%s/%s.meta", c->cache_dir, l->key);
     char from_reg[256], from_repo[256];
     if (!cache_load(c, l, from_reg, from_repo)) return build_layer(c, l, idx, err);
     /* Converted before: the target may have the blob, or the repository it went to. */
@@ -310,13 +313,43 @@ static int do_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
     return cache_store(c, l, err);
 }
 
-/* ---- the bootstrap layer: gzip tar of image/ + image/image.boot, deterministic ---- */
-static int boot_tgz(const char *boot, const char *out, cf_err *err)
+/* ---- the bootstrap layer: gzip tar of image/, image/image.boot and, per blob with data,
+ * image/<blob hex>.blob.meta (as nydusify packs fs version 6), deterministic ---- */
+static int tar_file(struct archive *a, struct archive_entry *e, const char *name, const char *path,
+                    const char *out, cf_err *err)
 {
     struct stat st;
-    if (stat(boot, &st) < 0) return cf_err_set(err, -errno, "%s: %s", boot, strerror(errno));
-    int in = open(boot, O_RDONLY | O_CLOEXEC);
-    if (in < 0) return cf_err_set(err, -errno, "%s: %s", boot, strerror(errno));
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0 || fstat(in, &st) < 0) {
+        int e2 = errno;
+        if (in >= 0) close(in);
+        return cf_err_set(err, -e2, "%s: %s", path, strerror(e2));
+    }
+    archive_entry_clear(e);
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0444);
+    archive_entry_set_size(e, st.st_size);
+    archive_entry_set_mtime(e, 0, 0);
+    int rc = 0;
+    if (archive_write_header(a, e) != ARCHIVE_OK)
+        rc = cf_err_set(err, -EIO, "writing %s: %s", out, archive_error_string(a));
+    static __thread char buf[1 << 16];
+    while (rc == 0) {
+        ssize_t n = read(in, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) rc = cf_err_set(err, -errno, "reading %s: %s", path, strerror(errno));
+        if (n <= 0) break;
+        if (archive_write_data(a, buf, (size_t)n) != n)
+            rc = cf_err_set(err, -EIO, "writing %s: %s", out, archive_error_string(a));
+    }
+    close(in);
+    return rc;
+}
+
+static int boot_tgz(const char *boot, const struct layer *ls, size_t n, const char *out,
+                    cf_err *err)
+{
     struct archive *a = archive_write_new();
     struct archive_entry *e = archive_entry_new();
     int rc = 0;
@@ -340,36 +373,22 @@ static int boot_tgz(const char *boot, const char *out, cf_err *err)
         rc = cf_err_set(err, -EIO, "writing %s: %s", out, archive_error_string(a));
         goto out;
     }
-    archive_entry_clear(e);
-    archive_entry_set_pathname(e, "image/image.boot");
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0444);
-    archive_entry_set_size(e, st.st_size);
-    archive_entry_set_mtime(e, 0, 0);
-    if (archive_write_header(a, e) != ARCHIVE_OK) {
-        rc = cf_err_set(err, -EIO, "writing %s: %s", out, archive_error_string(a));
-        goto out;
+    rc = tar_file(a, e, "image/image.boot", boot, out, err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (ls[i].dup_of >= 0 || access(ls[i].meta_path, R_OK) != 0) continue; /* no data */
+        int seen = 0; /* two source layers may give the same blob (same tar, other compression) */
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = !strcmp(ls[j].blob_digest, ls[i].blob_digest);
+        if (seen) continue;
+        char name[96];
+        snprintf(name, sizeof(name), "image/%s.blob.meta", ls[i].blob_digest + 7);
+        rc = tar_file(a, e, name, ls[i].meta_path, out, err);
     }
-    static __thread char buf[1 << 16];
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            rc = cf_err_set(err, -errno, "reading %s: %s", boot, strerror(errno));
-            goto out;
-        }
-        if (n == 0) break;
-        if (archive_write_data(a, buf, (size_t)n) != n) {
-            rc = cf_err_set(err, -EIO, "writing %s: %s", out, archive_error_string(a));
-            goto out;
-        }
-    }
-    if (archive_write_close(a) != ARCHIVE_OK)
+    if (rc == 0 && archive_write_close(a) != ARCHIVE_OK)
         rc = cf_err_set(err, -EIO, "writing %s: %s", out, archive_error_string(a));
 out:
     if (e) archive_entry_free(e);
     if (a) archive_write_free(a);
-    close(in);
     return rc;
 }
 
@@ -644,7 +663,7 @@ static int run(struct conv *c, cf_err *err)
     }
     uint64_t tgz_size;
     int pushed = 0;
-    if ((rc = boot_tgz(merged, tgz, err)) < 0 ||
+    if ((rc = boot_tgz(merged, ls, m.n_layers, tgz, err)) < 0 ||
         (rc = client_conv_file_sha256(tgz, boot_digest, &tgz_size, err)) < 0 ||
         (rc = client_conv_gunzip_sha256(tgz, boot_diff, err)) < 0)
         goto out;

@@ -4,7 +4,8 @@
 # OCI image made with umoci (whiteouts, an opaque dir, hardlinks, symlinks, xattrs, owners,
 # non-UTF-8 names)
 # and pushed with skopeo. Checks:
-#  - the converted image's packaging (media types, annotations, config diff_ids and history);
+#  - the converted image's packaging (media types, annotations, config diff_ids and history,
+#    the bootstrap tar with image.boot and one blob.meta per blob);
 #  - `chunkfly check` passes, and names the differences against another source;
 #  - its tree, mounted with `chunkfly-mount fuse --image`, equals `umoci unpack` of the source;
 #  - a second run rebuilds nothing and pushes nothing (same manifest digest);
@@ -114,8 +115,12 @@ assert c["history"][-1] == {"created_by": "Nydus Converter", "comment": "Nydus B
 assert c["os"] == "linux" and c["architecture"]
 t = tarfile.open(sys.argv[3])
 ms = t.getmembers()
-assert [x.name for x in ms] == ["image", "image/image.boot"], [x.name for x in ms]
-assert ms[0].isdir() and ms[0].mode == 0o755 and ms[1].mode == 0o444 and ms[1].mtime == 0
+metas = ["image/%s.blob.meta" % l["digest"][7:] for l in L[:3]]
+assert [x.name for x in ms] == ["image", "image/image.boot"] + metas, [x.name for x in ms]
+assert ms[0].isdir() and ms[0].mode == 0o755
+assert all(x.mode == 0o444 and x.mtime == 0 and x.uid == 0 for x in ms[1:])
+# a blob.meta: the ci array padded to 4 KiB, then the 4 KiB blob meta header
+assert all(x.size >= 8192 and x.size % 4096 == 0 for x in ms[2:]), [x.size for x in ms[2:]]
 PY
 
 note "the converted image mounted with chunkfly-mount --image equals umoci unpack"
