@@ -188,6 +188,9 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
         snprintf(tmpl, sizeof(tmpl), "%s/blob.meta", o->blob_cache_dir);
         if ((rc = out_open(&cmeta, tmpl, err))) goto fail;
         if ((rc = rafs_blob_writer_cache_meta(w, cmeta.fd, err))) goto fail;
+    } else if (o->blob_meta && res->has_blob) {
+        if ((rc = out_open(&cmeta, o->blob_meta, err))) goto fail;
+        if ((rc = rafs_blob_writer_cache_meta(w, cmeta.fd, err))) goto fail;
     }
     if (want_boot) {
         fill_boot_blob(&bb, &res->blob, &o->blob_opts, res->blob_id);
@@ -222,6 +225,8 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
         if ((rc = out_commit(&cdata, cache_data_final, err))) goto fail;
         if ((rc = out_commit(&cmeta, cache_meta_final, err))) goto fail;
     }
+    if (!o->blob_cache_dir && cmeta.fd >= 0 && (rc = out_commit(&cmeta, o->blob_meta, err)))
+        goto fail;
     if (want_boot && (rc = out_commit(&bootf, res->bootstrap_path, err))) goto fail;
     rafs_progress_tick(&pr, 1);
     rafs_blob_writer_free(w);

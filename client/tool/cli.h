@@ -18,6 +18,10 @@ int cmd_pin(int argc, char **argv, int pin);
 /* `chunkfly init TARGET`: only containerd (cmd_init_containerd.c). */
 int cmd_init(int argc, char **argv);
 int cmd_init_containerd(int argc, char **argv);
+/* `chunkfly convert SOURCE TARGET` (cmd_convert.c, docs/convert.md) */
+int cmd_convert(int argc, char **argv);
+/* `chunkfly check SOURCE TARGET` (cmd_check.c) */
+int cmd_check(int argc, char **argv);
 
 /* Default socket: $CHUNKFLY_PEER_SOCKET, else /run/chunkfly/peer.sock. */
 const char *cli_default_socket(void);

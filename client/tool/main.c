@@ -18,6 +18,9 @@ static const char usage[] =
     "  pin sha256:DIGEST / unpin sha256:DIGEST   keep a cached blob from eviction / release it\n"
     "  init containerd --registry HOST...        send containerd's pulls through the peer's\n"
     "                                            registry mirror (writes hosts.toml files)\n"
+    "  convert SOURCE TARGET                     convert an OCI image into a Nydus image,\n"
+    "                                            registry to registry (no daemon needed)\n"
+    "  check SOURCE TARGET                       check a converted image against its source\n"
     "\n"
     "Run `chunkfly COMMAND --help` for a command's options. The socket defaults to\n"
     "$CHUNKFLY_PEER_SOCKET, else " CLIENT_DEFAULT_SOCKET " (--peer SOCKET overrides).\n"
@@ -71,7 +74,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "pin")) return cmd_pin(argc - 1, argv + 1, 1);
     if (!strcmp(cmd, "unpin")) return cmd_pin(argc - 1, argv + 1, 0);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
-    fprintf(stderr, "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init)\n",
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
+    fprintf(stderr,
+            "chunkfly: unknown command '%s' (commands: get, status, pin, unpin, init, convert, "
+            "check)\n",
             cmd);
     return CLI_EXIT_USAGE;
 }

@@ -339,20 +339,27 @@ static int token_fetch(proto_registry *r, const char *scope, const char *realm, 
 
     CURL *h = reg_handle_get(r);
     if (!h) return cf_err_set(err, -ENOMEM, "out of memory");
-    char *es = curl_easy_escape(h, service, 0), *esc = curl_easy_escape(h, scope, 0);
-    reg_handle_put(r, h);
+    char *es = curl_easy_escape(h, service, 0);
     cf_buf url = {0};
     int rc = -ENOMEM;
-    if (!es || !esc ||
-        cf_buf_printf(&url, "%s%cservice=%s&scope=%s", realm, strchr(realm, '?') ? '&' : '?', es,
-                      esc) < 0) {
-        curl_free(es);
+    int bad =
+        !es || cf_buf_printf(&url, "%s%cservice=%s", realm, strchr(realm, '?') ? '&' : '?', es) < 0;
+    /* Several space-separated scopes (a cross-repository mount needs push on one repository
+     * and pull on another): one scope= parameter each, as the token protocol wants. */
+    for (const char *p = scope; !bad && *p;) {
+        size_t n = strcspn(p, " ");
+        char *esc = n ? curl_easy_escape(h, p, (int)n) : NULL;
+        if (n && (!esc || cf_buf_printf(&url, "&scope=%s", esc) < 0)) bad = 1;
         curl_free(esc);
+        p += n;
+        while (*p == ' ') p++;
+    }
+    reg_handle_put(r, h);
+    curl_free(es);
+    if (bad) {
         cf_buf_free(&url);
         return cf_err_set(err, -ENOMEM, "out of memory");
     }
-    curl_free(es);
-    curl_free(esc);
     char origin[REG_ORIGIN_MAX];
     cf_buf body = {0};
     struct reg_resp s;
@@ -413,6 +420,12 @@ static int reg_request(proto_registry *r, const char *repo, struct reg_req *q, s
 {
     char scope[320];
     snprintf(scope, sizeof(scope), "repository:%s:pull", repo);
+    return reg_request_scope(r, repo, scope, q, s, err);
+}
+
+int reg_request_scope(proto_registry *r, const char *repo, const char *scope, struct reg_req *q,
+                      struct reg_resp *s, cf_err *err)
+{
     int sent_basic = 0;
     char *tok = NULL;
     int rc = 0;
@@ -501,8 +514,8 @@ out:
     return rc;
 }
 
-static int status_error(proto_registry *r, const struct reg_resp *s, const char *what,
-                        const char *repo, cf_err *err)
+int reg_status_error(proto_registry *r, const struct reg_resp *s, const char *what,
+                     const char *repo, cf_err *err)
 {
     char code[64];
     error_code(s, code, sizeof(code));
@@ -526,7 +539,7 @@ static int status_error(proto_registry *r, const struct reg_resp *s, const char 
     }
 }
 
-static int check_names(proto_registry *r, const char *repo, const char *digest, cf_err *err)
+int reg_check_names(proto_registry *r, const char *repo, const char *digest, cf_err *err)
 {
     if (proto_registry_check_repo(repo) < 0)
         return cf_err_set(err, -EINVAL, "registry %s: bad repository name \"%.200s\"", r->host,
@@ -541,7 +554,7 @@ static int check_names(proto_registry *r, const char *repo, const char *digest, 
 int proto_registry_blob_size(proto_registry *r, const char *repo, const char *digest,
                              uint64_t *size, cf_err *err)
 {
-    int rc = check_names(r, repo, digest, err);
+    int rc = reg_check_names(r, repo, digest, err);
     if (rc < 0) return rc;
     char url[1024], what[96];
     snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", r->base, repo, digest);
@@ -551,7 +564,7 @@ int proto_registry_blob_size(proto_registry *r, const char *repo, const char *di
     struct reg_req q = {.method = "HEAD", .url = url, .total_timeout_ms = META_TIMEOUT_MS};
     rc = reg_request(r, repo, &q, &s, err);
     if (rc < 0) return rc;
-    if (s.status != 200) return status_error(r, &s, what, repo, err);
+    if (s.status != 200) return reg_status_error(r, &s, what, repo, err);
     if (s.content_length < 0)
         return cf_err_set(err, -EBADMSG, "registry %s: HEAD %s: no Content-Length", r->host, what);
     *size = (uint64_t)s.content_length;
@@ -563,7 +576,7 @@ int proto_registry_blob_get(proto_registry *r, const char *repo, const char *dig
                             proto_registry_write_fn fn, void *ctx, uint64_t *delivered, cf_err *err)
 {
     if (delivered) *delivered = 0;
-    int rc = check_names(r, repo, digest, err);
+    int rc = reg_check_names(r, repo, digest, err);
     if (rc < 0) return rc;
     if (!fn) return cf_err_set(err, -EINVAL, "registry %s: no write callback", r->host);
     if ((flags & ~PROTO_REGISTRY_VERIFY) || ((flags & PROTO_REGISTRY_VERIFY) && (offset || length)))
@@ -596,7 +609,8 @@ int proto_registry_blob_get(proto_registry *r, const char *repo, const char *dig
                         .hash = (flags & PROTO_REGISTRY_VERIFY) ? &hash : NULL};
     rc = reg_request(r, repo, &q, &s, err);
     if (delivered) *delivered = s.delivered;
-    if (rc == 0 && s.status != 200 && s.status != 206) rc = status_error(r, &s, what, repo, err);
+    if (rc == 0 && s.status != 200 && s.status != 206)
+        rc = reg_status_error(r, &s, what, repo, err);
     /* A 200 (range ignored) for a start past the end delivers nothing: same as a 416. */
     if (rc == 0 && s.delivered == 0 && (offset || length))
         rc = cf_err_set(err, -ERANGE, "registry %s: %s: range not satisfiable (blob is shorter)",
@@ -684,7 +698,7 @@ int proto_registry_manifest_get(proto_registry *r, const char *repo, const char 
                                 proto_manifest *out, cf_err *err)
 {
     memset(out, 0, sizeof(*out));
-    int rc = check_names(r, repo, NULL, err);
+    int rc = reg_check_names(r, repo, NULL, err);
     if (rc < 0) return rc;
     int by_digest = reference && strncmp(reference, "sha256:", 7) == 0;
     if (!reference || (by_digest ? proto_registry_check_digest(reference)
@@ -704,7 +718,7 @@ int proto_registry_manifest_get(proto_registry *r, const char *repo, const char 
                         .buf = &body,
                         .buf_max = PROTO_MANIFEST_MAX};
     rc = reg_request(r, repo, &q, &s, err);
-    if (rc == 0 && s.status != 200) rc = status_error(r, &s, what, repo, err);
+    if (rc == 0 && s.status != 200) rc = reg_status_error(r, &s, what, repo, err);
     if (rc == 0 && cf_buf_append(&body, "", 1) < 0) rc = cf_err_set(err, -ENOMEM, "out of memory");
     if (rc < 0) {
         cf_buf_free(&body);

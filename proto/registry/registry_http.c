@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cf/log.h"
 #include "registry_internal.h"
@@ -91,6 +92,7 @@ struct xfer {
     int complete;        /* everything wanted was delivered; we aborted the rest */
     int fail_rc;         /* sink or protocol error: stop, no retry */
     char fail_msg[256];
+    uint64_t body_pos; /* upload bytes sent by this attempt */
 };
 
 static void copy_hdr_value(char *dst, size_t cap, const char *v, size_t n)
@@ -124,6 +126,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
             s->status = code;
         }
         s->content_type[0] = s->docker_digest[0] = s->content_range[0] = s->www_auth[0] = '\0';
+        s->location[0] = '\0';
         s->retry_after_s = -1;
         s->err_len = 0;
         s->err_body[0] = '\0';
@@ -139,6 +142,8 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
         copy_hdr_value(s->content_type, sizeof(s->content_type), v, vl);
     else if (IS("docker-content-digest"))
         copy_hdr_value(s->docker_digest, sizeof(s->docker_digest), v, vl);
+    else if (IS("location"))
+        copy_hdr_value(s->location, sizeof(s->location), v, vl);
     else if (IS("content-range"))
         copy_hdr_value(s->content_range, sizeof(s->content_range), v, vl);
     else if (IS("www-authenticate")) {
@@ -274,6 +279,34 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Upload body: memory or pread from the fd, from the start on every attempt. */
+static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    struct reg_req *q = x->q;
+    size_t cap = size * nmemb;
+    uint64_t left = q->body_len - x->body_pos;
+    size_t n = left < cap ? (size_t)left : cap;
+    if (n == 0) return 0;
+    if (q->body_kind == REG_BODY_MEM) {
+        memcpy(buf, (const uint8_t *)q->body_mem + x->body_pos, n);
+    } else {
+        ssize_t got;
+        do got = pread(q->body_fd, buf, n, (off_t)(q->body_off + x->body_pos));
+        while (got < 0 && errno == EINTR);
+        if (got <= 0) {
+            char eb[128];
+            fail(x, got < 0 ? -errno : -EIO, "reading the upload body at offset %" PRIu64 ": %s",
+                 q->body_off + x->body_pos,
+                 got < 0 ? strerror_r(errno, eb, sizeof(eb)) : "file shorter than announced");
+            return CURL_READFUNC_ABORT;
+        }
+        n = (size_t)got;
+    }
+    x->body_pos += n;
+    return n;
+}
+
 static int retryable_curl(CURLcode c)
 {
     switch (c) {
@@ -348,6 +381,20 @@ static int setup(proto_registry *r, CURL *h, struct reg_req *q, const char *url,
         curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
     }
     if (strcmp(q->method, "HEAD") == 0) curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    int upload = strcmp(q->method, "POST") == 0 || strcmp(q->method, "PUT") == 0 ||
+                 strcmp(q->method, "PATCH") == 0;
+    if (upload) {
+        /* UPLOAD gives a streamed body with a known Content-Length; CUSTOMREQUEST names the
+         * method (UPLOAD alone means PUT). */
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+        curl_easy_setopt(h, CURLOPT_READDATA, x);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
+                         (curl_off_t)(q->body_kind == REG_BODY_NONE ? 0 : q->body_len));
+    } else if (strcmp(q->method, "DELETE") == 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+    }
     /* Range in blob coordinates, resuming after what was already delivered. */
     if (strcmp(q->method, "GET") == 0 && !q->buf) {
         uint64_t from = q->start + s->delivered;
@@ -364,6 +411,22 @@ static int setup(proto_registry *r, CURL *h, struct reg_req *q, const char *url,
     if (q->accept) {
         snprintf(line, sizeof(line), "Accept: %s", q->accept);
         if (!(l = curl_slist_append(l, line))) return -ENOMEM;
+    }
+    if (upload) {
+        struct curl_slist *n;
+        /* No "Expect: 100-continue" round trip; registries answer at once anyway. */
+        if (!(n = curl_slist_append(l, "Expect:"))) goto oom;
+        l = n;
+        if (q->content_type) {
+            snprintf(line, sizeof(line), "Content-Type: %s", q->content_type);
+            if (!(n = curl_slist_append(l, line))) goto oom;
+            l = n;
+        }
+        if (q->content_range) {
+            snprintf(line, sizeof(line), "Content-Range: %s", q->content_range);
+            if (!(n = curl_slist_append(l, line))) goto oom;
+            l = n;
+        }
     }
     if (with_auth && q->bearer) {
         snprintf(line, sizeof(line), "Authorization: Bearer %s", q->bearer);
@@ -382,6 +445,9 @@ static int setup(proto_registry *r, CURL *h, struct reg_req *q, const char *url,
     *hdrs = l;
     if (l) curl_easy_setopt(h, CURLOPT_HTTPHEADER, l);
     return 0;
+oom:
+    curl_slist_free_all(l);
+    return -ENOMEM;
 }
 
 static int is_redirect(long st)

@@ -56,8 +56,11 @@ struct proto_registry {
     int n_idle;
 };
 
+/* Request body of a POST/PUT/PATCH (replayable, so retries and redirects can resend it). */
+enum reg_body_kind { REG_BODY_NONE = 0, REG_BODY_MEM = 1, REG_BODY_FD = 2 };
+
 struct reg_req {
-    const char *method;      /* "GET" or "HEAD" */
+    const char *method;      /* "GET", "HEAD", "POST", "PUT", "PATCH" or "DELETE" */
     const char *url;         /* first URL; redirects are followed from it */
     const char *auth_origin; /* credentials go only to URLs of this origin (NULL: nowhere) */
     const char *basic_user, *basic_pass;
@@ -72,6 +75,14 @@ struct reg_req {
     proto_registry_write_fn fn;
     void *ctx;
     cf_digest_ctx *hash; /* updated with every delivered byte, may be NULL */
+    /* Upload body (POST/PUT/PATCH): memory or [body_off, body_off+body_len) of body_fd read
+     * with pread. NONE sends an empty body (Content-Length: 0). */
+    enum reg_body_kind body_kind;
+    const void *body_mem;
+    int body_fd;
+    uint64_t body_off, body_len;
+    const char *content_type;  /* Content-Type header of the body, or NULL */
+    const char *content_range; /* Content-Range header value (chunked PATCH), or NULL */
 };
 
 struct reg_resp {
@@ -83,6 +94,7 @@ struct reg_resp {
     int64_t content_length; /* -1 unknown */
     long retry_after_s;     /* Retry-After (delta-seconds form) of the last answer, -1 none */
     uint64_t delivered;     /* body bytes handed to the sink, over all attempts */
+    char location[4096];    /* Location header of the last answer ("" none) */
     char err_body[2048];    /* start of a non-2xx body, NUL-terminated */
     size_t err_len;
 };
@@ -104,5 +116,17 @@ void reg_handle_put(proto_registry *r, CURL *h);
  * caller interprets it), or a negative errno with err set (transport failure after retries,
  * sink error, protocol violation). */
 int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err *err);
+
+/* reg_http_do with authentication (registry_client.c): anonymous first, then what the 401
+ * challenge asks for; bearer tokens are requested for `scope` (one or more space-separated
+ * "repository:NAME:ACTIONS" scopes, each sent as its own scope= parameter). */
+int reg_request_scope(proto_registry *r, const char *repo, const char *scope, struct reg_req *q,
+                      struct reg_resp *s, cf_err *err);
+/* The error for a final non-success answer to `what` in `repo` (404 -ENOENT, 401/403 -EACCES,
+ * 416 -ERANGE, else -EPROTO), with the registry's error code in the message. */
+int reg_status_error(proto_registry *r, const struct reg_resp *s, const char *what,
+                     const char *repo, cf_err *err);
+/* Validates repo (and digest when not NULL): 0 or -EINVAL with a message. */
+int reg_check_names(proto_registry *r, const char *repo, const char *digest, cf_err *err);
 
 #endif

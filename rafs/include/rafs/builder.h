@@ -240,7 +240,11 @@ struct rafs_create_opts {
     const char *blob;           /* -b (regular file or FIFO), or NULL */
     const char *blob_dir;       /* -D, or NULL */
     const char *blob_cache_dir; /* --blob-cache-dir, or NULL */
-    const char *blob_id;        /* --blob-id, or NULL */
+    /* Without blob_cache_dir: where to write the blob's .blob.meta content alone (decoded ci
+     * array padded to 4 KiB + 4 KiB header; what nydusify puts in the bootstrap layer), only
+     * when the layer has file data; NULL = none. */
+    const char *blob_meta;
+    const char *blob_id; /* --blob-id, or NULL */
     struct rafs_blob_opts blob_opts;
     const char *const *prefetch; /* NULL-terminated absolute paths, or NULL */
     enum rafs_whiteout_spec whiteout;

@@ -47,6 +47,9 @@
  * a partly delivered body resumes with a Range request, so callers never see bytes twice.
  * 4xx answers (auth, not found, range) are never retried.
  *
+ * Push (uploads, cross-repository mounts, manifest PUT) is in registry_push.h, on the same
+ * client object.
+ *
  * Ranges: `Range: bytes=A-B` (B inclusive). A registry that ignores Range and answers 200 with
  * the whole blob (a cold pull-through cache) is tolerated: bytes before A are skipped and the
  * transfer stops after B, so the caller receives exactly the range.

@@ -1,0 +1,30 @@
+/* Private to client/: helpers shared by convert.c and check.c. */
+#ifndef CLIENT_CONVERT_PRIV_H
+#define CLIENT_CONVERT_PRIV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cf/buf.h"
+#include "cf/error.h"
+#include "proto/oci_model.h"
+#include "proto/registry_client.h"
+
+/* A proto_registry_write_fn into b, failing with -EFBIG past max bytes. */
+struct mem_cap {
+    cf_buf b;
+    size_t max;
+};
+int client_conv_mem_cap_write(void *ctx, const void *data, size_t len);
+
+/* "sha256:<hex>" of a file's bytes (and its size, may be NULL). */
+int client_conv_file_sha256(const char *path, char out[72], uint64_t *size, cf_err *err);
+/* "sha256:<hex>" of the decompressed bytes of a gzip file. */
+int client_conv_gunzip_sha256(const char *path, char out[72], cf_err *err);
+
+/* The image manifest of ref: an index is followed to `platform` ("os/arch[/variant]", NULL =
+ * this host's). Fills *m (free with proto_oci_manifest_free) and the manifest's digest. */
+int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const char *platform,
+                        proto_oci_manifest *m, char digest[72], cf_err *err);
+
+#endif

@@ -1,0 +1,95 @@
+/* Registry-to-registry conversion of an OCI/Docker image into a Nydus (RAFS v6) image, as
+ * `nydusify convert` does (docs/convert.md; the packaging is ../shared/docs/nydus-format.md §5
+ * and runtime-contracts.md §3).
+ *
+ * Flow: the source manifest (an index is followed to the wanted platform), then per layer: the
+ * compressed layer is streamed to a file in the work dir (gzip, zstd or plain tar: libarchive
+ * reads them), built into a Nydus blob + layer bootstrap with the RAFS builder (rafs_create;
+ * blob-inline-meta, blob-toc, whiteouts kept for the merge), the blob pushed unless the target
+ * has it; then the bootstraps are merged (whiteouts and opaque dirs applied), the bootstrap
+ * layer (deterministic gzip tar of image/ + image/image.boot) and the config (diff_ids = blob
+ * digests + the bootstrap tar's uncompressed digest, one more history entry) are pushed, and
+ * the manifest last: an error before that publishes nothing.
+ * Memory: `workers` layers are processed at a time (a layer's upload overlaps the next one's
+ * download and build); layer and blob bytes go through files, never held whole in memory
+ * (each builder's chunk pipeline and the upload's pread are bounded).
+ * Re-runs: <work_dir>/cache/ maps a source layer digest (and the build options) to its blob
+ * digest and keeps the layer bootstrap, so a layer converted before is not rebuilt: the target
+ * is asked (HEAD) and the blob is mounted from the repository it was pushed to, or rebuilt
+ * only when neither has it.
+ * Threads: one conversion per call, blocking; the call starts workers - 1 threads (and the
+ * builders' compression threads) and joins them before returning.
+ * Errors: 0 or a negative errno with `err` naming the step, the layer and the registry. */
+#ifndef CLIENT_CONVERT_H
+#define CLIENT_CONVERT_H
+
+#include <stdint.h>
+
+#include "cf/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct client_convert_opts {
+    const char *source, *target;          /* image references ("host:port/repo:tag") */
+    const char *platform;                 /* "os/arch[/variant]" for an index; NULL = this host's */
+    int source_insecure, target_insecure; /* skip TLS verification (loopback is plain http) */
+    const char *docker_config;            /* credentials; NULL = the default docker config */
+    const char *work_dir;                 /* required: layer/blob files and the cache */
+    const char *compressor;               /* "zstd" (default), "lz4_block", "none" */
+    uint32_t chunk_size;                  /* 0 = 1 MiB; power of two 4 KiB .. 16 MiB */
+    unsigned threads; /* builder compression threads per layer; 0 = one per core */
+    unsigned workers; /* layers converted at the same time; 0 = 2, at most 16 */
+    /* One line per step (layer built/cached/pushed), from the calling thread or a layer
+     * worker, never two at once; may be NULL. */
+    void (*progress)(void *ctx, const char *line);
+    void *progress_ctx;
+} client_convert_opts;
+
+typedef struct client_convert_result {
+    char manifest_digest[72];       /* the pushed Nydus manifest */
+    unsigned layers, built, cached; /* source layers; rebuilt; reused from the cache */
+    unsigned blobs_pushed, blobs_present, blobs_mounted;
+    uint64_t source_bytes; /* compressed source layers */
+    uint64_t target_bytes; /* Nydus blobs + bootstrap layer */
+    uint64_t pushed_bytes; /* bytes actually uploaded */
+    double seconds;
+} client_convert_result;
+
+int client_convert(const client_convert_opts *o, client_convert_result *res, cf_err *err);
+
+/* `chunkfly check SOURCE TARGET` (check.c): TARGET is a well-formed Nydus image of SOURCE.
+ *  - structure: every layer but the last a Nydus blob layer (media type, nydus-blob "true"),
+ *    the last the bootstrap layer (gzip tar, nydus-bootstrap "true", fs version "6"), config
+ *    diff_ids = the blob digests + the bootstrap tar's uncompressed digest;
+ *  - bootstrap: every blob of its table is a layer of the manifest and present (fetched with
+ *    its digest checked), every chunk read and checked against its digest (rafs_unpack);
+ *  - tree: the target's filesystem equals the source's layers applied in order (OCI
+ *    whiteouts and opaque dirs): type, mode bits, owner, size and content sha256, symlink
+ *    target, device numbers, xattrs, hard-link groups (mtimes are not compared).
+ * Problems found are reported through `progress` ("PROBLEM: ...", the first 20) and counted;
+ * the call then fails with -EBADMSG. Other errors (registry, download) as client_convert.
+ * Memory: both trees' metadata (not file contents) are held; files go to WORK/check. */
+typedef struct client_check_opts {
+    const char *source, *target, *platform;
+    int source_insecure, target_insecure;
+    const char *docker_config, *work_dir;
+    void (*progress)(void *ctx, const char *line);
+    void *progress_ctx;
+} client_check_opts;
+
+typedef struct client_check_result {
+    unsigned blobs;    /* data blobs fetched and checked */
+    uint64_t entries;  /* entries of the target tree */
+    unsigned problems; /* differences and packaging faults found */
+    double seconds;
+} client_check_result;
+
+int client_check(const client_check_opts *o, client_check_result *res, cf_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
