@@ -298,7 +298,7 @@ int mount_tool_run(const struct mount_tool_opts *o)
         say("%s", cf_err_str(&err, rc));
         goto out;
     }
-    cf_info("mounted %s at %s", shared ? "a shared root" : instance_bootstrap(inst), o->mountpoint);
+    cf_info("mounted %s at %s", inst ? instance_bootstrap(inst) : "a shared root", o->mountpoint);
     if (inst) instance_start_prefetch(inst);
     /* 4. the API, once the filesystem is up (its state is RUNNING from the first request) */
     if (o->apisock || o->metrics_listen) {

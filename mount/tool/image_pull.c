@@ -59,8 +59,7 @@ static int load_auth(const char *host, char **out, cf_err *err)
 
 /* The image manifest for `reference`, following one index level to the platform's entry. */
 static int fetch_manifest(proto_registry *r, const char *repo, const char *reference,
-                          const char *platform, proto_oci_manifest *m, char digest[72],
-                          cf_err *err)
+                          const char *platform, proto_oci_manifest *m, char digest[72], cf_err *err)
 {
     proto_manifest raw = {0};
     int rc = proto_registry_manifest_get(r, repo, reference, &raw, err);
@@ -88,8 +87,10 @@ static int fetch_manifest(proto_registry *r, const char *repo, const char *refer
     }
     if (rc == 0) {
         rc = proto_oci_manifest_parse(raw.body, raw.len, raw.media_type, m, err);
-        if (rc == -EMEDIUMTYPE) cf_err_wrap(err, rc, "manifest %s (an index in an index?)", raw.digest);
-        else if (rc) cf_err_wrap(err, rc, "manifest %s", raw.digest);
+        if (rc == -EMEDIUMTYPE)
+            cf_err_wrap(err, rc, "manifest %s (an index in an index?)", raw.digest);
+        else if (rc)
+            cf_err_wrap(err, rc, "manifest %s", raw.digest);
         snprintf(digest, 72, "%s", raw.digest);
     }
 out:
@@ -147,8 +148,8 @@ int image_extract_boot(int tgz_fd, int out_fd, cf_err *err)
             goto out;
         }
         if (n >= MAX_TAR_ENTRIES) {
-            rc = cf_err_set(err, -EBADMSG, "bootstrap layer: more than %d entries",
-                            MAX_TAR_ENTRIES);
+            rc =
+                cf_err_set(err, -EBADMSG, "bootstrap layer: more than %d entries", MAX_TAR_ENTRIES);
             goto out;
         }
         const char *raw = archive_entry_pathname(e), *name = entry_name(raw);
@@ -195,7 +196,8 @@ int image_extract_boot(int tgz_fd, int out_fd, cf_err *err)
             }
             got += (uint64_t)k;
             if (got > (uint64_t)size) {
-                rc = cf_err_set(err, -EBADMSG, "bootstrap layer: image.boot longer than its header");
+                rc =
+                    cf_err_set(err, -EBADMSG, "bootstrap layer: image.boot longer than its header");
                 goto out;
             }
             if ((rc = cf_write_full(out_fd, buf, (size_t)k))) {
@@ -291,8 +293,7 @@ int image_pull(const struct image_pull_opts *o, struct image_pulled *out, cf_err
     struct stat st;
     if (stat(out->bootstrap, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
         out->cached = true; /* named by the verified layer digest, written atomically */
-    } else if ((rc = fetch_bootstrap(r, ref.repo, v.bootstrap, o->work_dir, out->bootstrap,
-                                     err))) {
+    } else if ((rc = fetch_bootstrap(r, ref.repo, v.bootstrap, o->work_dir, out->bootstrap, err))) {
         goto fail;
     }
     if ((rc = load_auth(ref.registry, &out->auth_b64, err))) goto fail;

@@ -106,7 +106,9 @@ static int open_image(const struct instance_params *p, struct instance *in, cf_e
         default_work_dir(defdir, sizeof(defdir));
         work_dir = defdir;
     }
-    struct image_pull_opts po = {.ref = p->image, .work_dir = work_dir, .platform = p->platform,
+    struct image_pull_opts po = {.ref = p->image,
+                                 .work_dir = work_dir,
+                                 .platform = p->platform,
                                  .plain_http = p->plain_http};
     struct image_pulled pl;
     int rc = image_pull(&po, &pl, err);
@@ -117,12 +119,11 @@ static int open_image(const struct instance_params *p, struct instance *in, cf_e
         !in->cfg->backend.host && !in->cfg->backend.repo) {
         struct mount_backend_config *b = &in->cfg->backend;
         if (dup_into(&b->host, pl.host) || dup_into(&b->repo, pl.repo) ||
-            dup_into(&b->scheme, scheme) ||
-            (!b->registry_token && dup_into(&b->auth, pl.auth_b64)))
+            dup_into(&b->scheme, scheme) || (!b->registry_token && dup_into(&b->auth, pl.auth_b64)))
             rc = -ENOMEM;
     } else if (rc == 0 && !in->cfg) {
-        json_t *bc = json_pack("{s:s, s:s, s:s}", "host", pl.host, "repo", pl.repo, "scheme",
-                               scheme);
+        json_t *bc =
+            json_pack("{s:s, s:s, s:s}", "host", pl.host, "repo", pl.repo, "scheme", scheme);
         if (bc && pl.auth_b64) json_object_set_new(bc, "auth", json_string(pl.auth_b64));
         json_t *root = bc ? json_pack("{s:{s:{s:s, s:o}, s:{s:s, s:{s:s}}}}", "device", "backend",
                                       "type", "registry", "config", bc, "cache", "type",
@@ -192,8 +193,7 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
         goto fail;
     }
     if ((rc = rafs_image_open(boot, &img, err))) {
-        if (err && !strstr(err->msg, boot))
-            cf_err_wrap(err, rc, "bootstrap %s", boot);
+        if (err && !strstr(err->msg, boot)) cf_err_wrap(err, rc, "bootstrap %s", boot);
         goto fail;
     }
     for (uint32_t i = 0; i < rafs_image_blob_count(img); i++) {
@@ -231,8 +231,8 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
     *img_out = img;
     *cache_out = in->cache;
     *out = in;
-    cf_info("image %s: %u blobs, cache in %s, blobs from %s", boot,
-            rafs_image_blob_count(img), work_dir ? work_dir : "temporary files",
+    cf_info("image %s: %u blobs, cache in %s, blobs from %s", boot, rafs_image_blob_count(img),
+            work_dir ? work_dir : "temporary files",
             in->blob_dir ? in->blob_dir : "the config's backend");
     return 0;
 fail:

@@ -12,8 +12,7 @@
 
 #define SIZE_MAX_OK (1ull << 62)
 
-static int copy_str(char *dst, size_t size, json_t *v, const char *what, int required,
-                    cf_err *err)
+static int copy_str(char *dst, size_t size, json_t *v, const char *what, int required, cf_err *err)
 {
     dst[0] = '\0';
     if (!v) return required ? cf_err_set(err, -EBADMSG, "%s missing", what) : 0;
@@ -32,11 +31,12 @@ static int check_digest(const char *d, const char *what, cf_err *err)
     if (!colon || colon == d)
         return cf_err_set(err, -EBADMSG, "%s: \"%.80s\" is not a digest", what, d);
     if ((size_t)(colon - d) != 6 || strncmp(d, "sha256", 6) != 0)
-        return cf_err_set(err, -ENOTSUP, "%s: digest algorithm \"%.*s\" is not supported (only "
-                          "sha256)", what, (int)(colon - d < 16 ? colon - d : 16), d);
+        return cf_err_set(err, -ENOTSUP,
+                          "%s: digest algorithm \"%.*s\" is not supported (only "
+                          "sha256)",
+                          what, (int)(colon - d < 16 ? colon - d : 16), d);
     if (strlen(colon + 1) != 64 || !cf_hex_is_lower(colon + 1, 64))
-        return cf_err_set(err, -EBADMSG, "%s: \"%.80s\" is not sha256:<64 lowercase hex>", what,
-                          d);
+        return cf_err_set(err, -EBADMSG, "%s: \"%.80s\" is not sha256:<64 lowercase hex>", what, d);
     return 0;
 }
 
@@ -55,7 +55,8 @@ static int parse_annotations(json_t *o, const char *what, proto_oci_kv **out, si
     *out = NULL;
     *n_out = 0;
     if (!o) return 0;
-    if (!json_is_object(o)) return cf_err_set(err, -EBADMSG, "%s.annotations is not an object", what);
+    if (!json_is_object(o))
+        return cf_err_set(err, -EBADMSG, "%s.annotations is not an object", what);
     size_t n = json_object_size(o);
     if (n == 0) return 0;
     if (n > PROTO_OCI_MAX_ANNOTATIONS)
@@ -67,7 +68,8 @@ static int parse_annotations(json_t *o, const char *what, proto_oci_kv **out, si
     const char *key;
     json_t *val;
     int rc = 0;
-    json_object_foreach(o, key, val) {
+    json_object_foreach(o, key, val)
+    {
         if (i >= n) break;
         size_t kl = strlen(key); /* jansson keys are NUL-free unless JSON_ALLOW_NUL */
         if (!json_is_string(val)) {
@@ -115,17 +117,17 @@ static int parse_platform(json_t *p, const char *what, proto_oci_platform *out, 
                        err)) < 0)
         return rc;
     snprintf(w, sizeof(w), "%s.platform.os.version", what);
-    if ((rc = copy_str(out->os_version, sizeof(out->os_version),
-                       json_object_get(p, "os.version"), w, 0, err)) < 0)
+    if ((rc = copy_str(out->os_version, sizeof(out->os_version), json_object_get(p, "os.version"),
+                       w, 0, err)) < 0)
         return rc;
     json_t *f = json_object_get(p, "os.features");
     if (f) {
         if (!json_is_array(f) || json_array_size(f) > PROTO_OCI_MAX_ANNOTATIONS)
-            return cf_err_set(err, -EBADMSG, "%s.platform.os.features is not a short array",
-                              what);
+            return cf_err_set(err, -EBADMSG, "%s.platform.os.features is not a short array", what);
         size_t i;
         json_t *e;
-        json_array_foreach(f, i, e) {
+        json_array_foreach(f, i, e)
+        {
             if (!json_is_string(e))
                 return cf_err_set(err, -EBADMSG, "%s.platform.os.features[%zu] is not a string",
                                   what, i);
@@ -149,8 +151,8 @@ static int parse_desc(json_t *o, const char *what, proto_oci_desc *d, cf_err *er
     char w[96];
     int rc;
     snprintf(w, sizeof(w), "%s.mediaType", what);
-    if ((rc = copy_str(d->media_type, sizeof(d->media_type), json_object_get(o, "mediaType"), w,
-                       1, err)) < 0)
+    if ((rc = copy_str(d->media_type, sizeof(d->media_type), json_object_get(o, "mediaType"), w, 1,
+                       err)) < 0)
         return rc;
     snprintf(w, sizeof(w), "%s.digest", what);
     json_t *dg = json_object_get(o, "digest");
@@ -197,8 +199,8 @@ static int load(const void *body, size_t len, json_t **root, cf_err *err)
     json_error_t jerr;
     json_t *r = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
     if (!r)
-        return cf_err_set(err, -EBADMSG, "not JSON: %s at line %d column %d", jerr.text,
-                          jerr.line, jerr.column);
+        return cf_err_set(err, -EBADMSG, "not JSON: %s at line %d column %d", jerr.text, jerr.line,
+                          jerr.column);
     if (!json_is_object(r)) {
         json_decref(r);
         return cf_err_set(err, -EBADMSG, "not a JSON object");
@@ -209,7 +211,11 @@ static int load(const void *body, size_t len, json_t **root, cf_err *err)
 
 static int media_kind(const char *mt, enum proto_oci_kind *kind, int *docker)
 {
-    struct { const char *mt; enum proto_oci_kind k; int docker; } t[] = {
+    struct {
+        const char *mt;
+        enum proto_oci_kind k;
+        int docker;
+    } t[] = {
         {PROTO_OCI_MT_MANIFEST, PROTO_OCI_KIND_MANIFEST, 0},
         {PROTO_DOCKER_MT_MANIFEST, PROTO_OCI_KIND_MANIFEST, 1},
         {PROTO_OCI_MT_INDEX, PROTO_OCI_KIND_INDEX, 0},
@@ -227,8 +233,8 @@ static int media_kind(const char *mt, enum proto_oci_kind *kind, int *docker)
 }
 
 /* Kind from the body's mediaType, the content type, then the shape. */
-static int kind_of(json_t *root, const char *content_type, enum proto_oci_kind *kind,
-                   int *docker, char *mt_out, size_t mt_size, cf_err *err)
+static int kind_of(json_t *root, const char *content_type, enum proto_oci_kind *kind, int *docker,
+                   char *mt_out, size_t mt_size, cf_err *err)
 {
     json_t *sv = json_object_get(root, "schemaVersion");
     if (json_is_integer(sv) && json_integer_value(sv) == 1)
@@ -244,8 +250,10 @@ static int kind_of(json_t *root, const char *content_type, enum proto_oci_kind *
         if (media_kind(mt_out, kind, docker)) return 0;
         if (strstr(mt_out, "distribution.manifest.v1"))
             return cf_err_set(err, -ENOTSUP, "Docker schema 1 manifests are not supported");
-        return cf_err_set(err, -EMEDIUMTYPE, "media type \"%s\" is neither an image manifest "
-                          "nor an index", mt_out);
+        return cf_err_set(err, -EMEDIUMTYPE,
+                          "media type \"%s\" is neither an image manifest "
+                          "nor an index",
+                          mt_out);
     }
     if (content_type && media_kind(content_type, kind, docker)) {
         size_t n = strcspn(content_type, "; \t");
@@ -257,7 +265,8 @@ static int kind_of(json_t *root, const char *content_type, enum proto_oci_kind *
     int has_m = json_object_get(root, "manifests") != NULL;
     int has_l = json_object_get(root, "layers") != NULL || json_object_get(root, "config");
     if (has_m == has_l)
-        return cf_err_set(err, -EBADMSG, "neither an image manifest nor an index (no mediaType, "
+        return cf_err_set(err, -EBADMSG,
+                          "neither an image manifest nor an index (no mediaType, "
                           "ambiguous shape)");
     *kind = has_m ? PROTO_OCI_KIND_INDEX : PROTO_OCI_KIND_MANIFEST;
     snprintf(mt_out, mt_size, "%s", has_m ? PROTO_OCI_MT_INDEX : PROTO_OCI_MT_MANIFEST);
@@ -326,11 +335,10 @@ int proto_oci_manifest_parse(const void *body, size_t len, const char *content_t
     int rc = load(body, len, &root, err);
     if (rc < 0) return rc;
     enum proto_oci_kind kind;
-    rc = kind_of(root, content_type, &kind, &out->docker, out->media_type,
-                 sizeof(out->media_type), err);
+    rc = kind_of(root, content_type, &kind, &out->docker, out->media_type, sizeof(out->media_type),
+                 err);
     if (rc == 0 && kind != PROTO_OCI_KIND_MANIFEST)
-        rc = cf_err_set(err, -EMEDIUMTYPE, "an index (%s), not an image manifest",
-                        out->media_type);
+        rc = cf_err_set(err, -EMEDIUMTYPE, "an index (%s), not an image manifest", out->media_type);
     if (rc == 0 && !json_object_get(root, "schemaVersion"))
         rc = cf_err_set(err, -EBADMSG, "schemaVersion missing");
     if (rc == 0)
@@ -346,8 +354,8 @@ int proto_oci_manifest_parse(const void *body, size_t len, const char *content_t
         out->has_subject = rc == 0;
     }
     if (rc == 0)
-        rc = parse_annotations(json_object_get(root, "annotations"), "manifest",
-                               &out->annotations, &out->n_annotations, err);
+        rc = parse_annotations(json_object_get(root, "annotations"), "manifest", &out->annotations,
+                               &out->n_annotations, err);
     json_decref(root);
     if (rc < 0) proto_oci_manifest_free(out);
     return rc;
@@ -372,11 +380,10 @@ int proto_oci_index_parse(const void *body, size_t len, const char *content_type
     int rc = load(body, len, &root, err);
     if (rc < 0) return rc;
     enum proto_oci_kind kind;
-    rc = kind_of(root, content_type, &kind, &out->docker, out->media_type,
-                 sizeof(out->media_type), err);
+    rc = kind_of(root, content_type, &kind, &out->docker, out->media_type, sizeof(out->media_type),
+                 err);
     if (rc == 0 && kind != PROTO_OCI_KIND_INDEX)
-        rc = cf_err_set(err, -EMEDIUMTYPE, "an image manifest (%s), not an index",
-                        out->media_type);
+        rc = cf_err_set(err, -EMEDIUMTYPE, "an image manifest (%s), not an index", out->media_type);
     if (rc == 0)
         rc = parse_desc_array(json_object_get(root, "manifests"), "manifests", &out->manifests,
                               &out->n_manifests, err);
@@ -426,7 +433,8 @@ int proto_oci_platform_parse(const char *s, proto_oci_platform *out, cf_err *err
         if (*c == '/' || *c == '\0') {
             n[parts - 1] = (size_t)(c - p[parts - 1]);
             if (*c == '\0') break;
-            if (parts == 3) return cf_err_set(err, -EINVAL, "platform \"%.64s\": want os/arch[/variant]", s);
+            if (parts == 3)
+                return cf_err_set(err, -EINVAL, "platform \"%.64s\": want os/arch[/variant]", s);
             p[parts++] = c + 1;
         } else if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_' ||
                      *c == '-' || *c == '.')) {
@@ -549,8 +557,8 @@ int proto_oci_config_parse(const void *body, size_t len, proto_oci_config *out, 
         for (size_t i = 0; rc == 0 && i < n; i++) {
             char w[48];
             snprintf(w, sizeof(w), "config rootfs.diff_ids[%zu]", i);
-            rc = copy_str(out->diff_ids[i], sizeof(out->diff_ids[i]), json_array_get(ids, i), w,
-                          1, err);
+            rc = copy_str(out->diff_ids[i], sizeof(out->diff_ids[i]), json_array_get(ids, i), w, 1,
+                          err);
             if (rc == 0) rc = check_digest(out->diff_ids[i], w, err);
             if (rc == 0) out->n_diff_ids = i + 1;
         }
@@ -574,7 +582,10 @@ static int is_gzip_layer(const char *mt)
     return strcmp(mt, PROTO_OCI_MT_LAYER_GZIP) == 0 || strcmp(mt, PROTO_DOCKER_MT_LAYER_GZIP) == 0;
 }
 
-static int is_true(const char *v) { return v && strcmp(v, "true") == 0; }
+static int is_true(const char *v)
+{
+    return v && strcmp(v, "true") == 0;
+}
 
 static int is_blob_layer(const proto_oci_desc *d)
 {
@@ -610,16 +621,18 @@ int proto_nydus_view_get(const proto_oci_manifest *m, proto_nydus_view *out, cf_
                 fsv = m->annotations[i].value;
     }
     if (fsv && strcmp(fsv, "5") == 0)
-        return cf_err_set(err, -ENOTSUP, "RAFS v5 images are not supported (fs version 5); "
+        return cf_err_set(err, -ENOTSUP,
+                          "RAFS v5 images are not supported (fs version 5); "
                           "convert the image with --fs-version 6");
     if (fsv && strcmp(fsv, "6") != 0)
         return cf_err_set(err, -ENOTSUP, "unknown Nydus fs version \"%.16s\" (only 6)", fsv);
     out->fs_version = fsv ? 6 : 0;
     for (size_t i = 0; i < n; i++) {
         if (proto_oci_desc_annotation(&m->layers[i], PROTO_NYDUS_ANN_REF))
-            return cf_err_set(err, -ENOTSUP, "zran Nydus images (nydusify --oci-ref: data read "
-                              "from the OCI layers) are not supported; layer %zu has %s", i,
-                              PROTO_NYDUS_ANN_REF);
+            return cf_err_set(err, -ENOTSUP,
+                              "zran Nydus images (nydusify --oci-ref: data read "
+                              "from the OCI layers) are not supported; layer %zu has %s",
+                              i, PROTO_NYDUS_ANN_REF);
         if (is_true(proto_oci_desc_annotation(&m->layers[i], PROTO_NYDUS_ANN_ENCRYPTED)))
             return cf_err_set(err, -ENOTSUP, "encrypted Nydus blobs are not supported (layer %zu)",
                               i);
@@ -628,7 +641,8 @@ int proto_nydus_view_get(const proto_oci_manifest *m, proto_nydus_view *out, cf_
         out->blobs = calloc(n_blob, sizeof(*out->blobs));
         if (!out->blobs) return cf_err_set(err, -ENOMEM, "out of memory");
         for (size_t i = 0; i < n; i++)
-            if (i != boot && is_blob_layer(&m->layers[i])) out->blobs[out->n_blobs++] = &m->layers[i];
+            if (i != boot && is_blob_layer(&m->layers[i]))
+                out->blobs[out->n_blobs++] = &m->layers[i];
     }
     out->bootstrap = b;
     return 0;

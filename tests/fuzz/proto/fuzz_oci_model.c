@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 1: {
         proto_oci_index ix;
-        if (proto_oci_index_parse(s, n, "application/vnd.oci.image.index.v1+json", &ix, &err) == 0) {
+        if (proto_oci_index_parse(s, n, "application/vnd.oci.image.index.v1+json", &ix, &err) ==
+            0) {
             const proto_oci_desc *d;
             proto_oci_platform p;
             proto_oci_platform_parse("linux/arm64", &p, NULL);

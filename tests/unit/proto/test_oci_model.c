@@ -12,22 +12,27 @@
 
 #include "proto/oci_model.h"
 
-#define H(c) "sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c \
-                       c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
+#define H(c)                                                                                       \
+    "sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
+        c c c c c c c c c c c c c c c c c c c c c c
 #define D1 H("1")
 #define D2 H("2")
 #define D3 H("3")
 #define DC H("c")
 
-#define BLOB(d, sz) "{\"mediaType\":\"application/vnd.oci.image.layer.nydus.blob.v1\",\"digest\":\"" \
-    d "\",\"size\":" #sz ",\"annotations\":{\"containerd.io/snapshot/nydus-blob\":\"true\"}}"
-#define BOOT(d, fsv) "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" \
-    d "\",\"size\":552,\"annotations\":{\"containerd.io/snapshot/nydus-bootstrap\":\"true\"," \
+#define BLOB(d, sz)                                                                                \
+    "{\"mediaType\":\"application/vnd.oci.image.layer.nydus.blob.v1\",\"digest\":\"" d             \
+    "\",\"size\":" #sz ",\"annotations\":{\"containerd.io/snapshot/nydus-blob\":\"true\"}}"
+#define BOOT(d, fsv)                                                                               \
+    "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" d               \
+    "\",\"size\":552,\"annotations\":{\"containerd.io/snapshot/nydus-bootstrap\":\"true\","        \
     "\"containerd.io/snapshot/nydus-fs-version\":\"" fsv "\"}}"
-#define CONFIG "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\"," \
+#define CONFIG                                                                                     \
+    "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","                      \
     "\"digest\":\"" DC "\",\"size\":334}"
-#define MAN(layers) "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"," \
-    CONFIG ",\"layers\":[" layers "]}"
+#define MAN(layers)                                                                                \
+    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"," CONFIG    \
+    ",\"layers\":[" layers "]}"
 
 static int parse(const char *json, proto_oci_manifest *m, cf_err *err)
 {
@@ -51,7 +56,8 @@ static void test_nydus_manifest(void **state)
     proto_oci_manifest m;
     proto_nydus_view v;
     cf_err err = {0};
-    assert_int_equal(view(MAN(BLOB(D1, 104131) "," BLOB(D2, 7) "," BOOT(D3, "6")), &m, &v, &err), 0);
+    assert_int_equal(view(MAN(BLOB(D1, 104131) "," BLOB(D2, 7) "," BOOT(D3, "6")), &m, &v, &err),
+                     0);
     assert_int_equal(m.docker, 0);
     assert_string_equal(m.config.digest, DC);
     assert_int_equal(m.config.size, 334);
@@ -69,7 +75,8 @@ static void test_nydus_manifest(void **state)
     proto_oci_manifest_free(&m); /* safe twice */
 
     /* Docker media types, no fs-version annotation, bootstrap only (external blobs) */
-    const char *dk = "{\"schemaVersion\":2,\"mediaType\":"
+    const char *dk =
+        "{\"schemaVersion\":2,\"mediaType\":"
         "\"application/vnd.docker.distribution.manifest.v2+json\",\"config\":{\"mediaType\":"
         "\"application/vnd.docker.container.image.v1+json\",\"digest\":\"" DC "\",\"size\":1},"
         "\"layers\":[{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\","
@@ -85,8 +92,9 @@ static void test_nydus_manifest(void **state)
     proto_oci_manifest_free(&m);
 
     /* annotations lost: the topmost gzip layer over nydus blob layers */
-    const char *lost = MAN(BLOB(D1, 5) ",{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
-                           "\"digest\":\"" D3 "\",\"size\":9}");
+    const char *lost =
+        MAN(BLOB(D1, 5) ",{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+                        "\"digest\":\"" D3 "\",\"size\":9}");
     assert_int_equal(view(lost, &m, &v, &err), 0);
     assert_ptr_equal(v.bootstrap, &m.layers[1]);
     assert_int_equal(v.n_blobs, 1);
@@ -101,10 +109,10 @@ static void test_nydus_refusals(void **state)
     proto_nydus_view v;
     cf_err err = {0};
     /* plain OCI image */
-    const char *plain = MAN("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
-                            "\"digest\":\"" D1 "\",\"size\":5},{\"mediaType\":"
-                            "\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D2
-                            "\",\"size\":5}");
+    const char *plain =
+        MAN("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+            "\"digest\":\"" D1 "\",\"size\":5},{\"mediaType\":"
+            "\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D2 "\",\"size\":5}");
     assert_int_equal(view(plain, &m, &v, &err), -EMEDIUMTYPE);
     assert_non_null(strstr(err.msg, "not a Nydus image"));
     assert_null(v.bootstrap);
@@ -139,7 +147,8 @@ static void expect_bad(const char *json, int code, const char *needle)
     cf_err err = {0};
     int rc = parse(json, &m, &err);
     if (rc != code) fail_msg("%s: rc %d (%s), want %d", json, rc, err.msg, code);
-    if (needle && !strstr(err.msg, needle)) fail_msg("%s: message \"%s\" lacks %s", json, err.msg, needle);
+    if (needle && !strstr(err.msg, needle))
+        fail_msg("%s: message \"%s\" lacks %s", json, err.msg, needle);
     assert_int_equal(m.n_layers, 0);
     assert_null(m.layers);
 }
@@ -151,7 +160,8 @@ static void test_malformed(void **state)
     expect_bad("[]", -EBADMSG, "object");
     expect_bad("{\"schemaVersion\":1,\"fsLayers\":[]}", -ENOTSUP, "schema 1");
     expect_bad("{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
-               "\"manifests\":[]}", -EMEDIUMTYPE, "index");
+               "\"manifests\":[]}",
+               -EMEDIUMTYPE, "index");
     expect_bad("{\"schemaVersion\":2,\"mediaType\":\"text/plain\"}", -EMEDIUMTYPE, NULL);
     expect_bad("{\"schemaVersion\":3," CONFIG ",\"layers\":[]}", -EBADMSG, "schemaVersion");
     expect_bad("{\"schemaVersion\":2,\"layers\":[]}", -EBADMSG, "config");
@@ -160,15 +170,18 @@ static void test_malformed(void **state)
     expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"sha256:abc\",\"size\":1}"), -EBADMSG,
                "layers[0].digest");
     expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"" H("A") "\",\"size\":1}"), -EBADMSG, NULL);
-    expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"sha512:" "0123456789abcdef0123456789abcdef"
+    expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"sha512:"
+                   "0123456789abcdef0123456789abcdef"
                    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
-                   "abcdef\",\"size\":1}"), -ENOTSUP, "sha512");
+                   "abcdef\",\"size\":1}"),
+               -ENOTSUP, "sha512");
     expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"" D1 "\",\"size\":-1}"), -EBADMSG, "size");
     expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"" D1 "\",\"size\":1.5}"), -EBADMSG, "size");
     expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"" D1 "\"}"), -EBADMSG, "size");
     expect_bad(MAN("{\"digest\":\"" D1 "\",\"size\":1}"), -EBADMSG, "mediaType");
     expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"" D1 "\",\"size\":1,\"annotations\":"
-                   "{\"a\":1}}"), -EBADMSG, "annotation");
+                   "{\"a\":1}}"),
+               -EBADMSG, "annotation");
     expect_bad(MAN("{\"mediaType\":\"x\",\"digest\":\"" D1 "\",\"size\":1,\"annotations\":[]}"),
                -EBADMSG, "annotations");
     expect_bad(MAN("{\"mediaType\":\"x\\u0000y\",\"digest\":\"" D1 "\",\"size\":1}"), -EBADMSG,
@@ -187,7 +200,8 @@ static void test_malformed(void **state)
     /* over the document cap */
     proto_oci_manifest m;
     cf_err err = {0};
-    assert_int_equal(proto_oci_manifest_parse("{}", PROTO_OCI_DOC_MAX + 1u, NULL, &m, &err), -EFBIG);
+    assert_int_equal(proto_oci_manifest_parse("{}", PROTO_OCI_DOC_MAX + 1u, NULL, &m, &err),
+                     -EFBIG);
 }
 
 static void test_kind(void **state)
@@ -213,7 +227,8 @@ static void test_kind(void **state)
     assert_int_equal(proto_oci_kind_of(both, strlen(both), NULL, &k, &err), -EBADMSG);
 }
 
-#define ENTRY(d, plat, extra) "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"," \
+#define ENTRY(d, plat, extra)                                                                      \
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","                               \
     "\"digest\":\"" d "\",\"size\":7,\"platform\":" plat extra "}"
 
 static const proto_oci_desc *pick(const proto_oci_index *ix, const char *want, unsigned flags,
@@ -232,15 +247,22 @@ static const proto_oci_desc *pick(const proto_oci_index *ix, const char *want, u
 static void test_index(void **state)
 {
     (void)state;
-    const char *json = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
-        "\"manifests\":["
-        ENTRY(D1, "{\"os\":\"linux\",\"architecture\":\"amd64\"}", "") ","
-        ENTRY(D2, "{\"os\":\"linux\",\"architecture\":\"amd64\",\"os.features\":[\"nydus.remoteimage.v1\"]}", "") ","
-        ENTRY(D3, "{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}", "") ","
-        ENTRY(DC, "{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v7\"}", "") ","
-        "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" H("9")
-        "\",\"size\":1,\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"}}"
-        "]}";
+    const char *json =
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
+        "\"manifests\":[" ENTRY(D1, "{\"os\":\"linux\",\"architecture\":\"amd64\"}", "") "," ENTRY(
+            D2,
+            "{\"os\":\"linux\",\"architecture\":\"amd64\",\"os.features\":[\"nydus.remoteimage."
+            "v1\"]}",
+            "") "," ENTRY(D3, "{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}",
+                          "") "," ENTRY(DC,
+                                        "{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":"
+                                        "\"v7\"}",
+                                        "") ","
+                                            "{\"mediaType\":\"application/"
+                                            "vnd.oci.image.manifest.v1+json\",\"digest\":\"" H(
+                                                "9") "\",\"size\":1,\"platform\":{\"os\":"
+                                                     "\"unknown\",\"architecture\":\"unknown\"}}"
+                                                     "]}";
     proto_oci_index ix;
     cf_err err = {0};
     assert_int_equal(proto_oci_index_parse(json, strlen(json), NULL, &ix, &err), 0);
@@ -259,10 +281,10 @@ static void test_index(void **state)
     proto_oci_index_free(&ix);
 
     /* artifactType marks the Nydus one (nydusify --merge-platform, newer) */
-    const char *art = "{\"schemaVersion\":2,\"manifests\":["
-        ENTRY(D1, "{\"os\":\"linux\",\"architecture\":\"amd64\"}", "") ","
-        ENTRY(D2, "{\"os\":\"linux\",\"architecture\":\"amd64\"}",
-              ",\"artifactType\":\"application/vnd.nydus.image.manifest.v1+json\"") "]}";
+    const char *art = "{\"schemaVersion\":2,\"manifests\":[" ENTRY(
+        D1, "{\"os\":\"linux\",\"architecture\":\"amd64\"}",
+        "") "," ENTRY(D2, "{\"os\":\"linux\",\"architecture\":\"amd64\"}",
+                      ",\"artifactType\":\"application/vnd.nydus.image.manifest.v1+json\"") "]}";
     assert_int_equal(proto_oci_index_parse(art, strlen(art), NULL, &ix, &err), 0);
     assert_string_equal(pick(&ix, "linux/amd64", PROTO_OCI_SELECT_NYDUS, 0)->digest, D2);
     proto_oci_index_free(&ix);
@@ -270,7 +292,8 @@ static void test_index(void **state)
     /* a manifest is not an index; Docker list */
     const char *man = MAN("");
     assert_int_equal(proto_oci_index_parse(man, strlen(man), NULL, &ix, &err), -EMEDIUMTYPE);
-    const char *list = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution."
+    const char *list =
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution."
         "manifest.list.v2+json\",\"manifests\":[{\"mediaType\":\"application/vnd.docker."
         "distribution.manifest.v2+json\",\"digest\":\"" D1 "\",\"size\":7,\"platform\":{\"os\":"
         "\"linux\",\"architecture\":\"amd64\"}}]}";
@@ -278,8 +301,8 @@ static void test_index(void **state)
     assert_int_equal(ix.docker, 1);
     assert_string_equal(pick(&ix, "linux/amd64", 0, 0)->digest, D1);
     proto_oci_index_free(&ix);
-    const char *badplat = "{\"schemaVersion\":2,\"manifests\":["
-        ENTRY(D1, "{\"os\":\"linux\"}", "") "]}";
+    const char *badplat =
+        "{\"schemaVersion\":2,\"manifests\":[" ENTRY(D1, "{\"os\":\"linux\"}", "") "]}";
     assert_int_equal(proto_oci_index_parse(badplat, strlen(badplat), NULL, &ix, &err), -EBADMSG);
     assert_non_null(strstr(err.msg, "architecture"));
 }

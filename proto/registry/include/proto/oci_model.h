@@ -38,23 +38,23 @@ extern "C" {
 #endif
 
 /* ---- media types and annotation keys ---- */
-#define PROTO_OCI_MT_MANIFEST     "application/vnd.oci.image.manifest.v1+json"
-#define PROTO_OCI_MT_INDEX        "application/vnd.oci.image.index.v1+json"
-#define PROTO_OCI_MT_CONFIG       "application/vnd.oci.image.config.v1+json"
-#define PROTO_OCI_MT_LAYER_GZIP   "application/vnd.oci.image.layer.v1.tar+gzip"
-#define PROTO_DOCKER_MT_MANIFEST  "application/vnd.docker.distribution.manifest.v2+json"
-#define PROTO_DOCKER_MT_LIST      "application/vnd.docker.distribution.manifest.list.v2+json"
-#define PROTO_DOCKER_MT_CONFIG    "application/vnd.docker.container.image.v1+json"
+#define PROTO_OCI_MT_MANIFEST      "application/vnd.oci.image.manifest.v1+json"
+#define PROTO_OCI_MT_INDEX         "application/vnd.oci.image.index.v1+json"
+#define PROTO_OCI_MT_CONFIG        "application/vnd.oci.image.config.v1+json"
+#define PROTO_OCI_MT_LAYER_GZIP    "application/vnd.oci.image.layer.v1.tar+gzip"
+#define PROTO_DOCKER_MT_MANIFEST   "application/vnd.docker.distribution.manifest.v2+json"
+#define PROTO_DOCKER_MT_LIST       "application/vnd.docker.distribution.manifest.list.v2+json"
+#define PROTO_DOCKER_MT_CONFIG     "application/vnd.docker.container.image.v1+json"
 #define PROTO_DOCKER_MT_LAYER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
-#define PROTO_NYDUS_MT_BLOB       "application/vnd.oci.image.layer.nydus.blob.v1"
-#define PROTO_NYDUS_MT_CONFIG     "application/vnd.nydus.image.config.v1+json"
-#define PROTO_NYDUS_ARTIFACT_TYPE "application/vnd.nydus.image.manifest.v1+json"
-#define PROTO_NYDUS_OS_FEATURE    "nydus.remoteimage.v1"
-#define PROTO_NYDUS_ANN_BOOTSTRAP "containerd.io/snapshot/nydus-bootstrap"
-#define PROTO_NYDUS_ANN_BLOB      "containerd.io/snapshot/nydus-blob"
-#define PROTO_NYDUS_ANN_FS_VER    "containerd.io/snapshot/nydus-fs-version"
-#define PROTO_NYDUS_ANN_REF       "containerd.io/snapshot/nydus-ref" /* zran: data in OCI layer */
-#define PROTO_NYDUS_ANN_ENCRYPTED "containerd.io/snapshot/nydus-encrypted-blob"
+#define PROTO_NYDUS_MT_BLOB        "application/vnd.oci.image.layer.nydus.blob.v1"
+#define PROTO_NYDUS_MT_CONFIG      "application/vnd.nydus.image.config.v1+json"
+#define PROTO_NYDUS_ARTIFACT_TYPE  "application/vnd.nydus.image.manifest.v1+json"
+#define PROTO_NYDUS_OS_FEATURE     "nydus.remoteimage.v1"
+#define PROTO_NYDUS_ANN_BOOTSTRAP  "containerd.io/snapshot/nydus-bootstrap"
+#define PROTO_NYDUS_ANN_BLOB       "containerd.io/snapshot/nydus-blob"
+#define PROTO_NYDUS_ANN_FS_VER     "containerd.io/snapshot/nydus-fs-version"
+#define PROTO_NYDUS_ANN_REF        "containerd.io/snapshot/nydus-ref" /* zran: data in OCI layer */
+#define PROTO_NYDUS_ANN_ENCRYPTED  "containerd.io/snapshot/nydus-encrypted-blob"
 
 /* ---- caps ---- */
 #define PROTO_OCI_DOC_MAX         (4u << 20) /* == PROTO_MANIFEST_MAX */
@@ -68,11 +68,11 @@ typedef struct proto_oci_kv {
 
 /* Platform (index entries, image config). Empty strings when absent. */
 typedef struct proto_oci_platform {
-    char os[32];           /* "linux" */
-    char arch[32];         /* GOARCH names: "amd64", "arm64", "arm" */
-    char variant[16];      /* "v7", "v8", "" */
+    char os[32];      /* "linux" */
+    char arch[32];    /* GOARCH names: "amd64", "arm64", "arm" */
+    char variant[16]; /* "v7", "v8", "" */
     char os_version[64];
-    int nydus_feature;     /* os.features lists "nydus.remoteimage.v1" */
+    int nydus_feature; /* os.features lists "nydus.remoteimage.v1" */
 } proto_oci_platform;
 
 typedef struct proto_oci_desc {
@@ -137,8 +137,9 @@ int proto_oci_platform_parse(const char *s, proto_oci_platform *out, cf_err *err
 void proto_oci_platform_str(const proto_oci_platform *p, char *buf, size_t size);
 
 /* Selection flags */
-#define PROTO_OCI_SELECT_NYDUS 0x1u /* among matches, prefer a Nydus manifest (artifactType
-                                       or os.features, as nydusify --merge-platform marks it) */
+#define PROTO_OCI_SELECT_NYDUS                                                                     \
+    0x1u /* among matches, prefer a Nydus manifest (artifactType                                   \
+            or os.features, as nydusify --merge-platform marks it) */
 
 /* Picks the entry of `ix` for platform `want` (NULL = host): os and arch must match, and the
  * variant when `want` has one (arm64 treats "" and "v8" alike; an entry without variant
