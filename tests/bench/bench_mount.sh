@@ -15,17 +15,29 @@
 # meta    a --meta-files image: `find DIR -printf '%i %s %m %T@'` (one lstat per entry) cold and
 #         warm, native vs fuse vs erofs.
 # rss     every daemon's VmRSS right after mounting (no reads) and its VmHWM at the end.
-# cold    see bench_mount_cold.sh (needs the anchor image).
+# cold    ../shared/tools/anchor-lazy-pull.sh (--cache-image, one run per round: its eStargz and
+#         full-pull figures), and ours: its gzip image's layers made into a Nydus image
+#         (chunkfly-image create per layer + merge), pushed to a docker-registry
+#         (tests/lib/nydus_image.sh); from an empty cache and a dropped page cache: mount from
+#         the registry + sha256 of /app/hello.txt (4 KiB). With `chunkfly-mount --image` when
+#         the binary has it; before that, what it will do: curl the manifest and the bootstrap
+#         layer, untar, `chunkfly-mount fuse --bootstrap --config` (registry backend).
+#         Time and the registry's blob GET bytes (access log) in the window.
+# delay   the same with every GET delayed by --delay-ms (20) by tests/lib/delay_proxy.py: ours
+#         through a proxy in front of our registry, the anchor's through a `docker-registry`
+#         wrapper first in PATH (its registry on another port, the proxy on the script's).
 #
-#   tests/bench/bench_mount.sh [--parts reads,meta] [--rounds 3] [--big 4] [--big-mib 128]
-#       [--small 4000] [--meta-files 100000] [--work-dir /var/tmp] [--keep]
+#   tests/bench/bench_mount.sh [--parts reads,meta,cold,delay] [--rounds 3] [--big 4]
+#       [--big-mib 128] [--small 4000] [--meta-files 100000] [--delay-ms 20]
+#       [--work-dir /var/tmp] [--keep]
 # Binaries from $CHUNKFLY_BIN (default build/bin: a Release build). Needs root, /dev/fuse, an
-# EROFS kernel that mounts a file (6.12+), fio, python3.
-# Last lines: one summary line per part, e.g.
-#   mount reads: <job> native=<MB/s> fuse=<x> erofs-dev=<x> erofs-plain=<x> (median ratios)
+# EROFS kernel that mounts a file (6.12+), fio, python3; cold/delay: what the anchor script
+# needs (it apt-installs it) and a few GiB in /var/tmp.
+# Last lines: one summary line per measurement (medians over the rounds; ratios = ours / the
+# baseline per round, speed for reads and metadata, time and bytes for cold start).
 . "$(dirname "$0")/../lib/testlib.sh"
 export LC_ALL=C
-PARTS=reads,meta ROUNDS=3 BIG=4 BIG_MIB=128 SMALL=4000 META_FILES=100000 WORK_BASE=/var/tmp
+PARTS=reads,meta,cold,delay ROUNDS=3 DELAY_MS=20 BIG=4 BIG_MIB=128 SMALL=4000 META_FILES=100000 WORK_BASE=/var/tmp
 while [ $# -gt 0 ]; do
     case $1 in
         --parts) PARTS=$2; shift 2 ;;
@@ -34,13 +46,14 @@ while [ $# -gt 0 ]; do
         --big-mib) BIG_MIB=$2; shift 2 ;;
         --small) SMALL=$2; shift 2 ;;
         --meta-files) META_FILES=$2; shift 2 ;;
+        --delay-ms) DELAY_MS=$2; shift 2 ;;
         --work-dir) WORK_BASE=$2; shift 2 ;;
         --keep) CF_KEEP=1; shift ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-for v in ROUNDS BIG BIG_MIB SMALL META_FILES; do
+for v in ROUNDS BIG BIG_MIB SMALL META_FILES DELAY_MS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "--${v,,}: a positive number" >&2; exit 2; }
 done
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 2; }
@@ -231,6 +244,152 @@ if want meta; then
         SUMMARY+=("mount meta: find+lstat of $n_native entries, $t: native=$(med ${MT[native-$t]})s fuse=$(med ${MR[fuse-$t]})x($(med ${MT[fuse-$t]})s) erofs=$(med ${MR[erofs-$t]})x($(med ${MT[erofs-$t]})s)")
     done
     stop mfuse; stop merofs
+fi
+
+# ---- cold start against eStargz (anchor-lazy-pull.sh) ----
+ANCHOR=${ANCHOR:-$CHUNKFLY_SRC/../shared/tools/anchor-lazy-pull.sh}
+ANCHOR_CACHE=${ANCHOR_CACHE:-/var/tmp/anchor-cache}
+REPO=bench/anchor
+# blob_bytes LOG OFF0 OFF1: "bytes gets" of blob GETs (200/206) the registry logged in the window
+blob_bytes() {
+    python3 - "$@" <<'PY'
+import re, sys
+line = re.compile(r'"(\S+) (\S+) [^"]*" (\d{3}) (\d+|-)')
+f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); data = f.read(int(sys.argv[3]) - int(sys.argv[2]))
+n = gets = 0
+for l in data.decode("utf-8", "replace").splitlines():
+    m = line.search(l)
+    if m and m.group(1) == "GET" and "/blobs/sha256:" in m.group(2) and m.group(3) in ("200", "206"):
+        n += 0 if m.group(4) == "-" else int(m.group(4)); gets += 1
+print(n, gets)
+PY
+}
+# anchor_run TAG [CMD...]: one anchor-lazy-pull.sh run (full + eStargz, run through CMD, e.g.
+# env PATH=...) -> $T/anchor-TAG.json; prints "estargz_s estargz_bytes full_s full_bytes"
+anchor_run() {
+    local tag=$1; shift
+    "$@" "$ANCHOR" --cache-image --cache "$ANCHOR_CACHE" --runs 1 --json "$T/anchor-$tag.json" \
+        >"$T/anchor-$tag.out" 2>"$T/anchor-$tag.err" ||
+        fail "anchor-lazy-pull.sh ($tag): $(tail -5 "$T/anchor-$tag.err")"
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print("%.3f %d %.3f %d" % (s["estargz"]["total_s"], s["estargz"]["window_blob_bytes"], s["full"]["total_s"], s["full"]["window_blob_bytes"]))' "$T/anchor-$tag.json"
+}
+# nydus_from_anchor TAG: the anchor's gzip image (found in its cache by config digest) as a
+# Nydus image: one chunkfly-image create per layer, then merge. Sets NYDUS_BLOBS, TARGET_SHA.
+nydus_from_anchor() {
+    local d r="" cfgd m="" l i=0 boots=()
+    cfgd=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["gzip"]["config_digest"])' "$T/anchor-$1.json")
+    for d in "$ANCHOR_CACHE"/images/*/registry-data; do
+        r=$d/docker/registry/v2
+        m=$(cat "$r/repositories/anchor/img/_manifests/tags/gzip/current/link" 2>/dev/null) || continue
+        m=$r/blobs/sha256/${m:7:2}/${m#sha256:}/data
+        grep -q "$cfgd" "$m" && break
+        m=""
+    done
+    [ -n "$m" ] || fail "the anchor's gzip image (config $cfgd) not found under $ANCHOR_CACHE/images"
+    mkdir -p "$T/cold/blobs"
+    for l in $(python3 -c 'import json,sys; print(" ".join(x["digest"] for x in json.load(open(sys.argv[1]))["layers"]))' "$m"); do
+        i=$((i + 1))
+        gzip -dc "$r/blobs/sha256/${l:7:2}/${l#sha256:}/data" |
+            "$CFI" create -l warn -t tar-rafs -B "$T/cold/l$i.boot" -D "$T/cold/blobs" -J "$T/cold/l$i.json" /dev/stdin \
+                >/dev/null 2>&1 || fail "chunkfly-image create of anchor layer $i"
+        boots+=("$T/cold/l$i.boot")
+    done
+    "$CFI" merge -l warn -B "$T/cold/image.boot" "${boots[@]}" >/dev/null 2>&1 || fail "chunkfly-image merge"
+    NYDUS_BLOBS=()
+    for l in $(seq "$i"); do
+        NYDUS_BLOBS+=("$T/cold/blobs/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["blobs"][0])' "$T/cold/l$l.json")")
+    done
+    TARGET_SHA=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["image"]["target_sha256"])' "$T/anchor-$1.json")
+}
+HAVE_IMAGE=0
+"$CFM" --help 2>&1 | grep -q -- '--image' && HAVE_IMAGE=1
+# ours_cold HOST:PORT TAG: from an empty cache and a dropped page cache, mount the image from the
+# registry at HOST:PORT and sha256 /app/hello.txt; prints "seconds blob_bytes gets"
+ours_cold() {
+    local hp=$1 d=$T/cold/run-$2 t0 t1 off0 off1 pid got dg
+    rm -rf "$d"; mkdir -p "$d/cache" "$d/mnt"
+    drop
+    off0=$(stat -c %s "$REGISTRY_DIR/log")
+    t0=$EPOCHREALTIME
+    if [ "$HAVE_IMAGE" = 1 ]; then
+        "$CFM" fuse --image "$hp/$REPO:nydus" --mountpoint "$d/mnt" --cache-dir "$d/cache" >"$d/log" 2>&1 &
+    else
+        # what --image will do: the manifest, its bootstrap layer, a registry-backend mount
+        dg=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$hp/v2/$REPO/manifests/nydus" |
+            python3 -c 'import json,sys; print([l["digest"] for l in json.load(sys.stdin)["layers"] if l.get("annotations", {}).get("containerd.io/snapshot/nydus-bootstrap")][0])')
+        curl -fsS "http://$hp/v2/$REPO/blobs/$dg" | tar -xzf - -C "$d" image/image.boot
+        printf '{"device":{"backend":{"type":"registry","config":{"host":"%s","repo":"%s","scheme":"http"}},"cache":{"type":"blobcache","config":{"work_dir":"%s"}}},"mode":"direct","digest_validate":false}' \
+            "$hp" "$REPO" "$d/cache" >"$d/config.json"
+        "$CFM" fuse --bootstrap "$d/image/image.boot" --config "$d/config.json" --mountpoint "$d/mnt" >"$d/log" 2>&1 &
+    fi
+    pid=$!
+    CF_PIDS+=("$pid") CF_MOUNTS+=("$d/mnt")
+    until [ -e "$d/mnt/app/hello.txt" ]; do
+        is_alive "$pid" || fail "chunkfly-mount ($2) exited: $(tail -3 "$d/log")"
+        sleep 0.01
+    done
+    got=$(sha256sum <"$d/mnt/app/hello.txt")
+    t1=$EPOCHREALTIME
+    off1=$(stat -c %s "$REGISTRY_DIR/log")
+    [ "${got%% *}" = "$TARGET_SHA" ] || fail "ours ($2): /app/hello.txt sha256 ${got%% *} != $TARGET_SHA"
+    bg_stop "$pid"
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}') $(blob_bytes "$REGISTRY_DIR/log" "$off0" "$off1")"
+}
+if want cold || want delay; then
+    [ -x "$ANCHOR" ] || fail "$ANCHOR missing"
+    . "$CHUNKFLY_SRC/tests/lib/nydus_image.sh"
+    log "cold: a first anchor run (builds or reuses its image in $ANCHOR_CACHE), load $(load)"
+    anchor_run 0 >/dev/null
+    log "cold: converting the anchor image's layers with chunkfly-image"
+    nydus_from_anchor 0
+    REGISTRY_LOG='{level: info, formatter: text}' start_registry 127.0.0.1 "" reg-nydus
+    nydus_push_image "$REGISTRY" "$REPO" nydus "$T/cold/image.boot" "${NYDUS_BLOBS[@]}" >/dev/null
+    log "pushed: bootstrap $(stat -c %s "$T/cold/image.boot") B (layer $(stat -c %s "$T/nydus-push"/*/boot.tar.gz) B), blobs $(du -cb "${NYDUS_BLOBS[@]}" | tail -1 | cut -f1) B; --image: $HAVE_IMAGE"
+fi
+if want cold; then
+    declare -A CT=() CB=()
+    for r in $(seq "$ROUNDS"); do
+        log "cold round $r/$ROUNDS, load $(load)"
+        read -r es_s es_b full_s full_b < <(anchor_run "c$r")
+        read -r o_s o_b o_g < <(ours_cold "$REGISTRY" "c$r")
+        echo "cold round $r: estargz $es_s s $es_b B, full $full_s s $full_b B, ours $o_s s $o_b B ($o_g GETs)"
+        CT[es]+=" $es_s" CB[es]+=" $es_b" CT[full]+=" $full_s" CB[full]+=" $full_b" CT[ours]+=" $o_s" CB[ours]+=" $o_b"
+        CT[ratio]+=" $(awk -v a="$o_s" -v b="$es_s" 'BEGIN{printf "%.3f", a / b}')"
+        CB[ratio]+=" $(awk -v a="$o_b" -v b="$es_b" 'BEGIN{printf "%.3f", a / b}')"
+    done
+    # shellcheck disable=SC2086
+    SUMMARY+=("mount cold: ours=$(med ${CT[ours]})s $(med ${CB[ours]})B estargz=$(med ${CT[es]})s $(med ${CB[es]})B full=$(med ${CT[full]})s $(med ${CB[full]})B time_ours/estargz=$(med ${CT[ratio]}) bytes_ours/estargz=$(med ${CB[ratio]}) (--image: $HAVE_IMAGE)")
+fi
+if want delay; then
+    # the anchor script's docker-registry behind the delaying proxy: a wrapper first in PATH
+    # serves the registry on another port and the proxy on the address the script chose
+    mkdir -p "$T/delaybin"
+    cat >"$T/delaybin/docker-registry" <<WRAP
+#!/usr/bin/env bash
+# docker-registry serve CONFIG, behind tests/lib/delay_proxy.py ($DELAY_MS ms per GET)
+cfg=\$2 addr=\$(sed -n 's/^ *addr: *//p' "\$2")
+port=\$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed "s/addr: .*/addr: 127.0.0.1:\$port/" "\$cfg" >"\$cfg.real"
+/usr/bin/docker-registry serve "\$cfg.real" & r=\$!
+python3 $CHUNKFLY_SRC/tests/lib/delay_proxy.py "\$addr" "127.0.0.1:\$port" $DELAY_MS & p=\$!
+trap 'kill \$r \$p; wait' TERM INT
+wait
+WRAP
+    chmod +x "$T/delaybin/docker-registry"
+    DP=$(free_port 127.0.0.1)
+    bg_start "$T/delay_proxy.log" python3 "$CHUNKFLY_SRC/tests/lib/delay_proxy.py" "127.0.0.1:$DP" "$REGISTRY" "$DELAY_MS"
+    wait_port 127.0.0.1 "$DP"
+    declare -A DT=()
+    for r in $(seq "$ROUNDS"); do
+        log "delay round $r/$ROUNDS ($DELAY_MS ms per GET), load $(load)"
+        read -r es_s es_b full_s full_b < <(anchor_run "d$r" env PATH="$T/delaybin:$PATH")
+        read -r o_s o_b o_g < <(ours_cold "127.0.0.1:$DP" "d$r")
+        echo "delay round $r: estargz $es_s s $es_b B, full $full_s s, ours $o_s s $o_b B ($o_g GETs)"
+        DT[es]+=" $es_s" DT[full]+=" $full_s" DT[ours]+=" $o_s"
+        DT[ratio]+=" $(awk -v a="$o_s" -v b="$es_s" 'BEGIN{printf "%.3f", a / b}')"
+    done
+    # shellcheck disable=SC2086
+    SUMMARY+=("mount cold +${DELAY_MS}ms/GET: ours=$(med ${DT[ours]})s estargz=$(med ${DT[es]})s full=$(med ${DT[full]})s time_ours/estargz=$(med ${DT[ratio]}) (--image: $HAVE_IMAGE)")
 fi
 
 printf '%s\n' "${RSS_LINES[@]}"
