@@ -37,6 +37,8 @@
 # baseline per round, speed for reads and metadata, time and bytes for cold start).
 . "$(dirname "$0")/../lib/testlib.sh"
 export LC_ALL=C
+# the system python: a version manager's shim in PATH can take seconds to start on a busy box
+PY=/usr/bin/python3; [ -x $PY ] || PY=python3
 PARTS=reads,meta,cold,delay ROUNDS=3 DELAY_MS=20 BIG=4 BIG_MIB=128 SMALL=4000 META_FILES=100000 WORK_BASE=/var/tmp
 while [ $# -gt 0 ]; do
     case $1 in
@@ -62,7 +64,7 @@ CFM=$CHUNKFLY_BIN/chunkfly-mount CFI=$CHUNKFLY_BIN/chunkfly-image
 [ -x "$CFM" ] && [ -x "$CFI" ] || { echo "build chunkfly-mount and chunkfly-image first" >&2; exit 2; }
 # the work dir on disk (the native baseline reads it; /tmp may be a tmpfs elsewhere)
 rm -rf "$T"; T=$(mktemp -d "$WORK_BASE/cfbench-mount.XXXXXX")
-MKTREE="python3 $CHUNKFLY_SRC/tests/bench/mount/make_tree.py"
+MKTREE="$PY $CHUNKFLY_SRC/tests/bench/mount/make_tree.py"
 want() { [[ ",$PARTS," == *",$1,"* ]]; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -129,7 +131,7 @@ fio_job() {
         rand128k) args+=(--filename="$files" --rw=randread --bs=128k --io_size=256M --file_service_type=random) ;;
     esac
     fio "${args[@]}" >/dev/null 2>"$out.err" || fail "fio $job on $d: $(tail -3 "$out.err")"
-    python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]["read"]; print("%.1f" % (j["bw_bytes"] / 1e6))' "$out"
+    $PY -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]["read"]; print("%.1f" % (j["bw_bytes"] / 1e6))' "$out"
 }
 
 if want reads; then
@@ -138,7 +140,7 @@ if want reads; then
     "$CFI" create -l warn -t dir-rafs -B "$T/r.boot" -D "$T/rblobs" -J "$T/r.json" "$T/src" >/dev/null 2>&1 ||
         fail "chunkfly-image create"
     SMALL_BYTES=$(du -sb --apparent-size "$T/src/small" | cut -f1)
-    BLOB=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["blobs"][0])' "$T/r.json")
+    BLOB=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["blobs"][0])' "$T/r.json")
     # fill a cache with everything but unread.bin (erofs-dev), then a complete one
     fuse_start fill "$T/r.boot" "$T/rblobs" "$T/cache-dev"
     (cd "$T/mnt-fill" && find big small -type f -exec cat {} + >/dev/null)
@@ -252,7 +254,7 @@ ANCHOR_CACHE=${ANCHOR_CACHE:-/var/tmp/anchor-cache}
 REPO=bench/anchor
 # blob_bytes LOG OFF0 OFF1: "bytes gets" of blob GETs (200/206) the registry logged in the window
 blob_bytes() {
-    python3 - "$@" <<'PY'
+    $PY - "$@" <<'PY'
 import re, sys
 line = re.compile(r'"(\S+) (\S+) [^"]*" (\d{3}) (\d+|-)')
 f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); data = f.read(int(sys.argv[3]) - int(sys.argv[2]))
@@ -271,13 +273,13 @@ anchor_run() {
     "$@" "$ANCHOR" --cache-image --cache "$ANCHOR_CACHE" --runs 1 --json "$T/anchor-$tag.json" \
         >"$T/anchor-$tag.out" 2>"$T/anchor-$tag.err" ||
         fail "anchor-lazy-pull.sh ($tag): $(tail -5 "$T/anchor-$tag.err")"
-    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print("%.3f %d %.3f %d" % (s["estargz"]["total_s"], s["estargz"]["window_blob_bytes"], s["full"]["total_s"], s["full"]["window_blob_bytes"]))' "$T/anchor-$tag.json"
+    $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print("%.3f %d %.3f %d" % (s["estargz"]["total_s"], s["estargz"]["window_blob_bytes"], s["full"]["total_s"], s["full"]["window_blob_bytes"]))' "$T/anchor-$tag.json"
 }
 # nydus_from_anchor TAG: the anchor's gzip image (found in its cache by config digest) as a
 # Nydus image: one chunkfly-image create per layer, then merge. Sets NYDUS_BLOBS, TARGET_SHA.
 nydus_from_anchor() {
     local d r="" cfgd m="" l i=0 boots=()
-    cfgd=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["gzip"]["config_digest"])' "$T/anchor-$1.json")
+    cfgd=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["gzip"]["config_digest"])' "$T/anchor-$1.json")
     for d in "$ANCHOR_CACHE"/images/*/registry-data; do
         r=$d/docker/registry/v2
         m=$(cat "$r/repositories/anchor/img/_manifests/tags/gzip/current/link" 2>/dev/null) || continue
@@ -287,7 +289,7 @@ nydus_from_anchor() {
     done
     [ -n "$m" ] || fail "the anchor's gzip image (config $cfgd) not found under $ANCHOR_CACHE/images"
     mkdir -p "$T/cold/blobs"
-    for l in $(python3 -c 'import json,sys; print(" ".join(x["digest"] for x in json.load(open(sys.argv[1]))["layers"]))' "$m"); do
+    for l in $($PY -c 'import json,sys; print(" ".join(x["digest"] for x in json.load(open(sys.argv[1]))["layers"]))' "$m"); do
         i=$((i + 1))
         gzip -dc "$r/blobs/sha256/${l:7:2}/${l#sha256:}/data" |
             "$CFI" create -l warn -t tar-rafs -B "$T/cold/l$i.boot" -D "$T/cold/blobs" -J "$T/cold/l$i.json" /dev/stdin \
@@ -297,9 +299,9 @@ nydus_from_anchor() {
     "$CFI" merge -l warn -B "$T/cold/image.boot" "${boots[@]}" >/dev/null 2>&1 || fail "chunkfly-image merge"
     NYDUS_BLOBS=()
     for l in $(seq "$i"); do
-        NYDUS_BLOBS+=("$T/cold/blobs/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["blobs"][0])' "$T/cold/l$l.json")")
+        NYDUS_BLOBS+=("$T/cold/blobs/$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["blobs"][0])' "$T/cold/l$l.json")")
     done
-    TARGET_SHA=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["image"]["target_sha256"])' "$T/anchor-$1.json")
+    TARGET_SHA=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["image"]["target_sha256"])' "$T/anchor-$1.json")
 }
 HAVE_IMAGE=0
 "$CFM" --help 2>&1 | grep -q -- '--image' && HAVE_IMAGE=1
@@ -312,11 +314,11 @@ ours_cold() {
     off0=$(stat -c %s "$REGISTRY_DIR/log")
     t0=$EPOCHREALTIME
     if [ "$HAVE_IMAGE" = 1 ]; then
-        "$CFM" fuse --image "$hp/$REPO:nydus" --mountpoint "$d/mnt" --cache-dir "$d/cache" >"$d/log" 2>&1 &
+        "$CFM" fuse --image "$hp/$REPO:nydus" --plain-http --mountpoint "$d/mnt" --cache-dir "$d/cache" >"$d/log" 2>&1 &
     else
         # what --image will do: the manifest, its bootstrap layer, a registry-backend mount
         dg=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$hp/v2/$REPO/manifests/nydus" |
-            python3 -c 'import json,sys; print([l["digest"] for l in json.load(sys.stdin)["layers"] if l.get("annotations", {}).get("containerd.io/snapshot/nydus-bootstrap")][0])')
+            $PY -c 'import json,sys; print([l["digest"] for l in json.load(sys.stdin)["layers"] if l.get("annotations", {}).get("containerd.io/snapshot/nydus-bootstrap")][0])')
         curl -fsS "http://$hp/v2/$REPO/blobs/$dg" | tar -xzf - -C "$d" image/image.boot
         printf '{"device":{"backend":{"type":"registry","config":{"host":"%s","repo":"%s","scheme":"http"}},"cache":{"type":"blobcache","config":{"work_dir":"%s"}}},"mode":"direct","digest_validate":false}' \
             "$hp" "$REPO" "$d/cache" >"$d/config.json"
@@ -368,16 +370,16 @@ if want delay; then
 #!/usr/bin/env bash
 # docker-registry serve CONFIG, behind tests/lib/delay_proxy.py ($DELAY_MS ms per GET)
 cfg=\$2 addr=\$(sed -n 's/^ *addr: *//p' "\$2")
-port=\$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=\$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 sed "s/addr: .*/addr: 127.0.0.1:\$port/" "\$cfg" >"\$cfg.real"
 /usr/bin/docker-registry serve "\$cfg.real" & r=\$!
-python3 $CHUNKFLY_SRC/tests/lib/delay_proxy.py "\$addr" "127.0.0.1:\$port" $DELAY_MS & p=\$!
+$PY $CHUNKFLY_SRC/tests/lib/delay_proxy.py "\$addr" "127.0.0.1:\$port" $DELAY_MS & p=\$!
 trap 'kill \$r \$p; wait' TERM INT
 wait
 WRAP
     chmod +x "$T/delaybin/docker-registry"
     DP=$(free_port 127.0.0.1)
-    bg_start "$T/delay_proxy.log" python3 "$CHUNKFLY_SRC/tests/lib/delay_proxy.py" "127.0.0.1:$DP" "$REGISTRY" "$DELAY_MS"
+    bg_start "$T/delay_proxy.log" $PY "$CHUNKFLY_SRC/tests/lib/delay_proxy.py" "127.0.0.1:$DP" "$REGISTRY" "$DELAY_MS"
     wait_port 127.0.0.1 "$DP"
     declare -A DT=()
     for r in $(seq "$ROUNDS"); do
