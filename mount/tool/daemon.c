@@ -113,8 +113,8 @@ static void clean_stale_erofs(const char *mountpoint)
         cf_warn("%s: detached the EROFS mount of a previous daemon", mountpoint);
 }
 
-static int run_erofs(const struct mount_tool_opts *o, mount_fs *fs, struct sigwatch *sw,
-                     cf_err *err)
+static int run_erofs(const struct mount_tool_opts *o, const char *bootstrap, mount_fs *fs,
+                     struct sigwatch *sw, cf_err *err)
 {
     const char *tmp = getenv("TMPDIR");
     char devdir[4096];
@@ -156,18 +156,18 @@ static int run_erofs(const struct mount_tool_opts *o, mount_fs *fs, struct sigwa
         memcpy(data + len, one, (size_t)n + 1);
         len += (size_t)n;
     }
-    if (mount(o->bootstrap, o->mountpoint, "erofs", MS_RDONLY, data) < 0) {
+    if (mount(bootstrap, o->mountpoint, "erofs", MS_RDONLY, data) < 0) {
         rc = cf_err_set(err, -errno,
                         "kernel EROFS mount of %s at %s failed: %s (needs a kernel that mounts "
                         "EROFS from a regular file: Linux 6.12+)",
-                        o->bootstrap, o->mountpoint, strerror(errno));
+                        bootstrap, o->mountpoint, strerror(errno));
         free(data);
         goto out;
     }
     cf_info("EROFS devices: %s", data);
     free(data);
     mounted = true;
-    cf_info("mounted %s at %s with the kernel's EROFS (blob devices in %s)", o->bootstrap,
+    cf_info("mounted %s at %s with the kernel's EROFS (blob devices in %s)", bootstrap,
             o->mountpoint, devdir);
     int sig = 0;
     while (sigwait(&sw->set, &sig) == 0 && sig == SIGUSR1) {
@@ -192,7 +192,7 @@ int mount_tool_run(const struct mount_tool_opts *o)
     cf_err err = {0};
     mount_fs *fs = NULL;
     struct mount_api *api = NULL;
-    bool shared = !o->bootstrap;
+    bool shared = !o->bootstrap && !o->image;
 
     say_stderr = o->log_to_file;
     signal(SIGPIPE, SIG_IGN); /* the API writes to sockets */
@@ -211,7 +211,15 @@ int mount_tool_run(const struct mount_tool_opts *o)
         return 2;
     }
     if (o->erofs && shared) {
-        say("erofs mode needs --bootstrap (one image)");
+        say("erofs mode needs --bootstrap or --image (one image)");
+        return 2;
+    }
+    if (o->image && o->bootstrap) {
+        say("--image and --bootstrap exclude each other (the image names its bootstrap)");
+        return 2;
+    }
+    if ((o->platform || o->plain_http) && !o->image) {
+        say("--platform and --plain-http go with --image");
         return 2;
     }
     if (shared && !o->apisock) {
@@ -225,6 +233,9 @@ int mount_tool_run(const struct mount_tool_opts *o)
     struct instance *inst = NULL;
     if (!shared) {
         struct instance_params p = {.bootstrap = o->bootstrap,
+                                    .image = o->image,
+                                    .platform = o->platform,
+                                    .plain_http = o->plain_http,
                                     .config_path = o->config,
                                     .blob_dir = o->blob_dir,
                                     .cache_dir = o->cache_dir,
@@ -273,7 +284,7 @@ int mount_tool_run(const struct mount_tool_opts *o)
             say("%s", cf_err_str(&err, rc));
             goto out;
         }
-        if ((rc = run_erofs(o, fs, &sw, &err))) {
+        if ((rc = run_erofs(o, instance_bootstrap(inst), fs, &sw, &err))) {
             say("%s", cf_err_str(&err, rc));
             goto out;
         }
@@ -285,7 +296,7 @@ int mount_tool_run(const struct mount_tool_opts *o)
         say("%s", cf_err_str(&err, rc));
         goto out;
     }
-    cf_info("mounted %s at %s", shared ? "a shared root" : o->bootstrap, o->mountpoint);
+    cf_info("mounted %s at %s", shared ? "a shared root" : instance_bootstrap(inst), o->mountpoint);
     if (inst) instance_start_prefetch(inst);
     /* 4. the API, once the filesystem is up (its state is RUNNING from the first request) */
     if (o->apisock || o->metrics_listen) {

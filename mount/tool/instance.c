@@ -11,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cf/log.h"
+#include "image_pull.h"
 #include "mount/backend.h"
 #include "mount/config.h"
 
@@ -73,13 +76,76 @@ void instance_release(void *p)
     free(in);
 }
 
+/* --image without --cache-dir or a config's work_dir: a per-user cache directory */
+static void default_work_dir(char *buf, size_t size)
+{
+    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (geteuid() == 0)
+        snprintf(buf, size, "/var/cache/chunkfly-mount");
+    else if (x && *x)
+        snprintf(buf, size, "%s/chunkfly-mount", x);
+    else
+        snprintf(buf, size, "%s/.cache/chunkfly-mount", h && *h ? h : "/tmp");
+}
+
+static int dup_into(char **dst, const char *src)
+{
+    if (*dst || !src) return 0;
+    return (*dst = strdup(src)) ? 0 : -ENOMEM;
+}
+
+/* --image: pull the bootstrap into the cache directory; the backend is the config's registry
+ * (host and repo filled from the reference when it leaves them out), else a registry backend
+ * for the reference, with the docker config's credentials. */
+static int open_image(const struct instance_params *p, struct instance *in, cf_err *err)
+{
+    char defdir[PATH_LEN];
+    const char *work_dir = p->cache_dir;
+    if (!work_dir && in->cfg && in->cfg->cache.enabled) work_dir = in->cfg->cache.work_dir;
+    if (!work_dir) {
+        default_work_dir(defdir, sizeof(defdir));
+        work_dir = defdir;
+    }
+    struct image_pull_opts po = {.ref = p->image, .work_dir = work_dir, .platform = p->platform,
+                                 .plain_http = p->plain_http};
+    struct image_pulled pl;
+    int rc = image_pull(&po, &pl, err);
+    if (rc) return rc;
+    if (!(in->bootstrap = strdup(pl.bootstrap))) rc = -ENOMEM;
+    const char *scheme = pl.plain_http ? "http" : "https";
+    if (rc == 0 && in->cfg && in->cfg->backend.type == MOUNT_BACKEND_REGISTRY &&
+        !in->cfg->backend.host && !in->cfg->backend.repo) {
+        struct mount_backend_config *b = &in->cfg->backend;
+        if (dup_into(&b->host, pl.host) || dup_into(&b->repo, pl.repo) ||
+            dup_into(&b->scheme, scheme) ||
+            (!b->registry_token && dup_into(&b->auth, pl.auth_b64)))
+            rc = -ENOMEM;
+    } else if (rc == 0 && !in->cfg) {
+        json_t *bc = json_pack("{s:s, s:s, s:s}", "host", pl.host, "repo", pl.repo, "scheme",
+                               scheme);
+        if (bc && pl.auth_b64) json_object_set_new(bc, "auth", json_string(pl.auth_b64));
+        json_t *root = bc ? json_pack("{s:{s:{s:s, s:o}, s:{s:s, s:{s:s}}}}", "device", "backend",
+                                      "type", "registry", "config", bc, "cache", "type",
+                                      "blobcache", "config", "work_dir", work_dir)
+                          : NULL;
+        char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+        rc = text ? mount_config_parse(text, strlen(text), &in->cfg, err) : -ENOMEM;
+        if (text) explicit_bzero(text, strlen(text));
+        free(text);
+        json_decref(root);
+    }
+    image_pulled_clear(&pl);
+    if (rc == -ENOMEM) return cf_err_set(err, rc, "out of memory");
+    return rc;
+}
+
 int instance_open(const struct instance_params *p, rafs_image **img_out,
                   mount_blob_cache **cache_out, struct instance **out, cf_err *err)
 {
     int rc = 0;
     rafs_image *img = NULL;
     struct instance *in = calloc(1, sizeof(*in));
-    if (!in || !(in->bootstrap = strdup(p->bootstrap)) ||
+    if (!in || (p->bootstrap && !(in->bootstrap = strdup(p->bootstrap))) ||
         (p->blob_dir && !(in->blob_dir = strdup(p->blob_dir))) ||
         !(in->prefetch = calloc(p->nprefetch + 1, sizeof(char *)))) {
         instance_release(in);
@@ -102,6 +168,9 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
                 cf_err_wrap(err, rc, "config %s", p->config_path);
             goto fail;
         }
+    }
+    if (p->image && (rc = open_image(p, in, err))) goto fail;
+    if (in->cfg) {
         if (!in->blob_dir && (rc = mount_backend_new(&in->cfg->backend, &in->backend, err))) {
             cf_err_wrap(err, rc, "backend");
             goto fail;
@@ -113,17 +182,18 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
         goto fail;
     }
     /* 2. the image */
-    if (is_rafs_v5(p->bootstrap)) {
+    const char *boot = in->bootstrap;
+    if (is_rafs_v5(boot)) {
         rc = cf_err_set(err, -ENOTSUP,
                         "bootstrap %s: RAFS v5 is not supported by chunkfly-mount, only RAFS v6 "
                         "(rebuild the image as v6: nydus-image --fs-version 6, or chunkfly-image "
                         "create)",
-                        p->bootstrap);
+                        boot);
         goto fail;
     }
-    if ((rc = rafs_image_open(p->bootstrap, &img, err))) {
-        if (err && !strstr(err->msg, p->bootstrap))
-            cf_err_wrap(err, rc, "bootstrap %s", p->bootstrap);
+    if ((rc = rafs_image_open(boot, &img, err))) {
+        if (err && !strstr(err->msg, boot))
+            cf_err_wrap(err, rc, "bootstrap %s", boot);
         goto fail;
     }
     for (uint32_t i = 0; i < rafs_image_blob_count(img); i++) {
@@ -136,7 +206,7 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
             rc = cf_err_set(err, -ENOTSUP,
                             "bootstrap %s: blob %s uses %s, which chunkfly-mount does not "
                             "support",
-                            p->bootstrap, bi->id, what);
+                            boot, bi->id, what);
             goto fail;
         }
         if (in->blob_dir) {
@@ -161,7 +231,7 @@ int instance_open(const struct instance_params *p, rafs_image **img_out,
     *img_out = img;
     *cache_out = in->cache;
     *out = in;
-    cf_info("image %s: %u blobs, cache in %s, blobs from %s", p->bootstrap,
+    cf_info("image %s: %u blobs, cache in %s, blobs from %s", boot,
             rafs_image_blob_count(img), work_dir ? work_dir : "temporary files",
             in->blob_dir ? in->blob_dir : "the config's backend");
     return 0;

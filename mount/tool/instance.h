@@ -15,7 +15,10 @@
 struct instance;
 
 struct instance_params {
-    const char *bootstrap;
+    const char *bootstrap;       /* or NULL with image */
+    const char *image;           /* --image REF: bootstrap and registry from the reference */
+    const char *platform;        /* --platform for image indexes, NULL = this host */
+    bool plain_http;             /* --plain-http for the image's registry */
     const char *config_path;     /* nydusd JSON file, or NULL */
     const char *config_json;     /* nydusd JSON text (API), or NULL */
     const char *blob_dir;        /* overrides the config's backend */
@@ -25,8 +28,10 @@ struct instance_params {
 };
 
 /* Checks and opens everything an image needs, in this order, failing with a message before
- * anything is mounted: config, backend, bootstrap (RAFS v5 and unsupported blob features
- * refused), blob files (--blob-dir), cache files. On success the caller attaches *img, *cache
+ * anything is mounted: config, image (--image: manifest, bootstrap fetched into the cache
+ * directory, a registry backend built from the reference unless the config names a registry),
+ * backend, bootstrap (RAFS v5 and unsupported blob features refused), blob files
+ * (--blob-dir), cache files. On success the caller attaches *img, *cache
  * and *inst to a mount_fs (release: instance_release). */
 int instance_open(const struct instance_params *p, rafs_image **img, mount_blob_cache **cache,
                   struct instance **inst, cf_err *err);

@@ -25,8 +25,10 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: chunkfly-mount [fuse] --mountpoint DIR --bootstrap FILE --config FILE [options]\n"
+        "       chunkfly-mount [fuse] --mountpoint DIR --image REF [--config FILE] [options]\n"
         "       chunkfly-mount [fuse] --mountpoint DIR --apisock SOCK [options]   (shared mode)\n"
-        "       chunkfly-mount erofs --mountpoint DIR --bootstrap FILE --config FILE [options]\n"
+        "       chunkfly-mount erofs --mountpoint DIR (--bootstrap FILE --config FILE | --image "
+        "REF) [options]\n"
         "\n"
         "Mounts a Nydus (RAFS v6) image with FUSE, read-only; file data is fetched chunk by\n"
         "chunk when read, verified and cached (a drop-in for nydusd's FUSE mode). erofs: the\n"
@@ -35,9 +37,17 @@ static void usage(FILE *f)
         "  --mountpoint DIR      where to mount (must exist)\n"
         "  --bootstrap FILE      the image's RAFS v6 bootstrap (dedicated mode); without it,\n"
         "                        images are attached at /<name> with POST /api/v1/mount\n"
+        "  --image REF           REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...: fetch the\n"
+        "                        manifest (auth from docker config.json) and the bootstrap\n"
+        "                        layer into the cache directory, read blobs from that registry\n"
+        "                        (or the --config backend); an index picks this platform\n"
+        "  --platform P          os/arch[/variant] to pick from an image index (--image)\n"
+        "  --plain-http          the --image registry speaks http (default: http only for\n"
+        "                        localhost/127.x, https otherwise)\n"
         "  --config FILE         nydusd v1 JSON config (backend, cache work_dir, amplify_io...)\n"
         "  --blob-dir DIR        read data blobs from DIR/<blob id> (localfs without a config)\n"
-        "  --cache-dir DIR       blob cache directory (overrides the config's work_dir)\n"
+        "  --cache-dir DIR       blob cache directory (overrides the config's work_dir; --image\n"
+        "                        default /var/cache/chunkfly-mount, ~/.cache/... for users)\n"
         "  --apisock SOCK        HTTP API on a unix socket (nydusd's API subset)\n"
         "  --id ID               daemon id (shown by the API)\n"
         "  --thread-num N        FUSE worker threads (default 10)\n"
@@ -78,6 +88,9 @@ enum {
     OPT_HELP,
     OPT_SUPERVISOR,
     OPT_METRICS,
+    OPT_IMAGE,
+    OPT_PLATFORM,
+    OPT_PLAIN_HTTP,
     OPT_IGNORED_ARG,  /* accepted with a value, ignored */
     OPT_IGNORED_FLAG, /* accepted without a value, ignored */
 };
@@ -96,6 +109,9 @@ static const struct option long_opts[] = {
     {"prefetch-files", required_argument, NULL, OPT_PREFETCH},
     {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
     {"metrics-listen", required_argument, NULL, OPT_METRICS},
+    {"image", required_argument, NULL, OPT_IMAGE},
+    {"platform", required_argument, NULL, OPT_PLATFORM},
+    {"plain-http", no_argument, NULL, OPT_PLAIN_HTTP},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     /* nydusd flags the snapshotter (or a user) may pass: accepted, no effect here */
@@ -195,6 +211,15 @@ int main(int argc, char **argv)
             break;
         case OPT_METRICS:
             o.metrics_listen = optarg;
+            break;
+        case OPT_IMAGE:
+            o.image = optarg;
+            break;
+        case OPT_PLATFORM:
+            o.platform = optarg;
+            break;
+        case OPT_PLAIN_HTTP:
+            o.plain_http = true;
             break;
         case OPT_SUPERVISOR:
             o.supervisor = optarg;

@@ -13,6 +13,9 @@ struct mount_tool_opts {
     const char *mountpoint, *bootstrap, *config, *blob_dir, *cache_dir, *apisock, *id;
     const char *supervisor;
     const char *metrics_listen; /* HOST:PORT, Prometheus */
+    const char *image;          /* --image REF (dedicated mode, bootstrap from the registry) */
+    const char *platform;       /* --platform OS/ARCH[/VARIANT] for --image */
+    bool plain_http;            /* --plain-http for --image */
     unsigned threads;
     bool allow_other;
     bool erofs;            /* kernel-EROFS mode */

@@ -1,5 +1,6 @@
-/* Base64 decoding (cf/base64.h). */
+/* Base64 encoding and decoding (cf/base64.h). */
 #include <errno.h>
+#include <stdint.h>
 
 #include "cf/base64.h"
 
@@ -37,5 +38,24 @@ ssize_t cf_base64_decode(const char *in, size_t in_len, uint8_t *out, size_t out
             acc &= (1u << bits) - 1;
         }
     }
+    return (ssize_t)o;
+}
+
+ssize_t cf_base64_encode(const uint8_t *in, size_t in_len, char *out, size_t out_cap)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (in_len > (SIZE_MAX - 3) / 4 * 3 - 3 || out_cap < cf_base64_encoded_size(in_len))
+        return -ENOSPC;
+    size_t o = 0;
+    for (size_t i = 0; i < in_len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < in_len) v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < in_len) v |= in[i + 2];
+        out[o++] = abc[v >> 18];
+        out[o++] = abc[(v >> 12) & 63];
+        out[o++] = i + 1 < in_len ? abc[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < in_len ? abc[v & 63] : '=';
+    }
+    out[o] = '\0';
     return (ssize_t)o;
 }

@@ -60,6 +60,11 @@ const char *proto_registry_host(const proto_registry *r)
     return r->host;
 }
 
+int proto_registry_plain_http(const proto_registry *r)
+{
+    return strncmp(r->base, "http://", 7) == 0;
+}
+
 #define CA_FILE_MAX (16u << 20)
 
 static int ca_append(cf_buf *b, const char *path, cf_err *err)

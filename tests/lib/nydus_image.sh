@@ -33,7 +33,8 @@
 #   NYDUS_PUSH_AUTH   user:password. Empty: anonymous. A registry answering 401 with
 #                     "Bearer realm=..." (token auth, e.g. start_token_registry) gets a token
 #                     for repository:REPO:pull,push from its realm (with these credentials if
-#                     set); one answering "Basic" gets them as basic auth.
+#                     set; kept 50 s in $T/.nydus-push-auth.*); one answering "Basic" gets
+#                     them as basic auth.
 #   NYDUS_PUSH_SCHEME http (default) or https (then curl gets $NYDUS_PUSH_CACERT if set).
 #   NYDUS_OS / NYDUS_ARCH / NYDUS_VARIANT  platform written into the config and index
 #                     (default linux / the host's GOARCH name / none).
@@ -49,12 +50,18 @@ _reg_curl() {
     curl -sS "${ca[@]}" "$@"
 }
 
-# _reg_auth REG REPO: sets _REG_AUTH (curl args) for pushing to REPO; cached per REG/REPO.
+# _reg_auth REG REPO: sets _REG_AUTH (curl args) for pushing to REPO. A token is kept for 50 s
+# in a file under $T (pushes run in $(...) subshells, which cannot share a variable).
 _reg_auth() {
-    local reg=$1 repo=$2 key hdr realm service tok cred=()
+    local reg=$1 repo=$2 key hdr realm service tok cred=() cache now
     key="$reg/$repo/${NYDUS_PUSH_AUTH:-}"
-    if [ "${_REG_AUTH_KEY:-}" = "$key" ]; then return 0; fi
     _REG_AUTH=()
+    now=$(date +%s)
+    cache="$T/.nydus-push-auth.$(printf %s "$key" | sha256sum | cut -c1-16)"
+    if [ -s "$cache" ] && [ $((now - $(stat -c %Y "$cache"))) -lt 50 ]; then
+        mapfile -t _REG_AUTH <"$cache"
+        return 0
+    fi
     hdr=$(_reg_curl -o /dev/null -D - "$(_reg_url "$reg")/v2/" | tr -d '\r' |
         sed -n 's/^[Ww][Ww][Ww]-[Aa]uthenticate: //p')
     [ -n "${NYDUS_PUSH_AUTH:-}" ] && cred=(-u "$NYDUS_PUSH_AUTH")
@@ -70,7 +77,7 @@ _reg_auth() {
         _REG_AUTH=(-H "Authorization: Bearer $tok") ;;
     Basic*) _REG_AUTH=("${cred[@]}") ;;
     esac
-    _REG_AUTH_KEY=$key
+    if [ ${#_REG_AUTH[@]} -gt 0 ]; then (umask 077 && printf '%s\n' "${_REG_AUTH[@]}" >"$cache"); fi
 }
 
 oci_push_blob() {
@@ -137,7 +144,6 @@ nydus_push_image() {
     local reg=$1 repo=$2 tag=$3 boot=$4; shift 4
     local b d layers="" diff_ids="" st cd bd tard md fsv=${NYDUS_FS_VERSION:-6}
     [ -f "$boot" ] || fail "nydus_push_image: no bootstrap $boot"
-    _reg_auth "$reg" "$repo" # once here: the $(...) subshells below inherit the token
     mkdir -p "${NYDUS_PUSH_DIR:-$T/nydus-push}"
     st=$(mktemp -d "${NYDUS_PUSH_DIR:-$T/nydus-push}/tmp.XXXXXX")
     for b in "$@"; do
@@ -169,7 +175,6 @@ nydus_push_image() {
 oci_push_plain_image() {
     local reg=$1 repo=$2 tag=$3; shift 3
     local f d layers="" diff_ids="" cfg cd man
-    _reg_auth "$reg" "$repo"
     for f in "$@"; do
         d=$(oci_push_blob "$reg" "$repo" "$f")
         layers+="$(_json_desc application/vnd.oci.image.layer.v1.tar+gzip "$d" "$(stat -c %s "$f")"),"

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Helpers for the mount backend tests (source after testlib.sh).
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+. "$CHUNKFLY_SRC/tests/lib/nydus_image.sh"
 READ="$CHUNKFLY_BUILD/tests/backend_read"
 [ -x "$READ" ] || fail "$READ not built"
 
@@ -62,16 +63,4 @@ ptoken() {
 }
 
 # push_tok REPO FILE: pushes FILE as a blob of REPO to $TREG as alice; prints the digest.
-push_tok() {
-    local repo=$1 file=$2 tok loc digest
-    digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
-    tok=$(ptoken "repository:$repo:pull,push")
-    loc=$(curl -sS -f -X POST -D - -o /dev/null -H "Authorization: Bearer $tok" \
-        "http://$TREG/v2/$repo/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
-    [ -n "$loc" ] || fail "push to $TREG/$repo: no upload Location"
-    case "$loc" in /*) loc="http://$TREG$loc" ;; esac
-    case "$loc" in *\?*) loc="$loc&digest=$digest" ;; *) loc="$loc?digest=$digest" ;; esac
-    curl -sS -f -X PUT -H 'Content-Type: application/octet-stream' -H "Authorization: Bearer $tok" \
-        --data-binary "@$file" "$loc" -o /dev/null || fail "push of $file to $TREG/$repo failed"
-    echo "$digest"
-}
+push_tok() { NYDUS_PUSH_AUTH=alice:s3cret oci_push_blob "$TREG" "$1" "$2"; }

@@ -1,6 +1,6 @@
 /* Unit tests for cf_base64_decode: RFC 4648 §10 vectors padded and unpadded, binary output,
  * and each malformed form (bad character, misplaced or excess padding, impossible length,
- * small buffer). */
+ * small buffer); cf_base64_encode on the same vectors and round trips. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -63,10 +63,41 @@ static void test_malformed(void **state)
     assert_int_equal(dec("Zm9vYmFy", out, 6), 6);
 }
 
+static void test_encode(void **state)
+{
+    (void)state;
+    static const char *const v[][2] = {
+        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},          {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+        {"alice:s3cret", "YWxpY2U6czNjcmV0"},
+    };
+    char out[32];
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        size_t n = strlen(v[i][0]);
+        assert_int_equal(cf_base64_encoded_size(n), strlen(v[i][1]) + 1);
+        assert_int_equal(cf_base64_encode((const uint8_t *)v[i][0], n, out, sizeof(out)),
+                         (ssize_t)strlen(v[i][1]));
+        assert_string_equal(out, v[i][1]);
+    }
+    assert_int_equal(cf_base64_encode((const uint8_t *)"\x00\xff\xbf", 3, out, sizeof(out)), 4);
+    assert_string_equal(out, "AP+/");
+    assert_int_equal(cf_base64_encode((const uint8_t *)"foo", 3, out, 4), -ENOSPC);
+    uint8_t all[256], back[256];
+    for (int i = 0; i < 256; i++) all[i] = (uint8_t)i;
+    char enc[400];
+    for (size_t n = 0; n <= 256; n += 37) {
+        ssize_t e = cf_base64_encode(all, n, enc, sizeof(enc));
+        assert_true(e >= 0);
+        assert_int_equal(cf_base64_decode(enc, (size_t)e, back, sizeof(back)), (ssize_t)n);
+        assert_memory_equal(back, all, n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_encode),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

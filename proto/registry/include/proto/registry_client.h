@@ -123,6 +123,8 @@ void proto_registry_free(proto_registry *r);
 
 /* The "host:port" this client talks to (owned by r). */
 const char *proto_registry_host(const proto_registry *r);
+/* 1 when this client speaks plain http (SCHEME_HTTP, or AUTO for a loopback host), else 0. */
+int proto_registry_plain_http(const proto_registry *r);
 
 /* Optional at process exit, after every client is freed (calls curl_global_cleanup). */
 void proto_registry_global_cleanup(void);
