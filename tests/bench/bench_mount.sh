@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
         --meta-files) META_FILES=$2; shift 2 ;;
         --delay-ms) DELAY_MS=$2; shift 2 ;;
         --work-dir) WORK_BASE=$2; shift 2 ;;
-        --keep) CF_KEEP=1; shift ;;
+        --keep) export CF_KEEP=1; shift ;; # read by testlib.sh's cleanup
         -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
