@@ -72,7 +72,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 
-# fuse_start NAME BOOT BLOBS CACHE: chunkfly-mount fuse at $T/mnt-NAME; sets PID_<NAME>
+# fuse_start NAME BOOT BLOBS CACHE: chunkfly-mount fuse at $T/mnt-NAME; sets PID[NAME]
 declare -A PID=()
 fuse_start() {
     local n=$1 mnt=$T/mnt-$1
@@ -87,7 +87,7 @@ fuse_start() {
     done
     fail "chunkfly-mount did not mount $mnt: $(tail -3 "$T/$n.log")"
 }
-# erofs_start NAME BOOT BLOBS CACHE: chunkfly-mount erofs at $T/mnt-NAME; sets PID_<NAME>
+# erofs_start NAME BOOT BLOBS CACHE: chunkfly-mount erofs at $T/mnt-NAME; sets PID[NAME]
 erofs_start() {
     local n=$1 mnt=$T/mnt-$1
     mkdir -p "$mnt" "$4"
@@ -396,4 +396,8 @@ fi
 
 printf '%s\n' "${RSS_LINES[@]}"
 echo "load at the end: $(load)"
+# a Sanitize build (CHUNKFLY_BUILD=build-sanitize) reports into the daemons' logs
+if grep -lE 'Sanitizer|runtime error:' "$T"/*.log "$T"/cold/run-*/log 2>/dev/null; then
+    echo "WARNING: sanitizer reports in the daemon logs above (kept: --keep)"
+fi
 printf '%s\n' "${SUMMARY[@]}"
