@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: build Chunkfly, make a sample Nydus image from a
-# deterministic tree, verify it with our checker and with the kernel's EROFS, and inspect it.
-# (When the peer mesh lands, this also starts a local cluster and fetches the blobs through it.)
+# deterministic tree, check and inspect it, start a local cluster (docker-registry, a scheduler,
+# 3 peers), push the image, mount it lazily through peer 1 with chunkfly-mount and read one file
+# (printing the bytes fetched against the image's size), then fetch its blobs whole on every
+# peer with `chunkfly get` (printing where the bytes came from). Everything stops on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .ci/install-deps
@@ -10,7 +12,10 @@ cmake --build build -j"$(nproc)" >/dev/null
 bin=build/bin
 work=$(mktemp -d /tmp/chunkfly-demo.XXXXXX)
 cluster_up=0
+mount_pid=""
 cleanup() {
+  [ -z "$mount_pid" ] || kill "$mount_pid" 2>/dev/null || true
+  [ -z "$mount_pid" ] || wait "$mount_pid" 2>/dev/null || true
   umount "$work/mnt" 2>/dev/null || true
   [ "$cluster_up" = 0 ] || deploy/local-cluster.sh down --state-dir "$work/cluster" >/dev/null || true
   rm -rf "$work"
@@ -62,6 +67,45 @@ for f in "$work/image.boot" "$work"/blobs/*; do
   digests+=("$d")
   printf '  %-12s %9d bytes  %s\n' "$(basename "$f" | cut -c1-12)" "$(stat -c %s "$f")" "$d"
 done
+
+echo "== lazy mount through peer 1: chunkfly-mount, registry backend with proxy.url = unix:$PEER_SOCK_1"
+if [ -e /dev/fuse ] && [ "$(id -u)" = 0 ]; then
+  # the bootstrap (metadata only) whole, through peer 1; the data blob's chunks only when read
+  "$bin/chunkfly" get -q --peer "$PEER_SOCK_1" "$REGISTRY/demo/image@${digests[0]}" -o "$work/pulled.boot"
+  cat >"$work/mount.json" <<JSON
+{"device": {"backend": {"type": "registry", "config": {"host": "$REGISTRY", "repo": "demo/image",
+              "scheme": "http", "proxy": {"url": "unix:$PEER_SOCK_1", "fallback": true}}},
+            "cache": {"type": "blobcache", "config": {"work_dir": "$work/mount-cache"}}},
+ "mode": "direct", "fs_prefetch": {"enable": false}}
+JSON
+  mkdir -p "$work/mnt"
+  "$bin/chunkfly-mount" fuse --config "$work/mount.json" --bootstrap "$work/pulled.boot" \
+    --mountpoint "$work/mnt" --apisock "$work/mount.sock" >"$work/mount.log" 2>&1 &
+  mount_pid=$!
+  for _ in $(seq 100); do
+    grep -q " $work/mnt fuse" /proc/self/mounts && [ -S "$work/mount.sock" ] && break
+    sleep 0.1
+  done
+  grep -q " $work/mnt fuse" /proc/self/mounts || { cat "$work/mount.log" >&2; echo "chunkfly-mount did not mount" >&2; exit 1; }
+  echo "  mounted: $(find "$work/mnt" | wc -l) entries, $(du -sb --apparent-size "$work/mnt" | cut -f1) bytes of files (metadata only so far)"
+  f=usr/share/doc/file7.txt
+  cmp "$src/$f" "$work/mnt/$f" || { echo "$f differs from the source" >&2; exit 1; }
+  echo "  read /$f ($(stat -c %s "$work/mnt/$f") bytes): equal to the source"
+  backend() { curl -s --unix-socket "$work/mount.sock" http://x/api/v1/metrics/backend |
+    python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+  chunks=$(($(backend bytes_from_proxy) + $(backend bytes_from_registry)))
+  boot=$(stat -c %s "$work/pulled.boot")
+  image=$boot
+  for b in "$work"/blobs/*; do [ -f "$b" ] && image=$((image + $(stat -c %s "$b"))); done
+  echo "  fetched $((boot + chunks)) of the image's $image bytes: the bootstrap ($boot) and $chunks" \
+    "bytes of chunks ($(backend bytes_from_proxy) through peer 1, $(backend bytes_from_registry) from the registry)"
+  kill "$mount_pid"
+  wait "$mount_pid" || { cat "$work/mount.log" >&2; echo "chunkfly-mount failed" >&2; exit 1; }
+  mount_pid=""
+  echo "  unmounted (SIGTERM)"
+else
+  echo "  skipped: needs root and /dev/fuse"
+fi
 
 metric() { # PEER NAME -> value from the peer's /metrics
   local http

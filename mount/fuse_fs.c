@@ -57,6 +57,7 @@ struct mount_fs {
     pthread_t run_thread;
     bool running;
     unsigned max_threads;
+    unsigned read_ahead_kb;
     time_t start_time;
 };
 
@@ -1055,8 +1056,52 @@ int mount_fs_mount(mount_fs *fs, const char *mountpoint, const struct mount_fs_m
     }
     fs->mounted = true;
     fs->max_threads = o->max_threads;
+    fs->read_ahead_kb = o->read_ahead_kb;
     fs->mountpoint = strdup(mountpoint);
     return 0;
+}
+
+struct ra_job {
+    unsigned kb;
+    char path[]; /* the mountpoint */
+};
+
+/* Sets the mount's read_ahead_kb. stat() of the mount returns only after the kernel processed
+ * the INIT reply (which caps readahead at 128 KiB: a value written before would be lowered),
+ * and it tells the mount's device, whose bdi is /sys/class/bdi/MAJ:MIN. */
+static void *set_read_ahead(void *arg)
+{
+    struct ra_job *j = arg;
+    struct stat st;
+    if (stat(j->path, &st) == 0) {
+        char p[64];
+        snprintf(p, sizeof(p), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+                 minor(st.st_dev));
+        FILE *f = fopen(p, "w");
+        if (!f || fprintf(f, "%u\n", j->kb) < 0 || fclose(f) != 0)
+            cf_warn("%s: cannot set the mount's readahead to %u KiB in %s", j->path, j->kb, p);
+        else
+            cf_debug("%s: readahead %u KiB", j->path, j->kb);
+        f = NULL;
+    }
+    free(j);
+    return NULL;
+}
+
+static void start_read_ahead(mount_fs *fs)
+{
+    if (!fs->read_ahead_kb || !fs->mountpoint) return;
+    size_t n = strlen(fs->mountpoint) + 1;
+    struct ra_job *j = malloc(sizeof(*j) + n);
+    if (!j) return;
+    j->kb = fs->read_ahead_kb;
+    memcpy(j->path, fs->mountpoint, n);
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, set_read_ahead, j) != 0) free(j);
+    pthread_attr_destroy(&a);
 }
 
 static void wake_handler(int sig)
@@ -1082,6 +1127,7 @@ int mount_fs_run(mount_fs *fs)
     fs->run_thread = pthread_self();
     fs->running = true;
     pthread_mutex_unlock(&fs->run_mu);
+    start_read_ahead(fs);
     int rc = fuse_session_exited(fs->se) ? 0 : fuse_session_loop_mt(fs->se, cfg);
     pthread_mutex_lock(&fs->run_mu);
     fs->running = false;

@@ -12,6 +12,7 @@
 #include "peer/piece_store.h"
 #include "peer/token_bucket.h"
 #include "proto/conn.h"
+#include "proto/handshake.h"
 #include "proto/msg.h"
 #include "proto/piece.h"
 #include "proto/registry_client.h"
@@ -22,6 +23,7 @@ struct peer_metrics {
     uint64_t pieces_from_parents, pieces_from_origin, pieces_served;
     uint64_t local_reads, local_read_hits, local_read_errors;
     uint64_t piece_failures, origin_failures, digest_mismatches, bans, parent_timeouts;
+    uint64_t digest_lists_discredited; /* scheduler lists the origin's bytes contradicted */
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
     uint64_t blobs_verified, blob_mismatches;
     uint64_t mirror_requests, mirror_hits, mirror_errors, mirror_bytes, mirror_manifest_hits;

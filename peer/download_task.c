@@ -708,7 +708,8 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
 struct piece_job {
     struct task *t;
     uint32_t piece, len;
-    int tp; /* PP_ORIGIN for the origin */
+    int tp;      /* PP_ORIGIN for the origin */
+    int suspect; /* origin fetch arbitrating parent `suspect`'s mismatch (-1 = none) */
     uint8_t *data;
     uint8_t expect[32];
     int has_expect;
@@ -737,6 +738,7 @@ static struct piece_job *piece_job_new(struct task *t, uint32_t piece, int tp)
     j->piece = piece;
     j->len = len;
     j->tp = tp;
+    j->suspect = -1;
     if (t->digests) {
         memcpy(j->expect, t->digests + (size_t)piece * 32, 32);
         j->has_expect = 1;
@@ -868,6 +870,55 @@ static void piece_uncached(struct task *t, struct piece_job *j)
  * the origin has served the task. */
 #define ORIGIN_PIECE_RETRIES 3
 
+static void piece_write_done(void *p, int cancelled);
+
+/* The origin is authoritative: its bytes disagreeing with the scheduler's digest list mean the
+ * list is wrong (its publisher lied or erred), not the download. The list is dropped (pieces
+ * are still checked against the blob's sha256 at the end), the scheduler is told so that it
+ * drops it too, and the piece is fetched again. */
+static void digest_list_discredited(struct task *t, uint32_t piece)
+{
+    peer_daemon *d = t->d;
+    d->m.digest_lists_discredited++;
+    cf_warn("task %s: the origin's piece %u disagrees with the scheduler's digest list: list "
+            "dropped, the blob is checked by its sha256",
+            t->id, piece);
+    free(t->digests);
+    t->digests = NULL;
+    t->digests_from_sched = 0;
+    t->sched_has_digests = 0;
+    t->pp.hold_parents = 0;
+    if (t->registered) {
+        proto_msg m = {.type = PROTO_MSG_ERROR};
+        m.u.error.code = PROTO_E_DIGEST_MISMATCH;
+        m.u.error.task_id = t->id;
+        m.u.error.message = "origin bytes disagree with the digest list";
+        send_to_sched(t, &m);
+    }
+}
+
+/* A parent's piece disagrees with a digest list that came from the scheduler (someone else's
+ * word): before the parent is blamed, the origin says which one is wrong. 1 when the origin
+ * fetch was started, 0 when there is no origin to ask (the parent is blamed). */
+static int arbitrate_by_origin(struct task *t, uint32_t piece, int suspect)
+{
+    if (!t->oc || !t->registry[0]) return 0;
+    struct piece_job *j = piece_job_new(t, piece, PP_ORIGIN);
+    if (!j) return 0;
+    j->suspect = suspect;
+    j->reg = t->oc->reg;
+    snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
+    t->work_refs++;
+    if (pd_queue_work(t->d, j, origin_piece_work, piece_write_done)) {
+        t->work_refs--;
+        piece_job_free(j);
+        return 0;
+    }
+    pp_pick pk = {.piece = piece, .parent = PP_ORIGIN, .at_ms = pd_now(t->d)};
+    pp_request_started(&t->pp, &pk);
+    return 1;
+}
+
 static void piece_write_done(void *p, int cancelled)
 {
     struct piece_job *j = p;
@@ -880,9 +931,19 @@ static void piece_write_done(void *p, int cancelled)
         return;
     }
     if (j->rc == 0) {
+        /* the origin agreed with the list where a parent did not: the parent lied */
+        if (j->suspect >= 0 && j->suspect < t->pp.n_parents) parent_lied(t, j->suspect, j->piece);
         piece_stored(t, j->piece, j->tp, j->len);
     } else if (j->rc == -EBADMSG && j->tp >= 0) {
-        parent_lied(t, j->tp, j->piece);
+        if (!t->digests) {
+            /* checked against a list dropped meanwhile: nobody to blame, fetch it again */
+        } else if (!t->digests_from_sched || !arbitrate_by_origin(t, j->piece, j->tp)) {
+            parent_lied(t, j->tp, j->piece);
+        }
+    } else if (j->rc == -EBADMSG && j->has_expect && t->digests_from_sched) {
+        digest_list_discredited(t, j->piece); /* the origin contradicts the list */
+    } else if (j->rc == -EBADMSG && j->has_expect && !t->digests) {
+        /* an origin piece checked against a list dropped meanwhile: fetch it again */
     } else if (j->store_rc && j->rc != -ENOENT && j->rc != -EINVAL && j->rc != -EBADMSG) {
         piece_uncached(t, j);
     } else if (j->tp < 0 && proto_registry_error_transient(j->rc) && t->from_origin > 0 &&

@@ -375,6 +375,7 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
         if (pd_serve_hello(d, c, &m, 0, &pmax) == 0) {
             lc->peer_mp = pmax;
             lc->hello_done = 1;
+            proto_conn_set_max_body(c, 0);
         }
         proto_msg_free(&m);
         return;
@@ -443,7 +444,8 @@ static void on_connection(uv_stream_t *server, int status)
     lc->accepted_ms = pd_now(d);
     proto_conn_opts co = {.idle_timeout_ms = d->o.timing.idle_timeout_ms,
                           .high_watermark = 2u << 20,
-                          .max_payload = 4096};
+                          .max_payload = 4096,
+                          .max_body = PROTO_PRE_HELLO_MAX_BODY};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_drain = on_drain, .on_close = on_close};
     if (proto_conn_accept(server, &co, &cbs, lc, &lc->c)) {
         free(lc);

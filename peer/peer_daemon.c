@@ -41,6 +41,7 @@ const char *const peer_daemon_config_keys[] = {"listen",
                                                "local_max_connections",
                                                "seed_cached",
                                                "fetch_whole_blob",
+                                               "status_remote",
                                                "mirror_listen",
                                                "mirror_upstreams",
                                                "mirror_default_upstream",
@@ -121,6 +122,7 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     if (!rc) rc = get_u32(c, "local_max_connections", 64, 1, 65536, &o->local_max_conns, err);
     if (!rc) rc = get_u32(c, "seed_cached", 64, 0, 100000, &o->seed_cached, err);
     if (!rc) rc = cf_config_get_bool(c, "fetch_whole_blob", 1, &o->fetch_whole_blob, err);
+    if (!rc) rc = cf_config_get_bool(c, "status_remote", 0, &o->status_remote, err);
     o->mirror_listen = cf_config_get(c, "mirror_listen");
     o->mirror_listen_set = o->mirror_listen != NULL;
     if (!o->mirror_listen) o->mirror_listen = "127.0.0.1:65001";
@@ -128,6 +130,9 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     if (!o->mirror_upstreams) o->mirror_upstreams = "";
     o->mirror_default_upstream = cf_config_get(c, "mirror_default_upstream");
     if (!rc) rc = get_u32(c, "mirror_max_connections", 256, 1, 65536, &o->mirror_max_conns, err);
+    if (!rc) rc = cf_config_get_size(c, "input_budget", 256u << 20, &o->input_budget, err);
+    if (!rc && o->input_budget < (32u << 20))
+        rc = cf_err_set(err, -EINVAL, "input_budget must be at least 32M (two largest frames)");
     if (!rc) rc = proto_timing_load(&o->timing, c, err);
     return rc;
 }
@@ -308,6 +313,7 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     d->loop = loop;
     d->o = *o;
     d->next_req_id = 1;
+    if (o->input_budget) proto_conn_set_input_budget(o->input_budget);
     const char *adv = o->advertise ? o->advertise : o->listen;
     if (pd_split_host(adv, d->adv_ip, sizeof(d->adv_ip), &d->adv_port)) {
         free(d);

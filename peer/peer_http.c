@@ -52,6 +52,9 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
            m->origin_failures);
     metric(&b, "digest_mismatches_total", "counter",
            "Pieces from parents that failed their digest.", m->digest_mismatches);
+    metric(&b, "digest_lists_discredited_total", "counter",
+           "Scheduler digest lists dropped because the origin's bytes disagreed with them.",
+           m->digest_lists_discredited);
     metric(&b, "bans_total", "counter", "Parents banned for serving bad bytes.", m->bans);
     metric(&b, "parent_timeouts_total", "counter", "Piece requests that timed out.",
            m->parent_timeouts);
@@ -122,8 +125,8 @@ static const char *tf(int b)
 
 static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
 {
-    (void)req;
     peer_daemon *d = arg;
+    if (proto_http_refuse_remote(res, req, d->o.status_remote, "status_remote")) return;
     task_status *ts = NULL;
     task_status_parent *tp = NULL;
     size_t nt = 0, np = 0;

@@ -235,7 +235,10 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
     }
     if (!uc->hello_done) {
         uint32_t pmax;
-        if (pd_serve_hello(d, c, &m, PROTO_CAP_AVAIL_PUSH, &pmax) == 0) uc->hello_done = 1;
+        if (pd_serve_hello(d, c, &m, PROTO_CAP_AVAIL_PUSH, &pmax) == 0) {
+            uc->hello_done = 1;
+            proto_conn_set_max_body(c, 0);
+        }
         proto_msg_free(&m);
         return;
     }
@@ -305,7 +308,8 @@ static void on_connection(uv_stream_t *server, int status)
                           .high_watermark = 1,
                           .low_watermark = 0,
                           .max_queued = 32u << 20,
-                          .max_payload = 4096};
+                          .max_payload = 4096,
+                          .max_body = PROTO_PRE_HELLO_MAX_BODY};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_drain = on_drain, .on_close = on_close};
     int rc = proto_conn_accept(server, &co, &cbs, uc, &uc->c);
     if (rc) {

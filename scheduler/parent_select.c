@@ -164,6 +164,13 @@ void sched_set_parents(sched *s, sched_peer *child, sched_peer *const *parents, 
     for (size_t i = 0; i < n && i < SCHED_MAX_CANDIDATES; i++) {
         child->parents[child->n_parents++] = parents[i];
         parents[i]->host->reserved++;
+        uint64_t hh = parents[i]->host->id_hash;
+        int seen = 0;
+        for (unsigned k = 0; k < SCHED_ASSIGNED_RING; k++) seen |= child->assigned[k] == hh;
+        if (!seen) {
+            child->assigned[child->assigned_pos] = hh;
+            child->assigned_pos = (uint8_t)((child->assigned_pos + 1) % SCHED_ASSIGNED_RING);
+        }
     }
     if (n) child->parents_since_ms = now_ms;
 }

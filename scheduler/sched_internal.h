@@ -24,7 +24,8 @@ void *sched_map_del(struct sched_map *m, const char *key);
 void sched_map_free(struct sched_map *m);
 void sched_map_foreach(const struct sched_map *m, void (*fn)(void *arg, void *val), void *arg);
 
-#define COST_WINDOW 16
+#define COST_WINDOW         16
+#define SCHED_ASSIGNED_RING 16
 
 struct sched_host {
     char *id;
@@ -49,6 +50,7 @@ struct sched_host {
     uint32_t n_bad_reporters;
     sched_peer *peers; /* list via peer->hnext */
     uint32_t n_peers;
+    uint64_t state_bytes; /* its peers' bitmaps + the tasks it created (while it is in them) */
     void *conn;
     uint64_t ban_until_ms; /* copy of its cluster-wide ban (struct ban), 0 = none */
     int dying;             /* leaving: never selected */
@@ -67,7 +69,11 @@ struct sched_peer {
     uint8_t n_bad;
     uint8_t waiting, finished, stalled;
     uint64_t bad[SCHED_MAX_BAD]; /* hashes of blocklisted parent host ids */
-    uint32_t n_grants;           /* pieces granted and not yet reported */
+    /* hashes of the last parents this core assigned to the peer: only reports about those
+     * count against a parent (anyone can name any host in a BAD_PARENT) */
+    uint64_t assigned[SCHED_ASSIGNED_RING];
+    uint8_t assigned_pos;
+    uint32_t n_grants; /* pieces granted and not yet reported */
     uint64_t grant_progress_ms;
     uint64_t last_report_ms;
     uint64_t parents_since_ms;
@@ -89,7 +95,11 @@ struct sched_task {
     uint32_t n_waiting;
     uint32_t waiter_cursor;
     uint8_t *digests;
-    sched_task *gnext, *gprev; /* list of tasks with live grants (for the stall check) */
+    uint64_t digests_publisher;     /* id hash of the host whose list is stored */
+    uint64_t discredited_publisher; /* id hash of a host whose list the origin contradicted */
+    uint64_t state_bytes;           /* per-piece arrays of the task (task_state_cost) */
+    sched_host *creator;            /* charged for state_bytes while it has a peer in the task */
+    sched_task *gnext, *gprev;      /* list of tasks with live grants (for the stall check) */
     int in_grant_list;
     uint64_t created_ms;
     uint64_t hold_until_ms;    /* no origin grants before this (recovery after a move) */
@@ -105,6 +115,7 @@ struct sched {
     sched_task *held_tasks;
     uint64_t last_resync_ms; /* last report of pieces a peer already held (0 = never) */
     struct sched_stats st;
+    uint64_t state_bytes; /* all tasks' per-piece arrays and peers' bitmaps */
     uint64_t rng;
     /* scratch for decisions */
     struct sched_run *runs;

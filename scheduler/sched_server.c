@@ -229,8 +229,11 @@ static void handle_register(struct sconn *sc, const proto_register_task *r)
     int rc =
         sched_register(s->core, sc->host, r->task_id, r->content_length, now_ms(s), NULL, &err);
     if (rc)
-        send_error(sc, rc == -ENOMEM ? PROTO_E_INTERNAL : PROTO_E_MISMATCH, r->task_id,
-                   cf_err_str(&err, rc), 0);
+        send_error(sc,
+                   rc == -ENOMEM   ? PROTO_E_INTERNAL
+                   : rc == -ENOSPC ? PROTO_E_NO_SPACE
+                                   : PROTO_E_MISMATCH,
+                   r->task_id, cf_err_str(&err, rc), 0);
 }
 
 static void handle_report(struct sconn *sc, const proto_piece_report *r)
@@ -276,7 +279,12 @@ static void handle_digests_publish(struct sconn *sc, const proto_digest_list *l)
     cf_err err = {0};
     int rc = proto_digest_list_check(l, l->task_id, sched_task_piece_size(t), sched_task_length(t),
                                      &err);
-    if (!rc) rc = sched_task_set_digests(t, l->digests, (size_t)l->piece_count * 32);
+    if (!rc) rc = sched_task_set_digests(t, l->digests, (size_t)l->piece_count * 32, sc->host);
+    if (rc == -EPERM) {
+        send_error(sc, PROTO_E_DIGEST_MISMATCH, l->task_id,
+                   "this host's digest list for the task was contradicted by the origin", 0);
+        return;
+    }
     if (rc == -EEXIST) {
         cf_warn("task %s: host %s published a digest list that differs from the first one",
                 l->task_id, sched_host_id(sc->host));
@@ -290,6 +298,23 @@ static void handle_digests_publish(struct sconn *sc, const proto_digest_list *l)
     proto_msg m = {.type = PROTO_MSG_DIGESTS_ACK};
     m.u.digests_ack.task_id = l->task_id;
     send_msg(sc, &m);
+}
+
+/* ERROR DIGEST_MISMATCH {t} from a peer of the task: the origin's bytes disagree with the task's
+ * digest list. The origin is authoritative, so the list goes (anyone in the task can ask: losing
+ * a list only costs checking pieces against the blob's sha256 at the end, never correctness). */
+static void handle_peer_error(struct sconn *sc, const proto_error *e)
+{
+    sched_server *s = sc->srv;
+    if (e->code != PROTO_E_DIGEST_MISMATCH || !e->task_id || !e->task_id[0]) return;
+    sched_task *t = sched_task_find(s->core, e->task_id);
+    if (!t || !sched_find_peer(s->core, sc->host, e->task_id)) return;
+    if (sched_task_discredit_digests(t)) {
+        s->st.digest_lists_discredited++;
+        cf_warn("task %s: host %s reports origin bytes that disagree with the digest list: "
+                "list dropped",
+                e->task_id, sched_host_id(sc->host));
+    }
 }
 
 static void handle_digests_fetch(struct sconn *sc, const proto_digests_fetch *f)
@@ -323,7 +348,10 @@ static void handle_hello(struct sconn *sc, const proto_hello *h)
     proto_conn_set_peer_max_payload(sc->c, peer_max);
     proto_msg m = {.type = PROTO_MSG_HELLO};
     m.u.hello = sc->srv->hello;
-    if (send_msg(sc, &m) == 0) sc->hello_done = 1;
+    if (send_msg(sc, &m) == 0) {
+        sc->hello_done = 1;
+        proto_conn_set_max_body(sc->c, 0);
+    }
 }
 
 static void record_latency(sched_server *s, uint64_t ns)
@@ -430,6 +458,9 @@ static void on_frame(proto_conn *c, const proto_frame_header *fh, const uint8_t 
     case PROTO_MSG_DIGESTS_FETCH:
         handle_digests_fetch(sc, &m.u.digests_fetch);
         break;
+    case PROTO_MSG_ERROR:
+        handle_peer_error(sc, &m.u.error);
+        break;
     default:
         send_error(sc, PROTO_E_UNEXPECTED, NULL, "message not handled by a scheduler", 0);
         break;
@@ -476,6 +507,7 @@ static void on_connection(uv_stream_t *ls, int status)
     sc->srv = s;
     proto_conn_opts o = {.idle_timeout_ms = s->opts.timing.idle_timeout_ms,
                          .max_payload = 1, /* scheduler frames carry no payload */
+                         .max_body = PROTO_PRE_HELLO_MAX_BODY,
                          .high_watermark = 256 << 10,
                          .max_queued = 8 << 20};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_conn_close};

@@ -11,6 +11,7 @@
 struct sched_status {
     sched_server *srv;
     proto_http_server *http;
+    int allow_remote; /* /status* to non-local clients (they list task digests and holders) */
 };
 
 static void json_str(cf_buf *b, const char *s)
@@ -67,6 +68,10 @@ static void handle_metrics(proto_http_res *res, const proto_http_req *req, void 
            "Pieces reported from the origin without a grant.", st.origin_unsolicited);
     metric(&b, "chunkfly_scheduler_bad_parent_reports_total", "counter", "BAD_PARENT reports.",
            st.bad_parent_reports);
+    metric(
+        &b, "chunkfly_scheduler_bad_parent_unassigned_total", "counter",
+        "BAD_PARENT reports about a host the scheduler never assigned to the reporter (ignored).",
+        st.bad_parent_unassigned);
     metric(&b, "chunkfly_scheduler_bans_total", "counter", "Cluster-wide parent bans.", st.bans);
     metric(&b, "chunkfly_scheduler_hosts_expired_total", "counter",
            "Hosts removed after missed heartbeats.", st.hosts_expired);
@@ -79,6 +84,9 @@ static void handle_metrics(proto_http_res *res, const proto_http_req *req, void 
            "Mesh connections over the limit.", ss.conns_rejected);
     metric(&b, "chunkfly_scheduler_handshake_failures_total", "counter",
            "Refused or missing handshakes.", ss.handshakes_failed + ss.handshake_timeouts);
+    metric(&b, "chunkfly_scheduler_digest_lists_discredited_total", "counter",
+           "Digest lists dropped because a peer's origin bytes disagreed with them.",
+           ss.digest_lists_discredited);
     metric(&b, "chunkfly_scheduler_idle_closed_total", "counter",
            "Connections closed for idleness.", ss.idle_closed);
     metric(&b, "chunkfly_scheduler_frames_in_total", "counter", "Frames received.", ss.frames_in);
@@ -181,6 +189,7 @@ static unsigned parse_limit(const proto_http_req *req)
 static void handle_status(proto_http_res *res, const proto_http_req *req, void *arg)
 {
     struct sched_status *c = arg;
+    if (proto_http_refuse_remote(res, req, c->allow_remote, "status_remote")) return;
     sched *core = sched_server_core(c->srv);
     cf_buf b = {0};
     struct list_ctx x = {.b = &b, .limit = parse_limit(req), .now = sched_server_now_ms(c->srv)};
@@ -240,6 +249,7 @@ int sched_status_task_json(sched_server *srv, const char *task_id, cf_buf *out)
 static void handle_task(proto_http_res *res, const proto_http_req *req, void *arg)
 {
     struct sched_status *c = arg;
+    if (proto_http_refuse_remote(res, req, c->allow_remote, "status_remote")) return;
     char id[160];
     int n = proto_http_query_get(req->query, "id", id, sizeof(id));
     if (n <= 0) {
@@ -266,6 +276,11 @@ static void handle_health(proto_http_res *res, const proto_http_req *req, void *
     (void)req;
     (void)arg;
     proto_http_respond(res, 200, "text/plain", "ok\n", 3);
+}
+
+void sched_status_allow_remote(sched_status *st, int allow)
+{
+    st->allow_remote = allow;
 }
 
 int sched_status_new(proto_http_server *http, sched_server *srv, sched_status **out)

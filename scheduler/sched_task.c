@@ -27,6 +27,20 @@ void sched_config_default(struct sched_config *c)
     c->waiters_per_event = 16;
     c->recovery_window_ms = 5000;
     c->recovery_hold_ms = 500;
+    c->max_tasks_per_host = 4096;
+    c->host_state_budget = 16u << 20;
+    c->state_budget = 256u << 20;
+}
+
+/* Bytes of per-piece state of a task of n pieces, and of one peer's bitmap in it. */
+static uint64_t task_state_cost(const sched *s, uint64_t n)
+{
+    return n * (sizeof(uint32_t) + (uint64_t)s->cfg.origin_per_piece * sizeof(sched_peer *));
+}
+
+static uint64_t peer_state_cost(uint64_t n)
+{
+    return (n + 63) / 64 * sizeof(uint64_t) + sizeof(sched_peer);
 }
 
 sched *sched_new(const struct sched_config *cfg, const struct sched_ops *ops)
@@ -41,6 +55,9 @@ sched *sched_new(const struct sched_config *cfg, const struct sched_ops *ops)
     if (s->cfg.origin_per_piece == 0) s->cfg.origin_per_piece = 1;
     if (s->cfg.origin_peers == 0) s->cfg.origin_peers = 1;
     if (s->cfg.grant_window == 0) s->cfg.grant_window = 1;
+    if (s->cfg.max_tasks_per_host == 0) s->cfg.max_tasks_per_host = 4096;
+    if (s->cfg.host_state_budget == 0) s->cfg.host_state_budget = 16u << 20;
+    if (s->cfg.state_budget == 0) s->cfg.state_budget = 256u << 20;
     /* bad-report memories hold 8 entries */
     if (s->cfg.ban_after_tasks > 8) s->cfg.ban_after_tasks = 8;
     if (s->cfg.ban_min_reporters > 8) s->cfg.ban_min_reporters = 8;
@@ -80,6 +97,7 @@ static void task_free(sched *s, sched_task *t)
             s->held_tasks = t->hnext;
         if (t->hnext) t->hnext->hprev = t->hprev;
     }
+    s->state_bytes -= t->state_bytes;
     free(t->peers);
     free(t->src);
     free(t->holders);
@@ -302,6 +320,13 @@ void sched_peer_remove(sched *s, sched_peer *p, uint64_t now_ms)
     s->st.peers--;
     /* children still point at p: give them new parents (p is no longer selectable) */
     sched_reparent_children(s, p, now_ms);
+    uint64_t pc = peer_state_cost(t->n_pieces);
+    s->state_bytes -= pc;
+    h->state_bytes -= pc;
+    if (t->creator == h) { /* the task's state stays counted in s until it is freed */
+        h->state_bytes -= t->state_bytes;
+        t->creator = NULL;
+    }
     free(p->bits);
     free(p);
     if (freed) sched_origin_regrant(s, t, NULL, now_ms);
@@ -314,31 +339,73 @@ void sched_peer_remove(sched *s, sched_peer *p, uint64_t now_ms)
     }
 }
 
+/* Refuses (-ENOSPC, a message naming the setting) a new (host, task) pair costing `cost` bytes
+ * of per-piece state when it would take the host or the scheduler over its bound. */
+static int check_state_budget(sched *s, const sched_host *h, const char *task_id, uint64_t cost,
+                              cf_err *err)
+{
+    const struct sched_config *c = &s->cfg;
+    if (h->n_peers >= c->max_tasks_per_host)
+        return cf_err_set(err, -ENOSPC, "host %s is in %u tasks already (max_tasks_per_host)",
+                          h->id, h->n_peers);
+    if (h->state_bytes + cost > c->host_state_budget)
+        return cf_err_set(err, -ENOSPC,
+                          "task %s: host %s would hold %llu bytes of scheduler state "
+                          "(host_state_budget %llu)",
+                          task_id, h->id, (unsigned long long)(h->state_bytes + cost),
+                          (unsigned long long)c->host_state_budget);
+    if (s->state_bytes + cost > c->state_budget)
+        return cf_err_set(err, -ENOSPC,
+                          "task %s: scheduler state would reach %llu bytes (state_budget %llu)",
+                          task_id, (unsigned long long)(s->state_bytes + cost),
+                          (unsigned long long)c->state_budget);
+    return 0;
+}
+
 int sched_register(sched *s, sched_host *h, const char *task_id, uint64_t content_length,
                    uint64_t now_ms, sched_task **task_out, cf_err *err)
 {
     if (!h || !task_id || !task_id[0]) return cf_err_set(err, -EINVAL, "missing host or task");
     sched_task *t = sched_map_get(&s->tasks, task_id);
-    if (!t) {
-        t = task_new(s, task_id, content_length, now_ms, err);
-        if (!t) return err && err->code ? err->code : -ENOMEM;
-    } else if (t->content_length != content_length) {
+    if (t && t->content_length != content_length)
         return cf_err_set(err, -EBADMSG, "task %s: content length %llu differs from %llu", task_id,
                           (unsigned long long)content_length,
                           (unsigned long long)t->content_length);
+    sched_peer *p = t ? sched_peer_find(t, h) : NULL;
+    uint64_t task_cost = 0, peer_cost = 0;
+    if (!p) { /* a new (host, task) pair: within the memory bounds? */
+        uint64_t n = t ? t->n_pieces
+                       : proto_piece_count(content_length, proto_piece_size_for(content_length));
+        task_cost = t ? 0 : task_state_cost(s, n);
+        peer_cost = peer_state_cost(n);
+        /* (too many pieces: task_new refuses it with its own message) */
+        int rc = n > PROTO_MAX_PIECES
+                     ? 0
+                     : check_state_budget(s, h, task_id, task_cost + peer_cost, err);
+        if (rc) return rc;
+    }
+    if (!t) {
+        t = task_new(s, task_id, content_length, now_ms, err);
+        if (!t) return err && err->code ? err->code : -ENOMEM;
+        t->state_bytes = task_cost;
+        t->creator = h;
+        s->state_bytes += task_cost;
+        h->state_bytes += task_cost;
     }
     s->st.registrations++;
-    sched_peer *p = sched_peer_find(t, h);
     if (!p) {
         p = peer_new(s, t, h, now_ms);
         if (!p) {
             if (t->n_peers == 0) {
+                if (t->creator == h) h->state_bytes -= t->state_bytes;
                 sched_map_del(&s->tasks, t->id);
                 s->st.tasks--;
                 task_free(s, t);
             }
             return cf_err_set(err, -ENOMEM, "out of memory");
         }
+        s->state_bytes += peer_cost;
+        h->state_bytes += peer_cost;
     }
     if (task_out) *task_out = t;
     sched_schedule(s, p, now_ms, 1);
@@ -457,6 +524,18 @@ int sched_leave_task(sched *s, sched_host *h, const char *task_id, uint64_t now_
     return 0;
 }
 
+/* Adds the parent's hash to the child's blocklist (oldest entry dropped when full). */
+static void block_parent(sched_peer *p, uint64_t ph)
+{
+    for (unsigned i = 0; i < p->n_bad; i++)
+        if (p->bad[i] == ph) return;
+    if (p->n_bad == SCHED_MAX_BAD) {
+        memmove(p->bad, p->bad + 1, (SCHED_MAX_BAD - 1) * sizeof(p->bad[0]));
+        p->n_bad--;
+    }
+    p->bad[p->n_bad++] = ph;
+}
+
 int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *parent_id, int lied,
                      uint64_t now_ms)
 {
@@ -465,18 +544,20 @@ int sched_bad_parent(sched *s, sched_host *h, const char *task_id, const char *p
     if (!p || !parent_id) return -ENOENT;
     s->st.bad_parent_reports++;
     uint64_t ph = sched_hash(parent_id);
-    int known = 0;
+    int known = 0, assigned = 0;
     for (unsigned i = 0; i < p->n_bad; i++) known |= p->bad[i] == ph;
+    for (unsigned i = 0; i < SCHED_ASSIGNED_RING; i++) assigned |= p->assigned[i] == ph;
+    sched_host *parent = sched_host_find(s, parent_id);
+    if (!assigned) {
+        /* anyone can name any host: a report about a parent this core never gave the child
+         * counts nothing against that host; the child may still avoid it */
+        s->st.bad_parent_unassigned++;
+        parent = NULL;
+    }
     if (!lied) {
-        sched_host *parent = sched_host_find(s, parent_id);
         if (parent && parent != h) sched_host_add_failure(s, parent, now_ms);
     } else if (!known) {
-        if (p->n_bad == SCHED_MAX_BAD) {
-            memmove(p->bad, p->bad + 1, (SCHED_MAX_BAD - 1) * sizeof(p->bad[0]));
-            p->n_bad--;
-        }
-        p->bad[p->n_bad++] = ph;
-        sched_host *parent = sched_host_find(s, parent_id);
+        block_parent(p, ph);
         if (parent && parent != h) sched_host_note_bad(s, parent, h, t, now_ms);
     }
     /* drop the edge if it is one of p's parents, then reschedule p */
@@ -553,15 +634,29 @@ uint32_t sched_task_piece_count(const sched_task *t)
     return t->n_pieces;
 }
 
-int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len)
+int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len,
+                           const sched_host *publisher)
 {
     if (!t) return -ENOENT;
     if (len != (size_t)t->n_pieces * 32 || !digests) return -EINVAL;
+    if (publisher && t->discredited_publisher && publisher->id_hash == t->discredited_publisher)
+        return -EPERM;
     if (t->digests) return memcmp(t->digests, digests, len) == 0 ? 0 : -EEXIST;
     t->digests = malloc(len ? len : 1);
     if (!t->digests) return -ENOMEM;
     memcpy(t->digests, digests, len);
+    t->digests_publisher = publisher ? publisher->id_hash : 0;
     return 0;
+}
+
+int sched_task_discredit_digests(sched_task *t)
+{
+    if (!t || !t->digests) return 0;
+    free(t->digests);
+    t->digests = NULL;
+    t->discredited_publisher = t->digests_publisher;
+    t->digests_publisher = 0;
+    return 1;
 }
 
 const uint8_t *sched_task_digests(const sched_task *t)

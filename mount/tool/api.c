@@ -1,5 +1,6 @@
 /* chunkfly-mount's API (api.h): routes, JSON answers, the unix socket listener. */
 #include "api.h"
+#include "api_body.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -156,42 +157,25 @@ static void h_mount_post(proto_http_res *res, const proto_http_req *req, void *a
                   "image; start it without --bootstrap to attach images");
         return;
     }
-    json_error_t je;
-    json_t *body = json_loadb((const char *)req->body, req->body_len, 0, &je);
-    if (!json_is_object(body)) {
-        json_decref(body);
-        reply_err(res, 400, "InvalidArgument", "body: not a JSON object (%s)", je.text);
-        return;
-    }
-    const char *source = json_string_value(json_object_get(body, "source"));
-    const char *fs_type = json_string_value(json_object_get(body, "fs_type"));
-    json_t *jc = json_object_get(body, "config");
-    char *config = json_is_string(jc)   ? strdup(json_string_value(jc))
-                   : json_is_object(jc) ? json_dumps(jc, JSON_COMPACT)
-                                        : NULL;
-    json_t *pf = json_object_get(body, "prefetch_files");
-    size_t npf = json_is_array(pf) ? json_array_size(pf) : 0;
-    const char **paths = calloc(npf + 1, sizeof(*paths));
-    size_t np = 0;
-    for (size_t i = 0; paths && i < npf; i++)
-        if (json_is_string(json_array_get(pf, i)))
-            paths[np++] = json_string_value(json_array_get(pf, i));
-    if (!source) {
-        reply_err(res, 400, "InvalidArgument", "body: \"source\" (the bootstrap path) is missing");
-    } else if (fs_type && strcmp(fs_type, "rafs")) {
-        reply_err(res, 400, "Unsupported", "fs_type \"%s\": only \"rafs\" is supported", fs_type);
-    } else if (!config && !a->info.blob_dir) {
+    struct mount_api_mount_body b;
+    cf_err perr = {0};
+    int prc = mount_api_parse_mount_body(req->body, req->body_len, &b, &perr);
+    if (prc) {
+        reply_err(res, prc == -ENOMEM ? 500 : 400,
+                  prc == -ENOTSUP ? "Unsupported" : "InvalidArgument", "%s",
+                  cf_err_str(&perr, prc));
+    } else if (!b.config && !a->info.blob_dir) {
         reply_err(res, 400, "InvalidArgument",
                   "body: \"config\" (nydusd JSON as a string) is missing");
     } else if (!name[0] || strchr(name, '/')) {
         reply_err(res, 400, "InvalidArgument", "mountpoint must be /<name> (one component)");
     } else {
-        struct instance_params p = {.bootstrap = source,
-                                    .config_json = config,
+        struct instance_params p = {.bootstrap = b.source,
+                                    .config_json = b.config,
                                     .blob_dir = a->info.blob_dir,
                                     .cache_dir = a->info.cache_dir,
-                                    .prefetch = paths,
-                                    .nprefetch = np};
+                                    .prefetch = (const char *const *)b.prefetch,
+                                    .nprefetch = b.nprefetch};
         rafs_image *img;
         mount_blob_cache *cache;
         struct instance *inst;
@@ -200,7 +184,7 @@ static void h_mount_post(proto_http_res *res, const proto_http_req *req, void *a
         if (!rc) {
             rc = mount_fs_attach(a->fs, name, img, cache, instance_release, inst, &err);
             if (!rc) {
-                cf_info("attached %s at /%s", source, name);
+                cf_info("attached %s at /%s", b.source, name);
                 struct find f = {.name = name};
                 mount_fs_foreach(a->fs, find_visit, &f);
                 if (f.inst) instance_start_prefetch(f.inst);
@@ -216,9 +200,7 @@ static void h_mount_post(proto_http_res *res, const proto_http_req *req, void *a
                       rc == -EEXIST ? "AlreadyExists" : "InvalidArgument", "%s",
                       cf_err_str(&err, rc));
     }
-    free(paths);
-    free(config);
-    json_decref(body);
+    mount_api_mount_body_free(&b);
 }
 
 static void h_mount_delete(proto_http_res *res, const proto_http_req *req, void *arg)
@@ -379,19 +361,18 @@ static void h_config_put(proto_http_res *res, const proto_http_req *req, void *a
     struct mount_api *a = arg;
     char name[512];
     if (query_name(res, req, "id", false, name, sizeof(name))) return;
-    json_error_t je;
-    json_t *body = json_loadb((const char *)req->body, req->body_len, 0, &je);
-    const char *auth = json_string_value(json_object_get(body, "registry_auth"));
-    if (!auth) {
-        json_decref(body);
-        reply_err(res, 400, "InvalidArgument", "body: {\"registry_auth\": \"<base64>\"} expected");
+    char *auth;
+    cf_err perr = {0};
+    int prc = mount_api_parse_config_body(req->body, req->body_len, &auth, &perr);
+    if (prc) {
+        reply_err(res, prc == -ENOMEM ? 500 : 400, "InvalidArgument", "%s", cf_err_str(&perr, prc));
         return;
     }
     struct find f = {.name = name[0] || a->info.shared ? name : ""};
     mount_fs_foreach(a->fs, find_visit, &f);
     cf_err err = {0};
     int rc = f.inst ? instance_set_auth(f.inst, auth, &err) : -ENOENT;
-    json_decref(body);
+    free(auth);
     if (rc == -ENOENT)
         reply_err(res, 404, "NotFound", "/%s is not mounted", name);
     else if (rc)

@@ -123,7 +123,8 @@ static int run_erofs(const struct mount_tool_opts *o, const char *bootstrap, mou
     int rc = 0;
     pthread_t loop;
     bool looping = false, mounted = false;
-    struct mount_fs_mount_opts mo = {.max_threads = o->threads, .fsname = "chunkfly-dev"};
+    struct mount_fs_mount_opts mo = {
+        .max_threads = o->threads, .fsname = "chunkfly-dev", .read_ahead_kb = 1024};
     if ((rc = mount_fs_mount(fs, devdir, &mo, err))) goto out;
     if (pthread_create(&loop, NULL, loop_main, fs)) {
         rc = cf_err_set(err, -EAGAIN, "cannot start the blob-device thread");
@@ -291,7 +292,8 @@ int mount_tool_run(const struct mount_tool_opts *o)
         code = 0;
         goto out;
     }
-    struct mount_fs_mount_opts mo = {.allow_other = o->allow_other, .max_threads = o->threads};
+    struct mount_fs_mount_opts mo = {
+        .allow_other = o->allow_other, .max_threads = o->threads, .read_ahead_kb = 1024};
     if ((rc = mount_fs_mount(fs, o->mountpoint, &mo, &err))) {
         say("%s", cf_err_str(&err, rc));
         goto out;

@@ -38,7 +38,7 @@ static const char usage[] =
     "pieces_in_flight (8), per_parent_in_flight (4), origin_in_flight (4), piece_timeout (10s),\n"
     "register_timeout (3s), mesh_stall (10s), small_blob (4M), ban_after_lies (3),\n"
     "origin_plain_http (false), origin_timeout (8s), docker_config, local_max_connections (64),\n"
-    "seed_cached (64), fetch_whole_blob (true), timing.*.\n"
+    "seed_cached (64), fetch_whole_blob (true), status_remote (false), timing.*.\n"
     "Registry mirror (docs/mirror.md): mirror_listen (127.0.0.1:65001, \"\" = off),\n"
     "mirror_upstreams (allow-list, e.g. \"docker.io, http://127.0.0.1:5000\"),\n"
     "mirror_default_upstream, mirror_max_connections (256).\n";

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -93,6 +95,9 @@ struct conn {
     uv_poll_t *poll;   /* writability of a dup of the socket (poll_fd), for sendfile */
     int poll_fd;
     int poll_active;
+    int from_loopback; /* peer address is loopback / unix socket */
+    uint8_t src[16];   /* IP of a TCP client (IPv4 as ::ffff:a.b.c.d), for max_per_source */
+    int has_src;
 };
 
 struct proto_http_server {
@@ -146,6 +151,7 @@ void proto_http_limits_default(struct proto_http_limits *l)
     l->max_body_bytes = 65536;
     l->max_connections = 1024;
     l->idle_timeout_ms = 30000;
+    l->max_per_source = 64;
 }
 
 const char *proto_http_reason(int status)
@@ -211,6 +217,7 @@ int proto_http_server_new(uv_loop_t *loop, const struct proto_http_limits *limit
         s->lim.max_body_bytes = limits->max_body_bytes;
         if (limits->max_connections) s->lim.max_connections = limits->max_connections;
         if (limits->idle_timeout_ms) s->lim.idle_timeout_ms = limits->idle_timeout_ms;
+        if (limits->max_per_source) s->lim.max_per_source = limits->max_per_source;
     }
     *out = s;
     return 0;
@@ -970,6 +977,7 @@ static void dispatch(conn *c)
         .body = c->body.data,
         .body_len = c->body.len,
         .is_head = is_head,
+        .from_loopback = c->from_loopback,
     };
     uv_timer_stop(&c->timer);
     c->in_dispatch = 1;
@@ -1051,6 +1059,63 @@ static void conn_start_reading(conn *c)
     if (uv_read_start(&c->io.stream, on_alloc, on_read) == 0) c->reading = 1;
 }
 
+int proto_http_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (!sa) return 0;
+    if (sa->sa_family == AF_UNIX) return 1;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a)) return 1;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+int proto_http_refuse_remote(proto_http_res *res, const proto_http_req *req, int allow_remote,
+                             const char *setting)
+{
+    if (req->from_loopback || allow_remote) return 0;
+    char body[256]; /* setting is a config key of ours, not client input */
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":\"served to clients on this host only (set %s = true to serve "
+                     "it to any client that reaches this port)\"}\n",
+                     setting);
+    if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
+    proto_http_respond(res, 403, "application/json", body, (size_t)n);
+    return 1;
+}
+
+/* Where the client of c's socket fd is (getpeername; unknown counts as remote, no source). */
+static void conn_set_source(conn *c, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) return;
+    c->from_loopback = proto_http_addr_is_loopback((struct sockaddr *)&ss);
+    if (ss.ss_family == AF_INET) {
+        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        memcpy(c->src, v4mapped, 12);
+        memcpy(c->src + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        c->has_src = 1;
+    } else if (ss.ss_family == AF_INET6) {
+        memcpy(c->src, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        c->has_src = 1;
+    }
+}
+
+/* Open connections from c's source address, c included. */
+static unsigned source_count(const conn *c)
+{
+    unsigned n = 0;
+    for (const conn *o = c->srv->conns; o; o = o->next)
+        n += o->has_src && !o->closing && memcmp(o->src, c->src, 16) == 0;
+    return n;
+}
+
 static conn *conn_new(proto_http_server *s)
 {
     conn *c = calloc(1, sizeof(*c));
@@ -1069,7 +1134,8 @@ static conn *conn_new(proto_http_server *s)
 static void conn_begin(conn *c)
 {
     proto_http_server *s = c->srv;
-    if (s->st.connections_open > s->lim.max_connections || s->closing) {
+    if (s->st.connections_open > s->lim.max_connections || s->closing ||
+        (c->has_src && source_count(c) > s->lim.max_per_source)) {
         s->st.connections_rejected++;
         conn_close(c);
         return;
@@ -1098,6 +1164,8 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     uv_tcp_nodelay(&c->io.tcp, 1);
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->io.tcp, &fd) == 0) conn_set_source(c, fd);
     conn_begin(c);
 }
 
@@ -1122,6 +1190,10 @@ int proto_http_adopt_fd(proto_http_server *s, int fd)
         conn_close(c);
         return rc;
     }
+    if (ss.ss_family == AF_UNIX)
+        c->from_loopback = 1;
+    else
+        conn_set_source(c, fd);
     conn_begin(c);
     return 0;
 }

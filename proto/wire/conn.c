@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ struct proto_conn {
     uint32_t idle_ms;
     size_t high, low, max_queued;
     uint32_t max_payload, peer_max_payload;
+    uint32_t max_body; /* receive limit on a frame's msgpack body (small before HELLO) */
 
     /* reader: reads land in the per-thread scratch buffer; complete frames are dispatched from
      * there in place, only the unconsumed part of a partial frame is kept per conn */
@@ -88,6 +90,10 @@ static void start_reading(proto_conn *c);
  * first read, freed with the thread's last conn. */
 static _Thread_local uint8_t *tl_scratch;
 static _Thread_local size_t tl_conns;
+/* Bytes held in partial frames by all conns of the process, and the cap on them: a flood of
+ * half-sent frames over many connections must not grow the process without bound. */
+static _Atomic size_t g_input_held;
+static _Atomic size_t g_input_budget = PROTO_CONN_DEF_INPUT_BUDGET;
 
 static void conn_free(proto_conn *c)
 {
@@ -130,6 +136,7 @@ static void finish(proto_conn *c)
         c->head = n;
     }
     if (c->poll_fd >= 0) close(c->poll_fd);
+    g_input_held -= c->frame_cap;
     free(c->frame);
     cf_buf_free(&c->backlog);
     free(c->kick);
@@ -204,8 +211,17 @@ static int frame_reserve(proto_conn *c, size_t need)
     size_t cap = c->frame_cap ? c->frame_cap * 2 : FRAME_MIN_CAP;
     if (cap < want) cap = want;
     if (cap > c->frame_len) cap = c->frame_len;
+    size_t budget = g_input_budget, grow = cap - c->frame_cap;
+    if (budget && atomic_fetch_add(&g_input_held, grow) + grow > budget) {
+        g_input_held -= grow;
+        return -ENOBUFS;
+    }
     uint8_t *p = realloc(c->frame, cap);
-    if (!p) return -ENOMEM;
+    if (!p) {
+        g_input_held -= grow;
+        return -ENOMEM;
+    }
+    if (!budget) g_input_held += grow; /* still counted, for proto_conn_input_held */
     c->frame = p;
     c->frame_cap = cap;
     return 0;
@@ -218,6 +234,7 @@ static void dispatch(proto_conn *c, const uint8_t *f)
     uint8_t *owned = c->frame;
     proto_frame_header h = c->cur;
     c->frame = NULL;
+    g_input_held -= c->frame_cap;
     c->frame_cap = c->frame_have = 0;
     c->in_frame = false;
     c->hdr_have = 0;
@@ -243,6 +260,14 @@ static void feed(proto_conn *c, const uint8_t *p, size_t len)
                 fail(c, r, err.msg);
                 return;
             }
+            if (c->cur.body_len > c->max_body) {
+                char msg[128];
+                snprintf(msg, sizeof(msg), "frame body of %u bytes over this connection's limit %u",
+                         c->cur.body_len, c->max_body);
+                cf_warn("connection %s: %s", c->peer_name, msg);
+                fail(c, -EMSGSIZE, msg);
+                return;
+            }
             c->in_frame = true;
             c->frame_len = (size_t)c->cur.body_len + c->cur.payload_len;
             c->frame_have = 0;
@@ -257,8 +282,11 @@ static void feed(proto_conn *c, const uint8_t *p, size_t len)
         if (len == 0) break;
         size_t take = c->frame_len - c->frame_have;
         if (take > len) take = len;
-        if (frame_reserve(c, take) < 0) {
-            fail(c, -ENOMEM, "out of memory for a frame");
+        int rr = frame_reserve(c, take);
+        if (rr < 0) {
+            fail(c, rr,
+                 rr == -ENOBUFS ? "input budget exhausted (too many partial frames held)"
+                                : "out of memory for a frame");
             return;
         }
         memcpy(c->frame + c->frame_have, p, take);
@@ -277,11 +305,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     /* Large remainder of a frame: read straight into the frame, no copy. */
     if (c->in_frame && c->frame_len - c->frame_have >= DIRECT_READ_MIN) {
         size_t rest = c->frame_len - c->frame_have;
-        if (frame_reserve(c, rest < SCRATCH_LEN ? rest : SCRATCH_LEN) < 0) return;
-        size_t n = c->frame_cap - c->frame_have;
-        *buf = uv_buf_init((char *)c->frame + c->frame_have,
-                           n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
-        return;
+        /* on failure the scratch buffer is used: feed() then reports the error */
+        if (frame_reserve(c, rest < SCRATCH_LEN ? rest : SCRATCH_LEN) == 0) {
+            size_t n = c->frame_cap - c->frame_have;
+            *buf = uv_buf_init((char *)c->frame + c->frame_have,
+                               n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
+            return;
+        }
     }
     if (!tl_scratch && !(tl_scratch = malloc(SCRATCH_LEN))) return;
     *buf = uv_buf_init((char *)tl_scratch, SCRATCH_LEN);
@@ -622,6 +652,7 @@ static proto_conn *conn_alloc(uv_loop_t *loop, const proto_conn_opts *opts,
     c->max_payload =
         o.max_payload && o.max_payload < PROTO_MAX_PAYLOAD ? o.max_payload : PROTO_MAX_PAYLOAD;
     c->peer_max_payload = PROTO_MAX_PAYLOAD;
+    c->max_body = o.max_body && o.max_body < PROTO_MAX_BODY ? o.max_body : PROTO_MAX_BODY;
     c->idle_ms = o.idle_timeout_ms;
     c->high = o.high_watermark ? o.high_watermark : DEF_HIGH_WATERMARK;
     c->low = o.low_watermark && o.low_watermark < c->high ? o.low_watermark : c->high / 4;
@@ -840,6 +871,21 @@ void proto_conn_set_max_payload(proto_conn *c, uint32_t max_payload)
 {
     c->max_payload =
         max_payload && max_payload < PROTO_MAX_PAYLOAD ? max_payload : PROTO_MAX_PAYLOAD;
+}
+
+void proto_conn_set_max_body(proto_conn *c, uint32_t max_body)
+{
+    c->max_body = max_body && max_body < PROTO_MAX_BODY ? max_body : PROTO_MAX_BODY;
+}
+
+void proto_conn_set_input_budget(size_t bytes)
+{
+    g_input_budget = bytes;
+}
+
+size_t proto_conn_input_held(void)
+{
+    return g_input_held;
 }
 
 void proto_conn_set_peer_max_payload(proto_conn *c, uint32_t max_payload)

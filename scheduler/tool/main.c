@@ -10,6 +10,7 @@
 
 #include "cf/config.h"
 #include "cf/log.h"
+#include "proto/conn.h"
 #include "proto/http_server.h"
 #include "proto/timing.h"
 #include "sched/sched_server.h"
@@ -30,7 +31,9 @@ static const char usage[] =
     "  --help, --version\n"
     "\n"
     "Policy keys: max_candidates (4), origin_per_piece (1), origin_peers (4), grant_window (16),\n"
-    "ban_after_tasks (3), max_connections (65536), handshake_timeout (10s),\n"
+    "ban_after_tasks (3), max_connections (65536), input_budget (64M), max_tasks_per_host\n"
+    "(4096), host_state_budget (16M), state_budget (256M), status_remote (false: /status\n"
+    "only to clients on this host), handshake_timeout (10s),\n"
     "http_max_connections (256), http_idle_timeout (30s), recovery_window (5s),\n"
     "recovery_hold (500ms); timing.* keys: heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
@@ -47,6 +50,11 @@ static const char *const own_keys[] = {"listen",
                                        "grant_window",
                                        "ban_after_tasks",
                                        "max_connections",
+                                       "input_budget",
+                                       "status_remote",
+                                       "max_tasks_per_host",
+                                       "host_state_budget",
+                                       "state_budget",
                                        "handshake_timeout",
                                        "http_max_connections",
                                        "http_idle_timeout",
@@ -129,6 +137,15 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
     if (!rc)
         rc = get_u32(c, "ban_after_tasks", o->core.ban_after_tasks, &o->core.ban_after_tasks, err);
     if (!rc) rc = get_u32(c, "max_connections", o->max_connections, &o->max_connections, err);
+    if (!rc)
+        rc = get_u32(c, "max_tasks_per_host", o->core.max_tasks_per_host,
+                     &o->core.max_tasks_per_host, err);
+    if (!rc)
+        rc = cf_config_get_size(c, "host_state_budget", o->core.host_state_budget,
+                                &o->core.host_state_budget, err);
+    if (!rc)
+        rc =
+            cf_config_get_size(c, "state_budget", o->core.state_budget, &o->core.state_budget, err);
     uint64_t ms;
     if (!rc)
         rc = cf_config_get_duration_ms(c, "handshake_timeout", o->handshake_timeout_ms, &ms, err);
@@ -256,10 +273,20 @@ int main(int argc, char **argv)
     cf_log_set_level(level);
     struct sched_server_opts o;
     struct proto_http_limits hl;
-    if (load_opts(cfg, &o, &hl, &err)) {
+    uint64_t budget = 64u << 20;
+    int status_remote = 0;
+    if (load_opts(cfg, &o, &hl, &err) ||
+        cf_config_get_size(cfg, "input_budget", budget, &budget, &err) ||
+        cf_config_get_bool(cfg, "status_remote", 0, &status_remote, &err)) {
         fprintf(stderr, "chunkfly-scheduler: %s\n", err.msg);
         EXIT(2);
     }
+    if (budget < (2u << 20)) {
+        fprintf(stderr, "chunkfly-scheduler: input_budget must be at least 2M\n");
+        EXIT(2);
+    }
+    /* what all peers' connections together may hold in partial frames (bodies <= 1 MiB) */
+    proto_conn_set_input_budget(budget);
     const char *listen = cf_config_get(cfg, "listen");
     const char *http = cf_config_get(cfg, "http");
     if (!listen) listen = "127.0.0.1:8002";
@@ -281,6 +308,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = proto_http_server_new(a.loop, &hl, &a.http) ? cf_err_set(&err, -ENOMEM, "oom") : 0;
     if (!rc) rc = sched_status_new(a.http, a.srv, &a.status);
+    if (!rc) sched_status_allow_remote(a.status, status_remote);
     if (!rc) rc = proto_http_listen(a.http, hhost, hport, &err);
     if (rc) {
         fprintf(stderr, "chunkfly-scheduler: %s\n", cf_err_str(&err, rc));

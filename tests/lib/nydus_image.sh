@@ -26,7 +26,8 @@
 #   oci_push_plain_image REG REPO TAG FILE...
 #       A plain (non-Nydus) OCI image whose layers are FILEs pushed as tar+gzip layers
 #       (contents are not checked by a registry); prints the manifest digest.
-#   oci_push_blob REG REPO FILE          -> prints sha256:HEX (skips if already present)
+#   oci_push_blob REG REPO FILE [DIGEST] -> prints sha256:HEX (skips if already present; a
+#                                       known DIGEST saves hashing FILE)
 #   oci_push_manifest REG REPO REF FILE [MEDIA_TYPE]  -> prints sha256:HEX of FILE
 #   nydus_boot_tgz BOOTSTRAP OUT.tar.gz  -> writes the deterministic bootstrap layer
 # Settings (environment, read on each call):
@@ -81,8 +82,9 @@ _reg_auth() {
 }
 
 oci_push_blob() {
-    local reg=$1 repo=$2 file=$3 digest loc base
-    digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+    local reg=$1 repo=$2 file=$3 digest=${4:-} loc base
+    # a known digest (4th argument) saves hashing a large file; the registry checks it
+    [ -n "$digest" ] || digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
     base=$(_reg_url "$reg")
     _reg_auth "$reg" "$repo"
     if _reg_curl -f -I "${_REG_AUTH[@]}" "$base/v2/$repo/blobs/$digest" -o /dev/null 2>/dev/null; then

@@ -62,6 +62,10 @@ struct mount_fs_mount_opts {
     bool allow_other;
     unsigned max_threads; /* 0 = libfuse default (10) */
     const char *fsname;   /* shown in /proc/mounts; NULL = "chunkfly" */
+    /* The mount's readahead (its bdi's read_ahead_kb), set once the kernel's INIT is done: the
+     * kernel caps a FUSE mount at 128 KiB, a disk usually reads ahead far more, and sequential
+     * reads then go in 128 KiB requests one after another. 0 = leave the kernel's value. */
+    unsigned read_ahead_kb;
 };
 /* Mounts the filesystem at `mountpoint` (a FUSE mount of type fuse.rafs). */
 int mount_fs_mount(mount_fs *fs, const char *mountpoint, const struct mount_fs_mount_opts *o,

@@ -54,12 +54,14 @@ struct peer_daemon_opts {
     uint32_t local_max_conns; /* (64) */
     uint32_t seed_cached;     /* complete cached blobs announced at start-up (64) */
     int fetch_whole_blob;     /* a read also fetches the rest of the blob in the background (1) */
+    int status_remote;        /* /status to non-local clients too (0: it lists task digests) */
     /* registry mirror (docs/mirror.md) */
     const char *mirror_listen;           /* "ip:port", "" = off (127.0.0.1:65001) */
     int mirror_listen_set;               /* given in the config: a bind failure is fatal */
     const char *mirror_upstreams;        /* allow-list, comma separated ("" = none) */
     const char *mirror_default_upstream; /* when the request names none (NULL = none) */
     uint32_t mirror_max_conns;           /* (256) */
+    uint64_t input_budget; /* bytes all mesh conns may hold in partial frames (256 MiB) */
     proto_timing timing;
 };
 

@@ -45,6 +45,11 @@ struct sched_config {
     unsigned waiters_per_event;  /* waiting peers rescheduled per new piece event (16) */
     uint32_t recovery_window_ms; /* after a re-announce ("resync") report, for this long... */
     uint32_t recovery_hold_ms;   /* ...new tasks hold origin grants this long (5000 / 500) */
+    /* Memory bounds (the per-piece state of a task grows with its content length, which the
+     * registering host chooses): registrations over them fail with -ENOSPC. */
+    unsigned max_tasks_per_host; /* tasks one host may be registered in (4096) */
+    uint64_t host_state_budget;  /* per-piece state one host may cause (16 MiB: 1.4M pieces) */
+    uint64_t state_budget;       /* per-piece state of all tasks (256 MiB) */
 };
 void sched_config_default(struct sched_config *c);
 
@@ -134,7 +139,16 @@ uint32_t sched_task_piece_size(const sched_task *t);
 uint32_t sched_task_piece_count(const sched_task *t);
 /* Stores the per-piece digest list (32 bytes * piece_count, copied) if the task has none yet.
  * Returns 0, -ENOENT, -EEXIST (kept the first), -EINVAL (wrong size). */
-int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len);
+/* Stores the task's per-piece digest list (len = piece count * 32) published by `publisher`
+ * (may be NULL). Returns 0 (also when equal to the stored one), -EEXIST when a different list is
+ * stored, -EPERM when publisher's list for this task was discredited, -EINVAL, -ENOMEM. */
+int sched_task_set_digests(sched_task *t, const uint8_t *digests, size_t len,
+                           const sched_host *publisher);
+/* A peer fetching from the origin found bytes that disagree with the list (the origin is
+ * authoritative): the list is dropped, so the next host that verifies the whole blob may publish
+ * one, and its publisher may not publish this task's list again. Returns 1 when a list was
+ * dropped, 0 when there was none. */
+int sched_task_discredit_digests(sched_task *t);
 const uint8_t *sched_task_digests(const sched_task *t); /* NULL when none */
 
 /* The peer of host h in task task_id, or NULL. */
@@ -158,6 +172,7 @@ struct sched_stats {
     uint64_t grants_moved;       /* pieces re-granted after stall/death */
     uint64_t origin_unsolicited; /* pieces reported from origin without a grant */
     uint64_t bad_parent_reports, bans, hosts_expired, hosts_left;
+    uint64_t bad_parent_unassigned; /* reports about hosts never assigned to the reporter */
     uint64_t outliers_dropped;
     uint64_t grant_holds; /* new tasks whose grants waited for re-announces */
 };

@@ -39,6 +39,7 @@ extern const uint32_t sched_lat_bounds_us[SCHED_LAT_BUCKETS - 1];
 struct sched_server_stats {
     uint64_t conns_accepted, conns_rejected, conns_open, handshakes_failed;
     uint64_t handshake_timeouts, idle_closed;
+    uint64_t digest_lists_discredited; /* dropped after a peer's origin bytes disagreed */
     uint64_t frames_in, frames_bad, frames_out, send_failures;
     uint64_t lat_count, lat_sum_us;
     uint64_t lat_bucket[SCHED_LAT_BUCKETS]; /* non-cumulative counts */

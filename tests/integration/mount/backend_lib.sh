@@ -62,5 +62,6 @@ ptoken() {
         /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
 }
 
-# push_tok REPO FILE: pushes FILE as a blob of REPO to $TREG as alice; prints the digest.
-push_tok() { NYDUS_PUSH_AUTH=alice:s3cret oci_push_blob "$TREG" "$1" "$2"; }
+# push_tok REPO FILE [DIGEST]: pushes FILE as a blob of REPO to $TREG as alice; prints the
+# digest. DIGEST (sha256:HEX), when known, saves hashing FILE; the registry checks it.
+push_tok() { NYDUS_PUSH_AUTH=alice:s3cret oci_push_blob "$TREG" "$1" "$2" "${3:-}"; }

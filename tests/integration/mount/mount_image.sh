@@ -10,7 +10,7 @@
 #    localfs backend used as is (no data blob GET);
 #  - refused before anything is mounted, with a message saying why: an unknown tag, a plain
 #    OCI image, a RAFS v5 image (annotation), a bootstrap layer holding a symlink, wrong
-#    credentials, no credentials.
+#    credentials, no credentials, an index without the asked platform.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/mount_lib.sh"
 . "$(dirname "$0")/backend_lib.sh"
@@ -145,6 +145,7 @@ refuse() { # refuse WHAT PATTERN ARGS...
         fail "$what: chunkfly-mount succeeded"
     fi
     is_mounted "$T/mnt" && fail "$what: something was mounted"
+    grep -qE 'Sanitizer|runtime error:' "$T/out" && fail "$what: sanitizer report: $(cat "$T/out")"
     grep -qiE "$pat" "$T/out" || fail "$what: message '$(cat "$T/out")' lacks /$pat/"
     note "$what: $(grep -m1 -iE "$pat" "$T/out" | cut -c1-200)"
 }
@@ -156,7 +157,10 @@ DOCKER_CONFIG=$T/dc-bad refuse "wrong credentials" "authentication failed|denied
     --image "$TREG/tok/private:v1"
 DOCKER_CONFIG=$T/nowhere refuse "no credentials" "authentication|denied|401" \
     --image "$TREG/tok/private:v1"
+refuse "index without this platform" "no manifest for platform linux/s390x in the index \(it has: linux/" \
+    --image "$TREG/tok/private:multi" --platform linux/s390x
 refuse "--image with --bootstrap" "exclude" --image "$TREG/tok/private:v1" --bootstrap "$T/boot"
+refuse "--platform without --image" "go with --image" --platform linux/amd64 --bootstrap "$T/boot"
 [ ! -e "$T/cache3" ] || [ -z "$(ls "$T/cache3")" ] || fail "a refused image left files: $(ls "$T/cache3")"
 no_sanitizer_reports
 echo "PASS: --image by tag, digest and index through a token-auth registry; cached bootstrap; refusals"

@@ -41,6 +41,10 @@ mount_start "$T/m1.log" "$T/mnt" --bootstrap "$T/boot" --blob-dir "$T/blobs" \
     --cache-dir "$T/cache" --prefetch-files / --log-level info
 note "mounted in $(python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$t0" "$(date +%s.%N)") s"
 stat -f -c %T "$T/mnt" | grep -q fuse || fail "not a FUSE mount: $(stat -f -c %T "$T/mnt")"
+# the kernel starts a FUSE mount at 128 KiB of readahead; the daemon raises it after INIT
+ra=/sys/class/bdi/$(mountpoint -d "$T/mnt")/read_ahead_kb
+for _ in $(seq 50); do [ "$(cat "$ra")" = 1024 ] && break; sleep 0.1; done
+[ "$(cat "$ra")" = 1024 ] || fail "readahead of the mount is $(cat "$ra") KiB, not 1024"
 $MANIFEST --exclude huge "$T/mnt" >"$T/mnt.manifest"
 diff -u "$T/src.manifest" "$T/mnt.manifest" >"$T/diff" || fail "mounted tree differs: $(head -30 "$T/diff")"
 note "$(wc -l <"$T/mnt.manifest") entries identical to the source (content, modes, owners, mtimes, xattrs, links, devices)"

@@ -30,17 +30,22 @@ def mp_uint(v):
     return b"\xcf" + struct.pack(">Q", v)
 
 
+def mp_val(v):
+    """msgpack of a bool, non-negative int, str, bytes (bin) or list of those."""
+    if isinstance(v, bool):
+        return b"\xc3" if v else b"\xc2"
+    if isinstance(v, int):
+        return mp_uint(v)
+    if isinstance(v, bytes):
+        return b"\xc6" + struct.pack(">I", len(v)) + v
+    if isinstance(v, list):
+        return b"\xdd" + struct.pack(">I", len(v)) + b"".join(mp_val(x) for x in v)
+    return mp_str(v)
+
+
 def mp_map(d):
-    out = bytes([0x80 | len(d)])
-    for k, v in d.items():
-        out += mp_str(k)
-        if isinstance(v, bool):
-            out += b"\xc3" if v else b"\xc2"
-        elif isinstance(v, int):
-            out += mp_uint(v)
-        else:
-            out += mp_str(v)
-    return out
+    """msgpack map with str keys (the other helpers of the peer tests import it)."""
+    return bytes([0x80 | len(d)]) + b"".join(mp_str(k) + mp_val(v) for k, v in d.items())
 
 
 def frame(t, body, payload=b"", magic=MAGIC, ver=1, blen=None, plen=None):
@@ -77,8 +82,37 @@ def shoot(target, data, read=True):
         pass
 
 
+def halfsent(target, n):
+    """n connections each announce a 1 MiB body before HELLO and send 900 KiB of it, then hold
+    the connection open for a second: the daemon must not keep what they sent."""
+    socks = []
+    for _ in range(n):
+        try:
+            s = connect(target)
+            s.sendall(frame(0x01, b"", blen=1 << 20))
+            s.settimeout(0.2)
+            try:
+                s.sendall(b"\x00" * (900 << 10))
+            except OSError:
+                pass
+            socks.append(s)
+        except OSError:
+            pass
+    time.sleep(1)
+    return socks
+
+
 def main():
     a = sys.argv[1:]
+    if a[0] == "halfsent":
+        target = a[1:4] if a[1] == "tcp" else a[1:3]
+        socks = halfsent(target, int(a[len(target) + 1]))
+        # the caller samples the daemon's RSS now (signalled by this line), then we close
+        print("held", len(socks), flush=True)
+        sys.stdin.readline()
+        for s in socks:
+            s.close()
+        return 0
     target = a[:3] if a[0] == "tcp" else a[:2]
     secs = float(a[len(target)]) if len(a) > len(target) else 5
     rnd = random.Random(42)

@@ -18,6 +18,18 @@ ip=${PEER_LISTEN[1]%:*}; port=${PEER_LISTEN[1]##*:}
 note "upload server"
 python3 "$(dirname "$0")/daemon_abuse.py" tcp "$ip" "$port" 12 || fail "abuse script (tcp)"
 peer_alive_or_fail 1
+note "upload server: 60 connections half-send a 1 MiB frame before HELLO"
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+rss0=$(rss_kib "${PEER_PID[1]}")
+coproc HALF { python3 "$(dirname "$0")/daemon_abuse.py" halfsent tcp "$ip" "$port" 60; }
+read -r -u "${HALF[0]}" line || fail "halfsent script failed"
+rss1=$(rss_kib "${PEER_PID[1]}")
+echo "$line; peer RSS ${rss0} KiB -> ${rss1} KiB"
+echo >&"${HALF[1]}"
+wait "$HALF_PID" || true
+# each would hold up to 1 MiB without the pre-HELLO body limit (60 MiB in all)
+[ $((rss1 - rss0)) -lt $((16 * 1024)) ] || fail "half-sent frames grew the peer by $((rss1 - rss0)) KiB"
+peer_alive_or_fail 1
 note "local API"
 python3 "$(dirname "$0")/daemon_abuse.py" unix "$T/p1.sock" 12 || fail "abuse script (unix)"
 peer_alive_or_fail 1
@@ -28,6 +40,26 @@ for _ in $(seq 20); do
         timeout 2 bash -c "exec 3<>/dev/tcp/${PEER_HTTP[1]%:*}/${PEER_HTTP[1]##*:}; cat >&3; cat <&3 >/dev/null" || true
 done
 peer_alive_or_fail 1
+
+note "/status (task digests) refused to clients not on this host"
+ext=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4, a, "/"); print a[1]; exit}')
+if [ -z "$ext" ]; then
+    note "SKIP: no non-loopback IPv4 address on this host"
+else
+    hp=$(free_port)
+    bg_start "$T/peer9.log" "$PEER_BIN" --listen "127.0.0.19:$(free_port 127.0.0.19)" --http "$ext:$hp" \
+        --cache-dir "$T/cache9" --api-socket "$T/p9.sock" --set mirror_listen=
+    p9=$CF_LAST_PID
+    wait_port "$ext" "$hp"
+    code=$(curl -s -o "$T/st9" -w '%{http_code}' --interface "$ext" "http://$ext:$hp/status")
+    hz=$(curl -s -o /dev/null -w '%{http_code}' --interface "$ext" "http://$ext:$hp/healthz")
+    echo "from $ext: /status $code, /healthz $hz"
+    [ "$code" = 403 ] && grep -q status_remote "$T/st9" || fail "/status served to $ext: $code"
+    [ "$hz" = 200 ] || fail "/healthz from $ext: $hz"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://${PEER_HTTP[1]}/status")
+    [ "$code" = 200 ] || fail "/status over loopback: $code"
+    kill "$p9"; wait "$p9" 2>/dev/null || true
+fi
 
 note "still serving correctly"
 get 1 0 "$SIZE" "$T/o2" || fail "read after abuse"

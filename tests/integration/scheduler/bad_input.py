@@ -281,6 +281,61 @@ def idle_round(label):
     return rss1
 
 
+# half-sent frames: 60 connections announce a 1 MiB body (the most a body may be) and send
+# 900 KiB of it, before and after HELLO. Before HELLO the header alone is refused (1 KiB
+# limit); after it the process-wide input budget caps what all of them may hold.
+def halfsent(label, after_hello):
+    rss0 = rss_kb(pid)
+    socks = []
+    for _ in range(60):
+        s = socket.create_connection(mesh, timeout=2)
+        try:
+            if after_hello:
+                s.sendall(HELLO)
+            s.sendall(struct.pack("<IBBHII", MAGIC, 1, 0x10, 0, 1 << 20, 0))
+            s.settimeout(0.2)
+            s.sendall(b"\x00" * (900 << 10))
+        except OSError:
+            pass
+        socks.append(s)
+    time.sleep(0.5)
+    rss1 = rss_kb(pid)
+    for s in socks:
+        s.close()
+    grew = rss1 - rss0
+    print(f"ok {label}: 60 half-sent 1 MiB frames, rss {rss0} -> {rss1} kB")
+    return grew
+
+
+grew = halfsent("half-sent before HELLO", False)
+assert grew < 8 * 1024, f"half-sent frames before HELLO grew the scheduler by {grew} kB"
+alive()
+# the test runs the scheduler with input_budget=16M (sched_bad_input.sh)
+grew = halfsent("half-sent after HELLO", True)
+assert grew < 24 * 1024, f"half-sent frames after HELLO grew the scheduler by {grew} kB"
+alive()
+
+# huge content lengths: three waves of 50 REGISTER_TASKs of 4 TiB (1M pieces each, 12 MiB of
+# per-piece state) from one host, reconnecting between waves (freed tasks used to raise the
+# allocator's mmap threshold, so the third wave took the scheduler from 4 MB to 175 MB); now the
+# host's state budget (16 MiB by default) refuses all but the first of each wave
+rss0 = rss_kb(pid)
+for wave in range(3):
+    s = connect()
+    s.sendall(HELLO + frame(0x10, mp({"id": "huge", "a": ["127.0.0.1"], "up": 4000, "us": 4,
+                                      "fd": 1})))
+    for i in range(50):
+        tid = "sha256:%064x" % (wave * 100 + i)
+        s.sendall(frame(0x11, mp({"t": tid, "cl": 4 << 40, "o": "127.0.0.1:1/x@" + tid})))
+    types, _ = read_frames(s, timeout=1.0)
+    assert 0x02 in types, f"no ERROR for registrations over the budget: {types}"
+    s.close()
+    time.sleep(0.3)
+rss1 = rss_kb(pid)
+print(f"ok 150 registrations of 4 TiB tasks: rss {rss0} -> {rss1} kB")
+assert rss1 - rss0 < 40 * 1024, f"huge registrations grew the scheduler by {rss1 - rss0} kB"
+alive()
+
 peak1 = idle_round("idle round 1")
 peak2 = idle_round("idle round 2")
 peak3 = idle_round("idle round 3")

@@ -12,6 +12,7 @@ ulimit -n $((N + 2048)) 2>/dev/null || skip "cannot raise the open-file limit to
 # mean the same in Sanitize and plain builds.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8"
 start_sched S --set handshake_timeout=10s --set timing.idle_timeout=20s --set http_idle_timeout=2s \
+    --set input_budget=16M \
     --log-level warn
 SCHED_PID=$S_PID python3 "$CHUNKFLY_SRC/tests/integration/scheduler/bad_input.py" "$S_MESH" "$S_HTTP" "$N" \
     || fail "adversarial client failed; scheduler log: $(tail -20 "$T/S.log")"

@@ -52,4 +52,30 @@ bg_start "$T/s2.log" "$SCHED" --listen "127.0.0.1:$mp" --http "127.0.0.1:$hp2"
 wait_port 127.0.0.1 "$mp"
 out=$("$SCHED" --listen "127.0.0.1:$mp" --http "127.0.0.1:$(free_port)" 2>&1) && fail "busy port accepted"
 echo "$out" | grep -qi "address already in use" || fail "busy port message: $out"
+
+note "/status lists task digests: refused to clients not on this host unless status_remote"
+# needs an address of this host that is not loopback (the traffic stays on the host)
+ext=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4, a, "/"); print a[1]; exit}')
+if [ -z "$ext" ]; then
+    note "SKIP: no non-loopback IPv4 address on this host"
+else
+    for remote in false true; do
+        p=$(free_port)
+        bg_start "$T/s3.log" "$SCHED" --listen "127.0.0.1:$(free_port)" --http "$ext:$p" \
+            --set status_remote=$remote
+        wait_port "$ext" "$p"
+        code=$(curl -s -o "$T/st.json" -w '%{http_code}' --interface "$ext" "http://$ext:$p/status")
+        codet=$(curl -s -o /dev/null -w '%{http_code}' --interface "$ext" "http://$ext:$p/status/task?id=sha256:nope")
+        hz=$(curl -s -o /dev/null -w '%{http_code}' --interface "$ext" "http://$ext:$p/healthz")
+        echo "from $ext: status_remote=$remote -> /status $code, /status/task $codet, /healthz $hz"
+        [ "$hz" = 200 ] || fail "/healthz from $ext: $hz"
+        if [ "$remote" = false ]; then
+            [ "$code" = 403 ] && [ "$codet" = 403 ] || fail "/status served to $ext: $code/$codet"
+            grep -q status_remote "$T/st.json" || fail "the 403 does not name the setting: $(cat "$T/st.json")"
+        else
+            [ "$code" = 200 ] && [ "$codet" = 404 ] || fail "status_remote=true: $code/$codet"
+        fi
+        kill "$CF_LAST_PID"; wait "$CF_LAST_PID" 2>/dev/null || true
+    done
+fi
 echo PASS

@@ -911,6 +911,94 @@ static void test_partial_large_frame(void **state)
     cf_buf_free(&big);
 }
 
+/* ---- body limit before HELLO, and the process-wide budget on partial frames ---- */
+
+/* Writes a frame header announcing body_len + payload_len, then `send` bytes of it. */
+static void write_partial(int fd, uint32_t body_len, uint32_t payload_len, size_t send)
+{
+    proto_frame_header h;
+    uint8_t raw[PROTO_FRAME_HEADER_LEN];
+    proto_frame_header_init(&h, PROTO_MSG_PIECE_DATA, 0, body_len, payload_len);
+    proto_frame_header_encode(&h, raw);
+    assert_int_equal(write(fd, raw, sizeof(raw)), (ssize_t)sizeof(raw));
+    uint8_t *junk = calloc(1, send ? send : 1);
+    assert_int_equal(write(fd, junk, send), (ssize_t)send);
+    free(junk);
+}
+
+static void test_limits_before_hello(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    /* a 2 KiB body on a connection limited to PROTO_PRE_HELLO_MAX_BODY: refused from the header */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    endpoint rx = {0};
+    proto_conn_opts o = {.max_body = PROTO_PRE_HELLO_MAX_BODY};
+    assert_int_equal(proto_conn_open(&loop, sv[0], &o, &cbs, &rx, &rx.c), 0);
+    write_partial(sv[1], 2048, 0, 0);
+    run_until(&loop, &rx.closed, 100);
+    assert_int_equal(rx.status, -EMSGSIZE);
+    assert_non_null(strstr(rx.reason, "over this connection's limit"));
+    close(sv[1]);
+
+    /* raised after the handshake: the same frame is delivered */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    endpoint rx2 = {0};
+    assert_int_equal(proto_conn_open(&loop, sv[0], &o, &cbs, &rx2, &rx2.c), 0);
+    proto_conn_set_max_body(rx2.c, 0);
+    write_partial(sv[1], 2048, 0, 2048);
+    for (int i = 0; i < 100 && rx2.nframes < 1; i++) uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(rx2.nframes, 1);
+    close(sv[1]);
+    run_until(&loop, &rx2.closed, 100);
+    cf_buf_free(&rx2.frames);
+
+    /* budget: 3 conns each half-send a 200 KiB frame; with a 512 KiB budget the one that
+     * would cross it is closed with -ENOBUFS, the others keep their frames and complete */
+    proto_conn_set_input_budget(512u << 10);
+    size_t held0 = proto_conn_input_held();
+    enum { N = 4 };
+    int fds[N][2];
+    endpoint ep[N];
+    memset(ep, 0, sizeof(ep));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds[i]), 0);
+        assert_int_equal(proto_conn_open(&loop, fds[i][0], NULL, &cbs, &ep[i], &ep[i].c), 0);
+        write_partial(fds[i][1], 16, 200u << 10, 150u << 10);
+        spin(&loop, 20);
+    }
+    int refused = 0;
+    for (int i = 0; i < N; i++)
+        if (ep[i].closed) {
+            refused++;
+            assert_int_equal(ep[i].status, -ENOBUFS);
+            assert_non_null(strstr(ep[i].reason, "input budget"));
+        }
+    assert_true(refused >= 1 && refused <= 2);
+    assert_true(proto_conn_input_held() - held0 <= (512u << 10));
+    /* the survivors complete their frames; then nothing is held */
+    for (int i = 0; i < N; i++) {
+        if (ep[i].closed) continue;
+        size_t rest = 16 + (200u << 10) - (150u << 10);
+        uint8_t *junk = calloc(1, rest);
+        assert_int_equal(write(fds[i][1], junk, rest), (ssize_t)rest);
+        free(junk);
+        for (int k = 0; k < 100 && ep[i].nframes < 1; k++) uv_run(&loop, UV_RUN_ONCE);
+        assert_int_equal(ep[i].nframes, 1);
+    }
+    assert_int_equal(proto_conn_input_held(), held0);
+    for (int i = 0; i < N; i++) {
+        close(fds[i][1]);
+        if (!ep[i].closed) run_until(&loop, &ep[i].closed, 100);
+        cf_buf_free(&ep[i].frames);
+    }
+    proto_conn_set_input_budget(PROTO_CONN_DEF_INPUT_BUDGET);
+    drain_loop(&loop);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -926,6 +1014,7 @@ int main(void)
         cmocka_unit_test(test_addr_parse),
         cmocka_unit_test(test_idle_memory),
         cmocka_unit_test(test_partial_large_frame),
+        cmocka_unit_test(test_limits_before_hello),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

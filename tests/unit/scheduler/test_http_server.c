@@ -176,6 +176,7 @@ static int setup(void **st)
     l.max_body_bytes = 1000;
     l.max_connections = 8;
     l.idle_timeout_ms = 400;
+    l.max_per_source = 6;
     assert_int_equal(proto_http_server_new(&loop, &l, &srv), 0);
     assert_int_equal(proto_http_route(srv, "GET", "/hello", h_hello, NULL), 0);
     assert_int_equal(proto_http_route(srv, "GET", "/echo/*", h_echo, NULL), 0);
@@ -220,15 +221,26 @@ static int teardown(void **st)
     return 0;
 }
 
-static int dial(void)
+/* Connects from 127.0.0.<from> (0: any source). */
+static int dial_from(int from)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (from) {
+        struct sockaddr_in b = {.sin_family = AF_INET};
+        b.sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + (uint32_t)from);
+        assert_int_equal(bind(fd, (struct sockaddr *)&b, sizeof(b)), 0);
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     struct timeval tv = {.tv_sec = 3};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     return fd;
+}
+
+static int dial(void)
+{
+    return dial_from(0);
 }
 
 static void send_all(int fd, const char *s, size_t n)
@@ -449,9 +461,9 @@ static void test_idle_timeout_and_max_conns(void **st)
     close(fd);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
     assert_true(ms >= 300 && ms < 2500);
-    /* 8 allowed: the 9th is closed at once */
+    /* 8 allowed: the 9th is closed at once (from two sources: 6 is the limit per source) */
     int fds[9];
-    for (int i = 0; i < 9; i++) fds[i] = dial();
+    for (int i = 0; i < 9; i++) fds[i] = dial_from(i < 5 ? 2 : 3);
     usleep(100000);
     char c;
     assert_int_equal(recv(fds[8], &c, 1, 0), 0);
@@ -459,6 +471,32 @@ static void test_idle_timeout_and_max_conns(void **st)
     read_all(fds[0], buf, sizeof(buf));
     assert_non_null(strstr(buf, "hello"));
     for (int i = 0; i < 9; i++) close(fds[i]);
+}
+
+/* One source may hold max_per_source (6) connections: a slow-client flood from it leaves slots
+ * for everyone else (a /healthz probe from another address is served). */
+static void test_max_per_source(void **st)
+{
+    (void)st;
+    int fds[7];
+    for (int i = 0; i < 7; i++) fds[i] = dial_from(5);
+    for (int i = 0; i < 7; i++) send_all(fds[i], "GET /hel", 8); /* never finished */
+    usleep(100000);
+    char c;
+    assert_int_equal(recv(fds[6], &c, 1, 0), 0); /* the 7th: closed at once */
+    int other = dial_from(6);
+    send_all(other, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n", 43);
+    read_all(other, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "hello"));
+    close(other);
+    for (int i = 0; i < 7; i++) close(fds[i]);
+    usleep(100000);
+    /* closed ones no longer count: the source may connect again */
+    int again = dial_from(5);
+    send_all(again, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n", 43);
+    read_all(again, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "hello"));
+    close(again);
 }
 
 static void test_query_get(void **st)
@@ -485,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_send_file),
         cmocka_unit_test(test_sendfile),
         cmocka_unit_test(test_async_and_abort),
+        cmocka_unit_test(test_max_per_source),
         cmocka_unit_test(test_idle_timeout_and_max_conns),
         cmocka_unit_test(test_query_get),
     };

@@ -741,6 +741,87 @@ static void test_frozen_holder_expires(void **st)
     sched_free(s);
 }
 
+/* Per-piece state grows with the content length a host announces: huge lengths and many tasks
+ * hit max_tasks_per_host / host_state_budget / state_budget (-ENOSPC, naming the setting);
+ * leaving gives the budget back. */
+static void test_state_budgets(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.max_tasks_per_host = 3;
+    cfg.host_state_budget = 16 * MIB;
+    cfg.state_budget = 20 * MIB;
+    sched *s = new_sched(&cfg);
+    sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0);
+    cf_err err = {0};
+    char id[80];
+    /* 1M pieces (4 TiB in 4 MiB pieces) cost 12 MiB: one fits a host's 16 MiB, two do not */
+    const uint64_t huge = 4ull << 40;
+    snprintf(id, sizeof(id), "sha256:%064x", 100);
+    assert_int_equal(sched_register(s, a, id, huge, 0, NULL, &err), 0);
+    snprintf(id, sizeof(id), "sha256:%064x", 101);
+    assert_int_equal(sched_register(s, a, id, huge, 0, NULL, &err), -ENOSPC);
+    assert_non_null(strstr(err.msg, "host_state_budget"));
+    assert_null(sched_task_find(s, id)); /* nothing was created */
+    /* another host: its own budget fits, the scheduler's 20 MiB does not */
+    err = (cf_err){0};
+    assert_int_equal(sched_register(s, b, id, huge, 0, NULL, &err), -ENOSPC);
+    assert_non_null(strstr(err.msg, "state_budget"));
+    /* joining the existing huge task costs b only its bitmap (128 KiB) */
+    snprintf(id, sizeof(id), "sha256:%064x", 100);
+    assert_int_equal(sched_register(s, b, id, huge, 0, NULL, &err), 0);
+    /* task count per host */
+    assert_int_equal(sched_register(s, a, TASK, 8 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(sched_register(s, a, TASK2, 8 * MIB, 0, NULL, &err), 0);
+    err = (cf_err){0};
+    snprintf(id, sizeof(id), "sha256:%064x", 102);
+    assert_int_equal(sched_register(s, a, id, 8 * MIB, 0, NULL, &err), -ENOSPC);
+    assert_non_null(strstr(err.msg, "max_tasks_per_host"));
+    /* registering again in a task it is in costs nothing */
+    assert_int_equal(sched_register(s, a, TASK, 8 * MIB, 0, NULL, &err), 0);
+    /* a leaves: the huge task stays (b is in it), a's budget is free again, b's is not charged
+     * for the task a created */
+    sched_host_leave(s, a, 100);
+    a = host(s, 0, "", 4, 100);
+    snprintf(id, sizeof(id), "sha256:%064x", 103);
+    err = (cf_err){0};
+    assert_int_equal(sched_register(s, a, id, huge, 100, NULL, &err), -ENOSPC); /* 12+12 > 20 */
+    assert_non_null(strstr(err.msg, "state_budget"));
+    sched_host_leave(s, b, 200); /* the huge task is freed */
+    assert_int_equal(sched_register(s, a, id, huge, 200, NULL, &err), 0);
+    sched_free(s);
+}
+
+/* BAD_PARENT about a host the scheduler never gave the reporter counts nothing against it:
+ * two colluding hosts naming an honest one in three tasks do not get it banned (they did, when
+ * any named host counted); their own blocklists still avoid it. */
+static void test_unassigned_reports_ignored(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    const char *tasks[3] = {TASK, TASK2, TASK3};
+    sched_host *honest = host(s, 0, "", 8, 0);
+    sched_host *m1 = host(s, 1, "", 8, 0), *m2 = host(s, 2, "", 8, 0);
+    /* the liars register first: they get origin grants, never honest as a parent */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sched_register(s, m1, tasks[i], 4 * MIB, 0, NULL, &err), 0);
+        assert_int_equal(sched_register(s, m2, tasks[i], 4 * MIB, 0, NULL, &err), 0);
+        assert_int_equal(sched_register(s, honest, tasks[i], 4 * MIB, 0, NULL, &err), 0);
+        report(s, honest, tasks[i], 0, 4, "", 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sched_bad_parent(s, m1, tasks[i], "h0", 1, 20), 0);
+        assert_int_equal(sched_bad_parent(s, m2, tasks[i], "h0", 1, 20), 0);
+    }
+    assert_int_equal(sched_host_banned(s, "h0", 30), 0);
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_int_equal(ss.bad_parent_unassigned, 6);
+    sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -762,6 +843,8 @@ int main(void)
         cmocka_unit_test(test_bad_holder_cap_full),
         cmocka_unit_test(test_banned_holder_not_waited_on),
         cmocka_unit_test(test_frozen_holder_expires),
+        cmocka_unit_test(test_state_budgets),
+        cmocka_unit_test(test_unassigned_reports_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

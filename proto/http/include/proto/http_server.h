@@ -34,6 +34,10 @@ struct proto_http_limits {
     size_t max_body_bytes;    /* request body; default 64 KiB */
     unsigned max_connections; /* further connections are closed at once; default 1024 */
     uint64_t idle_timeout_ms; /* no complete request / no write progress; default 30 s */
+    /* TCP connections from one IP address (unix sockets are not counted); further ones are
+     * closed at once, so one slow-client flood cannot take every slot (e.g. from a kubelet's
+     * /healthz probe). Default 64; never more than max_connections. */
+    unsigned max_per_source;
 };
 
 struct proto_http_header {
@@ -53,7 +57,19 @@ typedef struct proto_http_req {
     const uint8_t *body;
     size_t body_len;
     int is_head; /* HEAD request: body writes are dropped automatically */
+    /* The client is on this host: a loopback address (127.0.0.0/8, ::1, ::ffff:127.x) or a
+     * unix socket. Handlers serving what strangers must not read check it. */
+    int from_loopback;
 } proto_http_req;
+
+/* 1 when sa is a loopback address (or AF_UNIX), else 0. */
+int proto_http_addr_is_loopback(const struct sockaddr *sa);
+
+/* For endpoints that list what strangers must not read (task digests, holders): when the
+ * client is not local and allow_remote is 0, answers 403 with a JSON error naming `setting`
+ * (the config key that opens it) and returns 1; otherwise returns 0 and answers nothing. */
+int proto_http_refuse_remote(proto_http_res *res, const proto_http_req *req, int allow_remote,
+                             const char *setting);
 
 typedef void (*proto_http_handler)(proto_http_res *res, const proto_http_req *req, void *arg);
 /* Completion of proto_http_write / proto_http_send_file: status 0 or negative errno. */
@@ -93,7 +109,7 @@ struct proto_http_stats {
     uint64_t requests;
     uint64_t bad_requests; /* 4xx sent by the server itself (parse errors, limits) */
     uint64_t connections_accepted;
-    uint64_t connections_rejected; /* over max_connections */
+    uint64_t connections_rejected; /* over max_connections or max_per_source */
     uint64_t idle_timeouts;
     unsigned connections_open;
 };

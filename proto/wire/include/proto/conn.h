@@ -2,7 +2,7 @@
  * daemon.
  *
  * Reading: bytes are assembled into frames incrementally (any split), each header is validated
- * (magic, version, body <= PROTO_MAX_BODY, payload <= the connection's receive limit) BEFORE
+ * (magic, version, body and payload <= the connection's receive limits) BEFORE
  * anything is allocated for it; a bad header closes the connection with -EBADMSG/-EPROTO/
  * -EMSGSIZE. Complete frames go to on_frame. Body decoding is left to the caller
  * (proto_msg_decode), so the conn never rejects a frame for an unknown type.
@@ -61,6 +61,9 @@ typedef struct proto_conn_cbs {
 
 typedef struct proto_conn_opts {
     uint32_t max_payload;     /* receive limit; 0 = PROTO_MAX_PAYLOAD (also the clamp) */
+    uint32_t max_body;        /* receive limit on bodies; 0 = PROTO_MAX_BODY (also the clamp).
+                               * Servers keep it small until HELLO (an unauthenticated
+                               * stranger may make a connection hold only that much). */
     uint32_t idle_timeout_ms; /* 0 = no idle timeout */
     size_t high_watermark;    /* 0 = 4 MiB */
     size_t low_watermark;     /* 0 = high_watermark / 4 */
@@ -117,6 +120,19 @@ int proto_conn_resume_read(proto_conn *c);
 
 /* Receive payload limit (e.g. after the handshake; clamped to PROTO_MAX_PAYLOAD, 0 = max). */
 void proto_conn_set_max_payload(proto_conn *c, uint32_t max_payload);
+/* Receive body limit (e.g. raised after the handshake; clamped to PROTO_MAX_BODY, 0 = max). A
+ * larger frame header closes the connection with -EMSGSIZE. */
+void proto_conn_set_max_body(proto_conn *c, uint32_t max_body);
+
+/* Process-wide cap on the bytes all conns hold in partial frames (default
+ * PROTO_CONN_DEF_INPUT_BUDGET; 0 = no cap). A conn whose partial frame would take the total over
+ * it is closed with -ENOBUFS ("input budget exhausted"): many half-sent frames cannot grow the
+ * process without bound. Any thread; takes effect for later allocations. */
+#define PROTO_CONN_DEF_INPUT_BUDGET ((size_t)256 << 20)
+void proto_conn_set_input_budget(size_t bytes);
+/* Bytes currently held in partial frames, process-wide (for metrics and tests). */
+size_t proto_conn_input_held(void);
+
 /* The largest payload the other side accepts (from its HELLO); sends above fail -EMSGSIZE.
  * Default PROTO_MAX_PAYLOAD. */
 void proto_conn_set_peer_max_payload(proto_conn *c, uint32_t max_payload);

@@ -15,6 +15,9 @@
 
 #define PROTO_VERSION     1 /* protocol version this library speaks */
 #define PROTO_MIN_VERSION 1 /* oldest version it still accepts */
+/* Body limit servers set on a connection until its HELLO is accepted (a HELLO is < 300 bytes):
+ * a stranger cannot make an unauthenticated connection hold more. */
+#define PROTO_PRE_HELLO_MAX_BODY 1024
 
 /* Fills a HELLO with this library's versions, node id (borrowed), role, caps and the payload
  * limit the caller accepts (0 = PROTO_MAX_PAYLOAD). */

@@ -1,0 +1,209 @@
+#!/bin/bash
+# deploy/image/build.sh makes a reproducible image that runs: two builds of the same binaries
+# give the same manifest digest and byte-identical archives, --push puts that digest in a real
+# docker-registry, the reference is IMAGE= of deploy/image/image.env, a Release image stays
+# under 30 MB compressed; a real containerd (its own root, state and socket under $T) imports
+# the OCI archive and `ctr run` starts chunkfly-scheduler and chunkfly-peer as the image's
+# non-root user, both /healthz answer 200, the peer's mirror listens; every other binary
+# answers --help inside the image (so its ldd closure is complete).
+. "$(dirname "$0")/../../lib/testlib.sh"
+
+need_root
+for b in umoci containerd ctr runc curl; do
+    command -v "$b" >/dev/null || skip "$b not installed (.ci/install-deps)"
+done
+for b in chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly chunkfly-image; do need_bin "$b"; done
+BUILD_SH=$CHUNKFLY_SRC/deploy/image/build.sh
+REF=$(sed -n 's/^IMAGE=//p' "$CHUNKFLY_SRC/deploy/image/image.env")
+
+note "two builds of the same binaries: same digest"
+[ "$("$BUILD_SH" --print-ref)" = "$REF" ] || fail "build.sh --print-ref != deploy/image/image.env"
+"$BUILD_SH" --bin-dir "$CHUNKFLY_BIN" --out "$T/img1" >"$T/build1.log" 2>&1 ||
+    { cat "$T/build1.log"; fail "build.sh (1)"; }
+# the second build also pushes (--push) to a real docker-registry
+PUSH=()
+if command -v skopeo >/dev/null && command -v docker-registry >/dev/null; then
+    start_registry
+    PUSH=(--push "$REGISTRY/chunkfly/chunkfly:${REF##*:}")
+else
+    note "skopeo or docker-registry not installed: --push not tested"
+fi
+SKOPEO_ARGS=--dest-tls-verify=false "$BUILD_SH" --bin-dir "$CHUNKFLY_BIN" --out "$T/img2" \
+    "${PUSH[@]}" >"$T/build2.log" 2>&1 || { cat "$T/build2.log"; fail "build.sh (2)"; }
+read -r _ ref1 dg1 size1 < <(grep '^image ' "$T/build1.log")
+read -r _ _ dg2 _ < <(grep '^image ' "$T/build2.log")
+echo "image $ref1 $dg1, $size1 bytes compressed"
+[ "$ref1" = "$REF" ] || fail "build.sh made $ref1, image.env says $REF"
+[ "$dg1" = "$dg2" ] || fail "not reproducible: $dg1 then $dg2"
+[ "$(cat "$T/img1/digest")" = "$dg1" ] || fail "digest file"
+cmp "$T/img1/chunkfly.oci.tar" "$T/img2/chunkfly.oci.tar" || fail "archives differ"
+if [ ${#PUSH[@]} -gt 0 ]; then
+    # the registry serves the same manifest: same digest
+    pushed=$(curl -fsS -o /dev/null -D - \
+        -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+        "http://$REGISTRY/v2/chunkfly/chunkfly/manifests/${REF##*:}" |
+        tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {print $2}')
+    [ "$pushed" = "$dg1" ] || fail "--push: the registry has $pushed, built $dg1"
+    echo "pushed to $REGISTRY: $pushed"
+fi
+btype=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$CHUNKFLY_BUILD/CMakeCache.txt" 2>/dev/null || true)
+if [ "$btype" = Release ]; then
+    [ "$size1" -le $((30 * 1000 * 1000)) ] || fail "image is $size1 bytes compressed (goal <= 30 MB)"
+else
+    note "build type '$btype': the 30 MB goal is checked on Release images only"
+fi
+rm -rf "$T/img2"
+
+note "containerd imports the OCI archive"
+C=$T/ctrd
+mkdir -p "$C"
+cat >"$C/config.toml" <<TOML
+version = 2
+root = "$C/root"
+state = "$C/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$C/containerd.sock"
+[ttrpc]
+  address = "$C/containerd-ttrpc.sock"
+TOML
+bg_start "$C/containerd.log" containerd --config "$C/config.toml"
+CTRD_PID=$CF_LAST_PID
+for _ in $(seq 100); do [ -S "$C/containerd.sock" ] && break; sleep 0.1; done
+CTR=(ctr -a "$C/containerd.sock" -n chunkfly-test)
+"${CTR[@]}" version >/dev/null 2>&1 || { cat "$C/containerd.log"; fail "containerd did not start"; }
+# containers first (their tasks and mounts), then containerd, then testlib's cleanup
+CIDS=()
+NETNS_DEL=""
+ctrd_cleanup() {
+    local rc=$? id
+    set +e
+    for id in "${CIDS[@]}"; do
+        "${CTR[@]}" task kill -s SIGKILL "$id" >/dev/null 2>&1
+        for _ in $(seq 30); do "${CTR[@]}" task delete "$id" >/dev/null 2>&1 && break; sleep 0.1; done
+        "${CTR[@]}" container delete "$id" >/dev/null 2>&1
+    done
+    [ -n "$NETNS_DEL" ] && ip netns del "$NETNS_DEL" 2>/dev/null
+    kill "$CTRD_PID" 2>/dev/null
+    wait "$CTRD_PID" 2>/dev/null
+    umount -R "$C/root" 2>/dev/null
+    (exit $rc)
+    cf_cleanup
+}
+trap ctrd_cleanup EXIT
+base=${REF%:*}
+"${CTR[@]}" images import --base-name "$base" "$T/img1/chunkfly.oci.tar" >"$T/import.log" 2>&1 ||
+    { cat "$T/import.log"; fail "ctr images import"; }
+"${CTR[@]}" images ls -q | grep -qxF "$REF" || fail "imported image is not named $REF: $("${CTR[@]}" images ls -q)"
+[ "$("${CTR[@]}" images ls | awk -v r="$REF" '$1 == r {print $3}')" = "$dg1" ] ||
+    fail "imported digest differs: $("${CTR[@]}" images ls)"
+
+note "every binary answers --help inside the image"
+for b in chunkfly chunkfly-image chunkfly-mount chunkfly-peer chunkfly-scheduler; do
+    "${CTR[@]}" run --rm "$REF" "help-$b" "$b" --help >"$T/help-$b" 2>&1 ||
+        { cat "$T/help-$b"; fail "$b --help failed in the image"; }
+    grep -qi "usage" "$T/help-$b" || { cat "$T/help-$b"; fail "$b --help: no usage"; }
+done
+"${CTR[@]}" run --rm "$REF" help-default >"$T/help-default" 2>&1 || fail "the image's default command"
+
+# run_daemon ID ARGS...: a detached task on the host network, output in $T/ID.log
+run_daemon() {
+    local id=$1; shift
+    CIDS+=("$id")
+    "${CTR[@]}" run -d --net-host --log-uri "file://$T/$id.log" "$REF" "$id" "$@" >/dev/null ||
+        fail "ctr run $id"
+}
+# healthz HOST:PORT ID: /healthz answers 200 (up to 20 s) while the task runs
+healthz() {
+    local code=000
+    for _ in $(seq 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://$1/healthz" || true)
+        [ "$code" = 200 ] && return 0
+        sleep 0.2
+    done
+    cat "$T/$2.log"
+    fail "$2: /healthz on $1 answered $code"
+}
+# task_uid ID: the uid the task's process runs as, seen from the host
+task_uid() {
+    local pid
+    pid=$("${CTR[@]}" task ls | awk -v id="$1" '$1 == id {print $2}')
+    awk '/^Uid:/ {print $2}' "/proc/$pid/status"
+}
+
+note "chunkfly-scheduler and chunkfly-peer run in the image, /healthz answers"
+SP=$(free_port); SH=$(free_port)
+run_daemon sched chunkfly-scheduler --listen "127.0.0.1:$SP" --http "127.0.0.1:$SH"
+healthz "127.0.0.1:$SH" sched
+PP=$(free_port); PH=$(free_port); PM=$(free_port)
+# /run is the runtime's tmpfs (root's): the socket goes to /tmp; the cache is the image's own
+# /var/cache/chunkfly, which belongs to the image's user
+run_daemon peer chunkfly-peer --listen "127.0.0.1:$PP" --http "127.0.0.1:$PH" \
+    --scheduler "127.0.0.1:$SP" --api-socket /tmp/peer.sock --set "mirror_listen=127.0.0.1:$PM"
+healthz "127.0.0.1:$PH" peer
+wait_port 127.0.0.1 "$PM"
+for id in sched peer; do
+    [ "$(task_uid "$id")" = 65532 ] || fail "$id runs as uid $(task_uid "$id"), not the image's user"
+done
+curl -sf -o "$T/metrics" "http://127.0.0.1:$SH/metrics" && [ -s "$T/metrics" ] || fail "scheduler /metrics"
+
+note "the Kubernetes workloads run as deploy/k8s says"
+# Each workload's command and args (with $(NODE_IP) expanded as the kubelet does), its
+# ConfigMap and Secret files, hostPath directories and read-only root, in a network namespace of
+# its own (lo up: the manifests' fixed ports cannot clash with anything), then its probes must
+# answer 200 and every declared port must listen. ctr 1.6 has no --user: the processes run as
+# the image's user, so the hostPath stand-ins belong to it (docs/deploy.md: the non-root variant).
+if ! command -v kubectl >/dev/null || ! command -v ip >/dev/null; then
+    note "SKIPPED PART: kubectl or ip not installed: the workloads are not run"
+    echo "ok"
+    exit 0
+fi
+kubectl kustomize "$CHUNKFLY_SRC/deploy/k8s" >"$T/rendered.yaml" || fail "kubectl kustomize deploy/k8s"
+NS=cftest-deploy-$$
+ip netns add "$NS" || fail "ip netns add"
+NETNS_DEL=$NS
+ip -n "$NS" link set lo up
+in_ns() { ip netns exec "$NS" "$@"; }
+run_workload() { # KIND NAME ID
+    local kind=$1 name=$2 id=$3 w=$T/$3 word a b c d
+    local args=() mounts=() probes=() ports=()
+    python3 "$CHUNKFLY_SRC/tests/integration/deploy/k8s_to_ctr.py" "$T/rendered.yaml" "$kind" \
+        "$name" "$w" 127.0.0.1 >"$T/$id.spec" || fail "$kind/$name: k8s_to_ctr.py"
+    while read -r word a b c d; do
+        case $word in
+            ARG) args+=("$a") ;;
+            MOUNT) mounts+=(--mount "type=bind,src=$a,dst=$b,options=rbind:$c") ;;
+            PROBE) probes+=("$b:$c$d") ;;
+            PORT) ports+=("$a") ;;
+        esac
+    done <"$T/$id.spec"
+    [ -d "$w/host" ] && chown -R 65532:65532 "$w/host"
+    CIDS+=("$id")
+    "${CTR[@]}" run -d --read-only --with-ns "network:/var/run/netns/$NS" "${mounts[@]}" \
+        --log-uri "file://$T/$id.log" "$REF" "$id" "${args[@]}" >/dev/null || fail "ctr run $id"
+    local p code
+    for p in "${probes[@]}"; do
+        code=000
+        for _ in $(seq 100); do
+            code=$(in_ns curl -s -o /dev/null -w '%{http_code}' "http://$p" || true)
+            [ "$code" = 200 ] && break
+            sleep 0.2
+        done
+        [ "$code" = 200 ] || { cat "$T/$id.log"; fail "$kind/$name: probe http://$p answered $code"; }
+    done
+    for p in "${ports[@]}"; do
+        in_ns ss -Htln "sport = :$p" | grep -q . || { cat "$T/$id.log"; fail "$kind/$name: nothing listens on port $p"; }
+    done
+    echo "$kind/$name: probes ${probes[*]} answer 200, ports ${ports[*]} listen"
+}
+run_workload Deployment chunkfly-scheduler k8s-sched
+run_workload DaemonSet chunkfly-peer k8s-peer
+# the node's side of the hostPaths: the local API socket and the cache
+sock=$T/k8s-peer/host/run/chunkfly/peer.sock
+[ -S "$sock" ] || fail "the peer's socket is not in its /run/chunkfly hostPath"
+"$CHUNKFLY_BIN/chunkfly" status --peer "$sock" >"$T/status.out" 2>&1 ||
+    { cat "$T/status.out"; fail "chunkfly status through the hostPath socket"; }
+[ -n "$(ls -A "$T/k8s-peer/host/var/cache/chunkfly")" ] || fail "nothing in the cache hostPath"
+grep -q "peer peer-127.0.0.1:4100: upload 0.0.0.0:4100" "$T/k8s-peer.log" ||
+    { cat "$T/k8s-peer.log"; fail "the peer does not advertise NODE_IP:4100"; }
+echo "ok"
