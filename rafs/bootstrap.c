@@ -1,9 +1,13 @@
 /* RAFS v6 bootstrap open: superblock, extended superblock, device table, blob table,
  * prefetch table and chunk table, validated as nydusd does (nydus-format.md §2.2-§2.12). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cf/file_io.h"
 #include "cf/hex.h"
@@ -42,7 +46,10 @@ void rafs_image_close(rafs_image *img)
     }
     free(img->blobs);
     free(img->ct);
-    free(img->data);
+    if (img->mapped)
+        munmap(img->data, img->len);
+    else
+        free(img->data);
     free(img);
 }
 
@@ -408,15 +415,20 @@ const struct rafs_ct_entry *rafs_ct_lookup(const rafs_image *img, uint32_t blob,
     return NULL;
 }
 
-static int open_owned(uint8_t *data, size_t len, rafs_image **out, cf_err *err)
+/* data: heap (mapped 0) or a mapping (mapped 1), owned from here on, also on failure. */
+static int open_owned(uint8_t *data, size_t len, int mapped, rafs_image **out, cf_err *err)
 {
     rafs_image *img = calloc(1, sizeof(*img));
     if (!img) {
-        free(data);
+        if (mapped)
+            munmap(data, len);
+        else
+            free(data);
         return cf_err_set(err, -ENOMEM, "out of memory");
     }
     img->data = data;
     img->len = len;
+    img->mapped = mapped;
     int v = rafs_detect_version(data, len, err);
     if (v < 0) return image_fail(img, v);
     if (v == 5)
@@ -459,16 +471,37 @@ int rafs_image_open_buf(const void *buf, size_t len, rafs_image **out, cf_err *e
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy) return cf_err_set(err, -ENOMEM, "out of memory for a %zu-byte bootstrap", len);
     if (len) memcpy(copy, buf, len);
-    return open_owned(copy, len, out, err);
+    return open_owned(copy, len, 0, out, err);
 }
 
 int rafs_image_open(const char *path, rafs_image **out, cf_err *err)
 {
-    uint8_t *data = NULL;
-    size_t len = 0;
-    int rc = cf_read_file(path, RAFS_BOOTSTRAP_MAX_SIZE, &data, &len, err);
-    if (rc) return cf_err_wrap(err, rc, "bootstrap %s", path);
-    rc = open_owned(data, len, out, err);
+    /* Mapped, not read: the pages are the page cache's, shared and reclaimable, and only what
+     * is touched counts (a 100k-file image's bootstrap is tens of MiB). Like nydusd, the file
+     * must not change while the image is open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return cf_err_set(err, -errno, "bootstrap %s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = cf_err_set(err, -errno, "bootstrap %s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = cf_err_set(err, -EINVAL, "bootstrap %s: not a regular file", path);
+    else if ((uint64_t)st.st_size > RAFS_BOOTSTRAP_MAX_SIZE)
+        rc = cf_err_set(err, -EFBIG, "bootstrap %s: %lld bytes exceed the %llu-byte limit", path,
+                        (long long)st.st_size, (unsigned long long)RAFS_BOOTSTRAP_MAX_SIZE);
+    else if (st.st_size == 0)
+        rc = cf_err_set(err, -EBADMSG, "bootstrap %s: empty file", path);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    size_t len = (size_t)st.st_size;
+    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (map == MAP_FAILED) return cf_err_set(err, -e, "bootstrap %s: mmap: %s", path, strerror(e));
+    rc = open_owned(map, len, 1, out, err);
     if (rc) return cf_err_wrap(err, rc, "bootstrap %s", path);
     return 0;
 }

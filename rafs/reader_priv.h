@@ -22,6 +22,7 @@ struct rafs_ct_entry {
 struct rafs_image {
     uint8_t *data;
     size_t len;
+    int mapped; /* data is a read-only mapping of the file (munmap), else heap (free) */
     struct rafs_super_info sb;
     uint64_t meta_base; /* meta_blkaddr * 4096 */
     struct rafs_blob_info *blobs;
