@@ -177,6 +177,7 @@ struct peer_daemon {
     char host_id[PROTO_MAX_ID_LEN + 1];
     char adv_ip[64];
     uint16_t adv_port;
+    proto_tls *tls; /* mesh TLS, NULL = plain TCP */
     peer_store *store;
     int stopping;
     /* upload server */

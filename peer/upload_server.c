@@ -309,7 +309,8 @@ static void on_connection(uv_stream_t *server, int status)
                           .low_watermark = 0,
                           .max_queued = 32u << 20,
                           .max_payload = 4096,
-                          .max_body = PROTO_PRE_HELLO_MAX_BODY};
+                          .max_body = PROTO_PRE_HELLO_MAX_BODY,
+                          .tls = d->tls};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_drain = on_drain, .on_close = on_close};
     int rc = proto_conn_accept(server, &co, &cbs, uc, &uc->c);
     if (rc) {

@@ -173,6 +173,18 @@ static void handle_announce(struct sconn *sc, const proto_announce_host *a)
         send_error(sc, PROTO_E_UNEXPECTED, NULL, "a connection carries one host", 1);
         return;
     }
+    /* with TLS a host id is bound to the certificate: nobody can announce (or take over) a host
+     * whose certificate they do not hold */
+    const char *cert_id = proto_conn_peer_identity(sc->c);
+    if (proto_conn_is_tls(sc->c) && (!cert_id || strcmp(cert_id, a->host_id) != 0)) {
+        char msg[PROTO_MAX_ID_LEN * 2 + 96];
+        snprintf(msg, sizeof(msg), "host id '%s' differs from this connection's certificate identity '%s'",
+                 a->host_id, cert_id ? cert_id : "?");
+        cf_warn("conn %s: %s", proto_conn_peer_name(sc->c), msg);
+        s->st.identity_refused++;
+        send_error(sc, PROTO_E_IDENTITY, NULL, msg, 1);
+        return;
+    }
     char addr[PROTO_MAX_ADDR_LEN + 16];
     if (strchr(a->addrs[0], ':'))
         snprintf(addr, sizeof(addr), "[%s]:%u", a->addrs[0], a->upload_port);
@@ -452,6 +464,9 @@ static void on_conn_close(proto_conn *c, int status, const char *reason)
     struct sconn *sc = proto_conn_data(c);
     sched_server *s = sc->srv;
     if (status == -ETIMEDOUT) s->st.idle_closed++;
+    /* TLS refusals (plaintext, no or foreign certificate) end before any frame */
+    if (!sc->hello_done && proto_conn_is_tls(c) && (status == -EACCES || status == -EPROTO))
+        s->st.handshakes_failed++;
     cf_debug("conn %s closed: %s", proto_conn_peer_name(c), reason);
     if (sc->host) {
         sched_host *h = sc->host;
@@ -484,7 +499,8 @@ static void on_connection(uv_stream_t *ls, int status)
                          .max_payload = 1, /* scheduler frames carry no payload */
                          .max_body = PROTO_PRE_HELLO_MAX_BODY,
                          .high_watermark = 256 << 10,
-                         .max_queued = 8 << 20};
+                         .max_queued = 8 << 20,
+                         .tls = s->opts.tls};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_conn_close};
     int rc = proto_conn_accept(ls, &o, &cbs, sc, &sc->c);
     if (rc) {

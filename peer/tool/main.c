@@ -41,7 +41,9 @@ static const char usage[] =
     "seed_cached (64), fetch_whole_blob (true), status_remote (false), timing.*.\n"
     "Registry mirror (docs/mirror.md): mirror_listen (127.0.0.1:65001, \"\" = off),\n"
     "mirror_upstreams (allow-list, e.g. \"docker.io, http://127.0.0.1:5000\"),\n"
-    "mirror_default_upstream, mirror_max_connections (256).\n";
+    "mirror_default_upstream, mirror_max_connections (256).\n"
+    "Mesh TLS (docs/security.md): tls_cert, tls_key, tls_ca (PEM; all three or none): mutual\n"
+    "TLS on the upload port and to parents and schedulers; host_id defaults to the cert's name.\n";
 
 struct app {
     peer_daemon *d;

@@ -156,6 +156,19 @@ int proto_tls_new(const char *cert, const char *key, const char *ca, proto_tls *
     return 0;
 }
 
+const char *const proto_tls_config_keys[] = {"tls_cert", "tls_key", "tls_ca", NULL};
+
+int proto_tls_from_config(const cf_config *c, proto_tls **out, cf_err *err)
+{
+    const char *cert = cf_config_get(c, "tls_cert"), *key = cf_config_get(c, "tls_key"),
+               *ca = cf_config_get(c, "tls_ca");
+    int on;
+    *out = NULL;
+    int rc = proto_tls_config_check(cert, key, ca, &on, err);
+    if (rc || !on) return rc;
+    return proto_tls_new(cert, key, ca, out, err);
+}
+
 void proto_tls_free(proto_tls *t)
 {
     if (!t) return;

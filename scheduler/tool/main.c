@@ -35,7 +35,8 @@ static const char usage[] =
     "(4096), host_state_budget (16M), state_budget (256M), status_remote (false: /status\n"
     "only to clients on this host), handshake_timeout (10s),\n"
     "http_max_connections (256), http_idle_timeout (30s), recovery_window (5s),\n"
-    "recovery_hold (500ms); timing.* keys: heartbeat_interval\n"
+    "recovery_hold (500ms); tls_cert, tls_key, tls_ca (PEM files, all three or none: the mesh\n"
+    "listener then requires mutual TLS and binds host ids to certificates); timing.* keys: heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
 
 static const char *const own_keys[] = {"listen",
@@ -58,6 +59,9 @@ static const char *const own_keys[] = {"listen",
                                        "handshake_timeout",
                                        "http_max_connections",
                                        "http_idle_timeout",
+                                       "tls_cert",
+                                       "tls_key",
+                                       "tls_ca",
                                        NULL};
 
 struct app {
@@ -175,6 +179,7 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
     do {                                                                                           \
         cf_config_free(cfg);                                                                       \
         cf_config_free(flags);                                                                     \
+        proto_tls_free(tls);                                                                       \
         return (code);                                                                             \
     } while (0)
 
@@ -183,6 +188,7 @@ int main(int argc, char **argv)
     cf_log_set_ident("scheduler");
     cf_config *cfg = cf_config_new();
     cf_config *flags = cf_config_new();
+    proto_tls *tls = NULL; /* mesh TLS (tls_* keys), NULL = plain TCP */
     if (!cfg || !flags) EXIT(1);
     const char *config_path = NULL;
     static const struct option lopts[] = {{"config", required_argument, NULL, 'c'},
@@ -281,6 +287,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "chunkfly-scheduler: %s\n", err.msg);
         EXIT(2);
     }
+    if (proto_tls_from_config(cfg, &tls, &err)) {
+        fprintf(stderr, "chunkfly-scheduler: %s\n", err.msg);
+        EXIT(2);
+    }
+    o.tls = tls;
     if (budget < (2u << 20)) {
         fprintf(stderr, "chunkfly-scheduler: input_budget must be at least 2M\n");
         EXIT(2);
@@ -320,8 +331,8 @@ int main(int argc, char **argv)
         uv_loop_close(a.loop);
         EXIT(1);
     }
-    cf_info("mesh listener on %s:%d, http on %s:%d", lhost, sched_server_port(a.srv), hhost,
-            proto_http_port(a.http));
+    cf_info("mesh listener on %s:%d%s, http on %s:%d", lhost, sched_server_port(a.srv),
+            tls ? " (mutual TLS required)" : "", hhost, proto_http_port(a.http));
     uv_signal_init(a.loop, &a.sigterm);
     uv_signal_init(a.loop, &a.sigint);
     a.sigterm.data = a.sigint.data = &a;

@@ -62,6 +62,10 @@ struct peer_daemon_opts {
     const char *mirror_default_upstream; /* when the request names none (NULL = none) */
     uint32_t mirror_max_conns;           /* (256) */
     uint64_t input_budget; /* bytes all mesh conns may hold in partial frames (256 MiB) */
+    /* mesh TLS: all three PEM paths or none. When set, the upload server requires mutual TLS,
+     * parent and scheduler connections use it, and host_id defaults to the certificate's
+     * identity (first DNS SAN, else CN). */
+    const char *tls_cert, *tls_key, *tls_ca;
     proto_timing timing;
 };
 

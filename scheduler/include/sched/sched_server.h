@@ -18,6 +18,7 @@
 
 #include "cf/error.h"
 #include "proto/timing.h"
+#include "proto/tls.h"
 #include "sched/sched.h"
 
 typedef struct sched_server sched_server;
@@ -29,6 +30,8 @@ struct sched_server_opts {
     uint32_t tick_ms;              /* core housekeeping period, default 250 */
     uint32_t handshake_timeout_ms; /* default 10000 */
     unsigned max_connections;      /* further ones are closed at once; default 65536 */
+    proto_tls *tls; /* NULL = plain TCP; else every connection must be mutual TLS with it, and a
+                     * host id must equal the certificate identity (borrowed: outlives s) */
 };
 void sched_server_opts_default(struct sched_server_opts *o);
 
@@ -39,6 +42,7 @@ extern const uint32_t sched_lat_bounds_us[SCHED_LAT_BUCKETS - 1];
 struct sched_server_stats {
     uint64_t conns_accepted, conns_rejected, conns_open, handshakes_failed;
     uint64_t handshake_timeouts, idle_closed;
+    uint64_t identity_refused; /* ANNOUNCE_HOST ids differing from the TLS certificate */
     uint64_t frames_in, frames_bad, frames_out, send_failures;
     uint64_t lat_count, lat_sum_us;
     uint64_t lat_bucket[SCHED_LAT_BUCKETS]; /* non-cumulative counts */

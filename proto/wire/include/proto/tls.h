@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 
+#include "cf/config.h"
 #include "cf/error.h"
 
 typedef struct proto_tls proto_tls;
@@ -37,6 +38,12 @@ const char *proto_tls_identity(const proto_tls *t);
  * else -EINVAL naming what is missing. */
 int proto_tls_config_check(const char *cert, const char *key, const char *ca, int *on,
                            cf_err *err);
+
+/* The config keys of mesh TLS (NULL-terminated): tls_cert, tls_key, tls_ca. */
+extern const char *const proto_tls_config_keys[];
+/* From a daemon's config: *out = NULL when no tls_* key is set (plain TCP), else the loaded
+ * context (proto_tls_new's errors; a partial set names what is missing). */
+int proto_tls_from_config(const cf_config *c, proto_tls **out, cf_err *err);
 
 /* Internal to proto_conn: the OpenSSL SSL_CTX (void * to keep OpenSSL out of users' headers). */
 void *proto_tls_ssl_ctx(const proto_tls *t);
