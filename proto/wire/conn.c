@@ -357,13 +357,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     proto_conn *c = s->data;
     if (c->closing) return;
+    if (nread == UV_EOF && c->ssl && c->tls_server && !c->tls_sniffed) {
+        fail(c, -EPROTO, "closed before the TLS handshake"); /* a port probe: not worth a warning */
+        return;
+    }
     if (nread == UV_EOF && c->ssl && !c->tls_ready) {
         char msg[192];
         snprintf(msg, sizeof(msg),
                  "TLS handshake with %s: connection closed by the other side (plain TCP there, "
                  "or it refused our certificate)",
                  c->peer_name);
-        cf_warn("%s", msg);
+        if (c->tls_server)
+            cf_warn("%s", msg);
+        else
+            cf_debug("%s", msg);
         fail(c, -EPROTO, msg);
         return;
     }
@@ -755,7 +762,12 @@ static int tls_flush(proto_conn *c, size_t plain)
 static void tls_fail(proto_conn *c, int status, const char *msg)
 {
     if (c->closing) return;
-    cf_warn("%s", msg); /* msg names the peer */
+    /* a refused client is worth a warning here; for our own outgoing conns the owner logs the
+     * reason from on_close */
+    if (c->tls_server)
+        cf_warn("%s", msg); /* msg names the peer */
+    else
+        cf_debug("%s", msg);
     while (c->head) pop_head(c);
     c->queued = 0;
     if (c->reading) uv_read_stop(&c->io.s);
@@ -795,7 +807,7 @@ static void tls_error(proto_conn *c, const char *during)
         bool alert = strstr(why, "alert") != NULL;
         if (alert) status = -EACCES;
         snprintf(msg, sizeof(msg), "TLS %s with %s: %s%s", during, c->peer_name, why,
-                 alert ? " (the other side refused the connection)" : "");
+                 alert ? " (the other side refused us)" : "");
     }
     tls_fail(c, status, msg);
 }
@@ -870,7 +882,7 @@ static void tls_drain(proto_conn *c)
                     fail(c, 0, "closed by peer");
                 return;
             }
-            tls_error(c, "read");
+            tls_error(c, "connection");
             return;
         }
         if (direct) {
@@ -956,7 +968,7 @@ static void pump_run_tls(proto_conn *c)
         }
         ERR_clear_error();
         if (n > 0 && SSL_write(c->ssl, src, (int)n) != (int)n) {
-            tls_error(c, "write");
+            tls_error(c, "connection");
             return;
         }
         if (tls_flush(c, n) < 0) return;
