@@ -26,14 +26,17 @@
 #define SENDFILE_SLICE     (1u << 20)  /* per writable event, so one upload cannot hog the loop */
 #define DEF_HIGH_WATERMARK (4u << 20)
 #define DEF_MAX_QUEUED     (64u << 20)
-#define TLS_FILE_STEP      (256u << 10) /* file region bytes read and encrypted per step */
-#define TLS_INFLIGHT_MAX   (1u << 20)   /* ciphertext handed to libuv before waiting */
+/* Plaintext encrypted per step (4 records): every buffer of the TLS path stays below malloc's
+ * mmap threshold and is reused, where larger ones cost page faults and TLB flushes per step. */
+#define TLS_STEP         (64u << 10)
+#define TLS_INFLIGHT_MAX (1u << 20) /* ciphertext handed to libuv before waiting */
 
 typedef struct wq_item {
     struct wq_item *next;
     uv_write_t req; /* used while this item's buf is being written (only the head is) */
     uint8_t *buf;   /* header + body (+ copied payload) */
     size_t len;
+    size_t bsent; /* TLS: bytes of buf already encrypted */
     bool buf_done;
     int fd; /* file region after buf, -1 = none; owned (dup) */
     uint64_t off;
@@ -103,8 +106,13 @@ typedef struct tls_wr {
     uv_write_t req; /* first: the callback gets it */
     proto_conn *c;
     size_t plain, len;
+    bool pooled; /* TLS_WR_CAP bytes of data: back to the thread's pool when written */
+    struct tls_wr *next_free;
     char data[];
 } tls_wr;
+/* Ciphertext of one TLS_STEP (records add 22 bytes per 16 KiB) and handshake flights fit. */
+#define TLS_WR_CAP  (TLS_STEP + 8192)
+#define TLS_WR_POOL 24 /* buffers kept per thread (1.7 MiB at most) */
 
 static void pump(proto_conn *c);
 static void pump_run_tls(proto_conn *c);
@@ -122,6 +130,10 @@ static _Thread_local size_t tl_conns;
 /* Buffer for file regions read for TLS (pump may run from on_frame while tl_scratch holds the
  * frame being dispatched, so it needs its own). */
 static _Thread_local uint8_t *tl_fbuf;
+/* Reused ciphertext buffers: a fresh allocation per step costs page faults (the peer returns
+ * freed memory to the kernel at once). */
+static _Thread_local tls_wr *tl_wr_pool;
+static _Thread_local unsigned tl_wr_pooled;
 /* Bytes held in partial frames by all conns of the process, and the cap on them: a flood of
  * half-sent frames over many connections must not grow the process without bound. */
 static _Atomic size_t g_input_held;
@@ -137,6 +149,12 @@ static void conn_free(proto_conn *c)
         tl_scratch = NULL;
         free(tl_fbuf);
         tl_fbuf = NULL;
+        while (tl_wr_pool) {
+            tls_wr *w = tl_wr_pool;
+            tl_wr_pool = w->next_free;
+            free(w);
+        }
+        tl_wr_pooled = 0;
     }
 }
 
@@ -708,6 +726,34 @@ static unsigned long tls_last_error(void)
     return last;
 }
 
+static tls_wr *wr_get(size_t n)
+{
+    if (n > TLS_WR_CAP) {
+        tls_wr *w = malloc(sizeof(*w) + n);
+        if (w) w->pooled = false;
+        return w;
+    }
+    tls_wr *w = tl_wr_pool;
+    if (w) {
+        tl_wr_pool = w->next_free;
+        tl_wr_pooled--;
+        return w;
+    }
+    if ((w = malloc(sizeof(*w) + TLS_WR_CAP))) w->pooled = true;
+    return w;
+}
+
+static void wr_put(tls_wr *w)
+{
+    if (!w->pooled || tl_wr_pooled >= TLS_WR_POOL) {
+        free(w);
+        return;
+    }
+    w->next_free = tl_wr_pool;
+    tl_wr_pool = w;
+    tl_wr_pooled++;
+}
+
 static void on_tls_write(uv_write_t *req, int status)
 {
     tls_wr *w = (tls_wr *)req;
@@ -715,7 +761,7 @@ static void on_tls_write(uv_write_t *req, int status)
     size_t plain = w->plain;
     c->tls_writes--;
     c->tls_inflight -= w->len;
-    free(w);
+    wr_put(w);
     if (c->closing) return;
     if (status < 0) {
         fail(c, status, uv_strerror(status));
@@ -736,7 +782,7 @@ static int tls_flush(proto_conn *c, size_t plain)
         return 0;
     }
     if (n > INT_MAX) n = INT_MAX; /* cannot happen: at most one queue item at a time */
-    tls_wr *w = malloc(sizeof(*w) + n);
+    tls_wr *w = wr_get(n);
     if (!w) {
         fail(c, -ENOMEM, "out of memory for TLS output");
         return -ENOMEM;
@@ -748,7 +794,7 @@ static int tls_flush(proto_conn *c, size_t plain)
     uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
     int r = uv_write(&w->req, &c->io.s, &b, 1, on_tls_write);
     if (r < 0) {
-        free(w);
+        wr_put(w);
         fail(c, r, uv_strerror(r));
         return r;
     }
@@ -920,16 +966,16 @@ static void tls_input(proto_conn *c, const uint8_t *p, size_t n)
     tls_drain(c);
 }
 
-/* Reads up to TLS_FILE_STEP bytes of the head item's file region into tl_fbuf. Returns the count
+/* Reads up to TLS_STEP bytes of the head item's file region into tl_fbuf. Returns the count
  * or a negative errno (-EIO: the file is shorter than announced). */
 static ssize_t tls_read_file(wq_item *it)
 {
-    if (!tl_fbuf && !(tl_fbuf = malloc(TLS_FILE_STEP))) return -ENOMEM;
+    if (!tl_fbuf && !(tl_fbuf = malloc(TLS_STEP))) return -ENOMEM;
     uint64_t left = it->flen - it->fsent;
-    size_t n = left < TLS_FILE_STEP ? (size_t)left : TLS_FILE_STEP;
+    size_t n = left < TLS_STEP ? (size_t)left : TLS_STEP;
     for (;;) {
         /* on the loop thread: pieces served are normally in the page cache (just written or
-         * just read); a cold page costs one disk read of at most TLS_FILE_STEP */
+         * just read); a cold page costs one disk read of at most TLS_STEP */
         ssize_t r = pread(it->fd, tl_fbuf, n, (off_t)(it->off + it->fsent));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return -errno;
@@ -938,7 +984,7 @@ static ssize_t tls_read_file(wq_item *it)
     }
 }
 
-/* The TLS writer: encrypts queue items (frames whole, file regions in TLS_FILE_STEP steps) while
+/* The TLS writer: encrypts queue items (frames and file regions, TLS_STEP bytes at a time) while
  * less than TLS_INFLIGHT_MAX of ciphertext is waiting in libuv. */
 static void pump_run_tls(proto_conn *c)
 {
@@ -947,9 +993,10 @@ static void pump_run_tls(proto_conn *c)
         const void *src;
         size_t n;
         if (!it->buf_done) {
-            src = it->buf;
-            n = it->len;
-            it->buf_done = true;
+            n = it->len - it->bsent < TLS_STEP ? it->len - it->bsent : TLS_STEP;
+            src = it->buf + it->bsent;
+            it->bsent += n;
+            it->buf_done = it->bsent == it->len;
         } else if (it->fd >= 0 && it->fsent < it->flen) {
             ssize_t r = tls_read_file(it);
             if (r < 0) {

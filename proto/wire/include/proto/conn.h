@@ -21,7 +21,7 @@
  * on_close(-EPROTO or -EACCES, reason) with the cause ("plaintext connection refused", "no
  * client certificate", "certificate verify failed: ..."). File regions cannot use sendfile
  * under TLS: they are pread (on the loop thread: pieces just written are in the page cache) in
- * 256 KiB steps and encrypted. Without opts.tls nothing changes (sendfile, direct reads).
+ * 64 KiB steps and encrypted. Without opts.tls nothing changes (sendfile, direct reads).
  *
  * Idle timeout: with opts.idle_timeout_ms > 0 the connection closes with -ETIMEDOUT after that
  * long without any byte read or written.
