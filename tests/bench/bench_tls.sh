@@ -23,10 +23,13 @@ TLS_SET=(--set "tls_cert=$T/pki/peer-1.crt" --set "tls_key=$T/pki/peer-1.key"
     --set "tls_ca=$T/pki/ca.crt")
 
 run_bench() { # run_bench [piece_bench TLS args]: prints mib_s
-    ${BENCH_WRAP:+$BENCH_WRAP.$# --} "$BENCH" peer --addr "${PEER_LISTEN[1]}" --task "$BLOB" --socket "$T/p1.sock" --rounds 3 "$@" |
+    "$BENCH" peer --addr "${PEER_LISTEN[1]}" --task "$BLOB" --socket "$T/p1.sock" --rounds 3 "$@" |
         tee -a "$T/bench.out" | sed -n 's/.*mib_s=\([0-9.]*\).*/\1/p'
 }
-stop_peer() { kill "${PEER_PID[1]}" && wait "${PEER_PID[1]}" || fail "peer exit"; }
+stop_peer() {
+    kill "${PEER_PID[1]}"
+    wait "${PEER_PID[1]}" || fail "peer exit"
+}
 
 start_peer 1 --log-level info "${TLS_SET[@]}" --set upload_slots=64
 get 1 0 "$SIZE" "$T/o1" || fail "peer read from the origin"

@@ -101,4 +101,7 @@ get 2 0 "$(stat -c %s "$T/blob2")" "$T/n2" || fail "peer 2 read of blob 2"
 cmp "$T/n2" "$T/blob2" || fail "blob 2 differs on peer 2"
 for n in 1 2 3 4; do peer_alive_or_fail "$n"; done
 finish_peers
+kill "$SCHED_PID"
+wait "$SCHED_PID" || fail "scheduler exited $? after SIGTERM"
+grep -q "Sanitizer\|runtime error:" "$SLOG" && fail "sanitizer report in the scheduler log"
 echo PASS
