@@ -403,6 +403,25 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     return 0;
 }
 
+int peer_daemon_reload_tls(peer_daemon *d, cf_err *err)
+{
+    if (!d->tls) return 0;
+    proto_tls *t = NULL;
+    int rc = proto_tls_new(d->o.tls_cert, d->o.tls_key, d->o.tls_ca, &t, err);
+    if (rc) return rc;
+    if (strcmp(proto_tls_identity(t), proto_tls_identity(d->tls)) != 0) {
+        rc = cf_err_set(err, -EINVAL,
+                        "new tls_cert names '%s', not '%s': the host id cannot change while "
+                        "running (restart the peer)",
+                        proto_tls_identity(t), proto_tls_identity(d->tls));
+        proto_tls_free(t);
+        return rc;
+    }
+    proto_tls_free(d->tls); /* open conns hold their own reference to the old context */
+    d->tls = t;
+    return 0;
+}
+
 void peer_daemon_stop(peer_daemon *d)
 {
     if (d->stopping) return;

@@ -485,6 +485,11 @@ static void on_conn_close(proto_conn *c, int status, const char *reason)
     server_maybe_free(s);
 }
 
+void sched_server_set_tls(sched_server *s, proto_tls *tls)
+{
+    if (s->opts.tls && tls) s->opts.tls = tls;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     sched_server *s = ls->data;

@@ -69,9 +69,29 @@ struct app {
     sched_server *srv;
     proto_http_server *http;
     sched_status *status;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     int stopping;
+    const cf_config *cfg; /* kept for SIGHUP */
+    proto_tls **tls;      /* main's mesh TLS context (NULL = plain) */
 };
+
+/* SIGHUP: reload tls_cert/tls_key/tls_ca for new connections; open ones keep theirs. */
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    struct app *a = sig->data;
+    (void)signum;
+    if (!*a->tls) return;
+    proto_tls *t = NULL;
+    cf_err err = {0};
+    if (proto_tls_from_config(a->cfg, &t, &err) || !t) {
+        cf_error("SIGHUP: TLS files not reloaded, the old ones stay in use: %s", err.msg);
+        return;
+    }
+    sched_server_set_tls(a->srv, t);
+    proto_tls_free(*a->tls); /* open conns hold their own reference to the old context */
+    *a->tls = t;
+    cf_info("SIGHUP: TLS files reloaded (new connections use them)");
+}
 
 static int split_hostport(const char *s, char *host, size_t hsz, int *port)
 {
@@ -111,6 +131,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     sched_server_close(a->srv, on_closed, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
 }
 
 static int get_u32(const cf_config *c, const char *key, unsigned def, unsigned *out, cf_err *err)
@@ -335,11 +356,13 @@ int main(int argc, char **argv)
             tls ? " (mutual TLS required)" : "", hhost, proto_http_port(a.http));
     uv_signal_init(a.loop, &a.sigterm);
     uv_signal_init(a.loop, &a.sigint);
-    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_init(a.loop, &a.sighup);
+    a.sigterm.data = a.sigint.data = a.sighup.data = &a;
+    a.cfg = cfg;
+    a.tls = &tls;
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
-    cf_config_free(cfg);
-    cfg = NULL;
+    uv_signal_start(&a.sighup, on_sighup, SIGHUP);
     uv_run(a.loop, UV_RUN_DEFAULT);
     sched_status_free(a.status);
     uv_loop_close(a.loop);

@@ -83,6 +83,10 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
 /* Stops accepting, closes every connection, says LEAVE_HOST to the schedulers; pending thread
  * pool work finishes. uv_run() then returns; call peer_daemon_free() afterwards. */
 void peer_daemon_stop(peer_daemon *d);
+/* Loads tls_cert/tls_key/tls_ca again (SIGHUP): connections made from now on use the new
+ * certificate and CA, open ones keep theirs (transfers are not dropped). On error the current
+ * context stays. No-op (0) without TLS. The identity must not change: -EINVAL otherwise. */
+int peer_daemon_reload_tls(peer_daemon *d, cf_err *err);
 /* Flushes and closes the cache, frees everything. Only after uv_run() returned. */
 void peer_daemon_free(peer_daemon *d);
 

@@ -57,6 +57,9 @@ sched *sched_server_core(sched_server *s);
 /* The loop's clock (uv_now) in ms, the time base of the core. */
 uint64_t sched_server_now_ms(const sched_server *s);
 void sched_server_stats_get(const sched_server *s, struct sched_server_stats *out);
+/* Replaces the TLS context for connections accepted from now on (SIGHUP reload); open ones
+ * keep theirs. Only when the server was created with one (tls non-NULL, borrowed like opts). */
+void sched_server_set_tls(sched_server *s, proto_tls *tls);
 /* Closes the listener and every connection, then frees; cb (may be NULL) runs when done. */
 void sched_server_close(sched_server *s, void (*cb)(void *arg), void *arg);
 

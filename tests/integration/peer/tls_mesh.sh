@@ -5,7 +5,8 @@
 # daemon's log: plaintext clients on the TLS upload and scheduler ports, a client without a
 # certificate, a client certificate from another CA (a real peer, against the scheduler and the
 # upload port), and a valid certificate whose identity is not the host id it announces (refused
-# by the scheduler; the real host keeps its connection).
+# by the scheduler; the real host keeps its connection). Last, certificates re-issued and
+# reloaded with SIGHUP (a broken key file is refused and the old certificate stays).
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 command -v openssl >/dev/null || skip "openssl CLI missing"
@@ -91,6 +92,27 @@ grep -q "host reconnected" "$SLOG" && fail "peer 4 took over peer-1's host"
 sleep 1.5 # a retry of peer 4 in between
 [ "$(metric 1 schedulers_connected)" = 1 ] || fail "peer 1 lost its scheduler connection"
 grep -Eq "scheduler .* lost" "$T/peer1.log" && fail "peer 1's scheduler link was dropped"
+
+note "SIGHUP reloads certificates: new connections get the new one, open ones stay"
+served_fp() { # served_fp ADDR: fingerprint of the certificate the TLS server at ADDR presents
+    echo | timeout 5 openssl s_client -connect "$1" -CAfile "$PKI/ca.crt" \
+        -cert "$PKI/peer-2.crt" -key "$PKI/peer-2.key" 2>/dev/null |
+        openssl x509 -noout -fingerprint -sha256
+}
+old=$(served_fp "${PEER_LISTEN[1]}")
+"$CHUNKFLY_SRC/deploy/make-certs.sh" "$PKI" peer-1 scheduler >/dev/null # re-issued, new keys
+kill -HUP "${PEER_PID[1]}" "$SCHED_PID"
+wait_log "$T/peer1.log" "SIGHUP: TLS files reloaded"
+wait_log "$SLOG" "SIGHUP: TLS files reloaded"
+new=$(served_fp "${PEER_LISTEN[1]}")
+[ -n "$new" ] && [ "$new" != "$old" ] || fail "peer 1 still presents its old certificate"
+[ "$new" = "$(openssl x509 -in "$PKI/peer-1.crt" -noout -fingerprint -sha256)" ] || fail "not the new cert"
+cp "$PKI/peer-1.key" "$T/peer-1.key.good"
+echo broken >"$PKI/peer-1.key"
+kill -HUP "${PEER_PID[1]}"
+wait_log "$T/peer1.log" "SIGHUP: TLS files not reloaded, the old ones stay in use: tls_key"
+cp "$T/peer-1.key.good" "$PKI/peer-1.key"
+[ "$(served_fp "${PEER_LISTEN[1]}")" = "$new" ] || fail "a failed reload changed the certificate"
 
 # the mesh still works for the real hosts: peer 2 reads a new blob peer 1 fetched
 make_blob "$T/blob2" 6
