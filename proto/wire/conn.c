@@ -30,6 +30,8 @@
  * mmap threshold and is reused, where larger ones cost page faults and TLB flushes per step. */
 #define TLS_STEP         (64u << 10)
 #define TLS_INFLIGHT_MAX (1u << 20) /* ciphertext handed to libuv before waiting */
+/* File region bytes read per thread-pool job (below the peer's 128 KiB mmap threshold). */
+#define TLS_FREAD (120u << 10)
 
 typedef struct wq_item {
     struct wq_item *next;
@@ -42,6 +44,7 @@ typedef struct wq_item {
     uint64_t off;
     uint64_t flen;
     uint64_t fsent;
+    uint64_t fread; /* TLS: bytes of the region read into c->fbuf so far */
 } wq_item;
 
 struct proto_conn {
@@ -95,6 +98,13 @@ struct proto_conn {
     SSL *ssl;
     BIO *net_in, *net_out; /* owned by ssl */
     bool tls_server, tls_ready, tls_sniffed;
+    bool tls_failed; /* fatal TLS error: only the alert is still sent */
+    /* file regions under TLS are read in the thread pool (a cold page must not stall the loop):
+     * one read at a time into fbuf, then encrypted from there */
+    uv_fs_t *fsreq;
+    bool fs_busy;
+    uint8_t *fbuf;
+    size_t fbuf_len, fbuf_off;
     int tls_writes;      /* ciphertext uv_writes in flight */
     size_t tls_inflight; /* their bytes */
     char *peer_id;       /* identity of the verified peer certificate */
@@ -127,9 +137,6 @@ static void tls_handshake(proto_conn *c);
  * first read, freed with the thread's last conn. */
 static _Thread_local uint8_t *tl_scratch;
 static _Thread_local size_t tl_conns;
-/* Buffer for file regions read for TLS (pump may run from on_frame while tl_scratch holds the
- * frame being dispatched, so it needs its own). */
-static _Thread_local uint8_t *tl_fbuf;
 /* Reused ciphertext buffers: a fresh allocation per step costs page faults (the peer returns
  * freed memory to the kernel at once). */
 static _Thread_local tls_wr *tl_wr_pool;
@@ -147,8 +154,6 @@ static void conn_free(proto_conn *c)
     if (--tl_conns == 0) {
         free(tl_scratch);
         tl_scratch = NULL;
-        free(tl_fbuf);
-        tl_fbuf = NULL;
         while (tl_wr_pool) {
             tls_wr *w = tl_wr_pool;
             tl_wr_pool = w->next_free;
@@ -195,6 +200,8 @@ static void finish(proto_conn *c)
     cf_buf_free(&c->backlog);
     free(c->kick);
     free(c->poll);
+    free(c->fsreq);
+    free(c->fbuf);
     free(c->reason);
     conn_free(c);
 }
@@ -814,7 +821,16 @@ static void tls_fail(proto_conn *c, int status, const char *msg)
         cf_warn("%s", msg); /* msg names the peer */
     else
         cf_debug("%s", msg);
-    while (c->head) pop_head(c);
+    /* queued frames are dropped, except a head whose fd a thread-pool read still uses: it is
+     * freed with the conn */
+    wq_item *keep = c->fs_busy ? c->head : NULL;
+    for (wq_item *it = keep ? keep->next : c->head, *next; it; it = next) {
+        next = it->next;
+        item_free(it);
+    }
+    c->head = c->tail = keep;
+    if (keep) keep->next = NULL;
+    c->tls_failed = true;
     c->queued = 0;
     if (c->reading) uv_read_stop(&c->io.s);
     c->reading = false;
@@ -966,29 +982,56 @@ static void tls_input(proto_conn *c, const uint8_t *p, size_t n)
     tls_drain(c);
 }
 
-/* Reads up to TLS_STEP bytes of the head item's file region into tl_fbuf. Returns the count
- * or a negative errno (-EIO: the file is shorter than announced). */
-static ssize_t tls_read_file(wq_item *it)
+static void on_file_read(uv_fs_t *req)
 {
-    if (!tl_fbuf && !(tl_fbuf = malloc(TLS_STEP))) return -ENOMEM;
-    uint64_t left = it->flen - it->fsent;
-    size_t n = left < TLS_STEP ? (size_t)left : TLS_STEP;
-    for (;;) {
-        /* on the loop thread: pieces served are normally in the page cache (just written or
-         * just read); a cold page costs one disk read of at most TLS_STEP */
-        ssize_t r = pread(it->fd, tl_fbuf, n, (off_t)(it->off + it->fsent));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -errno;
-        if (r == 0) return -EIO;
-        return r;
+    proto_conn *c = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    c->fs_busy = false;
+    c->open_handles--; /* the read held the conn */
+    if (c->closing) {
+        if (c->open_handles == 0) finish(c);
+        return;
     }
+    if (c->tls_failed) {
+        pump(c);
+        return;
+    }
+    if (r <= 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "reading a file region: %s",
+                 r == 0 ? "file shorter than announced" : uv_strerror((int)r));
+        fail(c, -EIO, msg);
+        return;
+    }
+    c->head->fread += (uint64_t)r;
+    c->fbuf_len = (size_t)r;
+    c->fbuf_off = 0;
+    pump(c);
+}
+
+/* Starts the thread-pool read of the head item's next file bytes into c->fbuf. */
+static int tls_read_file(proto_conn *c, wq_item *it)
+{
+    if (!c->fsreq && !(c->fsreq = malloc(sizeof(*c->fsreq)))) return -ENOMEM;
+    if (!c->fbuf && !(c->fbuf = malloc(TLS_FREAD))) return -ENOMEM;
+    uint64_t left = it->flen - it->fread;
+    uv_buf_t b = uv_buf_init((char *)c->fbuf, left < TLS_FREAD ? (unsigned)left : TLS_FREAD);
+    c->fsreq->data = c;
+    int r = uv_fs_read(c->loop, c->fsreq, it->fd, &b, 1, (int64_t)(it->off + it->fread),
+                       on_file_read);
+    if (r < 0) return r;
+    c->fs_busy = true;
+    c->open_handles++; /* the conn is freed only after the read's callback */
+    return 0;
 }
 
 /* The TLS writer: encrypts queue items (frames and file regions, TLS_STEP bytes at a time) while
  * less than TLS_INFLIGHT_MAX of ciphertext is waiting in libuv. */
 static void pump_run_tls(proto_conn *c)
 {
-    while (!c->closing && c->tls_ready && c->head && c->tls_inflight < TLS_INFLIGHT_MAX) {
+    while (!c->closing && !c->tls_failed && c->tls_ready && c->head &&
+           c->tls_inflight < TLS_INFLIGHT_MAX) {
         wq_item *it = c->head;
         const void *src;
         size_t n;
@@ -998,19 +1041,28 @@ static void pump_run_tls(proto_conn *c)
             it->bsent += n;
             it->buf_done = it->bsent == it->len;
         } else if (it->fd >= 0 && it->fsent < it->flen) {
-            ssize_t r = tls_read_file(it);
-            if (r < 0) {
-                char msg[128];
-                snprintf(msg, sizeof(msg), "reading a file region: %s",
-                         r == -EIO ? "file shorter than announced" : strerror((int)-r));
-                fail(c, r < 0 && r != -ENOMEM ? -EIO : (int)r, msg);
+            if (c->fbuf_off == c->fbuf_len) { /* need more bytes: read them, come back */
+                if (c->fs_busy) return;
+                int r = tls_read_file(c, it);
+                if (r < 0) {
+                    char msg[128];
+                    snprintf(msg, sizeof(msg), "reading a file region: %s", uv_strerror(r));
+                    fail(c, r, msg);
+                }
                 return;
             }
-            src = tl_fbuf;
-            n = (size_t)r;
+            n = c->fbuf_len - c->fbuf_off < TLS_STEP ? c->fbuf_len - c->fbuf_off : TLS_STEP;
+            src = c->fbuf + c->fbuf_off;
+            c->fbuf_off += n;
             it->fsent += n;
         } else {
             pop_head(c);
+            /* an idle conn keeps no file buffer */
+            if (c->fbuf && (!c->head || c->head->fd < 0)) {
+                free(c->fbuf);
+                c->fbuf = NULL;
+                c->fbuf_len = c->fbuf_off = 0;
+            }
             continue;
         }
         ERR_clear_error();
@@ -1020,7 +1072,8 @@ static void pump_run_tls(proto_conn *c)
         }
         if (tls_flush(c, n) < 0) return;
     }
-    if (!c->closing && c->flush_close && !c->head && c->tls_writes == 0)
+    if (!c->closing && c->flush_close && (!c->head || c->tls_failed) && c->tls_writes == 0 &&
+        !c->fs_busy)
         proto_conn_close(c, c->close_status, c->reason);
 }
 

@@ -1167,6 +1167,27 @@ static void test_tls_file_regions(void **state)
     sendfile_scenario(false, tls_a, tls_b);
     sendfile_scenario(true, tls_a, tls_b);
     drain_file_scenario(tls_a, tls_b);
+
+    /* closed while a thread-pool read of a region is in flight: one on_close, nothing leaks */
+    char path[] = "/tmp/proto_conn_tlscloseXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(ftruncate(fd, 8u << 20), 0);
+    tcp_pair p = {0};
+    p.srv_opts.tls = tls_a;
+    p.cli_opts.tls = tls_b;
+    tcp_pair_open(&p);
+    proto_msg m;
+    sample_msg(PROTO_MSG_PIECE_DATA, &m);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(proto_conn_send_file(p.srv.c, &m, fd, 0, 2u << 20, NULL), 0);
+    close(fd);
+    spin(&p.loop, 2);
+    proto_conn_close(p.srv.c, -ECANCELED, "test");
+    run_until(&p.loop, &p.srv.closed, 200);
+    assert_int_equal(p.srv.status, -ECANCELED);
+    tcp_pair_close(&p);
 }
 
 /* Runs one refused connection to its end on both sides. */

@@ -19,9 +19,10 @@
  * certificate; connected conns are clients (proto_conn_open: opts.tls_server chooses). on_connect
  * fires, and frames flow, only once the handshake has succeeded; a failed handshake ends in
  * on_close(-EPROTO or -EACCES, reason) with the cause ("plaintext connection refused", "no
- * client certificate", "certificate verify failed: ..."). File regions cannot use sendfile
- * under TLS: they are pread (on the loop thread: pieces just written are in the page cache) in
- * 64 KiB steps and encrypted. Without opts.tls nothing changes (sendfile, direct reads).
+ * client certificate", "its certificate is not accepted: ..."). File regions cannot use
+ * sendfile under TLS: they are read in the libuv thread pool (120 KiB per job, one at a time per
+ * conn, so a cold page never stalls the loop) and encrypted in 64 KiB steps. Without opts.tls
+ * nothing changes (sendfile, direct reads).
  *
  * Idle timeout: with opts.idle_timeout_ms > 0 the connection closes with -ETIMEDOUT after that
  * long without any byte read or written.
