@@ -116,6 +116,9 @@ int proto_tls_new(const char *cert, const char *key, const char *ca, proto_tls *
     SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
     /* forward-secret AEAD suites only for 1.2; 1.3 suites are all AEAD */
     SSL_CTX_set_cipher_list(t->ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
+    /* AES-128-GCM first: as strong as needed here and faster than the default AES-256 */
+    SSL_CTX_set_ciphersuites(t->ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                     "TLS_CHACHA20_POLY1305_SHA256");
     SSL_CTX_set_num_tickets(t->ctx, 0); /* connections are long-lived: no resumption */
     SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
