@@ -25,6 +25,7 @@ struct peer_metrics {
     uint64_t piece_failures, origin_failures, digest_mismatches, bans, parent_timeouts;
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
     uint64_t blobs_verified, blob_mismatches;
+    uint64_t tls_refused; /* upload conns refused in TLS or for a HELLO id not their cert's */
     uint64_t mirror_requests, mirror_hits, mirror_errors, mirror_bytes, mirror_manifest_hits;
 };
 

@@ -383,7 +383,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     proto_conn *c = s->data;
     if (c->closing) return;
     if (nread == UV_EOF && c->ssl && c->tls_server && !c->tls_sniffed) {
-        fail(c, -EPROTO, "closed before the TLS handshake"); /* a port probe: not worth a warning */
+        fail(c, 0, "closed before the TLS handshake"); /* a port probe: not a refusal */
         return;
     }
     if (nread == UV_EOF && c->ssl && !c->tls_ready) {

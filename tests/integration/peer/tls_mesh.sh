@@ -72,6 +72,7 @@ note "client certificate of another CA: refused by the upload port and the sched
 echo | timeout 5 openssl s_client -connect "${PEER_LISTEN[1]}" -CAfile "$PKI/ca.crt" -quiet \
     -cert "$ROGUE/peer-3.crt" -key "$ROGUE/peer-3.key" >"$T/s_client2.out" 2>&1 || true
 wait_log "$T/peer1.log" "certificate is not accepted"
+[ "$(metric 1 tls_refused_total)" = 3 ] || fail "peer 1 counted $(metric 1 tls_refused_total) TLS refusals, not 3"
 # a real peer with a rogue certificate (it trusts the mesh CA, so only its own cert is wrong)
 # shellcheck disable=SC2046
 start_peer 3 --set timing.scheduler_retry=1s $(tls "$ROGUE" peer-3 "$PKI/ca.crt")
