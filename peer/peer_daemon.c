@@ -353,6 +353,13 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
         return cf_err_set(err, -EINVAL,
                           "listening on %s: set 'advertise' to the address other peers reach", adv);
     }
+    /* with TLS a scheduler checks that the announced IP is the link's source: connect from it
+     * (not when 'advertise' names another address, e.g. behind NAT) */
+    if (d->tls && !o->advertise && strcmp(d->adv_ip, "0.0.0.0") != 0 &&
+        strcmp(d->adv_ip, "::") != 0 &&
+        (uv_ip4_addr(d->adv_ip, 0, (struct sockaddr_in *)&d->mesh_src) == 0 ||
+         uv_ip6_addr(d->adv_ip, 0, (struct sockaddr_in6 *)&d->mesh_src) == 0))
+        d->has_mesh_src = 1;
     if (o->host_id)
         snprintf(d->host_id, sizeof(d->host_id), "%s", o->host_id);
     else if (d->tls) /* the id the scheduler will accept */

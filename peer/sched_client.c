@@ -200,7 +200,9 @@ static void link_connect(struct sched_link *l)
     peer_daemon *d = l->d;
     struct sockaddr_storage ss;
     if (proto_addr_parse(l->addr, &ss)) return;
-    proto_conn_opts co = {.idle_timeout_ms = 0, .tls = d->tls};
+    proto_conn_opts co = {.idle_timeout_ms = 0,
+                          .tls = d->tls,
+                          .source = d->has_mesh_src ? (struct sockaddr *)&d->mesh_src : NULL};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_connect = on_connect, .on_close = on_close};
     int rc = proto_conn_connect_tcp(d->loop, (struct sockaddr *)&ss, &co, &cbs, l, &l->c);
     if (rc) {

@@ -54,6 +54,23 @@ void sched_server_opts_default(struct sched_server_opts *o)
     o->tick_ms = 250;
     o->handshake_timeout_ms = 10000;
     o->max_connections = 65536;
+    o->check_source = 1;
+}
+
+/* True when ip (numeric text) is the address the conn comes from. */
+static int is_source(const proto_conn *c, const char *ip)
+{
+    char src[64];
+    snprintf(src, sizeof(src), "%s", proto_conn_peer_name(c)); /* "ip:port" or "[ip6]:port" */
+    char *p = src[0] == '[' ? strchr(src, ']') : strrchr(src, ':');
+    if (!p) return 0;
+    *p = 0;
+    const char *s = src[0] == '[' ? src + 1 : src;
+    unsigned char a[16], b[16];
+    if (uv_inet_pton(AF_INET, s, a) == 0) return uv_inet_pton(AF_INET, ip, b) == 0 && !memcmp(a, b, 4);
+    if (uv_inet_pton(AF_INET6, s, a) == 0)
+        return uv_inet_pton(AF_INET6, ip, b) == 0 && !memcmp(a, b, 16);
+    return 0;
 }
 
 static uint64_t now_ms(const sched_server *s)
@@ -180,6 +197,18 @@ static void handle_announce(struct sconn *sc, const proto_announce_host *a)
         char msg[PROTO_MAX_ID_LEN * 2 + 96];
         snprintf(msg, sizeof(msg), "host id '%s' differs from this connection's certificate identity '%s'",
                  a->host_id, cert_id ? cert_id : "?");
+        cf_warn("conn %s: %s", proto_conn_peer_name(sc->c), msg);
+        s->st.identity_refused++;
+        send_error(sc, PROTO_E_IDENTITY, NULL, msg, 1);
+        return;
+    }
+    /* ... and so is its address: no one can announce a certificate's host at another address */
+    if (proto_conn_is_tls(sc->c) && s->opts.check_source && !is_source(sc->c, a->addrs[0])) {
+        char msg[PROTO_MAX_ADDR_LEN + 160];
+        snprintf(msg, sizeof(msg),
+                 "announced address %s is not this connection's source %s (check_source = false "
+                 "for peers behind NAT)",
+                 a->addrs[0], proto_conn_peer_name(sc->c));
         cf_warn("conn %s: %s", proto_conn_peer_name(sc->c), msg);
         s->st.identity_refused++;
         send_error(sc, PROTO_E_IDENTITY, NULL, msg, 1);

@@ -1217,7 +1217,8 @@ int proto_conn_connect_tcp(uv_loop_t *loop, const struct sockaddr *addr,
     conn_init_rest(c);
     sockaddr_name(addr, c->peer_name, sizeof(c->peer_name));
     req->data = c;
-    r = uv_tcp_connect(req, &c->io.tcp, addr, on_connect);
+    r = opts && opts->source ? uv_tcp_bind(&c->io.tcp, opts->source, 0) : 0;
+    if (r == 0) r = uv_tcp_connect(req, &c->io.tcp, addr, on_connect);
     if (r < 0) {
         free(req);
         /* nothing started: release quietly (no on_close for a failed call) */

@@ -36,7 +36,8 @@ static const char usage[] =
     "only to clients on this host), handshake_timeout (10s),\n"
     "http_max_connections (256), http_idle_timeout (30s), recovery_window (5s),\n"
     "recovery_hold (500ms); tls_cert, tls_key, tls_ca (PEM files, all three or none: the mesh\n"
-    "listener then requires mutual TLS and binds host ids to certificates); timing.* keys: heartbeat_interval\n"
+    "listener then requires mutual TLS and binds host ids to certificates), check_source\n"
+    "(true: with TLS an announced address must be the connection's source); timing.* keys: heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
 
 static const char *const own_keys[] = {"listen",
@@ -62,6 +63,7 @@ static const char *const own_keys[] = {"listen",
                                        "tls_cert",
                                        "tls_key",
                                        "tls_ca",
+                                       "check_source",
                                        NULL};
 
 struct app {
@@ -175,6 +177,7 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
     if (!rc)
         rc = cf_config_get_duration_ms(c, "handshake_timeout", o->handshake_timeout_ms, &ms, err);
     if (!rc) o->handshake_timeout_ms = (uint32_t)(ms > 3600000 ? 3600000 : ms);
+    if (!rc) rc = cf_config_get_bool(c, "check_source", 1, &o->check_source, err);
     if (!rc)
         rc = cf_config_get_duration_ms(c, "recovery_window", o->core.recovery_window_ms, &ms, err);
     if (!rc) o->core.recovery_window_ms = (uint32_t)(ms > 3600000 ? 3600000 : ms);

@@ -32,6 +32,8 @@ struct sched_server_opts {
     unsigned max_connections;      /* further ones are closed at once; default 65536 */
     proto_tls *tls; /* NULL = plain TCP; else every connection must be mutual TLS with it, and a
                      * host id must equal the certificate identity (borrowed: outlives s) */
+    int check_source; /* with tls: an announced address must be the connection's source IP
+                       * (default 1; 0 for peers behind NAT announcing another address) */
 };
 void sched_server_opts_default(struct sched_server_opts *o);
 

@@ -5,7 +5,8 @@
 # daemon's log: plaintext clients on the TLS upload and scheduler ports, a client without a
 # certificate, a client certificate from another CA (a real peer, against the scheduler and the
 # upload port), and a valid certificate whose identity is not the host id it announces (refused
-# by the scheduler; the real host keeps its connection). Last, certificates re-issued and
+# by the scheduler; the real host keeps its connection), and an announced address that is not the
+# connection's source. Last, certificates re-issued and
 # reloaded with SIGHUP (a broken key file is refused and the old certificate stays).
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
@@ -13,7 +14,7 @@ command -v openssl >/dev/null || skip "openssl CLI missing"
 
 PKI=$T/pki
 ROGUE=$T/rogue
-"$CHUNKFLY_SRC/deploy/make-certs.sh" "$PKI" scheduler peer-1 peer-2 peer-4 >/dev/null
+"$CHUNKFLY_SRC/deploy/make-certs.sh" "$PKI" scheduler peer-1 peer-2 peer-4 peer-5 >/dev/null
 "$CHUNKFLY_SRC/deploy/make-certs.sh" "$ROGUE" peer-3 >/dev/null
 tls() { # tls DIR NAME [CA]: the --set flags of node NAME
     echo "--set tls_cert=$1/$2.crt --set tls_key=$1/$2.key --set tls_ca=${3:-$1/ca.crt}"
@@ -94,6 +95,13 @@ sleep 1.5 # a retry of peer 4 in between
 [ "$(metric 1 schedulers_connected)" = 1 ] || fail "peer 1 lost its scheduler connection"
 grep -Eq "scheduler .* lost" "$T/peer1.log" && fail "peer 1's scheduler link was dropped"
 
+note "valid certificate, announced address not the connection's source: refused"
+# shellcheck disable=SC2046
+start_peer 5 --set timing.scheduler_retry=1s --set advertise=127.0.0.99:4100 $(tls "$PKI" peer-5)
+get 5 0 4096 "$T/o5" || fail "peer 5 read (from the origin)"
+wait_log "$SLOG" "announced address 127.0.0.99 is not this connection's source"
+[ "$(metric 5 schedulers_connected)" = 0 ] || fail "peer 5 announced a foreign address"
+
 note "SIGHUP reloads certificates: new connections get the new one, open ones stay"
 served_fp() { # served_fp ADDR: fingerprint of the certificate the TLS server at ADDR presents
     echo | timeout 5 openssl s_client -connect "$1" -CAfile "$PKI/ca.crt" \
@@ -122,7 +130,7 @@ get 1 0 "$(stat -c %s "$T/blob2")" "$T/n1" || fail "peer 1 read of blob 2"
 sleep 0.5
 get 2 0 "$(stat -c %s "$T/blob2")" "$T/n2" || fail "peer 2 read of blob 2"
 cmp "$T/n2" "$T/blob2" || fail "blob 2 differs on peer 2"
-for n in 1 2 3 4; do peer_alive_or_fail "$n"; done
+for n in 1 2 3 4 5; do peer_alive_or_fail "$n"; done
 finish_peers
 kill "$SCHED_PID"
 wait "$SCHED_PID" || fail "scheduler exited $? after SIGTERM"
