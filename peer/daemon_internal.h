@@ -178,7 +178,7 @@ struct peer_daemon {
     char host_id[PROTO_MAX_ID_LEN + 1];
     char adv_ip[64];
     uint16_t adv_port;
-    proto_tls *tls; /* mesh TLS, NULL = plain TCP */
+    proto_tls *tls;                   /* mesh TLS, NULL = plain TCP */
     struct sockaddr_storage mesh_src; /* TLS: source of scheduler links (the announced IP) */
     int has_mesh_src;
     peer_store *store;

@@ -403,9 +403,8 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     }
     uv_timer_start(&d->tick_timer, on_tick, TICK_MS, TICK_MS);
     if (o->n_schedulers) seed_cached(d);
-    cf_info("peer %s: upload %s%s, local API %s, %zu scheduler(s), cache %s", d->host_id,
-            o->listen, d->tls ? " (mutual TLS)" : "", o->api_socket, o->n_schedulers,
-            o->cache_dir);
+    cf_info("peer %s: upload %s%s, local API %s, %zu scheduler(s), cache %s", d->host_id, o->listen,
+            d->tls ? " (mutual TLS)" : "", o->api_socket, o->n_schedulers, o->cache_dir);
     *out = d;
     return 0;
 }

@@ -67,7 +67,8 @@ static int is_source(const proto_conn *c, const char *ip)
     *p = 0;
     const char *s = src[0] == '[' ? src + 1 : src;
     unsigned char a[16], b[16];
-    if (uv_inet_pton(AF_INET, s, a) == 0) return uv_inet_pton(AF_INET, ip, b) == 0 && !memcmp(a, b, 4);
+    if (uv_inet_pton(AF_INET, s, a) == 0)
+        return uv_inet_pton(AF_INET, ip, b) == 0 && !memcmp(a, b, 4);
     if (uv_inet_pton(AF_INET6, s, a) == 0)
         return uv_inet_pton(AF_INET6, ip, b) == 0 && !memcmp(a, b, 16);
     return 0;
@@ -195,7 +196,8 @@ static void handle_announce(struct sconn *sc, const proto_announce_host *a)
     const char *cert_id = proto_conn_peer_identity(sc->c);
     if (proto_conn_is_tls(sc->c) && (!cert_id || strcmp(cert_id, a->host_id) != 0)) {
         char msg[PROTO_MAX_ID_LEN * 2 + 96];
-        snprintf(msg, sizeof(msg), "host id '%s' differs from this connection's certificate identity '%s'",
+        snprintf(msg, sizeof(msg),
+                 "host id '%s' differs from this connection's certificate identity '%s'",
                  a->host_id, cert_id ? cert_id : "?");
         cf_warn("conn %s: %s", proto_conn_peer_name(sc->c), msg);
         s->st.identity_refused++;

@@ -891,8 +891,8 @@ static void tls_handshake(proto_conn *c)
     char id[PROTO_MAX_ID_LEN + 1];
     if (!x || proto_tls_cert_identity(x, id, sizeof(id)) < 0) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "TLS handshake with %s: its certificate names no usable identity",
-                 c->peer_name);
+        snprintf(msg, sizeof(msg),
+                 "TLS handshake with %s: its certificate names no usable identity", c->peer_name);
         tls_fail(c, -EACCES, msg);
         return;
     }
@@ -1018,8 +1018,8 @@ static int tls_read_file(proto_conn *c, wq_item *it)
     uint64_t left = it->flen - it->fread;
     uv_buf_t b = uv_buf_init((char *)c->fbuf, left < TLS_FREAD ? (unsigned)left : TLS_FREAD);
     c->fsreq->data = c;
-    int r = uv_fs_read(c->loop, c->fsreq, it->fd, &b, 1, (int64_t)(it->off + it->fread),
-                       on_file_read);
+    int r =
+        uv_fs_read(c->loop, c->fsreq, it->fd, &b, 1, (int64_t)(it->off + it->fread), on_file_read);
     if (r < 0) return r;
     c->fs_busy = true;
     c->open_handles++; /* the conn is freed only after the read's callback */

@@ -80,8 +80,8 @@ int proto_tls_cert_identity(const void *x509, char *out, size_t len)
         for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
             const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
             if (g->type != GEN_DNS) continue;
-            r = copy_id(ASN1_STRING_get0_data(g->d.dNSName), ASN1_STRING_length(g->d.dNSName),
-                        out, len);
+            r = copy_id(ASN1_STRING_get0_data(g->d.dNSName), ASN1_STRING_length(g->d.dNSName), out,
+                        len);
             break;
         }
         GENERAL_NAMES_free(names);
@@ -100,8 +100,8 @@ int proto_tls_new(const char *cert, const char *key, const char *ca, proto_tls *
     int rc = proto_tls_config_check(cert, key, ca, &on, err);
     if (rc) return rc;
     if (!on) return cf_err_set(err, -EINVAL, "TLS needs tls_cert, tls_key and tls_ca");
-    if ((rc = check_readable("tls_cert", cert, err)) || (rc = check_readable("tls_key", key, err)) ||
-        (rc = check_readable("tls_ca", ca, err)))
+    if ((rc = check_readable("tls_cert", cert, err)) ||
+        (rc = check_readable("tls_key", key, err)) || (rc = check_readable("tls_ca", ca, err)))
         return rc;
     proto_tls *t = calloc(1, sizeof(*t));
     if (!t) return cf_err_set(err, -ENOMEM, "out of memory");

@@ -37,7 +37,8 @@ static const char usage[] =
     "http_max_connections (256), http_idle_timeout (30s), recovery_window (5s),\n"
     "recovery_hold (500ms); tls_cert, tls_key, tls_ca (PEM files, all three or none: the mesh\n"
     "listener then requires mutual TLS and binds host ids to certificates), check_source\n"
-    "(true: with TLS an announced address must be the connection's source); timing.* keys: heartbeat_interval\n"
+    "(true: with TLS an announced address must be the connection's source); timing.* keys: "
+    "heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
 
 static const char *const own_keys[] = {"listen",

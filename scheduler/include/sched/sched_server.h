@@ -30,8 +30,8 @@ struct sched_server_opts {
     uint32_t tick_ms;              /* core housekeeping period, default 250 */
     uint32_t handshake_timeout_ms; /* default 10000 */
     unsigned max_connections;      /* further ones are closed at once; default 65536 */
-    proto_tls *tls; /* NULL = plain TCP; else every connection must be mutual TLS with it, and a
-                     * host id must equal the certificate identity (borrowed: outlives s) */
+    proto_tls *tls;   /* NULL = plain TCP; else every connection must be mutual TLS with it, and a
+                       * host id must equal the certificate identity (borrowed: outlives s) */
     int check_source; /* with tls: an announced address must be the connection's source IP
                        * (default 1; 0 for peers behind NAT announcing another address) */
 };

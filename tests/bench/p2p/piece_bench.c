@@ -274,18 +274,13 @@ int main(int argc, char **argv)
     const char *addr = NULL, *task = NULL, *sock = NULL, *file = NULL, *bind_ip = "127.0.0.1";
     unsigned inflight = 8, rounds = 3;
     size_t chunk = 4u << 20;
-    static const struct option opts[] = {{"addr", required_argument, 0, 'a'},
-                                         {"task", required_argument, 0, 't'},
-                                         {"socket", required_argument, 0, 's'},
-                                         {"file", required_argument, 0, 'f'},
-                                         {"bind", required_argument, 0, 'b'},
-                                         {"inflight", required_argument, 0, 'i'},
-                                         {"rounds", required_argument, 0, 'r'},
-                                         {"chunk", required_argument, 0, 'c'},
-                                         {"tls-cert", required_argument, 0, 'C'},
-                                         {"tls-key", required_argument, 0, 'K'},
-                                         {"tls-ca", required_argument, 0, 'A'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"addr", required_argument, 0, 'a'},     {"task", required_argument, 0, 't'},
+        {"socket", required_argument, 0, 's'},   {"file", required_argument, 0, 'f'},
+        {"bind", required_argument, 0, 'b'},     {"inflight", required_argument, 0, 'i'},
+        {"rounds", required_argument, 0, 'r'},   {"chunk", required_argument, 0, 'c'},
+        {"tls-cert", required_argument, 0, 'C'}, {"tls-key", required_argument, 0, 'K'},
+        {"tls-ca", required_argument, 0, 'A'},   {0, 0, 0, 0}};
     const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     int ch;
     optind = 2;

@@ -75,9 +75,8 @@ static void test_refusals(void **state)
     assert_non_null(strstr(err.msg, "tls_key is missing"));
     assert_int_equal(load("tls_key = /k.pem\n", &o, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "tls_cert and tls_ca are missing"));
-    assert_int_equal(load("tls_cert = /c\ntls_key = /k\ntls_ca = /a\ninput_budget = 64M\n", &o,
-                          &err),
-                     0);
+    assert_int_equal(
+        load("tls_cert = /c\ntls_key = /k\ntls_ca = /a\ninput_budget = 64M\n", &o, &err), 0);
 }
 
 int main(void)

@@ -1049,7 +1049,7 @@ static int tls_setup(void **state)
     tc_ca_new(&ca, tls_dir, "mesh-ca");
     tc_ca_new(&rogue, tls_dir, "rogue-ca");
     tc_node(&ca, tls_dir, "a", "ignored-cn", "DNS:node-a,DNS:alias-a");
-    tc_node(&ca, tls_dir, "b", "node-b", NULL); /* no SAN: the CN is the identity */
+    tc_node(&ca, tls_dir, "b", "node-b", NULL);               /* no SAN: the CN is the identity */
     tc_node(&rogue, tls_dir, "rogue", "rogue", "DNS:node-a"); /* claims node-a, wrong CA */
     tc_ca_free(&ca);
     tc_ca_free(&rogue);
@@ -1065,8 +1065,8 @@ static int tls_teardown(void **state)
     proto_tls_free(tls_a);
     proto_tls_free(tls_b);
     proto_tls_free(tls_rogue);
-    const char *files[] = {"mesh-ca.crt", "rogue-ca.crt", "a.crt", "a.key", "b.crt",
-                           "b.key",       "rogue.crt",    "rogue.key"};
+    const char *files[] = {"mesh-ca.crt", "rogue-ca.crt", "a.crt",     "a.key",
+                           "b.crt",       "b.key",        "rogue.crt", "rogue.key"};
     char p[128];
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", tls_dir, files[i]);
@@ -1133,10 +1133,9 @@ static void test_tls_handshake_frames(void **state)
         while (q < stream.data + stream.len) {
             proto_frame_header h;
             assert_int_equal(proto_frame_header_decode(q, 0, &h, NULL), 0);
-            assert_int_equal(proto_conn_send_raw(p.cli.c, h.type, h.flags,
-                                                 q + PROTO_FRAME_HEADER_LEN, h.body_len,
-                                                 q + PROTO_FRAME_HEADER_LEN + h.body_len,
-                                                 h.payload_len),
+            assert_int_equal(proto_conn_send_raw(
+                                 p.cli.c, h.type, h.flags, q + PROTO_FRAME_HEADER_LEN, h.body_len,
+                                 q + PROTO_FRAME_HEADER_LEN + h.body_len, h.payload_len),
                              0);
             q += PROTO_FRAME_HEADER_LEN + h.body_len + h.payload_len;
         }
@@ -1146,8 +1145,7 @@ static void test_tls_handshake_frames(void **state)
         uv_run(&p.loop, UV_RUN_ONCE);
     assert_int_equal(p.cli.nframes, 51);
     assert_int_equal(p.srv.nframes, 201);
-    assert_memory_equal(p.srv.frames.data + p.srv.frames.len - stream.len, stream.data,
-                        stream.len);
+    assert_memory_equal(p.srv.frames.data + p.srv.frames.len - stream.len, stream.data, stream.len);
     assert_string_equal(proto_conn_peer_identity(p.srv.c), "node-b");
     assert_false(p.cli.closed || p.srv.closed);
     cf_buf_free(&stream);
@@ -1261,10 +1259,8 @@ int main(void)
         cmocka_unit_test(test_limits_before_hello),
     };
     const struct CMUnitTest tls_tests[] = {
-        cmocka_unit_test(test_tls_config),
-        cmocka_unit_test(test_tls_handshake_frames),
-        cmocka_unit_test(test_tls_backpressure),
-        cmocka_unit_test(test_tls_file_regions),
+        cmocka_unit_test(test_tls_config),       cmocka_unit_test(test_tls_handshake_frames),
+        cmocka_unit_test(test_tls_backpressure), cmocka_unit_test(test_tls_file_regions),
         cmocka_unit_test(test_tls_refusals),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

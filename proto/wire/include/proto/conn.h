@@ -82,8 +82,8 @@ typedef struct proto_conn_opts {
     proto_tls *tls;           /* NULL = plain; else mutual TLS with this context (borrowed:
                                * it must outlive the create call only) */
     bool tls_server;          /* proto_conn_open only: TLS server (else client) role */
-    const struct sockaddr *source; /* connect_tcp only: local address (port 0) to connect
-                                    * from; NULL = the kernel's choice */
+    /* connect_tcp only: local address (port 0) to connect from; NULL = the kernel's choice */
+    const struct sockaddr *source;
 } proto_conn_opts;
 
 /* Outgoing TCP connection to addr (sockaddr_in/in6). On immediate failure returns a negative

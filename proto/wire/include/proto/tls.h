@@ -27,8 +27,7 @@ typedef struct proto_tls proto_tls;
  * required: -EINVAL naming the missing one, -ENOENT/-EACCES for a file that cannot be read,
  * -EBADMSG for one OpenSSL cannot parse, -EINVAL when key and cert do not match or the cert has
  * no usable identity. */
-int proto_tls_new(const char *cert, const char *key, const char *ca, proto_tls **out,
-                  cf_err *err);
+int proto_tls_new(const char *cert, const char *key, const char *ca, proto_tls **out, cf_err *err);
 void proto_tls_free(proto_tls *t);
 
 /* This node's identity from its certificate (never NULL, valid while t lives). */
@@ -36,8 +35,7 @@ const char *proto_tls_identity(const proto_tls *t);
 
 /* Checks the three config values together: 0 when none is set (*on = 0) or all are (*on = 1),
  * else -EINVAL naming what is missing. */
-int proto_tls_config_check(const char *cert, const char *key, const char *ca, int *on,
-                           cf_err *err);
+int proto_tls_config_check(const char *cert, const char *key, const char *ca, int *on, cf_err *err);
 
 /* The config keys of mesh TLS (NULL-terminated): tls_cert, tls_key, tls_ca. */
 extern const char *const proto_tls_config_keys[];
