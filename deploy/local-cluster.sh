@@ -2,7 +2,7 @@
 # local-cluster.sh: a whole Chunkfly cluster on this machine's loopback, for demos and tests.
 #
 #   local-cluster.sh up [--peers N] [--schedulers M] [--state-dir DIR] [--base-port P]
-#                       [--quota BYTES] [--peer-arg ARG]... [--scheduler-arg ARG]...
+#                       [--quota BYTES] [--tls] [--peer-arg ARG]... [--scheduler-arg ARG]...
 #   local-cluster.sh status [--state-dir DIR]
 #   local-cluster.sh down   [--state-dir DIR]
 #   local-cluster.sh restart-peer I [--state-dir DIR]   (start a stopped/killed peer again)
@@ -16,7 +16,8 @@
 #                                        docs/mirror.md)
 # `status` prints the same lines plus `registry_blob_bytes N` (blob bytes the registry served so
 # far, from its access log); exit 1 when a process is gone. `down` stops what `up` started, by
-# PID. Addresses: registry 127.0.0.1:P, scheduler j 127.0.0.1:P+10+2(j-1), peer i (from 1)
+# PID. --tls: mesh mutual TLS everywhere (docs/security.md), certificates made by
+# deploy/make-certs.sh in STATE/pki (CA ca.crt, scheduler-j, peer-i = the peers' host ids). Addresses: registry 127.0.0.1:P, scheduler j 127.0.0.1:P+10+2(j-1), peer i (from 1)
 # 127.0.0.(10+i):P+2. Also written to STATE/cluster.env for scripts (PEER_HTTP_i=..., etc).
 # Binaries: $CHUNKFLY_BIN, else build/bin of this checkout. Distinct --state-dir and --base-port
 # let several clusters run at once.
@@ -31,10 +32,11 @@ PEERS=2
 SCHEDS=1
 BASE=17000
 QUOTA=""
+TLS=0
 PEER_ARGS=()
 SCHED_ARGS=()
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "$PROG: $*" >&2; exit 1; }
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
     --state-dir) STATE=${2:?--state-dir needs a value}; shift 2 ;;
     --base-port) BASE=${2:?--base-port needs a value}; shift 2 ;;
     --quota) QUOTA=${2:?--quota needs a value}; shift 2 ;;
+    --tls) TLS=1; shift ;;
     --peer-arg) PEER_ARGS+=("${2:?--peer-arg needs a value}"); shift 2 ;;
     --scheduler-arg) SCHED_ARGS+=("${2:?--scheduler-arg needs a value}"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -210,12 +213,22 @@ YML
     env -u REGISTRY_HTTP_ADDR docker-registry serve "$STATE/registry/config.yml"
   wait_for registry "$LAST_PID" http_ok "http://$(reg_addr)/v2/" || false
 
-  local sched_flags=()
+  local sched_flags=() names=()
+  tls_flags() { :; } # tls_flags NAME: the --set flags of node NAME (none without --tls)
+  if [ "$TLS" = 1 ]; then
+    for ((i = 1; i <= SCHEDS; i++)); do names+=("scheduler-$i"); done
+    for ((i = 1; i <= PEERS; i++)); do names+=("peer-$i"); done
+    "$HERE/make-certs.sh" "$STATE/pki" "${names[@]}" >/dev/null
+    tls_flags() {
+      printf '%s\n' --set "tls_cert=$STATE/pki/$1.crt" --set "tls_key=$STATE/pki/$1.key" \
+        --set "tls_ca=$STATE/pki/ca.crt"
+    }
+  fi
   for ((i = 1; i <= SCHEDS; i++)); do
     mkdir -p "$STATE/scheduler-$i"
     start "scheduler-$i" chunkfly-schedu "$STATE/scheduler-$i/scheduler-$i.log" \
       "$BIN/chunkfly-scheduler" --listen "$(sched_addr "$i")" --http "$(sched_http "$i")" \
-      --node-id "scheduler-$i" "${SCHED_ARGS[@]}"
+      --node-id "scheduler-$i" $(tls_flags "scheduler-$i") "${SCHED_ARGS[@]}"
     wait_for "scheduler-$i" "$LAST_PID" http_ok "http://$(sched_http "$i")/healthz" || false
     sched_flags+=(--scheduler "$(sched_addr "$i")")
   done
@@ -231,7 +244,7 @@ YML
       --cache-dir "$STATE/peer-$i/cache" --api-socket "$(peer_sock "$i")" \
       --http "$(peer_http "$i")" --set mirror_listen="$(peer_mirror "$i")" \
       --set mirror_upstreams="$(reg_addr)" --set mirror_default_upstream="$(reg_addr)" \
-      "${q[@]}" "${PEER_ARGS[@]}"
+      $(tls_flags "peer-$i") "${q[@]}" "${PEER_ARGS[@]}"
     pids+=("$LAST_PID")
   done
   for ((i = 1; i <= PEERS; i++)); do wait_for "peer-$i" "${pids[$((i - 1))]}" peer_ready "$i" || false; done
@@ -241,6 +254,7 @@ YML
     echo "CLUSTER_PEERS=$PEERS"
     echo "CLUSTER_SCHEDULERS=$SCHEDS"
     echo "CLUSTER_BASE_PORT=$BASE"
+    echo "CLUSTER_TLS=$TLS"
     echo "REGISTRY=$(reg_addr)"
     echo "REGISTRY_LOG=$STATE/registry/registry.log"
     for ((i = 1; i <= SCHEDS; i++)); do

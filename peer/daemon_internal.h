@@ -26,6 +26,7 @@ struct peer_metrics {
     uint64_t digest_lists_discredited; /* scheduler lists the origin's bytes contradicted */
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
     uint64_t blobs_verified, blob_mismatches;
+    uint64_t tls_refused; /* upload conns refused in TLS or for a HELLO id not their cert's */
     uint64_t mirror_requests, mirror_hits, mirror_errors, mirror_bytes, mirror_manifest_hits;
 };
 
@@ -178,6 +179,9 @@ struct peer_daemon {
     char host_id[PROTO_MAX_ID_LEN + 1];
     char adv_ip[64];
     uint16_t adv_port;
+    proto_tls *tls;                   /* mesh TLS, NULL = plain TCP */
+    struct sockaddr_storage mesh_src; /* TLS: source of scheduler links (the announced IP) */
+    int has_mesh_src;
     peer_store *store;
     int stopping;
     /* upload server */

@@ -125,6 +125,20 @@ static void on_close(proto_conn *c, int status, const char *reason)
     free(pc);
 }
 
+/* Over TLS: the parent must prove the host id the scheduler gave for it (no one else can stand in
+ * at its address). Plain conns: nothing to check. */
+static void on_connect(proto_conn *c)
+{
+    struct pconn *pc = proto_conn_data(c);
+    const char *id = proto_conn_peer_identity(c);
+    if (!id || strcmp(id, pc->host_id) == 0) return;
+    char msg[PROTO_MAX_ID_LEN * 2 + 64];
+    snprintf(msg, sizeof(msg), "certificate identity '%s' is not the expected host '%s'", id,
+             pc->host_id);
+    cf_warn("parent %s: %s", pc->addr, msg);
+    proto_conn_close(c, -EPERM, msg);
+}
+
 struct pconn *pconn_get(peer_daemon *d, const char *addr, const char *host_id)
 {
     if (d->stopping) return NULL;
@@ -137,8 +151,8 @@ struct pconn *pconn_get(peer_daemon *d, const char *addr, const char *host_id)
     pc->d = d;
     snprintf(pc->addr, sizeof(pc->addr), "%s", addr);
     snprintf(pc->host_id, sizeof(pc->host_id), "%s", host_id);
-    proto_conn_opts co = {.idle_timeout_ms = d->o.timing.idle_timeout_ms};
-    proto_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_close};
+    proto_conn_opts co = {.idle_timeout_ms = d->o.timing.idle_timeout_ms, .tls = d->tls};
+    proto_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_close, .on_connect = on_connect};
     int rc = proto_conn_connect_tcp(d->loop, (struct sockaddr *)&ss, &co, &cbs, pc, &pc->c);
     if (rc) {
         cf_info("parent %s: connect: %s", addr, uv_strerror(rc));

@@ -46,6 +46,10 @@ const char *const peer_daemon_config_keys[] = {"listen",
                                                "mirror_upstreams",
                                                "mirror_default_upstream",
                                                "mirror_max_connections",
+                                               "input_budget",
+                                               "tls_cert",
+                                               "tls_key",
+                                               "tls_ca",
                                                "timing.heartbeat_interval",
                                                "timing.heartbeat_miss_limit",
                                                "timing.back_to_source_stall",
@@ -134,6 +138,11 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     if (!rc && o->input_budget < (32u << 20))
         rc = cf_err_set(err, -EINVAL, "input_budget must be at least 32M (two largest frames)");
     if (!rc) rc = proto_timing_load(&o->timing, c, err);
+    o->tls_cert = cf_config_get(c, "tls_cert");
+    o->tls_key = cf_config_get(c, "tls_key");
+    o->tls_ca = cf_config_get(c, "tls_ca");
+    int tls_on;
+    if (!rc) rc = proto_tls_config_check(o->tls_cert, o->tls_key, o->tls_ca, &tls_on, err);
     return rc;
 }
 
@@ -149,6 +158,17 @@ int pd_serve_hello(peer_daemon *d, proto_conn *c, const proto_msg *m, uint64_t c
         proto_conn_send_error(c, PROTO_E_UNEXPECTED, 0, NULL, "HELLO expected first");
         proto_conn_close_after_flush(c, -EPROTO, "no HELLO");
         return -EPROTO;
+    }
+    /* over TLS the HELLO's id must be the one the certificate proves */
+    const char *cert_id = proto_conn_peer_identity(c);
+    if (proto_conn_is_tls(c) && (!cert_id || strcmp(cert_id, m->u.hello.node_id) != 0)) {
+        char msg[PROTO_MAX_ID_LEN * 2 + 80];
+        snprintf(msg, sizeof(msg), "HELLO id '%s' differs from the certificate identity '%s'",
+                 m->u.hello.node_id, cert_id ? cert_id : "?");
+        cf_warn("connection %s: %s", proto_conn_peer_name(c), msg);
+        proto_conn_send_error(c, PROTO_E_IDENTITY, 0, NULL, msg);
+        proto_conn_close_after_flush(c, -EPERM, msg);
+        return -EPERM;
     }
     proto_hello ours;
     proto_hello_init(&ours, d->host_id, PROTO_ROLE_PEER, caps, 4096);
@@ -314,20 +334,42 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     d->o = *o;
     d->next_req_id = 1;
     if (o->input_budget) proto_conn_set_input_budget(o->input_budget);
+    if (o->tls_cert && o->tls_key && o->tls_ca) {
+        int rc = proto_tls_new(o->tls_cert, o->tls_key, o->tls_ca, &d->tls, err);
+        if (rc) {
+            free(d);
+            return rc;
+        }
+    }
     const char *adv = o->advertise ? o->advertise : o->listen;
     if (pd_split_host(adv, d->adv_ip, sizeof(d->adv_ip), &d->adv_port)) {
+        proto_tls_free(d->tls);
         free(d);
         return cf_err_set(err, -EINVAL, "listen/advertise '%s': expected numeric ip:port", adv);
     }
     if (o->n_schedulers && (strcmp(d->adv_ip, "0.0.0.0") == 0 || strcmp(d->adv_ip, "::") == 0)) {
+        proto_tls_free(d->tls);
         free(d);
         return cf_err_set(err, -EINVAL,
                           "listening on %s: set 'advertise' to the address other peers reach", adv);
     }
+    /* with TLS a scheduler checks that the announced IP is the link's source: connect from it
+     * (not when 'advertise' names another address, e.g. behind NAT) */
+    if (d->tls && !o->advertise && strcmp(d->adv_ip, "0.0.0.0") != 0 &&
+        strcmp(d->adv_ip, "::") != 0 &&
+        (uv_ip4_addr(d->adv_ip, 0, (struct sockaddr_in *)&d->mesh_src) == 0 ||
+         uv_ip6_addr(d->adv_ip, 0, (struct sockaddr_in6 *)&d->mesh_src) == 0))
+        d->has_mesh_src = 1;
     if (o->host_id)
         snprintf(d->host_id, sizeof(d->host_id), "%s", o->host_id);
+    else if (d->tls) /* the id the scheduler will accept */
+        snprintf(d->host_id, sizeof(d->host_id), "%s", proto_tls_identity(d->tls));
     else
         snprintf(d->host_id, sizeof(d->host_id), "peer-%s", adv);
+    if (d->tls && strcmp(d->host_id, proto_tls_identity(d->tls)) != 0)
+        cf_warn("host_id '%s' differs from the identity '%s' of tls_cert: schedulers and peers "
+                "will refuse it",
+                d->host_id, proto_tls_identity(d->tls));
     for (size_t i = 0; i < o->n_schedulers; i++) d->sched_addrs[i] = o->schedulers[i];
 #ifdef CHUNKFLY_FAULTS
     const char *f = getenv("CHUNKFLY_FAULT_CORRUPT_UPLOAD");
@@ -338,6 +380,7 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
         .dir = o->cache_dir, .quota_high = o->quota_high, .quota_low = o->quota_low};
     int rc = peer_store_open(&so, &d->store, err);
     if (rc) {
+        proto_tls_free(d->tls);
         free(d);
         return rc;
     }
@@ -360,9 +403,28 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     }
     uv_timer_start(&d->tick_timer, on_tick, TICK_MS, TICK_MS);
     if (o->n_schedulers) seed_cached(d);
-    cf_info("peer %s: upload %s, local API %s, %zu scheduler(s), cache %s", d->host_id, o->listen,
-            o->api_socket, o->n_schedulers, o->cache_dir);
+    cf_info("peer %s: upload %s%s, local API %s, %zu scheduler(s), cache %s", d->host_id, o->listen,
+            d->tls ? " (mutual TLS)" : "", o->api_socket, o->n_schedulers, o->cache_dir);
     *out = d;
+    return 0;
+}
+
+int peer_daemon_reload_tls(peer_daemon *d, cf_err *err)
+{
+    if (!d->tls) return 0;
+    proto_tls *t = NULL;
+    int rc = proto_tls_new(d->o.tls_cert, d->o.tls_key, d->o.tls_ca, &t, err);
+    if (rc) return rc;
+    if (strcmp(proto_tls_identity(t), proto_tls_identity(d->tls)) != 0) {
+        rc = cf_err_set(err, -EINVAL,
+                        "new tls_cert names '%s', not '%s': the host id cannot change while "
+                        "running (restart the peer)",
+                        proto_tls_identity(t), proto_tls_identity(d->tls));
+        proto_tls_free(t);
+        return rc;
+    }
+    proto_tls_free(d->tls); /* open conns hold their own reference to the old context */
+    d->tls = t;
     return 0;
 }
 
@@ -394,5 +456,6 @@ void peer_daemon_free(peer_daemon *d)
         free(oc);
     }
     peer_store_close(d->store); /* flushes the index */
+    proto_tls_free(d->tls);
     free(d);
 }

@@ -62,6 +62,10 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
            m->upload_busy);
     metric(&b, "upload_refused_total", "counter", "Piece requests for pieces not held.",
            m->upload_refused);
+    metric(&b, "tls_refused_total", "counter",
+           "Mesh connections refused: plaintext, no or foreign certificate, HELLO id not the "
+           "certificate's.",
+           m->tls_refused);
     metric(&b, "bad_frames_total", "counter", "Undecodable frames received.", m->bad_frames);
     metric(&b, "tasks_completed_total", "counter", "Blobs downloaded and verified.",
            m->tasks_completed);

@@ -156,6 +156,8 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
             d->sched_h->on_host_unknown(d, l->idx);
         } else if (m.u.error.task_id[0]) {
             d->sched_h->on_task_msg(d, l->idx, &m);
+        } else if (m.u.error.code == PROTO_E_IDENTITY) {
+            cf_error("scheduler %s refused our host id: %s", l->addr, m.u.error.message);
         } else {
             cf_info("scheduler %s: error %u: %s", l->addr, m.u.error.code, m.u.error.message);
         }
@@ -198,7 +200,9 @@ static void link_connect(struct sched_link *l)
     peer_daemon *d = l->d;
     struct sockaddr_storage ss;
     if (proto_addr_parse(l->addr, &ss)) return;
-    proto_conn_opts co = {.idle_timeout_ms = 0};
+    proto_conn_opts co = {.idle_timeout_ms = 0,
+                          .tls = d->tls,
+                          .source = d->has_mesh_src ? (struct sockaddr *)&d->mesh_src : NULL};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_connect = on_connect, .on_close = on_close};
     int rc = proto_conn_connect_tcp(d->loop, (struct sockaddr *)&ss, &co, &cbs, l, &l->c);
     if (rc) {

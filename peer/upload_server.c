@@ -281,9 +281,12 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
 
 static void on_close(proto_conn *c, int status, const char *reason)
 {
-    (void)status;
     struct upconn *uc = proto_conn_data(c);
     peer_daemon *d = uc->d;
+    /* plaintext, no or foreign certificate, or a HELLO id the certificate does not prove */
+    if (!uc->hello_done && proto_conn_is_tls(c) &&
+        (status == -EACCES || status == -EPROTO || status == -EPERM))
+        d->m.tls_refused++;
     if (uc->piece_in_queue) d->slots_used--;
     for (struct upconn **pp = &d->upconns; *pp; pp = &(*pp)->next)
         if (*pp == uc) {
@@ -309,7 +312,8 @@ static void on_connection(uv_stream_t *server, int status)
                           .low_watermark = 0,
                           .max_queued = 32u << 20,
                           .max_payload = 4096,
-                          .max_body = PROTO_PRE_HELLO_MAX_BODY};
+                          .max_body = PROTO_PRE_HELLO_MAX_BODY,
+                          .tls = d->tls};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_drain = on_drain, .on_close = on_close};
     int rc = proto_conn_accept(server, &co, &cbs, uc, &uc->c);
     if (rc) {

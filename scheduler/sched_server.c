@@ -54,6 +54,24 @@ void sched_server_opts_default(struct sched_server_opts *o)
     o->tick_ms = 250;
     o->handshake_timeout_ms = 10000;
     o->max_connections = 65536;
+    o->check_source = 1;
+}
+
+/* True when ip (numeric text) is the address the conn comes from. */
+static int is_source(const proto_conn *c, const char *ip)
+{
+    char src[64];
+    snprintf(src, sizeof(src), "%s", proto_conn_peer_name(c)); /* "ip:port" or "[ip6]:port" */
+    char *p = src[0] == '[' ? strchr(src, ']') : strrchr(src, ':');
+    if (!p) return 0;
+    *p = 0;
+    const char *s = src[0] == '[' ? src + 1 : src;
+    unsigned char a[16], b[16];
+    if (uv_inet_pton(AF_INET, s, a) == 0)
+        return uv_inet_pton(AF_INET, ip, b) == 0 && !memcmp(a, b, 4);
+    if (uv_inet_pton(AF_INET6, s, a) == 0)
+        return uv_inet_pton(AF_INET6, ip, b) == 0 && !memcmp(a, b, 16);
+    return 0;
 }
 
 static uint64_t now_ms(const sched_server *s)
@@ -171,6 +189,31 @@ static void handle_announce(struct sconn *sc, const proto_announce_host *a)
     }
     if (sc->host && strcmp(sched_host_id(sc->host), a->host_id) != 0) {
         send_error(sc, PROTO_E_UNEXPECTED, NULL, "a connection carries one host", 1);
+        return;
+    }
+    /* with TLS a host id is bound to the certificate: nobody can announce (or take over) a host
+     * whose certificate they do not hold */
+    const char *cert_id = proto_conn_peer_identity(sc->c);
+    if (proto_conn_is_tls(sc->c) && (!cert_id || strcmp(cert_id, a->host_id) != 0)) {
+        char msg[PROTO_MAX_ID_LEN * 2 + 96];
+        snprintf(msg, sizeof(msg),
+                 "host id '%s' differs from this connection's certificate identity '%s'",
+                 a->host_id, cert_id ? cert_id : "?");
+        cf_warn("conn %s: %s", proto_conn_peer_name(sc->c), msg);
+        s->st.identity_refused++;
+        send_error(sc, PROTO_E_IDENTITY, NULL, msg, 1);
+        return;
+    }
+    /* ... and so is its address: no one can announce a certificate's host at another address */
+    if (proto_conn_is_tls(sc->c) && s->opts.check_source && !is_source(sc->c, a->addrs[0])) {
+        char msg[PROTO_MAX_ADDR_LEN + 160];
+        snprintf(msg, sizeof(msg),
+                 "announced address %s is not this connection's source %s (check_source = false "
+                 "for peers behind NAT)",
+                 a->addrs[0], proto_conn_peer_name(sc->c));
+        cf_warn("conn %s: %s", proto_conn_peer_name(sc->c), msg);
+        s->st.identity_refused++;
+        send_error(sc, PROTO_E_IDENTITY, NULL, msg, 1);
         return;
     }
     char addr[PROTO_MAX_ADDR_LEN + 16];
@@ -477,6 +520,9 @@ static void on_conn_close(proto_conn *c, int status, const char *reason)
     struct sconn *sc = proto_conn_data(c);
     sched_server *s = sc->srv;
     if (status == -ETIMEDOUT) s->st.idle_closed++;
+    /* TLS refusals (plaintext, no or foreign certificate) end before any frame */
+    if (!sc->hello_done && proto_conn_is_tls(c) && (status == -EACCES || status == -EPROTO))
+        s->st.handshakes_failed++;
     cf_debug("conn %s closed: %s", proto_conn_peer_name(c), reason);
     if (sc->host) {
         sched_host *h = sc->host;
@@ -495,6 +541,11 @@ static void on_conn_close(proto_conn *c, int status, const char *reason)
     server_maybe_free(s);
 }
 
+void sched_server_set_tls(sched_server *s, proto_tls *tls)
+{
+    if (s->opts.tls && tls) s->opts.tls = tls;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     sched_server *s = ls->data;
@@ -509,7 +560,8 @@ static void on_connection(uv_stream_t *ls, int status)
                          .max_payload = 1, /* scheduler frames carry no payload */
                          .max_body = PROTO_PRE_HELLO_MAX_BODY,
                          .high_watermark = 256 << 10,
-                         .max_queued = 8 << 20};
+                         .max_queued = 8 << 20,
+                         .tls = s->opts.tls};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_conn_close};
     int rc = proto_conn_accept(ls, &o, &cbs, sc, &sc->c);
     if (rc) {

@@ -89,6 +89,8 @@ static void handle_metrics(proto_http_res *res, const proto_http_req *req, void 
            ss.digest_lists_discredited);
     metric(&b, "chunkfly_scheduler_idle_closed_total", "counter",
            "Connections closed for idleness.", ss.idle_closed);
+    metric(&b, "chunkfly_scheduler_identity_refused_total", "counter",
+           "ANNOUNCE_HOST refused: host id differs from the TLS certificate.", ss.identity_refused);
     metric(&b, "chunkfly_scheduler_frames_in_total", "counter", "Frames received.", ss.frames_in);
     metric(&b, "chunkfly_scheduler_frames_bad_total", "counter", "Undecodable frames.",
            ss.frames_bad);

@@ -41,13 +41,27 @@ static const char usage[] =
     "seed_cached (64), fetch_whole_blob (true), status_remote (false), timing.*.\n"
     "Registry mirror (docs/mirror.md): mirror_listen (127.0.0.1:65001, \"\" = off),\n"
     "mirror_upstreams (allow-list, e.g. \"docker.io, http://127.0.0.1:5000\"),\n"
-    "mirror_default_upstream, mirror_max_connections (256).\n";
+    "mirror_default_upstream, mirror_max_connections (256).\n"
+    "Mesh TLS (docs/security.md): tls_cert, tls_key, tls_ca (PEM; all three or none): mutual\n"
+    "TLS on the upload port and to parents and schedulers; host_id defaults to the cert's name.\n";
 
 struct app {
     peer_daemon *d;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     int stopping;
 };
+
+/* SIGHUP: reload the mesh certificate, key and CA (rotation without dropping transfers). */
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    struct app *a = sig->data;
+    (void)signum;
+    cf_err err = {0};
+    if (peer_daemon_reload_tls(a->d, &err))
+        cf_error("SIGHUP: TLS files not reloaded, the old ones stay in use: %s", err.msg);
+    else
+        cf_info("SIGHUP: TLS files reloaded (new connections use them)");
+}
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
@@ -58,6 +72,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     peer_daemon_stop(a->d);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
 }
 
 enum {
@@ -218,9 +233,11 @@ int main(int argc, char **argv)
     }
     uv_signal_init(&loop, &a.sigterm);
     uv_signal_init(&loop, &a.sigint);
-    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_init(&loop, &a.sighup);
+    a.sigterm.data = a.sigint.data = a.sighup.data = &a;
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_signal_start(&a.sighup, on_sighup, SIGHUP);
     uv_run(&loop, UV_RUN_DEFAULT);
     peer_daemon_free(a.d);
     rc = uv_loop_close(&loop);

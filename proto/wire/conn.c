@@ -1,9 +1,14 @@
 /* proto_conn: incremental frame reader, write queue with back-pressure and sendfile regions,
- * idle timeout, on top of a libuv TCP or unix stream (contract in conn.h). */
+ * idle timeout, optional mutual TLS through memory BIOs, on top of a libuv TCP or unix stream
+ * (contract in conn.h). */
 #include "proto/conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,17 +26,25 @@
 #define SENDFILE_SLICE     (1u << 20)  /* per writable event, so one upload cannot hog the loop */
 #define DEF_HIGH_WATERMARK (4u << 20)
 #define DEF_MAX_QUEUED     (64u << 20)
+/* Plaintext encrypted per step (4 records): every buffer of the TLS path stays below malloc's
+ * mmap threshold and is reused, where larger ones cost page faults and TLB flushes per step. */
+#define TLS_STEP         (64u << 10)
+#define TLS_INFLIGHT_MAX (1u << 20) /* ciphertext handed to libuv before waiting */
+/* File region bytes read per thread-pool job (below the peer's 128 KiB mmap threshold). */
+#define TLS_FREAD (120u << 10)
 
 typedef struct wq_item {
     struct wq_item *next;
     uv_write_t req; /* used while this item's buf is being written (only the head is) */
     uint8_t *buf;   /* header + body (+ copied payload) */
     size_t len;
+    size_t bsent; /* TLS: bytes of buf already encrypted */
     bool buf_done;
     int fd; /* file region after buf, -1 = none; owned (dup) */
     uint64_t off;
     uint64_t flen;
     uint64_t fsent;
+    uint64_t fread; /* TLS: bytes of the region read into c->fbuf so far */
 } wq_item;
 
 struct proto_conn {
@@ -79,10 +92,44 @@ struct proto_conn {
     int close_status;
     char *reason; /* set when closing; NULL = default text */
     char peer_name[64];
+
+    /* TLS (ssl NULL = plain). Ciphertext goes socket -> net_in -> SSL and SSL -> net_out ->
+     * uv_write, so libuv does all the I/O. */
+    SSL *ssl;
+    BIO *net_in, *net_out; /* owned by ssl */
+    bool tls_server, tls_ready, tls_sniffed;
+    bool tls_failed; /* fatal TLS error: only the alert is still sent */
+    /* file regions under TLS are read in the thread pool (a cold page must not stall the loop):
+     * one read at a time into fbuf, then encrypted from there */
+    uv_fs_t *fsreq;
+    bool fs_busy;
+    uint8_t *fbuf;
+    size_t fbuf_len, fbuf_off;
+    int tls_writes;      /* ciphertext uv_writes in flight */
+    size_t tls_inflight; /* their bytes */
+    char *peer_id;       /* identity of the verified peer certificate */
 };
 
+/* One ciphertext write: OpenSSL output, and the plaintext bytes of the queue it carries (counted
+ * out of c->queued when written, so back-pressure follows the socket). */
+typedef struct tls_wr {
+    uv_write_t req; /* first: the callback gets it */
+    proto_conn *c;
+    size_t plain, len;
+    bool pooled; /* TLS_WR_CAP bytes of data: back to the thread's pool when written */
+    struct tls_wr *next_free;
+    char data[];
+} tls_wr;
+/* Ciphertext of one TLS_STEP (records add 22 bytes per 16 KiB) and handshake flights fit. */
+#define TLS_WR_CAP  (TLS_STEP + 8192)
+#define TLS_WR_POOL 24 /* buffers kept per thread (1.7 MiB at most) */
+
 static void pump(proto_conn *c);
+static void pump_run_tls(proto_conn *c);
 static void start_reading(proto_conn *c);
+static void tls_input(proto_conn *c, const uint8_t *p, size_t n);
+static void tls_drain(proto_conn *c);
+static void tls_handshake(proto_conn *c);
 
 /* One read buffer per thread, shared by all conns of the thread's loop(s): libuv calls alloc_cb,
  * read(2) and read_cb back to back for one stream, and on_frame never runs another conn's reader
@@ -90,6 +137,10 @@ static void start_reading(proto_conn *c);
  * first read, freed with the thread's last conn. */
 static _Thread_local uint8_t *tl_scratch;
 static _Thread_local size_t tl_conns;
+/* Reused ciphertext buffers: a fresh allocation per step costs page faults (the peer returns
+ * freed memory to the kernel at once). */
+static _Thread_local tls_wr *tl_wr_pool;
+static _Thread_local unsigned tl_wr_pooled;
 /* Bytes held in partial frames by all conns of the process, and the cap on them: a flood of
  * half-sent frames over many connections must not grow the process without bound. */
 static _Atomic size_t g_input_held;
@@ -97,10 +148,18 @@ static _Atomic size_t g_input_budget = PROTO_CONN_DEF_INPUT_BUDGET;
 
 static void conn_free(proto_conn *c)
 {
+    SSL_free(c->ssl);
+    free(c->peer_id);
     free(c);
     if (--tl_conns == 0) {
         free(tl_scratch);
         tl_scratch = NULL;
+        while (tl_wr_pool) {
+            tls_wr *w = tl_wr_pool;
+            tl_wr_pool = w->next_free;
+            free(w);
+        }
+        tl_wr_pooled = 0;
     }
 }
 
@@ -141,6 +200,8 @@ static void finish(proto_conn *c)
     cf_buf_free(&c->backlog);
     free(c->kick);
     free(c->poll);
+    free(c->fsreq);
+    free(c->fbuf);
     free(c->reason);
     conn_free(c);
 }
@@ -303,7 +364,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     *buf = uv_buf_init(NULL, 0); /* = UV_ENOBUFS in on_read */
     /* Large remainder of a frame: read straight into the frame, no copy. */
-    if (c->in_frame && c->frame_len - c->frame_have >= DIRECT_READ_MIN) {
+    if (!c->ssl && c->in_frame && c->frame_len - c->frame_have >= DIRECT_READ_MIN) {
         size_t rest = c->frame_len - c->frame_have;
         /* on failure the scratch buffer is used: feed() then reports the error */
         if (frame_reserve(c, rest < SCRATCH_LEN ? rest : SCRATCH_LEN) == 0) {
@@ -321,6 +382,23 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     proto_conn *c = s->data;
     if (c->closing) return;
+    if (nread == UV_EOF && c->ssl && c->tls_server && !c->tls_sniffed) {
+        fail(c, 0, "closed before the TLS handshake"); /* a port probe: not a refusal */
+        return;
+    }
+    if (nread == UV_EOF && c->ssl && !c->tls_ready) {
+        char msg[192];
+        snprintf(msg, sizeof(msg),
+                 "TLS handshake with %s: connection closed by the other side (plain TCP there, "
+                 "or it refused our certificate)",
+                 c->peer_name);
+        if (c->tls_server)
+            cf_warn("%s", msg);
+        else
+            cf_debug("%s", msg);
+        fail(c, -EPROTO, msg);
+        return;
+    }
     if (nread == UV_EOF) {
         if (c->in_frame || c->hdr_have)
             fail(c, -EPIPE, "connection closed inside a frame");
@@ -338,6 +416,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     touch(c);
+    if (c->ssl) {
+        tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
+        return;
+    }
     if (buf->base != (char *)tl_scratch) { /* read straight into c->frame */
         c->frame_have += (size_t)nread;
         if (c->frame_have == c->frame_len) dispatch(c, c->frame);
@@ -367,7 +449,9 @@ static void on_kick(uv_timer_t *t)
         feed(c, local.data, local.len);
         cf_buf_free(&local);
     }
-    if (!c->backlog.len) start_reading(c);
+    /* then plaintext OpenSSL still holds from before the pause */
+    if (!c->backlog.len && c->ssl && c->tls_ready) tls_drain(c);
+    if (!c->backlog.len && !c->closing && !c->read_paused) start_reading(c);
 }
 
 void proto_conn_pause_read(proto_conn *c)
@@ -523,7 +607,10 @@ static void pump(proto_conn *c)
      * running pump_run picks them up, so never nest (the head item could be freed under it). */
     if (c->pumping) return;
     c->pumping = true;
-    pump_run(c);
+    if (c->ssl)
+        pump_run_tls(c);
+    else
+        pump_run(c);
     c->pumping = false;
 }
 
@@ -636,10 +723,365 @@ bool proto_conn_congested(const proto_conn *c)
     return c->congested;
 }
 
+/* ---- TLS ---- */
+
+/* The reason of the last OpenSSL error of this thread (queue cleared), or NULL. */
+static unsigned long tls_last_error(void)
+{
+    unsigned long e, last = 0;
+    while ((e = ERR_get_error()) != 0) last = e;
+    return last;
+}
+
+static tls_wr *wr_get(size_t n)
+{
+    if (n > TLS_WR_CAP) {
+        tls_wr *w = malloc(sizeof(*w) + n);
+        if (w) w->pooled = false;
+        return w;
+    }
+    tls_wr *w = tl_wr_pool;
+    if (w) {
+        tl_wr_pool = w->next_free;
+        tl_wr_pooled--;
+        return w;
+    }
+    if ((w = malloc(sizeof(*w) + TLS_WR_CAP))) w->pooled = true;
+    return w;
+}
+
+static void wr_put(tls_wr *w)
+{
+    if (!w->pooled || tl_wr_pooled >= TLS_WR_POOL) {
+        free(w);
+        return;
+    }
+    w->next_free = tl_wr_pool;
+    tl_wr_pool = w;
+    tl_wr_pooled++;
+}
+
+static void on_tls_write(uv_write_t *req, int status)
+{
+    tls_wr *w = (tls_wr *)req;
+    proto_conn *c = w->c;
+    size_t plain = w->plain;
+    c->tls_writes--;
+    c->tls_inflight -= w->len;
+    wr_put(w);
+    if (c->closing) return;
+    if (status < 0) {
+        fail(c, status, uv_strerror(status));
+        return;
+    }
+    touch(c);
+    if (plain) account_sub(c, plain);
+    if (!c->closing) pump(c);
+}
+
+/* Hands what OpenSSL wrote to net_out (handshake messages, records carrying `plain` queued
+ * bytes, alerts) to libuv. Returns 0 or a negative errno (the conn is then failing). */
+static int tls_flush(proto_conn *c, size_t plain)
+{
+    size_t n = BIO_ctrl_pending(c->net_out);
+    if (n == 0) {
+        if (plain) account_sub(c, plain);
+        return 0;
+    }
+    if (n > INT_MAX) n = INT_MAX; /* cannot happen: at most one queue item at a time */
+    tls_wr *w = wr_get(n);
+    if (!w) {
+        fail(c, -ENOMEM, "out of memory for TLS output");
+        return -ENOMEM;
+    }
+    int got = BIO_read(c->net_out, w->data, (int)n);
+    w->c = c;
+    w->plain = plain;
+    w->len = got > 0 ? (size_t)got : 0;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    int r = uv_write(&w->req, &c->io.s, &b, 1, on_tls_write);
+    if (r < 0) {
+        wr_put(w);
+        fail(c, r, uv_strerror(r));
+        return r;
+    }
+    c->tls_writes++;
+    c->tls_inflight += w->len;
+    return 0;
+}
+
+/* A fatal TLS error: sends the alert OpenSSL queued (so the other side learns why), then closes
+ * with status and msg. Queued frames are dropped. */
+static void tls_fail(proto_conn *c, int status, const char *msg)
+{
+    if (c->closing) return;
+    /* a refused client is worth a warning here; for our own outgoing conns the owner logs the
+     * reason from on_close */
+    if (c->tls_server)
+        cf_warn("%s", msg); /* msg names the peer */
+    else
+        cf_debug("%s", msg);
+    /* queued frames are dropped, except a head whose fd a thread-pool read still uses: it is
+     * freed with the conn */
+    wq_item *keep = c->fs_busy ? c->head : NULL;
+    for (wq_item *it = keep ? keep->next : c->head, *next; it; it = next) {
+        next = it->next;
+        item_free(it);
+    }
+    c->head = c->tail = keep;
+    if (keep) keep->next = NULL;
+    c->tls_failed = true;
+    c->queued = 0;
+    if (c->reading) uv_read_stop(&c->io.s);
+    c->reading = false;
+    c->read_paused = true;
+    c->flush_close = true;
+    set_reason(c, status, msg);
+    if (tls_flush(c, 0) < 0) return;
+    pump(c);
+}
+
+/* Turns the error of an SSL call into a reason a user can act on, then tls_fail. */
+static void tls_error(proto_conn *c, const char *during)
+{
+    unsigned long e = tls_last_error();
+    int reason = ERR_GET_REASON(e);
+    char msg[256];
+    int status = -EPROTO;
+    if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+        status = -EACCES;
+        snprintf(msg, sizeof(msg), "TLS %s with %s: no client certificate (this port requires one)",
+                 during, c->peer_name);
+    } else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        status = -EACCES;
+        snprintf(msg, sizeof(msg), "TLS %s with %s: its certificate is not accepted: %s", during,
+                 c->peer_name, X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
+    } else {
+        const char *why = e ? ERR_reason_error_string(e) : NULL;
+        if (!why && !e) why = "connection error";
+        char hex[64];
+        if (!why) {
+            ERR_error_string_n(e, hex, sizeof(hex));
+            why = hex;
+        }
+        /* alerts from the other side: "tlsv1 alert unknown ca", "tlsv13 alert certificate
+         * required"... mean it refused us */
+        bool alert = strstr(why, "alert") != NULL;
+        if (alert) status = -EACCES;
+        snprintf(msg, sizeof(msg), "TLS %s with %s: %s%s", during, c->peer_name, why,
+                 alert ? " (the other side refused us)" : "");
+    }
+    tls_fail(c, status, msg);
+}
+
+static void tls_handshake(proto_conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r != 1) {
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            tls_flush(c, 0);
+        else
+            tls_error(c, "handshake");
+        return;
+    }
+    if (tls_flush(c, 0) < 0) return;
+    X509 *x = SSL_get0_peer_certificate(c->ssl);
+    char id[PROTO_MAX_ID_LEN + 1];
+    if (!x || proto_tls_cert_identity(x, id, sizeof(id)) < 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "TLS handshake with %s: its certificate names no usable identity", c->peer_name);
+        tls_fail(c, -EACCES, msg);
+        return;
+    }
+    if (!(c->peer_id = strdup(id))) {
+        fail(c, -ENOMEM, "out of memory");
+        return;
+    }
+    c->tls_ready = true;
+    if (!c->tls_server && c->cbs.on_connect) {
+        c->cbs.on_connect(c);
+        if (c->closing) return;
+    }
+    pump(c);
+}
+
+/* Decrypts what OpenSSL holds into frames, until it needs more ciphertext, reading is paused
+ * or the conn closes. Large frame rests are decrypted straight into the frame buffer. */
+static void tls_drain(proto_conn *c)
+{
+    while (!c->closing && !c->read_paused) {
+        uint8_t *dst = NULL;
+        size_t cap = 0;
+        bool direct = false;
+        if (c->in_frame && c->frame_len - c->frame_have >= DIRECT_READ_MIN) {
+            size_t rest = c->frame_len - c->frame_have;
+            if (frame_reserve(c, rest < SCRATCH_LEN ? rest : SCRATCH_LEN) == 0) {
+                dst = c->frame + c->frame_have;
+                cap = c->frame_cap - c->frame_have;
+                direct = true;
+            }
+        }
+        if (!direct) {
+            if (!tl_scratch && !(tl_scratch = malloc(SCRATCH_LEN))) {
+                fail(c, -ENOMEM, "out of memory for a read buffer");
+                return;
+            }
+            dst = tl_scratch;
+            cap = SCRATCH_LEN;
+        }
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, dst, cap > INT_MAX ? INT_MAX : (int)cap);
+        if (n <= 0) {
+            int e = SSL_get_error(c->ssl, n);
+            if (e == SSL_ERROR_WANT_READ) break;
+            if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: as a clean EOF */
+                if (c->in_frame || c->hdr_have)
+                    fail(c, -EPIPE, "connection closed inside a frame");
+                else
+                    fail(c, 0, "closed by peer");
+                return;
+            }
+            tls_error(c, "connection");
+            return;
+        }
+        if (direct) {
+            c->frame_have += (size_t)n;
+            if (c->frame_have == c->frame_len) dispatch(c, c->frame);
+        } else {
+            feed(c, dst, (size_t)n);
+        }
+    }
+    /* reading may make OpenSSL answer (key updates) */
+    if (!c->closing && BIO_ctrl_pending(c->net_out)) tls_flush(c, 0);
+}
+
+static void tls_input(proto_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->tls_server && !c->tls_sniffed) {
+        c->tls_sniffed = true;
+        if (p[0] != 0x16) { /* not a TLS handshake record: a plaintext client */
+            char msg[160];
+            snprintf(msg, sizeof(msg), "plaintext connection refused: %s must use TLS on this port",
+                     c->peer_name);
+            cf_warn("%s", msg);
+            fail(c, -EPROTO, msg);
+            return;
+        }
+    }
+    if (BIO_write(c->net_in, p, (int)n) != (int)n) {
+        fail(c, -ENOMEM, "out of memory for TLS input");
+        return;
+    }
+    if (!c->tls_ready) {
+        tls_handshake(c);
+        if (!c->tls_ready || c->closing) return;
+    }
+    tls_drain(c);
+}
+
+static void on_file_read(uv_fs_t *req)
+{
+    proto_conn *c = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    c->fs_busy = false;
+    c->open_handles--; /* the read held the conn */
+    if (c->closing) {
+        if (c->open_handles == 0) finish(c);
+        return;
+    }
+    if (c->tls_failed) {
+        pump(c);
+        return;
+    }
+    if (r <= 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "reading a file region: %s",
+                 r == 0 ? "file shorter than announced" : uv_strerror((int)r));
+        fail(c, -EIO, msg);
+        return;
+    }
+    c->head->fread += (uint64_t)r;
+    c->fbuf_len = (size_t)r;
+    c->fbuf_off = 0;
+    pump(c);
+}
+
+/* Starts the thread-pool read of the head item's next file bytes into c->fbuf. */
+static int tls_read_file(proto_conn *c, wq_item *it)
+{
+    if (!c->fsreq && !(c->fsreq = malloc(sizeof(*c->fsreq)))) return -ENOMEM;
+    if (!c->fbuf && !(c->fbuf = malloc(TLS_FREAD))) return -ENOMEM;
+    uint64_t left = it->flen - it->fread;
+    uv_buf_t b = uv_buf_init((char *)c->fbuf, left < TLS_FREAD ? (unsigned)left : TLS_FREAD);
+    c->fsreq->data = c;
+    int r =
+        uv_fs_read(c->loop, c->fsreq, it->fd, &b, 1, (int64_t)(it->off + it->fread), on_file_read);
+    if (r < 0) return r;
+    c->fs_busy = true;
+    c->open_handles++; /* the conn is freed only after the read's callback */
+    return 0;
+}
+
+/* The TLS writer: encrypts queue items (frames and file regions, TLS_STEP bytes at a time) while
+ * less than TLS_INFLIGHT_MAX of ciphertext is waiting in libuv. */
+static void pump_run_tls(proto_conn *c)
+{
+    while (!c->closing && !c->tls_failed && c->tls_ready && c->head &&
+           c->tls_inflight < TLS_INFLIGHT_MAX) {
+        wq_item *it = c->head;
+        const void *src;
+        size_t n;
+        if (!it->buf_done) {
+            n = it->len - it->bsent < TLS_STEP ? it->len - it->bsent : TLS_STEP;
+            src = it->buf + it->bsent;
+            it->bsent += n;
+            it->buf_done = it->bsent == it->len;
+        } else if (it->fd >= 0 && it->fsent < it->flen) {
+            if (c->fbuf_off == c->fbuf_len) { /* need more bytes: read them, come back */
+                if (c->fs_busy) return;
+                int r = tls_read_file(c, it);
+                if (r < 0) {
+                    char msg[128];
+                    snprintf(msg, sizeof(msg), "reading a file region: %s", uv_strerror(r));
+                    fail(c, r, msg);
+                }
+                return;
+            }
+            n = c->fbuf_len - c->fbuf_off < TLS_STEP ? c->fbuf_len - c->fbuf_off : TLS_STEP;
+            src = c->fbuf + c->fbuf_off;
+            c->fbuf_off += n;
+            it->fsent += n;
+        } else {
+            pop_head(c);
+            /* an idle conn keeps no file buffer */
+            if (c->fbuf && (!c->head || c->head->fd < 0)) {
+                free(c->fbuf);
+                c->fbuf = NULL;
+                c->fbuf_len = c->fbuf_off = 0;
+            }
+            continue;
+        }
+        ERR_clear_error();
+        if (n > 0 && SSL_write(c->ssl, src, (int)n) != (int)n) {
+            tls_error(c, "connection");
+            return;
+        }
+        if (tls_flush(c, n) < 0) return;
+    }
+    if (!c->closing && c->flush_close && (!c->head || c->tls_failed) && c->tls_writes == 0 &&
+        !c->fs_busy)
+        proto_conn_close(c, c->close_status, c->reason);
+}
+
 /* ---- setup ---- */
 
+/* server: the TLS role when opts->tls is set (accept: server, connect: client). */
 static proto_conn *conn_alloc(uv_loop_t *loop, const proto_conn_opts *opts,
-                              const proto_conn_cbs *cbs, void *data)
+                              const proto_conn_cbs *cbs, void *data, bool server)
 {
     proto_conn *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
@@ -658,6 +1100,27 @@ static proto_conn *conn_alloc(uv_loop_t *loop, const proto_conn_opts *opts,
     c->low = o.low_watermark && o.low_watermark < c->high ? o.low_watermark : c->high / 4;
     c->max_queued = o.max_queued ? o.max_queued : DEF_MAX_QUEUED;
     snprintf(c->peer_name, sizeof(c->peer_name), "?");
+    if (o.tls) {
+        c->ssl = SSL_new(proto_tls_ssl_ctx(o.tls));
+        c->net_in = BIO_new(BIO_s_mem());
+        c->net_out = BIO_new(BIO_s_mem());
+        if (!c->ssl || !c->net_in || !c->net_out) {
+            BIO_free(c->net_in);
+            BIO_free(c->net_out);
+            c->net_in = c->net_out = NULL;
+            conn_free(c);
+            return NULL;
+        }
+        /* an empty memory BIO means "try again later", not EOF */
+        BIO_set_mem_eof_return(c->net_in, -1);
+        BIO_set_mem_eof_return(c->net_out, -1);
+        SSL_set_bio(c->ssl, c->net_in, c->net_out);
+        c->tls_server = server;
+        if (server)
+            SSL_set_accept_state(c->ssl);
+        else
+            SSL_set_connect_state(c->ssl);
+    }
     return c;
 }
 
@@ -708,6 +1171,7 @@ static void became_connected(proto_conn *c)
     if (c->io.h.type == UV_TCP) uv_tcp_nodelay(&c->io.tcp, 1);
     touch(c);
     start_reading(c);
+    if (c->ssl && !c->tls_server && !c->closing) tls_handshake(c); /* ClientHello */
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -722,7 +1186,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     became_connected(c);
-    if (c->closing) return;
+    if (c->closing || c->ssl) return; /* TLS: on_connect once the handshake is done */
     if (c->cbs.on_connect) c->cbs.on_connect(c);
     pump(c);
 }
@@ -737,7 +1201,7 @@ int proto_conn_connect_tcp(uv_loop_t *loop, const struct sockaddr *addr,
                            proto_conn **out)
 {
     if (!cbs || !cbs->on_frame || !addr) return -EINVAL;
-    proto_conn *c = conn_alloc(loop, opts, cbs, data);
+    proto_conn *c = conn_alloc(loop, opts, cbs, data, false);
     if (!c) return -ENOMEM;
     uv_connect_t *req = malloc(sizeof(*req));
     if (!req) {
@@ -753,7 +1217,8 @@ int proto_conn_connect_tcp(uv_loop_t *loop, const struct sockaddr *addr,
     conn_init_rest(c);
     sockaddr_name(addr, c->peer_name, sizeof(c->peer_name));
     req->data = c;
-    r = uv_tcp_connect(req, &c->io.tcp, addr, on_connect);
+    r = opts && opts->source ? uv_tcp_bind(&c->io.tcp, opts->source, 0) : 0;
+    if (r == 0) r = uv_tcp_connect(req, &c->io.tcp, addr, on_connect);
     if (r < 0) {
         free(req);
         /* nothing started: release quietly (no on_close for a failed call) */
@@ -770,7 +1235,7 @@ int proto_conn_connect_pipe(uv_loop_t *loop, const char *path, const proto_conn_
                             const proto_conn_cbs *cbs, void *data, proto_conn **out)
 {
     if (!cbs || !cbs->on_frame || !path) return -EINVAL;
-    proto_conn *c = conn_alloc(loop, opts, cbs, data);
+    proto_conn *c = conn_alloc(loop, opts, cbs, data, false);
     if (!c) return -ENOMEM;
     uv_connect_t *req = malloc(sizeof(*req));
     if (!req) {
@@ -796,7 +1261,7 @@ int proto_conn_accept(uv_stream_t *server, const proto_conn_opts *opts, const pr
                       void *data, proto_conn **out)
 {
     if (!cbs || !cbs->on_frame || !server) return -EINVAL;
-    proto_conn *c = conn_alloc(server->loop, opts, cbs, data);
+    proto_conn *c = conn_alloc(server->loop, opts, cbs, data, true);
     if (!c) return -ENOMEM;
     int r;
     if (server->type == UV_TCP)
@@ -829,7 +1294,7 @@ int proto_conn_open(uv_loop_t *loop, int fd, const proto_conn_opts *opts, const 
         close(fd);
         return -EINVAL;
     }
-    proto_conn *c = conn_alloc(loop, opts, cbs, data);
+    proto_conn *c = conn_alloc(loop, opts, cbs, data, opts && opts->tls_server);
     if (!c) {
         close(fd);
         return -ENOMEM;
@@ -912,6 +1377,16 @@ uv_loop_t *proto_conn_loop(const proto_conn *c)
 const char *proto_conn_peer_name(const proto_conn *c)
 {
     return c->peer_name;
+}
+
+const char *proto_conn_peer_identity(const proto_conn *c)
+{
+    return c->tls_ready ? c->peer_id : NULL;
+}
+
+bool proto_conn_is_tls(const proto_conn *c)
+{
+    return c->ssl != NULL;
 }
 
 int proto_addr_parse(const char *s, struct sockaddr_storage *out)

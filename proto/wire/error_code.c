@@ -61,6 +61,8 @@ int proto_error_to_errno(uint32_t code)
         return -ESHUTDOWN;
     case PROTO_E_VERSION:
         return -EPROTONOSUPPORT;
+    case PROTO_E_IDENTITY:
+        return -EPERM;
     default:
         return -EPROTO;
     }
@@ -71,6 +73,6 @@ const char *proto_error_code_name(uint32_t code)
     static const char *const names[] = {
         "?",         "VERSION", "BAD_MESSAGE",     "UNEXPECTED", "UNKNOWN_HOST", "UNKNOWN_TASK",
         "NOT_FOUND", "BUSY",    "DIGEST_MISMATCH", "MISMATCH",   "ORIGIN",       "AUTH",
-        "NO_SPACE",  "RANGE",   "INTERNAL",        "SHUTDOWN"};
+        "NO_SPACE",  "RANGE",   "INTERNAL",        "SHUTDOWN",   "IDENTITY"};
     return code < sizeof(names) / sizeof(names[0]) ? names[code] : "UNKNOWN_CODE";
 }

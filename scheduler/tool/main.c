@@ -35,7 +35,10 @@ static const char usage[] =
     "(4096), host_state_budget (16M), state_budget (256M), status_remote (false: /status\n"
     "only to clients on this host), handshake_timeout (10s),\n"
     "http_max_connections (256), http_idle_timeout (30s), recovery_window (5s),\n"
-    "recovery_hold (500ms); timing.* keys: heartbeat_interval\n"
+    "recovery_hold (500ms); tls_cert, tls_key, tls_ca (PEM files, all three or none: the mesh\n"
+    "listener then requires mutual TLS and binds host ids to certificates), check_source\n"
+    "(true: with TLS an announced address must be the connection's source); timing.* keys: "
+    "heartbeat_interval\n"
     "(2s), heartbeat_miss_limit (3), back_to_source_stall (5s), idle_timeout (60s).\n";
 
 static const char *const own_keys[] = {"listen",
@@ -58,6 +61,10 @@ static const char *const own_keys[] = {"listen",
                                        "handshake_timeout",
                                        "http_max_connections",
                                        "http_idle_timeout",
+                                       "tls_cert",
+                                       "tls_key",
+                                       "tls_ca",
+                                       "check_source",
                                        NULL};
 
 struct app {
@@ -65,9 +72,29 @@ struct app {
     sched_server *srv;
     proto_http_server *http;
     sched_status *status;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     int stopping;
+    const cf_config *cfg; /* kept for SIGHUP */
+    proto_tls **tls;      /* main's mesh TLS context (NULL = plain) */
 };
+
+/* SIGHUP: reload tls_cert/tls_key/tls_ca for new connections; open ones keep theirs. */
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    struct app *a = sig->data;
+    (void)signum;
+    if (!*a->tls) return;
+    proto_tls *t = NULL;
+    cf_err err = {0};
+    if (proto_tls_from_config(a->cfg, &t, &err) || !t) {
+        cf_error("SIGHUP: TLS files not reloaded, the old ones stay in use: %s", err.msg);
+        return;
+    }
+    sched_server_set_tls(a->srv, t);
+    proto_tls_free(*a->tls); /* open conns hold their own reference to the old context */
+    *a->tls = t;
+    cf_info("SIGHUP: TLS files reloaded (new connections use them)");
+}
 
 static int split_hostport(const char *s, char *host, size_t hsz, int *port)
 {
@@ -107,6 +134,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     sched_server_close(a->srv, on_closed, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
 }
 
 static int get_u32(const cf_config *c, const char *key, unsigned def, unsigned *out, cf_err *err)
@@ -150,6 +178,7 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
     if (!rc)
         rc = cf_config_get_duration_ms(c, "handshake_timeout", o->handshake_timeout_ms, &ms, err);
     if (!rc) o->handshake_timeout_ms = (uint32_t)(ms > 3600000 ? 3600000 : ms);
+    if (!rc) rc = cf_config_get_bool(c, "check_source", 1, &o->check_source, err);
     if (!rc)
         rc = cf_config_get_duration_ms(c, "recovery_window", o->core.recovery_window_ms, &ms, err);
     if (!rc) o->core.recovery_window_ms = (uint32_t)(ms > 3600000 ? 3600000 : ms);
@@ -175,6 +204,7 @@ static int load_opts(const cf_config *c, struct sched_server_opts *o, struct pro
     do {                                                                                           \
         cf_config_free(cfg);                                                                       \
         cf_config_free(flags);                                                                     \
+        proto_tls_free(tls);                                                                       \
         return (code);                                                                             \
     } while (0)
 
@@ -183,6 +213,7 @@ int main(int argc, char **argv)
     cf_log_set_ident("scheduler");
     cf_config *cfg = cf_config_new();
     cf_config *flags = cf_config_new();
+    proto_tls *tls = NULL; /* mesh TLS (tls_* keys), NULL = plain TCP */
     if (!cfg || !flags) EXIT(1);
     const char *config_path = NULL;
     static const struct option lopts[] = {{"config", required_argument, NULL, 'c'},
@@ -281,6 +312,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "chunkfly-scheduler: %s\n", err.msg);
         EXIT(2);
     }
+    if (proto_tls_from_config(cfg, &tls, &err)) {
+        fprintf(stderr, "chunkfly-scheduler: %s\n", err.msg);
+        EXIT(2);
+    }
+    o.tls = tls;
     if (budget < (2u << 20)) {
         fprintf(stderr, "chunkfly-scheduler: input_budget must be at least 2M\n");
         EXIT(2);
@@ -320,15 +356,17 @@ int main(int argc, char **argv)
         uv_loop_close(a.loop);
         EXIT(1);
     }
-    cf_info("mesh listener on %s:%d, http on %s:%d", lhost, sched_server_port(a.srv), hhost,
-            proto_http_port(a.http));
+    cf_info("mesh listener on %s:%d%s, http on %s:%d", lhost, sched_server_port(a.srv),
+            tls ? " (mutual TLS required)" : "", hhost, proto_http_port(a.http));
     uv_signal_init(a.loop, &a.sigterm);
     uv_signal_init(a.loop, &a.sigint);
-    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_init(a.loop, &a.sighup);
+    a.sigterm.data = a.sigint.data = a.sighup.data = &a;
+    a.cfg = cfg;
+    a.tls = &tls;
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
-    cf_config_free(cfg);
-    cfg = NULL;
+    uv_signal_start(&a.sighup, on_sighup, SIGHUP);
     uv_run(a.loop, UV_RUN_DEFAULT);
     sched_status_free(a.status);
     uv_loop_close(a.loop);

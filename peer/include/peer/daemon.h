@@ -62,6 +62,10 @@ struct peer_daemon_opts {
     const char *mirror_default_upstream; /* when the request names none (NULL = none) */
     uint32_t mirror_max_conns;           /* (256) */
     uint64_t input_budget; /* bytes all mesh conns may hold in partial frames (256 MiB) */
+    /* mesh TLS: all three PEM paths or none. When set, the upload server requires mutual TLS,
+     * parent and scheduler connections use it, and host_id defaults to the certificate's
+     * identity (first DNS SAN, else CN). */
+    const char *tls_cert, *tls_key, *tls_ca;
     proto_timing timing;
 };
 
@@ -79,6 +83,10 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
 /* Stops accepting, closes every connection, says LEAVE_HOST to the schedulers; pending thread
  * pool work finishes. uv_run() then returns; call peer_daemon_free() afterwards. */
 void peer_daemon_stop(peer_daemon *d);
+/* Loads tls_cert/tls_key/tls_ca again (SIGHUP): connections made from now on use the new
+ * certificate and CA, open ones keep theirs (transfers are not dropped). On error the current
+ * context stays. No-op (0) without TLS. The identity must not change: -EINVAL otherwise. */
+int peer_daemon_reload_tls(peer_daemon *d, cf_err *err);
 /* Flushes and closes the cache, frees everything. Only after uv_run() returned. */
 void peer_daemon_free(peer_daemon *d);
 

@@ -18,6 +18,7 @@
 
 #include "cf/error.h"
 #include "proto/timing.h"
+#include "proto/tls.h"
 #include "sched/sched.h"
 
 typedef struct sched_server sched_server;
@@ -29,6 +30,10 @@ struct sched_server_opts {
     uint32_t tick_ms;              /* core housekeeping period, default 250 */
     uint32_t handshake_timeout_ms; /* default 10000 */
     unsigned max_connections;      /* further ones are closed at once; default 65536 */
+    proto_tls *tls;   /* NULL = plain TCP; else every connection must be mutual TLS with it, and a
+                       * host id must equal the certificate identity (borrowed: outlives s) */
+    int check_source; /* with tls: an announced address must be the connection's source IP
+                       * (default 1; 0 for peers behind NAT announcing another address) */
 };
 void sched_server_opts_default(struct sched_server_opts *o);
 
@@ -40,6 +45,7 @@ struct sched_server_stats {
     uint64_t conns_accepted, conns_rejected, conns_open, handshakes_failed;
     uint64_t handshake_timeouts, idle_closed;
     uint64_t digest_lists_discredited; /* dropped after a peer's origin bytes disagreed */
+    uint64_t identity_refused; /* ANNOUNCE_HOST ids differing from the TLS certificate */
     uint64_t frames_in, frames_bad, frames_out, send_failures;
     uint64_t lat_count, lat_sum_us;
     uint64_t lat_bucket[SCHED_LAT_BUCKETS]; /* non-cumulative counts */
@@ -54,6 +60,9 @@ sched *sched_server_core(sched_server *s);
 /* The loop's clock (uv_now) in ms, the time base of the core. */
 uint64_t sched_server_now_ms(const sched_server *s);
 void sched_server_stats_get(const sched_server *s, struct sched_server_stats *out);
+/* Replaces the TLS context for connections accepted from now on (SIGHUP reload); open ones
+ * keep theirs. Only when the server was created with one (tls non-NULL, borrowed like opts). */
+void sched_server_set_tls(sched_server *s, proto_tls *tls);
 /* Closes the listener and every connection, then frees; cb (may be NULL) runs when done. */
 void sched_server_close(sched_server *s, void (*cb)(void *arg), void *arg);
 

@@ -2,9 +2,11 @@
  * for tests/bench/bench_p2p.sh (not a test; prints figures).
  *
  *   piece_bench peer --addr IP:PORT --task sha256:HEX --socket PATH [--inflight N] [--rounds R]
+ *                    [--tls-cert F --tls-key F --tls-ca F]
  *       Connects to the peer's upload server as a peer (HELLO), requests every piece of the
  *       blob (PIECE_REQUEST, N in flight), checks each PIECE_DATA (request id, piece number,
  *       length) and discards the bytes. Length and piece size come from LOCAL_STAT on --socket.
+ *       With --tls-*: over mutual TLS (a peer with tls_* set; the HELLO id is the cert's).
  *   piece_bench sendfile --file PATH --bind IP [--chunk BYTES] [--rounds R]
  *       Baseline: a thread accepts one loopback connection and sendfile()s the file to it in
  *       --chunk pieces (default 4 MiB); the main thread reads and discards.
@@ -32,6 +34,12 @@
 #include "proto/handshake.h"
 #include "proto/msg.h"
 #include "proto/piece.h"
+#include "proto/tls.h"
+
+#include <openssl/ssl.h>
+
+static proto_tls *g_tls; /* --tls-*: the peer connection runs inside TLS */
+static SSL *g_ssl;
 
 static double now(void)
 {
@@ -51,6 +59,12 @@ static void die(const char *fmt, const char *a)
 static int read_full(int fd, void *buf, size_t len)
 {
     uint8_t *p = buf;
+    while (len && g_ssl) {
+        int n = SSL_read(g_ssl, p, len > (1u << 30) ? 1 << 30 : (int)len);
+        if (n <= 0) return -ECONNRESET;
+        p += n;
+        len -= (size_t)n;
+    }
     while (len) {
         ssize_t n = recv(fd, p, len, 0);
         if (n == 0) return -ECONNRESET;
@@ -67,6 +81,12 @@ static int read_full(int fd, void *buf, size_t len)
 static int write_full(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
+    while (len && g_ssl) {
+        int n = SSL_write(g_ssl, p, len > (1u << 30) ? 1 << 30 : (int)len);
+        if (n <= 0) return -EPIPE;
+        p += n;
+        len -= (size_t)n;
+    }
     while (len) {
         ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
         if (n < 0) {
@@ -122,11 +142,19 @@ static double bench_peer(const char *addr, const char *task, const char *sockpat
     int fd = socket(ss.ss_family, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sizeof(ss)) != 0)
         die("connect %s failed", addr);
+    int one = 1; /* requests are small: never hold them back (Nagle) */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (g_tls) {
+        g_ssl = SSL_new(proto_tls_ssl_ctx(g_tls));
+        if (!g_ssl || SSL_set_fd(g_ssl, fd) != 1 || SSL_connect(g_ssl) != 1)
+            die("%s", "TLS handshake failed");
+    }
     uint8_t *body = malloc(PROTO_MAX_BODY), *pay = malloc(PROTO_MAX_PAYLOAD);
     if (!body || !pay) die("%s", "out of memory");
     proto_msg hello = {.type = PROTO_MSG_HELLO};
     char id[64];
     snprintf(id, sizeof(id), "piece-bench-%d", (int)getpid());
+    if (g_tls) snprintf(id, sizeof(id), "%s", proto_tls_identity(g_tls));
     proto_hello_init(&hello.u.hello, id, PROTO_ROLE_PEER, PROTO_CAP_DIGEST_LIST, 0);
     proto_msg m;
     uint32_t plen;
@@ -167,6 +195,8 @@ static double bench_peer(const char *addr, const char *task, const char *sockpat
         proto_msg_free(&m);
     }
     double el = now() - t0;
+    SSL_free(g_ssl);
+    g_ssl = NULL;
     close(fd);
     free(body);
     free(pay);
@@ -244,15 +274,14 @@ int main(int argc, char **argv)
     const char *addr = NULL, *task = NULL, *sock = NULL, *file = NULL, *bind_ip = "127.0.0.1";
     unsigned inflight = 8, rounds = 3;
     size_t chunk = 4u << 20;
-    static const struct option opts[] = {{"addr", required_argument, 0, 'a'},
-                                         {"task", required_argument, 0, 't'},
-                                         {"socket", required_argument, 0, 's'},
-                                         {"file", required_argument, 0, 'f'},
-                                         {"bind", required_argument, 0, 'b'},
-                                         {"inflight", required_argument, 0, 'i'},
-                                         {"rounds", required_argument, 0, 'r'},
-                                         {"chunk", required_argument, 0, 'c'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"addr", required_argument, 0, 'a'},     {"task", required_argument, 0, 't'},
+        {"socket", required_argument, 0, 's'},   {"file", required_argument, 0, 'f'},
+        {"bind", required_argument, 0, 'b'},     {"inflight", required_argument, 0, 'i'},
+        {"rounds", required_argument, 0, 'r'},   {"chunk", required_argument, 0, 'c'},
+        {"tls-cert", required_argument, 0, 'C'}, {"tls-key", required_argument, 0, 'K'},
+        {"tls-ca", required_argument, 0, 'A'},   {0, 0, 0, 0}};
+    const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     int ch;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -281,11 +310,24 @@ int main(int argc, char **argv)
         case 'c':
             chunk = strtoul(optarg, NULL, 10);
             break;
+        case 'C':
+            tls_cert = optarg;
+            break;
+        case 'K':
+            tls_key = optarg;
+            break;
+        case 'A':
+            tls_ca = optarg;
+            break;
         default:
             return 2;
         }
     }
     if (!inflight || !rounds || !chunk) die("%s", "--inflight, --rounds, --chunk must be > 0");
+    if (tls_cert || tls_key || tls_ca) {
+        cf_err terr = {0};
+        if (proto_tls_new(tls_cert, tls_key, tls_ca, &g_tls, &terr)) die("%s", terr.msg);
+    }
     /* best of R rounds: the first may still pull pages into the cache */
     double best = 0;
     uint64_t bytes = 0;
@@ -303,7 +345,8 @@ int main(int argc, char **argv)
         }
         if (i == 0 || el < best) best = el;
     }
-    printf("%s bytes=%llu seconds=%.4f mib_s=%.1f\n", mode, (unsigned long long)bytes, best,
-           (double)bytes / 1048576.0 / best);
+    printf("%s%s bytes=%llu seconds=%.4f mib_s=%.1f\n", mode, g_tls ? "-tls" : "",
+           (unsigned long long)bytes, best, (double)bytes / 1048576.0 / best);
+    proto_tls_free(g_tls);
     return 0;
 }

@@ -50,7 +50,13 @@ grep -q "sha256 verified" "$T/get.err" || fail "no final line"
 "$CF" get -q --plain-http --peer "$PEER_SOCK_2" "$REGISTRY/cli/app@$d" -o "$T/out2" || fail "get --plain-http"
 cmp -s "$T/blob" "$T/out2" || fail "--plain-http copy differs"
 note "status over the socket alone shows peer 2's task and its parent, peer 1"
-"$CF" status --peer "$PEER_SOCK_2" | tee "$T/status2"
+# the task verifies the whole blob's sha256 after the last byte was read: wait for "done"
+for _ in $(seq 50); do
+    "$CF" status --peer "$PEER_SOCK_2" >"$T/status2"
+    grep -q "^${d:0:23} *done " "$T/status2" && break
+    sleep 0.1
+done
+cat "$T/status2"
 grep -q "^tasks: [1-9]" "$T/status2" || fail "status shows no tasks"
 grep -q "^${d:0:23} *done .*($PEER_ADDR_1, [1-9][0-9]*)" "$T/status2" ||
     fail "status does not show the done task with its parent at $PEER_ADDR_1"

@@ -36,12 +36,15 @@ build_type() { sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$CHUNKFLY_BUILD/CMakeCac
 is_sanitize() { [ "$(build_type)" = Sanitize ]; }
 
 # cluster_up ARGS...: local-cluster.sh up on a random free base port (below the ephemeral range
-# 32768+, so outgoing connections never hold our ports); sources cluster.env.
+# 32768+, so outgoing connections never hold our ports); sources cluster.env. CLUSTER_TLS=1 in
+# the environment: the mesh runs over mutual TLS (local-cluster.sh --tls), so the same test
+# covers both transports.
 cluster_up() {
-    local try base
+    local try base tls=()
+    [ "${CLUSTER_TLS:-0}" = 1 ] && tls=(--tls) && note "mesh over mutual TLS"
     for try in 1 2 3 4 5 6 7 8 9 10; do
         base=$((20000 + (RANDOM % 120) * 100))
-        if "$CLUSTER" up --state-dir "$CLUSTER_STATE" --base-port "$base" "$@" >"$T/cluster.out" 2>"$T/cluster.err"; then
+        if "$CLUSTER" up --state-dir "$CLUSTER_STATE" --base-port "$base" "${tls[@]}" "$@" >"$T/cluster.out" 2>"$T/cluster.err"; then
             CLUSTER_UP=1
             cat "$T/cluster.out"
             # shellcheck disable=SC1091

@@ -70,6 +70,13 @@ static void test_refusals(void **state)
     assert_int_equal(load("pieces_in_flight = lots\n", &o, &err), -EINVAL);
     assert_int_equal(load("quota = 1G\nquota_low = 2G\n", &o, &err), -EINVAL);
     assert_int_equal(load("piece_timeout = 0\n", &o, &err), -EINVAL);
+    /* mesh TLS: all three keys or none, the message names the missing ones */
+    assert_int_equal(load("tls_cert = /c.pem\ntls_ca = /ca.pem\n", &o, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "tls_key is missing"));
+    assert_int_equal(load("tls_key = /k.pem\n", &o, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "tls_cert and tls_ca are missing"));
+    assert_int_equal(
+        load("tls_cert = /c\ntls_key = /k\ntls_ca = /a\ninput_budget = 64M\n", &o, &err), 0);
 }
 
 int main(void)

@@ -2,7 +2,8 @@
  * handshake and its refusal over TCP, a large transfer with back-pressure (pausing reader,
  * watermarks, on_drain, -ENOBUFS), file regions sent with sendfile (including a receiver too
  * slow for one sendfile call and a file shorter than announced), oversized frames and the idle
- * timeout. */
+ * timeout. The same transfers again over mutual TLS, with its identities and its refusals
+ * (plaintext client, certificates of another CA, TLS client to a plain server). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,8 @@
 #include "msg_samples.h"
 #include "proto/conn.h"
 #include "proto/handshake.h"
+#include "proto/tls.h"
+#include "tls_test_certs.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -319,7 +322,8 @@ typedef struct tcp_pair {
     endpoint srv, cli;
     proto_conn_opts srv_opts, cli_opts;
     bool accepted;
-    bool socketpair; /* no listening server */
+    bool socketpair;  /* no listening server */
+    bool expect_fail; /* tcp_pair_open: do not wait for the connection (TLS refusals) */
 } tcp_pair;
 
 /* Same shape as a TCP pair, over an AF_UNIX socketpair with tiny socket buffers so that
@@ -330,6 +334,7 @@ static void small_pair_open(tcp_pair *p)
     p->socketpair = true;
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    p->srv_opts.tls_server = true;
     int small = 16 << 10;
     setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -364,9 +369,10 @@ static void tcp_pair_open(tcp_pair *p)
     assert_int_equal(proto_conn_connect_tcp(&p->loop, (struct sockaddr *)&dst, &p->cli_opts, &cbs,
                                             &p->cli, &p->cli.c),
                      0);
+    assert_string_equal(proto_conn_peer_name(p->cli.c), addr);
+    if (p->expect_fail) return;
     run_until(&p->loop, &p->cli.connected, 100);
     run_until(&p->loop, &p->accepted, 100);
-    assert_string_equal(proto_conn_peer_name(p->cli.c), addr);
 }
 
 static void tcp_pair_close(tcp_pair *p)
@@ -457,12 +463,14 @@ static void on_resume_timer(uv_timer_t *t)
     assert_int_equal(proto_conn_resume_read(e->c), 0);
 }
 
-static void test_backpressure(void **state)
+static void backpressure_scenario(proto_tls *srv_tls, proto_tls *cli_tls)
 {
-    (void)state;
     tcp_pair p = {0};
-    p.srv_opts = (proto_conn_opts){
-        .high_watermark = 8u << 20, .low_watermark = 2u << 20, .max_queued = 16u << 20};
+    p.srv_opts = (proto_conn_opts){.high_watermark = 8u << 20,
+                                   .low_watermark = 2u << 20,
+                                   .max_queued = 16u << 20,
+                                   .tls = srv_tls};
+    p.cli_opts.tls = cli_tls;
     tcp_pair_open(&p);
     p.cli.check_pattern = true;
     /* the reader stalls for 100 ms so the sender's queue must fill up */
@@ -500,9 +508,15 @@ static void test_backpressure(void **state)
     tcp_pair_close(&p);
 }
 
+static void test_backpressure(void **state)
+{
+    (void)state;
+    backpressure_scenario(NULL, NULL);
+}
+
 /* ---- sendfile ---- */
 
-static void sendfile_scenario(bool small)
+static void sendfile_scenario(bool small, proto_tls *srv_tls, proto_tls *cli_tls)
 {
     char path[] = "/tmp/proto_conn_sendfileXXXXXX";
     int fd = mkstemp(path);
@@ -514,6 +528,8 @@ static void sendfile_scenario(bool small)
     assert_int_equal(write(fd, content, flen), (ssize_t)flen);
 
     tcp_pair p = {0};
+    p.srv_opts.tls = srv_tls;
+    p.cli_opts.tls = cli_tls;
     if (small)
         small_pair_open(&p);
     else
@@ -577,20 +593,19 @@ static void sendfile_scenario(bool small)
 static void test_sendfile_tcp(void **state)
 {
     (void)state;
-    sendfile_scenario(false);
+    sendfile_scenario(false, NULL, NULL);
 }
 
 static void test_sendfile_small_buffers(void **state)
 {
     (void)state;
-    sendfile_scenario(true);
+    sendfile_scenario(true, NULL, NULL);
 }
 
 /* Back-pressure with file regions only: on_drain fires from sendfile progress and queues more
  * regions (pump() must not nest then). */
-static void test_drain_during_sendfile(void **state)
+static void drain_file_scenario(proto_tls *srv_tls, proto_tls *cli_tls)
 {
-    (void)state;
     const uint32_t frames = 12, plen = 1u << 20;
     char path[] = "/tmp/proto_conn_drainXXXXXX";
     int fd = mkstemp(path);
@@ -602,7 +617,9 @@ static void test_drain_during_sendfile(void **state)
         free(b);
     }
     tcp_pair p = {0};
-    p.srv_opts = (proto_conn_opts){.high_watermark = 3u << 20, .low_watermark = (3u << 20) - 1};
+    p.srv_opts = (proto_conn_opts){
+        .high_watermark = 3u << 20, .low_watermark = (3u << 20) - 1, .tls = srv_tls};
+    p.cli_opts.tls = cli_tls;
     small_pair_open(&p);
     p.cli.check_pattern = true;
     p.srv.file_fd = fd;
@@ -616,6 +633,12 @@ static void test_drain_during_sendfile(void **state)
     assert_true(p.srv.drains >= 1);
     close(fd);
     tcp_pair_close(&p);
+}
+
+static void test_drain_during_sendfile(void **state)
+{
+    (void)state;
+    drain_file_scenario(NULL, NULL);
 }
 
 /* ---- unix socket listener + connect_pipe, close_after_flush ---- */
@@ -999,6 +1022,225 @@ static void test_limits_before_hello(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- mutual TLS ---- */
+
+static char tls_dir[64];
+static proto_tls *tls_a, *tls_b, *tls_rogue;
+
+static proto_tls *tls_load(const char *node, const char *ca)
+{
+    char crt[128], key[128], cap[128];
+    snprintf(crt, sizeof(crt), "%s/%s.crt", tls_dir, node);
+    snprintf(key, sizeof(key), "%s/%s.key", tls_dir, node);
+    snprintf(cap, sizeof(cap), "%s/%s.crt", tls_dir, ca);
+    proto_tls *t = NULL;
+    cf_err err = {0};
+    int r = proto_tls_new(crt, key, cap, &t, &err);
+    if (r) fail_msg("%s", err.msg);
+    return t;
+}
+
+static int tls_setup(void **state)
+{
+    (void)state;
+    snprintf(tls_dir, sizeof(tls_dir), "/tmp/proto_conn_tls_XXXXXX");
+    if (!mkdtemp(tls_dir)) return -1;
+    test_ca ca, rogue;
+    tc_ca_new(&ca, tls_dir, "mesh-ca");
+    tc_ca_new(&rogue, tls_dir, "rogue-ca");
+    tc_node(&ca, tls_dir, "a", "ignored-cn", "DNS:node-a,DNS:alias-a");
+    tc_node(&ca, tls_dir, "b", "node-b", NULL);               /* no SAN: the CN is the identity */
+    tc_node(&rogue, tls_dir, "rogue", "rogue", "DNS:node-a"); /* claims node-a, wrong CA */
+    tc_ca_free(&ca);
+    tc_ca_free(&rogue);
+    tls_a = tls_load("a", "mesh-ca");
+    tls_b = tls_load("b", "mesh-ca");
+    tls_rogue = tls_load("rogue", "mesh-ca"); /* trusts the mesh, but is not signed by it */
+    return 0;
+}
+
+static int tls_teardown(void **state)
+{
+    (void)state;
+    proto_tls_free(tls_a);
+    proto_tls_free(tls_b);
+    proto_tls_free(tls_rogue);
+    const char *files[] = {"mesh-ca.crt", "rogue-ca.crt", "a.crt",     "a.key",
+                           "b.crt",       "b.key",        "rogue.crt", "rogue.key"};
+    char p[128];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", tls_dir, files[i]);
+        unlink(p);
+    }
+    rmdir(tls_dir);
+    return 0;
+}
+
+static void test_tls_config(void **state)
+{
+    (void)state;
+    int on = -1;
+    cf_err err = {0};
+    assert_int_equal(proto_tls_config_check(NULL, NULL, NULL, &on, &err), 0);
+    assert_int_equal(on, 0);
+    assert_int_equal(proto_tls_config_check("c", "k", "a", &on, &err), 0);
+    assert_int_equal(on, 1);
+    assert_int_equal(proto_tls_config_check("c", NULL, "", &on, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "tls_key and tls_ca are missing"));
+    assert_int_equal(proto_tls_config_check(NULL, "k", "a", &on, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "tls_cert is missing"));
+
+    char crt[128], key[128], ca[128];
+    snprintf(crt, sizeof(crt), "%s/a.crt", tls_dir);
+    snprintf(key, sizeof(key), "%s/b.key", tls_dir);
+    snprintf(ca, sizeof(ca), "%s/mesh-ca.crt", tls_dir);
+    proto_tls *t = NULL;
+    assert_int_equal(proto_tls_new(crt, "/nonexistent/x.key", ca, &t, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "tls_key /nonexistent/x.key: cannot read"));
+    assert_int_equal(proto_tls_new(crt, key, ca, &t, &err), -EINVAL); /* b's key, a's cert */
+    assert_non_null(strstr(err.msg, "does not belong to tls_cert"));
+    assert_int_equal(proto_tls_new(crt, crt, ca, &t, &err), -EBADMSG); /* cert as key */
+    assert_non_null(strstr(err.msg, "tls_key"));
+    assert_int_equal(proto_tls_new(key, key, ca, &t, &err), -EBADMSG);
+    assert_non_null(strstr(err.msg, "tls_cert"));
+    assert_null(t);
+    /* identity: the first DNS SAN, else the CN */
+    assert_string_equal(proto_tls_identity(tls_a), "node-a");
+    assert_string_equal(proto_tls_identity(tls_b), "node-b");
+}
+
+static void test_tls_handshake_frames(void **state)
+{
+    (void)state;
+    tcp_pair p = {0};
+    p.srv_opts.tls = tls_a;
+    p.cli_opts.tls = tls_b;
+    tcp_pair_open(&p);
+    assert_true(proto_conn_is_tls(p.cli.c));
+    /* the client's on_connect comes after its handshake: the server's identity is known */
+    assert_string_equal(proto_conn_peer_identity(p.cli.c), "node-a");
+    p.srv.do_handshake = p.cli.do_handshake = true;
+    proto_hello_init(&p.srv.hello, "sched-1", PROTO_ROLE_SCHEDULER, 0, 0);
+    proto_hello_init(&p.cli.hello, "peer-1", PROTO_ROLE_PEER, 0, 0);
+    proto_msg m = {.type = PROTO_MSG_HELLO};
+    m.u.hello = p.cli.hello;
+    assert_int_equal(proto_conn_send(p.cli.c, &m, NULL, 0, NULL), 0);
+    /* and a stream of mixed frames after it */
+    cf_buf stream = {0};
+    build_stream(&stream);
+    for (int i = 0; i < 50; i++) {
+        const uint8_t *q = stream.data;
+        while (q < stream.data + stream.len) {
+            proto_frame_header h;
+            assert_int_equal(proto_frame_header_decode(q, 0, &h, NULL), 0);
+            assert_int_equal(proto_conn_send_raw(
+                                 p.cli.c, h.type, h.flags, q + PROTO_FRAME_HEADER_LEN, h.body_len,
+                                 q + PROTO_FRAME_HEADER_LEN + h.body_len, h.payload_len),
+                             0);
+            q += PROTO_FRAME_HEADER_LEN + h.body_len + h.payload_len;
+        }
+    }
+    /* the server answers every HELLO (the stream holds one) */
+    for (int i = 0; i < 400 && (p.cli.nframes < 51 || p.srv.nframes < 201); i++)
+        uv_run(&p.loop, UV_RUN_ONCE);
+    assert_int_equal(p.cli.nframes, 51);
+    assert_int_equal(p.srv.nframes, 201);
+    assert_memory_equal(p.srv.frames.data + p.srv.frames.len - stream.len, stream.data, stream.len);
+    assert_string_equal(proto_conn_peer_identity(p.srv.c), "node-b");
+    assert_false(p.cli.closed || p.srv.closed);
+    cf_buf_free(&stream);
+    tcp_pair_close(&p);
+    assert_int_equal(p.cli.status, 0);
+}
+
+static void test_tls_backpressure(void **state)
+{
+    (void)state;
+    backpressure_scenario(tls_a, tls_b);
+}
+
+static void test_tls_file_regions(void **state)
+{
+    (void)state;
+    sendfile_scenario(false, tls_a, tls_b);
+    sendfile_scenario(true, tls_a, tls_b);
+    drain_file_scenario(tls_a, tls_b);
+
+    /* closed while a thread-pool read of a region is in flight: one on_close, nothing leaks */
+    char path[] = "/tmp/proto_conn_tlscloseXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(ftruncate(fd, 8u << 20), 0);
+    tcp_pair p = {0};
+    p.srv_opts.tls = tls_a;
+    p.cli_opts.tls = tls_b;
+    tcp_pair_open(&p);
+    proto_msg m;
+    sample_msg(PROTO_MSG_PIECE_DATA, &m);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(proto_conn_send_file(p.srv.c, &m, fd, 0, 2u << 20, NULL), 0);
+    close(fd);
+    spin(&p.loop, 2);
+    proto_conn_close(p.srv.c, -ECANCELED, "test");
+    run_until(&p.loop, &p.srv.closed, 200);
+    assert_int_equal(p.srv.status, -ECANCELED);
+    tcp_pair_close(&p);
+}
+
+/* Runs one refused connection to its end on both sides. */
+static void refused_pair(tcp_pair *p, proto_tls *srv_tls, proto_tls *cli_tls)
+{
+    p->srv_opts.tls = srv_tls;
+    p->cli_opts.tls = cli_tls;
+    p->expect_fail = true;
+    tcp_pair_open(p);
+    proto_msg m;
+    sample_msg(PROTO_MSG_HELLO, &m);
+    assert_int_equal(proto_conn_send(p->cli.c, &m, NULL, 0, NULL), 0);
+    run_until(&p->loop, &p->cli.closed, 400);
+    run_until(&p->loop, &p->accepted, 100);
+    run_until(&p->loop, &p->srv.closed, 400);
+    assert_int_equal(p->srv.nframes, 0); /* nothing got through */
+}
+
+static void test_tls_refusals(void **state)
+{
+    (void)state;
+    /* plaintext client on a TLS port */
+    tcp_pair p = {0};
+    refused_pair(&p, tls_a, NULL);
+    assert_int_equal(p.srv.status, -EPROTO);
+    assert_non_null(strstr(p.srv.reason, "plaintext connection refused"));
+    tcp_pair_close(&p);
+
+    /* TLS client to a plain port: the plain side sees a bad frame, the client a failed handshake */
+    tcp_pair q = {0};
+    refused_pair(&q, NULL, tls_b);
+    assert_true(q.srv.status < 0);
+    assert_int_equal(q.cli.status, -EPROTO);
+    assert_non_null(strstr(q.cli.reason, "TLS handshake"));
+    assert_false(q.cli.connected);
+    tcp_pair_close(&q);
+
+    /* client certificate from another CA (claiming the identity node-a) */
+    tcp_pair r = {0};
+    refused_pair(&r, tls_a, tls_rogue);
+    assert_int_equal(r.srv.status, -EACCES);
+    assert_non_null(strstr(r.srv.reason, "certificate is not accepted"));
+    assert_true(r.cli.status < 0);
+    tcp_pair_close(&r);
+
+    /* server certificate from another CA: the client refuses it */
+    tcp_pair s2 = {0};
+    refused_pair(&s2, tls_rogue, tls_b);
+    assert_int_equal(s2.cli.status, -EACCES);
+    assert_non_null(strstr(s2.cli.reason, "certificate is not accepted"));
+    assert_false(s2.cli.connected);
+    assert_true(s2.srv.status < 0);
+    tcp_pair_close(&s2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1016,5 +1258,11 @@ int main(void)
         cmocka_unit_test(test_partial_large_frame),
         cmocka_unit_test(test_limits_before_hello),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest tls_tests[] = {
+        cmocka_unit_test(test_tls_config),       cmocka_unit_test(test_tls_handshake_frames),
+        cmocka_unit_test(test_tls_backpressure), cmocka_unit_test(test_tls_file_regions),
+        cmocka_unit_test(test_tls_refusals),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + cmocka_run_group_tests_name("tls", tls_tests, tls_setup, tls_teardown);
 }

@@ -14,6 +14,16 @@
  * to opts.low_watermark. A send that would push the queue past opts.max_queued fails with
  * -ENOBUFS (nothing queued) unless the queue is empty.
  *
+ * TLS (opts.tls): the same frames inside mutual TLS (proto/tls.h), driven through memory BIOs so
+ * libuv keeps doing all socket I/O. Accepted conns are TLS servers requiring a client
+ * certificate; connected conns are clients (proto_conn_open: opts.tls_server chooses). on_connect
+ * fires, and frames flow, only once the handshake has succeeded; a failed handshake ends in
+ * on_close(-EPROTO or -EACCES, reason) with the cause ("plaintext connection refused", "no
+ * client certificate", "its certificate is not accepted: ..."). File regions cannot use
+ * sendfile under TLS: they are read in the libuv thread pool (120 KiB per job, one at a time per
+ * conn, so a cold page never stalls the loop) and encrypted in 64 KiB steps. Without opts.tls
+ * nothing changes (sendfile, direct reads).
+ *
  * Idle timeout: with opts.idle_timeout_ms > 0 the connection closes with -ETIMEDOUT after that
  * long without any byte read or written.
  *
@@ -38,6 +48,7 @@
 #include "cf/error.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
+#include "proto/tls.h"
 
 typedef struct proto_conn proto_conn;
 
@@ -68,6 +79,11 @@ typedef struct proto_conn_opts {
     size_t high_watermark;    /* 0 = 4 MiB */
     size_t low_watermark;     /* 0 = high_watermark / 4 */
     size_t max_queued;        /* 0 = 64 MiB */
+    proto_tls *tls;           /* NULL = plain; else mutual TLS with this context (borrowed:
+                               * it must outlive the create call only) */
+    bool tls_server;          /* proto_conn_open only: TLS server (else client) role */
+    /* connect_tcp only: local address (port 0) to connect from; NULL = the kernel's choice */
+    const struct sockaddr *source;
 } proto_conn_opts;
 
 /* Outgoing TCP connection to addr (sockaddr_in/in6). On immediate failure returns a negative
@@ -148,6 +164,12 @@ void proto_conn_set_data(proto_conn *c, void *data);
 uv_loop_t *proto_conn_loop(const proto_conn *c);
 /* "ip:port" of the other side for TCP, "unix" for unix sockets (for logs). */
 const char *proto_conn_peer_name(const proto_conn *c);
+
+/* The other side's identity from its verified certificate (proto/tls.h: first DNS SAN, else
+ * CN) once the TLS handshake is done; NULL for plain conns and before the handshake. */
+const char *proto_conn_peer_identity(const proto_conn *c);
+/* True for a TLS conn (whether or not the handshake is done yet). */
+bool proto_conn_is_tls(const proto_conn *c);
 
 /* Parses "ip:port", "[ip6]:port" (numeric only, port 1..65535) into *out.
  * Returns 0 or -EINVAL. */

@@ -109,6 +109,7 @@ typedef enum proto_error_code {
     PROTO_E_RANGE = 13, /* offset/length/piece outside the blob */
     PROTO_E_INTERNAL = 14,
     PROTO_E_SHUTDOWN = 15, /* sender is going away */
+    PROTO_E_IDENTITY = 16, /* id not the one the connection's TLS certificate proves */
 } proto_error_code;
 
 /* Roles announced in HELLO. */
