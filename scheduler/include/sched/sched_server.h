@@ -45,7 +45,7 @@ struct sched_server_stats {
     uint64_t conns_accepted, conns_rejected, conns_open, handshakes_failed;
     uint64_t handshake_timeouts, idle_closed;
     uint64_t digest_lists_discredited; /* dropped after a peer's origin bytes disagreed */
-    uint64_t identity_refused; /* ANNOUNCE_HOST ids differing from the TLS certificate */
+    uint64_t identity_refused;         /* ANNOUNCE_HOST ids differing from the TLS certificate */
     uint64_t frames_in, frames_bad, frames_out, send_failures;
     uint64_t lat_count, lat_sum_us;
     uint64_t lat_bucket[SCHED_LAT_BUCKETS]; /* non-cumulative counts */
