@@ -270,10 +270,13 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     fmt_mb(l->blob_size, b, sizeof(b));
     char bd[20];
     short_digest(l->blob_digest, bd);
+    double t3 = now_s();
+    /* remembered before it is reported: a line printed means a re-run will not build it again */
+    if ((rc = cache_store(c, l, err)) < 0) return rc;
     say(c, "layer %u/%u %s %s -> blob %s %s: built in %.1f s (download %.1f s), %s in %.1f s", idx,
         c->res->layers, sd, a, bd, b, t2 - t1, t1 - t0, pushed ? "pushed" : "already in the target",
-        now_s() - t2);
-    return cache_store(c, l, err);
+        t3 - t2);
+    return 0;
 }
 
 static int do_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
@@ -309,8 +312,9 @@ static int do_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
     }
     if (rc == 0) return build_layer(c, l, idx, err); /* lost everywhere: build it again */
     count(c, &c->res->cached, 1);
+    if ((rc = cache_store(c, l, err)) < 0) return rc;
     say(c, "layer %u/%u %s -> blob %s: converted before, %s", idx, c->res->layers, sd, bd, how);
-    return cache_store(c, l, err);
+    return 0;
 }
 
 /* ---- the bootstrap layer: gzip tar of image/, image/image.boot and, per blob with data,
