@@ -34,23 +34,13 @@ struct chk {
     char dir[CHECK_PATH_CAP];
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void say(struct chk *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(struct chk *c, const char *fmt, ...)
 {
-    if (!c->o->progress) return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    client_conv_vsay(c->o->progress, c->o->progress_ctx, NULL, fmt, ap);
     va_end(ap);
-    c->o->progress(c->o->progress_ctx, line);
 }
 
 /* A problem with the target: counted, the first few reported. */
@@ -526,7 +516,7 @@ out:
 int client_check(const client_check_opts *o, client_check_result *res, cf_err *err)
 {
     memset(res, 0, sizeof(*res));
-    double t0 = now_s();
+    double t0 = client_conv_now();
     struct chk c = {.o = o, .res = res};
     if (!o->source || !o->target || !o->work_dir || !o->work_dir[0])
         return cf_err_set(err, -EINVAL, "check needs a source, a target and a work dir");
@@ -552,7 +542,7 @@ int client_check(const client_check_opts *o, client_check_result *res, cf_err *e
     rc = run(&c, err);
     proto_registry_free(c.src);
     proto_registry_free(c.dst);
-    res->seconds = now_s() - t0;
+    res->seconds = client_conv_now() - t0;
     if (rc == 0 && res->problems)
         rc = cf_err_set(err, -EBADMSG, "%s does not match %s: %u problem%s", o->target, o->source,
                         res->problems, res->problems == 1 ? "" : "s");

@@ -70,25 +70,31 @@ static void count64(struct conv *c, uint64_t *v, uint64_t n)
     pthread_mutex_unlock(&c->mu);
 }
 
-static double now_s(void)
+double client_conv_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+void client_conv_vsay(void (*progress)(void *ctx, const char *line), void *ctx, pthread_mutex_t *mu,
+                      const char *fmt, va_list ap)
+{
+    if (!progress) return;
+    char line[1024];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    if (mu) pthread_mutex_lock(mu);
+    progress(ctx, line);
+    if (mu) pthread_mutex_unlock(mu);
+}
+
 static void say(struct conv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(struct conv *c, const char *fmt, ...)
 {
-    if (!c->o->progress) return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    client_conv_vsay(c->o->progress, c->o->progress_ctx, &c->mu, fmt, ap);
     va_end(ap);
-    pthread_mutex_lock(&c->mu);
-    c->o->progress(c->o->progress_ctx, line);
-    pthread_mutex_unlock(&c->mu);
 }
 
 static void fmt_mb(uint64_t n, char *out, size_t cap)
@@ -228,7 +234,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     snprintf(src_path, sizeof(src_path), "%s/%s.layer", c->tmp_dir, hex);
     snprintf(blob_path, sizeof(blob_path), "%s/%s.blob", c->tmp_dir, hex);
     short_digest(l->src->digest, sd);
-    double t0 = now_s();
+    double t0 = client_conv_now();
     int fd = open(src_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return cf_err_set(err, -errno, "%s: %s", src_path, strerror(errno));
     int rc = proto_registry_blob_get_fd(c->src, c->sref.repo, l->src->digest, 0, 0,
@@ -238,7 +244,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
         unlink(src_path);
         return cf_err_wrap(err, rc, "layer %u (%s): download", idx, sd);
     }
-    double t1 = now_s();
+    double t1 = client_conv_now();
     struct rafs_create_opts co = {.source = src_path,
                                   .bootstrap = l->boot_path,
                                   .blob = blob_path,
@@ -260,7 +266,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
         return cf_err_wrap(err, rc, "layer %u (%s): building the Nydus blob", idx, sd);
     }
     rc = client_conv_file_sha256(blob_path, l->blob_digest, &l->blob_size, err);
-    double t2 = now_s();
+    double t2 = client_conv_now();
     int pushed = 0;
     if (rc == 0) rc = push_blob_file(c, blob_path, l->blob_digest, l->blob_size, &pushed, err);
     unlink(blob_path);
@@ -270,7 +276,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     fmt_mb(l->blob_size, b, sizeof(b));
     char bd[20];
     short_digest(l->blob_digest, bd);
-    double t3 = now_s();
+    double t3 = client_conv_now();
     /* remembered before it is reported: a line printed means a re-run will not build it again */
     if ((rc = cache_store(c, l, err)) < 0) return rc;
     say(c, "layer %u/%u %s %s -> blob %s %s: built in %.1f s (download %.1f s), %s in %.1f s", idx,
@@ -749,7 +755,7 @@ out:
 int client_convert(const client_convert_opts *o, client_convert_result *res, cf_err *err)
 {
     memset(res, 0, sizeof(*res));
-    double t0 = now_s();
+    double t0 = client_conv_now();
     struct conv c = {.o = o, .res = res};
     if (!o->source || !o->target || !o->work_dir || !o->work_dir[0])
         return cf_err_set(err, -EINVAL, "convert needs a source, a target and a work dir");
@@ -808,6 +814,6 @@ int client_convert(const client_convert_opts *o, client_convert_result *res, cf_
     close(lfd); /* releases the lock */
     proto_registry_free(c.src);
     proto_registry_free(c.dst);
-    res->seconds = now_s() - t0;
+    res->seconds = client_conv_now() - t0;
     return rc;
 }

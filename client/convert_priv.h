@@ -2,6 +2,8 @@
 #ifndef CLIENT_CONVERT_PRIV_H
 #define CLIENT_CONVERT_PRIV_H
 
+#include <pthread.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +11,13 @@
 #include "cf/error.h"
 #include "proto/oci_model.h"
 #include "proto/registry_client.h"
+
+/* Seconds on the monotonic clock. */
+double client_conv_now(void);
+/* Formats one progress line and hands it to progress(ctx, line) (under mu when not NULL); nothing
+ * when progress is NULL. */
+void client_conv_vsay(void (*progress)(void *ctx, const char *line), void *ctx, pthread_mutex_t *mu,
+                      const char *fmt, va_list ap);
 
 /* A proto_registry_write_fn into b, failing with -EFBIG past max bytes. */
 struct mem_cap {
