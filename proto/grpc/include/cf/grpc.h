@@ -1,0 +1,81 @@
+/* gRPC server over HTTP/2 (nghttp2) on a libuv loop: unary and server-streaming methods, the
+ * transport containerd uses to reach a proxy snapshotter.
+ *
+ * Threads: every function here must be called on the loop thread, except where noted. Handlers
+ * run on the loop thread; one that needs disk or CPU work hands it to the thread pool and
+ * finishes the call later (from the loop thread).
+ *
+ * Errors: 0 or a negative errno, with an optional cf_err message (see cf/error.h).
+ *
+ * Bounds (all set before any byte is parsed; NULL limits = the defaults below): connections,
+ * concurrent streams per connection, header bytes, request message size. A request over the
+ * message limit is answered RESOURCE_EXHAUSTED; a method nobody registered, UNIMPLEMENTED; a
+ * stream without `content-type: application/grpc`, HTTP 415. */
+#ifndef CF_GRPC_H
+#define CF_GRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cf/error.h"
+
+/* gRPC status codes (the numbers are the protocol's). */
+enum cf_grpc_status {
+    CF_GRPC_OK = 0,
+    CF_GRPC_CANCELLED = 1,
+    CF_GRPC_UNKNOWN = 2,
+    CF_GRPC_INVALID_ARGUMENT = 3,
+    CF_GRPC_DEADLINE_EXCEEDED = 4,
+    CF_GRPC_NOT_FOUND = 5,
+    CF_GRPC_ALREADY_EXISTS = 6,
+    CF_GRPC_PERMISSION_DENIED = 7,
+    CF_GRPC_RESOURCE_EXHAUSTED = 8,
+    CF_GRPC_FAILED_PRECONDITION = 9,
+    CF_GRPC_ABORTED = 10,
+    CF_GRPC_OUT_OF_RANGE = 11,
+    CF_GRPC_UNIMPLEMENTED = 12,
+    CF_GRPC_INTERNAL = 13,
+    CF_GRPC_UNAVAILABLE = 14,
+};
+
+typedef struct cf_grpc_limits {
+    size_t max_message;            /* request message bytes; default 4 MiB */
+    unsigned max_conns;            /* open connections; default 64 */
+    unsigned max_streams_per_conn; /* SETTINGS_MAX_CONCURRENT_STREAMS; default 100 */
+    size_t max_header_bytes;       /* per stream header block; default 16 KiB */
+} cf_grpc_limits;
+
+typedef struct cf_grpc_server cf_grpc_server;
+typedef struct cf_grpc_call cf_grpc_call;
+
+/* Called once the request's single message is complete (unary and server-streaming methods
+ * both take exactly one request message; an empty body is a zero-length message). `req` is
+ * valid only during the call. The handler (or code it hands the call to) must call
+ * cf_grpc_call_finish exactly once; until then `call` stays valid even if the client goes
+ * away (the response is then dropped). */
+typedef void (*cf_grpc_handler)(cf_grpc_call *call, const uint8_t *req, size_t len, void *arg);
+
+int cf_grpc_server_new(uv_loop_t *loop, const cf_grpc_limits *lim, cf_grpc_server **out,
+                       cf_err *err);
+/* path: "/package.Service/Method" (copied). */
+int cf_grpc_server_add(cf_grpc_server *srv, const char *path, cf_grpc_handler fn, void *arg,
+                       cf_err *err);
+/* Listen on a unix socket (a stale socket file is replaced); `mode` e.g. 0600. */
+int cf_grpc_server_listen_unix(cf_grpc_server *srv, const char *path, int mode, cf_err *err);
+/* Stop listening, drop every connection, free the server once its handles are closed, then
+ * call done(arg) (may be NULL). Calls still unfinished stay valid until they are finished. */
+void cf_grpc_server_close(cf_grpc_server *srv, void (*done)(void *), void *arg);
+
+/* Queue one response message (copied). Unary methods send at most one, streaming ones any
+ * number. -EPIPE once the client has gone (the call must still be finished). */
+int cf_grpc_call_send(cf_grpc_call *call, const uint8_t *msg, size_t len);
+/* End the call with a status and message (message may be NULL; sent percent-encoded as
+ * grpc-message). Frees the call once written or dropped. */
+void cf_grpc_call_finish(cf_grpc_call *call, int status, const char *message);
+/* Nonzero once the client has reset the stream or closed the connection. */
+int cf_grpc_call_gone(const cf_grpc_call *call);
+/* The request's :path, e.g. for logs. Valid until finish. */
+const char *cf_grpc_call_path(const cf_grpc_call *call);
+
+#endif
