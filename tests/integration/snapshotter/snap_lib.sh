@@ -41,6 +41,7 @@ SNAP_STARTS=0
 CTRD_DIR=$T/ctrd
 CTRD_PID=""
 CTR=(ctr -a "$CTRD_DIR/containerd.sock" -n "$SNAP_NS")
+# shellcheck disable=SC2034 # used by the scripts that source this
 CTRR=(ctr-remote -a "$CTRD_DIR/containerd.sock" -n "$SNAP_NS")
 # busybox applets the containers use (links to /bin/busybox in the images)
 SNAP_APPLETS="sh sha256sum cat sleep find sort xargs ls head wc echo test true false"
@@ -428,6 +429,32 @@ run_and_hash() {
 _snap_filter() {
     awk -v dirs="$2" -v f="${3:-1}" 'BEGIN{n=split(dirs, d, " ")}
         {for (i = 1; i <= n; i++) if ($f == d[i] || index($f, d[i] "/") == 1) {print; next}}' "$1"
+}
+
+# snap_drop_file_cache DIR: drop the page cache of every regular file on the FUSE and EROFS
+# mounts under DIR (posix_fadvise DONTNEED), so the next read goes to the mount's daemon or its
+# blob cache: a targeted drop, not the machine-wide drop_caches. Dead mounts are skipped.
+snap_drop_file_cache() {
+    python3 - "$1" <<'PY'
+import os, sys
+root = sys.argv[1].rstrip("/") + "/"
+for line in open("/proc/self/mountinfo"):
+    a = line.split()
+    mp, fstype = a[4], a[a.index("-") + 1]
+    if not mp.startswith(root) or not (fstype.startswith("fuse") or fstype == "erofs"):
+        continue
+    for d, _, files in os.walk(mp, onerror=lambda e: None):
+        for f in files:
+            try:
+                fd = os.open(os.path.join(d, f), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass
+            os.close(fd)
+PY
 }
 
 # snap_dir_count DIR: number of entries in DIR (0 if it does not exist)
