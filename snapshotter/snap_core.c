@@ -230,13 +230,7 @@ static void del_attached(snap_core *c, uint64_t id)
 static int attach(snap_core *c, const snap_rec *boot, cf_err *err)
 {
     if (is_attached(c, boot->id) && snap_mountd_alive(&c->md)) return 0;
-    int rc = snap_mountd_ensure(&c->md, err);
-    if (rc < 0) return rc;
-    if (rc == 1) { /* a new daemon: nothing is attached in it yet */
-        c->n_attached = 0;
-        __atomic_store_n(&c->stats.images_attached, 0, __ATOMIC_RELAXED);
-        STAT_ADD(c, mountd_restarts, 1);
-    }
+    int rc = 0;
     char *bootstrap = snap_path(c, boot->id, "fs/image/image.boot");
     char *config = NULL;
     char name[32];
@@ -255,6 +249,13 @@ static int attach(snap_core *c, const snap_rec *boot, cf_err *err)
     }
     rc = snap_nydus_config(&c->nyd, boot, &config, err);
     if (rc) goto out;
+    rc = snap_mountd_ensure(&c->md, err);
+    if (rc < 0) goto out;
+    if (rc == 1) { /* a new daemon: nothing is attached in it yet */
+        c->n_attached = 0;
+        __atomic_store_n(&c->stats.images_attached, 0, __ATOMIC_RELAXED);
+        STAT_ADD(c, mountd_restarts, 1);
+    }
     rc = snap_mountd_attach(&c->md, name, bootstrap, config, err);
     if (rc == -EEXIST) /* an adopted daemon still holds it */
         rc = 0;
