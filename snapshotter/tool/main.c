@@ -341,7 +341,8 @@ int main(int argc, char **argv)
         char host[256];
         const char *colon = strrchr(ml, ':');
         int port = colon ? atoi(colon + 1) : 0;
-        if (!colon || port <= 0 || port > 65535 || (size_t)(colon - ml) >= sizeof(host)) {
+        if (!colon || !colon[1] || port < 0 || port > 65535 ||
+            (size_t)(colon - ml) >= sizeof(host)) {
             ret = fail("metrics_listen '%s'%s: expected HOST:PORT", ml, "");
             goto out;
         }
