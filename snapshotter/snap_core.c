@@ -27,8 +27,15 @@ struct snap_core {
     snap_mountd md;
     snap_nydus_opts nyd;
     int supervise;
-    uint64_t *attached; /* bootstrap snapshot ids attached in the current chunkfly-mount */
+    char *mount_bin;
+    int erofs;          /* one chunkfly-mount erofs per image (ed) instead of the shared FUSE one */
+    uint64_t *attached; /* FUSE: bootstrap snapshot ids attached in the shared chunkfly-mount */
     size_t n_attached, cap_attached;
+    struct img_daemon {
+        uint64_t id; /* the bootstrap snapshot's */
+        snap_mountd md;
+    } * ed;
+    size_t n_ed, cap_ed;
     snap_core_stats stats;
 };
 
@@ -227,9 +234,114 @@ static void del_attached(snap_core *c, uint64_t id)
 
 /* ---- Nydus images in the shared mount ---- */
 
+/* ---- EROFS mode: one daemon per image ---- */
+
+static struct img_daemon *ed_find(snap_core *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->n_ed; i++)
+        if (c->ed[i].id == id) return &c->ed[i];
+    return NULL;
+}
+
+static char *ed_dir(const snap_core *c, uint64_t id)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/erofs/%llu", c->root, (unsigned long long)id) < 0) return NULL;
+    return p;
+}
+
+/* Stops and forgets the daemon of image id; rm: also deletes its directory (kept after a
+ * failed start: its log tells why). */
+static void ed_drop(snap_core *c, uint64_t id, int rm)
+{
+    struct img_daemon *e = ed_find(c, id);
+    if (!e) return;
+    snap_mountd_stop(&e->md);
+    if (rm) rm_tree(e->md.dir);
+    snap_mountd_fini(&e->md);
+    *e = c->ed[--c->n_ed];
+    __atomic_store_n(&c->stats.images_attached, c->n_ed, __ATOMIC_RELAXED);
+}
+
+static int write_file(const char *path, const char *text, cf_err *err)
+{
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.tmp", path) < 0) return nomem(err);
+    FILE *f = fopen(tmp, "we");
+    int rc = 0;
+    if (!f || fputs(text, f) < 0) rc = -errno;
+    if (f && fclose(f) != 0 && !rc) rc = -errno;
+    if (!rc && rename(tmp, path) != 0) rc = -errno;
+    if (rc) {
+        unlink(tmp);
+        cf_err_set(err, rc, "writing %s: %s", path, strerror(-rc));
+    }
+    free(tmp);
+    return rc;
+}
+
+static int attach_erofs(snap_core *c, uint64_t id, const char *bootstrap, const char *config,
+                        cf_err *err)
+{
+    struct img_daemon *e = ed_find(c, id);
+    if (!e) {
+        if (c->n_ed == c->cap_ed) {
+            size_t cap = c->cap_ed ? c->cap_ed * 2 : 8;
+            struct img_daemon *a = realloc(c->ed, cap * sizeof(*a));
+            if (!a) return nomem(err);
+            c->ed = a;
+            c->cap_ed = cap;
+        }
+        char *dir = ed_dir(c, id), *parent = NULL;
+        if (!dir || asprintf(&parent, "%s/erofs", c->root) < 0) {
+            free(dir);
+            return nomem(err);
+        }
+        mkdir(parent, 0700);
+        free(parent);
+        int rc = snap_mountd_init(&c->ed[c->n_ed].md, c->mount_bin, dir, bootstrap, err);
+        free(dir);
+        if (rc) return rc;
+        c->ed[c->n_ed].id = id;
+        e = &c->ed[c->n_ed++];
+        __atomic_store_n(&c->stats.images_attached, c->n_ed, __ATOMIC_RELAXED);
+        mkdir(e->md.dir, 0700);
+    }
+    int rc = write_file(e->md.config_file, config, err);
+    if (!rc) rc = snap_mountd_ensure(&e->md, err);
+    if (rc < 0) {
+        ed_drop(c, id, 0);
+        return rc;
+    }
+    return 0;
+}
+
+/* The directory standing for an attached image (an overlay lower directory). */
+static char *image_dir(const snap_core *c, uint64_t id)
+{
+    char *p = NULL;
+    if (c->erofs) {
+        char *d = ed_dir(c, id);
+        if (d && asprintf(&p, "%s/mnt", d) < 0) p = NULL;
+        free(d);
+    } else if (asprintf(&p, "%s/%llu", c->md.mnt, (unsigned long long)id) < 0) {
+        p = NULL;
+    }
+    return p;
+}
+
+static int image_alive(snap_core *c, uint64_t id)
+{
+    if (c->erofs) {
+        struct img_daemon *e = ed_find(c, id);
+        return e && snap_mountd_alive(&e->md);
+    }
+    return is_attached(c, id) && snap_mountd_alive(&c->md);
+}
+
 static int attach(snap_core *c, const snap_rec *boot, cf_err *err)
 {
-    if (is_attached(c, boot->id) && snap_mountd_alive(&c->md)) return 0;
+    if (image_alive(c, boot->id)) return 0;
     int rc = 0;
     char *bootstrap = snap_path(c, boot->id, "fs/image/image.boot");
     char *config = NULL;
@@ -249,6 +361,10 @@ static int attach(snap_core *c, const snap_rec *boot, cf_err *err)
     }
     rc = snap_nydus_config(&c->nyd, boot, &config, err);
     if (rc) goto out;
+    if (c->erofs) {
+        rc = attach_erofs(c, boot->id, bootstrap, config, err);
+        goto out;
+    }
     rc = snap_mountd_ensure(&c->md, err);
     if (rc < 0) goto out;
     if (rc == 1) { /* a new daemon: nothing is attached in it yet */
@@ -329,8 +445,7 @@ static int build_mounts(snap_core *c, MDB_txn *txn, const snap_rec *r, snap_moun
         int stop = 0;
         if (is_bootstrap(&p)) {
             rc = attach(c, &p, err);
-            if (!rc && asprintf(&dir, "%s/%llu", c->md.mnt, (unsigned long long)p.id) < 0)
-                dir = NULL;
+            if (!rc) dir = image_dir(c, p.id);
             stop = 1; /* the RAFS tree already holds every layer below */
         } else {
             dir = snap_path(c, p.id, "fs");
@@ -424,7 +539,13 @@ int snap_core_open(const snap_core_opts *o, snap_core **out, cf_err *err)
         }
     rc = snap_store_open(&c->st, db, err);
     if (rc) goto fail;
-    rc = snap_mountd_init(&c->md, o->mount_bin, o->root, err);
+    c->erofs = o->fs_driver && !strcmp(o->fs_driver, "erofs");
+    c->mount_bin = strdup(o->mount_bin);
+    if (!c->mount_bin) {
+        rc = nomem(err);
+        goto fail;
+    }
+    rc = snap_mountd_init(&c->md, o->mount_bin, o->root, NULL, err);
     if (rc) goto fail;
     rc = snap_nydus_opts_init(&c->nyd, o, cache, err);
     if (rc) goto fail;
@@ -444,6 +565,10 @@ void snap_core_close(snap_core *c)
     if (!c) return;
     snap_store_close(&c->st);
     snap_mountd_fini(&c->md);
+    for (size_t i = 0; i < c->n_ed; i++)
+        snap_mountd_fini(&c->ed[i].md); /* left running: containers keep reading */
+    free(c->ed);
+    free(c->mount_bin);
     snap_nydus_opts_fini(&c->nyd);
     free(c->attached);
     free(c->root);
@@ -496,8 +621,20 @@ int snap_core_check_mountd(snap_core *c, cf_err *err)
 {
     pthread_mutex_lock(&c->mu);
     int restarted = 0, rc = 0;
+    for (size_t i = 0; c->erofs && i < c->n_ed; i++) {
+        struct img_daemon *e = &c->ed[i];
+        if (snap_mountd_alive(&e->md)) continue;
+        cf_warn("chunkfly-mount of image %llu died: restarting it", (unsigned long long)e->id);
+        int r = snap_mountd_ensure(&e->md, err);
+        if (r < 0) {
+            rc = r;
+            continue;
+        }
+        STAT_ADD(c, mountd_restarts, 1);
+        restarted = 1;
+    }
     /* Only a daemon that holds images needs to be running; one is started on first use. */
-    if (c->n_attached && !snap_mountd_alive(&c->md)) {
+    if (!c->erofs && c->n_attached && !snap_mountd_alive(&c->md)) {
         cf_warn("chunkfly-mount died with %zu image(s) attached: restarting it", c->n_attached);
         c->n_attached = 0;
         __atomic_store_n(&c->stats.images_attached, 0, __ATOMIC_RELAXED);
@@ -510,14 +647,6 @@ int snap_core_check_mountd(snap_core *c, cf_err *err)
     }
     pthread_mutex_unlock(&c->mu);
     return rc < 0 ? rc : restarted;
-}
-
-int snap_core_mountd_pidfd(snap_core *c)
-{
-    pthread_mutex_lock(&c->mu);
-    int fd = c->md.pidfd;
-    pthread_mutex_unlock(&c->mu);
-    return fd;
 }
 
 void snap_core_get_stats(snap_core *c, snap_core_stats *out)
@@ -789,7 +918,9 @@ int snap_core_remove(snap_core *c, const char *key, cf_err *err)
         cf_warn("snapshot %s: cannot read its bootstrap's blob table: cache files are kept", key);
     rc = snap_store_del(&c->st, txn, key, err);
     if (rc) goto out;
-    if (is_bootstrap(&r) && is_attached(c, r.id)) {
+    if (is_bootstrap(&r) && c->erofs) {
+        ed_drop(c, r.id, 1);
+    } else if (is_bootstrap(&r) && is_attached(c, r.id)) {
         char name[32];
         cf_err e = {0};
         snprintf(name, sizeof(name), "%llu", (unsigned long long)r.id);
@@ -945,6 +1076,15 @@ int snap_core_cleanup(snap_core *c, cf_err *err)
     }
     if (d) closedir(d);
     /* Images attached for snapshots that are gone. */
+    for (size_t k = 0; k < c->n_ed;) {
+        int used = 0;
+        for (size_t i = 0; i < n && !used; i++)
+            used = all[i].id == c->ed[k].id && is_bootstrap(&all[i]);
+        if (used)
+            k++;
+        else
+            ed_drop(c, c->ed[k].id, 1);
+    }
     for (size_t k = 0; k < c->n_attached;) {
         int used = 0;
         for (size_t i = 0; i < n && !used; i++)

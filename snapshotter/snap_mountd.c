@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,16 +31,22 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
-int snap_mountd_init(snap_mountd *d, const char *bin, const char *root, cf_err *err)
+int snap_mountd_init(snap_mountd *d, const char *bin, const char *dir, const char *bootstrap,
+                     cf_err *err)
 {
     memset(d, 0, sizeof(*d));
     d->pidfd = -1;
+    d->erofs = bootstrap != NULL;
     d->bin = strdup(bin);
-    d->mnt = join(root, "mnt");
-    d->sock = join(root, "mount.sock");
-    d->pidfile = join(root, "mount.pid");
-    d->log = join(root, "mount.log");
-    if (!d->bin || !d->mnt || !d->sock || !d->pidfile || !d->log) {
+    d->dir = strdup(dir);
+    d->mnt = join(dir, "mnt");
+    d->sock = join(dir, "mount.sock");
+    d->pidfile = join(dir, "mount.pid");
+    d->log = join(dir, "mount.log");
+    d->config_file = join(dir, "config.json");
+    d->bootstrap = bootstrap ? strdup(bootstrap) : NULL;
+    if (!d->bin || !d->dir || !d->mnt || !d->sock || !d->pidfile || !d->log || !d->config_file ||
+        (bootstrap && !d->bootstrap)) {
         snap_mountd_fini(d);
         return cf_err_set(err, -ENOMEM, "out of memory");
     }
@@ -50,6 +57,9 @@ void snap_mountd_fini(snap_mountd *d)
 {
     if (d->pidfd >= 0) close(d->pidfd);
     free(d->bin);
+    free(d->dir);
+    free(d->config_file);
+    free(d->bootstrap);
     free(d->mnt);
     free(d->sock);
     free(d->pidfile);
@@ -162,11 +172,16 @@ static const char *api_message(const body *b)
     return msg;
 }
 
+#define EROFS_MAGIC 0xE0F5E1E2u
+
+/* Ready: the API says RUNNING and, in EROFS mode, the kernel's EROFS mount is in place. */
 static int api_running(snap_mountd *d)
 {
     body b;
     long st = api_call(d, "GET", "/api/v1/daemon", NULL, 2000, &b, NULL);
-    return st == 200 && strstr(b.buf, "RUNNING") != NULL;
+    if (st != 200 || !strstr(b.buf, "RUNNING")) return 0;
+    struct statfs sf;
+    return !d->erofs || (statfs(d->mnt, &sf) == 0 && (uint32_t)sf.f_type == EROFS_MAGIC);
 }
 
 static int is_chunkfly_mount(pid_t pid)
@@ -223,6 +238,7 @@ int snap_mountd_ensure(snap_mountd *d, cf_err *err)
     /* A dead daemon leaves its FUSE mount behind (ENOTCONN): detach it so the new one can
      * mount there; containers still holding the old one get errors, never a hang. */
     if (umount2(d->mnt, MNT_DETACH) == 0) cf_info("detached the dead mount at %s", d->mnt);
+    if (d->erofs) mkdir(d->dir, 0700);
     if (mkdir(d->mnt, 0755) != 0 && errno != EEXIST)
         return cf_err_set(err, -errno, "creating %s: %s", d->mnt, strerror(errno));
     unlink(d->sock);
@@ -242,9 +258,14 @@ int snap_mountd_ensure(snap_mountd *d, cf_err *err)
     sigfillset(&all);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
-    char *argv[] = {d->bin,  "fuse", "--mountpoint",         d->mnt,         "--apisock",
-                    d->sock, "--id", "chunkfly-snapshotter", "--thread-num", "8",
-                    NULL};
+    /* clang-format off */
+    char *fuse_argv[] = {d->bin, "fuse", "--mountpoint", d->mnt, "--apisock", d->sock,
+                         "--id", "chunkfly-snapshotter", "--thread-num", "8", NULL};
+    char *erofs_argv[] = {d->bin, "erofs", "--mountpoint", d->mnt, "--apisock", d->sock,
+                          "--bootstrap", d->bootstrap, "--config", d->config_file,
+                          "--id", d->dir, NULL};
+    /* clang-format on */
+    char **argv = d->erofs ? erofs_argv : fuse_argv;
     pid_t pid;
     int rc = posix_spawn(&pid, d->bin, &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -275,6 +296,20 @@ int snap_mountd_ensure(snap_mountd *d, cf_err *err)
     snap_mountd_alive(d);
     return cf_err_set(err, -ETIMEDOUT, "chunkfly-mount did not answer on %s within %d s (log %s)",
                       d->sock, START_WAIT_MS / 1000, d->log);
+}
+
+void snap_mountd_stop(snap_mountd *d)
+{
+    if (!snap_mountd_alive(d)) return;
+    kill(d->pid, SIGTERM);
+    for (int i = 0; i < 100 && snap_mountd_alive(d); i++) usleep(50 * 1000);
+    if (snap_mountd_alive(d)) {
+        cf_warn("chunkfly-mount (pid %d) ignored SIGTERM for 5 s: killing it", (int)d->pid);
+        kill(d->pid, SIGKILL);
+        for (int i = 0; i < 100 && snap_mountd_alive(d); i++) usleep(10 * 1000);
+    }
+    umount2(d->mnt, MNT_DETACH); /* a daemon killed hard leaves its mount behind */
+    unlink(d->pidfile);
 }
 
 int snap_mountd_attach(snap_mountd *d, const char *name, const char *bootstrap,

@@ -34,7 +34,8 @@ static void usage(FILE *f)
            "  --peer SOCKET         read blobs through the local chunkfly-peer (its API socket),\n"
            "                        the registry as fallback\n"
            "  --mount-bin PATH      chunkfly-mount to run (default: next to this binary, or PATH)\n"
-           "  --fs-driver fuse      how images are mounted (fuse; erofs is not supported yet)\n"
+           "  --fs-driver D         fuse (default: one shared FUSE chunkfly-mount) or erofs (the\n"
+           "                        kernel's EROFS per image over FUSE-served blob files)\n"
            "  --plain-http HOST:PORT  speak http to this registry (repeatable)\n"
            "  --docker-config FILE  registry credentials (default $DOCKER_CONFIG/config.json or\n"
            "                        ~/.docker/config.json)\n"
@@ -292,8 +293,8 @@ int main(int argc, char **argv)
     cf_log_set_level(level);
     cf_log_set_ident("snapshotter");
     const char *drv = cf_config_get(cfg, "fs_driver");
-    if (drv && strcmp(drv, "fuse"))
-        return fail("fs_driver '%s' is not supported%s (only fuse for now)", drv, "");
+    if (drv && strcmp(drv, "fuse") && strcmp(drv, "erofs"))
+        return fail("fs_driver '%s'%s: expected fuse or erofs", drv, "");
     const char *address = cf_config_get(cfg, "address");
     const char *root = cf_config_get(cfg, "root");
     address = address ? address : DEF_ADDRESS;
@@ -315,7 +316,7 @@ int main(int argc, char **argv)
     a.loop = uv_default_loop();
     snap_core_opts co = {.root = root,
                          .mount_bin = mount_bin,
-                         .fs_driver = "fuse",
+                         .fs_driver = drv ? drv : "fuse",
                          .peer_socket = cf_config_get(cfg, "peer"),
                          .docker_config = cf_config_get(cfg, "docker_config"),
                          .plain_http = plain,

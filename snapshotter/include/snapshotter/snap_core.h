@@ -91,8 +91,6 @@ int snap_core_cleanup(snap_core *c, cf_err *err);
 /* Supervision step (thread pool, every second or when the daemon's pidfd fires): restarts a
  * dead chunkfly-mount and re-attaches its images. Returns 1 when it restarted it. */
 int snap_core_check_mountd(snap_core *c, cf_err *err);
-/* pidfd of the current chunkfly-mount (-1 if none), to poll for its death. */
-int snap_core_mountd_pidfd(snap_core *c);
 
 /* Counters for /metrics. */
 typedef struct snap_core_stats {
