@@ -18,6 +18,7 @@
 #include "cf/log.h"
 #include "snap_mountd.h"
 #include "snap_nydus.h"
+#include "snap_peer.h"
 #include "snap_store.h"
 
 struct snap_core {
@@ -36,6 +37,9 @@ struct snap_core {
         snap_mountd md;
     } * ed;
     size_t n_ed, cap_ed;
+    uint64_t *pin_pending; /* with a peer: images whose blobs are not all pinned yet */
+    size_t n_pin_pending, cap_pin_pending;
+    unsigned ticks;
     snap_core_stats stats;
 };
 
@@ -234,6 +238,64 @@ static void del_attached(snap_core *c, uint64_t id)
 
 /* ---- Nydus images in the shared mount ---- */
 
+/* ---- pins in the local peer ---- */
+
+static void free_ids(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+}
+
+static int blobs_of(snap_core *c, uint64_t id, char ***ids, size_t *n)
+{
+    char *boot = snap_path(c, id, "fs/image/image.boot");
+    if (!boot) return -ENOMEM;
+    int rc = snap_nydus_blob_ids(boot, ids, n, NULL);
+    free(boot);
+    return rc;
+}
+
+static void pin_forget(snap_core *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->n_pin_pending; i++)
+        if (c->pin_pending[i] == id) {
+            c->pin_pending[i] = c->pin_pending[--c->n_pin_pending];
+            return;
+        }
+}
+
+/* Pins image id's blobs; remembers the image for a retry while some are not in the peer yet
+ * (its blobs enter the peer's cache as containers read them). */
+static void pin_image(snap_core *c, uint64_t id)
+{
+    char **ids;
+    size_t n, missing = 0;
+    if (!c->nyd.peer_socket || blobs_of(c, id, &ids, &n)) return;
+    cf_err e = {0};
+    int rc = snap_peer_pin(c->nyd.peer_socket, ids, n, 1, &missing, &e);
+    free_ids(ids, n);
+    if (rc) cf_debug("image %llu: %s", (unsigned long long)id, cf_err_str(&e, rc));
+    pin_forget(c, id);
+    if (!rc && !missing) return;
+    if (c->n_pin_pending == c->cap_pin_pending) {
+        size_t cap = c->cap_pin_pending ? 2 * c->cap_pin_pending : 8;
+        uint64_t *a = realloc(c->pin_pending, cap * sizeof(*a));
+        if (!a) return;
+        c->pin_pending = a;
+        c->cap_pin_pending = cap;
+    }
+    c->pin_pending[c->n_pin_pending++] = id;
+}
+
+static void unpin_blobs(snap_core *c, char **ids, size_t n)
+{
+    size_t missing;
+    cf_err e = {0};
+    if (!c->nyd.peer_socket) return;
+    int rc = snap_peer_pin(c->nyd.peer_socket, ids, n, 0, &missing, &e);
+    if (rc) cf_warn("unpinning blobs in the peer: %s", cf_err_str(&e, rc));
+}
+
 /* ---- EROFS mode: one daemon per image ---- */
 
 static struct img_daemon *ed_find(snap_core *c, uint64_t id)
@@ -385,6 +447,7 @@ out:
     } else {
         cf_info("attached image %s (snapshot %s) in %.1f ms", name, boot->name,
                 (double)(mono_ns() - t0) / 1e6);
+        pin_image(c, boot->id);
     }
     free(bootstrap);
     free(config);
@@ -568,6 +631,7 @@ void snap_core_close(snap_core *c)
     for (size_t i = 0; i < c->n_ed; i++)
         snap_mountd_fini(&c->ed[i].md); /* left running: containers keep reading */
     free(c->ed);
+    free(c->pin_pending);
     free(c->mount_bin);
     snap_nydus_opts_fini(&c->nyd);
     free(c->attached);
@@ -621,6 +685,8 @@ int snap_core_check_mountd(snap_core *c, cf_err *err)
 {
     pthread_mutex_lock(&c->mu);
     int restarted = 0, rc = 0;
+    if (++c->ticks % 20 == 0) /* every ~10 s */
+        for (size_t i = c->n_pin_pending; i-- > 0;) pin_image(c, c->pin_pending[i]);
     for (size_t i = 0; c->erofs && i < c->n_ed; i++) {
         struct img_daemon *e = &c->ed[i];
         if (snap_mountd_alive(&e->md)) continue;
@@ -862,12 +928,6 @@ static int image_blobs(snap_core *c, const snap_rec *r, char ***ids, size_t *n)
     return rc == -ENOENT ? 0 : rc;
 }
 
-static void free_ids(char **ids, size_t n)
-{
-    for (size_t i = 0; i < n; i++) free(ids[i]);
-    free(ids);
-}
-
 /* Deletes the cache files of the removed image's blobs that no other image reads. */
 static void drop_cache(snap_core *c, MDB_txn *txn, char **ids, size_t n, const char *gone)
 {
@@ -931,6 +991,10 @@ int snap_core_remove(snap_core *c, const char *key, cf_err *err)
             goto out;
         }
         del_attached(c, r.id);
+    }
+    if (is_bootstrap(&r)) {
+        unpin_blobs(c, ids, nids);
+        pin_forget(c, r.id);
     }
     drop_cache(c, txn, ids, nids, key);
     rc = snap_store_commit(txn, err);
