@@ -40,6 +40,10 @@ struct snap_core {
     uint64_t *pin_pending; /* with a peer: images whose blobs are not all pinned yet */
     size_t n_pin_pending, cap_pin_pending;
     unsigned ticks;
+    struct auth_sent {
+        uint64_t id, hash; /* FNV-1a of the credentials last handed to chunkfly-mount */
+    } * auths;
+    size_t n_auths, cap_auths;
     snap_core_stats stats;
 };
 
@@ -296,6 +300,75 @@ static void unpin_blobs(snap_core *c, char **ids, size_t n)
     if (rc) cf_warn("unpinning blobs in the peer: %s", cf_err_str(&e, rc));
 }
 
+/* ---- registry credentials, renewed in chunkfly-mount when docker config.json changes ---- */
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static struct auth_sent *auth_find(snap_core *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->n_auths; i++)
+        if (c->auths[i].id == id) return &c->auths[i];
+    return NULL;
+}
+
+static void auth_note(snap_core *c, uint64_t id, uint64_t hash)
+{
+    struct auth_sent *a = auth_find(c, id);
+    if (!a) {
+        if (c->n_auths == c->cap_auths) {
+            size_t cap = c->cap_auths ? 2 * c->cap_auths : 8;
+            struct auth_sent *n = realloc(c->auths, cap * sizeof(*n));
+            if (!n) return;
+            c->auths = n;
+            c->cap_auths = cap;
+        }
+        a = &c->auths[c->n_auths++];
+        a->id = id;
+    }
+    a->hash = hash;
+}
+
+static snap_mountd *image_daemon(snap_core *c, uint64_t id);
+
+/* Hands renewed credentials to the daemons of attached images. Caller holds the lock. */
+static void renew_auth(snap_core *c)
+{
+    MDB_txn *txn;
+    snap_rec *all;
+    size_t n;
+    if (snap_store_begin(&c->st, 0, &txn, NULL)) return;
+    int rc = snap_store_all(&c->st, txn, &all, &n, NULL);
+    mdb_txn_abort(txn);
+    if (rc) return;
+    for (size_t i = 0; i < n; i++) {
+        struct auth_sent *a = auth_find(c, all[i].id);
+        char *b64 = NULL;
+        if (!a || snap_nydus_auth(&c->nyd, &all[i], &b64, NULL) || !b64) continue;
+        uint64_t h = fnv1a(b64);
+        snap_mountd *d = image_daemon(c, all[i].id);
+        char name[32];
+        snprintf(name, sizeof(name), "%llu", (unsigned long long)all[i].id);
+        cf_err e = {0};
+        if (h != a->hash && d) {
+            rc = snap_mountd_set_auth(d, c->erofs ? "" : name, b64, &e);
+            if (rc)
+                cf_warn("image %s: %s", name, cf_err_str(&e, rc));
+            else {
+                a->hash = h;
+                cf_info("image %s: renewed registry credentials", name);
+            }
+        }
+        explicit_bzero(b64, strlen(b64));
+        free(b64);
+    }
+    snap_recs_free(all, n);
+}
+
 /* ---- EROFS mode: one daemon per image ---- */
 
 static struct img_daemon *ed_find(snap_core *c, uint64_t id)
@@ -401,6 +474,16 @@ static int image_alive(snap_core *c, uint64_t id)
     return is_attached(c, id) && snap_mountd_alive(&c->md);
 }
 
+/* The daemon serving image id, NULL when not attached. */
+static snap_mountd *image_daemon(snap_core *c, uint64_t id)
+{
+    if (c->erofs) {
+        struct img_daemon *e = ed_find(c, id);
+        return e ? &e->md : NULL;
+    }
+    return is_attached(c, id) ? &c->md : NULL;
+}
+
 static int attach(snap_core *c, const snap_rec *boot, cf_err *err)
 {
     if (image_alive(c, boot->id)) return 0;
@@ -448,6 +531,11 @@ out:
         cf_info("attached image %s (snapshot %s) in %.1f ms", name, boot->name,
                 (double)(mono_ns() - t0) / 1e6);
         pin_image(c, boot->id);
+        char *b64 = NULL;
+        snap_nydus_auth(&c->nyd, boot, &b64, NULL);
+        auth_note(c, boot->id, fnv1a(b64));
+        if (b64) explicit_bzero(b64, strlen(b64));
+        free(b64);
     }
     free(bootstrap);
     free(config);
@@ -632,6 +720,7 @@ void snap_core_close(snap_core *c)
         snap_mountd_fini(&c->ed[i].md); /* left running: containers keep reading */
     free(c->ed);
     free(c->pin_pending);
+    free(c->auths);
     free(c->mount_bin);
     snap_nydus_opts_fini(&c->nyd);
     free(c->attached);
@@ -685,6 +774,8 @@ int snap_core_check_mountd(snap_core *c, cf_err *err)
 {
     pthread_mutex_lock(&c->mu);
     int restarted = 0, rc = 0;
+    if (c->ticks % 60 == 59) /* every ~30 s */
+        renew_auth(c);
     if (++c->ticks % 20 == 0) /* every ~10 s */
         for (size_t i = c->n_pin_pending; i-- > 0;) pin_image(c, c->pin_pending[i]);
     for (size_t i = 0; c->erofs && i < c->n_ed; i++) {

@@ -51,12 +51,64 @@ static int plain(const snap_nydus_opts *o, const char *host)
     return 0;
 }
 
+/* *out: base64 "user:pass" from docker config.json for ir's registry, or NULL. */
+static int auth_for(const snap_nydus_opts *o, const proto_image_ref *ir, const char *ref,
+                    char **out)
+{
+    *out = NULL;
+    char *user = NULL, *pass = NULL;
+    cf_err e = {0};
+    int dc = proto_docker_config_load(o->docker_config, ir->registry, &user, &pass, &e);
+    if (dc < 0) cf_warn("docker config: %s (pulling %s anonymously)", cf_err_str(&e, dc), ref);
+    int rc = 0;
+    if (dc == 0) {
+        size_t ul = strlen(user), pl = strlen(pass);
+        size_t b64cap = cf_base64_encoded_size(ul + pl + 1);
+        char *cred = malloc(ul + pl + 2), *b64 = malloc(b64cap);
+        if (cred && b64) {
+            memcpy(cred, user, ul);
+            cred[ul] = ':';
+            memcpy(cred + ul + 1, pass, pl + 1);
+            if (cf_base64_encode((const uint8_t *)cred, ul + pl + 1, b64, b64cap) >= 0) {
+                *out = b64;
+                b64 = NULL;
+            }
+        } else {
+            rc = -ENOMEM;
+        }
+        if (cred) explicit_bzero(cred, ul + pl + 1);
+        free(cred);
+        free(b64);
+    }
+    if (pass) explicit_bzero(pass, strlen(pass));
+    free(user);
+    free(pass);
+    return rc;
+}
+
+static const char *image_ref(const snap_rec *boot)
+{
+    const char *ref = snap_rec_label(boot, SNAP_LABEL_STARGZ_REF);
+    if (!ref || !ref[0]) ref = snap_rec_label(boot, SNAP_LABEL_CRI_REF);
+    return ref && ref[0] ? ref : NULL;
+}
+
+int snap_nydus_auth(const snap_nydus_opts *o, const snap_rec *boot, char **out, cf_err *err)
+{
+    *out = NULL;
+    const char *ref = image_ref(boot);
+    proto_image_ref ir;
+    if (!ref) return cf_err_set(err, -EINVAL, "no image reference label");
+    int rc = proto_image_ref_parse(ref, &ir, err);
+    if (!rc) rc = auth_for(o, &ir, ref, out);
+    return rc;
+}
+
 int snap_nydus_config(const snap_nydus_opts *o, const snap_rec *boot, char **out, cf_err *err)
 {
     *out = NULL;
-    const char *ref = snap_rec_label(boot, SNAP_LABEL_STARGZ_REF);
-    if (!ref || !ref[0]) ref = snap_rec_label(boot, SNAP_LABEL_CRI_REF);
-    if (!ref || !ref[0])
+    const char *ref = image_ref(boot);
+    if (!ref)
         return cf_err_set(err, -EINVAL,
                           "the Nydus image has no reference label (%s or %s): pull it with "
                           "`ctr-remote images rpull` or through CRI, which tell the snapshotter "
@@ -68,28 +120,15 @@ int snap_nydus_config(const snap_nydus_opts *o, const snap_rec *boot, char **out
     json_t *bcfg =
         json_pack("{s:s, s:s, s:s, s:i, s:i}", "host", ir.registry, "repo", ir.repo, "scheme",
                   plain(o, ir.registry) ? "http" : "https", "timeout", 30, "connect_timeout", 10);
-    char *user = NULL, *pass = NULL;
-    cf_err e = {0};
-    int dc = proto_docker_config_load(o->docker_config, ir.registry, &user, &pass, &e);
-    if (dc < 0) cf_warn("docker config: %s (pulling %s anonymously)", cf_err_str(&e, dc), ref);
-    if (dc == 0 && bcfg) {
-        size_t ul = strlen(user), pl = strlen(pass);
-        size_t b64cap = cf_base64_encoded_size(ul + pl + 1);
-        char *cred = malloc(ul + pl + 2), *b64 = malloc(b64cap);
-        if (cred && b64) {
-            memcpy(cred, user, ul);
-            cred[ul] = ':';
-            memcpy(cred + ul + 1, pass, pl + 1);
-            if (cf_base64_encode((const uint8_t *)cred, ul + pl + 1, b64, b64cap) >= 0)
-                json_object_set_new(bcfg, "auth", json_string(b64));
-        }
-        if (cred) explicit_bzero(cred, ul + pl + 1);
-        free(cred);
-        free(b64);
+    char *auth = NULL;
+    if (bcfg && !(rc = auth_for(o, &ir, ref, &auth)) && auth)
+        json_object_set_new(bcfg, "auth", json_string(auth));
+    if (auth) explicit_bzero(auth, strlen(auth));
+    free(auth);
+    if (rc) {
+        json_decref(bcfg);
+        return cf_err_set(err, rc, "out of memory");
     }
-    if (pass) explicit_bzero(pass, strlen(pass));
-    free(user);
-    free(pass);
     if (bcfg && o->peer_socket) {
         char url[4200];
         snprintf(url, sizeof(url), "unix:%s", o->peer_socket);

@@ -31,6 +31,10 @@ void snap_nydus_opts_fini(snap_nydus_opts *o);
  * shared blob cache). *out is malloc'd. -EINVAL when the labels name no image. */
 int snap_nydus_config(const snap_nydus_opts *o, const snap_rec *boot, char **out, cf_err *err);
 
+/* The base64 "user:password" that docker config.json holds for the registry of boot's image,
+ * or *out = NULL when it holds none (read anew on every call: credentials get renewed). */
+int snap_nydus_auth(const snap_nydus_opts *o, const snap_rec *boot, char **out, cf_err *err);
+
 /* The blob ids in a bootstrap's blob table (malloc'd strings in a malloc'd array). */
 int snap_nydus_blob_ids(const char *bootstrap, char ***ids, size_t *n, cf_err *err);
 
