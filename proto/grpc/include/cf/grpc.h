@@ -3,7 +3,8 @@
  *
  * Threads: every function here must be called on the loop thread, except where noted. Handlers
  * run on the loop thread; one that needs disk or CPU work hands it to the thread pool and
- * finishes the call later (from the loop thread).
+ * finishes the call later (from the loop thread). Responses are written with write(2) through
+ * libuv: the process must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)).
  *
  * Errors: 0 or a negative errno, with an optional cf_err message (see cf/error.h).
  *
