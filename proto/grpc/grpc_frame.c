@@ -33,8 +33,7 @@ static int take_prefix(cf_grpc_reader *r, cf_err *err)
     r->want = len;
     if (cf_buf_reserve(&r->msg, len) < 0)
         return cf_err_set(err, -ENOMEM, "no memory for a %u-byte request message", len);
-    if (len == 0)
-        r->complete = 1;
+    if (len == 0) r->complete = 1;
     return 0;
 }
 
@@ -47,29 +46,25 @@ int cf_grpc_reader_feed(cf_grpc_reader *r, const uint8_t *p, size_t n, cf_err *e
                               "methods are served)");
         if (r->hdr_len < CF_GRPC_PREFIX_LEN) {
             size_t k = CF_GRPC_PREFIX_LEN - r->hdr_len;
-            if (k > n)
-                k = n;
+            if (k > n) k = n;
             memcpy(r->hdr + r->hdr_len, p, k);
             r->hdr_len += (unsigned)k;
             p += k;
             n -= k;
             if (r->hdr_len == CF_GRPC_PREFIX_LEN) {
                 int rc = take_prefix(r, err);
-                if (rc < 0)
-                    return rc;
+                if (rc < 0) return rc;
             }
             continue;
         }
         size_t k = r->want - r->msg.len;
-        if (k > n)
-            k = n;
+        if (k > n) k = n;
         /* Cannot fail: take_prefix reserved `want` bytes. */
         if (cf_buf_append(&r->msg, p, k) < 0)
             return cf_err_set(err, -ENOMEM, "no memory for the request message");
         p += k;
         n -= k;
-        if (r->msg.len == r->want)
-            r->complete = 1;
+        if (r->msg.len == r->want) r->complete = 1;
     }
     return 0;
 }
@@ -117,8 +112,7 @@ int cf_grpc_percent_encode(cf_buf *out, const char *s, size_t max_in)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strnlen(s, max_in);
-    if (cf_buf_reserve(out, n * 3 + 1) < 0)
-        return -ENOMEM;
+    if (cf_buf_reserve(out, n * 3 + 1) < 0) return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
         if (c >= 0x20 && c <= 0x7e && c != '%') {

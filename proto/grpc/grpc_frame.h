@@ -16,12 +16,12 @@
 
 /* Incremental reader of the one request message of a call. */
 typedef struct cf_grpc_reader {
-    size_t max;                       /* largest accepted message */
-    uint8_t hdr[CF_GRPC_PREFIX_LEN];  /* prefix bytes seen so far */
+    size_t max;                      /* largest accepted message */
+    uint8_t hdr[CF_GRPC_PREFIX_LEN]; /* prefix bytes seen so far */
     unsigned hdr_len;
-    size_t want;                      /* announced length, once the prefix is complete */
+    size_t want; /* announced length, once the prefix is complete */
     cf_buf msg;
-    int complete;                     /* the message is whole */
+    int complete; /* the message is whole */
 } cf_grpc_reader;
 
 void cf_grpc_reader_init(cf_grpc_reader *r, size_t max);

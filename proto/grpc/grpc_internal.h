@@ -10,18 +10,18 @@
 
 #include "cf/grpc.h"
 
-#define CF_GRPC_DEF_MAX_MESSAGE     (4u << 20)
-#define CF_GRPC_DEF_MAX_CONNS       64u
-#define CF_GRPC_DEF_MAX_STREAMS     100u
-#define CF_GRPC_DEF_MAX_HEADER      (16u << 10)
+#define CF_GRPC_DEF_MAX_MESSAGE (4u << 20)
+#define CF_GRPC_DEF_MAX_CONNS   64u
+#define CF_GRPC_DEF_MAX_STREAMS 100u
+#define CF_GRPC_DEF_MAX_HEADER  (16u << 10)
 /* Response bytes queued by cf_grpc_call_send and not yet taken by HTTP/2 framing, per
  * connection: past it send returns -ENOBUFS, so a client that stops reading a streaming
  * response cannot make us buffer without bound. */
-#define CF_GRPC_MAX_QUEUED          (16u << 20)
+#define CF_GRPC_MAX_QUEUED (16u << 20)
 /* HTTP/2 receive windows: 1 MiB per stream, 8 MiB per connection, so a 4 MiB request message
  * flows without waiting on a WINDOW_UPDATE round trip per 64 KiB. */
-#define CF_GRPC_STREAM_WINDOW       (1 << 20)
-#define CF_GRPC_CONN_WINDOW         (8 << 20)
+#define CF_GRPC_STREAM_WINDOW (1 << 20)
+#define CF_GRPC_CONN_WINDOW   (8 << 20)
 
 struct cf_grpc_route {
     char *path;

@@ -14,7 +14,7 @@
 #include "cf/grpc.h"
 #include "grpc_internal.h"
 
-#define MAX_MESSAGE 4096
+#define MAX_MESSAGE  4096
 #define MAX_DEFERRED 64
 
 static uv_loop_t loop;
@@ -28,14 +28,11 @@ static int sink_pauses;
 static void on_echo(cf_grpc_call *call, const uint8_t *req, size_t len, void *arg)
 {
     (void)arg;
-    if (len > MAX_MESSAGE)
-        abort();
+    if (len > MAX_MESSAGE) abort();
     uint8_t x = 0;
-    for (size_t i = 0; i < len; i++)
-        x ^= req[i];
+    for (size_t i = 0; i < len; i++) x ^= req[i];
     (void)x;
-    if (strcmp(cf_grpc_call_path(call), "/a") != 0)
-        abort();
+    if (strcmp(cf_grpc_call_path(call), "/a") != 0) abort();
     cf_grpc_call_send(call, req, len);
     cf_grpc_call_finish(call, len ? CF_GRPC_OK : CF_GRPC_INVALID_ARGUMENT, "100% \xff");
 }
@@ -43,8 +40,7 @@ static void on_echo(cf_grpc_call *call, const uint8_t *req, size_t len, void *ar
 static void on_stream(cf_grpc_call *call, const uint8_t *req, size_t len, void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 3; i++)
-        cf_grpc_call_send(call, req, len);
+    for (int i = 0; i < 3; i++) cf_grpc_call_send(call, req, len);
     cf_grpc_call_finish(call, CF_GRPC_OK, NULL);
 }
 
@@ -65,8 +61,7 @@ static void finish_deferred(size_t keep)
     while (n_deferred > keep) {
         cf_grpc_call *call = deferred[--n_deferred];
         int rc = cf_grpc_call_send(call, (const uint8_t *)"late", 4);
-        if (cf_grpc_call_gone(call) && rc != -EPIPE)
-            abort();
+        if (cf_grpc_call_gone(call) && rc != -EPIPE) abort();
         cf_grpc_call_finish(call, CF_GRPC_OK, NULL);
     }
 }
@@ -90,8 +85,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    cf_grpc_limits lim = {.max_message = MAX_MESSAGE, .max_streams_per_conn = 8,
-                          .max_header_bytes = 2048};
+    cf_grpc_limits lim = {
+        .max_message = MAX_MESSAGE, .max_streams_per_conn = 8, .max_header_bytes = 2048};
     if (uv_loop_init(&loop) != 0 || cf_grpc_server_new(&loop, &lim, &srv, NULL) != 0 ||
         cf_grpc_server_add(srv, "/a", on_echo, NULL, NULL) != 0 ||
         cf_grpc_server_add(srv, "/s", on_stream, NULL, NULL) != 0 ||
@@ -104,8 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
                                      "\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-    if (size < 2)
-        return 0;
+    if (size < 2) return 0;
     uint8_t flags = data[0];
     size_t chunk = (size_t)data[1] + 1;
     data += 2;
@@ -113,19 +107,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const struct cf_grpc_conn_ops ops = {sink, kick};
     sink_calls = 0;
     sink_pauses = flags & 4;
-    if (cf_grpc_conn_new(srv, &ops, NULL, &conn, NULL) != 0)
-        return 0;
+    if (cf_grpc_conn_new(srv, &ops, NULL, &conn, NULL) != 0) return 0;
     int rc = 0;
-    if (flags & 1)
-        rc = cf_grpc_conn_recv(conn, preface, sizeof(preface) - 1);
+    if (flags & 1) rc = cf_grpc_conn_recv(conn, preface, sizeof(preface) - 1);
     for (size_t off = 0; rc == 0 && off < size; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;
         rc = cf_grpc_conn_recv(conn, data + off, n);
-        if (cf_grpc_conn_flush(conn) < 0)
-            break;
+        if (cf_grpc_conn_flush(conn) < 0) break;
         finish_deferred(n_deferred / 2); /* some finish while the connection lives */
-        if (cf_grpc_conn_done(conn))
-            break;
+        if (cf_grpc_conn_done(conn)) break;
     }
     cf_grpc_conn_flush(conn);
     if (flags & 2) {

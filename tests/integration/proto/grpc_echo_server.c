@@ -58,8 +58,8 @@ static void on_stream(cf_grpc_call *call, const uint8_t *req, size_t len, void *
         if (rc < 0) {
             char m[96];
             snprintf(m, sizeof(m), "send %lu refused: %s", i, strerror(-rc));
-            cf_grpc_call_finish(call, rc == -ENOBUFS ? CF_GRPC_RESOURCE_EXHAUSTED
-                                                     : CF_GRPC_INTERNAL, m);
+            cf_grpc_call_finish(call,
+                                rc == -ENOBUFS ? CF_GRPC_RESOURCE_EXHAUSTED : CF_GRPC_INTERNAL, m);
             free(big);
             return;
         }
@@ -92,8 +92,7 @@ static void slow_end(struct slow *s, int status, const char *msg)
         s->prev->next = s->next;
     else
         slows = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    if (s->next) s->next->prev = s->prev;
     uv_close((uv_handle_t *)&s->timer, slow_closed);
 }
 
@@ -102,8 +101,7 @@ static void slow_fire(uv_timer_t *t)
     struct slow *s = t->data;
     if (cf_grpc_call_gone(s->call)) {
         slow_gone++;
-        if (cf_grpc_call_send(s->call, s->req, s->len) == -EPIPE)
-            slow_epipe++;
+        if (cf_grpc_call_send(s->call, s->req, s->len) == -EPIPE) slow_epipe++;
         slow_end(s, CF_GRPC_CANCELLED, "client gone");
         return;
     }
@@ -127,8 +125,7 @@ static void on_slow(cf_grpc_call *call, const uint8_t *req, size_t len, void *ar
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     s->next = slows;
-    if (slows)
-        slows->prev = s;
+    if (slows) slows->prev = s;
     slows = s;
     uv_timer_start(&s->timer, slow_fire, 200, 0);
 }
@@ -139,8 +136,8 @@ static void on_stats(cf_grpc_call *call, const uint8_t *req, size_t len, void *a
     (void)req;
     (void)len;
     char m[96];
-    int k = snprintf(m, sizeof(m), "slow_gone=%u slow_epipe=%u slow_done=%u", slow_gone,
-                     slow_epipe, slow_done);
+    int k = snprintf(m, sizeof(m), "slow_gone=%u slow_epipe=%u slow_done=%u", slow_gone, slow_epipe,
+                     slow_done);
     cf_grpc_call_send(call, (const uint8_t *)m, (size_t)k);
     cf_grpc_call_finish(call, CF_GRPC_OK, NULL);
 }
@@ -169,18 +166,18 @@ int main(int argc, char **argv)
         return 2;
     }
     cf_grpc_limits lim = {0};
-    if (argc > 2)
-        lim.max_conns = (unsigned)atoi(argv[2]);
-    if (argc > 3)
-        lim.max_message = (size_t)strtoull(argv[3], NULL, 10);
+    if (argc > 2) lim.max_conns = (unsigned)atoi(argv[2]);
+    if (argc > 3) lim.max_message = (size_t)strtoull(argv[3], NULL, 10);
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an EPIPE, see cf/grpc.h */
     loop = uv_default_loop();
     cf_err err = {0};
     static const struct {
         const char *path;
         cf_grpc_handler fn;
-    } methods[] = {{"/test.Echo/Unary", on_unary}, {"/test.Echo/Stream", on_stream},
-                   {"/test.Echo/Fail", on_fail},   {"/test.Echo/Slow", on_slow},
+    } methods[] = {{"/test.Echo/Unary", on_unary},
+                   {"/test.Echo/Stream", on_stream},
+                   {"/test.Echo/Fail", on_fail},
+                   {"/test.Echo/Slow", on_slow},
                    {"/test.Echo/Stats", on_stats}};
     if (cf_grpc_server_new(loop, &lim, &srv, &err) < 0) {
         fprintf(stderr, "grpc_echo_server: %s\n", err.msg);

@@ -105,8 +105,8 @@ static void test_second_message(void **state)
     cf_grpc_reader r;
     cf_err err = {0};
     cf_grpc_reader_init(&r, 100);
-    assert_int_equal(
-        cf_grpc_reader_feed(&r, (const uint8_t *)"\0\0\0\0\1a\0\0\0\0\1b", 12, &err), -EBADMSG);
+    assert_int_equal(cf_grpc_reader_feed(&r, (const uint8_t *)"\0\0\0\0\1a\0\0\0\0\1b", 12, &err),
+                     -EBADMSG);
     assert_non_null(strstr(err.msg, "more than one"));
     cf_grpc_reader_free(&r);
     /* even a zero-length first message */

@@ -11,7 +11,26 @@
  * Bounds (all set before any byte is parsed; NULL limits = the defaults below): connections,
  * concurrent streams per connection, header bytes, request message size. A request over the
  * message limit is answered RESOURCE_EXHAUSTED; a method nobody registered, UNIMPLEMENTED; a
- * stream without `content-type: application/grpc`, HTTP 415. */
+ * stream without `content-type: application/grpc`, HTTP 415.
+ *
+ * Choices (what a client may notice):
+ * - grpc-timeout is ignored: the client enforces its own deadline by resetting the stream, which
+ *   a handler sees as cf_grpc_call_gone() (and cf_grpc_call_send returning -EPIPE).
+ * - No compression: no grpc-encoding is advertised; a request message with the compressed flag
+ *   is answered UNIMPLEMENTED. Responses are never compressed.
+ * - Exactly one request message (unary and server-streaming methods): a second one is answered
+ *   INTERNAL, a body cut inside a message INTERNAL. The handler runs once the client has ended
+ *   its side of the stream.
+ * - An answer sent before the request body ended (errors above) is followed by
+ *   RST_STREAM(NO_ERROR) so the client stops uploading (RFC 9113 8.1).
+ * - Calls whose handler has not finished count against max_streams_per_conn even after the
+ *   client reset them (new streams are refused), so resets cannot pile up work.
+ * - Response messages wait in memory until HTTP/2 flow control lets them out: at most 16 MiB
+ *   per connection (cf_grpc_call_send returns -ENOBUFS past it; a single message can therefore
+ *   not exceed 16 MiB). Request memory is bounded by max_streams_per_conn x max_message per
+ *   connection. HTTP/2 windows: 1 MiB per stream, 8 MiB per connection.
+ * - Only HTTP/2 with prior knowledge (no TLS, no HTTP/1.1 upgrade): what gRPC clients use over
+ *   a unix socket. */
 #ifndef CF_GRPC_H
 #define CF_GRPC_H
 
