@@ -62,8 +62,9 @@ struct cf_grpc_conn {
     void *ctx;
     cf_grpc_call *calls; /* every call of this connection not yet freed */
     unsigned n_calls;
-    size_t queued; /* sum of the calls' queued bytes */
-    int in_recv;   /* inside nghttp2_session_mem_recv: no output now, the caller flushes */
+    size_t queued;     /* sum of the calls' queued bytes */
+    size_t req_budget; /* request bytes the calls' readers may still take */
+    int in_recv;       /* inside nghttp2_session_mem_recv: no output now, the caller flushes */
     cf_buf out;
 };
 
@@ -297,6 +298,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     call->refs = 1;
     call->stream_open = 1;
     cf_grpc_reader_init(&call->rd, c->srv->lim.max_message);
+    call->rd.budget = &c->req_budget;
     call->next = c->calls;
     if (c->calls) c->calls->prev = call;
     c->calls = call;
@@ -436,6 +438,8 @@ int cf_grpc_conn_new(cf_grpc_server *srv, const struct cf_grpc_conn_ops *ops, vo
     cf_grpc_conn *c = calloc(1, sizeof(*c));
     if (!c) return cf_err_set(err, -ENOMEM, "no memory for a gRPC connection");
     c->srv = srv;
+    c->req_budget = srv->lim.max_message > CF_GRPC_CONN_REQ_BUDGET ? srv->lim.max_message
+                                                                   : CF_GRPC_CONN_REQ_BUDGET;
     c->ops = *ops;
     c->ctx = ctx;
     nghttp2_session_callbacks *cb;
@@ -528,6 +532,8 @@ void cf_grpc_conn_free(cf_grpc_conn *c)
     while (call) {
         cf_grpc_call *next = call->next;
         queue_free(call);
+        cf_grpc_reader_free(&call->rd); /* gives back to c->req_budget, about to go */
+        call->rd.budget = NULL;
         call->conn = NULL;
         call->prev = call->next = NULL;
         if (!call->finished) call->gone = 1;

@@ -15,6 +15,8 @@ void cf_grpc_reader_init(cf_grpc_reader *r, size_t max)
 void cf_grpc_reader_free(cf_grpc_reader *r)
 {
     cf_buf_free(&r->msg);
+    if (r->budget) *r->budget += r->charged;
+    r->charged = 0;
 }
 
 /* The prefix is complete: check it and size the buffer. */
@@ -30,6 +32,15 @@ static int take_prefix(cf_grpc_reader *r, cf_err *err)
     if (len > r->max)
         return cf_err_set(err, -EMSGSIZE, "request message of %u bytes exceeds the limit of %zu",
                           len, r->max);
+    if (r->budget && len > *r->budget)
+        return cf_err_set(err, -EMSGSIZE,
+                          "request message of %u bytes: the connection's other pending requests "
+                          "leave only %zu bytes of its request memory",
+                          len, *r->budget);
+    if (r->budget) {
+        *r->budget -= len;
+        r->charged = len;
+    }
     r->want = len;
     if (cf_buf_reserve(&r->msg, len) < 0)
         return cf_err_set(err, -ENOMEM, "no memory for a %u-byte request message", len);

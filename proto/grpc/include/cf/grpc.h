@@ -27,8 +27,9 @@
  *   client reset them (new streams are refused), so resets cannot pile up work.
  * - Response messages wait in memory until HTTP/2 flow control lets them out: at most 16 MiB
  *   per connection (cf_grpc_call_send returns -ENOBUFS past it; a single message can therefore
- *   not exceed 16 MiB). Request memory is bounded by max_streams_per_conn x max_message per
- *   connection. HTTP/2 windows: 1 MiB per stream, 8 MiB per connection.
+ *   not exceed 16 MiB). Requests being received hold at most max(16 MiB, max_message) per
+ *   connection (past it, RESOURCE_EXHAUSTED for the stream that would exceed it).
+ * - HTTP/2 receive windows: 1 MiB per stream, 8 MiB per connection.
  * - Only HTTP/2 with prior knowledge (no TLS, no HTTP/1.1 upgrade): what gRPC clients use over
  *   a unix socket. */
 #ifndef CF_GRPC_H
