@@ -47,6 +47,7 @@ struct cf_grpc_call {
     int accepted; /* request headers valid and the method known: the body is read */
     size_t header_bytes;
     char *path;
+    cf_buf headers; /* request headers but pseudo ones: "name\0value\0"... */
     cf_grpc_reader rd;
     struct chunk *q_head, *q_tail;
     size_t q_off;  /* bytes of q_head already framed */
@@ -98,6 +99,7 @@ static void call_unref(cf_grpc_call *call)
     }
     cf_grpc_reader_free(&call->rd);
     cf_buf_free(&call->message);
+    cf_buf_free(&call->headers);
     free(call->path);
     free(call);
 }
@@ -270,6 +272,17 @@ int cf_grpc_call_gone(const cf_grpc_call *call)
     return call->gone;
 }
 
+const char *cf_grpc_call_header(const cf_grpc_call *call, const char *name)
+{
+    const char *p = (const char *)call->headers.data, *end = p + call->headers.len;
+    while (p && p < end) {
+        const char *v = p + strlen(p) + 1;
+        if (strcasecmp(p, name) == 0) return v;
+        p = v + strlen(v) + 1;
+    }
+    return NULL;
+}
+
 const char *cf_grpc_call_path(const cf_grpc_call *call)
 {
     return call->path ? call->path : "";
@@ -339,6 +352,14 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
         call->type_ok = is_grpc_type(value, valuelen);
     }
+    /* Kept for cf_grpc_call_header (bounded by max_header_bytes above; nghttp2 has checked
+     * that names and values hold no NUL). */
+    if (namelen > 0 && name[0] != ':' &&
+        (cf_buf_append(&call->headers, name, namelen) < 0 ||
+         cf_buf_append_zeros(&call->headers, 1) < 0 ||
+         cf_buf_append(&call->headers, value, valuelen) < 0 ||
+         cf_buf_append_zeros(&call->headers, 1) < 0))
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     /* grpc-timeout is ignored: the client enforces its deadline and resets the stream, which
      * the handler sees as cf_grpc_call_gone(). grpc-encoding: we accept only identity, so a
      * compressed message is refused when it arrives. */

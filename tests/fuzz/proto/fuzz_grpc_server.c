@@ -3,9 +3,9 @@
  * client preface and an empty SETTINGS, so the rest reaches the frame layer; bit 1: finish the
  * deferred calls after the connection is freed rather than before; bit 2: the output sink
  * reports "full" now and then), byte 1 the receive chunk size - 1; the rest is what the client
- * sends. Methods: /a echoes, /s streams three messages, /d finishes later (echo, or the call is
- * gone and send must say -EPIPE). Never crash, leak or hand a handler a message over the
- * limit. */
+ * sends. Methods: /a echoes (and reads request headers), /s streams three messages, /d finishes
+ * later (echo, or the call is gone and send must say -EPIPE). Never crash, leak or hand a handler a
+ * message over the limit. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +33,12 @@ static void on_echo(cf_grpc_call *call, const uint8_t *req, size_t len, void *ar
     for (size_t i = 0; i < len; i++) x ^= req[i];
     (void)x;
     if (strcmp(cf_grpc_call_path(call), "/a") != 0) abort();
+    /* request metadata: every stored value is a NUL-terminated string */
+    static const char *const names[] = {"content-type", "te", "grpc-timeout", "x-t", "zz"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = cf_grpc_call_header(call, names[i]);
+        if (v) x ^= (uint8_t)strlen(v);
+    }
     cf_grpc_call_send(call, req, len);
     cf_grpc_call_finish(call, len ? CF_GRPC_OK : CF_GRPC_INVALID_ARGUMENT, "100% \xff");
 }

@@ -23,7 +23,8 @@ def channel():
 
 
 def methods(ch):
-    return {n: ch.unary_unary("/test.Echo/" + n) for n in ("Unary", "Fail", "Slow", "Stats")} | {
+    return {n: ch.unary_unary("/test.Echo/" + n)
+            for n in ("Unary", "Fail", "Slow", "Stats", "Header")} | {
         "Stream": ch.unary_stream("/test.Echo/Stream"),
         "Nope": ch.unary_unary("/test.Echo/Nope")}
 
@@ -78,6 +79,14 @@ for code in range(1, 15):
     want = f"échec 100% voulu: code {code}\n(fin)"
     assert d == want, f"details {d!r}, want {want!r}"
 check("status codes 1..14 with non-ASCII, % and newline in grpc-message")
+
+hdr = m["Header"]
+assert hdr(b"containerd-namespace", metadata=[("containerd-namespace", "k8s.io")], timeout=5) == b"k8s.io"
+assert hdr(b"Content-Type", timeout=5) == b"application/grpc"
+assert hdr(b"grpc-timeout", timeout=5)  # sent by the client, ignored by the server
+expect_error(hdr, b":path", grpc.StatusCode.NOT_FOUND)
+expect_error(hdr, b"x-absent", grpc.StatusCode.NOT_FOUND)
+check("request metadata through cf_grpc_call_header")
 
 d = expect_error(m["Nope"], b"x", grpc.StatusCode.UNIMPLEMENTED)
 assert "/test.Echo/Nope" in d, d

@@ -5,6 +5,8 @@
  *   /test.Echo/Fail    request "CODE": that status, a message with non-ASCII and '%'
  *   /test.Echo/Slow    finishes from a 200 ms timer (echo), or sees the client gone
  *   /test.Echo/Stats   "slow_gone=G slow_epipe=E slow_done=D"
+ *   /test.Echo/Header  the value of the request header named by the request ("" if absent:
+ *                      NOT_FOUND)
  * Usage: grpc_echo_server SOCKET [MAX_CONNS [MAX_MESSAGE]]. Prints "ready" once listening;
  * SIGTERM closes the server and exits 0 once every handle is closed. */
 #include <errno.h>
@@ -142,6 +144,20 @@ static void on_stats(cf_grpc_call *call, const uint8_t *req, size_t len, void *a
     cf_grpc_call_finish(call, CF_GRPC_OK, NULL);
 }
 
+static void on_header(cf_grpc_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)arg;
+    char name[128];
+    snprintf(name, sizeof(name), "%.*s", (int)(len < 127 ? len : 127), (const char *)req);
+    const char *v = cf_grpc_call_header(call, name);
+    if (!v) {
+        cf_grpc_call_finish(call, CF_GRPC_NOT_FOUND, name);
+        return;
+    }
+    cf_grpc_call_send(call, (const uint8_t *)v, strlen(v));
+    cf_grpc_call_finish(call, CF_GRPC_OK, NULL);
+}
+
 static void on_closed(void *arg)
 {
     (void)arg;
@@ -174,11 +190,9 @@ int main(int argc, char **argv)
     static const struct {
         const char *path;
         cf_grpc_handler fn;
-    } methods[] = {{"/test.Echo/Unary", on_unary},
-                   {"/test.Echo/Stream", on_stream},
-                   {"/test.Echo/Fail", on_fail},
-                   {"/test.Echo/Slow", on_slow},
-                   {"/test.Echo/Stats", on_stats}};
+    } methods[] = {{"/test.Echo/Unary", on_unary}, {"/test.Echo/Stream", on_stream},
+                   {"/test.Echo/Fail", on_fail},   {"/test.Echo/Slow", on_slow},
+                   {"/test.Echo/Stats", on_stats}, {"/test.Echo/Header", on_header}};
     if (cf_grpc_server_new(loop, &lim, &srv, &err) < 0) {
         fprintf(stderr, "grpc_echo_server: %s\n", err.msg);
         return 1;

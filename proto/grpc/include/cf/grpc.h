@@ -98,5 +98,9 @@ void cf_grpc_call_finish(cf_grpc_call *call, int status, const char *message);
 int cf_grpc_call_gone(const cf_grpc_call *call);
 /* The request's :path, e.g. for logs. Valid until finish. */
 const char *cf_grpc_call_path(const cf_grpc_call *call);
+/* The value of the first request header (gRPC metadata) called `name` (case-insensitive, e.g.
+ * "containerd-namespace"), or NULL. Pseudo-headers are not kept; binary "-bin" values are
+ * returned as sent (base64). Valid until finish. */
+const char *cf_grpc_call_header(const cf_grpc_call *call, const char *name);
 
 #endif
