@@ -20,8 +20,8 @@
 #include "cf/buf.h"
 #include "cf/log.h"
 
-#define OUT_COALESCE  (64u << 10) /* output handed to the transport in pieces up to this */
-#define GRPC_MSG_MAX  2048u       /* grpc-message input bytes sent (headers are bounded) */
+#define OUT_COALESCE (64u << 10) /* output handed to the transport in pieces up to this */
+#define GRPC_MSG_MAX 2048u       /* grpc-message input bytes sent (headers are bounded) */
 
 struct chunk {
     struct chunk *next;
@@ -47,6 +47,7 @@ struct cf_grpc_call {
     int accepted; /* request headers valid and the method known: the body is read */
     size_t header_bytes;
     char *path;
+    cf_buf headers; /* request headers but pseudo ones: "name\0value\0"... */
     cf_grpc_reader rd;
     struct chunk *q_head, *q_tail;
     size_t q_off;  /* bytes of q_head already framed */
@@ -62,8 +63,9 @@ struct cf_grpc_conn {
     void *ctx;
     cf_grpc_call *calls; /* every call of this connection not yet freed */
     unsigned n_calls;
-    size_t queued; /* sum of the calls' queued bytes */
-    int in_recv;   /* inside nghttp2_session_mem_recv: no output now, the caller flushes */
+    size_t queued;     /* sum of the calls' queued bytes */
+    size_t req_budget; /* request bytes the calls' readers may still take */
+    int in_recv;       /* inside nghttp2_session_mem_recv: no output now, the caller flushes */
     cf_buf out;
 };
 
@@ -77,16 +79,14 @@ static void queue_free(cf_grpc_call *call)
         free(ch);
         ch = n;
     }
-    if (call->conn)
-        call->conn->queued -= call->queued;
+    if (call->conn) call->conn->queued -= call->queued;
     call->q_head = call->q_tail = NULL;
     call->q_off = call->queued = 0;
 }
 
 static void call_unref(cf_grpc_call *call)
 {
-    if (--call->refs > 0)
-        return;
+    if (--call->refs > 0) return;
     queue_free(call);
     cf_grpc_conn *c = call->conn;
     if (c) {
@@ -94,26 +94,25 @@ static void call_unref(cf_grpc_call *call)
             call->prev->next = call->next;
         else
             c->calls = call->next;
-        if (call->next)
-            call->next->prev = call->prev;
+        if (call->next) call->next->prev = call->prev;
         c->n_calls--;
     }
     cf_grpc_reader_free(&call->rd);
     cf_buf_free(&call->message);
+    cf_buf_free(&call->headers);
     free(call->path);
     free(call);
 }
 
 static void kick(cf_grpc_conn *c)
 {
-    if (!c->in_recv && c->ops.kick)
-        c->ops.kick(c->ctx);
+    if (!c->in_recv && c->ops.kick) c->ops.kick(c->ctx);
 }
 
-#define NV_STATIC(n, v)                                                                       \
-    {                                                                                         \
-        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,                        \
-            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                      \
+#define NV_STATIC(n, v)                                                                            \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,                              \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
     }
 
 /* grpc-status (+ grpc-message) into nv[0..]; returns the count. `num` holds the digits. */
@@ -144,8 +143,7 @@ static void submit_trailers_only(cf_grpc_call *call)
     char num[12];
     size_t n = 2 + status_nv(nv + 2, num, call);
     call->resp_started = 1;
-    if (!call->remote_ended)
-        call->rst_after = 1;
+    if (!call->remote_ended) call->rst_after = 1;
     if (nghttp2_submit_response(call->conn->s, call->stream_id, nv, n, NULL) != 0)
         nghttp2_submit_rst_stream(call->conn->s, NGHTTP2_FLAG_NONE, call->stream_id,
                                   NGHTTP2_INTERNAL_ERROR);
@@ -156,8 +154,8 @@ static void answer_error(cf_grpc_call *call, int status, const char *message)
 {
     call->answered = 1;
     cf_grpc_reader_free(&call->rd);
-    cf_debug("grpc: stream %d %s: status %d: %s", call->stream_id,
-             call->path ? call->path : "?", status, message);
+    cf_debug("grpc: stream %d %s: status %d: %s", call->stream_id, call->path ? call->path : "?",
+             status, message);
     set_status(call, status, message);
     submit_trailers_only(call);
 }
@@ -168,8 +166,7 @@ static void answer_http(cf_grpc_call *call, const char *code)
                          NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}};
     call->answered = 1;
     call->resp_started = 1;
-    if (!call->remote_ended)
-        call->rst_after = 1;
+    if (!call->remote_ended) call->rst_after = 1;
     nghttp2_submit_response(call->conn->s, call->stream_id, nv, 1, NULL);
 }
 
@@ -183,8 +180,7 @@ static ssize_t read_data(nghttp2_session *s, int32_t stream_id, uint8_t *buf, si
     while (done < length && call->q_head) {
         struct chunk *ch = call->q_head;
         size_t k = ch->len - call->q_off;
-        if (k > length - done)
-            k = length - done;
+        if (k > length - done) k = length - done;
         memcpy(buf + done, ch->data + call->q_off, k);
         done += k;
         call->q_off += k;
@@ -192,8 +188,7 @@ static ssize_t read_data(nghttp2_session *s, int32_t stream_id, uint8_t *buf, si
         call->conn->queued -= k;
         if (call->q_off == ch->len) {
             call->q_head = ch->next;
-            if (!call->q_head)
-                call->q_tail = NULL;
+            if (!call->q_head) call->q_tail = NULL;
             call->q_off = 0;
             free(ch);
         }
@@ -216,24 +211,19 @@ static ssize_t read_data(nghttp2_session *s, int32_t stream_id, uint8_t *buf, si
 
 int cf_grpc_call_send(cf_grpc_call *call, const uint8_t *msg, size_t len)
 {
-    if (!call || call->finished || (!msg && len))
-        return -EINVAL;
+    if (!call || call->finished || (!msg && len)) return -EINVAL;
     cf_grpc_conn *c = call->conn;
-    if (call->gone || !c || !call->stream_open)
-        return -EPIPE;
-    if (len > UINT32_MAX)
-        return -EMSGSIZE;
+    if (call->gone || !c || !call->stream_open) return -EPIPE;
+    if (len > UINT32_MAX) return -EMSGSIZE;
     if (c->queued + CF_GRPC_PREFIX_LEN > CF_GRPC_MAX_QUEUED ||
         len > CF_GRPC_MAX_QUEUED - CF_GRPC_PREFIX_LEN - c->queued)
         return -ENOBUFS;
     struct chunk *ch = malloc(sizeof(*ch) + CF_GRPC_PREFIX_LEN + len);
-    if (!ch)
-        return -ENOMEM;
+    if (!ch) return -ENOMEM;
     ch->next = NULL;
     ch->len = CF_GRPC_PREFIX_LEN + len;
     cf_grpc_prefix_encode(ch->data, (uint32_t)len);
-    if (len)
-        memcpy(ch->data + CF_GRPC_PREFIX_LEN, msg, len);
+    if (len) memcpy(ch->data + CF_GRPC_PREFIX_LEN, msg, len);
     if (!call->resp_started) {
         nghttp2_nv nv[2] = {NV_STATIC(":status", "200"),
                             NV_STATIC("content-type", "application/grpc")};
@@ -260,8 +250,7 @@ int cf_grpc_call_send(cf_grpc_call *call, const uint8_t *msg, size_t len)
 
 void cf_grpc_call_finish(cf_grpc_call *call, int status, const char *message)
 {
-    if (!call || call->finished || !call->dispatched)
-        return;
+    if (!call || call->finished || !call->dispatched) return;
     call->finished = 1;
     cf_grpc_conn *c = call->conn;
     if (c && call->stream_open && !call->gone) {
@@ -283,6 +272,17 @@ int cf_grpc_call_gone(const cf_grpc_call *call)
     return call->gone;
 }
 
+const char *cf_grpc_call_header(const cf_grpc_call *call, const char *name)
+{
+    const char *p = (const char *)call->headers.data, *end = p + call->headers.len;
+    while (p && p < end) {
+        const char *v = p + strlen(p) + 1;
+        if (strcasecmp(p, name) == 0) return v;
+        p = v + strlen(v) + 1;
+    }
+    return NULL;
+}
+
 const char *cf_grpc_call_path(const cf_grpc_call *call)
 {
     return call->path ? call->path : "";
@@ -298,24 +298,22 @@ static cf_grpc_call *stream_call(nghttp2_session *s, int32_t id)
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     cf_grpc_conn *c = user;
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     if (c->n_calls >= c->srv->lim.max_streams_per_conn) {
         /* Streams whose handlers still run after the client reset them count too. */
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
     cf_grpc_call *call = calloc(1, sizeof(*call));
-    if (!call)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (!call) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     call->conn = c;
     call->stream_id = f->hd.stream_id;
     call->refs = 1;
     call->stream_open = 1;
     cf_grpc_reader_init(&call->rd, c->srv->lim.max_message);
+    call->rd.budget = &c->req_budget;
     call->next = c->calls;
-    if (c->calls)
-        c->calls->prev = call;
+    if (c->calls) c->calls->prev = call;
     c->calls = call;
     c->n_calls++;
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, call);
@@ -337,8 +335,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     (void)flags;
     cf_grpc_conn *c = user;
     cf_grpc_call *call = stream_call(s, f->hd.stream_id);
-    if (!call)
-        return 0;
+    if (!call) return 0;
     /* RFC 7541's accounting (32 bytes per field), as SETTINGS_MAX_HEADER_LIST_SIZE. */
     call->header_bytes += namelen + valuelen + 32;
     if (call->header_bytes > c->srv->lim.max_header_bytes) {
@@ -346,17 +343,23 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                  c->srv->lim.max_header_bytes);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    if (f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* trailers: nothing we use */
+    if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* trailers: nothing we use */
     if (namelen == 5 && memcmp(name, ":path", 5) == 0 && !call->path) {
         call->path = strndup((const char *)value, valuelen);
-        if (!call->path)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (!call->path) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     } else if (namelen == 7 && memcmp(name, ":method", 7) == 0) {
         call->method_ok = valuelen == 4 && memcmp(value, "POST", 4) == 0;
     } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
         call->type_ok = is_grpc_type(value, valuelen);
     }
+    /* Kept for cf_grpc_call_header (bounded by max_header_bytes above; nghttp2 has checked
+     * that names and values hold no NUL). */
+    if (namelen > 0 && name[0] != ':' &&
+        (cf_buf_append(&call->headers, name, namelen) < 0 ||
+         cf_buf_append_zeros(&call->headers, 1) < 0 ||
+         cf_buf_append(&call->headers, value, valuelen) < 0 ||
+         cf_buf_append_zeros(&call->headers, 1) < 0))
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     /* grpc-timeout is ignored: the client enforces its deadline and resets the stream, which
      * the handler sees as cf_grpc_call_gone(). grpc-encoding: we accept only identity, so a
      * compressed message is refused when it arrives. */
@@ -366,11 +369,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 static void end_of_request(cf_grpc_conn *c, cf_grpc_call *call)
 {
     call->remote_ended = 1;
-    if (!call->accepted || call->answered || call->dispatched)
-        return;
+    if (!call->accepted || call->answered || call->dispatched) return;
     const struct cf_grpc_route *rt = cf_grpc_server_route(c->srv, call->path, strlen(call->path));
-    if (!rt)
-        return;
+    if (!rt) return;
     const uint8_t *msg;
     size_t len;
     cf_err err = {0};
@@ -388,18 +389,15 @@ static void end_of_request(cf_grpc_conn *c, cf_grpc_call *call)
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     cf_grpc_conn *c = user;
-    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
-        return 0;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
     cf_grpc_call *call = stream_call(s, f->hd.stream_id);
-    if (!call)
-        return 0;
+    if (!call) return 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         if (!call->method_ok) {
             answer_http(call, "405");
         } else if (!call->type_ok) {
             answer_http(call, "415");
-        } else if (!call->path ||
-                   !cf_grpc_server_route(c->srv, call->path, strlen(call->path))) {
+        } else if (!call->path || !cf_grpc_server_route(c->srv, call->path, strlen(call->path))) {
             char m[256];
             snprintf(m, sizeof(m), "unknown method %.200s", call->path ? call->path : "");
             answer_error(call, CF_GRPC_UNIMPLEMENTED, m);
@@ -407,8 +405,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
             call->accepted = 1;
         }
     }
-    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
-        end_of_request(c, call);
+    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) end_of_request(c, call);
     return 0;
 }
 
@@ -418,12 +415,10 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     (void)flags;
     (void)user;
     cf_grpc_call *call = stream_call(s, id);
-    if (!call || !call->accepted || call->answered || call->dispatched)
-        return 0;
+    if (!call || !call->accepted || call->answered || call->dispatched) return 0;
     cf_err err = {0};
     int rc = cf_grpc_reader_feed(&call->rd, data, len, &err);
-    if (rc < 0)
-        answer_error(call, cf_grpc_status_of_errno(rc), err.msg);
+    if (rc < 0) answer_error(call, cf_grpc_status_of_errno(rc), err.msg);
     return 0;
 }
 
@@ -447,12 +442,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     (void)code;
     (void)user;
     cf_grpc_call *call = stream_call(s, id);
-    if (!call)
-        return 0;
+    if (!call) return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
     call->stream_open = 0;
-    if (!call->finished)
-        call->gone = 1;
+    if (!call->finished) call->gone = 1;
     queue_free(call);
     call_unref(call);
     return 0;
@@ -464,9 +457,10 @@ int cf_grpc_conn_new(cf_grpc_server *srv, const struct cf_grpc_conn_ops *ops, vo
                      cf_grpc_conn **out, cf_err *err)
 {
     cf_grpc_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return cf_err_set(err, -ENOMEM, "no memory for a gRPC connection");
+    if (!c) return cf_err_set(err, -ENOMEM, "no memory for a gRPC connection");
     c->srv = srv;
+    c->req_budget = srv->lim.max_message > CF_GRPC_CONN_REQ_BUDGET ? srv->lim.max_message
+                                                                   : CF_GRPC_CONN_REQ_BUDGET;
     c->ops = *ops;
     c->ctx = ctx;
     nghttp2_session_callbacks *cb;
@@ -502,8 +496,7 @@ int cf_grpc_conn_new(cf_grpc_server *srv, const struct cf_grpc_conn_ops *ops, vo
     };
     rv = nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     if (rv == 0)
-        rv = nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0,
-                                                   CF_GRPC_CONN_WINDOW);
+        rv = nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, CF_GRPC_CONN_WINDOW);
     if (rv != 0) {
         nghttp2_session_del(c->s);
         free(c);
@@ -527,8 +520,7 @@ int cf_grpc_conn_recv(cf_grpc_conn *c, const uint8_t *data, size_t len)
 
 int cf_grpc_conn_flush(cf_grpc_conn *c)
 {
-    if (c->in_recv)
-        return 0;
+    if (c->in_recv) return 0;
     for (;;) {
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(c->s, &d);
@@ -543,11 +535,9 @@ int cf_grpc_conn_flush(cf_grpc_conn *c)
         if (c->out.len > 0 && (n == 0 || c->out.len >= OUT_COALESCE)) {
             int rc = c->ops.send(c->ctx, c->out.data, c->out.len);
             cf_buf_reset(&c->out);
-            if (rc != 0)
-                return rc;
+            if (rc != 0) return rc;
         }
-        if (n == 0)
-            return 0;
+        if (n == 0) return 0;
     }
 }
 
@@ -558,16 +548,16 @@ int cf_grpc_conn_done(const cf_grpc_conn *c)
 
 void cf_grpc_conn_free(cf_grpc_conn *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     cf_grpc_call *call = c->calls;
     while (call) {
         cf_grpc_call *next = call->next;
         queue_free(call);
+        cf_grpc_reader_free(&call->rd); /* gives back to c->req_budget, about to go */
+        call->rd.budget = NULL;
         call->conn = NULL;
         call->prev = call->next = NULL;
-        if (!call->finished)
-            call->gone = 1;
+        if (!call->finished) call->gone = 1;
         if (call->stream_open) {
             call->stream_open = 0;
             call_unref(call);

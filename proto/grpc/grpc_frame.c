@@ -15,6 +15,8 @@ void cf_grpc_reader_init(cf_grpc_reader *r, size_t max)
 void cf_grpc_reader_free(cf_grpc_reader *r)
 {
     cf_buf_free(&r->msg);
+    if (r->budget) *r->budget += r->charged;
+    r->charged = 0;
 }
 
 /* The prefix is complete: check it and size the buffer. */
@@ -30,11 +32,19 @@ static int take_prefix(cf_grpc_reader *r, cf_err *err)
     if (len > r->max)
         return cf_err_set(err, -EMSGSIZE, "request message of %u bytes exceeds the limit of %zu",
                           len, r->max);
+    if (r->budget && len > *r->budget)
+        return cf_err_set(err, -EMSGSIZE,
+                          "request message of %u bytes: the connection's other pending requests "
+                          "leave only %zu bytes of its request memory",
+                          len, *r->budget);
+    if (r->budget) {
+        *r->budget -= len;
+        r->charged = len;
+    }
     r->want = len;
     if (cf_buf_reserve(&r->msg, len) < 0)
         return cf_err_set(err, -ENOMEM, "no memory for a %u-byte request message", len);
-    if (len == 0)
-        r->complete = 1;
+    if (len == 0) r->complete = 1;
     return 0;
 }
 
@@ -47,29 +57,25 @@ int cf_grpc_reader_feed(cf_grpc_reader *r, const uint8_t *p, size_t n, cf_err *e
                               "methods are served)");
         if (r->hdr_len < CF_GRPC_PREFIX_LEN) {
             size_t k = CF_GRPC_PREFIX_LEN - r->hdr_len;
-            if (k > n)
-                k = n;
+            if (k > n) k = n;
             memcpy(r->hdr + r->hdr_len, p, k);
             r->hdr_len += (unsigned)k;
             p += k;
             n -= k;
             if (r->hdr_len == CF_GRPC_PREFIX_LEN) {
                 int rc = take_prefix(r, err);
-                if (rc < 0)
-                    return rc;
+                if (rc < 0) return rc;
             }
             continue;
         }
         size_t k = r->want - r->msg.len;
-        if (k > n)
-            k = n;
+        if (k > n) k = n;
         /* Cannot fail: take_prefix reserved `want` bytes. */
         if (cf_buf_append(&r->msg, p, k) < 0)
             return cf_err_set(err, -ENOMEM, "no memory for the request message");
         p += k;
         n -= k;
-        if (r->msg.len == r->want)
-            r->complete = 1;
+        if (r->msg.len == r->want) r->complete = 1;
     }
     return 0;
 }
@@ -117,8 +123,7 @@ int cf_grpc_percent_encode(cf_buf *out, const char *s, size_t max_in)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strnlen(s, max_in);
-    if (cf_buf_reserve(out, n * 3 + 1) < 0)
-        return -ENOMEM;
+    if (cf_buf_reserve(out, n * 3 + 1) < 0) return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
         if (c >= 0x20 && c <= 0x7e && c != '%') {

@@ -16,18 +16,20 @@
 
 /* Incremental reader of the one request message of a call. */
 typedef struct cf_grpc_reader {
-    size_t max;                       /* largest accepted message */
-    uint8_t hdr[CF_GRPC_PREFIX_LEN];  /* prefix bytes seen so far */
+    size_t max;                      /* largest accepted message */
+    uint8_t hdr[CF_GRPC_PREFIX_LEN]; /* prefix bytes seen so far */
     unsigned hdr_len;
-    size_t want;                      /* announced length, once the prefix is complete */
+    size_t want; /* announced length, once the prefix is complete */
     cf_buf msg;
-    int complete;                     /* the message is whole */
+    int complete;   /* the message is whole */
+    size_t *budget; /* optional: bytes the owner lets all its readers hold together */
+    size_t charged; /* taken from *budget, given back by cf_grpc_reader_free */
 } cf_grpc_reader;
 
 void cf_grpc_reader_init(cf_grpc_reader *r, size_t max);
 /* Feeds the next body bytes. Errors (the message says why):
- * -EMSGSIZE  announced length over `max` (answer RESOURCE_EXHAUSTED), checked on the prefix,
- *            before any allocation;
+ * -EMSGSIZE  announced length over `max`, or over what is left of *budget (answer
+ *            RESOURCE_EXHAUSTED), checked on the prefix, before any allocation;
  * -ENOTSUP   compressed flag set (UNIMPLEMENTED: no grpc-encoding is accepted);
  * -EBADMSG   a flag byte other than 0/1, or bytes after the first message (INTERNAL);
  * -ENOMEM. */

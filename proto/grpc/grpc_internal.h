@@ -10,18 +10,23 @@
 
 #include "cf/grpc.h"
 
-#define CF_GRPC_DEF_MAX_MESSAGE     (4u << 20)
-#define CF_GRPC_DEF_MAX_CONNS       64u
-#define CF_GRPC_DEF_MAX_STREAMS     100u
-#define CF_GRPC_DEF_MAX_HEADER      (16u << 10)
+#define CF_GRPC_DEF_MAX_MESSAGE (4u << 20)
+#define CF_GRPC_DEF_MAX_CONNS   64u
+#define CF_GRPC_DEF_MAX_STREAMS 100u
+#define CF_GRPC_DEF_MAX_HEADER  (16u << 10)
 /* Response bytes queued by cf_grpc_call_send and not yet taken by HTTP/2 framing, per
  * connection: past it send returns -ENOBUFS, so a client that stops reading a streaming
  * response cannot make us buffer without bound. */
-#define CF_GRPC_MAX_QUEUED          (16u << 20)
+#define CF_GRPC_MAX_QUEUED (16u << 20)
+/* Request bytes all the streams of one connection may hold while their messages arrive
+ * (at least max_message): bounds memory to this x max_conns whatever clients upload. Past it a
+ * stream is answered RESOURCE_EXHAUSTED rather than held back by withholding WINDOW_UPDATEs:
+ * partial messages could then wait on each other forever. */
+#define CF_GRPC_CONN_REQ_BUDGET (16u << 20)
 /* HTTP/2 receive windows: 1 MiB per stream, 8 MiB per connection, so a 4 MiB request message
  * flows without waiting on a WINDOW_UPDATE round trip per 64 KiB. */
-#define CF_GRPC_STREAM_WINDOW       (1 << 20)
-#define CF_GRPC_CONN_WINDOW         (8 << 20)
+#define CF_GRPC_STREAM_WINDOW (1 << 20)
+#define CF_GRPC_CONN_WINDOW   (8 << 20)
 
 struct cf_grpc_route {
     char *path;

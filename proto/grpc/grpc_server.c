@@ -27,7 +27,8 @@ struct cf_grpc_sock {
     size_t inflight; /* bytes in uv_writes not completed */
     int reading;
     int closing;
-    int listed; /* counted in srv->socks (refused connections are not) */
+    int drain_close; /* connection error: close once the output is written */
+    int listed;      /* counted in srv->socks (refused connections are not) */
 };
 
 struct wreq {
@@ -41,16 +42,13 @@ struct wreq {
 
 static void maybe_done(cf_grpc_server *srv)
 {
-    if (!srv->closing || srv->handles_open > 0)
-        return;
+    if (!srv->closing || srv->handles_open > 0) return;
     void (*done)(void *) = srv->done;
     void *arg = srv->done_arg;
-    for (size_t i = 0; i < srv->n_routes; i++)
-        free(srv->routes[i].path);
+    for (size_t i = 0; i < srv->n_routes; i++) free(srv->routes[i].path);
     free(srv->routes);
     free(srv);
-    if (done)
-        done(arg);
+    if (done) done(arg);
 }
 
 int cf_grpc_server_new(uv_loop_t *loop, const cf_grpc_limits *lim, cf_grpc_server **out,
@@ -59,23 +57,16 @@ int cf_grpc_server_new(uv_loop_t *loop, const cf_grpc_limits *lim, cf_grpc_serve
     if (!loop || !out)
         return cf_err_set(err, -EINVAL, "cf_grpc_server_new: loop and out are required");
     cf_grpc_server *srv = calloc(1, sizeof(*srv));
-    if (!srv)
-        return cf_err_set(err, -ENOMEM, "no memory for the gRPC server");
+    if (!srv) return cf_err_set(err, -ENOMEM, "no memory for the gRPC server");
     srv->loop = loop;
-    if (lim)
-        srv->lim = *lim;
-    if (!srv->lim.max_message)
-        srv->lim.max_message = CF_GRPC_DEF_MAX_MESSAGE;
+    if (lim) srv->lim = *lim;
+    if (!srv->lim.max_message) srv->lim.max_message = CF_GRPC_DEF_MAX_MESSAGE;
     if (srv->lim.max_message > UINT32_MAX)
         srv->lim.max_message = UINT32_MAX; /* the prefix cannot announce more */
-    if (!srv->lim.max_conns)
-        srv->lim.max_conns = CF_GRPC_DEF_MAX_CONNS;
-    if (!srv->lim.max_streams_per_conn)
-        srv->lim.max_streams_per_conn = CF_GRPC_DEF_MAX_STREAMS;
-    if (!srv->lim.max_header_bytes)
-        srv->lim.max_header_bytes = CF_GRPC_DEF_MAX_HEADER;
-    if (srv->lim.max_header_bytes > UINT32_MAX)
-        srv->lim.max_header_bytes = UINT32_MAX;
+    if (!srv->lim.max_conns) srv->lim.max_conns = CF_GRPC_DEF_MAX_CONNS;
+    if (!srv->lim.max_streams_per_conn) srv->lim.max_streams_per_conn = CF_GRPC_DEF_MAX_STREAMS;
+    if (!srv->lim.max_header_bytes) srv->lim.max_header_bytes = CF_GRPC_DEF_MAX_HEADER;
+    if (srv->lim.max_header_bytes > UINT32_MAX) srv->lim.max_header_bytes = UINT32_MAX;
     int rc = uv_pipe_init(loop, &srv->listener, 0);
     if (rc < 0) {
         free(srv);
@@ -100,18 +91,21 @@ int cf_grpc_server_add(cf_grpc_server *srv, const char *path, cf_grpc_handler fn
                        cf_err *err)
 {
     if (!srv || !path || path[0] != '/' || !fn)
-        return cf_err_set(err, -EINVAL, "gRPC method \"%s\": want \"/package.Service/Method\" "
-                          "and a handler", path ? path : "(null)");
+        return cf_err_set(err, -EINVAL,
+                          "gRPC method \"%s\": want \"/package.Service/Method\" "
+                          "and a handler",
+                          path ? path : "(null)");
     if (cf_grpc_server_route(srv, path, strlen(path)))
         return cf_err_set(err, -EEXIST, "gRPC method %s registered twice", path);
     struct cf_grpc_route *r = realloc(srv->routes, (srv->n_routes + 1) * sizeof(*r));
-    if (!r)
-        return cf_err_set(err, -ENOMEM, "no memory for a gRPC route");
+    if (!r) return cf_err_set(err, -ENOMEM, "no memory for a gRPC route");
     srv->routes = r;
     char *p = strdup(path);
-    if (!p)
-        return cf_err_set(err, -ENOMEM, "no memory for a gRPC route");
-    srv->routes[srv->n_routes++] = (struct cf_grpc_route){p, fn, arg};
+    if (!p) return cf_err_set(err, -ENOMEM, "no memory for a gRPC route");
+    struct cf_grpc_route *nr = &srv->routes[srv->n_routes++];
+    nr->path = p;
+    nr->fn = fn;
+    nr->arg = arg;
     return 0;
 }
 
@@ -129,8 +123,7 @@ static void on_sock_closed(uv_handle_t *h)
             sk->prev->next = sk->next;
         else
             srv->socks = sk->next;
-        if (sk->next)
-            sk->next->prev = sk->prev;
+        if (sk->next) sk->next->prev = sk->prev;
         srv->n_socks--;
     }
     free(sk);
@@ -140,8 +133,7 @@ static void on_sock_closed(uv_handle_t *h)
 
 static void sock_close(struct cf_grpc_sock *sk)
 {
-    if (sk->closing)
-        return;
+    if (sk->closing) return;
     sk->closing = 1;
     /* Pending uv_writes are cancelled (their callbacks run first); the session and its calls
      * are let go in on_sock_closed. */
@@ -154,8 +146,7 @@ static void on_write(uv_write_t *req, int status)
     struct cf_grpc_sock *sk = w->sk;
     sk->inflight -= w->len;
     free(w);
-    if (sk->closing)
-        return;
+    if (sk->closing) return;
     if (status < 0) {
         cf_debug("grpc: write: %s", uv_strerror(status));
         sock_close(sk);
@@ -167,11 +158,9 @@ static void on_write(uv_write_t *req, int status)
 static int sock_send(void *ctx, const uint8_t *data, size_t len)
 {
     struct cf_grpc_sock *sk = ctx;
-    if (sk->closing)
-        return -EPIPE;
+    if (sk->closing) return -EPIPE;
     struct wreq *w = malloc(sizeof(*w) + len);
-    if (!w)
-        return -ENOMEM;
+    if (!w) return -ENOMEM;
     w->sk = sk;
     w->len = len;
     memcpy(w->data, data, len);
@@ -205,36 +194,34 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     struct cf_grpc_sock *sk = st->data;
     cf_grpc_server *srv = sk->srv;
     int rc = 0;
-    if (nread > 0)
-        rc = cf_grpc_conn_recv(sk->gc, (const uint8_t *)buf->base, (size_t)nread);
+    if (nread > 0) rc = cf_grpc_conn_recv(sk->gc, (const uint8_t *)buf->base, (size_t)nread);
     if (buf->base == (char *)srv->readbuf)
         srv->readbuf_busy = 0;
     else
         free(buf->base);
     if (nread < 0) {
-        if (nread != UV_EOF)
-            cf_debug("grpc: read: %s", uv_strerror((int)nread));
+        if (nread != UV_EOF) cf_debug("grpc: read: %s", uv_strerror((int)nread));
         sock_close(sk);
         return;
     }
-    /* Even after a protocol error: nghttp2 queued a GOAWAY saying why; the session then
-     * wants neither read nor write and sock_flush closes once it is written. */
-    (void)rc;
+    /* After a connection error nghttp2 has queued a GOAWAY saying why: write it, then close. */
+    if (rc < 0) sk->drain_close = 1;
     sock_flush(sk);
 }
 
 static void sock_flush(struct cf_grpc_sock *sk)
 {
-    if (sk->closing)
-        return;
-    int rc = cf_grpc_conn_flush(sk->gc);
-    if (rc < 0) {
+    if (sk->closing) return;
+    /* Past WRITE_HIGH nothing more is produced: on_write calls back here as the socket drains. */
+    if (sk->inflight < WRITE_HIGH && cf_grpc_conn_flush(sk->gc) < 0) {
         sock_close(sk);
         return;
     }
-    if (cf_grpc_conn_done(sk->gc)) {
-        if (sk->inflight == 0)
-            sock_close(sk);
+    if (sk->drain_close || cf_grpc_conn_done(sk->gc)) {
+        /* Nothing more to read: close once our last frames (a GOAWAY) are written. */
+        if (sk->reading) uv_read_stop((uv_stream_t *)&sk->pipe);
+        sk->reading = 0;
+        if (sk->inflight == 0) sock_close(sk);
         return;
     }
     int want = sk->inflight < WRITE_HIGH;
@@ -263,8 +250,7 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     struct cf_grpc_sock *sk = calloc(1, sizeof(*sk));
-    if (!sk)
-        return; /* the connection waits in the backlog; retried on the next event */
+    if (!sk) return; /* the connection waits in the backlog; retried on the next event */
     sk->srv = srv;
     if (uv_pipe_init(srv->loop, &sk->pipe, 0) < 0) {
         free(sk);
@@ -290,8 +276,7 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     sk->listed = 1;
     sk->next = srv->socks;
-    if (srv->socks)
-        srv->socks->prev = sk;
+    if (srv->socks) srv->socks->prev = sk;
     srv->socks = sk;
     srv->n_socks++;
     sock_flush(sk); /* our SETTINGS, and start reading */
@@ -311,8 +296,7 @@ int cf_grpc_server_listen_unix(cf_grpc_server *srv, const char *path, int mode, 
                               strerror(errno));
     }
     int rc = uv_pipe_bind(&srv->listener, path);
-    if (rc < 0)
-        return cf_err_set(err, rc, "binding %s: %s", path, uv_strerror(rc));
+    if (rc < 0) return cf_err_set(err, rc, "binding %s: %s", path, uv_strerror(rc));
     if (chmod(path, (mode_t)mode) < 0) {
         rc = -errno;
         unlink(path);
@@ -336,13 +320,11 @@ static void on_listener_closed(uv_handle_t *h)
 
 void cf_grpc_server_close(cf_grpc_server *srv, void (*done)(void *), void *arg)
 {
-    if (!srv || srv->closing)
-        return;
+    if (!srv || srv->closing) return;
     srv->closing = 1;
     srv->done = done;
     srv->done_arg = arg;
     /* libuv unlinks the socket file of a bound pipe when it is closed. */
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
-    for (struct cf_grpc_sock *sk = srv->socks; sk; sk = sk->next)
-        sock_close(sk);
+    for (struct cf_grpc_sock *sk = srv->socks; sk; sk = sk->next) sock_close(sk);
 }

@@ -83,6 +83,36 @@ static void test_limit(void **state)
     cf_grpc_reader_free(&r);
 }
 
+/* Readers sharing a budget: the second message that does not fit is refused on its prefix;
+ * freeing a reader gives its bytes back. */
+static void test_budget(void **state)
+{
+    (void)state;
+    size_t budget = 10;
+    cf_grpc_reader a, b;
+    cf_err err = {0};
+    cf_grpc_reader_init(&a, 100);
+    cf_grpc_reader_init(&b, 100);
+    a.budget = b.budget = &budget;
+    assert_int_equal(cf_grpc_reader_feed(&a, (const uint8_t *)"\0\0\0\0\6ab", 7, NULL), 0);
+    assert_int_equal(budget, 4);
+    assert_int_equal(cf_grpc_reader_feed(&b, (const uint8_t *)"\0\0\0\0\5", 5, &err), -EMSGSIZE);
+    assert_non_null(strstr(err.msg, "leave only 4 bytes"));
+    assert_null(b.msg.data);
+    cf_grpc_reader_free(&b);
+    assert_int_equal(budget, 4);
+    cf_grpc_reader_free(&a);
+    assert_int_equal(budget, 10);
+    cf_grpc_reader_free(&a); /* twice: nothing more given back */
+    assert_int_equal(budget, 10);
+    cf_grpc_reader_init(&b, 100);
+    b.budget = &budget;
+    assert_int_equal(cf_grpc_reader_feed(&b, (const uint8_t *)"\0\0\0\0\5", 5, NULL), 0);
+    assert_int_equal(budget, 5);
+    cf_grpc_reader_free(&b);
+    assert_int_equal(budget, 10);
+}
+
 static void test_flags(void **state)
 {
     (void)state;
@@ -105,8 +135,8 @@ static void test_second_message(void **state)
     cf_grpc_reader r;
     cf_err err = {0};
     cf_grpc_reader_init(&r, 100);
-    assert_int_equal(
-        cf_grpc_reader_feed(&r, (const uint8_t *)"\0\0\0\0\1a\0\0\0\0\1b", 12, &err), -EBADMSG);
+    assert_int_equal(cf_grpc_reader_feed(&r, (const uint8_t *)"\0\0\0\0\1a\0\0\0\0\1b", 12, &err),
+                     -EBADMSG);
     assert_non_null(strstr(err.msg, "more than one"));
     cf_grpc_reader_free(&r);
     /* even a zero-length first message */
@@ -153,10 +183,11 @@ static void test_percent_encode(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_prefix_encode), cmocka_unit_test(test_split_everywhere),
-        cmocka_unit_test(test_empty),         cmocka_unit_test(test_limit),
-        cmocka_unit_test(test_flags),         cmocka_unit_test(test_second_message),
-        cmocka_unit_test(test_truncated),     cmocka_unit_test(test_percent_encode),
+        cmocka_unit_test(test_prefix_encode),  cmocka_unit_test(test_split_everywhere),
+        cmocka_unit_test(test_empty),          cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_budget),         cmocka_unit_test(test_flags),
+        cmocka_unit_test(test_second_message), cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_percent_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
