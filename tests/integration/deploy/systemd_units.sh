@@ -10,7 +10,7 @@
 . "$(dirname "$0")/../../lib/testlib.sh"
 
 command -v systemd-analyze >/dev/null || skip "systemd-analyze not installed (Debian: systemd)"
-for b in chunkfly-peer chunkfly-scheduler chunkfly-mount; do need_bin "$b"; done
+for b in chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly-snapshotter; do need_bin "$b"; done
 SD=$CHUNKFLY_SRC/deploy/systemd
 CFG=$CHUNKFLY_SRC/deploy/config
 UNITDIR=$(pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
@@ -57,7 +57,7 @@ mv "$T/peer.moved" "$R/usr/local/bin/chunkfly-peer"
 note "security exposure (systemd-analyze security --offline)"
 # limits: a little above what the units score today (peer 1.7, scheduler 1.7, mount 4.3)
 declare -A LIMIT=([chunkfly-peer.service]=2.0 [chunkfly-scheduler.service]=2.0
-                  [chunkfly-mount@test.service]=4.5)
+                  [chunkfly-mount@test.service]=4.5 [chunkfly-snapshotter.service]=5.0)
 for u in "${units[@]}"; do
     out=$(systemd-analyze security --offline=yes --root="$R" --threshold=100 "$u" 2>&1) ||
         { echo "$out"; fail "security $u"; }
@@ -109,6 +109,28 @@ if grep -qE "^(ProtectSystem|ReadWritePaths|ReadOnlyPaths|PrivateTmp|ProtectHome
     fail "chunkfly-mount@: file-system namespacing would hide its mounts from the host"
 fi
 grep -q "^CapabilityBoundingSet=CAP_SYS_ADMIN$" "$M" || fail "chunkfly-mount@: capabilities"
+
+note "chunkfly-snapshotter: paths, no file-system namespacing, the example config"
+N=$SD/chunkfly-snapshotter.service
+grep -q "^ExecStart=/usr/local/bin/chunkfly-snapshotter --config /etc/chunkfly/snapshotter.conf$" "$N" ||
+    fail "snapshotter ExecStart"
+grep -q "^NoNewPrivileges=yes$" "$N" || fail "snapshotter: no NoNewPrivileges"
+[ "/var/lib/$(ukey StateDirectory "$N")" = "$(key root "$CFG/snapshotter.conf")" ] ||
+    fail "snapshotter StateDirectory != root"
+"$CHUNKFLY_BIN/chunkfly-snapshotter" --help >"$T/snap-help"
+grep -qF "$(key root "$CFG/snapshotter.conf")" "$T/snap-help" || fail "snapshotter default root"
+grep -qF "$(key address "$CFG/snapshotter.conf")" "$T/snap-help" || fail "snapshotter default address"
+[ "$(dirname "$(key address "$CFG/snapshotter.conf")")" = "/run/$(ukey RuntimeDirectory "$P")" ] &&
+    grep -q "^RuntimeDirectoryPreserve=yes$" "$P" || fail "stopping the peer would remove the snapshotter's socket"
+grep -q "^KillMode=process$" "$N" || fail "stopping the snapshotter would kill chunkfly-mount (containers' reads)"
+if grep -qE "^(ProtectSystem|ReadWritePaths|ReadOnlyPaths|PrivateTmp|ProtectHome|PrivateDevices|PrivateMounts|TemporaryFileSystem|BindPaths)=" "$N"; then
+    fail "chunkfly-snapshotter: file-system namespacing would hide its mounts from containerd"
+fi
+# the example config parses: the daemon stops at its (unwritable here) socket or root, not at a key
+rc=0
+timeout 5 "$CHUNKFLY_BIN/chunkfly-snapshotter" --config "$CFG/snapshotter.conf" --root "$T/snaproot" \
+    --address "$T/snap.sock" --metrics-listen 127.0.0.1:0 >"$T/snap.out" 2>&1 || rc=$?
+[ "$rc" = 124 ] || [ "$rc" = 0 ] || { cat "$T/snap.out"; fail "snapshotter refused deploy/config/snapshotter.conf"; }
 
 note "chunkfly-mount accepts the example config"
 rc=0

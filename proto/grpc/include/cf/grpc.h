@@ -3,14 +3,35 @@
  *
  * Threads: every function here must be called on the loop thread, except where noted. Handlers
  * run on the loop thread; one that needs disk or CPU work hands it to the thread pool and
- * finishes the call later (from the loop thread).
+ * finishes the call later (from the loop thread). Responses are written with write(2) through
+ * libuv: the process must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)).
  *
  * Errors: 0 or a negative errno, with an optional cf_err message (see cf/error.h).
  *
  * Bounds (all set before any byte is parsed; NULL limits = the defaults below): connections,
  * concurrent streams per connection, header bytes, request message size. A request over the
  * message limit is answered RESOURCE_EXHAUSTED; a method nobody registered, UNIMPLEMENTED; a
- * stream without `content-type: application/grpc`, HTTP 415. */
+ * stream without `content-type: application/grpc`, HTTP 415.
+ *
+ * Choices (what a client may notice):
+ * - grpc-timeout is ignored: the client enforces its own deadline by resetting the stream, which
+ *   a handler sees as cf_grpc_call_gone() (and cf_grpc_call_send returning -EPIPE).
+ * - No compression: no grpc-encoding is advertised; a request message with the compressed flag
+ *   is answered UNIMPLEMENTED. Responses are never compressed.
+ * - Exactly one request message (unary and server-streaming methods): a second one is answered
+ *   INTERNAL, a body cut inside a message INTERNAL. The handler runs once the client has ended
+ *   its side of the stream.
+ * - An answer sent before the request body ended (errors above) is followed by
+ *   RST_STREAM(NO_ERROR) so the client stops uploading (RFC 9113 8.1).
+ * - Calls whose handler has not finished count against max_streams_per_conn even after the
+ *   client reset them (new streams are refused), so resets cannot pile up work.
+ * - Response messages wait in memory until HTTP/2 flow control lets them out: at most 16 MiB
+ *   per connection (cf_grpc_call_send returns -ENOBUFS past it; a single message can therefore
+ *   not exceed 16 MiB). Requests being received hold at most max(16 MiB, max_message) per
+ *   connection (past it, RESOURCE_EXHAUSTED for the stream that would exceed it).
+ * - HTTP/2 receive windows: 1 MiB per stream, 8 MiB per connection.
+ * - Only HTTP/2 with prior knowledge (no TLS, no HTTP/1.1 upgrade): what gRPC clients use over
+ *   a unix socket. */
 #ifndef CF_GRPC_H
 #define CF_GRPC_H
 
@@ -77,5 +98,9 @@ void cf_grpc_call_finish(cf_grpc_call *call, int status, const char *message);
 int cf_grpc_call_gone(const cf_grpc_call *call);
 /* The request's :path, e.g. for logs. Valid until finish. */
 const char *cf_grpc_call_path(const cf_grpc_call *call);
+/* The value of the first request header (gRPC metadata) called `name` (case-insensitive, e.g.
+ * "containerd-namespace"), or NULL. Pseudo-headers are not kept; binary "-bin" values are
+ * returned as sent (base64). Valid until finish. */
+const char *cf_grpc_call_header(const cf_grpc_call *call, const char *name);
 
 #endif
