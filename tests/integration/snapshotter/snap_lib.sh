@@ -348,28 +348,35 @@ start_snapshotter() {
     fail "chunkfly-snapshotter: no socket $SNAP_SOCK after 20 s: $(tail -5 "$SNAP_LOG")"
 }
 
-# snap_mount_pid: the shared chunkfly-mount's PID from $SNAP_ROOT/mount.pid if that process
-# is alive and is chunkfly-mount (never a recycled PID), else nothing
+# snap_mount_pid: the chunkfly-mount serving the images: the shared daemon's PID from
+# $SNAP_ROOT/mount.pid, or with --fs-driver erofs the first live one of the per-image daemons
+# ($SNAP_ROOT/erofs/<id>/mount.pid); only a live process that is chunkfly-mount (never a
+# recycled PID), else nothing
 snap_mount_pid() {
-    local p
-    p=$(cat "$SNAP_ROOT/mount.pid" 2>/dev/null) || return 0
-    [[ $p =~ ^[0-9]+$ ]] || return 0
-    is_alive "$p" || return 0
-    tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q chunkfly-mount && echo "$p"
+    local f p
+    for f in "$SNAP_ROOT/mount.pid" "$SNAP_ROOT"/erofs/*/mount.pid; do
+        p=$(cat "$f" 2>/dev/null) || continue
+        [[ $p =~ ^[0-9]+$ ]] || continue
+        is_alive "$p" || continue
+        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q chunkfly-mount && { echo "$p"; return 0; }
+    done
     return 0
 }
 
-# stop_snapshotter: SIGTERM (5 s, then SIGKILL), then the shared chunkfly-mount if it outlived it
+# stop_snapshotter: SIGTERM (5 s, then SIGKILL), then the chunkfly-mount daemons that outlived
+# it (they run in their own session on purpose: containers keep reading through them)
 stop_snapshotter() {
     local m
     if [ -n "$SNAP_PID" ]; then bg_stop "$SNAP_PID"; fi
     SNAP_PID=""
-    m=$(snap_mount_pid)
-    if [ -n "$m" ]; then
+    for _ in 1 2 3 4 5 6 7 8; do
+        m=$(snap_mount_pid)
+        [ -n "$m" ] || break
         kill "$m" 2>/dev/null || true
         for _ in $(seq 50); do is_alive "$m" || break; sleep 0.1; done
         kill -9 "$m" 2>/dev/null || true
-    fi
+        for _ in $(seq 20); do is_alive "$m" || break; sleep 0.1; done
+    done
 }
 
 # kill9_snapshotter: kill -9 of the snapshotter only (its chunkfly-mount lives on)
