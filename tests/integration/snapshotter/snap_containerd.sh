@@ -1,7 +1,7 @@
 #!/bin/bash
 # chunkfly-snapshotter as containerd 1.6's proxy snapshotter "chunkfly", with real runc
 # containers (a private containerd, snap_lib.sh; the harness itself: snap_harness.sh). Images:
-# a 3-layer gzip OCI image with whiteouts, an opaque dir and busybox (src), its Nydus conversion
+# a 4-layer gzip OCI image with whiteouts, an opaque dir and busybox (src), its Nydus conversion
 # by `chunkfly convert` (nydus), a second plain image (plain), a Nydus image with a garbage
 # bootstrap (broken). Every container hashes its files; they must equal `umoci unpack` of the
 # source. Checks, in order (each needs what the earlier ones set up):
@@ -52,7 +52,7 @@ BROKEN=$(snap_push_broken_nydus "$NY" broken)
 snap_manifest "$NY" >"$T/nydus.manifest.json"
 mapfile -t NY_BLOBS < <(python3 -c 'import json,sys; [print(l["digest"]) for l in json.load(open(sys.argv[1]))["layers"][:-1]]' "$T/nydus.manifest.json")
 NY_BOOT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][-1]["digest"])' "$T/nydus.manifest.json")
-[ ${#NY_BLOBS[@]} = 3 ] || fail "the Nydus image has ${#NY_BLOBS[@]} data blobs, want 3"
+[ ${#NY_BLOBS[@]} = 4 ] || fail "the Nydus image has ${#NY_BLOBS[@]} data blobs, want 4"
 TOPS=$(cat "$SNAP_IMG/src/tops")
 NOLAZY=$(tr ' ' '\n' <<<"$TOPS" | grep -vx lazy | tr '\n' ' ')
 note "images ready after ${SECONDS}s"
@@ -192,8 +192,8 @@ for _ in $(seq 100); do
 done
 [ -z "$(cache_files)" ] || fail "cache files of the removed image left: $(cache_files)"
 [ "$n_dirs" = "$n_snap" ] ||
-    fail "$n_dirs snapshot dirs for $n_snap snapshots (plain + src: 5) after the GC: $(ls "$SNAP_ROOT/snapshots")"
-[ "$n_snap" = 5 ] || fail "$n_snap snapshots left, want 5 (src 3 + plain 2): $("${CTR[@]}" snapshots --snapshotter chunkfly ls)"
+    fail "$n_dirs snapshot dirs for $n_snap snapshots (src 4 + plain 2) after the GC: $(ls "$SNAP_ROOT/snapshots")"
+[ "$n_snap" = 6 ] || fail "$n_snap snapshots left, want 6 (src 4 + plain 2): $("${CTR[@]}" snapshots --snapshotter chunkfly ls)"
 run_and_hash "$PLAIN" p3
 run_and_hash "$SRC" s2
 
