@@ -12,7 +12,9 @@
 # path: the src image converted to eStargz, `ctr-remote images rpull --snapshotter stargz`, run
 # and hashed; and ctr speaking the snapshots API straight to a proxy snapshotter's socket
 # (NotFound for a missing key), as snap_containerd.sh does with ours.
-# About 15 s (25 s with stargz) on the loaded 2-core machine.
+# Run by hand (it tests no code of ours, so it is not registered with ctest):
+#   bash tests/integration/snapshotter/snap_harness.sh
+# About 15-25 s (25-30 s with stargz) on the loaded 2-core machine.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/snap_lib.sh"
 snap_need_tools
