@@ -250,7 +250,11 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     struct cf_grpc_sock *sk = calloc(1, sizeof(*sk));
-    if (!sk) return; /* the connection waits in the backlog; retried on the next event */
+    if (!sk) {
+        /* libuv stops accepting until uv_accept is called: without memory we are stuck anyway */
+        cf_error("grpc: no memory to accept a connection");
+        return;
+    }
     sk->srv = srv;
     if (uv_pipe_init(srv->loop, &sk->pipe, 0) < 0) {
         free(sk);
