@@ -147,7 +147,7 @@ rc=0; out=$(exec_in k2 e2 sha256sum /lazy/l2.bin 2>&1) || rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$rc" != 124 ] || fail "a read on the killed mount hangs (> 10 s)"
 [ "$rc" != 0 ] || fail "a never-read file read fine after chunkfly-mount was killed: $out"
-grep -q "I/O error" <<<"$out" || fail "the read failed without EIO (exit $rc in $ms ms): $out"
+grep -qE "I/O error|input/output error" <<<"$out" || fail "the read failed without EIO (exit $rc in $ms ms): $out"
 [ "$ms" -lt 5000 ] || fail "EIO took $ms ms"
 note "   k2's read failed in $ms ms: $out"
 for _ in $(seq 150); do
