@@ -30,6 +30,8 @@
 # stargz-snapshotter), umoci, skopeo, docker-registry, busybox-static, build/bin/{chunkfly,
 # chunkfly-mount,chunkfly-snapshotter}. SNAP_FS_DRIVER=erofs runs it all with --fs-driver erofs.
 # About 60-90 s (most of it image building and ~15 container starts).
+# An argument "erofs" = SNAP_FS_DRIVER=erofs (how CI runs the second variant).
+[ "${1:-}" = erofs ] && export SNAP_FS_DRIVER=erofs
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/snap_lib.sh"
 snap_need_tools ctr-remote
@@ -113,7 +115,7 @@ note "4. kill -9 of the snapshotter while a container runs"
     >"$T/k1.log" 2>&1 || fail "ctr run -d k1: $(cat "$T/k1.log")"
 sleep 1
 c1=$(exec_in k1 e1 cat /count) || fail "k1 is not running"
-MPID=$(snap_mount_pid)
+MPID=$(snap_mount_pid | head -1)
 [ -n "$MPID" ] || fail "no live chunkfly-mount in $SNAP_ROOT/mount.pid"
 kill9_snapshotter
 sleep 1
@@ -131,27 +133,36 @@ run_and_hash "$NY" n3 chunkfly "$NOLAZY"
 c3=$(exec_in k1 e5 cat /count) || fail "k1 exec after the restart"
 [ "$c3" -gt "$c2" ] || fail "k1's loop stopped after the restart ($c2 -> $c3)"
 [ "$(exec_in k1 e6 sha256sum /data/f5.bin)" = "$(want_sum data/f5.bin)" ] || fail "k1 read after the restart"
-[ "$(snap_mount_pid)" = "$MPID" ] ||
-    note "   (the restarted snapshotter runs another chunkfly-mount: $MPID -> $(snap_mount_pid))"
+[ "$(snap_mount_pid | head -1)" = "$MPID" ] ||
+    note "   (the restarted snapshotter runs another chunkfly-mount: $MPID -> $(snap_mount_pid | head -1))"
 
 # ---- 5. kill -9 of chunkfly-mount (needs: the snapshotter's supervision of its mount) ----
 note "5. kill -9 of chunkfly-mount: EIO for a running container, then a new mount"
 "${CTR[@]}" run -d --null-io --snapshotter chunkfly "$NY" k2 sh -c 'while :; do sleep 1; done' \
     >"$T/k2.log" 2>&1 || fail "ctr run -d k2: $(cat "$T/k2.log")"
 exec_in k2 e1 true || fail "k2 is not running"
-MPID=$(snap_mount_pid)
+MPID=$(snap_mount_pid | head -1)
 [ -n "$MPID" ] || fail "no live chunkfly-mount in $SNAP_ROOT/mount.pid"
 kill -9 "$MPID"
 t0=$(date +%s%N)
 rc=0; out=$(exec_in k2 e2 sha256sum /lazy/l2.bin 2>&1) || rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$rc" != 124 ] || fail "a read on the killed mount hangs (> 10 s)"
-[ "$rc" != 0 ] || fail "a never-read file read fine after chunkfly-mount was killed: $out"
-grep -qE "I/O error|input/output error" <<<"$out" || fail "the read failed without EIO (exit $rc in $ms ms): $out"
-[ "$ms" -lt 5000 ] || fail "EIO took $ms ms"
-note "   k2's read failed in $ms ms: $out"
+if [ "$rc" = 0 ] && [ "${SNAP_FS_DRIVER:-fuse}" = erofs ]; then
+    # EROFS reads blob blocks through the page cache of the blob files: the 1 MiB chunks read
+    # for the other files may already hold these bytes, and then the kernel serves them
+    # without the daemon. Correct bytes are the only acceptable success.
+    [ "${out%% *}" = "$(want_sum lazy/l2.bin | cut -d' ' -f1)" ] ||
+        fail "after the kill the read returned wrong bytes: $out"
+    note "   k2's read was served from the kernel's cache of the blob files in $ms ms"
+else
+    [ "$rc" != 0 ] || fail "a never-read file read fine after chunkfly-mount was killed: $out"
+    grep -qE "I/O error|input/output error" <<<"$out" || fail "the read failed without EIO (exit $rc in $ms ms): $out"
+    [ "$ms" -lt 5000 ] || fail "EIO took $ms ms"
+    note "   k2's read failed in $ms ms: $out"
+fi
 for _ in $(seq 150); do
-    m=$(snap_mount_pid)
+    m=$(snap_mount_pid | head -1)
     [ -n "$m" ] && [ "$m" != "$MPID" ] && break
     sleep 0.1
 done
