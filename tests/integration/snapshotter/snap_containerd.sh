@@ -24,7 +24,8 @@
 #  7. bad input: `snapshots info nosuchkey`, through containerd and straight to the
 #     snapshotter's socket: a NotFound error; the broken Nydus image fails (rpull or run) with
 #     an error naming the bootstrap, in bounded time; the snapshotter keeps serving (a Nydus
-#     image is pulled and run again).
+#     image is pulled and run again); a Nydus image whose data blob the registry lost: the
+#     rpull fails with NotFound naming the blob.
 #  Then SIGTERM: the snapshotter exits 0; no sanitizer report in its logs.
 # Needs: root, /dev/fuse, overlayfs, containerd + runc (Debian 1.6.20), ctr-remote (Debian
 # stargz-snapshotter), umoci, skopeo, docker-registry, busybox-static, build/bin/{chunkfly,
@@ -221,6 +222,21 @@ timeout 60 "${CTR[@]}" images rm --sync "$BROKEN" >/dev/null 2>&1 || true
 timeout 60 "${CTRR[@]}" images rpull --snapshotter chunkfly --plain-http "$NY" >"$T/rpull2.log" 2>&1 ||
     fail "rpull after the broken image: $(tail -5 "$T/rpull2.log")"
 run_and_hash "$NY" n5 chunkfly "$TOPS"
+# a Nydus image whose data blob the registry does not have: the pull fails, naming the blob
+# (the same layers as $NY: remove that first, or containerd finds the layers already there)
+snap_rm_containers
+timeout 60 "${CTR[@]}" images rm --sync "$NY" >/dev/null 2>&1 || fail "ctr images rm $NY"
+MISSING=$REGISTRY/snap/missing:v1
+skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$NY" "docker://$MISSING" ||
+    fail "skopeo copy to $MISSING"
+curl -sf -X DELETE "http://$REGISTRY/v2/snap/missing/blobs/${NY_BLOBS[1]}" ||
+    fail "deleting ${NY_BLOBS[1]} from snap/missing"
+rc=0; timeout 60 "${CTRR[@]}" images rpull --snapshotter chunkfly --plain-http "$MISSING" \
+    >"$T/missing.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -q "${NY_BLOBS[1]} is not in the registry" "$T/missing.log" ||
+    fail "rpull of an image with a missing blob (exit $rc): $(tail -3 "$T/missing.log")"
+note "   missing blob: $(grep -o "image .*is not in the registry[^:]*" "$T/missing.log" | tail -1)"
+is_alive "$SNAP_PID" || fail "the snapshotter died on the missing blob"
 
 note "SIGTERM: the snapshotter exits 0"
 snap_rm_containers
