@@ -869,6 +869,10 @@ int snap_core_prepare(snap_core *c, int kind, const char *key, const char *paren
     int rc = check_key("snapshot key", key, err);
     if (!rc) rc = check_labels(labels, n_labels, err);
     if (rc) return rc;
+    const char *t0;
+    if (kind == SNAP_ACTIVE && is_remote_layer(labels, n_labels, &t0) &&
+        (rc = snap_nydus_check_blob(&c->nyd, labels, n_labels, err)))
+        return rc; /* asked before taking the lock: a registry round trip */
     pthread_mutex_lock(&c->mu);
     MDB_txn *txn = NULL;
     snap_rec r = {0}, p = {0};

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cf/log.h"
+#include "snap_fuse_guard.h"
 
 extern char **environ;
 
@@ -36,6 +37,7 @@ int snap_mountd_init(snap_mountd *d, const char *bin, const char *dir, const cha
 {
     memset(d, 0, sizeof(*d));
     d->pidfd = -1;
+    d->fuse_fd = -1;
     d->erofs = bootstrap != NULL;
     d->bin = strdup(bin);
     d->dir = strdup(dir);
@@ -55,6 +57,7 @@ int snap_mountd_init(snap_mountd *d, const char *bin, const char *dir, const cha
 
 void snap_mountd_fini(snap_mountd *d)
 {
+    if (d->fuse_fd >= 0) close(d->fuse_fd);
     if (d->pidfd >= 0) close(d->pidfd);
     free(d->bin);
     free(d->dir);
@@ -73,8 +76,13 @@ static int pidfd_open_(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+static void guard(snap_mountd *d);
+
 static void forget(snap_mountd *d)
 {
+    /* The daemon is gone: its FUSE connection (kept by our duplicate) answers EIO from now. */
+    if (d->fuse_fd >= 0) snap_fuse_guard_start(d->fuse_fd);
+    d->fuse_fd = -1;
     if (d->pidfd >= 0) close(d->pidfd);
     d->pidfd = -1;
     if (d->is_child && d->pid > 0) waitpid(d->pid, NULL, WNOHANG);
@@ -213,6 +221,7 @@ static int try_adopt(snap_mountd *d)
         forget(d);
         return 0;
     }
+    guard(d);
     cf_info("adopted chunkfly-mount (pid %d)", pid);
     return 1;
 }
@@ -287,6 +296,7 @@ int snap_mountd_ensure(snap_mountd *d, cf_err *err)
                               tail);
         }
         if (access(d->sock, F_OK) == 0 && api_running(d)) {
+            guard(d);
             cf_info("started chunkfly-mount (pid %d) on %s", (int)pid, d->mnt);
             return 1;
         }
@@ -298,8 +308,23 @@ int snap_mountd_ensure(snap_mountd *d, cf_err *err)
                       d->sock, START_WAIT_MS / 1000, d->log);
 }
 
+/* FUSE mode: keep the connection alive past the daemon (snap_fuse_guard.h). */
+static void guard(snap_mountd *d)
+{
+    if (d->erofs || d->fuse_fd >= 0) return;
+    int fd = snap_fuse_guard_grab(d->pidfd, d->pid);
+    if (fd >= 0)
+        d->fuse_fd = fd;
+    else
+        cf_warn("cannot hold chunkfly-mount's FUSE connection (%s): if it dies, its readers "
+                "get ENOTCONN instead of EIO",
+                strerror(-fd));
+}
+
 void snap_mountd_stop(snap_mountd *d)
 {
+    if (d->fuse_fd >= 0) close(d->fuse_fd); /* a clean stop ends the connection */
+    d->fuse_fd = -1;
     if (!snap_mountd_alive(d)) return;
     kill(d->pid, SIGTERM);
     for (int i = 0; i < 100 && snap_mountd_alive(d); i++) usleep(50 * 1000);

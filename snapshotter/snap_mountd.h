@@ -19,6 +19,7 @@ typedef struct snap_mountd {
     pid_t pid;
     int pidfd;    /* readable once the daemon has exited; -1 when none */
     int is_child; /* started by this process: reap it */
+    int fuse_fd;  /* FUSE mode: our duplicate of its /dev/fuse (snap_fuse_guard.h), or -1 */
 } snap_mountd;
 
 /* bootstrap: NULL for the shared FUSE daemon, the image's bootstrap for an EROFS one. */

@@ -144,6 +144,43 @@ int snap_nydus_config(const snap_nydus_opts *o, const snap_rec *boot, char **out
     return *out ? 0 : cf_err_set(err, -ENOMEM, "out of memory");
 }
 
+static const char *kv_get(const snap_kv *l, size_t n, const char *a, const char *b)
+{
+    for (size_t i = 0; i < n; i++)
+        if (l[i].v[0] && (!strcmp(l[i].k, a) || !strcmp(l[i].k, b))) return l[i].v;
+    return NULL;
+}
+
+int snap_nydus_check_blob(const snap_nydus_opts *o, const snap_kv *labels, size_t n, cf_err *err)
+{
+    const char *ref = kv_get(labels, n, SNAP_LABEL_STARGZ_REF, SNAP_LABEL_CRI_REF);
+    const char *digest = kv_get(labels, n, SNAP_LABEL_STARGZ_DIGEST, SNAP_LABEL_CRI_DIGEST);
+    proto_image_ref ir;
+    if (!ref || !digest || proto_image_ref_parse(ref, &ir, NULL) ||
+        proto_registry_check_digest(digest))
+        return 0;
+    proto_registry_opts ro = {.scheme = plain(o, ir.registry) ? PROTO_REGISTRY_SCHEME_HTTP
+                                                              : PROTO_REGISTRY_SCHEME_HTTPS,
+                              .docker_config = o->docker_config,
+                              .connect_timeout_ms = 3000,
+                              .total_timeout_ms = 5000,
+                              .max_retries = -1};
+    proto_registry *r;
+    cf_err e = {0};
+    uint64_t size;
+    int rc = proto_registry_new(ir.registry, &ro, &r, &e);
+    if (!rc) {
+        rc = proto_registry_blob_size(r, ir.repo, digest, &size, &e);
+        proto_registry_free(r);
+    }
+    if (rc == -ENOENT)
+        return cf_err_set(err, -ENOENT,
+                          "image %s: its Nydus data blob %s is not in the registry (%s)", ref,
+                          digest, cf_err_str(&e, rc));
+    if (rc) cf_warn("image %s: cannot check blob %s: %s", ref, digest, cf_err_str(&e, rc));
+    return 0;
+}
+
 int snap_nydus_blob_ids(const char *bootstrap, char ***ids, size_t *n, cf_err *err)
 {
     *ids = NULL;

@@ -9,6 +9,7 @@
 #include "grpc_frame.h"
 #include "grpc_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@ struct chunk {
     size_t len;
     uint8_t data[];
 };
+/* What a queued message costs besides its bytes, so many tiny messages count for what they
+ * hold in memory (malloc's own overhead included, roughly). */
+#define CHUNK_EXTRA (sizeof(struct chunk) + 16)
+#define QUEUE_COST  (CHUNK_EXTRA + CF_GRPC_PREFIX_LEN)
 
 struct cf_grpc_call {
     cf_grpc_conn *conn; /* NULL once the connection is freed */
@@ -51,7 +56,7 @@ struct cf_grpc_call {
     cf_grpc_reader rd;
     struct chunk *q_head, *q_tail;
     size_t q_off;  /* bytes of q_head already framed */
-    size_t queued; /* bytes in the queue */
+    size_t queued; /* bytes in the queue, with each chunk's header (QUEUE_COST) */
     int status;
     cf_buf message; /* percent-encoded grpc-message, NUL-terminated; empty = none */
 };
@@ -190,6 +195,8 @@ static ssize_t read_data(nghttp2_session *s, int32_t stream_id, uint8_t *buf, si
             call->q_head = ch->next;
             if (!call->q_head) call->q_tail = NULL;
             call->q_off = 0;
+            call->queued -= CHUNK_EXTRA;
+            call->conn->queued -= CHUNK_EXTRA;
             free(ch);
         }
     }
@@ -215,9 +222,8 @@ int cf_grpc_call_send(cf_grpc_call *call, const uint8_t *msg, size_t len)
     cf_grpc_conn *c = call->conn;
     if (call->gone || !c || !call->stream_open) return -EPIPE;
     if (len > UINT32_MAX) return -EMSGSIZE;
-    if (c->queued + CF_GRPC_PREFIX_LEN > CF_GRPC_MAX_QUEUED ||
-        len > CF_GRPC_MAX_QUEUED - CF_GRPC_PREFIX_LEN - c->queued)
-        return -ENOBUFS;
+    size_t cap = c->srv->max_queued;
+    if (c->queued + QUEUE_COST > cap || len > cap - QUEUE_COST - c->queued) return -ENOBUFS;
     struct chunk *ch = malloc(sizeof(*ch) + CF_GRPC_PREFIX_LEN + len);
     if (!ch) return -ENOMEM;
     ch->next = NULL;
@@ -242,8 +248,8 @@ int cf_grpc_call_send(cf_grpc_call *call, const uint8_t *msg, size_t len)
     else
         call->q_head = ch;
     call->q_tail = ch;
-    call->queued += ch->len;
-    c->queued += ch->len;
+    call->queued += QUEUE_COST + len;
+    c->queued += QUEUE_COST + len;
     kick(c);
     return 0;
 }
@@ -459,8 +465,7 @@ int cf_grpc_conn_new(cf_grpc_server *srv, const struct cf_grpc_conn_ops *ops, vo
     cf_grpc_conn *c = calloc(1, sizeof(*c));
     if (!c) return cf_err_set(err, -ENOMEM, "no memory for a gRPC connection");
     c->srv = srv;
-    c->req_budget = srv->lim.max_message > CF_GRPC_CONN_REQ_BUDGET ? srv->lim.max_message
-                                                                   : CF_GRPC_CONN_REQ_BUDGET;
+    c->req_budget = srv->req_budget;
     c->ops = *ops;
     c->ctx = ctx;
     nghttp2_session_callbacks *cb;
@@ -564,6 +569,9 @@ void cf_grpc_conn_free(cf_grpc_conn *c)
         }
         call = next;
     }
+    /* Every queued byte and every budget byte accounted for (checked by the fuzzer). */
+    assert(c->queued == 0);
+    assert(c->req_budget == c->srv->req_budget);
     nghttp2_session_del(c->s);
     cf_buf_free(&c->out);
     free(c);

@@ -37,6 +37,8 @@ struct cf_grpc_route {
 struct cf_grpc_server {
     uv_loop_t *loop;
     cf_grpc_limits lim;
+    size_t max_queued; /* CF_GRPC_MAX_QUEUED (the fuzzer lowers these two) */
+    size_t req_budget; /* CF_GRPC_CONN_REQ_BUDGET, at least lim.max_message */
     struct cf_grpc_route *routes;
     size_t n_routes;
     /* transport (grpc_server.c) */

@@ -67,6 +67,9 @@ int cf_grpc_server_new(uv_loop_t *loop, const cf_grpc_limits *lim, cf_grpc_serve
     if (!srv->lim.max_streams_per_conn) srv->lim.max_streams_per_conn = CF_GRPC_DEF_MAX_STREAMS;
     if (!srv->lim.max_header_bytes) srv->lim.max_header_bytes = CF_GRPC_DEF_MAX_HEADER;
     if (srv->lim.max_header_bytes > UINT32_MAX) srv->lim.max_header_bytes = UINT32_MAX;
+    srv->max_queued = CF_GRPC_MAX_QUEUED;
+    srv->req_budget = srv->lim.max_message > CF_GRPC_CONN_REQ_BUDGET ? srv->lim.max_message
+                                                                     : CF_GRPC_CONN_REQ_BUDGET;
     int rc = uv_pipe_init(loop, &srv->listener, 0);
     if (rc < 0) {
         free(srv);
@@ -250,7 +253,11 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     struct cf_grpc_sock *sk = calloc(1, sizeof(*sk));
-    if (!sk) return; /* the connection waits in the backlog; retried on the next event */
+    if (!sk) {
+        /* libuv stops accepting until uv_accept is called: without memory we are stuck anyway */
+        cf_error("grpc: no memory to accept a connection");
+        return;
+    }
     sk->srv = srv;
     if (uv_pipe_init(srv->loop, &sk->pipe, 0) < 0) {
         free(sk);

@@ -98,6 +98,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         cf_grpc_server_add(srv, "/s", on_stream, NULL, NULL) != 0 ||
         cf_grpc_server_add(srv, "/d", on_deferred, NULL, NULL) != 0)
         abort();
+    /* Small enough that a few streams reach them: -ENOBUFS and the request budget get fuzzed. */
+    srv->max_queued = 3 * MAX_MESSAGE;
+    srv->req_budget = 2 * MAX_MESSAGE;
     return 0;
 }
 

@@ -55,6 +55,11 @@ seeds = {
     "many_streams": b"".join(headers(i, "/d") + data(i, msg(b"m")) for i in range(1, 24, 2)),
     "ping_window_goaway": frame(6, 0, 0, b"12345678") + frame(8, 0, 0, struct.pack(">I", 1000)) +
     headers(1, "/a") + data(1, msg(b"p")) + frame(7, 0, 0, struct.pack(">II", 1, 0)),
+    # three 4 KiB messages pass the fuzzer's lowered queue bound: -ENOBUFS
+    "stream_max": headers(1, "/s") + data(1, msg(b"s" * 4096)),
+    # three streams each announcing 4 KiB, none complete: the third passes the request budget
+    "budget": b"".join(headers(i, "/a") + data(i, msg(b"b" * 10, length=4096), False)
+                       for i in (1, 3, 5)) + data(1, b"b" * 4086),
     "trailers": headers(1, "/a") + data(1, msg(b"t"), False) + frame(1, 0x5, 1, lit("x-t", "1")),
 }
 for name, body in seeds.items():

@@ -12,7 +12,7 @@ need_root
 for b in umoci containerd ctr runc curl; do
     command -v "$b" >/dev/null || skip "$b not installed (.ci/install-deps)"
 done
-for b in chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly chunkfly-image; do need_bin "$b"; done
+for b in chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly-snapshotter chunkfly chunkfly-image; do need_bin "$b"; done
 BUILD_SH=$CHUNKFLY_SRC/deploy/image/build.sh
 REF=$(sed -n 's/^IMAGE=//p' "$CHUNKFLY_SRC/deploy/image/image.env")
 
@@ -99,7 +99,7 @@ base=${REF%:*}
     fail "imported digest differs: $("${CTR[@]}" images ls)"
 
 note "every binary answers --help inside the image"
-for b in chunkfly chunkfly-image chunkfly-mount chunkfly-peer chunkfly-scheduler; do
+for b in chunkfly chunkfly-image chunkfly-mount chunkfly-peer chunkfly-scheduler chunkfly-snapshotter; do
     "${CTR[@]}" run --rm "$REF" "help-$b" "$b" --help >"$T/help-$b" 2>&1 ||
         { cat "$T/help-$b"; fail "$b --help failed in the image"; }
     grep -qi "usage" "$T/help-$b" || { cat "$T/help-$b"; fail "$b --help: no usage"; }

@@ -57,10 +57,29 @@ timeout 5 curl -s --unix-socket "$SOCK" -o /dev/null http://localhost/ || [ $? !
 note "still serving after all that"
 curl_echo || fail "curl gRPC echo after the bad requests"
 
-note "SIGTERM: clean exit"
+note "SIGTERM with a Slow call pending: the call outlives the server, clean exit"
+"$PY" -c '
+import grpc, sys
+ch = grpc.insecure_channel("unix:" + sys.argv[1])
+ch.unary_unary("/test.Echo/Unary")(b"connect", timeout=5)
+f = ch.unary_unary("/test.Echo/Slow").future(b"z", timeout=5)
+print("sent", flush=True)
+try:
+    f.result()
+    print("Slow call completed")
+except grpc.RpcError as e:
+    print("Slow call ended:", e.code())
+' "$SOCK" >"$T/pending.log" 2>&1 &
+PPID_SLOW=$!
+for _ in $(seq 100); do grep -q sent "$T/pending.log" && break; sleep 0.02; done
+sleep 0.05 # the request reaches the server; its 200 ms timer is pending
 kill "$SPID"
 rc=0
 wait "$SPID" || rc=$?
+wait "$PPID_SLOW" || true
 [ $rc = 0 ] || { tail -30 "$T/server.log"; fail "server exit status $rc (leak or handles left?)"; }
+grep -q "Slow call ended" "$T/pending.log" || fail "pending Slow call: $(cat "$T/pending.log")"
+grep -q "exit: slow_gone=3 slow_epipe=3 slow_done=1" "$T/server.log" ||
+    fail "pending call not seen gone: $(grep exit: "$T/server.log")"
 [ ! -e "$SOCK" ] || fail "socket file left behind"
 echo "PASS"

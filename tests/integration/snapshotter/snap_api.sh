@@ -27,15 +27,21 @@ stop_mountd() {
 }
 trap stop_mountd EXIT
 
+MPORT=$(free_port 127.0.0.1)
 start_snap() {
     bg_start "$T/snap.log" "$CHUNKFLY_BIN/chunkfly-snapshotter" --root "$T/root" \
-        --address "$T/snap.sock" --log-level debug
+        --address "$T/snap.sock" --log-level debug --metrics-listen "127.0.0.1:$MPORT"
     SNAP_PID=$CF_LAST_PID
     for _ in $(seq 100); do [ -S "$T/snap.sock" ] && break; sleep 0.05; done
     [ -S "$T/snap.sock" ] || { cat "$T/snap.log"; fail "snapshotter did not start"; }
 }
 start_snap
 $PY "$(dirname "$0")/snap_api.py" "$T/pb" "$T/snap.sock" "$T/root" main || { tail -20 "$T/snap.log"; fail "API checks"; }
+note "metrics"
+curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics" || fail "GET /metrics"
+grep -q "^chunkfly_snapshotter_snapshots 5$" "$T/metrics" || { cat "$T/metrics"; fail "snapshot count"; }
+grep -q "^chunkfly_snapshotter_mount_errors_total 1$" "$T/metrics" || { cat "$T/metrics"; fail "attach errors"; }
+grep -q "^chunkfly_snapshotter_errors_total [1-9]" "$T/metrics" || fail "errors_total"
 note "kill -9 and restart"
 kill -9 "$SNAP_PID"; wait "$SNAP_PID" 2>/dev/null || true
 rm -f "$T/snap.sock"

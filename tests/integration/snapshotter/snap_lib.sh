@@ -350,17 +350,17 @@ start_snapshotter() {
     fail "chunkfly-snapshotter: no socket $SNAP_SOCK after 20 s: $(tail -5 "$SNAP_LOG")"
 }
 
-# snap_mount_pid: the chunkfly-mount serving the images: the shared daemon's PID from
-# $SNAP_ROOT/mount.pid, or with --fs-driver erofs the first live one of the per-image daemons
-# ($SNAP_ROOT/erofs/<id>/mount.pid); only a live process that is chunkfly-mount (never a
-# recycled PID), else nothing
+# snap_mount_pid: the PID of each live chunkfly-mount the snapshotter recorded, one per line:
+# $SNAP_ROOT/mount.pid (the shared FUSE daemon) and, with --fs-driver erofs, one per image in
+# $SNAP_ROOT/erofs/<id>/mount.pid; only processes alive and running chunkfly-mount (never a
+# recycled PID)
 snap_mount_pid() {
-    local f p
+    local p f
     for f in "$SNAP_ROOT/mount.pid" "$SNAP_ROOT"/erofs/*/mount.pid; do
         p=$(cat "$f" 2>/dev/null) || continue
         [[ $p =~ ^[0-9]+$ ]] || continue
         is_alive "$p" || continue
-        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q chunkfly-mount && { echo "$p"; return 0; }
+        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q chunkfly-mount && echo "$p"
     done
     return 0
 }
@@ -371,13 +371,10 @@ stop_snapshotter() {
     local m
     if [ -n "$SNAP_PID" ]; then bg_stop "$SNAP_PID"; fi
     SNAP_PID=""
-    for _ in 1 2 3 4 5 6 7 8; do
-        m=$(snap_mount_pid)
-        [ -n "$m" ] || break
+    for m in $(snap_mount_pid); do
         kill "$m" 2>/dev/null || true
         for _ in $(seq 50); do is_alive "$m" || break; sleep 0.1; done
         kill -9 "$m" 2>/dev/null || true
-        for _ in $(seq 20); do is_alive "$m" || break; sleep 0.1; done
     done
 }
 

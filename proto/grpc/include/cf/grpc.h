@@ -89,7 +89,10 @@ int cf_grpc_server_listen_unix(cf_grpc_server *srv, const char *path, int mode, 
 void cf_grpc_server_close(cf_grpc_server *srv, void (*done)(void *), void *arg);
 
 /* Queue one response message (copied). Unary methods send at most one, streaming ones any
- * number. -EPIPE once the client has gone (the call must still be finished). */
+ * number. -EPIPE once the client has gone (the call must still be finished); -ENOBUFS when the
+ * connection already queues 16 MiB of responses its client has not taken (nothing is queued:
+ * retry later, e.g. from a timer, or finish RESOURCE_EXHAUSTED); -EINVAL after finish;
+ * -ENOMEM. */
 int cf_grpc_call_send(cf_grpc_call *call, const uint8_t *msg, size_t len);
 /* End the call with a status and message (message may be NULL; sent percent-encoded as
  * grpc-message). Frees the call once written or dropped. */
