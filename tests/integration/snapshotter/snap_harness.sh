@@ -49,7 +49,7 @@ done
 
 note "a detached container reads files through ctr task exec; kill + delete"
 "${CTR[@]}" run -d --null-io --snapshotter overlayfs "${SNAP_REF[src]}" d1 \
-    sh -c 'i=0; while :; do cat /data/small.txt >/dev/null; i=$((i+1)); echo $i >/count; sleep 0.2; done' ||
+    sh -c 'i=0; while :; do cat /data/small.txt >/dev/null; i=$((i+1)); echo $i >/c.tmp; mv /c.tmp /count; sleep 0.2; done' ||
     fail "ctr run -d"
 sleep 0.6
 c1=$("${CTR[@]}" task exec --exec-id e1 d1 cat /count) || fail "task exec"

@@ -45,7 +45,7 @@ CTR=(ctr -a "$CTRD_DIR/containerd.sock" -n "$SNAP_NS")
 # shellcheck disable=SC2034 # used by the scripts that source this
 CTRR=(ctr-remote -a "$CTRD_DIR/containerd.sock" -n "$SNAP_NS")
 # busybox applets the containers use (links to /bin/busybox in the images)
-SNAP_APPLETS="sh sha256sum cat sleep find sort xargs ls head wc echo test true false"
+SNAP_APPLETS="sh sha256sum cat sleep find sort xargs ls head wc echo test true false mv"
 declare -A SNAP_REF=() SNAP_WANT=() SNAP_ABSENT=()
 
 # snap_need_tools [EXTRA...]: skip (exit 77, with the reason) unless root and the container
