@@ -357,7 +357,7 @@ int cvd_queue_submit(cvd_queue *q, const char *source, const char *target, uint6
         cvd_job *j = &q->jobs[i];
         if (!is_active(j)) continue;
         active++;
-        if (!strcmp(j->source, source)) {
+        if (!strcmp(j->source, source) && !strcmp(j->target, target)) {
             *id = j->id;
             *joined = 1;
             pthread_mutex_unlock(&q->mu);

@@ -9,8 +9,8 @@
  *    max_attempts;
  *  - a conversion that fails with a transient error (registry unreachable, 5xx) is retried the
  *    same way; a final error (auth, not found, malformed image) fails the job at once;
- *  - single flight: a submit for a source that has a QUEUED or PROCESSING job joins that job
- *    (same id) instead of adding one;
+ *  - single flight: a submit for a source (and target) that has a QUEUED or PROCESSING job
+ *    joins that job (same id) instead of adding one;
  *  - at most max_active jobs QUEUED + PROCESSING: more submits fail with -EAGAIN;
  *  - finished jobs (COMPLETED, FAILED) are kept `keep_seconds` (24 h) for the task list, and
  *    at most max_finished of them.
@@ -74,7 +74,8 @@ void cvd_queue_stop(cvd_queue *q);
 /* After every worker returned. */
 void cvd_queue_close(cvd_queue *q);
 
-/* Adds a job for source -> target, or joins the active job of the same source (*joined = 1).
+/* Adds a job for source -> target, or joins the active job of the same source and target
+ * (*joined = 1).
  * *id = the job's id. */
 int cvd_queue_submit(cvd_queue *q, const char *source, const char *target, uint64_t *id,
                      int *joined, cf_err *err);
