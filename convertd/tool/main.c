@@ -11,6 +11,7 @@
 
 #include "api.h"
 #include "cf/config.h"
+#include "cf/file_io.h"
 #include "cf/log.h"
 #include "convertd/job_queue.h"
 #include "convertd/workers.h"
@@ -33,6 +34,8 @@ static void usage(FILE *f)
         "  --auth-header VALUE    the Authorization header every POST must carry (prefer the\n"
         "                         config file: a flag shows in ps); unset: POSTs from this host\n"
         "                         only\n"
+        "  --auth-header-file F   the same, read from file F (trailing newline dropped): a\n"
+        "                         systemd credential or a Kubernetes Secret\n"
         "  --workers N            conversions at the same time (default 2)\n"
         "  --work-dir DIR         layer files, caches and the queue (default " DEF_WORK_DIR ")\n"
         "  --db-dir DIR           the LMDB job queue (default WORK_DIR/queue)\n"
@@ -55,7 +58,7 @@ static void usage(FILE *f)
 }
 
 static const char *const keys[] = {
-    "listen",        "auth_header", "workers",  "work_dir",  "db_dir",       "target_suffix",
+    "listen",        "auth_header", "auth_header_file", "workers",  "work_dir",  "db_dir",       "target_suffix",
     "target_registry", "docker_config", "plain_http", "platform", "max_queue", "max_attempts",
     "retry_backoff", "log_level",   NULL};
 
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 1},
         {"auth-header", required_argument, NULL, 1},
+        {"auth-header-file", required_argument, NULL, 1},
         {"workers", required_argument, NULL, 1},
         {"work-dir", required_argument, NULL, 1},
         {"db-dir", required_argument, NULL, 1},
@@ -206,6 +210,21 @@ int main(int argc, char **argv)
     if (!suffix[0] || strlen(suffix) > 32)
         return fail("target_suffix '%s'%s: 1 to 32 characters", suffix, "");
     const char *auth = cf_config_get(cfg, "auth_header");
+    const char *auth_file = cf_config_get(cfg, "auth_header_file");
+    char *auth_buf = NULL;
+    if (auth && auth_file) return fail("give auth_header or auth_header_file, not both%s%s", "", "");
+    if (auth_file) {
+        uint8_t *b;
+        size_t n;
+        if (cf_read_file(auth_file, 4096, &b, &n, &err) < 0)
+            return fail("auth_header_file: %s%s", err.msg, "");
+        while (n && (b[n - 1] == '\n' || b[n - 1] == '\r')) n--;
+        auth_buf = strndup((const char *)b, n);
+        free(b);
+        if (!auth_buf || strlen(auth_buf) != n || !n)
+            return fail("auth_header_file %s: empty or not text%s", auth_file, "");
+        auth = auth_buf;
+    }
     size_t nplain = cf_config_count(cfg, "plain_http");
     const char **plain = calloc(nplain + 1, sizeof(*plain));
     if (!plain) return fail("%s%s", "out of memory", "");
@@ -271,6 +290,7 @@ out:
     uv_loop_close(a.loop);
     pthread_mutex_destroy(&a.mu);
     free(plain);
+    free(auth_buf);
     cf_config_free(cfg);
     cf_config_free(flags);
     return ret;

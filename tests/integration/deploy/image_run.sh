@@ -99,7 +99,7 @@ base=${REF%:*}
     fail "imported digest differs: $("${CTR[@]}" images ls)"
 
 note "every binary answers --help inside the image"
-for b in chunkfly chunkfly-image chunkfly-mount chunkfly-peer chunkfly-scheduler chunkfly-snapshotter; do
+for b in chunkfly chunkfly-image chunkfly-mount chunkfly-peer chunkfly-scheduler chunkfly-snapshotter chunkfly-convertd; do
     "${CTR[@]}" run --rm "$REF" "help-$b" "$b" --help >"$T/help-$b" 2>&1 ||
         { cat "$T/help-$b"; fail "$b --help failed in the image"; }
     grep -qi "usage" "$T/help-$b" || { cat "$T/help-$b"; fail "$b --help: no usage"; }
