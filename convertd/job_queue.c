@@ -384,23 +384,6 @@ int cvd_queue_submit(cvd_queue *q, const char *source, const char *target, uint6
     return rc;
 }
 
-int cvd_queue_add_done(cvd_queue *q, const char *source, const char *target, const char *reason,
-                       uint64_t *id, cf_err *err)
-{
-    cvd_job j = {0};
-    snprintf(j.source, sizeof(j.source), "%s", source);
-    snprintf(j.target, sizeof(j.target), "%s", target);
-    snprintf(j.reason, sizeof(j.reason), "%s", reason);
-    j.status = CVD_COMPLETED;
-    pthread_mutex_lock(&q->mu);
-    j.started_ms = j.finished_ms = now_ms();
-    prune(q);
-    int rc = add_job(q, &j, err);
-    if (rc == 0) *id = j.id;
-    pthread_mutex_unlock(&q->mu);
-    return rc;
-}
-
 int cvd_queue_take(cvd_queue *q, cvd_job *job, cf_err *err)
 {
     pthread_mutex_lock(&q->mu);

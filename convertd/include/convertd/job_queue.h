@@ -79,11 +79,6 @@ void cvd_queue_close(cvd_queue *q);
  * *id = the job's id. */
 int cvd_queue_submit(cvd_queue *q, const char *source, const char *target, uint64_t *id,
                      int *joined, cf_err *err);
-/* Records a job that needs no work (the source is a target, or already converted), finished
- * at once as COMPLETED with `reason`. */
-int cvd_queue_add_done(cvd_queue *q, const char *source, const char *target, const char *reason,
-                       uint64_t *id, cf_err *err);
-
 /* Blocks until a QUEUED job is due, marks it PROCESSING (attempts + 1, committed) and copies it
  * to *job. -ECANCELED after cvd_queue_stop. */
 int cvd_queue_take(cvd_queue *q, cvd_job *job, cf_err *err);
