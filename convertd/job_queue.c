@@ -64,13 +64,13 @@ static void key_of(uint64_t id, uint8_t k[8])
 /* ---- records: compact JSON, so `mdb_dump` shows them and fields can be added ---- */
 static char *encode(const cvd_job *j)
 {
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:f}", "id",
-                          (json_int_t)j->id, "source", j->source, "target", j->target, "status",
-                          cvd_job_status_name(j->status), "reason", j->reason, "digest",
-                          j->digest, "created_ms", (json_int_t)j->created_ms, "started_ms",
-                          (json_int_t)j->started_ms, "finished_ms", (json_int_t)j->finished_ms,
-                          "next_try_ms", (json_int_t)j->next_try_ms, "attempts",
-                          (int)j->attempts, "seconds", j->seconds);
+    json_t *o =
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:f}", "id",
+                  (json_int_t)j->id, "source", j->source, "target", j->target, "status",
+                  cvd_job_status_name(j->status), "reason", j->reason, "digest", j->digest,
+                  "created_ms", (json_int_t)j->created_ms, "started_ms", (json_int_t)j->started_ms,
+                  "finished_ms", (json_int_t)j->finished_ms, "next_try_ms",
+                  (json_int_t)j->next_try_ms, "attempts", (int)j->attempts, "seconds", j->seconds);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -196,8 +196,8 @@ static void prune(cvd_queue *q)
     size_t nd = 0, w = 0;
     for (size_t i = 0; i < q->n; i++) {
         cvd_job *j = &q->jobs[i];
-        int drop = !is_active(j) && nd < 64 &&
-                   (j->finished_ms < limit || finished > q->o.max_finished);
+        int drop =
+            !is_active(j) && nd < 64 && (j->finished_ms < limit || finished > q->o.max_finished);
         if (drop) {
             del[nd++] = j->id;
             finished--;
@@ -270,7 +270,8 @@ int cvd_queue_open(const cvd_queue_opts *o, cvd_queue **out, cf_err *err)
     }
     if (cur) mdb_cursor_close(cur);
     if (!rc && mrc != MDB_NOTFOUND) rc = mrc;
-    if (!rc) rc = mdb_txn_commit(txn);
+    if (!rc)
+        rc = mdb_txn_commit(txn);
     else
         mdb_txn_abort(txn);
     if (rc) {

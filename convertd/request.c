@@ -35,8 +35,7 @@ static int add_item(cvd_request *r, size_t *cap, const char *src, const char *tg
 
 /* A reference given by a client: a string, short enough, parsing as an image reference; with
  * need_tag, naming a tag (webhook sources: the tag is what the target's name derives from). */
-static int check_ref(const json_t *v, const char *what, int need_tag, const char **out,
-                     cf_err *err)
+static int check_ref(const json_t *v, const char *what, int need_tag, const char **out, cf_err *err)
 {
     const char *s = json_string_value(v);
     if (!s) return cf_err_set(err, -EBADMSG, "%s: expected a string", what);
@@ -149,8 +148,7 @@ static int parse_registry(const json_t *j, cvd_request *r, size_t *cap, cf_err *
         if (!rc && rq) rc = opt_str(rq, "host", "request.host", i, &host, err);
         if (rc < 0) return rc;
         /* pulls, mounts, deletes, blob pushes and pushes by digest trigger nothing */
-        if (!action || strcmp(action, "push") || !mt || !is_manifest_type(mt) || !tag ||
-            !tag[0]) {
+        if (!action || strcmp(action, "push") || !mt || !is_manifest_type(mt) || !tag || !tag[0]) {
             r->ignored++;
             continue;
         }
@@ -160,8 +158,7 @@ static int parse_registry(const json_t *j, cvd_request *r, size_t *cap, cf_err *
         if (proto_registry_check_tag(tag) < 0)
             return cf_err_set(err, -EBADMSG, "\"events[%zu].target.tag\": not a tag", i);
         if (!host || proto_registry_check_host(host, strlen(host)) < 0)
-            return cf_err_set(err, -EBADMSG, "\"events[%zu].request.host\": not a HOST[:PORT]",
-                              i);
+            return cf_err_set(err, -EBADMSG, "\"events[%zu].request.host\": not a HOST[:PORT]", i);
         char ref[CVD_REF_MAX * 2];
         snprintf(ref, sizeof(ref), "%s/%s:%s", host, repo, tag);
         json_t *s = json_string(ref);
@@ -180,7 +177,8 @@ int cvd_request_parse(const void *body, size_t len, cvd_request *out, cf_err *er
     memset(out, 0, sizeof(*out));
     json_error_t je;
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!j) return cf_err_set(err, -EBADMSG, "body is not JSON: %s (byte %d)", je.text, je.position);
+    if (!j)
+        return cf_err_set(err, -EBADMSG, "body is not JSON: %s (byte %d)", je.text, je.position);
     size_t cap = 0;
     int rc;
     if (!json_is_object(j))
@@ -206,8 +204,8 @@ void cvd_request_free(cvd_request *r)
     memset(r, 0, sizeof(*r));
 }
 
-int cvd_target_for(const char *source, const char *suffix, const char *target_registry,
-                   char *out, size_t cap, cf_err *err)
+int cvd_target_for(const char *source, const char *suffix, const char *target_registry, char *out,
+                   size_t cap, cf_err *err)
 {
     proto_image_ref ref;
     int rc = proto_image_ref_parse(source, &ref, err);

@@ -123,8 +123,8 @@ static void *run(void *arg)
             nanosleep(&ts, NULL);
             continue;
         }
-        cf_info("job %llu: converting %s -> %s (attempt %u, worker %u)",
-                (unsigned long long)j.id, j.source, j.target, j.attempts, w->idx);
+        cf_info("job %llu: converting %s -> %s (attempt %u, worker %u)", (unsigned long long)j.id,
+                j.source, j.target, j.attempts, w->idx);
         double t0 = mono_s();
         client_convert_result res = {0};
         const char *why = NULL;
@@ -149,8 +149,8 @@ static void *run(void *arg)
         int transient = rc < 0 && proto_registry_error_transient(rc);
         if (rc == 0)
             cf_info("job %llu: %s -> %s %s in %.2f s (%u layers, %u built)",
-                    (unsigned long long)j.id, j.source, j.target,
-                    why ? why : res.manifest_digest, secs, res.layers, res.built);
+                    (unsigned long long)j.id, j.source, j.target, why ? why : res.manifest_digest,
+                    secs, res.layers, res.built);
         else
             cf_warn("job %llu: %s failed (attempt %u%s): %s", (unsigned long long)j.id, j.source,
                     j.attempts, transient ? ", will retry" : "", cf_err_str(&e, rc));

@@ -86,8 +86,8 @@ static json_t *job_json(const cvd_job *j)
     iso_time(j->created_ms, c);
     iso_time(j->started_ms, s);
     iso_time(j->finished_ms, f);
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id",
-                     (json_int_t)j->id, "source", j->source, "target", j->target, "status",
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id", (json_int_t)j->id,
+                     "source", j->source, "target", j->target, "status",
                      cvd_job_status_name(j->status), "reason", j->reason, "digest", j->digest,
                      "created", c, "started", s, "finished", f, "attempts", (int)j->attempts);
 }
@@ -144,9 +144,9 @@ static int pending_state(struct pending *p, json_t *tasks, int *all_done, int *a
     for (size_t i = 0; i < p->rq.n_items; i++) {
         if (!p->ids[i]) {
             if (tasks)
-                json_array_append_new(tasks, json_pack("{s:s, s:s}", "source",
-                                                       p->rq.items[i].source, "skipped",
-                                                       "the source is a target (tag suffix)"));
+                json_array_append_new(tasks,
+                                      json_pack("{s:s, s:s}", "source", p->rq.items[i].source,
+                                                "skipped", "the source is a target (tag suffix)"));
             continue;
         }
         cvd_job j;
@@ -167,8 +167,8 @@ static void answer(struct pending *p, int status)
     json_t *tasks = json_array();
     int done, ok;
     pending_state(p, tasks, &done, &ok);
-    reply_json(p->res, status, json_pack("{s:o, s:I}", "tasks", tasks, "ignored",
-                                         (json_int_t)p->rq.ignored));
+    reply_json(p->res, status,
+               json_pack("{s:o, s:I}", "tasks", tasks, "ignored", (json_int_t)p->rq.ignored));
 }
 
 static void check_waiting(cvd_api *a)
@@ -354,11 +354,10 @@ static void h_metrics(proto_http_res *res, const proto_http_req *req, void *arg)
         "# HELP chunkfly_convertd_requests_bad_total POSTs with a malformed body (400/413).\n"
         "# TYPE chunkfly_convertd_requests_bad_total counter\n"
         "chunkfly_convertd_requests_bad_total %llu\n",
-        (unsigned long long)s.queued, (unsigned long long)s.running,
-        (unsigned long long)s.done, (unsigned long long)s.failed,
-        (unsigned long long)s.retries, (unsigned long long)s.recovered, s.seconds_sum,
-        (unsigned long long)s.seconds_count, (unsigned long long)a->unauthorized,
-        (unsigned long long)a->bad_requests);
+        (unsigned long long)s.queued, (unsigned long long)s.running, (unsigned long long)s.done,
+        (unsigned long long)s.failed, (unsigned long long)s.retries,
+        (unsigned long long)s.recovered, s.seconds_sum, (unsigned long long)s.seconds_count,
+        (unsigned long long)a->unauthorized, (unsigned long long)a->bad_requests);
     proto_http_respond(res, 200, "text/plain; version=0.0.4", body,
                        n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
 }

@@ -58,9 +58,9 @@ static void usage(FILE *f)
 }
 
 static const char *const keys[] = {
-    "listen",        "auth_header", "auth_header_file", "workers",  "work_dir",  "db_dir",       "target_suffix",
-    "target_registry", "docker_config", "plain_http", "platform", "max_queue", "max_attempts",
-    "retry_backoff", "log_level",   NULL};
+    "listen",        "auth_header",     "auth_header_file", "workers",    "work_dir", "db_dir",
+    "target_suffix", "target_registry", "docker_config",    "plain_http", "platform", "max_queue",
+    "max_attempts",  "retry_backoff",   "log_level",        NULL};
 
 typedef struct app {
     uv_loop_t *loop;
@@ -110,26 +110,25 @@ static int fail(const char *fmt, const char *x, const char *y)
 
 int main(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"listen", required_argument, NULL, 1},
-        {"auth-header", required_argument, NULL, 1},
-        {"auth-header-file", required_argument, NULL, 1},
-        {"workers", required_argument, NULL, 1},
-        {"work-dir", required_argument, NULL, 1},
-        {"db-dir", required_argument, NULL, 1},
-        {"target-suffix", required_argument, NULL, 1},
-        {"target-registry", required_argument, NULL, 1},
-        {"docker-config", required_argument, NULL, 1},
-        {"plain-http", required_argument, NULL, 1},
-        {"platform", required_argument, NULL, 1},
-        {"max-queue", required_argument, NULL, 1},
-        {"max-attempts", required_argument, NULL, 1},
-        {"retry-backoff", required_argument, NULL, 1},
-        {"log-level", required_argument, NULL, 1},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
+                                       {"listen", required_argument, NULL, 1},
+                                       {"auth-header", required_argument, NULL, 1},
+                                       {"auth-header-file", required_argument, NULL, 1},
+                                       {"workers", required_argument, NULL, 1},
+                                       {"work-dir", required_argument, NULL, 1},
+                                       {"db-dir", required_argument, NULL, 1},
+                                       {"target-suffix", required_argument, NULL, 1},
+                                       {"target-registry", required_argument, NULL, 1},
+                                       {"docker-config", required_argument, NULL, 1},
+                                       {"plain-http", required_argument, NULL, 1},
+                                       {"platform", required_argument, NULL, 1},
+                                       {"max-queue", required_argument, NULL, 1},
+                                       {"max-attempts", required_argument, NULL, 1},
+                                       {"retry-backoff", required_argument, NULL, 1},
+                                       {"log-level", required_argument, NULL, 1},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
     cf_config *cfg = cf_config_new(), *flags = cf_config_new();
     const char *config_file = NULL;
     if (!cfg || !flags) return fail("%s%s", "out of memory", "");
@@ -212,7 +211,8 @@ int main(int argc, char **argv)
     const char *auth = cf_config_get(cfg, "auth_header");
     const char *auth_file = cf_config_get(cfg, "auth_header_file");
     char *auth_buf = NULL;
-    if (auth && auth_file) return fail("give auth_header or auth_header_file, not both%s%s", "", "");
+    if (auth && auth_file)
+        return fail("give auth_header or auth_header_file, not both%s%s", "", "");
     if (auth_file) {
         uint8_t *b;
         size_t n;

@@ -36,9 +36,9 @@ typedef struct cvd_job {
     uint64_t id;
     char source[CVD_REF_MAX], target[CVD_REF_MAX];
     enum cvd_job_status status;
-    char reason[512];   /* FAILED: why; COMPLETED: "" or "already converted" */
-    char digest[72];    /* COMPLETED: the target manifest's digest, when known */
-    int64_t created_ms; /* unix time, ms */
+    char reason[512];                /* FAILED: why; COMPLETED: "" or "already converted" */
+    char digest[72];                 /* COMPLETED: the target manifest's digest, when known */
+    int64_t created_ms;              /* unix time, ms */
     int64_t started_ms, finished_ms; /* 0 = not yet */
     int64_t next_try_ms;             /* QUEUED: not taken before this time */
     unsigned attempts;               /* attempts started so far */

@@ -49,7 +49,7 @@ void cvd_request_free(cvd_request *r);
  * `suffix`. Returns 0 with out filled, 1 when the source is itself a target (its tag ends with
  * the suffix: nothing to do), or -EINVAL (source not a tag reference, tag too long with the
  * suffix). */
-int cvd_target_for(const char *source, const char *suffix, const char *target_registry,
-                   char *out, size_t cap, cf_err *err);
+int cvd_target_for(const char *source, const char *suffix, const char *target_registry, char *out,
+                   size_t cap, cf_err *err);
 
 #endif

@@ -19,13 +19,13 @@
 
 typedef struct cvd_workers_opts {
     cvd_queue *queue;
-    unsigned n;                     /* threads; 0 = 2 */
-    const char *work_dir;           /* required */
-    const char *docker_config;      /* NULL = the default docker config */
-    const char *const *plain_http;  /* hosts spoken to over http (NULL-terminated), may be NULL */
-    const char *platform;           /* for an index; NULL = this host's */
-    unsigned convert_workers;       /* client_convert's layer workers; 0 = its default */
-    unsigned threads;               /* builder threads per layer; 0 = one per core */
+    unsigned n;                    /* threads; 0 = 2 */
+    const char *work_dir;          /* required */
+    const char *docker_config;     /* NULL = the default docker config */
+    const char *const *plain_http; /* hosts spoken to over http (NULL-terminated), may be NULL */
+    const char *platform;          /* for an index; NULL = this host's */
+    unsigned convert_workers;      /* client_convert's layer workers; 0 = its default */
+    unsigned threads;              /* builder threads per layer; 0 = one per core */
 } cvd_workers_opts;
 
 typedef struct cvd_workers cvd_workers;

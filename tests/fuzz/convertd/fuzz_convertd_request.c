@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r.n_items > CVD_REQUEST_MAX_ITEMS) abort();
     for (size_t i = 0; i < r.n_items; i++) {
         const cvd_request_item *it = &r.items[i];
-        if (!memchr(it->source, 0, sizeof(it->source)) || !memchr(it->target, 0, sizeof(it->target)))
+        if (!memchr(it->source, 0, sizeof(it->source)) ||
+            !memchr(it->target, 0, sizeof(it->target)))
             abort();
         proto_image_ref ref;
         if (proto_image_ref_parse(it->source, &ref, NULL) < 0) abort();

@@ -67,9 +67,9 @@ static void harbor_body(void **state)
     assert_int_equal(r.n_items, 0);
     assert_int_equal(r.ignored, 1);
     cvd_request_free(&r);
-    assert_int_equal(parse("{\"type\": \"PUSH_ARTIFACT\", \"event_data\": {\"resources\": 3}}", &r,
-                           &e),
-                     -EBADMSG);
+    assert_int_equal(
+        parse("{\"type\": \"PUSH_ARTIFACT\", \"event_data\": {\"resources\": 3}}", &r, &e),
+        -EBADMSG);
     assert_int_equal(parse("{\"type\": \"PUSH_ARTIFACT\", \"event_data\": {\"resources\": ["
                            "{\"resource_url\": \"harbor.local/p/app@sha256:"
                            "0000000000000000000000000000000000000000000000000000000000000000\"}]}}",
@@ -95,7 +95,8 @@ static void registry_body(void **state)
         "\"application/vnd.oci.image.layer.v1.tar+gzip\", \"repository\": \"a/b\"}, \"request\": "
         "{\"host\": \"127.0.0.1:5000\"}},"
         "{\"action\": \"pull\", \"target\": {\"mediaType\": "
-        "\"application/vnd.oci.image.manifest.v1+json\", \"repository\": \"a/b\", \"tag\": \"v1\"}},"
+        "\"application/vnd.oci.image.manifest.v1+json\", \"repository\": \"a/b\", \"tag\": "
+        "\"v1\"}},"
         "{\"action\": \"push\", \"target\": {\"mediaType\": "
         "\"application/vnd.oci.image.manifest.v1+json\", \"repository\": \"a/b\"}},"
         "{\"action\": \"push\", \"target\": {\"mediaType\": "
@@ -127,19 +128,19 @@ static void target_rule(void **state)
 {
     (void)state;
     char t[CVD_REF_MAX];
-    assert_int_equal(cvd_target_for("127.0.0.1:5000/a/b:v1", "-nydus", NULL, t, sizeof(t), NULL), 0);
-    assert_string_equal(t, "127.0.0.1:5000/a/b:v1-nydus");
-    assert_int_equal(cvd_target_for("127.0.0.1:5000/a/b:v1", "-nydus", "reg:6000", t, sizeof(t),
-                                    NULL),
+    assert_int_equal(cvd_target_for("127.0.0.1:5000/a/b:v1", "-nydus", NULL, t, sizeof(t), NULL),
                      0);
+    assert_string_equal(t, "127.0.0.1:5000/a/b:v1-nydus");
+    assert_int_equal(
+        cvd_target_for("127.0.0.1:5000/a/b:v1", "-nydus", "reg:6000", t, sizeof(t), NULL), 0);
     assert_string_equal(t, "reg:6000/a/b:v1-nydus");
-    assert_int_equal(cvd_target_for("127.0.0.1:5000/a/b:v1-nydus", "-nydus", NULL, t, sizeof(t),
-                                    NULL),
-                     1);
-    assert_int_equal(cvd_target_for("127.0.0.1:5000/a/b@sha256:"
-                                    "0000000000000000000000000000000000000000000000000000000000000000",
-                                    "-nydus", NULL, t, sizeof(t), NULL),
-                     -EINVAL);
+    assert_int_equal(
+        cvd_target_for("127.0.0.1:5000/a/b:v1-nydus", "-nydus", NULL, t, sizeof(t), NULL), 1);
+    assert_int_equal(
+        cvd_target_for("127.0.0.1:5000/a/b@sha256:"
+                       "0000000000000000000000000000000000000000000000000000000000000000",
+                       "-nydus", NULL, t, sizeof(t), NULL),
+        -EINVAL);
     char longtag[200];
     memset(longtag, 'x', 128);
     longtag[128] = 0;
