@@ -96,8 +96,14 @@ static int parse_harbor(const json_t *j, cvd_request *r, size_t *cap, cf_err *er
             return cf_err_set(err, -EBADMSG, "\"event_data.resources[%zu]\": expected an object",
                               i);
         const char *src = NULL;
-        int rc = check_ref(json_object_get(it, "resource_url"), what, 1, &src, err);
+        int rc = check_ref(json_object_get(it, "resource_url"), what, 0, &src, err);
         if (rc < 0) return rc;
+        proto_image_ref ref;
+        proto_image_ref_parse(src, &ref, NULL);
+        if (!ref.tag[0]) { /* pushed by digest: no tag to name a target after */
+            r->ignored++;
+            continue;
+        }
         if ((rc = add_item(r, cap, src, NULL, err)) < 0) return rc;
     }
     return 0;

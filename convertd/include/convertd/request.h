@@ -9,7 +9,8 @@
  *                  {"host"}}, ...]}: only manifest (or index) pushes by tag count, the source is
  *                  request.host/repository:tag.
  * Every field is type-checked; references must parse as image references (host, repository,
- * tag grammar), a Harbor/registry source must name a tag. Untrusted bytes: this parser has a
+ * tag grammar); Harbor resources and registry events without a tag (pushes by digest) are
+ * ignored. Untrusted bytes: this parser has a
  * libFuzzer target (tests/fuzz/convertd/fuzz_convertd_request.c).
  *
  * Threads: pure functions, any thread. Errors: -EBADMSG (not JSON, wrong shape or type, bad

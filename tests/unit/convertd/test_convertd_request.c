@@ -74,7 +74,10 @@ static void harbor_body(void **state)
                            "{\"resource_url\": \"harbor.local/p/app@sha256:"
                            "0000000000000000000000000000000000000000000000000000000000000000\"}]}}",
                            &r, &e),
-                     -EBADMSG); /* no tag: no target name */
+                     0); /* pushed by digest: nothing to name a target after, ignored */
+    assert_int_equal(r.n_items, 0);
+    assert_int_equal(r.ignored, 1);
+    cvd_request_free(&r);
     /* more sources than a request may hold */
     char big[20000] = "{\"type\": \"PUSH_ARTIFACT\", \"event_data\": {\"resources\": [";
     for (int i = 0; i < CVD_REQUEST_MAX_ITEMS + 1; i++)
