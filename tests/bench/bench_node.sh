@@ -38,7 +38,15 @@ SIZE=$((MIB * 1048576))
 start_registry 127.0.0.9
 REPO=bench/node
 head -c "$SIZE" /dev/urandom >"$T/blob"
-push_blob "$REPO" "$T/blob"
+# push_blob (daemon_lib.sh) holds the file in curl's memory (--data-binary), which fails for
+# 1 GiB: the same monolithic upload, streamed with -T
+BLOB="sha256:$(sha256sum "$T/blob" | cut -d' ' -f1)"
+loc=$(curl -fsSi -X POST "http://$REGISTRY/v2/$REPO/blobs/uploads/" |
+    tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+case $loc in http*) ;; *) loc="http://$REGISTRY$loc" ;; esac
+case $loc in *\?*) loc="$loc&digest=$BLOB" ;; *) loc="$loc?digest=$BLOB" ;; esac
+curl -fsS -T "$T/blob" -H 'Content-Type: application/octet-stream' "$loc" >/dev/null ||
+    fail "blob upload failed"
 OUT=$T/out
 mkdir -p "$OUT"
 URL="http://$REGISTRY/v2/$REPO/blobs/$BLOB"
