@@ -74,9 +74,11 @@ struct pconn {
 
 /* What parent connections report, to whoever registered (download_task.c): they never call a
  * task by name. `code` is a PROTO_E_* from the parent, -ETIMEDOUT (stalled connection closed) or
- * another negative errno (connection lost). */
+ * another negative errno (connection lost). on_piece: data is valid during the call; `frame`,
+ * when not NULL, is the cf_bufpool buffer holding it, now the handler's (cf_bufpool_put). */
 struct pconn_handler {
-    void (*on_piece)(void *owner, int tp, uint32_t piece, const uint8_t *data, uint32_t len);
+    void (*on_piece)(void *owner, int tp, uint32_t piece, const uint8_t *data, uint32_t len,
+                     void *frame);
     void (*on_failed)(void *owner, int tp, uint32_t piece, int code);
     /* AVAIL (bits) or AVAIL_UPDATE (runs) for task_id from pc */
     void (*on_avail)(peer_daemon *d, struct pconn *pc, const char *task_id, uint32_t piece_count,
@@ -101,7 +103,8 @@ enum task_state {
 struct piece_buf {
     uint32_t refs;
     uint32_t piece, len;
-    uint8_t *data;
+    uint8_t *data; /* inside base */
+    void *base;    /* cf_bufpool buffer */
 };
 void piece_buf_unref(struct piece_buf *b);
 
