@@ -156,6 +156,8 @@ struct task {
     uint32_t piece_size;
     pp_task pp;       /* piece maps, parents, origin mode, whole (piece_policy.h) */
     uint8_t *digests; /* per-piece sha256 list (piece_count*32), NULL until known */
+    uint8_t *checked; /* bitmap: pieces whose bytes matched `digests` on arrival (NULL = none):
+                       * their digest is not computed a second time when the blob is verified */
     int digests_from_sched;
     int sched_has_digests;
     int origin_no_sched; /* origin mode only because the scheduler went away */
@@ -236,6 +238,10 @@ struct peer_daemon {
 uint64_t pd_now(peer_daemon *d);
 int pd_queue_work(peer_daemon *d, void *job, void (*work)(void *job),
                   void (*done)(void *job, int cancelled));
+/* Like pd_queue_work, for long CPU-bound work that no reader waits for (hashing a whole blob):
+ * a thread of its own at a lower priority (nice +10), so a busy machine serves bytes first. */
+int pd_queue_background(peer_daemon *d, void *job, void (*work)(void *job),
+                        void (*done)(void *job, int cancelled));
 /* "ip:port" (numeric, v4 or v6) into its parts: 0 or -EINVAL. */
 int pd_split_host(const char *hostport, char *ip, size_t ipsz, uint16_t *port);
 /* The accepting side of the HELLO handshake on c (local API, upload server): m, the first frame,

@@ -142,6 +142,7 @@ static void task_free(struct task *t)
 {
     pp_task_free(&t->pp);
     free(t->digests);
+    free(t->checked);
     if (t->creds) {
         memset(t->creds, 0, strlen(t->creds));
         free(t->creds);
@@ -904,6 +905,8 @@ static void digest_list_discredited(struct task *t, uint32_t piece)
             t->id, piece);
     free(t->digests);
     t->digests = NULL;
+    free(t->checked);
+    t->checked = NULL;
     t->digests_from_sched = 0;
     t->sched_has_digests = 0;
     t->pp.hold_parents = 0;
@@ -957,6 +960,10 @@ static void piece_write_done(void *p, int cancelled)
     } else if (j->rc == 0) {
         /* the origin agreed with the list where a parent did not: the parent lied */
         if (j->suspect >= 0 && j->suspect < t->pp.n_parents) parent_lied(t, j->suspect, j->piece);
+        if (j->has_expect && t->digests &&
+            !memcmp(t->digests + (size_t)j->piece * 32, j->expect, 32) &&
+            (t->checked || (t->checked = calloc(1, proto_bitmap_nbytes(t->pp.piece_count) + 1))))
+            proto_bit_set(t->checked, j->piece);
         piece_stored(t, j->piece, j->tp, j->len);
     } else if (j->rc == -EBADMSG && j->tp >= 0) {
         if (!t->digests) {
@@ -1508,7 +1515,8 @@ struct verify_job {
     cf_err err;
     uint32_t piece_count, piece_size;
     uint64_t length;
-    uint8_t *digests; /* computed per-piece list */
+    uint8_t *digests; /* per-piece list: computed, or the known digest of a checked piece */
+    uint8_t *checked; /* copy of t->checked (NULL = none) */
     int16_t *source;  /* copy of who served each piece */
     uint32_t culprit_piece;
     int culprit; /* parent index, -1 unknown */
@@ -1522,7 +1530,7 @@ static void verify_work(void *p)
     struct task *t = j->t;
     peer_store *s = t->d->store;
     j->culprit = -1;
-    j->digests = malloc((size_t)(j->piece_count ? j->piece_count : 1) * 32);
+    if (!j->digests) j->digests = malloc((size_t)(j->piece_count ? j->piece_count : 1) * 32);
     uint8_t *buf = malloc(j->piece_size);
     cf_digest_ctx whole;
     if (!j->digests || !buf || cf_digest_init(&whole, CF_DIGEST_SHA256)) {
@@ -1540,7 +1548,9 @@ static void verify_work(void *p)
             return;
         }
         cf_digest_update(&whole, buf, len);
-        cf_sha256(buf, len, j->digests + (size_t)i * 32);
+        /* a piece checked on arrival has its digest already (filled in by start_verify) */
+        if (!j->checked || !proto_bit_get(j->checked, i))
+            cf_sha256(buf, len, j->digests + (size_t)i * 32);
     }
     free(buf);
     uint8_t got[32];
@@ -1573,6 +1583,7 @@ static void verify_work(void *p)
 static void verify_job_free(struct verify_job *j)
 {
     free(j->digests);
+    free(j->checked);
     free(j->source);
     free(j);
 }
@@ -1641,6 +1652,8 @@ static void verify_done(void *p, int cancelled)
     leave_sched(t);
     t->registered = 0;
     pp_task_reset_pieces(&t->pp);
+    free(t->checked);
+    t->checked = NULL;
     if (t->ref) {
         peer_store_blob_release(d->store, t->ref);
         t->ref = NULL;
@@ -1668,12 +1681,26 @@ static void start_verify(struct task *t)
     j->piece_count = t->pp.piece_count;
     j->piece_size = t->piece_size;
     j->length = t->length;
+    if (t->checked && t->digests) {
+        size_t nb = proto_bitmap_nbytes(t->pp.piece_count) + 1;
+        j->checked = malloc(nb);
+        j->digests = malloc((size_t)(t->pp.piece_count ? t->pp.piece_count : 1) * 32);
+        if (j->checked && j->digests) {
+            memcpy(j->checked, t->checked, nb);
+            memcpy(j->digests, t->digests, (size_t)t->pp.piece_count * 32);
+        } else {
+            free(j->checked);
+            free(j->digests);
+            j->checked = j->digests = NULL;
+        }
+    }
     if (t->oc) {
         j->reg = t->oc->reg;
         snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
     }
     t->work_refs++;
-    if (pd_queue_work(t->d, j, verify_work, verify_done)) {
+    /* the bytes are all stored and readable: hashing them waits for spare CPU */
+    if (pd_queue_background(t->d, j, verify_work, verify_done)) {
         t->work_refs--;
         verify_job_free(j);
         task_fail(t, PROTO_E_INTERNAL, "cannot queue work");
