@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # bench_node.sh: one node's download speeds against plain tools, on loopback, in one run (not a
-# test: it prints figures, never fails on them). Per round a fresh scheduler and two fresh peers
-# (127.0.0.10-12) and a docker-registry (127.0.0.9) holding one random blob:
+# test: it prints figures, never fails on them). Per round a fresh scheduler and four fresh peers
+# (127.0.0.10-14) and a docker-registry (127.0.0.9) holding one random blob:
 #   curl     curl of the blob straight from the registry into the output directory
 #   origin   `chunkfly get` through peer 1, cold (peer 1 fetches it from the registry)
 #   p2p      `chunkfly get` through peer 2, cold, once peer 1 holds the verified blob (peer 2
 #            takes it from peer 1; its origin bytes are printed to show it did)
+#   origin_api, p2p_api  the same two through the local API with the test client
+#            (tests/daemon_client: no digest, where `chunkfly get` hashes every byte itself, in
+#            line with its writes): peer 3 without a scheduler (origin only), peer 4 with it
+#            once peers 1 and 2 hold the blob. They show the peer's part of the time.
 #   cat      cat of a file of the blob's size into the output directory
 #   cached   a local-API read of the cached blob from peer 1 into the output directory (the
 #            test client, tests/daemon_client: no digest; `chunkfly get` also hashes)
 #   get_cached  `chunkfly get` of the cached blob from peer 1 (sha256 in the client)
-# Ratios are speeds against the baseline of the same round (origin/curl, p2p/curl, cached/cat,
+# and peer 1's RSS (all / anonymous: the rest is shared library text) when idle.
+# Ratios are speeds against the baseline of the same round (origin/curl, p2p/curl, ..., cached/cat,
 # get_cached/cat), medians over the rounds; goals (issue 14): origin, p2p >= 0.9x curl, cached >=
 # 0.9x cat. Everything (registry storage, caches, outputs) lives under $TMPDIR, /dev/shm by
-# default, so no disk is involved. Also printed: the peers' CPU time per transfer and their
-# RSS when idle.
+# default, so no disk is involved. Also printed: the peers' CPU time per transfer.
 #   tests/bench/bench_node.sh [--mib N (1024)] [--rounds N (3)] [--peer-set K=V]...
 # Uses $CHUNKFLY_BUILD/bin (default build/: a Release build).
 : "${TMPDIR:=/dev/shm}"
@@ -28,7 +32,7 @@ while [ $# -gt 0 ]; do
         --mib) MIB=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
         --peer-set) PSET+=(--set "$2"); shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -55,7 +59,7 @@ REF="$REGISTRY/$REPO@$BLOB"
 now_ns() { date +%s%N; }
 # cpu PID: user + system CPU time of PID so far, ms
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
-rss_kib() { awk '$1=="VmRSS:"{print $2}' "/proc/$1/status"; }
+rss_kib() { awk '$1=="VmRSS:"{r=$2} $1=="RssAnon:"{a=$2} END{print r "/" a}' "/proc/$1/status"; }
 # timed NAME CMD...: runs CMD, sets SECS[NAME] (wall seconds); the output file must have SIZE
 # bytes and is removed after
 declare -A SECS
@@ -93,10 +97,12 @@ RSS_IDLE=() RSS_AFTER=()
 for r in $(seq "$ROUNDS"); do
     # a fresh scheduler and fresh peers: every round starts cold
     SCHED_PORT='' start_scheduler
-    rm -rf "$T/cache1" "$T/cache2"
-    unset 'PEER_LISTEN_PORT[1]' 'PEER_LISTEN_PORT[2]'
+    rm -rf "$T/cache1" "$T/cache2" "$T/cache3" "$T/cache4"
+    unset 'PEER_LISTEN_PORT[1]' 'PEER_LISTEN_PORT[2]' 'PEER_LISTEN_PORT[3]' 'PEER_LISTEN_PORT[4]'
     start_peer 1 --log-level info --set mirror_listen= "${PSET[@]}"
     start_peer 2 --log-level info --set mirror_listen= "${PSET[@]}"
+    SCHED='' start_peer 3 --log-level info --set mirror_listen= "${PSET[@]}"
+    start_peer 4 --log-level info --set mirror_listen= "${PSET[@]}"
     RSS_IDLE+=("$(rss_kib "${PEER_PID[1]}")")
     [ $((r % 2)) = 1 ] && { timed curl curl_get; check_out "$OUT/curl.blob"; }
     c0=$(cpu "${PEER_PID[1]}")
@@ -104,12 +110,17 @@ for r in $(seq "$ROUNDS"); do
     check_out "$OUT/origin.blob"
     wait_verified 1
     CPU_ORIGIN=$(($(cpu "${PEER_PID[1]}") - c0))
+    timed origin_api api_read 3 "$OUT/origin_api.blob"
+    check_out "$OUT/origin_api.blob"
     c0=$(cpu "${PEER_PID[1]}") c2=$(cpu "${PEER_PID[2]}")
     timed p2p cf_get 2 "$OUT/p2p.blob"
     check_out "$OUT/p2p.blob"
     wait_verified 2
     CPU_P2P_UP=$(($(cpu "${PEER_PID[1]}") - c0)) CPU_P2P_DOWN=$(($(cpu "${PEER_PID[2]}") - c2))
     P2_ORIGIN=$(metric 2 bytes_from_origin_total)
+    timed p2p_api api_read 4 "$OUT/p2p_api.blob"
+    check_out "$OUT/p2p_api.blob"
+    P4_ORIGIN=$(metric 4 bytes_from_origin_total)
     [ $((r % 2)) = 0 ] && { timed curl curl_get; check_out "$OUT/curl.blob"; }
     timed cat sh -c "cat '$T/blob' >'$OUT/cat.blob'"
     check_out "$OUT/cat.blob"
@@ -123,11 +134,14 @@ for r in $(seq "$ROUNDS"); do
     RSS_AFTER+=("$(rss_kib "${PEER_PID[1]}")")
     echo "round $r: curl $(mbps "${SECS[curl]}") MiB/s, origin $(mbps "${SECS[origin]}") ($(ratio "${SECS[origin]}" "${SECS[curl]}")x curl, peer CPU ${CPU_ORIGIN} ms)," \
         "p2p $(mbps "${SECS[p2p]}") ($(ratio "${SECS[p2p]}" "${SECS[curl]}")x, CPU up ${CPU_P2P_UP} down ${CPU_P2P_DOWN} ms, peer 2 origin bytes ${P2_ORIGIN:-?})," \
+        "origin_api $(mbps "${SECS[origin_api]}") ($(ratio "${SECS[origin_api]}" "${SECS[curl]}")x), p2p_api $(mbps "${SECS[p2p_api]}") ($(ratio "${SECS[p2p_api]}" "${SECS[curl]}")x, peer 4 origin bytes ${P4_ORIGIN:-?})," \
         "cat $(mbps "${SECS[cat]}"), cached $(mbps "${SECS[cached]}") ($(ratio "${SECS[cached]}" "${SECS[cat]}")x cat, CPU ${CPU_CACHED} ms)," \
         "get_cached $(mbps "${SECS[get_cached]}") ($(ratio "${SECS[get_cached]}" "${SECS[cat]}")x cat)"
-    for k in curl origin p2p cat cached get_cached; do ALL[$k]+=" ${SECS[$k]}"; done
+    for k in curl origin p2p origin_api p2p_api cat cached get_cached; do ALL[$k]+=" ${SECS[$k]}"; done
     ALL[r_origin]+=" $(ratio "${SECS[origin]}" "${SECS[curl]}")"
     ALL[r_p2p]+=" $(ratio "${SECS[p2p]}" "${SECS[curl]}")"
+    ALL[r_origin_api]+=" $(ratio "${SECS[origin_api]}" "${SECS[curl]}")"
+    ALL[r_p2p_api]+=" $(ratio "${SECS[p2p_api]}" "${SECS[curl]}")"
     ALL[r_cached]+=" $(ratio "${SECS[cached]}" "${SECS[cat]}")"
     ALL[r_get_cached]+=" $(ratio "${SECS[get_cached]}" "${SECS[cat]}")"
     finish_peers
@@ -136,6 +150,6 @@ for r in $(seq "$ROUNDS"); do
 done
 # shellcheck disable=SC2086
 m() { med ${ALL[$1]}; }
-echo "node bench: blob=${MIB}MiB rounds=$ROUNDS (medians) MiB/s: curl=$(mbps "$(m curl)") origin=$(mbps "$(m origin)") p2p=$(mbps "$(m p2p)") cat=$(mbps "$(m cat)") cached=$(mbps "$(m cached)") get_cached=$(mbps "$(m get_cached)")"
-echo "node bench: ratios (median of per-round ratios): origin/curl=$(m r_origin) p2p/curl=$(m r_p2p) cached/cat=$(m r_cached) get_cached/cat=$(m r_get_cached) (goals: >= 0.9)"
-echo "node bench: peer RSS idle (fresh) KiB: $(med "${RSS_IDLE[@]}"), after the round (blob cached, idle 1 s): $(med "${RSS_AFTER[@]}")"
+echo "node bench: blob=${MIB}MiB rounds=$ROUNDS (medians) MiB/s: curl=$(mbps "$(m curl)") origin=$(mbps "$(m origin)") p2p=$(mbps "$(m p2p)") origin_api=$(mbps "$(m origin_api)") p2p_api=$(mbps "$(m p2p_api)") cat=$(mbps "$(m cat)") cached=$(mbps "$(m cached)") get_cached=$(mbps "$(m get_cached)")"
+echo "node bench: ratios (median of per-round ratios): origin/curl=$(m r_origin) p2p/curl=$(m r_p2p) origin_api/curl=$(m r_origin_api) p2p_api/curl=$(m r_p2p_api) cached/cat=$(m r_cached) get_cached/cat=$(m r_get_cached) (goals: >= 0.9)"
+echo "node bench: peer 1 RSS/anonymous KiB idle: fresh ${RSS_IDLE[*]}, after each round (blob cached, idle 1 s) ${RSS_AFTER[*]}"
