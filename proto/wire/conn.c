@@ -339,12 +339,6 @@ static void dispatch(proto_conn *c, const uint8_t *f)
     c->dispatching = NULL;
 }
 
-int proto_conn_set_send_buffer(proto_conn *c, int bytes)
-{
-    int v = bytes;
-    return uv_send_buffer_size(&c->io.h, &v);
-}
-
 void *proto_conn_take_frame(proto_conn *c)
 {
     void *p = c->dispatching;

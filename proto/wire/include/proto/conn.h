@@ -170,8 +170,6 @@ void proto_conn_close_after_flush(proto_conn *c, int status, const char *reason)
  * on_frame got). The caller owns it from then on and gives it back with cf_bufpool_put().
  * NULL when the frame is not in a pooled buffer (then body/payload die with the call). */
 void *proto_conn_take_frame(proto_conn *c);
-/* SO_SNDBUF of the socket (the kernel caps it at net.core.wmem_max): 0 or a negative errno. */
-int proto_conn_set_send_buffer(proto_conn *c, int bytes);
 void *proto_conn_data(const proto_conn *c);
 void proto_conn_set_data(proto_conn *c, void *data);
 uv_loop_t *proto_conn_loop(const proto_conn *c);
