@@ -2,6 +2,7 @@
  * then give it its final name (written to FILE.part, renamed after the digest matched). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -51,10 +52,52 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+/* The sha256 runs on a second thread that follows the writer through the file (page cache),
+ * so hashing overlaps receiving and writing instead of adding to them. */
+struct tail_hash {
+    int fd; /* read-only, on FILE.part */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t avail, hashed; /* written by the receiver / hashed so far */
+    int done, err;
+    cf_digest_ctx sha;
+};
+
+#define HASH_BLOCK (1u << 20)
+
+static void *tail_hash_main(void *arg)
+{
+    struct tail_hash *h = arg;
+    uint8_t *buf = malloc(HASH_BLOCK);
+    if (!buf) h->err = -ENOMEM;
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        while (h->hashed == h->avail && !h->done) pthread_cond_wait(&h->cv, &h->mu);
+        uint64_t target = h->avail;
+        int done = h->done;
+        pthread_mutex_unlock(&h->mu);
+        while (!h->err && h->hashed < target) {
+            size_t want =
+                target - h->hashed < HASH_BLOCK ? (size_t)(target - h->hashed) : HASH_BLOCK;
+            ssize_t n = pread(h->fd, buf, want, (off_t)h->hashed);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                h->err = n < 0 ? -errno : -EIO;
+                break;
+            }
+            cf_digest_update(&h->sha, buf, (size_t)n);
+            h->hashed += (uint64_t)n;
+        }
+        if (h->err || (done && h->hashed >= target)) break;
+    }
+    free(buf);
+    return NULL;
+}
+
 struct get_ctx {
     int fd;
     uint64_t written;
-    cf_digest_ctx sha;
+    struct tail_hash *hash;
     cli_progress prog;
 };
 
@@ -73,8 +116,11 @@ static int on_data(void *ctx, uint64_t offset, const void *data, size_t len)
         p += n;
         left -= (size_t)n;
     }
-    cf_digest_update(&g->sha, data, len);
     g->written += len;
+    pthread_mutex_lock(&g->hash->mu);
+    g->hash->avail = g->written;
+    pthread_cond_signal(&g->hash->cv);
+    pthread_mutex_unlock(&g->hash->mu);
     cli_progress_update(&g->prog, g->written);
     return 0;
 }
@@ -206,7 +252,22 @@ int cmd_get(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGHUP, on_signal);
-    cf_digest_init(&g.sha, CF_DIGEST_SHA256);
+    struct tail_hash th = {.fd = open(part_path, O_RDONLY | O_CLOEXEC)};
+    pthread_t hasher;
+    pthread_mutex_init(&th.mu, NULL);
+    pthread_cond_init(&th.cv, NULL);
+    cf_digest_init(&th.sha, CF_DIGEST_SHA256);
+    if (th.fd < 0 || pthread_create(&hasher, NULL, tail_hash_main, &th) != 0) {
+        fprintf(stderr, "chunkfly get: cannot start hashing %s: %s\n", part_path,
+                strerror(th.fd < 0 ? errno : EAGAIN));
+        if (th.fd >= 0) close(th.fd);
+        close(g.fd);
+        unlink(part_path);
+        client_local_close(c);
+        free(creds);
+        return CLI_EXIT_FAIL;
+    }
+    g.hash = &th;
 
     /* the daemon starts the download and tells the length; then the whole blob is read */
     client_entry e;
@@ -228,8 +289,19 @@ int cmd_get(int argc, char **argv)
         r = cf_err_set(&err, -errno, "fsync %s: %s", part_path, strerror(errno));
     if (close(g.fd) != 0 && r == 0)
         r = cf_err_set(&err, -errno, "close %s: %s", part_path, strerror(errno));
+    pthread_mutex_lock(&th.mu);
+    th.done = 1;
+    pthread_cond_signal(&th.cv);
+    pthread_mutex_unlock(&th.mu);
+    pthread_join(hasher, NULL);
+    close(th.fd);
+    pthread_mutex_destroy(&th.mu);
+    pthread_cond_destroy(&th.cv);
+    if (r == 0 && th.err)
+        r = cf_err_set(&err, th.err, "reading %s back to hash it: %s", part_path,
+                       strerror(-th.err));
     uint8_t d[CF_DIGEST_LEN];
-    cf_digest_final(&g.sha, d);
+    cf_digest_final(&th.sha, d);
     if (r) {
         unlink(part_path);
         fprintf(stderr, "chunkfly get: %s failed after %llu bytes: %s\n", refs,
