@@ -1624,7 +1624,10 @@ static void verify_done(void *p, int cancelled)
         verify_job_free(j);
         return;
     }
-    if (j->rc == -ENODATA) { /* the cache dropped pieces meanwhile (failed sync) */
+    /* The cache dropped pieces meanwhile (failed sync): -ENODATA reading one, or -EIO when
+     * the sync that fails is the one recording the verification. Fetch them again, a bounded
+     * number of times (a disk that keeps failing ends the task). */
+    if (j->rc == -ENODATA || (j->rc == -EIO && ++t->restarts <= MAX_RESTARTS)) {
         verify_job_free(j);
         t->state = T_RUNNING;
         tasks_resync_with_store(d);
