@@ -16,12 +16,16 @@ static const char usage[] =
     "usage: chunkfly convert [options] SOURCE TARGET\n"
     "       (or --source SOURCE --target TARGET, as nydusify)\n"
     "\n"
-    "Converts the image SOURCE (OCI or Docker; an index is followed to one platform) into a\n"
-    "Nydus RAFS v6 image pushed as TARGET, packaged as nydusify does. Layers converted before\n"
+    "Converts the image SOURCE (OCI or Docker) into a Nydus RAFS v6 image pushed as TARGET,\n"
+    "packaged as nydusify does. An index: every platform converted and an index pushed last. Layers converted before\n"
     "(same source layer and options, recorded in the work dir) are not rebuilt; blobs the target\n"
     "has are not pushed again. The manifest is pushed last: a failed run publishes nothing.\n"
     "\n"
-    "  --platform OS/ARCH[/VARIANT]  the platform to convert from an index (default: this host)\n"
+    "  --platform OS/ARCH[/VARIANT]  only this platform of an index (one Nydus manifest, or\n"
+    "                                with --merge-platform an index of it)\n"
+    "  --all-platforms               every platform of an index (the default)\n"
+    "  --merge-platform              the target index lists the original manifests too, the\n"
+    "                                Nydus ones marked (artifactType, os.features)\n"
     "  --source-insecure             don't verify the source registry's TLS certificate\n"
     "  --target-insecure             same for the target (loopback registries are plain http)\n"
     "  --docker-config FILE          credentials (default $DOCKER_CONFIG/config.json, else\n"
@@ -35,7 +39,7 @@ static const char usage[] =
     "  -q, --quiet                   no progress lines\n"
     "  -h, --help\n"
     "\n"
-    "Not yet: --all-platforms, --merge-platform, --oci, --with-referrer, --chunk-dict,\n"
+    "Not yet: --oci, --with-referrer, --chunk-dict,\n"
     "--prefetch-patterns (refused). Prints TARGET@DIGEST on stdout; progress and the summary\n"
     "go to stderr. Exit status: 0 converted, 1 failure, 2 usage error.\n";
 
@@ -58,6 +62,8 @@ enum {
     OPT_TARGET,
     OPT_LOG_LEVEL,
     OPT_WORKERS,
+    OPT_ALL_PLATFORMS,
+    OPT_MERGE_PLATFORM,
     OPT_NOT_YET,
 };
 
@@ -78,8 +84,8 @@ int cmd_convert(int argc, char **argv)
         {"workers", required_argument, 0, OPT_WORKERS},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
-        {"all-platforms", no_argument, 0, OPT_NOT_YET},
-        {"merge-platform", no_argument, 0, OPT_NOT_YET},
+        {"all-platforms", no_argument, 0, OPT_ALL_PLATFORMS},
+        {"merge-platform", no_argument, 0, OPT_MERGE_PLATFORM},
         {"oci", no_argument, 0, OPT_NOT_YET},
         {"with-referrer", no_argument, 0, OPT_NOT_YET},
         {"chunk-dict", required_argument, 0, OPT_NOT_YET},
@@ -87,12 +93,18 @@ int cmd_convert(int argc, char **argv)
         {0, 0, 0, 0},
     };
     client_convert_opts o = {.work_dir = "./tmp", .progress = on_progress};
-    int quiet = 0;
+    int quiet = 0, all_platforms = 0;
     optind = 1;
     for (int ch; (ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1;) {
         switch (ch) {
         case OPT_PLATFORM:
             o.platform = optarg;
+            break;
+        case OPT_ALL_PLATFORMS:
+            all_platforms = 1;
+            break;
+        case OPT_MERGE_PLATFORM:
+            o.merge_platform = 1;
             break;
         case OPT_SRC_INSECURE:
             o.source_insecure = 1;
@@ -172,6 +184,10 @@ int cmd_convert(int argc, char **argv)
         fputs(usage, stderr);
         return CLI_EXIT_USAGE;
     }
+    if (all_platforms && o.platform) {
+        fprintf(stderr, "chunkfly convert: --all-platforms and --platform exclude each other\n");
+        return CLI_EXIT_USAGE;
+    }
     if (quiet) o.progress = NULL;
     signal(SIGPIPE, SIG_IGN);
     client_convert_result r;
@@ -190,9 +206,10 @@ int cmd_convert(int argc, char **argv)
     cli_fmt_bytes(r.pushed_bytes, p, sizeof(p));
     if (!quiet)
         fprintf(stderr,
-                "converted %s -> %s@%s in %.1f s: %u layers (%u built, %u converted before), "
+                "converted %s -> %s@%s in %.1f s: %u platform%s, %u layers (%u built, %u converted before), "
                 "source %s, target %s; blobs pushed %u (%s), already there %u, mounted %u\n",
-                o.source, o.target, r.manifest_digest, r.seconds, r.layers, r.built, r.cached, s, t,
+                o.source, o.target, r.manifest_digest, r.seconds, r.platforms,
+                r.platforms == 1 ? "" : "s", r.layers, r.built, r.cached, s, t,
                 r.blobs_pushed, p, r.blobs_present, r.blobs_mounted);
     printf("%s@%s\n", o.target, r.manifest_digest);
     return 0;

@@ -2,14 +2,14 @@
  * `nydusify convert` does (docs/convert.md; the packaging is ../shared/docs/nydus-format.md §5
  * and runtime-contracts.md §3).
  *
- * Flow: the source manifest (an index is followed to the wanted platform), then per layer: the
+ * Flow: the source manifest (an index: each platform in turn, see merge_platform), then per layer: the
  * compressed layer is streamed to a file in the work dir (gzip, zstd or plain tar: libarchive
  * reads them), built into a Nydus blob + layer bootstrap with the RAFS builder (rafs_create;
  * blob-inline-meta, blob-toc, whiteouts kept for the merge), the blob pushed unless the target
  * has it; then the bootstraps are merged (whiteouts and opaque dirs applied), the bootstrap
  * layer (deterministic gzip tar of image/ + image/image.boot) and the config (diff_ids = blob
  * digests + the bootstrap tar's uncompressed digest, one more history entry) are pushed, and
- * the manifest last: an error before that publishes nothing.
+ * the manifest last (an index after its manifests): an error before that publishes nothing.
  * Memory: `workers` layers are processed at a time (a layer's upload overlaps the next one's
  * download and build); layer and blob bytes go through files, never held whole in memory
  * (each builder's chunk pipeline and the upload's pread are bounded).
@@ -32,8 +32,9 @@ extern "C" {
 #endif
 
 typedef struct client_convert_opts {
-    const char *source, *target;          /* image references ("host:port/repo:tag") */
-    const char *platform;                 /* "os/arch[/variant]" for an index; NULL = this host's */
+    const char *source, *target; /* image references ("host:port/repo:tag") */
+    /* "os/arch[/variant]": the one platform taken from an index; NULL = every platform */
+    const char *platform;
     int source_insecure, target_insecure; /* skip TLS verification (loopback is plain http) */
     const char *docker_config;            /* credentials; NULL = the default docker config */
     const char *work_dir;                 /* required: layer/blob files and the cache */
@@ -45,6 +46,12 @@ typedef struct client_convert_opts {
      * worker, never two at once; may be NULL. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
+    /* An index source is converted platform by platform (every image manifest, or only
+     * `platform`'s) and a target index pushed after its manifests. merge_platform: that index
+     * also lists the original manifests, the Nydus ones marked (artifactType, config media type
+     * and platform os.features "nydus.remoteimage.v1"), as nydusify --merge-platform; it needs
+     * an index source. Without it and with `platform`, an index gives one Nydus manifest. */
+    int merge_platform;
 } client_convert_opts;
 
 typedef struct client_convert_result {
@@ -55,6 +62,7 @@ typedef struct client_convert_result {
     uint64_t target_bytes; /* Nydus blobs + bootstrap layer */
     uint64_t pushed_bytes; /* bytes actually uploaded */
     double seconds;
+    unsigned platforms; /* image manifests converted (1 unless the source is an index) */
 } client_convert_result;
 
 int client_convert(const client_convert_opts *o, client_convert_result *res, cf_err *err);
