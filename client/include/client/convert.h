@@ -96,6 +96,36 @@ typedef struct client_check_result {
 
 int client_check(const client_check_opts *o, client_check_result *res, cf_err *err);
 
+/* `chunkfly convert --all REGISTRY` (convert_all.c): what a registry holds to convert.
+ * Walks the catalog and each repository's tags (proto/registry_catalog.h), keeps the
+ * repositories matching repo_filter (POSIX extended regex, unanchored; NULL = all), drops tags
+ * ending in suffix (targets), keeps the refs of shard `shard` of `shards` (a ref "repo:tag"
+ * belongs to shard sha256("repo:tag")'s first 8 bytes, big-endian, mod shards: disjoint shards
+ * covering the catalog, stable across runs and machines), and marks a ref done when its target
+ * (same repository, tag + suffix) exists and records the source's manifest digest in
+ * containerd.io/snapshot/nydus-source-digest (a manifest's or an index's annotations).
+ * Threads: blocking; one call per thread. Errors: as client_convert (registry, -EINVAL for a
+ * bad regex or shard). The list is malloc'd: free(*out). */
+typedef struct client_convert_all_opts {
+    const char *registry;    /* "host[:port]" */
+    const char *repo_filter; /* regex on repository names, NULL = every repository */
+    const char *suffix;      /* target tag suffix; NULL = "-nydus" */
+    unsigned shard, shards;  /* shard index in [0, shards); shards 0 = 1 */
+    int insecure;
+    const char *docker_config;
+} client_convert_all_opts;
+
+typedef struct client_convert_ref {
+    char repo[256], tag[129], target_tag[129];
+    char source_digest[72]; /* the source's manifest (or index) digest */
+    int done;               /* the target records this source digest: nothing to do */
+} client_convert_ref;
+
+int client_convert_all_list(const client_convert_all_opts *o, client_convert_ref **out,
+                            size_t *n, cf_err *err);
+/* The shard of "repo:tag" among shards (> 0). */
+unsigned client_convert_shard_of(const char *repo, const char *tag, unsigned shards);
+
 #ifdef __cplusplus
 }
 #endif
