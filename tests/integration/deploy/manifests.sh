@@ -61,6 +61,8 @@ bad cache-path 's|path: /var/cache/chunkfly|path: /var/lib/chunkfly|' "cache_dir
 bad headless 's|clusterIP: None|clusterIP: 10.96.0.9|' "not headless"
 bad caps 's|- ALL|- NET_RAW|' "capabilities not dropped"
 bad root-sched 's|runAsNonRoot: true|runAsNonRoot: false|' "Deployment/chunkfly-scheduler: runs as root"
+bad job-shard 's|\$(JOB_COMPLETION_INDEX)/4|$(JOB_COMPLETION_INDEX)/3|' "convert job: --shard"
+bad job-indexed 's|completionMode: Indexed|completionMode: NonIndexed|' "not Indexed"
 python3 "$CHECK" "$CHUNKFLY_SRC" "$T/rendered.yaml" "${BAD[@]}" >"$T/bad.out" 2>&1 ||
     { cat "$T/bad.out"; fail "a broken copy was accepted"; }
 grep '^refused' "$T/bad.out"
