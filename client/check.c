@@ -536,20 +536,21 @@ static int run(struct chk *c, cf_err *err)
     size_t marked = 0, plain = 0, done = 0;
     for (size_t i = 0; i < ix.n_manifests; i++) {
         const proto_oci_desc *d = &ix.manifests[i];
-        int mk = d->platform.nydus_feature ||
-                 strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0;
+        int mk =
+            d->platform.nydus_feature || strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0;
         if (mk && !(d->platform.nydus_feature &&
                     strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0))
-            problem(c, "index entry %s: marked Nydus by %s only (we write artifactType and "
-                       "os.features)",
+            problem(c,
+                    "index entry %s: marked Nydus by %s only (we write artifactType and "
+                    "os.features)",
                     d->digest, d->platform.nydus_feature ? "os.features" : "artifactType");
         marked += mk;
         plain += !mk;
     }
     for (size_t i = 0; i < ix.n_manifests; i++) {
         const proto_oci_desc *d = &ix.manifests[i];
-        int mk = d->platform.nydus_feature ||
-                 strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0;
+        int mk =
+            d->platform.nydus_feature || strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0;
         if ((marked && !mk) || strcmp(d->platform.os, "unknown") == 0) continue;
         if (!d->has_platform) {
             problem(c, "index entry %s has no platform", d->digest);

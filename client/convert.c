@@ -53,7 +53,7 @@ struct conv {
     uint32_t chunk_size;
     char cache_dir[PATH_CAP], tmp_dir[PATH_CAP];
     unsigned builder_threads;
-    unsigned nlayers; /* layers of the manifest being converted (progress lines) */
+    unsigned nlayers;   /* layers of the manifest being converted (progress lines) */
     pthread_mutex_t mu; /* res counters and progress lines, shared by the layer workers */
 };
 
@@ -575,8 +575,7 @@ static int push_mem(struct conv *c, const char *data, size_t len, char digest[72
 }
 
 int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const char *platform,
-                        unsigned select_flags, proto_oci_manifest *m, char digest[72],
-                        cf_err *err)
+                        unsigned select_flags, proto_oci_manifest *m, char digest[72], cf_err *err)
 {
     proto_manifest top = {0}, mf = {0};
     proto_oci_index ix = {0};
@@ -770,8 +769,7 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
     res_out->size = strlen(man_s);
     sha256_str(man_s, res_out->size, res_out->digest);
     rc = proto_registry_manifest_put(c->dst, c->tref.repo,
-                                     by_tag ? proto_image_ref_reference(&c->tref)
-                                            : res_out->digest,
+                                     by_tag ? proto_image_ref_reference(&c->tref) : res_out->digest,
                                      man_mt, man_s, strlen(man_s), NULL, err);
     if (rc < 0) cf_err_wrap(err, rc, "pushing the manifest");
 out:
@@ -946,7 +944,8 @@ static int run_index(struct conv *c, const proto_manifest *top, cf_err *err)
     }
     rc = proto_registry_manifest_put(c->dst, c->tref.repo, proto_image_ref_reference(&c->tref), mt,
                                      body, strlen(body), c->res->manifest_digest, err);
-    if (rc < 0) cf_err_wrap(err, rc, "pushing the index");
+    if (rc < 0)
+        cf_err_wrap(err, rc, "pushing the index");
     else
         say(c, "index %.19s: %u platform%s%s", c->res->manifest_digest, c->res->platforms,
             c->res->platforms == 1 ? "" : "s",
@@ -974,8 +973,7 @@ static int run(struct conv *c, cf_err *err)
     if (kind == PROTO_OCI_KIND_INDEX && (!c->o->platform || c->o->merge_platform)) {
         rc = run_index(c, &top, err);
     } else if (c->o->merge_platform) {
-        rc = cf_err_set(err, -EINVAL, "--merge-platform: source %s is not an index",
-                        c->o->source);
+        rc = cf_err_set(err, -EINVAL, "--merge-platform: source %s is not an index", c->o->source);
     } else {
         /* one image manifest (an index followed to --platform), pushed by the target's tag */
         struct conv_out co;

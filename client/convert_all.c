@@ -82,10 +82,10 @@ int client_convert_all_list(const client_convert_all_opts *o, client_convert_ref
     const char *suffix = o->suffix ? o->suffix : "-nydus";
     unsigned shards = o->shards ? o->shards : 1;
     if (o->shard >= shards)
-        return cf_err_set(err, -EINVAL, "shard %u/%u: the index must be below the count",
-                          o->shard, shards);
-    if (!suffix[0] || strlen(suffix) > 64 || proto_registry_check_tag(suffix[0] == '-' ? suffix + 1
-                                                                                      : suffix))
+        return cf_err_set(err, -EINVAL, "shard %u/%u: the index must be below the count", o->shard,
+                          shards);
+    if (!suffix[0] || strlen(suffix) > 64 ||
+        proto_registry_check_tag(suffix[0] == '-' ? suffix + 1 : suffix))
         return cf_err_set(err, -EINVAL, "target suffix \"%s\": want tag characters, like -nydus",
                           suffix);
     regex_t re;

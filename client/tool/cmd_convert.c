@@ -15,12 +15,14 @@
 static const char usage[] =
     "usage: chunkfly convert [options] SOURCE TARGET\n"
     "       (or --source SOURCE --target TARGET, as nydusify)\n"
-    "       chunkfly convert --all REGISTRY [--repo-filter RE] [--shard I/N] [--dry-run] [options]\n"
+    "       chunkfly convert --all REGISTRY [--repo-filter RE] [--shard I/N] [--dry-run] "
+    "[options]\n"
     "\n"
     "Converts the image SOURCE (OCI or Docker) into a Nydus RAFS v6 image pushed as TARGET,\n"
-    "packaged as nydusify does. An index: every platform converted and an index pushed last. Layers converted before\n"
-    "(same source layer and options, recorded in the work dir) are not rebuilt; blobs the target\n"
-    "has are not pushed again. The manifest is pushed last: a failed run publishes nothing.\n"
+    "packaged as nydusify does; an index: every platform, then an index. Layers converted\n"
+    "before (same source layer and options, recorded in the work dir) are not rebuilt; blobs the\n"
+    "target has are not pushed again. The manifest (the index) is pushed last: a failed run\n"
+    "publishes nothing.\n"
     "\n"
     "  --platform OS/ARCH[/VARIANT]  only this platform of an index (one Nydus manifest, or\n"
     "                                with --merge-platform an index of it)\n"
@@ -97,8 +99,8 @@ static int convert_all(client_convert_opts *o, const client_convert_all_opts *ao
     size_t todo = 0;
     for (size_t i = 0; i < n; i++) todo += !refs[i].done;
     if (!quiet)
-        fprintf(stderr, "%s: %zu refs in shard %u/%u, %zu to convert\n", ao->registry, n,
-                ao->shard, ao->shards ? ao->shards : 1, todo);
+        fprintf(stderr, "%s: %zu refs in shard %u/%u, %zu to convert\n", ao->registry, n, ao->shard,
+                ao->shards ? ao->shards : 1, todo);
     printf("%-50s %-56s %-13s %s\n", "SOURCE", "TARGET", "STATUS", "SECONDS");
     fflush(stdout);
     unsigned converted = 0, skipped = 0, failed = 0;
@@ -324,11 +326,12 @@ int cmd_convert(int argc, char **argv)
     cli_fmt_bytes(r.pushed_bytes, p, sizeof(p));
     if (!quiet)
         fprintf(stderr,
-                "converted %s -> %s@%s in %.1f s: %u platform%s, %u layers (%u built, %u converted before), "
-                "source %s, target %s; blobs pushed %u (%s), already there %u, mounted %u\n",
+                "converted %s -> %s@%s in %.1f s: %u platform%s, %u layers (%u built, %u "
+                "converted before), source %s, target %s; blobs pushed %u (%s), already there "
+                "%u, mounted %u\n",
                 o.source, o.target, r.manifest_digest, r.seconds, r.platforms,
-                r.platforms == 1 ? "" : "s", r.layers, r.built, r.cached, s, t,
-                r.blobs_pushed, p, r.blobs_present, r.blobs_mounted);
+                r.platforms == 1 ? "" : "s", r.layers, r.built, r.cached, s, t, r.blobs_pushed, p,
+                r.blobs_present, r.blobs_mounted);
     printf("%s@%s\n", o.target, r.manifest_digest);
     return 0;
 }

@@ -76,8 +76,8 @@ int proto_registry_catalog_parse(const void *body, size_t len, proto_name_list *
     return rc;
 }
 
-int proto_registry_tags_parse(const void *body, size_t len, const char *repo,
-                              proto_name_list *out, cf_err *err)
+int proto_registry_tags_parse(const void *body, size_t len, const char *repo, proto_name_list *out,
+                              cf_err *err)
 {
     int rc;
     json_t *j = load_object(body, len, "tag list", err, &rc);

@@ -2,8 +2,8 @@
  * `nydusify convert` does (docs/convert.md; the packaging is ../shared/docs/nydus-format.md §5
  * and runtime-contracts.md §3).
  *
- * Flow: the source manifest (an index: each platform in turn, see merge_platform), then per layer: the
- * compressed layer is streamed to a file in the work dir (gzip, zstd or plain tar: libarchive
+ * Flow: the source manifest (an index: each platform in turn, see merge_platform), then per layer:
+ * the compressed layer is streamed to a file in the work dir (gzip, zstd or plain tar: libarchive
  * reads them), built into a Nydus blob + layer bootstrap with the RAFS builder (rafs_create;
  * blob-inline-meta, blob-toc, whiteouts kept for the merge), the blob pushed unless the target
  * has it; then the bootstraps are merged (whiteouts and opaque dirs applied), the bootstrap
@@ -121,8 +121,8 @@ typedef struct client_convert_ref {
     int done;               /* the target records this source digest: nothing to do */
 } client_convert_ref;
 
-int client_convert_all_list(const client_convert_all_opts *o, client_convert_ref **out,
-                            size_t *n, cf_err *err);
+int client_convert_all_list(const client_convert_all_opts *o, client_convert_ref **out, size_t *n,
+                            cf_err *err);
 /* The shard of "repo:tag" among shards (> 0). */
 unsigned client_convert_shard_of(const char *repo, const char *tag, unsigned shards);
 

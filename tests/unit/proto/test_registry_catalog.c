@@ -39,10 +39,19 @@ static void test_catalog(void **state)
     proto_name_list_free(&l);
     assert_null(l.names);
     const char *bad[] = {
-        "", "[]", "null", "{}", "{\"repositories\":null}", "{\"repositories\":\"a\"}",
-        "{\"repositories\":[1]}", "{\"repositories\":[\"UPPER\"]}", "{\"repositories\":[\"\"]}",
-        "{\"repositories\":[\"../x\"]}", "{\"repositories\":[\"a\\u0000b\"]}",
-        "{\"repositories\":[\"a\"],\"repositories\":[\"b\"]}", "{\"repositories\":[\"a\"]",
+        "",
+        "[]",
+        "null",
+        "{}",
+        "{\"repositories\":null}",
+        "{\"repositories\":\"a\"}",
+        "{\"repositories\":[1]}",
+        "{\"repositories\":[\"UPPER\"]}",
+        "{\"repositories\":[\"\"]}",
+        "{\"repositories\":[\"../x\"]}",
+        "{\"repositories\":[\"a\\u0000b\"]}",
+        "{\"repositories\":[\"a\"],\"repositories\":[\"b\"]}",
+        "{\"repositories\":[\"a\"]",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         proto_name_list b = {0};
@@ -55,19 +64,22 @@ static void test_tags(void **state)
 {
     (void)state;
     proto_name_list l = {0};
-    assert_int_equal(tags("{\"name\":\"lib/app\",\"tags\":[\"v1\",\"latest\",\"v1-nydus\"]}",
-                          "lib/app", &l),
-                     0);
+    assert_int_equal(
+        tags("{\"name\":\"lib/app\",\"tags\":[\"v1\",\"latest\",\"v1-nydus\"]}", "lib/app", &l), 0);
     assert_int_equal(l.n, 3);
     assert_string_equal(l.names[2], "v1-nydus");
     assert_int_equal(tags("{\"name\":\"lib/app\",\"tags\":null}", "lib/app", &l), 0);
     assert_int_equal(l.n, 3);
     proto_name_list_free(&l);
     const char *bad[] = {
-        "{\"name\":\"other\",\"tags\":[\"v1\"]}", "{\"tags\":[\"v1\"]}",
-        "{\"name\":\"lib/app\"}", "{\"name\":\"lib/app\",\"tags\":{}}",
-        "{\"name\":\"lib/app\",\"tags\":[\"-bad\"]}", "{\"name\":\"lib/app\",\"tags\":[\"a/b\"]}",
-        "{\"name\":\"lib/app\",\"tags\":[null]}", "{\"name\":7,\"tags\":[]}",
+        "{\"name\":\"other\",\"tags\":[\"v1\"]}",
+        "{\"tags\":[\"v1\"]}",
+        "{\"name\":\"lib/app\"}",
+        "{\"name\":\"lib/app\",\"tags\":{}}",
+        "{\"name\":\"lib/app\",\"tags\":[\"-bad\"]}",
+        "{\"name\":\"lib/app\",\"tags\":[\"a/b\"]}",
+        "{\"name\":\"lib/app\",\"tags\":[null]}",
+        "{\"name\":7,\"tags\":[]}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         proto_name_list b = {0};

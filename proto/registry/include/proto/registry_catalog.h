@@ -44,8 +44,8 @@ void proto_name_list_free(proto_name_list *l);
 int proto_registry_catalog_parse(const void *body, size_t len, proto_name_list *out, cf_err *err);
 /* One tags page {"name": repo, "tags": [...] | null}: its tags appended to *out; "name" must
  * equal repo. */
-int proto_registry_tags_parse(const void *body, size_t len, const char *repo,
-                              proto_name_list *out, cf_err *err);
+int proto_registry_tags_parse(const void *body, size_t len, const char *repo, proto_name_list *out,
+                              cf_err *err);
 
 /* [blocking] Every repository of the registry (all pages). -EACCES when the registry does not
  * let this user list its catalog. */
