@@ -1,5 +1,6 @@
 /* chunkfly convert: an OCI/Docker image in a registry -> a Nydus image in a registry, as
  * `nydusify convert` (docs/convert.md). Thin: the work is client_convert (client/convert.c). */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -94,6 +95,11 @@ static int convert_all(client_convert_opts *o, const client_convert_all_opts *ao
     int rc = client_convert_all_list(ao, &refs, &n, &err);
     if (rc < 0) {
         fprintf(stderr, "chunkfly convert --all: %s\n", cf_err_str(&err, rc));
+        if (rc == -EACCES)
+            fprintf(stderr,
+                    "chunkfly convert --all: the docker config's credentials for %s must allow "
+                    "listing the catalog (token scope registry:catalog:*), pull and push\n",
+                    ao->registry);
         return CLI_EXIT_FAIL;
     }
     size_t todo = 0;

@@ -6,7 +6,9 @@
 #  - every tag converted to repo:tag-nydus (its annotation records the source digest), a table;
 #  - a second run converts nothing and pushes nothing; a changed source tag is converted again;
 #  - --dry-run lists without converting; --shard I/N for N = 3: the shards' listings are
-#    pairwise disjoint and their union is the whole listing (paginated catalog included).
+#    pairwise disjoint and their union is the whole listing (paginated catalog included);
+#  - a registry with token auth: the catalog token (registry:catalog:*) with credentials, a
+#    clear refusal without.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$CHUNKFLY_SRC/tests/lib/nydus_image.sh"
 command -v umoci >/dev/null || skip "umoci not installed"
@@ -128,6 +130,26 @@ sort "$T"/shard?.src | uniq -d >"$T/dups"
 [ ! -s "$T/dups" ] || fail "shards overlap: $(cat "$T/dups")"
 sort "$T"/shard?.src | diff -u "$T/full.src" - || fail "the shards do not cover the listing"
 note "shard sizes: $(wc -l <"$T/shard0.src") $(wc -l <"$T/shard1.src") $(wc -l <"$T/shard2.src")"
+
+note "a registry with token auth: the catalog scope asked for, with credentials only"
+. "$CHUNKFLY_SRC/tests/integration/mount/backend_lib.sh"
+start_token_registry
+skopeo copy -q --dest-tls-verify=false --dest-creds alice:s3cret "oci:$T/oci:img1" \
+    "docker://$TREG/tok/app:v1" || fail "push to the token registry"
+mkdir -p "$T/dc" "$T/nodc"
+printf '{"auths":{"%s":{"auth":"%s"}}}' "$TREG" "$(printf alice:s3cret | base64 -w0)" >"$T/dc/config.json"
+echo '{}' >"$T/nodc/config.json"
+if "$CF" convert --all "$TREG" --docker-config "$T/nodc/config.json" --work-dir "$T/work" \
+    >/dev/null 2>"$T/anon.log"; then
+    fail "an anonymous catalog listing passed"
+fi
+grep -q "registry $TREG: .*(catalog)" "$T/anon.log" && grep -q "must allow listing the catalog" "$T/anon.log" ||
+    fail "anonymous refusal unclear: $(cat "$T/anon.log")"
+"$CF" convert --all "$TREG" --docker-config "$T/dc/config.json" --work-dir "$T/work" \
+    >"$T/tok.t" 2>"$T/tok.log" || fail "--all with token auth: $(cat "$T/tok.log")"
+rows <"$T/tok.t" | grep -qx "$TREG/tok/app:v1 $TREG/tok/app:v1-nydus converted" ||
+    fail "token registry table: $(cat "$T/tok.t")"
+grep -q "scope=registry:catalog:\* status=200" "$T/tok/log" || fail "no catalog token: $(cat "$T/tok/log")"
 
 note "usage errors"
 for bad in "--shard 3/3" "--shard x" "--repo-filter (" ; do
