@@ -542,7 +542,6 @@ static int mem_read(void *ctx, void *buf, size_t cap, size_t *got)
     return 0;
 }
 
-/* Pushes an in-memory blob (config) unless present. */
 /* "sha256:<hex>" of len bytes (cf_sha256 only fails on allocation: then "" ). */
 static void sha256_str(const void *data, size_t len, char out[72])
 {
@@ -554,6 +553,7 @@ static void sha256_str(const void *data, size_t len, char out[72])
     snprintf(out, 72, "sha256:%s", hex);
 }
 
+/* Pushes an in-memory blob (config) unless present. */
 static int push_mem(struct conv *c, const char *data, size_t len, char digest[72], cf_err *err)
 {
     sha256_str(data, len, digest);
