@@ -83,8 +83,15 @@ if [ "$ESTARGZ" = 1 ]; then
     start_containerd_snap
     for _ in $(seq 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
 fi
+TREG1=$TREG
 for r in $(seq "$ROUNDS"); do
     note "round $r"
+    # a fresh target registry per round: skopeo's blob info cache (kept across runs) would
+    # otherwise mount the previous round's blobs instead of copying them
+    if [ "$r" -gt 1 ]; then
+        start_registry 127.0.0.1 "" "target$r"
+        TREG=$REGISTRY
+    fi
     timed skopeo skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
         "docker://$SREG/bench/img:v1" "docker://$TREG/bench/skopeo$r:v1"
     rm -rf "$T/work"
@@ -104,7 +111,7 @@ EOF
     fi
 done
 note "check of the converted image (not timed)"
-"$CF" check -q --work-dir "$T/work" "$SREG/bench/img:v1" "$TREG/bench/nydus1:v1" 2>"$T/check.log" ||
+"$CF" check -q --work-dir "$T/work" "$SREG/bench/img:v1" "$TREG1/bench/nydus1:v1" 2>"$T/check.log" ||
     { cat "$T/check.log"; fail "chunkfly check"; }
 tail -1 "$T/check.log"
 

@@ -7,7 +7,9 @@
 #  - --merge-platform: one index with the original manifests and the Nydus ones (artifactType,
 #    os.features nydus.remoteimage.v1, the Nydus config media type), checked and mounted;
 #  - --platform keeps the one-platform behaviour (a manifest, no index);
-#  - a second run pushes no blob and gives the same index.
+#  - a second run pushes no blob and gives the same index;
+#  - a platform that fails midway (its layer deleted from the source): a clear error naming the
+#    platform and the layer, and no index published.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$CHUNKFLY_SRC/tests/integration/mount/mount_lib.sh"
 . "$CHUNKFLY_SRC/tests/lib/nydus_image.sh"
@@ -186,4 +188,17 @@ if conv "$T/c6.log" --merge-platform "$SREG/multi/app:amd64" "$TREG/multi/app:x"
     fail "--merge-platform of a manifest accepted"
 fi
 grep -q "is not an index" "$T/c6.log" || fail "merge refusal unclear: $(cat "$T/c6.log")"
+
+note "a platform failing midway: a clear error and no index published"
+# the arm64-only layer deleted from the source: amd64 converts, arm64 cannot be fetched
+ad=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][1]["digest"])' "$T/src-arm64.json")
+curl -sSf -X DELETE "http://$SREG/v2/multi/app/blobs/$ad" || fail "DELETE of the arm64 layer"
+if conv "$T/c7.log" --work-dir "$T/work-fresh" "$SREG/multi/app:v1" "$TREG/multi/app:half" >"$T/c7.out"; then
+    fail "a conversion with a missing source layer passed"
+fi
+grep -q "platform linux/arm64: layer 2 (${ad:0:19}): download: .*HTTP 404" "$T/c7.log" ||
+    fail "error unclear: $(cat "$T/c7.log")"
+code=$(curl -sS -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    "http://$TREG/v2/multi/app/manifests/half")
+[ "$code" = 404 ] || fail "an index was published for the half-converted image (HTTP $code)"
 echo PASS
