@@ -74,9 +74,11 @@ struct pconn {
 
 /* What parent connections report, to whoever registered (download_task.c): they never call a
  * task by name. `code` is a PROTO_E_* from the parent, -ETIMEDOUT (stalled connection closed) or
- * another negative errno (connection lost). */
+ * another negative errno (connection lost). on_piece: data is valid during the call; `frame`,
+ * when not NULL, is the cf_bufpool buffer holding it, now the handler's (cf_bufpool_put). */
 struct pconn_handler {
-    void (*on_piece)(void *owner, int tp, uint32_t piece, const uint8_t *data, uint32_t len);
+    void (*on_piece)(void *owner, int tp, uint32_t piece, const uint8_t *data, uint32_t len,
+                     void *frame);
     void (*on_failed)(void *owner, int tp, uint32_t piece, int code);
     /* AVAIL (bits) or AVAIL_UPDATE (runs) for task_id from pc */
     void (*on_avail)(peer_daemon *d, struct pconn *pc, const char *task_id, uint32_t piece_count,
@@ -101,7 +103,8 @@ enum task_state {
 struct piece_buf {
     uint32_t refs;
     uint32_t piece, len;
-    uint8_t *data;
+    uint8_t *data; /* inside base */
+    void *base;    /* cf_bufpool buffer */
 };
 void piece_buf_unref(struct piece_buf *b);
 
@@ -153,6 +156,8 @@ struct task {
     uint32_t piece_size;
     pp_task pp;       /* piece maps, parents, origin mode, whole (piece_policy.h) */
     uint8_t *digests; /* per-piece sha256 list (piece_count*32), NULL until known */
+    uint8_t *checked; /* bitmap: pieces whose bytes matched `digests` on arrival (NULL = none):
+                       * their digest is not computed a second time when the blob is verified */
     int digests_from_sched;
     int sched_has_digests;
     int origin_no_sched; /* origin mode only because the scheduler went away */
@@ -233,6 +238,10 @@ struct peer_daemon {
 uint64_t pd_now(peer_daemon *d);
 int pd_queue_work(peer_daemon *d, void *job, void (*work)(void *job),
                   void (*done)(void *job, int cancelled));
+/* Like pd_queue_work, for long CPU-bound work that no reader waits for (hashing a whole blob):
+ * a thread of its own at a lower priority (nice +10), so a busy machine serves bytes first. */
+int pd_queue_background(peer_daemon *d, void *job, void (*work)(void *job),
+                        void (*done)(void *job, int cancelled));
 /* "ip:port" (numeric, v4 or v6) into its parts: 0 or -EINVAL. */
 int pd_split_host(const char *hostport, char *ip, size_t ipsz, uint16_t *port);
 /* The accepting side of the HELLO handshake on c (local API, upload server): m, the first frame,

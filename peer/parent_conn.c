@@ -80,7 +80,8 @@ static void on_frame(proto_conn *c, const proto_frame_header *hdr, const uint8_t
             /* answers something we did not ask: treat as bad bytes from this parent */
             h->on_failed(r->owner, r->tp, r->piece, PROTO_E_MISMATCH);
         else
-            h->on_piece(r->owner, r->tp, r->piece, payload, hdr->payload_len);
+            h->on_piece(r->owner, r->tp, r->piece, payload, hdr->payload_len,
+                        proto_conn_take_frame(c));
         free(r);
         break;
     case PROTO_MSG_ERROR:
@@ -151,7 +152,9 @@ struct pconn *pconn_get(peer_daemon *d, const char *addr, const char *host_id)
     pc->d = d;
     snprintf(pc->addr, sizeof(pc->addr), "%s", addr);
     snprintf(pc->host_id, sizeof(pc->host_id), "%s", host_id);
-    proto_conn_opts co = {.idle_timeout_ms = d->o.timing.idle_timeout_ms, .tls = d->tls};
+    /* pieces we asked for arrive in pooled buffers the task keeps (no copy) */
+    proto_conn_opts co = {
+        .idle_timeout_ms = d->o.timing.idle_timeout_ms, .tls = d->tls, .pooled_frames = true};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_close, .on_connect = on_connect};
     int rc = proto_conn_connect_tcp(d->loop, (struct sockaddr *)&ss, &co, &cbs, pc, &pc->c);
     if (rc) {

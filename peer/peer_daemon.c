@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cf/log.h"
@@ -224,6 +226,57 @@ int pd_queue_work(peer_daemon *d, void *job, void (*work)(void *job),
     int rc = uv_queue_work(d->loop, &w->req, work_cb, after_cb);
     if (rc) free(w);
     return rc;
+}
+
+/* Background work: a thread of its own at a lower CPU priority, finished on the loop through
+ * an async handle (which keeps the loop running until then, like pool work). */
+#define BACKGROUND_NICE 10
+
+struct pd_bg {
+    uv_async_t async;
+    uv_thread_t th;
+    void *job;
+    void (*work)(void *job);
+    void (*done)(void *job, int cancelled);
+};
+
+static void bg_main(void *arg)
+{
+    struct pd_bg *b = arg;
+    /* this thread only: Linux nice values are per thread */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BACKGROUND_NICE);
+    b->work(b->job);
+    uv_async_send(&b->async);
+}
+
+static void bg_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void bg_finished(uv_async_t *a)
+{
+    struct pd_bg *b = a->data;
+    uv_thread_join(&b->th);
+    b->done(b->job, 0);
+    uv_close((uv_handle_t *)&b->async, bg_closed);
+}
+
+int pd_queue_background(peer_daemon *d, void *job, void (*work)(void *job),
+                        void (*done)(void *job, int cancelled))
+{
+    struct pd_bg *b = calloc(1, sizeof(*b));
+    if (b && uv_async_init(d->loop, &b->async, bg_finished) == 0) {
+        b->async.data = b;
+        b->job = job;
+        b->work = work;
+        b->done = done;
+        if (uv_thread_create(&b->th, bg_main, b) == 0) return 0;
+        uv_close((uv_handle_t *)&b->async, bg_closed);
+        b = NULL;
+    }
+    free(b);
+    return pd_queue_work(d, job, work, done); /* no thread: the pool does it */
 }
 
 /* ---- housekeeping ---- */

@@ -49,6 +49,7 @@ int pp_task_init(pp_task *t, uint32_t count)
     }
     for (uint32_t i = 0; i < count; i++) t->source[i] = PP_ORIGIN;
     t->n_have = t->n_requests = t->n_origin_requests = t->n_pieces_requested = t->n_pending = 0;
+    t->n_run_held = 0;
     return 0;
 }
 
@@ -80,6 +81,7 @@ void pp_task_reset_pieces(pp_task *t)
     for (uint32_t i = 0; i < t->piece_count; i++) t->source[i] = PP_ORIGIN;
     for (int i = 0; i < t->n_parents; i++) t->parents[i].requests = 0;
     t->n_have = t->n_requests = t->n_origin_requests = t->n_pieces_requested = t->n_pending = 0;
+    t->n_run_held = 0;
 }
 
 void pp_load_have(pp_task *t, const uint8_t *bits)
@@ -136,7 +138,7 @@ static int pick_parent(const pp_task *t, uint32_t piece, const pp_env *env, int 
 static int origin_allowed(const pp_task *t, uint32_t piece, const pp_env *env)
 {
     return env->origin_known && (t->origin_mode || proto_bit_get(t->granted, piece)) &&
-           t->n_origin_requests < env->lim->origin_in_flight;
+           t->n_origin_requests - t->n_run_held < env->lim->origin_in_flight;
 }
 
 /* A source for a piece nobody fetches yet: a parent first, else the origin when allowed. */
@@ -202,7 +204,7 @@ static int next_pick(pp_task *t, const pp_want *wants, size_t n_wants, const pp_
                      pp_pick *out)
 {
     if (!t->have || t->n_have == t->piece_count) return 0;
-    if (t->n_requests >= env->lim->pieces_in_flight) return 0;
+    if (t->n_requests - t->n_run_held >= env->lim->pieces_in_flight) return 0;
     /* 1. what readers wait for, in their order */
     for (size_t w = 0; w < n_wants; w++) {
         uint32_t last = wants[w].last < t->piece_count ? wants[w].last : t->piece_count - 1;
@@ -267,6 +269,35 @@ void pp_request_ended(pp_task *t, uint32_t piece, int parent)
     } else if (parent >= 0 && parent < t->n_parents && t->parents[parent].requests) {
         t->parents[parent].requests--;
     }
+}
+
+uint32_t pp_origin_run(const pp_task *t, uint32_t first, uint32_t max)
+{
+    uint32_t n = 0;
+    if (!t->have || first >= t->piece_count) return 0;
+    for (uint32_t p = first; p < t->piece_count && n < max; p++, n++) {
+        if (p != first && (!(t->origin_mode || proto_bit_get(t->granted, p)) ||
+                           proto_bit_get(t->have, p) || t->requests[p]))
+            break;
+    }
+    return n;
+}
+
+void pp_origin_run_started(pp_task *t, uint32_t first, uint32_t n, uint64_t at_ms)
+{
+    if (!t->have || n == 0 || first >= t->piece_count || n > t->piece_count - first) return;
+    for (uint32_t i = 0; i < n; i++) {
+        pp_pick p = {.piece = first + i, .parent = PP_ORIGIN, .at_ms = at_ms};
+        pp_request_started(t, &p);
+    }
+    t->n_run_held += n - 1;
+}
+
+void pp_origin_run_piece_ended(pp_task *t, uint32_t piece, int run_ended)
+{
+    if (!t->requests || piece >= t->piece_count || t->requests[piece] == 0) return;
+    pp_request_ended(t, piece, PP_ORIGIN);
+    if (!run_ended && t->n_run_held) t->n_run_held--;
 }
 
 int pp_piece_stored(pp_task *t, uint32_t piece, int parent)

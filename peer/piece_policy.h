@@ -65,6 +65,9 @@ typedef struct pp_task {
     int16_t *source;   /* per piece: the parent that served it, PP_ORIGIN otherwise */
     uint32_t n_have, n_requests, n_origin_requests, n_pieces_requested;
     uint32_t n_pending; /* missing pieces with a request outstanding (end game: + n_have == all) */
+    /* pieces of origin runs that do not count against the budgets: a run of k outstanding
+     * pieces is one request (one HTTP Range GET streaming them), so all but one are held */
+    uint32_t n_run_held;
     char (*banned_ids)[PROTO_MAX_ID_LEN + 1]; /* banned hosts whose slot was reused, owned */
     size_t n_banned_ids;
     pp_parent parents[PP_MAX_PARENTS];
@@ -125,6 +128,19 @@ void pp_request_ended(pp_task *t, uint32_t piece, int parent);
 int pp_piece_stored(pp_task *t, uint32_t piece, int parent);
 /* The cache lost a stored piece (failed sync): fetch it again. */
 void pp_piece_lost(pp_task *t, uint32_t piece);
+
+/* Origin runs: one origin request (one HTTP Range GET) for several consecutive pieces, because
+ * a registry spends milliseconds of its own per request (docker-registry: ~6 ms, as much as
+ * moving a 1 MiB piece on loopback). pp_origin_run: after pp_next picked `first` from the
+ * origin, how many pieces from first (at most max, >= 1) one request may fetch: the following
+ * ones while missing, not requested and allowed from the origin (origin mode or granted).
+ * pp_origin_run_started: the run is requested; it counts as one request in pieces_in_flight and
+ * origin_in_flight for as long as any of its pieces is outstanding. pp_origin_run_piece_ended:
+ * one of its pieces ended (stored, failed or given up); run_ended = it was the run's last one
+ * outstanding. */
+uint32_t pp_origin_run(const pp_task *t, uint32_t first, uint32_t max);
+void pp_origin_run_started(pp_task *t, uint32_t first, uint32_t n, uint64_t at_ms);
+void pp_origin_run_piece_ended(pp_task *t, uint32_t piece, int run_ended);
 
 /* Why a parent request failed. */
 enum pp_failure {

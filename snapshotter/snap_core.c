@@ -504,6 +504,16 @@ static int attach(snap_core *c, const snap_rec *boot, cf_err *err)
                         boot->name);
         goto out;
     }
+    /* Read it here, so a bad bootstrap is InvalidArgument with the reader's reason in both
+     * modes, before any daemon starts. Its blob ids are what pins and cache cleanup need. */
+    char **ids = NULL;
+    size_t nids = 0;
+    rc = snap_nydus_blob_ids(bootstrap, &ids, &nids, err);
+    free_ids(ids, nids);
+    if (rc) {
+        rc = cf_err_wrap(err, -EINVAL, "bootstrap layer (snapshot %s)", boot->name);
+        goto out;
+    }
     rc = snap_nydus_config(&c->nyd, boot, &config, err);
     if (rc) goto out;
     if (c->erofs) {

@@ -30,7 +30,7 @@ OUT=""
 BIN_DIR=""
 PUSH=""
 # what the image contains; chunkfly-sched-sim and tests are not shipped
-BINARIES=(chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly-snapshotter chunkfly chunkfly-image)
+BINARIES=(chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly-snapshotter chunkfly-convertd chunkfly chunkfly-image)
 # the image's non-root user (k8s: runAsUser); the daemons' default directories belong to it
 IMAGE_UID=65532
 

@@ -17,12 +17,14 @@
 #include <unistd.h>
 
 #include "cf/buf.h"
+#include "cf/bufpool.h"
 #include "cf/log.h"
 #include "cf/uv_poll.h"
 
 #define SCRATCH_LEN        (64u << 10) /* per-thread read buffer */
 #define DIRECT_READ_MIN    4096u       /* frame rest at least this big: read straight into it */
 #define FRAME_MIN_CAP      (16u << 10) /* first allocation for a partial frame */
+#define POOLED_FRAME_MIN   (64u << 10) /* pooled_frames: frames this big come from the pool */
 #define SENDFILE_SLICE     (1u << 20)  /* per writable event, so one upload cannot hog the loop */
 #define DEF_HIGH_WATERMARK (4u << 20)
 #define DEF_MAX_QUEUED     (64u << 20)
@@ -78,6 +80,10 @@ struct proto_conn {
     proto_frame_header cur;
     uint8_t *frame; /* received part of body + payload; NULL until bytes must be kept */
     size_t frame_len, frame_have, frame_cap; /* frame_cap grows with the data, to frame_len */
+    bool pooled_frames;                      /* opts.pooled_frames */
+    bool frame_pooled;    /* c->frame is a cf_bufpool buffer of the whole frame */
+    uint8_t *dispatching; /* the frame buffer on_frame runs on, until taken or released */
+    bool dispatching_pooled;
     cf_buf backlog; /* bytes read but not processed because reading was paused */
     bool reading, read_paused;
 
@@ -196,7 +202,10 @@ static void finish(proto_conn *c)
     }
     if (c->poll_fd >= 0) close(c->poll_fd);
     g_input_held -= c->frame_cap;
-    free(c->frame);
+    if (c->frame_pooled)
+        cf_bufpool_put(c->frame);
+    else
+        free(c->frame);
     cf_buf_free(&c->backlog);
     free(c->kick);
     free(c->poll);
@@ -269,6 +278,24 @@ static int frame_reserve(proto_conn *c, size_t need)
 {
     size_t want = c->frame_have + need;
     if (want <= c->frame_cap) return 0;
+    if (c->pooled_frames && !c->frame && c->frame_len >= POOLED_FRAME_MIN) {
+        /* a frame we asked for (pooled_frames): the whole of it at once, from the pool */
+        size_t budget = g_input_budget, grow = c->frame_len;
+        if (budget && atomic_fetch_add(&g_input_held, grow) + grow > budget) {
+            g_input_held -= grow;
+            return -ENOBUFS;
+        }
+        uint8_t *p = cf_bufpool_get(c->frame_len);
+        if (!p) {
+            g_input_held -= grow;
+            return -ENOMEM;
+        }
+        if (!budget) g_input_held += grow;
+        c->frame = p;
+        c->frame_cap = c->frame_len; /* what may be read into it, not its size */
+        c->frame_pooled = true;
+        return 0;
+    }
     size_t cap = c->frame_cap ? c->frame_cap * 2 : FRAME_MIN_CAP;
     if (cap < want) cap = want;
     if (cap > c->frame_len) cap = c->frame_len;
@@ -293,14 +320,36 @@ static int frame_reserve(proto_conn *c, size_t need)
 static void dispatch(proto_conn *c, const uint8_t *f)
 {
     uint8_t *owned = c->frame;
+    bool pooled = c->frame_pooled;
     proto_frame_header h = c->cur;
     c->frame = NULL;
+    c->frame_pooled = false;
     g_input_held -= c->frame_cap;
     c->frame_cap = c->frame_have = 0;
     c->in_frame = false;
     c->hdr_have = 0;
+    c->dispatching = pooled ? owned : NULL; /* proto_conn_take_frame may take it */
+    c->dispatching_pooled = pooled;
     c->cbs.on_frame(c, &h, f, f + h.body_len);
-    free(owned);
+    if (pooled) {
+        cf_bufpool_put(c->dispatching);
+    } else {
+        free(owned);
+    }
+    c->dispatching = NULL;
+}
+
+int proto_conn_set_send_buffer(proto_conn *c, int bytes)
+{
+    int v = bytes;
+    return uv_send_buffer_size(&c->io.h, &v);
+}
+
+void *proto_conn_take_frame(proto_conn *c)
+{
+    void *p = c->dispatching;
+    c->dispatching = NULL;
+    return p;
 }
 
 /* Consumes bytes; stops early when paused or closing and keeps the rest in the backlog. */
@@ -1096,6 +1145,7 @@ static proto_conn *conn_alloc(uv_loop_t *loop, const proto_conn_opts *opts,
     c->peer_max_payload = PROTO_MAX_PAYLOAD;
     c->max_body = o.max_body && o.max_body < PROTO_MAX_BODY ? o.max_body : PROTO_MAX_BODY;
     c->idle_ms = o.idle_timeout_ms;
+    c->pooled_frames = o.pooled_frames;
     c->high = o.high_watermark ? o.high_watermark : DEF_HIGH_WATERMARK;
     c->low = o.low_watermark && o.low_watermark < c->high ? o.low_watermark : c->high / 4;
     c->max_queued = o.max_queued ? o.max_queued : DEF_MAX_QUEUED;

@@ -6,7 +6,7 @@ usage: check_deploy.py SRC RENDERED.yaml [BROKEN.yaml REGEX]...
 SRC is the source tree; RENDERED.yaml is `kubectl kustomize deploy/k8s` (empty file: only the
 raw manifests are checked); each BROKEN.yaml must be refused with an error matching REGEX. Every YAML file under deploy/ must parse; the rendered objects must
 use deploy/image/image.env's image, the ports and paths of deploy/config/*.conf, have probes on
-/healthz, and run nothing privileged. Prints one line per check group; exits 1 with every
+/healthz (chunkfly-convertd: /api/v1/health), and run nothing privileged. Prints one line per check group; exits 1 with every
 failure listed.
 """
 import glob
@@ -62,6 +62,8 @@ for line in open(os.path.join(SRC, "deploy/image/image.env")):
 check(image, "deploy/image/image.env: no IMAGE=")
 peer = conf(os.path.join(SRC, "deploy/config/peer.conf"))
 sched = conf(os.path.join(SRC, "deploy/config/scheduler.conf"))
+cvdconf = conf(os.path.join(SRC, "deploy/config/convertd.conf"))
+HEALTH = {"chunkfly-convertd": "/api/v1/health"}  # acceld's path; the others: /healthz
 
 def check_rendered(rendered, say=print):
     """Appends to errors what is wrong with the rendered manifests."""
@@ -84,16 +86,21 @@ def check_rendered(rendered, say=print):
     ds = by.get(("DaemonSet", "chunkfly-peer"))
     dep = by.get(("Deployment", "chunkfly-scheduler"))
     svc = by.get(("Service", "chunkfly-scheduler"))
+    cvd = by.get(("Deployment", "chunkfly-convertd"))
+    cvd_svc = by.get(("Service", "chunkfly-convertd"))
     if not (check(ds, "no DaemonSet chunkfly-peer") and check(dep, "no Deployment chunkfly-scheduler")
-            and check(svc, "no Service chunkfly-scheduler")):
+            and check(svc, "no Service chunkfly-scheduler")
+            and check(cvd, "no Deployment chunkfly-convertd")
+            and check(cvd_svc, "no Service chunkfly-convertd")):
         return
 
     # 2. pod templates: structure, image, security
     docs_deploy = open(os.path.join(SRC, "docs/deploy.md")).read()
     # Secrets the operator creates (docs/deploy.md says how), e.g. the private registry CA
     user_secrets = set(re.findall(r"kubectl\s+create\s+secret\s+\w[\w-]*\s+([\w-]+)", docs_deploy))
-    for w in (ds, dep):
+    for w in (ds, dep, cvd):
         name = f"{w['kind']}/{w['metadata']['name']}"
+        health = HEALTH.get(w["metadata"]["name"], "/healthz")
         spec = w["spec"]["template"]["spec"]
         labels = w["spec"]["template"]["metadata"]["labels"]
         sel = w["spec"]["selector"]["matchLabels"]
@@ -103,7 +110,8 @@ def check_rendered(rendered, say=print):
             cn = f"{name} container {c['name']}"
             check(c.get("image") == image, f"{cn}: image {c.get('image')} != image.env's {image}")
             check(c.get("command", [""])[0] in
-                  ("chunkfly-peer", "chunkfly-scheduler"), f"{cn}: command {c.get('command')}")
+                  ("chunkfly-peer", "chunkfly-scheduler", "chunkfly-convertd"),
+                  f"{cn}: command {c.get('command')}")
             sc = c.get("securityContext", {})
             check(not sc.get("privileged"), f"{cn}: privileged")
             check(sc.get("allowPrivilegeEscalation") is False, f"{cn}: allowPrivilegeEscalation")
@@ -112,7 +120,7 @@ def check_rendered(rendered, say=print):
             check(sc.get("readOnlyRootFilesystem") is True, f"{cn}: writable root file system")
             for p in ("livenessProbe", "readinessProbe"):
                 g = c.get(p, {}).get("httpGet")
-                check(g and g.get("path") == "/healthz", f"{cn}: {p} is not an httpGet of /healthz")
+                check(g and g.get("path") == health, f"{cn}: {p} is not an httpGet of {health}")
             r = c.get("resources", {})
             check(r.get("requests", {}).get("memory") and r.get("limits", {}).get("memory"),
                   f"{cn}: memory request/limit missing")
@@ -206,7 +214,47 @@ def check_rendered(rendered, say=print):
               f"peer.conf scheduler {s}: not numeric ip:{s_listen}")
     say(f"scheduler: listen {s_listen}, http {s_http}, headless Service")
 
-    # 5. the conversion job: an Indexed Job whose pods take shard $(JOB_COMPLETION_INDEX)/N
+    # 5. the conversion service: port and paths of convertd.conf, its Service, one queue writer
+    cc = cvd["spec"]["template"]["spec"]["containers"][0]
+    cspec = cvd["spec"]["template"]["spec"]
+    c_host, c_port = hostport(cvdconf["listen"][0])
+    check(c_host in ("0.0.0.0", "::", ""), "convertd.conf: listen must be reachable beyond loopback")
+    cmd = cc["command"]
+    check(cmd[1:3] == ["--config", "/etc/chunkfly/convertd.conf"], f"convertd: command {cmd}")
+    check(any(p["containerPort"] == c_port for p in cc["ports"]),
+          f"convertd: port {c_port} of convertd.conf not declared")
+    for p in ("livenessProbe", "readinessProbe"):
+        check(cc[p]["httpGet"]["port"] == c_port, f"convertd {p}: not port {c_port}")
+    cmounts = {m["mountPath"]: m["name"] for m in cc["volumeMounts"]}
+    cvols = {v["name"]: v for v in cspec["volumes"]}
+    ccm = by.get(("ConfigMap", cvols[cmounts["/etc/chunkfly"]]["configMap"]["name"]))
+    check(ccm and ccm["data"].get("convertd.conf") ==
+          open(os.path.join(SRC, "deploy/config/convertd.conf")).read(),
+          "convertd: its ConfigMap is not deploy/config/convertd.conf")
+    work = cvdconf["work_dir"][0]
+    wv = cvols.get(cmounts.get(work, ""), {})
+    claim = wv.get("persistentVolumeClaim", {}).get("claimName")
+    check(claim and ("PersistentVolumeClaim", claim) in by,
+          f"convertd: work_dir {work} is not a PersistentVolumeClaim mounted at the same path")
+    check(cspec.get("securityContext", {}).get("fsGroup") == cspec.get("securityContext", {}).get("runAsGroup"),
+          "convertd: fsGroup != runAsGroup (the volume would not be writable)")
+    for flag in ("--auth-header-file", "--docker-config"):
+        if flag in cmd:
+            d = os.path.dirname(cmd[cmd.index(flag) + 1])
+            check(d in cmounts and "secret" in cvols[cmounts[d]],
+                  f"convertd: {flag} dir {d} is not a Secret")
+    check("--auth-header-file" in cmd or "auth_header_file" in cvdconf or "auth_header" in cvdconf,
+          "convertd: no Authorization secret: every POST would be refused from other hosts")
+    check(cvd["spec"].get("replicas") == 1 and cvd["spec"].get("strategy", {}).get("type") == "Recreate",
+          "convertd: the LMDB queue takes one writer: replicas 1, strategy Recreate")
+    check(all(cvd["spec"]["template"]["metadata"]["labels"].get(k) == v
+              for k, v in cvd_svc["spec"]["selector"].items()),
+          "convertd Service selector does not match the pods")
+    check(any(p["targetPort"] == c_port for p in cvd_svc["spec"]["ports"]),
+          f"convertd Service: no port {c_port}")
+    say(f"convertd: listen {c_port}, work_dir {work} on a claim, Service, probes")
+
+    # 6. the conversion job: an Indexed Job whose pods take shard $(JOB_COMPLETION_INDEX)/N
     job = by.get(("Job", "chunkfly-convert-all"))
     if not check(job, "no Job chunkfly-convert-all"):
         return

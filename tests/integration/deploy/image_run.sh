@@ -99,7 +99,7 @@ base=${REF%:*}
     fail "imported digest differs: $("${CTR[@]}" images ls)"
 
 note "every binary answers --help inside the image"
-for b in chunkfly chunkfly-image chunkfly-mount chunkfly-peer chunkfly-scheduler chunkfly-snapshotter; do
+for b in chunkfly chunkfly-image chunkfly-mount chunkfly-peer chunkfly-scheduler chunkfly-snapshotter chunkfly-convertd; do
     "${CTR[@]}" run --rm "$REF" "help-$b" "$b" --help >"$T/help-$b" 2>&1 ||
         { cat "$T/help-$b"; fail "$b --help failed in the image"; }
     grep -qi "usage" "$T/help-$b" || { cat "$T/help-$b"; fail "$b --help: no usage"; }
@@ -159,6 +159,10 @@ if ! command -v kubectl >/dev/null || ! command -v ip >/dev/null; then
     exit 0
 fi
 kubectl kustomize "$CHUNKFLY_SRC/deploy/k8s" >"$T/rendered.yaml" || fail "kubectl kustomize deploy/k8s"
+# the Secret the operator creates for chunkfly-convertd (docs/deploy.md)
+CVD_AUTH="Bearer deploy-test-$$"
+printf -- '---\napiVersion: v1\nkind: Secret\nmetadata: {name: chunkfly-convertd-auth, namespace: chunkfly}\nstringData: {auth_header: "%s"}\n' \
+    "$CVD_AUTH" >>"$T/rendered.yaml"
 NS=cftest-deploy-$$
 ip netns add "$NS" || fail "ip netns add"
 NETNS_DEL=$NS
@@ -177,7 +181,7 @@ run_workload() { # KIND NAME ID
             PORT) ports+=("$a") ;;
         esac
     done <"$T/$id.spec"
-    [ -d "$w/host" ] && chown -R 65532:65532 "$w/host"
+    [ -d "$w/host" ] && chown -R 65532:65532 "$w/host"  # hostPath and claim stand-ins
     CIDS+=("$id")
     "${CTR[@]}" run -d --read-only --with-ns "network:/var/run/netns/$NS" "${mounts[@]}" \
         --log-uri "file://$T/$id.log" "$REF" "$id" "${args[@]}" >/dev/null || fail "ctr run $id"
@@ -206,4 +210,13 @@ sock=$T/k8s-peer/host/run/chunkfly/peer.sock
 [ -n "$(ls -A "$T/k8s-peer/host/var/cache/chunkfly")" ] || fail "nothing in the cache hostPath"
 grep -q "peer peer-127.0.0.1:4100: upload 0.0.0.0:4100" "$T/k8s-peer.log" ||
     { cat "$T/k8s-peer.log"; fail "the peer does not advertise NODE_IP:4100"; }
+run_workload Deployment chunkfly-convertd k8s-cvd
+# its queue is on the claim's volume; POSTs need the Secret's header
+[ -e "$T/k8s-cvd/host/pvc/chunkfly-convertd/queue/data.mdb" ] || fail "convertd's queue is not on its claim"
+code=$(in_ns curl -s -o /dev/null -w '%{http_code}' -X POST -d '{"src": "127.0.0.1:9/a:b"}' \
+    http://127.0.0.1:2077/api/v1/conversions || true)
+[ "$code" = 401 ] || fail "convertd without the Secret's Authorization: $code, expected 401"
+code=$(in_ns curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $CVD_AUTH" \
+    -X POST -d '{"src": "not a ref"}' http://127.0.0.1:2077/api/v1/conversions || true)
+[ "$code" = 400 ] || fail "convertd with the Secret's Authorization: $code, expected 400 (bad body)"
 echo "ok"

@@ -5,7 +5,8 @@ deploy/image_run.sh runs it the way the kubelet would).
 usage: k8s_to_ctr.py RENDERED.yaml KIND NAME WORKDIR NODE_IP
 
 Writes the ConfigMap and Secret volumes the container mounts under WORKDIR/vol-NAME/, makes a
-directory WORKDIR/host/PATH for every hostPath, and prints lines:
+directory WORKDIR/host/PATH for every hostPath (WORKDIR/host/pvc/CLAIM for a
+PersistentVolumeClaim), and prints lines:
   ARG word              the container's command then args, $(VAR) expanded as the kubelet does
   MOUNT src dst ro|rw   every volumeMount
   PROBE kind host port path
@@ -53,6 +54,10 @@ for m in c.get("volumeMounts", []):
                 f.write(x)
     elif "hostPath" in v:
         src = os.path.join(work, "host", v["hostPath"]["path"].lstrip("/"))
+        os.makedirs(src, exist_ok=True)
+    elif "persistentVolumeClaim" in v:
+        # a claim's volume: an empty directory of its own, as a fresh PersistentVolume is
+        src = os.path.join(work, "host", "pvc", v["persistentVolumeClaim"]["claimName"])
         os.makedirs(src, exist_ok=True)
     else:
         sys.exit(f"volume {m['name']}: unsupported type")

@@ -1,7 +1,7 @@
 #!/bin/bash
 # deploy/k8s and deploy/config: every YAML parses, `kubectl kustomize` renders the base and the
 # registry-ca component, check_deploy.py finds the image of deploy/image/image.env, the ports and
-# paths of deploy/config/*.conf, probes on /healthz, nothing privileged (and root only where
+# paths of deploy/config/*.conf, probes on /healthz (convertd: /api/v1/health), nothing privileged (and root only where
 # docs/deploy.md says why); broken copies of the rendered manifests are refused (the checker
 # bites). `kubectl apply --dry-run=client -k` needs an API server even on the client side (REST
 # mapping, OpenAPI): run when one answers, skipped visibly otherwise.
@@ -61,6 +61,9 @@ bad cache-path 's|path: /var/cache/chunkfly|path: /var/lib/chunkfly|' "cache_dir
 bad headless 's|clusterIP: None|clusterIP: 10.96.0.9|' "not headless"
 bad caps 's|- ALL|- NET_RAW|' "capabilities not dropped"
 bad root-sched 's|runAsNonRoot: true|runAsNonRoot: false|' "Deployment/chunkfly-scheduler: runs as root"
+bad cvd-health 's|path: /api/v1/health|path: /healthz|' "not an httpGet of /api/v1/health"
+bad cvd-replicas 's|replicas: 1$|replicas: 2|' "convertd: the LMDB queue takes one writer"
+bad cvd-work 's|mountPath: /var/lib/chunkfly/convertd|mountPath: /var/lib/convertd|' "work_dir .* is not a PersistentVolumeClaim"
 bad job-shard 's|\$(JOB_COMPLETION_INDEX)/4|$(JOB_COMPLETION_INDEX)/3|' "convert job: --shard"
 bad job-indexed 's|completionMode: Indexed|completionMode: NonIndexed|' "not Indexed"
 python3 "$CHECK" "$CHUNKFLY_SRC" "$T/rendered.yaml" "${BAD[@]}" >"$T/bad.out" 2>&1 ||

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/../../lib/testlib.sh"
 
 command -v systemd-analyze >/dev/null || skip "systemd-analyze not installed (Debian: systemd)"
-for b in chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly-snapshotter; do need_bin "$b"; done
+for b in chunkfly-peer chunkfly-scheduler chunkfly-mount chunkfly-snapshotter chunkfly-convertd; do need_bin "$b"; done
 SD=$CHUNKFLY_SRC/deploy/systemd
 CFG=$CHUNKFLY_SRC/deploy/config
 UNITDIR=$(pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
@@ -57,7 +57,8 @@ mv "$T/peer.moved" "$R/usr/local/bin/chunkfly-peer"
 note "security exposure (systemd-analyze security --offline)"
 # limits: a little above what the units score today (peer 1.7, scheduler 1.7, mount 4.3)
 declare -A LIMIT=([chunkfly-peer.service]=2.0 [chunkfly-scheduler.service]=2.0
-                  [chunkfly-mount@test.service]=4.5 [chunkfly-snapshotter.service]=5.0)
+                  [chunkfly-mount@test.service]=4.5 [chunkfly-snapshotter.service]=5.0
+                  [chunkfly-convertd.service]=2.0)
 for u in "${units[@]}"; do
     out=$(systemd-analyze security --offline=yes --root="$R" --threshold=100 "$u" 2>&1) ||
         { echo "$out"; fail "security $u"; }
@@ -131,6 +132,32 @@ rc=0
 timeout 5 "$CHUNKFLY_BIN/chunkfly-snapshotter" --config "$CFG/snapshotter.conf" --root "$T/snaproot" \
     --address "$T/snap.sock" --metrics-listen 127.0.0.1:0 >"$T/snap.out" 2>&1 || rc=$?
 [ "$rc" = 124 ] || [ "$rc" = 0 ] || { cat "$T/snap.out"; fail "snapshotter refused deploy/config/snapshotter.conf"; }
+
+note "chunkfly-convertd: paths = the config's and the daemon's defaults, sandbox, the example config"
+C=$SD/chunkfly-convertd.service
+grep -q "^ExecStart=/usr/local/bin/chunkfly-convertd --config /etc/chunkfly/convertd.conf$" "$C" ||
+    fail "convertd ExecStart"
+for k in "NoNewPrivileges=yes" "ProtectSystem=strict" "CapabilityBoundingSet=" "DynamicUser=yes"; do
+    grep -q "^$k$" "$C" || fail "convertd: no $k"
+done
+cwork=$(key work_dir "$CFG/convertd.conf")
+# it writes exactly its work dir (the LMDB queue is under it unless db_dir says otherwise)
+[ "/var/lib/$(ukey StateDirectory "$C")" = "$cwork" ] || fail "convertd StateDirectory != work_dir $cwork"
+[ "$(ukey ReadWritePaths "$C")" = "$cwork" ] || fail "convertd ReadWritePaths != work_dir $cwork"
+[ -z "$(key db_dir "$CFG/convertd.conf")" ] || fail "convertd.conf: db_dir outside the work dir is not writable"
+"$CHUNKFLY_BIN/chunkfly-convertd" --help >"$T/cvd-help"
+grep -qF "$cwork" "$T/cvd-help" || fail "convertd default work_dir is not $cwork"
+# the credential the config reads is the one the unit loads
+cred=$(ukey LoadCredential "$C"); cred=${cred%%:*}
+[ "$(key auth_header_file "$CFG/convertd.conf")" = "/run/credentials/chunkfly-convertd.service/$cred" ] ||
+    fail "convertd: auth_header_file is not the unit's credential $cred"
+# the example config parses: with a secret file and a free port it serves, then stops on SIGTERM
+echo "Bearer example" >"$T/cvd.auth"
+rc=0
+timeout 3 "$CHUNKFLY_BIN/chunkfly-convertd" --config "$CFG/convertd.conf" --work-dir "$T/cvd" \
+    --auth-header-file "$T/cvd.auth" --listen 127.0.0.1:0 >"$T/cvd.out" 2>&1 || rc=$?
+[ "$rc" = 124 ] && grep -q "listening on" "$T/cvd.out" ||
+    { cat "$T/cvd.out"; fail "chunkfly-convertd refused deploy/config/convertd.conf"; }
 
 note "chunkfly-mount accepts the example config"
 rc=0

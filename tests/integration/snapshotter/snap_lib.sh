@@ -5,12 +5,13 @@
 # Source after testlib.sh (uses $T, bg_start, fail, note, start_registry).
 #
 # Images (snap_build_images; refs in SNAP_REF[src|nydus|plain], expected trees per ref):
-#   src    3-layer gzip OCI image (GNU tar + `umoci raw add-layer`): busybox-static as /bin/sh
-#          and its applets, ~7 MiB of random files in data/ and lazy/ (lazy/ is read by no
-#          container before the mount-kill check: its pages are in no cache), a file replaced
-#          in layer 2, whiteouts (special/delete-me in layer 2, dir2 in layer 3), an opaque
-#          directory (special/opaque-dir: layer 2 keeps only its own entry c), a hard link and
-#          a symlink.
+#   src    4-layer gzip OCI image (GNU tar + `umoci raw add-layer`): busybox-static as /bin/sh
+#          and its applets, ~6 MiB of random files in data/, a file replaced in layer 2,
+#          whiteouts (special/delete-me in layer 2, dir2 in layer 3), an opaque directory
+#          (special/opaque-dir: layer 2 keeps only its own entry c), a hard link and a symlink;
+#          layer 4 holds only lazy/ (1.5 MB): no container reads it before the mount-kill
+#          check, and being alone in its layer (its own Nydus blob) no readahead or read
+#          amplification of another file brings its bytes into a cache.
 #   nydus  src converted by `chunkfly convert` (needs $CHUNKFLY_BIN/chunkfly).
 #   plain  another 2-layer gzip OCI image (busybox + data2/, one whiteout): "the other image".
 # The expected content comes from `umoci unpack` of the pushed OCI layout (never from
@@ -44,7 +45,7 @@ CTR=(ctr -a "$CTRD_DIR/containerd.sock" -n "$SNAP_NS")
 # shellcheck disable=SC2034 # used by the scripts that source this
 CTRR=(ctr-remote -a "$CTRD_DIR/containerd.sock" -n "$SNAP_NS")
 # busybox applets the containers use (links to /bin/busybox in the images)
-SNAP_APPLETS="sh sha256sum cat sleep find sort xargs ls head wc echo test true false"
+SNAP_APPLETS="sh sha256sum cat sleep find sort xargs ls head wc echo test true false mv"
 declare -A SNAP_REF=() SNAP_WANT=() SNAP_ABSENT=()
 
 # snap_need_tools [EXTRA...]: skip (exit 77, with the reason) unless root and the container
@@ -122,15 +123,14 @@ snap_image_push() {
 # argument "nydus" is given: then it must) and plain images; sets SNAP_REF[...]
 snap_build_images() {
     local reg=$1 want_nydus=${2:-auto} L=$SNAP_IMG/layers f
-    mkdir -p "$L/1" "$L/2" "$L/3" "$L/p1" "$L/p2"
-    # src layer 1: busybox, data, whiteout and opaque-dir victims, links, the never-read lazy/
+    mkdir -p "$L/1" "$L/2" "$L/3" "$L/4/lazy" "$L/p1" "$L/p2"
+    # src layer 1: busybox, data, whiteout and opaque-dir victims, links
     _snap_busybox "$L/1"
-    mkdir -p "$L/1/data/sub" "$L/1/special/opaque-dir/inner" "$L/1/dir2/sub" "$L/1/keep" "$L/1/lazy"
+    mkdir -p "$L/1/data/sub" "$L/1/special/opaque-dir/inner" "$L/1/dir2/sub" "$L/1/keep"
     for f in 1 2 3 4 5; do _snap_rand "$L/1/data/f$f.bin" $((f * 173000 + 4096)) "src-$f"; done
     _snap_rand "$L/1/data/sub/deep.bin" 70000 src-deep
     echo "small text file" >"$L/1/data/small.txt"
     : >"$L/1/data/empty"
-    for f in 1 2 3 4; do _snap_rand "$L/1/lazy/l$f.bin" $((f * 150000)) "lazy-$f"; done
     echo gone >"$L/1/special/delete-me"
     echo a >"$L/1/special/opaque-dir/a"; echo b >"$L/1/special/opaque-dir/inner/b"
     echo x >"$L/1/dir2/sub/x"
@@ -146,7 +146,9 @@ snap_build_images() {
     mkdir -p "$L/3/data"
     : >"$L/3/.wh.dir2"
     echo "layer three" >"$L/3/data/late.txt"
-    snap_image_push src "$reg" snap/src v1 "$L/1" "$L/2" "$L/3"
+    # src layer 4: the never-read files
+    for f in 1 2 3 4; do _snap_rand "$L/4/lazy/l$f.bin" $((f * 150000)) "lazy-$f"; done
+    snap_image_push src "$reg" snap/src v1 "$L/1" "$L/2" "$L/3" "$L/4"
     SNAP_ABSENT[src]="dir2 special/delete-me special/opaque-dir/a special/opaque-dir/inner"
     # plain: the "other" image
     _snap_busybox "$L/p1"
@@ -363,7 +365,8 @@ snap_mount_pid() {
     return 0
 }
 
-# stop_snapshotter: SIGTERM (5 s, then SIGKILL), then the shared chunkfly-mount if it outlived it
+# stop_snapshotter: SIGTERM (5 s, then SIGKILL), then the chunkfly-mount daemons that outlived
+# it (they run in their own session on purpose: containers keep reading through them)
 stop_snapshotter() {
     local m
     if [ -n "$SNAP_PID" ]; then bg_stop "$SNAP_PID"; fi

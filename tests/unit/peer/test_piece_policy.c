@@ -507,6 +507,47 @@ static void test_budget_origin_in_flight(void **state)
     fx_free(&f);
 }
 
+/* An origin run: the pieces after the pick while missing, unrequested and allowed from the
+ * origin, at most max; it counts as one request in both budgets while any piece is out. */
+static void test_origin_run(void **state)
+{
+    (void)state;
+    fx f;
+    fx_init(&f, 8);
+    f.lim.origin_in_flight = 1;
+    f.lim.pieces_in_flight = 2;
+    proto_piece_run g = {0, 6}; /* pieces 0-5 granted */
+    assert_int_equal(pp_grant(&f.t, &g, 1), 0);
+    assert_int_equal(deliver(&f, 3, PP_ORIGIN), 1); /* 3 is held: a run from 0 stops there */
+    assert_int_equal(pp_origin_run(&f.t, 0, 16), 3);
+    assert_int_equal(pp_origin_run(&f.t, 0, 2), 2);
+    assert_int_equal(pp_origin_run(&f.t, 4, 16), 2); /* 6 is not granted */
+    assert_int_equal(pp_origin_run(&f.t, 8, 16), 0);
+    PEEK(&f, NULL, 0, 0, PP_ORIGIN);
+    pp_origin_run_started(&f.t, 0, 3, 0);
+    check_counters(&f.t);
+    assert_int_equal(f.t.n_run_held, 2);
+    NONE(&f, NULL, 0);                               /* the run is the one origin request allowed */
+    assert_int_equal(pp_origin_run(&f.t, 1, 16), 1); /* requested pieces never join a run */
+    assert_int_equal(pp_piece_stored(&f.t, 0, PP_ORIGIN), 1);
+    pp_origin_run_piece_ended(&f.t, 0, 0);
+    assert_int_equal(pp_piece_stored(&f.t, 1, PP_ORIGIN), 1);
+    pp_origin_run_piece_ended(&f.t, 1, 0);
+    check_counters(&f.t);
+    NONE(&f, NULL, 0);                     /* piece 2 still out: still one request */
+    pp_origin_run_piece_ended(&f.t, 2, 1); /* failed, the run's last */
+    check_counters(&f.t);
+    assert_int_equal(f.t.n_run_held, 0);
+    assert_int_equal(f.t.n_requests, 0);
+    TAKE(&f, NULL, 0, 2, PP_ORIGIN); /* asked again */
+    /* origin mode: ungranted pieces join too */
+    f.t.origin_mode = 1;
+    assert_int_equal(pp_origin_run(&f.t, 4, 16), 4);
+    pp_task_reset_pieces(&f.t);
+    assert_int_equal(f.t.n_run_held, 0);
+    fx_free(&f);
+}
+
 static void test_budget_per_parent_own_requests(void **state)
 {
     (void)state;
@@ -1922,6 +1963,7 @@ int main(void)
         cmocka_unit_test(test_streaming_from_origin),
         cmocka_unit_test(test_budget_pieces_in_flight),
         cmocka_unit_test(test_budget_origin_in_flight),
+        cmocka_unit_test(test_origin_run),
         cmocka_unit_test(test_budget_per_parent_own_requests),
         cmocka_unit_test(test_budget_per_parent_conn_load),
         cmocka_unit_test(test_excluded_parents_never_chosen),

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "cf/buf.h"
+#include "cf/bufpool.h"
 #include "msg_samples.h"
 #include "proto/conn.h"
 #include "proto/handshake.h"
@@ -215,6 +216,78 @@ static void test_split_every_byte(void **state)
     cf_buf_free(&stream);
     cf_buf_free(&want);
     cf_buf_free(&rx.frames);
+}
+
+/* pooled_frames: a large frame arrives in a pooled buffer on_frame may keep (take_frame); one
+ * it does not take goes back to the pool; small frames are never pooled. */
+typedef struct pooled_rx {
+    int n;
+    uint8_t *kept; /* frame 0, taken */
+    size_t kept_body;
+    void *not_taken; /* take_frame's answer for frames 1 and 2 */
+    void *small_take;
+} pooled_rx;
+
+static void pooled_on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
+                            const uint8_t *payload)
+{
+    pooled_rx *r = proto_conn_data(c);
+    assert_ptr_equal(payload, body + h->body_len);
+    if (r->n == 0) {
+        r->kept = proto_conn_take_frame(c);
+        assert_ptr_equal(r->kept, body);
+        assert_null(proto_conn_take_frame(c)); /* taken once */
+        r->kept_body = h->body_len;
+    } else if (r->n == 1) {
+        r->small_take = proto_conn_take_frame(c);
+    } else {
+        assert_int_equal(payload[h->payload_len - 1], (uint8_t)(h->payload_len - 1));
+    }
+    r->n++;
+}
+
+static void test_pooled_frames(void **state)
+{
+    (void)state;
+    cf_bufpool_trim();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pooled_rx r = {0};
+    proto_conn_opts o = {.pooled_frames = true};
+    proto_conn_cbs pc = {.on_frame = pooled_on_frame};
+    proto_conn *c;
+    assert_int_equal(proto_conn_open(&loop, sv[0], &o, &pc, &r, &c), 0);
+    static const size_t sizes[3] = {200u << 10, 100, 300u << 10};
+    for (int f = 0; f < 3; f++) {
+        cf_buf b = {0};
+        proto_msg m;
+        sample_msg(PROTO_MSG_PIECE_DATA, &m);
+        assert_int_equal(proto_msg_encode_frame(&m, (uint32_t)sizes[f], &b, NULL), 0);
+        for (size_t i = 0; i < sizes[f]; i++) cf_buf_append(&b, &(uint8_t){(uint8_t)i}, 1);
+        for (size_t off = 0; off < b.len;) { /* the reader sees it in pieces */
+            ssize_t w = write(sv[1], b.data + off, b.len - off < 65536 ? b.len - off : 65536);
+            assert_true(w > 0);
+            off += (size_t)w;
+            spin(&loop, 2);
+        }
+        cf_buf_free(&b);
+        for (int i = 0; i < 50 && r.n <= f; i++) spin(&loop, 1);
+        assert_int_equal(r.n, f + 1);
+    }
+    assert_null(r.small_take); /* 100 bytes: not pooled */
+    assert_non_null(r.kept);
+    const uint8_t *pl = r.kept + r.kept_body;
+    for (size_t i = 0; i < sizes[0]; i++)
+        if (pl[i] != (uint8_t)i) fail_msg("taken frame: byte %zu changed", i);
+    assert_true(cf_bufpool_held() >= sizes[2]); /* frame 2 went back to the pool */
+    cf_bufpool_put(r.kept);
+    proto_conn_close(c, 0, "done");
+    close(sv[1]);
+    drain_loop(&loop);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    cf_bufpool_trim();
 }
 
 /* Pausing inside on_frame while more frames sit in the same read: they wait, in order, until
@@ -1245,6 +1318,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_every_byte),
+        cmocka_unit_test(test_pooled_frames),
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_pause_mid_buffer),
         cmocka_unit_test(test_handshake_tcp),

@@ -84,6 +84,12 @@ typedef struct proto_conn_opts {
     bool tls_server;          /* proto_conn_open only: TLS server (else client) role */
     /* connect_tcp only: local address (port 0) to connect from; NULL = the kernel's choice */
     const struct sockaddr *source;
+    /* Frames of 64 KiB and more are received into a cf_bufpool buffer of their whole size,
+     * taken at once when their header arrives (counted in the input budget at that size), and
+     * on_frame may keep it (proto_conn_take_frame): no copy, no page faults per frame. For
+     * connections whose large frames we asked for (a parent's pieces); elsewhere a stranger
+     * announcing large frames would make the conn hold their full size. */
+    bool pooled_frames;
 } proto_conn_opts;
 
 /* Outgoing TCP connection to addr (sockaddr_in/in6). On immediate failure returns a negative
@@ -159,6 +165,13 @@ void proto_conn_close(proto_conn *c, int status, const char *reason);
 /* Stops reading, sends what is queued (e.g. a final ERROR), then closes as proto_conn_close. */
 void proto_conn_close_after_flush(proto_conn *c, int status, const char *reason);
 
+/* Inside on_frame only: the frame's buffer when it was received into a pooled one
+ * (opts.pooled_frames): body at the returned pointer, payload after the body (the pointers
+ * on_frame got). The caller owns it from then on and gives it back with cf_bufpool_put().
+ * NULL when the frame is not in a pooled buffer (then body/payload die with the call). */
+void *proto_conn_take_frame(proto_conn *c);
+/* SO_SNDBUF of the socket (the kernel caps it at net.core.wmem_max): 0 or a negative errno. */
+int proto_conn_set_send_buffer(proto_conn *c, int bytes);
 void *proto_conn_data(const proto_conn *c);
 void proto_conn_set_data(proto_conn *c, void *data);
 uv_loop_t *proto_conn_loop(const proto_conn *c);
