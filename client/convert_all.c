@@ -30,21 +30,20 @@ static int has_suffix(const char *s, const char *suf)
     return b > 0 && a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* The nydus-source-digest a target manifest or index records, into out ("" when none). */
-static int target_source(proto_registry *r, const char *repo, const char *tag, char out[72],
-                         cf_err *err)
+int client_convert_recorded_source(proto_registry *r, const char *repo, const char *reference,
+                                   char out[72], cf_err *err)
 {
     out[0] = '\0';
     proto_manifest mf = {0};
-    int rc = proto_registry_manifest_get(r, repo, tag, &mf, err);
-    if (rc == -ENOENT) return 0; /* listed, then deleted */
+    int rc = proto_registry_manifest_get(r, repo, reference, &mf, err);
+    if (rc == -ENOENT) return 0; /* no target (or listed, then deleted) */
     if (rc < 0) return rc;
     enum proto_oci_kind kind;
     cf_err ignored = {0};
     const char *v = NULL;
     proto_oci_manifest m = {0};
     proto_oci_index ix = {0};
-    /* a target we cannot read is one to convert again, not a failure of the walk */
+    /* a target we cannot read is one to convert again, not a failure */
     if (proto_oci_kind_of(mf.body, mf.len, mf.media_type, &kind, &ignored) == 0) {
         const proto_oci_kv *kv = NULL;
         size_t n = 0;
@@ -65,6 +64,29 @@ static int target_source(proto_registry *r, const char *repo, const char *tag, c
     proto_oci_index_free(&ix);
     proto_manifest_free(&mf);
     return 0;
+}
+
+int client_convert_source_digest(proto_registry *r, const proto_image_ref *ref,
+                                 const char *platform, char out[72], cf_err *err)
+{
+    proto_manifest top = {0};
+    proto_oci_index ix = {0};
+    enum proto_oci_kind kind = PROTO_OCI_KIND_MANIFEST;
+    int rc = proto_registry_manifest_get(r, ref->repo, proto_image_ref_reference(ref), &top, err);
+    if (rc == 0) rc = proto_oci_kind_of(top.body, top.len, top.media_type, &kind, err);
+    if (rc == 0 && kind == PROTO_OCI_KIND_INDEX && platform) {
+        proto_oci_platform want;
+        const proto_oci_desc *d = NULL;
+        rc = proto_oci_platform_parse(platform, &want, err);
+        if (rc == 0) rc = proto_oci_index_parse(top.body, top.len, top.media_type, &ix, err);
+        if (rc == 0) rc = proto_oci_index_select(&ix, &want, 0, &d, err);
+        if (rc == 0) snprintf(out, 72, "%s", d->digest);
+    } else if (rc == 0) {
+        snprintf(out, 72, "%s", top.digest);
+    }
+    proto_oci_index_free(&ix);
+    proto_manifest_free(&top);
+    return rc;
 }
 
 static int in_list(const proto_name_list *l, const char *s)
@@ -146,7 +168,7 @@ int client_convert_all_list(const client_convert_all_opts *o, client_convert_ref
             proto_manifest_free(&mf);
             if (in_list(&tags, x->target_tag)) {
                 char rec[72];
-                rc = target_source(r, repo, x->target_tag, rec, err);
+                rc = client_convert_recorded_source(r, repo, x->target_tag, rec, err);
                 x->done = rc == 0 && strcmp(rec, x->source_digest) == 0;
             }
             n++;

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "cf/error.h"
+#include "proto/registry_client.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -125,6 +126,18 @@ int client_convert_all_list(const client_convert_all_opts *o, client_convert_ref
                             cf_err *err);
 /* The shard of "repo:tag" among shards (> 0). */
 unsigned client_convert_shard_of(const char *repo, const char *tag, unsigned shards);
+
+/* "Converted before?" in two halves, for `--all` and chunkfly-convertd (blocking, 0 or a
+ * negative errno as registry_client.h):
+ * the digest client_convert records in nydus-source-digest for the source `ref` converted with
+ * `platform`: the source's manifest or index digest, or with `platform` and an index source,
+ * that platform's manifest digest; */
+int client_convert_source_digest(proto_registry *r, const proto_image_ref *ref,
+                                 const char *platform, char out[72], cf_err *err);
+/* and the digest a target (repo:reference, a Nydus manifest or index) records, "" when the
+ * target is absent, unreadable or records none. */
+int client_convert_recorded_source(proto_registry *r, const char *repo, const char *reference,
+                                   char out[72], cf_err *err);
 
 #ifdef __cplusplus
 }
