@@ -409,7 +409,9 @@ out:
     return rc;
 }
 
-static int run(struct chk *c, cf_err *err)
+/* One image: the target's manifest for `plat` (NULL: the host's, for an index) against the
+ * source's manifest of the same platform. */
+static int run_one(struct chk *c, const char *plat, cf_err *err)
 {
     proto_oci_manifest tm = {0}, sm = {0};
     proto_nydus_view v = {0};
@@ -422,7 +424,7 @@ static int run(struct chk *c, cf_err *err)
         rc = cf_err_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    rc = client_conv_resolve(c->dst, &c->tref, c->o->platform, &tm, tdig, err);
+    rc = client_conv_resolve(c->dst, &c->tref, plat, PROTO_OCI_SELECT_NYDUS, &tm, tdig, err);
     if (rc < 0) goto out;
     rc = proto_nydus_view_get(&tm, &v, err);
     if (rc < 0) {
@@ -477,10 +479,10 @@ static int run(struct chk *c, cf_err *err)
     uint64_t n = 0;
     rc = tree_apply_tar(got, tar, 0, &n, err);
     if (rc < 0) goto out;
-    c->res->entries = json_object_size(got);
+    c->res->entries += json_object_size(got);
 
     /* the source's tree: its layers applied in order, whiteouts included */
-    rc = client_conv_resolve(c->src, &c->sref, c->o->platform, &sm, sdig, err);
+    rc = client_conv_resolve(c->src, &c->sref, plat, 0, &sm, sdig, err);
     if (rc < 0) goto out;
     snprintf(path, sizeof(path), "%s/layer", c->dir);
     for (size_t i = 0; i < sm.n_layers; i++) {
@@ -510,6 +512,68 @@ out:
     proto_nydus_view_free(&v);
     proto_oci_manifest_free(&tm);
     proto_oci_manifest_free(&sm);
+    return rc;
+}
+
+/* A target index is checked platform by platform: each Nydus manifest it lists (in an index
+ * merged with the originals, the marked ones) against the source's manifest of its platform. */
+static int run(struct chk *c, cf_err *err)
+{
+    if (c->o->platform) return run_one(c, c->o->platform, err);
+    proto_manifest top = {0};
+    proto_oci_index ix = {0};
+    enum proto_oci_kind kind = PROTO_OCI_KIND_MANIFEST;
+    int rc = proto_registry_manifest_get(c->dst, c->tref.repo, proto_image_ref_reference(&c->tref),
+                                         &top, err);
+    if (rc == 0) rc = proto_oci_kind_of(top.body, top.len, top.media_type, &kind, err);
+    if (rc == 0 && kind != PROTO_OCI_KIND_INDEX) rc = run_one(c, NULL, err);
+    if (rc < 0 || kind != PROTO_OCI_KIND_INDEX) goto out;
+    rc = proto_oci_index_parse(top.body, top.len, top.media_type, &ix, err);
+    if (rc < 0) {
+        cf_err_wrap(err, rc, "target %s", c->o->target);
+        goto out;
+    }
+    size_t marked = 0, plain = 0, done = 0;
+    for (size_t i = 0; i < ix.n_manifests; i++) {
+        const proto_oci_desc *d = &ix.manifests[i];
+        int mk =
+            d->platform.nydus_feature || strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0;
+        if (mk && !(d->platform.nydus_feature &&
+                    strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0))
+            problem(c,
+                    "index entry %s: marked Nydus by %s only (we write artifactType and "
+                    "os.features)",
+                    d->digest, d->platform.nydus_feature ? "os.features" : "artifactType");
+        marked += mk;
+        plain += !mk;
+    }
+    for (size_t i = 0; i < ix.n_manifests; i++) {
+        const proto_oci_desc *d = &ix.manifests[i];
+        int mk =
+            d->platform.nydus_feature || strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0;
+        if ((marked && !mk) || strcmp(d->platform.os, "unknown") == 0) continue;
+        if (!d->has_platform) {
+            problem(c, "index entry %s has no platform", d->digest);
+            continue;
+        }
+        char plat[128];
+        proto_oci_platform_str(&d->platform, plat, sizeof(plat));
+        say(c, "platform %s: %.19s", plat, d->digest);
+        rc = run_one(c, plat, err);
+        if (rc < 0) {
+            cf_err_wrap(err, rc, "platform %s", plat);
+            goto out;
+        }
+        done++;
+    }
+    if (marked && marked != plain)
+        problem(c, "merged index: %zu Nydus manifests for %zu original ones", marked, plain);
+    if (done == 0) problem(c, "the target index lists no Nydus manifest");
+    say(c, "index: %zu platform%s checked%s", done, done == 1 ? "" : "s",
+        marked ? " (merged with the original manifests)" : "");
+out:
+    proto_oci_index_free(&ix);
+    proto_manifest_free(&top);
     return rc;
 }
 

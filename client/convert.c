@@ -53,6 +53,7 @@ struct conv {
     uint32_t chunk_size;
     char cache_dir[PATH_CAP], tmp_dir[PATH_CAP];
     unsigned builder_threads;
+    unsigned nlayers;   /* layers of the manifest being converted (progress lines) */
     pthread_mutex_t mu; /* res counters and progress lines, shared by the layer workers */
 };
 
@@ -280,7 +281,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     /* remembered before it is reported: a line printed means a re-run will not build it again */
     if ((rc = cache_store(c, l, err)) < 0) return rc;
     say(c, "layer %u/%u %s %s -> blob %s %s: built in %.1f s (download %.1f s), %s in %.1f s", idx,
-        c->res->layers, sd, a, bd, b, t2 - t1, t1 - t0, pushed ? "pushed" : "already in the target",
+        c->nlayers, sd, a, bd, b, t2 - t1, t1 - t0, pushed ? "pushed" : "already in the target",
         t3 - t2);
     return 0;
 }
@@ -319,7 +320,7 @@ static int do_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
     if (rc == 0) return build_layer(c, l, idx, err); /* lost everywhere: build it again */
     count(c, &c->res->cached, 1);
     if ((rc = cache_store(c, l, err)) < 0) return rc;
-    say(c, "layer %u/%u %s -> blob %s: converted before, %s", idx, c->res->layers, sd, bd, how);
+    say(c, "layer %u/%u %s -> blob %s: converted before, %s", idx, c->nlayers, sd, bd, how);
     return 0;
 }
 
@@ -541,14 +542,22 @@ static int mem_read(void *ctx, void *buf, size_t cap, size_t *got)
     return 0;
 }
 
-/* Pushes an in-memory blob (config) unless present. */
-static int push_mem(struct conv *c, const char *data, size_t len, char digest[72], cf_err *err)
+/* "sha256:<hex>" of len bytes (cf_sha256 only fails on allocation: then "" ). */
+static void sha256_str(const void *data, size_t len, char out[72])
 {
     uint8_t md[CF_DIGEST_LEN];
     char hex[2 * CF_DIGEST_LEN + 1];
-    if (cf_sha256(data, len, md) < 0) return cf_err_set(err, -ENOMEM, "out of memory");
+    out[0] = '\0';
+    if (cf_sha256(data, len, md) < 0) return;
     cf_hex_encode(md, sizeof(md), hex);
-    snprintf(digest, 72, "sha256:%s", hex);
+    snprintf(out, 72, "sha256:%s", hex);
+}
+
+/* Pushes an in-memory blob (config) unless present. */
+static int push_mem(struct conv *c, const char *data, size_t len, char digest[72], cf_err *err)
+{
+    sha256_str(data, len, digest);
+    if (!digest[0]) return cf_err_set(err, -ENOMEM, "out of memory");
     int rc = proto_registry_blob_exists(c->dst, c->tref.repo, digest, NULL, err);
     if (rc != 0) {
         if (rc == 1) count(c, &c->res->blobs_present, 1);
@@ -566,7 +575,7 @@ static int push_mem(struct conv *c, const char *data, size_t len, char digest[72
 }
 
 int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const char *platform,
-                        proto_oci_manifest *m, char digest[72], cf_err *err)
+                        unsigned select_flags, proto_oci_manifest *m, char digest[72], cf_err *err)
 {
     proto_manifest top = {0}, mf = {0};
     proto_oci_index ix = {0};
@@ -583,7 +592,7 @@ int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const cha
         else
             proto_oci_platform_host(&want);
         if (rc == 0) rc = proto_oci_index_parse(top.body, top.len, top.media_type, &ix, err);
-        if (rc == 0) rc = proto_oci_index_select(&ix, &want, 0, &d, err);
+        if (rc == 0) rc = proto_oci_index_select(&ix, &want, select_flags, &d, err);
         if (rc == 0) rc = proto_registry_manifest_get(r, ref->repo, d->digest, &mf, err);
         mp = &mf;
     }
@@ -595,7 +604,19 @@ int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const cha
     return rc;
 }
 
-static int run(struct conv *c, cf_err *err)
+/* What one converted manifest became (an index entry of the target). */
+struct conv_out {
+    char digest[72];
+    size_t size;
+    char media_type[128];
+};
+
+/* Converts the image manifest of src_ref (a tag, or a digest inside an index) and pushes the
+ * Nydus manifest: by the target's tag when by_tag, else by its own digest (an index entry,
+ * published by the index pushed after it). marked: for an index that also holds the
+ * original manifests (config media type of Nydus, artifactType), as nydusify --merge-platform. */
+static int convert_one(struct conv *c, const char *src_ref, int by_tag, int marked,
+                       struct conv_out *res_out, cf_err *err)
 {
     const client_convert_opts *o = c->o;
     client_convert_result *res = c->res;
@@ -610,7 +631,9 @@ static int run(struct conv *c, cf_err *err)
     int rc;
 
     char src_digest[72];
-    rc = client_conv_resolve(c->src, &c->sref, o->platform, &m, src_digest, err);
+    proto_image_ref sref = c->sref;
+    if (src_ref) snprintf(sref.digest, sizeof(sref.digest), "%s", src_ref);
+    rc = client_conv_resolve(c->src, &sref, o->platform, 0, &m, src_digest, err);
     if (rc < 0) goto out;
     {
         proto_nydus_view v = {0};
@@ -637,7 +660,8 @@ static int run(struct conv *c, cf_err *err)
         rc = cf_err_set(err, -EBADMSG, "source config %s is not an image config", m.config.digest);
         goto out;
     }
-    res->layers = (unsigned)m.n_layers;
+    res->layers += (unsigned)m.n_layers;
+    c->nlayers = (unsigned)m.n_layers;
     ls = calloc(m.n_layers, sizeof(*ls));
     srcs = calloc(m.n_layers, sizeof(*srcs));
     digs = calloc(m.n_layers, sizeof(*digs));
@@ -646,8 +670,10 @@ static int run(struct conv *c, cf_err *err)
         goto out;
     }
     char sz[32];
-    for (size_t i = 0; i < m.n_layers; i++) res->source_bytes += m.layers[i].size;
-    fmt_mb(res->source_bytes, sz, sizeof(sz));
+    uint64_t src_bytes = 0;
+    for (size_t i = 0; i < m.n_layers; i++) src_bytes += m.layers[i].size;
+    res->source_bytes += src_bytes;
+    fmt_mb(src_bytes, sz, sizeof(sz));
     say(c, "converting %s (%s, %zu layers, %s) to %s", o->source, src_digest, m.n_layers, sz,
         o->target);
     rc = layers_run(c, ls, m.layers, m.n_layers, err);
@@ -725,18 +751,26 @@ static int run(struct conv *c, cf_err *err)
                                               PROTO_NYDUS_ANN_FS_VER, "6")));
     man = json_pack("{s:i, s:s, s:o, s:o, s:{s:s, s:s, s:s, s:s}}", "schemaVersion", 2, "mediaType",
                     man_mt, "config",
-                    desc_json(m.docker ? PROTO_DOCKER_MT_CONFIG : PROTO_OCI_MT_CONFIG, cfg_digest,
-                              strlen(cfg_s), NULL),
+                    desc_json(marked     ? PROTO_NYDUS_MT_CONFIG
+                              : m.docker ? PROTO_DOCKER_MT_CONFIG
+                                         : PROTO_OCI_MT_CONFIG,
+                              cfg_digest, strlen(cfg_s), NULL),
                     "layers", layers, "annotations", PROTO_NYDUS_ANN_FS_VER, "6", ANN_SRC_DIG,
                     src_digest, ANN_SRC_REF, o->source, ANN_BUILDER,
                     "chunkfly-image " CHUNKFLY_VERSION);
+    if (man && marked)
+        json_object_set_new(man, "artifactType", json_string(PROTO_NYDUS_ARTIFACT_TYPE));
     man_s = man ? json_dumps(man, JSON_COMPACT) : NULL;
     if (!man_s) {
         rc = cf_err_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    rc = proto_registry_manifest_put(c->dst, c->tref.repo, proto_image_ref_reference(&c->tref),
-                                     man_mt, man_s, strlen(man_s), res->manifest_digest, err);
+    snprintf(res_out->media_type, sizeof(res_out->media_type), "%s", man_mt);
+    res_out->size = strlen(man_s);
+    sha256_str(man_s, res_out->size, res_out->digest);
+    rc = proto_registry_manifest_put(c->dst, c->tref.repo,
+                                     by_tag ? proto_image_ref_reference(&c->tref) : res_out->digest,
+                                     man_mt, man_s, strlen(man_s), NULL, err);
     if (rc < 0) cf_err_wrap(err, rc, "pushing the manifest");
 out:
     rafs_merge_free_ids(ids, nids);
@@ -749,6 +783,207 @@ out:
     free(srcs);
     free(digs);
     proto_oci_manifest_free(&m);
+    return rc;
+}
+
+static int is_manifest_mt(const char *mt)
+{
+    return strcmp(mt, PROTO_OCI_MT_MANIFEST) == 0 || strcmp(mt, PROTO_DOCKER_MT_MANIFEST) == 0;
+}
+
+/* The raw entry of index document j (its "manifests" array) with this digest, or NULL. */
+static json_t *raw_entry(json_t *j, const char *digest)
+{
+    json_t *arr = json_object_get(j, "manifests"), *e;
+    size_t i;
+    json_array_foreach(arr, i, e)
+    {
+        const char *d = json_string_value(json_object_get(e, "digest"));
+        if (d && strcmp(d, digest) == 0) return e;
+    }
+    return NULL;
+}
+
+/* One blob of the source copied to the target as it is (a merged index lists the original
+ * manifests, so the target must hold them and their blobs): nothing when the target has it,
+ * a cross-repository mount on the same registry, else through a file in the work dir. */
+static int copy_blob(struct conv *c, const char *digest, uint64_t size, cf_err *err)
+{
+    int rc = proto_registry_blob_exists(c->dst, c->tref.repo, digest, NULL, err);
+    if (rc != 0) {
+        if (rc == 1) count(c, &c->res->blobs_present, 1);
+        return rc < 0 ? rc : 0;
+    }
+    if (strcmp(c->sref.registry, c->tref.registry) == 0) {
+        rc = proto_registry_blob_mount(c->dst, c->tref.repo, digest, c->sref.repo, err);
+        if (rc < 0) return rc;
+        if (rc == 1) {
+            count(c, &c->res->blobs_mounted, 1);
+            return 0;
+        }
+    }
+    char path[PATH_CAP + 100];
+    snprintf(path, sizeof(path), "%s/%s.copy", c->tmp_dir, digest + 7);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return cf_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    rc = proto_registry_blob_get_fd(c->src, c->sref.repo, digest, 0, 0, PROTO_REGISTRY_VERIFY, fd,
+                                    0, NULL, err);
+    if (rc == 0) rc = proto_registry_blob_push_fd(c->dst, c->tref.repo, fd, 0, size, digest, err);
+    close(fd);
+    unlink(path);
+    if (rc == 0) {
+        count(c, &c->res->blobs_pushed, 1);
+        count64(c, &c->res->pushed_bytes, size);
+    }
+    return rc;
+}
+
+/* The original manifest d of the source index into the target (its blobs first), by digest. */
+static int copy_original(struct conv *c, const proto_oci_desc *d, cf_err *err)
+{
+    proto_manifest mf = {0};
+    proto_oci_manifest m = {0};
+    int rc = proto_registry_manifest_get(c->src, c->sref.repo, d->digest, &mf, err);
+    if (rc == 0) rc = proto_oci_manifest_parse(mf.body, mf.len, mf.media_type, &m, err);
+    if (rc == 0) rc = copy_blob(c, m.config.digest, m.config.size, err);
+    for (size_t i = 0; rc == 0 && i < m.n_layers; i++)
+        rc = copy_blob(c, m.layers[i].digest, m.layers[i].size, err);
+    if (rc == 0)
+        rc = proto_registry_manifest_put(c->dst, c->tref.repo, d->digest, mf.media_type, mf.body,
+                                         mf.len, NULL, err);
+    if (rc < 0) cf_err_wrap(err, rc, "copying the original manifest %.19s", d->digest);
+    proto_oci_manifest_free(&m);
+    proto_manifest_free(&mf);
+    return rc;
+}
+
+/* An index source: every platform (or the one of --platform) converted, each Nydus manifest
+ * pushed by digest, then the index by the target's tag, last (runtime-contracts.md §3).
+ * merge: the index holds the original manifests too, the Nydus ones marked (artifactType and
+ * platform os.features "nydus.remoteimage.v1"), as nydusify --merge-platform. */
+static int run_index(struct conv *c, const proto_manifest *top, cf_err *err)
+{
+    const client_convert_opts *o = c->o;
+    proto_oci_index ix = {0};
+    json_t *raw = NULL, *out = NULL, *arr = NULL;
+    char *body = NULL;
+    const proto_oci_desc *only = NULL;
+    int rc = proto_oci_index_parse(top->body, top->len, top->media_type, &ix, err);
+    if (rc < 0) return cf_err_wrap(err, rc, "source %s", o->source);
+    if (o->platform) {
+        proto_oci_platform want;
+        if ((rc = proto_oci_platform_parse(o->platform, &want, err)) < 0 ||
+            (rc = proto_oci_index_select(&ix, &want, 0, &only, err)) < 0)
+            goto out;
+    }
+    raw = json_loadb((const char *)top->body, top->len, 0, NULL);
+    out = json_object();
+    arr = json_array();
+    if (!raw || !out || !arr) {
+        rc = cf_err_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < ix.n_manifests; i++) {
+        const proto_oci_desc *d = &ix.manifests[i];
+        /* attestations ("unknown/unknown"), nested indexes, Nydus entries of a merged index */
+        if ((only && d != only) || !is_manifest_mt(d->media_type) ||
+            strcmp(d->platform.os, "unknown") == 0 || d->platform.nydus_feature ||
+            strcmp(d->artifact_type, PROTO_NYDUS_ARTIFACT_TYPE) == 0)
+            continue;
+        char plat[128] = "(no platform)";
+        if (d->has_platform) proto_oci_platform_str(&d->platform, plat, sizeof(plat));
+        say(c, "platform %s: %.19s", plat, d->digest);
+        struct conv_out co;
+        rc = convert_one(c, d->digest, 0, o->merge_platform, &co, err);
+        if (rc < 0) {
+            cf_err_wrap(err, rc, "platform %s", plat);
+            goto out;
+        }
+        if (o->merge_platform && (rc = copy_original(c, d, err)) < 0) goto out;
+        c->res->platforms++;
+        json_t *re = raw_entry(raw, d->digest);
+        json_t *ne = json_pack("{s:s, s:s, s:I}", "mediaType", co.media_type, "digest", co.digest,
+                               "size", (json_int_t)co.size);
+        json_t *pl = json_deep_copy(json_object_get(re, "platform"));
+        if (o->merge_platform) {
+            if (re) json_array_append(arr, re);
+            json_object_set_new(ne, "artifactType", json_string(PROTO_NYDUS_ARTIFACT_TYPE));
+            if (!json_is_object(pl)) {
+                json_decref(pl);
+                pl = json_object();
+            }
+            json_t *feat = json_object_get(pl, "os.features");
+            if (!json_is_array(feat)) {
+                feat = json_array();
+                json_object_set_new(pl, "os.features", feat);
+            }
+            json_array_append_new(feat, json_string(PROTO_NYDUS_OS_FEATURE));
+        }
+        if (json_is_object(pl))
+            json_object_set_new(ne, "platform", pl);
+        else
+            json_decref(pl);
+        json_array_append_new(arr, ne);
+    }
+    if (c->res->platforms == 0) {
+        rc = cf_err_set(err, -ENOENT, "source %s: an index without image manifests to convert",
+                        o->source);
+        goto out;
+    }
+    const char *mt = ix.docker ? PROTO_DOCKER_MT_LIST : PROTO_OCI_MT_INDEX;
+    json_object_set_new(out, "schemaVersion", json_integer(2));
+    json_object_set_new(out, "mediaType", json_string(mt));
+    json_object_set(out, "manifests", arr);
+    /* what `convert --all` looks at to skip a source converted before */
+    json_object_set_new(out, "annotations",
+                        json_pack("{s:s, s:s}", ANN_SRC_DIG, top->digest, ANN_SRC_REF, o->source));
+    body = json_dumps(out, JSON_COMPACT);
+    if (!body) {
+        rc = cf_err_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = proto_registry_manifest_put(c->dst, c->tref.repo, proto_image_ref_reference(&c->tref), mt,
+                                     body, strlen(body), c->res->manifest_digest, err);
+    if (rc < 0)
+        cf_err_wrap(err, rc, "pushing the index");
+    else
+        say(c, "index %.19s: %u platform%s%s", c->res->manifest_digest, c->res->platforms,
+            c->res->platforms == 1 ? "" : "s",
+            o->merge_platform ? ", merged with the original manifests" : "");
+out:
+    free(body);
+    json_decref(arr);
+    json_decref(out);
+    json_decref(raw);
+    proto_oci_index_free(&ix);
+    return rc;
+}
+
+static int run(struct conv *c, cf_err *err)
+{
+    proto_manifest top = {0};
+    enum proto_oci_kind kind;
+    int rc = proto_registry_manifest_get(c->src, c->sref.repo, proto_image_ref_reference(&c->sref),
+                                         &top, err);
+    if (rc == 0) rc = proto_oci_kind_of(top.body, top.len, top.media_type, &kind, err);
+    if (rc < 0) {
+        proto_manifest_free(&top);
+        return rc;
+    }
+    if (kind == PROTO_OCI_KIND_INDEX && (!c->o->platform || c->o->merge_platform)) {
+        rc = run_index(c, &top, err);
+    } else if (c->o->merge_platform) {
+        rc = cf_err_set(err, -EINVAL, "--merge-platform: source %s is not an index", c->o->source);
+    } else {
+        /* one image manifest (an index followed to --platform), pushed by the target's tag */
+        struct conv_out co;
+        rc = convert_one(c, NULL, 1, 0, &co, err);
+        if (rc == 0) {
+            memcpy(c->res->manifest_digest, co.digest, sizeof(co.digest));
+            c->res->platforms = 1;
+        }
+    }
+    proto_manifest_free(&top);
     return rc;
 }
 

@@ -32,8 +32,9 @@ int client_conv_file_sha256(const char *path, char out[72], uint64_t *size, cf_e
 int client_conv_gunzip_sha256(const char *path, char out[72], cf_err *err);
 
 /* The image manifest of ref: an index is followed to `platform` ("os/arch[/variant]", NULL =
- * this host's). Fills *m (free with proto_oci_manifest_free) and the manifest's digest. */
+ * this host's) with proto_oci_index_select's flags. Fills *m (free with
+ * proto_oci_manifest_free) and the manifest's digest. */
 int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const char *platform,
-                        proto_oci_manifest *m, char digest[72], cf_err *err);
+                        unsigned select_flags, proto_oci_manifest *m, char digest[72], cf_err *err);
 
 #endif

@@ -10,11 +10,9 @@
 #include "cf/file_io.h"
 #include "cf/log.h"
 #include "client/convert.h"
-#include "proto/oci_model.h"
 #include "proto/registry_client.h"
 
 /* what client_convert writes into the target manifest (docs/convert.md, step 6) */
-#define ANN_SRC_DIG "containerd.io/snapshot/nydus-source-digest"
 
 struct worker {
     struct cvd_workers *ws;
@@ -46,34 +44,6 @@ static int registry_for(const cvd_workers_opts *o, const char *host, proto_regis
     return proto_registry_new(host, &ro, out, err);
 }
 
-/* The digest client_convert records as the source: the manifest's, or for an index the one
- * of the platform it converts. */
-static int source_digest(proto_registry *r, const proto_image_ref *ref, const char *platform,
-                         char out[72], cf_err *err)
-{
-    proto_manifest top = {0};
-    int rc = proto_registry_manifest_get(r, ref->repo, proto_image_ref_reference(ref), &top, err);
-    enum proto_oci_kind kind = PROTO_OCI_KIND_MANIFEST;
-    if (rc == 0) rc = proto_oci_kind_of(top.body, top.len, top.media_type, &kind, err);
-    if (rc == 0 && kind == PROTO_OCI_KIND_INDEX) {
-        proto_oci_index ix = {0};
-        proto_oci_platform want;
-        const proto_oci_desc *d = NULL;
-        if (platform)
-            rc = proto_oci_platform_parse(platform, &want, err);
-        else
-            proto_oci_platform_host(&want);
-        if (rc == 0) rc = proto_oci_index_parse(top.body, top.len, top.media_type, &ix, err);
-        if (rc == 0) rc = proto_oci_index_select(&ix, &want, 0, &d, err);
-        if (rc == 0) snprintf(out, 72, "%s", d->digest);
-        proto_oci_index_free(&ix);
-    } else if (rc == 0) {
-        snprintf(out, 72, "%s", top.digest);
-    }
-    proto_manifest_free(&top);
-    return rc;
-}
-
 int cvd_already_converted(const char *source, const char *target, const cvd_workers_opts *o,
                           cf_err *err)
 {
@@ -82,27 +52,15 @@ int cvd_already_converted(const char *source, const char *target, const cvd_work
     if (rc == 0) rc = proto_image_ref_parse(target, &tref, err);
     if (rc < 0) return rc;
     proto_registry *tr = NULL, *sr = NULL;
-    proto_manifest tm = {0};
-    proto_oci_manifest m = {0};
+    char rec[72] = "", sd[72];
+    /* what the target records (a Nydus manifest, or the index of a multi-platform source) */
     if ((rc = registry_for(o, tref.registry, &tr, err)) < 0) goto out;
-    rc = proto_registry_manifest_get(tr, tref.repo, proto_image_ref_reference(&tref), &tm, err);
-    if (rc == -ENOENT) {
-        rc = 0; /* no target yet */
-        goto out;
-    }
-    if (rc < 0) goto out;
-    const char *ann = NULL;
-    if (proto_oci_manifest_parse(tm.body, tm.len, tm.media_type, &m, NULL) == 0)
-        for (size_t i = 0; i < m.n_annotations; i++)
-            if (!strcmp(m.annotations[i].key, ANN_SRC_DIG)) ann = m.annotations[i].value;
-    if (!ann) goto out; /* rc 0: something else is there; convert over it */
-    char sd[72];
+    rc = client_convert_recorded_source(tr, tref.repo, proto_image_ref_reference(&tref), rec, err);
+    if (rc < 0 || !rec[0]) goto out; /* rc 0: nothing there, or something else: convert */
     if ((rc = registry_for(o, sref.registry, &sr, err)) < 0) goto out;
-    if ((rc = source_digest(sr, &sref, o->platform, sd, err)) < 0) goto out;
-    rc = !strcmp(sd, ann);
+    if ((rc = client_convert_source_digest(sr, &sref, o->platform, sd, err)) < 0) goto out;
+    rc = !strcmp(sd, rec);
 out:
-    proto_oci_manifest_free(&m);
-    proto_manifest_free(&tm);
     proto_registry_free(tr);
     proto_registry_free(sr);
     return rc;

@@ -16,7 +16,7 @@ static const char usage[] =
     "config; every blob of its bootstrap present and every chunk's digest; its filesystem tree\n"
     "equal to SOURCE's layers applied in order (content, modes, owners, xattrs, links).\n"
     "\n"
-    "  --platform OS/ARCH[/VARIANT]  the platform taken from an index (default: this host)\n"
+    "  --platform OS/ARCH[/VARIANT]  only this platform of an index (default: every one)\n"
     "  --source-insecure, --target-insecure, --docker-config FILE   as for convert\n"
     "  --work-dir DIR                where fetched files go while checking (default ./tmp)\n"
     "  -q, --quiet                   only the problems and the result\n"

@@ -1,5 +1,6 @@
 /* chunkfly convert: an OCI/Docker image in a registry -> a Nydus image in a registry, as
  * `nydusify convert` (docs/convert.md). Thin: the work is client_convert (client/convert.c). */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,13 +16,20 @@
 static const char usage[] =
     "usage: chunkfly convert [options] SOURCE TARGET\n"
     "       (or --source SOURCE --target TARGET, as nydusify)\n"
+    "       chunkfly convert --all REGISTRY [--repo-filter RE] [--shard I/N] [--dry-run] "
+    "[options]\n"
     "\n"
-    "Converts the image SOURCE (OCI or Docker; an index is followed to one platform) into a\n"
-    "Nydus RAFS v6 image pushed as TARGET, packaged as nydusify does. Layers converted before\n"
-    "(same source layer and options, recorded in the work dir) are not rebuilt; blobs the target\n"
-    "has are not pushed again. The manifest is pushed last: a failed run publishes nothing.\n"
+    "Converts the image SOURCE (OCI or Docker) into a Nydus RAFS v6 image pushed as TARGET,\n"
+    "packaged as nydusify does; an index: every platform, then an index. Layers converted\n"
+    "before (same source layer and options, recorded in the work dir) are not rebuilt; blobs the\n"
+    "target has are not pushed again. The manifest (the index) is pushed last: a failed run\n"
+    "publishes nothing.\n"
     "\n"
-    "  --platform OS/ARCH[/VARIANT]  the platform to convert from an index (default: this host)\n"
+    "  --platform OS/ARCH[/VARIANT]  only this platform of an index (one Nydus manifest, or\n"
+    "                                with --merge-platform an index of it)\n"
+    "  --all-platforms               every platform of an index (the default)\n"
+    "  --merge-platform              the target index lists the original manifests too, the\n"
+    "                                Nydus ones marked (artifactType, os.features)\n"
     "  --source-insecure             don't verify the source registry's TLS certificate\n"
     "  --target-insecure             same for the target (loopback registries are plain http)\n"
     "  --docker-config FILE          credentials (default $DOCKER_CONFIG/config.json, else\n"
@@ -32,10 +40,18 @@ static const char usage[] =
     "  --fs-version 6                the only one made\n"
     "  --workers N                   layers converted at the same time (default 2)\n"
     "  --log-level LEVEL             error, warn (default), info, debug\n"
+    "\n"
+    "  --all REGISTRY                every tag of every repository (the catalog) not converted\n"
+    "                                yet, each to the same repository, tag + the suffix; prints\n"
+    "                                a table (source, target, status, seconds) on stdout\n"
+    "  --repo-filter RE              only repositories matching RE (extended regex, unanchored)\n"
+    "  --shard I/N                   only the refs of shard I of N (sha256 of \"repo:tag\" mod N)\n"
+    "  --target-suffix SUFFIX        target tag suffix (default -nydus); such tags are skipped\n"
+    "  --dry-run                     with --all: list what would be converted, convert nothing\n"
     "  -q, --quiet                   no progress lines\n"
     "  -h, --help\n"
     "\n"
-    "Not yet: --all-platforms, --merge-platform, --oci, --with-referrer, --chunk-dict,\n"
+    "Not yet: --oci, --with-referrer, --chunk-dict,\n"
     "--prefetch-patterns (refused). Prints TARGET@DIGEST on stdout; progress and the summary\n"
     "go to stderr. Exit status: 0 converted, 1 failure, 2 usage error.\n";
 
@@ -58,8 +74,78 @@ enum {
     OPT_TARGET,
     OPT_LOG_LEVEL,
     OPT_WORKERS,
+    OPT_ALL_PLATFORMS,
+    OPT_MERGE_PLATFORM,
+    OPT_ALL,
+    OPT_REPO_FILTER,
+    OPT_SHARD,
+    OPT_SUFFIX,
+    OPT_DRY_RUN,
     OPT_NOT_YET,
 };
+
+/* `--all`: the refs of the registry (client_convert_all_list), each not done converted with
+ * the options of `o`, one table row each. 0 when none failed. */
+static int convert_all(client_convert_opts *o, const client_convert_all_opts *ao, int dry_run,
+                       int quiet)
+{
+    client_convert_ref *refs = NULL;
+    size_t n = 0;
+    cf_err err = {0};
+    int rc = client_convert_all_list(ao, &refs, &n, &err);
+    if (rc < 0) {
+        fprintf(stderr, "chunkfly convert --all: %s\n", cf_err_str(&err, rc));
+        if (rc == -EACCES)
+            fprintf(stderr,
+                    "chunkfly convert --all: the docker config's credentials for %s must allow "
+                    "listing the catalog (token scope registry:catalog:*), pull and push\n",
+                    ao->registry);
+        return CLI_EXIT_FAIL;
+    }
+    size_t todo = 0;
+    for (size_t i = 0; i < n; i++) todo += !refs[i].done;
+    if (!quiet)
+        fprintf(stderr, "%s: %zu refs in shard %u/%u, %zu to convert\n", ao->registry, n, ao->shard,
+                ao->shards ? ao->shards : 1, todo);
+    printf("%-50s %-56s %-13s %s\n", "SOURCE", "TARGET", "STATUS", "SECONDS");
+    fflush(stdout);
+    unsigned converted = 0, skipped = 0, failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        char src[600], dst[600];
+        snprintf(src, sizeof(src), "%s/%s:%s", ao->registry, refs[i].repo, refs[i].tag);
+        snprintf(dst, sizeof(dst), "%s/%s:%s", ao->registry, refs[i].repo, refs[i].target_tag);
+        const char *status;
+        double secs = 0;
+        if (refs[i].done) {
+            status = "skipped";
+            skipped++;
+        } else if (dry_run) {
+            status = "to-convert";
+        } else {
+            client_convert_result r;
+            cf_err e = {0};
+            o->source = src;
+            o->target = dst;
+            int crc = client_convert(o, &r, &e);
+            secs = r.seconds;
+            if (crc < 0) {
+                fprintf(stderr, "chunkfly convert: %s: %s\n", src, cf_err_str(&e, crc));
+                status = "failed";
+                failed++;
+            } else {
+                status = "converted";
+                converted++;
+            }
+        }
+        printf("%-50s %-56s %-13s %.1f\n", src, dst, status, secs);
+        fflush(stdout);
+    }
+    free(refs);
+    if (!quiet)
+        fprintf(stderr, "%s: %u converted, %u skipped (converted before), %u failed%s\n",
+                ao->registry, converted, skipped, failed, dry_run ? " (dry run)" : "");
+    return failed ? CLI_EXIT_FAIL : 0;
+}
 
 int cmd_convert(int argc, char **argv)
 {
@@ -78,8 +164,13 @@ int cmd_convert(int argc, char **argv)
         {"workers", required_argument, 0, OPT_WORKERS},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
-        {"all-platforms", no_argument, 0, OPT_NOT_YET},
-        {"merge-platform", no_argument, 0, OPT_NOT_YET},
+        {"all", required_argument, 0, OPT_ALL},
+        {"repo-filter", required_argument, 0, OPT_REPO_FILTER},
+        {"shard", required_argument, 0, OPT_SHARD},
+        {"target-suffix", required_argument, 0, OPT_SUFFIX},
+        {"dry-run", no_argument, 0, OPT_DRY_RUN},
+        {"all-platforms", no_argument, 0, OPT_ALL_PLATFORMS},
+        {"merge-platform", no_argument, 0, OPT_MERGE_PLATFORM},
         {"oci", no_argument, 0, OPT_NOT_YET},
         {"with-referrer", no_argument, 0, OPT_NOT_YET},
         {"chunk-dict", required_argument, 0, OPT_NOT_YET},
@@ -87,12 +178,43 @@ int cmd_convert(int argc, char **argv)
         {0, 0, 0, 0},
     };
     client_convert_opts o = {.work_dir = "./tmp", .progress = on_progress};
-    int quiet = 0;
+    int quiet = 0, all_platforms = 0, dry_run = 0;
+    client_convert_all_opts ao = {0};
     optind = 1;
     for (int ch; (ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1;) {
         switch (ch) {
         case OPT_PLATFORM:
             o.platform = optarg;
+            break;
+        case OPT_ALL:
+            ao.registry = optarg;
+            break;
+        case OPT_REPO_FILTER:
+            ao.repo_filter = optarg;
+            break;
+        case OPT_SUFFIX:
+            ao.suffix = optarg;
+            break;
+        case OPT_DRY_RUN:
+            dry_run = 1;
+            break;
+        case OPT_SHARD: {
+            unsigned i, n;
+            char end;
+            if (sscanf(optarg, "%u/%u%c", &i, &n, &end) != 2 || n < 1 || n > 100000 || i >= n) {
+                fprintf(stderr, "chunkfly convert: --shard '%s': want I/N with 0 <= I < N\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            ao.shard = i;
+            ao.shards = n;
+            break;
+        }
+        case OPT_ALL_PLATFORMS:
+            all_platforms = 1;
+            break;
+        case OPT_MERGE_PLATFORM:
+            o.merge_platform = 1;
             break;
         case OPT_SRC_INSECURE:
             o.source_insecure = 1;
@@ -166,13 +288,33 @@ int cmd_convert(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
+    if (quiet) o.progress = NULL;
+    if (ao.registry) {
+        if (o.source || o.target || optind != argc) {
+            fputs("chunkfly convert: --all REGISTRY takes no SOURCE or TARGET\n", stderr);
+            return CLI_EXIT_USAGE;
+        }
+        ao.insecure = o.source_insecure || o.target_insecure;
+        ao.docker_config = o.docker_config;
+        signal(SIGPIPE, SIG_IGN);
+        return convert_all(&o, &ao, dry_run, quiet);
+    }
+    if (ao.repo_filter || ao.shards || ao.suffix || dry_run) {
+        fputs("chunkfly convert: --repo-filter, --shard, --target-suffix and --dry-run go with "
+              "--all\n",
+              stderr);
+        return CLI_EXIT_USAGE;
+    }
     if (!o.source && optind < argc) o.source = argv[optind++];
     if (!o.target && optind < argc) o.target = argv[optind++];
     if (!o.source || !o.target || optind != argc) {
         fputs(usage, stderr);
         return CLI_EXIT_USAGE;
     }
-    if (quiet) o.progress = NULL;
+    if (all_platforms && o.platform) {
+        fprintf(stderr, "chunkfly convert: --all-platforms and --platform exclude each other\n");
+        return CLI_EXIT_USAGE;
+    }
     signal(SIGPIPE, SIG_IGN);
     client_convert_result r;
     cf_err err = {0};
@@ -190,10 +332,12 @@ int cmd_convert(int argc, char **argv)
     cli_fmt_bytes(r.pushed_bytes, p, sizeof(p));
     if (!quiet)
         fprintf(stderr,
-                "converted %s -> %s@%s in %.1f s: %u layers (%u built, %u converted before), "
-                "source %s, target %s; blobs pushed %u (%s), already there %u, mounted %u\n",
-                o.source, o.target, r.manifest_digest, r.seconds, r.layers, r.built, r.cached, s, t,
-                r.blobs_pushed, p, r.blobs_present, r.blobs_mounted);
+                "converted %s -> %s@%s in %.1f s: %u platform%s, %u layers (%u built, %u "
+                "converted before), source %s, target %s; blobs pushed %u (%s), already there "
+                "%u, mounted %u\n",
+                o.source, o.target, r.manifest_digest, r.seconds, r.platforms,
+                r.platforms == 1 ? "" : "s", r.layers, r.built, r.cached, s, t, r.blobs_pushed, p,
+                r.blobs_present, r.blobs_mounted);
     printf("%s@%s\n", o.target, r.manifest_digest);
     return 0;
 }

@@ -46,7 +46,7 @@ static void usage(FILE *f)
         "                         ~/.docker/config.json)\n"
         "  --plain-http HOST:PORT speak http to this registry (repeatable; loopback registries\n"
         "                         always are)\n"
-        "  --platform OS/ARCH     the platform taken from an index (default: this host's)\n"
+        "  --platform OS/ARCH     only this platform of an index (default: every platform)\n"
         "  --max-queue N          jobs queued or running at most (default 1000; more: 503)\n"
         "  --max-attempts N       attempts per job (crashes and transient errors; default 5)\n"
         "  --retry-backoff DUR    first retry delay, doubling up to 60 s (default 2s)\n"

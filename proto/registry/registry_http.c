@@ -127,6 +127,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
         }
         s->content_type[0] = s->docker_digest[0] = s->content_range[0] = s->www_auth[0] = '\0';
         s->location[0] = '\0';
+        s->link_next = 0;
         s->retry_after_s = -1;
         s->err_len = 0;
         s->err_body[0] = '\0';
@@ -144,7 +145,11 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
         copy_hdr_value(s->docker_digest, sizeof(s->docker_digest), v, vl);
     else if (IS("location"))
         copy_hdr_value(s->location, sizeof(s->location), v, vl);
-    else if (IS("content-range"))
+    else if (IS("link")) {
+        /* pagination (catalog, tags): only whether a next page exists matters */
+        for (size_t i = 0; i + 10 <= vl; i++)
+            if (strncasecmp(v + i, "rel=\"next\"", 10) == 0) s->link_next = 1;
+    } else if (IS("content-range"))
         copy_hdr_value(s->content_range, sizeof(s->content_range), v, vl);
     else if (IS("www-authenticate")) {
         /* Several headers = one list of challenges (RFC 7235); the parser picks Bearer. */

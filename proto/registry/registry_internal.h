@@ -95,6 +95,7 @@ struct reg_resp {
     long retry_after_s;     /* Retry-After (delta-seconds form) of the last answer, -1 none */
     uint64_t delivered;     /* body bytes handed to the sink, over all attempts */
     char location[4096];    /* Location header of the last answer ("" none) */
+    int link_next;          /* the last answer's Link header has rel="next" (pagination) */
     char err_body[2048];    /* start of a non-2xx body, NUL-terminated */
     size_t err_len;
 };

@@ -2,14 +2,14 @@
  * `nydusify convert` does (docs/convert.md; the packaging is ../shared/docs/nydus-format.md §5
  * and runtime-contracts.md §3).
  *
- * Flow: the source manifest (an index is followed to the wanted platform), then per layer: the
- * compressed layer is streamed to a file in the work dir (gzip, zstd or plain tar: libarchive
+ * Flow: the source manifest (an index: each platform in turn, see merge_platform), then per layer:
+ * the compressed layer is streamed to a file in the work dir (gzip, zstd or plain tar: libarchive
  * reads them), built into a Nydus blob + layer bootstrap with the RAFS builder (rafs_create;
  * blob-inline-meta, blob-toc, whiteouts kept for the merge), the blob pushed unless the target
  * has it; then the bootstraps are merged (whiteouts and opaque dirs applied), the bootstrap
  * layer (deterministic gzip tar of image/ + image/image.boot) and the config (diff_ids = blob
  * digests + the bootstrap tar's uncompressed digest, one more history entry) are pushed, and
- * the manifest last: an error before that publishes nothing.
+ * the manifest last (an index after its manifests): an error before that publishes nothing.
  * Memory: `workers` layers are processed at a time (a layer's upload overlaps the next one's
  * download and build); layer and blob bytes go through files, never held whole in memory
  * (each builder's chunk pipeline and the upload's pread are bounded).
@@ -26,14 +26,16 @@
 #include <stdint.h>
 
 #include "cf/error.h"
+#include "proto/registry_client.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct client_convert_opts {
-    const char *source, *target;          /* image references ("host:port/repo:tag") */
-    const char *platform;                 /* "os/arch[/variant]" for an index; NULL = this host's */
+    const char *source, *target; /* image references ("host:port/repo:tag") */
+    /* "os/arch[/variant]": the one platform taken from an index; NULL = every platform */
+    const char *platform;
     int source_insecure, target_insecure; /* skip TLS verification (loopback is plain http) */
     const char *docker_config;            /* credentials; NULL = the default docker config */
     const char *work_dir;                 /* required: layer/blob files and the cache */
@@ -45,6 +47,12 @@ typedef struct client_convert_opts {
      * worker, never two at once; may be NULL. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
+    /* An index source is converted platform by platform (every image manifest, or only
+     * `platform`'s) and a target index pushed after its manifests. merge_platform: that index
+     * also lists the original manifests, the Nydus ones marked (artifactType, config media type
+     * and platform os.features "nydus.remoteimage.v1"), as nydusify --merge-platform; it needs
+     * an index source. Without it and with `platform`, an index gives one Nydus manifest. */
+    int merge_platform;
 } client_convert_opts;
 
 typedef struct client_convert_result {
@@ -55,6 +63,7 @@ typedef struct client_convert_result {
     uint64_t target_bytes; /* Nydus blobs + bootstrap layer */
     uint64_t pushed_bytes; /* bytes actually uploaded */
     double seconds;
+    unsigned platforms; /* image manifests converted (1 unless the source is an index) */
 } client_convert_result;
 
 int client_convert(const client_convert_opts *o, client_convert_result *res, cf_err *err);
@@ -87,6 +96,48 @@ typedef struct client_check_result {
 } client_check_result;
 
 int client_check(const client_check_opts *o, client_check_result *res, cf_err *err);
+
+/* `chunkfly convert --all REGISTRY` (convert_all.c): what a registry holds to convert.
+ * Walks the catalog and each repository's tags (proto/registry_catalog.h), keeps the
+ * repositories matching repo_filter (POSIX extended regex, unanchored; NULL = all), drops tags
+ * ending in suffix (targets), keeps the refs of shard `shard` of `shards` (a ref "repo:tag"
+ * belongs to shard sha256("repo:tag")'s first 8 bytes, big-endian, mod shards: disjoint shards
+ * covering the catalog, stable across runs and machines), and marks a ref done when its target
+ * (same repository, tag + suffix) exists and records the source's manifest digest in
+ * containerd.io/snapshot/nydus-source-digest (a manifest's or an index's annotations).
+ * Threads: blocking; one call per thread. Errors: as client_convert (registry, -EINVAL for a
+ * bad regex or shard). The list is malloc'd: free(*out). */
+typedef struct client_convert_all_opts {
+    const char *registry;    /* "host[:port]" */
+    const char *repo_filter; /* regex on repository names, NULL = every repository */
+    const char *suffix;      /* target tag suffix; NULL = "-nydus" */
+    unsigned shard, shards;  /* shard index in [0, shards); shards 0 = 1 */
+    int insecure;
+    const char *docker_config;
+} client_convert_all_opts;
+
+typedef struct client_convert_ref {
+    char repo[256], tag[129], target_tag[129];
+    char source_digest[72]; /* the source's manifest (or index) digest */
+    int done;               /* the target records this source digest: nothing to do */
+} client_convert_ref;
+
+int client_convert_all_list(const client_convert_all_opts *o, client_convert_ref **out, size_t *n,
+                            cf_err *err);
+/* The shard of "repo:tag" among shards (> 0). */
+unsigned client_convert_shard_of(const char *repo, const char *tag, unsigned shards);
+
+/* "Converted before?" in two halves, for `--all` and chunkfly-convertd (blocking, 0 or a
+ * negative errno as registry_client.h):
+ * the digest client_convert records in nydus-source-digest for the source `ref` converted with
+ * `platform`: the source's manifest or index digest, or with `platform` and an index source,
+ * that platform's manifest digest; */
+int client_convert_source_digest(proto_registry *r, const proto_image_ref *ref,
+                                 const char *platform, char out[72], cf_err *err);
+/* and the digest a target (repo:reference, a Nydus manifest or index) records, "" when the
+ * target is absent, unreadable or records none. */
+int client_convert_recorded_source(proto_registry *r, const char *repo, const char *reference,
+                                   char out[72], cf_err *err);
 
 #ifdef __cplusplus
 }

@@ -254,6 +254,58 @@ def check_rendered(rendered, say=print):
           f"convertd Service: no port {c_port}")
     say(f"convertd: listen {c_port}, work_dir {work} on a claim, Service, probes")
 
+    # 6. the conversion job: an Indexed Job whose pods take shard $(JOB_COMPLETION_INDEX)/N
+    job = by.get(("Job", "chunkfly-convert-all"))
+    if not check(job, "no Job chunkfly-convert-all"):
+        return
+    js = job["spec"]
+    n = js.get("completions")
+    check(js.get("completionMode") == "Indexed", "convert job: completionMode is not Indexed")
+    check(isinstance(n, int) and n >= 1, f"convert job: completions {n}")
+    check(1 <= js.get("parallelism", 1) <= (n or 1), "convert job: parallelism above completions")
+    jspec = js["template"]["spec"]
+    check(jspec.get("restartPolicy") in ("Never", "OnFailure"), "convert job: restartPolicy")
+    psc = jspec.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0,
+          "convert job: runs as root")
+    check(len(jspec["containers"]) == 1, "convert job: one container")
+    jc = jspec["containers"][0]
+    cmd = jc.get("command", [])
+    check(jc.get("image") == image, f"convert job: image {jc.get('image')} != image.env's {image}")
+    check(cmd[:3] == ["chunkfly", "convert", "--all"] and len(cmd) > 3,
+          f"convert job: command {cmd} is not chunkfly convert --all REGISTRY")
+
+    def opt(name):
+        return cmd[cmd.index(name) + 1] if name in cmd[:-1] else None
+
+    check(opt("--shard") == f"$(JOB_COMPLETION_INDEX)/{n}",
+          f"convert job: --shard {opt('--shard')} is not $(JOB_COMPLETION_INDEX)/{n} (completions)")
+    env = {e["name"]: e for e in jc.get("env", [])}
+    ix = env.get("JOB_COMPLETION_INDEX")
+    check(not ix or ix.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") ==
+          "metadata.annotations['batch.kubernetes.io/job-completion-index']",
+          "convert job: JOB_COMPLETION_INDEX is not the completion index annotation")
+    for ref in re.findall(r"\$\((\w+)\)", " ".join(cmd)):
+        check(ref in env or ref == "JOB_COMPLETION_INDEX",
+              f"convert job: $({ref}) in the command is not an env variable")
+    sc = jc.get("securityContext", {})
+    check(sc.get("allowPrivilegeEscalation") is False and not sc.get("privileged"),
+          "convert job: privileged")
+    check(sc.get("capabilities", {}).get("drop") == ["ALL"], "convert job: capabilities not dropped")
+    check(sc.get("readOnlyRootFilesystem") is True, "convert job: writable root file system")
+    check(jc.get("resources", {}).get("limits", {}).get("memory"), "convert job: no memory limit")
+    jm = {m["mountPath"]: m["name"] for m in jc.get("volumeMounts", [])}
+    jv = {v["name"]: v for v in jspec.get("volumes", [])}
+    check("emptyDir" in jv.get(jm.get(opt("--work-dir"), ""), {}),
+          f"convert job: --work-dir {opt('--work-dir')} is not a mounted emptyDir")
+    dcfg = opt("--docker-config") or ""
+    sv = jv.get(jm.get(os.path.dirname(dcfg), ""), {}).get("secret", {})
+    sec = by.get(("Secret", sv.get("secretName")))
+    check(sec and sec.get("type") == "kubernetes.io/dockerconfigjson" and
+          {"key": ".dockerconfigjson", "path": os.path.basename(dcfg)} in sv.get("items", []),
+          f"convert job: --docker-config {dcfg} is not the .dockerconfigjson of a registry Secret")
+    say(f"convert job: Indexed, {n} shards, non-root, credentials {sv.get('secretName')}")
+
 
 check_rendered(RENDERED)
 if errors:
