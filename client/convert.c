@@ -893,7 +893,7 @@ static int run_index(struct conv *c, const proto_manifest *top, cf_err *err)
         char plat[128] = "(no platform)";
         if (d->has_platform) proto_oci_platform_str(&d->platform, plat, sizeof(plat));
         say(c, "platform %s: %.19s", plat, d->digest);
-        struct conv_out co;
+        struct conv_out co = {0};
         rc = convert_one(c, d->digest, 0, o->merge_platform, &co, err);
         if (rc < 0) {
             cf_err_wrap(err, rc, "platform %s", plat);
@@ -976,7 +976,7 @@ static int run(struct conv *c, cf_err *err)
         rc = cf_err_set(err, -EINVAL, "--merge-platform: source %s is not an index", c->o->source);
     } else {
         /* one image manifest (an index followed to --platform), pushed by the target's tag */
-        struct conv_out co;
+        struct conv_out co = {0};
         rc = convert_one(c, NULL, 1, 0, &co, err);
         if (rc == 0) {
             memcpy(c->res->manifest_digest, co.digest, sizeof(co.digest));
