@@ -337,19 +337,29 @@ void snap_mountd_stop(snap_mountd *d)
     unlink(d->pidfile);
 }
 
-int snap_mountd_attach(snap_mountd *d, const char *name, const char *bootstrap,
-                       const char *config_json, cf_err *err)
+/* A call with a JSON body (consumed); -ENOMEM when it cannot be encoded. */
+static long api_json(snap_mountd *d, const char *method, const char *path, json_t *j,
+                     long timeout_ms, body *resp, cf_err *err)
 {
-    json_t *j =
-        json_pack("{s:s, s:s, s:s}", "fs_type", "rafs", "source", bootstrap, "config", config_json);
     char *req = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!req) return cf_err_set(err, -ENOMEM, "out of memory");
+    long st = api_call(d, method, path, req, timeout_ms, resp, err);
+    explicit_bzero(req, strlen(req)); /* may hold credentials */
+    free(req);
+    return st;
+}
+
+int snap_mountd_attach(snap_mountd *d, const char *name, const char *bootstrap,
+                       const char *config_json, cf_err *err)
+{
     char path[300];
     snprintf(path, sizeof(path), "/api/v1/mount?mountpoint=/%s", name);
     body b;
-    long st = api_call(d, "POST", path, req, 60000, &b, err);
-    free(req);
+    long st = api_json(
+        d, "POST", path,
+        json_pack("{s:s, s:s, s:s}", "fs_type", "rafs", "source", bootstrap, "config", config_json),
+        60000, &b, err);
     if (st < 0) return (int)st;
     if (st == 200 || st == 204) return 0;
     if (st == 409) return cf_err_set(err, -EEXIST, "image %s is already attached", name);
@@ -371,15 +381,11 @@ int snap_mountd_detach(snap_mountd *d, const char *name, cf_err *err)
 
 int snap_mountd_set_auth(snap_mountd *d, const char *name, const char *auth_b64, cf_err *err)
 {
-    json_t *j = json_pack("{s:s}", "registry_auth", auth_b64);
-    char *req = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!req) return cf_err_set(err, -ENOMEM, "out of memory");
     char path[300];
     snprintf(path, sizeof(path), "/api/v1/config?id=/%s", name);
     body b;
-    long st = api_call(d, "PUT", path, req, 10000, &b, err);
-    free(req);
+    long st =
+        api_json(d, "PUT", path, json_pack("{s:s}", "registry_auth", auth_b64), 10000, &b, err);
     if (st < 0) return (int)st;
     return st == 200 || st == 204
                ? 0

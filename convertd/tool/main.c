@@ -161,14 +161,8 @@ int main(int argc, char **argv)
     if (config_file && cf_config_load(cfg, config_file, &err)) return fail("%s%s", err.msg, "");
     if (cf_config_check_keys(cfg, keys, &err)) return fail("%s%s", err.msg, "");
     /* flags override the file; plain_http from both adds up */
-    for (const char *const *k = keys; *k; k++) {
-        size_t n = cf_config_count(flags, *k);
-        if (!n) continue;
-        if (strcmp(*k, "plain_http"))
-            cf_config_set(cfg, *k, cf_config_get(flags, *k));
-        else
-            for (size_t i = 0; i < n; i++) cf_config_add(cfg, *k, cf_config_get_nth(flags, *k, i));
-    }
+    if (cf_config_override(cfg, flags, keys, "plain_http"))
+        return fail("%s%s", "out of memory", "");
     const char *lvl = cf_config_get(cfg, "log_level");
     enum cf_log_level level = CF_LOG_INFO;
     if (lvl && cf_log_parse_level(lvl, &level)) return fail("unknown log level '%s'%s", lvl, "");

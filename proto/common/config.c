@@ -228,3 +228,20 @@ int cf_config_check_keys(const cf_config *c, const char *const *allowed, cf_err 
     }
     return 0;
 }
+
+int cf_config_override(cf_config *c, const cf_config *flags, const char *const *keys,
+                       const char *list_key)
+{
+    for (const char *const *k = keys; *k; k++) {
+        size_t n = cf_config_count(flags, *k);
+        if (!n) continue;
+        int rc = 0;
+        if (list_key && strcmp(*k, list_key) == 0)
+            for (size_t i = 0; i < n && !rc; i++)
+                rc = cf_config_add(c, *k, cf_config_get_nth(flags, *k, i));
+        else
+            rc = cf_config_set(c, *k, cf_config_get(flags, *k));
+        if (rc) return rc;
+    }
+    return 0;
+}

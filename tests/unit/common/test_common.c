@@ -60,6 +60,22 @@ static void test_config(void **state)
     assert_int_equal(cf_config_load_string(c, "novalue\n", "f.conf", &err), -EINVAL);
     assert_non_null(strstr(err.msg, "f.conf:1"));
     cf_config_free(c);
+
+    /* flags over a file: a flag replaces the file's values, the list key adds up */
+    cf_config *f = cf_config_new(), *fl = cf_config_new();
+    assert_int_equal(
+        cf_config_load_string(f, "root = /a\nhttp = h1\nhttp = h2\nlevel = info\n", "f", &err), 0);
+    cf_config_set(fl, "root", "/b");
+    cf_config_add(fl, "http", "h3");
+    const char *keys[] = {"root", "http", "level", NULL};
+    assert_int_equal(cf_config_override(f, fl, keys, "http"), 0);
+    assert_string_equal(cf_config_get(f, "root"), "/b");
+    assert_int_equal(cf_config_count(f, "root"), 1);
+    assert_int_equal(cf_config_count(f, "http"), 3);
+    assert_string_equal(cf_config_get_nth(f, "http", 2), "h3");
+    assert_string_equal(cf_config_get(f, "level"), "info");
+    cf_config_free(f);
+    cf_config_free(fl);
 }
 
 static void test_hex_buf(void **state)

@@ -46,6 +46,12 @@ int cf_config_get_duration_ms(const cf_config *c, const char *key, uint64_t def,
                               cf_err *err);
 int cf_config_get_bool(const cf_config *c, const char *key, int def, int *out, cf_err *err);
 
+/* Command-line flags (collected in their own cf_config) over a file's values: each of `keys`
+ * (NULL-terminated) given as a flag replaces the file's values, except `list_key` (may be
+ * NULL), whose flag values are added to the file's. Returns 0 or -ENOMEM. */
+int cf_config_override(cf_config *c, const cf_config *flags, const char *const *keys,
+                       const char *list_key);
+
 /* -EINVAL naming the first key not in the NULL-terminated `allowed` list. */
 int cf_config_check_keys(const cf_config *c, const char *const *allowed, cf_err *err);
 
