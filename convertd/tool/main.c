@@ -108,7 +108,7 @@ static int fail(const char *fmt, const char *x, const char *y)
     return 2;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv, cf_config *cfg, cf_config *flags)
 {
     static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
                                        {"listen", required_argument, NULL, 1},
@@ -129,9 +129,7 @@ int main(int argc, char **argv)
                                        {"version", no_argument, NULL, 'V'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-    cf_config *cfg = cf_config_new(), *flags = cf_config_new();
     const char *config_file = NULL;
-    if (!cfg || !flags) return fail("%s%s", "out of memory", "");
     int opt, idx;
     while ((opt = getopt_long(argc, argv, "h", lo, &idx)) != -1) {
         if (opt == 'c') {
@@ -285,7 +283,15 @@ out:
     pthread_mutex_destroy(&a.mu);
     free(plain);
     free(auth_buf);
+    return ret;
+}
+
+/* The two configs are freed here, whatever path run() returns by (--help, errors...). */
+int main(int argc, char **argv)
+{
+    cf_config *cfg = cf_config_new(), *flags = cf_config_new();
+    int rc = cfg && flags ? run(argc, argv, cfg, flags) : fail("%s%s", "out of memory", "");
     cf_config_free(cfg);
     cf_config_free(flags);
-    return ret;
+    return rc;
 }

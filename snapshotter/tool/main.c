@@ -194,7 +194,7 @@ static int mkdir_parent(const char *path)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv, cf_config *cfg, cf_config *flags)
 {
     enum {
         O_CONFIG = 256,
@@ -223,10 +223,8 @@ int main(int argc, char **argv)
                                        {"version", no_argument, NULL, O_VERSION},
                                        {"help", no_argument, NULL, O_HELP},
                                        {NULL, 0, NULL, 0}};
-    cf_config *cfg = cf_config_new(), *flags = cf_config_new();
     const char *config_file = NULL;
     int ret = 2;
-    if (!cfg || !flags) return fail("%s%s", "out of memory", "");
     int opt;
     while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         const char *k = NULL;
@@ -374,7 +372,15 @@ out:
     uv_loop_close(a.loop);
     free(plain);
     free(mount_bin);
+    return ret;
+}
+
+/* The two configs are freed here, whatever path run() returns by (--help, errors...). */
+int main(int argc, char **argv)
+{
+    cf_config *cfg = cf_config_new(), *flags = cf_config_new();
+    int rc = cfg && flags ? run(argc, argv, cfg, flags) : fail("%s%s", "out of memory", "");
     cf_config_free(cfg);
     cf_config_free(flags);
-    return ret;
+    return rc;
 }
