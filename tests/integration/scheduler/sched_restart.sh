@@ -19,9 +19,8 @@ sleep 0.8
 # instead of the default 500 ms, since under Sanitize with parallel tests a fetch in flight at the
 # crash took longer than 500 ms to be re-announced (2 of 3 runs fetched a piece twice; 3 of 3
 # passed with 2 s), and a fresh-clone CI run under load once re-announced after 2 s (16 pieces
-# fetched twice); a later Sanitize CI run fetched 16 pieces twice with 4 s, so 8 s now. The
-# property checked is unchanged: within the hold, nothing is fetched twice.
-restart_sched S --set recovery_hold=8s
+# fetched twice). The property checked is unchanged: within the hold, nothing is fetched twice.
+restart_sched S --set recovery_hold=4s
 rc=0; wait "$SIM_PID" || rc=$?
 grep -v '^task ' "$T/sim.out" | tr '\n' ' '; echo
 [ "$rc" = 0 ] || fail "swarm did not complete after the restart (rc $rc)"
