@@ -163,6 +163,7 @@ struct task {
     int origin_no_sched; /* origin mode only because the scheduler went away */
     int sched_idx;       /* scheduler link registered on, -1 none */
     int registered;
+    int ever_registered; /* a scheduler answered once: later registrations are re-registrations */
     int finished_sent;
     int restarts;
     int seed;       /* already complete when the task was created */
@@ -271,9 +272,10 @@ struct sched_handler {
 void sched_client_init(peer_daemon *d, const struct sched_handler *h);
 void sched_client_stop(peer_daemon *d);
 /* Picks the rendezvous scheduler for task_id and registers it there (now, or once connected).
- * *idx = the link. 0, or -ENOENT when none is configured/healthy. */
+ * resync: a scheduler answered this task before (REGISTER_TASK "rs"). *idx = the link. 0, or
+ * -ENOENT when none is configured/healthy. */
 int sched_client_register(peer_daemon *d, const char *task_id, uint64_t length, const char *origin,
-                          int *idx);
+                          int resync, int *idx);
 int sched_client_send(peer_daemon *d, int idx, const proto_msg *m);
 int sched_client_link_ready(peer_daemon *d, int idx);
 

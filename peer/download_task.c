@@ -350,7 +350,7 @@ static void size_done(void *p, int cancelled)
 static int register_now(struct task *t)
 {
     return sched_client_register(t->d, t->id, t->length, t->origin[0] ? t->origin : t->id,
-                                 &t->sched_idx);
+                                 t->ever_registered, &t->sched_idx);
 }
 
 static void task_register(struct task *t)
@@ -427,6 +427,7 @@ static void on_register_answer(struct task *t, const proto_register_answer *a)
         return;
     }
     t->registered = 1;
+    t->ever_registered = 1;
     t->sched_has_digests = a->has_digests;
     if (t->state == T_REGISTERING) {
         if (t->piece_size && t->piece_size != a->piece_size && !t->seed)
@@ -1487,6 +1488,7 @@ static void on_link_ready(peer_daemon *d, int idx)
             m.u.register_task.task_id = t->id;
             m.u.register_task.content_length = t->length;
             m.u.register_task.origin = t->origin[0] ? t->origin : t->id;
+            m.u.register_task.resync = t->ever_registered;
             sched_client_send(d, idx, &m);
         }
 }
@@ -1791,6 +1793,7 @@ void task_tick(peer_daemon *d)
             m.u.register_task.task_id = t->id;
             m.u.register_task.content_length = t->length;
             m.u.register_task.origin = t->origin[0] ? t->origin : t->id;
+            m.u.register_task.resync = t->ever_registered;
             send_to_sched(t, &m);
         }
         task_pump(t);

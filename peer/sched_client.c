@@ -36,7 +36,7 @@ int sched_client_link_ready(peer_daemon *d, int idx)
 }
 
 int sched_client_register(peer_daemon *d, const char *task_id, uint64_t length, const char *origin,
-                          int *idx_out)
+                          int resync, int *idx_out)
 {
     size_t n = d->o.n_schedulers;
     if (!n || d->stopping) return -ENOENT;
@@ -50,6 +50,7 @@ int sched_client_register(peer_daemon *d, const char *task_id, uint64_t length, 
             m.u.register_task.task_id = task_id;
             m.u.register_task.content_length = length;
             m.u.register_task.origin = origin;
+            m.u.register_task.resync = resync != 0;
             sched_client_send(d, idx, &m);
             return 0;
         }

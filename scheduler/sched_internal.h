@@ -113,7 +113,8 @@ struct sched {
     struct sched_map hosts, tasks, bans; /* bans: host id -> struct ban */
     sched_task *grant_tasks;
     sched_task *held_tasks;
-    uint64_t last_resync_ms; /* last report of pieces a peer already held (0 = never) */
+    uint64_t last_resync_ms; /* last re-registration or report of pieces a peer already held
+                              * (0 = never) */
     struct sched_stats st;
     uint64_t state_bytes; /* all tasks' per-piece arrays and peers' bitmaps */
     uint64_t rng;

@@ -269,6 +269,7 @@ static void handle_register(struct sconn *sc, const proto_register_task *r)
     m.u.register_answer.has_digests = t && sched_task_digests(t);
     if (send_msg(sc, &m)) return;
     cf_err err = {0};
+    if (r->resync) sched_note_reregistration(s->core, r->task_id, now_ms(s));
     int rc =
         sched_register(s->core, sc->host, r->task_id, r->content_length, now_ms(s), NULL, &err);
     if (rc)

@@ -362,6 +362,14 @@ static int check_state_budget(sched *s, const sched_host *h, const char *task_id
     return 0;
 }
 
+void sched_note_reregistration(sched *s, const char *task_id, uint64_t now_ms)
+{
+    s->last_resync_ms = now_ms; /* a task this creates is held (task_new) */
+    sched_task *t = task_id ? sched_map_get(&s->tasks, task_id) : NULL;
+    if (t && now_ms - t->created_ms < s->cfg.recovery_hold_ms && !t->in_hold_list)
+        sched_origin_hold(s, t, t->created_ms + s->cfg.recovery_hold_ms);
+}
+
 int sched_register(sched *s, sched_host *h, const char *task_id, uint64_t content_length,
                    uint64_t now_ms, sched_task **task_out, cf_err *err)
 {

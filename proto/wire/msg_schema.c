@@ -160,6 +160,7 @@ static const field_desc f_register_task[] = {
     TASK(proto_register_task),
     F(proto_register_task, "cl", FK_U64, content_length, FF_REQ, 0),
     F(proto_register_task, "o", FK_STR, origin, FF_REQ, PROTO_MAX_ORIGIN_LEN),
+    F(proto_register_task, "rs", FK_BOOL, resync, 0, 0),
 };
 static const field_desc f_piece_report[] = {
     TASK(proto_piece_report),

@@ -44,6 +44,7 @@ struct ptask {
     int sched;            /* scheduler it is registered on, -1 none */
     uint64_t progress_ms; /* last piece or (re-)registration */
     int answered;
+    int ever_answered; /* later registrations say "rs" (re-registration), as chunkfly-peer does */
     int finished_sent;
 };
 
@@ -144,6 +145,7 @@ static void send_register(struct speer *p, int t, int si)
     m.u.register_task.task_id = g.tasks[t].id;
     m.u.register_task.content_length = g.tasks[t].len;
     m.u.register_task.origin = "sim.example/blob";
+    m.u.register_task.resync = pt->ever_answered;
     send_msg(pc, &m);
     if (pt->nhave) {
         /* soft state: tell the (possibly new) scheduler what we already hold */
@@ -315,6 +317,7 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
             break;
         }
         p->pt[t].answered = 1;
+        p->pt[t].ever_answered = 1;
         break;
     }
     case PROTO_MSG_BACK_TO_SOURCE:

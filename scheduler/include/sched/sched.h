@@ -116,6 +116,12 @@ int sched_host_banned(const sched *s, const char *host_id, uint64_t now_ms);
  * *task_out (may be NULL) gets the task. */
 int sched_register(sched *s, sched_host *h, const char *task_id, uint64_t content_length,
                    uint64_t now_ms, sched_task **task_out, cf_err *err);
+/* Call before sched_register when the host says it registered this task with a scheduler
+ * before (REGISTER_TASK "rs": this scheduler restarted, or the task moved here). Starts the
+ * recovery window, so the task, when this registration creates it, or while it is younger than
+ * recovery_hold, holds origin grants for recovery_hold: the first host to come back may hold
+ * nothing while others hold pieces they have not re-announced yet. */
+void sched_note_reregistration(sched *s, const char *task_id, uint64_t now_ms);
 /* PIECE_REPORT: pieces h now holds; parent_id "" or NULL = fetched from the origin. Runs are
  * untrusted: -ERANGE when outside the task. May emit decisions for other peers. */
 int sched_report_pieces(sched *s, sched_host *h, const char *task_id, const struct sched_run *runs,

@@ -15,11 +15,12 @@ echo "$before" | grep -q '"swarm"' || fail "task not on the scheduler before the
 note "SIGKILL the scheduler mid-swarm"
 kill -9 "$S_PID"
 sleep 0.8
-# the restarted scheduler holds origin grants for new tasks while peers re-announce: 4 s here
-# instead of the default 500 ms, since under Sanitize with parallel tests a fetch in flight at the
-# crash took longer than 500 ms to be re-announced (2 of 3 runs fetched a piece twice; 3 of 3
-# passed with 2 s), and a fresh-clone CI run under load once re-announced after 2 s (16 pieces
-# fetched twice). The property checked is unchanged: within the hold, nothing is fetched twice.
+# the restarted scheduler holds origin grants for re-registered tasks while peers re-announce:
+# 4 s here instead of the default 500 ms, since under Sanitize with parallel tests a fetch in
+# flight at the crash took longer than 500 ms to be re-announced (2 of 3 runs fetched a piece
+# twice; 3 of 3 passed with 2 s). Under CI load 16 pieces were once fetched twice whatever the
+# hold: the first peer to re-register held nothing, so nothing started the hold; re-registrations
+# now say so ("rs") and hold the task. The property checked is unchanged: nothing fetched twice.
 restart_sched S --set recovery_hold=4s
 rc=0; wait "$SIM_PID" || rc=$?
 grep -v '^task ' "$T/sim.out" | tr '\n' ' '; echo

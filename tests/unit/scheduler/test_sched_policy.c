@@ -571,6 +571,49 @@ static void test_recovery_hold(void **st)
     sched_free(s);
 }
 
+/* A restarted scheduler: the first host to re-register the task holds nothing (its origin
+ * fetches were in flight), the holders come back later. Its re-registration ("rs") holds the
+ * grants, so the pieces the others re-announce are not granted again; a first registration
+ * (no "rs") is granted at once, as before. */
+static void test_reregistration_hold(void **st)
+{
+    (void)st;
+    sched *s = new_sched(NULL);
+    cf_err err = {0};
+    sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0);
+    sched_note_reregistration(s, TASK, 100);
+    assert_int_equal(sched_register(s, a, TASK, 8 * MIB, 100, NULL, &err), 0);
+    struct rec *r = last_for("h0");
+    assert_int_equal(r->n_grant, 0);
+    assert_true(r->wait_ms > 0);
+    /* b comes back with pieces 0-5 */
+    sched_note_reregistration(s, TASK, 300);
+    assert_int_equal(sched_register(s, b, TASK, 8 * MIB, 300, NULL, &err), 0);
+    report(s, b, TASK, 0, 6, "h1", 300);
+    n_recs = 0;
+    sched_host_heartbeat(s, a, UINT32_MAX, 700);
+    sched_host_heartbeat(s, b, UINT32_MAX, 700);
+    sched_tick(s, 700); /* hold over (100 + 500): only pieces 6-7 go to the origin */
+    int granted = 0;
+    for (size_t i = 0; i < n_recs; i++)
+        for (size_t k = 0; k < recs[i].n_grant; k++) {
+            assert_true(recs[i].grant[k].start >= 6);
+            granted += (int)recs[i].grant[k].count;
+        }
+    assert_int_equal(granted, 2);
+    /* an older task re-registered after its hold: nothing is held again */
+    sched_host *c = host(s, 2, "", 4, 20000);
+    assert_int_equal(sched_register(s, c, TASK2, 4 * MIB, 20000, NULL, &err), 0);
+    assert_int_equal(last_for("h2")->n_grant, 1);
+    sched_note_reregistration(s, TASK2, 21000);
+    sched_host *e = host(s, 3, "", 4, 21000);
+    assert_int_equal(sched_register(s, e, TASK2, 4 * MIB, 21000, NULL, &err), 0);
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_int_equal(ss.grant_holds, 1);
+    sched_free(s);
+}
+
 static int granted_since(size_t from)
 {
     int n = 0;
@@ -839,6 +882,7 @@ int main(void)
         cmocka_unit_test(test_reannounce_rebuilds),
         cmocka_unit_test(test_bandwidth_prior),
         cmocka_unit_test(test_recovery_hold),
+        cmocka_unit_test(test_reregistration_hold),
         cmocka_unit_test(test_bad_holder_not_waited_on),
         cmocka_unit_test(test_bad_holder_cap_full),
         cmocka_unit_test(test_banned_holder_not_waited_on),

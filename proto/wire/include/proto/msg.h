@@ -167,6 +167,9 @@ typedef struct proto_register_task {
     const char *task_id;     /* "t"  PROTO_TASK_ID_LEN, validated */
     uint64_t content_length; /* "cl" blob size in bytes */
     const char *origin;      /* "o"  "registry.example/repo@sha256:..." 1..MAX_ORIGIN_LEN */
+    bool resync;             /* "rs" [opt, false] this host registered the task with a scheduler
+                              * before (a scheduler restart or a move): hold origin grants while
+                              * the other holders re-announce */
 } proto_register_task;
 
 typedef struct proto_register_answer {
