@@ -776,6 +776,15 @@ int snap_core_recover(snap_core *c, cf_err *err)
 {
     pthread_mutex_lock(&c->mu);
     int rc = reattach_used(c, err);
+    /* FUSE mode: the shared daemon is started now rather than by the first container (as
+     * nydus-snapshotter's shared daemon is): its start, ~0.2-0.3 s on a loaded node, would
+     * otherwise be part of that container's cold start. Failing here is not fatal: the first
+     * attach tries again and reports why. */
+    if (!rc && !c->erofs) {
+        cf_err e = {0};
+        int r = snap_mountd_ensure(&c->md, &e);
+        if (r < 0) cf_warn("chunkfly-mount not started yet: %s", cf_err_str(&e, r));
+    }
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

@@ -288,7 +288,8 @@ int snap_mountd_ensure(snap_mountd *d, cf_err *err)
         fprintf(f, "%d\n", (int)pid);
         fclose(f);
     }
-    for (int waited = 0; waited < START_WAIT_MS; waited += 50) {
+    /* polled every 10 ms: the daemon is usually up within tens of ms */
+    for (int waited = 0; waited < START_WAIT_MS; waited += 10) {
         if (!snap_mountd_alive(d)) {
             char tail[400];
             log_tail(d->log, tail, sizeof(tail));
@@ -300,7 +301,7 @@ int snap_mountd_ensure(snap_mountd *d, cf_err *err)
             cf_info("started chunkfly-mount (pid %d) on %s", (int)pid, d->mnt);
             return 1;
         }
-        usleep(50 * 1000);
+        usleep(10 * 1000);
     }
     kill(pid, SIGKILL);
     snap_mountd_alive(d);

@@ -67,7 +67,8 @@ int snap_core_open(const snap_core_opts *opts, snap_core **out, cf_err *err);
 void snap_core_close(snap_core *c); /* leaves chunkfly-mount running: containers keep reading */
 
 /* Called after open: adopt or restart chunkfly-mount and re-attach the images that snapshots
- * use, so a restarted snapshotter serves running and new containers. */
+ * use, so a restarted snapshotter serves running and new containers. FUSE mode also starts (or
+ * adopts) the shared daemon now, images or not (a failure there is only logged). */
 int snap_core_recover(snap_core *c, cf_err *err);
 
 /* kind: SNAP_ACTIVE (Prepare) or SNAP_VIEW (View). */
