@@ -424,7 +424,7 @@ static int run_one(struct chk *c, const char *plat, cf_err *err)
         rc = cf_err_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    rc = client_conv_resolve(c->dst, &c->tref, plat, PROTO_OCI_SELECT_NYDUS, &tm, tdig, err);
+    rc = client_conv_resolve(c->dst, &c->tref, plat, PROTO_OCI_SELECT_NYDUS, &tm, tdig, NULL, err);
     if (rc < 0) goto out;
     rc = proto_nydus_view_get(&tm, &v, err);
     if (rc < 0) {
@@ -482,7 +482,7 @@ static int run_one(struct chk *c, const char *plat, cf_err *err)
     c->res->entries += json_object_size(got);
 
     /* the source's tree: its layers applied in order, whiteouts included */
-    rc = client_conv_resolve(c->src, &c->sref, plat, 0, &sm, sdig, err);
+    rc = client_conv_resolve(c->src, &c->sref, plat, 0, &sm, sdig, NULL, err);
     if (rc < 0) goto out;
     snprintf(path, sizeof(path), "%s/layer", c->dir);
     for (size_t i = 0; i < sm.n_layers; i++) {

@@ -575,7 +575,8 @@ static int push_mem(struct conv *c, const char *data, size_t len, char digest[72
 }
 
 int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const char *platform,
-                        unsigned select_flags, proto_oci_manifest *m, char digest[72], cf_err *err)
+                        unsigned select_flags, proto_oci_manifest *m, char digest[72], size_t *size,
+                        cf_err *err)
 {
     proto_manifest top = {0}, mf = {0};
     proto_oci_index ix = {0};
@@ -598,6 +599,7 @@ int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const cha
     }
     if (rc == 0) rc = proto_oci_manifest_parse(mp->body, mp->len, mp->media_type, m, err);
     if (rc == 0) snprintf(digest, 72, "%s", mp->digest);
+    if (rc == 0 && size) *size = mp->len;
     proto_oci_index_free(&ix);
     proto_manifest_free(&top);
     proto_manifest_free(&mf);
@@ -633,7 +635,8 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
     char src_digest[72];
     proto_image_ref sref = c->sref;
     if (src_ref) snprintf(sref.digest, sizeof(sref.digest), "%s", src_ref);
-    rc = client_conv_resolve(c->src, &sref, o->platform, 0, &m, src_digest, err);
+    size_t src_size = 0;
+    rc = client_conv_resolve(c->src, &sref, o->platform, 0, &m, src_digest, &src_size, err);
     if (rc < 0) goto out;
     {
         proto_nydus_view v = {0};
@@ -692,6 +695,8 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
                                  .nsources = m.n_layers,
                                  .blob_digests = digs,
                                  .whiteout = RAFS_WHITEOUT_OCI};
+    static const char *const root_only[] = {"/", NULL};
+    mo.prefetch = o->prefetch && o->prefetch[0] ? o->prefetch : root_only;
     rc = rafs_merge(&mo, merged, &ids, &nids, NULL, err);
     if (rc < 0) {
         cf_err_wrap(err, rc, "merging the layer bootstraps");
@@ -737,29 +742,34 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
         goto out;
     }
 
-    /* manifest, last */
-    const char *man_mt = m.docker ? PROTO_DOCKER_MT_MANIFEST : PROTO_OCI_MT_MANIFEST;
+    /* manifest, last. Docker types stay Docker unless --oci (nydusify's docker2oci). */
+    int docker = m.docker && !o->oci;
+    const char *man_mt = docker ? PROTO_DOCKER_MT_MANIFEST : PROTO_OCI_MT_MANIFEST;
     json_t *layers = json_array();
     for (size_t i = 0; i < m.n_layers; i++)
         json_array_append_new(layers,
                               desc_json(PROTO_NYDUS_MT_BLOB, ls[i].blob_digest, ls[i].blob_size,
                                         json_pack("{s:s}", PROTO_NYDUS_ANN_BLOB, "true")));
     json_array_append_new(layers,
-                          desc_json(m.docker ? PROTO_DOCKER_MT_LAYER_GZIP : PROTO_OCI_MT_LAYER_GZIP,
+                          desc_json(docker ? PROTO_DOCKER_MT_LAYER_GZIP : PROTO_OCI_MT_LAYER_GZIP,
                                     boot_digest, tgz_size,
                                     json_pack("{s:s, s:s}", PROTO_NYDUS_ANN_BOOTSTRAP, "true",
                                               PROTO_NYDUS_ANN_FS_VER, "6")));
     man = json_pack("{s:i, s:s, s:o, s:o, s:{s:s, s:s, s:s, s:s}}", "schemaVersion", 2, "mediaType",
                     man_mt, "config",
-                    desc_json(marked     ? PROTO_NYDUS_MT_CONFIG
-                              : m.docker ? PROTO_DOCKER_MT_CONFIG
-                                         : PROTO_OCI_MT_CONFIG,
+                    desc_json(marked   ? PROTO_NYDUS_MT_CONFIG
+                              : docker ? PROTO_DOCKER_MT_CONFIG
+                                       : PROTO_OCI_MT_CONFIG,
                               cfg_digest, strlen(cfg_s), NULL),
                     "layers", layers, "annotations", PROTO_NYDUS_ANN_FS_VER, "6", ANN_SRC_DIG,
                     src_digest, ANN_SRC_REF, o->source, ANN_BUILDER,
                     "chunkfly-image " CHUNKFLY_VERSION);
     if (man && marked)
         json_object_set_new(man, "artifactType", json_string(PROTO_NYDUS_ARTIFACT_TYPE));
+    /* --with-referrer: the source manifest as subject, without platform (some registries
+     * refuse it there), as nydusify; found through the referrers API */
+    if (man && o->with_referrer)
+        json_object_set_new(man, "subject", desc_json(m.media_type, src_digest, src_size, NULL));
     man_s = man ? json_dumps(man, JSON_COMPACT) : NULL;
     if (!man_s) {
         rc = cf_err_set(err, -ENOMEM, "out of memory");
@@ -930,7 +940,7 @@ static int run_index(struct conv *c, const proto_manifest *top, cf_err *err)
                         o->source);
         goto out;
     }
-    const char *mt = ix.docker ? PROTO_DOCKER_MT_LIST : PROTO_OCI_MT_INDEX;
+    const char *mt = ix.docker && !o->oci ? PROTO_DOCKER_MT_LIST : PROTO_OCI_MT_INDEX;
     json_object_set_new(out, "schemaVersion", json_integer(2));
     json_object_set_new(out, "mediaType", json_string(mt));
     json_object_set(out, "manifests", arr);

@@ -53,6 +53,15 @@ typedef struct client_convert_opts {
      * and platform os.features "nydus.remoteimage.v1"), as nydusify --merge-platform; it needs
      * an index source. Without it and with `platform`, an index gives one Nydus manifest. */
     int merge_platform;
+    /* The merged bootstrap's prefetch table: absolute paths (NULL-terminated; a path not in
+     * the image is skipped with a warning). NULL or empty = "/" (the whole image), as nydusify
+     * feeds nydus-image merge when --prefetch-patterns gives nothing. */
+    const char *const *prefetch;
+    /* with_referrer: each Nydus manifest gets `subject` = its source manifest's descriptor
+     * (mediaType, digest, size; no platform), as nydusify --with-referrer. oci: a Docker
+     * source's manifest, config, bootstrap layer and manifest list get OCI media types in
+     * the target (nydusify --oci); without it Docker stays Docker, OCI stays OCI. */
+    int with_referrer, oci;
 } client_convert_opts;
 
 typedef struct client_convert_result {

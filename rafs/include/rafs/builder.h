@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "cf/error.h"
@@ -206,6 +207,14 @@ struct rafs_boot_opts {
     uint32_t nblobs;
     const char *const *prefetch; /* absolute paths; NULL-terminated list or NULL */
 };
+
+/* Reads a prefetch list as nydus-image `--prefetch-policy fs` and nydusify
+ * `--prefetch-patterns` take it on stdin: absolute paths, one per line (trailing CR and
+ * spaces trimmed, empty lines skipped; a relative path is ignored with a warning, as
+ * nydus-image does). *out: a malloc'd NULL-terminated array (free with rafs_prefetch_free),
+ * possibly empty. 0, or -ENOMEM / -EIO (read error) with a message. */
+int rafs_prefetch_read(FILE *f, char ***out, cf_err *err);
+void rafs_prefetch_free(char **list);
 
 /* Lays out `t` (sorted in place) and produces the bootstrap in *out (caller frees with
  * cf_buf-free semantics: free(out->data)). */

@@ -183,8 +183,8 @@ summary "$T/cz.log" | grep -q "(3 built, 0 converted before).*blobs pushed 1 .*a
     fail "mixed summary: $(summary "$T/cz.log")"
 
 note "options refused clearly"
-if "$CF" convert --with-referrer "$SREG/src/app:v1" "$TREG/dst/x:v1" 2>"$T/err"; then
-    fail "--with-referrer accepted"
+if "$CF" convert --chunk-dict bootstrap:registry:x "$SREG/src/app:v1" "$TREG/dst/x:v1" 2>"$T/err"; then
+    fail "--chunk-dict accepted"
 fi
 grep -q "not implemented yet" "$T/err" || fail "refusal unclear: $(cat "$T/err")"
 
