@@ -38,4 +38,8 @@ int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const cha
                         unsigned select_flags, proto_oci_manifest *m, char digest[72], size_t *size,
                         cf_err *err);
 
+/* image/image.boot (or a legacy image.boot) of a Nydus bootstrap layer (gzip tar file tgz)
+ * written to out (check.c). -ENOENT when absent, -EBADMSG for a bad tar. */
+int client_conv_extract_boot(const char *tgz, const char *out, cf_err *err);
+
 #endif

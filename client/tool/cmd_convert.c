@@ -46,6 +46,10 @@ static const char usage[] =
     "                                (OCI referrers API)\n"
     "  --oci                         Docker media types become OCI ones in the target (by\n"
     "                                default a Docker source gives a Docker target)\n"
+    "  --chunk-dict bootstrap:registry:REF | bootstrap:local:PATH | bootstrap:PATH\n"
+    "                                chunks of that Nydus image (or bootstrap file, whose\n"
+    "                                blobs the target repository holds) are not stored again;\n"
+    "                                the dictionary blobs used become layers of TARGET\n"
     "  --log-level LEVEL             error, warn (default), info, debug\n"
     "\n"
     "  --all REGISTRY                every tag of every repository (the catalog) not converted\n"
@@ -58,7 +62,7 @@ static const char usage[] =
     "  -q, --quiet                   no progress lines\n"
     "  -h, --help\n"
     "\n"
-    "Not yet: --chunk-dict (refused). Prints TARGET@DIGEST on stdout; progress and the summary\n"
+    "Prints TARGET@DIGEST on stdout; progress and the summary\n"
     "go to stderr. Exit status: 0 converted, 1 failure, 2 usage error.\n";
 
 static void on_progress(void *ctx, const char *line)
@@ -90,7 +94,7 @@ enum {
     OPT_PREFETCH,
     OPT_REFERRER,
     OPT_OCI,
-    OPT_NOT_YET,
+    OPT_CHUNK_DICT,
 };
 
 /* `--all`: the refs of the registry (client_convert_all_list), each not done converted with
@@ -210,6 +214,11 @@ static int convert_cmd(client_convert_opts *o, client_convert_all_opts *ao, int 
                 o->source, o->target, r.manifest_digest, r.seconds, r.platforms,
                 r.platforms == 1 ? "" : "s", r.layers, r.built, r.cached, s, t, r.blobs_pushed, p,
                 r.blobs_present, r.blobs_mounted);
+    if (!quiet && r.dict_chunks) {
+        char d[32];
+        cli_fmt_bytes(r.dict_bytes, d, sizeof(d));
+        fprintf(stderr, "chunk dictionary: %u chunks (%s) not stored again\n", r.dict_chunks, d);
+    }
     printf("%s@%s\n", o->target, r.manifest_digest);
     return 0;
 }
@@ -240,7 +249,7 @@ int cmd_convert(int argc, char **argv)
         {"merge-platform", no_argument, 0, OPT_MERGE_PLATFORM},
         {"oci", no_argument, 0, OPT_OCI},
         {"with-referrer", no_argument, 0, OPT_REFERRER},
-        {"chunk-dict", required_argument, 0, OPT_NOT_YET},
+        {"chunk-dict", required_argument, 0, OPT_CHUNK_DICT},
         {"prefetch-patterns", no_argument, 0, OPT_PREFETCH},
         {0, 0, 0, 0},
     };
@@ -291,6 +300,9 @@ int cmd_convert(int argc, char **argv)
             break;
         case OPT_OCI:
             o.oci = 1;
+            break;
+        case OPT_CHUNK_DICT:
+            o.chunk_dict = optarg;
             break;
         case OPT_SRC_INSECURE:
             o.source_insecure = 1;
@@ -347,12 +359,6 @@ int cmd_convert(int argc, char **argv)
             cf_log_set_level(lv);
             break;
         }
-        case OPT_NOT_YET:
-            fprintf(stderr,
-                    "chunkfly convert: %s is not implemented yet (issue 12); convert one "
-                    "platform with --platform\n",
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         case 'q':
             quiet = 1;
             break;
