@@ -148,7 +148,6 @@ for m in (d, o):
 # the same blobs and bootstrap layer: only the types differ
 assert [l["digest"] for l in d["layers"]] == [l["digest"] for l in o["layers"]]
 PY
-check "$SREG/src/a:docker" "$TREG/dst/a:dk"
 check "$SREG/src/a:docker" "$TREG/dst/a:dk-oci"
 note "options 1-3: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 
@@ -199,7 +198,6 @@ note "--chunk-dict bootstrap:local:PATH (its blobs in the target repository)"
 out=$(conv "$T/bl.log" --chunk-dict "bootstrap:local:$T/np.boot" "$SREG/src/b:v1" "$TREG/dst/a:b-local") ||
     fail "convert --chunk-dict local: $(cat "$T/bl.log")"
 grep -q "^chunk dictionary: [1-9]" "$T/bl.log" || fail "local dictionary unused: $(cat "$T/bl.log")"
-check "$SREG/src/b:v1" "$TREG/dst/a:b-local"
 if conv "$T/bx.log" --chunk-dict "bootstrap:local:$T/np.boot" "$SREG/src/b:v1" "$TREG/dst/other:b" >/dev/null; then
     fail "a local dictionary whose blobs the target lacks was accepted"
 fi
