@@ -339,8 +339,9 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
         for (uint32_t i = 0; i < n; i++) nown += !in_dict(&dict, rafs_image_blob(img, i)->id);
         if ((o->blob_digests || o->blob_sizes || o->blob_toc_digests) && nown > 1) {
             rc = cf_err_set(err, RAFS_MERGE_INCONSISTENT,
-                            "bootstrap '%s' has %u blobs; --blob-digests needs one per source", src,
-                            n);
+                            "bootstrap '%s' has %u blobs (not counting a chunk dictionary's); "
+                            "--blob-digests needs one per source",
+                            src, nown);
             rafs_image_close(img);
             goto out;
         }
