@@ -367,7 +367,7 @@ static int check_structure(struct chk *c, const proto_oci_manifest *m, const pro
 }
 
 /* image/image.boot out of the bootstrap layer (regular file, bounded). */
-static int extract_boot(const char *tgz, const char *out, cf_err *err)
+int client_conv_extract_boot(const char *tgz, const char *out, cf_err *err)
 {
     struct archive *a = archive_read_new();
     if (!a) return cf_err_set(err, -ENOMEM, "out of memory");
@@ -424,7 +424,7 @@ static int run_one(struct chk *c, const char *plat, cf_err *err)
         rc = cf_err_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    rc = client_conv_resolve(c->dst, &c->tref, plat, PROTO_OCI_SELECT_NYDUS, &tm, tdig, err);
+    rc = client_conv_resolve(c->dst, &c->tref, plat, PROTO_OCI_SELECT_NYDUS, &tm, tdig, NULL, err);
     if (rc < 0) goto out;
     rc = proto_nydus_view_get(&tm, &v, err);
     if (rc < 0) {
@@ -436,7 +436,7 @@ static int run_one(struct chk *c, const char *plat, cf_err *err)
     snprintf(boot, sizeof(boot), "%s/image.boot", c->dir);
     if ((rc = fetch_to(c->dst, c->tref.repo, v.bootstrap->digest, path, err)) < 0 ||
         (rc = client_conv_gunzip_sha256(path, boot_diff, err)) < 0 ||
-        (rc = extract_boot(path, boot, err)) < 0)
+        (rc = client_conv_extract_boot(path, boot, err)) < 0)
         goto out;
     rc = check_structure(c, &tm, &v, boot_diff, err);
     if (rc < 0) goto out;
@@ -482,7 +482,7 @@ static int run_one(struct chk *c, const char *plat, cf_err *err)
     c->res->entries += json_object_size(got);
 
     /* the source's tree: its layers applied in order, whiteouts included */
-    rc = client_conv_resolve(c->src, &c->sref, plat, 0, &sm, sdig, err);
+    rc = client_conv_resolve(c->src, &c->sref, plat, 0, &sm, sdig, NULL, err);
     if (rc < 0) goto out;
     snprintf(path, sizeof(path), "%s/layer", c->dir);
     for (size_t i = 0; i < sm.n_layers; i++) {

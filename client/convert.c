@@ -44,6 +44,22 @@ struct layer {
     long dup_of;                    /* index of an earlier layer with the same digest, or -1 */
 };
 
+/* --chunk-dict: the dictionary's bootstrap and where its blobs come from */
+struct dict_blob {
+    char digest[72];
+    uint64_t size;
+};
+struct chunk_dict {
+    int on;
+    char path[PATH_CAP + 200]; /* the dictionary bootstrap file */
+    char key[17];              /* 16 hex of its sha256: part of the layer cache key */
+    struct rafs_chunk_dict d;
+    proto_registry *reg; /* bootstrap:registry:REF: REF's registry; NULL for a local file */
+    proto_image_ref ref;
+    struct dict_blob *blobs; /* REF's blob layers */
+    size_t nblobs;
+};
+
 struct conv {
     const client_convert_opts *o;
     client_convert_result *res;
@@ -55,6 +71,7 @@ struct conv {
     unsigned builder_threads;
     unsigned nlayers;   /* layers of the manifest being converted (progress lines) */
     pthread_mutex_t mu; /* res counters and progress lines, shared by the layer workers */
+    struct chunk_dict dict;
 };
 
 static void count(struct conv *c, unsigned *v, unsigned n)
@@ -258,10 +275,15 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     co.blob_opts.blob_toc = 1;
     co.blob_opts.inline_meta = 1;
     co.blob_opts.threads = c->builder_threads;
+    co.chunk_dict = c->dict.on ? &c->dict.d : NULL;
     struct rafs_create_result cr;
     memset(&cr, 0, sizeof(cr));
     rc = rafs_create(&co, &cr, err);
     unlink(src_path);
+    if (rc == 0 && cr.dict_chunks) {
+        count(c, &c->res->dict_chunks, cr.dict_chunks);
+        count64(c, &c->res->dict_bytes, cr.dict_bytes);
+    }
     if (rc < 0) {
         unlink(blob_path);
         return cf_err_wrap(err, rc, "layer %u (%s): building the Nydus blob", idx, sd);
@@ -295,8 +317,10 @@ static int do_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
                           "layer %u (%s): media type %s cannot be converted (tar, tar+gzip or "
                           "tar+zstd layers only)",
                           idx, sd, l->src->media_type);
-    snprintf(l->key, sizeof(l->key), "%s-%s-%x", l->src->digest + 7, rafs_compressor_name(c->comp),
-             c->chunk_size);
+    /* a dictionary changes the layer's blob and bootstrap: its digest is part of the key */
+    snprintf(l->key, sizeof(l->key), "%s-%s-%x%s%s", l->src->digest + 7,
+             rafs_compressor_name(c->comp), c->chunk_size, c->dict.on ? "-d" : "",
+             c->dict.on ? c->dict.key : "");
     snprintf(l->boot_path, sizeof(l->boot_path), "%s/%s.boot", c->cache_dir, l->key);
     snprintf(l->meta_path, sizeof(l->meta_path), "%s/%s.meta", c->cache_dir, l->key);
     char from_reg[256], from_repo[256];
@@ -575,7 +599,8 @@ static int push_mem(struct conv *c, const char *data, size_t len, char digest[72
 }
 
 int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const char *platform,
-                        unsigned select_flags, proto_oci_manifest *m, char digest[72], cf_err *err)
+                        unsigned select_flags, proto_oci_manifest *m, char digest[72], size_t *size,
+                        cf_err *err)
 {
     proto_manifest top = {0}, mf = {0};
     proto_oci_index ix = {0};
@@ -598,10 +623,162 @@ int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const cha
     }
     if (rc == 0) rc = proto_oci_manifest_parse(mp->body, mp->len, mp->media_type, m, err);
     if (rc == 0) snprintf(digest, 72, "%s", mp->digest);
+    if (rc == 0 && size) *size = mp->len;
     proto_oci_index_free(&ix);
     proto_manifest_free(&top);
     proto_manifest_free(&mf);
     return rc;
+}
+
+/* One blob of `from` (registry of fref) copied to the target as it is: nothing when the
+ * target has it, a cross-repository mount on the same registry, else through a file in the
+ * work dir. (A merged index lists the original manifests, so the target must hold them and
+ * their blobs; a chunk dictionary's blobs are layers of the image.) */
+static int copy_blob_from(struct conv *c, proto_registry *from, const proto_image_ref *fref,
+                          const char *digest, uint64_t size, cf_err *err)
+{
+    int rc = proto_registry_blob_exists(c->dst, c->tref.repo, digest, NULL, err);
+    if (rc != 0) {
+        if (rc == 1) count(c, &c->res->blobs_present, 1);
+        return rc < 0 ? rc : 0;
+    }
+    if (strcmp(fref->registry, c->tref.registry) == 0) {
+        rc = proto_registry_blob_mount(c->dst, c->tref.repo, digest, fref->repo, err);
+        if (rc < 0) return rc;
+        if (rc == 1) {
+            count(c, &c->res->blobs_mounted, 1);
+            return 0;
+        }
+    }
+    char path[PATH_CAP + 100];
+    snprintf(path, sizeof(path), "%s/%s.copy", c->tmp_dir, digest + 7);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return cf_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    rc = proto_registry_blob_get_fd(from, fref->repo, digest, 0, 0, PROTO_REGISTRY_VERIFY, fd, 0,
+                                    NULL, err);
+    if (rc == 0) rc = proto_registry_blob_push_fd(c->dst, c->tref.repo, fd, 0, size, digest, err);
+    close(fd);
+    unlink(path);
+    if (rc == 0) {
+        count(c, &c->res->blobs_pushed, 1);
+        count64(c, &c->res->pushed_bytes, size);
+    }
+    return rc;
+}
+
+/* --chunk-dict: the dictionary bootstrap in the work dir (a registry image's bootstrap layer
+ * fetched once per bootstrap digest), loaded. */
+static int dict_prepare(struct conv *c, cf_err *err)
+{
+    struct chunk_dict *cd = &c->dict;
+    const char *a = c->o->chunk_dict;
+    int rc = 0;
+    if (strncmp(a, "bootstrap:", 10) != 0 || !a[10])
+        return cf_err_set(err, -EINVAL,
+                          "--chunk-dict %s: want bootstrap:registry:REF, bootstrap:local:PATH or "
+                          "bootstrap:PATH",
+                          a);
+    a += 10;
+    if (strncmp(a, "registry:", 9) == 0) {
+        a += 9;
+        proto_oci_manifest m = {0};
+        proto_nydus_view v = {0};
+        char dig[72], tgz[PATH_CAP + 100], tmp[PATH_CAP + 300];
+        if ((rc = proto_image_ref_parse(a, &cd->ref, err)) < 0)
+            return cf_err_wrap(err, rc, "--chunk-dict");
+        proto_registry_opts ro = {.docker_config = c->o->docker_config,
+                                  .insecure_tls = c->o->source_insecure};
+        if ((rc = proto_registry_new(cd->ref.registry, &ro, &cd->reg, err)) < 0) return rc;
+        rc = client_conv_resolve(cd->reg, &cd->ref, c->o->platform, PROTO_OCI_SELECT_NYDUS, &m, dig,
+                                 NULL, err);
+        if (rc == 0) rc = proto_nydus_view_get(&m, &v, err);
+        if (rc < 0) cf_err_wrap(err, rc, "--chunk-dict %s (a Nydus image)", a);
+        if (rc == 0 && !(cd->blobs = calloc(v.n_blobs ? v.n_blobs : 1, sizeof(*cd->blobs))))
+            rc = cf_err_set(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; rc == 0 && i < v.n_blobs; i++) {
+            snprintf(cd->blobs[i].digest, sizeof(cd->blobs[i].digest), "%s", v.blobs[i]->digest);
+            cd->blobs[i].size = v.blobs[i]->size;
+            cd->nblobs++;
+        }
+        if (rc == 0) {
+            snprintf(cd->path, sizeof(cd->path), "%s/dict-%s.boot", c->cache_dir,
+                     v.bootstrap->digest + 7);
+            if (access(cd->path, R_OK) != 0) {
+                snprintf(tgz, sizeof(tgz), "%s/dict.tar.gz", c->tmp_dir);
+                snprintf(tmp, sizeof(tmp), "%s.tmp", cd->path);
+                int fd = open(tgz, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd < 0) rc = cf_err_set(err, -errno, "%s: %s", tgz, strerror(errno));
+                if (rc == 0) {
+                    rc = proto_registry_blob_get_fd(cd->reg, cd->ref.repo, v.bootstrap->digest, 0,
+                                                    0, PROTO_REGISTRY_VERIFY, fd, 0, NULL, err);
+                    close(fd);
+                }
+                if (rc == 0) rc = client_conv_extract_boot(tgz, tmp, err);
+                if (rc == 0 && rename(tmp, cd->path) != 0)
+                    rc = cf_err_set(err, -errno, "%s: %s", cd->path, strerror(errno));
+                unlink(tgz);
+                if (rc < 0) {
+                    unlink(tmp);
+                    cf_err_wrap(err, rc, "--chunk-dict %s: its bootstrap", a);
+                }
+            }
+        }
+        proto_nydus_view_free(&v);
+        proto_oci_manifest_free(&m);
+        if (rc < 0) return rc;
+    } else {
+        if (strncmp(a, "local:", 6) == 0) a += 6;
+        if (strlen(a) >= sizeof(cd->path))
+            return cf_err_set(err, -ENAMETOOLONG, "--chunk-dict: path too long");
+        snprintf(cd->path, sizeof(cd->path), "%s", a);
+    }
+    char d[72];
+    if ((rc = rafs_chunk_dict_load(cd->path, &cd->d, err)) < 0) return rc;
+    if ((rc = rafs_chunk_dict_check(&cd->d, c->chunk_size, RAFS_DIGEST_BLAKE3, "--chunk-dict",
+                                    err)) < 0 ||
+        (rc = client_conv_file_sha256(cd->path, d, NULL, err)) < 0)
+        return rc;
+    memcpy(cd->key, d + 7, 16);
+    cd->key[16] = 0;
+    cd->on = 1;
+    say(c, "chunk dictionary %s: %u chunks in %u blobs", c->o->chunk_dict, cd->d.chunks.n,
+        cd->d.nblobs);
+    return 0;
+}
+
+static void dict_free(struct chunk_dict *cd)
+{
+    rafs_chunk_dict_free(&cd->d);
+    proto_registry_free(cd->reg);
+    free(cd->blobs);
+}
+
+/* A dictionary blob the image uses, into the target repository; fills b->size. */
+static int dict_blob_ensure(struct conv *c, struct dict_blob *b, cf_err *err)
+{
+    struct chunk_dict *cd = &c->dict;
+    const struct dict_blob *known = NULL;
+    for (size_t i = 0; i < cd->nblobs && !known; i++)
+        if (!strcmp(cd->blobs[i].digest, b->digest)) known = &cd->blobs[i];
+    if (!cd->reg) { /* a local bootstrap: its blobs must be in the target already */
+        int rc = proto_registry_blob_exists(c->dst, c->tref.repo, b->digest, &b->size, err);
+        if (rc < 0) return rc;
+        if (rc == 0)
+            return cf_err_set(err, -ENOENT,
+                              "chunk dictionary blob %s is not in %s/%s: push the dictionary's "
+                              "image there first (or give bootstrap:registry:REF)",
+                              b->digest, c->tref.registry, c->tref.repo);
+        count(c, &c->res->blobs_present, 1);
+        return 0;
+    }
+    if (!known)
+        return cf_err_set(err, -EBADMSG,
+                          "chunk dictionary %s: its bootstrap names blob %s, which its manifest "
+                          "does not list",
+                          c->o->chunk_dict, b->digest);
+    b->size = known->size;
+    int rc = copy_blob_from(c, cd->reg, &cd->ref, b->digest, b->size, err);
+    return rc < 0 ? cf_err_wrap(err, rc, "chunk dictionary blob %.19s", b->digest) : 0;
 }
 
 /* What one converted manifest became (an index entry of the target). */
@@ -626,14 +803,16 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
     json_t *cfg = NULL, *man = NULL;
     char *cfg_s = NULL, *man_s = NULL;
     char **ids = NULL;
-    size_t nids = 0;
+    size_t nids = 0, ndblobs = 0;
+    struct dict_blob *dblobs = NULL;
     const char **srcs = NULL, **digs = NULL;
     int rc;
 
     char src_digest[72];
     proto_image_ref sref = c->sref;
     if (src_ref) snprintf(sref.digest, sizeof(sref.digest), "%s", src_ref);
-    rc = client_conv_resolve(c->src, &sref, o->platform, 0, &m, src_digest, err);
+    size_t src_size = 0;
+    rc = client_conv_resolve(c->src, &sref, o->platform, 0, &m, src_digest, &src_size, err);
     if (rc < 0) goto out;
     {
         proto_nydus_view v = {0};
@@ -691,7 +870,10 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
     struct rafs_merge_opts mo = {.sources = srcs,
                                  .nsources = m.n_layers,
                                  .blob_digests = digs,
-                                 .whiteout = RAFS_WHITEOUT_OCI};
+                                 .whiteout = RAFS_WHITEOUT_OCI,
+                                 .chunk_dict = c->dict.on ? c->dict.path : NULL};
+    static const char *const root_only[] = {"/", NULL};
+    mo.prefetch = o->prefetch && o->prefetch[0] ? o->prefetch : root_only;
     rc = rafs_merge(&mo, merged, &ids, &nids, NULL, err);
     if (rc < 0) {
         cf_err_wrap(err, rc, "merging the layer bootstraps");
@@ -713,9 +895,29 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
     say(c, "bootstrap layer %.19s %s: %s", boot_digest, sz,
         pushed ? "pushed" : "already in the target");
 
+    /* dictionary blobs the merged bootstrap references: layers too, after the image's own
+     * (as nydusify appends them), present in the target repository */
+    if (c->dict.on) {
+        dblobs = calloc(nids ? nids : 1, sizeof(*dblobs));
+        if (!dblobs) {
+            rc = cf_err_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t j = 0; j < nids; j++) {
+            int own = 0;
+            for (size_t i = 0; i < m.n_layers && !own; i++) own = !strcmp(ids[j], digs[i] + 7);
+            if (own) continue;
+            struct dict_blob *b = &dblobs[ndblobs++];
+            snprintf(b->digest, sizeof(b->digest), "sha256:%s", ids[j]);
+            if ((rc = dict_blob_ensure(c, b, err)) < 0) goto out;
+        }
+        if (ndblobs) say(c, "chunk dictionary: %zu of its blobs used", ndblobs);
+    }
+
     /* config: diff_ids = blob digests + the bootstrap tar's; one more history entry */
     json_t *diff = json_array();
     for (size_t i = 0; i < m.n_layers; i++) json_array_append_new(diff, json_string(digs[i]));
+    for (size_t i = 0; i < ndblobs; i++) json_array_append_new(diff, json_string(dblobs[i].digest));
     json_array_append_new(diff, json_string(boot_diff));
     json_object_set_new(json_object_get(cfg, "rootfs"), "diff_ids", diff);
     json_t *hist = json_object_get(cfg, "history");
@@ -737,29 +939,38 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
         goto out;
     }
 
-    /* manifest, last */
-    const char *man_mt = m.docker ? PROTO_DOCKER_MT_MANIFEST : PROTO_OCI_MT_MANIFEST;
+    /* manifest, last. Docker types stay Docker unless --oci (nydusify's docker2oci). */
+    int docker = m.docker && !o->oci;
+    const char *man_mt = docker ? PROTO_DOCKER_MT_MANIFEST : PROTO_OCI_MT_MANIFEST;
     json_t *layers = json_array();
     for (size_t i = 0; i < m.n_layers; i++)
         json_array_append_new(layers,
                               desc_json(PROTO_NYDUS_MT_BLOB, ls[i].blob_digest, ls[i].blob_size,
                                         json_pack("{s:s}", PROTO_NYDUS_ANN_BLOB, "true")));
+    for (size_t i = 0; i < ndblobs; i++)
+        json_array_append_new(layers,
+                              desc_json(PROTO_NYDUS_MT_BLOB, dblobs[i].digest, dblobs[i].size,
+                                        json_pack("{s:s}", PROTO_NYDUS_ANN_BLOB, "true")));
     json_array_append_new(layers,
-                          desc_json(m.docker ? PROTO_DOCKER_MT_LAYER_GZIP : PROTO_OCI_MT_LAYER_GZIP,
+                          desc_json(docker ? PROTO_DOCKER_MT_LAYER_GZIP : PROTO_OCI_MT_LAYER_GZIP,
                                     boot_digest, tgz_size,
                                     json_pack("{s:s, s:s}", PROTO_NYDUS_ANN_BOOTSTRAP, "true",
                                               PROTO_NYDUS_ANN_FS_VER, "6")));
     man = json_pack("{s:i, s:s, s:o, s:o, s:{s:s, s:s, s:s, s:s}}", "schemaVersion", 2, "mediaType",
                     man_mt, "config",
-                    desc_json(marked     ? PROTO_NYDUS_MT_CONFIG
-                              : m.docker ? PROTO_DOCKER_MT_CONFIG
-                                         : PROTO_OCI_MT_CONFIG,
+                    desc_json(marked   ? PROTO_NYDUS_MT_CONFIG
+                              : docker ? PROTO_DOCKER_MT_CONFIG
+                                       : PROTO_OCI_MT_CONFIG,
                               cfg_digest, strlen(cfg_s), NULL),
                     "layers", layers, "annotations", PROTO_NYDUS_ANN_FS_VER, "6", ANN_SRC_DIG,
                     src_digest, ANN_SRC_REF, o->source, ANN_BUILDER,
                     "chunkfly-image " CHUNKFLY_VERSION);
     if (man && marked)
         json_object_set_new(man, "artifactType", json_string(PROTO_NYDUS_ARTIFACT_TYPE));
+    /* --with-referrer: the source manifest as subject, without platform (some registries
+     * refuse it there), as nydusify; found through the referrers API */
+    if (man && o->with_referrer)
+        json_object_set_new(man, "subject", desc_json(m.media_type, src_digest, src_size, NULL));
     man_s = man ? json_dumps(man, JSON_COMPACT) : NULL;
     if (!man_s) {
         rc = cf_err_set(err, -ENOMEM, "out of memory");
@@ -773,6 +984,7 @@ static int convert_one(struct conv *c, const char *src_ref, int by_tag, int mark
                                      man_mt, man_s, strlen(man_s), NULL, err);
     if (rc < 0) cf_err_wrap(err, rc, "pushing the manifest");
 out:
+    free(dblobs);
     rafs_merge_free_ids(ids, nids);
     free(cfg_s);
     free(man_s);
@@ -804,38 +1016,9 @@ static json_t *raw_entry(json_t *j, const char *digest)
     return NULL;
 }
 
-/* One blob of the source copied to the target as it is (a merged index lists the original
- * manifests, so the target must hold them and their blobs): nothing when the target has it,
- * a cross-repository mount on the same registry, else through a file in the work dir. */
 static int copy_blob(struct conv *c, const char *digest, uint64_t size, cf_err *err)
 {
-    int rc = proto_registry_blob_exists(c->dst, c->tref.repo, digest, NULL, err);
-    if (rc != 0) {
-        if (rc == 1) count(c, &c->res->blobs_present, 1);
-        return rc < 0 ? rc : 0;
-    }
-    if (strcmp(c->sref.registry, c->tref.registry) == 0) {
-        rc = proto_registry_blob_mount(c->dst, c->tref.repo, digest, c->sref.repo, err);
-        if (rc < 0) return rc;
-        if (rc == 1) {
-            count(c, &c->res->blobs_mounted, 1);
-            return 0;
-        }
-    }
-    char path[PATH_CAP + 100];
-    snprintf(path, sizeof(path), "%s/%s.copy", c->tmp_dir, digest + 7);
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return cf_err_set(err, -errno, "%s: %s", path, strerror(errno));
-    rc = proto_registry_blob_get_fd(c->src, c->sref.repo, digest, 0, 0, PROTO_REGISTRY_VERIFY, fd,
-                                    0, NULL, err);
-    if (rc == 0) rc = proto_registry_blob_push_fd(c->dst, c->tref.repo, fd, 0, size, digest, err);
-    close(fd);
-    unlink(path);
-    if (rc == 0) {
-        count(c, &c->res->blobs_pushed, 1);
-        count64(c, &c->res->pushed_bytes, size);
-    }
-    return rc;
+    return copy_blob_from(c, c->src, &c->sref, digest, size, err);
 }
 
 /* The original manifest d of the source index into the target (its blobs first), by digest. */
@@ -930,7 +1113,7 @@ static int run_index(struct conv *c, const proto_manifest *top, cf_err *err)
                         o->source);
         goto out;
     }
-    const char *mt = ix.docker ? PROTO_DOCKER_MT_LIST : PROTO_OCI_MT_INDEX;
+    const char *mt = ix.docker && !o->oci ? PROTO_DOCKER_MT_LIST : PROTO_OCI_MT_INDEX;
     json_object_set_new(out, "schemaVersion", json_integer(2));
     json_object_set_new(out, "mediaType", json_string(mt));
     json_object_set(out, "manifests", arr);
@@ -1044,7 +1227,9 @@ int client_convert(const client_convert_opts *o, client_convert_result *res, cf_
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     c.builder_threads = o->threads ? o->threads : ncpu < 1 ? 1 : ncpu > 16 ? 16 : (unsigned)ncpu;
     pthread_mutex_init(&c.mu, NULL);
-    rc = run(&c, err);
+    rc = o->chunk_dict ? dict_prepare(&c, err) : 0;
+    if (rc == 0) rc = run(&c, err);
+    dict_free(&c.dict);
     pthread_mutex_destroy(&c.mu);
     close(lfd); /* releases the lock */
     proto_registry_free(c.src);

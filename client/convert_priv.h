@@ -33,8 +33,13 @@ int client_conv_gunzip_sha256(const char *path, char out[72], cf_err *err);
 
 /* The image manifest of ref: an index is followed to `platform` ("os/arch[/variant]", NULL =
  * this host's) with proto_oci_index_select's flags. Fills *m (free with
- * proto_oci_manifest_free) and the manifest's digest. */
+ * proto_oci_manifest_free), the manifest's digest and its size in bytes (size may be NULL). */
 int client_conv_resolve(proto_registry *r, const proto_image_ref *ref, const char *platform,
-                        unsigned select_flags, proto_oci_manifest *m, char digest[72], cf_err *err);
+                        unsigned select_flags, proto_oci_manifest *m, char digest[72], size_t *size,
+                        cf_err *err);
+
+/* image/image.boot (or a legacy image.boot) of a Nydus bootstrap layer (gzip tar file tgz)
+ * written to out (check.c). -ENOENT when absent, -EBADMSG for a bad tar. */
+int client_conv_extract_boot(const char *tgz, const char *out, cf_err *err);
 
 #endif

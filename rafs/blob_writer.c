@@ -34,9 +34,11 @@ struct rafs_blob_writer {
     int fd, cache_fd;
     uint32_t blob_index;
     struct rafs_chunk_table *ct;
-    uint32_t base;    /* ct index of this blob's ci index 0 */
-    uint32_t nchunks; /* stored (distinct) chunks */
-    EVP_MD_CTX *sha;  /* running blob-id hash */
+    const struct rafs_chunk_dict *dict; /* or NULL */
+    struct rafs_chunk_table *dict_used; /* the dictionary's chunks this build references */
+    uint32_t base;                      /* ct index of this blob's ci index 0 */
+    uint32_t nchunks;                   /* stored (distinct) chunks */
+    EVP_MD_CTX *sha;                    /* running blob-id hash */
     uint64_t written, comp_off, uncomp_off, file_bytes;
     size_t out_cap;
 
@@ -246,10 +248,36 @@ void rafs_blob_writer_free(rafs_blob_writer *w)
     free(w);
 }
 
+void rafs_blob_writer_set_dict(rafs_blob_writer *w, const struct rafs_chunk_dict *dict,
+                               struct rafs_chunk_table *used)
+{
+    w->dict = dict;
+    w->dict_used = used;
+}
+
 /* Stores a finished chunk (in stream order): dedup or append to the blob. */
 static int commit(struct rafs_blob_writer *w, struct slot *s, cf_err *err)
 {
     if (s->rc) return cf_err_set(err, s->rc, "digest/compression of a chunk failed");
+    if (w->dict) { /* the dictionary first, as nydus-image: its chunk is not stored again */
+        int64_t d = rafs_chunk_table_find(&w->dict->chunks, s->digest, 0, (uint32_t)s->len);
+        if (d >= 0) {
+            struct rafs_chunk c = w->dict->chunks.v[d];
+            c.blob_index = w->dict->blob_of[d];
+            int64_t u =
+                rafs_chunk_table_find(w->dict_used, c.digest, c.blob_index, c.uncompressed_size);
+            uint32_t idx = (uint32_t)u;
+            if (u < 0) {
+                c.file_offset = s->file_off;
+                int rc = rafs_chunk_table_add(w->dict_used, &c, &idx);
+                if (rc) return cf_err_set(err, rc, "chunk table: %s", strerror(-rc));
+                if (idx >= RAFS_CHUNK_DICT_REF)
+                    return cf_err_set(err, -EFBIG, "too many dictionary chunks");
+            }
+            s->ino->chunks[s->pos] = RAFS_CHUNK_DICT_REF | idx;
+            return 0;
+        }
+    }
     int64_t found = rafs_chunk_table_find(w->ct, s->digest, w->blob_index, (uint32_t)s->len);
     if (found >= 0) {
         s->ino->chunks[s->pos] = (uint32_t)found;

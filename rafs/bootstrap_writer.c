@@ -3,6 +3,7 @@
  * then blob table + prefetch table; meta area (first block unused, so root nid = 128) with
  * 64-byte extended inodes in BFS order, inline xattrs, inline dir/symlink tails and chunk
  * indexes; then full directory/symlink blocks; then the 80-byte chunk table sorted by digest. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,4 +493,47 @@ out:
     free(q);
     free(L);
     return rc;
+}
+
+int rafs_prefetch_read(FILE *f, char ***out, cf_err *err)
+{
+    size_t n = 0;
+    char **v = calloc(1, sizeof(*v)), *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    *out = NULL;
+    if (!v) return cf_err_set(err, -ENOMEM, "out of memory");
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
+            line[--len] = 0;
+        if (!len) continue;
+        if (line[0] != '/') {
+            cf_warn("prefetch path '%s' is not absolute, ignored", line);
+            continue;
+        }
+        char **nv = realloc(v, (n + 2) * sizeof(*v));
+        if (!nv || !(nv[n] = strdup(line))) {
+            if (nv) v = nv;
+            free(line);
+            rafs_prefetch_free(v);
+            return cf_err_set(err, -ENOMEM, "out of memory");
+        }
+        v = nv;
+        v[++n] = NULL;
+    }
+    int rd_err = ferror(f);
+    free(line);
+    if (rd_err) {
+        rafs_prefetch_free(v);
+        return cf_err_set(err, -EIO, "reading the prefetch list: %s", strerror(errno));
+    }
+    *out = v;
+    return 0;
+}
+
+void rafs_prefetch_free(char **list)
+{
+    if (!list) return;
+    for (char **p = list; *p; p++) free(*p);
+    free(list);
 }

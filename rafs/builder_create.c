@@ -89,6 +89,52 @@ static void fill_boot_blob(struct rafs_boot_blob *b, const struct rafs_blob_resu
     b->ci_uncompressed_size = r->ci_uncompressed_size;
 }
 
+/* Sets every dictionary reference (RAFS_CHUNK_DICT_REF | i) of the tree to base + i. */
+static void resolve_dict_refs(struct rafs_node *n, uint32_t base, unsigned depth)
+{
+    struct rafs_inode *ino = n->inode;
+    for (uint64_t i = 0; i < ino->nchunks; i++)
+        if (ino->chunks[i] & RAFS_CHUNK_DICT_REF)
+            ino->chunks[i] = base + (ino->chunks[i] & ~RAFS_CHUNK_DICT_REF);
+    if (depth > RAFS_TREE_MAX_DEPTH) return;
+    for (size_t i = 0; i < n->nchildren; i++) resolve_dict_refs(n->children[i], base, depth + 1);
+}
+
+/* After the blob's own chunks are final: the dictionary chunks used join the chunk table,
+ * their blobs the blob table (after the layer's blob when it has chunks, in first use order,
+ * as nydus-image allocates them). bbs has room for 1 + dict->nblobs entries. */
+static int add_dict_chunks(const struct rafs_create_opts *o, struct rafs_tree *t,
+                           struct rafs_chunk_table *ct, const struct rafs_chunk_table *used,
+                           int has_blob, struct rafs_boot_blob *bbs, uint32_t *nblobs,
+                           struct rafs_create_result *res, cf_err *err)
+{
+    const struct rafs_chunk_dict *d = o->chunk_dict;
+    uint32_t *slot = malloc((d->nblobs ? d->nblobs : 1) * sizeof(*slot));
+    if (!slot) return cf_err_set(err, -ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < d->nblobs; i++) slot[i] = UINT32_MAX;
+    uint32_t nb = has_blob ? 1 : 0, base = ct->n;
+    int rc = 0;
+    for (uint32_t i = 0; i < used->n && rc == 0; i++) {
+        struct rafs_chunk c = used->v[i];
+        if (slot[c.blob_index] == UINT32_MAX) {
+            slot[c.blob_index] = nb;
+            bbs[nb++] = d->blobs[c.blob_index];
+        }
+        c.blob_index = slot[c.blob_index];
+        uint32_t idx;
+        rc = rafs_chunk_table_add(ct, &c, &idx);
+        if (rc) rc = cf_err_set(err, rc, "chunk table: %s", strerror(-rc));
+        res->dict_bytes += c.uncompressed_size;
+    }
+    free(slot);
+    if (rc) return rc;
+    resolve_dict_refs(t->root, base, 0);
+    res->dict_chunks = used->n;
+    res->dict_blobs = nb - (has_blob ? 1 : 0);
+    *nblobs = nb;
+    return 0;
+}
+
 int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res, cf_err *err)
 {
     memset(res, 0, sizeof(*res));
@@ -103,7 +149,8 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
     char blob_final[PATH_MAX] = "", cache_data_final[PATH_MAX], cache_meta_final[PATH_MAX];
     struct out_file blob = {.fd = -1}, cdata = {.fd = -1}, cmeta = {.fd = -1}, bootf = {.fd = -1};
     struct rafs_tree tree;
-    struct rafs_chunk_table ct = {0};
+    struct rafs_chunk_table ct = {0}, dict_used = {0};
+    struct rafs_boot_blob *bbs = NULL;
     rafs_blob_writer *w = NULL;
     cf_buf boot = {0}, inl = {0};
     int rc = rafs_tree_init(&tree);
@@ -143,10 +190,17 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
         snprintf(tmpl, sizeof(tmpl), "%s/blob.data", o->blob_cache_dir);
         if ((rc = out_open(&cdata, tmpl, err))) goto fail;
     }
-    unsigned threads = o->blob_opts.threads;
+    if (o->chunk_dict && (rc = rafs_chunk_dict_check(o->chunk_dict, o->blob_opts.chunk_size,
+                                                     o->blob_opts.digester, "--chunk-dict", err)))
+        goto fail;
+    bbs = calloc(1 + (o->chunk_dict ? o->chunk_dict->nblobs : 0), sizeof(*bbs));
+    if (!bbs) {
+        rc = cf_err_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
     rc = rafs_blob_writer_new(&o->blob_opts, blob.fd, cdata.fd, 0, &ct, &w, err);
-    (void)threads;
     if (rc) goto fail;
+    if (o->chunk_dict) rafs_blob_writer_set_dict(w, o->chunk_dict, &dict_used);
     struct rafs_progress pr = {0};
     rafs_progress_tick(&pr, 0);
     rc = o->source_is_dir ? rafs_dir_source_read(o->source, &tree, w, &pr, err)
@@ -157,13 +211,19 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
     struct rafs_blob_result pre;
     rafs_blob_writer_preview(w, &pre);
     res->has_blob = pre.chunk_count > 0;
-    struct rafs_boot_blob bb;
+    uint32_t nbb = res->has_blob ? 1 : 0;
+    if (dict_used.n &&
+        (rc = add_dict_chunks(o, &tree, &ct, &dict_used, res->has_blob, bbs, &nbb, res, err)))
+        goto fail;
+    int all_digest = o->blob_opts.blob_toc;
+    for (uint32_t i = res->has_blob ? 1 : 0; i < nbb; i++)
+        if (!(bbs[i].features & RAFS_BLOB_INLINED_CHUNK_DIGEST)) all_digest = 0;
     struct rafs_boot_opts bo = {.chunk_size = o->blob_opts.chunk_size,
                                 .compressor = o->blob_opts.compressor,
                                 .digester = o->blob_opts.digester,
-                                .inlined_chunk_digest = o->blob_opts.blob_toc,
-                                .blobs = &bb,
-                                .nblobs = res->has_blob ? 1 : 0,
+                                .inlined_chunk_digest = all_digest,
+                                .blobs = bbs,
+                                .nblobs = nbb,
                                 .prefetch = o->prefetch};
     if (o->blob_opts.inline_meta) {
         /* As nydus-image: the embedded bootstrap names the blob by a placeholder (or the
@@ -172,9 +232,11 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
         char ph[RAFS_BLOB_ID_LEN + 1];
         memset(ph, 'x', RAFS_BLOB_ID_LEN);
         ph[RAFS_BLOB_ID_LEN] = 0;
-        fill_boot_blob(&bb, &pre, &o->blob_opts, o->blob_id ? o->blob_id : ph);
-        bb.compressed_size = pre.size_before_boot;
-        bb.toc_size = 0;
+        if (res->has_blob) {
+            fill_boot_blob(&bbs[0], &pre, &o->blob_opts, o->blob_id ? o->blob_id : ph);
+            bbs[0].compressed_size = pre.size_before_boot;
+            bbs[0].toc_size = 0;
+        }
         if ((rc = rafs_bootstrap_build(&tree, &ct, &bo, &inl, err))) goto fail;
     }
     rc = rafs_blob_writer_finish(w, inl.data, inl.len, &res->blob, err);
@@ -193,7 +255,7 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
         if ((rc = rafs_blob_writer_cache_meta(w, cmeta.fd, err))) goto fail;
     }
     if (want_boot) {
-        fill_boot_blob(&bb, &res->blob, &o->blob_opts, res->blob_id);
+        if (res->has_blob) fill_boot_blob(&bbs[0], &res->blob, &o->blob_opts, res->blob_id);
         if ((rc = rafs_bootstrap_build(&tree, &ct, &bo, &boot, err))) goto fail;
         if (o->bootstrap) {
             snprintf(res->bootstrap_path, sizeof(res->bootstrap_path), "%s", o->bootstrap);
@@ -231,6 +293,8 @@ int rafs_create(const struct rafs_create_opts *o, struct rafs_create_result *res
     rafs_progress_tick(&pr, 1);
     rafs_blob_writer_free(w);
     rafs_chunk_table_free(&ct);
+    rafs_chunk_table_free(&dict_used);
+    free(bbs);
     rafs_tree_free(&tree);
     cf_buf_free(&boot);
     cf_buf_free(&inl);
@@ -242,6 +306,8 @@ fail:
     out_abort(&cmeta);
     rafs_blob_writer_free(w);
     rafs_chunk_table_free(&ct);
+    rafs_chunk_table_free(&dict_used);
+    free(bbs);
     rafs_tree_free(&tree);
     cf_buf_free(&boot);
     cf_buf_free(&inl);

@@ -271,6 +271,13 @@ void rafs_merge_free_ids(char **ids, size_t n)
     free(ids);
 }
 
+static int in_dict(const struct rafs_chunk_dict *d, const char *id)
+{
+    for (uint32_t i = 0; i < d->nblobs; i++)
+        if (!strcmp(d->blobs[i].id, id)) return 1;
+    return 0;
+}
+
 static int is_hex64(const char *s, size_t n)
 {
     return n == 64 && cf_hex_is_lower(s, 64);
@@ -293,7 +300,23 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
     *blob_ids = NULL;
     *nblobs = 0;
     if (!o->nsources) return cf_err_set(err, -EINVAL, "merge: no source bootstraps");
-    if ((rc = rafs_tree_init(&t))) return rc;
+    /* the dictionary's blob ids: such blobs of a source keep their id */
+    struct rafs_chunk_dict dict = {0};
+    if (o->chunk_dict) {
+        rafs_image *di = NULL;
+        if ((rc = rafs_image_open(o->chunk_dict, &di, err)))
+            return cf_err_wrap(err, rc, "chunk dictionary");
+        dict.nblobs = rafs_image_blob_count(di);
+        dict.blobs = calloc(dict.nblobs ? dict.nblobs : 1, sizeof(*dict.blobs));
+        for (uint32_t i = 0; dict.blobs && i < dict.nblobs; i++)
+            rafs_boot_blob_from_info(rafs_image_blob(di, i), &dict.blobs[i]);
+        rafs_image_close(di);
+        if (!dict.blobs) return cf_err_set(err, -ENOMEM, "out of memory");
+    }
+    if ((rc = rafs_tree_init(&t))) {
+        free(dict.blobs);
+        return rc;
+    }
     for (size_t s = 0; s < o->nsources; s++) {
         const char *src = o->sources[s];
         rafs_image *img = NULL;
@@ -312,11 +335,13 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
             rafs_image_close(img);
             goto out;
         }
-        uint32_t n = rafs_image_blob_count(img);
-        if (n && (o->blob_digests || o->blob_sizes || o->blob_toc_digests) && n != 1) {
+        uint32_t n = rafs_image_blob_count(img), nown = 0;
+        for (uint32_t i = 0; i < n; i++) nown += !in_dict(&dict, rafs_image_blob(img, i)->id);
+        if ((o->blob_digests || o->blob_sizes || o->blob_toc_digests) && nown > 1) {
             rc = cf_err_set(err, RAFS_MERGE_INCONSISTENT,
-                            "bootstrap '%s' has %u blobs; --blob-digests needs one per source", src,
-                            n);
+                            "bootstrap '%s' has %u blobs (not counting a chunk dictionary's); "
+                            "--blob-digests needs one per source",
+                            src, nown);
             rafs_image_close(img);
             goto out;
         }
@@ -331,12 +356,11 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
         blobs = nbv;
         for (uint32_t i = 0; i < n; i++) {
             const struct rafs_blob_info *bi = rafs_image_blob(img, i);
-            struct rafs_boot_blob b = {0};
-            snprintf(b.id, sizeof(b.id), "%s", bi->id);
-            b.compressed_size = bi->compressed_size;
-            b.toc_size = bi->toc_size;
-            memcpy(b.toc_digest, bi->toc_digest, 32);
-            if (o->blob_digests && o->blob_digests[s]) {
+            struct rafs_boot_blob b;
+            rafs_boot_blob_from_info(bi, &b);
+            if (in_dict(&dict, bi->id)) {
+                /* a dictionary blob: as it is */
+            } else if (o->blob_digests && o->blob_digests[s]) {
                 const char *d = o->blob_digests[s];
                 if (!strncmp(d, "sha256:", 7)) d += 7;
                 snprintf(b.id, sizeof(b.id), "%s", d);
@@ -347,7 +371,7 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
                 base = base ? base + 1 : src;
                 if (is_hex64(base, strlen(base))) snprintf(b.id, sizeof(b.id), "%s", base);
             }
-            if (o->blob_sizes && o->blob_sizes[s]) {
+            if (o->blob_sizes && o->blob_sizes[s] && !in_dict(&dict, bi->id)) {
                 uint64_t v;
                 if (cf_parse_u64(o->blob_sizes[s], &v)) {
                     rc = cf_err_set(err, -EINVAL, "--blob-sizes: bad size '%s'", o->blob_sizes[s]);
@@ -356,7 +380,7 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
                 }
                 b.compressed_size = v;
             }
-            if (o->blob_toc_digests && o->blob_toc_digests[s]) {
+            if (o->blob_toc_digests && o->blob_toc_digests[s] && !in_dict(&dict, bi->id)) {
                 const char *d = o->blob_toc_digests[s];
                 if (!strncmp(d, "sha256:", 7)) d += 7;
                 if (strlen(d) != 64 || cf_hex_decode(d, 64, b.toc_digest, 32)) {
@@ -365,15 +389,6 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
                     goto out;
                 }
             }
-            b.chunk_count = bi->chunk_count;
-            b.features = bi->features & ~RAFS_BLOB_INLINED_FS_META;
-            b.compressor = bi->compressor;
-            b.digester = bi->digester;
-            b.ci_compressor = bi->ci_compressor;
-            b.uncompressed_size = bi->uncompressed_size;
-            b.ci_offset = bi->ci_offset;
-            b.ci_compressed_size = bi->ci_compressed_size;
-            b.ci_uncompressed_size = bi->ci_uncompressed_size;
             if (!(b.features & RAFS_BLOB_INLINED_CHUNK_DIGEST)) all_digest = 0;
             uint32_t j;
             for (j = 0; j < nb; j++)
@@ -445,6 +460,7 @@ int rafs_merge(const struct rafs_merge_opts *o, const char *out_path, char ***bl
     *nblobs = nb2;
     if (compressor) *compressor = comp;
 out:
+    free(dict.blobs);
     free(used);
     free(map);
     free(bmap);

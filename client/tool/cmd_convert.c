@@ -12,6 +12,7 @@
 #include "cf/parse_number.h"
 #include "cli.h"
 #include "client/convert.h"
+#include "rafs/builder.h"
 
 static const char usage[] =
     "usage: chunkfly convert [options] SOURCE TARGET\n"
@@ -39,6 +40,16 @@ static const char usage[] =
     "  --chunk-size SIZE             power of two, 0x1000 .. 0x1000000 (default 0x100000)\n"
     "  --fs-version 6                the only one made\n"
     "  --workers N                   layers converted at the same time (default 2)\n"
+    "  --prefetch-patterns           read the bootstrap's prefetch list from stdin: absolute\n"
+    "                                paths, one per line (default: \"/\", the whole image)\n"
+    "  --with-referrer               the Nydus manifest's subject is the source manifest\n"
+    "                                (OCI referrers API)\n"
+    "  --oci                         Docker media types become OCI ones in the target (by\n"
+    "                                default a Docker source gives a Docker target)\n"
+    "  --chunk-dict bootstrap:registry:REF | bootstrap:local:PATH | bootstrap:PATH\n"
+    "                                chunks of that Nydus image (or bootstrap file, whose\n"
+    "                                blobs the target repository holds) are not stored again;\n"
+    "                                the dictionary blobs used become layers of TARGET\n"
     "  --log-level LEVEL             error, warn (default), info, debug\n"
     "\n"
     "  --all REGISTRY                every tag of every repository (the catalog) not converted\n"
@@ -51,8 +62,7 @@ static const char usage[] =
     "  -q, --quiet                   no progress lines\n"
     "  -h, --help\n"
     "\n"
-    "Not yet: --oci, --with-referrer, --chunk-dict,\n"
-    "--prefetch-patterns (refused). Prints TARGET@DIGEST on stdout; progress and the summary\n"
+    "Prints TARGET@DIGEST on stdout; progress and the summary\n"
     "go to stderr. Exit status: 0 converted, 1 failure, 2 usage error.\n";
 
 static void on_progress(void *ctx, const char *line)
@@ -81,7 +91,10 @@ enum {
     OPT_SHARD,
     OPT_SUFFIX,
     OPT_DRY_RUN,
-    OPT_NOT_YET,
+    OPT_PREFETCH,
+    OPT_REFERRER,
+    OPT_OCI,
+    OPT_CHUNK_DICT,
 };
 
 /* `--all`: the refs of the registry (client_convert_all_list), each not done converted with
@@ -147,6 +160,69 @@ static int convert_all(client_convert_opts *o, const client_convert_all_opts *ao
     return failed ? CLI_EXIT_FAIL : 0;
 }
 
+/* After option parsing: the --all walk or one conversion. */
+static int convert_cmd(client_convert_opts *o, client_convert_all_opts *ao, int argc, char **argv,
+                       int quiet, int all_platforms, int dry_run)
+{
+    if (quiet) o->progress = NULL;
+    if (ao->registry) {
+        if (o->source || o->target || optind != argc) {
+            fputs("chunkfly convert: --all REGISTRY takes no SOURCE or TARGET\n", stderr);
+            return CLI_EXIT_USAGE;
+        }
+        ao->insecure = o->source_insecure || o->target_insecure;
+        ao->docker_config = o->docker_config;
+        signal(SIGPIPE, SIG_IGN);
+        return convert_all(o, ao, dry_run, quiet);
+    }
+    if (ao->repo_filter || ao->shards || ao->suffix || dry_run) {
+        fputs("chunkfly convert: --repo-filter, --shard, --target-suffix and --dry-run go with "
+              "--all\n",
+              stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (!o->source && optind < argc) o->source = argv[optind++];
+    if (!o->target && optind < argc) o->target = argv[optind++];
+    if (!o->source || !o->target || optind != argc) {
+        fputs(usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (all_platforms && o->platform) {
+        fprintf(stderr, "chunkfly convert: --all-platforms and --platform exclude each other\n");
+        return CLI_EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    client_convert_result r;
+    cf_err err = {0};
+    int rc = client_convert(o, &r, &err);
+    if (rc < 0) {
+        fprintf(stderr, "chunkfly convert: %s\n", cf_err_str(&err, rc));
+        fprintf(stderr,
+                "chunkfly convert: nothing published for %s (its manifest was not pushed)\n",
+                o->target);
+        return CLI_EXIT_FAIL;
+    }
+    char s[32], t[32], p[32];
+    cli_fmt_bytes(r.source_bytes, s, sizeof(s));
+    cli_fmt_bytes(r.target_bytes, t, sizeof(t));
+    cli_fmt_bytes(r.pushed_bytes, p, sizeof(p));
+    if (!quiet)
+        fprintf(stderr,
+                "converted %s -> %s@%s in %.1f s: %u platform%s, %u layers (%u built, %u "
+                "converted before), source %s, target %s; blobs pushed %u (%s), already there "
+                "%u, mounted %u\n",
+                o->source, o->target, r.manifest_digest, r.seconds, r.platforms,
+                r.platforms == 1 ? "" : "s", r.layers, r.built, r.cached, s, t, r.blobs_pushed, p,
+                r.blobs_present, r.blobs_mounted);
+    if (!quiet && r.dict_chunks) {
+        char d[32];
+        cli_fmt_bytes(r.dict_bytes, d, sizeof(d));
+        fprintf(stderr, "chunk dictionary: %u chunks (%s) not stored again\n", r.dict_chunks, d);
+    }
+    printf("%s@%s\n", o->target, r.manifest_digest);
+    return 0;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -171,14 +247,14 @@ int cmd_convert(int argc, char **argv)
         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"all-platforms", no_argument, 0, OPT_ALL_PLATFORMS},
         {"merge-platform", no_argument, 0, OPT_MERGE_PLATFORM},
-        {"oci", no_argument, 0, OPT_NOT_YET},
-        {"with-referrer", no_argument, 0, OPT_NOT_YET},
-        {"chunk-dict", required_argument, 0, OPT_NOT_YET},
-        {"prefetch-patterns", no_argument, 0, OPT_NOT_YET},
+        {"oci", no_argument, 0, OPT_OCI},
+        {"with-referrer", no_argument, 0, OPT_REFERRER},
+        {"chunk-dict", required_argument, 0, OPT_CHUNK_DICT},
+        {"prefetch-patterns", no_argument, 0, OPT_PREFETCH},
         {0, 0, 0, 0},
     };
     client_convert_opts o = {.work_dir = "./tmp", .progress = on_progress};
-    int quiet = 0, all_platforms = 0, dry_run = 0;
+    int quiet = 0, all_platforms = 0, dry_run = 0, prefetch = 0;
     client_convert_all_opts ao = {0};
     optind = 1;
     for (int ch; (ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1;) {
@@ -215,6 +291,18 @@ int cmd_convert(int argc, char **argv)
             break;
         case OPT_MERGE_PLATFORM:
             o.merge_platform = 1;
+            break;
+        case OPT_PREFETCH:
+            prefetch = 1;
+            break;
+        case OPT_REFERRER:
+            o.with_referrer = 1;
+            break;
+        case OPT_OCI:
+            o.oci = 1;
+            break;
+        case OPT_CHUNK_DICT:
+            o.chunk_dict = optarg;
             break;
         case OPT_SRC_INSECURE:
             o.source_insecure = 1;
@@ -271,12 +359,6 @@ int cmd_convert(int argc, char **argv)
             cf_log_set_level(lv);
             break;
         }
-        case OPT_NOT_YET:
-            fprintf(stderr,
-                    "chunkfly convert: %s is not implemented yet (issue 12); convert one "
-                    "platform with --platform\n",
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         case 'q':
             quiet = 1;
             break;
@@ -288,56 +370,18 @@ int cmd_convert(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
-    if (quiet) o.progress = NULL;
-    if (ao.registry) {
-        if (o.source || o.target || optind != argc) {
-            fputs("chunkfly convert: --all REGISTRY takes no SOURCE or TARGET\n", stderr);
-            return CLI_EXIT_USAGE;
+    char **pf = NULL;
+    if (prefetch) {
+        /* as nydusify --prefetch-patterns: the list is read whole before converting */
+        cf_err err = {0};
+        int rc = rafs_prefetch_read(stdin, &pf, &err);
+        if (rc < 0) {
+            fprintf(stderr, "chunkfly convert: --prefetch-patterns: %s\n", cf_err_str(&err, rc));
+            return CLI_EXIT_FAIL;
         }
-        ao.insecure = o.source_insecure || o.target_insecure;
-        ao.docker_config = o.docker_config;
-        signal(SIGPIPE, SIG_IGN);
-        return convert_all(&o, &ao, dry_run, quiet);
+        o.prefetch = (const char *const *)pf;
     }
-    if (ao.repo_filter || ao.shards || ao.suffix || dry_run) {
-        fputs("chunkfly convert: --repo-filter, --shard, --target-suffix and --dry-run go with "
-              "--all\n",
-              stderr);
-        return CLI_EXIT_USAGE;
-    }
-    if (!o.source && optind < argc) o.source = argv[optind++];
-    if (!o.target && optind < argc) o.target = argv[optind++];
-    if (!o.source || !o.target || optind != argc) {
-        fputs(usage, stderr);
-        return CLI_EXIT_USAGE;
-    }
-    if (all_platforms && o.platform) {
-        fprintf(stderr, "chunkfly convert: --all-platforms and --platform exclude each other\n");
-        return CLI_EXIT_USAGE;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    client_convert_result r;
-    cf_err err = {0};
-    int rc = client_convert(&o, &r, &err);
-    if (rc < 0) {
-        fprintf(stderr, "chunkfly convert: %s\n", cf_err_str(&err, rc));
-        fprintf(stderr,
-                "chunkfly convert: nothing published for %s (its manifest was not pushed)\n",
-                o.target);
-        return CLI_EXIT_FAIL;
-    }
-    char s[32], t[32], p[32];
-    cli_fmt_bytes(r.source_bytes, s, sizeof(s));
-    cli_fmt_bytes(r.target_bytes, t, sizeof(t));
-    cli_fmt_bytes(r.pushed_bytes, p, sizeof(p));
-    if (!quiet)
-        fprintf(stderr,
-                "converted %s -> %s@%s in %.1f s: %u platform%s, %u layers (%u built, %u "
-                "converted before), source %s, target %s; blobs pushed %u (%s), already there "
-                "%u, mounted %u\n",
-                o.source, o.target, r.manifest_digest, r.seconds, r.platforms,
-                r.platforms == 1 ? "" : "s", r.layers, r.built, r.cached, s, t, r.blobs_pushed, p,
-                r.blobs_present, r.blobs_mounted);
-    printf("%s@%s\n", o.target, r.manifest_digest);
-    return 0;
+    int rc = convert_cmd(&o, &ao, argc, argv, quiet, all_platforms, dry_run);
+    rafs_prefetch_free(pf);
+    return rc;
 }

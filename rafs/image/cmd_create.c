@@ -41,6 +41,8 @@ static void usage(FILE *f)
         "      --digester <ALGO>        blake3, sha256 [default: blake3]\n"
         "      --whiteout-spec <SPEC>   oci, overlayfs, none [default: oci]\n"
         "      --prefetch-policy <P>    fs (absolute paths on stdin), none [default: none]\n"
+        "      --chunk-dict <DICT>      bootstrap=PATH or PATH: chunks of that bootstrap are\n"
+        "                               not stored again, its blobs are referenced instead\n"
         "      --aligned-chunk          accepted (RAFS v6 chunks are always 4 KiB aligned)\n"
         "      --batch-size <SIZE>      0 only (batch chunks are not supported) [default: 0]\n"
         "  -E, --encrypt                encrypt chunks (not supported)\n"
@@ -106,6 +108,7 @@ int cmd_create(int argc, char **argv)
     o.whiteout = RAFS_WHITEOUT_OCI;
     const char *json = NULL, *type = "dir-rafs";
     int prefetch_fs = 0, c;
+    const char *dict_arg = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "t:B:b:D:v:EJ:l:h", lo, NULL)) != -1) {
         uint64_t v;
@@ -228,7 +231,8 @@ int cmd_create(int argc, char **argv)
             o.blob_opts.threads = (unsigned)v;
             break;
         case OPT_CHUNK_DICT:
-            return image_unsupported("create", "--chunk-dict");
+            dict_arg = optarg;
+            break;
         case OPT_PARENT:
             return image_unsupported("create", "--parent-bootstrap");
         case 'J':
@@ -254,6 +258,18 @@ int cmd_create(int argc, char **argv)
                 "chunkfly-image create: --type '%s' is not supported (tar-rafs, dir-rafs)\n", type);
         return 1;
     }
+    struct rafs_chunk_dict dict;
+    if (dict_arg) {
+        const char *path;
+        cf_err derr = {0};
+        int drc = rafs_chunk_dict_arg(dict_arg, &path, &derr);
+        if (drc == 0) drc = rafs_chunk_dict_load(path, &dict, &derr);
+        if (drc) {
+            fprintf(stderr, "chunkfly-image create: %s\n", cf_err_str(&derr, drc));
+            return 1;
+        }
+        o.chunk_dict = &dict;
+    }
     char **pf = NULL;
     if (prefetch_fs) {
         if (!strcmp(o.source, "/dev/stdin") || !strcmp(o.source, "-")) {
@@ -269,6 +285,7 @@ int cmd_create(int argc, char **argv)
     cf_err err = {0};
     int rc = res ? rafs_create(&o, res, &err) : -ENOMEM;
     image_free_prefetch(pf);
+    if (dict_arg) rafs_chunk_dict_free(&dict);
     if (rc) {
         fprintf(stderr, "chunkfly-image create: %s\n", cf_err_str(&err, rc));
         free(res);
@@ -280,6 +297,10 @@ int cmd_create(int argc, char **argv)
     cf_info("summary: %llu entries, %llu file bytes, %u chunks, blob %llu bytes",
             (unsigned long long)res->entries, (unsigned long long)res->blob.file_bytes,
             res->blob.chunk_count, (unsigned long long)res->blob.blob_size);
+    if (dict_arg)
+        cf_info("chunk dict: %u chunks (%llu bytes) not stored again, %u dictionary blobs "
+                "referenced",
+                res->dict_chunks, (unsigned long long)res->dict_bytes, res->dict_blobs);
     if (json) {
         const char *blobs[1] = {res->blob_id};
         if (image_write_json(json, res->bootstrap_path, blobs, res->has_blob ? 1 : 0,

@@ -19,6 +19,8 @@ static void usage(FILE *f)
            "(.wh.<name>, .wh..wh..opq) and overlayfs whiteouts.\n\n"
            "  -B, --bootstrap <FILE>          output bootstrap\n"
            "      --prefetch-policy <P>       fs (absolute paths on stdin), none [default: none]\n"
+           "      --chunk-dict <DICT>         bootstrap=PATH or PATH the layers were built with:\n"
+           "                                  its blobs keep their ids\n"
            "      --blob-digests <D1,D2..>    per source: replace the blob id (sha256:hex or hex)\n"
            "      --blob-sizes <S1,S2..>      per source: replace the blob size\n"
            "      --blob-toc-digests <T1..>   per source: replace the blob TOC digest\n"
@@ -86,6 +88,7 @@ int cmd_merge(int argc, char **argv)
                                        {0, 0, 0, 0}};
     const char *out = NULL, *json = NULL, *digests = NULL, *sizes = NULL, *tocd = NULL;
     int prefetch_fs = 0, c;
+    const char *dict_arg = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "B:C:J:l:h", lo, NULL)) != -1) {
         switch (c) {
@@ -109,7 +112,8 @@ int cmd_merge(int argc, char **argv)
         case 'C':
             break;
         case OPT_CHUNK_DICT:
-            return image_unsupported("merge", "--chunk-dict");
+            dict_arg = optarg;
+            break;
         case OPT_PARENT:
             return image_unsupported("merge", "--parent-bootstrap");
         case 'J':
@@ -139,6 +143,14 @@ int cmd_merge(int argc, char **argv)
     o.blob_digests = (const char *const *)dl;
     o.blob_sizes = (const char *const *)sl;
     o.blob_toc_digests = (const char *const *)tl;
+    if (dict_arg) {
+        cf_err derr = {0};
+        int drc = rafs_chunk_dict_arg(dict_arg, &o.chunk_dict, &derr);
+        if (drc) {
+            fprintf(stderr, "chunkfly-image merge: %s\n", cf_err_str(&derr, drc));
+            goto out;
+        }
+    }
     if (prefetch_fs) {
         if (image_read_prefetch(stdin, &pf)) goto out;
         o.prefetch = (const char *const *)pf;

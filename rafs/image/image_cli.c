@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rafs/builder.h"
+
 int image_usage_exit(image_usage_fn usage, int opt)
 {
     if (opt == 'h') {
@@ -84,36 +86,15 @@ int image_set_log_level(const char *s)
 
 int image_read_prefetch(FILE *f, char ***out)
 {
-    char **v = calloc(1, sizeof(*v));
-    size_t n = 0;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    if (!v) return -1;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
-            line[--len] = 0;
-        if (!len) continue;
-        if (line[0] != '/') {
-            fprintf(stderr, "chunkfly-image: prefetch path '%s' is not absolute, ignored\n", line);
-            continue;
-        }
-        char **nv = realloc(v, (n + 2) * sizeof(*v));
-        if (!nv) break;
-        v = nv;
-        if (!(v[n] = strdup(line))) break;
-        v[++n] = NULL;
-    }
-    free(line);
-    *out = v;
-    return 0;
+    cf_err err = {0};
+    int rc = rafs_prefetch_read(f, out, &err);
+    if (rc < 0) fprintf(stderr, "chunkfly-image: %s\n", cf_err_str(&err, rc));
+    return rc < 0 ? -1 : 0;
 }
 
 void image_free_prefetch(char **list)
 {
-    if (!list) return;
-    for (char **p = list; *p; p++) free(*p);
-    free(list);
+    rafs_prefetch_free(list);
 }
 
 int image_write_json(const char *path, const char *bootstrap, const char *const *blobs,

@@ -53,6 +53,22 @@ typedef struct client_convert_opts {
      * and platform os.features "nydus.remoteimage.v1"), as nydusify --merge-platform; it needs
      * an index source. Without it and with `platform`, an index gives one Nydus manifest. */
     int merge_platform;
+    /* The merged bootstrap's prefetch table: absolute paths (NULL-terminated; a path not in
+     * the image is skipped with a warning). NULL or empty = "/" (the whole image), as nydusify
+     * feeds nydus-image merge when --prefetch-patterns gives nothing. */
+    const char *const *prefetch;
+    /* with_referrer: each Nydus manifest gets `subject` = its source manifest's descriptor
+     * (mediaType, digest, size; no platform), as nydusify --with-referrer. oci: a Docker
+     * source's manifest, config, bootstrap layer and manifest list get OCI media types in
+     * the target (nydusify --oci); without it Docker stays Docker, OCI stays OCI. */
+    int with_referrer, oci;
+    /* nydusify --chunk-dict: "bootstrap:registry:REF" (a Nydus image: its bootstrap, for an
+     * index the host's platform or `platform`), "bootstrap:local:PATH" or "bootstrap:PATH" (a
+     * bootstrap file whose blobs the target repository already holds). Chunks found in it
+     * are not stored again; the dictionary blobs the image uses become layers of the target
+     * manifest (after the image's blobs), copied or mounted into the target repository
+     * (REF's blobs) when missing. NULL = none. */
+    const char *chunk_dict;
 } client_convert_opts;
 
 typedef struct client_convert_result {
@@ -62,6 +78,8 @@ typedef struct client_convert_result {
     uint64_t source_bytes; /* compressed source layers */
     uint64_t target_bytes; /* Nydus blobs + bootstrap layer */
     uint64_t pushed_bytes; /* bytes actually uploaded */
+    uint32_t dict_chunks;  /* chunks of built layers found in the chunk dictionary */
+    uint64_t dict_bytes;   /* their uncompressed bytes, not stored again */
     double seconds;
     unsigned platforms; /* image manifests converted (1 unless the source is an index) */
 } client_convert_result;

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "cf/error.h"
@@ -164,6 +165,14 @@ int rafs_blob_writer_buf(rafs_blob_writer *w, void **buf, size_t *avail, cf_err 
 int rafs_blob_writer_advance(rafs_blob_writer *w, size_t n, cf_err *err);
 /* -EBADMSG when fewer bytes than announced were given. */
 int rafs_blob_writer_end_file(rafs_blob_writer *w, cf_err *err);
+/* Chunks found in dict (same digest and uncompressed size) are not stored: each gets an
+ * entry in `used` (blob_index = its blob in dict->blobs) and the inode's chunk index
+ * RAFS_CHUNK_DICT_REF | <index in used>, which the caller resolves once the blob is written
+ * (rafs_create does). dict and used must outlive the writer; call before any file. */
+#define RAFS_CHUNK_DICT_REF 0x80000000u
+struct rafs_chunk_dict;
+void rafs_blob_writer_set_dict(rafs_blob_writer *w, const struct rafs_chunk_dict *dict,
+                               struct rafs_chunk_table *used);
 /* Drains the pipeline; afterwards the chunk table is final (needed to build the bootstrap). */
 int rafs_blob_writer_flush(rafs_blob_writer *w, cf_err *err);
 /* Writes the tail up to (excluding) the inline bootstrap: "image.blob" tar header, ci array +
@@ -207,11 +216,50 @@ struct rafs_boot_opts {
     const char *const *prefetch; /* absolute paths; NULL-terminated list or NULL */
 };
 
+/* Reads a prefetch list as nydus-image `--prefetch-policy fs` and nydusify
+ * `--prefetch-patterns` take it on stdin: absolute paths, one per line (trailing CR and
+ * spaces trimmed, empty lines skipped; a relative path is ignored with a warning, as
+ * nydus-image does). *out: a malloc'd NULL-terminated array (free with rafs_prefetch_free),
+ * possibly empty. 0, or -ENOMEM / -EIO (read error) with a message. */
+int rafs_prefetch_read(FILE *f, char ***out, cf_err *err);
+void rafs_prefetch_free(char **list);
+
 /* Lays out `t` (sorted in place) and produces the bootstrap in *out (caller frees with
  * cf_buf-free semantics: free(out->data)). */
 struct cf_buf;
 int rafs_bootstrap_build(struct rafs_tree *t, const struct rafs_chunk_table *chunks,
                          const struct rafs_boot_opts *o, struct cf_buf *out, cf_err *err);
+
+/* ---- Chunk dictionary (chunk_dict.c), as nydus-image --chunk-dict ----------------------- */
+/* The chunks of an existing bootstrap (a "dictionary" image) by digest: a build that meets a
+ * chunk of the same digest and uncompressed size stores nothing and points at the
+ * dictionary's blob instead (the new bootstrap's blob table gains that blob, first use order,
+ * after the layer's own blob). Read-only once loaded: one dictionary may serve several
+ * builds on several threads at once. */
+struct rafs_chunk_dict {
+    struct rafs_chunk_table chunks; /* lookup table: every blob_index is 0 (use blob_of) */
+    uint32_t *blob_of;              /* per entry of chunks: its blob in blobs[] */
+    struct rafs_boot_blob *blobs;   /* the dictionary's blob table */
+    uint32_t nblobs;
+    uint32_t chunk_size;
+    enum rafs_compressor compressor;
+    enum rafs_digester digester;
+};
+/* "bootstrap=PATH" or "PATH" (nydus-image's syntax): *path points into arg. -EINVAL with a
+ * message for another type. */
+int rafs_chunk_dict_arg(const char *arg, const char **path, cf_err *err);
+/* Loads every chunk of every regular file of the bootstrap at path (the first blob holding a
+ * digest wins). Errors: the reader's, -ENOMEM. */
+int rafs_chunk_dict_load(const char *path, struct rafs_chunk_dict *d, cf_err *err);
+void rafs_chunk_dict_free(struct rafs_chunk_dict *d);
+/* -EINVAL with a message naming `what` when a build with these options cannot use d (chunk
+ * size or digester differ: no digest could match; a compressor differing is fine). */
+int rafs_chunk_dict_check(const struct rafs_chunk_dict *d, uint32_t chunk_size,
+                          enum rafs_digester digester, const char *what, cf_err *err);
+/* A blob table entry of a merged/new bootstrap from a reader's blob (the inline-meta feature
+ * dropped: the bootstrap is no longer inside that blob). */
+struct rafs_blob_info;
+void rafs_boot_blob_from_info(const struct rafs_blob_info *bi, struct rafs_boot_blob *b);
 
 /* ---- Sources ----------------------------------------------------------------------------- */
 enum rafs_whiteout_spec { RAFS_WHITEOUT_OCI, RAFS_WHITEOUT_OVERLAYFS, RAFS_WHITEOUT_NONE };
@@ -248,6 +296,7 @@ struct rafs_create_opts {
     struct rafs_blob_opts blob_opts;
     const char *const *prefetch; /* NULL-terminated absolute paths, or NULL */
     enum rafs_whiteout_spec whiteout;
+    const struct rafs_chunk_dict *chunk_dict; /* --chunk-dict, or NULL */
 };
 
 struct rafs_create_result {
@@ -258,6 +307,9 @@ struct rafs_create_result {
     struct rafs_blob_result blob;
     uint64_t entries;
     uint64_t bootstrap_size;
+    uint32_t dict_chunks; /* chunk references resolved to the dictionary */
+    uint64_t dict_bytes;  /* their uncompressed bytes (not stored again) */
+    uint32_t dict_blobs;  /* dictionary blobs added to the blob table */
 };
 
 /* Builds the image. Outputs are written under temporary names and renamed into place at the
@@ -281,6 +333,10 @@ struct rafs_merge_opts {
     const char *const *blob_toc_digests; /* per source (or NULL) */
     const char *const *prefetch;         /* NULL-terminated absolute paths, or NULL */
     enum rafs_whiteout_spec whiteout;    /* OCI also honours overlayfs markers, as nydus-image */
+    /* The dictionary bootstrap the layers were built with (--chunk-dict), or NULL: a source's
+     * blobs named in its blob table are kept as they are (never renamed by blob_digests), so
+     * a source may hold them besides its own one blob. */
+    const char *chunk_dict;
 };
 /* Merges the layers (applying whiteouts and opaque directories) into one bootstrap written
  * to `out_path`. The blob table lists, in layer order, the blobs referenced by chunks.

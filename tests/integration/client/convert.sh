@@ -182,11 +182,11 @@ out=$(conv "$T/cz.log" "$SREG/src/app:mixed" "$TREG/dst/app:mixed") || fail "mix
 summary "$T/cz.log" | grep -q "(3 built, 0 converted before).*blobs pushed 1 .*already there 4" ||
     fail "mixed summary: $(summary "$T/cz.log")"
 
-note "options refused clearly"
-if "$CF" convert --with-referrer "$SREG/src/app:v1" "$TREG/dst/x:v1" 2>"$T/err"; then
-    fail "--with-referrer accepted"
+note "a chunk dictionary that is not a Nydus image is refused clearly"
+if "$CF" convert --chunk-dict "bootstrap:registry:$SREG/src/app:v1" "$SREG/src/app:v1" "$TREG/dst/x:v1" 2>"$T/err"; then
+    fail "an OCI image taken as chunk dictionary"
 fi
-grep -q "not implemented yet" "$T/err" || fail "refusal unclear: $(cat "$T/err")"
+grep -q -- "--chunk-dict $SREG/src/app:v1 (a Nydus image)" "$T/err" || fail "refusal unclear: $(cat "$T/err")"
 
 note "kill -9 of the converter mid-conversion, then a re-run completes"
 rm -rf "$T/work"

@@ -1,6 +1,7 @@
 /* Builder unit tests: the in-memory tree, the chunk table, the blob writer's byte layout
  * (chunks, ci array + header, reverse-tar headers, TOC, blob id) checked by independent
  * parsing in this file, and bootstraps read back through the reader API. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -384,6 +385,136 @@ static void test_bootstrap_reads_back(void **state)
     }
 }
 
+/* a file of n bytes of pattern seed under dir */
+static void write_file(const char *dir, const char *name, size_t n, int seed)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint8_t *p = pattern(n, seed);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    free(p);
+    fclose(f);
+}
+
+static void create_dir(const char *dir, const char *boot, const char *blob,
+                       const struct rafs_chunk_dict *dict, struct rafs_create_result *res)
+{
+    struct rafs_create_opts o = {
+        .source = dir, .source_is_dir = 1, .bootstrap = boot, .blob = blob, .chunk_dict = dict};
+    o.blob_opts.chunk_size = 0x10000;
+    o.blob_opts.compressor = RAFS_COMP_ZSTD;
+    o.blob_opts.digester = RAFS_DIGEST_BLAKE3;
+    o.blob_opts.zstd_level = 3;
+    o.blob_opts.blob_toc = 1;
+    cf_err err = {0};
+    int rc = rafs_create(&o, res, &err);
+    if (rc) fprintf(stderr, "%s\n", cf_err_str(&err, rc));
+    assert_int_equal(rc, 0);
+}
+
+/* --chunk-dict: B's copy of A's file points into A's blob (second in B's blob table), B's own
+ * file into B's blob; nothing of A's file is stored in B's blob. */
+static void test_chunk_dict(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/cftest.dictXXXXXX", a[300], b[300], ab[300], bb[300], blob[300], bl2[300];
+    assert_non_null(mkdtemp(tmpl));
+    snprintf(a, sizeof(a), "%s/a", tmpl);
+    snprintf(b, sizeof(b), "%s/b", tmpl);
+    assert_int_equal(mkdir(a, 0755), 0);
+    assert_int_equal(mkdir(b, 0755), 0);
+    write_file(a, "shared", 200000, 3);
+    write_file(b, "copy", 200000, 3);
+    write_file(b, "own", 70000, 4);
+    snprintf(ab, sizeof(ab), "%s/a.boot", tmpl);
+    snprintf(bb, sizeof(bb), "%s/b.boot", tmpl);
+    snprintf(blob, sizeof(blob), "%s/a.blob", tmpl);
+    snprintf(bl2, sizeof(bl2), "%s/b.blob", tmpl);
+    struct rafs_create_result *ra = calloc(1, sizeof(*ra)), *rb = calloc(1, sizeof(*rb));
+    create_dir(a, ab, blob, NULL, ra);
+    struct rafs_chunk_dict d;
+    cf_err err = {0};
+    const char *path;
+    assert_int_equal(rafs_chunk_dict_arg("bootstrap=/x/y", &path, &err), 0);
+    assert_string_equal(path, "/x/y");
+    assert_int_equal(rafs_chunk_dict_arg("/x/z", &path, &err), 0);
+    assert_string_equal(path, "/x/z");
+    assert_int_equal(rafs_chunk_dict_arg("boltdb=/x", &path, &err), -EINVAL);
+    assert_int_equal(rafs_chunk_dict_load(ab, &d, &err), 0);
+    assert_int_equal(d.nblobs, 1);
+    assert_int_equal(d.chunks.n, 4); /* 3 x 64 KiB + the tail */
+    assert_int_equal(rafs_chunk_dict_check(&d, 0x10000, RAFS_DIGEST_BLAKE3, "t", &err), 0);
+    assert_int_equal(rafs_chunk_dict_check(&d, 0x20000, RAFS_DIGEST_BLAKE3, "t", &err), -EINVAL);
+    create_dir(b, bb, bl2, &d, rb);
+    assert_int_equal(rb->dict_chunks, 4);
+    assert_int_equal(rb->dict_bytes, 200000);
+    assert_int_equal(rb->dict_blobs, 1);
+    assert_int_equal(rb->blob.chunk_count, 2); /* "own" only */
+    rafs_image *img;
+    assert_int_equal(rafs_image_open(bb, &img, &err), 0);
+    assert_int_equal(rafs_image_blob_count(img), 2);
+    assert_string_equal(rafs_image_blob(img, 0)->id, rb->blob_id);
+    assert_string_equal(rafs_image_blob(img, 1)->id, ra->blob_id);
+    uint64_t nid;
+    struct rafs_chunk_ref r;
+    assert_int_equal(rafs_lookup(img, "/copy", &nid, &err), 0);
+    for (uint64_t i = 0; i < 4; i++) {
+        assert_int_equal(rafs_file_chunk(img, nid, i, &r, &err), 0);
+        assert_int_equal(r.blob_index, 1);
+        assert_int_equal(r.ci_index, i);
+    }
+    assert_int_equal(rafs_lookup(img, "/own", &nid, &err), 0);
+    assert_int_equal(rafs_file_chunk(img, nid, 1, &r, &err), 0);
+    assert_int_equal(r.blob_index, 0);
+    rafs_image_close(img);
+    /* merge with the dictionary: A's blob keeps its id, B's becomes the given digest */
+    char out[300];
+    snprintf(out, sizeof(out), "%s/m.boot", tmpl);
+    const char *srcs[] = {bb},
+               *digs[] = {"sha256:"
+                          "1111111111111111111111111111111111111111111111111111111111111111"};
+    struct rafs_merge_opts mo = {.sources = srcs,
+                                 .nsources = 1,
+                                 .blob_digests = digs,
+                                 .chunk_dict = ab,
+                                 .whiteout = RAFS_WHITEOUT_OCI};
+    char **ids = NULL;
+    size_t nids = 0;
+    assert_int_equal(rafs_merge(&mo, out, &ids, &nids, NULL, &err), 0);
+    assert_int_equal(nids, 2);
+    assert_string_equal(ids[0], digs[0] + 7);
+    assert_string_equal(ids[1], ra->blob_id);
+    rafs_merge_free_ids(ids, nids);
+    mo.chunk_dict = NULL; /* without it: two blobs where one digest is given */
+    assert_int_equal(rafs_merge(&mo, out, &ids, &nids, NULL, &err), RAFS_MERGE_INCONSISTENT);
+    rafs_chunk_dict_free(&d);
+    free(ra);
+    free(rb);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* the prefetch list of stdin: absolute paths, trimmed; relative ones and empty lines skipped */
+static void test_prefetch_read(void **state)
+{
+    (void)state;
+    static char text[] = "/etc\r\n\nrelative\n/usr/bin/x  \n/last";
+    FILE *f = fmemopen(text, strlen(text), "r");
+    assert_non_null(f);
+    char **v = NULL;
+    cf_err err = {0};
+    assert_int_equal(rafs_prefetch_read(f, &v, &err), 0);
+    fclose(f);
+    assert_string_equal(v[0], "/etc");
+    assert_string_equal(v[1], "/usr/bin/x");
+    assert_string_equal(v[2], "/last");
+    assert_null(v[3]);
+    rafs_prefetch_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +524,8 @@ int main(void)
         cmocka_unit_test(test_blob_layout_toc),
         cmocka_unit_test(test_blob_plain_id_is_file_sha256),
         cmocka_unit_test(test_bootstrap_reads_back),
+        cmocka_unit_test(test_chunk_dict),
+        cmocka_unit_test(test_prefetch_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
