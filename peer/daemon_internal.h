@@ -27,6 +27,8 @@ struct peer_metrics {
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
     uint64_t blobs_verified, blob_mismatches;
     uint64_t tls_refused; /* upload conns refused in TLS or for a HELLO id not their cert's */
+    uint64_t upload_auth_refused; /* private-blob requests answered AUTH (no or a bad proof) */
+    uint64_t access_proofs_sent, access_refused; /* as a requester: ACCESS sent / refused */
     uint64_t mirror_requests, mirror_hits, mirror_errors, mirror_bytes, mirror_manifest_hits;
 };
 
@@ -85,6 +87,10 @@ struct pconn_handler {
                      const uint8_t *bits, size_t bits_len, const proto_piece_run *runs,
                      size_t n_runs);
     void (*on_closed)(peer_daemon *d, struct pconn *pc); /* before pc is freed */
+    /* an ERROR naming task_id that answers no piece request (ACCESS, AVAIL_QUERY: req_id 0) */
+    void (*on_task_error)(peer_daemon *d, struct pconn *pc, const char *task_id, uint64_t req_id,
+                          int code, const char *msg);
+    void (*on_access_ok)(peer_daemon *d, struct pconn *pc, const char *task_id, uint64_t req_id);
 };
 
 /* ---- tasks (download_task.c) ---- */
@@ -282,6 +288,9 @@ void pconn_init(peer_daemon *d, const struct pconn_handler *h);
 struct pconn *pconn_get(peer_daemon *d, const char *addr, const char *host_id);
 int pconn_request(struct pconn *pc, void *owner, const char *task_id, int tp, uint32_t piece);
 void pconn_subscribe(struct pconn *pc, const char *task_id);
+/* ACCESS: a pull token as proof for a private blob (sent only to a parent that asked). */
+int pconn_send_access(struct pconn *pc, const char *task_id, uint64_t req_id, const char *repo_ref,
+                      const char *token);
 void pconn_forget_owner(peer_daemon *d, void *owner);
 void pconn_check_timeouts(peer_daemon *d);
 void pconn_close_all(peer_daemon *d);

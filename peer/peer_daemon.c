@@ -53,6 +53,7 @@ const char *const peer_daemon_config_keys[] = {"listen",
                                                "tls_cert",
                                                "tls_key",
                                                "tls_ca",
+                                               "private_peers",
                                                "timing.heartbeat_interval",
                                                "timing.heartbeat_miss_limit",
                                                "timing.back_to_source_stall",
@@ -144,6 +145,7 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     o->tls_cert = cf_config_get(c, "tls_cert");
     o->tls_key = cf_config_get(c, "tls_key");
     o->tls_ca = cf_config_get(c, "tls_ca");
+    o->private_peers = cf_config_get(c, "private_peers");
     int tls_on;
     if (!rc) rc = proto_tls_config_check(o->tls_cert, o->tls_key, o->tls_ca, &tls_on, err);
     return rc;
