@@ -115,9 +115,9 @@ echo "peer 2: parents $p2 origin $o2, proofs sent $(metric 2 access_proofs_sent_
 
 note "peer 3 with bob's credentials, then none: nothing from peer 1 nor the origin"
 r1=$(metric 1 bytes_served_peers_total)
-read_blob 3 priv/app "$PRIVL" "$T/p3.bob" bob:b0b 2>"$T/p3.err" && fail "peer 3 (bob) read the private blob"
+read_blob 3 priv/app "$PRIVL" "$T/p3.bob" bob:b0b >"$T/p3.err" 2>&1 && fail "peer 3 (bob) read the private blob"
 grep -Ei "auth|denied" "$T/p3.err" || fail "peer 3: the error does not say access was denied"
-read_blob 3 priv/app "$PRIVL" "$T/p3.anon" 2>"$T/p3.err" && fail "peer 3 (anonymous) read the private blob"
+read_blob 3 priv/app "$PRIVL" "$T/p3.anon" >"$T/p3.err" 2>&1 && fail "peer 3 (anonymous) read the private blob"
 [ "$(metric 3 bytes_from_parents_total)" = 0 ] || fail "peer 3 got bytes from a parent"
 [ "$(metric 3 bytes_from_origin_total)" = 0 ] || fail "peer 3 got bytes from the origin"
 [ "$(metric 1 bytes_served_peers_total)" = "$r1" ] || fail "peer 1 served bytes meanwhile"
