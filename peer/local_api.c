@@ -1,7 +1,9 @@
 /* The local API on the unix socket (docs/peer.md, "Local API"; messages in docs/protocol.md §3),
  * a front end over the range reader: LOCAL_READ answers with LOCAL_DATA frames as soon as the
- * reader has the next bytes (cut-through, in order), sent with sendfile from the data file (or
- * from memory when the cache is full) and paced by the client's socket (on_drain);
+ * reader has the next verified bytes (or, when the client set "uv", the next stored bytes:
+ * cut-through for a reader that checks its chunks itself), in order, sent with sendfile from
+ * the data file (or from memory when the cache is full) and paced by the client's socket
+ * (on_drain);
  * LOCAL_PREFETCH is an empty read that downloads the whole blob and answers LOCAL_OK once the
  * blob's cache entry is open; STAT, PIN, UNPIN and LIST answer from the cache (LIST also with
  * the task snapshot). Every failure is an ERROR frame carrying the request id and a message
@@ -143,10 +145,10 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
     }
     static const peer_range_cbs cbs = {.on_ready = on_read_ready};
     /* a prefetch is an empty read of the whole blob: done once the entry is open */
-    int rc =
-        peer_range_open(d, q->task_id, q->origin, q->credentials, prefetch ? 0 : q->offset,
-                        prefetch ? 0 : q->length, prefetch ? PEER_RANGE_PREFETCH : PEER_RANGE_WHOLE,
-                        &cbs, r, &r->rr, &err);
+    unsigned flags = prefetch ? PEER_RANGE_PREFETCH : PEER_RANGE_WHOLE;
+    if (q->unverified_ok) flags |= PEER_RANGE_UNVERIFIED;
+    int rc = peer_range_open(d, q->task_id, q->origin, q->credentials, prefetch ? 0 : q->offset,
+                             prefetch ? 0 : q->length, flags, &cbs, r, &r->rr, &err);
     if (rc) {
         free(r);
         if (!prefetch) d->m.local_read_errors++;
