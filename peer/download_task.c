@@ -890,8 +890,8 @@ static void piece_uncached(struct task *t, struct piece_job *j)
     b->piece = j->piece;
     b->len = j->len;
     /* the hash was checked before the write failed: verified if the list is still the task's */
-    b->verified = j->has_expect && t->digests &&
-                  !memcmp(t->digests + (size_t)j->piece * 32, j->expect, 32);
+    b->verified =
+        j->has_expect && t->digests && !memcmp(t->digests + (size_t)j->piece * 32, j->expect, 32);
     b->data = j->data;
     b->base = j->buf;
     j->data = NULL;

@@ -3,9 +3,9 @@
  * piece checked against the blob's digest list on arrival, else once the whole blob's sha256
  * matched. With PEER_RANGE_UNVERIFIED, cut-through: from the cache as soon as the covering
  * piece is stored (while the rest still downloads, for a consumer that checks the bytes
- * itself), or from memory when the cache is full. The consumer pulls (peer_range_next) when it can send and is told
- * (on_ready) when it should try again, so a slow consumer holds back only itself. Transport
- * neutral: it knows no socket and no message format.
+ * itself), or from memory when the cache is full. The consumer pulls (peer_range_next) when it can
+ * send and is told (on_ready) when it should try again, so a slow consumer holds back only itself.
+ * Transport neutral: it knows no socket and no message format.
  *
  * Ownership: the front end owns the reader until peer_range_close(), which may be called at any
  * time, also from the callbacks. While the blob's cache entry exists the reader holds an in-use

@@ -170,7 +170,8 @@ size_t reg_header_cb(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static int fail(struct reg_xfer *x, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct reg_xfer *x, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct reg_xfer *x, int rc, const char *fmt, ...)
 {
     va_list ap;

@@ -30,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t split = 1 + data[8] % 97;
     const char *p = (const char *)data + 9, *end = (const char *)data + size;
     cf_buf buf = {0};
-    struct reg_req q = {.method = "GET", .start = start, .len = len, .buf = &buf,
-                        .buf_max = 1u << 20};
+    struct reg_req q = {
+        .method = "GET", .start = start, .len = len, .buf = &buf, .buf_max = 1u << 20};
     struct reg_resp s = {.retry_after_s = -1, .content_length = -1};
     struct reg_xfer x = {.q = &q, .s = &s};
     /* headers: one callback per line, as curl calls it (line ending included) */
@@ -66,8 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len && s.delivered > len) abort();
         /* the bytes are the window's: a 200 body is the whole blob, a 206 starts at start */
         uint64_t at = s.status == 206 ? 0 : start;
-        if (buf.len && (at > body_len || buf.len > body_len - at ||
-                        memcmp(buf.data, body + at, buf.len) != 0))
+        if (buf.len &&
+            (at > body_len || buf.len > body_len - at || memcmp(buf.data, body + at, buf.len) != 0))
             abort();
     } else if (buf.len || s.err_len >= sizeof(s.err_body) || s.err_body[s.err_len]) {
         abort();
@@ -78,8 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cs != start)
         abort();
     char url[4096], origin[REG_ORIGIN_MAX], shown[4096];
-    if (s.location[0] && reg_location_url("http://127.0.0.1:5000", s.location, url,
-                                          sizeof(url)) == 0) {
+    if (s.location[0] &&
+        reg_location_url("http://127.0.0.1:5000", s.location, url, sizeof(url)) == 0) {
         if (strlen(url) >= sizeof(url)) abort();
         if (reg_url_origin(url, origin, sizeof(origin)) == 0 && strlen(origin) >= sizeof(origin))
             abort();

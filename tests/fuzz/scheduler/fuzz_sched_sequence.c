@@ -99,9 +99,13 @@ static void apply(struct fake *f, int hi, const proto_msg *m, uint64_t now)
         if (a->n_addrs == 0 || strcmp(a->host_id, host_ids[hi]) != 0) return;
         char addr[PROTO_MAX_ADDR_LEN + 16];
         snprintf(addr, sizeof(addr), "%s:%u", a->addrs[0], a->upload_port);
-        struct sched_host_info info = {.host_id = a->host_id, .addr = addr, .idc = a->idc,
-                                       .zone = a->zone, .rack = a->rack,
-                                       .upload_slots = a->upload_slots, .upload_bw = a->upload_bw};
+        struct sched_host_info info = {.host_id = a->host_id,
+                                       .addr = addr,
+                                       .idc = a->idc,
+                                       .zone = a->zone,
+                                       .rack = a->rack,
+                                       .upload_slots = a->upload_slots,
+                                       .upload_bw = a->upload_bw};
         sched_host *nh = NULL;
         if (sched_host_announce(s, &info, now, &nh) == 0) {
             f->host[hi] = nh;
@@ -253,9 +257,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             case 3:
             case 4:
                 m.type = PROTO_MSG_PIECE_REPORT;
-                m.u.piece_report = (proto_piece_report){
-                    .task_id = tid, .runs = runs, .n_runs = 1 + (c & 1),
-                    .parent_id = c & 2 ? host_ids[c % N_HOSTS] : ""};
+                m.u.piece_report =
+                    (proto_piece_report){.task_id = tid,
+                                         .runs = runs,
+                                         .n_runs = 1 + (c & 1),
+                                         .parent_id = c & 2 ? host_ids[c % N_HOSTS] : ""};
                 break;
             case 5:
                 m.type = PROTO_MSG_TASK_FINISHED;
@@ -288,15 +294,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (pc > 64) pc = 64; /* a list that does not fit the task: refused */
                 memset(digests, a, sizeof(digests));
                 m.type = PROTO_MSG_DIGESTS_PUBLISH;
-                m.u.digests = (proto_digest_list){.task_id = tid,
-                                                  .piece_size = t ? sched_task_piece_size(t) : 65536,
-                                                  .piece_count = pc,
-                                                  .digests = digests};
+                m.u.digests =
+                    (proto_digest_list){.task_id = tid,
+                                        .piece_size = t ? sched_task_piece_size(t) : 65536,
+                                        .piece_count = pc,
+                                        .digests = digests};
                 break;
             }
             default:
                 m.type = PROTO_MSG_ERROR;
-                m.u.error = (proto_error){.code = PROTO_E_DIGEST_MISMATCH, .task_id = tid,
+                m.u.error = (proto_error){.code = PROTO_E_DIGEST_MISMATCH,
+                                          .task_id = tid,
                                           .message = "origin bytes disagree"};
                 break;
             }
