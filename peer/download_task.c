@@ -267,6 +267,7 @@ struct size_job {
     int cached;
     uint64_t length;
     struct origin_client *oc;
+    peer_daemon *d; /* the task may be freed before the job (task_fail) */
     /* snapshot: task_get may fill in the task's origin meanwhile (loop thread) */
     char registry[256], repo[256];
     char *creds;
@@ -309,7 +310,7 @@ static void size_work(void *p)
 
 static void size_job_free(struct size_job *j)
 {
-    origin_client_put(j->t->d, j->oc);
+    origin_client_put(j->d, j->oc);
     if (j->creds) {
         memset(j->creds, 0, strlen(j->creds));
         free(j->creds);
@@ -699,6 +700,7 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
         return NULL;
     }
     j->t = t;
+    j->d = d;
     snprintf(j->registry, sizeof(j->registry), "%s", t->registry);
     snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
     j->scheme = t->scheme;
