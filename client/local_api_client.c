@@ -27,7 +27,8 @@ struct client_local {
     uint32_t max_payload; /* what we accept (announced in HELLO) */
     uint64_t next_req;
     uint32_t last_peer_code;
-    bool broken; /* a reply was cut or invalid: the stream is out of sync */
+    bool broken;        /* a reply was cut or invalid: the stream is out of sync */
+    bool unverified_ok; /* LOCAL_READ "uv" (client_local_opts) */
     char node_id[64];
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     uint8_t *body;    /* PROTO_MAX_BODY */
@@ -202,6 +203,7 @@ static client_local *client_alloc(const char *name, const client_local_opts *opt
     c->idle_timeout_ms =
         opts && opts->idle_timeout_ms > 0 ? opts->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS;
     c->max_payload = opts && opts->max_payload ? opts->max_payload : DEFAULT_MAX_PAYLOAD;
+    c->unverified_ok = opts && opts->unverified_ok;
     if (c->max_payload > PROTO_MAX_PAYLOAD) c->max_payload = PROTO_MAX_PAYLOAD;
     if (opts && opts->node_id)
         snprintf(c->node_id, sizeof(c->node_id), "%s", opts->node_id);
@@ -342,7 +344,8 @@ int client_local_read(client_local *c, const char *task_id, const char *origin,
                                         .origin = origin ? origin : "",
                                         .credentials = credentials,
                                         .offset = offset,
-                                        .length = length};
+                                        .length = length,
+                                        .unverified_ok = c->unverified_ok};
     r = send_msg(c, &q, err);
     if (r) return r;
     for (;;) {

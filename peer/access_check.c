@@ -113,21 +113,10 @@ static void job_free(struct pa_job *j)
     free(j);
 }
 
-/* [thread pool] */
-static void job_work(void *p)
+/* [thread pool] The check itself, with the registry client oc. */
+static void job_check(struct pa_job *j, struct origin_client *oc)
 {
-    struct pa_job *j = p;
-    struct origin_client *oc = NULL;
     int basic = j->kind == PEER_ACCESS_BASIC;
-    /* Anonymous, the node's identity and Basic credentials go through the registry client (its
-     * token flow, as the blob's task would fetch); a Bearer token is sent as is. Raw requests
-     * never use the client object's credentials. */
-    if (j->kind == PEER_ACCESS_ANON)
-        j->rc = origin_client_anon(j->d, j->registry, j->scheme, &oc, &j->err);
-    else
-        j->rc =
-            origin_client_get(j->d, j->registry, j->scheme, basic ? j->secret : NULL, &oc, &j->err);
-    if (j->rc) return;
     if (j->kind != PEER_ACCESS_BEARER) {
         uint64_t size;
         j->rc = proto_registry_blob_size(oc->reg, j->repo, j->digest, &size, &j->err);
@@ -173,6 +162,24 @@ static void job_work(void *p)
         if (r.www_authenticate[0]) j->www_auth = strdup(r.www_authenticate);
     }
     proto_registry_raw_free(&r);
+}
+
+/* [thread pool] */
+static void job_work(void *p)
+{
+    struct pa_job *j = p;
+    struct origin_client *oc = NULL;
+    /* Anonymous, the node's identity and Basic credentials go through the registry client (its
+     * token flow, as the blob's task would fetch); a Bearer token is sent as is. Raw requests
+     * never use the client object's credentials. */
+    if (j->kind == PEER_ACCESS_ANON)
+        j->rc = origin_client_anon(j->d, j->registry, j->scheme, &oc, &j->err);
+    else
+        j->rc = origin_client_get(j->d, j->registry, j->scheme,
+                                  j->kind == PEER_ACCESS_BASIC ? j->secret : NULL, &oc, &j->err);
+    if (j->rc) return;
+    job_check(j, oc);
+    origin_client_put(j->d, oc);
 }
 
 /* Calls every waiter of key with v; each call may cancel or add waiters, so scan from the

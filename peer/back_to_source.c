@@ -3,7 +3,9 @@
  * piece jobs call bts_get_range and then check and store the bytes like a parent's). Registry
  * clients are created in the pool too (reading a docker
  * config.json is file I/O) and shared by every task of the same registry, scheme and
- * credentials (the client is thread-safe and keeps its connections alive). */
+ * credentials (the client is thread-safe and keeps its connections alive). The cache is
+ * bounded (ORIGIN_CLIENTS_MAX unused clients, least recently used evicted), keyed by a digest
+ * (no credentials in keys), and an evicted client's credentials and tokens are wiped. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,23 +37,69 @@ int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *
     return proto_image_ref_parse(origin, ref, err);
 }
 
+/* Callers hold origins_lock. */
+static struct origin_client *origin_find(peer_daemon *d, const uint8_t key[32])
+{
+    for (struct origin_client *oc = d->origins; oc; oc = oc->next)
+        if (memcmp(oc->key, key, 32) == 0) return oc;
+    return NULL;
+}
+
+static void origin_client_free(struct origin_client *oc)
+{
+    proto_registry_free(oc->reg); /* wipes its credentials and cached tokens */
+    explicit_bzero(oc->key, sizeof(oc->key));
+    free(oc);
+}
+
+/* Unused clients beyond ORIGIN_CLIENTS_MAX, least recently used first, unlinked onto *gone
+ * (freed by the caller, outside the lock: freeing closes connections). Clients in use stay,
+ * even past the bound: their holders release them soon. Callers hold origins_lock. */
+static void origin_evict(peer_daemon *d, struct origin_client **gone)
+{
+    while (d->n_origins > ORIGIN_CLIENTS_MAX) {
+        struct origin_client **victim = NULL;
+        for (struct origin_client **pp = &d->origins; *pp; pp = &(*pp)->next)
+            if ((*pp)->refs == 0 && (!victim || (*pp)->last_used < (*victim)->last_used))
+                victim = pp;
+        if (!victim) return;
+        struct origin_client *oc = *victim;
+        *victim = oc->next;
+        d->n_origins--;
+        oc->next = *gone;
+        *gone = oc;
+    }
+}
+
+static struct origin_client *origin_take(peer_daemon *d, struct origin_client *oc)
+{
+    oc->refs++;
+    oc->last_used = ++d->origins_clock;
+    return oc;
+}
+
 /* anon: no credentials at all (not even the docker config's): what anyone may read */
 static int client_get(peer_daemon *d, const char *registry, int scheme, const char *creds, int anon,
                       struct origin_client **out, cf_err *err)
 {
     uv_once(&origins_once, origins_init);
-    size_t kl = strlen(registry) + 6 + (creds ? strlen(creds) : 0);
-    char *key = malloc(kl);
-    if (!key) return cf_err_set(err, -ENOMEM, "out of memory");
-    snprintf(key, kl, "%s%d\n%s\n%s", anon ? "A" : "", scheme, registry, creds ? creds : "");
+    /* the key is a digest of the credentials, never the credentials themselves */
+    size_t kl = strlen(registry) + 16 + (creds ? strlen(creds) : 0);
+    char *ks = malloc(kl);
+    if (!ks) return cf_err_set(err, -ENOMEM, "out of memory");
+    int n = snprintf(ks, kl, "%s%d\n%s\n%s", anon ? "A" : "", scheme, registry,
+                     !anon && creds ? creds : "");
+    uint8_t key[32];
+    int hrc = cf_sha256(ks, (size_t)n, key);
+    explicit_bzero(ks, kl);
+    free(ks);
+    if (hrc) return cf_err_set(err, -ENOMEM, "out of memory");
     uv_mutex_lock(&origins_lock);
-    for (struct origin_client *oc = d->origins; oc; oc = oc->next) {
-        if (strcmp(oc->key, key) == 0) {
-            uv_mutex_unlock(&origins_lock);
-            free(key);
-            *out = oc;
-            return 0;
-        }
+    struct origin_client *oc = origin_find(d, key);
+    if (oc) {
+        *out = origin_take(d, oc);
+        uv_mutex_unlock(&origins_lock);
+        return 0;
     }
     uv_mutex_unlock(&origins_lock);
     proto_registry_opts ro = {0};
@@ -74,34 +122,36 @@ static int client_get(peer_daemon *d, const char *registry, int scheme, const ch
     }
     proto_registry *reg = NULL;
     int rc = proto_registry_new(registry, &ro, &reg, err);
-    memset(user, 0, sizeof(user));
-    if (rc) {
-        free(key);
-        return rc;
-    }
-    struct origin_client *oc = calloc(1, sizeof(*oc));
+    explicit_bzero(user, sizeof(user));
+    if (rc) return rc;
+    oc = calloc(1, sizeof(*oc));
     if (!oc) {
         proto_registry_free(reg);
-        free(key);
         return cf_err_set(err, -ENOMEM, "out of memory");
     }
-    oc->key = key;
+    memcpy(oc->key, key, sizeof(key));
+    explicit_bzero(key, sizeof(key));
     oc->reg = reg;
+    struct origin_client *gone = NULL;
     uv_mutex_lock(&origins_lock);
-    for (struct origin_client *o2 = d->origins; o2; o2 = o2->next) {
-        if (strcmp(o2->key, key) == 0) { /* another thread won */
-            uv_mutex_unlock(&origins_lock);
-            proto_registry_free(reg);
-            free(key);
-            free(oc);
-            *out = o2;
-            return 0;
-        }
+    struct origin_client *o2 = origin_find(d, oc->key);
+    if (o2) { /* another thread won */
+        *out = origin_take(d, o2);
+        uv_mutex_unlock(&origins_lock);
+        origin_client_free(oc);
+        return 0;
     }
     oc->next = d->origins;
     d->origins = oc;
+    d->n_origins++;
+    *out = origin_take(d, oc);
+    origin_evict(d, &gone);
     uv_mutex_unlock(&origins_lock);
-    *out = oc;
+    while (gone) {
+        struct origin_client *next = gone->next;
+        origin_client_free(gone);
+        gone = next;
+    }
     return 0;
 }
 
@@ -115,6 +165,41 @@ int origin_client_anon(peer_daemon *d, const char *registry, int scheme, struct 
                        cf_err *err)
 {
     return client_get(d, registry, scheme, NULL, 1, out, err);
+}
+
+void origin_client_put(peer_daemon *d, struct origin_client *oc)
+{
+    if (!oc) return;
+    uv_once(&origins_once, origins_init);
+    struct origin_client *gone = NULL;
+    uv_mutex_lock(&origins_lock);
+    if (oc->refs) oc->refs--;
+    origin_evict(d, &gone); /* the bound may have been exceeded while all were in use */
+    uv_mutex_unlock(&origins_lock);
+    while (gone) {
+        struct origin_client *next = gone->next;
+        origin_client_free(gone);
+        gone = next;
+    }
+}
+
+void origin_clients_free(peer_daemon *d)
+{
+    while (d->origins) {
+        struct origin_client *oc = d->origins;
+        d->origins = oc->next;
+        origin_client_free(oc);
+    }
+    d->n_origins = 0;
+}
+
+size_t origin_clients_count(peer_daemon *d)
+{
+    uv_once(&origins_once, origins_init);
+    uv_mutex_lock(&origins_lock);
+    size_t n = d->n_origins;
+    uv_mutex_unlock(&origins_lock);
+    return n;
 }
 
 /* ---- piece fetches ---- */

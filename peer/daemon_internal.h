@@ -33,10 +33,16 @@ struct peer_metrics {
 };
 
 /* A cached registry client per (host, credentials). */
+/* A shared registry client (back_to_source.c), one per scheme, registry and credentials. The
+ * cache holds at most ORIGIN_CLIENTS_MAX unused ones (least recently used evicted first): a
+ * mirror passes each client's credentials, so distinct credentials must not grow it forever. */
+#define ORIGIN_CLIENTS_MAX 32
 struct origin_client {
     struct origin_client *next;
-    char *key; /* host "\n" credentials */
+    uint8_t key[32]; /* sha256 of scheme "\n" host "\n" credentials: no secret kept in the key */
     proto_registry *reg;
+    unsigned refs;      /* holders (tasks, jobs); 0 = evictable */
+    uint64_t last_used; /* origins_clock when last handed out */
 };
 
 /* ---- scheduler links (sched_client.c) ---- */
@@ -109,6 +115,7 @@ enum task_state {
 struct piece_buf {
     uint32_t refs;
     uint32_t piece, len;
+    int verified;  /* matched the task's digest list on arrival */
     uint8_t *data; /* inside base */
     void *base;    /* cf_bufpool buffer */
 };
@@ -231,7 +238,9 @@ struct peer_daemon {
     uint32_t n_tasks;
     uv_timer_t tick_timer; /* timeouts, stalls, store flush */
     int flush_running;
-    struct origin_client *origins;
+    struct origin_client *origins; /* back_to_source.c, under its lock */
+    uint32_t n_origins;
+    uint64_t origins_clock;
     pp_liars liars;
     struct piece_listener *piece_listeners;
     const struct pconn_handler *pconn_h;
@@ -308,6 +317,12 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
 bool task_has_piece(const struct task *t, uint32_t piece);
 /* The cache entry is open: pieces can be leased (RUNNING, VERIFYING, DONE). */
 bool task_readable(const struct task *t);
+/* The piece's bytes are verified: checked against the digest list bound to the blob on arrival,
+ * or the whole blob's sha256 matched (T_DONE). */
+bool task_piece_verified(const struct task *t, uint32_t piece);
+/* A reader waits for verified bytes of a piece stored unverified: only the whole-blob check can
+ * verify it now, so the task fetches the whole blob (unless the cache is full). */
+void task_want_verified(struct task *t);
 /* A reader found a piece the task thinks it holds missing from the cache (dropped after a
  * failed sync): the task fetches it again. */
 void task_piece_missing(struct task *t, uint32_t piece);
@@ -328,12 +343,19 @@ void tasks_free(peer_daemon *d);
 int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *err);
 
 /* back_to_source.c (a piece source: the origin registry) */
+/* [blocking] A reference to the registry client of (registry, scheme, creds): shared, created
+ * when missing. Release it with origin_client_put() (any thread). */
 int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
-                      struct origin_client **out, cf_err *err); /* [blocking] */
+                      struct origin_client **out, cf_err *err);
 /* [blocking] The client without any credentials (the docker config is not read either): the
- * anonymous token flow, what the registry gives anyone. */
+ * anonymous token flow, what the registry gives anyone. Released with origin_client_put(). */
 int origin_client_anon(peer_daemon *d, const char *registry, int scheme, struct origin_client **out,
                        cf_err *err);
+void origin_client_put(peer_daemon *d, struct origin_client *oc);
+/* Frees every cached client (their credentials and tokens are wiped): daemon teardown. */
+void origin_clients_free(peer_daemon *d);
+/* Registry clients cached (in use or not), for tests and metrics. */
+size_t origin_clients_count(peer_daemon *d);
 /* [blocking] Exactly len bytes of the blob at off into buf: 0, or a negative errno (message
  * in err). */
 int bts_get_range(proto_registry *reg, const char *repo, const char *task_id, uint64_t off,

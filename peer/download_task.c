@@ -54,6 +54,19 @@ bool task_has_piece(const struct task *t, uint32_t piece)
     return t->pp.have && piece < t->pp.piece_count && proto_bit_get(t->pp.have, piece);
 }
 
+bool task_piece_verified(const struct task *t, uint32_t piece)
+{
+    if (t->state == T_DONE) return true;
+    return t->checked && piece < t->pp.piece_count && proto_bit_get(t->checked, piece);
+}
+
+void task_want_verified(struct task *t)
+{
+    if (t->pp.whole || t->cache_full || t->state != T_RUNNING) return;
+    t->pp.whole = 1;
+    task_pump(t);
+}
+
 bool task_readable(const struct task *t)
 {
     return t->pp.have && (t->state == T_RUNNING || t->state == T_VERIFYING || t->state == T_DONE);
@@ -140,6 +153,7 @@ static void notify_piece(struct task *t, uint32_t piece, struct piece_buf *mem)
 
 static void task_free(struct task *t)
 {
+    origin_client_put(t->d, t->oc);
     pp_task_free(&t->pp);
     free(t->digests);
     free(t->checked);
@@ -253,6 +267,7 @@ struct size_job {
     int cached;
     uint64_t length;
     struct origin_client *oc;
+    peer_daemon *d; /* the task may be freed before the job (task_fail) */
     /* snapshot: task_get may fill in the task's origin meanwhile (loop thread) */
     char registry[256], repo[256];
     char *creds;
@@ -295,6 +310,7 @@ static void size_work(void *p)
 
 static void size_job_free(struct size_job *j)
 {
+    origin_client_put(j->d, j->oc);
     if (j->creds) {
         memset(j->creds, 0, strlen(j->creds));
         free(j->creds);
@@ -318,6 +334,7 @@ static void size_done(void *p, int cancelled)
         return;
     }
     t->oc = j->oc;
+    j->oc = NULL; /* the task's reference now */
     t->length = j->length;
     if (j->origin_from_cache && !t->registry[0]) {
         snprintf(t->origin, sizeof(t->origin), "%s", j->info.origin);
@@ -684,6 +701,7 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
         return NULL;
     }
     j->t = t;
+    j->d = d;
     snprintf(j->registry, sizeof(j->registry), "%s", t->registry);
     snprintf(j->repo, sizeof(j->repo), "%s", t->repo);
     j->scheme = t->scheme;
@@ -874,6 +892,9 @@ static void piece_uncached(struct task *t, struct piece_job *j)
     b->refs = 1;
     b->piece = j->piece;
     b->len = j->len;
+    /* the hash was checked before the write failed: verified if the list is still the task's */
+    b->verified =
+        j->has_expect && t->digests && !memcmp(t->digests + (size_t)j->piece * 32, j->expect, 32);
     b->data = j->data;
     b->base = j->buf;
     j->data = NULL;

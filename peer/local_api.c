@@ -1,7 +1,9 @@
 /* The local API on the unix socket (docs/peer.md, "Local API"; messages in docs/protocol.md §3),
  * a front end over the range reader: LOCAL_READ answers with LOCAL_DATA frames as soon as the
- * reader has the next bytes (cut-through, in order), sent with sendfile from the data file (or
- * from memory when the cache is full) and paced by the client's socket (on_drain);
+ * reader has the next verified bytes (or, when the client set "uv", the next stored bytes:
+ * cut-through for a reader that checks its chunks itself), in order, sent with sendfile from
+ * the data file (or from memory when the cache is full) and paced by the client's socket
+ * (on_drain);
  * LOCAL_PREFETCH is an empty read that downloads the whole blob and answers LOCAL_OK once the
  * blob's cache entry is open; STAT, PIN, UNPIN and LIST answer from the cache (LIST also with
  * the task snapshot). Every failure is an ERROR frame carrying the request id and a message
@@ -20,6 +22,10 @@
 
 #define LOCAL_CHUNK   (1u << 20) /* LOCAL_DATA payload per frame */
 #define HELLO_TIMEOUT 10000
+/* A read waiting for verification (the whole blob may take minutes) gets an empty LOCAL_DATA
+ * at its position this often, so that a client's idle timeout measures a stalled daemon, not a
+ * long wait for the blob's check. */
+#define KEEPALIVE_MS 10000
 
 struct lread {
     struct lread *next;
@@ -27,6 +33,8 @@ struct lread {
     peer_range_reader *rr;
     uint64_t req_id;
     int prefetch;
+    uint64_t pos;     /* blob offset of the next byte to send */
+    uint64_t sent_ms; /* when a frame was last sent (keepalive) */
 };
 
 struct lconn {
@@ -117,6 +125,8 @@ static int serve_read(struct lread *r)
             return 0;
         }
         d->m.bytes_served_local += sp.length;
+        r->pos = sp.offset + sp.length;
+        r->sent_ms = pd_now(d);
         if (sp.last) {
             read_end(r);
             return 1;
@@ -143,10 +153,10 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
     }
     static const peer_range_cbs cbs = {.on_ready = on_read_ready};
     /* a prefetch is an empty read of the whole blob: done once the entry is open */
-    int rc =
-        peer_range_open(d, q->task_id, q->origin, q->credentials, prefetch ? 0 : q->offset,
-                        prefetch ? 0 : q->length, prefetch ? PEER_RANGE_PREFETCH : PEER_RANGE_WHOLE,
-                        &cbs, r, &r->rr, &err);
+    unsigned flags = prefetch ? PEER_RANGE_PREFETCH : PEER_RANGE_WHOLE;
+    if (q->unverified_ok) flags |= PEER_RANGE_UNVERIFIED;
+    int rc = peer_range_open(d, q->task_id, q->origin, q->credentials, prefetch ? 0 : q->offset,
+                             prefetch ? 0 : q->length, flags, &cbs, r, &r->rr, &err);
     if (rc) {
         free(r);
         if (!prefetch) d->m.local_read_errors++;
@@ -158,6 +168,8 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
     r->lc = lc;
     r->req_id = q->req_id;
     r->prefetch = prefetch;
+    r->pos = q->offset;
+    r->sent_ms = pd_now(d);
     r->next = lc->reads;
     lc->reads = r;
     serve_read(r);
@@ -477,13 +489,24 @@ static int mkdir_parent(const char *path)
     return 0;
 }
 
-/* Connections that never complete HELLO (slowloris) are closed. */
+/* Connections that never complete HELLO (slowloris) are closed; reads waiting long for
+ * verified bytes get a keepalive (an empty LOCAL_DATA at their position, not the last). */
 void local_api_tick(peer_daemon *d)
 {
     uint64_t now = pd_now(d);
-    for (struct lconn *lc = d->lconns; lc; lc = lc->next)
+    for (struct lconn *lc = d->lconns; lc; lc = lc->next) {
         if (!lc->hello_done && !lc->closed && now - lc->accepted_ms > HELLO_TIMEOUT)
             proto_conn_close(lc->c, -ETIMEDOUT, "no HELLO in time");
+        for (struct lread *r = lc->reads; r && !lc->closed; r = r->next) {
+            if (r->prefetch || now - r->sent_ms < KEEPALIVE_MS || proto_conn_congested(lc->c))
+                continue;
+            proto_msg m = {.type = PROTO_MSG_LOCAL_DATA};
+            m.u.local_data.req_id = r->req_id;
+            m.u.local_data.offset = r->pos;
+            send_msg(lc, &m);
+            r->sent_ms = now;
+        }
+    }
 }
 
 int local_api_start(peer_daemon *d, cf_err *err)

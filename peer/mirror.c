@@ -380,7 +380,9 @@ static int open_blob(struct mreq *m)
     uint64_t first = m->first;
     /* HEAD: an empty read, done once the length is known; GET: to the blob's end at most */
     uint64_t len = m->head ? 0 : m->req_end == UINT64_MAX ? UINT64_MAX - first : m->req_end - first;
-    unsigned flags = PEER_RANGE_CLAMP | (m->head ? 0 : PEER_RANGE_WHOLE);
+    /* Cut-through: containerd (and every OCI client) checks a blob's digest as it reads it and
+     * refuses a mismatch, so unverified bytes cost nothing but a retry (docs/mirror.md). */
+    unsigned flags = PEER_RANGE_CLAMP | PEER_RANGE_UNVERIFIED | (m->head ? 0 : PEER_RANGE_WHOLE);
     /* A client's credentials reach the task only when the upstream accepted them for this
      * blob; the task uses them on this node only (origin fetches), and what it caches is served
      * to other clients only after their own check. */
@@ -509,6 +511,7 @@ static void pjob_work(void *p)
                                 .username = j->has_creds ? j->creds : NULL,
                                 .password = pass};
     j->rc = proto_registry_raw_get(oc->reg, &q, &j->raw, &j->err);
+    origin_client_put(j->d, oc);
 }
 
 static int sha256_is(const uint8_t *b, size_t n, const char *digest)

@@ -506,13 +506,7 @@ void peer_daemon_free(peer_daemon *d)
 {
     if (!d) return;
     tasks_free(d);
-    while (d->origins) {
-        struct origin_client *oc = d->origins;
-        d->origins = oc->next;
-        proto_registry_free(oc->reg);
-        free(oc->key);
-        free(oc);
-    }
+    origin_clients_free(d);
     peer_store_close(d->store); /* flushes the index */
     proto_tls_free(d->tls);
     free(d);

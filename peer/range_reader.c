@@ -27,7 +27,8 @@ struct peer_range_reader {
     uint32_t code;
     char msg[256];
     int cached;
-    int clamp; /* PEER_RANGE_CLAMP */
+    int clamp;      /* PEER_RANGE_CLAMP */
+    int unverified; /* PEER_RANGE_UNVERIFIED */
     int len_known;
     uint64_t blob_len;
 };
@@ -69,7 +70,13 @@ static void on_piece(struct task_watcher *w, uint32_t piece, struct piece_buf *m
 {
     peer_range_reader *rr = of(w);
     struct task *t = w->t;
-    if (rr->failed || rr->cur >= rr->end || piece != rr->cur / t->piece_size) return;
+    if (rr->failed || rr->cur >= rr->end) return;
+    if (piece != rr->cur / t->piece_size) {
+        /* a verified-only reader waiting on an unverified stored piece learns that the cache is
+         * full (it can then never be verified) from any piece kept in memory */
+        if (mem && !rr->unverified) ready(rr);
+        return;
+    }
     if (mem) {
         piece_buf_unref(rr->mem);
         mem->refs++;
@@ -122,6 +129,7 @@ int peer_range_open(peer_daemon *d, const char *task_id, const char *origin, con
     rr->arg = arg;
     rr->cached = t->state == T_DONE;
     rr->clamp = (flags & PEER_RANGE_CLAMP) != 0;
+    rr->unverified = (flags & PEER_RANGE_UNVERIFIED) != 0;
     rr->w.ops = &watch_ops;
     rr->w.want_off = offset;
     rr->w.want_end = end;
@@ -131,6 +139,23 @@ int peer_range_open(peer_daemon *d, const char *task_id, const char *origin, con
     rr->opening = 0;
     *out = rr;
     return 0;
+}
+
+/* Piece p is there but not verified and the reader wants verified bytes: wait for the check
+ * (-EAGAIN), or fail when it can never come (the cache is full: nothing more is stored). */
+static int wait_verified(peer_range_reader *rr, struct task *t, uint32_t p)
+{
+    if (t->cache_full) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "cache full: piece %u cannot be verified (no digest list), so it is not served "
+                 "unverified; free cache space or read with unverified cut-through",
+                 p);
+        fail(rr, PROTO_E_NO_SPACE, msg);
+        return -ENOSPC;
+    }
+    task_want_verified(t);
+    return -EAGAIN;
 }
 
 int peer_range_next(peer_range_reader *rr, uint32_t max, peer_range_span *span)
@@ -165,6 +190,7 @@ int peer_range_next(peer_range_reader *rr, uint32_t max, peer_range_span *span)
     span->length = (uint32_t)n;
     span->last = rr->cur + n == rr->end;
     if (task_has_piece(t, p)) {
+        if (!rr->unverified && !task_piece_verified(t, p)) return wait_verified(rr, t, p);
         if (rr->leased) peer_store_lease_release(rr->d->store, &rr->lease);
         rr->leased = 0;
         int rc = peer_store_lease_piece(rr->d->store, t->digest, p, &rr->lease, NULL);
@@ -176,6 +202,7 @@ int peer_range_next(peer_range_reader *rr, uint32_t max, peer_range_span *span)
         return 0;
     }
     if (rr->mem && rr->mem->piece == p) {
+        if (!rr->unverified && !rr->mem->verified) return wait_verified(rr, t, p);
         span->fd = -1;
         span->data = rr->mem->data + (rr->cur - pstart);
         return 0;

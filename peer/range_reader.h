@@ -1,9 +1,11 @@
 /* The blob range reader: bytes [offset, offset+length) of one blob, handed to a front end (local
- * API, registry mirror) as they become available, in order: from the cache as soon as the
- * covering piece is stored (cut-through, while the rest still downloads), or from memory when the
- * cache is full. The consumer pulls (peer_range_next) when it can send and is told
- * (on_ready) when it should try again, so a slow consumer holds back only itself. Transport
- * neutral: it knows no socket and no message format.
+ * API, registry mirror) as they become available, in order. By default only verified bytes: a
+ * piece checked against the blob's digest list on arrival, else once the whole blob's sha256
+ * matched. With PEER_RANGE_UNVERIFIED, cut-through: from the cache as soon as the covering
+ * piece is stored (while the rest still downloads, for a consumer that checks the bytes
+ * itself), or from memory when the cache is full. The consumer pulls (peer_range_next) when it can
+ * send and is told (on_ready) when it should try again, so a slow consumer holds back only itself.
+ * Transport neutral: it knows no socket and no message format.
  *
  * Ownership: the front end owns the reader until peer_range_close(), which may be called at any
  * time, also from the callbacks. While the blob's cache entry exists the reader holds an in-use
@@ -42,6 +44,11 @@ typedef struct peer_range_span {
  * the end", for a reader that does not know the length yet, e.g. an HTTP GET without Range). An
  * offset at or past the end of a non-empty blob still fails (PROTO_E_RANGE). */
 #define PEER_RANGE_CLAMP 4u
+/* Cut-through: stored pieces are handed out before they are verified. Without it a read waits
+ * for verification (the task then fetches the whole blob when no digest list can verify the
+ * piece), and fails with PROTO_E_NO_SPACE when the cache is full and the bytes can never be
+ * verified. */
+#define PEER_RANGE_UNVERIFIED 8u
 
 /* Starts reading task_id (sha256:<hex>) through its download task (started if needed; origin
  * "[http[s]://]registry/repo" may be "" for a cached blob; creds "user:password" or NULL).

@@ -238,7 +238,8 @@ static void token_store(proto_registry *r, const char *scope, const char *tok, l
     struct reg_token **pp = token_find(r, scope);
     if (pp) token_unlink(pp);
     int n = 0;
-    for (pp = &r->tokens; *pp;) { /* drop expired, keep at most REG_TOKENS_MAX */
+    /* drop expired, keep at most REG_TOKENS_MAX (the list is most recently used first) */
+    for (pp = &r->tokens; *pp;) {
         if ((*pp)->expires_at <= now || n >= REG_TOKENS_MAX - 1) {
             token_unlink(pp);
             continue;
@@ -252,7 +253,7 @@ static void token_store(proto_registry *r, const char *scope, const char *tok, l
     t->token = strdup(tok);
     if (!t->scope || !t->token) {
         free(t->scope);
-        free(t->token);
+        free_secret(t->token);
         free(t);
         return;
     }
@@ -302,7 +303,13 @@ static int token_get(proto_registry *r, const char *scope, char **tok, int *fres
     for (;;) {
         struct reg_token **pp = token_find(r, scope);
         if (pp && (*pp)->expires_at > reg_now()) {
-            *tok = strdup((*pp)->token);
+            struct reg_token *hit = *pp;
+            if (pp != &r->tokens) { /* to the front: the bound evicts the least recently used */
+                *pp = hit->next;
+                hit->next = r->tokens;
+                r->tokens = hit;
+            }
+            *tok = strdup(hit->token);
             pthread_mutex_unlock(&r->lock);
             return *tok ? 0 : cf_err_set(err, -ENOMEM, "out of memory");
         }

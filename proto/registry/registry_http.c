@@ -44,6 +44,16 @@ out:
     return rc;
 }
 
+int reg_location_url(const char *base, const char *loc, char *out, size_t cap)
+{
+    int n;
+    if (strncmp(loc, "http://", 7) == 0 || strncmp(loc, "https://", 8) == 0)
+        n = snprintf(out, cap, "%s", loc);
+    else
+        n = snprintf(out, cap, "%s%s%s", base, loc[0] == '/' ? "" : "/", loc);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
 int reg_url_is_loopback(const char *url)
 {
     char o[REG_ORIGIN_MAX];
@@ -83,18 +93,6 @@ void reg_handle_put(proto_registry *r, CURL *h)
     if (h) curl_easy_cleanup(h);
 }
 
-/* Per-attempt state shared by the curl callbacks. */
-struct xfer {
-    struct reg_req *q;
-    struct reg_resp *s;
-    int head_seen;       /* first body byte of this response seen */
-    uint64_t stream_pos; /* blob position of the next byte arriving */
-    int complete;        /* everything wanted was delivered; we aborted the rest */
-    int fail_rc;         /* sink or protocol error: stop, no retry */
-    char fail_msg[256];
-    uint64_t body_pos; /* upload bytes sent by this attempt */
-};
-
 static void copy_hdr_value(char *dst, size_t cap, const char *v, size_t n)
 {
     while (n > 0 && (*v == ' ' || *v == '\t')) v++, n--;
@@ -104,9 +102,9 @@ static void copy_hdr_value(char *dst, size_t cap, const char *v, size_t n)
     dst[n] = '\0';
 }
 
-static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
+size_t reg_header_cb(char *data, size_t size, size_t nmemb, void *ud)
 {
-    struct xfer *x = ud;
+    struct reg_xfer *x = ud;
     size_t n = size * nmemb;
     struct reg_resp *s = x->s;
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
@@ -172,8 +170,9 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static int fail(struct xfer *x, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(struct xfer *x, int rc, const char *fmt, ...)
+static int fail(struct reg_xfer *x, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct reg_xfer *x, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -183,8 +182,7 @@ static int fail(struct xfer *x, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* "bytes A-B/T" -> A. Returns 0 or -EBADMSG. */
-static int parse_content_range_start(const char *cr, uint64_t *start)
+int reg_content_range_start(const char *cr, uint64_t *start)
 {
     if (strncasecmp(cr, "bytes ", 6) != 0) return -EBADMSG;
     const char *p = cr + 6;
@@ -199,7 +197,7 @@ static int parse_content_range_start(const char *cr, uint64_t *start)
     return 0;
 }
 
-static int deliver(struct xfer *x, const char *p, size_t n)
+static int deliver(struct reg_xfer *x, const char *p, size_t n)
 {
     struct reg_req *q = x->q;
     if (q->buf) {
@@ -218,9 +216,9 @@ static int deliver(struct xfer *x, const char *p, size_t n)
     return 0;
 }
 
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
+size_t reg_write_cb(char *data, size_t size, size_t nmemb, void *ud)
 {
-    struct xfer *x = ud;
+    struct reg_xfer *x = ud;
     struct reg_resp *s = x->s;
     struct reg_req *q = x->q;
     size_t n = size * nmemb;
@@ -240,7 +238,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
         x->head_seen = 1;
         if (s->status == 206) {
             uint64_t cs;
-            if (parse_content_range_start(s->content_range, &cs) < 0) {
+            if (reg_content_range_start(s->content_range, &cs) < 0) {
                 fail(x, -EBADMSG, "206 answer with unusable Content-Range \"%s\"",
                      s->content_range);
                 return 0;
@@ -287,7 +285,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
 /* Upload body: memory or pread from the fd, from the start on every attempt. */
 static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
 {
-    struct xfer *x = ud;
+    struct reg_xfer *x = ud;
     struct reg_req *q = x->q;
     size_t cap = size * nmemb;
     uint64_t left = q->body_len - x->body_pos;
@@ -351,7 +349,7 @@ static int curl_errno(CURLcode c)
 }
 
 static int setup(proto_registry *r, CURL *h, struct reg_req *q, const char *url, int with_auth,
-                 struct curl_slist **hdrs, struct xfer *x, char *range, size_t range_cap,
+                 struct curl_slist **hdrs, struct reg_xfer *x, char *range, size_t range_cap,
                  char *errbuf)
 {
     struct reg_resp *s = x->s;
@@ -366,9 +364,9 @@ static int setup(proto_registry *r, CURL *h, struct reg_req *q, const char *url,
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, reg_header_cb);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, reg_write_cb);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, r->low_speed_bytes);
@@ -480,7 +478,7 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
         strcpy(url, first_url);
         int redirects = 0;
         CURLcode cc;
-        struct xfer x;
+        struct reg_xfer x;
         double ta = reg_now();
         uint64_t delivered_before = s->delivered;
         if (q->buf) { /* buffered answers restart from scratch */

@@ -100,6 +100,32 @@ struct reg_resp {
     size_t err_len;
 };
 
+/* Per-attempt state shared by the curl callbacks of one exchange (registry_http.c). */
+struct reg_xfer {
+    struct reg_req *q;
+    struct reg_resp *s;
+    int head_seen;       /* first body byte of this response seen */
+    uint64_t stream_pos; /* blob position of the next byte arriving */
+    int complete;        /* everything wanted was delivered; we aborted the rest */
+    int fail_rc;         /* sink or protocol error: stop, no retry */
+    char fail_msg[256];
+    uint64_t body_pos; /* upload bytes sent by this attempt */
+};
+/* The response handling of an exchange, pure functions of the bytes the server sent (curl
+ * callbacks; the fuzz target fuzz_registry_response feeds them directly). reg_header_cb takes
+ * one header line ("HTTP/..." starts a new response) into x->s; reg_write_cb takes body bytes:
+ * an error body's start is kept, a 2xx body is cut to the request's window [q->start,
+ * q->start+q->len) (206: its Content-Range must start where asked) and delivered to the sink.
+ * Both return what curl expects (n to go on; another value stops the transfer, x->fail_rc
+ * says why when it is an error). */
+size_t reg_header_cb(char *data, size_t size, size_t nmemb, void *xfer);
+size_t reg_write_cb(char *data, size_t size, size_t nmemb, void *xfer);
+/* "bytes A-B/T" -> A. Returns 0 or -EBADMSG. */
+int reg_content_range_start(const char *cr, uint64_t *start);
+/* An upload answer's Location (absolute URL or path) as an absolute URL under base: 0, or
+ * -ENAMETOOLONG when it does not fit cap. */
+int reg_location_url(const char *base, const char *loc, char *out, size_t cap);
+
 double reg_now(void);
 /* "scheme://host:port" (lowercase, default port filled in) of url into out. 0 or -EINVAL. */
 int reg_url_origin(const char *url, char *out, size_t cap);

@@ -40,12 +40,7 @@ static int upload_url(proto_registry *r, const struct reg_resp *s, const char *w
     if (!loc[0])
         return cf_err_set(err, -EPROTO, "registry %s: %s: HTTP %ld without a Location header",
                           r->host, what, s->status);
-    int n;
-    if (strncmp(loc, "http://", 7) == 0 || strncmp(loc, "https://", 8) == 0)
-        n = snprintf(out, cap, "%s", loc);
-    else
-        n = snprintf(out, cap, "%s%s%s", r->base, loc[0] == '/' ? "" : "/", loc);
-    if (n < 0 || (size_t)n >= cap)
+    if (reg_location_url(r->base, loc, out, cap) < 0)
         return cf_err_set(err, -EPROTO, "registry %s: %s: Location too long", r->host, what);
     return 0;
 }

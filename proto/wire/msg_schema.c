@@ -291,6 +291,7 @@ static const field_desc f_local_read[] = {
     F(proto_local_read, "cr", FK_STR, credentials, 0, PROTO_MAX_CRED_LEN),
     F(proto_local_read, "off", FK_U64, offset, FF_REQ, 0),
     F(proto_local_read, "len", FK_U64, length, FF_REQ, 0),
+    F(proto_local_read, "uv", FK_BOOL, unverified_ok, 0, 0),
 };
 static const field_desc f_local_data[] = {
     REQID(proto_local_data),

@@ -2,13 +2,15 @@
 """A reverse HTTP proxy that waits DELAY_MS before forwarding each GET: a registry "further
 away" for benchmarks (netem is absent on the development machines).
 
-  delay_proxy.py LISTEN_HOST:PORT UPSTREAM_HOST:PORT DELAY_MS
+  delay_proxy.py LISTEN_HOST:PORT UPSTREAM_HOST:PORT DELAY_MS [RATE_KIB_S]
 
 Every request (HTTP/1.1, keep-alive, any method with a Content-Length body or none) is
 forwarded to the upstream over one connection per client connection; a GET first sleeps
 DELAY_MS. Responses are streamed through in 1 MiB pieces, headers unchanged. Prints
 "listening on LISTEN_HOST:PORT" once it accepts connections; SIGTERM stops it. One thread
 per client connection, so concurrent requests are delayed independently, as by a longer path.
+RATE_KIB_S (optional, 0 = unlimited) paces each response body to that rate, in 64 KiB pieces:
+a slow origin whose bytes trickle in.
 """
 import http.client
 import http.server
@@ -52,10 +54,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        step = (64 << 10) if RATE else (1 << 20)
         while self.command != "HEAD":
-            piece = resp.read(1 << 20)
+            piece = resp.read(step)
             if not piece:
                 break
+            if RATE:
+                time.sleep(len(piece) / RATE)
             if chunked:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             else:
@@ -76,6 +81,7 @@ if __name__ == "__main__":
     host, port = sys.argv[1].rsplit(":", 1)
     UPSTREAM = sys.argv[2]
     DELAY = float(sys.argv[3]) / 1000.0
+    RATE = float(sys.argv[4]) * 1024.0 if len(sys.argv) > 4 else 0.0
     srv = Server((host, int(port)), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("listening on %s:%s" % (host, port), flush=True)

@@ -45,6 +45,10 @@ typedef struct client_local_opts {
     uint32_t max_payload;
     /* Node id sent in HELLO (NULL = "chunkfly-client-<pid>"). */
     const char *node_id;
+    /* Reads may return bytes the daemon has not verified yet (LOCAL_READ "uv": cut-through,
+     * lowest latency). Only for a caller that checks every byte itself (the FUSE reader checks
+     * each chunk's digest); false = the daemon sends verified bytes only. */
+    bool unverified_ok;
 } client_local_opts;
 
 /* One cached blob as the daemon reports it. */

@@ -1,7 +1,8 @@
 /* daemon_client: a small blocking local-API client for the daemon tests (the real CLI is
  * `chunkfly`, client/). Speaks the framing of docs/protocol.md over the unix socket.
  *
- *   daemon_client SOCK read TASK ORIGIN OFFSET LENGTH OUT [CREDS]   bytes to OUT ("-" = stdout)
+ *   daemon_client SOCK read TASK ORIGIN OFFSET LENGTH OUT [CREDS]   bytes to OUT ("-" = stdout);
+ *                                    verified bytes only unless DAEMON_CLIENT_UV=1 (cut-through)
  *   daemon_client SOCK prefetch TASK ORIGIN
  *   daemon_client SOCK stat TASK | pin TASK | unpin TASK | list
  *
@@ -141,6 +142,9 @@ int main(int argc, char **argv)
         q.u.local_read.offset = rd ? strtoull(argv[5], NULL, 0) : 0;
         q.u.local_read.length = rd ? strtoull(argv[6], NULL, 0) : 0;
         q.u.local_read.credentials = rd && argc > 8 ? argv[8] : NULL;
+        /* DAEMON_CLIENT_UV=1: cut-through, unverified bytes ok (LOCAL_READ "uv") */
+        const char *uv = getenv("DAEMON_CLIENT_UV");
+        q.u.local_read.unverified_ok = rd && uv && !strcmp(uv, "1");
         send_msg(&q);
         if (!rd) {
             recv_msg(&r, &plen);

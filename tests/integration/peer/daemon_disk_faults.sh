@@ -74,7 +74,12 @@ complete 2 "$B_b" && { "$CLIENT_BIN" "$T/p2.sock" pin "$B_b" || fail "pin b"; }
 make_blob "$T/d" 14
 push_blob "$REPO" "$T/d"
 B_d=$BLOB
-get 2 0 "$(stat -c %s "$T/d")" "$T/od" || fail "read of d with the disk full of pinned blobs"
+# no digest list (no scheduler) and no room to hash the blob: a verified-only read is refused,
+# a cut-through reader (the FUSE reader checks its chunks) is served from memory
+out=$(get 2 0 "$(stat -c %s "$T/d")" "$T/od") && fail "verified-only read of d served unverified bytes"
+echo "$out" | grep -q "^error 12: cache full" || fail "expected NO_SPACE (cache full), got: $out"
+DAEMON_CLIENT_UV=1 get 2 0 "$(stat -c %s "$T/d")" "$T/od" ||
+    fail "read of d with the disk full of pinned blobs"
 check_sha "$T/od" "${B_d#sha256:}"
 grep -q "cache full" "$T/peer2.log" || fail "no 'cache full' notice"
 complete 2 "$B_c" || fail "pinned c was evicted"

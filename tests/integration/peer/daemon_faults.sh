@@ -5,7 +5,8 @@
 #     checks each piece from peer 1 on arrival, reports bad-parent, bans it, completes correct.
 #  B. no list yet: peers 1 and 3 download a new blob at the same time (each gets origin grants
 #     and relays to the other); peer 3's whole-blob check fails (or the list arrives first), it
-#     bans peer 1 and completes correct.
+#     bans peer 1 and completes correct. Peer 3's reader asks for verified bytes only (the
+#     default): the liar's bytes never reach it, its first read is already correct.
 #  C. repeated lies: after lying in ban_after_lies (2 here) tasks, peer 2 ignores peer 1 for
 #     every task (no more mismatches, no more requests to it).
 # The faults binary: see faults_peer_bin in daemon_lib.sh.
@@ -42,9 +43,10 @@ make_blob "$T/blob2" 40
 push_blob "$REPO" "$T/blob2"
 SIZE2=$(stat -c %s "$T/blob2")
 get 1 0 "$SIZE2" "$T/b1" & g1=$!
-# relayed pieces are readable before they can be verified: this first read may return the
-# liar's bytes (consumers check their own chunk digests); the blob itself must end up correct
+# relayed pieces are stored before they can be verified; a verified-only reader (no "uv") gets
+# them only once checked, so not even this first read may return the liar's bytes
 get 3 0 "$SIZE2" "$T/b3" || fail "peer 3 read"
+check_sha "$T/b3" "${BLOB#sha256:}"
 wait $g1 || fail "peer 1 read"
 check_sha "$T/b1" "${BLOB#sha256:}"
 for _ in $(seq 300); do

@@ -5,8 +5,11 @@
 # daemon's log: plaintext clients on the TLS upload and scheduler ports, a client without a
 # certificate, a client certificate from another CA (a real peer, against the scheduler and the
 # upload port), and a valid certificate whose identity is not the host id it announces (refused
-# by the scheduler; the real host keeps its connection), and an announced address that is not the
-# connection's source. Last, certificates re-issued and
+# by the scheduler; the real host keeps its connection), an announced address that is not the
+# connection's source, and (a scheduler with check_source = false, as for peers behind NAT) a
+# parent whose announced address answers with another node's valid certificate (the child
+# refuses it, takes no byte from it and completes from the origin). Last, certificates
+# re-issued and
 # reloaded with SIGHUP (a broken key file is refused and the old certificate stays).
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
@@ -14,7 +17,7 @@ command -v openssl >/dev/null || skip "openssl CLI missing"
 
 PKI=$T/pki
 ROGUE=$T/rogue
-"$CHUNKFLY_SRC/deploy/make-certs.sh" "$PKI" scheduler peer-1 peer-2 peer-4 peer-5 >/dev/null
+"$CHUNKFLY_SRC/deploy/make-certs.sh" "$PKI" scheduler peer-1 peer-2 peer-4 peer-5 peer-6 peer-7 >/dev/null
 "$CHUNKFLY_SRC/deploy/make-certs.sh" "$ROGUE" peer-3 >/dev/null
 tls() { # tls DIR NAME [CA]: the --set flags of node NAME
     echo "--set tls_cert=$1/$2.crt --set tls_key=$1/$2.key --set tls_ca=${3:-$1/ca.crt}"
@@ -101,6 +104,46 @@ start_peer 5 --set timing.scheduler_retry=1s --set advertise=127.0.0.99:4100 $(t
 get 5 0 4096 "$T/o5" || fail "peer 5 read (from the origin)"
 wait_log "$SLOG" "announced address 127.0.0.99 is not this connection's source"
 [ "$(metric 5 schedulers_connected)" = 0 ] || fail "peer 5 announced a foreign address"
+
+note "a parent's address answers with another identity: refused, no bytes taken, origin instead"
+# Peers behind NAT need check_source = false: the scheduler then cannot check an announced
+# address, and the child's check of the parent's certificate is what stops a stand-in. On a
+# second scheduler so configured, peer 6 announces the piece-server address 127.0.0.16:$IMP,
+# where a TLS server of the mesh CA presents peer-4's certificate; the scheduler sends peer 7
+# there for blob 3, which only peer 6 holds.
+S1=$SCHED S1_PID=$SCHED_PID S1_PORT=$SCHED_PORT
+# shellcheck disable=SC2046
+SCHED_PORT='' start_scheduler $(tls "$PKI" scheduler) --set check_source=false
+S2_PID=$SCHED_PID
+IMP=$(free_port 127.0.0.16)
+bg_start "$T/impostor.log" openssl s_server -accept "127.0.0.16:$IMP" -cert "$PKI/peer-4.crt" \
+    -key "$PKI/peer-4.key" -CAfile "$PKI/ca.crt" -Verify 1 -quiet
+IMP_PID=$CF_LAST_PID
+wait_port 127.0.0.16 "$IMP"
+# shellcheck disable=SC2046
+start_peer 6 --set timing.scheduler_retry=1s --set advertise="127.0.0.16:$IMP" $(tls "$PKI" peer-6)
+# shellcheck disable=SC2046
+start_peer 7 --set timing.scheduler_retry=1s $(tls "$PKI" peer-7)
+make_blob "$T/blob3" 4
+push_blob "$REPO" "$T/blob3"
+get 6 0 "$(stat -c %s "$T/blob3")" "$T/b6" || fail "peer 6 read of blob 3"
+[ "$(metric 6 schedulers_connected)" = 1 ] || fail "peer 6 is not connected to scheduler 2"
+sleep 0.5 # peer 6 reports its pieces
+get 7 0 "$(stat -c %s "$T/blob3")" "$T/b7" || fail "peer 7 read of blob 3"
+cmp "$T/b7" "$T/blob3" || fail "blob 3 differs on peer 7"
+wait_log "$T/peer7.log" "certificate identity 'peer-4' is not the expected host 'peer-6'"
+echo "peer 7: parents $(metric 7 bytes_from_parents_total) origin $(metric 7 bytes_from_origin_total)"
+[ "$(metric 7 bytes_from_parents_total)" = 0 ] || fail "peer 7 counted bytes from the impostor"
+[ "$(metric 7 bytes_from_origin_total)" -ge "$(stat -c %s "$T/blob3")" ] ||
+    fail "peer 7 did not complete blob 3 from the origin"
+bg_stop "$IMP_PID"
+for n in 6 7; do
+    kill "${PEER_PID[$n]}"
+    wait "${PEER_PID[$n]}" || fail "peer $n exited $? after SIGTERM"
+done
+kill "$S2_PID"
+wait "$S2_PID" || fail "scheduler 2 exited $? after SIGTERM"
+SCHED=$S1 SCHED_PID=$S1_PID SCHED_PORT=$S1_PORT
 
 note "SIGHUP reloads certificates: new connections get the new one, open ones stay"
 served_fp() { # served_fp ADDR: fingerprint of the certificate the TLS server at ADDR presents

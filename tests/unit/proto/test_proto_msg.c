@@ -203,8 +203,24 @@ static void test_roundtrip_fields(void **state)
     assert_int_equal(tk[1].n_parents, 0);
     proto_msg_free(&d);
 
+    /* LOCAL_READ "uv": absent = verified bytes only (older clients), set = cut-through ok */
+    cf_buf_reset(&b);
+    sample_msg(PROTO_MSG_LOCAL_READ, &m);
+    assert_int_equal(proto_msg_encode_body(&m, &b, NULL), 0);
+    assert_int_equal(proto_msg_decode(m.type, b.data, b.len, 0, &d, NULL), 0);
+    assert_false(d.u.local_read.unverified_ok);
+    proto_msg_free(&d);
+    cf_buf_reset(&b);
+    m.u.local_read.unverified_ok = true;
+    assert_int_equal(proto_msg_encode_body(&m, &b, NULL), 0);
+    assert_int_equal(proto_msg_decode(m.type, b.data, b.len, 0, &d, NULL), 0);
+    assert_true(d.u.local_read.unverified_ok);
+    assert_int_equal(d.u.local_read.length, 1u << 20);
+    proto_msg_free(&d);
+
     /* empty list is fine */
     cf_buf_reset(&b);
+    sample_msg(PROTO_MSG_LOCAL_LIST_REPLY, &m);
     m.u.local_list_reply.n_entries = 0;
     m.u.local_list_reply.entries = NULL;
     m.u.local_list_reply.n_tasks = 0;

@@ -325,6 +325,9 @@ typedef struct proto_local_read {
     const char *credentials; /* "cr" [opt] opaque registry credentials; never log them */
     uint64_t offset;         /* "off" */
     uint64_t length;         /* "len" bytes (answer may be split over several LOCAL_DATA) */
+    /* "uv" [opt, false] unverified cut-through ok: bytes may be sent before the daemon verified
+     * them (the caller checks them itself); without it only verified bytes are sent */
+    bool unverified_ok;
 } proto_local_read;
 
 /* Frame payload = data at `offset`; `last` marks the final frame of the read. */
