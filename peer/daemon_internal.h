@@ -292,10 +292,6 @@ struct sched_handler {
      * its link. The links that left close after this returns. */
     void (*on_table_changed)(peer_daemon *d);
 };
-/* A `scheduler` entry: "ip:port" / "[ip6]:port" (returns 0) or "name:port" with a DNS-style
- * name (returns 1; host and port filled when given, hostsz >= 256, portsz >= 6); -EINVAL
- * otherwise. */
-int sched_entry_parse(const char *entry, char *host, size_t hostsz, char *port, size_t portsz);
 /* Numeric entries form the table at once; names are resolved (uv_getaddrinfo, in the thread
  * pool) now and every o.sched_resolve_interval_ms, and the table follows. */
 int sched_client_init(peer_daemon *d, const struct sched_handler *h, cf_err *err);

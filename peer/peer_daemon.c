@@ -96,7 +96,7 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
         return cf_err_set(err, -EINVAL, "at most %d schedulers", PEER_MAX_SCHEDULERS);
     for (size_t i = 0; i < o->n_schedulers; i++) {
         o->schedulers[i] = cf_config_get_nth(c, "scheduler", i);
-        if (sched_entry_parse(o->schedulers[i], NULL, 0, NULL, 0) < 0)
+        if (peer_sched_entry_parse(o->schedulers[i], NULL, 0, NULL, 0) < 0)
             return cf_err_set(err, -EINVAL, "scheduler '%s': expected ip:port or name:port",
                               o->schedulers[i]);
     }

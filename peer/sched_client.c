@@ -288,7 +288,7 @@ static void on_heartbeat(uv_timer_t *tm)
 
 /* ---- the table: numeric entries + what the names resolve to ---- */
 
-int sched_entry_parse(const char *entry, char *host, size_t hostsz, char *port, size_t portsz)
+int peer_sched_entry_parse(const char *entry, char *host, size_t hostsz, char *port, size_t portsz)
 {
     struct sockaddr_storage ss;
     if (proto_addr_parse(entry, &ss) == 0) return 0;
@@ -351,7 +351,7 @@ static void table_update(peer_daemon *d)
     size_t n = 0;
     int full = 0;
     for (size_t i = 0; i < d->o.n_schedulers; i++)
-        if (sched_entry_parse(d->o.schedulers[i], NULL, 0, NULL, 0) == 0)
+        if (peer_sched_entry_parse(d->o.schedulers[i], NULL, 0, NULL, 0) == 0)
             full |= addr_set_add(want, &n, PEER_MAX_SCHEDULERS, d->o.schedulers[i]);
     for (size_t k = 0; k < d->n_sched_names; k++)
         for (size_t j = 0; j < d->sched_names[k].n; j++)
@@ -501,14 +501,14 @@ int sched_client_init(peer_daemon *d, const struct sched_handler *h, cf_err *err
     uv_timer_start(&d->hb_timer, on_heartbeat, iv, iv);
     size_t names = 0;
     for (size_t i = 0; i < d->o.n_schedulers; i++)
-        names += sched_entry_parse(d->o.schedulers[i], NULL, 0, NULL, 0) == 1;
+        names += peer_sched_entry_parse(d->o.schedulers[i], NULL, 0, NULL, 0) == 1;
     if (names) {
         d->sched_names = calloc(names, sizeof(*d->sched_names));
         if (!d->sched_names) return cf_err_set(err, -ENOMEM, "out of memory");
         for (size_t i = 0; i < d->o.n_schedulers; i++) {
             struct sched_name *nm = &d->sched_names[d->n_sched_names];
-            if (sched_entry_parse(d->o.schedulers[i], nm->host, sizeof(nm->host), nm->port,
-                                  sizeof(nm->port)) != 1)
+            if (peer_sched_entry_parse(d->o.schedulers[i], nm->host, sizeof(nm->host), nm->port,
+                                       sizeof(nm->port)) != 1)
                 continue;
             nm->d = d;
             d->n_sched_names++;

@@ -73,6 +73,11 @@ struct peer_daemon_opts {
     proto_timing timing;
 };
 
+/* A `scheduler` entry: "ip:port" / "[ip6]:port" (returns 0) or "name:port" with a DNS-style
+ * name (returns 1; host and port filled when given, hostsz >= 256, portsz >= 6); -EINVAL
+ * otherwise. */
+int peer_sched_entry_parse(const char *entry, char *host, size_t hostsz, char *port, size_t portsz);
+
 /* Config keys accepted by peer_daemon_opts_load (NULL-terminated, timing.* included). */
 extern const char *const peer_daemon_config_keys[];
 
