@@ -65,6 +65,8 @@ bad cvd-health 's|path: /api/v1/health|path: /healthz|' "not an httpGet of /api/
 bad cvd-replicas 's|replicas: 1$|replicas: 2|' "convertd: the LMDB queue takes one writer"
 bad cvd-work 's|mountPath: /var/lib/chunkfly/convertd|mountPath: /var/lib/convertd|' "work_dir .* is not a PersistentVolumeClaim"
 bad job-shard 's|\$(JOB_COMPLETION_INDEX)/4|$(JOB_COMPLETION_INDEX)/3|' "convert job: --shard"
+bad sched-name 's|scheduler = chunkfly-scheduler.chunkfly.svc:8002|scheduler = 10.0.0.5:8002|' "not the headless Service"
+bad dns-policy 's|dnsPolicy: ClusterFirstWithHostNet|dnsPolicy: Default|' "dnsPolicy"
 bad job-indexed 's|completionMode: Indexed|completionMode: NonIndexed|' "not Indexed"
 python3 "$CHECK" "$CHUNKFLY_SRC" "$T/rendered.yaml" "${BAD[@]}" >"$T/bad.out" 2>&1 ||
     { cat "$T/bad.out"; fail "a broken copy was accepted"; }
