@@ -26,8 +26,11 @@ static void link_connect(struct sched_link *l);
 static void link_retire(struct sched_link *l)
 {
     l->active = 0;
-    if (!l->c) return;
     l->retiring = 1;
+    if (!l->c) {
+        l->retiring = 0; /* nothing to close: free now */
+        return;
+    }
     if (l->ready) {
         proto_msg m = {.type = PROTO_MSG_LEAVE_HOST};
         m.u.leave_host.host_id = l->d->host_id;
@@ -367,14 +370,17 @@ static void table_update(peer_daemon *d)
         int keep = 0;
         for (size_t j = 0; j < n && !keep; j++) keep = strcmp(want[j], l->addr) == 0;
         if (keep) continue;
-        l->active = 0; /* no longer a candidate; connected until its tasks have moved */
+        l->active = 0;   /* no longer a candidate; connected until its tasks have moved */
+        l->retiring = 1; /* (link_retire below) not reused by this update */
         left[n_left++] = (int)i;
         cf_info("scheduler %s: left the table", l->addr);
     }
     for (size_t j = 0; j < n; j++) {
         if (slot_of(d, want[j]) >= 0) continue;
         size_t i = 0;
-        while (i < PEER_MAX_SCHEDULERS && (d->sched[i].active || d->sched[i].c)) i++;
+        while (i < PEER_MAX_SCHEDULERS &&
+               (d->sched[i].active || d->sched[i].retiring || d->sched[i].c))
+            i++;
         if (i == PEER_MAX_SCHEDULERS) { /* every slot still closing: next resolution */
             cf_warn("scheduler %s: no free slot yet", want[j]);
             continue;
@@ -458,12 +464,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         cf_info("scheduler %s:%s: resolved to %zu address(es)", nm->host, nm->port, n);
     nm->failing = 0;
     nm->resolved = 1;
-    int same = n == nm->n;
-    for (size_t i = 0; i < n && same; i++) same = strcmp(got[i], nm->addrs[i]) == 0;
-    if (same) return;
     for (size_t i = 0; i < n; i++) snprintf(nm->addrs[i], sizeof(nm->addrs[i]), "%s", got[i]);
     nm->n = n;
-    table_update(d);
+    table_update(d); /* (also adds what found no free slot last time) */
 }
 
 static void resolve_due(peer_daemon *d)
