@@ -18,7 +18,7 @@ unshare -m true 2>/dev/null || skip "unshare -m refused (no CAP_SYS_ADMIN here)"
 
 start_registry 127.0.0.9
 REPO=test/schedns
-make_blob "$T/blob" 6 # above small_blob (4 MiB): it goes through a scheduler
+make_blob "$T/blob" 1 # above small_blob (256K here): it goes through a scheduler
 push_blob "$REPO" "$T/blob"
 SIZE=$(stat -c %s "$T/blob")
 
@@ -58,7 +58,7 @@ EOF
 chmod +x "$T/peer-ns"
 SCHED=
 PEER_EXEC=$T/peer-ns start_peer 1 --scheduler "$NAME:$SP" --set scheduler_resolve_interval=1s \
-    --set timing.scheduler_retry=1s
+    --set timing.scheduler_retry=1s --set small_blob=256K
 grep -q "127.0.0.51 $NAME" /etc/hosts && fail "the system's /etc/hosts was changed"
 
 status_py() { curl -fsS "http://${PEER_HTTP[1]}/status" | python3 -c "$1" "$BLOB" "${@:2}"; }
@@ -80,7 +80,7 @@ grep "cannot resolve" "$T/peer1.log" | head -1
 grep -q "cannot resolve the name.*retrying" "$T/peer1.log" || fail "no warning about the name"
 [ "$(metric 1 schedulers)" = 0 ] || fail "schedulers: $(metric 1 schedulers), expected 0"
 BLOB_SAVE=$BLOB
-make_blob "$T/blob0" 5
+make_blob "$T/blob0" 1
 push_blob "$REPO" "$T/blob0"
 get 1 0 "$(stat -c %s "$T/blob0")" "$T/o0" || fail "read without any scheduler"
 cmp -s "$T/blob0" "$T/o0" || fail "read without any scheduler: bytes differ"
