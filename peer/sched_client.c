@@ -375,21 +375,32 @@ static void table_update(peer_daemon *d)
         left[n_left++] = (int)i;
         cf_info("scheduler %s: left the table", l->addr);
     }
-    for (size_t j = 0; j < n; j++) {
-        if (slot_of(d, want[j]) >= 0) continue;
+    /* new slots in config order (numeric entries first: their slots are their positions in the
+     * config, as a task's "scheduler" in /status always was), then the names' addresses */
+    const char *join[2 * PEER_MAX_SCHEDULERS];
+    size_t n_join = 0;
+    for (size_t i = 0; i < d->o.n_schedulers; i++)
+        if (peer_sched_entry_parse(d->o.schedulers[i], NULL, 0, NULL, 0) == 0)
+            join[n_join++] = d->o.schedulers[i];
+    for (size_t j = 0; j < n; j++) join[n_join++] = want[j];
+    for (size_t k = 0; k < n_join; k++) {
+        const char *a = join[k];
+        int wanted = 0;
+        for (size_t j = 0; j < n && !wanted; j++) wanted = strcmp(want[j], a) == 0;
+        if (!wanted || slot_of(d, a) >= 0) continue;
         size_t i = 0;
         while (i < PEER_MAX_SCHEDULERS &&
                (d->sched[i].active || d->sched[i].retiring || d->sched[i].c))
             i++;
         if (i == PEER_MAX_SCHEDULERS) { /* every slot still closing: next resolution */
-            cf_warn("scheduler %s: no free slot yet", want[j]);
+            cf_warn("scheduler %s: no free slot yet", a);
             continue;
         }
         struct sched_link *l = &d->sched[i];
         memset(l, 0, sizeof(*l));
         l->d = d;
         l->idx = (int)i;
-        snprintf(l->addr, sizeof(l->addr), "%s", want[j]);
+        snprintf(l->addr, sizeof(l->addr), "%s", a);
         l->active = 1;
         proto_sched_health_init(&d->sched_health[i]);
         if (i >= d->n_sched_slots) d->n_sched_slots = i + 1;
