@@ -46,15 +46,31 @@ struct origin_client {
 };
 
 /* ---- scheduler links (sched_client.c) ---- */
+/* A slot of the scheduler table. Tasks name a scheduler by its slot index, which stays put
+ * while the address is in the table; a slot is reused only once its connection is gone. */
 struct sched_link {
     peer_daemon *d;
     int idx;
     char addr[PROTO_MAX_ADDR_LEN + 1];
+    int active;   /* in the table: a rendezvous candidate */
+    int retiring; /* left the table, its connection is closing: the slot is not free yet */
     proto_conn *c;
     int ready; /* handshake done + announced */
     int connecting;
-    proto_sched_health health;
     uint64_t hb_seq, hb_acked;
+};
+
+/* A `scheduler` entry that is a name: its resolved addresses ("ip:port", "[ip6]:port"). */
+struct sched_name {
+    peer_daemon *d;
+    char host[256], port[8];
+    uv_getaddrinfo_t req;
+    int busy;         /* req in flight */
+    int resolved;     /* resolved at least once */
+    int failing;      /* the last attempt failed (warned once per run of failures) */
+    uint64_t next_ms; /* next resolution */
+    size_t n;         /* addrs[0..n), sorted */
+    char (*addrs)[PROTO_MAX_ADDR_LEN + 1];
 };
 
 /* ---- parent connections (parent_conn.c): a piece source below the tasks ---- */
@@ -226,10 +242,14 @@ struct peer_daemon {
     size_t mcache_bytes;
     struct peer_access *access; /* blob access verdicts (access_check.c) */
     /* schedulers */
-    struct sched_link sched[PEER_MAX_SCHEDULERS];
-    const char *sched_addrs[PEER_MAX_SCHEDULERS];
+    struct sched_link sched[PEER_MAX_SCHEDULERS]; /* the table: active slots */
     proto_sched_health sched_health[PEER_MAX_SCHEDULERS];
-    uv_timer_t hb_timer;
+    size_t n_sched_slots;                 /* slots ever used (high-water mark) */
+    int sched_order[PEER_MAX_SCHEDULERS]; /* active slots, by address (strcmp) */
+    size_t n_sched_active;
+    struct sched_name *sched_names; /* the `scheduler` entries that are names */
+    size_t n_sched_names;
+    uv_timer_t hb_timer, resolve_timer;
     /* parents */
     struct pconn *pconns;
     uint64_t next_req_id;
@@ -283,8 +303,18 @@ struct sched_handler {
     /* a task message (REGISTER_ANSWER, CANDIDATES, BACK_TO_SOURCE, WAIT, DIGESTS, DIGESTS_ACK,
      * ERROR with a task id) from link idx */
     void (*on_task_msg)(peer_daemon *d, int idx, const proto_msg *m);
+    /* The table changed (addresses joined or left; left ones are no longer candidates but
+     * still connected): move every task whose rendezvous pick (sched_client_pick) is no longer
+     * its link. The links that left close after this returns. */
+    void (*on_table_changed)(peer_daemon *d);
 };
-void sched_client_init(peer_daemon *d, const struct sched_handler *h);
+/* Numeric entries form the table at once; names are resolved (uv_getaddrinfo, in the thread
+ * pool) now and every o.sched_resolve_interval_ms, and the table follows. */
+int sched_client_init(peer_daemon *d, const struct sched_handler *h, cf_err *err);
+/* The rendezvous scheduler of task_id among the healthy active ones: a slot index, or
+ * -ENOENT. */
+int sched_client_pick(peer_daemon *d, const char *task_id);
+void sched_client_free(peer_daemon *d); /* after sched_client_stop and the loop's end */
 void sched_client_stop(peer_daemon *d);
 /* Picks the rendezvous scheduler for task_id and registers it there (now, or once connected).
  * resync: a scheduler answered this task before (REGISTER_TASK "rs"). *idx = the link. 0, or
@@ -307,7 +337,7 @@ void pconn_check_timeouts(peer_daemon *d);
 void pconn_close_all(peer_daemon *d);
 
 /* download_task.c (the core) */
-void tasks_init(peer_daemon *d);
+int tasks_init(peer_daemon *d, cf_err *err);
 struct task *task_find(peer_daemon *d, const char *id);
 /* Finds or starts the task. origin may be "" when the blob is already cached. whole: fetch
  * every piece (prefetch, or a read with fetch_whole_blob). Returns NULL with err set when the

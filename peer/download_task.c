@@ -1682,6 +1682,26 @@ static void on_link_lost(peer_daemon *d, int idx)
     }
 }
 
+/* Schedulers joined or left: a task whose rendezvous pick changed leaves its scheduler and
+ * registers with the new one at once, as every other peer with the same table does (else the
+ * swarm of a blob would split over two schedulers). */
+static void on_table_changed(peer_daemon *d)
+{
+    struct task *next;
+    for (struct task *t = d->tasks; t; t = next) {
+        next = t->next;
+        if (t->sched_idx < 0 || t->dead) continue;
+        int want = sched_client_pick(d, t->id);
+        if (want == t->sched_idx) continue;
+        cf_info("task %s: scheduler table changed, moving to %s", t->id,
+                want >= 0 ? d->sched[want].addr : "none");
+        leave_sched(t);
+        enum task_state was = t->state;
+        on_sched_lost(t); /* REGISTERING: registers again (or goes to the origin) */
+        if (was != T_REGISTERING && want >= 0 && register_now(t) != 0) t->sched_idx = -1;
+    }
+}
+
 /* ---- VERIFYING ---- */
 
 struct verify_job {
@@ -1991,13 +2011,14 @@ static const struct sched_handler sched_h = {
     .on_link_lost = on_link_lost,
     .on_host_unknown = on_host_unknown,
     .on_task_msg = on_task_msg,
+    .on_table_changed = on_table_changed,
 };
 
-void tasks_init(peer_daemon *d)
+int tasks_init(peer_daemon *d, cf_err *err)
 {
     d->liars.ban_after = d->o.ban_after_lies;
     pconn_init(d, &pconn_h);
-    sched_client_init(d, &sched_h);
+    return sched_client_init(d, &sched_h, err);
 }
 
 void tasks_stop(peer_daemon *d)

@@ -19,6 +19,7 @@
 const char *const peer_daemon_config_keys[] = {"listen",
                                                "advertise",
                                                "scheduler",
+                                               "scheduler_resolve_interval",
                                                "cache_dir",
                                                "api_socket",
                                                "http",
@@ -97,11 +98,12 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
         return cf_err_set(err, -EINVAL, "at most %d schedulers", PEER_MAX_SCHEDULERS);
     for (size_t i = 0; i < o->n_schedulers; i++) {
         o->schedulers[i] = cf_config_get_nth(c, "scheduler", i);
-        struct sockaddr_storage ss;
-        if (proto_addr_parse(o->schedulers[i], &ss))
-            return cf_err_set(err, -EINVAL, "scheduler '%s': expected numeric ip:port",
+        if (peer_sched_entry_parse(o->schedulers[i], NULL, 0, NULL, 0) < 0)
+            return cf_err_set(err, -EINVAL, "scheduler '%s': expected ip:port or name:port",
                               o->schedulers[i]);
     }
+    if (!rc)
+        rc = get_ms(c, "scheduler_resolve_interval", 30000, &o->sched_resolve_interval_ms, err);
     o->cache_dir = cf_config_get(c, "cache_dir");
     if (!o->cache_dir) o->cache_dir = "/var/cache/chunkfly";
     o->api_socket = cf_config_get(c, "api_socket");
@@ -426,7 +428,6 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
         cf_warn("host_id '%s' differs from the identity '%s' of tls_cert: schedulers and peers "
                 "will refuse it",
                 d->host_id, proto_tls_identity(d->tls));
-    for (size_t i = 0; i < o->n_schedulers; i++) d->sched_addrs[i] = o->schedulers[i];
 #ifdef CHUNKFLY_FAULTS
     const char *f = getenv("CHUNKFLY_FAULT_CORRUPT_UPLOAD");
     d->faults_corrupt = f && strcmp(f, "1") == 0;
@@ -446,8 +447,9 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     d->tick_timer.data = d;
     uv_timer_init(loop, &d->bucket_timer);
     d->bucket_timer.data = d;
-    tasks_init(d); /* the core: scheduler client and parent connections report to it */
-    rc = peer_access_start(d, err);
+    /* the core: scheduler client and parent connections report to it */
+    rc = tasks_init(d, err);
+    if (!rc) rc = peer_access_start(d, err);
     if (!rc) rc = upload_server_start(d, err);
     if (!rc) rc = local_api_start(d, err);
     if (!rc && o->http) rc = peer_http_start(d, err);
@@ -508,6 +510,7 @@ void peer_daemon_free(peer_daemon *d)
     tasks_free(d);
     origin_clients_free(d);
     peer_store_close(d->store); /* flushes the index */
+    sched_client_free(d);
     proto_tls_free(d->tls);
     free(d);
 }

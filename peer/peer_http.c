@@ -95,7 +95,9 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
     metric(&b, "parent_connections", "gauge", "Open connections to parents.", np);
     metric(&b, "tasks", "gauge", "Blob tasks in memory.", d->n_tasks);
     uint64_t up = 0;
-    for (size_t i = 0; i < d->o.n_schedulers; i++) up += d->sched[i].ready;
+    for (size_t k = 0; k < d->n_sched_active; k++) up += d->sched[d->sched_order[k]].ready;
+    metric(&b, "schedulers", "gauge", "Schedulers in the table (names resolved).",
+           d->n_sched_active);
     metric(&b, "schedulers_connected", "gauge", "Scheduler connections ready.", up);
     metric(&b, "cache_bytes", "gauge", "Bytes of cached pieces.", st.bytes_used);
     metric(&b, "cache_blobs", "gauge", "Blobs in the cache.", st.blobs);
@@ -150,10 +152,11 @@ static void on_status(proto_http_res *res, const proto_http_req *req, void *arg)
     cf_buf_printf(&b, "{\"host_id\":");
     json_str(&b, d->host_id);
     cf_buf_printf(&b, ",\"upload\":\"%s:%u\",\"schedulers\":[", d->adv_ip, d->adv_port);
-    for (size_t i = 0; i < d->o.n_schedulers; i++) {
-        cf_buf_printf(&b, "%s{\"addr\":", i ? "," : "");
+    for (size_t k = 0; k < d->n_sched_active; k++) { /* by address; "slot" = a task's "scheduler" */
+        int i = d->sched_order[k];
+        cf_buf_printf(&b, "%s{\"addr\":", k ? "," : "");
         json_str(&b, d->sched[i].addr);
-        cf_buf_printf(&b, ",\"connected\":%s,\"healthy\":%s}", tf(d->sched[i].ready),
+        cf_buf_printf(&b, ",\"slot\":%d,\"connected\":%s,\"healthy\":%s}", i, tf(d->sched[i].ready),
                       tf(proto_sched_health_ok(&d->sched_health[i], &d->o.timing)));
     }
     cf_buf_printf(&b, "],\"tasks\":[");

@@ -24,6 +24,8 @@ static const char usage[] =
     "  --config FILE          config file (key = value; flags override it)\n"
     "  --listen HOST:PORT     upload server, mesh protocol      [listen, default 127.0.0.1:4100]\n"
     "  --scheduler HOST:PORT  a scheduler; repeat for several   [scheduler, none = origin only]\n"
+    "                         (a name stands for all its addresses, re-resolved every\n"
+    "                         scheduler_resolve_interval, 30s)\n"
     "  --cache-dir DIR        piece cache                       [cache_dir, /var/cache/chunkfly]\n"
     "  --api-socket PATH      local API                [api_socket, /run/chunkfly/peer.sock]\n"
     "  --http HOST:PORT       /metrics, /healthz, /status       [http, default none]\n"

@@ -24,14 +24,18 @@
 struct peer_daemon_opts {
     const char *listen;    /* upload server "ip:port" (mesh), required */
     const char *advertise; /* address announced to schedulers; NULL = listen */
+    /* "ip:port" / "[ip6]:port", used as written, or "name:port": every A/AAAA record of the
+     * name, resolved at start and every sched_resolve_interval_ms. The scheduler table is the
+     * union (at most PEER_MAX_SCHEDULERS addresses). */
     const char *schedulers[PEER_MAX_SCHEDULERS];
-    size_t n_schedulers;    /* 0 = no mesh: everything from the origin */
-    const char *cache_dir;  /* required */
-    const char *api_socket; /* unix socket path of the local API */
-    const char *http;       /* "ip:port" for /metrics, /healthz, /status; NULL = none */
-    const char *host_id;    /* NULL = "peer-<listen>" */
-    uint64_t quota_high;    /* bytes, 0 = none */
-    uint64_t quota_low;     /* 0 = 90% of quota_high */
+    size_t n_schedulers;                /* 0 = no mesh: everything from the origin */
+    uint32_t sched_resolve_interval_ms; /* re-resolution of scheduler names (30 s) */
+    const char *cache_dir;              /* required */
+    const char *api_socket;             /* unix socket path of the local API */
+    const char *http;                   /* "ip:port" for /metrics, /healthz, /status; NULL = none */
+    const char *host_id;                /* NULL = "peer-<listen>" */
+    uint64_t quota_high;                /* bytes, 0 = none */
+    uint64_t quota_low;                 /* 0 = 90% of quota_high */
     /* upload */
     uint32_t upload_slots;            /* concurrent piece uploads (16) */
     uint32_t upload_max_conns;        /* mesh connections accepted (256) */
@@ -71,6 +75,11 @@ struct peer_daemon_opts {
     const char *private_peers;
     proto_timing timing;
 };
+
+/* A `scheduler` entry: "ip:port" / "[ip6]:port" (returns 0) or "name:port" with a DNS-style
+ * name (returns 1; host and port filled when given, hostsz >= 256, portsz >= 6); -EINVAL
+ * otherwise. */
+int peer_sched_entry_parse(const char *entry, char *host, size_t hostsz, char *port, size_t portsz);
 
 /* Config keys accepted by peer_daemon_opts_load (NULL-terminated, timing.* included). */
 extern const char *const peer_daemon_config_keys[];

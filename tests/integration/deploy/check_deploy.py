@@ -209,9 +209,25 @@ def check_rendered(rendered, say=print):
               for k, v in svc["spec"]["selector"].items()),
           "scheduler Service selector does not match the pods")
     check(any(p["port"] == s_listen for p in svc["spec"]["ports"]), "scheduler Service: no mesh port")
-    for s in peer.get("scheduler", []):
-        check(re.fullmatch(r"\d+\.\d+\.\d+\.\d+:\d+", s) and hostport(s)[1] == s_listen,
-              f"peer.conf scheduler {s}: not numeric ip:{s_listen}")
+    # the peers learn every scheduler from the headless Service: their `scheduler` (in the
+    # rendered ConfigMap) is its DNS name and mesh port, which the host-network pods resolve
+    # through the cluster DNS (dnsPolicy, checked above for every host-network pod)
+    svc_name, svc_ns = svc["metadata"]["name"], svc["metadata"]["namespace"]
+    names = {f"{svc_name}.{svc_ns}.svc", f"{svc_name}.{svc_ns}.svc.cluster.local"}
+    rendered_peer = {}
+    for line in (cm["data"].get("peer.conf", "") if cm else "").splitlines():
+        k, _, v = line.strip().partition("=")
+        if k.strip() and not k.startswith("#"):
+            rendered_peer.setdefault(k.strip(), []).append(v.strip())
+    lines = rendered_peer.get("scheduler", [])
+    check(lines, "peer.conf: no scheduler line")
+    for s in lines:
+        host, _, port = s.rpartition(":")
+        check(host in names and port == str(s_listen),
+              f"peer.conf scheduler {s}: not the headless Service {sorted(names)[0]}:{s_listen}")
+    check(pspec.get("dnsPolicy") in ("ClusterFirst", "ClusterFirstWithHostNet") and
+          (not pspec.get("hostNetwork") or pspec.get("dnsPolicy") == "ClusterFirstWithHostNet"),
+          "peer: its dnsPolicy does not resolve the Service's name")
     say(f"scheduler: listen {s_listen}, http {s_http}, headless Service")
 
     # 5. the conversion service: port and paths of convertd.conf, its Service, one queue writer

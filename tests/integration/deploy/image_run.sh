@@ -182,6 +182,8 @@ run_workload() { # KIND NAME ID
         esac
     done <"$T/$id.spec"
     [ -d "$w/host" ] && chown -R 65532:65532 "$w/host"  # hostPath and claim stand-ins
+    # volumes readable by the image's user (a key from the CSI driver: its fs-group)
+    for d in "$w"/vol-*; do if [ -d "$d" ]; then chown -R 65532:65532 "$d"; fi; done
     CIDS+=("$id")
     "${CTR[@]}" run -d --read-only --with-ns "network:/var/run/netns/$NS" "${mounts[@]}" \
         --log-uri "file://$T/$id.log" "$REF" "$id" "${args[@]}" >/dev/null || fail "ctr run $id"
@@ -219,4 +221,80 @@ code=$(in_ns curl -s -o /dev/null -w '%{http_code}' -X POST -d '{"src": "127.0.0
 code=$(in_ns curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $CVD_AUTH" \
     -X POST -d '{"src": "not a ref"}' http://127.0.0.1:2077/api/v1/conversions || true)
 [ "$code" = 400 ] || fail "convertd with the Secret's Authorization: $code, expected 400 (bad body)"
+
+note "the peer learns the scheduler from the headless Service's name and uses it"
+# the origin: a docker-registry in the namespace, a blob above small_blob (it goes through the
+# scheduler: the connection and the announcement happen only for such a task)
+mkdir -p "$T/nsreg/data"
+printf 'version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp:\n  addr: 127.0.0.1:5000\n' \
+    "$T/nsreg/data" >"$T/nsreg/config.yml"
+bg_start "$T/nsreg/log" ip netns exec "$NS" docker-registry serve "$T/nsreg/config.yml"
+for _ in $(seq 100); do in_ns curl -fs -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.1; done
+# ns_push FILE: the blob into test/deploy of the namespace's registry; sets NSBLOB
+ns_push() {
+    local h loc
+    h=$(sha256sum "$1" | cut -d' ' -f1)
+    loc=$(in_ns curl -fsSi -X POST http://127.0.0.1:5000/v2/test/deploy/blobs/uploads/ |
+        tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+    case $loc in http*) ;; *) loc="http://127.0.0.1:5000$loc" ;; esac
+    case $loc in *\?*) loc="$loc&digest=sha256:$h" ;; *) loc="$loc?digest=sha256:$h" ;; esac
+    in_ns curl -fsS -X PUT -H "Content-Type: application/octet-stream" --data-binary "@$1" "$loc" >/dev/null || fail "push to the namespace's registry"
+    NSBLOB=127.0.0.1:5000/test/deploy@sha256:$h
+}
+# mesh_check PEER_ID SCHED_ID: the peer's table is the Service's address, a blob fetched
+# through the hostPath socket registers with the scheduler, which then counts the peer
+mesh_check() {
+    local got=""
+    for _ in $(seq 50); do
+        got=$(in_ns curl -fsS http://127.0.0.1:4101/status | python3 -c \
+            'import json, sys; print(" ".join(s["addr"] for s in json.load(sys.stdin)["schedulers"]))')
+        [ "$got" = "127.0.0.1:8002" ] && break
+        sleep 0.2
+    done
+    [ "$got" = "127.0.0.1:8002" ] || { cat "$T/$1.log"; fail "$1: scheduler table '$got', expected the Service's 127.0.0.1:8002"; }
+    head -c $((5 * 1048576 + 99)) /dev/urandom >"$T/$1.blob"
+    ns_push "$T/$1.blob"
+    "$CHUNKFLY_BIN/chunkfly" get -q --peer "$T/$1/host/run/chunkfly/peer.sock" "$NSBLOB" \
+        -o "$T/$1.out" >"$T/$1.get" 2>&1 || { cat "$T/$1.get" "$T/$1.log"; fail "$1: chunkfly get"; }
+    cmp -s "$T/$1.blob" "$T/$1.out" || fail "$1: the blob differs"
+    local hosts=""
+    for _ in $(seq 50); do
+        hosts=$(in_ns curl -fsS http://127.0.0.1:8003/metrics | awk '$1 == "chunkfly_scheduler_hosts" {print $2}')
+        [ "$hosts" = 1 ] && break
+        sleep 0.2
+    done
+    [ "$hosts" = 1 ] || { cat "$T/$1.log" "$T/$2.log"; fail "$2: $hosts hosts announced, expected the peer"; }
+    echo "$1: resolved the Service to 127.0.0.1:8002, fetched a blob, announced to $2"
+}
+mesh_check k8s-peer k8s-sched
+# stop_ctr ID: the task and container go (their ports are free again)
+stop_ctr() {
+    "${CTR[@]}" task kill -s SIGTERM "$1" >/dev/null 2>&1 || true
+    for _ in $(seq 50); do "${CTR[@]}" task delete "$1" >/dev/null 2>&1 && break; sleep 0.1; done
+    "${CTR[@]}" task delete -f "$1" >/dev/null 2>&1 || true
+    "${CTR[@]}" container delete "$1" >/dev/null 2>&1 || true
+}
+
+note "the mesh-tls component: per-pod certificates, mutual TLS between the peer and the scheduler"
+stop_ctr k8s-peer
+stop_ctr k8s-sched
+OV=$T/overlay-tls
+mkdir -p "$OV"
+rel=$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$CHUNKFLY_SRC/deploy/k8s" "$OV")
+printf 'resources: [%s]\ncomponents: [%s/components/mesh-tls]\n' "$rel" "$rel" >"$OV/kustomization.yaml"
+kubectl kustomize "$OV" >"$T/rendered.yaml" || fail "kubectl kustomize with components/mesh-tls"
+# the Issuer's CA: deploy/make-certs.sh stands in for cert-manager (k8s_to_ctr.py)
+export MESH_CA_DIR=$T/mesh-ca
+run_workload Deployment chunkfly-scheduler k8s-tls-sched
+run_workload DaemonSet chunkfly-peer k8s-tls-peer
+grep -q "mutual TLS" "$T/k8s-tls-peer.log" || { cat "$T/k8s-tls-peer.log"; fail "the peer is not on mutual TLS"; }
+mesh_check k8s-tls-peer k8s-tls-sched
+in_ns curl -fsS http://127.0.0.1:8003/status | grep -q '"chunkfly-peer-0.chunkfly"' ||
+    fail "the scheduler does not know the peer by its certificate's identity chunkfly-peer-0.chunkfly"
+# a plaintext client gets no answer on the mesh port
+ans=$(in_ns timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8002; printf "PLAIN HELLO\r\n\r\n" >&3; cat <&3' | head -c 100 | od -An -c | tr -d ' \n' || true)
+[ -z "$ans" ] || fail "a plaintext client got an answer on 8002: $ans"
+for _ in $(seq 20); do grep -q "plaintext connection refused" "$T/k8s-tls-sched.log" && break; sleep 0.1; done
+grep -q "plaintext connection refused" "$T/k8s-tls-sched.log" || { cat "$T/k8s-tls-sched.log"; fail "the scheduler did not refuse plaintext"; }
+echo "mesh-tls: the peer chunkfly-peer-0.chunkfly announced over mutual TLS, plaintext refused on 8002"
 echo "ok"

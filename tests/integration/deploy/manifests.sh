@@ -1,6 +1,7 @@
 #!/bin/bash
-# deploy/k8s and deploy/config: every YAML parses, `kubectl kustomize` renders the base and the
-# registry-ca component, check_deploy.py finds the image of deploy/image/image.env, the ports and
+# deploy/k8s and deploy/config: every YAML parses, `kubectl kustomize` renders the base, the
+# registry-ca component and the mesh-tls component (its certificate files = the tls_* keys),
+# check_deploy.py finds the image of deploy/image/image.env, the ports and
 # paths of deploy/config/*.conf, probes on /healthz (convertd: /api/v1/health), nothing privileged (and root only where
 # docs/deploy.md says why); broken copies of the rendered manifests are refused (the checker
 # bites). `kubectl apply --dry-run=client -k` needs an API server even on the client side (REST
@@ -44,6 +45,42 @@ v = [v for v in spec["volumes"] if v["name"] == "registry-ca"][0]
 assert v["secret"]["secretName"] == "chunkfly-registry-ca"
 PY
 
+note "the mesh-tls component"
+printf 'resources: [%s]\ncomponents: [%s/components/mesh-tls]\n' "$rel" "$rel" >"$OV/kustomization.yaml"
+kubectl kustomize "$OV" >"$T/with-tls.yaml" 2>"$T/kustomize.err" ||
+    { cat "$T/kustomize.err"; fail "kubectl kustomize with components/mesh-tls"; }
+python3 "$CHECK" "$CHUNKFLY_SRC" "$T/with-tls.yaml" >/dev/null || fail "check_deploy.py with mesh-tls"
+python3 - "$T/with-tls.yaml" <<'PY' || fail "mesh-tls: certificates and config keys disagree"
+import os, sys, yaml
+objs = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o]
+for kind, name in (("DaemonSet", "chunkfly-peer"), ("Deployment", "chunkfly-scheduler")):
+    w = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name][0]
+    spec = w["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    words = c.get("command", []) + c.get("args", [])
+    keys = dict(words[i + 1].split("=", 1) for i, x in enumerate(words[:-1]) if x == "--set")
+    assert all(k in keys for k in ("tls_cert", "tls_key", "tls_ca")), f"{name}: tls_* not set: {words}"
+    vol = [v for v in spec["volumes"] if v["name"] == "mesh-tls"][0]["csi"]
+    at = vol["volumeAttributes"]
+    assert vol["driver"] == "csi.cert-manager.io" and vol.get("readOnly") is True, name
+    assert at["csi.cert-manager.io/issuer-name"] and at["csi.cert-manager.io/issuer-kind"] in ("Issuer", "ClusterIssuer")
+    # identity = first DNS name: one per pod
+    first = at["csi.cert-manager.io/dns-names"].split(",")[0]
+    assert "${POD_NAME}" in first, f"{name}: identity {first} is not per pod"
+    usages = {u.strip() for u in at["csi.cert-manager.io/key-usages"].split(",")}
+    assert {"server auth", "client auth"} <= usages, f"{name}: usages {usages}"
+    mount = [m for m in c["volumeMounts"] if m["name"] == "mesh-tls"][0]
+    assert mount.get("readOnly") is True
+    for key, attr in (("tls_cert", "certificate-file"), ("tls_key", "privatekey-file"),
+                      ("tls_ca", "ca-file")):
+        want = os.path.join(mount["mountPath"], at["csi.cert-manager.io/" + attr])
+        assert keys[key] == want, f"{name}: {key}={keys[key]}, the volume has {want}"
+    uid = spec.get("securityContext", {}).get("runAsUser", 0)
+    assert uid == 0 or at.get("csi.cert-manager.io/fs-group") == str(spec["securityContext"].get("runAsGroup", uid)), \
+        f"{name}: runs as {uid}, the key is not readable by its group"
+    print(f"mesh-tls {kind}/{name}: {keys['tls_cert']} {keys['tls_key']} {keys['tls_ca']}, identity {first}")
+PY
+
 note "broken copies are refused"
 # bad NAME SED_EXPR MESSAGE_RE: a copy of the rendered file changed by SED_EXPR, which the checker
 # must refuse with MESSAGE_RE (all checked by one python run below)
@@ -65,6 +102,8 @@ bad cvd-health 's|path: /api/v1/health|path: /healthz|' "not an httpGet of /api/
 bad cvd-replicas 's|replicas: 1$|replicas: 2|' "convertd: the LMDB queue takes one writer"
 bad cvd-work 's|mountPath: /var/lib/chunkfly/convertd|mountPath: /var/lib/convertd|' "work_dir .* is not a PersistentVolumeClaim"
 bad job-shard 's|\$(JOB_COMPLETION_INDEX)/4|$(JOB_COMPLETION_INDEX)/3|' "convert job: --shard"
+bad sched-name 's|scheduler = chunkfly-scheduler.chunkfly.svc:8002|scheduler = 10.0.0.5:8002|' "not the headless Service"
+bad dns-policy 's|dnsPolicy: ClusterFirstWithHostNet|dnsPolicy: Default|' "dnsPolicy"
 bad job-indexed 's|completionMode: Indexed|completionMode: NonIndexed|' "not Indexed"
 python3 "$CHECK" "$CHUNKFLY_SRC" "$T/rendered.yaml" "${BAD[@]}" >"$T/bad.out" 2>&1 ||
     { cat "$T/bad.out"; fail "a broken copy was accepted"; }

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -37,6 +38,7 @@ static void test_defaults(void **state)
     assert_int_equal(o.origin_timeout_ms, 8000);
     assert_int_equal(o.seed_cached, 64);
     assert_int_equal(o.timing.heartbeat_interval_ms, 2000);
+    assert_int_equal(o.sched_resolve_interval_ms, 30000);
 }
 
 static void test_values(void **state)
@@ -55,6 +57,20 @@ static void test_values(void **state)
     assert_int_equal(o.upload_bw, 50u << 20);
     assert_int_equal(o.piece_timeout_ms, 500);
     assert_int_equal(o.timing.heartbeat_interval_ms, 1000);
+    /* names (a headless Service) beside numeric entries, IPv6 too */
+    assert_int_equal(load("scheduler = chunkfly-scheduler.chunkfly.svc:8002\n"
+                          "scheduler = [::1]:8002\nscheduler = 10.0.0.5:8002\n"
+                          "scheduler_resolve_interval = 5s\n",
+                          &o, &err),
+                     0);
+    assert_int_equal(o.n_schedulers, 3);
+    assert_int_equal(o.sched_resolve_interval_ms, 5000);
+    char host[256], port[8];
+    assert_int_equal(
+        peer_sched_entry_parse("sched-1.example:8002", host, sizeof(host), port, sizeof(port)), 1);
+    assert_string_equal(host, "sched-1.example");
+    assert_string_equal(port, "8002");
+    assert_int_equal(peer_sched_entry_parse("10.0.0.5:8002", NULL, 0, NULL, 0), 0);
 }
 
 static void test_refusals(void **state)
@@ -65,7 +81,19 @@ static void test_refusals(void **state)
     assert_int_equal(load("uplaod_slots = 4\n", &o, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "uplaod_slots"));
     cf_err_clear(&err);
-    assert_int_equal(load("scheduler = sched.example:8002\n", &o, &err), -EINVAL);
+    /* a scheduler entry: ip:port or name:port, nothing else */
+    const char *bad[] = {
+        "sched.example", "sched example:8002", "sched.example:0",   "sched.example:99999",
+        "-sched:8002",   "10.0.0.300:8002",    "sched.example:80a", ":8002",
+        "[::1]8002"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char cfg[128];
+        snprintf(cfg, sizeof(cfg), "scheduler = %s\n", bad[i]);
+        cf_err_clear(&err);
+        assert_int_equal(load(cfg, &o, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "expected ip:port or name:port"));
+    }
+    assert_int_equal(load("scheduler_resolve_interval = 0\n", &o, &err), -EINVAL);
     assert_int_equal(load("upload_slots = 0\n", &o, &err), -EINVAL);
     assert_int_equal(load("pieces_in_flight = lots\n", &o, &err), -EINVAL);
     assert_int_equal(load("quota = 1G\nquota_low = 2G\n", &o, &err), -EINVAL);
