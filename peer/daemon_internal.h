@@ -27,6 +27,8 @@ struct peer_metrics {
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
     uint64_t blobs_verified, blob_mismatches;
     uint64_t tls_refused; /* upload conns refused in TLS or for a HELLO id not their cert's */
+    uint64_t upload_auth_refused; /* private-blob requests answered AUTH (no or a bad proof) */
+    uint64_t access_proofs_sent, access_refused; /* as a requester: ACCESS sent / refused */
     uint64_t mirror_requests, mirror_hits, mirror_errors, mirror_bytes, mirror_manifest_hits;
 };
 
@@ -85,6 +87,10 @@ struct pconn_handler {
                      const uint8_t *bits, size_t bits_len, const proto_piece_run *runs,
                      size_t n_runs);
     void (*on_closed)(peer_daemon *d, struct pconn *pc); /* before pc is freed */
+    /* an ERROR naming task_id that answers no piece request (ACCESS, AVAIL_QUERY: req_id 0) */
+    void (*on_task_error)(peer_daemon *d, struct pconn *pc, const char *task_id, uint64_t req_id,
+                          int code, const char *msg);
+    void (*on_access_ok)(peer_daemon *d, struct pconn *pc, const char *task_id, uint64_t req_id);
 };
 
 /* ---- tasks (download_task.c) ---- */
@@ -210,7 +216,7 @@ struct peer_daemon {
     struct mreq *mreqs;
     struct mcache_entry *mcache; /* manifests by digest */
     size_t mcache_bytes;
-    struct mirror_auth *mauth; /* blob authorization verdicts (mirror.c) */
+    struct peer_access *access; /* blob access verdicts (access_check.c) */
     /* schedulers */
     struct sched_link sched[PEER_MAX_SCHEDULERS];
     const char *sched_addrs[PEER_MAX_SCHEDULERS];
@@ -282,6 +288,9 @@ void pconn_init(peer_daemon *d, const struct pconn_handler *h);
 struct pconn *pconn_get(peer_daemon *d, const char *addr, const char *host_id);
 int pconn_request(struct pconn *pc, void *owner, const char *task_id, int tp, uint32_t piece);
 void pconn_subscribe(struct pconn *pc, const char *task_id);
+/* ACCESS: a pull token as proof for a private blob (sent only to a parent that asked). */
+int pconn_send_access(struct pconn *pc, const char *task_id, uint64_t req_id, const char *repo_ref,
+                      const char *token);
 void pconn_forget_owner(peer_daemon *d, void *owner);
 void pconn_check_timeouts(peer_daemon *d);
 void pconn_close_all(peer_daemon *d);
@@ -319,6 +328,10 @@ int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *
 /* back_to_source.c (a piece source: the origin registry) */
 int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
                       struct origin_client **out, cf_err *err); /* [blocking] */
+/* [blocking] The client without any credentials (the docker config is not read either): the
+ * anonymous token flow, what the registry gives anyone. */
+int origin_client_anon(peer_daemon *d, const char *registry, int scheme, struct origin_client **out,
+                       cf_err *err);
 /* [blocking] Exactly len bytes of the blob at off into buf: 0, or a negative errno (message
  * in err). */
 int bts_get_range(proto_registry *reg, const char *repo, const char *task_id, uint64_t off,

@@ -1046,12 +1046,161 @@ static void on_parent_piece(void *owner, int tp, uint32_t piece, const uint8_t *
     }
 }
 
+/* ---- private blobs: proofs for parents that ask (docs/security.md) ----
+ * A parent answers AUTH for a private blob it will not show without proof. The task then gets
+ * a pull token for its repository through its own registry client (the caller's credentials,
+ * or the node's docker config) and sends it with ACCESS to that parent only: a token goes to
+ * a parent that asked for one, never to every candidate. A parent that refuses the proof, or a
+ * task that cannot make one, skips that parent for the task (not a ban, not a lie); the
+ * download goes on from the other parents or the origin. */
+enum { ACC_NONE, ACC_FETCHING, ACC_SENT, ACC_OK, ACC_REFUSED };
+
+struct token_job {
+    struct task *t;
+    int tp;
+    char host_id[PROTO_MAX_ID_LEN + 1];
+    char *token;
+    int rc;
+    cf_err err;
+};
+
+static void token_work(void *p)
+{
+    struct token_job *j = p;
+    struct task *t = j->t;
+    if (!t->oc) {
+        j->rc = cf_err_set(&j->err, -ENOENT, "no registry client for %s", t->id);
+        return;
+    }
+    j->rc = proto_registry_pull_token(t->oc->reg, t->repo, t->id, &j->token, &j->err);
+}
+
+static void parent_skip_auth(struct task *t, int tp, const char *why)
+{
+    pp_parent *pa = &t->pp.parents[tp];
+    pa->access = ACC_REFUSED;
+    t->d->m.access_refused++;
+    cf_info("task %s: parent %s keeps this private blob from us (%s): skipped for this task", t->id,
+            pa->host_id, why);
+    pp_request_failed(&t->pp, tp, PROTO_NO_PIECE, PP_FAIL_UNKNOWN_TASK, pd_now(t->d));
+}
+
+static void token_done(void *p, int cancelled)
+{
+    struct token_job *j = p;
+    struct task *t = j->t;
+    peer_daemon *d = t->d;
+    t->work_refs--;
+    if (!t->dead && !cancelled && !d->stopping && j->tp < t->pp.n_parents &&
+        strcmp(t->pp.parents[j->tp].host_id, j->host_id) == 0 &&
+        t->pp.parents[j->tp].access == ACC_FETCHING) {
+        pp_parent *pa = &t->pp.parents[j->tp];
+        pa->down_until_ms = 0;
+        char repo_ref[PROTO_MAX_REPO_REF_LEN + 1];
+        int n = snprintf(repo_ref, sizeof(repo_ref), "%s/%s", t->registry, t->repo);
+        if (j->rc || n < 0 || (size_t)n >= sizeof(repo_ref)) {
+            parent_skip_auth(t, j->tp, j->rc ? cf_err_str(&j->err, j->rc) : "name too long");
+        } else if (!pa->conn ||
+                   pconn_send_access(pa->conn, t->id, pa->access_req = d->next_req_id++, repo_ref,
+                                     j->token) != 0) {
+            pa->access = ACC_NONE; /* the connection went away: asked again if needed */
+        } else {
+            pa->access = ACC_SENT;
+            d->m.access_proofs_sent++;
+        }
+        if (t->state == T_RUNNING) task_pump(t);
+    }
+    if (j->token) {
+        explicit_bzero(j->token, strlen(j->token));
+        free(j->token);
+    }
+    free(j);
+    task_maybe_free(t);
+}
+
+/* Parent tp answered AUTH for this task: send a proof, or skip it. */
+static void parent_wants_proof(struct task *t, int tp)
+{
+    peer_daemon *d = t->d;
+    pp_parent *pa = &t->pp.parents[tp];
+    switch (pa->access) {
+    case ACC_FETCHING:
+    case ACC_SENT:
+        return; /* answers to requests sent before the proof */
+    case ACC_REFUSED:
+        pp_request_failed(&t->pp, tp, PROTO_NO_PIECE, PP_FAIL_UNKNOWN_TASK, pd_now(d));
+        return;
+    default: /* none yet, or an accepted one expired there: a token (a new one if expired) */
+        break;
+    }
+    struct token_job *j = calloc(1, sizeof(*j));
+    if (!j) return;
+    j->t = t;
+    j->tp = tp;
+    snprintf(j->host_id, sizeof(j->host_id), "%s", pa->host_id);
+    t->work_refs++;
+    if (pd_queue_work(d, j, token_work, token_done)) {
+        t->work_refs--;
+        free(j);
+        return;
+    }
+    pa->access = ACC_FETCHING;
+    pa->down_until_ms = UINT64_MAX; /* no requests until the proof is on its way */
+}
+
+static int parent_slot(struct task *t, struct pconn *pc)
+{
+    for (int i = 0; i < t->pp.n_parents; i++)
+        if (t->pp.parents[i].conn == pc) return i;
+    return -1;
+}
+
+static void on_parent_task_error(peer_daemon *d, struct pconn *pc, const char *task_id,
+                                 uint64_t req_id, int code, const char *msg)
+{
+    struct task *t = task_find(d, task_id);
+    int tp = t ? parent_slot(t, pc) : -1;
+    if (tp < 0 || t->dead) return;
+    pp_parent *pa = &t->pp.parents[tp];
+    if (req_id && pa->access == ACC_SENT && req_id == pa->access_req) {
+        if (code == PROTO_E_BUSY) { /* its checks are busy: ask again in a moment */
+            pa->access = ACC_NONE;
+            pp_request_failed(&t->pp, tp, PROTO_NO_PIECE, PP_FAIL_BUSY, pd_now(d));
+        } else {
+            parent_skip_auth(t, tp, msg[0] ? msg : "proof refused");
+        }
+    } else if (code == PROTO_E_AUTH && !req_id) { /* AVAIL_QUERY refused */
+        pa->subscribed = 0;
+        parent_wants_proof(t, tp);
+    }
+    if (t->state == T_RUNNING) task_pump(t);
+}
+
+static void on_parent_access_ok(peer_daemon *d, struct pconn *pc, const char *task_id,
+                                uint64_t req_id)
+{
+    struct task *t = task_find(d, task_id);
+    int tp = t ? parent_slot(t, pc) : -1;
+    if (tp < 0 || t->dead) return;
+    pp_parent *pa = &t->pp.parents[tp];
+    if (pa->access != ACC_SENT || req_id != pa->access_req) return;
+    pa->access = ACC_OK;
+    pconn_subscribe(pc, t->id); /* its bits, now that it shows them */
+    pa->subscribed = 1;
+    if (t->state == T_RUNNING) task_pump(t);
+}
+
 static void on_parent_failed(void *owner, int tp, uint32_t piece, int code)
 {
     struct task *t = owner;
     peer_daemon *d = t->d;
     if (t->dead) return;
     pp_request_ended(&t->pp, piece, tp);
+    if (code == PROTO_E_AUTH) {
+        parent_wants_proof(t, tp);
+        if (t->state == T_RUNNING) task_pump(t);
+        return;
+    }
     enum pp_failure why;
     switch (code) {
     case PROTO_E_BUSY:
@@ -1103,6 +1252,9 @@ static void on_parent_closed(peer_daemon *d, struct pconn *pc)
             if (t->pp.parents[i].conn == pc) {
                 t->pp.parents[i].conn = NULL;
                 t->pp.parents[i].subscribed = 0;
+                /* a proof holds per connection; a refusal holds for the task */
+                if (t->pp.parents[i].access == ACC_SENT || t->pp.parents[i].access == ACC_OK)
+                    t->pp.parents[i].access = ACC_NONE;
             }
 }
 
@@ -1806,6 +1958,8 @@ static const struct pconn_handler pconn_h = {
     .on_failed = on_parent_failed,
     .on_avail = on_parent_avail,
     .on_closed = on_parent_closed,
+    .on_task_error = on_parent_task_error,
+    .on_access_ok = on_parent_access_ok,
 };
 
 static const struct sched_handler sched_h = {

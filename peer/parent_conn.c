@@ -91,7 +91,14 @@ static void on_frame(proto_conn *c, const proto_frame_header *hdr, const uint8_t
             free(r);
         } else {
             cf_debug("parent %s: error %u: %s", pc->addr, m.u.error.code, m.u.error.message);
+            /* an answer to ACCESS or AVAIL_QUERY (a private blob): the task decides */
+            if (m.u.error.task_id[0])
+                h->on_task_error(d, pc, m.u.error.task_id, m.u.error.req_id, (int)m.u.error.code,
+                                 m.u.error.message);
         }
+        break;
+    case PROTO_MSG_ACCESS_OK:
+        h->on_access_ok(d, pc, m.u.access_ok.task_id, m.u.access_ok.req_id);
         break;
     case PROTO_MSG_AVAIL:
         h->on_avail(d, pc, m.u.avail.task_id, m.u.avail.piece_count, m.u.avail.bits,
@@ -210,6 +217,17 @@ void pconn_subscribe(struct pconn *pc, const char *task_id)
     m.u.avail_query.task_id = task_id;
     m.u.avail_query.subscribe = true;
     proto_conn_send(pc->c, &m, NULL, 0, NULL);
+}
+
+int pconn_send_access(struct pconn *pc, const char *task_id, uint64_t req_id, const char *repo_ref,
+                      const char *token)
+{
+    proto_msg m = {.type = PROTO_MSG_ACCESS};
+    m.u.access.req_id = req_id;
+    m.u.access.task_id = task_id;
+    m.u.access.repo_ref = repo_ref;
+    m.u.access.token = token;
+    return proto_conn_send(pc->c, &m, NULL, 0, NULL);
 }
 
 void pconn_forget_owner(peer_daemon *d, void *owner)

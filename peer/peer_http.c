@@ -66,6 +66,13 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
            "Mesh connections refused: plaintext, no or foreign certificate, HELLO id not the "
            "certificate's.",
            m->tls_refused);
+    metric(&b, "upload_auth_refused_total", "counter",
+           "Private-blob requests refused for want of an accepted proof (ERROR AUTH).",
+           m->upload_auth_refused);
+    metric(&b, "access_proofs_sent_total", "counter", "Pull-token proofs sent to parents.",
+           m->access_proofs_sent);
+    metric(&b, "access_refused_total", "counter",
+           "Parents that refused this node's proof (skipped for the task).", m->access_refused);
     metric(&b, "bad_frames_total", "counter", "Undecodable frames received.", m->bad_frames);
     metric(&b, "tasks_completed_total", "counter", "Blobs downloaded and verified.",
            m->tasks_completed);

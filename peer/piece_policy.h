@@ -32,6 +32,8 @@ typedef struct pp_parent {
     uint32_t requests;          /* this task's requests outstanding on it */
     void *conn;                 /* caller's connection, opaque */
     int subscribed;             /* caller's: availability updates asked on conn */
+    int access;                 /* caller's: private-blob proof state with this parent */
+    uint64_t access_req;        /* caller's: its ACCESS request id */
 } pp_parent;
 
 typedef struct pp_limits {

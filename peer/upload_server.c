@@ -9,20 +9,37 @@
  * holds one slot and no memory: piece bytes go from the data file with sendfile(2). Its further
  * requests wait in a short FIFO and then in the socket (reading pauses). A piece not drained
  * within upload_piece_timeout, or a connection without HELLO after 10 s, is closed. A front end:
- * it learns of new pieces as a piece listener of the tasks, and reads pieces from the cache. */
+ * it learns of new pieces as a piece listener of the tasks, and reads pieces from the cache.
+ *
+ * Private blobs (docs/security.md): a blob's bits (AVAIL) and pieces go to a connection only
+ * once it is granted that task: the blob is public (an anonymous HEAD at its recorded registry
+ * succeeds), the requester's proven host id is in private_peers, or it showed a pull token the
+ * registry accepts for that blob (ACCESS). Else ERROR AUTH, never data. While a check runs the
+ * message that needs it is held and reading paused (one check per connection at a time); the
+ * registry's answer is kept in the daemon's verdict table (access_check.h). */
 #include <errno.h>
+#include <fnmatch.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "access_check.h"
 #include "cf/log.h"
 #include "daemon_internal.h"
 
 #define MAX_PENDING   8
 #define MAX_SUBS      64
 #define HELLO_TIMEOUT 10000
+#define MAX_GRANTS    64
+#define GRANT_MS      60000 /* a grant is checked again after this (the verdict table's 60 s) */
+
+/* A task this connection may read. */
+struct grant {
+    char task_id[PROTO_TASK_ID_LEN + 1];
+    uint64_t until_ms;
+};
 
 struct upreq {
     uint64_t req_id;
@@ -44,6 +61,14 @@ struct upconn {
     int q_head, q_len;
     char subs[MAX_SUBS][PROTO_TASK_ID_LEN + 1];
     int n_subs;
+    char host_id[PROTO_MAX_ID_LEN + 1]; /* from HELLO: proven by the certificate over TLS */
+    int trusted;                        /* host_id is in private_peers */
+    struct grant grants[MAX_GRANTS];
+    int n_grants;
+    /* a message waiting for an access verdict (reading paused meanwhile) */
+    proto_msg held;
+    int holding, auth_paused;
+    peer_access_wait wait;
 };
 
 static int send_msg(struct upconn *uc, const proto_msg *m)
@@ -146,7 +171,8 @@ static void up_pump(struct upconn *uc)
         uc->q_head = (uc->q_head + 1) % MAX_PENDING;
         uc->q_len--;
     }
-    if (uc->read_paused && uc->q_len < MAX_PENDING / 2 && proto_conn_resume_read(uc->c) == 0)
+    if (uc->read_paused && !uc->holding && uc->q_len < MAX_PENDING / 2 &&
+        proto_conn_resume_read(uc->c) == 0)
         uc->read_paused = 0;
     uc->pumping = 0;
 }
@@ -215,6 +241,250 @@ static void on_piece_stored(struct piece_listener *l, const char *task_id, uint3
     }
 }
 
+/* ---- private blobs ---- */
+
+static struct grant *grant_find(struct upconn *uc, const char *task_id, uint64_t now)
+{
+    for (int i = 0; i < uc->n_grants; i++) {
+        struct grant *g = &uc->grants[i];
+        if (strcmp(g->task_id, task_id) != 0) continue;
+        if (now < g->until_ms) return g;
+        *g = uc->grants[--uc->n_grants]; /* expired: checked again */
+        return NULL;
+    }
+    return NULL;
+}
+
+static void grant_add(struct upconn *uc, const char *task_id, uint64_t now)
+{
+    if (grant_find(uc, task_id, now)) return;
+    struct grant *g = NULL;
+    if (uc->n_grants < MAX_GRANTS) {
+        g = &uc->grants[uc->n_grants++];
+    } else { /* full: the one that expires first goes (it is only checked again) */
+        g = &uc->grants[0];
+        for (int i = 1; i < MAX_GRANTS; i++)
+            if (uc->grants[i].until_ms < g->until_ms) g = &uc->grants[i];
+    }
+    snprintf(g->task_id, sizeof(g->task_id), "%s", task_id);
+    g->until_ms = now + GRANT_MS;
+}
+
+/* private_peers: comma separated globs over host ids */
+static int in_trust_group(const char *list, const char *host_id)
+{
+    if (!list || !host_id[0]) return 0;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t n = strcspn(p, ",");
+        while (n && p[n - 1] == ' ') n--;
+        char glob[PROTO_MAX_ID_LEN + 1];
+        if (n && n < sizeof(glob)) {
+            memcpy(glob, p, n);
+            glob[n] = 0;
+            if (fnmatch(glob, host_id, 0) == 0) return 1;
+        }
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
+static void refuse(struct upconn *uc, uint64_t req_id, const char *task_id, const char *msg)
+{
+    uc->d->m.upload_auth_refused++;
+    cf_debug("upload %s (%s): %s: %s", proto_conn_peer_name(uc->c), uc->host_id, task_id, msg);
+    send_error(uc, PROTO_E_AUTH, req_id, task_id, msg);
+}
+
+static void on_verdict(peer_access_wait *w, const peer_access_verdict *v);
+
+/* Holds m (now the connection's) until w's verdict; reading pauses. */
+static void hold(struct upconn *uc, proto_msg *m)
+{
+    uc->held = *m;
+    memset(m, 0, sizeof(*m)); /* the caller's proto_msg_free is a no-op now */
+    uc->holding = 1;
+    if (!uc->read_paused) {
+        proto_conn_pause_read(uc->c);
+        uc->read_paused = 1;
+    }
+}
+
+enum gate { GATE_OK, GATE_DONE }; /* serve now; answered or held */
+
+/* For AVAIL_QUERY and PIECE_REQUEST of task_id: may this connection see the blob? */
+static enum gate gate(struct upconn *uc, proto_msg *m, const char *task_id, uint64_t req_id)
+{
+    peer_daemon *d = uc->d;
+    uint64_t now = pd_now(d);
+    if (uc->trusted || grant_find(uc, task_id, now)) return GATE_OK;
+    uint8_t digest[32];
+    proto_task_id_to_digest(task_id, digest);
+    peer_blob_info info;
+    if (peer_store_blob_info(d->store, digest, &info) == -ENOENT)
+        return GATE_OK; /* not held: answered "unknown task" as before, nothing leaks */
+    if (!info.origin[0]) {
+        refuse(uc, req_id, task_id, "private: no registry recorded for this blob");
+        return GATE_DONE;
+    }
+    static const peer_access_cred anon = {.kind = PEER_ACCESS_ANON};
+    peer_access_verdict v;
+    uc->wait.done = on_verdict;
+    int rc = peer_access_check(d, &anon, info.origin, task_id, &uc->wait, &v);
+    if (rc == 0) {
+        hold(uc, m);
+        return GATE_DONE;
+    }
+    if (rc == 1 && v.state == PEER_ACCESS_OK) {
+        grant_add(uc, task_id, now);
+        return GATE_OK;
+    }
+    if (rc < 0)
+        send_error(uc, PROTO_E_BUSY, req_id, task_id, "access checks busy, retry later");
+    else
+        refuse(uc, req_id, task_id, "private blob: send ACCESS with a pull token");
+    return GATE_DONE;
+}
+
+static void handle_access(struct upconn *uc, proto_msg *m)
+{
+    peer_daemon *d = uc->d;
+    const proto_access *a = &m->u.access;
+    uint64_t now = pd_now(d);
+    proto_msg ok = {.type = PROTO_MSG_ACCESS_OK};
+    ok.u.access_ok.req_id = a->req_id;
+    ok.u.access_ok.task_id = a->task_id;
+    if (uc->trusted || grant_find(uc, a->task_id, now)) {
+        send_msg(uc, &ok);
+        return;
+    }
+    uint8_t digest[32];
+    proto_task_id_to_digest(a->task_id, digest);
+    peer_blob_info info;
+    if (peer_store_blob_info(d->store, digest, &info) == -ENOENT) {
+        send_error(uc, PROTO_E_UNKNOWN_TASK, a->req_id, a->task_id, "blob not held");
+        return;
+    }
+    proto_image_ref rec, proof;
+    int scheme;
+    if (!info.origin[0] || origin_parse(info.origin, &rec, &scheme, NULL)) {
+        refuse(uc, a->req_id, a->task_id, "private: no registry recorded for this blob");
+        return;
+    }
+    /* The proof's registry must be the one this blob came from: a registry of the requester's
+     * choosing could say yes to anything. The repository may differ (the registry answers for
+     * that repository and this digest). */
+    cf_err err = {0};
+    if (proto_image_ref_parse(a->repo_ref, &proof, &err) || strchr(a->repo_ref, '@') ||
+        strcmp(proof.registry, rec.registry) != 0) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "proof refused: this blob comes from registry %s, not '%.256s'",
+                 rec.registry, a->repo_ref);
+        refuse(uc, a->req_id, a->task_id, msg);
+        return;
+    }
+    char origin[PROTO_MAX_ORIGIN_LEN + 1];
+    snprintf(origin, sizeof(origin), "%s%s/%s",
+             scheme == PROTO_REGISTRY_SCHEME_HTTP    ? "http://"
+             : scheme == PROTO_REGISTRY_SCHEME_HTTPS ? "https://"
+                                                     : "",
+             rec.registry, proof.repo);
+    peer_access_cred c = {.kind = PEER_ACCESS_BEARER, .secret = a->token};
+    peer_access_verdict v;
+    uc->wait.done = on_verdict;
+    int rc = peer_access_check(d, &c, origin, a->task_id, &uc->wait, &v);
+    if (rc == 0) {
+        hold(uc, m);
+        return;
+    }
+    if (rc == 1 && v.state == PEER_ACCESS_OK) {
+        grant_add(uc, a->task_id, now);
+        send_msg(uc, &ok);
+        return;
+    }
+    if (rc < 0)
+        send_error(uc, PROTO_E_BUSY, a->req_id, a->task_id, "access checks busy, retry later");
+    else
+        refuse(uc, a->req_id, a->task_id, "proof refused by the registry");
+}
+
+static void dispatch(struct upconn *uc, proto_msg *m)
+{
+    proto_conn *c = uc->c;
+    switch (m->type) {
+    case PROTO_MSG_PIECE_REQUEST: {
+        if (uc->q_len == MAX_PENDING) { /* cannot happen while reading is paused; be safe */
+            send_error(uc, PROTO_E_BUSY, m->u.piece_request.req_id, m->u.piece_request.task_id,
+                       "too many requests");
+            break;
+        }
+        if (gate(uc, m, m->u.piece_request.task_id, m->u.piece_request.req_id) != GATE_OK) break;
+        struct upreq *r = &uc->q[(uc->q_head + uc->q_len) % MAX_PENDING];
+        r->req_id = m->u.piece_request.req_id;
+        r->piece = m->u.piece_request.piece;
+        snprintf(r->task_id, sizeof(r->task_id), "%s", m->u.piece_request.task_id);
+        proto_task_id_to_digest(r->task_id, r->digest);
+        uc->q_len++;
+        if (uc->q_len == MAX_PENDING && !uc->read_paused) {
+            proto_conn_pause_read(c);
+            uc->read_paused = 1;
+        }
+        up_pump(uc);
+        break;
+    }
+    case PROTO_MSG_AVAIL_QUERY:
+        if (gate(uc, m, m->u.avail_query.task_id, 0) != GATE_OK) break;
+        handle_avail_query(uc, &m->u.avail_query);
+        break;
+    case PROTO_MSG_ACCESS:
+        handle_access(uc, m);
+        break;
+    case PROTO_MSG_LEAVE_TASK:
+        for (int i = 0; i < uc->n_subs; i++)
+            if (strcmp(uc->subs[i], m->u.leave_task.task_id) == 0) {
+                memcpy(uc->subs[i], uc->subs[--uc->n_subs], sizeof(uc->subs[i]));
+                break;
+            }
+        break;
+    default:
+        send_error(uc, PROTO_E_UNEXPECTED, 0, NULL, "message not handled by a piece server");
+        break;
+    }
+}
+
+/* The verdict for the held message: a grant (then the message is handled as if it came now)
+ * or its refusal; then reading goes on. */
+static void on_verdict(peer_access_wait *w, const peer_access_verdict *v)
+{
+    struct upconn *uc = (struct upconn *)((char *)w - offsetof(struct upconn, wait));
+    proto_msg m = uc->held;
+    memset(&uc->held, 0, sizeof(uc->held));
+    uc->holding = 0;
+    const char *task_id = m.type == PROTO_MSG_ACCESS          ? m.u.access.task_id
+                          : m.type == PROTO_MSG_PIECE_REQUEST ? m.u.piece_request.task_id
+                                                              : m.u.avail_query.task_id;
+    uint64_t req_id = m.type == PROTO_MSG_ACCESS          ? m.u.access.req_id
+                      : m.type == PROTO_MSG_PIECE_REQUEST ? m.u.piece_request.req_id
+                                                          : 0;
+    if (v->state == PEER_ACCESS_OK) {
+        grant_add(uc, task_id, pd_now(uc->d));
+        dispatch(uc, &m);
+    } else if (v->state == PEER_ACCESS_REFUSED) {
+        refuse(uc, req_id, task_id,
+               m.type == PROTO_MSG_ACCESS ? "proof refused by the registry"
+                                          : "private blob: send ACCESS with a pull token");
+    } else { /* could not tell: private by default; the message says why */
+        char msg[PROTO_MAX_TEXT_LEN];
+        snprintf(msg, sizeof(msg), "private (access not verified: %s)", v->msg);
+        refuse(uc, req_id, task_id, msg);
+    }
+    proto_msg_free(&m);
+    if (uc->read_paused && !uc->holding && uc->q_len < MAX_PENDING / 2 &&
+        proto_conn_resume_read(uc->c) == 0)
+        uc->read_paused = 0;
+}
+
 static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *body,
                      const uint8_t *payload)
 {
@@ -238,44 +508,18 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
         if (pd_serve_hello(d, c, &m, PROTO_CAP_AVAIL_PUSH, &pmax) == 0) {
             uc->hello_done = 1;
             proto_conn_set_max_body(c, 0);
+            snprintf(uc->host_id, sizeof(uc->host_id), "%s", m.u.hello.node_id);
+            uc->trusted = in_trust_group(d->o.private_peers, uc->host_id);
         }
         proto_msg_free(&m);
         return;
     }
-    switch (m.type) {
-    case PROTO_MSG_PIECE_REQUEST: {
-        if (uc->q_len == MAX_PENDING) { /* cannot happen while reading is paused; be safe */
-            send_error(uc, PROTO_E_BUSY, m.u.piece_request.req_id, m.u.piece_request.task_id,
-                       "too many requests");
-            break;
-        }
-        struct upreq *r = &uc->q[(uc->q_head + uc->q_len) % MAX_PENDING];
-        r->req_id = m.u.piece_request.req_id;
-        r->piece = m.u.piece_request.piece;
-        snprintf(r->task_id, sizeof(r->task_id), "%s", m.u.piece_request.task_id);
-        proto_task_id_to_digest(r->task_id, r->digest);
-        uc->q_len++;
-        if (uc->q_len == MAX_PENDING) {
-            proto_conn_pause_read(c);
-            uc->read_paused = 1;
-        }
-        up_pump(uc);
-        break;
+    if (uc->holding) { /* reading is paused: frames already parsed wait in the conn */
+        proto_msg_free(&m);
+        send_error(uc, PROTO_E_BUSY, 0, NULL, "an access check is running");
+        return;
     }
-    case PROTO_MSG_AVAIL_QUERY:
-        handle_avail_query(uc, &m.u.avail_query);
-        break;
-    case PROTO_MSG_LEAVE_TASK:
-        for (int i = 0; i < uc->n_subs; i++)
-            if (strcmp(uc->subs[i], m.u.leave_task.task_id) == 0) {
-                memcpy(uc->subs[i], uc->subs[--uc->n_subs], sizeof(uc->subs[i]));
-                break;
-            }
-        break;
-    default:
-        send_error(uc, PROTO_E_UNEXPECTED, 0, NULL, "message not handled by a piece server");
-        break;
-    }
+    dispatch(uc, &m);
     proto_msg_free(&m);
 }
 
@@ -288,6 +532,8 @@ static void on_close(proto_conn *c, int status, const char *reason)
         (status == -EACCES || status == -EPROTO || status == -EPERM))
         d->m.tls_refused++;
     if (uc->piece_in_queue) d->slots_used--;
+    peer_access_cancel(d, &uc->wait);
+    if (uc->holding) proto_msg_free(&uc->held);
     for (struct upconn **pp = &d->upconns; *pp; pp = &(*pp)->next)
         if (*pp == uc) {
             *pp = uc->next;
@@ -343,6 +589,9 @@ void upload_tick(peer_daemon *d)
 
 int upload_server_start(peer_daemon *d, cf_err *err)
 {
+    if (d->o.private_peers && d->o.private_peers[0] && !d->tls)
+        cf_warn("private_peers is set without mesh TLS: host ids are not proven, so any host "
+                "that claims a listed id gets private blobs (configure tls_cert/tls_key/tls_ca)");
     d->up_listener.on_piece = on_piece_stored;
     tasks_listen_pieces(d, &d->up_listener);
     struct sockaddr_storage ss;

@@ -571,6 +571,28 @@ int proto_registry_blob_size(proto_registry *r, const char *repo, const char *di
     return 0;
 }
 
+int proto_registry_pull_token(proto_registry *r, const char *repo, const char *digest, char **token,
+                              cf_err *err)
+{
+    *token = NULL;
+    uint64_t size;
+    /* the HEAD learns the registry's scheme (and proves the blob is in repo for us) */
+    int rc = proto_registry_blob_size(r, repo, digest, &size, err);
+    if (rc < 0) return rc;
+    pthread_mutex_lock(&r->lock);
+    enum proto_auth_scheme mode = r->auth;
+    pthread_mutex_unlock(&r->lock);
+    if (mode != PROTO_AUTH_BEARER)
+        return cf_err_set(err, -ENOTSUP,
+                          "registry %s: no token authentication (%s): there is no pull token to "
+                          "show",
+                          r->host, mode == PROTO_AUTH_BASIC ? "Basic" : "anonymous access");
+    char scope[320];
+    snprintf(scope, sizeof(scope), "repository:%s:pull", repo);
+    int fresh;
+    return token_get(r, scope, token, &fresh, err);
+}
+
 int proto_registry_blob_get(proto_registry *r, const char *repo, const char *digest,
                             uint64_t offset, uint64_t length, unsigned flags,
                             proto_registry_write_fn fn, void *ctx, uint64_t *delivered, cf_err *err)

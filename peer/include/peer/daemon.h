@@ -66,6 +66,9 @@ struct peer_daemon_opts {
      * parent and scheduler connections use it, and host_id defaults to the certificate's
      * identity (first DNS SAN, else CN). */
     const char *tls_cert, *tls_key, *tls_ca;
+    /* host ids (comma separated globs) served private blobs without a proof: the trust group
+     * for registries without token auth. Only proven with mesh TLS. NULL/"" = none. */
+    const char *private_peers;
     proto_timing timing;
 };
 

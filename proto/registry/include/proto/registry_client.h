@@ -143,6 +143,15 @@ typedef int (*proto_registry_write_fn)(void *ctx, const void *data, size_t len);
 int proto_registry_blob_size(proto_registry *r, const char *repo, const char *digest,
                              uint64_t *size, cf_err *err);
 
+/* [blocking] The bearer token the registry's token server gives this client's credentials for
+ * `repository:<repo>:pull`, as sent to the registry (from the token cache while it lasts, a
+ * new one once its expires_in has passed), after a HEAD of digest in repo with it. Used as a
+ * proof of access shown to other nodes (docs/security.md): it never returns a password, and
+ * fails with -ENOTSUP when the registry does not use token authentication (Basic, or none).
+ * *token is malloc'd (wipe and free it). Other errors as proto_registry_blob_size. */
+int proto_registry_pull_token(proto_registry *r, const char *repo, const char *digest, char **token,
+                              cf_err *err);
+
 /* GET /v2/<repo>/blobs/<digest>, streamed into `fn`, never buffered whole in memory.
  * offset == 0 && length == 0: whole blob (no Range header).
  * length == 0 otherwise: from offset to the end. Else bytes [offset, offset+length).
