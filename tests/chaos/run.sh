@@ -486,7 +486,9 @@ done < <(
     cat "$CLUSTER_STATE"/scheduler-*/scheduler-*.log | sed -n 's/.*host \([^ ]*\): reported bad in .*banned.*/\1/p'
 )
 [ ${#honest[@]} = 0 ] || note "honest hosts banned: ${honest[*]}"
-DROPPED=$(cat "$CLUSTER_STATE"/scheduler-*/scheduler-*.log | grep -c "disagree with the digest list: list dropped" || true)
+DROPPED=$(cat "$CLUSTER_STATE"/peer-*/peer-*.log |
+    sed -n 's/.*task \(sha256:[0-9a-f]*\): the origin.s piece [0-9]* disagrees with the scheduler.s digest list.*/\1/p' |
+    sort -u | wc -l)
 SANI=0
 grep -l "Sanitizer\|runtime error:" "$CLUSTER_STATE"/*/*.log 2>/dev/null && SANI=1
 
@@ -513,7 +515,7 @@ echo "| rogue probes that could not run (a node down) | $PROBE_ERRORS |"
 echo "| private blob served over the local API without credentials | $LOCAL_LEAKS |"
 echo "| honest hosts banned (must be 0) | ${#honest[@]} |"
 echo "| the lying peer banned by a downloader (per task) | $LIAR_BANS |"
-echo "| digest lists dropped by a scheduler (origin disagreed) | $DROPPED |"
+echo "| blobs whose (poisoned) digest list a peer dropped: the origin disagreed | $DROPPED |"
 echo "| rogue attacks not refused (must be 0) | $NOT_REFUSED |"
 echo "| max scheduler RSS growth, 300 REGISTER_TASK of 4 TiB | $REG_RSS MiB |"
 echo "| max peer RSS growth, 100 half-sent 1 MiB frames | $HALF_RSS MiB |"
