@@ -17,7 +17,7 @@
 # round, or when the registry was down in that round; every download must complete after the
 # faults stop.
 . "$(dirname "$0")/../lib/testlib.sh"
-CLUSTER_TLS=1
+export CLUSTER_TLS=1 # cluster_lib: the mesh runs over mutual TLS
 . "$CHUNKFLY_SRC/tests/integration/peer/cluster_lib.sh"
 need_root
 need_pyjwt
@@ -353,6 +353,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     DA=$(push_blob "$REGISTRY" chaos/app "$T/A")
     DB=$(push_blob "$REGISTRY" chaos/app "$T/B")
     h=${S[$r,holder]}
+    hsock=""
     eval "hsock=\$PEER_SOCK_$h"
     "$CF" get -q --peer "$hsock" "$REGISTRY/chaos/app@$DA" -o "$T/held" >"$T/held.log" 2>&1 ||
         { cat "$T/held.log"; fail "round $r: peer $h's get of A (before any fault) failed"; }
