@@ -577,12 +577,15 @@ static void open_done(void *p, int cancelled)
     peer_daemon *d = t->d;
     t->work_refs--;
     if (t->dead || cancelled || d->stopping || j->rc) {
-        if (!t->dead && !cancelled && !d->stopping)
-            task_fail(t, fail_code(j->rc), "cache: %s", cf_err_str(&j->err, j->rc));
         free(j->have);
         free(j->digests);
+        /* task_fail frees the task itself once no work holds it: freeing it here too was a
+         * double free (a full disk failing the cache open, found by tests/chaos) */
+        if (!t->dead && !cancelled && !d->stopping)
+            task_fail(t, fail_code(j->rc), "cache: %s", cf_err_str(&j->err, j->rc));
+        else
+            task_maybe_free(t);
         free(j);
-        task_maybe_free(t);
         return;
     }
     if (pp_task_init(&t->pp, j->info.piece_count)) {

@@ -16,6 +16,7 @@ CLUSTER_UP=0
 
 cluster_cleanup() {
     local rc=$? p
+    set +e # else `(exit $rc)` below ends the handler under errexit and cf_cleanup never runs
     # a reader a test stopped (SIGSTOP) must not outlive it nor hold the daemon up
     for p in "${CF_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
     if [ "$CLUSTER_UP" = 1 ]; then
