@@ -18,10 +18,14 @@
 #include "proto/registry_client.h"
 #include "proto/rendezvous.h"
 
+#define PEER_API_ALLOW_MAX 32
+
 struct peer_metrics {
     uint64_t bytes_from_parents, bytes_from_origin, bytes_served_peers, bytes_served_local;
     uint64_t pieces_from_parents, pieces_from_origin, pieces_served;
     uint64_t local_reads, local_read_hits, local_read_errors;
+    uint64_t local_callers_refused; /* uid/gid not allowed on the local API */
+    uint64_t local_access_refused;  /* private blob: the registry did not accept the caller */
     uint64_t piece_failures, origin_failures, digest_mismatches, bans, parent_timeouts;
     uint64_t digest_lists_discredited; /* scheduler lists the origin's bytes contradicted */
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
@@ -203,6 +207,11 @@ struct peer_daemon {
     int api_listening;
     struct lconn *lconns;
     uint32_t n_lconns;
+    /* callers allowed (SO_PEERCRED): root, our uid, these uids, these groups (local_api.c) */
+    uid_t api_uids[PEER_API_ALLOW_MAX];
+    gid_t api_gids[PEER_API_ALLOW_MAX];
+    size_t n_api_uids, n_api_gids;
+    uint64_t api_refused_log_ms; /* last refused caller logged (at most one line a second) */
     /* http */
     struct proto_http_server *http;
     /* registry mirror */

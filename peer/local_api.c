@@ -7,9 +7,13 @@
  * the task snapshot). Every failure is an ERROR frame carrying the request id and a message
  * the caller can show. */
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +24,7 @@
 
 #define LOCAL_CHUNK   (1u << 20) /* LOCAL_DATA payload per frame */
 #define HELLO_TIMEOUT 10000
+#define REFUSED_LINGER 1000 /* ms a refused caller has to read its ERROR */
 
 struct lread {
     struct lread *next;
@@ -33,6 +38,7 @@ struct lconn {
     struct lconn *next;
     peer_daemon *d;
     proto_conn *c;
+    int refused; /* the caller's uid/gid is not allowed: nothing is read from it */
     int hello_done;
     int closed;
     int jobs; /* thread-pool jobs holding this lconn */
@@ -360,6 +366,7 @@ static void on_frame(proto_conn *c, const proto_frame_header *h, const uint8_t *
     (void)payload;
     struct lconn *lc = proto_conn_data(c);
     peer_daemon *d = lc->d;
+    if (lc->refused) return; /* reading is paused; frames already parsed are dropped */
     proto_msg m;
     cf_err err = {0};
     int rc = proto_msg_decode(h->type, body, h->body_len, h->payload_len, &m, &err);
@@ -433,21 +440,95 @@ static void on_close(proto_conn *c, int status, const char *reason)
     lconn_maybe_free(lc);
 }
 
+/* ---- who may call: SO_PEERCRED against root, our uid and the configured uids/groups ---- */
+
+static int id_listed(const uint32_t *ids, size_t n, uint32_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id) return 1;
+    return 0;
+}
+
+/* The supplementary groups of pid from /proc (SO_PEERCRED carries the primary gid only): 1 when
+ * one of them is allowed. Read at accept time, while the caller waits for its HELLO answer. */
+static int proc_groups_allowed(const peer_daemon *d, pid_t pid)
+{
+    char path[64], line[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return 0;
+    int ok = 0;
+    while (!ok && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "Groups:", 7) != 0) continue;
+        char *p = line + 7, *end;
+        for (;;) {
+            unsigned long g = strtoul(p, &end, 10);
+            if (end == p) break;
+            if (id_listed(d->api_gids, d->n_api_gids, (uint32_t)g)) ok = 1;
+            p = end;
+        }
+        break;
+    }
+    fclose(f);
+    return ok;
+}
+
+static int caller_allowed(const peer_daemon *d, const struct ucred *uc)
+{
+    if (uc->uid == 0 || uc->uid == geteuid()) return 1;
+    if (id_listed(d->api_uids, d->n_api_uids, uc->uid)) return 1;
+    if (id_listed(d->api_gids, d->n_api_gids, uc->gid)) return 1;
+    return d->n_api_gids && proc_groups_allowed(d, uc->pid);
+}
+
+/* Accepts one caller: its fd (non-blocking, close-on-exec) and credentials; -errno when the
+ * accept or SO_PEERCRED failed (nothing to close). */
+static int accept_caller(uv_stream_t *server, int *fd, struct ucred *uc)
+{
+    uv_pipe_t *p = malloc(sizeof(*p));
+    if (!p) return -ENOMEM;
+    int rc = uv_pipe_init(server->loop, p, 0);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    /* libuv holds the accepted socket: take it through a pipe handle, keep a dup of its fd */
+    uv_os_fd_t ufd = -1;
+    rc = uv_accept(server, (uv_stream_t *)p);
+    if (!rc) rc = uv_fileno((uv_handle_t *)p, &ufd);
+    socklen_t len = sizeof(*uc);
+    if (!rc && getsockopt(ufd, SOL_SOCKET, SO_PEERCRED, uc, &len) != 0) rc = -errno;
+    if (!rc && (*fd = fcntl(ufd, F_DUPFD_CLOEXEC, 3)) < 0) rc = -errno;
+    uv_close((uv_handle_t *)p, (uv_close_cb)free);
+    return rc;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     peer_daemon *d = server->data;
     if (status < 0 || d->stopping) return;
+    int fd = -1;
+    struct ucred uc;
+    int rc = accept_caller(server, &fd, &uc);
+    if (rc) {
+        cf_warn("local API: cannot accept a caller: %s", uv_strerror(rc));
+        return;
+    }
     struct lconn *lc = calloc(1, sizeof(*lc));
-    if (!lc) return;
+    if (!lc) {
+        close(fd);
+        return;
+    }
     lc->d = d;
     lc->peer_mp = PROTO_MAX_PAYLOAD;
     lc->accepted_ms = pd_now(d);
+    lc->refused = !caller_allowed(d, &uc);
     proto_conn_opts co = {.idle_timeout_ms = d->o.timing.idle_timeout_ms,
                           .high_watermark = 2u << 20,
                           .max_payload = 4096,
                           .max_body = PROTO_PRE_HELLO_MAX_BODY};
     proto_conn_cbs cbs = {.on_frame = on_frame, .on_drain = on_drain, .on_close = on_close};
-    if (proto_conn_accept(server, &co, &cbs, lc, &lc->c)) {
+    if (proto_conn_open(d->loop, fd, &co, &cbs, lc, &lc->c)) { /* fd closed by it */
         free(lc);
         return;
     }
@@ -457,7 +538,65 @@ static void on_connection(uv_stream_t *server, int status)
     if (d->n_lconns > d->o.local_max_conns) {
         send_error(lc, PROTO_E_BUSY, 0, NULL, "too many local connections");
         proto_conn_close_after_flush(lc->c, -EBUSY, "too many connections");
+        return;
     }
+    if (lc->refused) {
+        /* before any other work: nothing is read, one ERROR is queued; the caller closes
+         * after reading it, else the tick closes the connection after REFUSED_LINGER (closing
+         * at once would make its HELLO write fail with EPIPE before it reads why) */
+        d->m.local_callers_refused++;
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "uid %u (gid %u) may not use this daemon's local API "
+                 "(allowed: root, uid %u, api_allow_uids, api_allow_gids)",
+                 (unsigned)uc.uid, (unsigned)uc.gid, (unsigned)geteuid());
+        uint64_t now = pd_now(d);
+        if (now - d->api_refused_log_ms >= 1000 || !d->api_refused_log_ms) {
+            d->api_refused_log_ms = now;
+            cf_warn("local API: refused pid %d: %s", (int)uc.pid, msg);
+        }
+        proto_conn_pause_read(lc->c);
+        send_error(lc, PROTO_E_AUTH, 0, NULL, msg);
+        return;
+    }
+}
+
+/* Parses a list of uids or user names (group ids or names when groups), comma or space
+ * separated, into ids. 0 or -EINVAL naming the bad entry. */
+static int parse_ids(const char *key, const char *list, int groups, uint32_t *ids, size_t *n,
+                     cf_err *err)
+{
+    *n = 0;
+    for (const char *p = list; p && *p;) {
+        size_t l = strcspn(p, ", \t");
+        if (l) {
+            char name[256];
+            if (l >= sizeof(name)) return cf_err_set(err, -EINVAL, "%s: entry too long", key);
+            memcpy(name, p, l);
+            name[l] = 0;
+            char *end;
+            unsigned long v = strtoul(name, &end, 10);
+            if (*end || name[0] == '-') {
+                if (groups) {
+                    struct group *g = getgrnam(name);
+                    if (!g) return cf_err_set(err, -EINVAL, "%s: no group '%s'", key, name);
+                    v = g->gr_gid;
+                } else {
+                    struct passwd *pw = getpwnam(name);
+                    if (!pw) return cf_err_set(err, -EINVAL, "%s: no user '%s'", key, name);
+                    v = pw->pw_uid;
+                }
+            } else if (v > UINT32_MAX - 1) {
+                return cf_err_set(err, -EINVAL, "%s: %s is not an id", key, name);
+            }
+            if (*n >= PEER_API_ALLOW_MAX)
+                return cf_err_set(err, -EINVAL, "%s: at most %d entries", key, PEER_API_ALLOW_MAX);
+            ids[(*n)++] = (uint32_t)v;
+        }
+        p += l;
+        while (*p == ',' || *p == ' ' || *p == '\t') p++;
+    }
+    return 0;
 }
 
 static int mkdir_parent(const char *path)
@@ -481,9 +620,13 @@ static int mkdir_parent(const char *path)
 void local_api_tick(peer_daemon *d)
 {
     uint64_t now = pd_now(d);
-    for (struct lconn *lc = d->lconns; lc; lc = lc->next)
-        if (!lc->hello_done && !lc->closed && now - lc->accepted_ms > HELLO_TIMEOUT)
+    for (struct lconn *lc = d->lconns; lc; lc = lc->next) {
+        if (lc->closed || lc->hello_done) continue;
+        if (lc->refused && now - lc->accepted_ms > REFUSED_LINGER)
+            proto_conn_close(lc->c, -EACCES, "caller not allowed");
+        else if (now - lc->accepted_ms > HELLO_TIMEOUT)
             proto_conn_close(lc->c, -ETIMEDOUT, "no HELLO in time");
+    }
 }
 
 int local_api_start(peer_daemon *d, cf_err *err)
@@ -507,7 +650,18 @@ int local_api_start(peer_daemon *d, cf_err *err)
     }
     chmod(path, 0660);
     d->api_listening = 1;
-    return 0;
+    _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
+                   "ids are 32-bit");
+    rc = parse_ids("api_allow_uids", d->o.api_allow_uids, 0, (uint32_t *)d->api_uids,
+                   &d->n_api_uids, err);
+    if (!rc && d->o.api_allow_gids)
+        rc = parse_ids("api_allow_gids", d->o.api_allow_gids, 1, (uint32_t *)d->api_gids,
+                       &d->n_api_gids, err);
+    else if (!rc && lstat(path, &st) == 0) { /* default: the socket's group (mode 0660) */
+        d->api_gids[0] = st.st_gid;
+        d->n_api_gids = 1;
+    }
+    return rc;
 }
 
 void local_api_stop(peer_daemon *d)
