@@ -35,14 +35,15 @@ int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *
     return proto_image_ref_parse(origin, ref, err);
 }
 
-int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
+/* anon: no credentials at all (not even the docker config's): what anyone may read */
+static int client_get(peer_daemon *d, const char *registry, int scheme, const char *creds, int anon,
                       struct origin_client **out, cf_err *err)
 {
     uv_once(&origins_once, origins_init);
-    size_t kl = strlen(registry) + 5 + (creds ? strlen(creds) : 0);
+    size_t kl = strlen(registry) + 6 + (creds ? strlen(creds) : 0);
     char *key = malloc(kl);
     if (!key) return cf_err_set(err, -ENOMEM, "out of memory");
-    snprintf(key, kl, "%d\n%s\n%s", scheme, registry, creds ? creds : "");
+    snprintf(key, kl, "%s%d\n%s\n%s", anon ? "A" : "", scheme, registry, creds ? creds : "");
     uv_mutex_lock(&origins_lock);
     for (struct origin_client *oc = d->origins; oc; oc = oc->next) {
         if (strcmp(oc->key, key) == 0) {
@@ -57,13 +58,13 @@ int origin_client_get(peer_daemon *d, const char *registry, int scheme, const ch
     ro.scheme = scheme                   ? (enum proto_registry_scheme)scheme
                 : d->o.origin_plain_http ? PROTO_REGISTRY_SCHEME_HTTP
                                          : PROTO_REGISTRY_SCHEME_AUTO;
-    ro.docker_config = d->o.docker_config;
+    ro.docker_config = anon ? "" : d->o.docker_config;
     /* a hung or unreachable origin must turn into an error for the local caller in < 10 s */
     ro.stall_timeout_ms = d->o.origin_timeout_ms;
     ro.retry_budget_ms = d->o.origin_timeout_ms;
     ro.connect_timeout_ms = d->o.origin_timeout_ms < 5000 ? d->o.origin_timeout_ms : 5000;
     char user[512] = "", *pass = NULL;
-    if (creds && creds[0]) {
+    if (!anon && creds && creds[0]) {
         /* credentials: "user:password" (as in docker's auth field, decoded) */
         snprintf(user, sizeof(user), "%s", creds);
         pass = strchr(user, ':');
@@ -102,6 +103,18 @@ int origin_client_get(peer_daemon *d, const char *registry, int scheme, const ch
     uv_mutex_unlock(&origins_lock);
     *out = oc;
     return 0;
+}
+
+int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
+                      struct origin_client **out, cf_err *err)
+{
+    return client_get(d, registry, scheme, creds, 0, out, err);
+}
+
+int origin_client_anon(peer_daemon *d, const char *registry, int scheme, struct origin_client **out,
+                       cf_err *err)
+{
+    return client_get(d, registry, scheme, NULL, 1, out, err);
 }
 
 /* ---- piece fetches ---- */

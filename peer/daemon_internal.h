@@ -219,7 +219,7 @@ struct peer_daemon {
     struct mreq *mreqs;
     struct mcache_entry *mcache; /* manifests by digest */
     size_t mcache_bytes;
-    struct mirror_auth *mauth; /* blob authorization verdicts (mirror.c) */
+    struct peer_access *access; /* blob access verdicts (access_check.c) */
     /* schedulers */
     struct sched_link sched[PEER_MAX_SCHEDULERS];
     const char *sched_addrs[PEER_MAX_SCHEDULERS];
@@ -328,6 +328,10 @@ int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *
 /* back_to_source.c (a piece source: the origin registry) */
 int origin_client_get(peer_daemon *d, const char *registry, int scheme, const char *creds,
                       struct origin_client **out, cf_err *err); /* [blocking] */
+/* [blocking] The client without any credentials (the docker config is not read either): the
+ * anonymous token flow, what the registry gives anyone. */
+int origin_client_anon(peer_daemon *d, const char *registry, int scheme, struct origin_client **out,
+                       cf_err *err);
 /* [blocking] Exactly len bytes of the blob at off into buf: 0, or a negative errno (message
  * in err). */
 int bts_get_range(proto_registry *reg, const char *repo, const char *task_id, uint64_t off,

@@ -8,14 +8,15 @@
  * are checked against it and, when fetched without credentials, kept in memory (bounded).
  * Errors are OCI error JSON. */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <strings.h>
-#include <sys/random.h>
 
+#include "access_check.h"
 #include "cf/digest.h"
 #include "cf/hex.h"
 #include "cf/log.h"
@@ -50,8 +51,7 @@ struct mreq {
     unsigned q_first;
     uint64_t deadline_ms; /* the answer must have started by then */
     /* authorization (see "blob authorization" below) */
-    int checking; /* waiting for the verdict of `key` */
-    uint8_t key[CF_DIGEST_LEN];
+    peer_access_wait wait;
     char *creds; /* Basic "user:password" the upstream accepted: for a new task */
     char origin[PROTO_MAX_ORIGIN_LEN + 1];
 };
@@ -102,6 +102,7 @@ static void mreq_free(struct mreq *m)
             *pp = m->next;
             break;
         }
+    peer_access_cancel(d, &m->wait);
     peer_range_close(m->rr);
     if (m->creds) explicit_bzero(m->creds, strlen(m->creds));
     free(m->creds);
@@ -275,314 +276,58 @@ static int pick_upstream(peer_daemon *d, proto_http_res *res, const proto_http_r
 }
 
 /* ---- blob authorization ----
- * Blob bytes come from the cache and the mesh, whoever fetched them first, so before a byte of
- * a blob goes to a client the upstream must have said, for this repository, that this client
- * may read it: with the client's own Authorization (an authenticated HEAD of the blob, the
+ * Before a byte of a blob goes to a client the upstream must have said, for this repository,
+ * that this client may read it (access_check.h): with the client's own Authorization (the
  * header sent only to the upstream), or, for a client without one, with the node's own
  * identity (anonymous or docker_config: a blob this node can read is served to every local
- * client, docs/mirror.md). The digest is part of the key: access to one repository must not
- * open a blob of another one named through it. Verdicts are kept briefly in a bounded table,
- * keyed by a salted SHA-256 of (credential, upstream/repository, digest): never the credential
- * itself. The HEADs run in the thread pool; requests waiting for the same key share one. */
-
-#define MAUTH_SLOTS      1024
-#define MAUTH_OK_MS      60000 /* an accepted credential is asked again after a minute */
-#define MAUTH_REFUSED_MS 10000 /* 401/403; a 404 is not remembered (the blob may be pushed) */
-/* HEADs in flight at most: they hold thread-pool threads (UV_THREADPOOL_SIZE, 16) that disk I/O
- * and origin fetches need too; a request over the bound gets 503 and containerd goes to the
- * upstream itself */
-#define MAUTH_MAX_JOBS 8
-
-enum { MA_FREE, MA_PENDING, MA_OK, MA_REFUSED };
-
-struct mauth_entry {
-    uint8_t key[CF_DIGEST_LEN];
-    int state;
-    int status;     /* MA_REFUSED: the upstream's 401/403 */
-    char *www_auth; /* MA_REFUSED: its WWW-Authenticate, NULL when none */
-    uint64_t expires_ms;
-};
-
-struct mirror_auth {
-    uint8_t salt[32];
-    int stopped; /* mirror_stop ran: the last job frees the table */
-    int jobs;    /* HEADs in the thread pool */
-    struct mauth_entry e[MAUTH_SLOTS];
-};
-
-/* A verdict handed to the requests waiting for it. */
-struct mauth_verdict {
-    int state;            /* MA_OK, MA_REFUSED, or MA_FREE = could not tell (msg) */
-    int status;           /* MA_REFUSED: 401/403/404 */
-    const char *www_auth; /* MA_REFUSED, may be NULL */
-    const char *msg;
-};
-
-struct ajob {
-    peer_daemon *d;
-    struct mirror_auth *a;
-    uint8_t key[CF_DIGEST_LEN];
-    int node; /* the node's own identity, no client credentials */
-    char registry[256], repo[256];
-    int scheme;
-    char digest[PROTO_TASK_ID_LEN + 1];
-    char *bearer;
-    char creds[512]; /* "user:password" of a Basic Authorization */
-    int has_creds;
-    int rc;
-    cf_err err;
-    long status;
-    char *www_auth;
-};
-
-static void mauth_entry_clear(struct mauth_entry *e)
-{
-    free(e->www_auth);
-    memset(e, 0, sizeof(*e));
-}
-
-static void mauth_key(const struct mirror_auth *a, int node, const char *authz, const char *origin,
-                      const char *digest, uint8_t out[CF_DIGEST_LEN])
-{
-    cf_digest_ctx c;
-    if (cf_digest_init(&c, CF_DIGEST_SHA256)) { /* no memory: a key no request shares */
-        memset(out, 0xff, CF_DIGEST_LEN);
-        return;
-    }
-    cf_digest_update(&c, a->salt, sizeof(a->salt));
-    cf_digest_update(&c, node ? "N" : "C", 1);
-    if (!node) cf_digest_update(&c, authz, strlen(authz) + 1); /* header values hold no NUL */
-    cf_digest_update(&c, origin, strlen(origin) + 1);
-    cf_digest_update(&c, digest, strlen(digest));
-    cf_digest_final(&c, out);
-}
-
-/* The live entry of key (expired ones are dropped), or NULL. */
-static struct mauth_entry *mauth_find(struct mirror_auth *a, const uint8_t *key, uint64_t now)
-{
-    for (size_t i = 0; i < MAUTH_SLOTS; i++) {
-        struct mauth_entry *e = &a->e[i];
-        if (e->state == MA_FREE || memcmp(e->key, key, CF_DIGEST_LEN) != 0) continue;
-        if (e->state != MA_PENDING && now >= e->expires_ms) {
-            mauth_entry_clear(e);
-            return NULL;
-        }
-        return e;
-    }
-    return NULL;
-}
-
-/* A slot for a new pending key: a free or expired one, else the verdict that expires first;
- * NULL when every slot waits for a HEAD. */
-static struct mauth_entry *mauth_slot(struct mirror_auth *a, uint64_t now)
-{
-    struct mauth_entry *victim = NULL;
-    for (size_t i = 0; i < MAUTH_SLOTS; i++) {
-        struct mauth_entry *e = &a->e[i];
-        if (e->state == MA_FREE) return e;
-        if (e->state == MA_PENDING) continue;
-        if (now >= e->expires_ms) {
-            mauth_entry_clear(e);
-            return e;
-        }
-        if (!victim || e->expires_ms < victim->expires_ms) victim = e;
-    }
-    if (victim) mauth_entry_clear(victim);
-    return victim;
-}
-
-static void ajob_free(struct ajob *j)
-{
-    if (j->bearer) explicit_bzero(j->bearer, strlen(j->bearer));
-    free(j->bearer);
-    explicit_bzero(j->creds, sizeof(j->creds));
-    free(j->www_auth);
-    free(j);
-}
-
-static void ajob_work(void *p)
-{
-    struct ajob *j = p;
-    struct origin_client *oc = NULL;
-    /* The node's identity, or the client's Basic credentials, go through the registry client
-     * (its token flow, as the blob's task would fetch); a Bearer token is the client's own
-     * token, sent as is. Raw requests never use the client object's credentials. */
-    j->rc = origin_client_get(j->d, j->registry, j->scheme, j->has_creds ? j->creds : NULL, &oc,
-                              &j->err);
-    if (j->rc) return;
-    if (j->node || j->has_creds) {
-        uint64_t size;
-        j->rc = proto_registry_blob_size(oc->reg, j->repo, j->digest, &size, &j->err);
-        if (j->rc == 0) {
-            j->status = 200;
-            return;
-        }
-        if (j->rc == -ENOENT) { /* the upstream, with these credentials, knows no such blob */
-            cf_err_clear(&j->err);
-            j->rc = 0;
-            j->status = 404;
-            return;
-        }
-        if (j->rc != -EACCES) return;
-        /* refused: ask once more with the client's own header for the status and the
-         * WWW-Authenticate it must get (a token-auth upstream: it fetches a token, retries) */
-        cf_err_clear(&j->err);
-        j->rc = 0;
-    }
-    char path[PROTO_TASK_ID_LEN + 300];
-    snprintf(path, sizeof(path), "/v2/%s/blobs/%s", j->repo, j->digest);
-    char *pass = NULL;
-    if (j->has_creds && (pass = strchr(j->creds, ':'))) *pass++ = 0;
-    proto_registry_raw_req q = {.method = "HEAD",
-                                .path = path,
-                                .bearer = j->bearer,
-                                .username = j->has_creds ? j->creds : NULL,
-                                .password = pass};
-    proto_registry_raw r = {0};
-    j->rc = proto_registry_raw_get(oc->reg, &q, &r, &j->err);
-    if (!j->rc) {
-        j->status = r.status;
-        /* the registry client accepted nothing above: never let a 200 here open the blob */
-        if ((j->node || j->has_creds) && r.status >= 200 && r.status < 300) j->status = 403;
-        if (r.www_authenticate[0]) j->www_auth = strdup(r.www_authenticate);
-    }
-    proto_registry_raw_free(&r);
-}
+ * client, docs/mirror.md). A request over the check bound gets 503 and containerd goes to the
+ * upstream itself. */
 
 static int open_blob(struct mreq *m);
-static void answer_verdict(struct mreq *m, const struct mauth_verdict *v);
 
-static void ajob_done(void *p, int cancelled)
-{
-    struct ajob *j = p;
-    struct mirror_auth *a = j->a;
-    peer_daemon *d = j->d;
-    a->jobs--;
-    if (a->stopped) {
-        if (!a->jobs) free(a);
-        ajob_free(j);
-        return;
-    }
-    char msg[CF_ERR_MSG_MAX + 64];
-    struct mauth_verdict v = {.state = MA_FREE, .msg = msg};
-    if (cancelled) {
-        snprintf(msg, sizeof(msg), "shutting down");
-    } else if (j->rc) {
-        snprintf(msg, sizeof(msg), "cannot check access with the upstream: %s",
-                 cf_err_str(&j->err, j->rc));
-    } else if (j->status >= 200 && j->status < 300) {
-        v.state = MA_OK;
-    } else if (j->status == 401 || j->status == 403 || j->status == 404) {
-        v.state = MA_REFUSED;
-        v.status = (int)j->status;
-        v.www_auth = j->www_auth;
-        snprintf(msg, sizeof(msg), "%s",
-                 j->status == 404 ? "blob unknown to the upstream"
-                                  : "the upstream refused access to this blob");
-    } else {
-        snprintf(msg, sizeof(msg), "the upstream answered %ld to an access check", j->status);
-    }
-    uint64_t now = pd_now(d);
-    struct mauth_entry *e = mauth_find(a, j->key, now);
-    if (e) {
-        if (v.state == MA_OK || (v.state == MA_REFUSED && v.status != 404)) {
-            e->state = v.state;
-            e->status = v.status;
-            e->www_auth = j->www_auth; /* the entry owns it now */
-            j->www_auth = NULL;
-            v.www_auth = e->www_auth;
-            e->expires_ms = now + (v.state == MA_OK ? MAUTH_OK_MS : MAUTH_REFUSED_MS);
-        } else {
-            mauth_entry_clear(e); /* not remembered: the next request asks again */
-            e = NULL;
-        }
-    }
-    /* Answer the waiters; each call may end (and free) only its own request, and a request
-     * started meanwhile (pipelining) finds the verdict in the table, so scan from the head. */
-    for (;;) {
-        struct mreq *m = d->mreqs;
-        while (m && !(m->checking && memcmp(m->key, j->key, CF_DIGEST_LEN) == 0)) m = m->next;
-        if (!m) break;
-        m->checking = 0;
-        if (!m->res) continue; /* gone: freed by its abort */
-        answer_verdict(m, &v);
-    }
-    ajob_free(j);
-}
-
-/* Starts the HEAD for m's key (m->checking set by the caller). 0 or a negative errno. */
-static int ajob_start(struct mreq *m, int node, const char *bearer, const char *creds)
+static void answer_verdict(struct mreq *m, const peer_access_verdict *v)
 {
     peer_daemon *d = m->d;
-    struct mirror_auth *a = d->mauth;
-    if (a->jobs >= MAUTH_MAX_JOBS) return -EBUSY;
-    struct mauth_entry *e = mauth_slot(a, pd_now(d));
-    if (!e) return -EBUSY;
-    struct ajob *j = calloc(1, sizeof(*j));
-    if (!j) return -ENOMEM;
-    j->d = d;
-    j->a = a;
-    j->node = node;
-    memcpy(j->key, m->key, CF_DIGEST_LEN);
-    memcpy(j->digest, m->digest, sizeof(j->digest));
-    proto_image_ref ref;
-    if (origin_parse(m->origin, &ref, &j->scheme, NULL)) {
-        ajob_free(j);
-        return -EINVAL;
-    }
-    snprintf(j->registry, sizeof(j->registry), "%s", ref.registry);
-    snprintf(j->repo, sizeof(j->repo), "%s", ref.repo);
-    if (bearer && !(j->bearer = strdup(bearer))) {
-        ajob_free(j);
-        return -ENOMEM;
-    }
-    if (creds) {
-        snprintf(j->creds, sizeof(j->creds), "%s", creds);
-        j->has_creds = 1;
-    }
-    if (pd_queue_work(d, j, ajob_work, ajob_done)) {
-        ajob_free(j);
-        return -ENOMEM;
-    }
-    a->jobs++;
-    memcpy(e->key, m->key, CF_DIGEST_LEN);
-    e->state = MA_PENDING;
-    return 0;
-}
-
-static void answer_verdict(struct mreq *m, const struct mauth_verdict *v)
-{
-    peer_daemon *d = m->d;
-    if (v->state == MA_OK) {
+    if (v->state == PEER_ACCESS_OK) {
         open_blob(m);
         return;
     }
     d->m.mirror_errors++;
     proto_http_res *res = mreq_detach(m);
-    if (v->state == MA_REFUSED) {
+    if (v->state == PEER_ACCESS_REFUSED) {
         if (v->www_auth) proto_http_set_header(res, "WWW-Authenticate", v->www_auth);
-        oci_error(res, v->status, v->status == 404 ? "BLOB_UNKNOWN" : code_for(v->status), v->msg);
+        oci_error(res, v->status, v->status == 404 ? "BLOB_UNKNOWN" : code_for(v->status),
+                  v->status == 404 ? "blob unknown to the upstream"
+                                   : "the upstream refused access to this blob");
     } else {
         oci_error(res, 502, "UNAVAILABLE", v->msg);
     }
     mreq_done(m);
 }
 
+static void on_verdict(peer_access_wait *w, const peer_access_verdict *v)
+{
+    struct mreq *m = (struct mreq *)((char *)w - offsetof(struct mreq, wait));
+    if (!m->res) { /* gone meanwhile (in_serve cannot be set: no data was sent) */
+        mreq_free(m);
+        return;
+    }
+    answer_verdict(m, v);
+}
+
 /* Decides whether m's client may read the blob: answers at once from the table, or waits for
- * a HEAD (m is then on the request list with checking set). */
+ * a check (m->wait). */
 static void authorize(struct mreq *m, const char *authz)
 {
     peer_daemon *d = m->d;
-    struct mirror_auth *a = d->mauth;
-    uint64_t now = pd_now(d);
     const char *why = "";
     char creds[512] = "";
-    int basic = 0;
-    const char *bearer = NULL;
+    peer_access_cred c = {.kind = PEER_ACCESS_NODE};
     if (authz) {
         if (strncasecmp(authz, "Bearer ", 7) == 0) {
-            bearer = authz + 7;
+            const char *bearer = authz + 7;
             while (*bearer == ' ') bearer++;
+            c = (peer_access_cred){.kind = PEER_ACCESS_BEARER, .secret = bearer};
         } else {
             int st = mirror_basic_creds(authz, creds, sizeof(creds), &why);
             if (st > 1 || st == 0) {
@@ -593,37 +338,29 @@ static void authorize(struct mreq *m, const char *authz)
                 mreq_done(m);
                 return;
             }
-            basic = 1;
+            c = (peer_access_cred){.kind = PEER_ACCESS_BASIC, .secret = creds};
         }
     }
-    uint8_t node_key[CF_DIGEST_LEN];
-    mauth_key(a, 1, NULL, m->origin, m->digest, node_key);
-    struct mauth_entry *e = mauth_find(a, node_key, now);
-    int own = !(e && e->state == MA_OK) && authz; /* the client's own credentials decide */
-    if (own) {
-        mauth_key(a, 0, authz, m->origin, m->digest, m->key);
-        e = mauth_find(a, m->key, now);
-    } else {
-        memcpy(m->key, node_key, CF_DIGEST_LEN);
+    peer_access_verdict v;
+    static const peer_access_cred node = {.kind = PEER_ACCESS_NODE};
+    if (peer_access_lookup(d, &node, m->origin, m->digest, &v) == 1 && v.state == PEER_ACCESS_OK) {
+        explicit_bzero(creds, sizeof(creds));
+        answer_verdict(m, &v);
+        return;
     }
     /* Basic credentials the upstream accepts for this blob may start its task; never others
      * (a task started with wrong credentials would fail its other readers too) */
-    if (own && basic && !(m->creds = strdup(creds))) {
+    if (c.kind == PEER_ACCESS_BASIC && !(m->creds = strdup(creds))) {
         explicit_bzero(creds, sizeof(creds));
         oci_error(mreq_detach(m), 503, "UNAVAILABLE", "out of memory");
         mreq_done(m);
         return;
     }
-    int rc = 0;
-    if (!e) {
-        m->checking = 1;
-        rc = ajob_start(m, !own, bearer, basic ? creds : NULL);
-    } else if (e->state == MA_PENDING) {
-        m->checking = 1;
-    }
+    m->wait.done = on_verdict;
+    int rc = peer_access_check(d, &c, m->origin, m->digest, &m->wait, &v);
     explicit_bzero(creds, sizeof(creds));
-    if (rc) {
-        m->checking = 0;
+    if (rc == 0) return;
+    if (rc < 0) {
         d->m.mirror_errors++;
         oci_error(mreq_detach(m), 503, "UNAVAILABLE",
                   rc == -EBUSY ? "too many access checks in flight"
@@ -631,11 +368,6 @@ static void authorize(struct mreq *m, const char *authz)
         mreq_done(m);
         return;
     }
-    if (m->checking) return;
-    struct mauth_verdict v = {.state = e->state,
-                              .status = e->status,
-                              .www_auth = e->www_auth,
-                              .msg = "the upstream refused access to this blob"};
     answer_verdict(m, &v);
 }
 
@@ -688,7 +420,7 @@ static void serve_blob(peer_daemon *d, proto_http_res *res, const proto_http_req
         }
         ranged = st == 1;
     }
-    if (!d->mauth) {
+    if (!d->access) {
         oci_error(res, 503, "UNAVAILABLE", "the mirror is stopping");
         return;
     }
@@ -1005,17 +737,6 @@ void mirror_tick(peer_daemon *d)
     }
 }
 
-/* The table goes with the mirror; HEADs still in the pool free it when the last ends. */
-static void mauth_stop(peer_daemon *d)
-{
-    struct mirror_auth *a = d->mauth;
-    d->mauth = NULL;
-    if (!a) return;
-    for (size_t i = 0; i < MAUTH_SLOTS; i++) mauth_entry_clear(&a->e[i]);
-    a->stopped = 1;
-    if (!a->jobs) free(a);
-}
-
 int mirror_start(peer_daemon *d, cf_err *err)
 {
     const char *addr = d->o.mirror_listen;
@@ -1024,11 +745,6 @@ int mirror_start(peer_daemon *d, cf_err *err)
     uint16_t port;
     if (pd_split_host(addr, ip, sizeof(ip), &port))
         return cf_err_set(err, -EINVAL, "mirror_listen '%s': expected numeric ip:port", addr);
-    if (!(d->mauth = calloc(1, sizeof(*d->mauth))))
-        return cf_err_set(err, -ENOMEM, "mirror: out of memory");
-    /* the verdict keys are salted so the table tells nothing about a credential */
-    if (getrandom(d->mauth->salt, sizeof(d->mauth->salt), 0) != (ssize_t)sizeof(d->mauth->salt))
-        return cf_err_set(err, -errno, "mirror: getrandom: %s", strerror(errno));
     struct proto_http_limits hl;
     proto_http_limits_default(&hl);
     hl.max_connections = d->o.mirror_max_conns;
@@ -1042,7 +758,6 @@ int mirror_start(peer_daemon *d, cf_err *err)
         cf_err_clear(err);
         proto_http_server_close(d->mirror_http, NULL, NULL);
         d->mirror_http = NULL;
-        mauth_stop(d);
         return 0;
     }
     if (!rc)
@@ -1061,5 +776,4 @@ void mirror_stop(peer_daemon *d)
     if (d->mirror_http) proto_http_server_close(d->mirror_http, NULL, NULL);
     d->mirror_http = NULL;
     mcache_free(d);
-    mauth_stop(d);
 }

@@ -9,6 +9,7 @@
 
 #include "cf/log.h"
 #include "cf/parse_number.h"
+#include "access_check.h"
 #include "daemon_internal.h"
 #include "proto/handshake.h"
 #include "proto/http_server.h"
@@ -452,7 +453,8 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     uv_timer_init(loop, &d->bucket_timer);
     d->bucket_timer.data = d;
     tasks_init(d); /* the core: scheduler client and parent connections report to it */
-    rc = upload_server_start(d, err);
+    rc = peer_access_start(d, err);
+    if (!rc) rc = upload_server_start(d, err);
     if (!rc) rc = local_api_start(d, err);
     if (!rc && o->http) rc = peer_http_start(d, err);
     if (!rc) rc = mirror_start(d, err);
@@ -500,6 +502,7 @@ void peer_daemon_stop(peer_daemon *d)
     upload_server_stop(d);
     peer_http_stop(d);
     mirror_stop(d);
+    peer_access_stop(d); /* after every front end that asks it */
     tasks_stop(d);
     pconn_close_all(d);
     sched_client_stop(d);

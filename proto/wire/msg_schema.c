@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "proto/frame.h"
 #include "proto/msg.h"
@@ -263,6 +264,25 @@ static const field_desc f_piece_data[] = {
     TASK(proto_piece_data),
     F(proto_piece_data, "pn", FK_U32, piece, FF_REQ, PROTO_MAX_PIECES - 1),
 };
+static const field_desc f_access[] = {
+    REQID(proto_access),
+    TASK(proto_access),
+    F(proto_access, "o", FK_STR, repo_ref, FF_REQ, PROTO_MAX_REPO_REF_LEN),
+    F(proto_access, "tk", FK_STR, token, FF_REQ, PROTO_MAX_TOKEN_LEN),
+};
+static const field_desc f_access_ok[] = {
+    REQID(proto_access_ok),
+    TASK(proto_access_ok),
+};
+static int check_access(const void *p, cf_err *err)
+{
+    const proto_access *a = p;
+    const char *slash = strchr(a->repo_ref, '/');
+    if (!slash || slash == a->repo_ref || !slash[1])
+        return cf_err_set(err, -EINVAL, "ACCESS: \"o\" is not registry/repository");
+    if (!a->token[0]) return cf_err_set(err, -EINVAL, "ACCESS: empty token");
+    return 0;
+}
 static const field_desc f_local_read[] = {
     REQID(proto_local_read),
     TASK(proto_local_read),
@@ -384,6 +404,8 @@ static const msg_desc descs[] = {
     DESC(PROTO_MSG_PIECE_REQUEST, "PIECE_REQUEST", proto_piece_request, f_piece_request, false,
          NULL),
     DESC(PROTO_MSG_PIECE_DATA, "PIECE_DATA", proto_piece_data, f_piece_data, true, NULL),
+    DESC(PROTO_MSG_ACCESS, "ACCESS", proto_access, f_access, false, check_access),
+    DESC(PROTO_MSG_ACCESS_OK, "ACCESS_OK", proto_access_ok, f_access_ok, false, NULL),
     DESC(PROTO_MSG_LOCAL_READ, "LOCAL_READ", proto_local_read, f_local_read, false, NULL),
     DESC(PROTO_MSG_LOCAL_DATA, "LOCAL_DATA", proto_local_data, f_local_data, true, NULL),
     DESC(PROTO_MSG_LOCAL_PREFETCH, "LOCAL_PREFETCH", proto_local_prefetch, f_local_read, false,

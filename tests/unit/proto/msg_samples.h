@@ -25,7 +25,8 @@ static const uint8_t sample_types[] = {
     PROTO_MSG_LOCAL_STAT,    PROTO_MSG_LOCAL_STAT_REPLY,
     PROTO_MSG_LOCAL_PIN,     PROTO_MSG_LOCAL_UNPIN,
     PROTO_MSG_LOCAL_LIST,    PROTO_MSG_LOCAL_LIST_REPLY,
-    PROTO_MSG_LOCAL_OK,
+    PROTO_MSG_LOCAL_OK,      PROTO_MSG_ACCESS,
+    PROTO_MSG_ACCESS_OK,
 };
 #define N_SAMPLE_TYPES (sizeof(sample_types) / sizeof(sample_types[0]))
 
@@ -195,6 +196,15 @@ static void sample_msg(uint8_t type, proto_msg *m)
         break;
     case PROTO_MSG_PIECE_DATA:
         m->u.piece_data = (proto_piece_data){.req_id = 9, .task_id = SAMPLE_TASK, .piece = 2};
+        break;
+    case PROTO_MSG_ACCESS:
+        m->u.access = (proto_access){.req_id = 11,
+                                     .task_id = SAMPLE_TASK,
+                                     .repo_ref = "registry.example/team/app",
+                                     .token = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"};
+        break;
+    case PROTO_MSG_ACCESS_OK:
+        m->u.access_ok = (proto_access_ok){.req_id = 11, .task_id = SAMPLE_TASK};
         break;
     case PROTO_MSG_LOCAL_READ:
     case PROTO_MSG_LOCAL_PREFETCH:

@@ -532,6 +532,29 @@ static void test_cross_field_rules(void **state)
     m.u.announce_host.n_addrs = 0;
     assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
     assert_int_equal(b.len, 0); /* nothing appended on error */
+    /* ACCESS: "o" is registry/repository, the token is not empty and bounded */
+    sample_msg(PROTO_MSG_ACCESS, &m);
+    m.u.access.repo_ref = "registry.example";
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    m.u.access.repo_ref = "/repo";
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    m.u.access.repo_ref = "registry.example/";
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    sample_msg(PROTO_MSG_ACCESS, &m);
+    m.u.access.token = "";
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    m.u.access.token = NULL;
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    static char tok[PROTO_MAX_TOKEN_LEN + 2];
+    memset(tok, 'a', sizeof(tok) - 1);
+    m.u.access.token = tok;
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
+    tok[PROTO_MAX_TOKEN_LEN] = 0; /* exactly the limit */
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), 0);
+    b.len = 0;
+    sample_msg(PROTO_MSG_ACCESS, &m);
+    m.u.access.task_id = "sha256:short";
+    assert_int_equal(proto_msg_encode_body(&m, &b, &err), -EINVAL);
     /* payload only on payload types */
     sample_msg(PROTO_MSG_WAIT, &m);
     assert_int_equal(proto_msg_encode_frame(&m, 1, &b, &err), -EINVAL);

@@ -58,6 +58,8 @@ typedef enum proto_msg_type {
     PROTO_MSG_AVAIL_UPDATE = 0x32, /* newly available pieces (runs) */
     PROTO_MSG_PIECE_REQUEST = 0x33,
     PROTO_MSG_PIECE_DATA = 0x34, /* raw payload = the whole piece */
+    PROTO_MSG_ACCESS = 0x35,     /* proof that the requester may read a private blob */
+    PROTO_MSG_ACCESS_OK = 0x36,  /* the proof was accepted (a refusal is ERROR AUTH) */
 
     /* local consumer <-> peer daemon (unix socket) */
     PROTO_MSG_LOCAL_READ = 0x40,
@@ -87,6 +89,8 @@ typedef enum proto_msg_type {
 #define PROTO_MAX_TASK_PARENTS  64    /* parents per LOCAL_LIST_REPLY task */
 #define PROTO_MAX_STATE_LEN     16    /* task state name */
 #define PROTO_MAX_DIGEST_PIECES 32000 /* 32-byte digests per list, fits PROTO_MAX_BODY */
+#define PROTO_MAX_REPO_REF_LEN  512   /* ACCESS "registry/repository" */
+#define PROTO_MAX_TOKEN_LEN     8192  /* ACCESS bearer token (a secret, never logged) */
 
 /* Task id: "sha256:" + 64 lowercase hex = the blob's digest. */
 #define PROTO_TASK_ID_LEN 71
@@ -104,7 +108,7 @@ typedef enum proto_error_code {
     PROTO_E_DIGEST_MISMATCH = 8,
     PROTO_E_MISMATCH = 9, /* piece size / content length / task disagree */
     PROTO_E_ORIGIN = 10,  /* origin (registry) failed */
-    PROTO_E_AUTH = 11,    /* origin refused credentials */
+    PROTO_E_AUTH = 11,    /* origin refused credentials; mesh: a private blob without proof */
     PROTO_E_NO_SPACE = 12,
     PROTO_E_RANGE = 13, /* offset/length/piece outside the blob */
     PROTO_E_INTERNAL = 14,
@@ -297,6 +301,20 @@ typedef struct proto_piece_data {
     uint32_t piece;      /* "pn" */
 } proto_piece_data;
 
+/* peer -> parent: a bearer token the registry gives for `repository:REPO:pull` and the
+ * "registry/repo" it is for (docs/protocol.md "Private blobs"). Never a password. */
+typedef struct proto_access {
+    uint64_t req_id;      /* "r" chosen by the requester, echoed in ACCESS_OK / ERROR */
+    const char *task_id;  /* "t" */
+    const char *repo_ref; /* "o" "registry/repo", 3..PROTO_MAX_REPO_REF_LEN */
+    const char *token;    /* "tk" 1..PROTO_MAX_TOKEN_LEN */
+} proto_access;
+
+typedef struct proto_access_ok {
+    uint64_t req_id;     /* "r" */
+    const char *task_id; /* "t" */
+} proto_access_ok;
+
 typedef struct proto_local_read {
     uint64_t req_id;         /* "r" */
     const char *task_id;     /* "t" */
@@ -409,6 +427,8 @@ typedef struct proto_msg {
         proto_avail_update avail_update;
         proto_piece_request piece_request;
         proto_piece_data piece_data;
+        proto_access access;
+        proto_access_ok access_ok;
         proto_local_read local_read;         /* LOCAL_READ */
         proto_local_prefetch local_prefetch; /* LOCAL_PREFETCH */
         proto_local_data local_data;
