@@ -10,13 +10,16 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access_check.h"
 #include "cf/log.h"
 #include "daemon_internal.h"
 #include "proto/error_code.h"
@@ -34,6 +37,22 @@ struct lread {
     int prefetch;
 };
 
+/* A read or prefetch waiting for the registry's verdict on its caller (see "access" below). */
+struct lauth {
+    peer_access_wait w; /* first member: the verdict callback gets &w */
+    struct lauth *next;
+    struct lconn *lc;
+    uint64_t req_id;
+    int prefetch;
+    int stage;  /* 0: is the blob public (anonymous check); 1: the caller's credentials */
+    int cached; /* the node holds or fetches the blob already */
+    int same_registry; /* the caller named the registry the blob was recorded from */
+    char task_id[PROTO_TASK_ID_LEN + 1];
+    char *origin, *creds; /* the caller's; creds wiped when freed */
+    uint64_t offset, length;
+    char check_origin[PROTO_MAX_ORIGIN_LEN + 1]; /* "[scheme://]registry/repo" asked */
+};
+
 struct lconn {
     struct lconn *next;
     peer_daemon *d;
@@ -45,6 +64,7 @@ struct lconn {
     uint32_t peer_mp;
     uint64_t accepted_ms;
     struct lread *reads;
+    struct lauth *auths;
 };
 
 static int send_msg(struct lconn *lc, const proto_msg *m)
@@ -137,11 +157,12 @@ static void on_read_ready(peer_range_reader *rr, void *arg)
     serve_read(arg);
 }
 
-static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetch)
+/* Starts the read once the caller may have the blob (or the blob is not known here yet and
+ * its task will fetch it with the caller's credentials). */
+static void start_read(struct lconn *lc, const proto_local_read *q, int prefetch)
 {
     peer_daemon *d = lc->d;
     cf_err err = {0};
-    if (!prefetch) d->m.local_reads++;
     struct lread *r = calloc(1, sizeof(*r));
     if (!r) {
         send_error(lc, PROTO_E_INTERNAL, q->req_id, q->task_id, "out of memory");
@@ -167,6 +188,233 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
     r->next = lc->reads;
     lc->reads = r;
     serve_read(r);
+}
+
+/* ---- access: a private blob only to a caller the registry accepts ----
+ * Bytes of a blob the node already holds or fetches came with somebody's credentials, so
+ * before serving them the registry the blob was recorded from is asked (access_check.h, the
+ * verdicts shared with the mirror and remembered briefly): anonymously first (a public blob is
+ * served to anyone), then, for a private one, with the caller's `cr` or, when it gives none
+ * and api_node_credentials allows, with the node's own identity. A blob not known here yet is
+ * checked the same way against the caller's origin, so that a caller without credentials
+ * cannot have the node's fetch a private blob for it against the policy. */
+
+static void lauth_free(struct lauth *a)
+{
+    for (struct lauth **pp = &a->lc->auths; *pp; pp = &(*pp)->next)
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    if (a->creds) {
+        explicit_bzero(a->creds, strlen(a->creds));
+        free(a->creds);
+    }
+    free(a->origin);
+    free(a);
+}
+
+static void lauth_serve(struct lauth *a)
+{
+    proto_local_read q = {.req_id = a->req_id,
+                          .task_id = a->task_id,
+                          .origin = a->origin,
+                          .credentials = a->creds,
+                          .offset = a->offset,
+                          .length = a->length};
+    start_read(a->lc, &q, a->prefetch);
+}
+
+static void lauth_refuse(struct lauth *a, uint32_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void lauth_refuse(struct lauth *a, uint32_t code, const char *fmt, ...)
+{
+    char msg[CF_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    peer_daemon *d = a->lc->d;
+    if (code == PROTO_E_AUTH) d->m.local_access_refused++;
+    if (!a->prefetch) d->m.local_read_errors++;
+    send_error(a->lc, code, a->req_id, a->task_id, msg);
+}
+
+/* Digests this daemon has seen refused anonymously: served from the cache while the registry
+ * cannot be asked only when not listed here. */
+static int private_seen(const peer_daemon *d, const char *task_id)
+{
+    uint8_t dg[32];
+    proto_task_id_to_digest(task_id, dg);
+    for (unsigned i = 0; i < d->api_private_n; i++)
+        if (memcmp(d->api_private[i], dg, 32) == 0) return 1;
+    return 0;
+}
+
+static void private_note(peer_daemon *d, const char *task_id)
+{
+    if (private_seen(d, task_id)) return;
+    proto_task_id_to_digest(task_id, d->api_private[d->api_private_next]);
+    d->api_private_next = (d->api_private_next + 1) % PEER_API_PRIVATE_MAX;
+    if (d->api_private_n < PEER_API_PRIVATE_MAX) d->api_private_n++;
+}
+
+static void lauth_step(struct lauth *a);
+
+static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
+{
+    peer_daemon *d = a->lc->d;
+    if (a->stage == 0) {
+        if (v->state == PEER_ACCESS_OK) { /* public: anyone */
+            lauth_serve(a);
+            lauth_free(a);
+            return;
+        }
+        if (v->state == PEER_ACCESS_UNKNOWN) {
+            /* cannot tell: a blob the node holds keeps being served while the registry is
+             * away (running containers read it lazily), unless it was seen private; a blob not
+             * held would need the registry anyway */
+            if (a->cached && !private_seen(d, a->task_id)) {
+                lauth_serve(a);
+            } else {
+                lauth_refuse(a, PROTO_E_ORIGIN, "%s (%s)", v->msg, a->check_origin);
+            }
+            lauth_free(a);
+            return;
+        }
+        private_note(d, a->task_id);
+        a->stage = 1;
+        lauth_step(a);
+        return;
+    }
+    if (v->state == PEER_ACCESS_OK) {
+        lauth_serve(a);
+    } else if (v->state == PEER_ACCESS_REFUSED) {
+        lauth_refuse(a, PROTO_E_AUTH, "%s: registry %s refused %s for this private blob (HTTP %d)",
+                     a->task_id, a->check_origin,
+                     a->creds ? "the credentials given (cr)" : "this node's credentials",
+                     v->status);
+    } else {
+        lauth_refuse(a, PROTO_E_ORIGIN, "%s (%s): a private blob is served only after the "
+                     "registry accepted the caller", v->msg, a->check_origin);
+    }
+    lauth_free(a);
+}
+
+static void lauth_done(peer_access_wait *w, const peer_access_verdict *v)
+{
+    lauth_verdict((struct lauth *)w, v);
+}
+
+/* Asks the table for the current stage's verdict (answers now or when the check ends). */
+static void lauth_step(struct lauth *a)
+{
+    peer_daemon *d = a->lc->d;
+    peer_access_cred c = {.kind = PEER_ACCESS_ANON};
+    if (a->stage == 1) {
+        if (a->creds) {
+            if (!a->same_registry) {
+                lauth_refuse(a, PROTO_E_AUTH,
+                             "%s is a private blob recorded from %s: credentials are checked "
+                             "only with that registry (name it in the origin)",
+                             a->task_id, a->check_origin);
+                lauth_free(a);
+                return;
+            }
+            c.kind = PEER_ACCESS_BASIC;
+            c.secret = a->creds;
+        } else if (d->o.api_node_creds) {
+            c.kind = PEER_ACCESS_NODE;
+        } else {
+            lauth_refuse(a, PROTO_E_AUTH,
+                         "%s is a private blob of %s: give credentials (user:password) the "
+                         "registry accepts (this daemon does not lend its own: "
+                         "api_node_credentials = false)",
+                         a->task_id, a->check_origin);
+            lauth_free(a);
+            return;
+        }
+    }
+    peer_access_verdict v;
+    a->w.done = lauth_done;
+    int rc = peer_access_check(d, &c, a->check_origin, a->task_id, &a->w, &v);
+    if (rc == 1) {
+        lauth_verdict(a, &v);
+    } else if (rc < 0) {
+        lauth_refuse(a, rc == -EBUSY ? PROTO_E_BUSY : PROTO_E_INTERNAL,
+                     "%s: cannot check access with the registry: %s", a->task_id,
+                     rc == -EBUSY ? "too many access checks in flight" : strerror(-rc));
+        lauth_free(a);
+    }
+}
+
+/* The origin to check: the registry the blob was recorded from (a running task's origin, else
+ * the cache record's), never one the caller names freely, with the caller's repository when the
+ * caller names that same registry (a registry answers per repository, and the caller may read
+ * the blob through its own); a blob unknown here: the caller's origin. 0, or -EINVAL when the
+ * caller's origin is unusable (the read then fails with the usual message). */
+static int check_origin(peer_daemon *d, struct lauth *a)
+{
+    const char *rec = NULL;
+    struct task *t = task_find(d, a->task_id);
+    if (t && t->state != T_FAILED && t->origin[0]) rec = t->origin;
+    peer_blob_info bi;
+    uint8_t dg[32];
+    proto_task_id_to_digest(a->task_id, dg);
+    int held = peer_store_blob_info(d->store, dg, &bi) == 0;
+    if (!rec && held && bi.origin[0]) rec = bi.origin;
+    a->cached = held || (t && t->state != T_FAILED);
+    proto_image_ref cref = {0}, rref;
+    int cscheme = 0, rscheme = 0;
+    int have_c = a->origin && a->origin[0] && origin_parse(a->origin, &cref, &cscheme, NULL) == 0;
+    if (a->origin && a->origin[0] && !have_c) return -EINVAL;
+    if (!rec || origin_parse(rec, &rref, &rscheme, NULL)) {
+        if (!have_c) return -EINVAL;
+        rref = cref; /* nothing recorded: the caller's origin */
+        rscheme = cscheme;
+    }
+    a->same_registry = have_c && strcasecmp(cref.registry, rref.registry) == 0;
+    const char *pfx = rscheme == PROTO_REGISTRY_SCHEME_HTTP    ? "http://"
+                      : rscheme == PROTO_REGISTRY_SCHEME_HTTPS ? "https://"
+                                                               : "";
+    int n = snprintf(a->check_origin, sizeof(a->check_origin), "%s%s/%s", pfx, rref.registry,
+                     a->same_registry ? cref.repo : rref.repo);
+    return n > 0 && (size_t)n < sizeof(a->check_origin) ? 0 : -EINVAL;
+}
+
+static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetch)
+{
+    peer_daemon *d = lc->d;
+    if (!prefetch) d->m.local_reads++;
+    struct lauth *a = calloc(1, sizeof(*a));
+    if (!a || (q->origin && !(a->origin = strdup(q->origin))) ||
+        (q->credentials && q->credentials[0] && !(a->creds = strdup(q->credentials)))) {
+        if (a) {
+            free(a->origin);
+            free(a);
+        }
+        send_error(lc, PROTO_E_INTERNAL, q->req_id, q->task_id, "out of memory");
+        return;
+    }
+    a->lc = lc;
+    a->req_id = q->req_id;
+    a->prefetch = prefetch;
+    a->offset = q->offset;
+    a->length = q->length;
+    a->next = lc->auths;
+    lc->auths = a;
+    if (strlen(q->task_id) != PROTO_TASK_ID_LEN) {
+        start_read(lc, q, prefetch); /* bad id: refused there with its message */
+        lauth_free(a);
+        return;
+    }
+    memcpy(a->task_id, q->task_id, PROTO_TASK_ID_LEN + 1);
+    if (check_origin(d, a)) {
+        start_read(lc, q, prefetch); /* bad origin: refused there with its message */
+        lauth_free(a);
+        return;
+    }
+    lauth_step(a);
 }
 
 static void entry_from_info(const peer_blob_info *bi, char *id, proto_local_entry *e)
@@ -430,6 +678,10 @@ static void on_close(proto_conn *c, int status, const char *reason)
     struct lconn *lc = proto_conn_data(c);
     peer_daemon *d = lc->d;
     while (lc->reads) read_end(lc->reads);
+    while (lc->auths) {
+        peer_access_cancel(d, &lc->auths->w);
+        lauth_free(lc->auths);
+    }
     for (struct lconn **pp = &d->lconns; *pp; pp = &(*pp)->next)
         if (*pp == lc) {
             *pp = lc->next;
