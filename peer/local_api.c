@@ -47,6 +47,7 @@ struct lauth {
     int stage;  /* 0: is the blob public (anonymous check); 1: the caller's credentials */
     int cached; /* the node holds or fetches the blob already */
     int same_registry; /* the caller named the registry the blob was recorded from */
+    uint64_t busy_since_ms; /* 0, or when the table first had no room: retried by the tick */
     char task_id[PROTO_TASK_ID_LEN + 1];
     char *origin, *creds; /* the caller's; creds wiped when freed */
     uint64_t offset, length;
@@ -338,8 +339,14 @@ static void lauth_step(struct lauth *a)
     peer_access_verdict v;
     a->w.done = lauth_done;
     int rc = peer_access_check(d, &c, a->check_origin, a->task_id, &a->w, &v);
+    if (rc >= 0) a->busy_since_ms = 0;
     if (rc == 1) {
         lauth_verdict(a, &v);
+    } else if (rc == -EBUSY && (!a->busy_since_ms || pd_now(d) - a->busy_since_ms <
+                                                         d->o.origin_timeout_ms + 2000u)) {
+        /* every check slot is taken (a burst of first reads: a snapshotter mounting many
+         * layers): wait for room, the tick asks again */
+        if (!a->busy_since_ms) a->busy_since_ms = pd_now(d);
     } else if (rc < 0) {
         lauth_refuse(a, rc == -EBUSY ? PROTO_E_BUSY : PROTO_E_INTERNAL,
                      "%s: cannot check access with the registry: %s", a->task_id,
@@ -873,7 +880,14 @@ void local_api_tick(peer_daemon *d)
 {
     uint64_t now = pd_now(d);
     for (struct lconn *lc = d->lconns; lc; lc = lc->next) {
-        if (lc->closed || lc->hello_done) continue;
+        if (lc->closed) continue;
+        /* reads that found no room for their access check ask again (each may end) */
+        struct lauth *next;
+        for (struct lauth *a = lc->auths; a; a = next) {
+            next = a->next;
+            if (a->busy_since_ms && !a->w.waiting) lauth_step(a);
+        }
+        if (lc->hello_done) continue;
         if (lc->refused && now - lc->accepted_ms > REFUSED_LINGER)
             proto_conn_close(lc->c, -EACCES, "caller not allowed");
         else if (now - lc->accepted_ms > HELLO_TIMEOUT)
