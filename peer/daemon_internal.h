@@ -19,7 +19,7 @@
 #include "proto/rendezvous.h"
 
 #define PEER_API_ALLOW_MAX   32
-#define PEER_API_PRIVATE_MAX 1024
+#define PEER_API_PRIVATE_MAX 512
 
 struct peer_metrics {
     uint64_t bytes_from_parents, bytes_from_origin, bytes_served_peers, bytes_served_local;
@@ -213,8 +213,12 @@ struct peer_daemon {
     gid_t api_gids[PEER_API_ALLOW_MAX];
     size_t n_api_uids, n_api_gids;
     uint64_t api_refused_log_ms; /* last refused caller logged (at most one line a second) */
-    /* digests seen refused anonymously (private), a ring (local_api.c) */
-    uint8_t api_private[PEER_API_PRIVATE_MAX][32];
+    /* blobs seen refused anonymously (private), a ring (local_api.c) */
+    struct api_private {
+        uint8_t digest[32];
+        uint8_t key[32]; /* SHA-256 of the origin checked and the digest */
+        uint64_t seen_ms;
+    } api_private[PEER_API_PRIVATE_MAX];
     unsigned api_private_n, api_private_next;
     /* http */
     struct proto_http_server *http;

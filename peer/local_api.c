@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "access_check.h"
+#include "cf/digest.h"
 #include "cf/log.h"
 #include "daemon_internal.h"
 #include "proto/error_code.h"
@@ -241,23 +242,52 @@ static void lauth_refuse(struct lauth *a, uint32_t code, const char *fmt, ...)
     send_error(a->lc, code, a->req_id, a->task_id, msg);
 }
 
-/* Digests this daemon has seen refused anonymously: served from the cache while the registry
- * cannot be asked only when not listed here. */
-static int private_seen(const peer_daemon *d, const char *task_id)
+/* Blobs this daemon has seen refused anonymously, per origin checked: for PRIVATE_MS a read
+ * goes straight to its caller's check (a private blob read lazily would otherwise cost an
+ * anonymous HEAD every time the table's 10 s refusal expires); and, whenever seen since the
+ * start, a held blob is not served while the registry cannot be asked. */
+#define PRIVATE_MS 60000
+
+static void private_key(const struct lauth *a, uint8_t out[32])
 {
-    uint8_t dg[32];
-    proto_task_id_to_digest(task_id, dg);
-    for (unsigned i = 0; i < d->api_private_n; i++)
-        if (memcmp(d->api_private[i], dg, 32) == 0) return 1;
-    return 0;
+    cf_digest_ctx c;
+    memset(out, 0, 32);
+    if (cf_digest_init(&c, CF_DIGEST_SHA256)) return;
+    cf_digest_update(&c, a->check_origin, strlen(a->check_origin) + 1);
+    cf_digest_update(&c, a->task_id, strlen(a->task_id));
+    cf_digest_final(&c, out);
 }
 
-static void private_note(peer_daemon *d, const char *task_id)
+static struct api_private *private_find(peer_daemon *d, const struct lauth *a, int by_key)
 {
-    if (private_seen(d, task_id)) return;
-    proto_task_id_to_digest(task_id, d->api_private[d->api_private_next]);
-    d->api_private_next = (d->api_private_next + 1) % PEER_API_PRIVATE_MAX;
-    if (d->api_private_n < PEER_API_PRIVATE_MAX) d->api_private_n++;
+    uint8_t dg[32], key[32];
+    proto_task_id_to_digest(a->task_id, dg);
+    if (by_key) private_key(a, key);
+    for (unsigned i = 0; i < d->api_private_n; i++) {
+        struct api_private *p = &d->api_private[i];
+        if (memcmp(p->digest, dg, 32) == 0 && (!by_key || memcmp(p->key, key, 32) == 0))
+            return p;
+    }
+    return NULL;
+}
+
+static int private_recent(peer_daemon *d, const struct lauth *a)
+{
+    struct api_private *p = private_find(d, a, 1);
+    return p && pd_now(d) - p->seen_ms < PRIVATE_MS;
+}
+
+static void private_note(peer_daemon *d, const struct lauth *a)
+{
+    struct api_private *p = private_find(d, a, 1);
+    if (!p) {
+        p = &d->api_private[d->api_private_next];
+        d->api_private_next = (d->api_private_next + 1) % PEER_API_PRIVATE_MAX;
+        if (d->api_private_n < PEER_API_PRIVATE_MAX) d->api_private_n++;
+        proto_task_id_to_digest(a->task_id, p->digest);
+        private_key(a, p->key);
+    }
+    p->seen_ms = pd_now(d);
 }
 
 static void lauth_step(struct lauth *a);
@@ -275,7 +305,7 @@ static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
             /* cannot tell: a blob the node holds keeps being served while the registry is
              * away (running containers read it lazily), unless it was seen private; a blob not
              * held would need the registry anyway */
-            if (a->cached && !private_seen(d, a->task_id)) {
+            if (a->cached && !private_find(d, a, 0)) {
                 lauth_serve(a);
             } else {
                 lauth_refuse(a, PROTO_E_ORIGIN, "%s (%s)", v->msg, a->check_origin);
@@ -283,7 +313,7 @@ static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
             lauth_free(a);
             return;
         }
-        private_note(d, a->task_id);
+        private_note(d, a);
         a->stage = 1;
         lauth_step(a);
         return;
@@ -312,6 +342,7 @@ static void lauth_step(struct lauth *a)
 {
     peer_daemon *d = a->lc->d;
     peer_access_cred c = {.kind = PEER_ACCESS_ANON};
+    if (a->stage == 0 && private_recent(d, a)) a->stage = 1;
     if (a->stage == 1) {
         if (a->creds) {
             if (!a->same_registry) {
