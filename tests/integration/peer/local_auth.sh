@@ -123,3 +123,8 @@ rd "$REG" pub/app "$PUB" "$T/p3" bob:b0b || fail "public blob, bob"
 note "no blob bytes went to a refused caller: $(metric 1 bytes_served_local_total) bytes served"
 [ "$(metric 1 bytes_served_local_total)" = $((3 * SIZE + 3 * $(stat -c %s "$T/pub"))) ] ||
     fail "bytes served $(metric 1 bytes_served_local_total)"
+
+note "SIGTERM: clean exit 0 (under the Sanitize build: no leak, no sanitizer report)"
+kill "${PEER_PID[1]}"
+wait "${PEER_PID[1]}"; rc=$?
+[ "$rc" = 0 ] || { tail -40 "$T/peer1.log"; fail "exit code $rc after SIGTERM"; }
