@@ -40,7 +40,8 @@ int origin_parse(const char *origin, proto_image_ref *ref, int *scheme, cf_err *
 static int listed(const char *list, const char *prefix, const char *host)
 {
     size_t pl = strlen(prefix), hl = strlen(host);
-    for (const char *p = list; p && *p;) {
+    if (!list) return 0;
+    for (const char *p = list; *p;) {
         size_t l = strcspn(p, ", \t");
         if (l == pl + hl && strncasecmp(p, prefix, pl) == 0 && strncasecmp(p + pl, host, hl) == 0)
             return 1;

@@ -26,8 +26,8 @@
 #include "proto/error_code.h"
 #include "range_reader.h"
 
-#define LOCAL_CHUNK   (1u << 20) /* LOCAL_DATA payload per frame */
-#define HELLO_TIMEOUT 10000
+#define LOCAL_CHUNK    (1u << 20) /* LOCAL_DATA payload per frame */
+#define HELLO_TIMEOUT  10000
 #define REFUSED_LINGER 1000 /* ms a refused caller has to read its ERROR */
 
 struct lread {
@@ -45,8 +45,8 @@ struct lauth {
     struct lconn *lc;
     uint64_t req_id;
     int prefetch;
-    int stage;  /* 0: is the blob public (anonymous check); 1: the caller's credentials */
-    int cached; /* the node holds or fetches the blob already */
+    int stage;         /* 0: is the blob public (anonymous check); 1: the caller's credentials */
+    int cached;        /* the node holds or fetches the blob already */
     int same_registry; /* the caller named the registry the blob was recorded from */
     uint64_t busy_since_ms; /* 0, or when the table first had no room: retried by the tick */
     char task_id[PROTO_TASK_ID_LEN + 1];
@@ -265,8 +265,7 @@ static struct api_private *private_find(peer_daemon *d, const struct lauth *a, i
     if (by_key) private_key(a, key);
     for (unsigned i = 0; i < d->api_private_n; i++) {
         struct api_private *p = &d->api_private[i];
-        if (memcmp(p->digest, dg, 32) == 0 && (!by_key || memcmp(p->key, key, 32) == 0))
-            return p;
+        if (memcmp(p->digest, dg, 32) == 0 && (!by_key || memcmp(p->key, key, 32) == 0)) return p;
     }
     return NULL;
 }
@@ -326,8 +325,10 @@ static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
                      a->creds ? "the credentials given (cr)" : "this node's credentials",
                      v->status);
     } else {
-        lauth_refuse(a, PROTO_E_ORIGIN, "%s (%s): a private blob is served only after the "
-                     "registry accepted the caller", v->msg, a->check_origin);
+        lauth_refuse(a, PROTO_E_ORIGIN,
+                     "%s (%s): a private blob is served only after the "
+                     "registry accepted the caller",
+                     v->msg, a->check_origin);
     }
     lauth_free(a);
 }
@@ -373,8 +374,8 @@ static void lauth_step(struct lauth *a)
     if (rc >= 0) a->busy_since_ms = 0;
     if (rc == 1) {
         lauth_verdict(a, &v);
-    } else if (rc == -EBUSY && (!a->busy_since_ms || pd_now(d) - a->busy_since_ms <
-                                                         d->o.origin_timeout_ms + 2000u)) {
+    } else if (rc == -EBUSY && (!a->busy_since_ms ||
+                                pd_now(d) - a->busy_since_ms < d->o.origin_timeout_ms + 2000u)) {
         /* every check slot is taken (a burst of first reads: a snapshotter mounting many
          * layers): wait for room, the tick asks again */
         if (!a->busy_since_ms) a->busy_since_ms = pd_now(d);
@@ -857,7 +858,8 @@ static int parse_ids(const char *key, const char *list, int groups, uint32_t *id
                      cf_err *err)
 {
     *n = 0;
-    for (const char *p = list; p && *p;) {
+    if (!list) return 0;
+    for (const char *p = list; *p;) {
         size_t l = strcspn(p, ", \t");
         if (l) {
             char name[256];

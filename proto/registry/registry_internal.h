@@ -39,8 +39,8 @@ struct proto_registry {
     int max_retries;
     long retry_base_ms, retry_budget_ms;
     int insecure_tls;
-    int http_configured;  /* scheme HTTP chosen by configuration: credentials may go over it */
-    char *insecure_key;   /* the setting named in a refusal (opts.insecure_key) */
+    int http_configured; /* scheme HTTP chosen by configuration: credentials may go over it */
+    char *insecure_key;  /* the setting named in a refusal (opts.insecure_key) */
     char *ca_file, *user_agent;
     char *bearer_token; /* static token (opts.bearer_token), NULL = none */
     char *proxy;        /* opts.proxy, NULL = none */

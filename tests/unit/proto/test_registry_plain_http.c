@@ -56,7 +56,8 @@ static void answer(int c)
                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n"
                  "Connection: close\r\n\r\n{\"token\":\"tok-1\"}");
     else if (auth)
-        snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n%s",
+        snprintf(out, sizeof(out),
+                 "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n%s",
                  head ? "" : "hello");
     else
         snprintf(out, sizeof(out),
