@@ -57,7 +57,8 @@ if setpriv --reuid=65534 --regid=65534 --clear-groups "$CF" status --peer "$SOCK
     fail "uid 65534 was served: $(cat "$T/out")"
 fi
 cat "$T/out"
-grep -q "uid 65534" "$T/out" && grep -q "(AUTH)" "$T/out" || fail "no clear AUTH refusal"
+grep -q "uid 65534" "$T/out" || fail "the refusal does not name the uid"
+grep -q "(AUTH)" "$T/out" || fail "not an AUTH refusal"
 [ "$(metric 1 local_callers_refused_total)" = 1 ] || fail "refusal not counted"
 note "the same uid in an allowed group (api_allow_gids): served"
 setpriv --reuid=65534 --regid=65534 --groups=4242 "$CF" status --peer "$SOCK" >"$T/out" 2>&1 ||
