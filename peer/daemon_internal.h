@@ -20,6 +20,7 @@
 
 #define PEER_API_ALLOW_MAX   32
 #define PEER_API_PRIVATE_MAX 512
+#define PEER_API_UNKNOWN_MAX 64
 
 struct peer_metrics {
     uint64_t bytes_from_parents, bytes_from_origin, bytes_served_peers, bytes_served_local;
@@ -220,6 +221,13 @@ struct peer_daemon {
         uint64_t seen_ms;
     } api_private[PEER_API_PRIVATE_MAX];
     unsigned api_private_n, api_private_next;
+    /* origins whose anonymous check could not tell (registry away): held blobs are served
+     * without asking again until `until_ms` (local_api.c) */
+    struct api_unknown {
+        uint8_t key[32];
+        uint64_t until_ms;
+    } api_unknown[PEER_API_UNKNOWN_MAX];
+    unsigned api_unknown_next;
     /* http */
     struct proto_http_server *http;
     /* registry mirror */

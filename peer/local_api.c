@@ -289,6 +289,30 @@ static void private_note(peer_daemon *d, const struct lauth *a)
     p->seen_ms = pd_now(d);
 }
 
+/* The registry could not be asked for this origin a moment ago: a held blob is served for
+ * UNKNOWN_MS without asking again (each lazy read would otherwise wait for the registry's
+ * timeout during an outage). */
+#define UNKNOWN_MS 10000
+
+static int unknown_recent(peer_daemon *d, const struct lauth *a)
+{
+    uint8_t key[32];
+    private_key(a, key);
+    uint64_t now = pd_now(d);
+    for (unsigned i = 0; i < PEER_API_UNKNOWN_MAX; i++)
+        if (d->api_unknown[i].until_ms > now && memcmp(d->api_unknown[i].key, key, 32) == 0)
+            return 1;
+    return 0;
+}
+
+static void unknown_note(peer_daemon *d, const struct lauth *a)
+{
+    struct api_unknown *u = &d->api_unknown[d->api_unknown_next];
+    d->api_unknown_next = (d->api_unknown_next + 1) % PEER_API_UNKNOWN_MAX;
+    private_key(a, u->key);
+    u->until_ms = pd_now(d) + UNKNOWN_MS;
+}
+
 static void lauth_step(struct lauth *a);
 
 static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
@@ -305,6 +329,7 @@ static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
              * away (running containers read it lazily), unless it was seen private; a blob not
              * held would need the registry anyway */
             if (a->cached && !private_find(d, a, 0)) {
+                unknown_note(d, a);
                 lauth_serve(a);
             } else {
                 lauth_refuse(a, PROTO_E_ORIGIN, "%s (%s)", v->msg, a->check_origin);
@@ -344,6 +369,11 @@ static void lauth_step(struct lauth *a)
     peer_daemon *d = a->lc->d;
     peer_access_cred c = {.kind = PEER_ACCESS_ANON};
     if (a->stage == 0 && private_recent(d, a)) a->stage = 1;
+    if (a->stage == 0 && a->cached && !private_find(d, a, 0) && unknown_recent(d, a)) {
+        lauth_serve(a); /* the registry was away a moment ago: served as the cache was */
+        lauth_free(a);
+        return;
+    }
     if (a->stage == 1) {
         if (a->creds) {
             if (!a->same_registry) {
@@ -407,6 +437,7 @@ static int check_origin(peer_daemon *d, struct lauth *a)
     int cscheme = 0, rscheme = 0;
     int have_c = a->origin && a->origin[0] && origin_parse(a->origin, &cref, &cscheme, NULL) == 0;
     if (a->origin && a->origin[0] && !have_c) return -EINVAL;
+    if (have_c && cref.digest[0] && strcmp(cref.digest, a->task_id) != 0) return -EINVAL;
     if (!rec || origin_parse(rec, &rref, &rscheme, NULL)) {
         if (!have_c) return -EINVAL;
         rref = cref; /* nothing recorded: the caller's origin */
