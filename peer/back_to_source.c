@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cf/digest.h"
 #include "cf/log.h"
@@ -78,6 +79,30 @@ static struct origin_client *origin_take(peer_daemon *d, struct origin_client *o
     return oc;
 }
 
+/* Whether `prefix``host` is an entry of list (comma or space separated; case-insensitive). */
+static int listed(const char *list, const char *prefix, const char *host)
+{
+    size_t pl = strlen(prefix), hl = strlen(host);
+    if (!list) return 0;
+    for (const char *p = list; *p;) {
+        size_t l = strcspn(p, ", \t");
+        if (l == pl + hl && strncasecmp(p, prefix, pl) == 0 && strncasecmp(p + pl, host, hl) == 0)
+            return 1;
+        p += l;
+        while (*p == ',' || *p == ' ' || *p == '\t') p++;
+    }
+    return 0;
+}
+
+/* A registry the operator configured as plain http: origin_plain_http, the plain_http list, or
+ * an "http://" entry of mirror_upstreams. An "http://" origin prefix from a local caller is not
+ * configuration: over it credentials go to loopback registries only (proto_registry_opts). */
+static int http_configured(const peer_daemon *d, const char *registry)
+{
+    return d->o.origin_plain_http || listed(d->o.plain_http, "", registry) ||
+           listed(d->o.mirror_upstreams, "http://", registry);
+}
+
 /* anon: no credentials at all (not even the docker config's): what anyone may read */
 static int client_get(peer_daemon *d, const char *registry, int scheme, const char *creds, int anon,
                       struct origin_client **out, cf_err *err)
@@ -103,9 +128,12 @@ static int client_get(peer_daemon *d, const char *registry, int scheme, const ch
     }
     uv_mutex_unlock(&origins_lock);
     proto_registry_opts ro = {0};
-    ro.scheme = scheme                   ? (enum proto_registry_scheme)scheme
-                : d->o.origin_plain_http ? PROTO_REGISTRY_SCHEME_HTTP
-                                         : PROTO_REGISTRY_SCHEME_AUTO;
+    int configured = http_configured(d, registry);
+    ro.scheme = scheme       ? (enum proto_registry_scheme)scheme
+                : configured ? PROTO_REGISTRY_SCHEME_HTTP
+                             : PROTO_REGISTRY_SCHEME_AUTO;
+    ro.http_not_configured = !configured;
+    ro.insecure_key = "plain_http (chunkfly-peer)";
     ro.docker_config = anon ? "" : d->o.docker_config;
     /* a hung or unreachable origin must turn into an error for the local caller in < 10 s */
     ro.stall_timeout_ms = d->o.origin_timeout_ms;

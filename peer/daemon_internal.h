@@ -18,10 +18,16 @@
 #include "proto/registry_client.h"
 #include "proto/rendezvous.h"
 
+#define PEER_API_ALLOW_MAX   32
+#define PEER_API_PRIVATE_MAX 512
+#define PEER_API_UNKNOWN_MAX 64
+
 struct peer_metrics {
     uint64_t bytes_from_parents, bytes_from_origin, bytes_served_peers, bytes_served_local;
     uint64_t pieces_from_parents, pieces_from_origin, pieces_served;
     uint64_t local_reads, local_read_hits, local_read_errors;
+    uint64_t local_callers_refused; /* uid/gid not allowed on the local API */
+    uint64_t local_access_refused;  /* private blob: the registry did not accept the caller */
     uint64_t piece_failures, origin_failures, digest_mismatches, bans, parent_timeouts;
     uint64_t digest_lists_discredited; /* scheduler lists the origin's bytes contradicted */
     uint64_t upload_busy, upload_refused, bad_frames, tasks_completed, tasks_failed;
@@ -233,6 +239,25 @@ struct peer_daemon {
     int api_listening;
     struct lconn *lconns;
     uint32_t n_lconns;
+    /* callers allowed (SO_PEERCRED): root, our uid, these uids, these groups (local_api.c) */
+    uid_t api_uids[PEER_API_ALLOW_MAX];
+    gid_t api_gids[PEER_API_ALLOW_MAX];
+    size_t n_api_uids, n_api_gids;
+    uint64_t api_refused_log_ms; /* last refused caller logged (at most one line a second) */
+    /* blobs seen refused anonymously (private), a ring (local_api.c) */
+    struct api_private {
+        uint8_t digest[32];
+        uint8_t key[32]; /* SHA-256 of the origin checked and the digest */
+        uint64_t seen_ms;
+    } api_private[PEER_API_PRIVATE_MAX];
+    unsigned api_private_n, api_private_next;
+    /* origins whose anonymous check could not tell (registry away): held blobs are served
+     * without asking again until `until_ms` (local_api.c) */
+    struct api_unknown {
+        uint8_t key[32];
+        uint64_t until_ms;
+    } api_unknown[PEER_API_UNKNOWN_MAX];
+    unsigned api_unknown_next;
     /* http */
     struct proto_http_server *http;
     /* registry mirror */

@@ -43,6 +43,10 @@ const char *const peer_daemon_config_keys[] = {"listen",
                                                "docker_config",
                                                "origin_timeout",
                                                "local_max_connections",
+                                               "api_allow_uids",
+                                               "api_allow_gids",
+                                               "api_node_credentials",
+                                               "plain_http",
                                                "seed_cached",
                                                "fetch_whole_blob",
                                                "status_remote",
@@ -130,6 +134,10 @@ int peer_daemon_opts_load(struct peer_daemon_opts *o, const cf_config *c, cf_err
     o->docker_config = cf_config_get(c, "docker_config");
     if (!rc) rc = get_ms(c, "origin_timeout", 8000, &o->origin_timeout_ms, err);
     if (!rc) rc = get_u32(c, "local_max_connections", 64, 1, 65536, &o->local_max_conns, err);
+    o->api_allow_uids = cf_config_get(c, "api_allow_uids");
+    o->api_allow_gids = cf_config_get(c, "api_allow_gids");
+    if (!rc) rc = cf_config_get_bool(c, "api_node_credentials", 1, &o->api_node_creds, err);
+    o->plain_http = cf_config_get(c, "plain_http");
     if (!rc) rc = get_u32(c, "seed_cached", 64, 0, 100000, &o->seed_cached, err);
     if (!rc) rc = cf_config_get_bool(c, "fetch_whole_blob", 1, &o->fetch_whole_blob, err);
     if (!rc) rc = cf_config_get_bool(c, "status_remote", 0, &o->status_remote, err);

@@ -46,6 +46,11 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
            m->local_read_hits);
     metric(&b, "local_read_errors_total", "counter", "Local reads answered with an error.",
            m->local_read_errors);
+    metric(&b, "local_callers_refused_total", "counter",
+           "Local API connections refused: caller uid/gid not allowed.", m->local_callers_refused);
+    metric(&b, "local_access_refused_total", "counter",
+           "Local reads of a private blob refused: the registry did not accept the caller.",
+           m->local_access_refused);
     metric(&b, "piece_failures_total", "counter", "Piece downloads from parents that failed.",
            m->piece_failures);
     metric(&b, "origin_failures_total", "counter", "Origin fetches that failed.",

@@ -152,7 +152,9 @@ int proto_registry_new(const char *host, const proto_registry_opts *opts, proto_
     r->retry_base_ms = opts->retry_base_ms > 0 ? opts->retry_base_ms : 200;
     r->retry_budget_ms = opts->retry_budget_ms > 0 ? opts->retry_budget_ms : 10000;
     r->insecure_tls = opts->insecure_tls;
+    r->http_configured = opts->scheme == PROTO_REGISTRY_SCHEME_HTTP && !opts->http_not_configured;
     int oom = 0;
+    r->insecure_key = dup_or_null(opts->insecure_key ? opts->insecure_key : "plain_http", &oom);
     r->ca_file = dup_or_null(opts->ca_file, &oom);
     r->user_agent =
         dup_or_null(opts->user_agent ? opts->user_agent : "chunkfly/" CHUNKFLY_VERSION, &oom);
@@ -209,6 +211,7 @@ void proto_registry_free(proto_registry *r)
     free(r->proxy);
     free(r->ca_pem);
     free(r->ca_file);
+    free(r->insecure_key);
     free(r->user_agent);
     free(r);
 }
@@ -447,6 +450,7 @@ int reg_request_scope(proto_registry *r, const char *repo, const char *scope, st
         int fresh = 0;
         q->basic_user = q->basic_pass = NULL;
         q->bearer = NULL;
+        q->bearer_anon = 0;
         free_secret(tok);
         tok = NULL;
         if (use_static) {
@@ -459,6 +463,7 @@ int reg_request_scope(proto_registry *r, const char *repo, const char *scope, st
             rc = token_get(r, scope, &tok, &fresh, err);
             if (rc < 0) goto out;
             q->bearer = tok;
+            q->bearer_anon = !r->username; /* issued to anyone: not a secret of ours */
         }
         rc = reg_http_do(r, q, s, err);
         if (rc < 0 || s->status != 401) goto out;

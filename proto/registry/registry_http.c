@@ -63,6 +63,34 @@ int reg_url_is_loopback(const char *url)
            strncmp(h, "[::1]:", 6) == 0;
 }
 
+/* The host of an origin "scheme://host:port" (as reg_url_origin writes it), without the port:
+ * [start, *len). */
+static const char *origin_host(const char *o, size_t *len)
+{
+    const char *h = strstr(o, "://");
+    h = h ? h + 3 : o;
+    const char *colon = strrchr(h, ':');
+    *len = colon ? (size_t)(colon - h) : strlen(h);
+    return h;
+}
+
+int reg_creds_allowed(const proto_registry *r, const char *url, cf_err *err)
+{
+    char o[REG_ORIGIN_MAX], shown[512];
+    if (reg_url_origin(url, o, sizeof(o)) < 0) return 0;
+    if (strncmp(o, "http://", 7) != 0 || reg_url_is_loopback(url)) return 1;
+    size_t hl, rl;
+    const char *h = origin_host(o, &hl), *rh = origin_host(r->origin, &rl);
+    if (r->http_configured && hl == rl && strncmp(h, rh, hl) == 0) return 1;
+    reg_url_for_msg(url, shown, sizeof(shown));
+    cf_err_set(err, -EPERM,
+               "registry %s: refusing to send credentials over plain http to %s (unencrypted, "
+               "they go only to loopback hosts and to a registry configured as plain http, and "
+               "its own host: add %s to %s, or use https)",
+               r->host, shown, r->host, r->insecure_key);
+    return 0;
+}
+
 void reg_url_for_msg(const char *url, char *out, size_t cap)
 {
     size_t n = strcspn(url, "?#");
@@ -490,6 +518,12 @@ int reg_http_do(proto_registry *r, struct reg_req *q, struct reg_resp *s, cf_err
             char origin[REG_ORIGIN_MAX];
             int with_auth = q->auth_origin && reg_url_origin(url, origin, sizeof(origin)) == 0 &&
                             strcmp(origin, q->auth_origin) == 0;
+            /* stored credentials never go over plain http, unless loopback or configured */
+            if (with_auth && (q->basic_user || (q->bearer && !q->bearer_anon)) &&
+                !reg_creds_allowed(r, url, err)) {
+                rc = -EPERM;
+                goto out;
+            }
             struct curl_slist *hdrs = NULL;
             memset(&x, 0, sizeof(x));
             x.q = q;

@@ -39,6 +39,8 @@ struct proto_registry {
     int max_retries;
     long retry_base_ms, retry_budget_ms;
     int insecure_tls;
+    int http_configured; /* scheme HTTP chosen by configuration: credentials may go over it */
+    char *insecure_key;  /* the setting named in a refusal (opts.insecure_key) */
     char *ca_file, *user_agent;
     char *bearer_token; /* static token (opts.bearer_token), NULL = none */
     char *proxy;        /* opts.proxy, NULL = none */
@@ -65,6 +67,7 @@ struct reg_req {
     const char *auth_origin; /* credentials go only to URLs of this origin (NULL: nowhere) */
     const char *basic_user, *basic_pass;
     const char *bearer;
+    int bearer_anon;    /* bearer was issued without credentials: may go over plain http */
     const char *accept; /* Accept header value or NULL */
     long total_timeout_ms;
     /* GET body window in blob coordinates: [start, start+len), len 0 = to the end. */
@@ -131,6 +134,10 @@ double reg_now(void);
 int reg_url_origin(const char *url, char *out, size_t cap);
 /* Whether url's host is localhost, 127.0.0.0/8 or [::1]. */
 int reg_url_is_loopback(const char *url);
+/* Whether credentials may be sent to url: 1 for https, and over plain http for a loopback host
+ * or, when r was configured for http, r's own host (any port: its token server). 0 otherwise,
+ * with err naming the registry, the URL and the setting to change. */
+int reg_creds_allowed(const proto_registry *r, const char *url, cf_err *err);
 /* Copy of url without query/fragment (they may hold pre-signed secrets), for messages. */
 void reg_url_for_msg(const char *url, char *out, size_t cap);
 

@@ -51,14 +51,22 @@ struct peer_daemon_opts {
     uint64_t small_blob;           /* blobs up to this size skip the mesh (4 MiB) */
     uint32_t ban_after_lies;       /* lying in this many tasks bans a parent for all (3) */
     /* origin */
-    int origin_plain_http;      /* 1 = http, 0 = auto (loopback http, else https) */
-    const char *docker_config;  /* NULL = default lookup, "" = none */
+    int origin_plain_http;     /* 1 = http, 0 = auto (loopback http, else https) */
+    const char *docker_config; /* NULL = default lookup, "" = none */
+    /* registries configured as plain http ("insecure"): HOST[:PORT] list, comma or space
+     * separated; spoken to over http and the only non-loopback ones that may get credentials
+     * over it (NULL = none) */
+    const char *plain_http;
     uint32_t origin_timeout_ms; /* stall / retry budget of origin requests (8 s) */
     /* local API */
     uint32_t local_max_conns; /* (64) */
-    uint32_t seed_cached;     /* complete cached blobs announced at start-up (64) */
-    int fetch_whole_blob;     /* a read also fetches the rest of the blob in the background (1) */
-    int status_remote;        /* /status to non-local clients too (0: it lists task digests) */
+    /* callers allowed besides root and the daemon's own uid: uids / groups (numbers or names,
+     * comma or space separated); gids NULL = the socket's group, "" = none */
+    const char *api_allow_uids, *api_allow_gids;
+    int api_node_creds; /* a caller without credentials may use the node's for private blobs (1) */
+    uint32_t seed_cached; /* complete cached blobs announced at start-up (64) */
+    int fetch_whole_blob; /* a read also fetches the rest of the blob in the background (1) */
+    int status_remote;    /* /status to non-local clients too (0: it lists task digests) */
     /* registry mirror (docs/mirror.md) */
     const char *mirror_listen;           /* "ip:port", "" = off (127.0.0.1:65001) */
     int mirror_listen_set;               /* given in the config: a bind failure is fatal */

@@ -21,6 +21,8 @@
  *   "registry 127.0.0.1:5002: authentication failed for user alice (HTTP 401)".
  *   -EINVAL    bad argument (malformed digest, repository name, reference)
  *   -EACCES    authentication failed / access denied (HTTP 401/403; also token server refusal)
+ *   -EPERM     credentials would go over plain http to a registry or token server that is not
+ *              loopback nor configured as plain http (see proto_registry_opts.scheme)
  *   -ENOENT    blob or manifest unknown (HTTP 404)
  *   -ERANGE    range not satisfiable (HTTP 416, incl. docker-registry's lying Content-Length)
  *   -EBADMSG   malformed answer (bad Content-Range, bad token JSON) or digest mismatch (verify)
@@ -78,7 +80,21 @@ enum proto_registry_scheme {
 /* Options. Zero-initialise (`proto_registry_opts o = {0};`): every 0 means "default".
  * Strings are copied by proto_registry_new(); the caller keeps ownership. */
 typedef struct proto_registry_opts {
+    /* Credentials over plain http: credentials (Basic, the static bearer_token, a token issued
+     * for credentials, a raw request's own) go over http only to a loopback host, or, when the
+     * registry was configured for http (scheme HTTP, http_not_configured 0), to its own host
+     * (any port, so a token server beside it). Anything else (a non-loopback http registry
+     * reached with AUTO, an http token realm elsewhere) fails with -EPERM before a byte of them
+     * is sent, naming the registry and insecure_key. Choosing HTTP explicitly is how the tools
+     * configure an insecure registry (convertd's and the snapshotter's plain_http list, the
+     * mount's scheme, the peer's plain_http / origin_plain_http, --plain-http). */
     enum proto_registry_scheme scheme;
+    /* 1 = scheme HTTP was asked for by a request, not configured (the peer's "http://" origin
+     * prefix from a local caller): credentials then go over http to loopback hosts only. */
+    int http_not_configured;
+    /* The setting that configures plain-http registries, named in the -EPERM message
+     * (NULL = "plain_http"). */
+    const char *insecure_key;
     /* Basic credentials. When both NULL, credentials are looked up in the docker config. */
     const char *username;
     const char *password;
