@@ -53,6 +53,7 @@ struct lauth {
     struct lconn *lc;
     uint64_t req_id;
     int prefetch;
+    int unverified_ok; /* the request's "uv": passed on to the read once allowed */
     int stage;         /* 0: is the blob public (anonymous check); 1: the caller's credentials */
     int cached;        /* the node holds or fetches the blob already */
     int same_registry; /* the caller named the registry the blob was recorded from */
@@ -235,7 +236,8 @@ static void lauth_serve(struct lauth *a)
                           .origin = a->origin,
                           .credentials = a->creds,
                           .offset = a->offset,
-                          .length = a->length};
+                          .length = a->length,
+                          .unverified_ok = a->unverified_ok};
     start_read(a->lc, &q, a->prefetch);
 }
 
@@ -481,6 +483,7 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
     a->lc = lc;
     a->req_id = q->req_id;
     a->prefetch = prefetch;
+    a->unverified_ok = q->unverified_ok;
     a->offset = q->offset;
     a->length = q->length;
     a->next = lc->auths;
