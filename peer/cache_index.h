@@ -21,6 +21,7 @@
 #define PEER_REC_HDR_LEN    48
 #define PEER_REC_F_VERIFIED 0x01u
 #define PEER_REC_F_PDIGESTS 0x02u
+#define PEER_REC_F_PRIVATE  0x04u /* its origin refused an anonymous read (docs/security.md) */
 
 /* A decoded blob record. `origin` and `bitmap` point into the source buffer (LMDB memory or
  * the caller's encode input): copy them before the transaction ends. */

@@ -56,6 +56,7 @@ struct lauth {
     int unverified_ok; /* the request's "uv": passed on to the read once allowed */
     int stage;         /* 0: is the blob public (anonymous check); 1: the caller's credentials */
     int cached;        /* the node holds or fetches the blob already */
+    int held_private;  /* its cache record says the origin refused an anonymous read */
     int same_registry; /* the caller named the registry the blob was recorded from */
     uint64_t busy_since_ms; /* 0, or when the table first had no room: retried by the tick */
     char task_id[PROTO_TASK_ID_LEN + 1];
@@ -259,7 +260,8 @@ static void lauth_refuse(struct lauth *a, uint32_t code, const char *fmt, ...)
 /* Blobs this daemon has seen refused anonymously, per origin checked: for PRIVATE_MS a read
  * goes straight to its caller's check (a private blob read lazily would otherwise cost an
  * anonymous HEAD every time the table's 10 s refusal expires); and, whenever seen since the
- * start, a held blob is not served while the registry cannot be asked. */
+ * start (or recorded in the blob's cache record, PEER_REC_F_PRIVATE, before a restart), a held
+ * blob is not served while the registry cannot be asked. */
 #define PRIVATE_MS 60000
 
 static void private_key(const struct lauth *a, uint8_t out[32])
@@ -329,11 +331,44 @@ static void unknown_note(peer_daemon *d, const struct lauth *a)
 
 static void lauth_step(struct lauth *a);
 
+/* The anonymous verdict is also kept in the blob's cache record (PEER_REC_F_PRIVATE), so that a
+ * restarted daemon whose registry is away still knows a held blob is private. */
+struct private_job {
+    peer_daemon *d;
+    uint8_t digest[32];
+    int is_private;
+};
+
+static void private_work(void *p)
+{
+    struct private_job *j = p;
+    cf_err e = {0};
+    int rc = peer_store_set_private(j->d->store, j->digest, j->is_private, &e);
+    if (rc && rc != -ENOENT) cf_warn("cache: recording a blob's privacy: %s", cf_err_str(&e, rc));
+}
+
+static void private_done(void *p, int cancelled)
+{
+    (void)cancelled;
+    free(p);
+}
+
+static void private_record(peer_daemon *d, const struct lauth *a, int is_private)
+{
+    struct private_job *j = calloc(1, sizeof(*j));
+    if (!j) return; /* only the restart case loses the fact: the verdict itself stands */
+    j->d = d;
+    j->is_private = is_private;
+    proto_task_id_to_digest(a->task_id, j->digest);
+    if (pd_queue_work(d, j, private_work, private_done)) free(j);
+}
+
 static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
 {
     peer_daemon *d = a->lc->d;
     if (a->stage == 0) {
         if (v->state == PEER_ACCESS_OK) { /* public: anyone */
+            if (a->held_private) private_record(d, a, 0);
             lauth_serve(a);
             lauth_free(a);
             return;
@@ -342,7 +377,7 @@ static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
             /* cannot tell: a blob the node holds keeps being served while the registry is
              * away (running containers read it lazily), unless it was seen private; a blob not
              * held would need the registry anyway */
-            if (a->cached && !private_find(d, a, 0)) {
+            if (a->cached && !a->held_private && !private_find(d, a, 0)) {
                 unknown_note(d, a);
                 lauth_serve(a);
             } else {
@@ -352,6 +387,7 @@ static void lauth_verdict(struct lauth *a, const peer_access_verdict *v)
             return;
         }
         private_note(d, a);
+        if (a->cached && !a->held_private) private_record(d, a, 1);
         a->stage = 1;
         lauth_step(a);
         return;
@@ -383,7 +419,8 @@ static void lauth_step(struct lauth *a)
     peer_daemon *d = a->lc->d;
     peer_access_cred c = {.kind = PEER_ACCESS_ANON};
     if (a->stage == 0 && private_recent(d, a)) a->stage = 1;
-    if (a->stage == 0 && a->cached && !private_find(d, a, 0) && unknown_recent(d, a)) {
+    if (a->stage == 0 && a->cached && !a->held_private && !private_find(d, a, 0) &&
+        unknown_recent(d, a)) {
         lauth_serve(a); /* the registry was away a moment ago: served as the cache was */
         lauth_free(a);
         return;
@@ -447,6 +484,7 @@ static int check_origin(peer_daemon *d, struct lauth *a)
     int held = peer_store_blob_info(d->store, dg, &bi) == 0;
     if (!rec && held && bi.origin[0]) rec = bi.origin;
     a->cached = held || (t && t->state != T_FAILED);
+    a->held_private = held && bi.is_private;
     proto_image_ref cref = {0}, rref;
     int cscheme = 0, rscheme = 0;
     int have_c = a->origin && a->origin[0] && origin_parse(a->origin, &cref, &cscheme, NULL) == 0;

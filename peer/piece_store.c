@@ -207,6 +207,7 @@ static void blob_info(const peer_blob *b, peer_blob_info *out)
     out->bytes_written = b->bytes_have;
     out->complete = b->n_have == b->piece_count;
     out->verified = !!(b->flags & PEER_REC_F_VERIFIED);
+    out->is_private = !!(b->flags & PEER_REC_F_PRIVATE);
     out->has_piece_digests = !!(b->flags & PEER_REC_F_PDIGESTS);
     out->pin_count = b->pin_count;
     out->in_use = b->refs;
@@ -1225,6 +1226,35 @@ static int change_pin(peer_store *s, const uint8_t *digest, int delta, cf_err *e
             b->pin_count -= (uint32_t)delta;
             pthread_mutex_unlock(&s->lock);
         }
+    }
+    pthread_mutex_unlock(&s->idx_lock);
+    return rc;
+}
+
+int peer_store_set_private(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], int is_private,
+                           cf_err *err)
+{
+    int rc = 0, changed = 0;
+    pthread_mutex_lock(&s->idx_lock);
+    pthread_mutex_lock(&s->lock);
+    peer_blob *b = peer_blob_find(s, digest);
+    uint8_t old = b ? b->flags : 0;
+    peer_rec r;
+    if (!b) {
+        rc = digest_hex_err(err, -ENOENT, digest, "not in the cache");
+    } else {
+        if (is_private)
+            b->flags |= PEER_REC_F_PRIVATE;
+        else
+            b->flags &= (uint8_t)~PEER_REC_F_PRIVATE;
+        changed = b->flags != old;
+        if (changed) peer_blob_to_rec(b, &r);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (changed && (rc = commit_rec(s, digest, &r, err))) {
+        pthread_mutex_lock(&s->lock);
+        b->flags = old;
+        pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&s->idx_lock);
     return rc;

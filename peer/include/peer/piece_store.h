@@ -79,16 +79,17 @@ typedef struct peer_blob_info {
     uint64_t length;
     uint32_t piece_size;
     uint32_t piece_count;
-    uint32_t pieces_written;      /* readable now (durable + pending) */
-    uint32_t pieces_durable;      /* recorded in the index */
-    uint64_t bytes_written;       /* sum of the written pieces' lengths */
-    int complete;                 /* all pieces written */
-    int verified;                 /* whole-blob SHA-256 matched (peer_store_verify/mark_verified) */
-    int has_piece_digests;        /* a per-piece digest list is stored */
-    uint32_t pin_count;           /* persistent pins */
-    uint32_t in_use;              /* current acquire()/lease references (not persistent) */
-    uint64_t created_ms;          /* Unix time in ms */
-    uint64_t last_access_ms;      /* Unix time in ms: last read, lease or write */
+    uint32_t pieces_written; /* readable now (durable + pending) */
+    uint32_t pieces_durable; /* recorded in the index */
+    uint64_t bytes_written;  /* sum of the written pieces' lengths */
+    int complete;            /* all pieces written */
+    int verified;            /* whole-blob SHA-256 matched (peer_store_verify/mark_verified) */
+    int has_piece_digests;   /* a per-piece digest list is stored */
+    int is_private;          /* its origin refused an anonymous read (peer_store_set_private) */
+    uint32_t pin_count;      /* persistent pins */
+    uint32_t in_use;         /* current acquire()/lease references (not persistent) */
+    uint64_t created_ms;     /* Unix time in ms */
+    uint64_t last_access_ms; /* Unix time in ms: last read, lease or write */
     char origin[PEER_ORIGIN_MAX]; /* origin reference (URL, "registry/repo"), may be "" */
 } peer_blob_info;
 
@@ -231,6 +232,12 @@ int peer_store_verify(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_e
 /* [blocking] Marks the blob verified without re-reading it, for callers that hashed the bytes
  * while streaming them in. All pieces must be written (-ENODATA); they are flushed first. */
 int peer_store_mark_verified(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], cf_err *err);
+
+/* [blocking] Records whether the blob's origin refused an anonymous read (is_private = 1) or
+ * allowed it (0), so that a restarted daemon still knows a held blob is private while its
+ * registry cannot be asked. Committed only when it changes. -ENOENT when not cached. */
+int peer_store_set_private(peer_store *s, const uint8_t digest[PEER_DIGEST_LEN], int is_private,
+                           cf_err *err);
 
 /* [blocking] Stores the per-piece digest list (count must equal piece_count, -EINVAL else).
  * Meant for a trusted list (computed after the whole-blob digest matched, or bound to it);

@@ -9,7 +9,9 @@
 #    and a wrong password are refused, alice is served from the cache without new origin bytes,
 #    and her verdict is remembered (no second HEAD at the registry); the check goes to the
 #    registry the blob was recorded from, never to one the caller names (a second, open
-#    registry holding the same bytes publicly does not open it); a public blob goes to anyone.
+#    registry holding the same bytes publicly does not open it); a public blob goes to anyone;
+# 3. restarted with the registry away: the held private blob stays refused (the cache record
+#    keeps the anonymous refusal), the held public blob is still served.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 . "$CHUNKFLY_SRC/tests/integration/proto/registry_lib.sh"
@@ -34,6 +36,7 @@ start_registry_cfg token 127.0.0.9 "auth:
     service: test-registry
     issuer: chunkfly-test-issuer
     rootcertbundle: $T/tok/cert.pem"
+REG_TOKEN_PID=$REGISTRY_PID
 token() { # SCOPE [CURL ARGS]
     local scope=$1; shift
     curl -sS -f "$@" "http://$TOK/token?service=test-registry&scope=$scope" |
@@ -124,6 +127,21 @@ rd "$REG" pub/app "$PUB" "$T/p3" bob:b0b || fail "public blob, bob"
 note "no blob bytes went to a refused caller: $(metric 1 bytes_served_local_total) bytes served"
 [ "$(metric 1 bytes_served_local_total)" = $((3 * SIZE + 3 * $(stat -c %s "$T/pub"))) ] ||
     fail "bytes served $(metric 1 bytes_served_local_total)"
+
+note "restarted while the registry is away: the held private blob is still refused (its cache"
+note "record says the registry refused an anonymous read), the held public blob is served"
+kill "${PEER_PID[1]}"
+wait "${PEER_PID[1]}" || fail "peer 1 exit before the restart"
+bg_stop "$REG_TOKEN_PID"
+start_peer 1 --set docker_config="" --set api_node_credentials=false --set api_allow_gids=4242 \
+    --set mirror_listen=""
+if out=$(rd "$REG" priv/app "$PRIV" /dev/null); then fail "private blob served with the registry away"; fi
+echo "$out"
+echo "$out" | grep -Eq "^error 1[01]:" || fail "not an ORIGIN/AUTH refusal: $out"
+rd "$REG" pub/app "$PUB" "$T/p4" || fail "public blob with the registry away"
+cmp "$T/p4" "$T/pub" || fail "public bytes differ (registry away)"
+[ "$(metric 1 bytes_served_local_total)" = "$(stat -c %s "$T/pub")" ] ||
+    fail "bytes served with the registry away: $(metric 1 bytes_served_local_total)"
 
 note "SIGTERM: clean exit 0 (under the Sanitize build: no leak, no sanitizer report)"
 kill "${PEER_PID[1]}"
