@@ -132,6 +132,18 @@ rc=0
 timeout 5 "$CHUNKFLY_BIN/chunkfly-snapshotter" --config "$CFG/snapshotter.conf" --root "$T/snaproot" \
     --address "$T/snap.sock" --metrics-listen 127.0.0.1:0 >"$T/snap.out" 2>&1 || rc=$?
 [ "$rc" = 124 ] || [ "$rc" = 0 ] || { cat "$T/snap.out"; fail "snapshotter refused deploy/config/snapshotter.conf"; }
+# it started its shared chunkfly-mount (FUSE mode starts it with the snapshotter) and left it
+# running, as it must for containers: stop it by its PID file and unmount
+CF_MOUNTS+=("$T/snaproot/mnt")
+if [ -s "$T/snaproot/mount.pid" ]; then
+    mpid=$(cat "$T/snaproot/mount.pid")
+    if is_alive "$mpid" && grep -q chunkfly-mount "/proc/$mpid/cmdline" 2>/dev/null; then
+        kill "$mpid"
+        for _ in $(seq 50); do is_alive "$mpid" || break; sleep 0.1; done
+        is_alive "$mpid" && kill -9 "$mpid"
+    fi
+fi
+umount -l "$T/snaproot/mnt" 2>/dev/null || true
 
 note "chunkfly-convertd: paths = the config's and the daemon's defaults, sandbox, the example config"
 C=$SD/chunkfly-convertd.service
