@@ -112,6 +112,43 @@ YML
     REGISTRY="$host:$port"
 }
 
+# token_registry_start HOST TOKEN_SERVER_ARGS...: our token server
+# (tests/integration/proto/token_server.py: --user U:P, --acl REPO=USER, --private REPO,
+# --ttl-for ...; its log in $T/tok/log) on HOST and a docker-registry on HOST trusting it,
+# started by start_registry (REGISTRY_LOG honoured; its dir $T/token). Sets TOK (the token
+# server's host:port), REGISTRY/REGISTRY_DIR/REGISTRY_PID and REG/REG_DIR (the same registry).
+token_registry_start() {
+    local host=$1; shift
+    /usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null ||
+        skip "python3-jwt / python3-cryptography missing (.ci/install-deps)"
+    command -v openssl >/dev/null || skip "openssl missing"
+    mkdir -p "$T/tok"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
+        -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
+    bg_start "$T/tok/stderr" /usr/bin/python3 "$CHUNKFLY_SRC/tests/integration/proto/token_server.py" \
+        --key "$T/tok/key.pem" --cert "$T/tok/cert.pem" --listen "$host:0" \
+        --port-file "$T/tok/port" --log "$T/tok/log" "$@"
+    for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
+    [ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
+    TOK="$host:$(cat "$T/tok/port")"
+    start_registry "$host" "auth:
+  token:
+    realm: http://$TOK/token
+    service: test-registry
+    issuer: chunkfly-test-issuer
+    rootcertbundle: $T/tok/cert.pem" token
+    REG=$REGISTRY
+    REG_DIR=$REGISTRY_DIR
+}
+
+# token SCOPE [CURL ARGS]: a bearer token for SCOPE from the token server of
+# token_registry_start (e.g. token repository:a/b:pull,push -u alice:s3cret)
+token() {
+    local scope=$1; shift
+    curl -sS -f "$@" "http://$TOK/token?service=test-registry&scope=$scope" |
+        /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+}
+
 need_root() { [ "$(id -u)" = 0 ] || skip "needs root"; }
 need_bin() { [ -x "$CHUNKFLY_BIN/$1" ] || fail "$CHUNKFLY_BIN/$1 not built"; }
 fixture() { # fixture REL: path of a Nydus fixture or SKIP

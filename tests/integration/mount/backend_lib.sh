@@ -34,25 +34,7 @@ field() { awk -v k="$2" '$1==k{print $2}' <<<"$1"; }
 # alice:s3cret; anonymous callers get nothing of tok/private) and a docker-registry using it.
 # Sets TOK (token server host:port, its log in $T/tok/log) and TREG.
 start_token_registry() {
-    local py=/usr/bin/python3
-    "$py" -c 'import jwt, cryptography' 2>/dev/null ||
-        skip "python3-jwt / python3-cryptography missing (.ci/install-deps)"
-    command -v openssl >/dev/null || skip "openssl missing"
-    mkdir -p "$T/tok"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
-        -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-    bg_start "$T/tok/stderr" "$py" "$CHUNKFLY_SRC/tests/integration/proto/token_server.py" \
-        --key "$T/tok/key.pem" --cert "$T/tok/cert.pem" --listen 127.0.0.1:0 \
-        --port-file "$T/tok/port" --user alice:s3cret --private tok/private --log "$T/tok/log"
-    for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
-    [ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
-    TOK="127.0.0.1:$(cat "$T/tok/port")"
-    start_registry 127.0.0.1 "auth:
-  token:
-    realm: http://$TOK/token
-    service: test-registry
-    issuer: chunkfly-test-issuer
-    rootcertbundle: $T/tok/cert.pem" token
+    token_registry_start 127.0.0.1 --user alice:s3cret --private tok/private
     TREG=$REGISTRY
 }
 

@@ -21,27 +21,8 @@ command -v openssl >/dev/null || skip "openssl missing"
 command -v setpriv >/dev/null || skip "setpriv missing (util-linux)"
 CF=$CHUNKFLY_BIN/chunkfly
 
-mkdir -p "$T/tok"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
-    -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
-    --cert "$T/tok/cert.pem" --listen 127.0.0.9:0 --port-file "$T/tok/port" \
-    --user alice:s3cret --user bob:b0b --acl priv/app=alice --log "$T/tok/log"
-for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
-[ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
-TOK="127.0.0.9:$(cat "$T/tok/port")"
-start_registry_cfg token 127.0.0.9 "auth:
-  token:
-    realm: http://$TOK/token
-    service: test-registry
-    issuer: chunkfly-test-issuer
-    rootcertbundle: $T/tok/cert.pem"
+REGISTRY_LOG="{level: info, fields: {service: registry}}" token_registry_start 127.0.0.9 --user alice:s3cret --user bob:b0b --acl priv/app=alice
 REG_TOKEN_PID=$REGISTRY_PID
-token() { # SCOPE [CURL ARGS]
-    local scope=$1; shift
-    curl -sS -f "$@" "http://$TOK/token?service=test-registry&scope=$scope" |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])'
-}
 head -c 3000000 /dev/urandom >"$T/priv"
 head -c 2000000 /dev/urandom >"$T/pub"
 PRIV=$(push_blob "$REG" priv/app "$T/priv" -H "Authorization: Bearer $(token repository:priv/app:pull,push -u alice:s3cret)")

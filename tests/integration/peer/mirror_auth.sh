@@ -17,26 +17,7 @@
 need_pyjwt
 command -v openssl >/dev/null || skip "openssl missing"
 
-mkdir -p "$T/tok"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
-    -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
-    --cert "$T/tok/cert.pem" --listen 127.0.0.9:0 --port-file "$T/tok/port" \
-    --user alice:s3cret --user bob:b0b --acl priv/app=alice --log "$T/tok/log"
-for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
-[ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
-TOK="127.0.0.9:$(cat "$T/tok/port")"
-start_registry_cfg token 127.0.0.9 "auth:
-  token:
-    realm: http://$TOK/token
-    service: test-registry
-    issuer: chunkfly-test-issuer
-    rootcertbundle: $T/tok/cert.pem"
-token() { # SCOPE [CURL ARGS]: a token from the token server
-    local scope=$1; shift
-    curl -sS -f "$@" "http://$TOK/token?service=test-registry&scope=$scope" |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])'
-}
+REGISTRY_LOG="{level: info, fields: {service: registry}}" token_registry_start 127.0.0.9 --user alice:s3cret --user bob:b0b --acl priv/app=alice
 for r in pub/app priv/app; do
     ptok=$(token "repository:$r:pull,push" -u alice:s3cret)
     head -c 3000000 /dev/urandom >"$T/layer-${r%/*}"

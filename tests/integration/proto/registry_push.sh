@@ -10,22 +10,8 @@ command -v openssl >/dev/null || skip "openssl missing"
 PUSH="$CHUNKFLY_BUILD/tests/registry_push"
 [ -x "$PUSH" ] || fail "$PUSH not built"
 
-mkdir -p "$T/tok"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
-    -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
-    --cert "$T/tok/cert.pem" --listen 127.0.0.1:0 --port-file "$T/tok/port" \
-    --user alice:s3cret --user bob:b0b --acl push/app=alice --acl push/other=alice \
-    --log "$T/tok/log"
-for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
-[ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
-TOK="127.0.0.1:$(cat "$T/tok/port")"
-start_registry_cfg token 127.0.0.1 "auth:
-  token:
-    realm: http://$TOK/token
-    service: test-registry
-    issuer: chunkfly-test-issuer
-    rootcertbundle: $T/tok/cert.pem"
+REGISTRY_LOG="{level: info, fields: {service: registry}}" token_registry_start 127.0.0.1 --user alice:s3cret --user bob:b0b --acl push/app=alice \
+    --acl push/other=alice
 P=("$PUSH" --plain-http --no-config --user alice:s3cret)
 gtok() { curl -sS -f -u alice:s3cret "http://$TOK/token?service=test-registry&scope=$1" |
     "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }

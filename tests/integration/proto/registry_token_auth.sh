@@ -8,22 +8,8 @@
 need_pyjwt
 command -v openssl >/dev/null || skip "openssl missing"
 
-mkdir -p "$T/tok"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tok/key.pem" -out "$T/tok/cert.pem" \
-    -days 2 -subj /CN=chunkfly-test-token 2>/dev/null
-bg_start "$T/tok/stderr" "$PY" "$HERE/token_server.py" --key "$T/tok/key.pem" \
-    --cert "$T/tok/cert.pem" --listen 127.0.0.1:0 --port-file "$T/tok/port" \
-    --user alice:s3cret --user carol:c4rol --ttl-for carol:3 --private tok/private \
-    --log "$T/tok/log"
-for _ in $(seq 100); do [ -s "$T/tok/port" ] && break; sleep 0.1; done
-[ -s "$T/tok/port" ] || { cat "$T/tok/stderr"; fail "token server did not start"; }
-TOK="127.0.0.1:$(cat "$T/tok/port")"
-start_registry_cfg token 127.0.0.1 "auth:
-  token:
-    realm: http://$TOK/token
-    service: test-registry
-    issuer: chunkfly-test-issuer
-    rootcertbundle: $T/tok/cert.pem"
+REGISTRY_LOG="{level: info, fields: {service: registry}}" token_registry_start 127.0.0.1 --user alice:s3cret --user carol:c4rol --ttl-for carol:3 \
+    --private tok/private
 
 # Push as alice with a push token (curl), so the setup does not depend on the client.
 ptok=$(curl -sS -f -u alice:s3cret \
