@@ -60,15 +60,8 @@ static int load_file(const struct rafs_walk_entry *e, void *arg)
         if ((rc = rafs_file_chunk(lc->img, e->nid, i, &r, lc->err))) break;
         if (!r.has_digest || r.blob_index >= lc->d->nblobs) continue; /* cannot be matched */
         if (rafs_chunk_table_find(&lc->d->chunks, r.digest, 0, r.uncompressed_size) >= 0) continue;
-        struct rafs_chunk c = {0};
-        memcpy(c.digest, r.digest, 32);
-        c.ci_index = r.ci_index;
-        c.flags = r.flags & RAFS_CHUNK_COMPRESSED;
-        c.compressed_size = r.compressed_size;
-        c.uncompressed_size = r.uncompressed_size;
-        c.compressed_offset = r.compressed_offset;
-        c.uncompressed_offset = r.uncompressed_offset;
-        c.file_offset = r.file_offset;
+        struct rafs_chunk c;
+        rafs_chunk_from_ref(&c, &r, 0);
         uint32_t idx;
         if ((rc = rafs_chunk_table_add(&lc->d->chunks, &c, &idx)))
             return cf_err_set(lc->err, rc, "chunk dictionary: %s", strerror(-rc));

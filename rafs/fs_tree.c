@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "rafs/builder.h"
+#include "rafs/reader.h"
 
 static uint64_t node_hash(const struct rafs_node *parent, const char *name)
 {
@@ -335,6 +336,20 @@ static int ct_rehash(struct rafs_chunk_table *t, uint32_t ncap)
     t->hash = h;
     t->hash_cap = ncap;
     return 0;
+}
+
+void rafs_chunk_from_ref(struct rafs_chunk *c, const struct rafs_chunk_ref *r, uint32_t blob_index)
+{
+    memset(c, 0, sizeof(*c));
+    memcpy(c->digest, r->digest, 32);
+    c->blob_index = blob_index;
+    c->ci_index = r->ci_index;
+    c->flags = r->flags & RAFS_CHUNK_COMPRESSED;
+    c->compressed_size = r->compressed_size;
+    c->uncompressed_size = r->uncompressed_size;
+    c->compressed_offset = r->compressed_offset;
+    c->uncompressed_offset = r->uncompressed_offset;
+    c->file_offset = r->file_offset;
 }
 
 int rafs_chunk_table_add(struct rafs_chunk_table *t, const struct rafs_chunk *c, uint32_t *idx)

@@ -173,16 +173,8 @@ static int build_inode(struct layer_ctx *lc, const struct rafs_walk_entry *e,
             if (f >= 0) {
                 idx = (uint32_t)f;
             } else {
-                struct rafs_chunk c = {0};
-                memcpy(c.digest, r.digest, 32);
-                c.blob_index = b;
-                c.ci_index = r.ci_index;
-                c.flags = r.flags & RAFS_CHUNK_COMPRESSED;
-                c.compressed_size = r.compressed_size;
-                c.uncompressed_size = r.uncompressed_size;
-                c.compressed_offset = r.compressed_offset;
-                c.uncompressed_offset = r.uncompressed_offset;
-                c.file_offset = r.file_offset;
+                struct rafs_chunk c;
+                rafs_chunk_from_ref(&c, &r, b);
                 if ((rc = rafs_chunk_table_add(lc->ct, &c, &idx))) goto fail;
             }
             ino->chunks[i] = idx;

@@ -49,6 +49,10 @@ struct rafs_chunk_table {
 };
 /* Appends a chunk; *idx receives its position. 0 / -ENOMEM / -EFBIG (too many chunks). */
 int rafs_chunk_table_add(struct rafs_chunk_table *t, const struct rafs_chunk *c, uint32_t *idx);
+struct rafs_chunk_ref;
+/* The builder's chunk for a chunk read from an existing bootstrap (reader.h), in blob
+ * blob_index of the new table (merge, chunk dictionaries). */
+void rafs_chunk_from_ref(struct rafs_chunk *c, const struct rafs_chunk_ref *r, uint32_t blob_index);
 /* Returns the index of a chunk with the same digest, blob and uncompressed size, or -1. */
 int64_t rafs_chunk_table_find(const struct rafs_chunk_table *t, const uint8_t digest[32],
                               uint32_t blob_index, uint32_t uncompressed_size);
