@@ -82,15 +82,10 @@ static struct origin_client *origin_take(peer_daemon *d, struct origin_client *o
 /* Whether `prefix``host` is an entry of list (comma or space separated; case-insensitive). */
 static int listed(const char *list, const char *prefix, const char *host)
 {
-    size_t pl = strlen(prefix), hl = strlen(host);
-    if (!list) return 0;
-    for (const char *p = list; *p;) {
-        size_t l = strcspn(p, ", \t");
+    size_t pl = strlen(prefix), hl = strlen(host), l;
+    for (const char *p, *cur = list; (p = cf_config_list_next(&cur, &l));)
         if (l == pl + hl && strncasecmp(p, prefix, pl) == 0 && strncasecmp(p + pl, host, hl) == 0)
             return 1;
-        p += l;
-        while (*p == ',' || *p == ' ' || *p == '\t') p++;
-    }
     return 0;
 }
 

@@ -942,35 +942,30 @@ static int parse_ids(const char *key, const char *list, int groups, uint32_t *id
                      cf_err *err)
 {
     *n = 0;
-    if (!list) return 0;
-    for (const char *p = list; *p;) {
-        size_t l = strcspn(p, ", \t");
-        if (l) {
-            char name[256];
-            if (l >= sizeof(name)) return cf_err_set(err, -EINVAL, "%s: entry too long", key);
-            memcpy(name, p, l);
-            name[l] = 0;
-            char *end;
-            unsigned long v = strtoul(name, &end, 10);
-            if (*end || name[0] == '-') {
-                if (groups) {
-                    struct group *g = getgrnam(name);
-                    if (!g) return cf_err_set(err, -EINVAL, "%s: no group '%s'", key, name);
-                    v = g->gr_gid;
-                } else {
-                    struct passwd *pw = getpwnam(name);
-                    if (!pw) return cf_err_set(err, -EINVAL, "%s: no user '%s'", key, name);
-                    v = pw->pw_uid;
-                }
-            } else if (v > UINT32_MAX - 1) {
-                return cf_err_set(err, -EINVAL, "%s: %s is not an id", key, name);
+    size_t l;
+    for (const char *p, *cur = list; (p = cf_config_list_next(&cur, &l));) {
+        char name[256];
+        if (l >= sizeof(name)) return cf_err_set(err, -EINVAL, "%s: entry too long", key);
+        memcpy(name, p, l);
+        name[l] = 0;
+        char *end;
+        unsigned long v = strtoul(name, &end, 10);
+        if (*end || name[0] == '-') {
+            if (groups) {
+                struct group *g = getgrnam(name);
+                if (!g) return cf_err_set(err, -EINVAL, "%s: no group '%s'", key, name);
+                v = g->gr_gid;
+            } else {
+                struct passwd *pw = getpwnam(name);
+                if (!pw) return cf_err_set(err, -EINVAL, "%s: no user '%s'", key, name);
+                v = pw->pw_uid;
             }
-            if (*n >= PEER_API_ALLOW_MAX)
-                return cf_err_set(err, -EINVAL, "%s: at most %d entries", key, PEER_API_ALLOW_MAX);
-            ids[(*n)++] = (uint32_t)v;
+        } else if (v > UINT32_MAX - 1) {
+            return cf_err_set(err, -EINVAL, "%s: %s is not an id", key, name);
         }
-        p += l;
-        while (*p == ',' || *p == ' ' || *p == '\t') p++;
+        if (*n >= PEER_API_ALLOW_MAX)
+            return cf_err_set(err, -EINVAL, "%s: at most %d entries", key, PEER_API_ALLOW_MAX);
+        ids[(*n)++] = (uint32_t)v;
     }
     return 0;
 }

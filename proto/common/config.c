@@ -245,3 +245,12 @@ int cf_config_override(cf_config *c, const cf_config *flags, const char *const *
     }
     return 0;
 }
+
+const char *cf_config_list_next(const char **cursor, size_t *len)
+{
+    const char *p = *cursor ? *cursor : "";
+    p += strspn(p, ", \t");
+    *len = strcspn(p, ", \t");
+    *cursor = p + *len;
+    return *len ? p : NULL;
+}

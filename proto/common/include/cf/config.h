@@ -52,6 +52,10 @@ int cf_config_get_bool(const cf_config *c, const char *key, int def, int *out, c
 int cf_config_override(cf_config *c, const cf_config *flags, const char *const *keys,
                        const char *list_key);
 
+/* Walks a list value ("a, b c,d": entries separated by commas, spaces or tabs): returns the next
+ * entry (not NUL-terminated, *len bytes) and moves *cursor past it, or NULL at the end. */
+const char *cf_config_list_next(const char **cursor, size_t *len);
+
 /* -EINVAL naming the first key not in the NULL-terminated `allowed` list. */
 int cf_config_check_keys(const cf_config *c, const char *const *allowed, cf_err *err);
 
