@@ -79,16 +79,25 @@ faults_peer_bin() {
     if "$PEER_BIN" --version | grep -q faults; then
         FAULTY=$PEER_BIN
     else
-        local bt
+        local bt rc=0
         bt=$(awk -F= '/^CMAKE_BUILD_TYPE:/{print $2}' "$CHUNKFLY_BUILD/CMakeCache.txt" 2>/dev/null)
         note "building chunkfly-peer with -DCHUNKFLY_FAULTS=ON in $CHUNKFLY_BUILD/faults (${bt:-Release})"
-        cmake -S "$CHUNKFLY_SRC" -B "$CHUNKFLY_BUILD/faults" -DCHUNKFLY_FAULTS=ON \
-            -DCMAKE_BUILD_TYPE="${bt:-Release}" >"$T/faults-cmake.log" 2>&1 ||
-            { tail -20 "$T/faults-cmake.log"; fail "cmake of the faults build failed"; }
-        # two tests may build it at once: one at a time
-        flock "$CHUNKFLY_BUILD/faults.lock" cmake --build "$CHUNKFLY_BUILD/faults" \
-            --target chunkfly-peer -j2 >"$T/faults-build.log" 2>&1 ||
-            { tail -20 "$T/faults-build.log"; fail "faults build failed"; }
+        # two tests may configure and build it at once (CI runs them in parallel): both steps
+        # under one lock, or one configure sees the other's half-written cache
+        (
+            flock 9
+            cmake -S "$CHUNKFLY_SRC" -B "$CHUNKFLY_BUILD/faults" -DCHUNKFLY_FAULTS=ON \
+                -DCMAKE_BUILD_TYPE="${bt:-Release}" >"$T/faults-cmake.log" 2>&1 ||
+                { tail -20 "$T/faults-cmake.log"; exit 1; }
+            cmake --build "$CHUNKFLY_BUILD/faults" --target chunkfly-peer -j2 \
+                >"$T/faults-build.log" 2>&1 ||
+                { tail -20 "$T/faults-build.log"; exit 2; }
+        ) 9>"$CHUNKFLY_BUILD/faults.lock" || rc=$?
+        case $rc in
+            0) ;;
+            1) fail "cmake of the faults build failed" ;;
+            *) fail "faults build failed" ;;
+        esac
         FAULTY=$CHUNKFLY_BUILD/faults/bin/chunkfly-peer
     fi
     "$FAULTY" --version | grep -q faults || fail "$FAULTY has no faults compiled in"
