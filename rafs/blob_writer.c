@@ -39,6 +39,9 @@ struct rafs_blob_writer {
     uint32_t base;                      /* ct index of this blob's ci index 0 */
     uint32_t nchunks;                   /* stored (distinct) chunks */
     EVP_MD_CTX *sha;                    /* running blob-id hash */
+    /* sha256 of every byte written (the blob's OCI digest): the blob-id hash until the first
+     * byte it skips, then a copy of it fed everything: no second pass over the blob */
+    EVP_MD_CTX *file_sha;
     uint64_t written, comp_off, uncomp_off, file_bytes;
     size_t out_cap;
 
@@ -138,7 +141,13 @@ static int out_write(struct rafs_blob_writer *w, const void *p, size_t n, int ha
     if (rc)
         return cf_err_set(err, rc, "writing data blob at offset %llu: %s",
                           (unsigned long long)w->written, strerror(-rc));
+    if (!hash && !w->file_sha) {
+        w->file_sha = EVP_MD_CTX_new();
+        if (!w->file_sha || !EVP_MD_CTX_copy_ex(w->file_sha, w->sha))
+            return cf_err_set(err, -ENOMEM, "sha256 context copy failed");
+    }
     if (hash) EVP_DigestUpdate(w->sha, p, n);
+    if (w->file_sha) EVP_DigestUpdate(w->file_sha, p, n);
     w->written += n;
     return 0;
 }
@@ -217,6 +226,7 @@ fail:
     free(w->slots);
     free(w->jobq);
     if (w->sha) EVP_MD_CTX_free(w->sha);
+    EVP_MD_CTX_free(w->file_sha);
     free(w);
     return rc;
 }
@@ -243,6 +253,7 @@ void rafs_blob_writer_free(rafs_blob_writer *w)
     free(w->jobq);
     ZSTD_freeCCtx(w->cctx);
     EVP_MD_CTX_free(w->sha);
+    EVP_MD_CTX_free(w->file_sha);
     free(w->ci);
     free(w->cihdr);
     free(w);
@@ -642,6 +653,13 @@ int rafs_blob_writer_finish(rafs_blob_writer *w, const void *boot, size_t boot_l
     }
     unsigned l = 32;
     uint8_t id[32];
+    if (!w->file_sha) { /* every byte went to the blob-id hash too */
+        w->file_sha = EVP_MD_CTX_new();
+        if (!w->file_sha || !EVP_MD_CTX_copy_ex(w->file_sha, w->sha))
+            return cf_err_set(err, -ENOMEM, "sha256 context copy failed");
+    }
+    EVP_DigestFinal_ex(w->file_sha, r->file_sha256, &l);
+    l = 32;
     EVP_DigestFinal_ex(w->sha, id, &l);
     cf_hex_encode(id, 32, r->blob_id);
     r->blob_size = w->written;

@@ -140,6 +140,7 @@ struct rafs_blob_opts {
 struct rafs_blob_result {
     char blob_id[RAFS_BLOB_ID_LEN + 1]; /* sha256 of the blob minus the blob.digest bytes */
     uint64_t blob_size;                 /* bytes written to the blob fd */
+    uint8_t file_sha256[32];            /* sha256 of those bytes (the blob's OCI digest) */
     uint64_t data_size;                 /* compressed chunk data bytes */
     uint64_t uncompressed_size;         /* 4 KiB aligned address space */
     uint32_t chunk_count;

@@ -298,6 +298,10 @@ static void test_blob_layout_toc(void **state)
     cf_hex_encode(d, 32, hex);
     assert_string_equal(hex, b.res.blob_id);
     free(x);
+    /* the OCI digest, hashed on the way (the convert pushes with it): every byte of the file */
+    cf_sha256(b.blob, b.blob_len, d);
+    assert_memory_equal(d, b.res.file_sha256, 32);
+    assert_int_equal(b.res.blob_size, b.blob_len);
     assert_int_equal(b.res.uncompressed_size % 4096, 0);
     built_free(&b);
 }
@@ -313,6 +317,7 @@ static void test_blob_plain_id_is_file_sha256(void **state)
     cf_sha256(b.blob, b.blob_len, d);
     cf_hex_encode(d, 32, hex);
     assert_string_equal(hex, b.res.blob_id);
+    assert_memory_equal(d, b.res.file_sha256, 32);
     /* plain blob ends with the ci header */
     uint32_t m;
     memcpy(&m, b.blob + b.blob_len - 4096, 4);
