@@ -28,6 +28,8 @@ const char *cli_default_socket(void);
 /* Connects to the peer daemon's local API (client_local_connect with idle_timeout_ms); on
  * failure prints the error with a hint on how to start the daemon and returns it (negative). */
 int cli_connect(const char *socket_path, int idle_timeout_ms, client_local **out);
+/* Same with all of the connection's options. */
+int cli_connect_opts(const char *socket_path, const client_local_opts *co, client_local **out);
 /* "12.3 MiB" */
 void cli_fmt_bytes(uint64_t n, char *out, size_t size);
 

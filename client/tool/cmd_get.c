@@ -36,6 +36,10 @@ static const char usage[] =
     "                         ~/.docker/config.json)\n"
     "  --no-credentials       send no credentials\n"
     "  --timeout SECONDS      give up when the daemon sends nothing for this long (300)\n"
+    "  --verified-only        ask the daemon for bytes it has verified only (default: bytes as\n"
+    "                         they arrive, which this command checks itself: FILE gets its name\n"
+    "                         only after the sha256 matched; on a mismatch it reads the blob\n"
+    "                         again, verified bytes only)\n"
     "  -q, --quiet            no progress output\n"
     "  -h, --help\n"
     "\n"
@@ -51,6 +55,13 @@ static void on_signal(int sig)
     signal(sig, SIG_DFL);
     raise(sig);
 }
+
+/* Why cut-through by default: a blob nobody has verified yet (no per-piece digest list, e.g.
+ * the first download from the registry) is verified-readable only once the daemon has it whole
+ * and hashed, which would put the whole download, then the daemon's check, then the transfer
+ * here in a row. This command hashes every byte itself before the file gets its name, so it may
+ * take bytes as they arrive; only a lying parent can make that hash fail where the daemon's own
+ * checks recover, hence the verified-only second read. */
 
 /* The sha256 runs on a second thread that follows the writer through the file (page cache),
  * so hashing overlaps receiving and writing instead of adding to them. */
@@ -125,16 +136,90 @@ static int on_data(void *ctx, uint64_t offset, const void *data, size_t len)
     return 0;
 }
 
+struct get_req {
+    const char *sock, *digest, *origin, *creds;
+    int timeout_s, quiet, cut_through;
+};
+
+/* One download into part_path, hashed as it is written. 0 with the sha256 in d, or a negative
+ * errno with err (*connect_failed: the reason is printed already). *got: bytes received. */
+static int get_once(const struct get_req *q, uint8_t d[CF_DIGEST_LEN], uint64_t *got, double *el,
+                    cf_err *err, int *connect_failed)
+{
+    client_local *c = NULL;
+    client_local_opts co = {.idle_timeout_ms = q->timeout_s * 1000,
+                            .unverified_ok = q->cut_through != 0};
+    int r = cli_connect_opts(q->sock, &co, &c);
+    if (r) {
+        *connect_failed = 1;
+        return r;
+    }
+    struct get_ctx g = {.fd = -1};
+    g.fd = open(part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (g.fd < 0) {
+        r = cf_err_set(err, -errno, "cannot create %s: %s", part_path, strerror(errno));
+        client_local_close(c);
+        return r;
+    }
+    struct tail_hash th = {.fd = open(part_path, O_RDONLY | O_CLOEXEC)};
+    pthread_t hasher;
+    pthread_mutex_init(&th.mu, NULL);
+    pthread_cond_init(&th.cv, NULL);
+    cf_digest_init(&th.sha, CF_DIGEST_SHA256);
+    if (th.fd < 0 || pthread_create(&hasher, NULL, tail_hash_main, &th) != 0) {
+        r = cf_err_set(err, th.fd < 0 ? -errno : -EAGAIN, "cannot start hashing %s: %s",
+                       part_path, strerror(th.fd < 0 ? errno : EAGAIN));
+        if (th.fd >= 0) close(th.fd);
+        cf_digest_abort(&th.sha);
+        pthread_mutex_destroy(&th.mu);
+        pthread_cond_destroy(&th.cv);
+        close(g.fd);
+        client_local_close(c);
+        return r;
+    }
+    g.hash = &th;
+
+    /* the daemon starts the download and tells the length; then the whole blob is read */
+    client_entry e;
+    double t0 = cli_now();
+    r = client_local_start(c, q->digest, q->origin, q->creds, &e, err);
+    cli_progress_init(&g.prog, q->quiet, r == 0 ? e.content_length : 0);
+    if (r == 0)
+        r = client_local_read(c, q->digest, q->origin, q->creds, 0, e.content_length, on_data, &g,
+                              got, err);
+    cli_progress_end(&g.prog);
+    *el = cli_now() - t0;
+    client_local_close(c);
+    if (r == 0 && fsync(g.fd) != 0)
+        r = cf_err_set(err, -errno, "fsync %s: %s", part_path, strerror(errno));
+    if (close(g.fd) != 0 && r == 0)
+        r = cf_err_set(err, -errno, "close %s: %s", part_path, strerror(errno));
+    pthread_mutex_lock(&th.mu);
+    th.done = 1;
+    pthread_cond_signal(&th.cv);
+    pthread_mutex_unlock(&th.mu);
+    pthread_join(hasher, NULL);
+    close(th.fd);
+    pthread_mutex_destroy(&th.mu);
+    pthread_cond_destroy(&th.cv);
+    if (r == 0 && th.err)
+        r = cf_err_set(err, th.err, "reading %s back to hash it: %s", part_path,
+                       strerror(-th.err));
+    cf_digest_final(&th.sha, d);
+    return r;
+}
+
 int cmd_get(int argc, char **argv)
 {
     const char *out = NULL, *sock = cli_default_socket(), *dcfg = NULL;
-    int plain = 0, nocreds = 0, quiet = 0, timeout_s = 300;
+    int plain = 0, nocreds = 0, quiet = 0, timeout_s = 300, verified_only = 0;
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"peer", required_argument, 0, 'p'},
                                          {"plain-http", no_argument, 0, 'H'},
                                          {"docker-config", required_argument, 0, 'd'},
                                          {"no-credentials", no_argument, 0, 'n'},
                                          {"timeout", required_argument, 0, 't'},
+                                         {"verified-only", no_argument, 0, 'V'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -159,6 +244,9 @@ int cmd_get(int argc, char **argv)
             break;
         case 'q':
             quiet = 1;
+            break;
+        case 'V':
+            verified_only = 1;
             break;
         case 't': {
             char *end;
@@ -234,90 +322,56 @@ int cmd_get(int argc, char **argv)
         }
     }
 
-    client_local *c = NULL;
-    r = cli_connect(sock, timeout_s * 1000, &c);
-    if (r) {
-        free(creds);
-        return CLI_EXIT_FAIL;
-    }
-
-    struct get_ctx g = {.fd = -1};
-    g.fd = open(part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (g.fd < 0) {
-        fprintf(stderr, "chunkfly get: cannot create %s: %s\n", part_path, strerror(errno));
-        client_local_close(c);
-        free(creds);
-        return CLI_EXIT_FAIL;
-    }
+    /* never leave a half-written FILE.part behind */
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGHUP, on_signal);
-    struct tail_hash th = {.fd = open(part_path, O_RDONLY | O_CLOEXEC)};
-    pthread_t hasher;
-    pthread_mutex_init(&th.mu, NULL);
-    pthread_cond_init(&th.cv, NULL);
-    cf_digest_init(&th.sha, CF_DIGEST_SHA256);
-    if (th.fd < 0 || pthread_create(&hasher, NULL, tail_hash_main, &th) != 0) {
-        fprintf(stderr, "chunkfly get: cannot start hashing %s: %s\n", part_path,
-                strerror(th.fd < 0 ? errno : EAGAIN));
-        if (th.fd >= 0) close(th.fd);
-        close(g.fd);
-        unlink(part_path);
-        client_local_close(c);
-        free(creds);
-        return CLI_EXIT_FAIL;
-    }
-    g.hash = &th;
-
-    /* the daemon starts the download and tells the length; then the whole blob is read */
-    client_entry e;
-    double t0 = cli_now();
-    r = client_local_start(c, ref.digest, origin, creds, &e, &err);
-    cli_progress_init(&g.prog, quiet, r == 0 ? e.content_length : 0);
-    uint64_t got = 0;
-    if (r == 0)
-        r = client_local_read(c, ref.digest, origin, creds, 0, e.content_length, on_data, &g, &got,
-                              &err);
-    cli_progress_end(&g.prog);
-    double el = cli_now() - t0;
-    if (creds) {
-        memset(creds, 0, strlen(creds));
-        free(creds);
-    }
-    client_local_close(c);
-    if (r == 0 && fsync(g.fd) != 0)
-        r = cf_err_set(&err, -errno, "fsync %s: %s", part_path, strerror(errno));
-    if (close(g.fd) != 0 && r == 0)
-        r = cf_err_set(&err, -errno, "close %s: %s", part_path, strerror(errno));
-    pthread_mutex_lock(&th.mu);
-    th.done = 1;
-    pthread_cond_signal(&th.cv);
-    pthread_mutex_unlock(&th.mu);
-    pthread_join(hasher, NULL);
-    close(th.fd);
-    pthread_mutex_destroy(&th.mu);
-    pthread_cond_destroy(&th.cv);
-    if (r == 0 && th.err)
-        r = cf_err_set(&err, th.err, "reading %s back to hash it: %s", part_path,
-                       strerror(-th.err));
+    struct get_req q = {.sock = sock,
+                        .digest = ref.digest,
+                        .origin = origin,
+                        .creds = creds,
+                        .timeout_s = timeout_s,
+                        .quiet = quiet,
+                        .cut_through = !verified_only};
     uint8_t d[CF_DIGEST_LEN];
-    cf_digest_final(&th.sha, d);
-    if (r) {
-        unlink(part_path);
-        fprintf(stderr, "chunkfly get: %s failed after %llu bytes: %s\n", refs,
-                (unsigned long long)got, cf_err_str(&err, r));
-        return CLI_EXIT_FAIL;
-    }
     char hex[CF_DIGEST_LEN * 2 + 1];
-    cf_hex_encode(d, sizeof(d), hex);
-    if (strcmp(hex, ref.digest + 7) != 0) {
+    uint64_t got = 0;
+    double el = 0;
+    for (;;) {
+        int connect_failed = 0;
+        got = 0;
+        r = get_once(&q, d, &got, &el, &err, &connect_failed);
+        if (r) {
+            unlink(part_path);
+            if (!connect_failed)
+                fprintf(stderr, "chunkfly get: %s failed after %llu bytes: %s\n", refs,
+                        (unsigned long long)got, cf_err_str(&err, r));
+            break;
+        }
+        cf_hex_encode(d, sizeof(d), hex);
+        if (strcmp(hex, ref.digest + 7) == 0) break;
         unlink(part_path);
+        if (q.cut_through) {
+            fprintf(stderr,
+                    "chunkfly get: the %llu bytes read as they arrived hash to sha256:%s, not "
+                    "%s (a parent may have sent bad bytes; the daemon checks them too): reading "
+                    "again, verified bytes only\n",
+                    (unsigned long long)got, hex, ref.digest);
+            q.cut_through = 0;
+            continue;
+        }
         fprintf(stderr,
                 "chunkfly get: sha256 mismatch for %s: the %llu bytes received hash to "
                 "sha256:%s (%s removed)\n",
                 refs, (unsigned long long)got, hex, part_path);
-        return CLI_EXIT_FAIL;
+        r = -EBADMSG;
+        break;
     }
+    if (creds) {
+        memset(creds, 0, strlen(creds));
+        free(creds);
+    }
+    if (r) return CLI_EXIT_FAIL;
     if (rename(part_path, out) != 0) {
         fprintf(stderr, "chunkfly get: rename %s -> %s: %s\n", part_path, out, strerror(errno));
         unlink(part_path);

@@ -34,9 +34,14 @@ const char *cli_default_socket(void)
 
 int cli_connect(const char *socket_path, int idle_timeout_ms, client_local **out)
 {
-    cf_err err = {0};
     client_local_opts co = {.idle_timeout_ms = idle_timeout_ms};
-    int code = client_local_connect(socket_path, &co, out, &err);
+    return cli_connect_opts(socket_path, &co, out);
+}
+
+int cli_connect_opts(const char *socket_path, const client_local_opts *co, client_local **out)
+{
+    cf_err err = {0};
+    int code = client_local_connect(socket_path, co, out, &err);
     if (!code) return 0;
     fprintf(stderr, "chunkfly: %s\n", cf_err_str(&err, code));
     if (code == -ENOENT || code == -ECONNREFUSED)

@@ -9,6 +9,8 @@
 #     default): the liar's bytes never reach it, its first read is already correct.
 #  C. repeated lies: after lying in ban_after_lies (2 here) tasks, peer 2 ignores peer 1 for
 #     every task (no more mismatches, no more requests to it).
+#  D. `chunkfly get` (cut-through reads, its own sha256) through a fresh peer 4 relaying a new
+#     blob with peer 1: the file is right, a bad byte only costs a verified-only second read.
 # The faults binary: see faults_peer_bin in daemon_lib.sh.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
@@ -84,6 +86,23 @@ for k in 3 4; do
         [ "$m1" = "$m0" ] || fail "peer 2 still took pieces from the banned parent"
     fi
 done
-for n in 1 2 3; do peer_alive_or_fail "$n"; done
+note "D. chunkfly get (cut-through by default) through a peer that may take the liar's bytes"
+# No digest list: peer 4 relays with peer 1 as in B, and `chunkfly get` takes bytes as they
+# arrive. Whatever it got, the file gets its name only with the right sha256: a bad byte from
+# the liar fails the command's own hash, and it reads again, verified bytes only.
+start_peer 4
+make_blob "$T/blob5" 40
+push_blob "$REPO" "$T/blob5"
+get 1 0 "$(stat -c %s "$T/blob5")" /dev/null & g1=$!
+"$CHUNKFLY_BIN/chunkfly" get -q --plain-http --peer "$T/p4.sock" "$REGISTRY/$REPO@$BLOB" \
+    -o "$T/d4" 2>"$T/get_d.err" || fail "chunkfly get through peer 4: $(cat "$T/get_d.err")"
+wait $g1 || fail "peer 1 read of blob 5"
+check_sha "$T/d4" "${BLOB#sha256:}"
+[ ! -e "$T/d4.part" ] || fail "chunkfly get left $T/d4.part"
+echo "peer 4: blob mismatches $(metric 4 blob_mismatches_total) bans $(metric 4 bans_total) parents $(metric 4 bytes_from_parents_total); get: $(grep -c "reading again, verified bytes only" "$T/get_d.err") verified re-read(s)"
+if grep -q "reading again" "$T/get_d.err"; then
+    [ "$(metric 4 bans_total)" -ge 1 ] || fail "bad bytes reached the get but peer 4 banned nobody"
+fi
+for n in 1 2 3 4; do peer_alive_or_fail "$n"; done
 finish_peers
 echo PASS

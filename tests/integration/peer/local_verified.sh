@@ -39,7 +39,7 @@ start_peer 1 --set fetch_whole_blob=false
 ms() { date +%s%3N; }
 stat1() { "$CLIENT_BIN" "$T/p1.sock" stat "$1"; }
 tc0=$(ms)
-"$CHUNKFLY_BIN/chunkfly" get -q --plain-http --timeout 12 --peer "$T/p1.sock" \
+"$CHUNKFLY_BIN/chunkfly" get -q --plain-http --verified-only --timeout 12 --peer "$T/p1.sock" \
     "127.0.0.9:$cp/$REPO@$C" -o "$T/oc" 2>"$T/get_c.err" &
 gc=$!
 
