@@ -1028,7 +1028,9 @@ int flow_sim_main(int argc, char **argv)
     sched_stats_get(S->s, &st);
     int all_done = S->done_nodes == S->n && !S->oom;
     uint64_t dup = 0, busy = 0;
+    int complete = 0;
     for (int i = 0; i < S->n; i++) {
+        complete += proto_bits_count(S->nodes[i].pp.have, S->pieces) == S->pieces;
         dup += S->nodes[i].dup_bytes;
         busy += S->nodes[i].busy;
         if (S->nodes[i].finished && S->nodes[i].pp.n_have != S->pieces) all_done = 0;
@@ -1055,6 +1057,7 @@ int flow_sim_main(int argc, char **argv)
         report_class(S, "late", -1, 1, bound, &ok); /* times from their own join */
     }
     report_class(S, "all", -1, -1, bound, &ok);
+    printf("nodes_complete=%d\n", complete); /* every piece in the node's bitmap */
     printf("nodes_done=%d\norigin_bytes=%llu\norigin_ratio=%.3f\nduplicate_bytes=%llu\n"
            "busy_answers=%llu\n",
            S->done_nodes, (unsigned long long)S->origin_bytes,
