@@ -156,7 +156,7 @@ struct sim {
     size_t heap_n, heap_cap;
     uint64_t seq, now, events;
     int done_nodes, joined_nodes;
-    uint64_t origin_bytes;
+    uint64_t origin_bytes, origin_last_us; /* origin_last_us: its last piece sent */
     double sched_s;
     uint64_t sched_calls;
     double clock_cost_s; /* what one SCHED_CALL's pair of clock reads adds (subtracted) */
@@ -425,7 +425,7 @@ static void on_mark(struct sim *S, int id, uint32_t ver)
     uint32_t len = proto_piece_len(S->size, S->piece_size, piece);
     x->k++;
     if (x->src == ORIGIN)
-        S->origin_bytes += len;
+        S->origin_bytes += len, S->origin_last_us = S->now;
     else
         S->nodes[x->src].bytes_out += len;
     uint64_t at = S->now + path_us(S, x->src, x->dst);
@@ -1050,8 +1050,11 @@ int flow_sim_main(int argc, char **argv)
     if (sched_cpu < 0) sched_cpu = 0;
     int all_done = S->done_nodes == S->n && !S->oom;
     uint64_t dup = 0, busy = 0;
+    double up_cap = 0, sent = 0;
     int complete = 0;
     for (int i = 0; i < S->n; i++) {
+        sent += (double)S->nodes[i].bytes_out;
+        up_cap += S->nodes[i].up * (double)(S->now - (S->nodes[i].join_us < S->now ? S->nodes[i].join_us : S->now)) / 1e6;
         complete += proto_bits_count(S->nodes[i].pp.have, S->pieces) == S->pieces;
         dup += S->nodes[i].dup_bytes;
         busy += S->nodes[i].busy;
@@ -1080,6 +1083,9 @@ int flow_sim_main(int argc, char **argv)
     }
     report_class(S, "all", -1, -1, bound, &ok);
     printf("nodes_complete=%d\n", complete); /* every piece in the node's bitmap */
+    /* where the time goes: how busy the uplinks were until the last node finished */
+    printf("node_uplink_util=%.3f\norigin_last_piece_s=%.2f\n", up_cap > 0 ? sent / up_cap : 0,
+           (double)S->origin_last_us / 1e6);
     printf("nodes_done=%d\norigin_bytes=%llu\norigin_ratio=%.3f\nduplicate_bytes=%llu\n"
            "busy_answers=%llu\n",
            S->done_nodes, (unsigned long long)S->origin_bytes,
