@@ -126,7 +126,7 @@ struct node {
     uint64_t reask_at_ms, last_progress_ms, next_hb_ms;
     uint32_t slots_used;
     int *subs, n_subs, cap_subs;
-    uint64_t bytes_in, bytes_out, from_origin, dup_bytes, busy;
+    uint64_t bytes_in, bytes_out, from_origin, dup_bytes, busy, refused;
 };
 
 struct sim {
@@ -460,9 +460,15 @@ static void on_piece(struct sim *S, struct node *nd, int slot, uint32_t piece, i
     while (nd->cursor < S->pieces && proto_bit_get(nd->pp.have, nd->cursor)) nd->cursor++;
     int from = slot == PP_ORIGIN ? ORIGIN : node_of_id(S, nd->pp.parents[slot].host_id);
     send_sched(S, nd->idx, SM_REPORT, piece, from);
-    for (int i = 0; i < nd->n_subs; i++)
-        push(S, S->now + path_us(S, nd->idx, nd->subs[i]), EV_AVAIL, nd->subs[i], nd->idx, piece,
-             0, NULL);
+    for (int i = 0; i < nd->n_subs;) {
+        int c = nd->subs[i];
+        if (S->nodes[c].finished) { /* it asks nothing more: its connection counts no longer */
+            nd->subs[i] = nd->subs[--nd->n_subs];
+            continue;
+        }
+        push(S, S->now + path_us(S, nd->idx, c), EV_AVAIL, c, nd->idx, piece, 0, NULL);
+        i++;
+    }
     if (nd->pp.n_have == S->pieces) {
         nd->finished = 1;
         nd->done_us = S->now;
@@ -494,15 +500,25 @@ static void on_decision(struct sim *S, struct node *nd, struct dmsg *m)
     node_pump(S, nd);
 }
 
+static int subscribed(const struct node *par, int child)
+{
+    for (int i = 0; i < par->n_subs; i++)
+        if (par->subs[i] == child) return 1;
+    return 0;
+}
+
 static void on_request(struct sim *S, struct node *par, int child, uint32_t piece, int slot)
 {
     int why = -1;
-    if (piece >= S->pieces || !proto_bit_get(par->pp.have, piece))
+    if (!subscribed(par, child))
+        why = PP_FAIL_LOST; /* its connection was refused (upload_max_connections) */
+    else if (piece >= S->pieces || !proto_bit_get(par->pp.have, piece))
         why = PP_FAIL_NOT_HELD;
     else if (par->slots_used >= S->o.upload_slots)
         why = PP_FAIL_BUSY; /* upload_server.c: no free slot, BUSY at once */
     if (why >= 0) {
         par->busy += why == PP_FAIL_BUSY;
+        par->refused += why == PP_FAIL_LOST;
         push(S, S->now + path_us(S, par->idx, child), EV_FAILED, child, why, piece, (uint32_t)slot,
              NULL);
         return;
@@ -514,6 +530,7 @@ static void on_request(struct sim *S, struct node *par, int child, uint32_t piec
 static void on_failed(struct sim *S, struct node *nd, int why, uint32_t piece, int slot)
 {
     pp_request_ended(&nd->pp, piece, slot);
+    if (why == PP_FAIL_LOST) nd->pp.parents[slot].subscribed = 0; /* on_parent_closed */
     int reason = pp_request_failed(&nd->pp, slot, piece, (enum pp_failure)why, now_ms(S));
     if (reason) send_sched(S, nd->idx, SM_BAD_PARENT, piece, node_of_id(S, nd->pp.parents[slot].host_id));
     node_pump(S, nd);
@@ -534,8 +551,11 @@ static void on_avail(struct sim *S, struct node *nd, int from, uint32_t piece, u
 
 static void on_subscribe(struct sim *S, struct node *par, int child)
 {
-    for (int i = 0; i < par->n_subs; i++)
-        if (par->subs[i] == child) return;
+    if (subscribed(par, child)) return;
+    if ((uint32_t)par->n_subs >= S->o.upload_max_conns) {
+        par->refused++; /* upload_server.c: BUSY "too many connections", closed */
+        return;
+    }
     if (par->n_subs == par->cap_subs) {
         int nc = par->cap_subs ? 2 * par->cap_subs : 8;
         int *ns = realloc(par->subs, (size_t)nc * sizeof(*ns));
@@ -1049,7 +1069,7 @@ int flow_sim_main(int argc, char **argv)
     double sched_cpu = S->sched_s - S->clock_cost_s * (double)S->sched_calls;
     if (sched_cpu < 0) sched_cpu = 0;
     int all_done = S->done_nodes == S->n && !S->oom;
-    uint64_t dup = 0, busy = 0;
+    uint64_t dup = 0, busy = 0, refused = 0;
     double up_cap = 0, sent = 0;
     int complete = 0;
     for (int i = 0; i < S->n; i++) {
@@ -1058,6 +1078,7 @@ int flow_sim_main(int argc, char **argv)
         complete += proto_bits_count(S->nodes[i].pp.have, S->pieces) == S->pieces;
         dup += S->nodes[i].dup_bytes;
         busy += S->nodes[i].busy;
+        refused += S->nodes[i].refused;
         if (S->nodes[i].finished && S->nodes[i].pp.n_have != S->pieces) all_done = 0;
     }
     printf("nodes=%d\nsize_bytes=%llu\npiece_size=%u\npieces=%u\nnet_model=%s\nreader=%d\n"
@@ -1087,10 +1108,10 @@ int flow_sim_main(int argc, char **argv)
     printf("node_uplink_util=%.3f\norigin_last_piece_s=%.2f\n", up_cap > 0 ? sent / up_cap : 0,
            (double)S->origin_last_us / 1e6);
     printf("nodes_done=%d\norigin_bytes=%llu\norigin_ratio=%.3f\nduplicate_bytes=%llu\n"
-           "busy_answers=%llu\n",
+           "busy_answers=%llu\nrefused_connections=%llu\n",
            S->done_nodes, (unsigned long long)S->origin_bytes,
            (double)S->origin_bytes / (double)S->size, (unsigned long long)dup,
-           (unsigned long long)busy);
+           (unsigned long long)busy, (unsigned long long)refused);
     printf("sched_decisions=%llu\nsched_candidates_sent=%llu\nsched_waits=%llu\n"
            "sched_grant_pieces=%llu\nsched_grants_moved=%llu\nsched_calls=%llu\n"
            "sched_cpu_s=%.3f\nsched_clock_overhead_ns=%.0f\nsched_us_per_decision=%.2f\n",
