@@ -26,7 +26,7 @@ expect "$T/base.out" events -gt 0
 
 note "same seed, same run (wall and CPU time aside)"
 run again --nodes 8 --size-mib 16 --seed 7
-strip() { grep -Ev '^(wall_s|sched_cpu_s|sched_clock_overhead_ns|sched_us_per_decision)=' "$1"; }
+strip() { grep -Ev '^(wall_s|sched_cpu_s|sched_clock_overhead_ns|sched_us_per_decision|sched_cpu_reliable)=' "$1"; }
 diff <(strip "$T/base.out") <(strip "$T/again.out") >"$T/diff" || fail "runs differ: $(cat "$T/diff")"
 run other --nodes 8 --size-mib 16 --seed 8
 expect "$T/other.out" nodes_complete -eq 8
