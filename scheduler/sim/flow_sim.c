@@ -81,7 +81,7 @@ enum ev_type {
     EV_AVAIL,      /* parent b's AVAIL (p: bitmap) or AVAIL_UPDATE (piece c) reaches child a */
     EV_ORIGIN_REQ, /* node a's origin run (first c, count d) reaches the origin */
     EV_MARK,       /* flow a (version c) reached its mark */
-    EV_PIECE,      /* piece c reaches node a from slot b (PP_ORIGIN: run, d = run end) */
+    EV_PIECE,      /* piece c reaches node a from slot b (d: see on_mark) */
 };
 
 struct ev {
@@ -429,7 +429,9 @@ static void on_mark(struct sim *S, int id, uint32_t ver)
     else
         S->nodes[x->src].bytes_out += len;
     uint64_t at = S->now + path_us(S, x->src, x->dst);
-    push(S, at, EV_PIECE, x->dst, x->slot, piece, x->slot == PP_ORIGIN && x->k == x->n, NULL);
+    /* d: 0 = a run's piece, 1 = a run's last piece, 2 = a single request (not a run) */
+    uint32_t kind = x->slot != PP_ORIGIN || x->n == 1 ? 2 : x->k == x->n;
+    push(S, at, EV_PIECE, x->dst, x->slot, piece, kind, NULL);
     if (x->k < x->n) {
         f->mark += proto_piece_len(S->size, S->piece_size, x->first + x->k);
         if (f->mark > f->size) f->mark = f->size;
@@ -442,10 +444,10 @@ static void on_mark(struct sim *S, int id, uint32_t ver)
     fnet_finish(S->net, id, S->now);
 }
 
-static void on_piece(struct sim *S, struct node *nd, int slot, uint32_t piece, int run_end)
+static void on_piece(struct sim *S, struct node *nd, int slot, uint32_t piece, int kind)
 {
-    if (slot == PP_ORIGIN)
-        pp_origin_run_piece_ended(&nd->pp, piece, run_end);
+    if (kind != 2) /* piece_write_done: j->run */
+        pp_origin_run_piece_ended(&nd->pp, piece, kind);
     else
         pp_request_ended(&nd->pp, piece, slot);
     uint32_t len = proto_piece_len(S->size, S->piece_size, piece);
