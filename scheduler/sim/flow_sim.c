@@ -173,8 +173,7 @@ static int ev_less(const struct ev *a, const struct ev *b)
     return a->t < b->t || (a->t == b->t && a->seq < b->seq);
 }
 
-static void push(struct sim *S, uint64_t t, int type, int a, int b, uint32_t c, uint32_t d,
-                 void *p)
+static void push(struct sim *S, uint64_t t, int type, int a, int b, uint32_t c, uint32_t d, void *p)
 {
     if (S->heap_n == S->heap_cap) {
         size_t nc = S->heap_cap ? 2 * S->heap_cap : 1024;
@@ -368,8 +367,7 @@ static void node_pump(struct sim *S, struct node *nd)
     pp_env env = {.now_ms = now_ms(S), .lim = &S->lim, .liars = &S->liars, .origin_known = 1};
     pp_pick pk;
     for (int guard = 0; guard < 4 * PP_MAX_PARENTS + (int)S->lim.pieces_in_flight; guard++) {
-        if (!pp_next(&nd->pp, &want, S->reader && nd->cursor < S->pieces ? 1 : 0, &env, &pk))
-            break;
+        if (!pp_next(&nd->pp, &want, S->reader && nd->cursor < S->pieces ? 1 : 0, &env, &pk)) break;
         if (pk.parent >= 0) {
             pp_parent *pa = &nd->pp.parents[pk.parent];
             int p = node_of_id(S, pa->host_id);
@@ -491,8 +489,7 @@ static void on_decision(struct sim *S, struct node *nd, struct dmsg *m)
         int p = m->parents[i];
         if (p < 0 || p == nd->idx) continue;
         const struct node *pn = &S->nodes[p];
-        pp_add_candidate(&nd->pp, pn->id, pn->addr, m->bits + (size_t)i * S->nb, S->nb,
-                         now_ms(S));
+        pp_add_candidate(&nd->pp, pn->id, pn->addr, m->bits + (size_t)i * S->nb, S->nb, now_ms(S));
     }
     if (m->n_parents) nd->reask_at_ms = now_ms(S) + DAEMON_REASK_CANDIDATES;
     if (m->wait_ms) {
@@ -534,7 +531,8 @@ static void on_failed(struct sim *S, struct node *nd, int why, uint32_t piece, i
     pp_request_ended(&nd->pp, piece, slot);
     if (why == PP_FAIL_LOST) nd->pp.parents[slot].subscribed = 0; /* on_parent_closed */
     int reason = pp_request_failed(&nd->pp, slot, piece, (enum pp_failure)why, now_ms(S));
-    if (reason) send_sched(S, nd->idx, SM_BAD_PARENT, piece, node_of_id(S, nd->pp.parents[slot].host_id));
+    if (reason)
+        send_sched(S, nd->idx, SM_BAD_PARENT, piece, node_of_id(S, nd->pp.parents[slot].host_id));
     node_pump(S, nd);
 }
 
@@ -737,11 +735,11 @@ static uint64_t rnd(uint64_t *x)
 static int parse_args(struct sim *S, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"nodes", 1, NULL, 'n'},      {"size-mib", 1, NULL, 's'},   {"up-mbit", 1, NULL, 'u'},
-        {"down-mbit", 1, NULL, 'd'},  {"origin-mbit", 1, NULL, 'o'}, {"latency-ms", 1, NULL, 'l'},
-        {"mixed", 1, NULL, 'm'},      {"late", 1, NULL, 'L'},       {"seed", 1, NULL, 'S'},
-        {"csv", 1, NULL, 'c'},        {"net", 1, NULL, 'N'},        {"background", 0, NULL, 'b'},
-        {"max-s", 1, NULL, 'M'},      {"help", 0, NULL, 'h'},       {NULL, 0, NULL, 0}};
+        {"nodes", 1, NULL, 'n'},     {"size-mib", 1, NULL, 's'},    {"up-mbit", 1, NULL, 'u'},
+        {"down-mbit", 1, NULL, 'd'}, {"origin-mbit", 1, NULL, 'o'}, {"latency-ms", 1, NULL, 'l'},
+        {"mixed", 1, NULL, 'm'},     {"late", 1, NULL, 'L'},        {"seed", 1, NULL, 'S'},
+        {"csv", 1, NULL, 'c'},       {"net", 1, NULL, 'N'},         {"background", 0, NULL, 'b'},
+        {"max-s", 1, NULL, 'M'},     {"help", 0, NULL, 'h'},        {NULL, 0, NULL, 0}};
     double v, w;
     int ch;
     S->n = 8;
@@ -798,7 +796,8 @@ static int parse_args(struct sim *S, int argc, char **argv)
             else if (strcmp(optarg, "fair") == 0)
                 S->model = FNET_FAIR;
             else
-                return fprintf(stderr, "sim flow: --net '%s': expected maxmin or fair\n", optarg), 2;
+                return fprintf(stderr, "sim flow: --net '%s': expected maxmin or fair\n", optarg),
+                       2;
             S->model_set = 1;
             break;
         case 'b':
@@ -954,7 +953,9 @@ static int write_csv(struct sim *S)
     for (size_t s = 0; s < secs; s++)
         for (size_t i = 0; i < w; i++)
             fprintf(f, "%zu,%d,%s,%.0f,%.0f\n", s, (int)i - 1,
-                    i == 0 ? "origin" : S->nodes[i - 1].cls ? "slow" : "fast",
+                    i == 0                ? "origin"
+                    : S->nodes[i - 1].cls ? "slow"
+                                          : "fast",
                     S->sec_in[s * w + i], S->sec_out[s * w + i]);
     if (fclose(f)) {
         fprintf(stderr, "sim flow: --csv %s: %s\n", S->csv, strerror(errno));
@@ -1026,8 +1027,8 @@ int flow_sim_main(int argc, char **argv)
             break;
         case EV_SCHED_TICK:
             SCHED_CALL(S, sched_tick(S->s, now_ms(S)));
-            if (S->done_nodes < S->n) push(S, S->now + SCHED_TICK_MS * 1000ull, EV_SCHED_TICK, 0, 0,
-                                           0, 0, NULL);
+            if (S->done_nodes < S->n)
+                push(S, S->now + SCHED_TICK_MS * 1000ull, EV_SCHED_TICK, 0, 0, 0, 0, NULL);
             break;
         case EV_NODE_TICK:
             if (S->done_nodes < S->n) on_node_tick(S, nd);
@@ -1079,7 +1080,9 @@ int flow_sim_main(int argc, char **argv)
     int complete = 0;
     for (int i = 0; i < S->n; i++) {
         sent += (double)S->nodes[i].bytes_out;
-        up_cap += S->nodes[i].up * (double)(S->now - (S->nodes[i].join_us < S->now ? S->nodes[i].join_us : S->now)) / 1e6;
+        up_cap += S->nodes[i].up *
+                  (double)(S->now - (S->nodes[i].join_us < S->now ? S->nodes[i].join_us : S->now)) /
+                  1e6;
         complete += proto_bits_count(S->nodes[i].pp.have, S->pieces) == S->pieces;
         dup += S->nodes[i].dup_bytes;
         busy += S->nodes[i].busy;
@@ -1091,10 +1094,10 @@ int flow_sim_main(int argc, char **argv)
            S->n, (unsigned long long)S->size, S->piece_size, S->pieces,
            S->model == FNET_MAXMIN ? "maxmin" : "fair", S->reader, S->lat_ms, S->up_mbit,
            S->down_mbit, S->origin_mbit, (unsigned long long)S->seed);
-    printf("daemon_pieces_in_flight=%u\ndaemon_per_parent_in_flight=%u\ndaemon_origin_in_flight=%u\n"
-           "daemon_upload_slots=%u\n",
-           S->o.pieces_in_flight, S->o.per_parent_in_flight, S->o.origin_in_flight,
-           S->o.upload_slots);
+    printf(
+        "daemon_pieces_in_flight=%u\ndaemon_per_parent_in_flight=%u\ndaemon_origin_in_flight=%u\n"
+        "daemon_upload_slots=%u\n",
+        S->o.pieces_in_flight, S->o.per_parent_in_flight, S->o.origin_in_flight, S->o.upload_slots);
     printf("bound_s=%.2f\n", bound);
     int ok = 1;
     if (S->mixed_frac > 0) {
@@ -1127,7 +1130,10 @@ int flow_sim_main(int argc, char **argv)
            S->clock_cost_s * 1e9, st.decisions ? sched_cpu * 1e6 / (double)st.decisions : 0.0,
            cpu_reliable);
     printf("events=%llu\nsim_s=%.2f\nwall_s=%.2f\nresult=%s\n", (unsigned long long)S->events,
-           (double)S->now / 1e6, wall, all_done && ok ? "ok" : S->oom ? "failed" : "timeout");
+           (double)S->now / 1e6, wall,
+           all_done && ok ? "ok"
+           : S->oom       ? "failed"
+                          : "timeout");
     if (S->csv && write_csv(S)) all_done = 0;
     teardown(S);
     return all_done && ok ? 0 : 1;
