@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "cf/log.h"
+#include "flow_sim.h"
 #include "proto/conn.h"
 #include "proto/handshake.h"
 #include "proto/msg.h"
@@ -598,10 +599,13 @@ static void finish(int ok)
 static const char usage[] =
     "usage: chunkfly-sched-sim --sched IP:PORT [--sched ...] [--peers 20] [--tasks 1]\n"
     "       [--pieces 64] [--piece-ms 20] [--fault none|kill-granted|hang-granted|\n"
-    "       freeze-granted|kill-parent] [--fault-after MS] [--timeout S] [--log-level L]\n";
+    "       freeze-granted|kill-parent] [--fault-after MS] [--timeout S] [--log-level L]\n"
+    "       chunkfly-sched-sim flow [options]   (in-process mesh simulator, flow --help)\n";
 
 int main(int argc, char **argv)
 {
+    /* `chunkfly-sched-sim flow ...`: the in-process mesh simulator (flow_sim.c) */
+    if (argc > 1 && strcmp(argv[1], "flow") == 0) return flow_sim_main(argc - 1, argv + 1);
     g.n_peers = 20;
     g.n_tasks = 1;
     g.pieces = 64;
