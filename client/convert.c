@@ -288,7 +288,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
         unlink(blob_path);
         return cf_err_wrap(err, rc, "layer %u (%s): building the Nydus blob", idx, sd);
     }
-    {   /* the builder hashed the bytes as it wrote them */
+    { /* the builder hashed the bytes as it wrote them */
         char fh[2 * sizeof(cr.blob.file_sha256) + 1];
         cf_hex_encode(cr.blob.file_sha256, sizeof(cr.blob.file_sha256), fh);
         snprintf(l->blob_digest, sizeof(l->blob_digest), "sha256:%s", fh);

@@ -167,8 +167,8 @@ static int get_once(const struct get_req *q, uint8_t d[CF_DIGEST_LEN], uint64_t 
     pthread_cond_init(&th.cv, NULL);
     cf_digest_init(&th.sha, CF_DIGEST_SHA256);
     if (th.fd < 0 || pthread_create(&hasher, NULL, tail_hash_main, &th) != 0) {
-        r = cf_err_set(err, th.fd < 0 ? -errno : -EAGAIN, "cannot start hashing %s: %s",
-                       part_path, strerror(th.fd < 0 ? errno : EAGAIN));
+        r = cf_err_set(err, th.fd < 0 ? -errno : -EAGAIN, "cannot start hashing %s: %s", part_path,
+                       strerror(th.fd < 0 ? errno : EAGAIN));
         if (th.fd >= 0) close(th.fd);
         cf_digest_abort(&th.sha);
         pthread_mutex_destroy(&th.mu);
@@ -203,8 +203,7 @@ static int get_once(const struct get_req *q, uint8_t d[CF_DIGEST_LEN], uint64_t 
     pthread_mutex_destroy(&th.mu);
     pthread_cond_destroy(&th.cv);
     if (r == 0 && th.err)
-        r = cf_err_set(err, th.err, "reading %s back to hash it: %s", part_path,
-                       strerror(-th.err));
+        r = cf_err_set(err, th.err, "reading %s back to hash it: %s", part_path, strerror(-th.err));
     cf_digest_final(&th.sha, d);
     return r;
 }
@@ -213,16 +212,12 @@ int cmd_get(int argc, char **argv)
 {
     const char *out = NULL, *sock = cli_default_socket(), *dcfg = NULL;
     int plain = 0, nocreds = 0, quiet = 0, timeout_s = 300, verified_only = 0;
-    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
-                                         {"peer", required_argument, 0, 'p'},
-                                         {"plain-http", no_argument, 0, 'H'},
-                                         {"docker-config", required_argument, 0, 'd'},
-                                         {"no-credentials", no_argument, 0, 'n'},
-                                         {"timeout", required_argument, 0, 't'},
-                                         {"verified-only", no_argument, 0, 'V'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'},   {"peer", required_argument, 0, 'p'},
+        {"plain-http", no_argument, 0, 'H'},     {"docker-config", required_argument, 0, 'd'},
+        {"no-credentials", no_argument, 0, 'n'}, {"timeout", required_argument, 0, 't'},
+        {"verified-only", no_argument, 0, 'V'},  {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
