@@ -13,7 +13,8 @@
 # The reads that look at stored pieces before the blob is verified ask for cut-through
 # (DAEMON_CLIENT_UV=1, as chunkfly-mount does): a verified-only read would wait for the blob.
 # Then the download completes: sha256 of a full read, complete=1, one entry; SIGTERM exit 0 and
-# no sanitizer report in any victim log. Size: CF_K9_MIB, default 32 MiB (16 under Sanitize).
+# no sanitizer report in any victim log. Size: CF_K9_MIB, default 48 MiB (32 under Sanitize, at half
+# the upload rate).
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -22,7 +23,9 @@ if ! command -v mdb_stat >/dev/null || ! command -v mdb_dump >/dev/null; then sk
 SEED=${CF_SEED:-$((($$ ^ $(date +%s)) & 32767))}
 RANDOM=$SEED
 KILLS=${CF_K9_KILLS:-20}
-if sanitize; then MIB=${CF_K9_MIB:-32}; RATE=500000; else MIB=${CF_K9_MIB:-32}; RATE=1000000; fi
+# The victim goes on downloading between a restart and the next kill (the checks take 1-2 s on a
+# loaded machine: ~2 pieces per round at 1 MB/s), so the blob must outlast 20 rounds of that.
+if sanitize; then MIB=${CF_K9_MIB:-32}; RATE=500000; else MIB=${CF_K9_MIB:-48}; RATE=1000000; fi
 note "seed $SEED (CF_SEED to replay), blob ${MIB} MiB, parent upload ${RATE} B/s, $KILLS kills"
 
 start_registry 127.0.0.9
