@@ -386,6 +386,7 @@ links_report() { # DIR: per-node summary, the plot, groups against their bounds
   if [ -n "$LINKS_OUT" ]; then
     mkdir -p "$(dirname "$LINKS_OUT")"
     cp "$dir/links.csv" "$LINKS_OUT.csv"
+    cp "$dir/runs" "$LINKS_OUT.runs"
     [ ! -s "$dir/links.png" ] || cp "$dir/links.png" "$LINKS_OUT.png"
     log "links: $LINKS_OUT.csv${LINKS_OUT:+ $LINKS_OUT.png}"
   fi

@@ -200,10 +200,11 @@ def report(csv, runs, outdir):
     print(f"  links: {len(ts)} samples every {dt:.2f} s; downlink idle = below {IDLE_UTIL:.0%} "
           "of its rate; utilisation = link bytes (with headers) / shaped rate")
     print("  while each node downloads (means): utilisation of its uplink and downlink, seconds its")
-    print("  downlink sat idle, its pieces waiting for a parent / for the origin, its peer's CPU")
+    print("  downlink sat idle, its pieces waiting for a parent / for the origin, its peer's CPU;")
+    print("  tail_s: from the end of its downlink's last busy sample to `chunkfly get` done")
     print("  node  grp  window (s)     up_util  down_util  down_idle_s  waiting_parent  "
-          "waiting_origin  cpu")
-    all_down, all_up, all_idle = [], [], 0.0
+          "waiting_origin  cpu    tail_s")
+    all_down, all_up, all_idle, tails = [], [], 0.0, []
     for label in sorted(win, key=lambda x: int(x[1:]) if x[1:].isdigit() else 0):
         s0, e0, grp = win[label]
         rr = [r for r in rows if r["label"] == label and s0 <= float(r["t"]) <= e0]
@@ -215,11 +216,14 @@ def report(csv, runs, outdir):
         wp = sum(fnum(r["waiting_parent"]) for r in rr) / len(rr)
         wo = sum(fnum(r["waiting_origin"]) for r in rr) / len(rr)
         cpu = sum(fnum(r["cpu"]) for r in rr) / len(rr)
+        busy = [float(r["t"]) for r in rr if fnum(r["rx_util"]) >= IDLE_UTIL]
+        tail = e0 - (max(busy) if busy else s0)
+        tails.append(tail)
         all_down.append(down)
         all_up.append(up)
         all_idle += idle
         print(f"  {label:<5} {grp:<3} {s0:5.1f}-{e0:6.1f}  {up:7.3f}  {down:9.3f}  {idle:11.1f}  "
-              f"{wp:14.1f}  {wo:14.1f}  {cpu:.3f}")
+              f"{wp:14.1f}  {wo:14.1f}  {cpu:.3f}  {tail:6.1f}")
     o = [r for r in rows if r["label"] == "origin" and first <= float(r["t"]) <= last]
     sc = [r for r in rows if r["label"] == "sched" and first <= float(r["t"]) <= last]
     peers = [r for r in rows if r["label"].startswith("n") and first <= float(r["t"]) <= last]
@@ -231,7 +235,8 @@ def report(csv, runs, outdir):
     nodes_up = [r for r in peers]
     print(f"  mean over nodes while downloading: up_util {sum(all_up) / max(len(all_up), 1):.3f} "
           f"down_util {sum(all_down) / max(len(all_down), 1):.3f}, downlink idle "
-          f"{all_idle:.1f} node-s in total")
+          f"{all_idle:.1f} node-s in total, tail after the last busy sample max "
+          f"{max(tails, default=0):.1f} s")
     print(f"  from {first:.1f} s to the last node ({last:.1f} s): origin uplink "
           f"{mean(o, 'tx_util'):.3f}, nodes' uplinks {mean(nodes_up, 'tx_util'):.3f} "
           f"(every node, also after it finished), scheduler rx+tx "
