@@ -316,8 +316,9 @@ scenario() {
   tmo=$(awk -v b="${SCEN_SIZE:-$SIZE}" -v r=$slowest -v n=$NODES -v l=$LATE_S 'BEGIN{printf "%.0f", 3*(n+1)*b*8/(r*1e6)+60+l}')
   mkdir -p "$dir"
   b0=$(origin_bytes)
-  t0=$((${EPOCHREALTIME/./} + 1000000 + 20000 * NODES))
-  [ "$name" != p2p ] || start_link_sampler "$dir" "$t0"
+  [ "$name" != p2p ] || start_link_sampler "$dir"
+  # launching N `ip netns exec` takes ~0.1 s each on a loaded 2-core machine
+  t0=$((${EPOCHREALTIME/./} + 1000000 + 150000 * NODES))
   for ((i = 1; i <= NODES; i++)); do
     local cmd=${tmpl//@IP@/$(node_ip $i)}
     cmd=${cmd//@OUT@/$dir/n$i.blob}
@@ -354,26 +355,29 @@ scenario() {
   R[$name.origin_x]=$(awk -v b="$(($(origin_bytes) - b0))" -v s="${SCEN_SIZE:-$SIZE}" 'BEGIN{printf "%.3f", b/s}')
   R[$name.ok]=$ok
   log "$name: last node ${R[$name.last]} s, origin served ${R[$name.origin_x]} x the blob, all ok=$ok"
+  T0=$t0
   [ "$name" != p2p ] || links_report "$dir"
 }
 
 # ---------------------------------------------------------------- where the time goes
-start_link_sampler() { # DIR T0_US: one sampler process in the hub namespace (no routes there)
-  local i
+start_link_sampler() { # DIR: one sampler process in the hub namespace (no routes there)
+  local i k
   : >"$1/links.spec"
   for ((i = 1; i <= NODES; i++)); do
     echo "n$i $i $(node_ns $i) ${PEER_PIDS[$((i - 1))]} $(($(node_mbit $i) * 1000000)) $(node_ip $i):8101" >>"$1/links.spec"
   done
   echo "origin 0 $REG_NS $ORIGIN_PID $((MBIT * 1000000)) -" >>"$1/links.spec"
   echo "sched -1 $SCH_NS $SCHED_PID $((MBIT * 1000000)) -" >>"$1/links.spec"
-  bg "$HUB" "$1/links.log" python3 "$SRC/tests/bench/p2p/link_sampler.py" sample "$1/links.spec" "$1/links.csv" "$2" 0.5
+  bg "$HUB" "$1/links.log" python3 "$SRC/tests/bench/p2p/link_sampler.py" sample "$1/links.spec" "$1/links.csv" 0.5
   LINK_SAMPLER=$LAST
+  # its first rows (the baseline of every counter) before anything starts
+  for ((k = 0; k < 100; k++)); do [ "$(wc -l <"$1/links.csv" 2>/dev/null || echo 0)" -lt 2 ] || break; sleep 0.1; done
 }
 stop_link_sampler() { stop_pid "$LINK_SAMPLER"; }
 links_report() { # DIR: per-node summary, the plot, groups against their bounds
   local dir=$1 tend ttl
   echo "  where the time goes (p2p round, load average $(cut -d' ' -f1-3 /proc/loadavg)):"
-  python3 "$SRC/tests/bench/p2p/link_sampler.py" report "$dir/links.csv" "$dir/runs" "$dir" || log "link report failed"
+  python3 "$SRC/tests/bench/p2p/link_sampler.py" report "$dir/links.csv" "$dir/runs" "$dir" "$T0" || log "link report failed"
   if command -v gnuplot >/dev/null && [ -s "$dir/links.dat" ]; then
     tend=$(awk -v l="${R[p2p.last]}" 'BEGIN{printf "%d", l + 3}')
     ttl="p2p: $NODES nodes, ${SIZE_MIB} MiB, ${MBIT} Mbit/s links"
@@ -386,7 +390,7 @@ links_report() { # DIR: per-node summary, the plot, groups against their bounds
   if [ -n "$LINKS_OUT" ]; then
     mkdir -p "$(dirname "$LINKS_OUT")"
     cp "$dir/links.csv" "$LINKS_OUT.csv"
-    cp "$dir/runs" "$LINKS_OUT.runs"
+    { echo "# t0_us $T0"; cat "$dir/runs"; } >"$LINKS_OUT.runs"
     [ ! -s "$dir/links.png" ] || cp "$dir/links.png" "$LINKS_OUT.png"
     log "links: $LINKS_OUT.csv${LINKS_OUT:+ $LINKS_OUT.png}"
   fi

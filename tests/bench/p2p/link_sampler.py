@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the time goes in a bench_p2p.sh run (issue 14): per link and per interval.
 
-  link_sampler.py sample SPEC CSV T0_US [INTERVAL]
+  link_sampler.py sample SPEC CSV [INTERVAL]
       One process for the whole run. Every INTERVAL seconds (default 0.5), for every line of
       SPEC ("label idx netns pid rate_bps metrics_host:port|-"):
         * the link's byte counters, read from /proc/PID/net/dev: the namespace as PID sees it,
@@ -11,11 +11,12 @@
         * the peer's gauges from /metrics: the socket is created inside the node's namespace
           (setns on /run/netns/NETNS) and connects to the node's own address, so the request
           stays on that namespace's lo: not shaped, not counted on the link.
-      Rows: t (s from T0), label, idx, rx_bps, tx_bps, rx_util, tx_util (fraction of the
+      Rows: t (Unix time, s), label, idx, rx_bps, tx_bps, rx_util, tx_util (fraction of the
       shaped rate), waiting_parent, waiting_origin, idle_slots, missing, req_parents,
       req_origin, waiting_origin_mine, cpu (cores). Stops on SIGTERM.
-  link_sampler.py report CSV RUNS OUTDIR
-      RUNS: "label start_s end_s" per node (from T0). Prints the per-node summary (mean
+  link_sampler.py report CSV RUNS OUTDIR T0_US
+      RUNS: "label start_s end_s group" per node (s from T0, the common start; rows' t are
+      shifted to it). Prints the per-node summary (mean
       uplink/downlink utilisation while the node downloaded, seconds its downlink was idle
       while incomplete), totals and CPU, and writes OUTDIR/links.dat and OUTDIR/totals.dat
       for tests/bench/p2p/links.gp.
@@ -89,7 +90,7 @@ def metrics(nsfd, hostport, libc):
     return out
 
 
-def sample(spec, csv, t0_us, interval):
+def sample(spec, csv, interval):
     libc = ctypes.CDLL(None, use_errno=True)
     ents = []
     with open(spec) as f:
@@ -103,12 +104,11 @@ def sample(spec, csv, t0_us, interval):
                          "mh": mh, "fd": fd, "prev": None})
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
-    t0 = t0_us / 1e6
     out = open(csv, "w")
     out.write(",".join(COLS) + "\n")
     nxt = time.time()
     while not stop:
-        t_round = time.time() - t0
+        t_round = time.time()
         rows = []
         for e in ents:
             try:
@@ -128,7 +128,7 @@ def sample(spec, csv, t0_us, interval):
                 continue
             dt = now - prev[0]
             rxb, txb = (rx - prev[1]) * 8 / dt, (tx - prev[2]) * 8 / dt
-            row = [f"{t_round:.2f}", e["label"], e["idx"], f"{rxb:.0f}", f"{txb:.0f}",
+            row = [f"{t_round:.3f}", e["label"], e["idx"], f"{rxb:.0f}", f"{txb:.0f}",
                    f"{rxb / e['rate']:.4f}", f"{txb / e['rate']:.4f}"]
             row += [g.get(k, "") for k in COLS[7:14]]
             row.append(f"{(cpu - prev[3]) / dt:.3f}")
@@ -152,12 +152,12 @@ def fnum(s, default=0.0):
         return default
 
 
-def report(csv, runs, outdir):
+def report(csv, runs, outdir, t0_us):
     win = {}
     with open(runs) as f:
         for line in f:
             p = line.split()
-            if len(p) >= 3:
+            if len(p) >= 3 and not p[0].startswith("#"):
                 win[p[0]] = (float(p[1]), float(p[2]), p[3] if len(p) > 3 else "")
     rows = []
     with open(csv) as f:
@@ -165,7 +165,9 @@ def report(csv, runs, outdir):
         for line in f:
             v = line.rstrip("\n").split(",")
             if len(v) == len(hdr):
-                rows.append(dict(zip(hdr, v)))
+                r = dict(zip(hdr, v))
+                r["t"] = "%.2f" % (float(r["t"]) - t0_us / 1e6)
+                rows.append(r)
     if not rows:
         print("  links: no samples")
         return
@@ -247,11 +249,10 @@ def report(csv, runs, outdir):
 
 
 def main():
-    if len(sys.argv) >= 5 and sys.argv[1] == "sample":
-        sample(sys.argv[2], sys.argv[3], int(sys.argv[4]),
-               float(sys.argv[5]) if len(sys.argv) > 5 else 0.5)
-    elif len(sys.argv) == 5 and sys.argv[1] == "report":
-        report(sys.argv[2], sys.argv[3], sys.argv[4])
+    if len(sys.argv) >= 4 and sys.argv[1] == "sample":
+        sample(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 0.5)
+    elif len(sys.argv) == 6 and sys.argv[1] == "report":
+        report(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     else:
         sys.stderr.write(__doc__)
         sys.exit(2)
