@@ -371,7 +371,7 @@ start_link_sampler() { # DIR: one sampler process in the hub namespace (no route
   bg "$HUB" "$1/links.log" python3 "$SRC/tests/bench/p2p/link_sampler.py" sample "$1/links.spec" "$1/links.csv" 0.5
   LINK_SAMPLER=$LAST
   # its first rows (the baseline of every counter) before anything starts
-  for ((k = 0; k < 100; k++)); do [ "$(wc -l <"$1/links.csv" 2>/dev/null || echo 0)" -lt 2 ] || break; sleep 0.1; done
+  for ((k = 0; k < 100; k++)); do [ "$(cat "$1/links.csv" 2>/dev/null | wc -l)" -lt 2 ] || break; sleep 0.1; done
 }
 stop_link_sampler() { stop_pid "$LINK_SAMPLER"; }
 links_report() { # DIR: per-node summary, the plot, groups against their bounds

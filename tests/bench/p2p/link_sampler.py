@@ -14,7 +14,7 @@
       Rows: t (Unix time, s), label, idx, rx_bps, tx_bps, rx_util, tx_util (fraction of the
       shaped rate), waiting_parent, waiting_origin, idle_slots, missing, req_parents,
       req_origin, waiting_origin_mine, cpu (cores). Stops on SIGTERM.
-  link_sampler.py report CSV RUNS OUTDIR T0_US
+  link_sampler.py report CSV[.gz] RUNS OUTDIR T0_US
       RUNS: "label start_s end_s group" per node (s from T0, the common start; rows' t are
       shifted to it). Prints the per-node summary (mean
       uplink/downlink utilisation while the node downloaded, seconds its downlink was idle
@@ -24,6 +24,7 @@ Started by bench_p2p.sh inside its hub namespace (no routes there): the only soc
 are made inside a node's namespace.
 """
 import ctypes
+import gzip
 import os
 import signal
 import socket
@@ -160,7 +161,7 @@ def report(csv, runs, outdir, t0_us):
             if len(p) >= 3 and not p[0].startswith("#"):
                 win[p[0]] = (float(p[1]), float(p[2]), p[3] if len(p) > 3 else "")
     rows = []
-    with open(csv) as f:
+    with (gzip.open(csv, "rt") if csv.endswith(".gz") else open(csv)) as f:
         hdr = f.readline().strip().split(",")
         for line in f:
             v = line.rstrip("\n").split(",")
@@ -203,9 +204,11 @@ def report(csv, runs, outdir, t0_us):
           "of its rate; utilisation = link bytes (with headers) / shaped rate")
     print("  while each node downloads (means): utilisation of its uplink and downlink, seconds its")
     print("  downlink sat idle, its pieces waiting for a parent / for the origin, its peer's CPU;")
-    print("  tail_s: from the end of its downlink's last busy sample to `chunkfly get` done")
+    print("  tail_s: from the end of its downlink's last busy sample to `chunkfly get` done;")
+    print("  no_parent_s: seconds it knew no parent holding a piece it lacked (nothing requested")
+    print("  from parents, nothing waiting for one) while pieces were missing")
     print("  node  grp  window (s)     up_util  down_util  down_idle_s  waiting_parent  "
-          "waiting_origin  cpu    tail_s")
+          "waiting_origin  cpu    tail_s  no_parent_s")
     all_down, all_up, all_idle, tails = [], [], 0.0, []
     for label in sorted(win, key=lambda x: int(x[1:]) if x[1:].isdigit() else 0):
         s0, e0, grp = win[label]
@@ -221,11 +224,13 @@ def report(csv, runs, outdir, t0_us):
         busy = [float(r["t"]) for r in rr if fnum(r["rx_util"]) >= IDLE_UTIL]
         tail = e0 - (max(busy) if busy else s0)
         tails.append(tail)
+        nop = sum(dt for r in rr if fnum(r["missing"]) > 0 and fnum(r["req_parents"]) == 0
+                  and fnum(r["waiting_parent"]) == 0 and r["missing"] != "")
         all_down.append(down)
         all_up.append(up)
         all_idle += idle
         print(f"  {label:<5} {grp:<3} {s0:5.1f}-{e0:6.1f}  {up:7.3f}  {down:9.3f}  {idle:11.1f}  "
-              f"{wp:14.1f}  {wo:14.1f}  {cpu:.3f}  {tail:6.1f}")
+              f"{wp:14.1f}  {wo:14.1f}  {cpu:.3f}  {tail:6.1f}  {nop:11.1f}")
     o = [r for r in rows if r["label"] == "origin" and first <= float(r["t"]) <= last]
     sc = [r for r in rows if r["label"] == "sched" and first <= float(r["t"]) <= last]
     peers = [r for r in rows if r["label"].startswith("n") and first <= float(r["t"]) <= last]
