@@ -72,7 +72,8 @@ Usage: $PROG [options]
                      p2p round reports slow and fast nodes against their own bounds
   --late K:SEC       in the p2p round the last K nodes start SEC seconds after the others; each
                      node is judged from its own start
-  --links-out PFX    keep the p2p round's link samples as PFX.csv and the plot as PFX.png
+  --links-out PFX    keep the p2p round's link samples as PFX.csv (+ PFX.runs: start/end per node)
+                     and the plot as PFX.png
                      (also in the scratch dir, p2p/links.*, with --keep)
   -h, --help
 Binaries from \$CHUNKFLY_BIN (default $BIN), piece_bench from \$CHUNKFLY_BUILD/tests.
