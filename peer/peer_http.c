@@ -86,6 +86,28 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
            m->blob_mismatches);
     metric(&b, "upload_connections", "gauge", "Open upload (mesh) connections.", d->n_upconns);
     metric(&b, "upload_slots_used", "gauge", "Pieces being uploaded now.", d->slots_used);
+    metric(&b, "upload_slots_idle", "gauge", "Upload slots free now (upload_slots - used).",
+           d->o.upload_slots > d->slots_used ? d->o.upload_slots - d->slots_used : 0);
+    /* where the running whole-blob downloads' missing pieces are (pp_count_waiting) */
+    pp_waiting w = {0};
+    for (struct task *t = d->tasks; t; t = t->next)
+        if (t->state == T_RUNNING && t->pp.whole && !t->dead)
+            pp_count_waiting(&t->pp, &d->liars, &w);
+    metric(&b, "pieces_missing", "gauge", "Pieces of running whole-blob downloads not stored yet.",
+           w.missing);
+    metric(&b, "piece_requests_parents", "gauge", "Piece requests outstanding on parents.",
+           w.requests_parents);
+    metric(&b, "piece_requests_origin", "gauge", "Pieces being fetched from the origin.",
+           w.requests_origin);
+    metric(&b, "pieces_waiting_parent", "gauge",
+           "Missing pieces a parent holds, not requested yet (budgets, parent load or skips).",
+           w.waiting_parent);
+    metric(&b, "pieces_waiting_origin", "gauge",
+           "Missing pieces no known parent holds, not requested: waiting for an origin fetch.",
+           w.waiting_origin);
+    metric(&b, "pieces_waiting_origin_mine", "gauge",
+           "Of pieces_waiting_origin, those this node may fetch itself (granted, origin mode).",
+           w.waiting_origin_mine);
     metric(&b, "mirror_requests_total", "counter", "Registry mirror requests.", m->mirror_requests);
     metric(&b, "mirror_cache_hits_total", "counter", "Mirror blob reads of complete blobs.",
            m->mirror_hits);

@@ -322,6 +322,25 @@ void pp_piece_lost(pp_task *t, uint32_t piece)
     t->source[piece] = PP_ORIGIN;
 }
 
+void pp_count_waiting(const pp_task *t, const pp_liars *liars, pp_waiting *out)
+{
+    if (!t->have) return;
+    out->missing += t->piece_count - t->n_have;
+    out->requests_origin += t->n_origin_requests;
+    out->requests_parents +=
+        t->n_requests > t->n_origin_requests ? t->n_requests - t->n_origin_requests : 0;
+    pp_env env = {.liars = liars};
+    for (uint32_t p = 0; p < t->piece_count; p++) {
+        if (!wanted(t, p)) continue;
+        if (holders(t, p, &env) > 0) {
+            out->waiting_parent++;
+        } else {
+            out->waiting_origin++;
+            out->waiting_origin_mine += t->origin_mode || proto_bit_get(t->granted, p);
+        }
+    }
+}
+
 /* ---- judging parents ---- */
 
 static void skip(pp_parent *pa, uint64_t until)

@@ -144,6 +144,22 @@ uint32_t pp_origin_run(const pp_task *t, uint32_t first, uint32_t max);
 void pp_origin_run_started(pp_task *t, uint32_t first, uint32_t n, uint64_t at_ms);
 void pp_origin_run_piece_ended(pp_task *t, uint32_t piece, int run_ended);
 
+/* Where a whole-blob task's missing pieces are, for /metrics (issue 14: where the time goes).
+ * Pieces not requested are split by whether some parent (not banned) is known to hold them:
+ * waiting_parent = a parent has it but no request went out (budgets, parents' load or skips);
+ * waiting_origin = no known parent has it, so it waits for an origin fetch (this node's, when
+ * granted or in origin mode, else another node's first copy reaching the mesh). */
+typedef struct pp_waiting {
+    uint32_t missing;             /* pieces not stored */
+    uint32_t requests_parents;    /* requests outstanding on parents (end-game duplicates too) */
+    uint32_t requests_origin;     /* pieces being fetched from the origin */
+    uint32_t waiting_parent;      /* missing, not requested, held by a parent */
+    uint32_t waiting_origin;      /* missing, not requested, held by no known parent */
+    uint32_t waiting_origin_mine; /* of waiting_origin: granted to this node or origin mode */
+} pp_waiting;
+/* Adds the task's counts to *out (callers sum over tasks). Nothing for a task without maps. */
+void pp_count_waiting(const pp_task *t, const pp_liars *liars, pp_waiting *out);
+
 /* Why a parent request failed. */
 enum pp_failure {
     PP_FAIL_BUSY,         /* no upload slot: try another parent for a moment */

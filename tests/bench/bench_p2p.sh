@@ -17,6 +17,14 @@
 #                      origin as fallback), the peers meshing through the scheduler
 # Reported: origin payload bytes / blob size (the origin's access log), time until the last node
 # finishes, its ratio to direct, mirror and the bandwidth bound (size / link rate).
+# During the p2p round, every 0.5 s (tests/bench/p2p/link_sampler.py, one process): each link's
+# bytes in and out (node, origin, scheduler), the peers' CPU and their /metrics gauges of pieces
+# waiting for a parent / for the origin and idle upload slots: a CSV, a per-node summary (link
+# utilisation while downloading, seconds the downlink sat idle) and a PNG of every link's
+# utilisation over time (gnuplot, tests/bench/p2p/links.gp).
+# Variants of the p2p round (issue 14): --mixed F:R (a fraction F of the nodes, the last ones,
+# on R Mbit/s links; each group against its own bound), --late K:SEC (the last K nodes start SEC
+# seconds late; each against the bound from its own start).
 # Also, on node 1's own loopback (unshaped): piece serving throughput of its peer (mesh
 # protocol, blob in page cache, tests/bench/p2p/piece_bench) vs a plain sendfile loop over the
 # same address (ratio), and the peers' RSS idle and during the p2p run.
@@ -40,6 +48,9 @@ IMAGE_MIB=256
 WORK_BASE=/tmp
 KEEP=0
 PEER_SET=()
+MIXED=""
+LATE=""
+LINKS_OUT=""
 NET=10.198.0
 PORT=5000
 REPO=bench/blob
@@ -57,6 +68,13 @@ Usage: $PROG [options]
   --work-dir DIR     parent of the scratch dir (default $WORK_BASE)
   --keep             keep the scratch dir (logs)
   --peer-set K=V     an extra chunkfly-peer config line (repeatable), e.g. log_level=debug
+  --mixed F:R        a fraction F (0..1) of the nodes, the last ones, get R Mbit/s links; the
+                     p2p round reports slow and fast nodes against their own bounds
+  --late K:SEC       in the p2p round the last K nodes start SEC seconds after the others; each
+                     node is judged from its own start
+  --links-out PFX    keep the p2p round's link samples as PFX.csv (+ PFX.runs: start/end per node)
+                     and the plot as PFX.png
+                     (also in the scratch dir, p2p/links.*, with --keep)
   -h, --help
 Binaries from \$CHUNKFLY_BIN (default $BIN), piece_bench from \$CHUNKFLY_BUILD/tests.
 The last line is a summary:
@@ -78,6 +96,9 @@ while [ $# -gt 0 ]; do
     --image-mib) IMAGE_MIB=${2:?}; shift 2 ;;
     --work-dir) WORK_BASE=${2:?}; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --mixed) MIXED=${2:?}; shift 2 ;;
+    --late) LATE=${2:?}; shift 2 ;;
+    --links-out) LINKS_OUT=${2:?}; shift 2 ;;
     --peer-set) [ $# -ge 2 ] && [[ $2 == *=* ]] || die "--peer-set needs KEY=VALUE"; PEER_SET+=("$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "$PROG: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -87,6 +108,18 @@ is_uint "$NODES" && [ "$NODES" -ge 1 ] && [ "$NODES" -le 60 ] || die "--nodes mu
 is_uint "$SIZE_MIB" && [ "$SIZE_MIB" -ge 1 ] || die "--size-mib must be >= 1"
 is_uint "$MBIT" && [ "$MBIT" -ge 1 ] && [ "$MBIT" -le 10000 ] || die "--mbit must be 1..10000"
 is_uint "$IMAGE_MIB" && [ "$IMAGE_MIB" -ge 4 ] || die "--image-mib must be >= 4"
+N_SLOW=0 SLOW_MBIT=$MBIT N_LATE=0 LATE_S=0
+if [ -n "$MIXED" ]; then
+  [[ $MIXED =~ ^(0?\.[0-9]+|1(\.0*)?):([0-9]+)$ ]] || die "--mixed F:R, e.g. 0.25:20"
+  SLOW_MBIT=${BASH_REMATCH[3]}
+  N_SLOW=$(awk -v f="${BASH_REMATCH[1]}" -v n="$NODES" 'BEGIN{printf "%d", f*n+0.5}')
+  [ "$SLOW_MBIT" -ge 1 ] && [ "$SLOW_MBIT" -le 10000 ] || die "--mixed: rate must be 1..10000"
+fi
+if [ -n "$LATE" ]; then
+  [[ $LATE =~ ^([0-9]+):([0-9]+)$ ]] || die "--late K:SEC, e.g. 2:10"
+  N_LATE=${BASH_REMATCH[1]} LATE_S=${BASH_REMATCH[2]}
+  [ "$N_LATE" -lt "$NODES" ] || die "--late: K must leave at least one node on time"
+fi
 [ "$(id -u)" = 0 ] || die "needs root (namespaces, tc)"
 SCENARIOS=${SCENARIOS//containerd,/containerd-direct,containerd-pullthrough,containerd-mirror,}
 [[ $SCENARIOS != *,containerd ]] || SCENARIOS=${SCENARIOS%containerd}containerd-direct,containerd-pullthrough,containerd-mirror
@@ -103,10 +136,11 @@ if want p2p || want containerd-mirror; then
   for b in chunkfly-peer chunkfly-scheduler chunkfly; do [ -x "$BIN/$b" ] || die "$BIN/$b not built"; done
   [ -x "$BUILD/tests/piece_bench" ] || die "$BUILD/tests/piece_bench not built"
 fi
+if want p2p; then command -v python3 >/dev/null || die "missing python3 (link sampler)"; fi
+command -v gnuplot >/dev/null || log "no gnuplot (apt-get install gnuplot-nox): no link plot"
 
 SIZE=$((SIZE_MIB * 1048576))
 BOUND=$(awk -v b=$SIZE -v r=$MBIT 'BEGIN{printf "%.2f", b*8/(r*1e6)}')
-BURST=$((MBIT * 1000000 / 8 / 500)); [ $BURST -ge 65536 ] || BURST=65536
 NSENV=(env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy
        -u NO_PROXY -u no_proxy -u REGISTRY_HTTP_ADDR -u REGISTRY_PROXY_REMOTEURL LC_ALL=C)
 
@@ -115,6 +149,8 @@ HUB=$PFX-hub REG_NS=$PFX-reg MIR_NS=$PFX-mir SCH_NS=$PFX-sch
 REG_IP=$NET.2 MIR_IP=$NET.3 SCH_IP=$NET.4
 node_ns() { echo "$PFX-n$1"; }
 node_ip() { echo "$NET.$((10 + $1))"; }
+node_mbit() { if [ "$1" -gt $((NODES - N_SLOW)) ]; then echo "$SLOW_MBIT"; else echo "$MBIT"; fi; }
+node_late() { if [ "$1" -gt $((NODES - N_LATE)) ]; then echo "$LATE_S"; else echo 0; fi; }
 NSS=()
 PIDS=()
 WORK=""
@@ -149,20 +185,21 @@ mk_ns() {
   ip -n "$1" link set lo up
   in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
 }
-attach() { # ns hub-if ip: veth to the hub bridge, shaped both ways
-  local ns=$1 hif=$2 ip=$3
+attach() { # ns hub-if ip [mbit]: veth to the hub bridge, shaped both ways
+  local ns=$1 hif=$2 ip=$3 rate=${4:-$MBIT} burst
+  burst=$((rate * 1000000 / 8 / 500)); [ $burst -ge 65536 ] || burst=65536
   mk_ns "$ns"
   ip -n "$HUB" link add "$hif" type veth peer name eth0 netns "$ns"
   ip -n "$HUB" link set "$hif" master br0
   ip -n "$HUB" link set "$hif" up
   ip -n "$ns" addr add "$ip/24" dev eth0
   ip -n "$ns" link set eth0 up
-  tc -n "$ns" qdisc add dev eth0 root tbf rate "${MBIT}mbit" burst $BURST latency 50ms
+  tc -n "$ns" qdisc add dev eth0 root tbf rate "${rate}mbit" burst $burst latency 50ms
   ip -n "$ns" link add ifb0 type ifb
   ip -n "$ns" link set ifb0 up
   tc -n "$ns" qdisc add dev eth0 handle ffff: ingress
   tc -n "$ns" filter add dev eth0 parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev ifb0
-  tc -n "$ns" qdisc add dev ifb0 root tbf rate "${MBIT}mbit" burst $BURST latency 50ms
+  tc -n "$ns" qdisc add dev ifb0 root tbf rate "${rate}mbit" burst $burst latency 50ms
 }
 onlink() { # ns target: no default route, target reached without a gateway
   local out
@@ -221,13 +258,15 @@ print_peer_metrics() { # LABEL REGEX: the matching metrics of every node's peer,
 # ---------------------------------------------------------------- setup
 WORK=$(mktemp -d "$WORK_BASE/bench-p2p.XXXXXX")
 log "nodes=$NODES size=${SIZE_MIB}MiB link=${MBIT}Mbit bound=${BOUND}s scenarios=$SCENARIOS work=$WORK"
+[ $N_SLOW = 0 ] || log "mixed: nodes $((NODES - N_SLOW + 1))..$NODES on ${SLOW_MBIT} Mbit/s links"
+[ $N_LATE = 0 ] || log "late: in the p2p round nodes $((NODES - N_LATE + 1))..$NODES start ${LATE_S} s late"
 mk_ns "$HUB"
 ip -n "$HUB" link add br0 type bridge
 ip -n "$HUB" link set br0 up
 attach "$REG_NS" h-reg "$REG_IP"
 attach "$MIR_NS" h-mir "$MIR_IP"
 attach "$SCH_NS" h-sch "$SCH_IP"
-for ((i = 1; i <= NODES; i++)); do attach "$(node_ns $i)" "h-n$i" "$(node_ip $i)"; done
+for ((i = 1; i <= NODES; i++)); do attach "$(node_ns $i)" "h-n$i" "$(node_ip $i)" "$(node_mbit $i)"; done
 onlink "$MIR_NS" "$REG_IP"
 for ((i = 1; i <= NODES; i++)); do
   for t in "$REG_IP" "$MIR_IP" "$SCH_IP" "$(node_ip 1)"; do onlink "$(node_ns $i)" "$t"; done
@@ -240,6 +279,7 @@ head -c $SIZE /dev/zero | openssl enc -aes-128-ctr -nosalt -K "$(printf bench | 
 SHA=$(sha256sum "$WORK/blob" | cut -d' ' -f1)
 DIGEST=sha256:$SHA
 start_registry "$REG_NS" "$WORK/origin" "$REG_IP"
+ORIGIN_PID=$LAST
 hdr=$WORK/push.hdr
 in_ns "$REG_NS" curl -sS -f --noproxy '*' -X POST -D "$hdr" -o /dev/null "http://$REG_IP:$PORT/v2/$REPO/blobs/uploads/"
 loc=$(awk 'tolower($1) == "location:" {print $2}' "$hdr" | tr -d '\r')
@@ -271,18 +311,23 @@ chmod 755 "$WORK/run.sh"
 declare -A R
 # scenario NAME CMD-TEMPLATE: every node runs the command at the same moment; @IP@ @OUT@ @I@
 scenario() {
-  local name=$1 tmpl=$2 dir=$WORK/$1 i b0 t0 pids=() last=0 ok=1 tmo
+  local name=$1 tmpl=$2 dir=$WORK/$1 i b0 t0 pids=() last=0 ok=1 tmo slowest=$MBIT late
+  [ "$SLOW_MBIT" -ge "$MBIT" ] || slowest=$SLOW_MBIT
   # every node through one link, three times over, plus a minute
-  tmo=$(awk -v b="${SCEN_SIZE:-$SIZE}" -v r=$MBIT -v n=$NODES 'BEGIN{printf "%.0f", 3*(n+1)*b*8/(r*1e6)+60}')
+  tmo=$(awk -v b="${SCEN_SIZE:-$SIZE}" -v r=$slowest -v n=$NODES -v l=$LATE_S 'BEGIN{printf "%.0f", 3*(n+1)*b*8/(r*1e6)+60+l}')
   mkdir -p "$dir"
   b0=$(origin_bytes)
-  t0=$((${EPOCHREALTIME/./} + 1000000 + 20000 * NODES))
+  [ "$name" != p2p ] || start_link_sampler "$dir"
+  # launching N `ip netns exec` takes ~0.1 s each on a loaded 2-core machine
+  t0=$((${EPOCHREALTIME/./} + 1000000 + 150000 * NODES))
   for ((i = 1; i <= NODES; i++)); do
     local cmd=${tmpl//@IP@/$(node_ip $i)}
     cmd=${cmd//@OUT@/$dir/n$i.blob}
     cmd=${cmd//@I@/$i}
+    late=0
+    [ "$name" != p2p ] || late=$(node_late "$i")
     # shellcheck disable=SC2086
-    timeout -k 5 "$tmo" ip netns exec "$(node_ns $i)" "${NSENV[@]}" "$WORK/run.sh" "$t0" "$dir/n$i" $cmd &
+    timeout -k 5 "$tmo" ip netns exec "$(node_ns $i)" "${NSENV[@]}" "$WORK/run.sh" "$((t0 + late * 1000000))" "$dir/n$i" $cmd &
     pids+=($!)
   done
   log "$name: $NODES nodes start together"
@@ -290,18 +335,88 @@ scenario() {
   for p in "${pids[@]}"; do wait "$p" || true; done
   [ "$name" != p2p ] || { kill "$RSS_SAMPLER" 2>/dev/null; wait "$RSS_SAMPLER" 2>/dev/null || true; }
   sleep 1 # the registry logs a request when it ends
+  [ "$name" != p2p ] || stop_link_sampler
+  : >"$dir/runs"
   for ((i = 1; i <= NODES; i++)); do
-    local s e rc sha
+    local s e rc sha grp=""
     read -r s e rc sha <"$dir/n$i.res" || { ok=0; continue; }
-    local el=$(((e - t0) / 1000))
+    local el=$(((e - t0) / 1000)) own=$(((e - s) / 1000))
     [ "$rc" = 0 ] && [ "$sha" = "${EXPECT:-$SHA}" ] || { ok=0; log "$name: node $i failed (rc $rc): $(tail -n 3 "$dir/n$i.log")"; }
     [ $el -gt $last ] && last=$el
-    printf '  %-7s node %2d done %7.2f s rc=%s sha256 %s\n' "$name" "$i" "$(awk -v m=$el 'BEGIN{print m/1000}')" "$rc" "$([ "$sha" = "${EXPECT:-$SHA}" ] && echo ok || echo BAD)"
+    [ "$(node_mbit $i)" = "$MBIT" ] || grp=S
+    [ "$name" != p2p ] || [ "$(node_late $i)" = 0 ] || grp=${grp}L
+    printf '%s %s %s %s\n' "n$i" "$(awk -v a=$((s - t0)) 'BEGIN{printf "%.2f", a/1e6}')" \
+      "$(awk -v a=$((e - t0)) 'BEGIN{printf "%.2f", a/1e6}')" "${grp:--}" >>"$dir/runs"
+    R[$name.own.$i]=$own
+    printf '  %-7s node %2d done %7.2f s (%7.2f s from its own start)%s rc=%s sha256 %s\n' "$name" "$i" \
+      "$(awk -v m=$el 'BEGIN{print m/1000}')" "$(awk -v m=$own 'BEGIN{print m/1000}')" \
+      "${grp:+ [$grp]}" "$rc" "$([ "$sha" = "${EXPECT:-$SHA}" ] && echo ok || echo BAD)"
   done
   R[$name.last]=$(awk -v m=$last 'BEGIN{printf "%.2f", m/1000}')
   R[$name.origin_x]=$(awk -v b="$(($(origin_bytes) - b0))" -v s="${SCEN_SIZE:-$SIZE}" 'BEGIN{printf "%.3f", b/s}')
   R[$name.ok]=$ok
   log "$name: last node ${R[$name.last]} s, origin served ${R[$name.origin_x]} x the blob, all ok=$ok"
+  T0=$t0
+  [ "$name" != p2p ] || links_report "$dir"
+}
+
+# ---------------------------------------------------------------- where the time goes
+start_link_sampler() { # DIR: one sampler process in the hub namespace (no routes there)
+  local i k
+  : >"$1/links.spec"
+  for ((i = 1; i <= NODES; i++)); do
+    echo "n$i $i $(node_ns $i) ${PEER_PIDS[$((i - 1))]} $(($(node_mbit $i) * 1000000)) $(node_ip $i):8101" >>"$1/links.spec"
+  done
+  echo "origin 0 $REG_NS $ORIGIN_PID $((MBIT * 1000000)) -" >>"$1/links.spec"
+  echo "sched -1 $SCH_NS $SCHED_PID $((MBIT * 1000000)) -" >>"$1/links.spec"
+  bg "$HUB" "$1/links.log" python3 "$SRC/tests/bench/p2p/link_sampler.py" sample "$1/links.spec" "$1/links.csv" 0.5
+  LINK_SAMPLER=$LAST
+  # its first rows (the baseline of every counter) before anything starts
+  for ((k = 0; k < 100; k++)); do [ "$(cat "$1/links.csv" 2>/dev/null | wc -l)" -lt 2 ] || break; sleep 0.1; done
+}
+stop_link_sampler() { stop_pid "$LINK_SAMPLER"; }
+links_report() { # DIR: per-node summary, the plot, groups against their bounds
+  local dir=$1 tend ttl
+  echo "  where the time goes (p2p round, load average $(cut -d' ' -f1-3 /proc/loadavg)):"
+  python3 "$SRC/tests/bench/p2p/link_sampler.py" report "$dir/links.csv" "$dir/runs" "$dir" "$T0" || log "link report failed"
+  if command -v gnuplot >/dev/null && [ -s "$dir/links.dat" ]; then
+    tend=$(awk -v l="${R[p2p.last]}" 'BEGIN{printf "%d", l + 3}')
+    ttl="p2p: $NODES nodes, ${SIZE_MIB} MiB, ${MBIT} Mbit/s links"
+    [ $N_SLOW = 0 ] || ttl="$ttl (nodes $((NODES - N_SLOW + 1))-$NODES at ${SLOW_MBIT})"
+    [ $N_LATE = 0 ] || ttl="$ttl, nodes $((NODES - N_LATE + 1))-$NODES ${LATE_S} s late"
+    ttl="$ttl: last node ${R[p2p.last]} s, bound ${BOUND} s, origin ${R[p2p.origin_x]} x"
+    gnuplot -e "dir='$dir'; out='$dir/links.png'; ttl='$ttl'; nodes=$NODES; tend=$tend; slots=16" \
+      "$SRC/tests/bench/p2p/links.gp" 2>"$dir/gnuplot.log" || log "gnuplot failed: $(tail -n 3 "$dir/gnuplot.log")"
+  fi
+  if [ -n "$LINKS_OUT" ]; then
+    mkdir -p "$(dirname "$LINKS_OUT")"
+    cp "$dir/links.csv" "$LINKS_OUT.csv"
+    { echo "# t0_us $T0"; cat "$dir/runs"; } >"$LINKS_OUT.runs"
+    [ ! -s "$dir/links.png" ] || cp "$dir/links.png" "$LINKS_OUT.png"
+    log "links: $LINKS_OUT.csv${LINKS_OUT:+ $LINKS_OUT.png}"
+  fi
+  group_report
+}
+group_report() { # each group of nodes against the bound of its own links, from its own start
+  local i g b n worst
+  for g in fast slow late ontime; do
+    worst=0 n=0
+    for ((i = 1; i <= NODES; i++)); do
+      case $g in
+        fast) [ $N_SLOW -gt 0 ] && [ "$(node_mbit $i)" = "$MBIT" ] || continue ;;
+        slow) [ $N_SLOW -gt 0 ] && [ "$(node_mbit $i)" != "$MBIT" ] || continue ;;
+        late) [ "$(node_late $i)" != 0 ] || continue ;;
+        ontime) [ $N_LATE -gt 0 ] && [ "$(node_late $i)" = 0 ] || continue ;;
+      esac
+      n=$((n + 1))
+      [ "${R[p2p.own.$i]:-0}" -le $worst ] || worst=${R[p2p.own.$i]}
+    done
+    [ $n -gt 0 ] || continue
+    b=$(awk -v s=$SIZE -v r="$([ $g = slow ] && echo "$SLOW_MBIT" || echo "$MBIT")" 'BEGIN{printf "%.2f", s*8/(r*1e6)}')
+    R[p2p.group.$g]=$(printf 'p2p group %-6s nodes=%d last(from own start)=%s s bound=%s s last/bound=%s (goal <= 1.3)' "$g" "$n" \
+      "$(awk -v m=$worst 'BEGIN{printf "%.2f", m/1000}')" "$b" "$(awk -v m=$worst -v b="$b" 'BEGIN{printf "%.3f", m/1000/b}')")
+    echo "  ${R[p2p.group.$g]}"
+  done
 }
 
 sample_rss() { # max RSS of all peers while the p2p round runs
@@ -329,6 +444,7 @@ fi
 if want p2p || want containerd-mirror; then
   mkdir -p "$WORK/sched"
   bg "$SCH_NS" "$WORK/sched/log" "$BIN/chunkfly-scheduler" --listen "$SCH_IP:8002" --http "$SCH_IP:8003"
+  SCHED_PID=$LAST
   wait_http "$SCH_NS" "http://$SCH_IP:8003/healthz" "$LAST"
   printf 'origin_plain_http = true\n' >"$WORK/peer.conf"
   for kv in "${PEER_SET[@]}"; do printf '%s = %s\n' "${kv%%=*}" "${kv#*=}" >>"$WORK/peer.conf"; done
@@ -468,6 +584,7 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else printf "-" }'; }
 if want p2p; then
   echo "p2p vs direct (time): $(ratio "${R[p2p.last]}" "${R[direct.last]:-0}")   vs mirror: $(ratio "${R[p2p.last]}" "${R[mirror.last]:-0}")   vs bound: $(ratio "${R[p2p.last]}" "$BOUND")"
+  for g in fast slow late ontime; do [ -z "${R[p2p.group.$g]:-}" ] || echo "${R[p2p.group.$g]}"; done
   echo "peer RSS max: idle ${RSS_IDLE} KiB (target <= 10240), during the run ${RSS_RUN} KiB, after ${RSS_AFTER} KiB"
   echo "loopback piece serving / sendfile loop: $SERVE_RATIO (target >= 0.9)"
   printf 'p2p bench: nodes=%d size=%dMiB link=%dMbit origin_x=%s last=%s direct_last=%s mirror_last=%s bound=%s vs_direct=%s vs_mirror=%s vs_bound=%s serve_ratio=%s rss_idle_kib=%s rss_run_kib=%s\n' \

@@ -39,6 +39,12 @@ echo "peer 2: origin $o2 parents $p2; peer 1 served $(metric 1 bytes_served_peer
 [ "$p2" -ge "$SIZE" ] || fail "peer 2 got only $p2 bytes from parents"
 [ "$o2" = 0 ] || fail "peer 2 fetched $o2 bytes from the origin"
 [ "$(metric 1 bytes_served_peers_total)" -gt 0 ] || fail "peer 1 served nothing"
+# issue 14's gauges: present, and nothing waits once the blobs are complete
+for g in pieces_missing piece_requests_parents piece_requests_origin pieces_waiting_parent \
+    pieces_waiting_origin pieces_waiting_origin_mine; do
+    [ "$(metric 2 "$g")" = 0 ] || fail "peer 2: $g is '$(metric 2 "$g")' after completion, expected 0"
+done
+[ "$(metric 1 upload_slots_idle)" = 16 ] || fail "peer 1: upload_slots_idle '$(metric 1 upload_slots_idle)', expected 16 (all idle)"
 
 note "peer 3: digest list known, pieces checked on arrival"
 get 3 5000000 3000000 "$T/o3r" || fail "peer 3 range read"

@@ -801,6 +801,56 @@ static void test_rarest_first_ignores_banned_holders(void **state)
     fx_free(&f);
 }
 
+/* ---- counting where missing pieces wait (/metrics) ---- */
+
+static void test_count_waiting(void **state)
+{
+    (void)state;
+    fx f;
+    fx_init(&f, 8);
+    pp_waiting w = {0};
+    pp_count_waiting(&f.t, &f.liars, &w);
+    assert_int_equal(w.missing, 8);
+    assert_int_equal(w.waiting_origin, 8); /* no parent, no grant: all wait for the mesh */
+    assert_int_equal(w.waiting_origin_mine, 0);
+    assert_int_equal(w.waiting_parent + w.requests_parents + w.requests_origin, 0);
+
+    assert_int_equal(add(&f.t, "a", "11110000"), 0);
+    assert_int_equal(add(&f.t, "b", "00000011"), 1);
+    proto_piece_run g = {4, 1};
+    assert_int_equal(pp_grant(&f.t, &g, 1), 0);
+    TAKE(&f, NULL, 0, 4, PP_ORIGIN); /* the grant first */
+    TAKE(&f, NULL, 0, 0, 0);         /* then rarest first (all single holders: in order) */
+    assert_int_equal(deliver(&f, 0, 0), 1);
+    TAKE(&f, NULL, 0, 1, 0);
+    /* stored 0; requested 4 (origin), 1 (a); held by parents and not requested 2 3 6 7;
+     * held by nobody: 5 */
+    memset(&w, 0, sizeof(w));
+    pp_count_waiting(&f.t, &f.liars, &w);
+    assert_int_equal(w.missing, 7);
+    assert_int_equal(w.requests_origin, 1);
+    assert_int_equal(w.requests_parents, 1);
+    assert_int_equal(w.waiting_parent, 4);
+    assert_int_equal(w.waiting_origin, 1);
+    assert_int_equal(w.waiting_origin_mine, 0);
+
+    /* a banned holder holds nothing; origin mode makes every orphan piece this node's own */
+    assert_int_equal(pp_parent_lied(&f.t, &f.liars, 1, 0), PP_LIE_NEW_BAN);
+    f.t.origin_mode = 1;
+    pp_count_waiting(&f.t, &f.liars, &w); /* adds */
+    assert_int_equal(w.missing, 14);
+    assert_int_equal(w.waiting_parent, 4 + 2); /* 2 3 */
+    assert_int_equal(w.waiting_origin, 1 + 3); /* 5 6 7 */
+    assert_int_equal(w.waiting_origin_mine, 3);
+    fx_free(&f);
+
+    /* a task without maps adds nothing */
+    pp_task empty = {0};
+    memset(&w, 0, sizeof(w));
+    pp_count_waiting(&empty, NULL, &w);
+    assert_int_equal(w.missing + w.waiting_origin + w.waiting_parent, 0);
+}
+
 /* ---- end game ---- */
 
 static void test_end_game(void **state)
@@ -1972,6 +2022,7 @@ int main(void)
         cmocka_unit_test(test_grants_before_rarest_first),
         cmocka_unit_test(test_rarest_first),
         cmocka_unit_test(test_rarest_first_ignores_banned_holders),
+        cmocka_unit_test(test_count_waiting),
         cmocka_unit_test(test_end_game),
         cmocka_unit_test(test_end_game_waits_for_stalled_requests),
         cmocka_unit_test(test_end_game_after_origin),
