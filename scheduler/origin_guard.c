@@ -139,8 +139,13 @@ size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
      * only p cannot get (it reported their holders bad): nobody else will fetch them for p */
     int capped = p->n_grants == 0 && t->granted_peers >= s->cfg.origin_peers;
     if (capped && n_u == n_sh) return 0;
+    /* first copies of a blob of few pieces are split between origin_peers fetchers, not
+     * given whole to the first one, so every fetcher has pieces to upload early (a lone peer
+     * just asks again); pieces only p cannot get keep the whole window */
+    uint32_t share = (t->n_pieces + s->cfg.origin_peers - 1) / s->cfg.origin_peers; /* >= 1 */
+    if (share > s->cfg.grant_window) share = s->cfg.grant_window;
     size_t n_runs = 0;
-    uint32_t granted = 0;
+    uint32_t granted = 0, shared = 0;
     for (uint32_t i = 0; i < t->n_pieces && granted < s->cfg.grant_window; i++) {
         if (peer_has(p, i)) continue;
         uint32_t held = t->holders[i];
@@ -154,6 +159,7 @@ size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
             only_p_lacks = held > shunned;
         }
         if (capped && !only_p_lacks) continue;
+        if (!only_p_lacks && shared >= share) continue;
         sched_peer **g = &t->grant[(size_t)i * M];
         unsigned live = 0, mine = 0, slot = M;
         for (unsigned j = 0; j < M; j++) {
@@ -175,6 +181,7 @@ size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
         g[slot] = p;
         if (used == 0) t->pieces_granted++;
         granted++;
+        shared += !only_p_lacks;
         if (n_runs && s->runs[n_runs - 1].start + s->runs[n_runs - 1].count == i)
             s->runs[n_runs - 1].count++;
         else
