@@ -29,20 +29,12 @@
 #include "cf/hex.h"
 #include "cf/log.h"
 #include "daemon_internal.h"
+#include "download_timing.h"
 #include "proto/error_code.h"
 #include "proto/piece.h"
 
 #define MAX_RESTARTS 3
 #define MAX_WANTS    64 /* watcher ranges handed to the policy per pump */
-/* End game only for requests outstanding this long: a 1 MiB piece takes ~0.1 s at 100 Mbit/s
- * (~0.4 s queued behind per_parent_in_flight others), so 2 s means a stalled parent, not a
- * busy one; earlier duplicates cost bandwidth the swarm needs (no cancel message). */
-#define END_GAME_AFTER_MS 2000
-/* Bytes one origin request may fetch for a whole-blob download (an origin run, piece_policy.h):
- * docker-registry answers 256 Range GETs of 1 MiB in 2.0 s on loopback and the same 256 MiB in
- * one GET in 0.43 s; 32 MiB cuts the per-request cost to a few percent and still lets a run that
- * fails be asked again soon. */
-#define ORIGIN_RUN_BYTES (32u << 20)
 
 static void task_pump(struct task *t);
 static void task_open(struct task *t);
@@ -500,7 +492,7 @@ static void on_sched_lost(struct task *t)
     t->registered = 0;
     t->sched_idx = -1;
     pp_clear_grants(&t->pp);
-    t->reask_at_ms = pd_now(t->d) + 1000; /* re-register (maybe elsewhere) soon */
+    t->reask_at_ms = pd_now(t->d) + PEER_REASK_SOON_MS; /* re-register (maybe elsewhere) soon */
     if (t->state == T_REGISTERING) {
         if (register_now(t) == 0) return; /* another scheduler */
         t->sched_idx = -1;
@@ -1481,11 +1473,12 @@ static int start_pick(struct task *t, const pp_pick *pk)
     }
     if (!t->oc) return -ENOMEM;
     /* a whole-blob download streams consecutive pieces in one request */
-    uint32_t run =
-        t->pp.whole && !t->cache_full
-            ? pp_origin_run(&t->pp, pk->piece,
-                            ORIGIN_RUN_BYTES / t->piece_size ? ORIGIN_RUN_BYTES / t->piece_size : 1)
-            : 1;
+    uint32_t run = t->pp.whole && !t->cache_full
+                       ? pp_origin_run(&t->pp, pk->piece,
+                                       PEER_ORIGIN_RUN_BYTES / t->piece_size
+                                           ? PEER_ORIGIN_RUN_BYTES / t->piece_size
+                                           : 1)
+                       : 1;
     if (run > 1) return start_origin_run(t, pk->piece, run, pk->at_ms);
     struct piece_job *j = piece_job_new(t, pk->piece, PP_ORIGIN, NULL, NULL);
     if (!j) return -ENOMEM;
@@ -1531,7 +1524,7 @@ static void task_pump(struct task *t)
         nw++;
     }
     pp_limits lim = {d->o.pieces_in_flight, d->o.per_parent_in_flight, d->o.origin_in_flight,
-                     END_GAME_AFTER_MS};
+                     PEER_END_GAME_AFTER_MS};
     pp_env env = {.now_ms = pd_now(d),
                   .lim = &lim,
                   .liars = &d->liars,
@@ -1576,7 +1569,7 @@ static void on_candidates(struct task *t, const proto_candidates *c)
         cf_info("task %s: only banned parents offered, going back to source", t->id);
         t->pp.origin_mode = 1;
     }
-    t->reask_at_ms = now + 2000;
+    t->reask_at_ms = now + PEER_REASK_MS;
     task_pump(t);
 }
 
@@ -1973,7 +1966,7 @@ void task_tick(peer_daemon *d)
         /* (re-)register when the scheduler went away and came back, or parents ran out */
         if (d->o.n_schedulers && !t->registered && now >= t->reask_at_ms &&
             !(t->state == T_RUNNING && t->pp.origin_mode && t->length <= d->o.small_blob)) {
-            t->reask_at_ms = now + 2000;
+            t->reask_at_ms = now + PEER_REASK_MS;
             if (register_now(t) != 0) t->sched_idx = -1;
         }
         if (t->state != T_RUNNING) continue;
@@ -1984,7 +1977,7 @@ void task_tick(peer_daemon *d)
             t->pp.origin_mode = 1;
         } else if (t->registered && t->pp.n_requests == 0 && now >= t->reask_at_ms && wanted) {
             /* parents ran out: ask again (a repeated REGISTER_TASK = new schedule) */
-            t->reask_at_ms = now + 1000;
+            t->reask_at_ms = now + PEER_REASK_SOON_MS;
             proto_msg m = {.type = PROTO_MSG_REGISTER_TASK};
             m.u.register_task.task_id = t->id;
             m.u.register_task.content_length = t->length;

@@ -11,10 +11,9 @@
 #include "cf/parse_number.h"
 #include "access_check.h"
 #include "daemon_internal.h"
+#include "download_timing.h"
 #include "proto/handshake.h"
 #include "proto/http_server.h"
-
-#define TICK_MS 250
 
 const char *const peer_daemon_config_keys[] = {"listen",
                                                "advertise",
@@ -468,7 +467,7 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
         peer_daemon_free(d);
         return rc;
     }
-    uv_timer_start(&d->tick_timer, on_tick, TICK_MS, TICK_MS);
+    uv_timer_start(&d->tick_timer, on_tick, PEER_TICK_MS, PEER_TICK_MS);
     if (o->n_schedulers) seed_cached(d);
     cf_info("peer %s: upload %s%s, local API %s, %zu scheduler(s), cache %s", d->host_id, o->listen,
             d->tls ? " (mutual TLS)" : "", o->api_socket, o->n_schedulers, o->cache_dir);

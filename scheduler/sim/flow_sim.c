@@ -8,7 +8,8 @@
  * model of flow_net.h (per-node up/down capacity, an origin uplink, max-min or per-link fair).
  *
  * What the node model does (mirroring the daemon; constants from peer_daemon_opts_load's
- * defaults and proto_timing, or named where the daemon keeps them private):
+ * defaults, proto_timing and peer/download_timing.h; the scheduler's tick from
+ * sched_server_opts_default):
  *  - join: ANNOUNCE_HOST (upload_slots, upload_bw), REGISTER_TASK; one reader (`chunkfly get`)
  *    streams the blob from its start: wants = [first missing piece, last] (range_reader.c), and
  *    the task fetches the whole blob (fetch_whole_blob).
@@ -47,21 +48,14 @@
 
 #include "cf/config.h"
 #include "cf/log.h"
+#include "download_timing.h"
 #include "flow_net.h"
 #include "peer/daemon.h"
 #include "piece_policy.h"
 #include "proto/piece.h"
 #include "proto/timing.h"
 #include "sched/sched.h"
-
-/* Private to the daemon (peer/peer_daemon.c TICK_MS, peer/download_task.c END_GAME_AFTER_MS,
- * ORIGIN_RUN_BYTES, the re-ask delays of on_candidates and the tick): same values. */
-#define DAEMON_TICK_MS           250
-#define DAEMON_END_GAME_AFTER_MS 2000
-#define DAEMON_ORIGIN_RUN_BYTES  (32u << 20)
-#define DAEMON_REASK_CANDIDATES  2000
-#define DAEMON_REASK_IDLE        1000
-#define SCHED_TICK_MS            250 /* sched_server_opts_default's tick_ms */
+#include "sched/sched_server.h"
 
 #define ORIGIN (-1)
 #define US     1000000ull
@@ -130,6 +124,7 @@ struct node {
 };
 
 struct sim {
+    uint32_t sched_tick_ms; /* the scheduler server's housekeeping period */
     /* options */
     int n;
     uint64_t size;
@@ -384,7 +379,7 @@ static void node_pump(struct sim *S, struct node *nd)
                  (uint32_t)pk.parent, NULL);
             continue;
         }
-        uint32_t per_run = DAEMON_ORIGIN_RUN_BYTES / S->piece_size;
+        uint32_t per_run = PEER_ORIGIN_RUN_BYTES / S->piece_size;
         uint32_t run = nd->pp.whole ? pp_origin_run(&nd->pp, pk.piece, per_run ? per_run : 1) : 1;
         if (run > 1)
             pp_origin_run_started(&nd->pp, pk.piece, run, pk.at_ms);
@@ -491,7 +486,7 @@ static void on_decision(struct sim *S, struct node *nd, struct dmsg *m)
         const struct node *pn = &S->nodes[p];
         pp_add_candidate(&nd->pp, pn->id, pn->addr, m->bits + (size_t)i * S->nb, S->nb, now_ms(S));
     }
-    if (m->n_parents) nd->reask_at_ms = now_ms(S) + DAEMON_REASK_CANDIDATES;
+    if (m->n_parents) nd->reask_at_ms = now_ms(S) + PEER_REASK_MS;
     if (m->wait_ms) {
         uint32_t ms = m->wait_ms < 100 ? 100 : m->wait_ms > 10000 ? 10000 : m->wait_ms;
         if (nd->reask_at_ms < now_ms(S) + ms) nd->reask_at_ms = now_ms(S) + ms;
@@ -636,7 +631,7 @@ static void on_join(struct sim *S, struct node *nd)
     /* ANNOUNCE_HOST, then REGISTER_TASK */
     send_sched(S, nd->idx, SM_ANNOUNCE, 0, 0);
     send_sched(S, nd->idx, SM_REGISTER, 0, 0);
-    push(S, S->now + DAEMON_TICK_MS * 1000ull, EV_NODE_TICK, nd->idx, 0, 0, 0, NULL);
+    push(S, S->now + PEER_TICK_MS * 1000ull, EV_NODE_TICK, nd->idx, 0, 0, 0, NULL);
 }
 
 /* peer_daemon.c on_tick -> download_task.c's sweep, and sched_client.c's heartbeat timer. */
@@ -656,12 +651,12 @@ static void on_node_tick(struct sim *S, struct node *nd)
         if (!nd->pp.origin_mode && t - nd->last_progress_ms > S->o.mesh_stall_ms) {
             nd->pp.origin_mode = 1;
         } else if (nd->pp.n_requests == 0 && t >= nd->reask_at_ms) {
-            nd->reask_at_ms = t + DAEMON_REASK_IDLE;
+            nd->reask_at_ms = t + PEER_REASK_SOON_MS;
             send_sched(S, nd->idx, SM_REGISTER, 0, 0);
         }
         node_pump(S, nd);
     }
-    push(S, S->now + DAEMON_TICK_MS * 1000ull, EV_NODE_TICK, nd->idx, 0, 0, 0, NULL);
+    push(S, S->now + PEER_TICK_MS * 1000ull, EV_NODE_TICK, nd->idx, 0, 0, 0, NULL);
 }
 
 /* ---- options and set-up ---- */
@@ -840,8 +835,11 @@ static int daemon_defaults(struct sim *S)
         return rc;
     }
     S->lim = (pp_limits){S->o.pieces_in_flight, S->o.per_parent_in_flight, S->o.origin_in_flight,
-                         DAEMON_END_GAME_AFTER_MS};
+                         PEER_END_GAME_AFTER_MS};
     S->liars.ban_after = S->o.ban_after_lies;
+    struct sched_server_opts so;
+    sched_server_opts_default(&so);
+    S->sched_tick_ms = so.tick_ms;
     return 0;
 }
 
@@ -903,7 +901,7 @@ static int setup(struct sim *S)
     S->net = fnet_new(S->n, up, down, S->origin_mbit * 1e6 / 8, S->model, &nops);
     free(up), free(down), free(order);
     if (!S->net) return -ENOMEM;
-    push(S, SCHED_TICK_MS * 1000ull, EV_SCHED_TICK, 0, 0, 0, 0, NULL);
+    push(S, S->sched_tick_ms * 1000ull, EV_SCHED_TICK, 0, 0, 0, 0, NULL);
     return 0;
 }
 
@@ -1028,7 +1026,7 @@ int flow_sim_main(int argc, char **argv)
         case EV_SCHED_TICK:
             SCHED_CALL(S, sched_tick(S->s, now_ms(S)));
             if (S->done_nodes < S->n)
-                push(S, S->now + SCHED_TICK_MS * 1000ull, EV_SCHED_TICK, 0, 0, 0, 0, NULL);
+                push(S, S->now + S->sched_tick_ms * 1000ull, EV_SCHED_TICK, 0, 0, 0, 0, NULL);
             break;
         case EV_NODE_TICK:
             if (S->done_nodes < S->n) on_node_tick(S, nd);
