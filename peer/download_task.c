@@ -1474,10 +1474,7 @@ static int start_pick(struct task *t, const pp_pick *pk)
     if (!t->oc) return -ENOMEM;
     /* a whole-blob download streams consecutive pieces in one request */
     uint32_t run = t->pp.whole && !t->cache_full
-                       ? pp_origin_run(&t->pp, pk->piece,
-                                       PEER_ORIGIN_RUN_BYTES / t->piece_size
-                                           ? PEER_ORIGIN_RUN_BYTES / t->piece_size
-                                           : 1)
+                       ? pp_origin_run(&t->pp, pk->piece, peer_origin_run_pieces(t->piece_size))
                        : 1;
     if (run > 1) return start_origin_run(t, pk->piece, run, pk->at_ms);
     struct piece_job *j = piece_job_new(t, pk->piece, PP_ORIGIN, NULL, NULL);

@@ -15,6 +15,11 @@
  * one GET in 0.43 s; 32 MiB cuts the per-request cost to a few percent and still lets a run that
  * fails be asked again soon. */
 #define PEER_ORIGIN_RUN_BYTES (32u << 20)
+/* Pieces of piece_size (> 0) in one origin run: at least one. */
+static inline unsigned peer_origin_run_pieces(unsigned piece_size)
+{
+    return PEER_ORIGIN_RUN_BYTES / piece_size ? PEER_ORIGIN_RUN_BYTES / piece_size : 1;
+}
 /* Re-register a task this long after candidates arrived or a registration was sent... */
 #define PEER_REASK_MS 2000
 /* ...and this soon when its parents ran out or its scheduler went away. */

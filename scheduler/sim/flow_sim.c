@@ -379,8 +379,9 @@ static void node_pump(struct sim *S, struct node *nd)
                  (uint32_t)pk.parent, NULL);
             continue;
         }
-        uint32_t per_run = PEER_ORIGIN_RUN_BYTES / S->piece_size;
-        uint32_t run = nd->pp.whole ? pp_origin_run(&nd->pp, pk.piece, per_run ? per_run : 1) : 1;
+        uint32_t run = nd->pp.whole
+                           ? pp_origin_run(&nd->pp, pk.piece, peer_origin_run_pieces(S->piece_size))
+                           : 1;
         if (run > 1)
             pp_origin_run_started(&nd->pp, pk.piece, run, pk.at_ms);
         else
