@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cf/buf.h"
+#include "cf/file_io.h"
 #include "proto/error_code.h"
 #include "proto/frame.h"
 #include "proto/handshake.h"
@@ -29,6 +30,8 @@ struct client_local {
     uint32_t last_peer_code;
     bool broken;        /* a reply was cut or invalid: the stream is out of sync */
     bool unverified_ok; /* LOCAL_READ "uv" (client_local_opts) */
+    bool accept_fd;     /* LOCAL_READ "fd" (client_local_opts) */
+    int rx_fd;          /* descriptor that came with the last frame (SCM_RIGHTS), -1 = none */
     char node_id[64];
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     uint8_t *body;    /* PROTO_MAX_BODY */
@@ -50,13 +53,41 @@ static int wait_fd(client_local *c, short events, cf_err *err)
     }
 }
 
+/* A descriptor that came with the bytes just read: kept for the LOCAL_FILE it belongs to (the
+ * kernel delivers it with that frame's first bytes, never merged into earlier data); one we
+ * did not ask for, or a second one, is closed. */
+static void take_fds(client_local *c, struct msghdr *mh)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (c->accept_fd && c->rx_fd < 0)
+                c->rx_fd = fd;
+            else
+                close(fd);
+        }
+    }
+}
+
 static int read_full(client_local *c, void *buf, size_t len, cf_err *err)
 {
     uint8_t *p = buf;
     while (len) {
         int r = wait_fd(c, POLLIN, err);
         if (r) return r;
-        ssize_t n = recv(c->fd, p, len, 0);
+        struct iovec iov = {.iov_base = p, .iov_len = len};
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(4 * sizeof(int))];
+        } ctl;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        mh.msg_control = ctl.b;
+        mh.msg_controllen = sizeof(ctl.b);
+        ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+        if (n > 0 && mh.msg_controllen > 0) take_fds(c, &mh);
         if (n > 0) {
             p += n;
             len -= (size_t)n;
@@ -112,6 +143,10 @@ static int recv_msg(client_local *c, proto_msg *m, uint32_t *payload_len, cf_err
         r = proto_msg_decode(h.type, c->body, h.body_len, h.payload_len, m, err);
         if (r == -ENOTSUP) r = cf_err_set(err, -EBADMSG, "unknown message type 0x%02x", h.type);
     }
+    if (c->rx_fd >= 0 && (r || m->type != PROTO_MSG_LOCAL_FILE)) {
+        close(c->rx_fd); /* came with a frame that carries none */
+        c->rx_fd = -1;
+    }
     if (r) {
         c->broken = true;
         if (r == -EBADMSG || r == -EPROTO || r == -EMSGSIZE)
@@ -158,7 +193,9 @@ static int recv_answer(client_local *c, uint64_t req, uint8_t want, proto_msg *m
         proto_msg_free(m);
         return r;
     }
-    if (m->type != want) {
+    /* a read we let take a descriptor may be answered with the file */
+    bool file_ok = want == PROTO_MSG_LOCAL_DATA && c->accept_fd && m->type == PROTO_MSG_LOCAL_FILE;
+    if (m->type != want && !file_ok) {
         r = unexpected(c, m, proto_msg_type_name(want), err);
         proto_msg_free(m);
         return r;
@@ -199,11 +236,13 @@ static client_local *client_alloc(const char *name, const client_local_opts *opt
         return NULL;
     }
     c->fd = -1;
+    c->rx_fd = -1;
     snprintf(c->path, sizeof(c->path), "%s", name);
     c->idle_timeout_ms =
         opts && opts->idle_timeout_ms > 0 ? opts->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS;
     c->max_payload = opts && opts->max_payload ? opts->max_payload : DEFAULT_MAX_PAYLOAD;
     c->unverified_ok = opts && opts->unverified_ok;
+    c->accept_fd = opts && opts->accept_fd;
     if (c->max_payload > PROTO_MAX_PAYLOAD) c->max_payload = PROTO_MAX_PAYLOAD;
     if (opts && opts->node_id)
         snprintf(c->node_id, sizeof(c->node_id), "%s", opts->node_id);
@@ -304,6 +343,7 @@ void client_local_close(client_local *c)
 {
     if (!c) return;
     if (c->fd >= 0) close(c->fd);
+    if (c->rx_fd >= 0) close(c->rx_fd);
     free(c->body);
     free(c->payload);
     free(c);
@@ -324,9 +364,26 @@ static int check_task(const char *task_id, cf_err *err)
     return 0;
 }
 
-int client_local_read(client_local *c, const char *task_id, const char *origin,
-                      const char *credentials, uint64_t offset, uint64_t length, client_data_fn fn,
-                      void *ctx, uint64_t *delivered, cf_err *err)
+/* A LOCAL_FILE answer without a file_fn: the file's bytes go to fn in blocks. */
+static int file_to_fn(client_local *c, client_data_fn fn, void *ctx, uint64_t at, int fd,
+                      uint64_t foff, uint64_t len)
+{
+    while (len) {
+        size_t n = len < c->max_payload ? (size_t)len : c->max_payload;
+        int r = cf_pread_full(fd, c->payload, n, foff);
+        if (r) return r == -ENODATA ? -EIO : r;
+        if ((r = fn(ctx, at, c->payload, n))) return r;
+        at += n;
+        foff += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int client_local_read_ex(client_local *c, const char *task_id, const char *origin,
+                         const char *credentials, uint64_t offset, uint64_t length,
+                         client_data_fn fn, client_file_fn file_fn, void *ctx, uint64_t *delivered,
+                         cf_err *err)
 {
     uint64_t got = 0;
     if (delivered) *delivered = 0;
@@ -345,7 +402,8 @@ int client_local_read(client_local *c, const char *task_id, const char *origin,
                                         .credentials = credentials,
                                         .offset = offset,
                                         .length = length,
-                                        .unverified_ok = c->unverified_ok};
+                                        .unverified_ok = c->unverified_ok,
+                                        .accept_fd = c->accept_fd};
     r = send_msg(c, &q, err);
     if (r) return r;
     for (;;) {
@@ -353,6 +411,30 @@ int client_local_read(client_local *c, const char *task_id, const char *origin,
         uint32_t plen;
         r = recv_answer(c, req, PROTO_MSG_LOCAL_DATA, &m, &plen, err);
         if (r) break;
+        if (m.type == PROTO_MSG_LOCAL_FILE) {
+            proto_local_file f = m.u.local_file;
+            if ((r = check_req(c, &m, f.req_id, req, err))) break;
+            proto_msg_free(&m);
+            int fd = c->rx_fd;
+            c->rx_fd = -1;
+            if (fd < 0 || f.offset != offset + got || f.length != end - f.offset) {
+                if (fd >= 0) close(fd);
+                c->broken = true;
+                r = cf_err_set(err, -EBADMSG,
+                               "invalid reply from peer daemon at %s: a file for %llu bytes at "
+                               "blob offset %llu%s, expected the rest of [%llu, %llu) from %llu",
+                               c->path, (unsigned long long)f.length, (unsigned long long)f.offset,
+                               fd < 0 ? " without its descriptor" : "", (unsigned long long)offset,
+                               (unsigned long long)end, (unsigned long long)(offset + got));
+                break;
+            }
+            /* the read ends here: the connection stays in step whatever the copy does */
+            r = file_fn ? file_fn(ctx, f.offset, fd, f.file_offset, f.length)
+                        : file_to_fn(c, fn, ctx, f.offset, fd, f.file_offset, f.length);
+            close(fd);
+            if (r == 0) got += f.length;
+            break;
+        }
         if ((r = check_req(c, &m, m.u.local_data.req_id, req, err))) break;
         uint64_t at = m.u.local_data.offset;
         bool last = m.u.local_data.last;
@@ -399,6 +481,14 @@ int client_local_read(client_local *c, const char *task_id, const char *origin,
     return r;
 }
 
+int client_local_read(client_local *c, const char *task_id, const char *origin,
+                      const char *credentials, uint64_t offset, uint64_t length, client_data_fn fn,
+                      void *ctx, uint64_t *delivered, cf_err *err)
+{
+    return client_local_read_ex(c, task_id, origin, credentials, offset, length, fn, NULL, ctx,
+                                delivered, err);
+}
+
 struct fd_sink {
     int fd;
     uint64_t base; /* blob offset that maps to fd_offset */
@@ -423,13 +513,19 @@ static int fd_write(void *ctx, uint64_t offset, const void *data, size_t len)
     return 0;
 }
 
+static int fd_copy(void *ctx, uint64_t offset, int in, uint64_t in_off, uint64_t len)
+{
+    struct fd_sink *s = ctx;
+    return cf_copy_range(in, in_off, s->fd, s->fd_offset + (offset - s->base), len);
+}
+
 int client_local_read_fd(client_local *c, const char *task_id, const char *origin,
                          const char *credentials, uint64_t offset, uint64_t length, int fd,
                          uint64_t fd_offset, uint64_t *delivered, cf_err *err)
 {
     struct fd_sink s = {.fd = fd, .base = offset, .fd_offset = fd_offset};
-    int r = client_local_read(c, task_id, origin, credentials, offset, length, fd_write, &s,
-                              delivered, err);
+    int r = client_local_read_ex(c, task_id, origin, credentials, offset, length, fd_write, fd_copy,
+                                 &s, delivered, err);
     if (r < 0 && err && err->code != r) cf_err_set(err, r, "writing read data: %s", strerror(-r));
     return r;
 }

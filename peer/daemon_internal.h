@@ -26,6 +26,7 @@ struct peer_metrics {
     uint64_t bytes_from_parents, bytes_from_origin, bytes_served_peers, bytes_served_local;
     uint64_t pieces_from_parents, pieces_from_origin, pieces_served;
     uint64_t local_reads, local_read_hits, local_read_errors;
+    uint64_t local_files_passed;    /* reads answered with the data file's descriptor */
     uint64_t local_callers_refused; /* uid/gid not allowed on the local API */
     uint64_t local_access_refused;  /* private blob: the registry did not accept the caller */
     uint64_t piece_failures, origin_failures, digest_mismatches, bans, parent_timeouts;

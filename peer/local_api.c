@@ -42,6 +42,7 @@ struct lread {
     peer_range_reader *rr;
     uint64_t req_id;
     int prefetch;
+    int accept_fd;    /* "fd": hand over the data file once the blob is verified */
     uint64_t pos;     /* blob offset of the next byte to send */
     uint64_t sent_ms; /* when a frame was last sent (keepalive) */
 };
@@ -54,6 +55,7 @@ struct lauth {
     uint64_t req_id;
     int prefetch;
     int unverified_ok; /* the request's "uv": passed on to the read once allowed */
+    int accept_fd;     /* the request's "fd", likewise */
     int stage;         /* 0: is the blob public (anonymous check); 1: the caller's credentials */
     int cached;        /* the node holds or fetches the blob already */
     int held_private;  /* its cache record says the origin refused an anonymous read */
@@ -140,11 +142,37 @@ static int serve_read(struct lread *r)
             read_end(r);
             return 1;
         }
+        cf_err err = {0};
+        if (r->accept_fd) {
+            int ffd;
+            uint64_t flen;
+            rc = peer_range_take_file(r->rr, &sp, &ffd, &flen);
+            if (rc == 0) {
+                proto_msg m = {.type = PROTO_MSG_LOCAL_FILE};
+                m.u.local_file = (proto_local_file){
+                    .req_id = r->req_id,
+                    .offset = sp.offset,
+                    .length = flen,
+                    .file_offset = sp.offset}; /* data files are laid out at blob offsets */
+                rc = proto_conn_send_fd(lc->c, &m, ffd, &err);
+                close(ffd);
+                if (rc) {
+                    cf_warn("local API: read of %s: %s", peer_range_task_id(r->rr),
+                            cf_err_str(&err, rc));
+                    proto_conn_close(lc->c, rc, "cannot pass the file");
+                    return 0;
+                }
+                d->m.bytes_served_local += flen;
+                d->m.local_files_passed++;
+                read_end(r);
+                return 1;
+            }
+            if (rc != -EAGAIN) r->accept_fd = 0; /* cannot reopen the file: frames from now on */
+        }
         proto_msg m = {.type = PROTO_MSG_LOCAL_DATA};
         m.u.local_data.req_id = r->req_id;
         m.u.local_data.offset = sp.offset;
         m.u.local_data.last = sp.last;
-        cf_err err = {0};
         /* sent before consume: the conn dups the fd / copies the bytes */
         rc = sp.fd >= 0 ? proto_conn_send_file(lc->c, &m, sp.fd, sp.file_offset, sp.length, &err)
                         : proto_conn_send(lc->c, &m, sp.data, sp.length, &err);
@@ -199,6 +227,8 @@ static void start_read(struct lconn *lc, const proto_local_read *q, int prefetch
     r->lc = lc;
     r->req_id = q->req_id;
     r->prefetch = prefetch;
+    /* descriptors go over plain unix sockets only (proto_conn_send_fd) */
+    r->accept_fd = !prefetch && q->accept_fd;
     r->pos = q->offset;
     r->sent_ms = pd_now(d);
     r->next = lc->reads;
@@ -238,7 +268,8 @@ static void lauth_serve(struct lauth *a)
                           .credentials = a->creds,
                           .offset = a->offset,
                           .length = a->length,
-                          .unverified_ok = a->unverified_ok};
+                          .unverified_ok = a->unverified_ok,
+                          .accept_fd = a->accept_fd};
     start_read(a->lc, &q, a->prefetch);
 }
 
@@ -522,6 +553,7 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
     a->req_id = q->req_id;
     a->prefetch = prefetch;
     a->unverified_ok = q->unverified_ok;
+    a->accept_fd = q->accept_fd;
     a->offset = q->offset;
     a->length = q->length;
     a->next = lc->auths;

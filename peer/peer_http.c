@@ -46,6 +46,9 @@ static void on_metrics(proto_http_res *res, const proto_http_req *req, void *arg
            m->local_read_hits);
     metric(&b, "local_read_errors_total", "counter", "Local reads answered with an error.",
            m->local_read_errors);
+    metric(&b, "local_files_passed_total", "counter",
+           "Local reads answered with a read-only descriptor of the verified blob's file.",
+           m->local_files_passed);
     metric(&b, "local_callers_refused_total", "counter",
            "Local API connections refused: caller uid/gid not allowed.", m->local_callers_refused);
     metric(&b, "local_access_refused_total", "counter",

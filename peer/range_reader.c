@@ -3,6 +3,7 @@
 #include "range_reader.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,6 +209,25 @@ int peer_range_next(peer_range_reader *rr, uint32_t max, peer_range_span *span)
         return 0;
     }
     return -EAGAIN;
+}
+
+int peer_range_take_file(peer_range_reader *rr, peer_range_span *span, int *fd, uint64_t *length)
+{
+    struct task *t = rr->w.t;
+    if (!t || t->state != T_DONE || span->fd < 0 || span->offset != rr->cur) return -EAGAIN;
+    /* reopened through /proc: a read-only description of the same inode (the store's own fd
+     * is read-write); procfs only, no disk I/O on the loop */
+    char path[40];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", span->fd);
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0) return -errno;
+    *fd = f;
+    *length = rr->end - rr->cur;
+    span->length = 0; /* consumed below as a whole */
+    peer_range_consume(rr, span);
+    rr->cur = rr->end;
+    if (rr->w.want_off < rr->cur) rr->w.want_off = rr->cur;
+    return 0;
 }
 
 void peer_range_consume(peer_range_reader *rr, peer_range_span *span)

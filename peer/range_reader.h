@@ -62,6 +62,17 @@ int peer_range_open(peer_daemon *d, const char *task_id, const char *origin, con
  * yet (on_ready follows); another negative errno = the read failed, with the wire code and
  * message from peer_range_error(). */
 int peer_range_next(peer_range_reader *rr, uint32_t max, peer_range_span *span);
+/* The rest of the range as the data file, for a front end that hands a descriptor to its
+ * consumer instead of copying bytes. span: what peer_range_next just returned (0). Only for a
+ * blob that is complete and verified, whose file nothing rewrites any more (eviction unlinks
+ * it, so a descriptor keeps the bytes): opens the file again read-only (its own open file
+ * description: the consumer can neither write the cache nor move the daemon's offset) into *fd
+ * (the caller closes it); the bytes from span->offset to the range's end, *length of them, lie
+ * at the same offset in it (data files are laid out at blob offsets). The span is consumed and
+ * the reader is at the range's end. -EAGAIN: not complete and verified (yet), or the span is
+ * from memory; another negative errno: the file could not be opened. On either, nothing
+ * changed: go on with the span. Loop thread. */
+int peer_range_take_file(peer_range_reader *rr, peer_range_span *span, int *fd, uint64_t *length);
 /* The consumer took the span (all of it): the position advances, the cache lease is released. */
 void peer_range_consume(peer_range_reader *rr, peer_range_span *span);
 /* Why the read failed: a PROTO_E_* code and a message for the user. */

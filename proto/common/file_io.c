@@ -58,6 +58,45 @@ int cf_write_full(int fd, const void *buf, size_t len)
     return 0;
 }
 
+int cf_copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len)
+{
+    while (len > 0) {
+        loff_t io = (loff_t)in_off, oo = (loff_t)out_off;
+        ssize_t n = copy_file_range(in, &io, out, &oo, len < (1u << 30) ? len : (1u << 30), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+                      errno == EBADF))
+            break; /* not between these two: copy through memory below */
+        if (n < 0) return -errno;
+        if (n == 0) return -EIO;
+        in_off += (uint64_t)n;
+        out_off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    if (len == 0) return 0;
+    size_t cap = len < (1u << 20) ? (size_t)len : (1u << 20);
+    uint8_t *buf = malloc(cap);
+    if (!buf) return -ENOMEM;
+    int rc = 0;
+    while (len > 0 && rc == 0) {
+        size_t n = len < cap ? (size_t)len : cap;
+        ssize_t got = pread(in, buf, n, (off_t)in_off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            rc = -errno;
+        } else if (got == 0) {
+            rc = -EIO;
+        } else {
+            rc = cf_pwrite_full(out, buf, (size_t)got, out_off);
+            in_off += (uint64_t)got;
+            out_off += (uint64_t)got;
+            len -= (uint64_t)got;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
 int cf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
     const uint8_t *p = buf;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cf/buf.h"
@@ -42,7 +43,9 @@ typedef struct wq_item {
     size_t len;
     size_t bsent; /* TLS: bytes of buf already encrypted */
     bool buf_done;
-    int fd; /* file region after buf, -1 = none; owned (dup) */
+    int fd;       /* file region after buf, -1 = none; owned (dup) */
+    int pass_fd;  /* descriptor passed with buf (SCM_RIGHTS), -1 = none; owned */
+    size_t psent; /* bytes of buf sent by sendmsg (pass_fd items) */
     uint64_t off;
     uint64_t flen;
     uint64_t fsent;
@@ -188,6 +191,7 @@ static void set_reason(proto_conn *c, int status, const char *reason)
 static void item_free(wq_item *it)
 {
     if (it->fd >= 0) close(it->fd);
+    if (it->pass_fd >= 0) close(it->pass_fd);
     free(it->buf);
     free(it);
 }
@@ -611,11 +615,64 @@ static int send_file_slice(proto_conn *c, wq_item *it)
     return r < 0 ? r : 0;
 }
 
+/* Sends the head item's frame with its descriptor attached to the first bytes (libuv's own
+ * handle passing takes uv handles only). Runs only with nothing else in flight, so the frame
+ * stays in order. Returns 1 when sent, 0 when waiting for writability, negative errno. */
+static int send_with_fd(proto_conn *c, wq_item *it)
+{
+    uv_os_fd_t sock;
+    int r = uv_fileno(&c->io.h, &sock);
+    if (r < 0) return r;
+    while (it->psent < it->len) {
+        struct iovec iov = {.iov_base = it->buf + it->psent, .iov_len = it->len - it->psent};
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(sizeof(int))];
+        } ctl;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (it->psent == 0) {
+            memset(&ctl, 0, sizeof(ctl));
+            mh.msg_control = ctl.b;
+            mh.msg_controllen = sizeof(ctl.b);
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(cm), &it->pass_fd, sizeof(int));
+        }
+        ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                r = wait_writable(c);
+                return r < 0 ? r : 0;
+            }
+            return -errno;
+        }
+        it->psent += (size_t)w; /* the descriptor went with the first of these bytes */
+    }
+    touch(c);
+    it->buf_done = true;
+    account_sub(c, it->len);
+    return 1;
+}
+
 /* Runs the queue until it must wait (a uv_write in flight, or the socket not writable). */
 static void pump_run(proto_conn *c)
 {
     while (!c->closing && c->connected && !c->write_busy && !c->poll_active && c->head) {
         wq_item *it = c->head;
+        if (!it->buf_done && it->pass_fd >= 0) {
+            int r = send_with_fd(c, it);
+            if (r == 0) return;
+            if (r < 0) {
+                char msg[128];
+                snprintf(msg, sizeof(msg), "sendmsg: %s", strerror(-r));
+                fail(c, r, msg);
+                return;
+            }
+            if (c->closing) return;
+        }
         if (!it->buf_done) {
             uv_buf_t b = uv_buf_init((char *)it->buf, (unsigned)it->len);
             it->req.data = c;
@@ -657,12 +714,15 @@ static void pump(proto_conn *c)
     c->pumping = false;
 }
 
-static int enqueue(proto_conn *c, cf_buf *frame, int fd, uint64_t off, uint64_t flen)
+/* Queues frame (taken), then a file region (fd >= 0) or with a descriptor to pass (pass_fd >= 0);
+ * fd and pass_fd become the item's. */
+static int enqueue(proto_conn *c, cf_buf *frame, int fd, uint64_t off, uint64_t flen, int pass_fd)
 {
     wq_item *it = calloc(1, sizeof(*it));
     if (!it) return -ENOMEM;
     it->buf = cf_buf_steal(frame, &it->len);
     it->fd = fd;
+    it->pass_fd = pass_fd;
     it->off = off;
     it->flen = flen;
     if (c->tail)
@@ -698,7 +758,7 @@ int proto_conn_send_raw(proto_conn *c, uint8_t type, uint16_t flags, const void 
     b.len = PROTO_FRAME_HEADER_LEN;
     if (body_len) cf_buf_append(&b, body, body_len); /* reserved: cannot fail */
     if (payload_len) cf_buf_append(&b, payload, payload_len);
-    r = enqueue(c, &b, -1, 0, 0);
+    r = enqueue(c, &b, -1, 0, 0, -1);
     cf_buf_free(&b);
     return r;
 }
@@ -721,7 +781,7 @@ int proto_conn_send(proto_conn *c, const proto_msg *m, const void *payload, size
     if (r == 0 && payload_len && cf_buf_append(&b, payload, payload_len) < 0)
         r = cf_err_set(err, -ENOMEM, "out of memory");
     if (r == 0 && (r = admit(c, b.len)) < 0) cf_err_set(err, r, "write queue full");
-    if (r == 0 && (r = enqueue(c, &b, -1, 0, 0)) < 0) cf_err_set(err, r, "out of memory");
+    if (r == 0 && (r = enqueue(c, &b, -1, 0, 0, -1)) < 0) cf_err_set(err, r, "out of memory");
     cf_buf_free(&b);
     return r;
 }
@@ -748,9 +808,30 @@ int proto_conn_send_file(proto_conn *c, const proto_msg *m, int fd, uint64_t off
         dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (dfd < 0) r = cf_err_set(err, -errno, "dup: %s", strerror(errno));
     }
-    if (r == 0 && (r = enqueue(c, &b, dfd, offset, len)) < 0) {
+    if (r == 0 && (r = enqueue(c, &b, dfd, offset, len, -1)) < 0) {
         cf_err_set(err, r, "out of memory");
         if (dfd >= 0) close(dfd);
+    }
+    cf_buf_free(&b);
+    return r;
+}
+
+int proto_conn_send_fd(proto_conn *c, const proto_msg *m, int fd, cf_err *err)
+{
+    if (c->ssl || c->io.h.type != UV_NAMED_PIPE)
+        return cf_err_set(err, -ENOTSUP, "descriptors pass over plain unix sockets only");
+    cf_buf b = {0};
+    int r = encode(c, m, 0, &b, err);
+    if (r == 0 && (r = admit(c, b.len)) < 0) cf_err_set(err, r, "write queue full");
+    int dfd = -1;
+    if (r == 0) {
+        dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (dfd < 0) r = cf_err_set(err, -errno, "dup: %s", strerror(errno));
+    }
+    /* queued like any frame; pump_run sends it with the descriptor when it is the head */
+    if (r == 0 && (r = enqueue(c, &b, -1, 0, 0, dfd)) < 0) {
+        cf_err_set(err, r, "out of memory");
+        close(dfd);
     }
     cf_buf_free(&b);
     return r;

@@ -292,6 +292,7 @@ static const field_desc f_local_read[] = {
     F(proto_local_read, "off", FK_U64, offset, FF_REQ, 0),
     F(proto_local_read, "len", FK_U64, length, FF_REQ, 0),
     F(proto_local_read, "uv", FK_BOOL, unverified_ok, 0, 0),
+    F(proto_local_read, "fd", FK_BOOL, accept_fd, 0, 0),
 };
 static const field_desc f_local_data[] = {
     REQID(proto_local_data),
@@ -371,6 +372,12 @@ static const field_desc f_local_list_reply[] = {
        &d_local_task_info),
 };
 static const field_desc f_local_ok[] = {REQID(proto_local_ok)};
+static const field_desc f_local_file[] = {
+    REQID(proto_local_file),
+    F(proto_local_file, "off", FK_U64, offset, FF_REQ, 0),
+    F(proto_local_file, "len", FK_U64, length, FF_REQ, 0),
+    F(proto_local_file, "fo", FK_U64, file_offset, FF_REQ, 0),
+};
 
 static const msg_desc descs[] = {
     DESC(PROTO_MSG_HELLO, "HELLO", proto_hello, f_hello, false, check_hello),
@@ -421,6 +428,7 @@ static const msg_desc descs[] = {
     DESC(PROTO_MSG_LOCAL_LIST_REPLY, "LOCAL_LIST_REPLY", proto_local_list_reply, f_local_list_reply,
          false, NULL),
     DESC(PROTO_MSG_LOCAL_OK, "LOCAL_OK", proto_local_ok, f_local_ok, false, NULL),
+    DESC(PROTO_MSG_LOCAL_FILE, "LOCAL_FILE", proto_local_file, f_local_file, false, NULL),
 };
 
 const msg_desc *msg_schema_find(uint8_t type)

@@ -12,7 +12,10 @@
 #            once peers 1 and 2 hold the blob. They show the peer's part of the time.
 #   cat      cat of a file of the blob's size into the output directory
 #   cached   a local-API read of the cached blob from peer 1 into the output directory (the
-#            test client, tests/daemon_client: no digest; `chunkfly get` also hashes)
+#            test client, tests/daemon_client: no digest; `chunkfly get` also hashes), taking
+#            the daemon's file (LOCAL_READ "fd": a read-only descriptor, copied with
+#            copy_file_range)
+#   cached_frames  the same read as LOCAL_DATA frames over the socket (sendfile in the peer)
 #   get_cached  `chunkfly get` of the cached blob from peer 1 (sha256 in the client)
 # and peer 1's RSS (all / anonymous: the rest is shared library text) when idle.
 # Ratios are speeds against the baseline of the same round (origin/curl, p2p/curl, ..., cached/cat,
@@ -79,6 +82,7 @@ check_out() {
 curl_get() { curl -fsS -o "$OUT/curl.blob" "$URL"; }
 cf_get() { "$CHUNKFLY_BIN/chunkfly" get -q --no-credentials --peer "$T/p$1.sock" "$REF" -o "$2"; }
 api_read() { "$CLIENT_BIN" "$T/p$1.sock" read "$BLOB" "$REF" 0 "$SIZE" "$2" >/dev/null; }
+api_read_fd() { DAEMON_CLIENT_FD=1 api_read "$@" 2>/dev/null; }
 # wait_verified N: peer N holds the blob complete and verified
 wait_verified() {
     for _ in $(seq 600); do
@@ -125,9 +129,11 @@ for r in $(seq "$ROUNDS"); do
     timed cat sh -c "cat '$T/blob' >'$OUT/cat.blob'"
     check_out "$OUT/cat.blob"
     c0=$(cpu "${PEER_PID[1]}")
-    timed cached api_read 1 "$OUT/cached.blob"
+    timed cached api_read_fd 1 "$OUT/cached.blob"
     CPU_CACHED=$(($(cpu "${PEER_PID[1]}") - c0))
     check_out "$OUT/cached.blob"
+    timed cached_frames api_read 1 "$OUT/cached_frames.blob"
+    check_out "$OUT/cached_frames.blob"
     timed get_cached cf_get 1 "$OUT/get_cached.blob"
     check_out "$OUT/get_cached.blob"
     sleep 1
@@ -136,13 +142,15 @@ for r in $(seq "$ROUNDS"); do
         "p2p $(mbps "${SECS[p2p]}") ($(ratio "${SECS[p2p]}" "${SECS[curl]}")x, CPU up ${CPU_P2P_UP} down ${CPU_P2P_DOWN} ms, peer 2 origin bytes ${P2_ORIGIN:-?})," \
         "origin_api $(mbps "${SECS[origin_api]}") ($(ratio "${SECS[origin_api]}" "${SECS[curl]}")x), p2p_api $(mbps "${SECS[p2p_api]}") ($(ratio "${SECS[p2p_api]}" "${SECS[curl]}")x, peer 4 origin bytes ${P4_ORIGIN:-?})," \
         "cat $(mbps "${SECS[cat]}"), cached $(mbps "${SECS[cached]}") ($(ratio "${SECS[cached]}" "${SECS[cat]}")x cat, CPU ${CPU_CACHED} ms)," \
+        "cached_frames $(mbps "${SECS[cached_frames]}") ($(ratio "${SECS[cached_frames]}" "${SECS[cat]}")x cat)," \
         "get_cached $(mbps "${SECS[get_cached]}") ($(ratio "${SECS[get_cached]}" "${SECS[cat]}")x cat)"
-    for k in curl origin p2p origin_api p2p_api cat cached get_cached; do ALL[$k]+=" ${SECS[$k]}"; done
+    for k in curl origin p2p origin_api p2p_api cat cached cached_frames get_cached; do ALL[$k]+=" ${SECS[$k]}"; done
     ALL[r_origin]+=" $(ratio "${SECS[origin]}" "${SECS[curl]}")"
     ALL[r_p2p]+=" $(ratio "${SECS[p2p]}" "${SECS[curl]}")"
     ALL[r_origin_api]+=" $(ratio "${SECS[origin_api]}" "${SECS[curl]}")"
     ALL[r_p2p_api]+=" $(ratio "${SECS[p2p_api]}" "${SECS[curl]}")"
     ALL[r_cached]+=" $(ratio "${SECS[cached]}" "${SECS[cat]}")"
+    ALL[r_cached_frames]+=" $(ratio "${SECS[cached_frames]}" "${SECS[cat]}")"
     ALL[r_get_cached]+=" $(ratio "${SECS[get_cached]}" "${SECS[cat]}")"
     finish_peers
     bg_stop "$SCHED_PID"
@@ -150,6 +158,6 @@ for r in $(seq "$ROUNDS"); do
 done
 # shellcheck disable=SC2086
 m() { med ${ALL[$1]}; }
-echo "node bench: blob=${MIB}MiB rounds=$ROUNDS (medians) MiB/s: curl=$(mbps "$(m curl)") origin=$(mbps "$(m origin)") p2p=$(mbps "$(m p2p)") origin_api=$(mbps "$(m origin_api)") p2p_api=$(mbps "$(m p2p_api)") cat=$(mbps "$(m cat)") cached=$(mbps "$(m cached)") get_cached=$(mbps "$(m get_cached)")"
-echo "node bench: ratios (median of per-round ratios): origin/curl=$(m r_origin) p2p/curl=$(m r_p2p) origin_api/curl=$(m r_origin_api) p2p_api/curl=$(m r_p2p_api) cached/cat=$(m r_cached) get_cached/cat=$(m r_get_cached) (goals: >= 0.9)"
+echo "node bench: blob=${MIB}MiB rounds=$ROUNDS (medians) MiB/s: curl=$(mbps "$(m curl)") origin=$(mbps "$(m origin)") p2p=$(mbps "$(m p2p)") origin_api=$(mbps "$(m origin_api)") p2p_api=$(mbps "$(m p2p_api)") cat=$(mbps "$(m cat)") cached=$(mbps "$(m cached)") cached_frames=$(mbps "$(m cached_frames)") get_cached=$(mbps "$(m get_cached)")"
+echo "node bench: ratios (median of per-round ratios): origin/curl=$(m r_origin) p2p/curl=$(m r_p2p) origin_api/curl=$(m r_origin_api) p2p_api/curl=$(m r_p2p_api) cached/cat=$(m r_cached) cached_frames/cat=$(m r_cached_frames) get_cached/cat=$(m r_get_cached) (goals: >= 0.9)"
 echo "node bench: peer 1 RSS/anonymous KiB idle: fresh ${RSS_IDLE[*]}, after each round (blob cached, idle 1 s) ${RSS_AFTER[*]}"

@@ -49,6 +49,10 @@ typedef struct client_local_opts {
      * lowest latency). Only for a caller that checks every byte itself (the FUSE reader checks
      * each chunk's digest); false = the daemon sends verified bytes only. */
     bool unverified_ok;
+    /* Reads may be answered with a read-only descriptor of the daemon's file once the blob is
+     * complete and verified (LOCAL_READ "fd", LOCAL_FILE): the bytes are then copied from it
+     * here (client_file_fn, or read into the client_data_fn) instead of through the socket. */
+    bool accept_fd;
 } client_local_opts;
 
 /* One cached blob as the daemon reports it. */
@@ -113,7 +117,21 @@ int client_local_read(client_local *c, const char *task_id, const char *origin,
                       const char *credentials, uint64_t offset, uint64_t length, client_data_fn fn,
                       void *ctx, uint64_t *delivered, cf_err *err);
 
-/* Same, writing the data to fd with pwrite at fd_offset + (blob offset - offset). */
+/* Receives the rest of a read as a file (only with opts.accept_fd): `len` bytes of `fd` at
+ * `file_offset` are the blob's bytes at `offset`. fd is the library's, valid during the call
+ * (read-only; do not close it). Return 0 or a negative errno to abort. */
+typedef int (*client_file_fn)(void *ctx, uint64_t offset, int fd, uint64_t file_offset,
+                              uint64_t len);
+
+/* client_local_read with file_fn for a read answered with a descriptor (NULL: its bytes are
+ * read from the file into fn in blocks, as if they had come over the socket). */
+int client_local_read_ex(client_local *c, const char *task_id, const char *origin,
+                         const char *credentials, uint64_t offset, uint64_t length,
+                         client_data_fn fn, client_file_fn file_fn, void *ctx, uint64_t *delivered,
+                         cf_err *err);
+
+/* Same, writing the data to fd with pwrite at fd_offset + (blob offset - offset) (a descriptor
+ * answer: copied in the kernel, copy_file_range). */
 int client_local_read_fd(client_local *c, const char *task_id, const char *origin,
                          const char *credentials, uint64_t offset, uint64_t length, int fd,
                          uint64_t fd_offset, uint64_t *delivered, cf_err *err);

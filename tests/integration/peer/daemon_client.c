@@ -2,7 +2,8 @@
  * `chunkfly`, client/). Speaks the framing of docs/protocol.md over the unix socket.
  *
  *   daemon_client SOCK read TASK ORIGIN OFFSET LENGTH OUT [CREDS]   bytes to OUT ("-" = stdout);
- *                                    verified bytes only unless DAEMON_CLIENT_UV=1 (cut-through)
+ *                                    verified bytes only unless DAEMON_CLIENT_UV=1 (cut-through);
+ *                                    DAEMON_CLIENT_FD=1 takes the file's descriptor (LOCAL_FILE)
  *   daemon_client SOCK prefetch TASK ORIGIN
  *   daemon_client SOCK stat TASK | pin TASK | unpin TASK | list
  *
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "cf/buf.h"
+#include "cf/file_io.h"
 #include "proto/frame.h"
 #include "proto/handshake.h"
 #include "proto/msg.h"
@@ -37,11 +39,27 @@ static int write_all(int f, const void *p, size_t n)
     return 0;
 }
 
+static int rx_fd = -1; /* a descriptor that came with the last bytes read (SCM_RIGHTS) */
+
 static int read_all(void *p, size_t n)
 {
     uint8_t *b = p;
     while (n) {
-        ssize_t r = read(fd, b, n);
+        struct iovec iov = {.iov_base = b, .iov_len = n};
+        union {
+            struct cmsghdr h;
+            char c[CMSG_SPACE(sizeof(int))];
+        } ctl;
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = ctl.c,
+                            .msg_controllen = sizeof(ctl.c)};
+        ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        struct cmsghdr *cm = r > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+        if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            if (rx_fd >= 0) close(rx_fd);
+            memcpy(&rx_fd, CMSG_DATA(cm), sizeof(int));
+        }
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return -1;
         b += r;
@@ -96,6 +114,20 @@ static void recv_msg(proto_msg *m, uint32_t *plen)
     *plen = h.payload_len;
 }
 
+static int copy_to_stdout(int in, uint64_t off, uint64_t len)
+{
+    uint8_t buf[1 << 16];
+    while (len) {
+        size_t n = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+        int rc = cf_pread_full(in, buf, n, off);
+        if (rc) return rc;
+        if (write_all(1, buf, n)) return -errno;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static void check_error(proto_msg *m)
 {
     if (m->type != PROTO_MSG_ERROR) return;
@@ -145,6 +177,8 @@ int main(int argc, char **argv)
         /* DAEMON_CLIENT_UV=1: cut-through, unverified bytes ok (LOCAL_READ "uv") */
         const char *uv = getenv("DAEMON_CLIENT_UV");
         q.u.local_read.unverified_ok = rd && uv && !strcmp(uv, "1");
+        const char *fdok = getenv("DAEMON_CLIENT_FD");
+        q.u.local_read.accept_fd = rd && fdok && !strcmp(fdok, "1");
         send_msg(&q);
         if (!rd) {
             recv_msg(&r, &plen);
@@ -162,6 +196,31 @@ int main(int argc, char **argv)
         for (;;) {
             recv_msg(&r, &plen);
             check_error(&r);
+            if (r.type == PROTO_MSG_LOCAL_FILE && q.u.local_read.accept_fd) {
+                proto_local_file f = r.u.local_file;
+                proto_msg_free(&r);
+                if (rx_fd < 0 || f.req_id != 7 || f.offset != expect ||
+                    f.offset + f.length != q.u.local_read.offset + q.u.local_read.length) {
+                    fprintf(stderr, "daemon_client: bad LOCAL_FILE (fd %d, %llu+%llu)\n", rx_fd,
+                            (unsigned long long)f.offset, (unsigned long long)f.length);
+                    return 1;
+                }
+                /* a read-only descriptor: writing through it must fail */
+                if (write(rx_fd, "x", 1) != -1 || errno != EBADF) {
+                    fprintf(stderr, "daemon_client: the passed descriptor is writable\n");
+                    return 1;
+                }
+                int rc = out != 1 ? cf_copy_range(rx_fd, f.file_offset, out,
+                                                  f.offset - q.u.local_read.offset, f.length)
+                                  : copy_to_stdout(rx_fd, f.file_offset, f.length);
+                if (rc) {
+                    fprintf(stderr, "daemon_client: copying the file: %s\n", strerror(-rc));
+                    return 1;
+                }
+                fprintf(stderr, "daemon_client: file passed (%llu bytes)\n",
+                        (unsigned long long)f.length);
+                break;
+            }
             if (r.type != PROTO_MSG_LOCAL_DATA || r.u.local_data.req_id != 7 ||
                 r.u.local_data.offset != expect) {
                 fprintf(stderr, "daemon_client: unexpected %s (offset %llu, want %llu)\n",

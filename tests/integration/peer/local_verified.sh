@@ -10,6 +10,10 @@
 #  C. (in the background meanwhile) `chunkfly get --timeout 12` of a blob whose verification
 #     takes ~17 s (its own proxy at 256 KiB/s): the daemon's keepalives (an empty LOCAL_DATA every
 #     10 s) keep the client's idle timeout from firing; the bytes are right.
+#  D. a read that takes the file (LOCAL_READ "fd") of a complete, verified blob gets a read-only
+#     descriptor of the daemon's data file (LOCAL_FILE): whole and sub-range reads, the bytes
+#     right, writing through it refused; an incomplete blob is still answered with frames; a
+#     `chunkfly get` of a cached blob copies from the file (as did C once its blob was verified).
 # (A parent lying about a piece never reaching a verified-only reader: daemon_faults.sh B.)
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
@@ -73,6 +77,25 @@ echo "chunkfly get of blob C (verified only, ~17 s at 256 KiB/s) with --timeout 
 note "a verified read of a complete blob is a cache hit"
 BLOB=$B get 1 0 "$SIZE" "$T/ob2" || fail "re-read"
 cmp "$T/ob2" "$T/b" || fail "re-read bytes differ"
+
+note "D. a complete, verified blob is handed over as its file"
+passed0=$(metric 1 local_files_passed_total)
+BLOB=$B DAEMON_CLIENT_FD=1 get 1 0 "$SIZE" "$T/ob3" 2>"$T/ob3.err" || fail "fd read"
+grep -q "file passed" "$T/ob3.err" || fail "no LOCAL_FILE for a verified blob: $(cat "$T/ob3.err")"
+cmp "$T/ob3" "$T/b" || fail "fd read: bytes differ"
+BLOB=$B DAEMON_CLIENT_FD=1 get 1 1000 70000 "$T/ob4" 2>"$T/ob4.err" || fail "fd range read"
+grep -q "file passed (70000 bytes)" "$T/ob4.err" || fail "range not passed as a file"
+cmp "$T/ob4" <(tail -c +1001 "$T/b" | head -c 70000) || fail "fd range read: bytes differ"
+BLOB=$A DAEMON_CLIENT_FD=1 DAEMON_CLIENT_UV=1 get 1 0 1048576 "$T/oa2" 2>"$T/oa2.err" ||
+    fail "fd read of an incomplete blob"
+grep -q "file passed" "$T/oa2.err" && fail "an incomplete blob was passed as a file"
+cmp "$T/oa2" <(head -c 1048576 "$T/a") || fail "incomplete blob: bytes differ"
+"$CHUNKFLY_BIN/chunkfly" get -q --plain-http --peer "$T/p1.sock" "$REGISTRY/$REPO@$B" \
+    -o "$T/ob5" || fail "chunkfly get of the cached blob B"
+cmp "$T/ob5" "$T/b" || fail "chunkfly get of the cached blob B: bytes differ"
+passed=$(($(metric 1 local_files_passed_total) - passed0))
+echo "reads answered with the file: $passed (want 3)"
+[ "$passed" -eq 3 ] || fail "$passed reads were answered with the file, want 3"
 
 peer_alive_or_fail 1
 finish_peers

@@ -26,7 +26,7 @@ static const uint8_t sample_types[] = {
     PROTO_MSG_LOCAL_PIN,     PROTO_MSG_LOCAL_UNPIN,
     PROTO_MSG_LOCAL_LIST,    PROTO_MSG_LOCAL_LIST_REPLY,
     PROTO_MSG_LOCAL_OK,      PROTO_MSG_ACCESS,
-    PROTO_MSG_ACCESS_OK,
+    PROTO_MSG_ACCESS_OK,     PROTO_MSG_LOCAL_FILE,
 };
 #define N_SAMPLE_TYPES (sizeof(sample_types) / sizeof(sample_types[0]))
 
@@ -213,7 +213,8 @@ static void sample_msg(uint8_t type, proto_msg *m)
                                              .origin = "registry.example/repo@" SAMPLE_TASK,
                                              .credentials = "Basic dXNlcjpwYXNz",
                                              .offset = 4096,
-                                             .length = 1u << 20};
+                                             .length = 1u << 20,
+                                             .accept_fd = true};
         break;
     case PROTO_MSG_LOCAL_DATA:
         m->u.local_data = (proto_local_data){.req_id = 5, .offset = 4096, .last = true};
@@ -238,6 +239,10 @@ static void sample_msg(uint8_t type, proto_msg *m)
         break;
     case PROTO_MSG_LOCAL_OK:
         m->u.local_ok.req_id = 6;
+        break;
+    case PROTO_MSG_LOCAL_FILE:
+        m->u.local_file = (proto_local_file){
+            .req_id = 5, .offset = 4096, .length = 1u << 20, .file_offset = 4096};
         break;
     }
 }

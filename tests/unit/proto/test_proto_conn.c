@@ -16,6 +16,7 @@
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -714,6 +715,105 @@ static void test_drain_during_sendfile(void **state)
     drain_file_scenario(NULL, NULL);
 }
 
+/* ---- descriptor passing (proto_conn_send_fd) ---- */
+
+/* A descriptor queued behind other frames on a full socket arrives exactly with its own frame's
+ * first bytes, the stream stays byte-exact around it; TCP conns refuse to pass one. */
+static void test_send_fd(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    endpoint tx = {0};
+    assert_int_equal(proto_conn_open(&loop, sv[0], NULL, &cbs, &tx, &tx.c), 0);
+    char path[] = "/tmp/proto_conn_fdXXXXXX";
+    int file = mkstemp(path);
+    assert_true(file >= 0);
+    unlink(path);
+    struct stat want_st;
+    assert_int_equal(fstat(file, &want_st), 0);
+
+    cf_buf want = {0};
+    proto_msg ok, lf;
+    sample_msg(PROTO_MSG_LOCAL_OK, &ok);
+    sample_msg(PROTO_MSG_LOCAL_FILE, &lf);
+    const int before = 3000, after = 5;
+    for (int i = 0; i < before; i++) {
+        assert_int_equal(proto_conn_send(tx.c, &ok, NULL, 0, NULL), 0);
+        assert_int_equal(proto_msg_encode_frame(&ok, 0, &want, NULL), 0);
+    }
+    size_t fd_at = want.len;
+    assert_int_equal(proto_conn_send_fd(tx.c, &lf, file, NULL), 0);
+    assert_int_equal(proto_msg_encode_frame(&lf, 0, &want, NULL), 0);
+    for (int i = 0; i < after; i++) {
+        assert_int_equal(proto_conn_send(tx.c, &ok, NULL, 0, NULL), 0);
+        assert_int_equal(proto_msg_encode_frame(&ok, 0, &want, NULL), 0);
+    }
+    close(file); /* the conn holds its own copy until sent */
+    assert_true(proto_conn_queued(tx.c) > 0);
+
+    /* read in small steps (the writer meets EAGAIN), noting where descriptors come */
+    uint8_t *got = malloc(want.len);
+    size_t have = 0;
+    int nfds = 0, rfd = -1;
+    size_t rfd_from = 0, rfd_to = 0; /* the bytes of the read the descriptor came with */
+    for (int i = 0; i < 100000 && have < want.len; i++) {
+        spin(&loop, 1);
+        struct iovec iov = {.iov_base = got + have,
+                            .iov_len = want.len - have < 700 ? want.len - have : 700};
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(4 * sizeof(int))];
+        } ctl;
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = ctl.b,
+                            .msg_controllen = sizeof(ctl.b)};
+        ssize_t n = recvmsg(sv[1], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n <= 0) continue;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            assert_int_equal(cm->cmsg_type, SCM_RIGHTS);
+            assert_int_equal(cm->cmsg_len, CMSG_LEN(sizeof(int)));
+            memcpy(&rfd, CMSG_DATA(cm), sizeof(int));
+            rfd_from = have;
+            rfd_to = have + (size_t)n;
+            nfds++;
+        }
+        have += (size_t)n;
+    }
+    assert_int_equal(have, want.len);
+    assert_memory_equal(got, want.data, want.len);
+    assert_int_equal(nfds, 1);
+    /* with the LOCAL_FILE frame's first byte (a read may also hold bytes before it, never
+     * stops short of it: a reader of whole frames gets it with that frame's header) */
+    assert_true(rfd_from <= fd_at && fd_at < rfd_to);
+    struct stat st;
+    assert_int_equal(fstat(rfd, &st), 0);
+    assert_true(st.st_ino == want_st.st_ino && st.st_dev == want_st.st_dev);
+    close(rfd);
+    assert_int_equal(proto_conn_queued(tx.c), 0);
+    proto_conn_close(tx.c, 0, NULL);
+    close(sv[1]);
+    drain_loop(&loop);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(got);
+    cf_buf_free(&want);
+    cf_buf_free(&tx.frames);
+
+    /* over TCP: refused, nothing queued */
+    tcp_pair p = {0};
+    tcp_pair_open(&p);
+    cf_err err = {0};
+    assert_int_equal(proto_conn_send_fd(p.cli.c, &lf, 0, &err), -ENOTSUP);
+    assert_int_equal(proto_conn_queued(p.cli.c), 0);
+    tcp_pair_close(&p);
+}
+
 /* ---- unix socket listener + connect_pipe, close_after_flush ---- */
 
 static void on_pipe_listen(uv_stream_t *s, int status)
@@ -1331,6 +1431,7 @@ int main(void)
         cmocka_unit_test(test_idle_memory),
         cmocka_unit_test(test_partial_large_frame),
         cmocka_unit_test(test_limits_before_hello),
+        cmocka_unit_test(test_send_fd),
     };
     const struct CMUnitTest tls_tests[] = {
         cmocka_unit_test(test_tls_config),       cmocka_unit_test(test_tls_handshake_frames),

@@ -216,6 +216,25 @@ static void test_roundtrip_fields(void **state)
     assert_int_equal(proto_msg_decode(m.type, b.data, b.len, 0, &d, NULL), 0);
     assert_true(d.u.local_read.unverified_ok);
     assert_int_equal(d.u.local_read.length, 1u << 20);
+    /* "fd" as set in the sample; absent = LOCAL_DATA frames only (older clients) */
+    assert_true(d.u.local_read.accept_fd);
+    proto_msg_free(&d);
+    cf_buf_reset(&b);
+    m.u.local_read.accept_fd = false;
+    assert_int_equal(proto_msg_encode_body(&m, &b, NULL), 0);
+    assert_int_equal(proto_msg_decode(m.type, b.data, b.len, 0, &d, NULL), 0);
+    assert_false(d.u.local_read.accept_fd);
+    proto_msg_free(&d);
+
+    /* LOCAL_FILE: every key required */
+    cf_buf_reset(&b);
+    sample_msg(PROTO_MSG_LOCAL_FILE, &m);
+    assert_int_equal(proto_msg_encode_body(&m, &b, NULL), 0);
+    assert_int_equal(proto_msg_decode(m.type, b.data, b.len, 0, &d, NULL), 0);
+    assert_int_equal(d.u.local_file.req_id, 5);
+    assert_int_equal(d.u.local_file.offset, 4096);
+    assert_int_equal(d.u.local_file.length, 1u << 20);
+    assert_int_equal(d.u.local_file.file_offset, 4096);
     proto_msg_free(&d);
 
     /* empty list is fine */

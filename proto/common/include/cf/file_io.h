@@ -14,6 +14,10 @@ int cf_read_full(int fd, void *buf, size_t len);
 int cf_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int cf_write_full(int fd, const void *buf, size_t len);
 int cf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* Copies len bytes of in at in_off to out at out_off inside the kernel (copy_file_range), or
+ * through a buffer where the kernel cannot (other filesystems, old kernels). Returns 0, -EIO
+ * when in ends early, or a negative errno. Blocking. */
+int cf_copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len);
 
 /* Reads a whole regular file into memory (caller frees *out). Files larger than `max_len`
  * are refused with -EFBIG so untrusted paths cannot exhaust memory. */

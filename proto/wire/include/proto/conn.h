@@ -129,6 +129,12 @@ int proto_conn_send_error(proto_conn *c, uint32_t code, uint64_t req_id, const c
  * Errors as proto_conn_send plus -errno from dup. */
 int proto_conn_send_file(proto_conn *c, const proto_msg *m, int fd, uint64_t offset, uint32_t len,
                          cf_err *err);
+/* Encodes m (no payload) and queues it with descriptor fd attached (SCM_RIGHTS on its first
+ * bytes), in order with the other frames. fd is dup()ed (the caller keeps its own); the receiver
+ * gets its own descriptor of the same open file, so pass only what it may read and keep (e.g.
+ * a file opened read-only for it). Plain unix-socket conns only: -ENOTSUP over TCP or TLS.
+ * Errors as proto_conn_send plus -errno from dup. */
+int proto_conn_send_fd(proto_conn *c, const proto_msg *m, int fd, cf_err *err);
 
 /* Unsent bytes queued (frames + file regions). */
 size_t proto_conn_queued(const proto_conn *c);

@@ -72,6 +72,8 @@ typedef enum proto_msg_type {
     PROTO_MSG_LOCAL_LIST = 0x47,
     PROTO_MSG_LOCAL_LIST_REPLY = 0x48,
     PROTO_MSG_LOCAL_OK = 0x49, /* answer to PREFETCH (accepted), PIN, UNPIN */
+    /* answer to a LOCAL_READ with "fd": the blob's data file itself, read-only (SCM_RIGHTS) */
+    PROTO_MSG_LOCAL_FILE = 0x4a,
 } proto_msg_type;
 
 /* Limits enforced by encoder and decoder (bytes exclude the NUL). */
@@ -328,6 +330,9 @@ typedef struct proto_local_read {
     /* "uv" [opt, false] unverified cut-through ok: bytes may be sent before the daemon verified
      * them (the caller checks them itself); without it only verified bytes are sent */
     bool unverified_ok;
+    /* "fd" [opt, false] the caller (on a unix socket) takes a read-only descriptor of the data
+     * file instead of LOCAL_DATA frames once the whole blob is verified (LOCAL_FILE) */
+    bool accept_fd;
 } proto_local_read;
 
 /* Frame payload = data at `offset`; `last` marks the final frame of the read. */
@@ -336,6 +341,16 @@ typedef struct proto_local_data {
     uint64_t offset; /* "off" blob offset of this frame's payload */
     bool last;       /* "end" [opt, false] */
 } proto_local_data;
+
+/* The rest of a read as a file: `length` bytes of the descriptor passed with this frame
+ * (SCM_RIGHTS, read-only, a complete verified blob) at `file_offset` are the blob's bytes at
+ * `offset` (the read's position) up to the read's end. Ends the read. */
+typedef struct proto_local_file {
+    uint64_t req_id;      /* "r" */
+    uint64_t offset;      /* "off" */
+    uint64_t length;      /* "len" */
+    uint64_t file_offset; /* "fo" */
+} proto_local_file;
 
 /* Same keys as LOCAL_READ; length 0 = to the end of the blob. */
 typedef proto_local_read proto_local_prefetch;
@@ -443,6 +458,7 @@ typedef struct proto_msg {
         proto_local_list local_list;
         proto_local_list_reply local_list_reply;
         proto_local_ok local_ok;
+        proto_local_file local_file;
     } u;
     struct proto_arena *arena_; /* decoder allocations; NULL for caller-built messages */
 } proto_msg;
