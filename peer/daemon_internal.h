@@ -234,6 +234,7 @@ struct peer_daemon {
     uv_timer_t bucket_timer;
     int bucket_timer_on;
     int faults_corrupt;                /* test fault: flip bytes of served pieces */
+    int faults_no_publish;             /* test fault: never publish a digest list */
     struct piece_listener up_listener; /* availability updates to subscribed children */
     /* local API */
     uv_pipe_t api_listen;

@@ -384,6 +384,9 @@ static void announce_finished(struct task *t)
     m.u.task_finished.verified = true;
     send_to_sched(t, &m);
     t->finished_sent = 1;
+#ifdef CHUNKFLY_FAULTS
+    if (t->d->faults_no_publish) return; /* a liar whose children have no list to check */
+#endif
     if (t->digests && !t->sched_has_digests) {
         proto_msg pm = {.type = PROTO_MSG_DIGESTS_PUBLISH};
         pm.u.digests.task_id = t->id;

@@ -439,6 +439,9 @@ int peer_daemon_new(uv_loop_t *loop, const struct peer_daemon_opts *o, peer_daem
     const char *f = getenv("CHUNKFLY_FAULT_CORRUPT_UPLOAD");
     d->faults_corrupt = f && strcmp(f, "1") == 0;
     if (d->faults_corrupt) cf_warn("TEST FAULT: this peer corrupts every piece it uploads");
+    f = getenv("CHUNKFLY_FAULT_NO_DIGEST_PUBLISH");
+    d->faults_no_publish = f && strcmp(f, "1") == 0;
+    if (d->faults_no_publish) cf_warn("TEST FAULT: this peer never publishes a digest list");
 #endif
     peer_store_opts so = {
         .dir = o->cache_dir, .quota_high = o->quota_high, .quota_low = o->quota_low};

@@ -11,6 +11,11 @@
 #     every task (no more mismatches, no more requests to it).
 #  D. `chunkfly get` (cut-through reads, its own sha256) through a fresh peer 4 relaying a new
 #     blob with peer 1: the file is right, a bad byte only costs a verified-only second read.
+#  E. the same, forced: peer 5 lies and never publishes a digest list
+#     (CHUNKFLY_FAULT_NO_DIGEST_PUBLISH=1); once it holds a new blob, `chunkfly get` through a
+#     fresh peer 6 takes the lies (no list to check them on arrival), its own sha256 fails, it
+#     removes its .part and reads again, verified bytes only: peer 6's whole-blob check fails,
+#     it bans peer 5, fetches from the origin, and the file is right.
 # The faults binary: see faults_peer_bin in daemon_lib.sh.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
@@ -103,6 +108,24 @@ echo "peer 4: blob mismatches $(metric 4 blob_mismatches_total) bans $(metric 4 
 if grep -q "reading again" "$T/get_d.err"; then
     [ "$(metric 4 bans_total)" -ge 1 ] || fail "bad bytes reached the get but peer 4 banned nobody"
 fi
-for n in 1 2 3 4; do peer_alive_or_fail "$n"; done
+note "E. chunkfly get takes a liar's bytes before any list exists: read again, verified only"
+CHUNKFLY_FAULT_CORRUPT_UPLOAD=1 CHUNKFLY_FAULT_NO_DIGEST_PUBLISH=1 PEER_EXEC=$FAULTY start_peer 5
+start_peer 6
+make_blob "$T/blob6" 8
+push_blob "$REPO" "$T/blob6"
+get 5 0 "$(stat -c %s "$T/blob6")" /dev/null || fail "peer 5 read of blob 6"
+for _ in $(seq 50); do [ "$(metric 5 tasks_completed_total)" -ge 1 ] && break; sleep 0.1; done
+"$CHUNKFLY_BIN/chunkfly" get -q --plain-http --peer "$T/p6.sock" "$REGISTRY/$REPO@$BLOB" \
+    -o "$T/e6" 2>"$T/get_e.err" || fail "chunkfly get through peer 6: $(cat "$T/get_e.err")"
+cat "$T/get_e.err"
+check_sha "$T/e6" "${BLOB#sha256:}"
+[ ! -e "$T/e6.part" ] || fail "chunkfly get left $T/e6.part"
+echo "peer 6: blob mismatches $(metric 6 blob_mismatches_total) bans $(metric 6 bans_total) parents $(metric 6 bytes_from_parents_total) origin $(metric 6 bytes_from_origin_total)"
+grep -q "reading again, verified bytes only" "$T/get_e.err" ||
+    fail "the get never saw the liar's bytes (peer 6 took $(metric 6 bytes_from_parents_total) bytes from parents): the re-read path was not exercised"
+[ "$(metric 6 blob_mismatches_total)" -ge 1 ] || fail "peer 6 counted no blob mismatch"
+[ "$(metric 6 bans_total)" -ge 1 ] || fail "peer 6 banned nobody"
+
+for n in 1 2 3 4 5 6; do peer_alive_or_fail "$n"; done
 finish_peers
 echo PASS
