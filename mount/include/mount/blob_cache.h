@@ -108,7 +108,8 @@ struct mount_blob_cache_stats {
     uint64_t chunks_hit;                 /* chunk uses served from the cache */
     uint64_t chunks_waited;              /* chunk uses that waited for another thread's fetch */
     uint64_t verify_failures;            /* digest mismatches (and chunks without digest) */
-    uint64_t reads, read_ns;             /* read calls and the time spent in them (latency) */
+    uint64_t reads, read_ns;             /* read/map calls and the time spent in them (latency;
+                                          * for map_*: without reading the bytes) */
     uint64_t chunks_ready, chunks_total; /* over all blobs, now */
 };
 void mount_blob_cache_get_stats(const mount_blob_cache *c, struct mount_blob_cache_stats *out);
