@@ -503,8 +503,7 @@ int mount_blob_cache_read_file(mount_blob_cache *c, uint64_t nid, uint64_t offse
 }
 
 int mount_blob_cache_map_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, size_t len,
-                              struct mount_blob_extent **ext, size_t *n, size_t *total,
-                              cf_err *err)
+                              struct mount_blob_extent **ext, size_t *n, size_t *total, cf_err *err)
 {
     uint64_t t0 = read_begin(c);
     int rc = map_file(c, nid, offset, len, ext, n, total, err);

@@ -364,8 +364,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     if (!rc && !in) rc = -EISDIR;
     if (!rc) {
         cf_err err = {0};
-        rc = mount_blob_cache_map_file(in->cache, nid, (uint64_t)off, size, &ext, &n, &total,
-                                       &err);
+        rc = mount_blob_cache_map_file(in->cache, nid, (uint64_t)off, size, &ext, &n, &total, &err);
         if (rc) {
             cf_warn("image %s: read nid %llu at %lld+%zu: %s", in->name, (unsigned long long)nid,
                     (long long)off, size, cf_err_str(&err, rc));
