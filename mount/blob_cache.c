@@ -470,46 +470,82 @@ static void read_end(mount_blob_cache *c, uint64_t t0)
     STAT_ADD(c, read_ns, now_ns() - t0);
 }
 
-static int read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf, size_t len,
-                     size_t *nread, cf_err *err);
+static int map_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, size_t len,
+                    struct mount_blob_extent **ext, size_t *n, size_t *total, cf_err *err);
+
+/* Copies the extents' bytes to buf (they total `total` bytes). */
+static int read_extents(const struct mount_blob_extent *ext, size_t n, void *buf, cf_err *err)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = cf_pread_full(ext[i].fd, (uint8_t *)buf + done, ext[i].len, (off_t)ext[i].offset);
+        if (rc)
+            return cf_err_set(err, -EIO, "reading the cache at %llu+%zu: %s",
+                              (unsigned long long)ext[i].offset, ext[i].len, strerror(-rc));
+        done += ext[i].len;
+    }
+    return 0;
+}
 
 int mount_blob_cache_read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf,
                                size_t len, size_t *nread, cf_err *err)
 {
+    struct mount_blob_extent *ext = NULL;
+    size_t n = 0, total = 0;
+    *nread = 0;
     uint64_t t0 = read_begin(c);
-    int rc = read_file(c, nid, offset, buf, len, nread, err);
+    int rc = map_file(c, nid, offset, len, &ext, &n, &total, err);
+    if (!rc) rc = read_extents(ext, n, buf, err);
+    read_end(c, t0);
+    free(ext);
+    if (!rc) *nread = total;
+    return rc;
+}
+
+int mount_blob_cache_map_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, size_t len,
+                              struct mount_blob_extent **ext, size_t *n, size_t *total, cf_err *err)
+{
+    uint64_t t0 = read_begin(c);
+    int rc = map_file(c, nid, offset, len, ext, n, total, err);
     read_end(c, t0);
     return rc;
 }
 
-static int read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf, size_t len,
-                     size_t *nread, cf_err *err)
+static int map_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, size_t len,
+                    struct mount_blob_extent **ext, size_t *next, size_t *total, cf_err *err)
 {
     struct rafs_chunk_ref *refs = NULL;
-    size_t n = 0;
-    *nread = 0;
+    size_t n = 0, ne = 0;
+    *ext = NULL;
+    *next = *total = 0;
     int rc = rafs_file_map(c->img, nid, offset, len, &refs, &n, err);
     if (rc) return rc;
+    /* Only after this are the bytes behind the extents verified: every chunk is ready. */
     rc = ensure_ready(c, refs, n, err);
+    struct mount_blob_extent *e = NULL;
+    if (!rc && n && !(e = malloc(n * sizeof(*e)))) rc = cf_err_set(err, -ENOMEM, "out of memory");
     size_t done = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const struct rafs_chunk_ref *r = &refs[i];
-        uint64_t pos = offset + done;
-        uint64_t in = pos - r->file_offset; /* pos lies in this chunk */
+        uint64_t in = offset + done - r->file_offset; /* offset + done lies in this chunk */
         uint64_t take = r->uncompressed_size - in;
         if (take > len - done) take = len - done;
-        rc = cf_pread_full(c->blobs[r->blob_index].data_fd, (uint8_t *)buf + done, take,
-                           r->uncompressed_offset + in);
-        if (rc) {
-            rc = cf_err_set(err, -EIO, "blob %s chunk %u: reading the cache: %s", r->blob_id,
-                            r->ci_index, strerror(-rc));
-            break;
-        }
+        int fd = c->blobs[r->blob_index].data_fd;
+        uint64_t at = r->uncompressed_offset + in;
+        if (ne && e[ne - 1].fd == fd && e[ne - 1].offset + e[ne - 1].len == at)
+            e[ne - 1].len += take; /* the next chunk follows in the same cache file */
+        else
+            e[ne++] = (struct mount_blob_extent){fd, at, take};
         done += take;
     }
     free(refs);
-    if (rc) return rc;
-    *nread = done;
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    *ext = e;
+    *next = ne;
+    *total = done;
     STAT_ADD(c, bytes_read, done);
     return 0;
 }
@@ -586,22 +622,35 @@ out:
     return rc;
 }
 
-static int read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *buf, size_t len,
-                     size_t *nread, cf_err *err);
+static int map_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, size_t len,
+                    struct mount_blob_extent *ext, cf_err *err);
 
 int mount_blob_cache_read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *buf,
                                size_t len, size_t *nread, cf_err *err)
 {
+    struct mount_blob_extent e;
+    *nread = 0;
     uint64_t t0 = read_begin(c);
-    int rc = read_blob(c, blob, offset, buf, len, nread, err);
+    int rc = map_blob(c, blob, offset, len, &e, err);
+    if (!rc && e.len) rc = read_extents(&e, 1, buf, err);
+    read_end(c, t0);
+    if (!rc) *nread = e.len;
+    return rc;
+}
+
+int mount_blob_cache_map_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, size_t len,
+                              struct mount_blob_extent *ext, cf_err *err)
+{
+    uint64_t t0 = read_begin(c);
+    int rc = map_blob(c, blob, offset, len, ext, err);
     read_end(c, t0);
     return rc;
 }
 
-static int read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *buf, size_t len,
-                     size_t *nread, cf_err *err)
+static int map_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, size_t len,
+                    struct mount_blob_extent *ext, cf_err *err)
 {
-    *nread = 0;
+    *ext = (struct mount_blob_extent){-1, offset, 0};
     if (blob >= c->nblobs)
         return cf_err_set(err, -EINVAL, "blob index %u out of range (%u blobs)", blob, c->nblobs);
     struct cblob *b = &c->blobs[blob];
@@ -647,11 +696,7 @@ static int read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *
         free(refs);
         if (rc) return rc;
     }
-    rc = cf_pread_full(b->data_fd, buf, len, offset);
-    if (rc)
-        return cf_err_set(err, -EIO, "blob %s: reading the cache at %llu: %s", b->bi->id,
-                          (unsigned long long)offset, strerror(-rc));
-    *nread = len;
+    *ext = (struct mount_blob_extent){b->data_fd, offset, len};
     STAT_ADD(c, bytes_read, len);
     return 0;
 }

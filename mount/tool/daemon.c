@@ -136,10 +136,12 @@ static int run_erofs(const struct mount_tool_opts *o, const char *bootstrap, mou
     size_t cap = 0, len = 0;
     struct find_img fi = {0};
     mount_fs_foreach(fs, find_first, &fi);
+    bool all_plain = true;
     for (uint32_t i = 0; fi.img && i < rafs_image_blob_count(fi.img); i++) {
         const char *plain = mount_blob_cache_blob_complete(fi.cache, i)
                                 ? mount_blob_cache_data_path(fi.cache, i)
                                 : NULL;
+        if (!plain) all_plain = false;
         char one[4200];
         int n = plain ? snprintf(one, sizeof(one), "%sdevice=%s", len ? "," : "", plain)
                       : snprintf(one, sizeof(one), "%sdevice=%s/%s", len ? "," : "", devdir,
@@ -157,7 +159,30 @@ static int run_erofs(const struct mount_tool_opts *o, const char *bootstrap, mou
         memcpy(data + len, one, (size_t)n + 1);
         len += (size_t)n;
     }
-    if (mount(bootstrap, o->mountpoint, "erofs", MS_RDONLY, data) < 0) {
+    /* Every device a plain .blob.data: EROFS reads them with direct I/O (Linux 6.13+), so its
+     * own page cache is the only one. Buffered, the kernel reads each cache file through that
+     * file's page cache and readahead too: cold random 4 KiB reads ran at 0.08-0.2x native
+     * (readahead of the backing file on random reads), 0.8-1.0x with directio. Not with our
+     * FUSE devices: FUSE direct reads are not read ahead (cold 1 MiB sequential 0.2x vs 0.5x). */
+    int mrc = -1;
+    if (all_plain && data) {
+        size_t dl = strlen(data);
+        char *dio = malloc(dl + sizeof(",directio"));
+        if (dio) {
+            memcpy(dio, data, dl);
+            memcpy(dio + dl, ",directio", sizeof(",directio"));
+            mrc = mount(bootstrap, o->mountpoint, "erofs", MS_RDONLY, dio);
+            if (mrc == 0) {
+                free(data);
+                data = dio;
+            } else {
+                cf_info("kernel EROFS without directio (%s): buffered reads of the cache files",
+                        strerror(errno));
+                free(dio);
+            }
+        }
+    }
+    if (mrc < 0 && mount(bootstrap, o->mountpoint, "erofs", MS_RDONLY, data) < 0) {
         rc = cf_err_set(err, -errno,
                         "kernel EROFS mount of %s at %s failed: %s (needs a kernel that mounts "
                         "EROFS from a regular file: Linux 6.12+)",

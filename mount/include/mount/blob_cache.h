@@ -70,6 +70,24 @@ int mount_blob_cache_read_file(mount_blob_cache *c, uint64_t nid, uint64_t offse
  * the blob's chunks by walking the image's files. */
 int mount_blob_cache_read_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, void *buf,
                                size_t len, size_t *nread, cf_err *err);
+/* Where verified bytes lie in the cache: `len` bytes of the cache file `fd` at `offset`. The
+ * fd belongs to the cache (valid until mount_blob_cache_free; never close it). */
+struct mount_blob_extent {
+    int fd;
+    uint64_t offset;
+    size_t len;
+};
+/* The zero-copy forms of read_file / read_blob (a FUSE server splices from the cache files):
+ * make every chunk the range touches ready (fetched and verified, as the reads do) and say
+ * where its bytes are instead of copying them. map_file: *ext (malloc'ed, the caller frees
+ * it) gets *n extents in file order, adjacent chunks merged, *total bytes in all (short only
+ * at EOF). map_blob: one extent (len 0 past the blob's end). Reading the extents' bytes is
+ * the caller's business; ready chunks are never written again, so the bytes stay valid. */
+int mount_blob_cache_map_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, size_t len,
+                              struct mount_blob_extent **ext, size_t *n, size_t *total,
+                              cf_err *err);
+int mount_blob_cache_map_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, size_t len,
+                              struct mount_blob_extent *ext, cf_err *err);
 /* Makes every chunk of regular file `nid` ready without copying it anywhere (prefetch). */
 int mount_blob_cache_fill_file(mount_blob_cache *c, uint64_t nid, cf_err *err);
 /* Number of read calls (read_file / read_blob) running now: a prefetcher waits while it is
@@ -90,7 +108,8 @@ struct mount_blob_cache_stats {
     uint64_t chunks_hit;                 /* chunk uses served from the cache */
     uint64_t chunks_waited;              /* chunk uses that waited for another thread's fetch */
     uint64_t verify_failures;            /* digest mismatches (and chunks without digest) */
-    uint64_t reads, read_ns;             /* read calls and the time spent in them (latency) */
+    uint64_t reads, read_ns;             /* read/map calls and the time spent in them (latency;
+                                          * for map_*: without reading the bytes) */
     uint64_t chunks_ready, chunks_total; /* over all blobs, now */
 };
 void mount_blob_cache_get_stats(const mount_blob_cache *c, struct mount_blob_cache_stats *out);

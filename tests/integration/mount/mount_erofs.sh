@@ -86,6 +86,14 @@ erofs_start "$T/e3.log" --apisock "$T/api.sock"
 grep -q "EROFS devices: device=$T/cache/$id.blob.data" "$T/e3.log" || fail "complete blob not passed as .blob.data: $(grep devices "$T/e3.log")"
 (cd "$T/mnt" && find . -printf '%i %p\n' | sort) | diff -q - "$T/erofs.inos" >/dev/null || fail "inode numbers changed"
 $MANIFEST --exclude huge --exclude unread.bin "$T/mnt" | diff -q - "$T/src.manifest" >/dev/null || fail "tree over plain .blob.data differs"
+# every device plain: read with direct I/O where the kernel has EROFS's directio (6.13+)
+if grep -q ",directio" "$T/e3.log"; then
+    awk -v d="$T/mnt" '$2 == d && $4 ~ /(^|,)directio(,|$)/ {f=1} END {exit !f}' /proc/self/mounts ||
+        fail "directio in the log but not in the mount's options"
+else
+    note "kernel EROFS without directio: $(grep -o 'without directio.*' "$T/e3.log")"
+fi
+grep -q "EROFS devices: device=/.*chunkfly-mount-dev.*directio" "$T/e1.log" && fail "directio with a FUSE-served device"
 note "complete cache: the plain .blob.data is the device, tree unchanged"
 curl -s --unix-socket "$T/api.sock" http://x/api/v1/daemon | grep -q '"state":"RUNNING"' || fail "API in erofs mode"
 curl -s -X PUT --unix-socket "$T/api.sock" http://x/api/v1/daemon/exit >/dev/null

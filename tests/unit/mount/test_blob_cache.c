@@ -419,6 +419,59 @@ static void test_corrupt_chunk_eio_not_cached_refetched(void **state)
     }
 }
 
+/* The zero-copy form (what the FUSE server splices from): extents only over verified chunks,
+ * their bytes == the file's, adjacent chunks merged; a corrupt chunk gives -EIO and no extent. */
+static void test_map_extents_verified(void **state)
+{
+    (void)state;
+    struct tctx ctx = {.path = blob_path};
+    mount_blob_cache *c = new_cache("w-map", &ctx, 0);
+    struct mount_blob_extent *e = NULL;
+    size_t n = 0, total = 0;
+    uint64_t nid = nid_of("/a");
+    assert_int_equal(mount_blob_cache_map_file(c, nid, 10, 2 * LEN_A, &e, &n, &total, NULL), 0);
+    assert_int_equal(total, LEN_A - 10); /* short at EOF */
+    assert_int_equal(n, 1);              /* 10 chunks one after another in the blob */
+    uint8_t *buf = malloc(LEN_A);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(cf_pread_full(e[i].fd, buf + at, e[i].len, (off_t)e[i].offset), 0);
+        at += e[i].len;
+    }
+    assert_int_equal(at, total);
+    assert_memory_equal(buf, content_a + 10, total);
+    free(e);
+    struct mount_blob_cache_stats st;
+    mount_blob_cache_get_stats(c, &st);
+    assert_int_equal(st.chunks_fetched, 10); /* mapped = fetched and verified */
+    assert_int_equal(mount_blob_cache_map_file(c, nid, LEN_A, 100, &e, &n, &total, NULL), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 0);
+    free(e);
+    struct mount_blob_extent one;
+    assert_int_equal(mount_blob_cache_map_blob(c, 0, bi->uncompressed_size, 10, &one, NULL), 0);
+    assert_int_equal(one.len, 0);
+    mount_blob_cache_free(c);
+
+    struct tctx ctx2 = {.path = blob_path};
+    c = new_cache("w-map-bad", &ctx2, 0);
+    nid = nid_of("/c");
+    struct rafs_chunk_ref ref;
+    assert_int_equal(rafs_file_chunk(img, nid, 2, &ref, NULL), 0);
+    uint64_t bad = ref.compressed_offset + ref.compressed_size / 2;
+    flip_byte(bad);
+    e = (struct mount_blob_extent *)&one; /* must be reset */
+    assert_int_equal(mount_blob_cache_map_file(c, nid, 0, LEN_C, &e, &n, &total, NULL), -EIO);
+    assert_null(e);
+    assert_int_equal(n, 0);
+    assert_int_equal(mount_blob_cache_map_blob(c, 0, ref.uncompressed_offset, 10, &one, NULL),
+                     -EIO);
+    assert_int_equal(one.len, 0);
+    flip_byte(bad);
+    mount_blob_cache_free(c);
+    free(buf);
+}
+
 static void test_read_blob_address_space(void **state)
 {
     (void)state;
@@ -544,6 +597,7 @@ int main(void)
         cmocka_unit_test(test_same_chunk_fetched_once),
         cmocka_unit_test(test_corrupt_chunk_eio_not_cached_refetched),
         cmocka_unit_test(test_read_blob_address_space),
+        cmocka_unit_test(test_map_extents_verified),
         cmocka_unit_test(test_kill9_leaves_only_correct_ready_bits),
         cmocka_unit_test(test_removed_data_file_resets_map),
     };
