@@ -3,6 +3,7 @@
 #  - a corrupted chunk in the blob: reads of it fail with EIO, every byte that is returned is
 #    right, the log names blob and chunk, nothing is cached for it (zeros in .blob.data, bit
 #    clear in the chunk_map); once the blob is repaired the same read fetches again and works;
+#  - the cache file cut short behind the daemon's back: EIO, never a short read;
 #  - kill -9 of the daemon: readers (new opens and an already open fd) fail at once, no hang;
 #    a restart on the same mountpoint cleans the dead mount and serves again;
 #  - 8 threads of random reads over a fresh cache, compared with the source.
@@ -62,6 +63,24 @@ PY
 flip $((coff + 1000)) # repaired: the same read fetches again and succeeds
 cmp "$S/big" "$T/mnt/big" || fail "after repairing the blob, big still differs"
 note "corrupt chunk: EIO for its 8 reads only, logged, not cached; served after repair"
+
+# ---- the cache file cut short behind the daemon's back ----------------------------------------
+# chunk 5 is cached and ready again; with .blob.data cut at its start, a read of it must fail
+# with EIO (the kernel would take a short reply for the end of the file, and shrink it)
+truncate -s "$uoff" "$T/cache/$id.blob.data"
+python3 - "$T/mnt/big" $((5 * 1048576)) <<'PY' || fail "read past a truncated cache file"
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # drop the mount's pages: ask the daemon
+try:
+    got = os.pread(fd, 131072, int(sys.argv[2]))
+except OSError as e:
+    if e.errno != errno.EIO: sys.exit("%s (want EIO)" % e)
+    sys.exit(0)
+sys.exit("read returned %d bytes (want EIO)" % len(got))
+PY
+[ "$(stat -c %s "$T/mnt/big")" = "$(stat -c %s "$S/big")" ] || fail "big shrank on the mount"
+note "cache file cut short: EIO, the file keeps its size"
 
 # ---- kill -9 ------------------------------------------------------------------------------
 exec 3<"$T/mnt/text"
