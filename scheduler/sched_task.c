@@ -203,6 +203,7 @@ static sched_peer *peer_new(sched *s, sched_task *t, sched_host *h, uint64_t now
     p->idx = t->n_peers;
     p->src_idx = UINT32_MAX;
     p->last_report_ms = now_ms;
+    if (h->upload_bw > t->max_upload_bw) t->max_upload_bw = h->upload_bw;
     t->peers[t->n_peers++] = p;
     p->hnext = h->peers;
     if (h->peers) h->peers->hprev = p;
