@@ -689,6 +689,10 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
     }
     if (creds && creds[0]) t->creds = strdup(creds);
     t->pp.whole = whole && d->o.fetch_whole_blob;
+    /* each node draws its own ties between equally rare pieces (piece_policy.h) */
+    t->pp.rng = 14695981039346656037ull ^ (uint64_t)uv_hrtime();
+    for (const char *c = d->host_id; *c; c++) t->pp.rng = (t->pp.rng ^ (uint8_t)*c) * 1099511628211ull;
+    t->pp.rng |= 1; /* 0 = no draws */
     t->sched_idx = -1;
     t->state = T_SIZING;
     t->created_ms = pd_now(d);
@@ -1561,7 +1565,16 @@ static void on_candidates(struct task *t, const proto_candidates *c)
         }
         struct sockaddr_storage ss;
         if (proto_addr_parse(cd->addr, &ss)) continue;
-        pp_add_candidate(&t->pp, cd->host_id, cd->addr, cd->bits, cd->bits_len, now);
+        int slot = pp_add_candidate(&t->pp, cd->host_id, cd->addr, cd->bits, cd->bits_len, now);
+        if (slot < 0 || t->pp.parents[slot].subscribed) continue;
+        /* its bitmap updates from now on, not only after a first request: a node busy with an
+         * origin run or other parents still learns what this one receives */
+        pp_parent *pa = &t->pp.parents[slot];
+        if (!pa->conn) pa->conn = pconn_get(d, pa->addr, pa->host_id);
+        if (pa->conn) {
+            pconn_subscribe(pa->conn, t->id);
+            pa->subscribed = 1;
+        }
     }
     if (!pp_usable_parents(&t->pp, &d->liars) && skipped_liars && !t->pp.origin_mode &&
         t->registry[0]) {
@@ -1971,12 +1984,15 @@ void task_tick(peer_daemon *d)
         }
         if (t->state != T_RUNNING) continue;
         int wanted = t->watchers || t->pp.whole;
+        pp_limits lim = {d->o.pieces_in_flight, d->o.per_parent_in_flight, d->o.origin_in_flight,
+                         PEER_END_GAME_AFTER_MS};
         if (!t->pp.origin_mode && now - t->last_progress_ms > d->o.mesh_stall_ms && wanted) {
             cf_info("task %s: no progress from the mesh for %u ms, going back to source", t->id,
                     d->o.mesh_stall_ms);
             t->pp.origin_mode = 1;
-        } else if (t->registered && t->pp.n_requests == 0 && now >= t->reask_at_ms && wanted) {
-            /* parents ran out: ask again (a repeated REGISTER_TASK = new schedule) */
+        } else if (t->registered && now >= t->reask_at_ms && wanted &&
+                   pp_wants_parents(&t->pp, &d->liars, &lim)) {
+            /* parents ran out or ran dry: ask again (a repeated REGISTER_TASK = new schedule) */
             t->reask_at_ms = now + PEER_REASK_SOON_MS;
             proto_msg m = {.type = PROTO_MSG_REGISTER_TASK};
             m.u.register_task.task_id = t->id;

@@ -194,6 +194,31 @@ static int end_game(const pp_task *t, const pp_env *env, pp_pick *out)
 static int next_pick(pp_task *t, const pp_want *wants, size_t n_wants, const pp_env *env,
                      pp_pick *out);
 
+static uint64_t next_rand(uint64_t *s)
+{
+    /* splitmix64: any seed, 0 included */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A granted piece no parent holds, from the origin, within origin_in_flight but beyond
+ * pieces_in_flight: the mesh waits for these first copies, so requests to parents (which a node
+ * that knows its parents' pieces always has) must not hold them back. */
+static int granted_from_origin(const pp_task *t, const pp_env *env, pp_pick *out)
+{
+    if (!env->origin_known || t->n_origin_requests - t->n_run_held >= env->lim->origin_in_flight)
+        return 0;
+    for (uint32_t p = 0; p < t->piece_count; p++) {
+        if (!proto_bit_get(t->granted, p) || !wanted(t, p) || holders(t, p, env)) continue;
+        out->piece = p;
+        out->parent = PP_ORIGIN;
+        return 1;
+    }
+    return 0;
+}
+
 int pp_next(pp_task *t, const pp_want *wants, size_t n_wants, const pp_env *env, pp_pick *out)
 {
     out->at_ms = env->now_ms;
@@ -204,34 +229,72 @@ static int next_pick(pp_task *t, const pp_want *wants, size_t n_wants, const pp_
                      pp_pick *out)
 {
     if (!t->have || t->n_have == t->piece_count) return 0;
-    if (t->n_requests - t->n_run_held >= env->lim->pieces_in_flight) return 0;
-    /* 1. what readers wait for, in their order */
+    if (t->n_requests - t->n_run_held >= env->lim->pieces_in_flight)
+        return t->whole && granted_from_origin(t, env, out);
+    /* 1. what readers wait for, in their order; when the task fetches the whole blob anyway,
+     * only each reader's next pieces_in_flight missing ones: beyond them rarest first serves it
+     * as well and keeps nodes that all read the blob in order from all taking the same pieces
+     * (the pieces few hold would never spread: every uplink but the first holders' idle) */
     for (size_t w = 0; w < n_wants; w++) {
         uint32_t last = wants[w].last < t->piece_count ? wants[w].last : t->piece_count - 1;
-        for (uint32_t p = wants[w].first; p <= last && p < t->piece_count; p++)
+        uint32_t urgent = 0;
+        for (uint32_t p = wants[w].first; p <= last && p < t->piece_count; p++) {
+            if (proto_bit_get(t->have, p)) continue;
+            if (t->whole && urgent++ >= env->lim->pieces_in_flight) break;
             if (wanted(t, p) && choose(t, p, env, out)) return 1;
+        }
     }
     if (!t->whole) return 0;
     /* 2. origin grants (other peers wait for them), in order */
     for (uint32_t p = 0; p < t->piece_count; p++)
         if (proto_bit_get(t->granted, p) && wanted(t, p) && choose(t, p, env, out)) return 1;
-    /* 3. rarest first among what parents hold */
-    uint32_t best = UINT32_MAX;
-    int best_n = 1 << 30, best_tp = -1;
-    for (uint32_t p = 0; p < t->piece_count && best_n > 1; p++) {
-        if (!wanted(t, p)) continue;
-        int n = holders(t, p, env);
-        if (n == 0 || n >= best_n) continue;
-        int tp = pick_parent(t, p, env, -2);
-        if (tp < 0) continue;
-        best = p;
-        best_n = n;
-        best_tp = tp;
-    }
-    if (best != UINT32_MAX) {
-        out->piece = best;
-        out->parent = best_tp;
-        return 1;
+    /* 3. the least loaded parent that holds a piece we lack, its rarest such piece (ties: the
+     * rarer piece). Parent first: requests spread over every parent holding something new, not
+     * all onto the few holding the rarest pieces (with pieces_in_flight filled there, the
+     * other parents' uplinks would sit idle while their pieces wait) */
+    if (!t->hold_parents) {
+        int load[PP_MAX_PARENTS], rare[PP_MAX_PARENTS];
+        uint32_t ties[PP_MAX_PARENTS];
+        uint32_t piece[PP_MAX_PARENTS];
+        int any = 0;
+        for (int i = 0; i < t->n_parents; i++) {
+            const pp_parent *pa = &t->parents[i];
+            load[i] = -1;
+            rare[i] = 1 << 30;
+            ties[i] = 0;
+            if (!parent_usable(pa, env)) continue;
+            int l = env->conn_load ? env->conn_load(env->ctx, pa) : (int)pa->requests;
+            if (l < 0 || l >= (int)env->lim->per_parent_in_flight) continue;
+            load[i] = l;
+            any = 1;
+        }
+        for (uint32_t p = 0; any && p < t->piece_count; p++) {
+            if (!wanted(t, p)) continue;
+            int n = -1; /* holders, counted once per piece when some open parent has it */
+            for (int i = 0; i < t->n_parents; i++) {
+                if (load[i] < 0 || !proto_bit_get(t->parents[i].bits, p)) continue;
+                if (n < 0) n = holders(t, p, env);
+                if (n < rare[i]) {
+                    rare[i] = n;
+                    piece[i] = p;
+                    ties[i] = 1;
+                } else if (n == rare[i] && t->rng && next_rand(&t->rng) % ++ties[i] == 0) {
+                    piece[i] = p; /* reservoir sampling: each tie equally likely */
+                }
+            }
+        }
+        int best_tp = -1;
+        for (int i = 0; i < t->n_parents; i++) {
+            if (load[i] < 0 || rare[i] == 1 << 30) continue;
+            if (best_tp < 0 || load[i] < load[best_tp] ||
+                (load[i] == load[best_tp] && rare[i] < rare[best_tp]))
+                best_tp = i;
+        }
+        if (best_tp >= 0) {
+            out->piece = piece[best_tp];
+            out->parent = best_tp;
+            return 1;
+        }
     }
     /* 4. origin mode: everything else, in order */
     if (t->origin_mode)
@@ -339,6 +402,19 @@ void pp_count_waiting(const pp_task *t, const pp_liars *liars, pp_waiting *out)
             out->waiting_origin_mine += t->origin_mode || proto_bit_get(t->granted, p);
         }
     }
+}
+
+int pp_wants_parents(const pp_task *t, const pp_liars *liars, const pp_limits *lim)
+{
+    if (!t->have || t->n_have == t->piece_count) return 0;
+    if (t->n_requests == 0) return 1;
+    if (t->origin_mode || !t->whole) return 0;
+    (void)lim;
+    pp_env env = {.liars = liars};
+    for (uint32_t p = 0; p < t->piece_count; p++)
+        if (!proto_bit_get(t->have, p) && !proto_bit_get(t->granted, p) && !holders(t, p, &env))
+            return 1;
+    return 0;
 }
 
 /* ---- judging parents ---- */

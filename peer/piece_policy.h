@@ -77,6 +77,10 @@ typedef struct pp_task {
     int origin_mode;  /* whatever no parent has comes from the origin */
     int hold_parents; /* a digest list is on its way: take nothing from parents until it is in */
     int whole;        /* fetch every piece (else only what readers want) */
+    /* random tie-break between equally rare pieces, so nodes that learn of the same new
+     * pieces at once take different ones and can trade them; the caller seeds it per node
+     * (0: no draws, the lowest index wins) */
+    uint64_t rng;
 } pp_task;
 
 /* A piece range readers wait for, in priority order (first = most urgent). */
@@ -117,10 +121,13 @@ void pp_load_have(pp_task *t, const uint8_t *bits);
 /* The next piece to fetch and its source, or 0 when nothing should start now (budgets full,
  * nothing wanted, no source). The caller starts it and reports pp_request_started(), or, if it
  * could not, pp_parent_unreachable() / gives up; then asks again. Order: pieces in `wants`
- * (streaming, in order), then (when whole) origin grants, rarest first among parents, the rest
- * from the origin in origin mode, and finally the end game: when every missing piece is already
- * requested, a second request for a piece whose request has been outstanding for at least
- * lim->end_game_after_ms, from an idle parent. */
+ * (streaming, in order; when whole, only each want's next lim->pieces_in_flight missing
+ * pieces), then (when whole) origin grants, then the least loaded parent holding a missing
+ * piece and its rarest such piece (ties drawn with t->rng), the rest from the origin in origin
+ * mode, and finally the end game: when every missing piece is already requested, a second
+ * request for a piece whose request has been outstanding for at least lim->end_game_after_ms,
+ * from an idle parent. When pieces_in_flight is full, a whole task still starts a granted
+ * piece no parent holds from the origin (within origin_in_flight): others wait for it. */
 int pp_next(pp_task *t, const pp_want *wants, size_t n_wants, const pp_env *env, pp_pick *out);
 void pp_request_started(pp_task *t, const pp_pick *p);
 /* A request ended (data arrived, failed, or its connection closed): the counters drop. */
@@ -159,6 +166,15 @@ typedef struct pp_waiting {
 } pp_waiting;
 /* Adds the task's counts to *out (callers sum over tasks). Nothing for a task without maps. */
 void pp_count_waiting(const pp_task *t, const pp_liars *liars, pp_waiting *out);
+
+/* Whether the task should ask the scheduler for parents again (a repeated REGISTER_TASK; the
+ * caller rate-limits it): nothing is outstanding (its parents ran out), or its requests leave
+ * room in lim->pieces_in_flight (an origin run counting once) while no known parent holds a
+ * missing piece it has not requested and some missing piece is neither granted to it nor held
+ * by any parent it knows (its parents ran dry of what it lacks; e.g. an origin grantee knows
+ * only the parents it got at registration, when nobody held anything). Origin mode and
+ * not-whole tasks only use the first rule. */
+int pp_wants_parents(const pp_task *t, const pp_liars *liars, const pp_limits *lim);
 
 /* Why a parent request failed. */
 enum pp_failure {

@@ -138,6 +138,12 @@ size_t sched_origin_grant(sched *s, sched_peer *p, uint64_t now_ms)
     /* the origin_peers cap spreads a burst over few fetchers; it does not apply to pieces that
      * only p cannot get (it reported their holders bad): nobody else will fetch them for p */
     int capped = p->n_grants == 0 && t->granted_peers >= s->cfg.origin_peers;
+    /* first copies go to fast uplinks: a host announcing less than half the task's fastest
+     * uplink takes no new window while another peer holds one (the others would get those
+     * pieces at its pace; mixed links, docs/benchmarks.md) */
+    if (p->n_grants == 0 && t->granted_peers && p->host->upload_bw &&
+        p->host->upload_bw < t->max_upload_bw / 2)
+        capped = 1;
     if (capped && n_u == n_sh) return 0;
     /* first copies of a blob of few pieces are split between origin_peers fetchers, not
      * given whole to the first one, so every fetcher has pieces to upload early (a lone peer

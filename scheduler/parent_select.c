@@ -1,14 +1,17 @@
 /* Parent selection: up to K candidate parents for a child, scored (docs/scheduler.md):
  *
- *   score = 0.35 useful + 0.20 free + 0.20 speed + 0.15 locality + 0.10 reliability
+ *   score = 0.35 useful + 0.20 free + 0.20 share + 0.15 locality + 0.10 reliability
  *
  *   useful      pieces the parent has (or holds origin grants for) that the child lacks,
  *               as a fraction of what the child lacks
  *   free        upload slots left after the scheduler's own reservations (and the host's
  *               heartbeat report), as a fraction of its slots
- *   speed       parent's observed upload throughput relative to the best candidate;
- *               when not measured yet, 0.25..0.75 from its announced bandwidth relative to
- *               the best announced one, else 0.5 (new hosts get a chance)
+ *   share       the part of the parent's uplink this child would get: its announced
+ *               bandwidth relative to the best announced one (else its observed throughput
+ *               relative to the best, else 0.5), divided by 1 + the children it is already
+ *               listed for. Not the observed throughput alone: a parent serving many children
+ *               measures fastest, and rewarding that sent every child to the same two early
+ *               parents while the others' uplinks sat idle (docs/benchmarks.md, issue 14)
  *   locality    same idc 0.5, + same zone 0.3, + same rack 0.2
  *   reliability 1 / (1 + recent failures)
  *
@@ -130,10 +133,12 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
         /* measured throughput when known; else the announced bandwidth as a prior (0.25..0.75
          * relative to the best announced), else neutral 0.5 */
         double speed = 0.5;
-        if (best_tput > 0 && h->tput_bps > 0)
+        if (best_bw > 0 && h->upload_bw > 0)
+            speed = (double)h->upload_bw / best_bw;
+        else if (best_tput > 0 && h->tput_bps > 0)
             speed = h->tput_bps / best_tput;
-        else if (best_bw > 0 && h->upload_bw > 0)
-            speed = 0.25 + 0.5 * (double)h->upload_bw / best_bw;
+        /* the share of it each child gets: children already listed split it */
+        speed /= 1.0 + h->reserved;
         double rel = 1.0 / (1.0 + h->failures);
         c[i].score =
             0.35 * useful + 0.20 * fr + 0.20 * speed + 0.15 * locality(child->host, h) + 0.10 * rel;

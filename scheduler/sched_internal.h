@@ -92,6 +92,7 @@ struct sched_task {
     uint32_t pieces_in_mesh; /* pieces with holders > 0 */
     uint32_t pieces_granted; /* pieces with at least one grant */
     uint32_t granted_peers;  /* peers with n_grants > 0 */
+    uint64_t max_upload_bw;  /* fastest announced uplink of a peer it ever had (bytes/s) */
     uint32_t n_waiting;
     uint32_t waiter_cursor;
     uint8_t *digests;

@@ -136,6 +136,7 @@ struct sim {
     const char *csv;
     enum fnet_model model;
     int model_set, reader;
+    int announce_bw; /* nodes announce their uplink (the daemon's upload_bandwidth) */
     double max_s;
     /* daemon and scheduler configuration */
     struct peer_daemon_opts o;
@@ -485,7 +486,12 @@ static void on_decision(struct sim *S, struct node *nd, struct dmsg *m)
         int p = m->parents[i];
         if (p < 0 || p == nd->idx) continue;
         const struct node *pn = &S->nodes[p];
-        pp_add_candidate(&nd->pp, pn->id, pn->addr, m->bits + (size_t)i * S->nb, S->nb, now_ms(S));
+        int slot = pp_add_candidate(&nd->pp, pn->id, pn->addr, m->bits + (size_t)i * S->nb,
+                                    S->nb, now_ms(S));
+        /* download_task.c on_candidates: subscribed at once */
+        if (slot < 0 || nd->pp.parents[slot].subscribed) continue;
+        nd->pp.parents[slot].subscribed = 1;
+        push(S, S->now + path_us(S, nd->idx, p), EV_SUBSCRIBE, p, nd->idx, 0, 0, NULL);
     }
     if (m->n_parents) nd->reask_at_ms = now_ms(S) + PEER_REASK_MS;
     if (m->wait_ms) {
@@ -584,7 +590,8 @@ static void at_sched(struct sim *S, struct smsg *m)
         struct sched_host_info hi = {.host_id = nd->id,
                                      .addr = nd->addr,
                                      .upload_slots = S->o.upload_slots,
-                                     .upload_bw = S->o.upload_bw};
+                                     .upload_bw = S->announce_bw ? (uint64_t)nd->up
+                                                                 : S->o.upload_bw};
         SCHED_CALL(S, rc = sched_host_announce(S->s, &hi, t, &nd->h));
         if (rc == 0) sched_host_set_conn(nd->h, nd);
         break;
@@ -651,7 +658,7 @@ static void on_node_tick(struct sim *S, struct node *nd)
     if (nd->registered) {
         if (!nd->pp.origin_mode && t - nd->last_progress_ms > S->o.mesh_stall_ms) {
             nd->pp.origin_mode = 1;
-        } else if (nd->pp.n_requests == 0 && t >= nd->reask_at_ms) {
+        } else if (t >= nd->reask_at_ms && pp_wants_parents(&nd->pp, &S->liars, &S->lim)) {
             nd->reask_at_ms = t + PEER_REASK_SOON_MS;
             send_sched(S, nd->idx, SM_REGISTER, 0, 0);
         }
@@ -681,6 +688,8 @@ static void usage(FILE *f)
             "  --net maxmin|fair    network model (default maxmin up to 128 nodes, else fair;\n"
             "                       see scheduler/sim/flow_net.h)\n"
             "  --background         no reader: the task fetches the blob rarest-first only\n"
+            "  --announce-bw        every node announces its uplink as upload_bw (as a daemon\n"
+            "                       with upload_bandwidth set does; default: none announced)\n"
             "  --max-s SECONDS      give up after this much simulated time (default 100 x bound)\n"
             "  --csv FILE           per-second bytes: second,node,class,bytes_in,bytes_out\n"
             "                       (node -1 = the origin)\n"
@@ -735,7 +744,8 @@ static int parse_args(struct sim *S, int argc, char **argv)
         {"down-mbit", 1, NULL, 'd'}, {"origin-mbit", 1, NULL, 'o'}, {"latency-ms", 1, NULL, 'l'},
         {"mixed", 1, NULL, 'm'},     {"late", 1, NULL, 'L'},        {"seed", 1, NULL, 'S'},
         {"csv", 1, NULL, 'c'},       {"net", 1, NULL, 'N'},         {"background", 0, NULL, 'b'},
-        {"max-s", 1, NULL, 'M'},     {"help", 0, NULL, 'h'},        {NULL, 0, NULL, 0}};
+        {"max-s", 1, NULL, 'M'},     {"help", 0, NULL, 'h'},        {"announce-bw", 0, NULL, 'A'},
+        {NULL, 0, NULL, 0}};
     double v, w;
     int ch;
     S->n = 8;
@@ -785,6 +795,9 @@ static int parse_args(struct sim *S, int argc, char **argv)
             break;
         case 'c':
             S->csv = optarg;
+            break;
+        case 'A':
+            S->announce_bw = 1;
             break;
         case 'N':
             if (strcmp(optarg, "maxmin") == 0)
@@ -877,6 +890,7 @@ static int setup(struct sim *S)
             free(up), free(down), free(order);
             return -ENOMEM;
         }
+        nd->pp.rng = ((S->seed << 32) ^ (uint64_t)i) * 2 + 1; /* each its own draws */
         nd->lat_us = (uint64_t)llround(S->lat_ms * 1000);
     }
     for (int k = 0; k < S->n; k++) {

@@ -775,6 +775,164 @@ static void test_rarest_first(void **state)
     fx_free(&f);
 }
 
+/* Issue 14: requests spread over parents. The least loaded parent holding something missing
+ * is asked first (its rarest piece), not the one holding the rarest piece of all: with every
+ * child's budget on the few holders of the newest pieces, the other uplinks sat idle. */
+static void test_least_loaded_parent_first(void **state)
+{
+    (void)state;
+    fx f;
+    fx_init(&f, 6);
+    f.lim.per_parent_in_flight = 2;
+    f.env.conn_load = fx_conn_load;
+    f.env.ctx = &f;
+    assert_int_equal(add(&f.t, "a", "111100"), 0); /* the only holder of 2 and 3 */
+    assert_int_equal(add(&f.t, "b", "110011"), 1); /* the only holder of 4 and 5 */
+    assert_int_equal(add(&f.t, "c", "110000"), 2);
+    f.load[0] = 1; /* a: one request of another task; b and c idle */
+    /* b and c idle: b (its rarest, 4: one holder) before c (0: three holders) */
+    TAKE(&f, NULL, 0, 4, 1);
+    f.load[1] = 1;
+    /* c idle now: its rarest piece, although a and b hold rarer ones */
+    TAKE(&f, NULL, 0, 0, 2);
+    f.load[2] = 1;
+    /* all at load 1: the rarest (a's 2 and b's 5 have one holder; a's slot first) */
+    TAKE(&f, NULL, 0, 2, 0);
+    f.load[0] = 2; /* a full */
+    TAKE(&f, NULL, 0, 5, 1);
+    f.load[1] = 2;
+    TAKE(&f, NULL, 0, 1, 2);
+    f.load[2] = 2;
+    NONE(&f, NULL, 0); /* every parent at per_parent_in_flight */
+    check_counters(&f.t);
+    fx_free(&f);
+}
+
+/* Issue 14: with t->rng set, ties between equally rare pieces are drawn, so nodes that learn
+ * of the same new pieces at once do not all ask for the same one; every draw is one of the
+ * tied pieces, and different seeds draw differently. rng 0 keeps the lowest index. */
+static void test_random_ties(void **state)
+{
+    (void)state;
+    int seen[8] = {0};
+    for (uint64_t seed = 0; seed < 64; seed++) {
+        fx f;
+        fx_init(&f, 8);
+        f.t.rng = seed;
+        assert_int_equal(add(&f.t, "a", "11111111"), 0);
+        assert_int_equal(add(&f.t, "b", "11110000"), 1); /* 4..7: one holder, tied */
+        pp_pick p;
+        assert_int_equal(pp_next(&f.t, NULL, 0, &f.env, &p), 1);
+        assert_int_equal(p.parent, 0);
+        assert_true(p.piece >= 4 && p.piece <= 7);
+        if (seed == 0) assert_int_equal(p.piece, 4);
+        seen[p.piece]++;
+        fx_free(&f);
+    }
+    for (int i = 4; i < 8; i++) assert_true(seen[i] > 0); /* 64 draws of 4: each one seen */
+}
+
+/* Issue 14: a task fetching the whole blob takes only each reader's next pieces_in_flight
+ * missing pieces in order; beyond them the parent / rarity rule decides (every node reads
+ * the blob in order: in order they would all take the same pieces from the same holders). */
+static void test_whole_reads_ahead_only_the_budget(void **state)
+{
+    (void)state;
+    fx f;
+    fx_init(&f, 12);
+    f.lim.pieces_in_flight = 3;
+    assert_int_equal(add(&f.t, "a", "000011111110"), 0);
+    assert_int_equal(add(&f.t, "b", "000000000001"), 1); /* 11: one holder */
+    assert_int_equal(add(&f.t, "c", "000011111110"), 2);
+    pp_want w = {0, 11};
+    /* the reader's next 3 missing pieces (0-2) have no source: the rarest piece of the least
+     * loaded parents, not the next in order (4) */
+    TAKE(&f, &w, 1, 11, 1);
+    TAKE(&f, &w, 1, 4, 0);
+    pp_request_ended(&f.t, 11, 1);
+    pp_request_ended(&f.t, 4, 0);
+    /* pieces 0-2 stored: now 3 (no source), 4, 5 are the window, in order */
+    for (uint32_t p = 0; p < 3; p++) assert_int_equal(deliver(&f, p, PP_ORIGIN), 1);
+    TAKE(&f, &w, 1, 4, 0);
+    TAKE(&f, &w, 1, 5, 2);
+    /* not whole: the want alone, in order to its end */
+    pp_request_ended(&f.t, 4, 0);
+    pp_request_ended(&f.t, 5, 2);
+    f.t.whole = 0;
+    TAKE(&f, &w, 1, 4, 0);
+    TAKE(&f, &w, 1, 5, 2); /* the least loaded holder */
+    TAKE(&f, &w, 1, 6, 0);
+    check_counters(&f.t);
+    fx_free(&f);
+}
+
+/* Issue 14: a granted piece no parent holds starts from the origin even when parent requests
+ * fill pieces_in_flight (others wait for these first copies); origin_in_flight still holds. */
+static void test_grant_beyond_pieces_in_flight(void **state)
+{
+    (void)state;
+    fx f;
+    fx_init(&f, 8);
+    f.lim.pieces_in_flight = 2;
+    f.lim.origin_in_flight = 1;
+    assert_int_equal(add(&f.t, "a", "11110000"), 0);
+    proto_piece_run run = {5, 2};
+    assert_int_equal(pp_grant(&f.t, &run, 1), 0);
+    pp_want w = {0, 7};
+    TAKE(&f, &w, 1, 0, 0);
+    TAKE(&f, &w, 1, 1, 0);
+    TAKE(&f, &w, 1, 5, PP_ORIGIN); /* budget full of parent requests: the grant anyway */
+    NONE(&f, &w, 1);               /* origin_in_flight */
+    pp_request_ended(&f.t, 5, PP_ORIGIN);
+    TAKE(&f, &w, 1, 5, PP_ORIGIN);
+    /* not whole: the budget holds */
+    pp_request_ended(&f.t, 5, PP_ORIGIN);
+    f.t.whole = 0;
+    NONE(&f, &w, 1);
+    check_counters(&f.t);
+    fx_free(&f);
+}
+
+/* Issue 14: when to ask the scheduler for parents again. */
+static void test_wants_parents(void **state)
+{
+    (void)state;
+    fx f;
+    fx_init(&f, 6);
+    f.lim.pieces_in_flight = 2;
+    /* nothing outstanding: yes (parents ran out) */
+    assert_true(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_int_equal(add(&f.t, "a", "110000"), 0);
+    TAKE(&f, NULL, 0, 0, 0);
+    /* a request out, and 2..5 held by no known parent: yes */
+    assert_true(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    /* granted pieces are its own to fetch: with 2..5 granted, no */
+    proto_piece_run run = {2, 4};
+    assert_int_equal(pp_grant(&f.t, &run, 1), 0);
+    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    pp_clear_grants(&f.t);
+    /* a known parent holds every missing piece: no */
+    assert_int_equal(add(&f.t, "b", "001111"), 1);
+    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    /* ... unless that parent is banned */
+    f.t.parents[1].banned = 1;
+    assert_true(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    f.t.parents[1].banned = 0;
+    /* origin mode or not whole: only with nothing outstanding */
+    f.t.parents[1].banned = 1;
+    f.t.origin_mode = 1;
+    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    f.t.origin_mode = 0;
+    f.t.whole = 0;
+    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    pp_request_ended(&f.t, 0, 0);
+    assert_true(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    /* complete: never */
+    for (uint32_t p = 0; p < 6; p++) pp_piece_stored(&f.t, p, PP_ORIGIN);
+    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    fx_free(&f);
+}
+
 static void test_rarest_first_ignores_banned_holders(void **state)
 {
     (void)state;
@@ -2049,6 +2207,11 @@ int main(void)
         cmocka_unit_test(test_fixed_end_game_while_a_missing_piece_is_unrequested),
         cmocka_unit_test(test_fixed_avail_refused_after_reinit),
         cmocka_unit_test(test_fixed_banned_host_returns_after_slot_reuse),
+        cmocka_unit_test(test_least_loaded_parent_first),
+        cmocka_unit_test(test_random_ties),
+        cmocka_unit_test(test_whole_reads_ahead_only_the_budget),
+        cmocka_unit_test(test_grant_beyond_pieces_in_flight),
+        cmocka_unit_test(test_wants_parents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

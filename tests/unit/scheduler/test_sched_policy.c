@@ -530,6 +530,114 @@ static void test_bandwidth_prior(void **st)
     sched_free(s);
 }
 
+/* Issue 14: the parent score weighs the share of a parent's uplink a child would get, not its
+ * observed speed alone: a parent that already serves a child (and measured fast doing it) does
+ * not win the next child over an equal parent that serves nobody. */
+static void test_share_spreads_children(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.max_candidates = 1;
+    sched *s = new_sched(&cfg);
+    cf_err err = {0};
+    sched_host *p1 = host(s, 1, "dc1", 16, 0), *p2 = host(s, 2, "dc1", 16, 0);
+    sched_host *c1 = host(s, 3, "dc1", 16, 0), *c2 = host(s, 4, "dc1", 16, 0);
+    for (int i = 0; i < 2; i++) {
+        sched_host *h = i ? p2 : p1;
+        assert_int_equal(sched_register(s, h, TASK, 16 * MIB, 0, NULL, &err), 0);
+        report(s, h, TASK, 0, 16, "", 0);
+    }
+    assert_int_equal(sched_register(s, c1, TASK, 16 * MIB, 10, NULL, &err), 0);
+    struct rec *r = last_for("h3");
+    assert_int_equal(r->n_parents, 1);
+    char first[32];
+    snprintf(first, sizeof(first), "%s", r->parents[0]);
+    /* c1 takes 4 pieces from it quickly: a throughput sample for that parent only */
+    report(s, c1, TASK, 0, 4, first, 60);
+    assert_int_equal(sched_register(s, c2, TASK, 16 * MIB, 70, NULL, &err), 0);
+    r = last_for("h4");
+    assert_int_equal(r->n_parents, 1);
+    assert_string_not_equal(r->parents[0], first);
+    sched_free(s);
+}
+
+/* Issue 14: a peer re-asking while it still holds a grant window gets no further window (peers
+ * re-ask every 1-2 s while pieces lack a known holder: windows piled up on whoever re-asked,
+ * up to 64 pieces on one 20 Mbit/s node); it gets the next one when it reports this one done. */
+static void test_reask_adds_no_window(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 2;
+    cfg.grant_window = 4;
+    sched *s = new_sched(&cfg);
+    cf_err err = {0};
+    sched_host *a = host(s, 0, "dc1", 4, 0);
+    assert_int_equal(sched_register(s, a, TASK, 64 * MIB, 0, NULL, &err), 0);
+    struct rec *r = last_for("h0");
+    assert_int_equal(r->n_grant, 1);
+    assert_int_equal(r->grant[0].count, 4);
+    uint32_t first = r->grant[0].start;
+    size_t before = n_recs;
+    assert_int_equal(sched_register(s, a, TASK, 64 * MIB, 100, NULL, &err), 0);
+    assert_int_equal(n_recs, before + 1);
+    assert_int_equal(last_for("h0")->n_grant, 0);
+    report(s, a, TASK, first, 3, "", 200);
+    assert_int_equal(n_recs, before + 1); /* window not done yet: nothing new */
+    report(s, a, TASK, first + 3, 1, "", 300);
+    r = last_for("h0");
+    assert_int_equal(r->n_grant, 1); /* done: the next window */
+    assert_int_equal(r->grant[0].count, 4);
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_int_equal(ss.grants_pieces, 8);
+    sched_free(s);
+}
+
+/* Issue 14 (mixed links): a host announcing less than half the task's fastest uplink gets no
+ * grant window while another peer holds one, so first copies do not wait behind a slow link;
+ * with no grant held anywhere it still gets one (nobody else may come). */
+static void test_slow_host_no_grant_window(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 2;
+    cfg.grant_window = 4;
+    sched *s = new_sched(&cfg);
+    cf_err err = {0};
+    struct sched_host_info fi = {.host_id = "fast", .addr = "10.0.0.1:1", .upload_slots = 4,
+                                 .upload_bw = 100 << 20};
+    struct sched_host_info f2i = {.host_id = "fast2", .addr = "10.0.0.2:1", .upload_slots = 4,
+                                  .upload_bw = 100 << 20};
+    struct sched_host_info si = {.host_id = "slow", .addr = "10.0.0.3:1", .upload_slots = 4,
+                                 .upload_bw = 20 << 20};
+    sched_host *fast, *fast2, *slow;
+    assert_int_equal(sched_host_announce(s, &fi, 0, &fast), 0);
+    assert_int_equal(sched_host_announce(s, &f2i, 0, &fast2), 0);
+    assert_int_equal(sched_host_announce(s, &si, 0, &slow), 0);
+    assert_int_equal(sched_register(s, fast, TASK, 16 * MIB, 0, NULL, &err), 0);
+    assert_true(last_for("fast")->n_grant > 0);
+    assert_int_equal(sched_register(s, slow, TASK, 16 * MIB, 1, NULL, &err), 0);
+    struct rec *r = last_for("slow");
+    assert_int_equal(r->n_grant, 0);
+    assert_true(r->n_parents >= 1); /* told where the pieces will appear: the fast grantee */
+    assert_string_equal(r->parents[0], "fast");
+    assert_int_equal(sched_register(s, fast2, TASK, 16 * MIB, 2, NULL, &err), 0);
+    assert_true(last_for("fast2")->n_grant > 0);
+    sched_free(s);
+
+    /* alone, or first: the slow host is granted */
+    s = new_sched(&cfg);
+    assert_int_equal(sched_host_announce(s, &fi, 0, &fast), 0);
+    assert_int_equal(sched_host_announce(s, &si, 0, &slow), 0);
+    assert_int_equal(sched_register(s, slow, TASK, 16 * MIB, 0, NULL, &err), 0);
+    assert_true(last_for("slow")->n_grant > 0);
+    sched_free(s);
+}
+
 /* After a restart/failover (peers re-announcing what they hold), a new task holds its origin
  * grants briefly so pieces already in the mesh are not granted again. */
 static void test_recovery_hold(void **st)
@@ -895,6 +1003,9 @@ int main(void)
         cmocka_unit_test(test_wait_then_parents),
         cmocka_unit_test(test_reannounce_rebuilds),
         cmocka_unit_test(test_bandwidth_prior),
+        cmocka_unit_test(test_share_spreads_children),
+        cmocka_unit_test(test_reask_adds_no_window),
+        cmocka_unit_test(test_slow_host_no_grant_window),
         cmocka_unit_test(test_recovery_hold),
         cmocka_unit_test(test_reregistration_hold),
         cmocka_unit_test(test_bad_holder_not_waited_on),
