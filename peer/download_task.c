@@ -691,7 +691,8 @@ struct task *task_get(peer_daemon *d, const char *id, const char *origin, const 
     t->pp.whole = whole && d->o.fetch_whole_blob;
     /* each node draws its own ties between equally rare pieces (piece_policy.h) */
     t->pp.rng = 14695981039346656037ull ^ (uint64_t)uv_hrtime();
-    for (const char *c = d->host_id; *c; c++) t->pp.rng = (t->pp.rng ^ (uint8_t)*c) * 1099511628211ull;
+    for (const char *c = d->host_id; *c; c++)
+        t->pp.rng = (t->pp.rng ^ (uint8_t)*c) * 1099511628211ull;
     t->pp.rng |= 1; /* 0 = no draws */
     t->sched_idx = -1;
     t->state = T_SIZING;

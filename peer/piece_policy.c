@@ -253,7 +253,7 @@ static int next_pick(pp_task *t, const pp_want *wants, size_t n_wants, const pp_
      * all onto the few holding the rarest pieces (with pieces_in_flight filled there, the
      * other parents' uplinks would sit idle while their pieces wait) */
     if (!t->hold_parents) {
-        int load[PP_MAX_PARENTS], rare[PP_MAX_PARENTS];
+        int load[PP_MAX_PARENTS] = {0}, rare[PP_MAX_PARENTS] = {0}; /* all set below */
         uint32_t ties[PP_MAX_PARENTS];
         uint32_t piece[PP_MAX_PARENTS];
         int any = 0;

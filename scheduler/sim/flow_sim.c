@@ -486,8 +486,8 @@ static void on_decision(struct sim *S, struct node *nd, struct dmsg *m)
         int p = m->parents[i];
         if (p < 0 || p == nd->idx) continue;
         const struct node *pn = &S->nodes[p];
-        int slot = pp_add_candidate(&nd->pp, pn->id, pn->addr, m->bits + (size_t)i * S->nb,
-                                    S->nb, now_ms(S));
+        int slot = pp_add_candidate(&nd->pp, pn->id, pn->addr, m->bits + (size_t)i * S->nb, S->nb,
+                                    now_ms(S));
         /* download_task.c on_candidates: subscribed at once */
         if (slot < 0 || nd->pp.parents[slot].subscribed) continue;
         nd->pp.parents[slot].subscribed = 1;
@@ -590,8 +590,8 @@ static void at_sched(struct sim *S, struct smsg *m)
         struct sched_host_info hi = {.host_id = nd->id,
                                      .addr = nd->addr,
                                      .upload_slots = S->o.upload_slots,
-                                     .upload_bw = S->announce_bw ? (uint64_t)nd->up
-                                                                 : S->o.upload_bw};
+                                     .upload_bw =
+                                         S->announce_bw ? (uint64_t)nd->up : S->o.upload_bw};
         SCHED_CALL(S, rc = sched_host_announce(S->s, &hi, t, &nd->h));
         if (rc == 0) sched_host_set_conn(nd->h, nd);
         break;

@@ -608,12 +608,12 @@ static void test_slow_host_no_grant_window(void **st)
     cfg.grant_window = 4;
     sched *s = new_sched(&cfg);
     cf_err err = {0};
-    struct sched_host_info fi = {.host_id = "fast", .addr = "10.0.0.1:1", .upload_slots = 4,
-                                 .upload_bw = 100 << 20};
-    struct sched_host_info f2i = {.host_id = "fast2", .addr = "10.0.0.2:1", .upload_slots = 4,
-                                  .upload_bw = 100 << 20};
-    struct sched_host_info si = {.host_id = "slow", .addr = "10.0.0.3:1", .upload_slots = 4,
-                                 .upload_bw = 20 << 20};
+    struct sched_host_info fi = {
+        .host_id = "fast", .addr = "10.0.0.1:1", .upload_slots = 4, .upload_bw = 100 << 20};
+    struct sched_host_info f2i = {
+        .host_id = "fast2", .addr = "10.0.0.2:1", .upload_slots = 4, .upload_bw = 100 << 20};
+    struct sched_host_info si = {
+        .host_id = "slow", .addr = "10.0.0.3:1", .upload_slots = 4, .upload_bw = 20 << 20};
     sched_host *fast, *fast2, *slow;
     assert_int_equal(sched_host_announce(s, &fi, 0, &fast), 0);
     assert_int_equal(sched_host_announce(s, &f2i, 0, &fast2), 0);
