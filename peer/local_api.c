@@ -35,6 +35,10 @@
  * at its position this often, so that a client's idle timeout measures a stalled daemon, not a
  * long wait for the blob's check. */
 #define KEEPALIVE_MS 10000
+/* Reads (and prefetches) one connection may have outstanding: each holds a range reader and a
+ * reference on its blob, so a client pipelining requests it never waits for is refused BUSY
+ * past this, not given unbounded memory. */
+#define LOCAL_MAX_READS 256
 
 struct lread {
     struct lread *next;
@@ -539,6 +543,18 @@ static void handle_read(struct lconn *lc, const proto_local_read *q, int prefetc
 {
     peer_daemon *d = lc->d;
     if (!prefetch) d->m.local_reads++;
+    unsigned outstanding = 0;
+    for (struct lread *r = lc->reads; r; r = r->next) outstanding++;
+    for (struct lauth *a = lc->auths; a; a = a->next) outstanding++;
+    if (outstanding >= LOCAL_MAX_READS) {
+        if (!prefetch) d->m.local_read_errors++;
+        char msg[96];
+        snprintf(msg, sizeof(msg),
+                 "too many reads outstanding on this connection (%d): wait for answers",
+                 LOCAL_MAX_READS);
+        send_error(lc, PROTO_E_BUSY, q->req_id, q->task_id, msg);
+        return;
+    }
     struct lauth *a = calloc(1, sizeof(*a));
     if (!a || (q->origin && !(a->origin = strdup(q->origin))) ||
         (q->credentials && q->credentials[0] && !(a->creds = strdup(q->credentials)))) {

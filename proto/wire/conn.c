@@ -28,7 +28,11 @@
 #define POOLED_FRAME_MIN   (64u << 10) /* pooled_frames: frames this big come from the pool */
 #define SENDFILE_SLICE     (1u << 20)  /* per writable event, so one upload cannot hog the loop */
 #define DEF_HIGH_WATERMARK (4u << 20)
-#define DEF_MAX_QUEUED     (64u << 20)
+/* A queued descriptor counts as this many bytes towards back-pressure: a frame of ~40 bytes
+ * holding an open file would otherwise let a reader that never reads pile up ~100,000 of them
+ * (and the process's file limit) before the queue looks congested. */
+#define PASS_FD_WEIGHT (64u << 10)
+#define DEF_MAX_QUEUED (64u << 20)
 /* Plaintext encrypted per step (4 records): every buffer of the TLS path stays below malloc's
  * mmap threshold and is reused, where larger ones cost page faults and TLB flushes per step. */
 #define TLS_STEP         (64u << 10)
@@ -653,7 +657,7 @@ static int send_with_fd(proto_conn *c, wq_item *it)
     }
     touch(c);
     it->buf_done = true;
-    account_sub(c, it->len);
+    account_sub(c, it->len + PASS_FD_WEIGHT);
     return 1;
 }
 
@@ -730,7 +734,7 @@ static int enqueue(proto_conn *c, cf_buf *frame, int fd, uint64_t off, uint64_t 
     else
         c->head = it;
     c->tail = it;
-    c->queued += it->len + (size_t)flen;
+    c->queued += it->len + (size_t)flen + (pass_fd >= 0 ? PASS_FD_WEIGHT : 0);
     if (!c->congested && c->queued > c->high) c->congested = true;
     pump(c);
     return 0;
@@ -822,7 +826,8 @@ int proto_conn_send_fd(proto_conn *c, const proto_msg *m, int fd, cf_err *err)
         return cf_err_set(err, -ENOTSUP, "descriptors pass over plain unix sockets only");
     cf_buf b = {0};
     int r = encode(c, m, 0, &b, err);
-    if (r == 0 && (r = admit(c, b.len)) < 0) cf_err_set(err, r, "write queue full");
+    if (r == 0 && (r = admit(c, b.len + PASS_FD_WEIGHT)) < 0)
+        cf_err_set(err, r, "write queue full");
     int dfd = -1;
     if (r == 0) {
         dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);

@@ -2,6 +2,8 @@
 """Hostile clients against chunkfly-peer's sockets (used by daemon_abuse.sh).
 
 usage: daemon_abuse.py tcp HOST PORT | unix PATH   [SECONDS]
+       daemon_abuse.py halfsent tcp HOST PORT | unix PATH   N
+       daemon_abuse.py fdflood PATH TASK ORIGIN N
 
 Sends random bytes, valid headers with huge lengths, bad magic/version, undecodable bodies,
 messages before HELLO, wrong message types, requests for unknown tasks/pieces, overflowing
@@ -102,8 +104,55 @@ def halfsent(target, n):
     return socks
 
 
+def recv_exact(s, n, fds):
+    """n bytes from s; descriptors that come with them are appended to fds."""
+    b = b""
+    while len(b) < n:
+        data, anc, _, _ = s.recvmsg(n - len(b), socket.CMSG_SPACE(4 * 4))
+        if not data:
+            raise OSError("closed")
+        for lvl, typ, cd in anc:
+            if lvl == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds.extend(struct.unpack("%di" % (len(cd) // 4), cd[: len(cd) - len(cd) % 4]))
+        b += data
+    return b
+
+
+def fdflood(path, task, origin, n):
+    """n reads that take the file (LOCAL_READ "fd") of a cached blob, sent at once and not read
+    while the caller counts the daemon's open files; then every answer is read: prints the
+    LOCAL_FILE answers, the ERRORs (BUSY past the per-connection limit) and the descriptors."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(HELLO)
+    fds = []
+    h = recv_exact(s, 16, fds)
+    recv_exact(s, struct.unpack("<I", h[8:12])[0], fds)
+    s.sendall(b"".join(frame(0x40, mp_map({"r": i + 1, "t": task, "o": origin, "off": 0,
+                                            "len": 1, "fd": True})) for i in range(n)))
+    print("sent", n, flush=True)
+    sys.stdin.readline()
+    files = errors = busy = 0
+    s.settimeout(10)
+    while files + errors < n:
+        h = recv_exact(s, 16, fds)
+        _, _, t, _, bl, pl = struct.unpack("<IBBHII", h)
+        body = recv_exact(s, bl + pl, fds)
+        if t == 0x4A:
+            files += 1
+        elif t == 0x02:
+            errors += 1
+            busy += b"too many reads" in body
+    for fd in fds:
+        os.close(fd)
+    print("files", files, "errors", errors, "busy", busy, "fds", len(fds), flush=True)
+    return 0
+
+
 def main():
     a = sys.argv[1:]
+    if a[0] == "fdflood":
+        return fdflood(a[1], a[2], a[3], int(a[4]))
     if a[0] == "halfsent":
         target = a[1:4] if a[1] == "tcp" else a[1:3]
         socks = halfsent(target, int(a[len(target) + 1]))

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Bad input on every socket of chunkfly-peer (upload server, local API, HTTP): random bytes,
 # huge lengths, bad magic/version, undecodable bodies, messages out of order, unknown tasks,
-# overflowing ranges, 300 connections at once, slowloris. The daemon must stay up, keep serving
-# a correct read, and count the bad frames.
+# overflowing ranges, 300 connections at once, slowloris, 600 pipelined reads taking the file
+# that the client never reads. The daemon must stay up, keep serving a correct read, count the
+# bad frames, and hold a bounded number of files for the reader that does not read.
 . "$(dirname "$0")/../../lib/testlib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -32,6 +33,25 @@ wait "$HALF_PID" || true
 peer_alive_or_fail 1
 note "local API"
 python3 "$(dirname "$0")/daemon_abuse.py" unix "$T/p1.sock" 12 || fail "abuse script (unix)"
+peer_alive_or_fail 1
+note "local API: 600 reads taking the file, pipelined, answers not read"
+nfd() { ls "/proc/$1/fd" | wc -l; }
+fd0=$(nfd "${PEER_PID[1]}")
+coproc FLOOD { python3 "$(dirname "$0")/daemon_abuse.py" fdflood "$T/p1.sock" "$BLOB" \
+    "$REGISTRY/$REPO@$BLOB" 600; }
+read -r -u "${FLOOD[0]}" line || fail "fdflood script failed"
+sleep 1
+fd1=$(nfd "${PEER_PID[1]}")
+echo >&"${FLOOD[1]}"
+read -r -u "${FLOOD[0]}" line || fail "fdflood script failed reading the answers"
+wait "$FLOOD_PID" || true
+echo "peer open files ${fd0} -> ${fd1} while the answers sat unread; client: $line"
+# without the queue's weight per passed descriptor, ~100,000 answers (and files) fit before
+# the queue looks congested; with it ~64, and the connection takes at most 256 reads
+[ $((fd1 - fd0)) -lt 100 ] || fail "the unread answers held $((fd1 - fd0)) open files"
+set -- $line
+[ "$2" -ge 1 ] && [ "$6" -ge 1 ] && [ $(($2 + $4)) -eq 600 ] && [ "$8" -eq "$2" ] ||
+    fail "unexpected answers: $line"
 peer_alive_or_fail 1
 note "HTTP"
 for _ in $(seq 20); do

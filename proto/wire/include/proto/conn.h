@@ -133,6 +133,8 @@ int proto_conn_send_file(proto_conn *c, const proto_msg *m, int fd, uint64_t off
  * bytes), in order with the other frames. fd is dup()ed (the caller keeps its own); the receiver
  * gets its own descriptor of the same open file, so pass only what it may read and keep (e.g.
  * a file opened read-only for it). Plain unix-socket conns only: -ENOTSUP over TCP or TLS.
+ * A queued descriptor weighs 64 KiB in the queue's accounting (proto_conn_congested,
+ * max_queued), so a receiver that does not read cannot make the sender hold many open files.
  * Errors as proto_conn_send plus -errno from dup. */
 int proto_conn_send_fd(proto_conn *c, const proto_msg *m, int fd, cf_err *err);
 
