@@ -487,6 +487,22 @@ static int read_extents(const struct mount_blob_extent *ext, size_t n, void *buf
     return 0;
 }
 
+/* The extents lie inside their cache files: a file cut short behind the daemon's back (it is
+ * created at the blob's full size) must not be mapped, or a splicing reader would send a short
+ * reply, which the kernel takes for the end of the file. */
+static int extents_backed(const struct mount_blob_extent *e, size_t n, cf_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (fstat(e[i].fd, &st) != 0 || (uint64_t)st.st_size < e[i].offset + e[i].len)
+            return cf_err_set(err, -EIO,
+                              "cache file shorter than the %zu bytes mapped at %llu (cut short "
+                              "outside the daemon?)",
+                              e[i].len, (unsigned long long)e[i].offset);
+    }
+    return 0;
+}
+
 int mount_blob_cache_read_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, void *buf,
                                size_t len, size_t *nread, cf_err *err)
 {
@@ -539,6 +555,7 @@ static int map_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, size_t l
         done += take;
     }
     free(refs);
+    if (!rc) rc = extents_backed(e, ne, err);
     if (rc) {
         free(e);
         return rc;
@@ -696,7 +713,9 @@ static int map_blob(mount_blob_cache *c, uint32_t blob, uint64_t offset, size_t 
         free(refs);
         if (rc) return rc;
     }
-    *ext = (struct mount_blob_extent){b->data_fd, offset, len};
+    struct mount_blob_extent e = {b->data_fd, offset, len};
+    if ((rc = extents_backed(&e, 1, err))) return rc;
+    *ext = e;
     STAT_ADD(c, bytes_read, len);
     return 0;
 }

@@ -194,17 +194,6 @@ static void reply_extents(fuse_req_t req, int rc, const struct mount_blob_extent
             fuse_reply_buf(req, NULL, 0);
         return;
     }
-    /* a cache file cut short behind our back (it is created at the blob's full size) would make
-     * libfuse send a short reply, which the kernel takes for the end of the file: EIO instead */
-    for (size_t i = 0; i < n; i++) {
-        struct stat st;
-        if (fstat(e[i].fd, &st) != 0 || (uint64_t)st.st_size < e[i].offset + e[i].len) {
-            cf_warn("cache file (fd %d) shorter than the %llu bytes mapped at %llu: EIO", e[i].fd,
-                    (unsigned long long)e[i].len, (unsigned long long)e[i].offset);
-            fuse_reply_err(req, EIO);
-            return;
-        }
-    }
     struct fuse_bufvec *bv = malloc(sizeof(*bv) + (n - 1) * sizeof(bv->buf[0]));
     if (!bv) {
         fuse_reply_err(req, ENOMEM);

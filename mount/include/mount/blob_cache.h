@@ -81,8 +81,9 @@ struct mount_blob_extent {
  * make every chunk the range touches ready (fetched and verified, as the reads do) and say
  * where its bytes are instead of copying them. map_file: *ext (malloc'ed, the caller frees
  * it) gets *n extents in file order, adjacent chunks merged, *total bytes in all (short only
- * at EOF). map_blob: one extent (len 0 past the blob's end). Reading the extents' bytes is
- * the caller's business; ready chunks are never written again, so the bytes stay valid. */
+ * at EOF). map_blob: one extent (len 0 past the blob's end). Extents lie inside their files:
+ * a cache file cut short outside the daemon gives -EIO, not a short extent. Reading the
+ * extents' bytes is the caller's business; ready chunks are never written again. */
 int mount_blob_cache_map_file(mount_blob_cache *c, uint64_t nid, uint64_t offset, size_t len,
                               struct mount_blob_extent **ext, size_t *n, size_t *total,
                               cf_err *err);
