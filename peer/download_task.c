@@ -1985,14 +1985,12 @@ void task_tick(peer_daemon *d)
         }
         if (t->state != T_RUNNING) continue;
         int wanted = t->watchers || t->pp.whole;
-        pp_limits lim = {d->o.pieces_in_flight, d->o.per_parent_in_flight, d->o.origin_in_flight,
-                         PEER_END_GAME_AFTER_MS};
         if (!t->pp.origin_mode && now - t->last_progress_ms > d->o.mesh_stall_ms && wanted) {
             cf_info("task %s: no progress from the mesh for %u ms, going back to source", t->id,
                     d->o.mesh_stall_ms);
             t->pp.origin_mode = 1;
         } else if (t->registered && now >= t->reask_at_ms && wanted &&
-                   pp_wants_parents(&t->pp, &d->liars, &lim)) {
+                   pp_wants_parents(&t->pp, &d->liars)) {
             /* parents ran out or ran dry: ask again (a repeated REGISTER_TASK = new schedule) */
             t->reask_at_ms = now + PEER_REASK_SOON_MS;
             proto_msg m = {.type = PROTO_MSG_REGISTER_TASK};

@@ -404,12 +404,11 @@ void pp_count_waiting(const pp_task *t, const pp_liars *liars, pp_waiting *out)
     }
 }
 
-int pp_wants_parents(const pp_task *t, const pp_liars *liars, const pp_limits *lim)
+int pp_wants_parents(const pp_task *t, const pp_liars *liars)
 {
     if (!t->have || t->n_have == t->piece_count) return 0;
     if (t->n_requests == 0) return 1;
     if (t->origin_mode || !t->whole) return 0;
-    (void)lim;
     pp_env env = {.liars = liars};
     for (uint32_t p = 0; p < t->piece_count; p++)
         if (!proto_bit_get(t->have, p) && !proto_bit_get(t->granted, p) && !holders(t, p, &env))

@@ -168,13 +168,11 @@ typedef struct pp_waiting {
 void pp_count_waiting(const pp_task *t, const pp_liars *liars, pp_waiting *out);
 
 /* Whether the task should ask the scheduler for parents again (a repeated REGISTER_TASK; the
- * caller rate-limits it): nothing is outstanding (its parents ran out), or its requests leave
- * room in lim->pieces_in_flight (an origin run counting once) while no known parent holds a
- * missing piece it has not requested and some missing piece is neither granted to it nor held
- * by any parent it knows (its parents ran dry of what it lacks; e.g. an origin grantee knows
- * only the parents it got at registration, when nobody held anything). Origin mode and
- * not-whole tasks only use the first rule. */
-int pp_wants_parents(const pp_task *t, const pp_liars *liars, const pp_limits *lim);
+ * caller rate-limits it): nothing is outstanding (its parents ran out), or, for a whole-blob
+ * task not in origin mode, some missing piece is neither granted to it nor held by any parent
+ * it knows (its parents ran dry of what it lacks; e.g. an origin grantee knows only the parents
+ * it got at registration, when nobody held anything). */
+int pp_wants_parents(const pp_task *t, const pp_liars *liars);
 
 /* Why a parent request failed. */
 enum pp_failure {

@@ -658,7 +658,7 @@ static void on_node_tick(struct sim *S, struct node *nd)
     if (nd->registered) {
         if (!nd->pp.origin_mode && t - nd->last_progress_ms > S->o.mesh_stall_ms) {
             nd->pp.origin_mode = 1;
-        } else if (t >= nd->reask_at_ms && pp_wants_parents(&nd->pp, &S->liars, &S->lim)) {
+        } else if (t >= nd->reask_at_ms && pp_wants_parents(&nd->pp, &S->liars)) {
             nd->reask_at_ms = t + PEER_REASK_SOON_MS;
             send_sched(S, nd->idx, SM_REGISTER, 0, 0);
         }

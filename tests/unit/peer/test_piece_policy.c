@@ -901,35 +901,35 @@ static void test_wants_parents(void **state)
     fx_init(&f, 6);
     f.lim.pieces_in_flight = 2;
     /* nothing outstanding: yes (parents ran out) */
-    assert_true(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_true(pp_wants_parents(&f.t, &f.liars));
     assert_int_equal(add(&f.t, "a", "110000"), 0);
     TAKE(&f, NULL, 0, 0, 0);
     /* a request out, and 2..5 held by no known parent: yes */
-    assert_true(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_true(pp_wants_parents(&f.t, &f.liars));
     /* granted pieces are its own to fetch: with 2..5 granted, no */
     proto_piece_run run = {2, 4};
     assert_int_equal(pp_grant(&f.t, &run, 1), 0);
-    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_false(pp_wants_parents(&f.t, &f.liars));
     pp_clear_grants(&f.t);
     /* a known parent holds every missing piece: no */
     assert_int_equal(add(&f.t, "b", "001111"), 1);
-    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_false(pp_wants_parents(&f.t, &f.liars));
     /* ... unless that parent is banned */
     f.t.parents[1].banned = 1;
-    assert_true(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_true(pp_wants_parents(&f.t, &f.liars));
     f.t.parents[1].banned = 0;
     /* origin mode or not whole: only with nothing outstanding */
     f.t.parents[1].banned = 1;
     f.t.origin_mode = 1;
-    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_false(pp_wants_parents(&f.t, &f.liars));
     f.t.origin_mode = 0;
     f.t.whole = 0;
-    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_false(pp_wants_parents(&f.t, &f.liars));
     pp_request_ended(&f.t, 0, 0);
-    assert_true(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_true(pp_wants_parents(&f.t, &f.liars));
     /* complete: never */
     for (uint32_t p = 0; p < 6; p++) pp_piece_stored(&f.t, p, PP_ORIGIN);
-    assert_false(pp_wants_parents(&f.t, &f.liars, &f.lim));
+    assert_false(pp_wants_parents(&f.t, &f.liars));
     fx_free(&f);
 }
 
