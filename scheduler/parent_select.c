@@ -130,8 +130,8 @@ size_t sched_select_parents(sched *s, sched_peer *child, uint64_t now_ms, sched_
         double useful = (double)c[i].useful / missing;
         if (useful > 1) useful = 1;
         double fr = h->upload_slots ? (double)free_slots(h) / h->upload_slots : 0;
-        /* measured throughput when known; else the announced bandwidth as a prior (0.25..0.75
-         * relative to the best announced), else neutral 0.5 */
+        /* "share" (header): announced bandwidth relative to the best announced, else measured
+         * throughput relative to the best measured, else neutral 0.5 */
         double speed = 0.5;
         if (best_bw > 0 && h->upload_bw > 0)
             speed = (double)h->upload_bw / best_bw;
