@@ -280,6 +280,10 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     memset(&cr, 0, sizeof(cr));
     rc = rafs_create(&co, &cr, err);
     unlink(src_path);
+    if (rc == 0 && cr.blob.dedup_chunks) {
+        count(c, &c->res->dedup_chunks, cr.blob.dedup_chunks);
+        count64(c, &c->res->dedup_bytes, cr.blob.dedup_bytes);
+    }
     if (rc == 0 && cr.dict_chunks) {
         count(c, &c->res->dict_chunks, cr.dict_chunks);
         count64(c, &c->res->dict_bytes, cr.dict_bytes);

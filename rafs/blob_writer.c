@@ -43,6 +43,8 @@ struct rafs_blob_writer {
      * byte it skips, then a copy of it fed everything: no second pass over the blob */
     EVP_MD_CTX *file_sha;
     uint64_t written, comp_off, uncomp_off, file_bytes;
+    uint32_t dedup_chunks;
+    uint64_t dedup_bytes;
     size_t out_cap;
 
     struct slot *slots;
@@ -292,6 +294,8 @@ static int commit(struct rafs_blob_writer *w, struct slot *s, cf_err *err)
     int64_t found = rafs_chunk_table_find(w->ct, s->digest, w->blob_index, (uint32_t)s->len);
     if (found >= 0) {
         s->ino->chunks[s->pos] = (uint32_t)found;
+        w->dedup_chunks++;
+        w->dedup_bytes += s->len;
         return 0;
     }
     if (w->nchunks > RAFS_MAX_CI_INDEX)
@@ -518,6 +522,8 @@ int rafs_blob_writer_write_meta(rafs_blob_writer *w, cf_err *err)
     r->uncompressed_size = w->uncomp_off;
     r->chunk_count = w->nchunks;
     r->file_bytes = w->file_bytes;
+    r->dedup_chunks = w->dedup_chunks;
+    r->dedup_bytes = w->dedup_bytes;
     uint8_t dg[32];
     if (tar) {
         if ((rc = write_tar_header(w, RAFS_TOC_NAME_BLOB, w->comp_off, err))) return rc;

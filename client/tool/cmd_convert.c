@@ -202,18 +202,19 @@ static int convert_cmd(client_convert_opts *o, client_convert_all_opts *ao, int 
                 o->target);
         return CLI_EXIT_FAIL;
     }
-    char s[32], t[32], p[32];
+    char s[32], t[32], p[32], u[32];
     cli_fmt_bytes(r.source_bytes, s, sizeof(s));
     cli_fmt_bytes(r.target_bytes, t, sizeof(t));
     cli_fmt_bytes(r.pushed_bytes, p, sizeof(p));
+    cli_fmt_bytes(r.dedup_bytes, u, sizeof(u));
     if (!quiet)
         fprintf(stderr,
                 "converted %s -> %s@%s in %.1f s: %u platform%s, %u layers (%u built, %u "
                 "converted before), source %s, target %s; blobs pushed %u (%s), already there "
-                "%u, mounted %u\n",
+                "%u, mounted %u; chunks deduplicated %u (%s)\n",
                 o->source, o->target, r.manifest_digest, r.seconds, r.platforms,
                 r.platforms == 1 ? "" : "s", r.layers, r.built, r.cached, s, t, r.blobs_pushed, p,
-                r.blobs_present, r.blobs_mounted);
+                r.blobs_present, r.blobs_mounted, r.dedup_chunks, u);
     if (!quiet && r.dict_chunks) {
         char d[32];
         cli_fmt_bytes(r.dict_bytes, d, sizeof(d));

@@ -80,6 +80,8 @@ typedef struct client_convert_result {
     uint64_t pushed_bytes; /* bytes actually uploaded */
     uint32_t dict_chunks;  /* chunks of built layers found in the chunk dictionary */
     uint64_t dict_bytes;   /* their uncompressed bytes, not stored again */
+    uint32_t dedup_chunks; /* chunks of built layers stored once within their layer's blob */
+    uint64_t dedup_bytes;  /* their uncompressed bytes, not stored again */
     double seconds;
     unsigned platforms; /* image manifests converted (1 unless the source is an index) */
 } client_convert_result;

@@ -151,6 +151,8 @@ struct rafs_blob_result {
     uint8_t toc_digest[32];
     uint64_t size_before_boot; /* inline meta: blob size before the bootstrap */
     uint64_t file_bytes;       /* file bytes fed (before dedup) */
+    uint32_t dedup_chunks;     /* chunks found again in this blob: stored once */
+    uint64_t dedup_bytes;      /* their uncompressed bytes (not stored again) */
 };
 
 typedef struct rafs_blob_writer rafs_blob_writer;

@@ -27,6 +27,7 @@ mkdir -p "$L/1" "$L/2" "$L/3"
   mkdir -p etc usr/bin special/opaque-dir/inner dir2/sub keep
   echo base >etc/config; echo v1 >usr/bin/tool; chmod 755 usr/bin/tool
   head -c 2500000 /dev/urandom >usr/bin/big
+  cp usr/bin/big usr/bin/big-copy   # its 3 chunks (1 MiB chunks) are stored once: dedup
   echo gone >special/delete-me; echo a >special/opaque-dir/a; echo b >special/opaque-dir/inner/b
   echo x >dir2/sub/x
   echo kept >keep/k; ln keep/k keep/k-hard; ln -s ../etc/config keep/cfg-link
@@ -81,6 +82,8 @@ MD=${out##*@}
 [ "$out" = "$TREG/dst/app:v1@$MD" ] || fail "stdout: $out"
 grep -q "^layer 1/3 " "$T/c1.log" && grep -q "^layer 3/3 " "$T/c1.log" || fail "no per-layer progress"
 summary "$T/c1.log" | grep -q "3 layers (3 built, 0 converted before)" || fail "summary: $(summary "$T/c1.log")"
+summary "$T/c1.log" | grep -q "; chunks deduplicated 3 (2.4 MiB)" ||
+    fail "dedup in summary (usr/bin/big-copy): $(summary "$T/c1.log")"
 
 note "packaging: media types, annotations, config"
 tok=$(ptoken repository:dst/app:pull)

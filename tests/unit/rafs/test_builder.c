@@ -259,6 +259,9 @@ static void test_blob_layout_toc(void **state)
     build(&b, RAFS_COMP_ZSTD, 1, 2);
     /* one 200000-byte file = 4 chunks (3 x 64 KiB + 3392), zeros = 1 chunk, "-dash" = 1 */
     assert_int_equal(b.res.chunk_count, 6);
+    /* found again, stored once: same-as-one's 4 chunks and 2 of the 3 zero chunks */
+    assert_int_equal(b.res.dedup_chunks, 6);
+    assert_int_equal(b.res.dedup_bytes, 200000 + 2 * 0x10000);
     assert_int_equal(b.res.features, 0x70000021);
     /* walk the tail backwards as the snapshotter does */
     const uint8_t *end = b.blob + b.blob_len;
