@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,11 @@ struct layer {
     char boot_path[PATH_CAP + 200];
     char meta_path[PATH_CAP + 200]; /* the blob's .blob.meta (absent: no file data) */
     long dup_of;                    /* index of an earlier layer with the same digest, or -1 */
+    atomic_int phase;               /* enum phase: read by the status line */
 };
+
+/* where a layer is, for the status line (client_convert_opts.status) */
+enum phase { PH_WAITING, PH_DOWNLOADING, PH_BUILDING, PH_PUSHING, PH_CHECKING, PH_DONE };
 
 /* --chunk-dict: the dictionary's bootstrap and where its blobs come from */
 struct dict_blob {
@@ -72,6 +77,8 @@ struct conv {
     unsigned nlayers;   /* layers of the manifest being converted (progress lines) */
     pthread_mutex_t mu; /* res counters and progress lines, shared by the layer workers */
     struct chunk_dict dict;
+    struct layer *ls; /* the layers of the manifest being converted (status line) */
+    size_t nls;
 };
 
 static void count(struct conv *c, unsigned *v, unsigned n)
@@ -121,6 +128,89 @@ static void fmt_mb(uint64_t n, char *out, size_t cap)
         snprintf(out, cap, "%.1f MiB", (double)n / 1048576.0);
     else
         snprintf(out, cap, "%.1f KiB", (double)n / 1024.0);
+}
+
+/* Size of a work file being written (the download, the blob being built): how far it got. */
+static uint64_t work_file_size(const struct conv *c, const struct layer *l, const char *suffix)
+{
+    char path[PATH_CAP + 100];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s%s", c->tmp_dir, l->src->digest + 7, suffix);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* One status line of the layers in flight, handed to o->status. */
+static void status_emit(struct conv *c)
+{
+    if (!c->o->status || !c->ls) return;
+    char line[1024], a[32], b[32];
+    size_t done = 0, len = 0;
+    for (size_t i = 0; i < c->nls; i++) done += atomic_load(&c->ls[i].phase) == PH_DONE;
+    len = (size_t)snprintf(line, sizeof(line), "layers %zu/%zu done", done, c->nls);
+    for (size_t i = 0; i < c->nls && len < sizeof(line); i++) {
+        const struct layer *l = &c->ls[i];
+        char what[96];
+        switch (atomic_load(&l->phase)) {
+        case PH_DOWNLOADING:
+            fmt_mb(work_file_size(c, l, ".layer"), a, sizeof(a));
+            fmt_mb(l->src->size, b, sizeof(b));
+            snprintf(what, sizeof(what), "downloading %s of %s", a, b);
+            break;
+        case PH_BUILDING:
+            fmt_mb(work_file_size(c, l, ".blob"), a, sizeof(a));
+            snprintf(what, sizeof(what), "building, blob %s", a);
+            break;
+        case PH_PUSHING:
+            fmt_mb(l->blob_size, a, sizeof(a));
+            snprintf(what, sizeof(what), "pushing %s", a);
+            break;
+        case PH_CHECKING:
+            snprintf(what, sizeof(what), "converted before, checking the target");
+            break;
+        default:
+            continue;
+        }
+        len += (size_t)snprintf(line + len, sizeof(line) - len, "; %zu: %s", i + 1, what);
+    }
+    pthread_mutex_lock(&c->mu);
+    c->o->status(c->o->progress_ctx, line);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void set_phase(struct conv *c, struct layer *l, enum phase ph)
+{
+    atomic_store(&l->phase, (int)ph);
+    status_emit(c);
+}
+
+/* refreshes the status line every 0.5 s while layers convert (byte counts move) */
+struct ticker {
+    struct conv *c;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+};
+
+static void *ticker_main(void *arg)
+{
+    struct ticker *tk = arg;
+    pthread_mutex_lock(&tk->mu);
+    while (!tk->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 500000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&tk->cv, &tk->mu, &ts);
+        if (tk->stop) break;
+        pthread_mutex_unlock(&tk->mu);
+        status_emit(tk->c);
+        pthread_mutex_lock(&tk->mu);
+    }
+    pthread_mutex_unlock(&tk->mu);
+    return NULL;
 }
 
 static void short_digest(const char *d, char *out)
@@ -254,6 +344,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
     short_digest(l->src->digest, sd);
     double t0 = client_conv_now();
     int fd = open(src_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    set_phase(c, l, PH_DOWNLOADING);
     if (fd < 0) return cf_err_set(err, -errno, "%s: %s", src_path, strerror(errno));
     int rc = proto_registry_blob_get_fd(c->src, c->sref.repo, l->src->digest, 0, 0,
                                         PROTO_REGISTRY_VERIFY, fd, 0, NULL, err);
@@ -263,6 +354,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
         return cf_err_wrap(err, rc, "layer %u (%s): download", idx, sd);
     }
     double t1 = client_conv_now();
+    set_phase(c, l, PH_BUILDING);
     struct rafs_create_opts co = {.source = src_path,
                                   .bootstrap = l->boot_path,
                                   .blob = blob_path,
@@ -299,6 +391,7 @@ static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *er
         l->blob_size = cr.blob.blob_size;
     }
     double t2 = client_conv_now();
+    set_phase(c, l, PH_PUSHING);
     int pushed = 0;
     if (rc == 0) rc = push_blob_file(c, blob_path, l->blob_digest, l->blob_size, &pushed, err);
     unlink(blob_path);
@@ -334,6 +427,7 @@ static int do_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
     snprintf(l->meta_path, sizeof(l->meta_path), "%s/%s.meta", c->cache_dir, l->key);
     char from_reg[256], from_repo[256];
     if (!cache_load(c, l, from_reg, from_repo)) return build_layer(c, l, idx, err);
+    set_phase(c, l, PH_CHECKING);
     /* Converted before: the target may have the blob, or the repository it went to. */
     char bd[20];
     short_digest(l->blob_digest, bd);
@@ -513,6 +607,7 @@ static void *layer_worker(void *arg)
         if (p->ls[i].dup_of >= 0) continue; /* same source layer as an earlier one */
         cf_err e = {0};
         int rc = do_layer(p->c, &p->ls[i], (unsigned)i + 1, &e);
+        if (rc == 0) set_phase(p->c, &p->ls[i], PH_DONE);
         if (rc < 0) {
             pthread_mutex_lock(&p->mu);
             if (p->rc == 0) {
@@ -532,6 +627,21 @@ static int layers_run(struct conv *c, struct layer *ls, const proto_oci_desc *sr
         ls[i].dup_of = -1;
         for (size_t j = 0; j < i && ls[i].dup_of < 0; j++)
             if (strcmp(src[j].digest, src[i].digest) == 0) ls[i].dup_of = (long)j;
+        atomic_init(&ls[i].phase, ls[i].dup_of >= 0 ? PH_DONE : PH_WAITING);
+    }
+    c->ls = ls;
+    c->nls = n;
+    struct ticker tk = {.c = c};
+    pthread_t tick_th;
+    int ticking = 0;
+    if (c->o->status) {
+        pthread_mutex_init(&tk.mu, NULL);
+        pthread_cond_init(&tk.cv, NULL);
+        ticking = pthread_create(&tick_th, NULL, ticker_main, &tk) == 0;
+        if (!ticking) {
+            pthread_cond_destroy(&tk.cv);
+            pthread_mutex_destroy(&tk.mu);
+        }
     }
     unsigned workers = c->o->workers ? c->o->workers : 2;
     if (workers > n) workers = (unsigned)n;
@@ -545,6 +655,21 @@ static int layers_run(struct conv *c, struct layer *ls, const proto_oci_desc *sr
     layer_worker(&p); /* the calling thread is a worker too */
     for (unsigned i = 0; i < started; i++) pthread_join(th[i], NULL);
     pthread_mutex_destroy(&p.mu);
+    if (ticking) {
+        pthread_mutex_lock(&tk.mu);
+        tk.stop = 1;
+        pthread_cond_signal(&tk.cv);
+        pthread_mutex_unlock(&tk.mu);
+        pthread_join(tick_th, NULL);
+        pthread_cond_destroy(&tk.cv);
+        pthread_mutex_destroy(&tk.mu);
+    }
+    c->ls = NULL;
+    if (c->o->status) {
+        pthread_mutex_lock(&c->mu);
+        c->o->status(c->o->progress_ctx, NULL);
+        pthread_mutex_unlock(&c->mu);
+    }
     if (p.rc < 0) {
         if (err) *err = p.err;
         return p.rc;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "cf/log.h"
@@ -65,10 +66,31 @@ static const char usage[] =
     "Prints TARGET@DIGEST on stdout; progress and the summary\n"
     "go to stderr. Exit status: 0 converted, 1 failure, 2 usage error.\n";
 
+/* on a terminal, a status line of the layers in flight is redrawn in place (on_status); a
+ * progress line replaces it and it comes back at the next step or tick */
+static int status_shown;
+
 static void on_progress(void *ctx, const char *line)
 {
     (void)ctx;
-    fprintf(stderr, "%s\n", line);
+    fprintf(stderr, "%s%s\n", status_shown ? "\r\033[K" : "", line);
+    status_shown = 0;
+}
+
+static void on_status(void *ctx, const char *line)
+{
+    (void)ctx;
+    if (line) {
+        /* cut to the terminal's width: a wrapped line could not be redrawn in place */
+        struct winsize ws;
+        int w = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1 : 79;
+        fprintf(stderr, "\r\033[K%.*s", w, line);
+        status_shown = 1;
+    } else if (status_shown) {
+        fputs("\r\033[K", stderr);
+        status_shown = 0;
+    }
+    fflush(stderr);
 }
 
 enum {
@@ -192,6 +214,7 @@ static int convert_cmd(client_convert_opts *o, client_convert_all_opts *ao, int 
         return CLI_EXIT_USAGE;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (!quiet && isatty(STDERR_FILENO)) o->status = on_status;
     client_convert_result r;
     cf_err err = {0};
     int rc = client_convert(o, &r, &err);

@@ -47,6 +47,12 @@ typedef struct client_convert_opts {
      * worker, never two at once; may be NULL. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
+    /* The live state of the layers in flight, for a terminal's status line ("layers 1/5 done;
+     * 2: downloading 40.1/200.0 MiB; 3: building, blob 12.0 MiB"): called on every layer step
+     * and every 0.5 s while layers convert, from a layer worker or a ticker thread, never two
+     * at once nor together with `progress`; line NULL: the layers are done, clear it. Gets
+     * progress_ctx. May be NULL. */
+    void (*status)(void *ctx, const char *line);
     /* An index source is converted platform by platform (every image manifest, or only
      * `platform`'s) and a target index pushed after its manifests. merge_platform: that index
      * also lists the original manifests, the Nydus ones marked (artifactType, config media type

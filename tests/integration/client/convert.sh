@@ -164,6 +164,22 @@ summary "$T/c3.log" | grep -q "(0 built, 3 converted before).*mounted 3" ||
     fail "copy summary: $(summary "$T/c3.log")"
 [ "${out##*@}" = "$MD" ] || fail "copy got another manifest: $out"
 
+note "on a terminal: a status line of the layers in flight, redrawn in place"
+# script(1) gives convert a pseudo-terminal; a fresh work dir makes it build every layer
+script -qefc "$(printf '%q ' "$CF" convert --work-dir "$T/work-tty" "$SREG/src/app:v1" \
+    "$TREG/dst/tty:v1")" /dev/null >"$T/tty.log" 2>&1 </dev/null || fail "on a tty: $(cat "$T/tty.log")"
+tr '\r' '\n' <"$T/tty.log" >"$T/tty.lines"
+grep -qE '^.\[Klayers 0/3 done; [0-9]: downloading [0-9.]+ [KM]iB of [0-9.]+ [KM]iB' "$T/tty.lines" ||
+    fail "no download status line on a tty: $(cat -v "$T/tty.log" | head -c 2000)"
+grep -qE 'layers [0-3]/3 done.*: building, blob ' "$T/tty.lines" ||
+    fail "no build status line on a tty: $(cat -v "$T/tty.log" | head -c 2000)"
+grep -qE '^.\[Klayer [1-3]/3 .* built in ' "$T/tty.lines" ||
+    fail "a progress line must replace the status line: $(cat -v "$T/tty.log" | head -c 2000)"
+grep -q "^converted .*(3 built, 0 converted before)" "$T/tty.lines" ||
+    fail "tty summary: $(cat -v "$T/tty.log" | head -c 2000)"
+# without a terminal (every other run here) no escape sequence reaches the log
+! grep -q $'\033' "$T/c1.log" || fail "escape sequences in a log that is not a terminal"
+
 note "the same layers as zstd, plain tar and gzip: built again into byte-identical blobs"
 zstd -q -f "$T/l1.tar" -o "$T/l1.tar.zst"; gzip -n -c "$T/l3.tar" >"$T/l3.tar.gz"
 layers=""; diffs=""; i=0
