@@ -14,7 +14,7 @@ void sched_config_default(struct sched_config *c)
 {
     c->max_candidates = 4;
     c->origin_per_piece = 1;
-    c->origin_peers = 4;
+    c->origin_peers = 8;
     c->grant_window = 16;
     c->stall_ms = 5000;
     c->heartbeat_ms = 2000;

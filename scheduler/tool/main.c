@@ -30,7 +30,7 @@ static const char usage[] =
     "  --set KEY=VALUE      any config key, e.g. --set timing.idle_timeout=5s\n"
     "  --help, --version\n"
     "\n"
-    "Policy keys: max_candidates (4), origin_per_piece (1), origin_peers (4), grant_window (16),\n"
+    "Policy keys: max_candidates (4), origin_per_piece (1), origin_peers (8), grant_window (16),\n"
     "ban_after_tasks (3), max_connections (65536), input_budget (64M), max_tasks_per_host\n"
     "(4096), host_state_budget (16M), state_budget (256M), status_remote (false: /status\n"
     "only to clients on this host), handshake_timeout (10s),\n"

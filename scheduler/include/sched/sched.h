@@ -32,7 +32,7 @@ typedef struct sched_peer sched_peer;
 struct sched_config {
     unsigned max_candidates;     /* K parents per answer (default 4, <= SCHED_MAX_CANDIDATES) */
     unsigned origin_per_piece;   /* M peers fetching one piece from the origin (default 1) */
-    unsigned origin_peers;       /* peers of one task holding grants at once (default 4) */
+    unsigned origin_peers;       /* peers of one task holding grants at once (default 8) */
     unsigned grant_window;       /* pieces per grant (default 16) */
     uint32_t stall_ms;           /* grant moves after no origin progress this long (5000) */
     uint32_t heartbeat_ms;       /* expected heartbeat interval (2000) */

@@ -150,7 +150,7 @@ static void test_flash_crowd_grants_once(void **st)
             assert_string_not_equal(recs[i].parents[j], recs[i].host);
     }
     for (int p = 0; p < 64; p++) assert_int_equal(granted[p], 1);
-    assert_int_equal(granted_peers, 4); /* origin_peers default */
+    assert_int_equal(granted_peers, 8); /* origin_peers default */
     assert_int_equal(n_recs, 20);
     assert_int_equal(with_parents + granted_peers >= 20 - waiting, 1);
     assert_true(with_parents >= 10); /* the rest are told where the pieces will appear */
@@ -643,7 +643,10 @@ static void test_slow_host_no_grant_window(void **st)
 static void test_recovery_hold(void **st)
 {
     (void)st;
-    sched *s = new_sched(NULL);
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 4; /* the shares counted below (the default was 4 when written) */
+    sched *s = new_sched(&cfg);
     cf_err err = {0};
     sched_host *a = host(s, 0, "", 4, 0), *c = host(s, 2, "", 4, 0);
     /* a re-announces a task it holds: the scheduler is recovering */
@@ -819,6 +822,7 @@ static void test_banned_holder_not_waited_on(void **st)
     sched_config_default(&cfg);
     cfg.ban_after_tasks = 1; /* one report bans (the multi-report rule: test_cluster_ban) */
     cfg.ban_min_reporters = 1;
+    cfg.origin_peers = 4; /* the shares counted below (the default was 4 when written) */
     sched *s = new_sched(&cfg);
     cf_err err = {0};
     sched_host *bad = host(s, 0, "", 8, 0), *x = host(s, 1, "", 8, 0), *y = host(s, 2, "", 8, 0);
