@@ -1997,7 +1997,9 @@ void task_tick(peer_daemon *d)
             m.u.register_task.task_id = t->id;
             m.u.register_task.content_length = t->length;
             m.u.register_task.origin = t->origin[0] ? t->origin : t->id;
-            m.u.register_task.resync = t->ever_registered;
+            /* not a re-registration (resync): the scheduler still knows this task; flagged,
+             * every re-ask started a recovery hold of every new task for 0.5 s */
+            m.u.register_task.resync = 0;
             send_to_sched(t, &m);
         }
         task_pump(t);

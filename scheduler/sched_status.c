@@ -64,6 +64,9 @@ static void handle_metrics(proto_http_res *res, const proto_http_req *req, void 
            "Pieces granted for back-to-source fetch.", st.grants_pieces);
     metric(&b, "chunkfly_scheduler_origin_grants_moved_total", "counter",
            "Pieces re-granted after a stall or a departure.", st.grants_moved);
+    metric(&b, "chunkfly_scheduler_origin_grant_holds_total", "counter",
+           "Tasks whose origin grants were held while holders re-announced (recovery).",
+           st.grant_holds);
     metric(&b, "chunkfly_scheduler_origin_unsolicited_total", "counter",
            "Pieces reported from the origin without a grant.", st.origin_unsolicited);
     metric(&b, "chunkfly_scheduler_bad_parent_reports_total", "counter", "BAD_PARENT reports.",

@@ -32,6 +32,7 @@ start_scheduler() {
         --listen "127.0.0.10:$port" --http "127.0.0.10:$hport" --log-level info "$@"
     SCHED_PID=$CF_LAST_PID
     SCHED="127.0.0.10:$port"
+    SCHED_HTTP="127.0.0.10:$hport"
     wait_port 127.0.0.10 "$port"
 }
 

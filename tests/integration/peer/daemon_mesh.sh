@@ -53,6 +53,11 @@ get 3 0 "$SIZE" "$T/o3" || fail "peer 3 read"
 check_sha "$T/o3"
 grep -q "digest list received" "$T/peer3.log" || fail "peer 3 did not fetch the digest list"
 [ "$(metric 3 bytes_from_origin_total)" = 0 ] || fail "peer 3 used the origin"
+# Nothing restarted or moved: no task may have had its origin grants held for a recovery. A
+# peer re-asking the scheduler (REGISTER_TASK again while pieces lack a known holder) once
+# flagged it as a re-registration, which held every task created in the next 5 s for 0.5 s.
+holds=$(curl -fsS "http://$SCHED_HTTP/metrics" | awk '$1=="chunkfly_scheduler_origin_grant_holds_total"{print $2}')
+[ "$holds" = 0 ] || fail "scheduler held origin grants $holds time(s) without a restart"
 
 note "scheduler killed: a new blob completes from the origin"
 kill -9 "$SCHED_PID"
