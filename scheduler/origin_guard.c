@@ -62,13 +62,29 @@ static void drop_grant(sched_task *t, sched_peer *p, uint32_t i, unsigned M)
     if (--p->n_grants == 0) t->granted_peers--;
 }
 
-/* No origin piece from q for stall_ms, in this task or in any other task of its host: a host
- * whose origin pieces keep landing elsewhere is busy, not stuck (its link to the origin is
+/* How long a fetcher may go without an origin piece before its grants move: stall_ms, or 3x
+ * the wait its fetchers have needed for an origin piece in this task (a slow origin link
+ * shared by several fetchers: at 25 Mbit/s and 8 fetchers a 1 MiB piece takes ~2.7 s each,
+ * and 5 s moved honest grants, fetching them twice), at most 8x stall_ms. */
+static uint64_t stall_limit_ms(const sched *s, const sched_task *t)
+{
+    uint64_t limit = s->cfg.stall_ms;
+    if (t->origin_gaps >= 4) { /* a few waits seen: one slow first piece is not a pace */
+        uint64_t want = 3 * t->origin_gap_ms;
+        if (want > limit) limit = want;
+        if (limit > 8ull * s->cfg.stall_ms) limit = 8ull * s->cfg.stall_ms;
+    }
+    return limit;
+}
+
+/* No origin piece from q for the stall limit, in this task or in any other task of its host: a
+ * host whose origin pieces keep landing elsewhere is busy, not stuck (its link to the origin is
  * shared by its tasks), and moving its grants would fetch its in-flight pieces a second time. */
 static int grant_stalled(const sched *s, const sched_peer *q, uint64_t now_ms)
 {
-    return now_ms > q->grant_progress_ms && now_ms - q->grant_progress_ms > s->cfg.stall_ms &&
-           now_ms > q->host->origin_progress_ms + s->cfg.stall_ms;
+    uint64_t limit = stall_limit_ms(s, q->task);
+    return now_ms > q->grant_progress_ms && now_ms - q->grant_progress_ms > limit &&
+           now_ms > q->host->origin_progress_ms + limit;
 }
 
 /* A grant counts (occupies one of the M slots of its piece) only while its holder can still
@@ -207,6 +223,12 @@ void sched_origin_piece_done(sched *s, sched_peer *p, uint32_t i, uint64_t now_m
 {
     sched_task *t = p->task;
     const unsigned M = s->cfg.origin_per_piece;
+    /* a stalled fetcher adds no gap while it is silent: its own limit does not grow with it;
+     * pieces of one report (same instant) are one wait */
+    uint64_t gap = now_ms > p->grant_progress_ms ? now_ms - p->grant_progress_ms : 0;
+    if (gap) {
+        t->origin_gap_ms = t->origin_gaps++ ? (7 * t->origin_gap_ms + gap) / 8 : gap;
+    }
     p->grant_progress_ms = now_ms;
     p->host->origin_progress_ms = now_ms;
     int mine = 0;

@@ -92,7 +92,12 @@ struct sched_task {
     uint32_t pieces_in_mesh; /* pieces with holders > 0 */
     uint32_t pieces_granted; /* pieces with at least one grant */
     uint32_t granted_peers;  /* peers with n_grants > 0 */
-    uint64_t max_upload_bw;  /* fastest announced uplink of a peer it ever had (bytes/s) */
+    /* ms a fetcher waits for its next origin piece in this task (since its grant or its last
+     * origin piece), a moving average over the task's fetchers (0 = no piece yet): the stall
+     * limit follows it once origin_gaps >= 4 */
+    uint64_t origin_gap_ms;
+    uint32_t origin_gaps;
+    uint64_t max_upload_bw; /* fastest announced uplink of a peer it ever had (bytes/s) */
     uint32_t n_waiting;
     uint32_t waiter_cursor;
     uint8_t *digests;

@@ -201,6 +201,58 @@ static void test_stalled_grant_moves(void **st)
     sched_free(s);
 }
 
+/* On a slow origin link shared by several fetchers each one's pieces come seconds apart: the
+ * stall limit follows the task's origin pace (3x one fetcher's wait, here 18 s), not the bare
+ * 5 s, which moved honest grants and fetched their pieces twice (32 nodes at 25 Mbit/s). */
+static void test_stall_limit_follows_origin_pace(void **st)
+{
+    (void)st;
+    struct sched_config cfg;
+    sched_config_default(&cfg);
+    cfg.origin_peers = 2;
+    cfg.grant_window = 64;
+    sched *s = new_sched(&cfg);
+    sched_host *a = host(s, 0, "", 4, 0), *b = host(s, 1, "", 4, 0), *c = host(s, 2, "", 4, 0);
+    sched_host *all[] = {a, b, c};
+    cf_err err = {0};
+    assert_int_equal(sched_register(s, a, TASK, 32 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(sched_register(s, b, TASK, 32 * MIB, 0, NULL, &err), 0);
+    struct rec *ra = last_for("h0"), *rb = last_for("h1");
+    assert_int_equal(ra->n_grant, 1);
+    assert_int_equal(rb->n_grant, 1);
+    uint32_t a0 = ra->grant[0].start, b0 = rb->grant[0].start;
+    assert_int_equal(sched_register(s, c, TASK, 32 * MIB, 0, NULL, &err), 0);
+    assert_int_equal(last_for("h2")->n_grant, 0); /* origin_peers = 2 hold grants */
+    /* one origin piece every 1.5 s, the two fetchers in turn: 3 s between a fetcher's pieces
+     * (1.5 s for a's first), so the limit grows toward 3 x 3 s (8 s by the end of this) */
+    uint64_t now = 0;
+    for (uint32_t k = 0; k < 5; k++) {
+        report(s, a, TASK, a0 + k, 1, "", now += 1500);
+        report(s, b, TASK, b0 + k, 1, "", now += 1500);
+        for (int i = 0; i < 3; i++) sched_host_heartbeat(s, all[i], UINT32_MAX, now);
+        sched_tick(s, now);
+    }
+    /* now = 15 s; a's last piece at 13.5 s. b goes on, a stops: at 21 s, 7.5 s later (over
+     * the bare 5 s stall_ms), its grants stay: the task's waits say a fetcher may need 8 s */
+    n_recs = 0;
+    for (uint32_t k = 5; k < 7; k++) {
+        report(s, b, TASK, b0 + k, 1, "", now += 3000);
+        for (int i = 0; i < 3; i++) sched_host_heartbeat(s, all[i], UINT32_MAX, now);
+        sched_tick(s, now); /* 18 s (a silent 4.5 s), 21 s (7.5 s) */
+        struct sched_stats ss;
+        sched_stats_get(s, &ss);
+        assert_int_equal(ss.grants_moved, 0);
+    }
+    /* 23 s: 9.5 s without a piece, over the limit (b's slower pieces do not lengthen it) */
+    now += 2000;
+    for (int i = 0; i < 3; i++) sched_host_heartbeat(s, all[i], UINT32_MAX, now);
+    sched_tick(s, now);
+    struct sched_stats ss;
+    sched_stats_get(s, &ss);
+    assert_true(ss.grants_moved > 0);
+    sched_free(s);
+}
+
 /* A host whose origin pieces keep landing in another task is busy, not stuck: its grants in a
  * task without recent progress stay (moving them fetched its in-flight pieces twice); once it
  * stops everywhere, they move. */
@@ -998,6 +1050,7 @@ int main(void)
         cmocka_unit_test(test_flash_crowd_grants_once),
         cmocka_unit_test(test_stalled_grant_moves),
         cmocka_unit_test(test_busy_host_keeps_grants),
+        cmocka_unit_test(test_stall_limit_follows_origin_pace),
         cmocka_unit_test(test_leave_moves_grant_and_reparents),
         cmocka_unit_test(test_heartbeat_expiry),
         cmocka_unit_test(test_selection_scoring),
