@@ -1,6 +1,7 @@
 /* client_convert (client/convert.h): OCI image -> Nydus image, registry to registry. */
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -130,13 +131,24 @@ static void fmt_mb(uint64_t n, char *out, size_t cap)
         snprintf(out, cap, "%.1f KiB", (double)n / 1024.0);
 }
 
-/* Size of a work file being written (the download, the blob being built): how far it got. */
+/* Size of a work file being written (the download; the blob being built, which the builder
+ * writes as <name>.tmp.XXXXXX until it renames it): how far it got. */
 static uint64_t work_file_size(const struct conv *c, const struct layer *l, const char *suffix)
 {
     char path[PATH_CAP + 100];
     struct stat st;
     snprintf(path, sizeof(path), "%s/%s%s", c->tmp_dir, l->src->digest + 7, suffix);
-    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    if (stat(path, &st) == 0) return (uint64_t)st.st_size;
+    size_t len = strlen(path);
+    if (len + sizeof(".tmp.*") > sizeof(path)) return 0;
+    memcpy(path + len, ".tmp.*", sizeof(".tmp.*"));
+    glob_t g;
+    uint64_t n = 0;
+    if (glob(path, GLOB_NOSORT, NULL, &g) == 0) {
+        if (g.gl_pathc && stat(g.gl_pathv[0], &st) == 0) n = (uint64_t)st.st_size;
+        globfree(&g);
+    }
+    return n;
 }
 
 /* One status line of the layers in flight, handed to o->status. */
