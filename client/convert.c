@@ -131,13 +131,20 @@ static void fmt_mb(uint64_t n, char *out, size_t cap)
         snprintf(out, cap, "%.1f KiB", (double)n / 1024.0);
 }
 
+/* A layer's work file in the tmp dir: <source hex>.layer (the download), .blob (its blob). */
+static void work_path(const struct conv *c, const struct layer *l, const char *suffix, char *out,
+                      size_t cap)
+{
+    snprintf(out, cap, "%s/%s%s", c->tmp_dir, l->src->digest + 7, suffix);
+}
+
 /* Size of a work file being written (the download; the blob being built, which the builder
  * writes as <name>.tmp.XXXXXX until it renames it): how far it got. */
 static uint64_t work_file_size(const struct conv *c, const struct layer *l, const char *suffix)
 {
     char path[PATH_CAP + 100];
     struct stat st;
-    snprintf(path, sizeof(path), "%s/%s%s", c->tmp_dir, l->src->digest + 7, suffix);
+    work_path(c, l, suffix, path, sizeof(path));
     if (stat(path, &st) == 0) return (uint64_t)st.st_size;
     size_t len = strlen(path);
     if (len + sizeof(".tmp.*") > sizeof(path)) return 0;
@@ -349,10 +356,9 @@ static int push_blob_file(struct conv *c, const char *path, const char *digest, 
 
 static int build_layer(struct conv *c, struct layer *l, unsigned idx, cf_err *err)
 {
-    const char *hex = l->src->digest + 7;
     char src_path[PATH_CAP + 100], blob_path[PATH_CAP + 100], sd[20], a[32], b[32];
-    snprintf(src_path, sizeof(src_path), "%s/%s.layer", c->tmp_dir, hex);
-    snprintf(blob_path, sizeof(blob_path), "%s/%s.blob", c->tmp_dir, hex);
+    work_path(c, l, ".layer", src_path, sizeof(src_path));
+    work_path(c, l, ".blob", blob_path, sizeof(blob_path));
     short_digest(l->src->digest, sd);
     double t0 = client_conv_now();
     int fd = open(src_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
